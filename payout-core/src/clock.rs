@@ -1,0 +1,81 @@
+//! Injectable time and ids, so the engine is deterministic under test.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::domain::PayoutId;
+
+/// The current time.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: Mutex<DateTime<Utc>>,
+}
+
+impl ManualClock {
+    /// A clock standing at `at`.
+    pub fn new(at: DateTime<Utc>) -> Self {
+        ManualClock { now: Mutex::new(at) }
+    }
+    /// Moves it forward.
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+        *now += by;
+    }
+    /// Sets it.
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// New payout ids.
+pub trait IdGenerator: Send + Sync {
+    /// A fresh, unique id.
+    fn payout_id(&self) -> PayoutId;
+}
+
+/// UUIDv7 ids: unique across processes and ordered by creation time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UuidV7Ids;
+
+impl IdGenerator for UuidV7Ids {
+    fn payout_id(&self) -> PayoutId {
+        PayoutId::new(uuid::Uuid::now_v7().to_string())
+    }
+}
+
+/// `po_000001`, `po_000002`, ...: deterministic ids for tests.
+#[derive(Debug, Default)]
+pub struct SequentialIds {
+    next: AtomicU64,
+}
+
+impl IdGenerator for SequentialIds {
+    fn payout_id(&self) -> PayoutId {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        PayoutId::new(format!("po_{n:06}"))
+    }
+}

@@ -1,0 +1,176 @@
+//! The library's error type.
+
+use crate::domain::{PayoutId, Provider};
+use crate::money::MoneyError;
+use crate::status::{PayoutEvent, PayoutStatus};
+
+/// How a provider failure should be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProviderErrorKind {
+    /// Nothing happened at the provider and it is safe to try again with the same key
+    /// (429, 5xx, connection refused before anything was sent).
+    Retryable,
+    /// The provider refused this instruction (validated 4xx, rejection): the attempt failed.
+    Final,
+    /// The request may have reached the provider (timeout, reset): the outcome is unknown and
+    /// must be resolved by a lookup or a re-send with the same key, never by marking it failed.
+    Ambiguous,
+}
+
+impl std::fmt::Display for ProviderErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProviderErrorKind::Retryable => "retryable",
+            ProviderErrorKind::Final => "final",
+            ProviderErrorKind::Ambiguous => "ambiguous",
+        })
+    }
+}
+
+/// A classified failure from a provider adapter. Messages never carry credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{provider} {kind} error{}: {message}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
+pub struct ProviderError {
+    /// The provider.
+    pub provider: Provider,
+    /// How to handle it.
+    pub kind: ProviderErrorKind,
+    /// The provider's error code, if it gave one.
+    pub code: Option<String>,
+    /// What happened.
+    pub message: String,
+}
+
+impl ProviderError {
+    /// A new classified error.
+    pub fn new(provider: Provider, kind: ProviderErrorKind, message: impl Into<String>) -> Self {
+        ProviderError {
+            provider,
+            kind,
+            code: None,
+            message: message.into(),
+        }
+    }
+    /// Adds the provider's error code.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+}
+
+/// Why a webhook was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebhookError {
+    /// A header the provider always sends is missing.
+    #[error("missing header {0}")]
+    MissingHeader(String),
+    /// The signature does not match the raw body (or the secret is wrong).
+    #[error("signature does not match")]
+    BadSignature,
+    /// The signed timestamp is outside the tolerance.
+    #[error("timestamp outside the tolerance")]
+    Expired,
+    /// The request is not from an allowed source.
+    #[error("not authorized: {0}")]
+    Unauthorized(String),
+    /// The body is authentic but not a payload we understand.
+    #[error("malformed payload: {0}")]
+    Malformed(String),
+    /// Verification needs something we could not get (e.g. a certificate).
+    #[error("verification unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No such payout (or not one the actor may see).
+    #[error("payout {0} not found")]
+    NotFound(PayoutId),
+    /// A provider event refers to an attempt we do not know (yet).
+    #[error("no payout attempt matches {provider} reference {reference:?}")]
+    UnknownReference {
+        /// The provider.
+        provider: Provider,
+        /// The reference the event carried.
+        reference: String,
+    },
+    /// This provider event was already recorded; nothing was changed.
+    #[error("{provider} event {event_id} was already processed")]
+    DuplicateEvent {
+        /// The provider.
+        provider: Provider,
+        /// The provider's event id.
+        event_id: String,
+    },
+    /// The action is not allowed in the payout's status.
+    #[error("cannot {event} a payout that is {from}")]
+    InvalidTransition {
+        /// The status it is in.
+        from: PayoutStatus,
+        /// What was attempted.
+        event: PayoutEvent,
+    },
+    /// Someone else changed the payout first (a lost race); reload and decide again.
+    #[error("payout {0} was changed concurrently")]
+    Conflict(PayoutId),
+    /// The request is invalid; nothing was changed.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The actor may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The doctor has no payout details for the chosen provider.
+    #[error("doctor {doctor_id} has no {provider} payout details")]
+    MissingRecipient {
+        /// The doctor.
+        doctor_id: String,
+        /// The provider chosen.
+        provider: Provider,
+    },
+    /// No adapter is configured for the provider.
+    #[error("provider {0} is not configured")]
+    ProviderNotConfigured(Provider),
+    /// The provider failed.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The webhook was refused; nothing was changed.
+    #[error("webhook refused: {0}")]
+    Webhook(#[from] WebhookError),
+    /// A money error.
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+    /// The operation is not supported by this implementation.
+    #[error("not supported: {0}")]
+    NotSupported(String),
+    /// The store failed (database down, ...); the operation rolled back and may be retried.
+    #[error("store error: {0}")]
+    Store(String),
+    /// A host data source (consultations, directory, subscriptions) failed.
+    #[error("source error: {0}")]
+    Source(String),
+    /// Writing an export failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::status::RefusedTransition> for Error {
+    fn from(e: crate::status::RefusedTransition) -> Self {
+        Error::InvalidTransition {
+            from: e.from,
+            event: e.event,
+        }
+    }
+}
+
+impl From<crate::domain::InvalidPeriod> for Error {
+    fn from(e: crate::domain::InvalidPeriod) -> Self {
+        Error::InvalidInput(e.to_string())
+    }
+}
