@@ -55,6 +55,7 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod csv;
 pub mod domain;
 pub mod error;
 pub mod memory;

@@ -1,9 +1,291 @@
-//! The engine.
+//! [`PayoutService`]: the engine that takes a payout from calculation to `PAID`.
+//!
+//! The service holds no hidden I/O: the store, the providers, the host's data sources, the clock and the
+//! id generator are all injected, so a test (or a seeded simulation) drives it deterministically.
 
-/// The engine.
-pub struct PayoutService {}
-/// Policy.
-#[derive(Debug, Default)]
-pub struct CalculationPolicy {}
-/// Deduction.
-pub struct Deduction {}
+mod calculate;
+mod export;
+mod lifecycle;
+mod webhook;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, IdGenerator, SystemClock, UuidV7Ids};
+use crate::domain::{Actor, AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
+use crate::error::{Error, Result};
+use crate::premium::{FeatureAccess, SubscriptionSource};
+use crate::provider::PayoutProvider;
+use crate::simulated::SimulatedProvider;
+use crate::source::{ConsultationSource, RecipientDirectory};
+use crate::store::{Page, PayoutFilter, PayoutPage, PayoutStore};
+
+pub use calculate::{CalculationPolicy, CalculationReport, Deduction, ManualPayout};
+pub use export::EarningsAnalytics;
+pub use lifecycle::BulkOutcome;
+pub use webhook::{EventOutcome, ReconcileReport, WebhookReport};
+
+/// Tunables of the engine, with their defaults.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The approver of a manual payout may not be its creator. Default: on.
+    pub four_eyes: bool,
+    /// How many payouts a bulk trigger sends at once. Default: 16.
+    pub trigger_concurrency: usize,
+    /// How many doctors a calculation writes per transaction. Default: 500.
+    pub calculation_chunk: usize,
+    /// How long one provider call may take before its outcome counts as unknown. Default: 60 s.
+    pub send_timeout: Duration,
+    /// A PROCESSING payout older than this is reported as needing a person by `reconcile`. Default: 72 h.
+    pub attention_after: chrono::Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            four_eyes: true,
+            trigger_concurrency: 16,
+            calculation_chunk: 500,
+            send_timeout: Duration::from_secs(60),
+            attention_after: chrono::Duration::hours(72),
+        }
+    }
+}
+
+/// The payout engine. Cheap to share: hold it in an `Arc`.
+pub struct PayoutService {
+    store: Arc<dyn PayoutStore>,
+    consultations: Option<Arc<dyn ConsultationSource>>,
+    directory: Arc<dyn RecipientDirectory>,
+    subscriptions: Option<Arc<dyn SubscriptionSource>>,
+    providers: HashMap<Provider, Arc<dyn PayoutProvider>>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+    config: ServiceConfig,
+}
+
+impl std::fmt::Debug for PayoutService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut providers: Vec<_> = self.providers.keys().collect();
+        providers.sort();
+        f.debug_struct("PayoutService")
+            .field("providers", &providers)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`PayoutService`].
+#[derive(Default)]
+pub struct PayoutServiceBuilder {
+    store: Option<Arc<dyn PayoutStore>>,
+    consultations: Option<Arc<dyn ConsultationSource>>,
+    directory: Option<Arc<dyn RecipientDirectory>>,
+    subscriptions: Option<Arc<dyn SubscriptionSource>>,
+    providers: HashMap<Provider, Arc<dyn PayoutProvider>>,
+    simulate_missing: bool,
+    clock: Option<Arc<dyn Clock>>,
+    ids: Option<Arc<dyn IdGenerator>>,
+    config: ServiceConfig,
+}
+
+impl PayoutServiceBuilder {
+    /// The store (required).
+    pub fn store(mut self, store: Arc<dyn PayoutStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+    /// Where completed consultations come from (required for `calculate_period`).
+    pub fn consultations(mut self, source: Arc<dyn ConsultationSource>) -> Self {
+        self.consultations = Some(source);
+        self
+    }
+    /// Doctors' profiles (required).
+    pub fn directory(mut self, directory: Arc<dyn RecipientDirectory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+    /// Subscriptions, for premium feature gating.
+    pub fn subscriptions(mut self, source: Arc<dyn SubscriptionSource>) -> Self {
+        self.subscriptions = Some(source);
+        self
+    }
+    /// Adds a provider adapter (replacing one for the same provider).
+    pub fn provider(mut self, provider: Arc<dyn PayoutProvider>) -> Self {
+        self.providers.insert(provider.provider(), provider);
+        self
+    }
+    /// Stands a clearly labelled [`SimulatedProvider`] in for every provider without an adapter (the
+    /// original system's behaviour when credentials are missing). Off by default; each stand-in is
+    /// logged at build time and every simulated attempt says so in the audit trail.
+    pub fn simulate_missing_providers(mut self, on: bool) -> Self {
+        self.simulate_missing = on;
+        self
+    }
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+    /// The id generator (default: UUIDv7).
+    pub fn ids(mut self, ids: Arc<dyn IdGenerator>) -> Self {
+        self.ids = Some(ids);
+        self
+    }
+    /// Tunables.
+    pub fn config(mut self, config: ServiceConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Builds the service; fails when the store or the directory is missing.
+    pub fn build(self) -> Result<PayoutService> {
+        let store = self.store.ok_or_else(|| Error::InvalidInput("PayoutService needs a store".into()))?;
+        let directory =
+            self.directory.ok_or_else(|| Error::InvalidInput("PayoutService needs a recipient directory".into()))?;
+        let mut providers = self.providers;
+        if self.simulate_missing {
+            for p in Provider::ALL {
+                providers.entry(p).or_insert_with(|| {
+                    tracing::warn!(provider = %p, "no adapter configured: using the SIMULATED provider (no money moves)");
+                    Arc::new(SimulatedProvider::new(p))
+                });
+            }
+        }
+        Ok(PayoutService {
+            store,
+            consultations: self.consultations,
+            directory,
+            subscriptions: self.subscriptions,
+            providers,
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            ids: self.ids.unwrap_or_else(|| Arc::new(UuidV7Ids)),
+            config: self.config,
+        })
+    }
+}
+
+impl PayoutService {
+    /// A builder.
+    pub fn builder() -> PayoutServiceBuilder {
+        PayoutServiceBuilder::default()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn PayoutStore> {
+        &self.store
+    }
+
+    /// The adapter for `provider`.
+    pub fn provider(&self, provider: Provider) -> Result<&Arc<dyn PayoutProvider>> {
+        self.providers.get(&provider).ok_or(Error::ProviderNotConfigured(provider))
+    }
+
+    /// The providers that have an adapter, and whether each is simulated.
+    pub fn providers(&self) -> Vec<(Provider, bool)> {
+        let mut v: Vec<_> = self.providers.iter().map(|(p, a)| (*p, a.capabilities().simulated)).collect();
+        v.sort();
+        v
+    }
+
+    /// The tunables.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// The current time from the injected clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    fn require_privileged(&self, actor: &Actor, what: &str) -> Result<()> {
+        if actor.is_privileged() {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!("only an admin may {what}")))
+        }
+    }
+
+    /// Loads a payout the actor may see; a doctor asking for another doctor's payout gets `NotFound`.
+    async fn visible(&self, actor: &Actor, id: &PayoutId) -> Result<Payout> {
+        let payout = self.store.get(id).await?;
+        match actor {
+            Actor::Doctor { doctor_id } if &payout.doctor_id != doctor_id => Err(Error::NotFound(id.clone())),
+            _ => Ok(payout),
+        }
+    }
+
+    fn audit(&self, payout: &Payout, actor: &str, action: &str, to: Option<crate::status::PayoutStatus>, detail: String) -> AuditEntry {
+        AuditEntry {
+            payout_id: payout.id.clone(),
+            actor: actor.to_string(),
+            at: self.clock.now(),
+            action: action.to_string(),
+            from: to.map(|_| payout.status),
+            to,
+            detail,
+        }
+    }
+
+    /// One payout. Doctors see only their own (another doctor's is `NotFound`).
+    pub async fn get(&self, actor: &Actor, id: &PayoutId) -> Result<Payout> {
+        self.visible(actor, id).await
+    }
+
+    /// A payout's items. Doctors see only their own.
+    pub async fn items(&self, actor: &Actor, id: &PayoutId) -> Result<Vec<PayoutItem>> {
+        self.visible(actor, id).await?;
+        self.store.items(id).await
+    }
+
+    /// A payout's attempts (admins only).
+    pub async fn attempts(&self, actor: &Actor, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {
+        self.require_privileged(actor, "read payout attempts")?;
+        self.store.attempts(id).await
+    }
+
+    /// A payout's audit trail (admins only).
+    pub async fn audit_trail(&self, actor: &Actor, id: &PayoutId) -> Result<Vec<AuditEntry>> {
+        self.require_privileged(actor, "read the audit trail")?;
+        self.store.audit_trail(id).await
+    }
+
+    /// The admin list with the original system's filters and paging (admins only).
+    pub async fn list(&self, actor: &Actor, filter: &PayoutFilter, page: &Page) -> Result<PayoutPage> {
+        self.require_privileged(actor, "list all payouts")?;
+        self.store.list(filter, &clamp(page)).await
+    }
+
+    /// The authenticated doctor's own payout history; the doctor comes from the actor, never from input.
+    pub async fn doctor_history(&self, actor: &Actor, page: &Page) -> Result<PayoutPage> {
+        let Actor::Doctor { doctor_id } = actor else {
+            return Err(Error::Forbidden("the payout history is a doctor's own view".into()));
+        };
+        let filter = PayoutFilter { doctor_id: Some(doctor_id.clone()), ..Default::default() };
+        self.store.list(&filter, &clamp(page)).await
+    }
+
+    /// True when `user_id` has any premium plan (the original `userHasPremium`). Without a
+    /// subscription source nobody has.
+    pub async fn user_has_premium(&self, user_id: &str) -> Result<bool> {
+        match &self.subscriptions {
+            Some(s) => crate::premium::user_has_premium(s.as_ref(), user_id, self.clock.now()).await,
+            None => Ok(false),
+        }
+    }
+
+    /// The features `user_id` may use (the original `getUserFeatureAccess`).
+    pub async fn feature_access(&self, user_id: &str) -> Result<FeatureAccess> {
+        match &self.subscriptions {
+            Some(s) => crate::premium::feature_access(s.as_ref(), user_id, self.clock.now()).await,
+            None => Ok(FeatureAccess::default()),
+        }
+    }
+}
+
+fn clamp(page: &Page) -> Page {
+    let mut p = page.clone();
+    p.limit = p.limit.clamp(1, Page::MAX_LIMIT);
+    p
+}

@@ -1,0 +1,296 @@
+//! Provider webhooks and reconciliation of stuck PROCESSING payouts.
+
+use chrono::Duration;
+use http::HeaderMap;
+
+use super::PayoutService;
+use super::lifecycle::Prepared;
+use crate::domain::{AttemptOutcome, Payout, PayoutAttempt, PayoutId, Provider};
+use crate::error::{Error, Result};
+use crate::provider::{AttemptLookup, PayoutInstruction, ProviderEvent, ProviderEventKind, ProviderStatus};
+use crate::status::{PayoutEvent, PayoutStatus, Transition, transition};
+use crate::store::{AttemptUpdate, PayoutChange, WebhookEventRecord};
+
+/// What happened to one verified provider event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventOutcome {
+    /// It moved a payout.
+    Applied {
+        /// The event id.
+        event_id: String,
+        /// The payout.
+        payout_id: PayoutId,
+        /// Status before.
+        from: PayoutStatus,
+        /// Status after.
+        to: PayoutStatus,
+    },
+    /// It was recorded but changed no status (stale, out of order, an older attempt, or unknown outcome).
+    Ignored {
+        /// The event id.
+        event_id: String,
+        /// The payout.
+        payout_id: PayoutId,
+        /// Why.
+        reason: String,
+    },
+    /// It was already processed.
+    Duplicate {
+        /// The event id.
+        event_id: String,
+    },
+}
+
+/// What a webhook delivery did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WebhookReport {
+    /// One outcome per event, in order.
+    pub events: Vec<EventOutcome>,
+}
+
+/// What a reconciliation pass did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReconcileReport {
+    /// PROCESSING payouts examined.
+    pub examined: usize,
+    /// Payouts whose status the provider's answer settled.
+    pub settled: Vec<(PayoutId, PayoutStatus)>,
+    /// Attempts the provider had no record of, re-sent with the same idempotency key.
+    pub resent: Vec<PayoutId>,
+    /// Still in flight at the provider.
+    pub pending: Vec<PayoutId>,
+    /// Lookups that failed (tried again next pass).
+    pub errors: Vec<(PayoutId, String)>,
+    /// PROCESSING for longer than `ServiceConfig::attention_after`: a person should look.
+    pub needs_attention: Vec<PayoutId>,
+}
+
+fn event_for(kind: &ProviderEventKind) -> Option<(PayoutEvent, AttemptOutcome)> {
+    Some(match kind {
+        ProviderEventKind::Pending => (PayoutEvent::ProviderPending, AttemptOutcome::Accepted),
+        ProviderEventKind::Paid => (PayoutEvent::ProviderPaid, AttemptOutcome::Succeeded),
+        ProviderEventKind::Failed { reason } => {
+            (PayoutEvent::ProviderFailed, AttemptOutcome::Failed { reason: reason.clone() })
+        }
+        ProviderEventKind::Returned { .. } => (PayoutEvent::ProviderReturned, AttemptOutcome::Succeeded),
+        ProviderEventKind::Reversed { .. } => (PayoutEvent::ProviderReversed, AttemptOutcome::Succeeded),
+        ProviderEventKind::Unknown { .. } => return None,
+    })
+}
+
+fn reason_of(kind: &ProviderEventKind) -> String {
+    match kind {
+        ProviderEventKind::Pending => "pending at the provider".into(),
+        ProviderEventKind::Paid => "paid".into(),
+        ProviderEventKind::Failed { reason }
+        | ProviderEventKind::Returned { reason }
+        | ProviderEventKind::Reversed { reason }
+        | ProviderEventKind::Unknown { reason } => reason.clone(),
+    }
+}
+
+impl PayoutService {
+    /// Verifies a provider webhook on its raw bytes, then applies each event idempotently: an event id
+    /// already seen is a no-op, a stale or out-of-order event changes no status, and each applied event
+    /// is recorded and audited in the same step as its effect.
+    ///
+    /// An authentic event about an attempt we do not know (yet) is an [`Error::UnknownReference`], so
+    /// the host answers non-2xx and the provider delivers it again later: never acknowledged and dropped.
+    pub async fn handle_webhook(&self, provider: Provider, headers: &HeaderMap, body: &[u8]) -> Result<WebhookReport> {
+        let adapter = self.provider(provider)?;
+        let events = adapter.verify_webhook(headers, body).await?;
+        let mut report = WebhookReport::default();
+        for event in events {
+            report.events.push(self.apply_provider_event(provider, &event).await?);
+        }
+        Ok(report)
+    }
+
+    async fn apply_provider_event(&self, provider: Provider, event: &ProviderEvent) -> Result<EventOutcome> {
+        if self.store.webhook_event_seen(provider, &event.event_id).await? {
+            return Ok(EventOutcome::Duplicate { event_id: event.event_id.clone() });
+        }
+        let mut attempt = None;
+        for r in &event.references {
+            if let Some(a) = self.store.find_attempt(provider, r).await? {
+                attempt = Some(a);
+                break;
+            }
+        }
+        let Some(attempt) = attempt else {
+            return Err(Error::UnknownReference {
+                provider,
+                reference: event.references.first().map(|r| r.as_str().to_string()).unwrap_or_default(),
+            });
+        };
+        let actor = format!("provider:{provider}");
+        for _ in 0..8 {
+            let payout = self.store.get(&attempt.payout_id).await?;
+            let latest = self.store.attempts(&payout.id).await?.iter().map(|a| a.attempt_no).max().unwrap_or(0);
+            let mut change = PayoutChange::of(&payout, self.clock.now());
+            change.webhook_event = Some(WebhookEventRecord {
+                provider,
+                event_id: event.event_id.clone(),
+                payout_id: payout.id.clone(),
+                event_type: event.provider_type.clone(),
+                received_at: self.clock.now(),
+            });
+            let reason = reason_of(&event.kind);
+            let mapped = event_for(&event.kind);
+            let outcome = if attempt.attempt_no != latest {
+                let warn = matches!(event.kind, ProviderEventKind::Paid);
+                if warn {
+                    tracing::warn!(payout = %payout.id, attempt = attempt.attempt_no, "provider reports an older attempt PAID");
+                }
+                Err(format!(
+                    "event {} is about attempt {}, not the current attempt {latest}{}",
+                    event.provider_type,
+                    attempt.attempt_no,
+                    if warn { "; an older attempt reports PAID: check for a double payment" } else { "" }
+                ))
+            } else {
+                match mapped.as_ref().map(|(e, _)| transition(payout.status, *e)) {
+                    Some(Ok(Transition::To(to))) => Ok(to),
+                    Some(_) => Err(format!("{} ignored while {}", event.provider_type, payout.status)),
+                    None => Err(format!("outcome unknown: {reason}; left for reconciliation")),
+                }
+            };
+            match &outcome {
+                Ok(to) => {
+                    change.new_status = Some(*to);
+                    if let Some((_, attempt_outcome)) = &mapped {
+                        change.attempt_update = Some(AttemptUpdate {
+                            attempt_no: attempt.attempt_no,
+                            outcome: attempt_outcome.clone(),
+                            provider_reference: None,
+                            error: None,
+                        });
+                    }
+                    if matches!(to, PayoutStatus::Paid | PayoutStatus::Failed) {
+                        change.patch.processed_at = Some(event.occurred_at.unwrap_or_else(|| self.clock.now()));
+                    }
+                    change.patch.notes = Some(format!("{}: {reason}", event.provider_type));
+                    let action = mapped.map(|(e, _)| e.as_str()).unwrap_or("PROVIDER_EVENT");
+                    change.audit.push(self.audit(
+                        &payout,
+                        &actor,
+                        action,
+                        Some(*to),
+                        format!("webhook {} {}: {reason}", event.event_id, event.provider_type),
+                    ));
+                }
+                Err(why) => {
+                    change.audit.push(self.audit(
+                        &payout,
+                        &actor,
+                        "WEBHOOK_IGNORED",
+                        None,
+                        format!("webhook {} {}: {why}", event.event_id, event.provider_type),
+                    ));
+                }
+            }
+            match self.store.apply(change).await {
+                Ok(_) => {
+                    return Ok(match outcome {
+                        Ok(to) => EventOutcome::Applied {
+                            event_id: event.event_id.clone(),
+                            payout_id: payout.id.clone(),
+                            from: payout.status,
+                            to,
+                        },
+                        Err(reason) => {
+                            EventOutcome::Ignored { event_id: event.event_id.clone(), payout_id: payout.id, reason }
+                        }
+                    });
+                }
+                Err(Error::DuplicateEvent { .. }) => {
+                    return Ok(EventOutcome::Duplicate { event_id: event.event_id.clone() });
+                }
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict(attempt.payout_id))
+    }
+
+    /// Drives PROCESSING payouts not changed for `older_than` to an outcome: asks the provider about the
+    /// latest attempt and applies its answer; an attempt the provider never received is re-sent with the
+    /// *same* idempotency key. Payouts PROCESSING for longer than `attention_after` are reported for a
+    /// person to look at.
+    pub async fn reconcile(&self, older_than: Duration) -> Result<ReconcileReport> {
+        let now = self.clock.now();
+        let stuck = self.store.stuck_processing(now - older_than, 500).await?;
+        let mut report = ReconcileReport { examined: stuck.len(), ..Default::default() };
+        for payout in stuck {
+            match self.reconcile_one(&payout, &mut report).await {
+                Ok(()) => {}
+                Err(e) => report.errors.push((payout.id.clone(), e.to_string())),
+            }
+            if let Ok(p) = self.store.get(&payout.id).await {
+                if p.status == PayoutStatus::Processing && now - p.created_at > self.config.attention_after {
+                    report.needs_attention.push(p.id);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn reconcile_one(&self, payout: &Payout, report: &mut ReconcileReport) -> Result<()> {
+        let Some(attempt) = self.store.attempts(&payout.id).await?.into_iter().max_by_key(|a| a.attempt_no) else {
+            return Err(Error::Store(format!("PROCESSING payout {} has no attempt", payout.id)));
+        };
+        let adapter = self.provider(attempt.provider)?.clone();
+        let instruction = self.rebuild_instruction(payout, &attempt).await?;
+        let lookup = AttemptLookup {
+            payout_id: payout.id.clone(),
+            attempt_no: attempt.attempt_no,
+            idempotency_key: attempt.idempotency_key.clone(),
+            provider_reference: attempt.provider_reference.clone(),
+            instruction: Some(instruction.clone()),
+        };
+        let status = adapter.lookup(&lookup).await?;
+        match status {
+            ProviderStatus::NotFound => {
+                // Never arrived: the same attempt, the same key, sent again.
+                let prepared = Prepared { payout: payout.clone(), instruction, adapter: adapter.clone() };
+                let result = self.send_timed(&prepared).await;
+                let after = self.record_send(payout, attempt.attempt_no, result, &adapter).await?;
+                report.resent.push(payout.id.clone());
+                if after.status != PayoutStatus::Processing {
+                    report.settled.push((payout.id.clone(), after.status));
+                }
+            }
+            ProviderStatus::Accepted => report.pending.push(payout.id.clone()),
+            other => {
+                let receipt = crate::provider::SendReceipt {
+                    reference: attempt.provider_reference.clone(),
+                    note: format!("reconciled by status lookup: {other:?}"),
+                    status: other,
+                };
+                let after = self.record_send(payout, attempt.attempt_no, Ok(receipt), &adapter).await?;
+                report.settled.push((payout.id.clone(), after.status));
+            }
+        }
+        Ok(())
+    }
+
+    async fn rebuild_instruction(&self, payout: &Payout, attempt: &PayoutAttempt) -> Result<PayoutInstruction> {
+        let recipient = self.directory.recipient(&payout.doctor_id).await?;
+        let destination = recipient.as_ref().and_then(|r| r.destination(attempt.provider)).ok_or_else(|| {
+            Error::MissingRecipient { doctor_id: payout.doctor_id.to_string(), provider: attempt.provider }
+        })?;
+        let recipient = recipient.unwrap_or_default();
+        Ok(PayoutInstruction {
+            payout_id: payout.id.clone(),
+            attempt_no: attempt.attempt_no,
+            idempotency_key: attempt.idempotency_key.clone(),
+            doctor_id: payout.doctor_id.clone(),
+            recipient_name: recipient.name,
+            recipient_email: recipient.email,
+            destination,
+            amount: payout.amount_due,
+            description: format!("Consultations {}", payout.period()),
+        })
+    }
+}
