@@ -1,8 +1,16 @@
 //! CSV encoding for exports, with formula-injection neutralized (OWASP "CSV Injection").
 
 /// The original system's export columns.
-pub const EXPORT_HEADER: [&str; 8] =
-    ["id", "doctorId", "doctor_name", "doctor_email", "amount", "currency", "bankDetails", "status"];
+pub const EXPORT_HEADER: [&str; 8] = [
+    "id",
+    "doctorId",
+    "doctor_name",
+    "doctor_email",
+    "amount",
+    "currency",
+    "bankDetails",
+    "status",
+];
 
 /// Makes a text cell safe for spreadsheets: a cell starting with `=`, `+`, `-`, `@`, tab or carriage
 /// return is prefixed with `'` so it is shown as text, never evaluated as a formula.
@@ -47,7 +55,20 @@ mod tests {
     #[test]
     fn formulas_are_neutralized_and_quotes_escaped() {
         let mut out = String::new();
-        push_record(&mut out, ["=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "\tx", "\rx", "plain", "a,b", "line\nbreak"]);
+        push_record(
+            &mut out,
+            [
+                "=HYPERLINK(\"x\")",
+                "+1",
+                "-2",
+                "@SUM(A1)",
+                "\tx",
+                "\rx",
+                "plain",
+                "a,b",
+                "line\nbreak",
+            ],
+        );
         assert_eq!(
             out,
             "\"'=HYPERLINK(\"\"x\"\")\",'+1,'-2,'@SUM(A1),'\tx,\"'\rx\",plain,\"a,b\",\"line\nbreak\"\r\n"
@@ -58,6 +79,9 @@ mod tests {
     fn header_is_the_original_systems() {
         let mut out = String::new();
         push_record(&mut out, EXPORT_HEADER);
-        assert_eq!(out, "id,doctorId,doctor_name,doctor_email,amount,currency,bankDetails,status\r\n");
+        assert_eq!(
+            out,
+            "id,doctorId,doctor_name,doctor_email,amount,currency,bankDetails,status\r\n"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! # payout-core
 //!
-//! The engine of `payouts`: exact [money](money), the payout [state machine](status), the
+//! The engine of `payouts`: exact [`money`], the payout state machine ([`status`]), the
 //! [`PayoutProvider`] and [`PayoutStore`] traits, the [`PayoutService`] that drives a payout from
 //! calculation to `PAID`, an [in-memory store](memory::MemoryStore), a clearly labelled
 //! [simulated provider](simulated::SimulatedProvider) and, behind the `testkit` feature, the

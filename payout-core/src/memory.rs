@@ -1,12 +1,694 @@
-//! An in-memory [`PayoutStore`](crate::PayoutStore) with the same semantics as a database.
+//! An in-memory [`PayoutStore`] with the same semantics as a database.
+//!
+//! Everything lives behind one mutex, and every method does all its checks before it changes
+//! anything, so each call is atomic and all-or-nothing exactly like a transaction. The lock is never
+//! held across an `.await`. It passes the conformance suite in `testkit::store` like the SQL stores.
+//!
+//! Choices the [`PayoutStore`] docs leave open, made here (and pinned by the conformance suite):
+//! - An invalid request is [`Error::InvalidInput`] and writes nothing: a payout whose `amount_due`
+//!   is not the sum of its items (or whose items are in another currency), an audit entry, attempt
+//!   or webhook event that names a different payout than the one being written, or an
+//!   [`AttemptUpdate`] for an attempt the payout does not have.
+//! - `attempts` and `audit_trail` of an unknown payout are [`Error::NotFound`], like `get` and `items`.
+//! - [`PayoutStore::apply`] checks, in order: ids belong to the payout (`InvalidInput`), the payout
+//!   exists (`NotFound`), the webhook event is new (`DuplicateEvent`), version and status are as
+//!   expected (`Conflict`), the new attempt's number and idempotency key are new (`Conflict`;
+//!   idempotency keys are unique across all payouts), the updated attempt exists (`InvalidInput`).
+//!   A change may insert an attempt and update it in the same step: the insert comes first.
+//! - [`PayoutStore::create_period`] takes the batch in order, payouts first, then carry-overs. A
+//!   payout or carry-over for a (doctor, period) that has a non-cancelled calculated payout (stored,
+//!   or created earlier in the batch) is skipped as `AlreadyCalculated`; one that has a carry-over is
+//!   skipped as `AlreadyCarriedOver`; a payout whose carry-overs are missing, already consumed or
+//!   named twice is skipped as `CarryOverTaken`. A payout that is not skipped but whose id already
+//!   exists refuses the whole batch with [`Error::Conflict`] (so re-running a batch with the same ids
+//!   is a clean no-op, not an error).
+//! - [`PayoutStore::create_payout`] refuses an existing id with `Conflict`, and a payout of origin
+//!   `Calculated` that would be a second live calculated payout for its doctor and period with
+//!   `Conflict` too (the SQL stores' partial unique index). Carry-overs it consumes must be open:
+//!   a missing one is `InvalidInput`, one consumed meanwhile is `Conflict`.
+//! - A carry-over is consumed once and for all: cancelling the payout that consumed it does not
+//!   reopen it.
+//! - [`PayoutStore::find_attempt`] by provider reference returns the newest matching attempt when
+//!   several share a reference (a batch id); [`PayoutStore::open_carry_overs`] is ordered by doctor,
+//!   then period; [`PayoutStore::stuck_processing`] by `updated_at`, then id.
+//! - [`PayoutStore::stream`] reads the matching rows in keyset pages of [`STREAM_CHUNK`] rows, so
+//!   it never copies the whole table and never holds the lock while the consumer works; a payout
+//!   created meanwhile with an older `created_at` than the last row read may appear, as with a
+//!   database cursor.
 
-/// An in-memory store.
-#[derive(Debug, Default)]
-pub struct MemoryStore {}
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::StreamExt;
+use futures::stream::{self, BoxStream};
+
+use crate::domain::{
+    AuditEntry, DoctorId, Payout, PayoutAttempt, PayoutId, PayoutItem, PayoutOrigin, Period, Provider,
+};
+use crate::error::{Error, Result};
+use crate::money::Money;
+use crate::provider::EventReference;
+use crate::status::PayoutStatus;
+use crate::store::{
+    AttemptUpdate, CarryOver, Cursor, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore,
+    PeriodBatch, PeriodBatchOutcome, SkipReason, WebhookEventRecord,
+};
+
+/// How many rows [`PayoutStore::stream`] reads under the lock at a time.
+pub const STREAM_CHUNK: usize = 256;
+
+/// An in-memory [`PayoutStore`]: for tests, demos and hosts that keep nothing.
+///
+/// Cloning it is cheap and the clones share the same data.
+///
+/// ```
+/// use payout_core::memory::MemoryStore;
+/// use payout_core::store::{Page, PayoutFilter, PayoutStore};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let page = store.list(&PayoutFilter::default(), &Page::default()).await?;
+/// assert_eq!(page.total, 0);
+/// # Ok::<(), payout_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("MemoryStore")
+            .field("payouts", &state.payouts.len())
+            .field("carry_overs", &state.carry_overs.len())
+            .field("webhook_events", &state.webhook_events.len())
+            .finish_non_exhaustive()
+    }
+}
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         MemoryStore::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+}
+
+/// Every method checks before it writes, so a panic elsewhere never leaves half a change behind
+/// and a poisoned lock still guards consistent data.
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A payout and what hangs off it.
+#[derive(Debug)]
+struct Record {
+    payout: Payout,
+    items: Vec<PayoutItem>,
+    attempts: Vec<PayoutAttempt>,
+    audit: Vec<AuditEntry>,
+}
+
+type Slot = (DoctorId, Period);
+
+#[derive(Debug, Default)]
+struct State {
+    payouts: HashMap<PayoutId, Record>,
+    /// The list order, ascending; read backwards for newest first. `created_at` never changes.
+    order: BTreeSet<(DateTime<Utc>, PayoutId)>,
+    /// Every calculated payout per (doctor, period), whatever its status.
+    calculated: HashMap<Slot, Vec<PayoutId>>,
+    /// Every attempt's idempotency key (unique across payouts).
+    idempotency_keys: HashSet<String>,
+    webhook_events: HashMap<(Provider, String), WebhookEventRecord>,
+    carry_overs: BTreeMap<Slot, CarryOver>,
+}
+
+impl State {
+    fn record(&self, id: &PayoutId) -> Result<&Record> {
+        self.payouts.get(id).ok_or_else(|| Error::NotFound(id.clone()))
+    }
+
+    /// True when a non-cancelled calculated payout exists for the slot.
+    fn has_live_calculated(&self, slot: &Slot) -> bool {
+        self.calculated.get(slot).is_some_and(|ids| {
+            ids.iter()
+                .filter_map(|id| self.payouts.get(id))
+                .any(|r| r.payout.status != PayoutStatus::Cancelled)
+        })
+    }
+
+    fn carry_over_open(&self, slot: &Slot) -> bool {
+        self.carry_overs.get(slot).is_some_and(|c| c.consumed_by.is_none())
+    }
+
+    /// Newest first, strictly after `after` when given.
+    fn newest_first<'a>(&'a self, after: Option<&Cursor>) -> impl Iterator<Item = &'a Payout> + 'a {
+        let keys: Box<dyn DoubleEndedIterator<Item = &(DateTime<Utc>, PayoutId)> + 'a> = match after {
+            Some(c) => Box::new(self.order.range(..(c.created_at, c.id.clone()))),
+            None => Box::new(self.order.iter()),
+        };
+        keys.rev().filter_map(|(_, id)| self.payouts.get(id)).map(|r| &r.payout)
+    }
+
+    /// Inserts a checked new payout.
+    fn insert(&mut self, new: NewPayout) {
+        let NewPayout {
+            payout,
+            items,
+            consumes_carry_overs,
+            audit,
+        } = new;
+        for period in consumes_carry_overs {
+            if let Some(c) = self.carry_overs.get_mut(&(payout.doctor_id.clone(), period)) {
+                c.consumed_by = Some(payout.id.clone());
+            }
+        }
+        if payout.origin == PayoutOrigin::Calculated {
+            self.calculated
+                .entry((payout.doctor_id.clone(), payout.period()))
+                .or_default()
+                .push(payout.id.clone());
+        }
+        self.order.insert((payout.created_at, payout.id.clone()));
+        self.payouts.insert(
+            payout.id.clone(),
+            Record {
+                payout,
+                items,
+                attempts: Vec::new(),
+                audit: vec![audit],
+            },
+        );
+    }
+}
+
+/// Refuses a new payout whose amount is not the sum of its items or whose audit entry is another's.
+fn check_new(new: &NewPayout) -> Result<()> {
+    let p = &new.payout;
+    let sum = Money::sum(p.currency(), new.items.iter().map(|i| &i.amount))
+        .map_err(|e| Error::InvalidInput(format!("payout {}: items do not add up: {e}", p.id)))?;
+    if sum != p.amount_due {
+        return Err(Error::InvalidInput(format!(
+            "payout {}: amount due {} is not the sum of its items {sum}",
+            p.id, p.amount_due
+        )));
+    }
+    belongs(&p.id, &new.audit.payout_id, "audit entry")
+}
+
+fn belongs(payout: &PayoutId, named: &PayoutId, what: &str) -> Result<()> {
+    if payout != named {
+        return Err(Error::InvalidInput(format!(
+            "{what} names payout {named}, not payout {payout}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_change_ids(change: &PayoutChange) -> Result<()> {
+    let id = &change.payout_id;
+    for entry in &change.audit {
+        belongs(id, &entry.payout_id, "audit entry")?;
+    }
+    if let Some(a) = &change.new_attempt {
+        belongs(id, &a.payout_id, "attempt")?;
+    }
+    if let Some(e) = &change.webhook_event {
+        belongs(id, &e.payout_id, "webhook event")?;
+    }
+    Ok(())
+}
+
+fn update_attempt(attempt: &mut PayoutAttempt, update: &AttemptUpdate, at: DateTime<Utc>) {
+    attempt.outcome = update.outcome.clone();
+    if let Some(reference) = &update.provider_reference {
+        attempt.provider_reference = Some(reference.clone());
+    }
+    if let Some(error) = &update.error {
+        attempt.error = Some(error.clone());
+    }
+    attempt.updated_at = at;
+}
+
+#[async_trait]
+impl PayoutStore for MemoryStore {
+    async fn create_period(&self, batch: PeriodBatch) -> Result<PeriodBatchOutcome> {
+        for new in &batch.payouts {
+            check_new(new)?;
+        }
+        let mut state = self.lock();
+        let mut outcome = PeriodBatchOutcome::default();
+
+        // Decide everything first; write only once the whole batch is known to go through.
+        let mut live_in_batch: HashSet<Slot> = HashSet::new();
+        let mut consumed_in_batch: HashSet<Slot> = HashSet::new();
+        let mut ids_in_batch: HashSet<PayoutId> = HashSet::new();
+        let mut create = Vec::new();
+        for new in batch.payouts {
+            let p = &new.payout;
+            let slot = (p.doctor_id.clone(), p.period());
+            let skip = if state.has_live_calculated(&slot) || live_in_batch.contains(&slot) {
+                Some(SkipReason::AlreadyCalculated)
+            } else if state.carry_overs.contains_key(&slot) {
+                Some(SkipReason::AlreadyCarriedOver)
+            } else {
+                let mut wanted = HashSet::new();
+                let taken = new.consumes_carry_overs.iter().any(|period| {
+                    let slot = (p.doctor_id.clone(), *period);
+                    !state.carry_over_open(&slot) || consumed_in_batch.contains(&slot) || !wanted.insert(slot)
+                });
+                taken.then_some(SkipReason::CarryOverTaken)
+            };
+            if let Some(reason) = skip {
+                outcome.skipped.push((p.doctor_id.clone(), reason));
+                continue;
+            }
+            if state.payouts.contains_key(&p.id) || !ids_in_batch.insert(p.id.clone()) {
+                return Err(Error::Conflict(p.id.clone()));
+            }
+            if p.origin == PayoutOrigin::Calculated {
+                live_in_batch.insert(slot);
+            }
+            consumed_in_batch.extend(
+                new.consumes_carry_overs
+                    .iter()
+                    .map(|period| (p.doctor_id.clone(), *period)),
+            );
+            create.push(new);
+        }
+        let mut carry = Vec::new();
+        let mut carried_in_batch: HashSet<Slot> = HashSet::new();
+        for c in batch.carry_overs {
+            let slot = (c.doctor_id.clone(), c.period);
+            if state.has_live_calculated(&slot) || live_in_batch.contains(&slot) {
+                outcome.skipped.push((c.doctor_id, SkipReason::AlreadyCalculated));
+            } else if state.carry_overs.contains_key(&slot) || !carried_in_batch.insert(slot) {
+                outcome.skipped.push((c.doctor_id, SkipReason::AlreadyCarriedOver));
+            } else {
+                carry.push(c);
+            }
+        }
+
+        for new in create {
+            outcome.created.push(new.payout.id.clone());
+            state.insert(new);
+        }
+        for c in carry {
+            outcome.carried_over.push(c.doctor_id.clone());
+            state.carry_overs.insert((c.doctor_id.clone(), c.period), c);
+        }
+        Ok(outcome)
+    }
+
+    async fn create_payout(&self, new: NewPayout) -> Result<Payout> {
+        check_new(&new)?;
+        let mut state = self.lock();
+        let p = &new.payout;
+        let slot = (p.doctor_id.clone(), p.period());
+        if state.payouts.contains_key(&p.id)
+            || (p.origin == PayoutOrigin::Calculated && state.has_live_calculated(&slot))
+        {
+            return Err(Error::Conflict(p.id.clone()));
+        }
+        let mut wanted = HashSet::new();
+        for period in &new.consumes_carry_overs {
+            let slot = (p.doctor_id.clone(), *period);
+            match state.carry_overs.get(&slot) {
+                None => {
+                    return Err(Error::InvalidInput(format!(
+                        "payout {}: doctor {} has no carry-over for {period}",
+                        p.id, p.doctor_id
+                    )));
+                }
+                Some(c) if c.consumed_by.is_some() || !wanted.insert(slot) => {
+                    return Err(Error::Conflict(p.id.clone()));
+                }
+                Some(_) => {}
+            }
+        }
+        let payout = new.payout.clone();
+        state.insert(new);
+        Ok(payout)
+    }
+
+    async fn get(&self, id: &PayoutId) -> Result<Payout> {
+        Ok(self.lock().record(id)?.payout.clone())
+    }
+
+    async fn list(&self, filter: &PayoutFilter, page: &Page) -> Result<PayoutPage> {
+        let state = self.lock();
+        let limit = page.limit.min(Page::MAX_LIMIT) as usize;
+        let total = state.newest_first(None).filter(|p| filter.matches(p)).count() as u64;
+        let matching = state.newest_first(page.after.as_ref()).filter(|p| filter.matches(p));
+        let skip = if page.after.is_some() {
+            0
+        } else {
+            usize::try_from(page.skip).unwrap_or(usize::MAX)
+        };
+        let payouts: Vec<Payout> = matching.skip(skip).take(limit).cloned().collect();
+        let next = if limit > 0 && payouts.len() == limit {
+            payouts.last().map(Cursor::after)
+        } else {
+            None
+        };
+        Ok(PayoutPage { payouts, total, next })
+    }
+
+    fn stream(&self, filter: PayoutFilter) -> BoxStream<'static, Result<Payout>> {
+        let state = Arc::clone(&self.state);
+        // (cursor, done): each step reads one chunk after the cursor, under the lock.
+        stream::unfold((None::<Cursor>, false), move |(after, done)| {
+            let state = Arc::clone(&state);
+            let filter = filter.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                let chunk: Vec<Payout> = lock(&state)
+                    .newest_first(after.as_ref())
+                    .filter(|p| filter.matches(p))
+                    .take(STREAM_CHUNK)
+                    .cloned()
+                    .collect();
+                let next = chunk.last().map(Cursor::after);
+                let done = chunk.len() < STREAM_CHUNK;
+                (!chunk.is_empty()).then(|| (stream::iter(chunk.into_iter().map(Ok)), (next, done)))
+            }
+        })
+        .flatten()
+        .boxed()
+    }
+
+    async fn items(&self, id: &PayoutId) -> Result<Vec<PayoutItem>> {
+        Ok(self.lock().record(id)?.items.clone())
+    }
+
+    async fn apply(&self, change: PayoutChange) -> Result<Payout> {
+        check_change_ids(&change)?;
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let id = &change.payout_id;
+
+        // Every check before any write.
+        let record = state.record(id)?;
+        if let Some(event) = &change.webhook_event {
+            if state
+                .webhook_events
+                .contains_key(&(event.provider, event.event_id.clone()))
+            {
+                return Err(Error::DuplicateEvent {
+                    provider: event.provider,
+                    event_id: event.event_id.clone(),
+                });
+            }
+        }
+        if record.payout.version != change.expected_version || record.payout.status != change.expected_status {
+            return Err(Error::Conflict(id.clone()));
+        }
+        if let Some(attempt) = &change.new_attempt {
+            if record.attempts.iter().any(|a| a.attempt_no == attempt.attempt_no)
+                || state.idempotency_keys.contains(&attempt.idempotency_key)
+            {
+                return Err(Error::Conflict(id.clone()));
+            }
+        }
+        if let Some(update) = &change.attempt_update {
+            let known = record.attempts.iter().any(|a| a.attempt_no == update.attempt_no)
+                || change
+                    .new_attempt
+                    .as_ref()
+                    .is_some_and(|a| a.attempt_no == update.attempt_no);
+            if !known {
+                return Err(Error::InvalidInput(format!(
+                    "payout {id} has no attempt {}",
+                    update.attempt_no
+                )));
+            }
+        }
+
+        let PayoutChange {
+            payout_id,
+            new_status,
+            patch,
+            new_attempt,
+            attempt_update,
+            webhook_event,
+            audit,
+            at,
+            ..
+        } = change;
+        let record = state.payouts.get_mut(&payout_id).ok_or(Error::NotFound(payout_id))?;
+        let p = &mut record.payout;
+        if let Some(status) = new_status {
+            p.status = status;
+        }
+        if let Some(provider) = patch.provider {
+            p.provider = Some(provider);
+        }
+        if let Some(reference) = patch.provider_reference {
+            p.provider_reference = Some(reference);
+        }
+        if let Some(notes) = patch.notes {
+            p.notes = Some(notes);
+        }
+        if let Some(approver) = patch.approved_by {
+            p.approved_by = Some(approver);
+        }
+        if let Some(processed_at) = patch.processed_at {
+            p.processed_at = Some(processed_at);
+        }
+        p.version += 1;
+        p.updated_at = at;
+        if let Some(attempt) = new_attempt {
+            state.idempotency_keys.insert(attempt.idempotency_key.clone());
+            record.attempts.push(attempt);
+        }
+        if let Some(update) = &attempt_update {
+            if let Some(attempt) = record.attempts.iter_mut().find(|a| a.attempt_no == update.attempt_no) {
+                update_attempt(attempt, update, at);
+            }
+        }
+        if let Some(event) = webhook_event {
+            state
+                .webhook_events
+                .insert((event.provider, event.event_id.clone()), event);
+        }
+        record.audit.extend(audit);
+        Ok(record.payout.clone())
+    }
+
+    async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {
+        let mut attempts = self.lock().record(id)?.attempts.clone();
+        attempts.sort_by_key(|a| a.attempt_no);
+        Ok(attempts)
+    }
+
+    async fn find_attempt(&self, provider: Provider, reference: &EventReference) -> Result<Option<PayoutAttempt>> {
+        let state = self.lock();
+        let matches = |a: &PayoutAttempt| {
+            a.provider == provider
+                && match reference {
+                    EventReference::ProviderReference(r) => a.provider_reference.as_deref() == Some(r.as_str()),
+                    EventReference::IdempotencyKey(k) => &a.idempotency_key == k,
+                }
+        };
+        Ok(state
+            .payouts
+            .values()
+            .flat_map(|r| r.attempts.iter())
+            .filter(|a| matches(a))
+            .max_by(|a, b| (a.created_at, &a.payout_id, a.attempt_no).cmp(&(b.created_at, &b.payout_id, b.attempt_no)))
+            .cloned())
+    }
+
+    async fn webhook_event_seen(&self, provider: Provider, event_id: &str) -> Result<bool> {
+        Ok(self
+            .lock()
+            .webhook_events
+            .contains_key(&(provider, event_id.to_string())))
+    }
+
+    async fn audit_trail(&self, id: &PayoutId) -> Result<Vec<AuditEntry>> {
+        Ok(self.lock().record(id)?.audit.clone())
+    }
+
+    async fn stuck_processing(&self, updated_before: DateTime<Utc>, limit: u32) -> Result<Vec<Payout>> {
+        let state = self.lock();
+        let mut stuck: Vec<&Payout> = state
+            .payouts
+            .values()
+            .map(|r| &r.payout)
+            .filter(|p| p.status == PayoutStatus::Processing && p.updated_at < updated_before)
+            .collect();
+        stuck.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
+        Ok(stuck.into_iter().take(limit as usize).cloned().collect())
+    }
+
+    async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>> {
+        Ok(self
+            .lock()
+            .carry_overs
+            .values()
+            .filter(|c| c.consumed_by.is_none() && c.period.end < before)
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use futures::TryStreamExt;
+
+    use super::*;
+    use crate::domain::ItemKind;
+    use crate::money::Currency;
+
+    fn new_payout(id: &str, created_at: DateTime<Utc>) -> NewPayout {
+        let period = Period::new(
+            NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+            NaiveDate::from_ymd_opt(2025, 1, 31).unwrap(),
+        )
+        .unwrap();
+        let amount = Money::parse("500", Currency::KES).unwrap();
+        let payout = Payout {
+            id: id.into(),
+            doctor_id: format!("dr-{id}").into(),
+            period_start: period.start,
+            period_end: period.end,
+            amount_due: amount,
+            status: PayoutStatus::Pending,
+            provider: None,
+            provider_reference: None,
+            notes: None,
+            origin: PayoutOrigin::Calculated,
+            created_by: "system:test".into(),
+            approved_by: None,
+            processed_at: None,
+            created_at,
+            updated_at: created_at,
+            version: 1,
+        };
+        NewPayout {
+            items: vec![PayoutItem {
+                kind: ItemKind::Consultation,
+                reference: format!("apt-{id}"),
+                amount,
+                occurred_at: created_at,
+                description: "consultation".into(),
+            }],
+            consumes_carry_overs: Vec::new(),
+            audit: AuditEntry {
+                payout_id: id.into(),
+                actor: "system:test".into(),
+                at: created_at,
+                action: "CREATE".into(),
+                from: None,
+                to: Some(PayoutStatus::Pending),
+                detail: String::new(),
+            },
+            payout,
+        }
+    }
+
+    #[tokio::test]
+    async fn stream_pages_across_chunks_in_list_order() {
+        let store = MemoryStore::new();
+        let base = Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap();
+        // Several rows per second, so chunk boundaries fall inside runs of equal `created_at`.
+        let payouts = (0..(STREAM_CHUNK * 2 + 7))
+            .map(|i| new_payout(&format!("po_{i:05}"), base + chrono::Duration::seconds((i / 5) as i64)))
+            .collect();
+        store
+            .create_period(PeriodBatch {
+                payouts,
+                carry_overs: Vec::new(),
+            })
+            .await
+            .unwrap();
+        let streamed: Vec<Payout> = store.stream(PayoutFilter::default()).try_collect().await.unwrap();
+        let listed = store
+            .list(&PayoutFilter::default(), &Page::new(Page::MAX_LIMIT, 0))
+            .await
+            .unwrap();
+        assert_eq!(streamed.len(), STREAM_CHUNK * 2 + 7);
+        assert_eq!(streamed, listed.payouts);
+    }
+
+    #[tokio::test]
+    async fn stream_of_exactly_one_chunk_ends() {
+        let store = MemoryStore::new();
+        let base = Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap();
+        let payouts = (0..STREAM_CHUNK)
+            .map(|i| new_payout(&format!("po_{i:05}"), base))
+            .collect();
+        store
+            .create_period(PeriodBatch {
+                payouts,
+                carry_overs: Vec::new(),
+            })
+            .await
+            .unwrap();
+        let n = store
+            .stream(PayoutFilter::default())
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .len();
+        assert_eq!(n, STREAM_CHUNK);
+    }
+
+    #[tokio::test]
+    async fn clones_share_data_and_poisoning_is_survived() {
+        let store = MemoryStore::new();
+        let other = store.clone();
+        let at = Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap();
+        store.create_payout(new_payout("po_1", at)).await.unwrap();
+        let poisoner = other.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = poisoner.lock();
+            panic!("poison the lock");
+        })
+        .join();
+        assert_eq!(other.get(&"po_1".into()).await.unwrap().id.as_str(), "po_1");
+        assert!(format!("{other:?}").contains("payouts: 1"));
+    }
+
+    #[tokio::test]
+    async fn a_change_may_insert_and_update_the_same_attempt() {
+        let store = MemoryStore::new();
+        let at = Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap();
+        let payout = store.create_payout(new_payout("po_1", at)).await.unwrap();
+        let mut change = PayoutChange::of(&payout, at);
+        change.new_attempt = Some(PayoutAttempt {
+            payout_id: payout.id.clone(),
+            attempt_no: 1,
+            provider: Provider::MpesaB2c,
+            idempotency_key: PayoutAttempt::key_for(&payout.id, 1),
+            request_summary: String::new(),
+            outcome: crate::domain::AttemptOutcome::Pending,
+            provider_reference: None,
+            error: None,
+            created_at: at,
+            updated_at: at,
+        });
+        change.attempt_update = Some(AttemptUpdate {
+            attempt_no: 1,
+            outcome: crate::domain::AttemptOutcome::Accepted,
+            provider_reference: Some("ws_1".into()),
+            error: None,
+        });
+        store.apply(change).await.unwrap();
+        let attempts = store.attempts(&payout.id).await.unwrap();
+        assert_eq!(attempts[0].outcome, crate::domain::AttemptOutcome::Accepted);
+        assert_eq!(attempts[0].provider_reference.as_deref(), Some("ws_1"));
     }
 }

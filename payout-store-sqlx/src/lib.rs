@@ -1,5 +1,120 @@
-//! Durable [`PayoutStore`](payout_core::PayoutStore) implementations over `sqlx`: SQLite (the embedded
-//! default) and Postgres.
+//! # payout-store-sqlx
+//!
+//! Durable [`PayoutStore`] implementations over `sqlx`: [`SqliteStore`] (embedded, the default) and
+//! [`PgStore`] (Postgres), both passing the `payout-core` conformance suite. Also the host's own
+//! tables as a [`ConsultationSource`](payout_core::source::ConsultationSource)
+//! ([`SqlConsultationSource`]) and a [`RecipientDirectory`](payout_core::source::RecipientDirectory)
+//! ([`SqlRecipientDirectory`]).
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")]
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use payout_core::store::{Page, PayoutFilter};
+//! use payout_store_sqlx::SqliteStore;
+//! use payout_core::PayoutStore;
+//!
+//! // A file would be "sqlite://payouts.db?mode=rwc"; the schema is created on connect.
+//! let store = SqliteStore::connect("sqlite::memory:").await?;
+//! let page = store.list(&PayoutFilter::default(), &Page::default()).await?;
+//! assert_eq!(page.total, 0);
+//! # Ok::<(), payout_core::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! ## Picking a backend
+//! - **SQLite** (feature `sqlite`, on by default) for one app instance: nothing to run beside the
+//!   app. `connect("sqlite://payouts.db?mode=rwc")` opens or creates the file, in WAL mode with a
+//!   5 s busy timeout and foreign keys on; writes take the write lock up front (`BEGIN IMMEDIATE`).
+//!   `sqlite::memory:` gives a private in-memory database for tests.
+//! - **Postgres** (feature `postgres`) when several app instances share the data:
+//!   `connect("postgres://user:password@host/payouts")`. Races between instances are decided by
+//!   conditional updates; [`PgStore::claim_stuck_processing`] shares reconciliation work out with
+//!   `FOR UPDATE SKIP LOCKED`.
+//!
+//! [`connect`] picks the backend from the URL and returns an `Arc<dyn PayoutStore>`; the stores'
+//! own `connect` return the concrete types. Both apply the migrations (`migrations/sqlite`,
+//! `migrations/postgres`) on connect; [`sqlite::setup`] and [`postgres::setup`] do it for a pool
+//! you built yourself.
+//!
+//! ## What the database itself guarantees
+//! One live calculated payout per doctor and period (a partial unique index), one attempt per
+//! number per payout, one attempt per idempotency key, one record per provider event, one
+//! carry-over per doctor and period, foreign keys from every child row to its payout, and an
+//! append-only audit trail (a trigger refuses `UPDATE` and `DELETE`). Money is an integer of minor
+//! units plus the currency code; timestamps are UTC.
+//!
+//! ## Features
+//! | feature | what it adds |
+//! |---|---|
+//! | `sqlite` (default) | [`SqliteStore`], [`sqlite::setup`]; `sqlx` with bundled SQLite |
+//! | `postgres` | [`PgStore`], [`postgres::setup`], [`PgStore::claim_stuck_processing`] |
 #![warn(missing_docs)]
+// Built with no backend, only `connect` (answering `NotSupported`) is left; the shared code is idle.
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports, unused_macros)
+)]
+
+mod db;
+mod error;
+mod read;
+mod rows;
+mod source;
+mod store_impl;
+mod write;
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+use std::sync::Arc;
 
 pub use payout_core;
+use payout_core::{Error, PayoutStore, Result};
+
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
+pub use source::{ConsultationTable, RecipientTable, SqlConsultationSource, SqlRecipientDirectory};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+/// Connects to the store at `url`, applying the migrations: `sqlite://payouts.db?mode=rwc`,
+/// `sqlite::memory:`, or `postgres://user:password@host/db`.
+///
+/// A scheme whose feature is not compiled in is [`Error::NotSupported`]; an unknown scheme is
+/// [`Error::InvalidInput`]. Errors never repeat the URL (it may hold a password).
+pub async fn connect(url: &str) -> Result<Arc<dyn PayoutStore>> {
+    let scheme = url.split(':').next().unwrap_or_default().to_ascii_lowercase();
+    match scheme.as_str() {
+        "sqlite" => connect_sqlite(url).await,
+        "postgres" | "postgresql" => connect_postgres(url).await,
+        _ => Err(Error::InvalidInput(format!(
+            "unsupported database URL scheme {scheme:?} (expected sqlite: or postgres:)"
+        ))),
+    }
+}
+
+#[cfg(feature = "sqlite")]
+async fn connect_sqlite(url: &str) -> Result<Arc<dyn PayoutStore>> {
+    Ok(Arc::new(SqliteStore::connect(url).await?))
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn connect_sqlite(_url: &str) -> Result<Arc<dyn PayoutStore>> {
+    Err(Error::NotSupported(
+        "payout-store-sqlx was built without the sqlite feature".into(),
+    ))
+}
+
+#[cfg(feature = "postgres")]
+async fn connect_postgres(url: &str) -> Result<Arc<dyn PayoutStore>> {
+    Ok(Arc::new(PgStore::connect(url).await?))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn connect_postgres(_url: &str) -> Result<Arc<dyn PayoutStore>> {
+    Err(Error::NotSupported(
+        "payout-store-sqlx was built without the postgres feature".into(),
+    ))
+}

@@ -8,7 +8,9 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
 use super::PayoutService;
-use crate::domain::{Actor, AuditEntry, Consultation, DoctorId, ItemKind, Payout, PayoutId, PayoutItem, PayoutOrigin, Period};
+use crate::domain::{
+    Actor, AuditEntry, Consultation, DoctorId, ItemKind, Payout, PayoutId, PayoutItem, PayoutOrigin, Period,
+};
 use crate::error::{Error, Result};
 use crate::money::{Currency, Money};
 use crate::status::PayoutStatus;
@@ -59,7 +61,10 @@ impl Default for CalculationPolicy {
 impl CalculationPolicy {
     /// A policy paying `rate` per consultation.
     pub fn with_rate(rate: Money) -> Self {
-        CalculationPolicy { rate, ..Default::default() }
+        CalculationPolicy {
+            rate,
+            ..Default::default()
+        }
     }
 
     /// Checks the policy; an invalid one changes nothing.
@@ -71,7 +76,9 @@ impl CalculationPolicy {
         }
         for (doctor, r) in &self.overrides {
             if r.currency() != cur || r.is_negative() || r.is_zero() {
-                return bad(format!("rate override for {doctor} must be a positive {cur} amount, got {r}"));
+                return bad(format!(
+                    "rate override for {doctor} must be a positive {cur} amount, got {r}"
+                ));
             }
         }
         if let Some(m) = &self.minimum_payout {
@@ -82,7 +89,10 @@ impl CalculationPolicy {
         let mut total = Decimal::ZERO;
         for d in &self.deductions {
             if d.name.trim().is_empty() || d.percent < Decimal::ZERO || d.percent > Decimal::ONE_HUNDRED {
-                return bad(format!("deduction {:?} must have a name and a percent in 0..=100", d.name));
+                return bad(format!(
+                    "deduction {:?} must have a name and a percent in 0..=100",
+                    d.name
+                ));
             }
             total += d.percent;
         }
@@ -208,7 +218,10 @@ impl PayoutService {
                         self.plan_doctor(actor, period, policy, run, carried, &mut batch, &mut report)?;
                         self.flush_if_full(&mut batch, &mut report).await?;
                     }
-                    current = Some(DoctorRun { doctor: c.doctor_id.clone(), consultations: vec![c] });
+                    current = Some(DoctorRun {
+                        doctor: c.doctor_id.clone(),
+                        consultations: vec![c],
+                    });
                 }
             }
         }
@@ -220,7 +233,10 @@ impl PayoutService {
         let mut rest: Vec<_> = open.into_iter().collect();
         rest.sort_by(|a, b| a.0.cmp(&b.0));
         for (doctor, carried) in rest {
-            let run = DoctorRun { doctor, consultations: Vec::new() };
+            let run = DoctorRun {
+                doctor,
+                consultations: Vec::new(),
+            };
             self.plan_doctor(actor, period, policy, run, carried, &mut batch, &mut report)?;
             self.flush_if_full(&mut batch, &mut report).await?;
         }
@@ -278,7 +294,10 @@ impl PayoutService {
         }
         let net = gross.checked_sub(&deducted)?;
 
-        let below_minimum = policy.minimum_payout.as_ref().is_some_and(|min| net.amount() < min.amount());
+        let below_minimum = policy
+            .minimum_payout
+            .as_ref()
+            .is_some_and(|min| net.amount() < min.amount());
         if below_minimum {
             if !run.consultations.is_empty() {
                 batch.inner.carry_overs.push(CarryOver {
@@ -352,7 +371,11 @@ impl PayoutService {
             return Ok(());
         }
         let work = std::mem::take(batch);
-        let PeriodBatchOutcome { created, carried_over, skipped } = self.store.create_period(work.inner).await?;
+        let PeriodBatchOutcome {
+            created,
+            carried_over,
+            skipped,
+        } = self.store.create_period(work.inner).await?;
         for id in &created {
             if let Some(a) = work.amounts.get(id) {
                 report.total_created = report.total_created.checked_add(a)?;
@@ -369,7 +392,10 @@ impl PayoutService {
     pub async fn create_manual(&self, actor: &Actor, manual: ManualPayout) -> Result<Payout> {
         self.require_privileged(actor, "create payouts")?;
         if manual.amount.is_negative() || manual.amount.is_zero() {
-            return Err(Error::InvalidInput(format!("amount must be positive, got {}", manual.amount)));
+            return Err(Error::InvalidInput(format!(
+                "amount must be positive, got {}",
+                manual.amount
+            )));
         }
         if manual.doctor_id.as_str().trim().is_empty() {
             return Err(Error::InvalidInput("doctorId is required".into()));
@@ -379,7 +405,10 @@ impl PayoutService {
         }
         let now = self.clock.now();
         let today = now.date_naive();
-        let period = manual.period.unwrap_or(Period { start: today, end: today });
+        let period = manual.period.unwrap_or(Period {
+            start: today,
+            end: today,
+        });
         let payout = Payout {
             id: self.ids.payout_id(),
             doctor_id: manual.doctor_id.clone(),
@@ -405,9 +434,19 @@ impl PayoutService {
             occurred_at: now,
             description: manual.notes.clone().unwrap_or_else(|| "Manual payout".into()),
         };
-        let audit = self.create_audit(&payout, actor, now, format!("manual payout of {} for {period}", manual.amount));
+        let audit = self.create_audit(
+            &payout,
+            actor,
+            now,
+            format!("manual payout of {} for {period}", manual.amount),
+        );
         self.store
-            .create_payout(NewPayout { payout, items: vec![item], consumes_carry_overs: Vec::new(), audit })
+            .create_payout(NewPayout {
+                payout,
+                items: vec![item],
+                consumes_carry_overs: Vec::new(),
+                audit,
+            })
             .await
     }
 

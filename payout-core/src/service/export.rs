@@ -58,8 +58,13 @@ impl PayoutService {
             let mut ids: Vec<DoctorId> = payouts.iter().map(|p| p.doctor_id.clone()).collect();
             ids.sort();
             ids.dedup();
-            let recipients: HashMap<DoctorId, Recipient> =
-                self.directory.recipients(&ids).await?.into_iter().map(|r| (r.doctor_id.clone(), r)).collect();
+            let recipients: HashMap<DoctorId, Recipient> = self
+                .directory
+                .recipients(&ids)
+                .await?
+                .into_iter()
+                .map(|r| (r.doctor_id.clone(), r))
+                .collect();
             for p in &payouts {
                 let r = recipients.get(&p.doctor_id);
                 let bank = match r.and_then(|r| r.bank_details.as_ref()) {
@@ -109,7 +114,10 @@ impl PayoutService {
             consultations_paid: 0,
             average_per_consultation: None,
         };
-        let filter = PayoutFilter { doctor_id: Some(doctor_id.clone()), ..Default::default() };
+        let filter = PayoutFilter {
+            doctor_id: Some(doctor_id.clone()),
+            ..Default::default()
+        };
         let mut stream = self.store.stream(filter);
         while let Some(p) = stream.next().await {
             let p = p?;
@@ -124,8 +132,10 @@ impl PayoutService {
                     let slot = a.paid_by_month.entry(month).or_insert_with(|| Money::zero(currency));
                     *slot = slot.checked_add(&p.amount_due)?;
                     let items = self.store.items(&p.id).await?;
-                    a.consultations_paid +=
-                        items.iter().filter(|i| i.kind == crate::domain::ItemKind::Consultation).count() as u64;
+                    a.consultations_paid += items
+                        .iter()
+                        .filter(|i| i.kind == crate::domain::ItemKind::Consultation)
+                        .count() as u64;
                 }
                 PayoutStatus::Pending | PayoutStatus::Approved | PayoutStatus::Processing => {
                     a.total_upcoming = a.total_upcoming.checked_add(&p.amount_due)?;

@@ -35,15 +35,22 @@ impl PayoutService {
         self.require_privileged(actor, "approve payouts")?;
         let payout = self.store.get(id).await?;
         let Transition::To(to) = transition(payout.status, PayoutEvent::Approve)? else {
-            return Err(Error::InvalidTransition { from: payout.status, event: PayoutEvent::Approve });
+            return Err(Error::InvalidTransition {
+                from: payout.status,
+                event: PayoutEvent::Approve,
+            });
         };
         if self.config.four_eyes && payout.origin == PayoutOrigin::Manual && payout.created_by == actor.label() {
-            return Err(Error::Forbidden("four eyes: the creator of a manual payout may not approve it".into()));
+            return Err(Error::Forbidden(
+                "four eyes: the creator of a manual payout may not approve it".into(),
+            ));
         }
         let mut change = PayoutChange::of(&payout, self.clock.now());
         change.new_status = Some(to);
         change.patch.approved_by = Some(actor.label());
-        change.audit.push(self.audit(&payout, &actor.label(), "APPROVE", Some(to), "approved".into()));
+        change
+            .audit
+            .push(self.audit(&payout, &actor.label(), "APPROVE", Some(to), "approved".into()));
         self.store.apply(change).await
     }
 
@@ -52,13 +59,18 @@ impl PayoutService {
         self.require_privileged(actor, "cancel payouts")?;
         let payout = self.store.get(id).await?;
         let Transition::To(to) = transition(payout.status, PayoutEvent::Cancel)? else {
-            return Err(Error::InvalidTransition { from: payout.status, event: PayoutEvent::Cancel });
+            return Err(Error::InvalidTransition {
+                from: payout.status,
+                event: PayoutEvent::Cancel,
+            });
         };
         let reason = reason.unwrap_or("cancelled").to_string();
         let mut change = PayoutChange::of(&payout, self.clock.now());
         change.new_status = Some(to);
         change.patch.notes = Some(reason.clone());
-        change.audit.push(self.audit(&payout, &actor.label(), "CANCEL", Some(to), reason));
+        change
+            .audit
+            .push(self.audit(&payout, &actor.label(), "CANCEL", Some(to), reason));
         self.store.apply(change).await
     }
 
@@ -71,7 +83,13 @@ impl PayoutService {
     pub async fn trigger(&self, actor: &Actor, id: &PayoutId, provider: Provider) -> Result<Payout> {
         let prepared = self.prepare_trigger(actor, id, provider).await?;
         let result = self.send_timed(&prepared).await;
-        self.record_send(&prepared.payout, prepared.instruction.attempt_no, result, &prepared.adapter).await
+        self.record_send(
+            &prepared.payout,
+            prepared.instruction.attempt_no,
+            result,
+            &prepared.adapter,
+        )
+        .await
     }
 
     /// After a *confirmed* failure: `FAILED -> APPROVED`, then triggers a new attempt (new key) with
@@ -80,12 +98,17 @@ impl PayoutService {
         self.require_privileged(actor, "retry payouts")?;
         let payout = self.store.get(id).await?;
         let Transition::To(to) = transition(payout.status, PayoutEvent::Retry)? else {
-            return Err(Error::InvalidTransition { from: payout.status, event: PayoutEvent::Retry });
+            return Err(Error::InvalidTransition {
+                from: payout.status,
+                event: PayoutEvent::Retry,
+            });
         };
         let attempts = self.store.attempts(id).await?;
         let last = attempts.last();
         if !matches!(last.map(|a| &a.outcome), Some(AttemptOutcome::Failed { .. })) {
-            return Err(Error::InvalidInput("a retry needs a confirmed failure of the last attempt".into()));
+            return Err(Error::InvalidInput(
+                "a retry needs a confirmed failure of the last attempt".into(),
+            ));
         }
         let provider = provider
             .or(payout.provider)
@@ -98,7 +121,10 @@ impl PayoutService {
             &actor.label(),
             "RETRY",
             Some(to),
-            format!("retry after confirmed failure of attempt {}", last.map(|a| a.attempt_no).unwrap_or(0)),
+            format!(
+                "retry after confirmed failure of attempt {}",
+                last.map(|a| a.attempt_no).unwrap_or(0)
+            ),
         ));
         self.store.apply(change).await?;
         self.trigger(actor, id, provider).await
@@ -108,7 +134,10 @@ impl PayoutService {
     pub async fn bulk_approve(&self, actor: &Actor, ids: &[PayoutId]) -> Vec<BulkOutcome> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            out.push(BulkOutcome { id: id.clone(), result: self.approve(actor, id).await });
+            out.push(BulkOutcome {
+                id: id.clone(),
+                result: self.approve(actor, id).await,
+            });
         }
         out
     }
@@ -117,7 +146,10 @@ impl PayoutService {
     pub async fn bulk_cancel(&self, actor: &Actor, ids: &[PayoutId], reason: Option<&str>) -> Vec<BulkOutcome> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            out.push(BulkOutcome { id: id.clone(), result: self.cancel(actor, id, reason).await });
+            out.push(BulkOutcome {
+                id: id.clone(),
+                result: self.cancel(actor, id, reason).await,
+            });
         }
         out
     }
@@ -127,7 +159,11 @@ impl PayoutService {
     /// prepared attempts in batch calls of its maximum size.
     pub async fn bulk_trigger(&self, actor: &Actor, ids: &[PayoutId], provider: Provider) -> Vec<BulkOutcome> {
         let concurrency = self.config.trigger_concurrency.max(1);
-        let batching = self.provider(provider).map(|a| a.capabilities()).ok().filter(|c| c.batch && c.max_batch_size > 1);
+        let batching = self
+            .provider(provider)
+            .map(|a| a.capabilities())
+            .ok()
+            .filter(|c| c.batch && c.max_batch_size > 1);
         let Some(caps) = batching else {
             return futures::stream::iter(ids.iter().cloned())
                 .map(|id| async move {
@@ -160,11 +196,14 @@ impl PayoutService {
             let Some((_, first)) = chunk.first() else { continue };
             let adapter = first.adapter.clone();
             let instructions: Vec<PayoutInstruction> = chunk.iter().map(|(_, p)| p.instruction.clone()).collect();
-            let answer =
-                match tokio::time::timeout(self.config.send_timeout, adapter.send_batch(&instructions)).await {
-                    Ok(a) => a,
-                    Err(_) => Err(ProviderError::new(provider, ProviderErrorKind::Ambiguous, "batch call timed out")),
-                };
+            let answer = match tokio::time::timeout(self.config.send_timeout, adapter.send_batch(&instructions)).await {
+                Ok(a) => a,
+                Err(_) => Err(ProviderError::new(
+                    provider,
+                    ProviderErrorKind::Ambiguous,
+                    "batch call timed out",
+                )),
+            };
             let per_item: Vec<std::result::Result<SendReceipt, ProviderError>> = match answer {
                 Ok(v) if v.len() == chunk.len() => v,
                 Ok(v) => {
@@ -196,15 +235,30 @@ impl PayoutService {
         self.require_privileged(actor, "trigger payouts")?;
         let payout = self.store.get(id).await?;
         let Transition::To(to) = transition(payout.status, PayoutEvent::Trigger)? else {
-            return Err(Error::InvalidTransition { from: payout.status, event: PayoutEvent::Trigger });
+            return Err(Error::InvalidTransition {
+                from: payout.status,
+                event: PayoutEvent::Trigger,
+            });
         };
         let adapter = self.provider(provider)?.clone();
         let recipient = self.directory.recipient(&payout.doctor_id).await?;
-        let destination = recipient.as_ref().and_then(|r| r.destination(provider)).ok_or_else(|| {
-            Error::MissingRecipient { doctor_id: payout.doctor_id.to_string(), provider }
-        })?;
+        let destination = recipient
+            .as_ref()
+            .and_then(|r| r.destination(provider))
+            .ok_or_else(|| Error::MissingRecipient {
+                doctor_id: payout.doctor_id.to_string(),
+                provider,
+            })?;
         let recipient = recipient.unwrap_or_default();
-        let attempt_no = self.store.attempts(id).await?.iter().map(|a| a.attempt_no).max().unwrap_or(0) + 1;
+        let attempt_no = self
+            .store
+            .attempts(id)
+            .await?
+            .iter()
+            .map(|a| a.attempt_no)
+            .max()
+            .unwrap_or(0)
+            + 1;
         let key = PayoutAttempt::key_for(id, attempt_no);
         let simulated = adapter.capabilities().simulated;
         let instruction = PayoutInstruction {
@@ -223,7 +277,11 @@ impl PayoutService {
             "{} to {}{}",
             payout.amount_due,
             instruction.destination.masked(),
-            if simulated { format!(" [{SIMULATED_NOTE}]") } else { String::new() }
+            if simulated {
+                format!(" [{SIMULATED_NOTE}]")
+            } else {
+                String::new()
+            }
         );
         let mut change = PayoutChange::of(&payout, now);
         change.new_status = Some(to);
@@ -248,7 +306,11 @@ impl PayoutService {
             format!("attempt {attempt_no} via {provider}, idempotency key {key}: {summary}"),
         ));
         let payout = self.store.apply(change).await?;
-        Ok(Prepared { payout, instruction, adapter })
+        Ok(Prepared {
+            payout,
+            instruction,
+            adapter,
+        })
     }
 
     /// Calls the provider with the service's time limit; running out of time is an unknown outcome.
@@ -278,14 +340,17 @@ impl PayoutService {
                 let (event, outcome) = match &r.status {
                     ProviderStatus::Accepted => (None, AttemptOutcome::Accepted),
                     ProviderStatus::Paid => (Some(PayoutEvent::ProviderPaid), AttemptOutcome::Succeeded),
-                    ProviderStatus::Failed(reason) => {
-                        (Some(PayoutEvent::ProviderFailed), AttemptOutcome::Failed { reason: reason.clone() })
-                    }
+                    ProviderStatus::Failed(reason) => (
+                        Some(PayoutEvent::ProviderFailed),
+                        AttemptOutcome::Failed { reason: reason.clone() },
+                    ),
                     ProviderStatus::Returned(_) => (Some(PayoutEvent::ProviderReturned), AttemptOutcome::Succeeded),
                     ProviderStatus::Reversed(_) => (Some(PayoutEvent::ProviderReversed), AttemptOutcome::Succeeded),
                     ProviderStatus::NotFound => (
                         None,
-                        AttemptOutcome::Unknown { reason: "provider answered the send with no record".into() },
+                        AttemptOutcome::Unknown {
+                            reason: "provider answered the send with no record".into(),
+                        },
                     ),
                 };
                 (event, outcome, r.reference.clone(), r.note.clone(), None)
@@ -307,7 +372,11 @@ impl PayoutService {
                 ),
             },
         };
-        let note = if simulated && !note.contains(SIMULATED_NOTE) { format!("{SIMULATED_NOTE}; {note}") } else { note };
+        let note = if simulated && !note.contains(SIMULATED_NOTE) {
+            format!("{SIMULATED_NOTE}; {note}")
+        } else {
+            note
+        };
         let actor = format!("provider:{}", adapter.provider());
         let mut payout = sent.clone();
         for _ in 0..8 {
@@ -334,7 +403,9 @@ impl PayoutService {
                 (Some(e), Some(_)) => e.as_str().to_string(),
                 _ => format!("ATTEMPT_{}", outcome.as_str()),
             };
-            change.audit.push(self.audit(&payout, &actor, &action, to, format!("attempt {attempt_no}: {note}")));
+            change
+                .audit
+                .push(self.audit(&payout, &actor, &action, to, format!("attempt {attempt_no}: {note}")));
             match self.store.apply(change).await {
                 Err(Error::Conflict(_)) => payout = self.store.get(&sent.id).await?,
                 other => return other,

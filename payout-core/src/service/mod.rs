@@ -141,9 +141,12 @@ impl PayoutServiceBuilder {
 
     /// Builds the service; fails when the store or the directory is missing.
     pub fn build(self) -> Result<PayoutService> {
-        let store = self.store.ok_or_else(|| Error::InvalidInput("PayoutService needs a store".into()))?;
-        let directory =
-            self.directory.ok_or_else(|| Error::InvalidInput("PayoutService needs a recipient directory".into()))?;
+        let store = self
+            .store
+            .ok_or_else(|| Error::InvalidInput("PayoutService needs a store".into()))?;
+        let directory = self
+            .directory
+            .ok_or_else(|| Error::InvalidInput("PayoutService needs a recipient directory".into()))?;
         let mut providers = self.providers;
         if self.simulate_missing {
             for p in Provider::ALL {
@@ -179,12 +182,18 @@ impl PayoutService {
 
     /// The adapter for `provider`.
     pub fn provider(&self, provider: Provider) -> Result<&Arc<dyn PayoutProvider>> {
-        self.providers.get(&provider).ok_or(Error::ProviderNotConfigured(provider))
+        self.providers
+            .get(&provider)
+            .ok_or(Error::ProviderNotConfigured(provider))
     }
 
     /// The providers that have an adapter, and whether each is simulated.
     pub fn providers(&self) -> Vec<(Provider, bool)> {
-        let mut v: Vec<_> = self.providers.iter().map(|(p, a)| (*p, a.capabilities().simulated)).collect();
+        let mut v: Vec<_> = self
+            .providers
+            .iter()
+            .map(|(p, a)| (*p, a.capabilities().simulated))
+            .collect();
         v.sort();
         v
     }
@@ -216,7 +225,14 @@ impl PayoutService {
         }
     }
 
-    fn audit(&self, payout: &Payout, actor: &str, action: &str, to: Option<crate::status::PayoutStatus>, detail: String) -> AuditEntry {
+    fn audit(
+        &self,
+        payout: &Payout,
+        actor: &str,
+        action: &str,
+        to: Option<crate::status::PayoutStatus>,
+        detail: String,
+    ) -> AuditEntry {
         AuditEntry {
             payout_id: payout.id.clone(),
             actor: actor.to_string(),
@@ -262,7 +278,10 @@ impl PayoutService {
         let Actor::Doctor { doctor_id } = actor else {
             return Err(Error::Forbidden("the payout history is a doctor's own view".into()));
         };
-        let filter = PayoutFilter { doctor_id: Some(doctor_id.clone()), ..Default::default() };
+        let filter = PayoutFilter {
+            doctor_id: Some(doctor_id.clone()),
+            ..Default::default()
+        };
         self.store.list(&filter, &clamp(page)).await
     }
 

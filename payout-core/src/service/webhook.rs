@@ -70,9 +70,10 @@ fn event_for(kind: &ProviderEventKind) -> Option<(PayoutEvent, AttemptOutcome)> 
     Some(match kind {
         ProviderEventKind::Pending => (PayoutEvent::ProviderPending, AttemptOutcome::Accepted),
         ProviderEventKind::Paid => (PayoutEvent::ProviderPaid, AttemptOutcome::Succeeded),
-        ProviderEventKind::Failed { reason } => {
-            (PayoutEvent::ProviderFailed, AttemptOutcome::Failed { reason: reason.clone() })
-        }
+        ProviderEventKind::Failed { reason } => (
+            PayoutEvent::ProviderFailed,
+            AttemptOutcome::Failed { reason: reason.clone() },
+        ),
         ProviderEventKind::Returned { .. } => (PayoutEvent::ProviderReturned, AttemptOutcome::Succeeded),
         ProviderEventKind::Reversed { .. } => (PayoutEvent::ProviderReversed, AttemptOutcome::Succeeded),
         ProviderEventKind::Unknown { .. } => return None,
@@ -109,7 +110,9 @@ impl PayoutService {
 
     async fn apply_provider_event(&self, provider: Provider, event: &ProviderEvent) -> Result<EventOutcome> {
         if self.store.webhook_event_seen(provider, &event.event_id).await? {
-            return Ok(EventOutcome::Duplicate { event_id: event.event_id.clone() });
+            return Ok(EventOutcome::Duplicate {
+                event_id: event.event_id.clone(),
+            });
         }
         let mut attempt = None;
         for r in &event.references {
@@ -121,13 +124,24 @@ impl PayoutService {
         let Some(attempt) = attempt else {
             return Err(Error::UnknownReference {
                 provider,
-                reference: event.references.first().map(|r| r.as_str().to_string()).unwrap_or_default(),
+                reference: event
+                    .references
+                    .first()
+                    .map(|r| r.as_str().to_string())
+                    .unwrap_or_default(),
             });
         };
         let actor = format!("provider:{provider}");
         for _ in 0..8 {
             let payout = self.store.get(&attempt.payout_id).await?;
-            let latest = self.store.attempts(&payout.id).await?.iter().map(|a| a.attempt_no).max().unwrap_or(0);
+            let latest = self
+                .store
+                .attempts(&payout.id)
+                .await?
+                .iter()
+                .map(|a| a.attempt_no)
+                .max()
+                .unwrap_or(0);
             let mut change = PayoutChange::of(&payout, self.clock.now());
             change.webhook_event = Some(WebhookEventRecord {
                 provider,
@@ -147,7 +161,11 @@ impl PayoutService {
                     "event {} is about attempt {}, not the current attempt {latest}{}",
                     event.provider_type,
                     attempt.attempt_no,
-                    if warn { "; an older attempt reports PAID: check for a double payment" } else { "" }
+                    if warn {
+                        "; an older attempt reports PAID: check for a double payment"
+                    } else {
+                        ""
+                    }
                 ))
             } else {
                 match mapped.as_ref().map(|(e, _)| transition(payout.status, *e)) {
@@ -199,13 +217,17 @@ impl PayoutService {
                             from: payout.status,
                             to,
                         },
-                        Err(reason) => {
-                            EventOutcome::Ignored { event_id: event.event_id.clone(), payout_id: payout.id, reason }
-                        }
+                        Err(reason) => EventOutcome::Ignored {
+                            event_id: event.event_id.clone(),
+                            payout_id: payout.id,
+                            reason,
+                        },
                     });
                 }
                 Err(Error::DuplicateEvent { .. }) => {
-                    return Ok(EventOutcome::Duplicate { event_id: event.event_id.clone() });
+                    return Ok(EventOutcome::Duplicate {
+                        event_id: event.event_id.clone(),
+                    });
                 }
                 Err(Error::Conflict(_)) => continue,
                 Err(e) => return Err(e),
@@ -221,7 +243,10 @@ impl PayoutService {
     pub async fn reconcile(&self, older_than: Duration) -> Result<ReconcileReport> {
         let now = self.clock.now();
         let stuck = self.store.stuck_processing(now - older_than, 500).await?;
-        let mut report = ReconcileReport { examined: stuck.len(), ..Default::default() };
+        let mut report = ReconcileReport {
+            examined: stuck.len(),
+            ..Default::default()
+        };
         for payout in stuck {
             match self.reconcile_one(&payout, &mut report).await {
                 Ok(()) => {}
@@ -237,7 +262,13 @@ impl PayoutService {
     }
 
     async fn reconcile_one(&self, payout: &Payout, report: &mut ReconcileReport) -> Result<()> {
-        let Some(attempt) = self.store.attempts(&payout.id).await?.into_iter().max_by_key(|a| a.attempt_no) else {
+        let Some(attempt) = self
+            .store
+            .attempts(&payout.id)
+            .await?
+            .into_iter()
+            .max_by_key(|a| a.attempt_no)
+        else {
             return Err(Error::Store(format!("PROCESSING payout {} has no attempt", payout.id)));
         };
         let adapter = self.provider(attempt.provider)?.clone();
@@ -253,7 +284,11 @@ impl PayoutService {
         match status {
             ProviderStatus::NotFound => {
                 // Never arrived: the same attempt, the same key, sent again.
-                let prepared = Prepared { payout: payout.clone(), instruction, adapter: adapter.clone() };
+                let prepared = Prepared {
+                    payout: payout.clone(),
+                    instruction,
+                    adapter: adapter.clone(),
+                };
                 let result = self.send_timed(&prepared).await;
                 let after = self.record_send(payout, attempt.attempt_no, result, &adapter).await?;
                 report.resent.push(payout.id.clone());
@@ -268,7 +303,9 @@ impl PayoutService {
                     note: format!("reconciled by status lookup: {other:?}"),
                     status: other,
                 };
-                let after = self.record_send(payout, attempt.attempt_no, Ok(receipt), &adapter).await?;
+                let after = self
+                    .record_send(payout, attempt.attempt_no, Ok(receipt), &adapter)
+                    .await?;
                 report.settled.push((payout.id.clone(), after.status));
             }
         }
@@ -277,9 +314,13 @@ impl PayoutService {
 
     async fn rebuild_instruction(&self, payout: &Payout, attempt: &PayoutAttempt) -> Result<PayoutInstruction> {
         let recipient = self.directory.recipient(&payout.doctor_id).await?;
-        let destination = recipient.as_ref().and_then(|r| r.destination(attempt.provider)).ok_or_else(|| {
-            Error::MissingRecipient { doctor_id: payout.doctor_id.to_string(), provider: attempt.provider }
-        })?;
+        let destination = recipient
+            .as_ref()
+            .and_then(|r| r.destination(attempt.provider))
+            .ok_or_else(|| Error::MissingRecipient {
+                doctor_id: payout.doctor_id.to_string(),
+                provider: attempt.provider,
+            })?;
         let recipient = recipient.unwrap_or_default();
         Ok(PayoutInstruction {
             payout_id: payout.id.clone(),

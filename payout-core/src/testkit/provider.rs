@@ -1,0 +1,242 @@
+//! The [`PayoutProvider`] conformance check.
+//!
+//! Provider adapters call [`check_provider`] in their tests against their local mock server (one that
+//! answers a payout request as the provider would, the same answer for the same idempotency key, and
+//! a status request if the adapter reports `lookup`). It never needs a live sandbox.
+//!
+//! ```
+//! use payout_core::domain::Provider;
+//! use payout_core::simulated::SimulatedProvider;
+//! use payout_core::testkit::{fixtures, provider::check_provider};
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let mpesa = SimulatedProvider::new(Provider::MpesaB2c);
+//! check_provider(&mpesa, fixtures::instruction(Provider::MpesaB2c)).await;
+//! # });
+//! ```
+
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
+use http::HeaderMap;
+
+use crate::provider::{AttemptLookup, PayoutInstruction, PayoutProvider, ProviderStatus};
+
+/// Checks what every [`PayoutProvider`] must do, sending `instruction` (twice, with the same
+/// idempotency key); panics with a message naming the provider on the first failure.
+///
+/// It asserts that:
+/// - `provider()` and `capabilities()` are stable across calls;
+/// - the capabilities are consistent: a batching provider takes more than one instruction per
+///   batch, a non-batching one at least one;
+/// - `send` succeeds, and sending the same instruction again returns the same provider reference
+///   (the re-send is recognised as the same attempt, not a second movement);
+/// - if the provider reports `lookup`, looking that attempt up succeeds and is not `NotFound`;
+/// - `verify_webhook` with no headers refuses (with an `Err`, without panicking) an empty body, a
+///   garbage body and a plausible but unsigned JSON event.
+pub async fn check_provider(provider: &dyn PayoutProvider, instruction: PayoutInstruction) {
+    let name = provider.provider();
+    assert_eq!(provider.provider(), name, "provider() must be stable");
+
+    let caps = provider.capabilities();
+    assert_eq!(provider.capabilities(), caps, "{name}: capabilities() must be stable");
+    if caps.batch {
+        assert!(
+            caps.max_batch_size > 1,
+            "{name}: a batching provider must take more than one instruction per batch, says {}",
+            caps.max_batch_size
+        );
+    } else {
+        assert!(
+            caps.max_batch_size >= 1,
+            "{name}: max_batch_size must be at least 1, says {}",
+            caps.max_batch_size
+        );
+    }
+
+    let first = provider
+        .send(&instruction)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: send of {} failed: {e}", instruction.idempotency_key));
+    let second = provider
+        .send(&instruction)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: re-send of {} failed: {e}", instruction.idempotency_key));
+    assert_eq!(
+        second.reference, first.reference,
+        "{name}: a re-send with the same idempotency key must be the same attempt (same reference)"
+    );
+
+    if caps.lookup {
+        let lookup = AttemptLookup {
+            payout_id: instruction.payout_id.clone(),
+            attempt_no: instruction.attempt_no,
+            idempotency_key: instruction.idempotency_key.clone(),
+            provider_reference: first.reference.clone(),
+            instruction: Some(instruction.clone()),
+        };
+        let status = provider
+            .lookup(&lookup)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: lookup of a sent attempt failed: {e}"));
+        assert_ne!(
+            status,
+            ProviderStatus::NotFound,
+            "{name}: lookup must find an attempt that was sent"
+        );
+    }
+
+    let bodies: [(&str, &[u8]); 3] = [
+        ("an empty body", b""),
+        ("a garbage body", b"\x00\xff{not a webhook"),
+        (
+            "an unsigned JSON event",
+            br#"{"id":"evt_forged","type":"payout.paid","eventId":"evt_forged","reference":"ref","status":"PAID"}"#,
+        ),
+    ];
+    for (what, body) in bodies {
+        let verified = AssertUnwindSafe(provider.verify_webhook(&HeaderMap::new(), body))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| panic!("{name}: verify_webhook panicked on {what} with no headers"));
+        if let Ok(events) = verified {
+            panic!("{name}: verify_webhook must refuse {what} with no headers, accepted it as {events:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::domain::Provider;
+    use crate::error::{ProviderError, WebhookError};
+    use crate::provider::{Capabilities, ProviderEvent, SendReceipt};
+    use crate::simulated::{SimulatedProvider, SimulatedSettlement};
+    use crate::testkit::fixtures;
+
+    #[tokio::test]
+    async fn the_simulated_provider_conforms() {
+        for provider in Provider::ALL {
+            for settlement in [SimulatedSettlement::Immediate, SimulatedSettlement::Deferred] {
+                let sim = SimulatedProvider::new(provider).with_settlement(settlement);
+                check_provider(&sim, fixtures::instruction(provider)).await;
+                assert_eq!(sim.movements().len(), 1, "one movement for two sends of one attempt");
+            }
+        }
+    }
+
+    /// A provider with one planted bug at a time, to prove the check catches each.
+    #[derive(Default)]
+    struct Faulty {
+        fresh_reference_per_send: bool,
+        accepts_unsigned_webhooks: bool,
+        panics_on_garbage: bool,
+        forgets_attempts: bool,
+        batch_of_one: bool,
+        sends: AtomicU32,
+    }
+
+    #[async_trait]
+    impl PayoutProvider for Faulty {
+        fn provider(&self) -> Provider {
+            Provider::BankTransfer
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                batch: self.batch_of_one,
+                ..Capabilities::default()
+            }
+        }
+        async fn send(&self, _: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
+            let n = self.sends.fetch_add(1, Ordering::Relaxed);
+            let reference = if self.fresh_reference_per_send {
+                format!("ref-{n}")
+            } else {
+                "ref-0".to_string()
+            };
+            Ok(SendReceipt {
+                reference: Some(reference),
+                status: ProviderStatus::Accepted,
+                note: String::new(),
+            })
+        }
+        async fn verify_webhook(&self, _: &HeaderMap, body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
+            if self.panics_on_garbage && body.first() == Some(&0) {
+                panic!("index out of bounds");
+            }
+            if self.accepts_unsigned_webhooks {
+                return Ok(Vec::new());
+            }
+            Err(WebhookError::MissingHeader("x-signature".into()))
+        }
+        async fn lookup(&self, _: &AttemptLookup) -> Result<ProviderStatus, ProviderError> {
+            Ok(if self.forgets_attempts {
+                ProviderStatus::NotFound
+            } else {
+                ProviderStatus::Accepted
+            })
+        }
+    }
+
+    async fn check(faulty: Faulty) {
+        check_provider(&faulty, fixtures::instruction(Provider::BankTransfer)).await;
+    }
+
+    #[tokio::test]
+    async fn a_correct_provider_passes() {
+        check(Faulty::default()).await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "same reference")]
+    async fn catches_a_second_movement() {
+        check(Faulty {
+            fresh_reference_per_send: true,
+            ..Faulty::default()
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "must refuse an empty body")]
+    async fn catches_unsigned_webhooks() {
+        check(Faulty {
+            accepts_unsigned_webhooks: true,
+            ..Faulty::default()
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "panicked on a garbage body")]
+    async fn catches_panics_in_verification() {
+        check(Faulty {
+            panics_on_garbage: true,
+            ..Faulty::default()
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "lookup must find")]
+    async fn catches_lookup_not_found() {
+        check(Faulty {
+            forgets_attempts: true,
+            ..Faulty::default()
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "more than one instruction")]
+    async fn catches_inconsistent_capabilities() {
+        check(Faulty {
+            batch_of_one: true,
+            ..Faulty::default()
+        })
+        .await;
+    }
+}

@@ -1,0 +1,245 @@
+//! The [`PayoutStore`] conformance suite.
+//!
+//! Each check is a `pub async fn` taking `&dyn PayoutStore` (one, [`concurrent_apply_has_one_winner`],
+//! takes an `Arc<dyn PayoutStore>` because it spawns tasks) and panics with a message saying what
+//! the store got wrong. Every check expects a **fresh, empty** store. [`run_all`] runs them all, each
+//! on a new store from your factory; [`STORE_CHECKS`] lists them by name to run one at a time.
+//!
+//! What the suite pins beyond the [`PayoutStore`] docs (the choices a store must make the same way):
+//! - bad input is [`Error::InvalidInput`] and writes nothing: `amount_due` not the sum of the items
+//!   (or items in another currency), an audit entry, attempt or webhook event naming another payout,
+//!   an [`AttemptUpdate`](crate::store::AttemptUpdate) of an attempt the payout does not have;
+//! - `items`, `attempts`, `audit_trail` and `apply` of an unknown payout are [`Error::NotFound`];
+//! - a batch is taken in order, payouts first: a doctor twice in one batch is created once and then
+//!   skipped as `AlreadyCalculated`; re-running a batch with the same payout ids skips everything
+//!   (it is not a `Conflict`); a not-skipped payout whose id exists refuses the batch with `Conflict`;
+//! - only non-cancelled payouts of origin `Calculated` block a recalculation;
+//! - a carry-over stays consumed; `open_carry_overs(before)` means `period.end < before`;
+//! - idempotency keys are unique across all payouts;
+//! - an attempt update sets the attempt's `updated_at` to the change's `at`;
+//! - `Conflict` names the payout the change was for.
+
+mod calculation;
+mod changes;
+mod reading;
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+pub use calculation::*;
+pub use changes::*;
+pub use reading::*;
+
+use crate::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem};
+use crate::error::Error;
+use crate::status::PayoutStatus;
+use crate::store::{NewPayout, Page, PayoutFilter, PayoutStore, PeriodBatch};
+use crate::testkit::fixtures;
+
+/// One named conformance check.
+#[derive(Clone, Copy)]
+pub struct StoreCheck {
+    /// The check's name (its function's name).
+    pub name: &'static str,
+    check: fn(Arc<dyn PayoutStore>) -> BoxFuture<'static, ()>,
+}
+
+impl StoreCheck {
+    /// Runs the check on `store`, which must be fresh and empty; panics if the store fails it.
+    pub fn run(&self, store: Arc<dyn PayoutStore>) -> BoxFuture<'static, ()> {
+        (self.check)(store)
+    }
+}
+
+impl fmt::Debug for StoreCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreCheck")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! checks {
+    ($($name:ident),* ; $($spawning:ident),*) => {
+        &[
+            $(StoreCheck {
+                name: stringify!($name),
+                check: |store| Box::pin(async move { $name(&*store).await }),
+            },)*
+            $(StoreCheck {
+                name: stringify!($spawning),
+                check: |store| Box::pin($spawning(store)),
+            },)*
+        ]
+    };
+}
+
+/// Every store check, in the order [`run_all`] runs them (the concurrency check is last).
+pub const STORE_CHECKS: &[StoreCheck] = checks![
+    create_period_creates_payouts_items_and_audit,
+    create_period_is_idempotent,
+    only_live_calculated_payouts_block_recalculation,
+    carry_over_is_recorded_once,
+    carry_over_is_consumed_once,
+    taken_carry_over_skips_the_payout,
+    amount_must_equal_sum_of_items,
+    create_payout_creates_a_manual_payout,
+    unknown_payout_is_not_found,
+    items_keep_their_order,
+    list_filters_and_counts,
+    list_limit_skip_paging,
+    list_keyset_paging_walks_every_row_once,
+    list_clamps_limit_to_max,
+    stream_matches_list,
+    apply_bumps_version_and_appends_audit,
+    apply_with_stale_version_conflicts_and_changes_nothing,
+    apply_with_wrong_status_conflicts,
+    duplicate_attempt_conflicts,
+    webhook_event_is_recorded_once,
+    attempt_update_changes_outcome_and_keeps_reference,
+    find_attempt_by_reference_and_key,
+    stuck_processing_filters_orders_and_limits,
+    audit_trail_is_append_only,
+    records_must_belong_to_their_payout;
+    concurrent_apply_has_one_winner
+];
+
+/// The check called `name`, if there is one.
+pub fn check_named(name: &str) -> Option<&'static StoreCheck> {
+    STORE_CHECKS.iter().find(|c| c.name == name)
+}
+
+/// Runs every check in [`STORE_CHECKS`], each on a new store from `fresh`, printing each name.
+///
+/// Keeps going after a failure and panics at the end naming every check that failed (each
+/// failure's own message is printed when it happens). Run it in a multi-threaded runtime
+/// (`#[tokio::test(flavor = "multi_thread")]`) so the concurrency check races for real.
+pub async fn run_all<F, Fut>(mut fresh: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Arc<dyn PayoutStore>>,
+{
+    let mut failed = Vec::new();
+    for check in STORE_CHECKS {
+        println!("store check {} ...", check.name);
+        let store = fresh().await;
+        if AssertUnwindSafe(check.run(store)).catch_unwind().await.is_err() {
+            println!("store check {} FAILED", check.name);
+            failed.push(check.name);
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} store checks failed: {}",
+        failed.len(),
+        STORE_CHECKS.len(),
+        failed.join(", ")
+    );
+}
+
+/// Panics unless `$result` is an `Err` matching `$pattern` (and its guard).
+macro_rules! assert_err {
+    ($result:expr, $pattern:pat $(if $guard:expr)?, $($context:tt)+) => {
+        match $result {
+            Err($pattern) $(if $guard)? => {}
+            other => panic!(
+                "{}: expected Err({}), got {:?}",
+                format!($($context)+),
+                stringify!($pattern $(if $guard)?),
+                other
+            ),
+        }
+    };
+}
+pub(crate) use assert_err;
+
+/// Everything a store holds about one payout.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Snapshot {
+    pub(crate) payout: Payout,
+    pub(crate) items: Vec<PayoutItem>,
+    pub(crate) attempts: Vec<PayoutAttempt>,
+    pub(crate) audit: Vec<AuditEntry>,
+}
+
+pub(crate) async fn snapshot(store: &dyn PayoutStore, id: &PayoutId) -> Snapshot {
+    Snapshot {
+        payout: store.get(id).await.unwrap_or_else(|e| panic!("get({id}) failed: {e}")),
+        items: store
+            .items(id)
+            .await
+            .unwrap_or_else(|e| panic!("items({id}) failed: {e}")),
+        attempts: store
+            .attempts(id)
+            .await
+            .unwrap_or_else(|e| panic!("attempts({id}) failed: {e}")),
+        audit: store
+            .audit_trail(id)
+            .await
+            .unwrap_or_else(|e| panic!("audit_trail({id}) failed: {e}")),
+    }
+}
+
+pub(crate) async fn assert_unchanged(store: &dyn PayoutStore, before: &Snapshot, context: &str) {
+    let after = snapshot(store, &before.payout.id).await;
+    assert_eq!(
+        &after, before,
+        "{context}: the payout, its items, attempts or audit trail changed"
+    );
+}
+
+/// Writes `payouts` as one batch and asserts every one was created, in order.
+pub(crate) async fn seed(store: &dyn PayoutStore, payouts: Vec<NewPayout>) -> Vec<Payout> {
+    let ids: Vec<PayoutId> = payouts.iter().map(|n| n.payout.id.clone()).collect();
+    let expected: Vec<Payout> = payouts.iter().map(|n| n.payout.clone()).collect();
+    let outcome = store
+        .create_period(PeriodBatch {
+            payouts,
+            carry_overs: Vec::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create_period of fresh payouts failed: {e}"));
+    assert_eq!(
+        outcome.created, ids,
+        "create_period should create every fresh payout, in order"
+    );
+    assert!(
+        outcome.skipped.is_empty(),
+        "nothing should be skipped: {:?}",
+        outcome.skipped
+    );
+    expected
+}
+
+/// One fresh calculated payout.
+pub(crate) async fn seed_one(store: &dyn PayoutStore, id: &str) -> Payout {
+    let new = fixtures::new_payout(id, &format!("dr-{id}"), fixtures::month(2025, 1), &["500"]);
+    seed(store, vec![new]).await.remove(0)
+}
+
+/// Moves a payout to `to` at `at` through `apply`, asserting it works.
+pub(crate) async fn move_to(store: &dyn PayoutStore, payout: &Payout, to: PayoutStatus, at: DateTime<Utc>) -> Payout {
+    store
+        .apply(fixtures::status_change(payout, to, at))
+        .await
+        .unwrap_or_else(|e| panic!("apply moving {} to {to} failed: {e}", payout.id))
+}
+
+/// How many payouts the store holds.
+pub(crate) async fn count(store: &dyn PayoutStore) -> u64 {
+    store
+        .list(&PayoutFilter::default(), &Page::new(1, 0))
+        .await
+        .unwrap_or_else(|e| panic!("list failed: {e}"))
+        .total
+}
+
+pub(crate) fn is_conflict_for(e: &Error, id: &PayoutId) -> bool {
+    matches!(e, Error::Conflict(x) if x == id)
+}

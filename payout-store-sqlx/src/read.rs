@@ -1,0 +1,260 @@
+//! The reading half of the store, written once for both dialects.
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use futures::StreamExt;
+use futures::stream::{self, BoxStream};
+use payout_core::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
+use payout_core::provider::EventReference;
+use payout_core::status::PayoutStatus;
+use payout_core::store::{CarryOver, Cursor, Page, PayoutFilter, PayoutPage};
+use payout_core::{Error, Result};
+
+use crate::db::{Args, Db, RowExt, args};
+use crate::error::db;
+use crate::rows::{self, ATTEMPT_COLUMNS, AUDIT_COLUMNS, CARRY_OVER_COLUMNS, ITEM_COLUMNS, PAYOUT_COLUMNS};
+
+/// How many rows [`stream`] reads per query.
+pub(crate) const STREAM_CHUNK: i64 = 500;
+
+/// The list order: newest first, ties broken by id.
+const NEWEST_FIRST: &str = "ORDER BY created_at DESC, id DESC";
+
+pub(crate) async fn get<D: Db>(d: &D, id: &PayoutId) -> Result<Payout> {
+    let sql = format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE id = $1");
+    match d.fetch_optional(&sql, args![id.as_str()]).await.map_err(db)? {
+        Some(row) => rows::payout(&row),
+        None => Err(Error::NotFound(id.clone())),
+    }
+}
+
+/// `NotFound` unless the payout exists.
+async fn require<D: Db>(d: &D, id: &PayoutId) -> Result<()> {
+    let found = d
+        .fetch_optional("SELECT 1 AS one FROM payouts WHERE id = $1", args![id.as_str()])
+        .await
+        .map_err(db)?;
+    found.map(|_| ()).ok_or_else(|| Error::NotFound(id.clone()))
+}
+
+/// The `WHERE` clause of `filter` (empty when it filters nothing), its values pushed onto `args`.
+fn filter_clause(filter: &PayoutFilter, after: Option<&Cursor>, args: &mut Args) -> String {
+    let mut conditions = Vec::new();
+    if let Some(status) = filter.status {
+        conditions.push(format!("status = {}", args.push(status.as_str())));
+    }
+    if let Some(doctor) = &filter.doctor_id {
+        conditions.push(format!("doctor_id = {}", args.push(doctor.as_str())));
+    }
+    if let Some(provider) = filter.provider {
+        conditions.push(format!("provider = {}", args.push(provider.as_str())));
+    }
+    if let Some(from) = filter.created_from {
+        conditions.push(format!("created_at >= {}", args.push(start_of(from))));
+    }
+    if let Some(to) = filter.created_to {
+        // Through the end of that day: before the next one starts.
+        if let Some(next) = to.checked_add_days(Days::new(1)) {
+            conditions.push(format!("created_at < {}", args.push(start_of(next))));
+        }
+    }
+    if let Some(c) = after {
+        let at = args.push(c.created_at);
+        let id = args.push(c.id.as_str());
+        conditions.push(format!("(created_at, id) < ({at}, {id})"));
+    }
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    }
+}
+
+fn start_of(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
+pub(crate) async fn list<D: Db>(d: &D, filter: &PayoutFilter, page: &Page) -> Result<PayoutPage> {
+    let limit = page.limit.min(Page::MAX_LIMIT);
+
+    let mut count_args = Args::new();
+    let count_sql = format!(
+        "SELECT COUNT(*) AS n FROM payouts {}",
+        filter_clause(filter, None, &mut count_args)
+    );
+    let total = match d.fetch_optional(&count_sql, count_args).await.map_err(db)? {
+        Some(row) => u64::try_from(row.int("n").map_err(db)?).unwrap_or(0),
+        None => 0,
+    };
+
+    let mut args = Args::new();
+    let clause = filter_clause(filter, page.after.as_ref(), &mut args);
+    let skip = if page.after.is_some() {
+        0
+    } else {
+        i64::try_from(page.skip).unwrap_or(i64::MAX)
+    };
+    let limit_ph = args.push(i64::from(limit));
+    let skip_ph = args.push(skip);
+    let sql = format!("SELECT {PAYOUT_COLUMNS} FROM payouts {clause} {NEWEST_FIRST} LIMIT {limit_ph} OFFSET {skip_ph}");
+    let payouts = d
+        .fetch_all(&sql, args)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::payout)
+        .collect::<Result<Vec<_>>>()?;
+    let next = if limit > 0 && payouts.len() == limit as usize {
+        payouts.last().map(Cursor::after)
+    } else {
+        None
+    };
+    Ok(PayoutPage { payouts, total, next })
+}
+
+/// One chunk of the stream: at most [`STREAM_CHUNK`] rows after `after`.
+async fn chunk<D: Db>(d: &D, filter: &PayoutFilter, after: Option<&Cursor>) -> Result<Vec<Payout>> {
+    let mut args = Args::new();
+    let clause = filter_clause(filter, after, &mut args);
+    let limit = args.push(STREAM_CHUNK);
+    let sql = format!("SELECT {PAYOUT_COLUMNS} FROM payouts {clause} {NEWEST_FIRST} LIMIT {limit}");
+    d.fetch_all(&sql, args)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::payout)
+        .collect()
+}
+
+/// Every matching payout, newest first, read in keyset chunks.
+///
+/// Each chunk is its own short query, so no connection (and, in SQLite, no read snapshot that
+/// holds back the WAL checkpoint) is kept while the consumer writes its export, and a
+/// single-connection pool (`sqlite::memory:`) can serve other calls between chunks. The keyset
+/// (`created_at`, `id`) never changes for a row, so no row is read twice.
+pub(crate) fn stream<D: Db>(d: D, filter: PayoutFilter) -> BoxStream<'static, Result<Payout>> {
+    enum Next {
+        After(Option<Cursor>),
+        Done,
+    }
+    stream::unfold(Next::After(None), move |next| {
+        let d = d.clone();
+        let filter = filter.clone();
+        async move {
+            let after = match next {
+                Next::After(after) => after,
+                Next::Done => return None,
+            };
+            match chunk(&d, &filter, after.as_ref()).await {
+                Ok(rows) if rows.is_empty() => None,
+                Ok(rows) => {
+                    let next = if rows.len() < STREAM_CHUNK as usize {
+                        Next::Done
+                    } else {
+                        Next::After(rows.last().map(Cursor::after))
+                    };
+                    Some((stream::iter(rows.into_iter().map(Ok)).boxed(), next))
+                }
+                Err(e) => Some((stream::iter([Err(e)]).boxed(), Next::Done)),
+            }
+        }
+    })
+    .flatten()
+    .boxed()
+}
+
+pub(crate) async fn items<D: Db>(d: &D, id: &PayoutId) -> Result<Vec<PayoutItem>> {
+    require(d, id).await?;
+    let sql = format!("SELECT {ITEM_COLUMNS} FROM payout_items WHERE payout_id = $1 ORDER BY position");
+    d.fetch_all(&sql, args![id.as_str()])
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::item)
+        .collect()
+}
+
+pub(crate) async fn attempts<D: Db>(d: &D, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {
+    require(d, id).await?;
+    let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM payout_attempts WHERE payout_id = $1 ORDER BY attempt_no");
+    d.fetch_all(&sql, args![id.as_str()])
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::attempt)
+        .collect()
+}
+
+pub(crate) async fn find_attempt<D: Db>(
+    d: &D,
+    provider: Provider,
+    reference: &EventReference,
+) -> Result<Option<PayoutAttempt>> {
+    let column = match reference {
+        EventReference::ProviderReference(_) => "provider_reference",
+        EventReference::IdempotencyKey(_) => "idempotency_key",
+        other => return Err(Error::NotSupported(format!("finding an attempt by {other:?}"))),
+    };
+    // Several attempts may share a provider reference (a batch id): the newest wins.
+    let sql = format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM payout_attempts WHERE provider = $1 AND {column} = $2 \
+         ORDER BY created_at DESC, payout_id DESC, attempt_no DESC LIMIT 1"
+    );
+    d.fetch_optional(&sql, args![provider.as_str(), reference.as_str()])
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(rows::attempt)
+        .transpose()
+}
+
+pub(crate) async fn webhook_event_seen<D: Db>(d: &D, provider: Provider, event_id: &str) -> Result<bool> {
+    let row = d
+        .fetch_optional(
+            "SELECT 1 AS one FROM webhook_events WHERE provider = $1 AND event_id = $2",
+            args![provider.as_str(), event_id],
+        )
+        .await
+        .map_err(db)?;
+    Ok(row.is_some())
+}
+
+pub(crate) async fn audit_trail<D: Db>(d: &D, id: &PayoutId) -> Result<Vec<AuditEntry>> {
+    require(d, id).await?;
+    // The identity column is the append order.
+    let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE payout_id = $1 ORDER BY id");
+    d.fetch_all(&sql, args![id.as_str()])
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::audit)
+        .collect()
+}
+
+pub(crate) async fn stuck_processing<D: Db>(d: &D, updated_before: DateTime<Utc>, limit: u32) -> Result<Vec<Payout>> {
+    let sql = format!(
+        "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE status = $1 AND updated_at < $2 \
+         ORDER BY updated_at, id LIMIT $3"
+    );
+    d.fetch_all(
+        &sql,
+        args![PayoutStatus::Processing.as_str(), updated_before, i64::from(limit)],
+    )
+    .await
+    .map_err(db)?
+    .iter()
+    .map(rows::payout)
+    .collect()
+}
+
+pub(crate) async fn open_carry_overs<D: Db>(d: &D, before: NaiveDate) -> Result<Vec<CarryOver>> {
+    let sql = format!(
+        "SELECT {CARRY_OVER_COLUMNS} FROM carry_overs WHERE consumed_by IS NULL AND period_end < $1 \
+         ORDER BY doctor_id, period_start, period_end"
+    );
+    d.fetch_all(&sql, args![before])
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::carry_over)
+        .collect()
+}

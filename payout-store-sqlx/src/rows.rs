@@ -1,0 +1,205 @@
+//! Rows to domain records and back: the one place that knows how each record is laid out in SQL.
+
+use payout_core::Result;
+use payout_core::domain::{AttemptOutcome, AuditEntry, ItemKind, Payout, PayoutAttempt, PayoutItem, Period, Provider};
+use payout_core::money::{Currency, Money};
+use payout_core::status::PayoutStatus;
+use payout_core::store::CarryOver;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::db::RowExt;
+use crate::error::{corrupt, db};
+
+/// The columns of `payouts`, in the order [`payout`] reads them.
+pub(crate) const PAYOUT_COLUMNS: &str = "id, doctor_id, period_start, period_end, amount_minor, currency, status, \
+     provider, provider_reference, notes, origin, created_by, approved_by, processed_at, created_at, updated_at, version";
+
+pub(crate) const ITEM_COLUMNS: &str = "kind, reference, amount_minor, currency, occurred_at, description";
+
+pub(crate) const ATTEMPT_COLUMNS: &str = "payout_id, attempt_no, provider, idempotency_key, request_summary, outcome, \
+     outcome_reason, provider_reference, error, created_at, updated_at";
+
+pub(crate) const AUDIT_COLUMNS: &str = "payout_id, actor, at, action, from_status, to_status, detail";
+
+pub(crate) const CARRY_OVER_COLUMNS: &str =
+    "doctor_id, period_start, period_end, amount_minor, currency, note, created_at, consumed_by";
+
+pub(crate) fn payout(r: &impl RowExt) -> Result<Payout> {
+    let currency = currency(&r.text("currency").map_err(db)?)?;
+    Ok(Payout {
+        id: r.text("id").map_err(db)?.into(),
+        doctor_id: r.text("doctor_id").map_err(db)?.into(),
+        period_start: r.date("period_start").map_err(db)?,
+        period_end: r.date("period_end").map_err(db)?,
+        amount_due: Money::from_minor_units(r.int("amount_minor").map_err(db)?, currency),
+        status: status(&r.text("status").map_err(db)?)?,
+        provider: r
+            .opt_text("provider")
+            .map_err(db)?
+            .as_deref()
+            .map(provider)
+            .transpose()?,
+        provider_reference: r.opt_text("provider_reference").map_err(db)?,
+        notes: r.opt_text("notes").map_err(db)?,
+        origin: from_name("origin", &r.text("origin").map_err(db)?)?,
+        created_by: r.text("created_by").map_err(db)?,
+        approved_by: r.opt_text("approved_by").map_err(db)?,
+        processed_at: r.opt_ts("processed_at").map_err(db)?,
+        created_at: r.ts("created_at").map_err(db)?,
+        updated_at: r.ts("updated_at").map_err(db)?,
+        version: r.int("version").map_err(db)?,
+    })
+}
+
+pub(crate) fn item(r: &impl RowExt) -> Result<PayoutItem> {
+    let currency = currency(&r.text("currency").map_err(db)?)?;
+    Ok(PayoutItem {
+        kind: from_name::<ItemKind>("item kind", &r.text("kind").map_err(db)?)?,
+        reference: r.text("reference").map_err(db)?,
+        amount: Money::from_minor_units(r.int("amount_minor").map_err(db)?, currency),
+        occurred_at: r.ts("occurred_at").map_err(db)?,
+        description: r.text("description").map_err(db)?,
+    })
+}
+
+pub(crate) fn attempt(r: &impl RowExt) -> Result<PayoutAttempt> {
+    let attempt_no = r.int("attempt_no").map_err(db)?;
+    Ok(PayoutAttempt {
+        payout_id: r.text("payout_id").map_err(db)?.into(),
+        attempt_no: u32::try_from(attempt_no).map_err(|e| corrupt("attempt_no", e))?,
+        provider: provider(&r.text("provider").map_err(db)?)?,
+        idempotency_key: r.text("idempotency_key").map_err(db)?,
+        request_summary: r.text("request_summary").map_err(db)?,
+        outcome: outcome(
+            &r.text("outcome").map_err(db)?,
+            r.opt_text("outcome_reason").map_err(db)?,
+        )?,
+        provider_reference: r.opt_text("provider_reference").map_err(db)?,
+        error: r.opt_text("error").map_err(db)?,
+        created_at: r.ts("created_at").map_err(db)?,
+        updated_at: r.ts("updated_at").map_err(db)?,
+    })
+}
+
+pub(crate) fn audit(r: &impl RowExt) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        payout_id: r.text("payout_id").map_err(db)?.into(),
+        actor: r.text("actor").map_err(db)?,
+        at: r.ts("at").map_err(db)?,
+        action: r.text("action").map_err(db)?,
+        from: r
+            .opt_text("from_status")
+            .map_err(db)?
+            .as_deref()
+            .map(status)
+            .transpose()?,
+        to: r
+            .opt_text("to_status")
+            .map_err(db)?
+            .as_deref()
+            .map(status)
+            .transpose()?,
+        detail: r.text("detail").map_err(db)?,
+    })
+}
+
+pub(crate) fn carry_over(r: &impl RowExt) -> Result<CarryOver> {
+    let currency = currency(&r.text("currency").map_err(db)?)?;
+    Ok(CarryOver {
+        doctor_id: r.text("doctor_id").map_err(db)?.into(),
+        period: Period {
+            start: r.date("period_start").map_err(db)?,
+            end: r.date("period_end").map_err(db)?,
+        },
+        amount: Money::from_minor_units(r.int("amount_minor").map_err(db)?, currency),
+        note: r.text("note").map_err(db)?,
+        created_at: r.ts("created_at").map_err(db)?,
+        consumed_by: r.opt_text("consumed_by").map_err(db)?.map(Into::into),
+    })
+}
+
+/// An amount as integer minor units, the only way money is written.
+pub(crate) fn minor_units(m: &Money) -> Result<i64> {
+    Ok(m.to_minor_units()?)
+}
+
+/// The uppercase name a record's enum is written as (its serde name, so new variants need no code here).
+pub(crate) fn name_of<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("<{e}>"),
+    }
+}
+
+fn from_name<T: DeserializeOwned>(what: &'static str, name: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| corrupt(what, name))
+}
+
+fn currency(code: &str) -> Result<Currency> {
+    Currency::from_code(code).map_err(|e| corrupt("currency", e))
+}
+
+fn status(name: &str) -> Result<PayoutStatus> {
+    name.parse().map_err(|e| corrupt("status", e))
+}
+
+fn provider(name: &str) -> Result<Provider> {
+    name.parse().map_err(|e| corrupt("provider", e))
+}
+
+/// An attempt outcome as its name and, for the outcomes that carry one, its reason.
+pub(crate) fn outcome_parts(outcome: &AttemptOutcome) -> (String, Option<String>) {
+    let reason = match serde_json::to_value(outcome) {
+        Ok(serde_json::Value::Object(map)) => map.get("reason").and_then(|r| r.as_str()).map(str::to_string),
+        _ => None,
+    };
+    (outcome.as_str().to_string(), reason)
+}
+
+fn outcome(name: &str, reason: Option<String>) -> Result<AttemptOutcome> {
+    let mut map = serde_json::Map::new();
+    map.insert("state".into(), serde_json::Value::String(name.to_string()));
+    if let Some(reason) = reason {
+        map.insert("reason".into(), serde_json::Value::String(reason));
+    }
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| corrupt("attempt outcome", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_round_trip_through_name_and_reason() {
+        for o in [
+            AttemptOutcome::Pending,
+            AttemptOutcome::Accepted,
+            AttemptOutcome::Succeeded,
+            AttemptOutcome::Failed {
+                reason: "insufficient funds".into(),
+            },
+            AttemptOutcome::Unknown {
+                reason: "timeout".into(),
+            },
+        ] {
+            let (name, reason) = outcome_parts(&o);
+            assert_eq!(outcome(&name, reason).unwrap(), o);
+        }
+    }
+
+    #[test]
+    fn item_kinds_round_trip_through_their_names() {
+        for k in [
+            ItemKind::Consultation,
+            ItemKind::CarryOver,
+            ItemKind::Deduction,
+            ItemKind::Adjustment,
+        ] {
+            assert_eq!(from_name::<ItemKind>("kind", &name_of(&k)).unwrap(), k);
+        }
+        assert_eq!(name_of(&ItemKind::CarryOver), "CARRY_OVER");
+        assert!(from_name::<ItemKind>("kind", "BONUS").is_err());
+    }
+}

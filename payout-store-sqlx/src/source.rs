@@ -1,0 +1,386 @@
+//! The host's own tables as a [`ConsultationSource`] and a [`RecipientDirectory`].
+//!
+//! Table and column names come from configuration and are written into SQL, so each one is checked
+//! to be a plain identifier (`[A-Za-z_][A-Za-z0-9_.]*`, `.` for `schema.table`) before any query
+//! is built; values (the status, the period, doctor ids) are always bound, never written in.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{Days, NaiveDate};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use payout_core::domain::{BankAccount, Consultation, DoctorId, Period, Recipient};
+use payout_core::source::{ConsultationSource, RecipientDirectory};
+use payout_core::{Error, Result};
+
+use crate::db::{Args, Db, Dialect, RowExt};
+
+/// How many rows the reading task may run ahead of the calculation.
+const READ_AHEAD: usize = 256;
+
+/// How many doctor ids one directory query asks for.
+const IDS_PER_QUERY: usize = 500;
+
+/// Refuses anything but a plain (optionally schema-qualified) SQL identifier.
+fn identifier(what: &str, name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let plain = name.len() <= 128
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        && !name.ends_with('.')
+        && !name.contains("..");
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "{what} {name:?} is not a plain SQL identifier ([A-Za-z_][A-Za-z0-9_.]*)"
+        )))
+    }
+}
+
+/// A failure reading the host's tables.
+fn source_err(e: sqlx::Error) -> Error {
+    match crate::error::db(e) {
+        Error::Store(message) => Error::Source(message),
+        other => other,
+    }
+}
+
+/// Where the host keeps its consultations. Every default is the original system's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsultationTable {
+    /// The table (or `schema.table`). Default `appointments`.
+    pub table: String,
+    /// The appointment id column (read as text). Default `id`.
+    pub id: String,
+    /// The doctor id column (read as text). Default `doctor_id`.
+    pub doctor_id: String,
+    /// The status column. Default `status`.
+    pub status: String,
+    /// The completion time column. Default `completed_at`. In Postgres a `timestamptz` (or
+    /// `timestamp`, read as UTC); in SQLite UTC ISO 8601 text (`2025-01-10T09:00:00Z` or
+    /// `2025-01-10 09:00:00`), which is what sqlx writes for a `DateTime<Utc>`.
+    pub completed_at: String,
+    /// The status value of a completed consultation. Default `COMPLETED`.
+    pub completed_status: String,
+}
+
+impl Default for ConsultationTable {
+    fn default() -> Self {
+        ConsultationTable {
+            table: "appointments".into(),
+            id: "id".into(),
+            doctor_id: "doctor_id".into(),
+            status: "status".into(),
+            completed_at: "completed_at".into(),
+            completed_status: "COMPLETED".into(),
+        }
+    }
+}
+
+impl ConsultationTable {
+    fn validate(&self) -> Result<()> {
+        identifier("table", &self.table)?;
+        identifier("id column", &self.id)?;
+        identifier("doctor id column", &self.doctor_id)?;
+        identifier("status column", &self.status)?;
+        identifier("completed_at column", &self.completed_at)
+    }
+
+    fn query(&self, dialect: Dialect) -> String {
+        let ConsultationTable {
+            table,
+            id,
+            doctor_id,
+            status,
+            completed_at,
+            ..
+        } = self;
+        // Doctors in byte order of their id as text, as Rust orders them, whatever the column's type
+        // or collation; the calculation needs each doctor's rows together.
+        // In Postgres the status is compared as text, so an enum column (as an ORM makes) works too.
+        let (completed, doctor_order, status) = match dialect {
+            Dialect::Postgres => (
+                format!("CAST({completed_at} AS TIMESTAMPTZ)"),
+                format!("CAST({doctor_id} AS TEXT) COLLATE \"C\""),
+                format!("CAST({status} AS TEXT)"),
+            ),
+            Dialect::Sqlite => (
+                completed_at.clone(),
+                format!("CAST({doctor_id} AS TEXT)"),
+                status.clone(),
+            ),
+        };
+        format!(
+            "SELECT CAST({id} AS TEXT) AS appointment_id, CAST({doctor_id} AS TEXT) AS doctor_id, \
+             {completed} AS completed_at FROM {table} \
+             WHERE {status} = $1 AND {completed_at} >= $2 AND {completed_at} < $3 \
+             ORDER BY {doctor_order}, {completed_at}, CAST({id} AS TEXT)"
+        )
+    }
+}
+
+/// Completed consultations read from the host's own table (see [`ConsultationTable`]), streamed in
+/// `ORDER BY doctor_id, completed_at` on one connection while the calculation consumes them.
+///
+/// ```no_run
+/// # async fn example() -> payout_core::Result<()> {
+/// use payout_store_sqlx::{ConsultationTable, SqlConsultationSource, SqliteStore};
+/// let store = SqliteStore::connect("sqlite://clinic.db?mode=rwc").await?;
+/// let source = SqlConsultationSource::new(
+///     store.pool().clone(),
+///     ConsultationTable { table: "visits".into(), ..Default::default() },
+/// )?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqlConsultationSource<P> {
+    pool: P,
+    sql: Arc<str>,
+    completed_status: String,
+}
+
+impl<P: Db> SqlConsultationSource<P> {
+    /// Reads `table` through `pool` (a `SqlitePool` or a `PgPool`). Refuses names that are not plain
+    /// identifiers with [`Error::InvalidInput`].
+    pub fn new(pool: P, table: ConsultationTable) -> Result<Self> {
+        table.validate()?;
+        Ok(SqlConsultationSource {
+            sql: table.query(pool.dialect()).into(),
+            completed_status: table.completed_status,
+            pool,
+        })
+    }
+
+    /// The period's bounds as bound values: instants in Postgres; in SQLite the days as text,
+    /// which bound any ISO 8601 text of an instant in those days.
+    fn bounds(&self, period: Period) -> (crate::db::Value, crate::db::Value) {
+        let after_end = period.end.checked_add_days(Days::new(1)).unwrap_or(NaiveDate::MAX);
+        match self.pool.dialect() {
+            Dialect::Postgres => (period.starts_at().into(), period.ends_before().into()),
+            Dialect::Sqlite => (
+                period.start.format("%Y-%m-%d").to_string().into(),
+                after_end.format("%Y-%m-%d").to_string().into(),
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl<P: Db> ConsultationSource for SqlConsultationSource<P> {
+    fn completed(&self, period: Period) -> BoxStream<'static, Result<Consultation>> {
+        let (from, to) = self.bounds(period);
+        let args = Args(vec![self.completed_status.clone().into(), from, to]);
+        let pool = self.pool.clone();
+        let sql = Arc::clone(&self.sql);
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
+        // One query, read by a task that runs at most READ_AHEAD rows ahead and stops when the
+        // stream is dropped; the stream owns nothing borrowed, so it is `'static`.
+        let mut reader = Some(async move {
+            let mut rows = pool.fetch_stream(&sql, args);
+            while let Some(row) = rows.next().await {
+                let item = row.map_err(source_err).and_then(|r| consultation(&r));
+                let failed = item.is_err();
+                if sender.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        futures::stream::poll_fn(move |cx| {
+            // Started on first poll, so building the stream needs no runtime.
+            if let Some(reader) = reader.take() {
+                tokio::spawn(reader);
+            }
+            receiver.poll_recv(cx)
+        })
+        .boxed()
+    }
+}
+
+fn consultation(r: &impl RowExt) -> Result<Consultation> {
+    Ok(Consultation {
+        appointment_id: r.text("appointment_id").map_err(source_err)?,
+        doctor_id: r.text("doctor_id").map_err(source_err)?.into(),
+        completed_at: r.host_ts("completed_at").map_err(source_err)?,
+    })
+}
+
+/// Where the host keeps doctors' payout profiles. Every default is the original system's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientTable {
+    /// The table (or `schema.table`). Default `doctor_profiles`.
+    pub table: String,
+    /// The doctor id column (read as text). Default `doctor_id`.
+    pub doctor_id: String,
+    /// Display name. Default `name`.
+    pub name: String,
+    /// Email. Default `email`.
+    pub email: String,
+    /// Stripe connected account. Default `stripe_account_id`.
+    pub stripe_account_id: String,
+    /// PayPal email. Default `paypal_payout_email`.
+    pub paypal_payout_email: String,
+    /// M-Pesa phone. Default `mpesa_phone_number`.
+    pub mpesa_phone_number: String,
+    /// Bank details as JSON (`{"accountName": ..., "accountNumber": ..., "bankCode": ...}`) in a
+    /// text, `json` or `jsonb` column. Default `bank_details`.
+    pub bank_details: String,
+}
+
+impl Default for RecipientTable {
+    fn default() -> Self {
+        RecipientTable {
+            table: "doctor_profiles".into(),
+            doctor_id: "doctor_id".into(),
+            name: "name".into(),
+            email: "email".into(),
+            stripe_account_id: "stripe_account_id".into(),
+            paypal_payout_email: "paypal_payout_email".into(),
+            mpesa_phone_number: "mpesa_phone_number".into(),
+            bank_details: "bank_details".into(),
+        }
+    }
+}
+
+impl RecipientTable {
+    fn validate(&self) -> Result<()> {
+        identifier("table", &self.table)?;
+        for (what, name) in [
+            ("doctor id column", &self.doctor_id),
+            ("name column", &self.name),
+            ("email column", &self.email),
+            ("stripe_account_id column", &self.stripe_account_id),
+            ("paypal_payout_email column", &self.paypal_payout_email),
+            ("mpesa_phone_number column", &self.mpesa_phone_number),
+            ("bank_details column", &self.bank_details),
+        ] {
+            identifier(what, name)?;
+        }
+        Ok(())
+    }
+
+    fn select(&self) -> String {
+        format!(
+            "SELECT CAST({} AS TEXT) AS doctor_id, {} AS name, {} AS email, {} AS stripe_account_id, \
+             {} AS paypal_payout_email, {} AS mpesa_phone_number, CAST({} AS TEXT) AS bank_details FROM {}",
+            self.doctor_id,
+            self.name,
+            self.email,
+            self.stripe_account_id,
+            self.paypal_payout_email,
+            self.mpesa_phone_number,
+            self.bank_details,
+            self.table
+        )
+    }
+}
+
+/// Doctors' payout profiles read from the host's own table (see [`RecipientTable`]).
+#[derive(Debug, Clone)]
+pub struct SqlRecipientDirectory<P> {
+    pool: P,
+    select: String,
+    doctor_id: String,
+}
+
+impl<P: Db> SqlRecipientDirectory<P> {
+    /// Reads `table` through `pool` (a `SqlitePool` or a `PgPool`). Refuses names that are not plain
+    /// identifiers with [`Error::InvalidInput`].
+    pub fn new(pool: P, table: RecipientTable) -> Result<Self> {
+        table.validate()?;
+        Ok(SqlRecipientDirectory {
+            select: table.select(),
+            doctor_id: table.doctor_id,
+            pool,
+        })
+    }
+
+    /// The id condition: in SQLite the column's affinity converts the bound text, so its index is
+    /// used; Postgres compares as text, so an integer id column works too.
+    fn id_expr(&self) -> String {
+        match self.pool.dialect() {
+            Dialect::Sqlite => self.doctor_id.clone(),
+            Dialect::Postgres => format!("CAST({} AS TEXT)", self.doctor_id),
+        }
+    }
+}
+
+#[async_trait]
+impl<P: Db> RecipientDirectory for SqlRecipientDirectory<P> {
+    async fn recipient(&self, doctor_id: &DoctorId) -> Result<Option<Recipient>> {
+        Ok(self.recipients(std::slice::from_ref(doctor_id)).await?.pop())
+    }
+
+    async fn recipients(&self, doctor_ids: &[DoctorId]) -> Result<Vec<Recipient>> {
+        let mut out = Vec::with_capacity(doctor_ids.len());
+        for ids in doctor_ids.chunks(IDS_PER_QUERY) {
+            let mut args = Args::new();
+            let placeholders: Vec<String> = ids.iter().map(|id| args.push(id.as_str())).collect();
+            let sql = format!(
+                "{} WHERE {} IN ({})",
+                self.select,
+                self.id_expr(),
+                placeholders.join(", ")
+            );
+            for row in self.pool.fetch_all(&sql, args).await.map_err(source_err)? {
+                out.push(recipient(&row)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn recipient(r: &impl RowExt) -> Result<Recipient> {
+    let doctor_id: DoctorId = r.text("doctor_id").map_err(source_err)?.into();
+    let bank_details = match r.opt_text("bank_details").map_err(source_err)? {
+        None => None,
+        Some(json) if json.trim().is_empty() || json.trim() == "null" => None,
+        // The parser's message could quote an account number: say only which doctor.
+        Some(json) => Some(serde_json::from_str::<BankAccount>(&json).map_err(|_| {
+            Error::Source(format!(
+                "doctor {doctor_id}: bank_details is not a bank account in JSON"
+            ))
+        })?),
+    };
+    Ok(Recipient {
+        name: r.opt_text("name").map_err(source_err)?.unwrap_or_default(),
+        email: r.opt_text("email").map_err(source_err)?.unwrap_or_default(),
+        stripe_account_id: r.opt_text("stripe_account_id").map_err(source_err)?,
+        paypal_payout_email: r.opt_text("paypal_payout_email").map_err(source_err)?,
+        mpesa_phone_number: r.opt_text("mpesa_phone_number").map_err(source_err)?,
+        bank_details,
+        doctor_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_identifiers_pass() {
+        for ok in ["appointments", "public.appointments", "_x1", "Completed_At"] {
+            assert!(identifier("t", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "a b",
+            "a;DROP TABLE payouts",
+            "a--",
+            "\"quoted\"",
+            "a.",
+            "a..b",
+            "x)",
+            "status = 'PAID' OR 1",
+        ] {
+            assert!(identifier("t", bad).is_err(), "{bad}");
+        }
+        let bad = ConsultationTable {
+            status: "status; --".into(),
+            ..Default::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

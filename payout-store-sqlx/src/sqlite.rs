@@ -1,0 +1,202 @@
+//! The SQLite store: embedded, one file (or memory), WAL mode, one writer at a time.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+};
+
+use crate::db::{Args, Dialect, RowExt, Value, impl_db};
+use crate::error::StoreError;
+
+/// How long a connection waits for another writer before it gives up (`PRAGMA busy_timeout`).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most connections a file database's pool opens.
+pub const MAX_CONNECTIONS: u32 = 8;
+
+/// Creates or upgrades the schema in `pool` (idempotent: applied migrations are skipped).
+pub async fn setup(pool: &SqlitePool) -> payout_core::Result<()> {
+    sqlx::migrate!("./migrations/sqlite")
+        .run(pool)
+        .await
+        .map_err(StoreError::from)?;
+    Ok(())
+}
+
+/// The options every connection gets: WAL, a busy timeout, foreign keys on, full sync.
+pub fn connect_options(url: &str) -> payout_core::Result<SqliteConnectOptions> {
+    let options = SqliteConnectOptions::from_str(url).map_err(StoreError::from)?;
+    Ok(options
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true))
+}
+
+/// True for URLs that open a private in-memory database (`sqlite::memory:`, `mode=memory`), which
+/// lives only as long as its one connection.
+fn is_memory(url: &str) -> bool {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    rest.starts_with(":memory:") || rest.is_empty() || url.contains("mode=memory")
+}
+
+/// A pool for `url` with the options above. An in-memory database gets a single connection that
+/// is never closed (each connection to `sqlite::memory:` would be a different, empty database).
+pub async fn pool(url: &str) -> payout_core::Result<SqlitePool> {
+    let options = connect_options(url)?;
+    let pool = if is_memory(url) {
+        SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+    } else {
+        SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+    };
+    Ok(pool.map_err(StoreError::from)?)
+}
+
+/// A [`PayoutStore`](payout_core::PayoutStore) in SQLite. Cloning it is cheap: clones share the pool.
+///
+/// Every write runs in a transaction started with `BEGIN IMMEDIATE`, so it holds the database's one
+/// write lock from its first statement and never fails half-way to upgrade a read lock; other
+/// writers wait up to [`BUSY_TIMEOUT`]. Reads run beside writers (WAL).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it with `?mode=rwc`) the database at `url`, applies the migrations and
+    /// returns the store: `sqlite://payouts.db?mode=rwc`, or `sqlite::memory:` for tests.
+    pub async fn connect(url: &str) -> payout_core::Result<Self> {
+        let pool = pool(url).await?;
+        setup(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// A store over a pool whose schema [`setup`] already created. Give the pool's connections the
+    /// [`connect_options`] (above all a busy timeout), or concurrent writers fail with `SQLITE_BUSY`.
+    pub fn new(pool: SqlitePool) -> Self {
+        SqliteStore { pool }
+    }
+
+    /// The pool, e.g. to share it with a [`SqlConsultationSource`](crate::SqlConsultationSource).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Claims up to `limit` `PROCESSING` payouts not changed since `updated_before`: each gets
+    /// `updated_at = at` and a new version, so another worker's claim or
+    /// [`stuck_processing`](payout_core::PayoutStore::stuck_processing) skips it until it is stale
+    /// again. The oldest are claimed first; they are returned in id order. A lease, not a
+    /// transition: the status does not change and nothing is audited.
+    pub async fn claim_stuck_processing(
+        &self,
+        updated_before: chrono::DateTime<Utc>,
+        limit: u32,
+        at: chrono::DateTime<Utc>,
+    ) -> payout_core::Result<Vec<payout_core::domain::Payout>> {
+        crate::write::claim_stuck_processing(&self.pool, updated_before, limit, at).await
+    }
+}
+
+crate::store_impl::delegate_payout_store!(SqliteStore);
+
+/// Timestamps are written as UTC text of one fixed width, nanoseconds included, so text order is
+/// time order and nothing is lost: `2025-02-01T08:00:00.000000000Z`.
+pub(crate) fn timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn bind<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments<'q>>,
+    args: Args,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments<'q>> {
+    for v in args.0 {
+        q = match v {
+            Value::Text(s) => q.bind(s),
+            Value::OptText(s) => q.bind(s),
+            Value::Int(i) => q.bind(i),
+            Value::Date(d) => q.bind(d),
+            Value::Ts(t) => q.bind(timestamp(&t)),
+            Value::OptTs(t) => q.bind(t.as_ref().map(timestamp)),
+        };
+    }
+    q
+}
+
+fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, sqlx::Error> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| sqlx::Error::Decode(format!("timestamp {text:?}: {e}").into()))
+}
+
+impl RowExt for SqliteRow {
+    fn text(&self, col: &str) -> Result<String, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn date(&self, col: &str) -> Result<NaiveDate, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn ts(&self, col: &str) -> Result<DateTime<Utc>, sqlx::Error> {
+        parse_timestamp(&self.try_get::<String, _>(col)?)
+    }
+    fn opt_ts(&self, col: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        self.try_get::<Option<String>, _>(col)?
+            .as_deref()
+            .map(parse_timestamp)
+            .transpose()
+    }
+    fn host_ts(&self, col: &str) -> Result<DateTime<Utc>, sqlx::Error> {
+        // sqlx reads ISO 8601 text (with `T` or a space), unix seconds and Julian days.
+        self.try_get(col)
+    }
+}
+
+impl_db!(
+    sqlx::Sqlite,
+    SqlitePool,
+    SqliteRow,
+    Dialect::Sqlite,
+    Some("BEGIN IMMEDIATE"),
+    bind
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn timestamps_have_one_width_so_text_order_is_time_order() {
+        let a = Utc.with_ymd_and_hms(2025, 2, 1, 8, 0, 0).unwrap();
+        let b = a + chrono::Duration::nanoseconds(1);
+        let c = a + chrono::Duration::milliseconds(500);
+        assert_eq!(timestamp(&a), "2025-02-01T08:00:00.000000000Z");
+        assert!(timestamp(&a) < timestamp(&b) && timestamp(&b) < timestamp(&c));
+        assert_eq!(parse_timestamp(&timestamp(&b)).unwrap(), b);
+    }
+
+    #[test]
+    fn memory_urls_are_recognised() {
+        assert!(is_memory("sqlite::memory:"));
+        assert!(is_memory("sqlite://:memory:"));
+        assert!(is_memory("sqlite:file:x?mode=memory&cache=shared"));
+        assert!(!is_memory("sqlite://payouts.db?mode=rwc"));
+    }
+}

@@ -1,0 +1,131 @@
+//! Fresh, empty stores for tests: SQLite in memory, SQLite files in a temp dir, and Postgres
+//! schemas (one per store, dropped at the end) when `PAYOUTS_TEST_POSTGRES_URL` is set.
+#![allow(dead_code)]
+
+#[cfg(feature = "postgres")]
+use std::str::FromStr;
+#[cfg(feature = "postgres")]
+use std::sync::Mutex;
+#[cfg(feature = "sqlite")]
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[cfg(feature = "postgres")]
+use payout_store_sqlx::postgres::{self, PgStore};
+#[cfg(feature = "sqlite")]
+use payout_store_sqlx::sqlite::{self, SqliteStore};
+#[cfg(feature = "postgres")]
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+#[cfg(feature = "postgres")]
+/// The variable naming the Postgres server the Postgres tests use.
+pub const POSTGRES_URL_VAR: &str = "PAYOUTS_TEST_POSTGRES_URL";
+
+#[cfg(feature = "sqlite")]
+/// A new private in-memory SQLite store.
+pub async fn sqlite_memory() -> SqliteStore {
+    SqliteStore::connect("sqlite::memory:")
+        .await
+        .expect("an in-memory SQLite store")
+}
+
+#[cfg(feature = "sqlite")]
+/// SQLite files in one temp dir that lives as long as this value.
+pub struct SqliteFiles {
+    dir: tempfile::TempDir,
+    next: AtomicUsize,
+}
+
+#[cfg(feature = "sqlite")]
+impl SqliteFiles {
+    pub fn new() -> Self {
+        SqliteFiles {
+            dir: tempfile::tempdir().expect("a temp dir"),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The URL of a new database file.
+    pub fn url(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::SeqCst);
+        format!(
+            "sqlite://{}?mode=rwc",
+            self.dir.path().join(format!("payouts-{n}.db")).display()
+        )
+    }
+
+    /// A store over a new database file.
+    pub async fn fresh(&self) -> SqliteStore {
+        SqliteStore::connect(&self.url()).await.expect("a SQLite file store")
+    }
+
+    /// A raw pool over a new, migrated database file (for constraint tests).
+    pub async fn fresh_pool(&self) -> sqlx::SqlitePool {
+        let pool = sqlite::pool(&self.url()).await.expect("a SQLite pool");
+        sqlite::setup(&pool).await.expect("migrations");
+        pool
+    }
+}
+
+#[cfg(feature = "postgres")]
+/// Postgres stores, each in its own new schema of the test database.
+pub struct PgSchemas {
+    options: PgConnectOptions,
+    admin: PgPool,
+    made: Mutex<Vec<(String, PgPool)>>,
+}
+
+#[cfg(feature = "postgres")]
+impl PgSchemas {
+    /// `None` (after saying so) when the variable is not set.
+    pub async fn from_env() -> Option<Self> {
+        let Ok(url) = std::env::var(POSTGRES_URL_VAR) else {
+            println!("skipped: {POSTGRES_URL_VAR} not set");
+            return None;
+        };
+        let options = PgConnectOptions::from_str(&url).expect("a valid Postgres URL");
+        let admin = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options.clone())
+            .await
+            .expect("connecting to the test Postgres");
+        Some(PgSchemas {
+            options,
+            admin,
+            made: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A migrated pool whose connections see only a new schema.
+    pub async fn fresh_pool(&self) -> PgPool {
+        let schema = format!("payouts_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&self.admin)
+            .await
+            .expect("creating a test schema");
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(self.options.clone().options([("search_path", schema.as_str())]))
+            .await
+            .expect("connecting to the test schema");
+        postgres::setup(&pool).await.expect("migrations");
+        self.made.lock().expect("lock").push((schema, pool.clone()));
+        pool
+    }
+
+    /// A store in a new schema.
+    pub async fn fresh(&self) -> PgStore {
+        PgStore::new(self.fresh_pool().await)
+    }
+
+    /// Closes every pool and drops every schema made.
+    pub async fn cleanup(&self) {
+        let made = std::mem::take(&mut *self.made.lock().expect("lock"));
+        for (schema, pool) in made {
+            pool.close().await;
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&self.admin)
+                .await
+                .expect("dropping a test schema");
+        }
+    }
+}

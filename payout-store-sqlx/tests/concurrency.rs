@@ -1,0 +1,107 @@
+//! Eight tasks race to approve the same 200 payouts, each from the same read: every payout is
+//! approved exactly once, with exactly one APPROVE audit entry, and every loser gets `Conflict`.
+#![cfg(any(feature = "sqlite", feature = "postgres"))]
+// With one backend only, the other's tests and helpers are compiled out.
+#![cfg_attr(not(all(feature = "sqlite", feature = "postgres")), allow(unused))]
+
+mod common;
+
+use std::sync::Arc;
+
+use payout_core::status::PayoutStatus;
+use payout_core::store::PeriodBatch;
+use payout_core::testkit::fixtures::{self, at, month};
+use payout_core::{Error, PayoutStore};
+use tokio::sync::Barrier;
+
+#[cfg(feature = "postgres")]
+use common::PgSchemas;
+#[cfg(feature = "sqlite")]
+use common::SqliteFiles;
+
+const TASKS: usize = 8;
+const PAYOUTS: usize = 200;
+
+async fn racing_approvals_approve_each_payout_once(store: Arc<dyn PayoutStore>) {
+    let batch = PeriodBatch {
+        payouts: (0..PAYOUTS)
+            .map(|i| fixtures::new_payout(&format!("po_{i:03}"), &format!("dr-{i}"), month(2025, 1), &["500"]))
+            .collect(),
+        carry_overs: Vec::new(),
+    };
+    let created = store.create_period(batch).await.expect("seeding");
+    assert_eq!(created.created.len(), PAYOUTS);
+
+    // Every task reads every payout before any task writes, so all of them race from version 1.
+    let barrier = Arc::new(Barrier::new(TASKS));
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (store, barrier, ids) = (Arc::clone(&store), Arc::clone(&barrier), created.created.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut reads = Vec::with_capacity(ids.len());
+            for id in &ids {
+                reads.push(store.get(id).await.expect("get"));
+            }
+            barrier.wait().await;
+            let (mut won, mut lost) = (Vec::new(), 0usize);
+            // Each task starts elsewhere in the list, so the races spread over the whole table.
+            for k in 0..reads.len() {
+                let read = &reads[(k + task * PAYOUTS / TASKS) % reads.len()];
+                let mut change = fixtures::status_change(read, PayoutStatus::Approved, at(1));
+                change.patch.approved_by = Some(format!("admin:{task}"));
+                change.audit[0].detail = format!("task {task}");
+                match store.apply(change).await {
+                    Ok(p) => won.push(p.id),
+                    Err(Error::Conflict(id)) if id == read.id => lost += 1,
+                    Err(e) => panic!("task {task}: approving {} failed with {e:?}, not Conflict", read.id),
+                }
+            }
+            (won, lost)
+        }));
+    }
+    let mut winners = std::collections::HashMap::new();
+    let mut losses = 0;
+    for (task, handle) in tasks.into_iter().enumerate() {
+        let (won, lost) = handle.await.expect("a racing task panicked");
+        losses += lost;
+        for id in won {
+            assert!(winners.insert(id.clone(), task).is_none(), "{id} was approved twice");
+        }
+    }
+    assert_eq!(winners.len(), PAYOUTS, "every payout is approved by exactly one task");
+    assert_eq!(losses, PAYOUTS * (TASKS - 1), "every other attempt lost with Conflict");
+
+    for id in &created.created {
+        let p = store.get(id).await.expect("get");
+        let winner = winners[id];
+        assert_eq!(p.status, PayoutStatus::Approved);
+        assert_eq!(p.version, 2, "{id}: one change, one version bump");
+        assert_eq!(p.approved_by, Some(format!("admin:{winner}")));
+        let trail = store.audit_trail(id).await.expect("audit_trail");
+        let approvals: Vec<_> = trail.iter().filter(|e| e.action == "APPROVED").collect();
+        assert_eq!(trail.len(), 2, "{id}: CREATE and exactly one approval: {trail:?}");
+        assert_eq!(approvals.len(), 1);
+        assert_eq!(
+            approvals[0].detail,
+            format!("task {winner}"),
+            "{id}: the winner's entry"
+        );
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_file_racing_approvals() {
+    let files = SqliteFiles::new();
+    racing_approvals_approve_each_payout_once(Arc::new(files.fresh().await)).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_racing_approvals() {
+    let Some(schemas) = PgSchemas::from_env().await else {
+        return;
+    };
+    racing_approvals_approve_each_payout_once(Arc::new(schemas.fresh().await)).await;
+    schemas.cleanup().await;
+}
