@@ -35,7 +35,8 @@ pub struct ServiceConfig {
     pub trigger_concurrency: usize,
     /// How many doctors a calculation writes per transaction. Default: 500.
     pub calculation_chunk: usize,
-    /// How long one provider call may take before its outcome counts as unknown. Default: 60 s.
+    /// How long one provider call may take before its outcome counts as unknown. Default: 120 s (longer than
+    /// the adapters' own retries with backoff, so an adapter normally answers first).
     pub send_timeout: Duration,
     /// A PROCESSING payout older than this is reported as needing a person by `reconcile`. Default: 72 h.
     pub attention_after: chrono::Duration,
@@ -47,7 +48,7 @@ impl Default for ServiceConfig {
             four_eyes: true,
             trigger_concurrency: 16,
             calculation_chunk: 500,
-            send_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(120),
             attention_after: chrono::Duration::hours(72),
         }
     }

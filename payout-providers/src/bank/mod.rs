@@ -1,0 +1,303 @@
+//! Bank transfer: a small JSON REST contract for a bank (or a bank-integration service) at
+//! `BANK_API_URL`, plus [files] that finance uploads to a bank by hand: the original system's
+//! CSV, ISO 20022 `pain.001.001.03` XML and NACHA.
+//!
+//! # Configuration
+//! | variable | builder | default |
+//! |---|---|---|
+//! | `BANK_API_URL` (required) | [`BankConfigBuilder::api_url`] | — |
+//! | `BANK_API_KEY` (required) | [`BankConfigBuilder::api_key`] | — |
+//! | `BANK_TIMEOUT_SECS` | [`BankConfigBuilder::timeout`] | 30 s (connect: 10 s) |
+//! | — | [`BankConfigBuilder::retry`] | [`RetryPolicy::default`] |
+//!
+//! # The contract
+//! Every request carries `Authorization: Bearer {BANK_API_KEY}`; bodies are JSON.
+//!
+//! **Create** — `POST {BANK_API_URL}/transfers` with `Idempotency-Key: {attempt key}`:
+//! ```json
+//! {"reference": "po_123-1", "payout_id": "po_123", "amount": "1500.00", "currency": "KES",
+//!  "description": "Consultations 2025-01-01..2025-01-31",
+//!  "beneficiary": {"name": "Dr. A", "account_number": "0123456789", "bank_code": "01",
+//!                  "branch_code": "001", "bank_name": "Test Bank", "country": "KE"}}
+//! ```
+//! `amount` is exact decimal text at the currency's exponent (never a float); `reference` repeats the
+//! idempotency key so it appears on statements. The answer (200, 201 or 202) is a transfer:
+//! ```json
+//! {"id": "bt_1", "status": "PENDING", "reference": "po_123-1", "failure_reason": null}
+//! ```
+//! with `status` one of `PENDING`, `PROCESSING` (→ `Accepted`), `COMPLETED` (→ `Paid`), `FAILED` or
+//! `REJECTED` (→ `Failed`), `RETURNED` (→ `Returned`). Any other status is an error, never a guess.
+//!
+//! The bank must be idempotent on the key: a repeated `Idempotency-Key` returns the first answer
+//! and moves no money; a key whose first request is still running answers 409
+//! `{"error": {"code": "idempotency_key_in_use"}}`.
+//!
+//! **Read** — `GET {BANK_API_URL}/transfers/{id}` returns a transfer (404 if unknown), and
+//! `GET {BANK_API_URL}/transfers?reference={key}` returns `{"data": [transfer, ...]}` (empty when the
+//! key never arrived).
+//!
+//! **Errors** — `{"error": {"code": "...", "message": "..."}}`. 409, 429 and 5xx are retried with the
+//! same key (`Retryable`); other 4xx are `Final`; a timeout or reset is `Ambiguous`.
+//!
+//! # Lookup
+//! With a reference, `GET /transfers/{id}` (a 404 for an id the bank gave us is an error, not
+//! `NotFound`); without one, `GET /transfers?reference={key}`, where an empty list is `NotFound`.
+//!
+//! # Webhooks
+//! The contract has none: [`capabilities`](PayoutProvider::capabilities) says `webhooks: false`,
+//! `verify_webhook` refuses everything, and reconciliation settles bank payouts by lookup.
+
+mod client;
+pub mod files;
+mod wire;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::HeaderMap;
+use payout_core::domain::Provider;
+use payout_core::provider::{
+    AttemptLookup, Capabilities, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus, SendReceipt,
+};
+use payout_core::{ProviderError, ProviderErrorKind, WebhookError};
+
+pub use files::{
+    AccountType, BankTransferLine, FileError, NachaSettings, Pain001Settings, SecCode, csv, end_to_end_id, nacha,
+    pain001,
+};
+
+use crate::common::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+use crate::common::{ConfigError, RetryPolicy, Secret, base_url, seconds, var};
+use client::BankClient;
+use wire::TransferRequest;
+
+/// Settings for [`BankProvider`]. `Debug` shows no secret.
+#[derive(Clone)]
+pub struct BankConfig {
+    api_url: String,
+    api_key: Secret,
+    timeout: Duration,
+    connect_timeout: Duration,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for BankConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BankConfig")
+            .field("api_url", &self.api_url)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BankConfig {
+    /// A builder with every default.
+    pub fn builder() -> BankConfigBuilder {
+        BankConfigBuilder::default()
+    }
+
+    /// Reads the variables in the [module table](self) from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let lookup = &lookup as &dyn Fn(&str) -> Option<String>;
+        let mut b = BankConfig::builder();
+        if let Some(u) = var(lookup, "BANK_API_URL") {
+            b = b.api_url(u);
+        }
+        if let Some(k) = var(lookup, "BANK_API_KEY") {
+            b = b.api_key(k);
+        }
+        if let Some(t) = var(lookup, "BANK_TIMEOUT_SECS") {
+            b = b.timeout(seconds("BANK_TIMEOUT_SECS", &t)?);
+        }
+        b.build()
+    }
+
+    /// The API base URL.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+}
+
+/// Builds a [`BankConfig`].
+#[derive(Default)]
+pub struct BankConfigBuilder {
+    api_url: Option<String>,
+    api_key: Option<Secret>,
+    timeout: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    retry: Option<RetryPolicy>,
+}
+
+impl std::fmt::Debug for BankConfigBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BankConfigBuilder")
+            .field("api_url", &self.api_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BankConfigBuilder {
+    /// The API's base URL (`BANK_API_URL`); `/transfers` is appended.
+    pub fn api_url(mut self, url: impl Into<String>) -> Self {
+        self.api_url = Some(url.into());
+        self
+    }
+    /// The bearer key (`BANK_API_KEY`).
+    pub fn api_key(mut self, key: impl Into<Secret>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+    /// The time limit for one HTTP exchange.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    /// The time limit for connecting.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+    /// How retryable failures are retried.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Checks and builds.
+    pub fn build(self) -> Result<BankConfig, ConfigError> {
+        let api_url = self.api_url.ok_or(ConfigError::Missing("BANK_API_URL"))?;
+        let api_url = base_url("BANK_API_URL", &api_url)?;
+        let api_key = self
+            .api_key
+            .filter(|k| !k.expose().trim().is_empty())
+            .ok_or(ConfigError::Missing("BANK_API_KEY"))?;
+        Ok(BankConfig {
+            api_url,
+            api_key,
+            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            connect_timeout: self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            retry: self.retry.unwrap_or_default(),
+        })
+    }
+}
+
+/// The bank API adapter.
+pub struct BankProvider {
+    config: BankConfig,
+    client: BankClient,
+}
+
+impl std::fmt::Debug for BankProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BankProvider")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BankProvider {
+    /// An adapter with its own HTTP client.
+    pub fn new(config: BankConfig) -> Result<Self, ConfigError> {
+        let client = BankClient {
+            http: crate::common::http::client(config.timeout, config.connect_timeout)?,
+            base: config.api_url.clone(),
+            api_key: config.api_key.clone(),
+            retry: config.retry,
+        };
+        Ok(BankProvider { config, client })
+    }
+}
+
+fn unknown_status(reason: String) -> ProviderError {
+    ProviderError::new(Provider::BankTransfer, ProviderErrorKind::Ambiguous, reason).with_code("unknown_status")
+}
+
+#[async_trait]
+impl PayoutProvider for BankProvider {
+    fn provider(&self) -> Provider {
+        Provider::BankTransfer
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            batch: false,
+            max_batch_size: 1,
+            lookup: true,
+            webhooks: false,
+            simulated: false,
+        }
+    }
+
+    async fn send(&self, instruction: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
+        let body = TransferRequest::try_from(instruction)
+            .map_err(|e| ProviderError::new(Provider::BankTransfer, ProviderErrorKind::Final, e.0))?;
+        let transfer = self.client.create_transfer(&body, &instruction.idempotency_key).await?;
+        let status = transfer.status().map_err(unknown_status)?;
+        Ok(SendReceipt {
+            note: format!(
+                "bank transfer {} of {} {}: {}",
+                transfer.id, body.amount, body.currency, transfer.status
+            ),
+            reference: Some(transfer.id),
+            status,
+        })
+    }
+
+    async fn verify_webhook(&self, _headers: &HeaderMap, _body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
+        Err(WebhookError::Unavailable(
+            "the bank contract has no webhooks; bank payouts settle by lookup".into(),
+        ))
+    }
+
+    async fn lookup(&self, attempt: &AttemptLookup) -> Result<ProviderStatus, ProviderError> {
+        match attempt.provider_reference.as_deref().filter(|r| !r.is_empty()) {
+            Some(reference) => match self.client.get_transfer(reference).await? {
+                Some(t) => t.status().map_err(unknown_status),
+                None => Err(ProviderError::new(
+                    Provider::BankTransfer,
+                    ProviderErrorKind::Final,
+                    format!(
+                        "the bank has no transfer {reference}, which it returned for {}",
+                        attempt.idempotency_key
+                    ),
+                )
+                .with_code("not_found")),
+            },
+            None => {
+                let found = self.client.find_by_reference(&attempt.idempotency_key).await?;
+                match found
+                    .iter()
+                    .find(|t| t.reference.as_deref() == Some(attempt.idempotency_key.as_str()))
+                {
+                    Some(t) => t.status().map_err(unknown_status),
+                    None if found.is_empty() => Ok(ProviderStatus::NotFound),
+                    None => Err(unknown_status(format!(
+                        "the bank listed transfers for reference {} that do not carry it",
+                        attempt.idempotency_key
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_settings_are_named() {
+        assert_eq!(
+            BankConfig::from_vars(|_| None).unwrap_err(),
+            ConfigError::Missing("BANK_API_URL")
+        );
+        let only_url = BankConfig::from_vars(|k| (k == "BANK_API_URL").then(|| "https://bank.example".into()));
+        assert_eq!(only_url.unwrap_err(), ConfigError::Missing("BANK_API_KEY"));
+    }
+}

@@ -1,0 +1,497 @@
+//! Safaricom M-Pesa Daraja B2C: pays a doctor's M-Pesa phone in whole Kenyan shillings.
+//!
+//! # Configuration
+//! | variable | builder | default |
+//! |---|---|---|
+//! | `MPESA_B2C_CONSUMER_KEY` or `MPESA_CONSUMER_KEY` (required) | [`MpesaConfigBuilder::consumer_key`] | — |
+//! | `MPESA_B2C_CONSUMER_SECRET` or `MPESA_CONSUMER_SECRET` (required) | [`MpesaConfigBuilder::consumer_secret`] | — |
+//! | `MPESA_SHORTCODE` (required) | [`MpesaConfigBuilder::shortcode`] | — |
+//! | `MPESA_INITIATOR_NAME` (required) | [`MpesaConfigBuilder::initiator_name`] | — |
+//! | `MPESA_B2C_SECURITY_CREDENTIAL`, or `MPESA_INITIATOR_PASSWORD` + `MPESA_CERT_PATH` (required) | [`MpesaConfigBuilder::security_credential`], [`MpesaConfigBuilder::initiator_password`] | — |
+//! | `MPESA_RESULT_URL` (required) | [`MpesaConfigBuilder::result_url`] | — |
+//! | `MPESA_TIMEOUT_URL` (required) | [`MpesaConfigBuilder::timeout_url`] | — |
+//! | `MPESA_STATUS_RESULT_URL` | [`MpesaConfigBuilder::status_result_url`] | `MPESA_RESULT_URL` |
+//! | `MPESA_CALLBACK_TOKEN` | [`MpesaConfigBuilder::callback_token`] | none |
+//! | `MPESA_WEBHOOK_SECRET` | [`MpesaConfigBuilder::webhook_secret`] | none |
+//! | `MPESA_CALLBACK_IPS` (comma-separated) | [`MpesaConfigBuilder::allowed_ips`] | any source |
+//! | `MPESA_COMMAND_ID` | [`MpesaConfigBuilder::command_id`] | `BusinessPayment` |
+//! | `MPESA_API_BASE` | [`MpesaConfigBuilder::api_base`] | `https://sandbox.safaricom.co.ke` |
+//! | `MPESA_TIMEOUT_SECS` | [`MpesaConfigBuilder::timeout`] | 30 s (connect: 10 s) |
+//! | — | [`MpesaConfigBuilder::retry`] | [`RetryPolicy::default`] |
+//!
+//! With a password and a certificate the credential is computed once, when the config is built
+//! ([`security_credential`]). The live base is `https://api.safaricom.co.ke`.
+//!
+//! # Sending
+//! An OAuth token (`GET /oauth/v1/generate`) is cached until 60 s before it expires and refreshed
+//! once when Daraja refuses it (401 or `400.003.01`). `POST /mpesa/b2c/v3/paymentrequest` carries the
+//! attempt's key as `OriginatorConversationID` and the amount as whole shillings (`"500"`). A
+//! non-KES currency, a fractional amount or one outside KES 10..=250,000, or a phone that is not
+//! `2547XXXXXXXX`/`2541XXXXXXXX` (`+254...` and `07...` are normalised) is a `Final` error before any
+//! call. The ack is not a payment: `send` returns `Accepted` with the `ConversationID` as reference,
+//! and the result arrives at the ResultURL. A duplicate `OriginatorConversationID` (`500.002.1001`)
+//! means the request was received before: `Accepted`, never a second movement.
+//!
+//! Failures: connect errors, 429, 5xx and `500.003.02`/`500.003.03`/`500.003.1001` are retried with the
+//! same key and end `Retryable`; timeouts and resets are `Ambiguous`; `400.002.05`, `404.001.04`,
+//! other 4xx and a non-zero `ResponseCode` are `Final`.
+//!
+//! # Lookup
+//! `POST /mpesa/transactionstatus/v1/query` with `OriginalConversationID` = the key (and the
+//! reference as `TransactionID` when it is not a `AG_...` ConversationID) **[unverified field set]**.
+//! Daraja answers asynchronously, so `lookup` returns `Accepted`; the result arrives at
+//! `MPESA_STATUS_RESULT_URL`.
+//!
+//! # Callbacks
+//! Daraja does not sign callbacks. `verify_webhook` checks, before reading the body, every
+//! configured guard and refuses everything when neither a token nor a secret is configured:
+//! - the secret path token: the host routes `.../{MPESA_CALLBACK_TOKEN}/...` and passes the path
+//!   segment in [`CALLBACK_TOKEN_HEADER`] (constant-time compare);
+//! - [`SIGNATURE_HEADER`]: hex HMAC-SHA256 of the raw body keyed by `MPESA_WEBHOOK_SECRET`;
+//! - the IP allowlist: [`CLIENT_IP_HEADER`] as the host saw it, else the last `x-forwarded-for` entry.
+//!
+//! The host also says which URL was hit in [`CALLBACK_KIND_HEADER`] (`result`, `timeout`, `status`).
+//! There is no timestamp to bound, so replays are stopped by event-id deduplication only.
+
+mod client;
+mod credential;
+mod webhook;
+mod wire;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::HeaderMap;
+use payout_core::domain::Provider;
+use payout_core::provider::{
+    AttemptLookup, Capabilities, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus, SendReceipt,
+};
+use payout_core::{ProviderError, ProviderErrorKind, WebhookError};
+
+pub use credential::security_credential;
+pub use webhook::{CALLBACK_KIND_HEADER, CALLBACK_TOKEN_HEADER, CLIENT_IP_HEADER, SIGNATURE_HEADER};
+pub use wire::{MAX_AMOUNT_KES, MIN_AMOUNT_KES};
+
+use crate::common::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+use crate::common::token::{DEFAULT_EXPIRY_MARGIN, TokenCache};
+use crate::common::{ConfigError, RetryPolicy, Secret, base_url, seconds, var};
+use client::{MpesaClient, Submitted};
+use webhook::CallbackAuth;
+use wire::{Payment, PaymentRequest, StatusQuery};
+
+/// Daraja's sandbox.
+pub const SANDBOX_API_BASE: &str = "https://sandbox.safaricom.co.ke";
+/// Daraja's live API.
+pub const LIVE_API_BASE: &str = "https://api.safaricom.co.ke";
+
+/// Settings for [`MpesaProvider`]. `Debug` shows no secret.
+#[derive(Clone)]
+pub struct MpesaConfig {
+    consumer_key: Secret,
+    consumer_secret: Secret,
+    shortcode: String,
+    initiator_name: String,
+    security_credential: Secret,
+    command_id: String,
+    result_url: String,
+    timeout_url: String,
+    status_result_url: String,
+    auth: CallbackAuth,
+    api_base: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for MpesaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MpesaConfig")
+            .field("api_base", &self.api_base)
+            .field("shortcode", &self.shortcode)
+            .field("initiator_name", &self.initiator_name)
+            .field("command_id", &self.command_id)
+            .field("result_url_set", &!self.result_url.is_empty())
+            .field("callback_token", &self.auth.token.is_some())
+            .field("webhook_secret", &self.auth.hmac_secret.is_some())
+            .field("allowed_ips", &self.auth.allowed_ips)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MpesaConfig {
+    /// A builder with every default.
+    pub fn builder() -> MpesaConfigBuilder {
+        MpesaConfigBuilder::default()
+    }
+
+    /// Reads the variables in the [module table](self) from the environment (and the certificate
+    /// file at `MPESA_CERT_PATH`, if the credential is to be computed).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let lookup = &lookup as &dyn Fn(&str) -> Option<String>;
+        let first = |names: &[&str]| names.iter().find_map(|n| var(lookup, n));
+        let mut b = MpesaConfig::builder();
+        if let Some(v) = first(&["MPESA_B2C_CONSUMER_KEY", "MPESA_CONSUMER_KEY"]) {
+            b = b.consumer_key(v);
+        }
+        if let Some(v) = first(&["MPESA_B2C_CONSUMER_SECRET", "MPESA_CONSUMER_SECRET"]) {
+            b = b.consumer_secret(v);
+        }
+        if let Some(v) = var(lookup, "MPESA_SHORTCODE") {
+            b = b.shortcode(v);
+        }
+        if let Some(v) = var(lookup, "MPESA_INITIATOR_NAME") {
+            b = b.initiator_name(v);
+        }
+        if let Some(v) = var(lookup, "MPESA_B2C_SECURITY_CREDENTIAL") {
+            b = b.security_credential(v);
+        } else if let Some(password) = var(lookup, "MPESA_INITIATOR_PASSWORD") {
+            let path = var(lookup, "MPESA_CERT_PATH").ok_or(ConfigError::Missing("MPESA_CERT_PATH"))?;
+            let cert = std::fs::read(&path).map_err(|e| ConfigError::Invalid {
+                name: "MPESA_CERT_PATH",
+                reason: format!("cannot read {path}: {e}"),
+            })?;
+            b = b.initiator_password(password, &cert)?;
+        }
+        if let Some(v) = var(lookup, "MPESA_RESULT_URL") {
+            b = b.result_url(v);
+        }
+        if let Some(v) = var(lookup, "MPESA_TIMEOUT_URL") {
+            b = b.timeout_url(v);
+        }
+        if let Some(v) = var(lookup, "MPESA_STATUS_RESULT_URL") {
+            b = b.status_result_url(v);
+        }
+        if let Some(v) = var(lookup, "MPESA_CALLBACK_TOKEN") {
+            b = b.callback_token(v);
+        }
+        if let Some(v) = var(lookup, "MPESA_WEBHOOK_SECRET") {
+            b = b.webhook_secret(v);
+        }
+        if let Some(v) = var(lookup, "MPESA_CALLBACK_IPS") {
+            let ips = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse::<IpAddr>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ConfigError::Invalid {
+                    name: "MPESA_CALLBACK_IPS",
+                    reason: e.to_string(),
+                })?;
+            b = b.allowed_ips(ips);
+        }
+        if let Some(v) = var(lookup, "MPESA_COMMAND_ID") {
+            b = b.command_id(v);
+        }
+        if let Some(v) = var(lookup, "MPESA_API_BASE") {
+            b = b.api_base(v);
+        }
+        if let Some(t) = var(lookup, "MPESA_TIMEOUT_SECS") {
+            b = b.timeout(seconds("MPESA_TIMEOUT_SECS", &t)?);
+        }
+        b.build()
+    }
+
+    /// The API base URL.
+    pub fn api_base(&self) -> &str {
+        &self.api_base
+    }
+}
+
+/// Builds an [`MpesaConfig`].
+#[derive(Default)]
+pub struct MpesaConfigBuilder {
+    consumer_key: Option<Secret>,
+    consumer_secret: Option<Secret>,
+    shortcode: Option<String>,
+    initiator_name: Option<String>,
+    security_credential: Option<Secret>,
+    command_id: Option<String>,
+    result_url: Option<String>,
+    timeout_url: Option<String>,
+    status_result_url: Option<String>,
+    auth: CallbackAuth,
+    api_base: Option<String>,
+    timeout: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    retry: Option<RetryPolicy>,
+}
+
+impl std::fmt::Debug for MpesaConfigBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MpesaConfigBuilder")
+            .field("api_base", &self.api_base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MpesaConfigBuilder {
+    /// The Daraja app's consumer key.
+    pub fn consumer_key(mut self, v: impl Into<Secret>) -> Self {
+        self.consumer_key = Some(v.into());
+        self
+    }
+    /// The Daraja app's consumer secret.
+    pub fn consumer_secret(mut self, v: impl Into<Secret>) -> Self {
+        self.consumer_secret = Some(v.into());
+        self
+    }
+    /// The paying shortcode (`PartyA`).
+    pub fn shortcode(mut self, v: impl Into<String>) -> Self {
+        self.shortcode = Some(v.into());
+        self
+    }
+    /// The API operator's username (`InitiatorName`).
+    pub fn initiator_name(mut self, v: impl Into<String>) -> Self {
+        self.initiator_name = Some(v.into());
+        self
+    }
+    /// A ready `SecurityCredential` (from Safaricom's portal).
+    pub fn security_credential(mut self, v: impl Into<Secret>) -> Self {
+        self.security_credential = Some(v.into());
+        self
+    }
+    /// Computes the `SecurityCredential` from the initiator password and Safaricom's certificate
+    /// (PEM or DER); see [`security_credential`].
+    pub fn initiator_password(mut self, password: impl Into<Secret>, cert: &[u8]) -> Result<Self, ConfigError> {
+        self.security_credential = Some(security_credential(&password.into(), cert)?);
+        Ok(self)
+    }
+    /// `BusinessPayment` (default), `SalaryPayment` or `PromotionPayment`.
+    pub fn command_id(mut self, v: impl Into<String>) -> Self {
+        self.command_id = Some(v.into());
+        self
+    }
+    /// Where Daraja posts results (`ResultURL`).
+    pub fn result_url(mut self, v: impl Into<String>) -> Self {
+        self.result_url = Some(v.into());
+        self
+    }
+    /// Where Daraja posts queue timeouts (`QueueTimeOutURL`).
+    pub fn timeout_url(mut self, v: impl Into<String>) -> Self {
+        self.timeout_url = Some(v.into());
+        self
+    }
+    /// Where transaction status results go (default: the result URL).
+    pub fn status_result_url(mut self, v: impl Into<String>) -> Self {
+        self.status_result_url = Some(v.into());
+        self
+    }
+    /// The secret token in the callback URLs' path, passed by the host in [`CALLBACK_TOKEN_HEADER`].
+    pub fn callback_token(mut self, v: impl Into<Secret>) -> Self {
+        self.auth.token = Some(v.into());
+        self
+    }
+    /// The key of the [`SIGNATURE_HEADER`] HMAC.
+    pub fn webhook_secret(mut self, v: impl Into<Secret>) -> Self {
+        self.auth.hmac_secret = Some(v.into());
+        self
+    }
+    /// Only these source IPs may post callbacks.
+    pub fn allowed_ips(mut self, ips: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.auth.allowed_ips = ips.into_iter().collect();
+        self
+    }
+    /// The API base URL (sandbox by default).
+    pub fn api_base(mut self, v: impl Into<String>) -> Self {
+        self.api_base = Some(v.into());
+        self
+    }
+    /// The time limit for one HTTP exchange.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    /// The time limit for connecting.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+    /// How retryable failures are retried.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Checks and builds.
+    pub fn build(self) -> Result<MpesaConfig, ConfigError> {
+        fn secret(v: Option<Secret>, name: &'static str) -> Result<Secret, ConfigError> {
+            v.filter(|s| !s.expose().trim().is_empty())
+                .ok_or(ConfigError::Missing(name))
+        }
+        fn text(v: Option<String>, name: &'static str) -> Result<String, ConfigError> {
+            v.map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .ok_or(ConfigError::Missing(name))
+        }
+        let result_url = base_url("MPESA_RESULT_URL", &text(self.result_url, "MPESA_RESULT_URL")?)?;
+        let timeout_url = base_url("MPESA_TIMEOUT_URL", &text(self.timeout_url, "MPESA_TIMEOUT_URL")?)?;
+        let status_result_url = match self.status_result_url {
+            Some(u) => base_url("MPESA_STATUS_RESULT_URL", &u)?,
+            None => result_url.clone(),
+        };
+        let mut auth = self.auth;
+        auth.token = auth.token.filter(|t| !t.expose().is_empty());
+        auth.hmac_secret = auth.hmac_secret.filter(|t| !t.expose().is_empty());
+        Ok(MpesaConfig {
+            consumer_key: secret(self.consumer_key, "MPESA_B2C_CONSUMER_KEY (or MPESA_CONSUMER_KEY)")?,
+            consumer_secret: secret(
+                self.consumer_secret,
+                "MPESA_B2C_CONSUMER_SECRET (or MPESA_CONSUMER_SECRET)",
+            )?,
+            shortcode: text(self.shortcode, "MPESA_SHORTCODE")?,
+            initiator_name: text(self.initiator_name, "MPESA_INITIATOR_NAME")?,
+            security_credential: secret(
+                self.security_credential,
+                "MPESA_B2C_SECURITY_CREDENTIAL (or MPESA_INITIATOR_PASSWORD and MPESA_CERT_PATH)",
+            )?,
+            command_id: self.command_id.unwrap_or_else(|| "BusinessPayment".to_string()),
+            result_url,
+            timeout_url,
+            status_result_url,
+            auth,
+            api_base: base_url("MPESA_API_BASE", self.api_base.as_deref().unwrap_or(SANDBOX_API_BASE))?,
+            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            connect_timeout: self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            retry: self.retry.unwrap_or_default(),
+        })
+    }
+}
+
+/// The M-Pesa B2C adapter.
+pub struct MpesaProvider {
+    config: MpesaConfig,
+    client: MpesaClient,
+}
+
+impl std::fmt::Debug for MpesaProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MpesaProvider")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MpesaProvider {
+    /// An adapter with its own HTTP client and token cache.
+    pub fn new(config: MpesaConfig) -> Result<Self, ConfigError> {
+        let client = MpesaClient {
+            http: crate::common::http::client(config.timeout, config.connect_timeout)?,
+            base: config.api_base.clone(),
+            consumer_key: config.consumer_key.clone(),
+            consumer_secret: config.consumer_secret.clone(),
+            tokens: TokenCache::new(DEFAULT_EXPIRY_MARGIN),
+            retry: config.retry,
+        };
+        Ok(MpesaProvider { config, client })
+    }
+}
+
+#[async_trait]
+impl PayoutProvider for MpesaProvider {
+    fn provider(&self) -> Provider {
+        Provider::MpesaB2c
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            batch: false,
+            max_batch_size: 1,
+            lookup: true,
+            webhooks: self.config.auth.configured(),
+            simulated: false,
+        }
+    }
+
+    async fn send(&self, instruction: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
+        let payment = Payment::try_from(instruction)
+            .map_err(|e| ProviderError::new(Provider::MpesaB2c, ProviderErrorKind::Final, e.0))?;
+        let c = &self.config;
+        let request = PaymentRequest {
+            originator_conversation_id: instruction.idempotency_key.clone(),
+            initiator_name: c.initiator_name.clone(),
+            security_credential: c.security_credential.expose().to_string(),
+            command_id: c.command_id.clone(),
+            amount: payment.amount_kes.to_string(),
+            party_a: c.shortcode.clone(),
+            party_b: payment.phone.clone(),
+            remarks: payment.remarks,
+            queue_time_out_url: c.timeout_url.clone(),
+            result_url: c.result_url.clone(),
+            occassion: payment.occasion,
+        };
+        let masked = payout_core::domain::mask(&payment.phone);
+        match self.client.pay(&request).await? {
+            Submitted::Accepted(ack) => {
+                if ack
+                    .originator_conversation_id
+                    .as_deref()
+                    .is_some_and(|o| o != instruction.idempotency_key)
+                {
+                    tracing::warn!(
+                        key = %instruction.idempotency_key,
+                        echoed = ?ack.originator_conversation_id,
+                        "M-Pesa acknowledged a different OriginatorConversationID"
+                    );
+                }
+                Ok(SendReceipt {
+                    note: format!(
+                        "M-Pesa B2C KES {} to {masked} accepted ({}): {}",
+                        payment.amount_kes,
+                        ack.conversation_id.as_deref().unwrap_or("no ConversationID"),
+                        ack.response_description.as_deref().unwrap_or("")
+                    ),
+                    reference: ack.conversation_id.filter(|c| !c.is_empty()),
+                    status: ProviderStatus::Accepted,
+                })
+            }
+            Submitted::AlreadyReceived(e) => Ok(SendReceipt {
+                reference: None,
+                status: ProviderStatus::Accepted,
+                note: format!(
+                    "M-Pesa already has OriginatorConversationID {} ({}): sent before, not sent again",
+                    instruction.idempotency_key,
+                    e.error_code.as_deref().unwrap_or("duplicate")
+                ),
+            }),
+        }
+    }
+
+    async fn verify_webhook(&self, headers: &HeaderMap, body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
+        self.config.auth.check(headers, body)?;
+        webhook::translate(headers, body)
+    }
+
+    async fn lookup(&self, attempt: &AttemptLookup) -> Result<ProviderStatus, ProviderError> {
+        let c = &self.config;
+        let query = StatusQuery {
+            initiator: c.initiator_name.clone(),
+            security_credential: c.security_credential.expose().to_string(),
+            command_id: "TransactionStatusQuery",
+            transaction_id: attempt
+                .provider_reference
+                .clone()
+                .filter(|r| !r.is_empty() && !r.starts_with("AG_")),
+            original_conversation_id: attempt.idempotency_key.clone(),
+            party_a: c.shortcode.clone(),
+            identifier_type: "4",
+            result_url: c.status_result_url.clone(),
+            queue_time_out_url: c.timeout_url.clone(),
+            remarks: format!("Status of {}", attempt.idempotency_key)
+                .chars()
+                .take(100)
+                .collect(),
+            occasion: attempt.payout_id.as_str().chars().take(100).collect(),
+        };
+        self.client.query_status(&query).await?;
+        Ok(ProviderStatus::Accepted)
+    }
+}

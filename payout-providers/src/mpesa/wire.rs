@@ -1,0 +1,354 @@
+//! Daraja's wire format: the B2C request, the ack, gateway errors, result callbacks and the
+//! transaction status query, with the conversions to and from the core types. Whole shillings are
+//! computed here and only here.
+
+use payout_core::domain::PayoutDestination;
+use payout_core::money::Currency;
+use payout_core::provider::PayoutInstruction;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Smallest B2C amount, in KES.
+pub const MIN_AMOUNT_KES: i64 = 10;
+/// Largest B2C amount per transaction, in KES.
+pub const MAX_AMOUNT_KES: i64 = 250_000;
+
+/// The gateway's "duplicate OriginatorConversationID": the request was already received.
+pub(crate) const DUPLICATE_ORIGINATOR: &str = "500.002.1001";
+/// The gateway's "invalid access token": refresh the token once and retry.
+pub(crate) const INVALID_TOKEN: &str = "400.003.01";
+
+/// `POST /mpesa/b2c/v3/paymentrequest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct PaymentRequest {
+    #[serde(rename = "OriginatorConversationID")]
+    pub originator_conversation_id: String,
+    pub initiator_name: String,
+    pub security_credential: String,
+    #[serde(rename = "CommandID")]
+    pub command_id: String,
+    /// Whole shillings, as text (`"500"`).
+    pub amount: String,
+    pub party_a: String,
+    pub party_b: String,
+    pub remarks: String,
+    #[serde(rename = "QueueTimeOutURL")]
+    pub queue_time_out_url: String,
+    #[serde(rename = "ResultURL")]
+    pub result_url: String,
+    /// Spelled so in Safaricom's docs.
+    pub occassion: String,
+}
+
+/// The parts of a [`PaymentRequest`] that come from the instruction, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Payment {
+    pub amount_kes: i64,
+    pub phone: String,
+    pub remarks: String,
+    pub occasion: String,
+}
+
+/// Why an instruction cannot be paid by B2C (a `Final` error, before any call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unpayable(pub String);
+
+impl TryFrom<&PayoutInstruction> for Payment {
+    type Error = Unpayable;
+
+    fn try_from(i: &PayoutInstruction) -> Result<Self, Self::Error> {
+        let PayoutDestination::MpesaPhone { phone } = &i.destination else {
+            return Err(Unpayable(format!(
+                "M-Pesa pays a phone number, not {}",
+                i.destination.masked()
+            )));
+        };
+        if i.amount.currency() != Currency::KES {
+            return Err(Unpayable(format!(
+                "M-Pesa B2C pays KES only, not {}",
+                i.amount.currency()
+            )));
+        }
+        let cents = i
+            .amount
+            .to_minor_units()
+            .map_err(|e| Unpayable(format!("amount {}: {e}", i.amount)))?;
+        if cents % 100 != 0 {
+            return Err(Unpayable(format!(
+                "M-Pesa takes whole shillings; {} has cents (never rounded)",
+                i.amount
+            )));
+        }
+        let kes = cents / 100;
+        if !(MIN_AMOUNT_KES..=MAX_AMOUNT_KES).contains(&kes) {
+            return Err(Unpayable(format!(
+                "M-Pesa B2C takes KES {MIN_AMOUNT_KES}..={MAX_AMOUNT_KES} per transaction, not {}",
+                i.amount
+            )));
+        }
+        let phone = msisdn(phone).ok_or_else(|| {
+            Unpayable(format!(
+                "{} is not a Kenyan M-Pesa number (2547XXXXXXXX or 2541XXXXXXXX)",
+                i.destination.masked()
+            ))
+        })?;
+        let mut remarks: String = i.description.trim().chars().take(100).collect();
+        if remarks.chars().count() < 2 {
+            remarks = format!("Payout {}", i.payout_id).chars().take(100).collect();
+        }
+        Ok(Payment {
+            amount_kes: kes,
+            phone,
+            remarks,
+            occasion: i.payout_id.as_str().chars().take(100).collect(),
+        })
+    }
+}
+
+/// `2547XXXXXXXX` / `2541XXXXXXXX` from the usual ways of writing it (`+254 7..`, `07..`, `7..`).
+pub(crate) fn msisdn(phone: &str) -> Option<String> {
+    let digits: String = phone.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
+    let digits = digits.strip_prefix('+').unwrap_or(&digits);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let national = if let Some(rest) = digits.strip_prefix("254") {
+        rest
+    } else if let Some(rest) = digits.strip_prefix('0') {
+        rest
+    } else {
+        digits
+    };
+    (national.len() == 9 && (national.starts_with('7') || national.starts_with('1'))).then(|| format!("254{national}"))
+}
+
+/// The synchronous acknowledgement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Ack {
+    #[serde(rename = "ConversationID", default)]
+    pub conversation_id: Option<String>,
+    #[serde(rename = "OriginatorConversationID", default)]
+    pub originator_conversation_id: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub response_code: Option<String>,
+    #[serde(default)]
+    pub response_description: Option<String>,
+}
+
+/// `{"requestId", "errorCode", "errorMessage"}`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GatewayError {
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+/// `GET /oauth/v1/generate`: `expires_in` is a string or a number.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct TokenResponse {
+    pub access_token: String,
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub expires_in: Option<String>,
+}
+
+/// `POST /mpesa/transactionstatus/v1/query` **[unverified field set]**.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct StatusQuery {
+    #[serde(rename = "Initiator")]
+    pub initiator: String,
+    #[serde(rename = "SecurityCredential")]
+    pub security_credential: String,
+    #[serde(rename = "CommandID")]
+    pub command_id: &'static str,
+    #[serde(rename = "TransactionID", skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+    #[serde(rename = "OriginalConversationID")]
+    pub original_conversation_id: String,
+    #[serde(rename = "PartyA")]
+    pub party_a: String,
+    #[serde(rename = "IdentifierType")]
+    pub identifier_type: &'static str,
+    #[serde(rename = "ResultURL")]
+    pub result_url: String,
+    #[serde(rename = "QueueTimeOutURL")]
+    pub queue_time_out_url: String,
+    #[serde(rename = "Remarks")]
+    pub remarks: String,
+    #[serde(rename = "Occasion")]
+    pub occasion: String,
+}
+
+/// A callback: `{"Result": {...}}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Callback {
+    pub result: CallbackResult,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct CallbackResult {
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub result_code: Option<String>,
+    #[serde(default)]
+    pub result_desc: Option<String>,
+    #[serde(rename = "OriginatorConversationID", default)]
+    pub originator_conversation_id: Option<String>,
+    #[serde(rename = "ConversationID", default)]
+    pub conversation_id: Option<String>,
+    #[serde(default)]
+    pub result_parameters: Option<ResultParameters>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ResultParameters {
+    /// One parameter or a list of them.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub result_parameter: Vec<ResultParameter>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ResultParameter {
+    pub key: String,
+    #[serde(default)]
+    pub value: serde_json::Value,
+}
+
+impl CallbackResult {
+    /// A result parameter's value as text, by key (ignoring case and spaces).
+    pub fn parameter(&self, key: &str) -> Option<String> {
+        let norm = |s: &str| {
+            s.chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>()
+                .to_ascii_lowercase()
+        };
+        let want = norm(key);
+        self.result_parameters
+            .as_ref()?
+            .result_parameter
+            .iter()
+            .find(|p| norm(&p.key) == want)
+            .and_then(|p| match &p.value {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+    }
+}
+
+/// What a B2C result code means (Safaricom's documented codes).
+pub(crate) fn result_meaning(code: &str) -> &'static str {
+    match code {
+        "0" => "success",
+        "1" => "insufficient balance",
+        "2" | "3" | "4" | "8" => "transaction limit exceeded",
+        "11" => "debit party in an invalid state",
+        "15" => "duplicate detected",
+        "17" => "internal failure",
+        "21" => "initiator lacks the role for this transaction",
+        "2001" => "invalid initiator information",
+        "2006" => "account status does not allow this transaction",
+        "2028" => "transaction not permitted for this account",
+        "2040" => "receiver is not a registered M-Pesa customer",
+        "8006" => "security credential is locked",
+        _ => "unrecognised result code",
+    }
+}
+
+fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        Some(serde_json::Value::String(s)) => Some(s.trim().to_string()),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        Some(serde_json::Value::Null) | None => None,
+        Some(other) => {
+            return Err(serde::de::Error::custom(format!(
+                "expected a string or a number, got {other}"
+            )));
+        }
+    })
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ResultParameter>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<ResultParameter>),
+        One(ResultParameter),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        Some(OneOrMany::Many(v)) => v,
+        Some(OneOrMany::One(p)) => vec![p],
+        None => Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use payout_core::domain::Provider;
+    use payout_core::money::Money;
+    use payout_core::testkit::fixtures;
+
+    fn with_amount(text: &str, currency: Currency) -> PayoutInstruction {
+        let mut i = fixtures::instruction(Provider::MpesaB2c);
+        i.amount = Money::parse(text, currency).unwrap();
+        i
+    }
+
+    #[test]
+    fn whole_shillings_in_range_only() {
+        assert_eq!(
+            Payment::try_from(&with_amount("500", Currency::KES))
+                .unwrap()
+                .amount_kes,
+            500
+        );
+        assert_eq!(
+            Payment::try_from(&with_amount("10", Currency::KES)).unwrap().amount_kes,
+            10
+        );
+        assert_eq!(
+            Payment::try_from(&with_amount("250000", Currency::KES))
+                .unwrap()
+                .amount_kes,
+            250_000
+        );
+        for bad in ["500.50", "9", "250001", "0", "-10"] {
+            assert!(Payment::try_from(&with_amount(bad, Currency::KES)).is_err(), "{bad}");
+        }
+        assert!(Payment::try_from(&with_amount("500", Currency::USD)).is_err());
+    }
+
+    #[test]
+    fn phone_numbers_are_normalised_or_refused() {
+        assert_eq!(msisdn("254708374149").as_deref(), Some("254708374149"));
+        assert_eq!(msisdn("+254 708 374 149").as_deref(), Some("254708374149"));
+        assert_eq!(msisdn("0708374149").as_deref(), Some("254708374149"));
+        assert_eq!(msisdn("0110374149").as_deref(), Some("254110374149"));
+        assert_eq!(msisdn("25470837414").as_deref(), None);
+        assert_eq!(msisdn("255708374149").as_deref(), None);
+        assert_eq!(msisdn("2546083741490").as_deref(), None);
+        assert_eq!(msisdn("abc").as_deref(), None);
+    }
+
+    #[test]
+    fn codes_and_parameters_parse_as_strings_or_numbers() {
+        let c: Callback = serde_json::from_str(
+            r#"{"Result":{"ResultCode":"2001","ConversationID":"AG_1",
+                "ResultParameters":{"ResultParameter":{"Key":"TransactionAmount","Value":10}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.result.result_code.as_deref(), Some("2001"));
+        assert_eq!(c.result.parameter("Transaction Amount").as_deref(), Some("10"));
+        let t: TokenResponse = serde_json::from_str(r#"{"access_token":"x","expires_in":3599}"#).unwrap();
+        assert_eq!(t.expires_in.as_deref(), Some("3599"));
+    }
+}

@@ -1,0 +1,310 @@
+//! PayPal over HTTP: the OAuth token, creating a batch, reading batches and items, and the
+//! verify-webhook-signature API.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use payout_core::domain::Provider;
+use payout_core::{ProviderError, ProviderErrorKind};
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::wire::{ApiError, Batch, CreatePayoutRequest, CreatedBatch, ItemDetail, TokenResponse, linked_batch_id};
+use crate::common::http::{self, RawResponse};
+use crate::common::retry::{Classified, retry};
+use crate::common::token::{Fetched, TokenCache};
+use crate::common::{RetryPolicy, Secret, redact};
+
+const PROVIDER: Provider = Provider::PaypalPayouts;
+/// Largest page `GET /v1/payments/payouts/{id}` serves.
+const PAGE_SIZE: u32 = 1000;
+
+/// What went wrong talking to PayPal, before it is classified for the engine.
+#[derive(Debug, Clone)]
+pub(crate) enum PaypalError {
+    /// No usable HTTP exchange (or no token); already classified.
+    Transport(ProviderError),
+    /// PayPal answered with an error object.
+    Api { status: StatusCode, error: ApiError },
+    /// A 2xx we cannot read: PayPal may have acted.
+    Unreadable { status: StatusCode, reason: String },
+}
+
+impl Classified for PaypalError {
+    fn kind(&self) -> ProviderErrorKind {
+        match self {
+            PaypalError::Transport(e) => e.kind,
+            PaypalError::Unreadable { .. } => ProviderErrorKind::Ambiguous,
+            // 409: a PayPal-Request-Id still being processed; nothing new happened.
+            PaypalError::Api { status, .. } if *status == StatusCode::CONFLICT => ProviderErrorKind::Retryable,
+            PaypalError::Api { status, .. } => http::status_kind(*status),
+        }
+    }
+}
+
+impl std::fmt::Display for PaypalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PaypalError::Transport(e) => f.write_str(&e.message),
+            PaypalError::Unreadable { status, reason } => write!(f, "HTTP {status} with an unreadable body: {reason}"),
+            PaypalError::Api { status, error } => {
+                write!(f, "HTTP {status} {}", error.name.as_deref().unwrap_or("error"))?;
+                if let Some(m) = &error.message {
+                    write!(f, ": {m}")?;
+                }
+                for d in &error.details {
+                    write!(
+                        f,
+                        " [{}: {}]",
+                        d.field.as_deref().unwrap_or("-"),
+                        d.issue.as_deref().unwrap_or("-")
+                    )?;
+                }
+                if let Some(id) = &error.debug_id {
+                    write!(f, " (debug_id {id})")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl From<PaypalError> for ProviderError {
+    fn from(e: PaypalError) -> Self {
+        let kind = e.kind();
+        let code = match &e {
+            PaypalError::Api { error, .. } => error.name.clone(),
+            _ => None,
+        };
+        if let PaypalError::Transport(inner) = e {
+            return inner;
+        }
+        let out = ProviderError::new(PROVIDER, kind, e.to_string());
+        match code {
+            Some(c) => out.with_code(c),
+            None => out,
+        }
+    }
+}
+
+/// What creating a batch came to.
+#[derive(Debug, Clone)]
+pub(crate) enum Created {
+    /// A new batch (or PayPal's replay of it for the same `PayPal-Request-Id`).
+    Batch {
+        payout_batch_id: String,
+        batch_status: Option<String>,
+    },
+    /// PayPal already has this `sender_batch_id`: sent before. The original batch's id, if the error
+    /// linked it.
+    Duplicate { payout_batch_id: Option<String> },
+}
+
+pub(crate) struct PaypalClient {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub client_id: Secret,
+    pub client_secret: Secret,
+    pub tokens: TokenCache,
+    pub retry: RetryPolicy,
+}
+
+impl PaypalClient {
+    /// `POST /v1/oauth2/token` with Basic auth and `grant_type=client_credentials`.
+    async fn fetch_token(&self) -> Result<Fetched, ProviderError> {
+        let raw = http::execute(
+            PROVIDER,
+            self.http
+                .post(format!("{}/v1/oauth2/token", self.base))
+                .basic_auth(self.client_id.expose(), Some(self.client_secret.expose()))
+                .form(&[("grant_type", "client_credentials")]),
+        )
+        .await?;
+        if !raw.status.is_success() {
+            return Err(ProviderError::new(
+                PROVIDER,
+                http::status_kind(raw.status),
+                format!(
+                    "token request refused: HTTP {} (check PAYPAL_CLIENT_ID/PAYPAL_CLIENT_SECRET)",
+                    raw.status
+                ),
+            ));
+        }
+        let t: TokenResponse = serde_json::from_slice(&raw.body).map_err(|e| {
+            ProviderError::new(
+                PROVIDER,
+                ProviderErrorKind::Retryable,
+                format!("unreadable token response: {e}"),
+            )
+        })?;
+        Ok(Fetched {
+            token: Secret::new(t.access_token),
+            expires_in: Duration::from_secs(t.expires_in.unwrap_or(300)),
+        })
+    }
+
+    /// Sends a request built by `build` with a bearer token, refreshing the token once on a 401.
+    async fn authorized(&self, build: impl Fn(&str) -> reqwest::RequestBuilder) -> Result<RawResponse, ProviderError> {
+        self.tokens
+            .authorized(
+                || self.fetch_token(),
+                |token| http::execute(PROVIDER, build(token.expose())),
+                |_| false,
+            )
+            .await
+    }
+
+    /// `POST /v1/payments/payouts` with `PayPal-Request-Id` = `sender_batch_id`; retried with the same
+    /// ids when retryable. A duplicate `sender_batch_id` is [`Created::Duplicate`], not an error.
+    pub async fn create_batch(&self, request: &CreatePayoutRequest) -> Result<Created, PaypalError> {
+        let request_id = request.sender_batch_header.sender_batch_id.as_str();
+        let url = format!("{}/v1/payments/payouts", self.base);
+        retry(&self.retry, "paypal create payout batch", |_| {
+            let url = url.clone();
+            async move {
+                let raw = self
+                    .authorized(|token| {
+                        self.http
+                            .post(&url)
+                            .bearer_auth(token)
+                            .header("PayPal-Request-Id", request_id)
+                            .json(request)
+                    })
+                    .await
+                    .map_err(PaypalError::Transport)?;
+                if !raw.status.is_success() {
+                    let body: serde_json::Value = serde_json::from_slice(&raw.body).unwrap_or_default();
+                    let error: ApiError = serde_json::from_value(body.clone()).unwrap_or_default();
+                    if error.is_duplicate_batch() {
+                        return Ok(Created::Duplicate {
+                            payout_batch_id: linked_batch_id(&body),
+                        });
+                    }
+                    return Err(self.api_error(raw));
+                }
+                let created: CreatedBatch = serde_json::from_slice(&raw.body).map_err(|e| PaypalError::Unreadable {
+                    status: raw.status,
+                    reason: e.to_string(),
+                })?;
+                Ok(Created::Batch {
+                    payout_batch_id: created.batch_header.payout_batch_id,
+                    batch_status: created.batch_header.batch_status,
+                })
+            }
+        })
+        .await
+    }
+
+    /// One page of `GET /v1/payments/payouts/{id}`; `None` on 404.
+    pub async fn batch_page(&self, batch_id: &str, page: u32) -> Result<Option<Batch>, PaypalError> {
+        if !valid_id(batch_id) {
+            return Ok(None);
+        }
+        let url = format!("{}/v1/payments/payouts/{batch_id}", self.base);
+        let page_text = page.to_string();
+        self.get_json(
+            &url,
+            &[
+                ("page", page_text.as_str()),
+                ("page_size", "1000"),
+                ("total_required", "true"),
+            ],
+        )
+        .await
+    }
+
+    /// Every item of a batch whose `sender_item_id` is in `wanted` (all items when `wanted` is empty),
+    /// by `sender_item_id`, and the batch's status. Pages through the batch until all are found.
+    pub async fn batch_items(
+        &self,
+        batch_id: &str,
+        wanted: &[&str],
+    ) -> Result<Option<(Option<String>, HashMap<String, ItemDetail>)>, PaypalError> {
+        let mut found = HashMap::new();
+        let mut status = None;
+        let mut page = 1;
+        loop {
+            let Some(batch) = self.batch_page(batch_id, page).await? else {
+                return Ok(None);
+            };
+            status = status.or(batch.batch_header.batch_status.clone());
+            let count = batch.items.len();
+            for item in batch.items {
+                if let Some(key) = item.sender_item_id().map(str::to_string) {
+                    if wanted.is_empty() || wanted.contains(&key.as_str()) {
+                        found.insert(key, item);
+                    }
+                }
+            }
+            let done = (!wanted.is_empty() && wanted.iter().all(|k| found.contains_key(*k)))
+                || count < PAGE_SIZE as usize
+                || batch.total_pages.is_some_and(|t| page >= t)
+                || page >= 1000;
+            if done {
+                return Ok(Some((status, found)));
+            }
+            page += 1;
+        }
+    }
+
+    /// `GET /v1/payments/payouts-item/{id}`; `None` on 404.
+    pub async fn item(&self, item_id: &str) -> Result<Option<ItemDetail>, PaypalError> {
+        if !valid_id(item_id) {
+            return Ok(None);
+        }
+        let url = format!("{}/v1/payments/payouts-item/{item_id}", self.base);
+        self.get_json(&url, &[]).await
+    }
+
+    /// `POST /v1/notifications/verify-webhook-signature` with a body assembled around the raw event.
+    pub async fn verify_webhook_signature(&self, body: String) -> Result<RawResponse, ProviderError> {
+        let url = format!("{}/v1/notifications/verify-webhook-signature", self.base);
+        self.authorized(|token| {
+            self.http
+                .post(&url)
+                .bearer_auth(token)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        })
+        .await
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, url: &str, query: &[(&str, &str)]) -> Result<Option<T>, PaypalError> {
+        retry(&self.retry, "paypal read", |_| async move {
+            let raw = self
+                .authorized(|token| self.http.get(url).bearer_auth(token).query(query))
+                .await
+                .map_err(PaypalError::Transport)?;
+            if raw.status == StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            if !raw.status.is_success() {
+                return Err(self.api_error(raw));
+            }
+            serde_json::from_slice(&raw.body)
+                .map(Some)
+                .map_err(|e| PaypalError::Unreadable {
+                    status: raw.status,
+                    reason: e.to_string(),
+                })
+        })
+        .await
+    }
+
+    fn api_error(&self, raw: RawResponse) -> PaypalError {
+        let mut error: ApiError = serde_json::from_slice(&raw.body).unwrap_or_default();
+        if error.name.is_none() && error.message.is_none() {
+            error.message = Some(raw.text_excerpt());
+        }
+        error.message = error.message.map(|m| redact(&m, &[&self.client_secret]));
+        PaypalError::Api {
+            status: raw.status,
+            error,
+        }
+    }
+}
+
+/// A PayPal id is letters, digits, `-` and `_`; anything else is never sent as a path segment.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

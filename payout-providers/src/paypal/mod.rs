@@ -1,0 +1,492 @@
+//! PayPal Payouts v1: pays doctors' PayPal emails, many in one batch call.
+//!
+//! # Configuration
+//! | variable | builder | default |
+//! |---|---|---|
+//! | `PAYPAL_CLIENT_ID` (required) | [`PaypalConfigBuilder::client_id`] | — |
+//! | `PAYPAL_CLIENT_SECRET` (required) | [`PaypalConfigBuilder::client_secret`] | — |
+//! | `PAYPAL_WEBHOOK_ID` | [`PaypalConfigBuilder::webhook_id`] | none: webhooks are refused |
+//! | `PAYPAL_WEBHOOK_VERIFICATION` (`offline` or `api`) | [`PaypalConfigBuilder::verification`] | `offline` |
+//! | `PAYPAL_API_BASE` | [`PaypalConfigBuilder::api_base`] | `https://api-m.sandbox.paypal.com` |
+//! | `PAYPAL_EMAIL_SUBJECT` | [`PaypalConfigBuilder::email_subject`] | `You have a payout` |
+//! | `PAYPAL_TIMEOUT_SECS` | [`PaypalConfigBuilder::timeout`] | 30 s (connect: 10 s) |
+//! | — | [`PaypalConfigBuilder::purpose`] | none (e.g. `SERVICES`) |
+//! | — | [`PaypalConfigBuilder::cert_fetcher`] | HTTPS GET ([`HttpCertFetcher`]) |
+//! | — | [`PaypalConfigBuilder::retry`], [`PaypalConfigBuilder::clock`] | [`RetryPolicy::default`], the system clock |
+//!
+//! The live base is `https://api-m.paypal.com`.
+//!
+//! # Sending
+//! An OAuth token (`POST /v1/oauth2/token`) is cached until 60 s before it expires and refreshed once
+//! on a 401. `POST /v1/payments/payouts` carries one item per payout: `sender_item_id` is the
+//! attempt's key, `amount.value` the exact decimal string (`"12.50"`, `"1500"` for JPY). A batch's
+//! `sender_batch_id` (also sent as `PayPal-Request-Id`) is the key itself for a single payout, and
+//! `payouts-` + the first 40 hex digits of the SHA-256 of the sorted keys for several, so re-sending
+//! the same attempts reuses it; PayPal completes a `sender_batch_id` once in 30 days.
+//!
+//! [`send_batch`](PayoutProvider::send_batch) takes up to 15,000 items per call (more are split);
+//! after the create call it reads the batch (`GET /v1/payments/payouts/{id}`, paged) and maps each
+//! item back by `sender_item_id`: its `payout_item_id` becomes the reference and its
+//! `transaction_status` the status (`SUCCESS` → `Paid`, `PENDING`/`UNCLAIMED`/`ONHOLD` → `Accepted`,
+//! `FAILED`/`BLOCKED` → `Failed`, `RETURNED`/`REFUNDED` → `Returned`, `REVERSED` → `Reversed`). Items
+//! not listed yet are `Accepted` with the batch id as reference. An instruction PayPal cannot take
+//! (not an email destination, a non-positive amount, a key over 63 characters) fails `Final` alone,
+//! before any call.
+//!
+//! A duplicate `sender_batch_id` (400 `USER_BUSINESS_ERROR` naming `SENDER_BATCH_ID`) means the
+//! batch was sent before: the original batch is found through the error's link and read as above,
+//! and nothing fails. A create call with an unknown outcome (timeout, reset) is re-sent once with the
+//! same `sender_batch_id` to resolve it — safe because PayPal deduplicates it.
+//!
+//! Failures: connect errors, 409, 429 and 5xx are retried with the same ids and end `Retryable`;
+//! timeouts that the re-send could not resolve are `Ambiguous`; other 4xx are `Final`.
+//!
+//! # Lookup
+//! `GET /v1/payments/payouts-item/{reference}`; when the reference is a batch id (404 as an item),
+//! the batch is read and the item found by `sender_item_id`. PayPal cannot be searched by
+//! `sender_batch_id`, so an attempt without a reference cannot be looked up: that is an
+//! `Ambiguous` error (`no_reference`), never `NotFound`, because the attempt may have gone out in a
+//! batch whose id we never learned; it settles by webhook (which names our key) or by a person.
+//!
+//! # Webhooks
+//! Offline (default): the message `transmission_id|transmission_time|webhook_id|crc32(raw body)` is
+//! checked against `PAYPAL-TRANSMISSION-SIG` (RSA PKCS#1 v1.5 SHA-256) with the certificate at
+//! `PAYPAL-CERT-URL`, which must pass [`check_cert_url`]; the certificate's common name must end in
+//! `.paypal.com` and it must be valid now; certificates are cached by URL. With `api`, PayPal's
+//! `POST /v1/notifications/verify-webhook-signature` decides. PayPal redelivers for 3 days, so there
+//! is no freshness window: replays are stopped by event-id deduplication. See the translation
+//! table on the webhook module's `translate`: item events only, the event id is PayPal's `WH-...`.
+
+mod batch;
+mod client;
+mod webhook;
+mod wire;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::HeaderMap;
+use payout_core::clock::{Clock, SystemClock};
+use payout_core::domain::Provider;
+use payout_core::provider::{
+    AttemptLookup, Capabilities, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus, SendReceipt,
+};
+use payout_core::{ProviderError, ProviderErrorKind, WebhookError};
+
+pub use webhook::{
+    AUTH_ALGO, CERT_HOSTS, CERT_PATH_PREFIX, CERT_URL, CertFetcher, HttpCertFetcher, TRANSMISSION_ID, TRANSMISSION_SIG,
+    TRANSMISSION_TIME, check_cert_url,
+};
+pub use wire::MAX_BATCH_ITEMS;
+
+use crate::common::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+use crate::common::token::{DEFAULT_EXPIRY_MARGIN, TokenCache};
+use crate::common::{ConfigError, RetryPolicy, Secret, base_url, seconds, var};
+use client::PaypalClient;
+use webhook::{OfflineVerifier, Transmission};
+use wire::PayoutItem;
+
+/// PayPal's sandbox.
+pub const SANDBOX_API_BASE: &str = "https://api-m.sandbox.paypal.com";
+/// PayPal's live API.
+pub const LIVE_API_BASE: &str = "https://api-m.paypal.com";
+
+/// How webhooks are verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WebhookVerification {
+    /// With PayPal's certificate, locally (one certificate download per URL).
+    #[default]
+    Offline,
+    /// By PayPal's verify-webhook-signature API (one call per webhook).
+    Api,
+}
+
+/// Settings for [`PaypalProvider`]. `Debug` shows no secret.
+#[derive(Clone)]
+pub struct PaypalConfig {
+    client_id: Secret,
+    client_secret: Secret,
+    webhook_id: Option<String>,
+    verification: WebhookVerification,
+    api_base: String,
+    email_subject: Option<String>,
+    email_message: Option<String>,
+    purpose: Option<String>,
+    cert_fetcher: Option<Arc<dyn CertFetcher>>,
+    clock: Arc<dyn Clock>,
+    timeout: Duration,
+    connect_timeout: Duration,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for PaypalConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaypalConfig")
+            .field("api_base", &self.api_base)
+            .field("webhooks", &self.webhook_id.is_some())
+            .field("verification", &self.verification)
+            .field("email_subject", &self.email_subject)
+            .field("purpose", &self.purpose)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PaypalConfig {
+    /// A builder with every default.
+    pub fn builder() -> PaypalConfigBuilder {
+        PaypalConfigBuilder::default()
+    }
+
+    /// Reads the variables in the [module table](self) from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let lookup = &lookup as &dyn Fn(&str) -> Option<String>;
+        let mut b = PaypalConfig::builder();
+        if let Some(v) = var(lookup, "PAYPAL_CLIENT_ID") {
+            b = b.client_id(v);
+        }
+        if let Some(v) = var(lookup, "PAYPAL_CLIENT_SECRET") {
+            b = b.client_secret(v);
+        }
+        if let Some(v) = var(lookup, "PAYPAL_WEBHOOK_ID") {
+            b = b.webhook_id(v);
+        }
+        if let Some(v) = var(lookup, "PAYPAL_WEBHOOK_VERIFICATION") {
+            b = b.verification(match v.to_ascii_lowercase().as_str() {
+                "offline" => WebhookVerification::Offline,
+                "api" => WebhookVerification::Api,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "PAYPAL_WEBHOOK_VERIFICATION",
+                        reason: "expected offline or api".into(),
+                    });
+                }
+            });
+        }
+        if let Some(v) = var(lookup, "PAYPAL_API_BASE") {
+            b = b.api_base(v);
+        }
+        if let Some(v) = var(lookup, "PAYPAL_EMAIL_SUBJECT") {
+            b = b.email_subject(v);
+        }
+        if let Some(t) = var(lookup, "PAYPAL_TIMEOUT_SECS") {
+            b = b.timeout(seconds("PAYPAL_TIMEOUT_SECS", &t)?);
+        }
+        b.build()
+    }
+
+    /// The API base URL.
+    pub fn api_base(&self) -> &str {
+        &self.api_base
+    }
+}
+
+/// Builds a [`PaypalConfig`].
+#[derive(Default)]
+pub struct PaypalConfigBuilder {
+    client_id: Option<Secret>,
+    client_secret: Option<Secret>,
+    webhook_id: Option<String>,
+    verification: WebhookVerification,
+    api_base: Option<String>,
+    email_subject: Option<String>,
+    email_message: Option<String>,
+    purpose: Option<String>,
+    cert_fetcher: Option<Arc<dyn CertFetcher>>,
+    clock: Option<Arc<dyn Clock>>,
+    timeout: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    retry: Option<RetryPolicy>,
+}
+
+impl std::fmt::Debug for PaypalConfigBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaypalConfigBuilder")
+            .field("api_base", &self.api_base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PaypalConfigBuilder {
+    /// The REST app's client id.
+    pub fn client_id(mut self, v: impl Into<Secret>) -> Self {
+        self.client_id = Some(v.into());
+        self
+    }
+    /// The REST app's secret.
+    pub fn client_secret(mut self, v: impl Into<Secret>) -> Self {
+        self.client_secret = Some(v.into());
+        self
+    }
+    /// The webhook's id (part of every signed message).
+    pub fn webhook_id(mut self, v: impl Into<String>) -> Self {
+        self.webhook_id = Some(v.into());
+        self
+    }
+    /// Offline (default) or API verification.
+    pub fn verification(mut self, v: WebhookVerification) -> Self {
+        self.verification = v;
+        self
+    }
+    /// The API base URL (sandbox by default).
+    pub fn api_base(mut self, v: impl Into<String>) -> Self {
+        self.api_base = Some(v.into());
+        self
+    }
+    /// The subject of PayPal's email to the doctor.
+    pub fn email_subject(mut self, v: impl Into<String>) -> Self {
+        self.email_subject = Some(v.into());
+        self
+    }
+    /// The body of PayPal's email to the doctor.
+    pub fn email_message(mut self, v: impl Into<String>) -> Self {
+        self.email_message = Some(v.into());
+        self
+    }
+    /// The items' `purpose` (`SERVICES`, ...), for accounts that must state one.
+    pub fn purpose(mut self, v: impl Into<String>) -> Self {
+        self.purpose = Some(v.into());
+        self
+    }
+    /// Where certificates come from (tests serve their own).
+    pub fn cert_fetcher(mut self, f: Arc<dyn CertFetcher>) -> Self {
+        self.cert_fetcher = Some(f);
+        self
+    }
+    /// The clock certificates' validity is checked against.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+    /// The time limit for one HTTP exchange.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    /// The time limit for connecting.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+    /// How retryable failures are retried.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Checks and builds.
+    pub fn build(self) -> Result<PaypalConfig, ConfigError> {
+        let secret = |v: Option<Secret>, name: &'static str| {
+            v.filter(|s| !s.expose().trim().is_empty())
+                .ok_or(ConfigError::Missing(name))
+        };
+        let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        Ok(PaypalConfig {
+            client_id: secret(self.client_id, "PAYPAL_CLIENT_ID")?,
+            client_secret: secret(self.client_secret, "PAYPAL_CLIENT_SECRET")?,
+            webhook_id: text(self.webhook_id),
+            verification: self.verification,
+            api_base: base_url("PAYPAL_API_BASE", self.api_base.as_deref().unwrap_or(SANDBOX_API_BASE))?,
+            email_subject: Some(text(self.email_subject).unwrap_or_else(|| "You have a payout".to_string())),
+            email_message: text(self.email_message),
+            purpose: text(self.purpose),
+            cert_fetcher: self.cert_fetcher,
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            connect_timeout: self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            retry: self.retry.unwrap_or_default(),
+        })
+    }
+}
+
+/// The PayPal Payouts adapter.
+pub struct PaypalProvider {
+    config: PaypalConfig,
+    client: PaypalClient,
+    offline: OfflineVerifier,
+}
+
+impl std::fmt::Debug for PaypalProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaypalProvider")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn paypal_error(kind: ProviderErrorKind, message: impl Into<String>) -> ProviderError {
+    ProviderError::new(Provider::PaypalPayouts, kind, message)
+}
+
+impl PaypalProvider {
+    /// An adapter with its own HTTP client, token cache and certificate cache.
+    pub fn new(config: PaypalConfig) -> Result<Self, ConfigError> {
+        let http = crate::common::http::client(config.timeout, config.connect_timeout)?;
+        let fetcher = config
+            .cert_fetcher
+            .clone()
+            .unwrap_or_else(|| Arc::new(HttpCertFetcher::new(http.clone())) as Arc<_>);
+        let client = PaypalClient {
+            http,
+            base: config.api_base.clone(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+            tokens: TokenCache::new(DEFAULT_EXPIRY_MARGIN),
+            retry: config.retry,
+        };
+        Ok(PaypalProvider {
+            offline: OfflineVerifier::new(fetcher),
+            config,
+            client,
+        })
+    }
+}
+
+#[async_trait]
+impl PayoutProvider for PaypalProvider {
+    fn provider(&self) -> Provider {
+        Provider::PaypalPayouts
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            batch: true,
+            max_batch_size: MAX_BATCH_ITEMS,
+            lookup: true,
+            webhooks: self.config.webhook_id.is_some(),
+            simulated: false,
+        }
+    }
+
+    async fn send(&self, instruction: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
+        let mut results = self.send_batch(std::slice::from_ref(instruction)).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(paypal_error(ProviderErrorKind::Ambiguous, "no result for the item")))
+    }
+
+    async fn send_batch(
+        &self,
+        instructions: &[PayoutInstruction],
+    ) -> Result<Vec<Result<SendReceipt, ProviderError>>, ProviderError> {
+        let mut results: Vec<Option<Result<SendReceipt, ProviderError>>> = vec![None; instructions.len()];
+        // One item per distinct key: the same attempt twice in one call is sent once.
+        let mut first_of_key: HashMap<&str, usize> = HashMap::new();
+        let mut to_send: Vec<(usize, PayoutItem)> = Vec::new();
+        for (n, instruction) in instructions.iter().enumerate() {
+            if first_of_key.contains_key(instruction.idempotency_key.as_str()) {
+                continue;
+            }
+            match PayoutItem::try_from(instruction) {
+                Ok(mut item) => {
+                    item.purpose = self.config.purpose.clone();
+                    first_of_key.insert(instruction.idempotency_key.as_str(), n);
+                    to_send.push((n, item));
+                }
+                Err(e) => results[n] = Some(Err(paypal_error(ProviderErrorKind::Final, e.0))),
+            }
+        }
+        let mut rest = to_send.as_slice();
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(rest.len().min(MAX_BATCH_ITEMS));
+            rest = tail;
+            let answers = self
+                .send_chunk(chunk.iter().map(|(_, item)| item.clone()).collect())
+                .await;
+            for ((n, _), answer) in chunk.iter().zip(answers) {
+                results[*n] = Some(answer);
+            }
+        }
+        Ok(instructions
+            .iter()
+            .enumerate()
+            .map(|(n, instruction)| {
+                let own = results[n].clone();
+                let shared = || {
+                    first_of_key
+                        .get(instruction.idempotency_key.as_str())
+                        .and_then(|i| results[*i].clone())
+                };
+                own.or_else(shared)
+                    .unwrap_or_else(|| Err(paypal_error(ProviderErrorKind::Ambiguous, "no result for the item")))
+            })
+            .collect())
+    }
+
+    async fn verify_webhook(&self, headers: &HeaderMap, body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
+        let Some(webhook_id) = &self.config.webhook_id else {
+            return Err(WebhookError::Unavailable("PAYPAL_WEBHOOK_ID is not configured".into()));
+        };
+        let transmission = Transmission::from_headers(headers)?;
+        match self.config.verification {
+            WebhookVerification::Offline => {
+                self.offline
+                    .verify(&transmission, webhook_id, body, self.config.clock.now())
+                    .await?;
+            }
+            WebhookVerification::Api => {
+                check_cert_url(&transmission.cert_url)?;
+                let request = webhook::verify_request_body(&transmission, webhook_id, body)?;
+                let raw = self
+                    .client
+                    .verify_webhook_signature(request)
+                    .await
+                    .map_err(|e| WebhookError::Unavailable(format!("PayPal verification API: {}", e.message)))?;
+                if !raw.status.is_success() {
+                    return Err(WebhookError::Unavailable(format!(
+                        "PayPal verification API: HTTP {}",
+                        raw.status
+                    )));
+                }
+                let answer: wire::VerifyResponse = serde_json::from_slice(&raw.body)
+                    .map_err(|e| WebhookError::Unavailable(format!("PayPal verification API: {e}")))?;
+                if answer.verification_status != "SUCCESS" {
+                    return Err(WebhookError::BadSignature);
+                }
+            }
+        }
+        webhook::translate(body)
+    }
+
+    async fn lookup(&self, attempt: &AttemptLookup) -> Result<ProviderStatus, ProviderError> {
+        let Some(reference) = attempt.provider_reference.as_deref().filter(|r| !r.is_empty()) else {
+            return Err(paypal_error(
+                ProviderErrorKind::Ambiguous,
+                format!(
+                    "attempt {} has no PayPal reference and PayPal cannot be searched by sender_batch_id; it settles by \
+                     webhook, or a person re-sends it with the same key",
+                    attempt.idempotency_key
+                ),
+            )
+            .with_code("no_reference"));
+        };
+        let unknown = |why: String| paypal_error(ProviderErrorKind::Ambiguous, why).with_code("unknown_status");
+        if let Some(item) = self.client.item(reference).await? {
+            return item.status().map_err(unknown);
+        }
+        let key = attempt.idempotency_key.as_str();
+        match self.client.batch_items(reference, &[key]).await? {
+            Some((status, items)) => match items.get(key) {
+                Some(item) => item.status().map_err(unknown),
+                None => match status.unwrap_or_default().to_ascii_uppercase().as_str() {
+                    "DENIED" => Ok(ProviderStatus::Failed(format!("PayPal denied batch {reference}"))),
+                    "PENDING" | "PROCESSING" | "NEW" => Ok(ProviderStatus::Accepted),
+                    other => Err(unknown(format!("PayPal batch {reference} ({other}) has no item {key}"))),
+                },
+            },
+            None => Err(paypal_error(
+                ProviderErrorKind::Final,
+                format!("PayPal has neither an item nor a batch {reference} (attempt {key})"),
+            )
+            .with_code("RESOURCE_NOT_FOUND")),
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Stripe over HTTP: create a transfer, read one, find one by its transfer group.
+
+use payout_core::domain::Provider;
+use payout_core::{ProviderError, ProviderErrorKind};
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::wire::{ErrorEnvelope, List, Transfer};
+use crate::common::http::{self, RawResponse};
+use crate::common::retry::{Classified, retry};
+use crate::common::{RetryPolicy, Secret, redact};
+
+const PROVIDER: Provider = Provider::StripeConnect;
+
+/// What went wrong talking to Stripe, before it is classified for the engine.
+#[derive(Debug, Clone)]
+pub(crate) enum StripeError {
+    /// No usable HTTP exchange; already classified by the transport layer.
+    Transport(ProviderError),
+    /// Stripe answered with an error object.
+    Api {
+        status: StatusCode,
+        error: super::wire::ApiError,
+    },
+    /// Stripe answered 2xx with a body we cannot read: it may have acted on the request.
+    Unreadable { status: StatusCode, reason: String },
+}
+
+impl StripeError {
+    /// The error object's `type`.
+    pub fn api_type(&self) -> Option<&str> {
+        match self {
+            StripeError::Api { error, .. } => error.kind.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl Classified for StripeError {
+    fn kind(&self) -> ProviderErrorKind {
+        match self {
+            StripeError::Transport(e) => e.kind,
+            StripeError::Unreadable { .. } => ProviderErrorKind::Ambiguous,
+            StripeError::Api { status, error } => {
+                // A key still executing: nothing new happened, retry with the same key later.
+                if error.code.as_deref() == Some("idempotency_key_in_use") {
+                    ProviderErrorKind::Retryable
+                } else if error.kind.as_deref() == Some("idempotency_error") {
+                    // Same key, different parameters: this request was refused (see `send` for the
+                    // lookup that makes sure the key's first request moved nothing).
+                    ProviderErrorKind::Final
+                } else if *status == StatusCode::CONFLICT {
+                    // Concurrent conflicts store nothing at Stripe: safe to retry with the same key.
+                    ProviderErrorKind::Retryable
+                } else {
+                    http::status_kind(*status)
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for StripeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StripeError::Transport(e) => write!(f, "{}", e.message),
+            StripeError::Unreadable { status, reason } => write!(f, "HTTP {status} with an unreadable body: {reason}"),
+            StripeError::Api { status, error } => {
+                write!(f, "HTTP {status}")?;
+                if let Some(k) = &error.kind {
+                    write!(f, " {k}")?;
+                }
+                if let Some(c) = &error.decline_code {
+                    write!(f, " ({c})")?;
+                }
+                if let Some(p) = &error.param {
+                    write!(f, " param {p}")?;
+                }
+                if let Some(m) = &error.message {
+                    write!(f, ": {m}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl From<StripeError> for ProviderError {
+    fn from(e: StripeError) -> Self {
+        let kind = e.kind();
+        match e {
+            StripeError::Transport(inner) => inner,
+            StripeError::Api { ref error, .. } => {
+                let code = error.code.clone().or_else(|| error.kind.clone());
+                let out = ProviderError::new(PROVIDER, kind, e.to_string());
+                match code {
+                    Some(c) => out.with_code(c),
+                    None => out,
+                }
+            }
+            other => ProviderError::new(PROVIDER, kind, other.to_string()),
+        }
+    }
+}
+
+pub(crate) struct StripeClient {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub secret_key: Secret,
+    pub api_version: Option<String>,
+    pub retry: RetryPolicy,
+}
+
+impl StripeClient {
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(self.secret_key.expose());
+        if let Some(v) = &self.api_version {
+            r = r.header("Stripe-Version", v);
+        }
+        r
+    }
+
+    /// `POST /v1/transfers` with the attempt's key; retried (same key) on retryable failures.
+    /// Returns the transfer and whether Stripe replayed an earlier answer.
+    pub async fn create_transfer(
+        &self,
+        form: &[(String, String)],
+        idempotency_key: &str,
+    ) -> Result<(Transfer, bool), StripeError> {
+        retry(&self.retry, "stripe create transfer", |_| async move {
+            let raw = http::execute(
+                PROVIDER,
+                self.request(reqwest::Method::POST, "/v1/transfers")
+                    .header("Idempotency-Key", idempotency_key)
+                    .form(form),
+            )
+            .await
+            .map_err(StripeError::Transport)?;
+            let replayed = raw
+                .headers
+                .get("idempotent-replayed")
+                .is_some_and(|v| v.as_bytes() == b"true");
+            self.decode::<Transfer>(raw).map(|t| (t, replayed))
+        })
+        .await
+    }
+
+    /// `GET /v1/transfers/{id}`; `None` on 404.
+    pub async fn get_transfer(&self, id: &str) -> Result<Option<Transfer>, StripeError> {
+        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(StripeError::Api {
+                status: StatusCode::BAD_REQUEST,
+                error: super::wire::ApiError {
+                    message: Some(format!("{id:?} is not a Stripe transfer id")),
+                    ..Default::default()
+                },
+            });
+        }
+        retry(&self.retry, "stripe get transfer", |_| async move {
+            let raw = http::execute(
+                PROVIDER,
+                self.request(reqwest::Method::GET, &format!("/v1/transfers/{id}")),
+            )
+            .await
+            .map_err(StripeError::Transport)?;
+            if raw.status == StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            self.decode::<Transfer>(raw).map(Some)
+        })
+        .await
+    }
+
+    /// `GET /v1/transfers?transfer_group=...`: the transfers of one attempt (we set the group to its key).
+    pub async fn transfers_in_group(&self, group: &str) -> Result<Vec<Transfer>, StripeError> {
+        retry(&self.retry, "stripe list transfers", |_| async move {
+            let raw = http::execute(
+                PROVIDER,
+                self.request(reqwest::Method::GET, "/v1/transfers")
+                    .query(&[("transfer_group", group), ("limit", "10")]),
+            )
+            .await
+            .map_err(StripeError::Transport)?;
+            self.decode::<List<Transfer>>(raw).map(|l| l.data)
+        })
+        .await
+    }
+
+    fn decode<T: DeserializeOwned>(&self, raw: RawResponse) -> Result<T, StripeError> {
+        if raw.status.is_success() {
+            return serde_json::from_slice(&raw.body).map_err(|e| StripeError::Unreadable {
+                status: raw.status,
+                reason: e.to_string(),
+            });
+        }
+        let mut error = serde_json::from_slice::<ErrorEnvelope>(&raw.body)
+            .map(|e| e.error)
+            .unwrap_or_default();
+        error.message = error.message.map(|m| redact(&m, &[&self.secret_key]));
+        if error.message.is_none() && error.kind.is_none() {
+            error.message = Some(redact(&raw.text_excerpt(), &[&self.secret_key]));
+        }
+        Err(StripeError::Api {
+            status: raw.status,
+            error,
+        })
+    }
+}

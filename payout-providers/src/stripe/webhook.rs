@@ -1,0 +1,198 @@
+//! `Stripe-Signature` verification on the raw body, and translation of verified events.
+
+use chrono::{DateTime, Utc};
+use payout_core::WebhookError;
+use payout_core::provider::{EventReference, ProviderEvent, ProviderEventKind};
+use serde::Deserialize;
+
+use crate::common::{Secret, hmac_sha256_hex, hmac_sha256_verify};
+
+/// The header Stripe signs webhooks in.
+pub const SIGNATURE_HEADER: &str = "stripe-signature";
+
+/// Checks `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...]` against the raw body.
+///
+/// Only `v1` counts (`v0` and unknown schemes are ignored, so there is no downgrade); any one
+/// matching `v1` is enough (several appear while a rolled secret is live); comparison is constant
+/// time; the timestamp must be within `tolerance_secs` of `now` on either side.
+pub(crate) fn verify_signature(
+    secrets: &[&Secret],
+    header: &str,
+    body: &[u8],
+    now: DateTime<Utc>,
+    tolerance_secs: i64,
+) -> Result<(), WebhookError> {
+    let mut timestamp: Option<&str> = None;
+    let mut v1: Vec<&str> = Vec::new();
+    for part in header.split(',') {
+        let Some((k, v)) = part.trim().split_once('=') else {
+            continue;
+        };
+        match k {
+            "t" if timestamp.is_none() => timestamp = Some(v),
+            "v1" => v1.push(v),
+            _ => {}
+        }
+    }
+    let Some(t) = timestamp else {
+        return Err(WebhookError::BadSignature);
+    };
+    let t_secs: i64 = t.parse().map_err(|_| WebhookError::BadSignature)?;
+    if v1.is_empty() {
+        return Err(WebhookError::BadSignature);
+    }
+    let signed = [t.as_bytes(), b".", body];
+    let matched = secrets.iter().any(|s| {
+        v1.iter()
+            .any(|sig| hmac_sha256_verify(s.expose().as_bytes(), &signed, sig))
+    });
+    if !matched {
+        return Err(WebhookError::BadSignature);
+    }
+    if (now.timestamp() - t_secs).abs() > tolerance_secs {
+        return Err(WebhookError::Expired);
+    }
+    Ok(())
+}
+
+/// A `Stripe-Signature` header value for `body` signed with `secret` at `timestamp`, as Stripe
+/// would send it. For tests of a host's webhook endpoint.
+///
+/// ```
+/// use payout_providers::Secret;
+/// use payout_providers::stripe::signature_header;
+/// let h = signature_header(&Secret::new("whsec_test"), 1_700_000_000, b"{}");
+/// assert!(h.starts_with("t=1700000000,v1="));
+/// ```
+pub fn signature_header(secret: &Secret, timestamp: i64, body: &[u8]) -> String {
+    let t = timestamp.to_string();
+    format!(
+        "t={t},v1={}",
+        hmac_sha256_hex(secret.expose().as_bytes(), &[t.as_bytes(), b".", body])
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct Event {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    created: Option<i64>,
+    data: EventData,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventData {
+    object: EventObject,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct EventObject {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    metadata: std::collections::BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    failure_code: Option<String>,
+    #[serde(default)]
+    failure_message: Option<String>,
+    #[serde(default)]
+    amount_reversed: Option<i64>,
+    #[serde(default)]
+    currency: Option<String>,
+}
+
+/// Translates a verified event. Types we do not act on yield no events.
+///
+/// | Stripe event | kind |
+/// |---|---|
+/// | `transfer.created` | `Pending` |
+/// | `transfer.reversed` | `Reversed` |
+/// | `payout.paid` (Connect) | `Paid` |
+/// | `payout.failed` (Connect) | `Failed` with `failure_code: failure_message` |
+/// | `payout.canceled` (Connect) | `Failed` |
+///
+/// References, tried in order: the object's id (`tr_...` for transfers) and our idempotency key
+/// from `metadata.idempotency_key` where present. A Connect `payout.*` object is the connected
+/// account's own payout (`po_...`): it names our attempt only if its metadata carries the key.
+pub(crate) fn translate(body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
+    let event: Event = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+    let object = &event.data.object;
+    let kind = match event.kind.as_str() {
+        "transfer.created" => ProviderEventKind::Pending,
+        "transfer.reversed" => ProviderEventKind::Reversed {
+            reason: match (object.amount_reversed, &object.currency) {
+                (Some(a), Some(c)) => format!("transfer reversed ({a} {c} reversed)"),
+                _ => "transfer reversed".to_string(),
+            },
+        },
+        "payout.paid" => ProviderEventKind::Paid,
+        "payout.failed" => ProviderEventKind::Failed {
+            reason: match (&object.failure_code, &object.failure_message) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.clone(),
+                (None, Some(m)) => m.clone(),
+                (None, None) => "payout failed".to_string(),
+            },
+        },
+        "payout.canceled" => ProviderEventKind::Failed {
+            reason: "payout canceled".to_string(),
+        },
+        _ => return Ok(Vec::new()),
+    };
+    let mut references = Vec::new();
+    if let Some(id) = object.id.as_deref().filter(|s| !s.is_empty()) {
+        references.push(EventReference::ProviderReference(id.to_string()));
+    }
+    if let Some(serde_json::Value::String(key)) = object.metadata.get("idempotency_key") {
+        if !key.is_empty() {
+            references.push(EventReference::IdempotencyKey(key.clone()));
+        }
+    }
+    Ok(vec![ProviderEvent {
+        event_id: event.id,
+        references,
+        kind,
+        occurred_at: event.created.and_then(|t| DateTime::from_timestamp(t, 0)),
+        provider_type: event.kind,
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn header_parsing_ignores_v0_and_junk() {
+        let s = Secret::new("whsec_a");
+        let good = signature_header(&s, 1_700_000_000, b"x");
+        let sig = good.split_once("v1=").unwrap().1;
+        let header = format!("t=1700000000,v0={sig},junk,v1=00,v1={sig}");
+        assert!(verify_signature(&[&s], &header, b"x", now(), 300).is_ok());
+        let v0_only = format!("t=1700000000,v0={sig}");
+        assert_eq!(
+            verify_signature(&[&s], &v0_only, b"x", now(), 300),
+            Err(WebhookError::BadSignature)
+        );
+        assert_eq!(
+            verify_signature(&[&s], "", b"x", now(), 300),
+            Err(WebhookError::BadSignature)
+        );
+        assert_eq!(
+            verify_signature(&[&s], "t=abc,v1=00", b"x", now(), 300),
+            Err(WebhookError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn unknown_types_yield_nothing() {
+        let body = br#"{"id":"evt_1","type":"charge.succeeded","data":{"object":{"id":"ch_1"}}}"#;
+        assert!(translate(body).unwrap().is_empty());
+        assert!(matches!(translate(b"{"), Err(WebhookError::Malformed(_))));
+    }
+}

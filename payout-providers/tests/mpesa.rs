@@ -1,0 +1,842 @@
+//! M-Pesa B2C adapter against a local wiremock server replaying Daraja's payloads (PROVIDERS.md §3).
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use http::{HeaderMap, HeaderValue};
+use payout_core::domain::{PayoutDestination, Provider};
+use payout_core::money::{Currency, Money};
+use payout_core::provider::{
+    AttemptLookup, EventReference, PayoutInstruction, PayoutProvider, ProviderEventKind, ProviderStatus,
+};
+use payout_core::testkit::{fixtures, provider::check_provider};
+use payout_core::{ProviderErrorKind, WebhookError};
+use payout_providers::RetryPolicy;
+use payout_providers::mpesa::{
+    CALLBACK_KIND_HEADER, CALLBACK_TOKEN_HEADER, CLIENT_IP_HEADER, MpesaConfig, MpesaConfigBuilder, MpesaProvider,
+    SIGNATURE_HEADER,
+};
+use serde_json::json;
+use wiremock::matchers::{body_json, body_partial_json, header, method, path, query_param};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const CONSUMER_KEY: &str = "ck_daraja_test";
+const CONSUMER_SECRET: &str = "cs_daraja_secret";
+const CREDENTIAL: &str = "Q1JFREVOVElBTA==";
+const TOKEN: &str = "path-token-7f3a";
+const WHSEC: &str = "mpesa-hmac-secret";
+
+fn builder(base: &str) -> MpesaConfigBuilder {
+    MpesaConfig::builder()
+        .consumer_key(CONSUMER_KEY)
+        .consumer_secret(CONSUMER_SECRET)
+        .shortcode("600996")
+        .initiator_name("testapi")
+        .security_credential(CREDENTIAL)
+        .result_url("https://payouts.example/webhooks/mpesa/path-token-7f3a/result")
+        .timeout_url("https://payouts.example/webhooks/mpesa/path-token-7f3a/timeout")
+        .callback_token(TOKEN)
+        .webhook_secret(WHSEC)
+        .api_base(base)
+        .retry(RetryPolicy::immediate(3))
+        .timeout(Duration::from_millis(500))
+}
+
+fn provider(server: &MockServer) -> MpesaProvider {
+    MpesaProvider::new(builder(&server.uri()).build().unwrap()).unwrap()
+}
+
+fn instruction() -> PayoutInstruction {
+    fixtures::instruction(Provider::MpesaB2c)
+}
+
+fn basic() -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{CONSUMER_KEY}:{CONSUMER_SECRET}"))
+    )
+}
+
+fn token_body(token: &str, expires_in: serde_json::Value) -> serde_json::Value {
+    json!({"access_token": token, "expires_in": expires_in})
+}
+
+async fn mount_token(server: &MockServer, expires_in: serde_json::Value, times: u64) {
+    Mock::given(method("GET"))
+        .and(path("/oauth/v1/generate"))
+        .and(query_param("grant_type", "client_credentials"))
+        .and(header("authorization", basic().as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok-1", expires_in)))
+        .expect(times)
+        .mount(server)
+        .await;
+}
+
+fn ack(key: &str) -> serde_json::Value {
+    json!({"ConversationID": "AG_20240706_2010325b025970fbc403", "OriginatorConversationID": key,
+           "ResponseCode": "0", "ResponseDescription": "Accept the service request successfully."})
+}
+
+fn gateway_error(code: &str, message: &str) -> serde_json::Value {
+    json!({"requestId": "11728-2929992-1", "errorCode": code, "errorMessage": message})
+}
+
+async fn payments(server: &MockServer) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path().ends_with("paymentrequest"))
+        .collect()
+}
+
+// ---------- send ----------
+
+#[tokio::test]
+async fn send_posts_the_b2c_request_with_our_key_and_whole_shillings() {
+    let server = MockServer::start().await;
+    mount_token(&server, json!("3599"), 1).await;
+    Mock::given(method("POST"))
+        .and(path("/mpesa/b2c/v3/paymentrequest"))
+        .and(header("authorization", "Bearer tok-1"))
+        .and(body_json(json!({
+            "OriginatorConversationID": "po_testkit-1",
+            "InitiatorName": "testapi",
+            "SecurityCredential": CREDENTIAL,
+            "CommandID": "BusinessPayment",
+            "Amount": "500",
+            "PartyA": "600996",
+            "PartyB": "254708374149",
+            "Remarks": "Consultations 2025-01-01..2025-01-31",
+            "QueueTimeOutURL": "https://payouts.example/webhooks/mpesa/path-token-7f3a/timeout",
+            "ResultURL": "https://payouts.example/webhooks/mpesa/path-token-7f3a/result",
+            "Occassion": "po_testkit"
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ack("po_testkit-1")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let r = provider(&server).send(&instruction()).await.unwrap();
+    assert_eq!(r.status, ProviderStatus::Accepted, "an ack is not a payment");
+    assert_eq!(r.reference.as_deref(), Some("AG_20240706_2010325b025970fbc403"));
+    assert!(
+        !r.note.contains("254708374149"),
+        "the phone is masked in notes: {}",
+        r.note
+    );
+}
+
+#[tokio::test]
+async fn the_token_is_cached_until_shortly_before_it_expires() {
+    let server = MockServer::start().await;
+    mount_token(&server, json!(3599), 1).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ack("k")))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let p = provider(&server);
+    for n in 1..=3 {
+        let mut i = instruction();
+        i.idempotency_key = format!("po_testkit-{n}");
+        p.send(&i).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_token_about_to_expire_is_fetched_again() {
+    let server = MockServer::start().await;
+    // 30 s is inside the 60 s safety margin: never reused.
+    mount_token(&server, json!("30"), 2).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ack("k")))
+        .mount(&server)
+        .await;
+    let p = provider(&server);
+    p.send(&instruction()).await.unwrap();
+    p.send(&instruction()).await.unwrap();
+}
+
+async fn refreshed_once_after(refusal: ResponseTemplate) {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/oauth/v1/generate"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok-old", json!("3599"))))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/oauth/v1/generate"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok-new", json!("3599"))))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(header("authorization", "Bearer tok-old"))
+        .respond_with(refusal)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(header("authorization", "Bearer tok-new"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ack("po_testkit-1")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let r = provider(&server).send(&instruction()).await.unwrap();
+    assert_eq!(r.status, ProviderStatus::Accepted);
+    let sent = payments(&server).await;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[0].body, sent[1].body,
+        "the same request, the same OriginatorConversationID"
+    );
+}
+
+#[tokio::test]
+async fn a_401_refreshes_the_token_once() {
+    refreshed_once_after(ResponseTemplate::new(401).set_body_json(gateway_error("400.003.01", "Invalid Access Token")))
+        .await;
+}
+
+#[tokio::test]
+async fn an_invalid_token_error_code_refreshes_the_token_once() {
+    refreshed_once_after(ResponseTemplate::new(400).set_body_json(gateway_error("400.003.01", "Invalid Access Token")))
+        .await;
+}
+
+#[tokio::test]
+async fn a_token_refused_twice_is_final() {
+    let server = MockServer::start().await;
+    mount_token(&server, json!("3599"), 2).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(gateway_error("400.003.01", "Invalid Access Token")))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let e = provider(&server).send(&instruction()).await.unwrap_err();
+    assert_eq!(e.kind, ProviderErrorKind::Final);
+}
+
+#[tokio::test]
+async fn amounts_m_pesa_cannot_take_fail_final_before_any_call() {
+    let server = MockServer::start().await;
+    let p = provider(&server);
+    let cases = [
+        Money::parse("500.50", Currency::KES).unwrap(),
+        Money::parse("9", Currency::KES).unwrap(),
+        Money::parse("250001", Currency::KES).unwrap(),
+        Money::parse("500", Currency::USD).unwrap(),
+    ];
+    for amount in cases {
+        let mut i = instruction();
+        i.amount = amount;
+        let e = p.send(&i).await.unwrap_err();
+        assert_eq!(e.kind, ProviderErrorKind::Final, "{amount}: {e}");
+    }
+    let mut bad_phone = instruction();
+    bad_phone.destination = PayoutDestination::MpesaPhone {
+        phone: "255712345678".into(),
+    };
+    assert_eq!(p.send(&bad_phone).await.unwrap_err().kind, ProviderErrorKind::Final);
+    assert!(
+        server.received_requests().await.unwrap().is_empty(),
+        "no token, no payment request"
+    );
+}
+
+#[tokio::test]
+async fn the_limits_themselves_are_payable() {
+    let server = MockServer::start().await;
+    mount_token(&server, json!("3599"), 1).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ack("k")))
+        .mount(&server)
+        .await;
+    let p = provider(&server);
+    for (amount, sent) in [("10", "10"), ("250000.00", "250000")] {
+        let mut i = instruction();
+        i.amount = Money::parse(amount, Currency::KES).unwrap();
+        p.send(&i).await.unwrap();
+        let last = payments(&server).await.pop().unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&last.body).unwrap();
+        assert_eq!(body["Amount"], sent);
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_originator_conversation_id_is_already_sent_not_failed() {
+    let server = MockServer::start().await;
+    mount_token(&server, json!("3599"), 1).await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_json(gateway_error("500.002.1001", "Duplicate OriginatorConversationID.")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let r = provider(&server).send(&instruction()).await.unwrap();
+    assert_eq!(r.status, ProviderStatus::Accepted);
+    assert!(r.note.contains("sent before"), "{}", r.note);
+}
+
+#[tokio::test]
+async fn a_retry_that_meets_its_own_first_try_is_already_sent() {
+    let server = MockServer::start().await;
+    mount_token(&server, json!("3599"), 1).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(gateway_error("500.002.1001", "Duplicate")))
+        .mount(&server)
+        .await;
+    assert_eq!(
+        provider(&server).send(&instruction()).await.unwrap().status,
+        ProviderStatus::Accepted
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_payload_is_final() {
+    let server = MockServer::start().await;
+    mount_token(&server, json!("3599"), 1).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(gateway_error("400.002.05", "Invalid Request Payload")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let e = provider(&server).send(&instruction()).await.unwrap_err();
+    assert_eq!(e.kind, ProviderErrorKind::Final);
+    assert_eq!(e.code.as_deref(), Some("400.002.05"));
+}
+
+#[tokio::test]
+async fn a_non_zero_response_code_is_final() {
+    let server = MockServer::start().await;
+    mount_token(&server, json!("3599"), 1).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"ConversationID": "", "OriginatorConversationID": "po_testkit-1", "ResponseCode": "1",
+                   "ResponseDescription": "Rejected"}),
+        ))
+        .mount(&server)
+        .await;
+    assert_eq!(
+        provider(&server).send(&instruction()).await.unwrap_err().kind,
+        ProviderErrorKind::Final
+    );
+}
+
+async fn retried_then_ok(first: ResponseTemplate) {
+    let server = MockServer::start().await;
+    mount_token(&server, json!("3599"), 1).await;
+    Mock::given(method("POST"))
+        .respond_with(first)
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ack("po_testkit-1")))
+        .mount(&server)
+        .await;
+    provider(&server).send(&instruction()).await.unwrap();
+    let sent = payments(&server).await;
+    assert_eq!(sent.len(), 2);
+    let ids: Vec<String> = sent
+        .iter()
+        .map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["OriginatorConversationID"].to_string())
+        .collect();
+    assert_eq!(ids[0], ids[1], "every try carries the same OriginatorConversationID");
+}
+
+#[tokio::test]
+async fn spike_arrest_is_retried_with_the_same_key() {
+    retried_then_ok(ResponseTemplate::new(500).set_body_json(gateway_error("500.003.02", "Spike arrest violation")))
+        .await;
+}
+
+#[tokio::test]
+async fn rate_limited_429_is_retried_with_the_same_key() {
+    retried_then_ok(ResponseTemplate::new(429)).await;
+}
+
+#[tokio::test]
+async fn server_error_503_is_retried_with_the_same_key() {
+    retried_then_ok(ResponseTemplate::new(503)).await;
+}
+
+#[tokio::test]
+async fn timeout_is_ambiguous() {
+    let server = MockServer::start().await;
+    mount_token(&server, json!("3599"), 1).await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(ack("k"))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(
+        provider(&server).send(&instruction()).await.unwrap_err().kind,
+        ProviderErrorKind::Ambiguous
+    );
+}
+
+#[tokio::test]
+async fn a_token_endpoint_timeout_is_retryable_since_nothing_was_sent() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(token_body("t", json!(3599)))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .mount(&server)
+        .await;
+    let p = MpesaProvider::new(builder(&server.uri()).retry(RetryPolicy::no_retries()).build().unwrap()).unwrap();
+    assert_eq!(
+        p.send(&instruction()).await.unwrap_err().kind,
+        ProviderErrorKind::Retryable
+    );
+    assert!(payments(&server).await.is_empty());
+}
+
+#[tokio::test]
+async fn bad_consumer_credentials_are_final() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(gateway_error("400.008.02", "Invalid grant type")))
+        .mount(&server)
+        .await;
+    let e = provider(&server).send(&instruction()).await.unwrap_err();
+    assert_eq!(e.kind, ProviderErrorKind::Final);
+    assert!(!e.to_string().contains(CONSUMER_SECRET));
+}
+
+#[tokio::test]
+async fn connection_refused_is_retryable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let p = MpesaProvider::new(builder(&format!("http://{addr}")).build().unwrap()).unwrap();
+    assert_eq!(
+        p.send(&instruction()).await.unwrap_err().kind,
+        ProviderErrorKind::Retryable
+    );
+}
+
+// ---------- lookup ----------
+
+#[tokio::test]
+async fn lookup_queries_the_transaction_status_and_is_accepted() {
+    let server = MockServer::start().await;
+    mount_token(&server, json!("3599"), 1).await;
+    Mock::given(method("POST"))
+        .and(path("/mpesa/transactionstatus/v1/query"))
+        .and(body_partial_json(json!({
+            "Initiator": "testapi", "CommandID": "TransactionStatusQuery", "OriginalConversationID": "po_testkit-1",
+            "PartyA": "600996", "IdentifierType": "4",
+            "ResultURL": "https://payouts.example/webhooks/mpesa/path-token-7f3a/result"
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ack("q-1")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let status = provider(&server)
+        .lookup(&AttemptLookup {
+            payout_id: "po_testkit".into(),
+            attempt_no: 1,
+            idempotency_key: "po_testkit-1".into(),
+            provider_reference: Some("AG_20240706_2010325b025970fbc403".into()),
+            instruction: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        ProviderStatus::Accepted,
+        "the answer comes later, asynchronously"
+    );
+}
+
+#[tokio::test]
+async fn passes_the_provider_conformance_check() {
+    let server = MockServer::start().await;
+    mount_token(&server, json!("3599"), 1).await;
+    Mock::given(method("POST"))
+        .and(path("/mpesa/b2c/v3/paymentrequest"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ack("po_testkit-1")))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/mpesa/transactionstatus/v1/query"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ack("q")))
+        .mount(&server)
+        .await;
+    check_provider(&provider(&server), instruction()).await;
+}
+
+// ---------- config ----------
+
+#[test]
+fn config_debug_shows_no_secret() {
+    let c = builder("https://sandbox.safaricom.co.ke").build().unwrap();
+    let shown = format!("{c:?}");
+    for secret in [CONSUMER_KEY, CONSUMER_SECRET, CREDENTIAL, TOKEN, WHSEC] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(shown.ends_with(".. }"));
+    let shown = format!("{:?}", MpesaProvider::new(c).unwrap());
+    assert!(!shown.contains(CONSUMER_SECRET) && !shown.contains(CREDENTIAL));
+}
+
+fn vars(extra: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let mut all: Vec<(String, String)> = [
+        ("MPESA_CONSUMER_KEY", CONSUMER_KEY),
+        ("MPESA_CONSUMER_SECRET", CONSUMER_SECRET),
+        ("MPESA_SHORTCODE", "600996"),
+        ("MPESA_INITIATOR_NAME", "testapi"),
+        ("MPESA_B2C_SECURITY_CREDENTIAL", CREDENTIAL),
+        ("MPESA_RESULT_URL", "https://payouts.example/r"),
+        ("MPESA_TIMEOUT_URL", "https://payouts.example/t"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        all.retain(|(name, _)| name != k);
+        if !v.is_empty() {
+            all.push((k.to_string(), v.to_string()));
+        }
+    }
+    move |k| all.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone())
+}
+
+#[test]
+fn from_vars_defaults_to_the_sandbox_and_names_what_is_missing() {
+    let c = MpesaConfig::from_vars(vars(&[])).unwrap();
+    assert_eq!(c.api_base(), "https://sandbox.safaricom.co.ke");
+    let missing = |name: &str| MpesaConfig::from_vars(vars(&[(name, "")])).unwrap_err().to_string();
+    assert!(missing("MPESA_CONSUMER_KEY").contains("MPESA_B2C_CONSUMER_KEY"));
+    assert!(missing("MPESA_SHORTCODE").contains("MPESA_SHORTCODE"));
+    assert!(missing("MPESA_RESULT_URL").contains("MPESA_RESULT_URL"));
+    assert!(missing("MPESA_B2C_SECURITY_CREDENTIAL").contains("MPESA_INITIATOR_PASSWORD"));
+    let e = MpesaConfig::from_vars(vars(&[
+        ("MPESA_B2C_SECURITY_CREDENTIAL", ""),
+        ("MPESA_INITIATOR_PASSWORD", "pw"),
+    ]))
+    .unwrap_err();
+    assert!(e.to_string().contains("MPESA_CERT_PATH"), "{e}");
+    let e = MpesaConfig::from_vars(vars(&[("MPESA_CALLBACK_IPS", "1.2.3.4, nope")])).unwrap_err();
+    assert!(e.to_string().contains("MPESA_CALLBACK_IPS"));
+}
+
+#[tokio::test]
+async fn the_security_credential_is_computed_from_the_certificate() {
+    let key = support::test_key();
+    let now = support::unix_now();
+    let pem = support::self_signed_pem(key, "apicrypt.safaricom.co.ke", now - 3600, now + 3600);
+    let dir = std::env::temp_dir().join(format!("payouts-mpesa-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert_path = dir.join("SandboxCertificate.cer");
+    std::fs::write(&cert_path, &pem).unwrap();
+
+    let server = MockServer::start().await;
+    mount_token(&server, json!("3599"), 1).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ack("k")))
+        .mount(&server)
+        .await;
+    let cert_path_text = cert_path.to_string_lossy().into_owned();
+    let base = server.uri();
+    let c = MpesaConfig::from_vars(vars(&[
+        ("MPESA_B2C_SECURITY_CREDENTIAL", ""),
+        ("MPESA_INITIATOR_PASSWORD", "Safaricom999!*!"),
+        ("MPESA_CERT_PATH", &cert_path_text),
+        ("MPESA_API_BASE", &base),
+    ]))
+    .unwrap();
+    assert!(!format!("{c:?}").contains("Safaricom999"));
+    MpesaProvider::new(c).unwrap().send(&instruction()).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&payments(&server).await[0].body).unwrap();
+    let encrypted = base64::engine::general_purpose::STANDARD
+        .decode(body["SecurityCredential"].as_str().unwrap())
+        .unwrap();
+    let plain = key.decrypt(rsa::Pkcs1v15Encrypt, &encrypted).unwrap();
+    assert_eq!(plain, b"Safaricom999!*!");
+
+    let der = x509_der(&pem);
+    let from_der = payout_providers::mpesa::security_credential(&"pw".into(), &der).unwrap();
+    let plain = key
+        .decrypt(
+            rsa::Pkcs1v15Encrypt,
+            &base64::engine::general_purpose::STANDARD
+                .decode(from_der.expose())
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(plain, b"pw");
+    assert!(payout_providers::mpesa::security_credential(&"pw".into(), b"not a certificate").is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn x509_der(pem: &str) -> Vec<u8> {
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+}
+
+// ---------- callbacks ----------
+
+fn result_body(code: serde_json::Value, desc: &str) -> Vec<u8> {
+    let mut result = json!({
+        "ResultType": 0, "ResultCode": code, "ResultDesc": desc,
+        "OriginatorConversationID": "po_testkit-1", "ConversationID": "AG_20240706_2010325b025970fbc403",
+        "TransactionID": "SG632NMUAB",
+        "ReferenceData": {"ReferenceItem": {"Key": "QueueTimeoutURL", "Value": "https://internalsandbox.safaricom.co.ke/mpesa/b2cresults/v1/submit"}}
+    });
+    if code == json!(0) || code == json!("0") {
+        result["ResultParameters"] = json!({"ResultParameter": [
+            {"Key": "TransactionAmount", "Value": 10}, {"Key": "TransactionReceipt", "Value": "SG632NMUAB"},
+            {"Key": "ReceiverPartyPublicName", "Value": "254705912645 - NAME"},
+            {"Key": "TransactionCompletedDateTime", "Value": "06.07.2024 22:48:52"},
+            {"Key": "B2CRecipientIsRegisteredCustomer", "Value": "Y"}]});
+    }
+    serde_json::to_vec(&json!({"Result": result})).unwrap()
+}
+
+fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn signed(body: &[u8]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(CALLBACK_TOKEN_HEADER, HeaderValue::from_static(TOKEN));
+    h.insert(SIGNATURE_HEADER, HeaderValue::from_str(&hmac_hex(WHSEC, body)).unwrap());
+    h
+}
+
+fn offline() -> MpesaProvider {
+    MpesaProvider::new(builder("http://127.0.0.1:9").build().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_success_result_is_paid_with_both_references() {
+    for code in [json!(0), json!("0")] {
+        let body = result_body(code, "The service request is processed successfully.");
+        let events = offline().verify_webhook(&signed(&body), &body).await.unwrap();
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e.kind, ProviderEventKind::Paid);
+        assert_eq!(e.event_id, "mpesa:AG_20240706_2010325b025970fbc403:0");
+        assert_eq!(
+            e.references,
+            vec![
+                EventReference::ProviderReference("AG_20240706_2010325b025970fbc403".into()),
+                EventReference::IdempotencyKey("po_testkit-1".into())
+            ]
+        );
+    }
+}
+
+#[tokio::test]
+async fn failure_results_carry_the_codes_meaning() {
+    let p = offline();
+    for (code, meaning) in [
+        (json!(1), "insufficient balance"),
+        (json!("2001"), "invalid initiator information"),
+    ] {
+        let body = result_body(code.clone(), "The initiator information is invalid.");
+        let events = p.verify_webhook(&signed(&body), &body).await.unwrap();
+        match &events[0].kind {
+            ProviderEventKind::Failed { reason } => assert!(reason.contains(meaning), "{reason}"),
+            other => panic!("{code}: expected Failed, got {other:?}"),
+        }
+    }
+    let body = result_body(json!(15), "Duplicate detected");
+    assert!(matches!(
+        p.verify_webhook(&signed(&body), &body).await.unwrap()[0].kind,
+        ProviderEventKind::Unknown { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_queue_timeout_is_unknown_never_failed() {
+    let p = offline();
+    let body = result_body(json!(1), "Request timed out in queue");
+    let mut h = signed(&body);
+    h.insert(CALLBACK_KIND_HEADER, HeaderValue::from_static("timeout"));
+    let e = &p.verify_webhook(&h, &body).await.unwrap()[0];
+    assert!(matches!(e.kind, ProviderEventKind::Unknown { .. }), "{:?}", e.kind);
+    assert_eq!(e.event_id, "mpesa:AG_20240706_2010325b025970fbc403:timeout");
+    // A timeout shape without a ResultCode, on the result URL, is also unknown.
+    let body = serde_json::to_vec(&json!({"Result": {"OriginatorConversationID": "po_testkit-1",
+        "ConversationID": "AG_1", "ResultDesc": "timeout"}}))
+    .unwrap();
+    assert!(matches!(
+        p.verify_webhook(&signed(&body), &body).await.unwrap()[0].kind,
+        ProviderEventKind::Unknown { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_status_query_result_names_the_payment_by_its_parameters() {
+    let body = serde_json::to_vec(&json!({"Result": {"ResultType": 0, "ResultCode": 0, "ResultDesc": "ok",
+        "OriginatorConversationID": "query-own-id", "ConversationID": "AG_query", "TransactionID": "SG632NMUAB",
+        "ResultParameters": {"ResultParameter": [
+            {"Key": "ReceiptNo", "Value": "SG632NMUAB"}, {"Key": "TransactionStatus", "Value": "Completed"},
+            {"Key": "Conversation ID", "Value": "AG_20240706_2010325b025970fbc403"},
+            {"Key": "Originator Conversation ID", "Value": "po_testkit-1"}]}}}))
+    .unwrap();
+    let mut h = signed(&body);
+    h.insert(CALLBACK_KIND_HEADER, HeaderValue::from_static("status"));
+    let e = &offline().verify_webhook(&h, &body).await.unwrap()[0];
+    assert_eq!(e.kind, ProviderEventKind::Paid);
+    assert!(
+        e.references
+            .contains(&EventReference::IdempotencyKey("po_testkit-1".into()))
+    );
+    assert!(
+        !e.references
+            .contains(&EventReference::IdempotencyKey("query-own-id".into()))
+    );
+}
+
+#[tokio::test]
+async fn callbacks_with_a_wrong_or_missing_token_are_refused() {
+    let p = offline();
+    let body = result_body(json!(0), "ok");
+    let mut h = signed(&body);
+    h.insert(CALLBACK_TOKEN_HEADER, HeaderValue::from_static("guess"));
+    assert_eq!(
+        p.verify_webhook(&h, &body).await.unwrap_err(),
+        WebhookError::BadSignature
+    );
+    h.remove(CALLBACK_TOKEN_HEADER);
+    assert!(matches!(
+        p.verify_webhook(&h, &body).await.unwrap_err(),
+        WebhookError::MissingHeader(_)
+    ));
+}
+
+#[tokio::test]
+async fn callbacks_with_a_wrong_secret_or_tampered_body_are_refused() {
+    let p = offline();
+    let body = result_body(json!(0), "ok");
+    let mut h = signed(&body);
+    h.insert(
+        SIGNATURE_HEADER,
+        HeaderValue::from_str(&hmac_hex("other-secret", &body)).unwrap(),
+    );
+    assert_eq!(
+        p.verify_webhook(&h, &body).await.unwrap_err(),
+        WebhookError::BadSignature
+    );
+    let h = signed(&body);
+    let tampered = result_body(json!(0), "ok!");
+    assert_eq!(
+        p.verify_webhook(&h, &tampered).await.unwrap_err(),
+        WebhookError::BadSignature
+    );
+    let mut h = signed(&body);
+    h.remove(SIGNATURE_HEADER);
+    assert!(matches!(
+        p.verify_webhook(&h, &body).await.unwrap_err(),
+        WebhookError::MissingHeader(_)
+    ));
+}
+
+#[tokio::test]
+async fn the_ip_allowlist_reads_the_hosts_header_or_the_last_forwarded_entry() {
+    let c = builder("http://127.0.0.1:9")
+        .allowed_ips(["196.201.214.200".parse().unwrap()])
+        .build()
+        .unwrap();
+    let p = MpesaProvider::new(c).unwrap();
+    let body = result_body(json!(0), "ok");
+    let mut h = signed(&body);
+    assert!(matches!(
+        p.verify_webhook(&h, &body).await.unwrap_err(),
+        WebhookError::Unauthorized(_)
+    ));
+    h.insert(
+        "x-forwarded-for",
+        HeaderValue::from_static("196.201.214.200, 203.0.113.9"),
+    );
+    assert!(
+        matches!(
+            p.verify_webhook(&h, &body).await.unwrap_err(),
+            WebhookError::Unauthorized(_)
+        ),
+        "a spoofed first hop is not trusted"
+    );
+    h.insert(
+        "x-forwarded-for",
+        HeaderValue::from_static("203.0.113.9, 196.201.214.200"),
+    );
+    assert!(p.verify_webhook(&h, &body).await.is_ok());
+    h.insert(CLIENT_IP_HEADER, HeaderValue::from_static("203.0.113.9"));
+    assert!(matches!(
+        p.verify_webhook(&h, &body).await.unwrap_err(),
+        WebhookError::Unauthorized(_)
+    ));
+}
+
+#[tokio::test]
+async fn without_any_callback_authentication_everything_is_refused() {
+    let c = MpesaConfig::from_vars(vars(&[])).unwrap();
+    let p = MpesaProvider::new(c).unwrap();
+    assert!(!p.capabilities().webhooks);
+    let body = result_body(json!(0), "ok");
+    assert!(matches!(
+        p.verify_webhook(&signed(&body), &body).await.unwrap_err(),
+        WebhookError::Unavailable(_)
+    ));
+}
+
+#[tokio::test]
+async fn only_the_token_or_only_the_hmac_is_enough_when_only_one_is_configured() {
+    let only_token = MpesaProvider::new(
+        MpesaConfig::from_vars(vars(&[
+            ("MPESA_CALLBACK_TOKEN", TOKEN),
+            ("MPESA_API_BASE", "http://127.0.0.1:9"),
+        ]))
+        .unwrap(),
+    )
+    .unwrap();
+    let body = result_body(json!(0), "ok");
+    let mut h = HeaderMap::new();
+    h.insert(CALLBACK_TOKEN_HEADER, HeaderValue::from_static(TOKEN));
+    assert!(only_token.verify_webhook(&h, &body).await.is_ok());
+
+    let only_hmac =
+        MpesaProvider::new(MpesaConfig::from_vars(vars(&[("MPESA_WEBHOOK_SECRET", WHSEC)])).unwrap()).unwrap();
+    let mut h = HeaderMap::new();
+    h.insert(
+        SIGNATURE_HEADER,
+        HeaderValue::from_str(&hmac_hex(WHSEC, &body)).unwrap(),
+    );
+    assert!(only_hmac.verify_webhook(&h, &body).await.is_ok());
+}
+
+#[tokio::test]
+async fn an_authentic_but_unreadable_callback_is_malformed() {
+    let body = b"{\"not\":\"a result\"}".to_vec();
+    assert!(matches!(
+        offline().verify_webhook(&signed(&body), &body).await.unwrap_err(),
+        WebhookError::Malformed(_)
+    ));
+}

@@ -1,0 +1,1163 @@
+//! PayPal Payouts adapter against a local wiremock server replaying PayPal's payloads
+//! (PROVIDERS.md §2), with request bodies checked against PayPal's published OpenAPI schemas.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use chrono::DateTime;
+use http::{HeaderMap, HeaderValue};
+use payout_core::clock::ManualClock;
+use payout_core::domain::{PayoutDestination, PayoutId, Provider};
+use payout_core::money::{Currency, Money};
+use payout_core::provider::{
+    AttemptLookup, EventReference, PayoutInstruction, PayoutProvider, ProviderEventKind, ProviderStatus,
+};
+use payout_core::testkit::{fixtures, provider::check_provider};
+use payout_core::{ProviderErrorKind, WebhookError};
+use payout_providers::RetryPolicy;
+use payout_providers::paypal::{
+    AUTH_ALGO, CERT_URL, CertFetcher, PaypalConfig, PaypalConfigBuilder, PaypalProvider, TRANSMISSION_ID,
+    TRANSMISSION_SIG, TRANSMISSION_TIME, WebhookVerification,
+};
+use rsa::RsaPrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use serde_json::json;
+use wiremock::matchers::{body_partial_json, body_string, header, method, path, query_param};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const CLIENT_ID: &str = "AcLientIdSandbox0001";
+const CLIENT_SECRET: &str = "EcLientSecretSandbox0002";
+const WEBHOOK_ID: &str = "1JE4291016473214C";
+const NOW: i64 = 1_700_000_000;
+const CERT: &str = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77";
+const BATCH: &str = "5UXD2E8A7EBQJ";
+
+/// Serves certificates made in the test, counting fetches.
+#[derive(Default)]
+struct TestFetcher {
+    certs: Mutex<HashMap<String, String>>,
+    fetches: AtomicUsize,
+}
+
+impl TestFetcher {
+    fn with(url: &str, pem: String) -> Arc<Self> {
+        let f = TestFetcher::default();
+        f.certs.lock().unwrap().insert(url.to_string(), pem);
+        Arc::new(f)
+    }
+}
+
+#[async_trait]
+impl CertFetcher for TestFetcher {
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, String> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        self.certs
+            .lock()
+            .unwrap()
+            .get(url)
+            .map(|p| p.clone().into_bytes())
+            .ok_or_else(|| "HTTP 404".to_string())
+    }
+}
+
+fn paypal_cert() -> String {
+    support::self_signed_pem(
+        support::test_key(),
+        "messageverificationcerts.sandbox.paypal.com",
+        NOW - 3600,
+        NOW + 86_400 * 365,
+    )
+}
+
+fn builder(base: &str) -> PaypalConfigBuilder {
+    PaypalConfig::builder()
+        .client_id(CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .webhook_id(WEBHOOK_ID)
+        .api_base(base)
+        .retry(RetryPolicy::immediate(3))
+        .timeout(Duration::from_millis(500))
+        .clock(Arc::new(ManualClock::new(DateTime::from_timestamp(NOW, 0).unwrap())))
+        .cert_fetcher(TestFetcher::with(CERT, paypal_cert()))
+}
+
+fn provider(server: &MockServer) -> PaypalProvider {
+    PaypalProvider::new(builder(&server.uri()).build().unwrap()).unwrap()
+}
+
+fn instruction() -> PayoutInstruction {
+    fixtures::instruction(Provider::PaypalPayouts)
+}
+
+fn instruction_for(n: u32, email: &str, amount: &str, currency: Currency) -> PayoutInstruction {
+    let mut i = instruction();
+    i.payout_id = PayoutId::new(format!("po_{n}"));
+    i.idempotency_key = format!("po_{n}-1");
+    i.destination = PayoutDestination::PaypalEmail {
+        email: email.to_string(),
+    };
+    i.amount = Money::parse(amount, currency).unwrap();
+    i
+}
+
+fn basic() -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+    )
+}
+
+fn token(access: &str, expires_in: u64) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "scope": "https://uri.paypal.com/services/payments/payouts", "access_token": access,
+        "token_type": "Bearer", "app_id": "APP-80W284485P519543T", "expires_in": expires_in, "nonce": "2024-07-06T22:48:52Z"
+    }))
+}
+
+async fn mount_token(server: &MockServer, expires_in: u64, times: u64) {
+    Mock::given(method("POST"))
+        .and(path("/v1/oauth2/token"))
+        .and(header("authorization", basic().as_str()))
+        .and(body_string("grant_type=client_credentials"))
+        .respond_with(token("A21AA-token-1", expires_in))
+        .expect(times)
+        .mount(server)
+        .await;
+}
+
+fn created(batch: &str, sender_batch_id: &str) -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(json!({
+        "batch_header": {"payout_batch_id": batch, "batch_status": "PENDING",
+                         "sender_batch_header": {"sender_batch_id": sender_batch_id, "email_subject": "You have a payout"}},
+        "links": [{"href": format!("https://api-m.sandbox.paypal.com/v1/payments/payouts/{batch}"), "rel": "self", "method": "GET", "encType": "application/json"}]
+    }))
+}
+
+fn item(item_id: &str, key: &str, status: &str) -> serde_json::Value {
+    let mut v = json!({
+        "payout_item_id": item_id, "transaction_id": "4L335721CC2929411", "activity_id": "0E158638XS0329101",
+        "transaction_status": status, "payout_item_fee": {"currency": "USD", "value": "0.25"},
+        "payout_batch_id": BATCH,
+        "payout_item": {"recipient_type": "EMAIL", "amount": {"value": "9.87", "currency": "USD"}, "note": "Thanks",
+                        "receiver": "doctor@example.com", "sender_item_id": key, "recipient_wallet": "PAYPAL"},
+        "time_processed": "2024-07-06T22:48:52Z",
+        "links": [{"href": format!("https://api-m.sandbox.paypal.com/v1/payments/payouts-item/{item_id}"), "rel": "item", "method": "GET"}]
+    });
+    if status == "FAILED" {
+        v["errors"] = json!({"name": "RECEIVER_UNREGISTERED", "message": "Receiver is unregistered"});
+    }
+    v
+}
+
+fn batch(status: &str, items: Vec<serde_json::Value>) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "total_items": items.len(), "total_pages": 1,
+        "batch_header": {"payout_batch_id": BATCH, "batch_status": status,
+                         "sender_batch_header": {"sender_batch_id": "x"},
+                         "amount": {"currency": "USD", "value": "9.87"}, "fees": {"currency": "USD", "value": "0.25"}},
+        "items": items,
+        "links": []
+    }))
+}
+
+async fn mount_batch(server: &MockServer, response: ResponseTemplate) {
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/payments/payouts/{BATCH}")))
+        .and(query_param("page", "1"))
+        .and(query_param("page_size", "1000"))
+        .respond_with(response)
+        .mount(server)
+        .await;
+}
+
+async fn creates(server: &MockServer) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method == http::Method::POST && r.url.path() == "/v1/payments/payouts")
+        .collect()
+}
+
+fn json_body(r: &Request) -> serde_json::Value {
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+// ---------- send ----------
+
+#[tokio::test]
+async fn send_creates_a_batch_of_one_with_our_ids_and_maps_the_item_back() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payments/payouts"))
+        .and(header("authorization", "Bearer A21AA-token-1"))
+        .and(header("PayPal-Request-Id", "po_testkit-1"))
+        .and(body_partial_json(json!({
+            "sender_batch_header": {"sender_batch_id": "po_testkit-1", "recipient_type": "EMAIL"},
+            "items": [{"recipient_type": "EMAIL", "amount": {"currency": "KES", "value": "500.00"},
+                       "receiver": "doctor@example.com", "sender_item_id": "po_testkit-1"}]
+        })))
+        .respond_with(created(BATCH, "po_testkit-1"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    mount_batch(
+        &server,
+        batch("SUCCESS", vec![item("8AELMXH8UB2P8", "po_testkit-1", "SUCCESS")]),
+    )
+    .await;
+    let r = provider(&server).send(&instruction()).await.unwrap();
+    assert_eq!(r.reference.as_deref(), Some("8AELMXH8UB2P8"));
+    assert_eq!(r.status, ProviderStatus::Paid);
+    let body = json_body(&creates(&server).await[0]);
+    assert_eq!(body["items"].as_array().unwrap().len(), 1);
+    assert!(
+        body["items"][0]["amount"]["value"].is_string(),
+        "amounts are strings, never numbers"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_with_mixed_item_results_maps_each_back_by_sender_item_id() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payments/payouts"))
+        .respond_with(created(BATCH, "b"))
+        .mount(&server)
+        .await;
+    // PayPal lists items in its own order.
+    mount_batch(
+        &server,
+        batch(
+            "PROCESSING",
+            vec![
+                item("ITEM3", "po_3-1", "UNCLAIMED"),
+                item("ITEM1", "po_1-1", "SUCCESS"),
+                item("ITEM2", "po_2-1", "FAILED"),
+            ],
+        ),
+    )
+    .await;
+    let mut not_paypal = instruction_for(9, "x@example.com", "5", Currency::USD);
+    not_paypal.destination = PayoutDestination::MpesaPhone {
+        phone: "254708374149".into(),
+    };
+    let batch_in = vec![
+        instruction_for(1, "a@example.com", "10.00", Currency::USD),
+        not_paypal,
+        instruction_for(2, "b@example.com", "20.50", Currency::USD),
+        instruction_for(3, "c@example.com", "1500", Currency::JPY),
+    ];
+    let p = provider(&server);
+    assert!(p.capabilities().batch);
+    assert_eq!(p.capabilities().max_batch_size, 15_000);
+    let out = p.send_batch(&batch_in).await.unwrap();
+    assert_eq!(out.len(), 4, "one result per instruction, in order");
+    let r1 = out[0].as_ref().unwrap();
+    assert_eq!(
+        (r1.reference.as_deref(), &r1.status),
+        (Some("ITEM1"), &ProviderStatus::Paid)
+    );
+    assert_eq!(
+        out[1].as_ref().unwrap_err().kind,
+        ProviderErrorKind::Final,
+        "refused alone, before the call"
+    );
+    let r2 = out[2].as_ref().unwrap();
+    assert_eq!(r2.reference.as_deref(), Some("ITEM2"));
+    assert!(matches!(&r2.status, ProviderStatus::Failed(reason) if reason.contains("RECEIVER_UNREGISTERED")));
+    let r3 = out[3].as_ref().unwrap();
+    assert_eq!(
+        (r3.reference.as_deref(), &r3.status),
+        (Some("ITEM3"), &ProviderStatus::Accepted)
+    );
+
+    let sent = creates(&server).await;
+    assert_eq!(sent.len(), 1, "one call for the whole batch");
+    let body = json_body(&sent[0]);
+    let keys: Vec<&str> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["sender_item_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, vec!["po_1-1", "po_2-1", "po_3-1"]);
+    assert_eq!(body["items"][2]["amount"], json!({"currency": "JPY", "value": "1500"}));
+    let sender_batch_id = body["sender_batch_header"]["sender_batch_id"].as_str().unwrap();
+    assert!(sender_batch_id.starts_with("payouts-") && sender_batch_id.len() == "payouts-".len() + 40);
+    assert_eq!(sent[0].headers.get("paypal-request-id").unwrap(), sender_batch_id);
+}
+
+#[tokio::test]
+async fn the_same_attempts_make_the_same_sender_batch_id_in_any_order() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("POST"))
+        .respond_with(created(BATCH, "b"))
+        .mount(&server)
+        .await;
+    mount_batch(&server, batch("PENDING", vec![])).await;
+    let a = instruction_for(1, "a@example.com", "1", Currency::USD);
+    let b = instruction_for(2, "b@example.com", "1", Currency::USD);
+    let p = provider(&server);
+    let first = p.send_batch(&[a.clone(), b.clone()]).await.unwrap();
+    p.send_batch(&[b, a]).await.unwrap();
+    let sent = creates(&server).await;
+    assert_eq!(
+        json_body(&sent[0])["sender_batch_header"]["sender_batch_id"],
+        json_body(&sent[1])["sender_batch_header"]["sender_batch_id"]
+    );
+    let r = first[0].as_ref().unwrap();
+    assert_eq!(
+        (r.reference.as_deref(), &r.status),
+        (Some(BATCH), &ProviderStatus::Accepted),
+        "not listed yet"
+    );
+}
+
+#[tokio::test]
+async fn a_key_twice_in_one_call_is_sent_once() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("POST"))
+        .respond_with(created(BATCH, "po_1-1"))
+        .mount(&server)
+        .await;
+    mount_batch(&server, batch("SUCCESS", vec![item("ITEM1", "po_1-1", "SUCCESS")])).await;
+    let a = instruction_for(1, "a@example.com", "1", Currency::USD);
+    let out = provider(&server).send_batch(&[a.clone(), a]).await.unwrap();
+    assert_eq!(out[0], out[1]);
+    assert_eq!(
+        json_body(&creates(&server).await[0])["items"].as_array().unwrap().len(),
+        1
+    );
+}
+
+fn duplicate_error(with_link: bool) -> ResponseTemplate {
+    let mut detail = json!({"field": "SENDER_BATCH_ID", "issue": "Batch with given sender_batch_id already exists"});
+    if with_link {
+        detail["link"] = json!([{"href": format!("https://api-m.sandbox.paypal.com/v1/payments/payouts/{BATCH}"), "rel": "self", "method": "GET"}]);
+    }
+    ResponseTemplate::new(400).set_body_json(json!({
+        "name": "USER_BUSINESS_ERROR", "message": "User business error.", "debug_id": "f0f5a3f1cbd3a",
+        "information_link": "https://developer.paypal.com/docs/api/payments.payouts-batch/#errors", "details": [detail]
+    }))
+}
+
+#[tokio::test]
+async fn a_duplicate_sender_batch_id_is_already_sent_and_looked_up_through_its_link() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("POST"))
+        .respond_with(duplicate_error(true))
+        .expect(1)
+        .mount(&server)
+        .await;
+    mount_batch(
+        &server,
+        batch("SUCCESS", vec![item("8AELMXH8UB2P8", "po_testkit-1", "SUCCESS")]),
+    )
+    .await;
+    let r = provider(&server).send(&instruction()).await.unwrap();
+    assert_eq!(r.status, ProviderStatus::Paid);
+    assert_eq!(r.reference.as_deref(), Some("8AELMXH8UB2P8"));
+    assert!(r.note.contains("already sent"), "{}", r.note);
+}
+
+#[tokio::test]
+async fn a_duplicate_without_a_link_is_accepted_never_failed() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("POST"))
+        .respond_with(duplicate_error(false))
+        .mount(&server)
+        .await;
+    let r = provider(&server).send(&instruction()).await.unwrap();
+    assert_eq!(r.status, ProviderStatus::Accepted);
+    assert_eq!(r.reference, None);
+}
+
+async fn retried_then_ok(first: ResponseTemplate) {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payments/payouts"))
+        .respond_with(first)
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payments/payouts"))
+        .respond_with(created(BATCH, "k"))
+        .mount(&server)
+        .await;
+    mount_batch(
+        &server,
+        batch("SUCCESS", vec![item("ITEM1", "po_testkit-1", "SUCCESS")]),
+    )
+    .await;
+    assert_eq!(
+        provider(&server).send(&instruction()).await.unwrap().status,
+        ProviderStatus::Paid
+    );
+    let sent = creates(&server).await;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[0].headers.get("paypal-request-id"),
+        sent[1].headers.get("paypal-request-id")
+    );
+    assert_eq!(
+        sent[0].body, sent[1].body,
+        "the same sender_batch_id and items on every try"
+    );
+}
+
+#[tokio::test]
+async fn server_error_5xx_is_retried_with_the_same_ids() {
+    retried_then_ok(
+        ResponseTemplate::new(500).set_body_json(json!({"name": "INTERNAL_SERVER_ERROR",
+        "message": "An internal server error has occurred.", "debug_id": "90957fca61718"})),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rate_limited_429_is_retried_with_the_same_ids() {
+    retried_then_ok(
+        ResponseTemplate::new(429).set_body_json(json!({"name": "RATE_LIMIT_REACHED",
+        "message": "Too many requests", "debug_id": "x"})),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_validation_error_is_final_with_paypals_name() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"name": "VALIDATION_ERROR",
+            "message": "Invalid request - see details", "debug_id": "5b4d5b4d",
+            "details": [{"field": "items[0].receiver", "location": "body", "issue": "Receiver is invalid or does not match with type"}]})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let e = provider(&server).send(&instruction()).await.unwrap_err();
+    assert_eq!(e.kind, ProviderErrorKind::Final);
+    assert_eq!(e.code.as_deref(), Some("VALIDATION_ERROR"));
+    assert!(e.message.contains("items[0].receiver"), "{e}");
+}
+
+#[tokio::test]
+async fn insufficient_funds_is_final() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(422).set_body_json(json!({"name": "INSUFFICIENT_FUNDS",
+            "message": "Sender does not have sufficient funds.", "debug_id": "abc"})),
+        )
+        .mount(&server)
+        .await;
+    let out = provider(&server)
+        .send_batch(&[
+            instruction_for(1, "a@example.com", "1", Currency::USD),
+            instruction_for(2, "b@example.com", "1", Currency::USD),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        out.iter()
+            .all(|r| r.as_ref().unwrap_err().kind == ProviderErrorKind::Final)
+    );
+}
+
+#[tokio::test]
+async fn a_401_refreshes_the_token_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/oauth2/token"))
+        .respond_with(token("A21AA-old", 32400))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/oauth2/token"))
+        .respond_with(token("A21AA-new", 32400))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payments/payouts"))
+        .and(header("authorization", "Bearer A21AA-old"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_token",
+            "error_description": "Access Token not found in cache"})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payments/payouts"))
+        .and(header("authorization", "Bearer A21AA-new"))
+        .respond_with(created(BATCH, "po_testkit-1"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(header("authorization", "Bearer A21AA-new"))
+        .respond_with(batch("SUCCESS", vec![item("ITEM1", "po_testkit-1", "SUCCESS")]))
+        .mount(&server)
+        .await;
+    assert_eq!(
+        provider(&server).send(&instruction()).await.unwrap().status,
+        ProviderStatus::Paid
+    );
+}
+
+#[tokio::test]
+async fn short_lived_tokens_are_fetched_again_for_every_call() {
+    let server = MockServer::start().await;
+    mount_token(&server, 30, 4).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payments/payouts"))
+        .respond_with(created(BATCH, "k"))
+        .mount(&server)
+        .await;
+    mount_batch(&server, batch("PENDING", vec![])).await;
+    let p = provider(&server);
+    // A 30 s token is inside the 60 s margin: each send (create + read) asks for a fresh one.
+    p.send(&instruction()).await.unwrap();
+    p.send(&instruction()).await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_client_credentials_are_final() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/oauth2/token"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client",
+            "error_description": "Client Authentication failed"})),
+        )
+        .mount(&server)
+        .await;
+    let e = provider(&server).send(&instruction()).await.unwrap_err();
+    assert_eq!(e.kind, ProviderErrorKind::Final);
+    assert!(!e.to_string().contains(CLIENT_SECRET));
+    assert!(creates(&server).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_resolved_by_re_sending_the_same_batch() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payments/payouts"))
+        .respond_with(created(BATCH, "po_testkit-1").set_delay(Duration::from_secs(3)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payments/payouts"))
+        .respond_with(duplicate_error(true))
+        .mount(&server)
+        .await;
+    mount_batch(
+        &server,
+        batch("SUCCESS", vec![item("ITEM1", "po_testkit-1", "SUCCESS")]),
+    )
+    .await;
+    let r = provider(&server).send(&instruction()).await.unwrap();
+    assert_eq!(
+        (r.reference.as_deref(), r.status),
+        (Some("ITEM1"), ProviderStatus::Paid)
+    );
+    let sent = creates(&server).await;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].body, sent[1].body);
+}
+
+#[tokio::test]
+async fn a_timeout_that_persists_is_ambiguous() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payments/payouts"))
+        .respond_with(created(BATCH, "k").set_delay(Duration::from_secs(3)))
+        .expect(2)
+        .mount(&server)
+        .await;
+    assert_eq!(
+        provider(&server).send(&instruction()).await.unwrap_err().kind,
+        ProviderErrorKind::Ambiguous
+    );
+}
+
+#[tokio::test]
+async fn connection_refused_is_retryable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let p = PaypalProvider::new(builder(&format!("http://{addr}")).build().unwrap()).unwrap();
+    assert_eq!(
+        p.send(&instruction()).await.unwrap_err().kind,
+        ProviderErrorKind::Retryable
+    );
+}
+
+#[tokio::test]
+async fn a_created_batch_whose_items_cannot_be_read_is_accepted() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("POST"))
+        .respond_with(created(BATCH, "k"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let r = provider(&server).send(&instruction()).await.unwrap();
+    assert_eq!(
+        (r.reference.as_deref(), r.status),
+        (Some(BATCH), ProviderStatus::Accepted),
+        "created: never an error"
+    );
+}
+
+// ---------- lookup ----------
+
+fn lookup(reference: Option<&str>) -> AttemptLookup {
+    AttemptLookup {
+        payout_id: "po_testkit".into(),
+        attempt_no: 1,
+        idempotency_key: "po_testkit-1".into(),
+        provider_reference: reference.map(String::from),
+        instruction: Some(instruction()),
+    }
+}
+
+#[tokio::test]
+async fn lookup_reads_the_item() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    for (id, status) in [
+        ("ITEMP", "SUCCESS"),
+        ("ITEMR", "RETURNED"),
+        ("ITEMU", "UNCLAIMED"),
+        ("ITEMF", "FAILED"),
+    ] {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/payments/payouts-item/{id}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(item(id, "po_testkit-1", status)))
+            .mount(&server)
+            .await;
+    }
+    let p = provider(&server);
+    assert_eq!(p.lookup(&lookup(Some("ITEMP"))).await.unwrap(), ProviderStatus::Paid);
+    assert!(matches!(
+        p.lookup(&lookup(Some("ITEMR"))).await.unwrap(),
+        ProviderStatus::Returned(_)
+    ));
+    assert_eq!(
+        p.lookup(&lookup(Some("ITEMU"))).await.unwrap(),
+        ProviderStatus::Accepted
+    );
+    assert!(matches!(
+        p.lookup(&lookup(Some("ITEMF"))).await.unwrap(),
+        ProviderStatus::Failed(_)
+    ));
+}
+
+#[tokio::test]
+async fn lookup_by_batch_id_finds_the_item_by_our_key() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/payments/payouts-item/{BATCH}")))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(json!({"name": "RESOURCE_NOT_FOUND",
+            "message": "The requested resource was not found", "debug_id": "x"})),
+        )
+        .mount(&server)
+        .await;
+    mount_batch(
+        &server,
+        batch(
+            "SUCCESS",
+            vec![
+                item("OTHER", "po_other-1", "FAILED"),
+                item("MINE", "po_testkit-1", "SUCCESS"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(
+        provider(&server).lookup(&lookup(Some(BATCH))).await.unwrap(),
+        ProviderStatus::Paid
+    );
+}
+
+#[tokio::test]
+async fn lookup_of_an_unknown_reference_is_an_error_and_without_one_never_not_found() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    let p = provider(&server);
+    assert_eq!(
+        p.lookup(&lookup(Some("NOPE"))).await.unwrap_err().kind,
+        ProviderErrorKind::Final
+    );
+    let e = p.lookup(&lookup(None)).await.unwrap_err();
+    assert_eq!(
+        (e.kind, e.code.as_deref()),
+        (ProviderErrorKind::Ambiguous, Some("no_reference"))
+    );
+}
+
+#[tokio::test]
+async fn passes_the_provider_conformance_check() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payments/payouts"))
+        .respond_with(created(BATCH, "po_testkit-1"))
+        .mount(&server)
+        .await;
+    mount_batch(
+        &server,
+        batch("PROCESSING", vec![item("8AELMXH8UB2P8", "po_testkit-1", "PENDING")]),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/payments/payouts-item/8AELMXH8UB2P8"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(item("8AELMXH8UB2P8", "po_testkit-1", "PENDING")))
+        .mount(&server)
+        .await;
+    check_provider(&provider(&server), instruction()).await;
+}
+
+// ---------- contract: every request body validates against PayPal's OpenAPI schemas ----------
+
+fn schema_validator(spec_file: &str, schema: &str) -> jsonschema::Validator {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/paypal");
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(spec_file)).unwrap()).unwrap();
+    let root = json!({"$ref": format!("#/components/schemas/{schema}"), "components": spec["components"]});
+    jsonschema::validator_for(&root).unwrap()
+}
+
+fn assert_valid(validator: &jsonschema::Validator, body: &serde_json::Value) {
+    let errors: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "request body violates the spec: {errors:#?}\n{body:#}"
+    );
+}
+
+#[tokio::test]
+async fn every_create_body_validates_against_the_payouts_spec() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 2).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payments/payouts"))
+        .respond_with(created(BATCH, "k"))
+        .mount(&server)
+        .await;
+    mount_batch(&server, batch("PENDING", vec![])).await;
+    let plain = provider(&server);
+    let dressed = PaypalProvider::new(
+        builder(&server.uri())
+            .purpose("SERVICES")
+            .email_subject("Your consultations")
+            .email_message("Thank you, doctor")
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    plain.send(&instruction()).await.unwrap();
+    let mut multiline = instruction_for(7, "g@example.com", "0.01", Currency::GBP);
+    multiline.description = "Consultations\nJanuary".into();
+    dressed
+        .send_batch(&[
+            instruction_for(4, "d@example.com", "99.99", Currency::USD),
+            instruction_for(5, "e@example.com", "1500", Currency::JPY),
+            instruction_for(6, "f@example.com", "12.30", Currency::EUR),
+            multiline,
+        ])
+        .await
+        .unwrap();
+    let validator = schema_validator("payments_payouts_batch_v1.json", "create_payout_request");
+    let sent = creates(&server).await;
+    assert_eq!(sent.len(), 2);
+    for r in &sent {
+        assert_valid(&validator, &json_body(r));
+    }
+    assert_eq!(json_body(&sent[1])["items"][0]["purpose"], "SERVICES");
+    // The validator does catch a bad body.
+    let bad = json!({"sender_batch_header": {"sender_batch_id": "x"}, "items": [{"amount": {"value": 10, "currency": "USD"}}]});
+    assert!(
+        validator.iter_errors(&bad).next().is_some(),
+        "a numeric amount must fail the schema"
+    );
+}
+
+// ---------- webhooks ----------
+
+fn event(event_type: &str, status: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "id": "WH-0G2756385H040842W-5Y612302CV158622M", "create_time": "2024-07-06T22:48:52.000Z",
+        "resource_type": "payouts_item", "event_version": "1.0", "event_type": event_type,
+        "summary": "A payout item has changed", "resource": item("8AELMXH8UB2P8", "po_testkit-1", status),
+        "links": [{"href": "https://api.sandbox.paypal.com/v1/notifications/webhooks-events/WH-0G2756385H040842W", "rel": "self", "method": "GET"}]
+    }))
+    .unwrap()
+}
+
+fn sign(key: &RsaPrivateKey, transmission_id: &str, time: &str, webhook_id: &str, body: &[u8]) -> String {
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(body);
+    let message = format!("{transmission_id}|{time}|{webhook_id}|{crc}");
+    let signature = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.clone()).sign(message.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(signature.to_bytes())
+}
+
+fn headers_for(body: &[u8], key: &RsaPrivateKey, webhook_id: &str, cert_url: &str) -> HeaderMap {
+    let (id, time) = ("b2384410-f8d2-11e8-a1a6-c1e1ba4b5cd4", "2024-07-06T22:48:53Z");
+    let mut h = HeaderMap::new();
+    h.insert(TRANSMISSION_ID, HeaderValue::from_static(id));
+    h.insert(TRANSMISSION_TIME, HeaderValue::from_static(time));
+    h.insert(
+        TRANSMISSION_SIG,
+        HeaderValue::from_str(&sign(key, id, time, webhook_id, body)).unwrap(),
+    );
+    h.insert(CERT_URL, HeaderValue::from_str(cert_url).unwrap());
+    h.insert(AUTH_ALGO, HeaderValue::from_static("SHA256withRSA"));
+    h
+}
+
+fn signed(body: &[u8]) -> HeaderMap {
+    headers_for(body, support::test_key(), WEBHOOK_ID, CERT)
+}
+
+fn offline_with(fetcher: Arc<TestFetcher>) -> PaypalProvider {
+    PaypalProvider::new(builder("http://127.0.0.1:9").cert_fetcher(fetcher).build().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_valid_item_event_translates_with_all_references() {
+    let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
+    let events = offline_with(TestFetcher::with(CERT, paypal_cert()))
+        .verify_webhook(&signed(&body), &body)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e.event_id, "WH-0G2756385H040842W-5Y612302CV158622M");
+    assert_eq!(e.kind, ProviderEventKind::Paid);
+    assert_eq!(e.provider_type, "PAYMENT.PAYOUTS-ITEM.SUCCEEDED");
+    assert_eq!(
+        e.references,
+        vec![
+            EventReference::ProviderReference("8AELMXH8UB2P8".into()),
+            EventReference::IdempotencyKey("po_testkit-1".into()),
+            EventReference::ProviderReference(BATCH.into()),
+        ]
+    );
+    assert_eq!(e.occurred_at.map(|t| t.timestamp()), Some(1_720_306_132));
+}
+
+#[tokio::test]
+async fn item_event_types_map_to_kinds_and_batch_events_to_nothing() {
+    let p = offline_with(TestFetcher::with(CERT, paypal_cert()));
+    let cases = [
+        ("PAYMENT.PAYOUTS-ITEM.FAILED", "FAILED", "failed"),
+        ("PAYMENT.PAYOUTS-ITEM.BLOCKED", "BLOCKED", "failed"),
+        ("PAYMENT.PAYOUTS-ITEM.CANCELED", "CANCELED", "failed"),
+        ("PAYMENT.PAYOUTS-ITEM.HELD", "ONHOLD", "pending"),
+        ("PAYMENT.PAYOUTS-ITEM.UNCLAIMED", "UNCLAIMED", "pending"),
+        ("PAYMENT.PAYOUTS-ITEM.RETURNED", "RETURNED", "returned"),
+        ("PAYMENT.PAYOUTS-ITEM.REFUNDED", "REFUNDED", "returned"),
+    ];
+    for (event_type, status, expected) in cases {
+        let body = event(event_type, status);
+        let kind = p.verify_webhook(&signed(&body), &body).await.unwrap().remove(0).kind;
+        let got = match kind {
+            ProviderEventKind::Failed { .. } => "failed",
+            ProviderEventKind::Pending => "pending",
+            ProviderEventKind::Returned { .. } => "returned",
+            other => panic!("{event_type}: {other:?}"),
+        };
+        assert_eq!(got, expected, "{event_type}");
+    }
+    let body = serde_json::to_vec(&json!({"id": "WH-2", "event_type": "PAYMENT.PAYOUTSBATCH.SUCCESS",
+        "resource": {"batch_header": {"payout_batch_id": BATCH}}}))
+    .unwrap();
+    assert!(p.verify_webhook(&signed(&body), &body).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_tampered_body_is_refused() {
+    let body = event("PAYMENT.PAYOUTS-ITEM.FAILED", "FAILED");
+    let h = signed(&body);
+    let tampered = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
+    let p = offline_with(TestFetcher::with(CERT, paypal_cert()));
+    assert_eq!(
+        p.verify_webhook(&h, &tampered).await.unwrap_err(),
+        WebhookError::BadSignature
+    );
+}
+
+#[tokio::test]
+async fn a_signature_by_another_key_or_for_another_webhook_is_refused() {
+    let p = offline_with(TestFetcher::with(CERT, paypal_cert()));
+    let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
+    let by_other = headers_for(&body, support::other_key(), WEBHOOK_ID, CERT);
+    assert_eq!(
+        p.verify_webhook(&by_other, &body).await.unwrap_err(),
+        WebhookError::BadSignature
+    );
+    let other_webhook = headers_for(&body, support::test_key(), "8PT597110X687430LKGECATA", CERT);
+    assert_eq!(
+        p.verify_webhook(&other_webhook, &body).await.unwrap_err(),
+        WebhookError::BadSignature
+    );
+    let mut garbage = signed(&body);
+    garbage.insert(TRANSMISSION_SIG, HeaderValue::from_static("not base64!"));
+    assert_eq!(
+        p.verify_webhook(&garbage, &body).await.unwrap_err(),
+        WebhookError::BadSignature
+    );
+}
+
+#[tokio::test]
+async fn an_expired_or_not_yet_valid_certificate_is_refused() {
+    let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
+    let key = support::test_key();
+    let cn = "messageverificationcerts.sandbox.paypal.com";
+    let expired = support::self_signed_pem(key, cn, NOW - 86_400 * 400, NOW - 86_400);
+    let future = support::self_signed_pem(key, cn, NOW + 86_400, NOW + 86_400 * 400);
+    for pem in [expired, future] {
+        let p = offline_with(TestFetcher::with(CERT, pem));
+        assert_eq!(
+            p.verify_webhook(&signed(&body), &body).await.unwrap_err(),
+            WebhookError::Expired
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_that_is_not_paypals_is_refused() {
+    let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
+    let impostor = support::self_signed_pem(support::test_key(), "paypal.com.evil.example", NOW - 60, NOW + 86_400);
+    let p = offline_with(TestFetcher::with(CERT, impostor));
+    assert!(matches!(
+        p.verify_webhook(&signed(&body), &body).await.unwrap_err(),
+        WebhookError::Unauthorized(_)
+    ));
+}
+
+#[tokio::test]
+async fn certificate_urls_outside_paypal_are_never_fetched() {
+    let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
+    for url in [
+        "http://api.sandbox.paypal.com/v1/notifications/certs/CERT-1",
+        "https://attacker.example/v1/notifications/certs/CERT-1",
+        "https://api.sandbox.paypal.com/v1/oauth2/token",
+    ] {
+        let fetcher = TestFetcher::with(url, paypal_cert());
+        let p = offline_with(fetcher.clone());
+        let h = headers_for(&body, support::test_key(), WEBHOOK_ID, url);
+        assert!(
+            matches!(
+                p.verify_webhook(&h, &body).await.unwrap_err(),
+                WebhookError::Unauthorized(_)
+            ),
+            "{url}"
+        );
+        assert_eq!(fetcher.fetches.load(Ordering::SeqCst), 0, "{url} must not be fetched");
+    }
+}
+
+#[tokio::test]
+async fn certificates_are_cached_by_url() {
+    let fetcher = TestFetcher::with(CERT, paypal_cert());
+    let p = offline_with(fetcher.clone());
+    for status in ["SUCCESS", "FAILED", "RETURNED"] {
+        let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", status);
+        p.verify_webhook(&signed(&body), &body).await.unwrap();
+    }
+    assert_eq!(fetcher.fetches.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn missing_headers_unsupported_algorithms_and_unfetchable_certs_are_refused() {
+    let p = offline_with(TestFetcher::with(CERT, paypal_cert()));
+    let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
+    for header in [
+        TRANSMISSION_ID,
+        TRANSMISSION_TIME,
+        TRANSMISSION_SIG,
+        CERT_URL,
+        AUTH_ALGO,
+    ] {
+        let mut h = signed(&body);
+        h.remove(header);
+        assert!(
+            matches!(
+                p.verify_webhook(&h, &body).await.unwrap_err(),
+                WebhookError::MissingHeader(_)
+            ),
+            "{header}"
+        );
+    }
+    let mut h = signed(&body);
+    h.insert(AUTH_ALGO, HeaderValue::from_static("SHA1withRSA"));
+    assert!(matches!(
+        p.verify_webhook(&h, &body).await.unwrap_err(),
+        WebhookError::Unauthorized(_)
+    ));
+    let other_cert = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-unknown";
+    let h = headers_for(&body, support::test_key(), WEBHOOK_ID, other_cert);
+    assert!(matches!(
+        p.verify_webhook(&h, &body).await.unwrap_err(),
+        WebhookError::Unavailable(_)
+    ));
+}
+
+#[tokio::test]
+async fn without_a_webhook_id_webhooks_are_unavailable() {
+    let c = PaypalConfig::builder()
+        .client_id(CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .build()
+        .unwrap();
+    let p = PaypalProvider::new(c).unwrap();
+    assert!(!p.capabilities().webhooks);
+    let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
+    assert!(matches!(
+        p.verify_webhook(&signed(&body), &body).await.unwrap_err(),
+        WebhookError::Unavailable(_)
+    ));
+}
+
+async fn api_verifier(server: &MockServer, answer: &str) -> PaypalProvider {
+    mount_token(server, 32400, 1).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/notifications/verify-webhook-signature"))
+        .and(header("authorization", "Bearer A21AA-token-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"verification_status": answer})))
+        .expect(1)
+        .mount(server)
+        .await;
+    PaypalProvider::new(
+        builder(&server.uri())
+            .verification(WebhookVerification::Api)
+            .build()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_verification_api_decides_and_gets_the_raw_event_and_a_spec_valid_body() {
+    let server = MockServer::start().await;
+    let p = api_verifier(&server, "SUCCESS").await;
+    // Unusual spacing and key order survive: the event is passed on byte for byte.
+    let body = br#"{"id":"WH-9","event_type":"PAYMENT.PAYOUTS-ITEM.SUCCEEDED",  "resource":{"payout_item_id":"ITEM1","transaction_status":"SUCCESS","payout_item":{"sender_item_id":"po_testkit-1"}},"create_time":"2024-07-06T22:48:52Z"}"#;
+    let h = signed(body);
+    let events = p.verify_webhook(&h, body).await.unwrap();
+    assert_eq!(events[0].kind, ProviderEventKind::Paid);
+    let sent = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.url.path() == "/v1/notifications/verify-webhook-signature")
+        .unwrap();
+    let text = String::from_utf8(sent.body.clone()).unwrap();
+    assert!(
+        text.contains(std::str::from_utf8(body).unwrap()),
+        "raw event spliced in unchanged: {text}"
+    );
+    let sent: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(sent["webhook_id"], WEBHOOK_ID);
+    assert_eq!(sent["cert_url"], CERT);
+    assert_eq!(sent["auth_algo"], "SHA256withRSA");
+    assert_eq!(
+        sent["transmission_sig"],
+        h.get(TRANSMISSION_SIG).unwrap().to_str().unwrap()
+    );
+    assert_valid(
+        &schema_validator("notifications_webhooks_v1.json", "verify_webhook_signature"),
+        &sent,
+    );
+}
+
+#[tokio::test]
+async fn the_verification_api_saying_failure_is_a_bad_signature() {
+    let server = MockServer::start().await;
+    let p = api_verifier(&server, "FAILURE").await;
+    let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
+    assert_eq!(
+        p.verify_webhook(&signed(&body), &body).await.unwrap_err(),
+        WebhookError::BadSignature
+    );
+}
+
+// ---------- config ----------
+
+#[test]
+fn config_debug_shows_no_secret() {
+    let c = builder("https://api-m.sandbox.paypal.com").build().unwrap();
+    let shown = format!("{c:?}");
+    assert!(!shown.contains(CLIENT_ID) && !shown.contains(CLIENT_SECRET), "{shown}");
+    assert!(shown.ends_with(".. }"));
+    let shown = format!("{:?}", PaypalProvider::new(c).unwrap());
+    assert!(!shown.contains(CLIENT_SECRET));
+}
+
+#[test]
+fn from_vars_defaults_to_the_sandbox_and_names_what_is_missing() {
+    let vars = |extra: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            extra
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+                .or_else(|| match k {
+                    "PAYPAL_CLIENT_ID" => Some(CLIENT_ID.to_string()),
+                    "PAYPAL_CLIENT_SECRET" => Some(CLIENT_SECRET.to_string()),
+                    _ => None,
+                })
+        }
+    };
+    let c = PaypalConfig::from_vars(vars(&[])).unwrap();
+    assert_eq!(c.api_base(), "https://api-m.sandbox.paypal.com");
+    let e = PaypalConfig::from_vars(vars(&[("PAYPAL_CLIENT_SECRET", "")])).unwrap_err();
+    assert!(e.to_string().contains("PAYPAL_CLIENT_SECRET"));
+    let e = PaypalConfig::from_vars(vars(&[("PAYPAL_WEBHOOK_VERIFICATION", "maybe")])).unwrap_err();
+    assert!(e.to_string().contains("PAYPAL_WEBHOOK_VERIFICATION"));
+    assert!(
+        PaypalConfig::from_vars(vars(&[
+            ("PAYPAL_WEBHOOK_VERIFICATION", "api"),
+            ("PAYPAL_WEBHOOK_ID", "W")
+        ]))
+        .is_ok()
+    );
+}
