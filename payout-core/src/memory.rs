@@ -26,8 +26,10 @@
 //!   `Calculated` that would be a second live calculated payout for its doctor and period with
 //!   `Conflict` too (the SQL stores' partial unique index). Carry-overs it consumes must be open:
 //!   a missing one is `InvalidInput`, one consumed meanwhile is `Conflict`.
-//! - A carry-over is consumed once and for all: cancelling the payout that consumed it does not
-//!   reopen it.
+//! - A carry-over is open while it was never consumed or the payout that consumed it is
+//!   `CANCELLED`: cancelling that payout reopens it, and the next payout to consume it re-points
+//!   `consumed_by`. [`PayoutStore::open_carry_overs`] returns every carry-over with
+//!   `consumed_by: None`.
 //! - [`PayoutStore::find_attempt`] by provider reference returns the newest matching attempt when
 //!   several share a reference (a batch id); [`PayoutStore::open_carry_overs`] is ordered by doctor,
 //!   then period; [`PayoutStore::stuck_processing`] by `updated_at`, then id.
@@ -145,8 +147,18 @@ impl State {
         })
     }
 
+    /// True when the slot has a carry-over and it is open.
     fn carry_over_open(&self, slot: &Slot) -> bool {
-        self.carry_overs.get(slot).is_some_and(|c| c.consumed_by.is_none())
+        self.carry_overs.get(slot).is_some_and(|c| self.is_open(c))
+    }
+
+    /// True when `c` was never consumed, or the payout that consumed it has been cancelled since.
+    fn is_open(&self, c: &CarryOver) -> bool {
+        c.consumed_by.as_ref().is_none_or(|id| {
+            self.payouts
+                .get(id)
+                .is_some_and(|r| r.payout.status == PayoutStatus::Cancelled)
+        })
     }
 
     /// Newest first, strictly after `after` when given.
@@ -328,7 +340,7 @@ impl PayoutStore for MemoryStore {
                         p.id, p.doctor_id
                     )));
                 }
-                Some(c) if c.consumed_by.is_some() || !wanted.insert(slot) => {
+                Some(c) if !state.is_open(c) || !wanted.insert(slot) => {
                     return Err(Error::Conflict(p.id.clone()));
                 }
                 Some(_) => {}
@@ -533,12 +545,15 @@ impl PayoutStore for MemoryStore {
     }
 
     async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>> {
-        Ok(self
-            .lock()
+        let state = self.lock();
+        Ok(state
             .carry_overs
             .values()
-            .filter(|c| c.consumed_by.is_none() && c.period.end < before)
-            .cloned()
+            .filter(|c| c.period.end < before && state.is_open(c))
+            .map(|c| CarryOver {
+                consumed_by: None,
+                ..c.clone()
+            })
             .collect())
     }
 }

@@ -22,6 +22,8 @@ pub struct NewPayout {
     /// Its items, in order.
     pub items: Vec<PayoutItem>,
     /// Carried-over balances (by their source period) this payout pays out; marked consumed with it.
+    /// Each must be open (see [`PayoutStore::open_carry_overs`]): never consumed, or consumed by a
+    /// payout that was cancelled since.
     pub consumes_carry_overs: Vec<Period>,
     /// The `CREATE` audit entry.
     pub audit: AuditEntry,
@@ -41,7 +43,12 @@ pub struct CarryOver {
     pub note: String,
     /// Recorded.
     pub created_at: DateTime<Utc>,
-    /// The payout that paid it out, once one did.
+    /// The payout that consumed it (paid it out), once one did.
+    ///
+    /// A carry-over consumed by a payout that is later `CANCELLED` is open again, so its earnings are
+    /// never lost: [`PayoutStore::open_carry_overs`] returns it (with `consumed_by: None`, like every
+    /// carry-over it returns) and a later payout may consume it, which re-points `consumed_by` to
+    /// that payout. Until then the store keeps the cancelled payout's id.
     pub consumed_by: Option<PayoutId>,
 }
 
@@ -63,7 +70,8 @@ pub enum SkipReason {
     AlreadyCalculated,
     /// This period's earnings were already carried over.
     AlreadyCarriedOver,
-    /// A carried-over balance it wanted was consumed by another payout meanwhile.
+    /// A carried-over balance it wanted is missing, or was consumed by another payout that is not
+    /// cancelled (or by an earlier payout of the same batch).
     CarryOverTaken,
 }
 
@@ -274,9 +282,17 @@ pub trait PayoutStore: Send + Sync {
     /// Idempotent: a doctor who already has a non-cancelled calculated payout for the period, or a
     /// carry-over for it, is skipped and reported, not duplicated. Each created payout gets its items,
     /// its `CREATE` audit entry, and marks the carry-overs it consumes; all of it or none of it.
+    ///
+    /// A payout may consume only open carry-overs: ones never consumed, or consumed by a payout that
+    /// has been `CANCELLED` since (consuming one re-points its `consumed_by` to the new payout). One
+    /// that is missing, or consumed by a payout that is not cancelled, skips the payout as
+    /// [`SkipReason::CarryOverTaken`]. The check and the mark are one conditional step, so of two
+    /// calculations racing for the same carry-over at most one consumes it.
     async fn create_period(&self, batch: PeriodBatch) -> Result<PeriodBatchOutcome>;
 
     /// Creates one manual payout with its items and audit entry.
+    ///
+    /// The carry-overs it consumes must be open, as in [`create_period`](PayoutStore::create_period).
     async fn create_payout(&self, new: NewPayout) -> Result<Payout>;
 
     /// One payout, or [`NotFound`](crate::Error::NotFound).
@@ -316,6 +332,10 @@ pub trait PayoutStore: Send + Sync {
     /// PROCESSING payouts not changed since `updated_before`, oldest first, at most `limit`.
     async fn stuck_processing(&self, updated_before: DateTime<Utc>, limit: u32) -> Result<Vec<Payout>>;
 
-    /// Carry-overs not yet paid out whose period ended before `before`.
+    /// Open carry-overs whose period ended before `before` (`period.end < before`).
+    ///
+    /// Open means not paid out: never consumed, or consumed by a payout that was `CANCELLED` since
+    /// (a cancelled payout gives its carried earnings back, so they are never lost). Every carry-over
+    /// returned has `consumed_by: None`, whichever of the two it is.
     async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>>;
 }

@@ -386,6 +386,92 @@ async fn below_the_minimum_carries_over_and_is_paid_with_a_later_period() {
 }
 
 #[tokio::test]
+async fn cancelling_the_payout_that_paid_a_carry_over_gives_it_back_to_the_next_calculation() {
+    let consultations = vec![
+        consultation("b1", "dr-b", 2025, 1, 5),
+        consultation("b2", "dr-b", 2025, 2, 5),
+        consultation("b3", "dr-b", 2025, 2, 6),
+    ];
+    let h = harness_with(consultations, vec![], ServiceConfig::default());
+    let policy = CalculationPolicy {
+        minimum_payout: Some(kes("1000")),
+        ..Default::default()
+    };
+    let march = NaiveDate::from_ymd_opt(2025, 3, 1).unwrap();
+    let carried_items = |items: &[payout_core::domain::PayoutItem]| -> Vec<Money> {
+        items
+            .iter()
+            .filter(|i| i.kind == ItemKind::CarryOver && i.reference == jan().to_string())
+            .map(|i| i.amount)
+            .collect()
+    };
+
+    // January: 500 is below the minimum and carries over; February pays it with February's 1000.
+    let jan_report = h
+        .service
+        .calculate_period(&h.admin, Some(jan()), &policy)
+        .await
+        .unwrap();
+    assert!(jan_report.created.is_empty());
+    assert_eq!(
+        jan_report.carried_over,
+        vec![payout_core::domain::DoctorId::from("dr-b")]
+    );
+    let feb_report = h
+        .service
+        .calculate_period(&h.admin, Some(feb()), &policy)
+        .await
+        .unwrap();
+    assert_eq!(feb_report.created.len(), 1);
+    let first = h.store.get(&feb_report.created[0]).await.unwrap();
+    assert_eq!(first.amount_due, kes("1500"));
+    assert_eq!(
+        carried_items(&h.store.items(&first.id).await.unwrap()),
+        vec![kes("500")]
+    );
+    assert!(h.store.open_carry_overs(march).await.unwrap().is_empty());
+
+    // Cancelling the February payout gives January's 500 back: it is open again...
+    h.service
+        .cancel(&h.admin, &first.id, Some("wrong account"))
+        .await
+        .unwrap();
+    let open = h.store.open_carry_overs(march).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].doctor_id.as_str(), "dr-b");
+    assert_eq!(open[0].period, jan());
+    assert_eq!(open[0].amount, kes("500"));
+    assert_eq!(open[0].consumed_by, None);
+
+    // ... and recalculating February pays it again, in a new payout: nothing is lost.
+    let redo = h
+        .service
+        .calculate_period(&h.admin, Some(feb()), &policy)
+        .await
+        .unwrap();
+    assert_eq!(redo.created.len(), 1, "skipped: {:?}", redo.skipped);
+    assert_ne!(redo.created[0], first.id);
+    let second = h.store.get(&redo.created[0]).await.unwrap();
+    assert_eq!(second.status, PayoutStatus::Pending);
+    assert_eq!(second.amount_due, kes("1500")); // 2 x 500 in February + 500 carried from January
+    assert_eq!(
+        carried_items(&h.store.items(&second.id).await.unwrap()),
+        vec![kes("500")]
+    );
+    assert!(h.store.open_carry_overs(march).await.unwrap().is_empty());
+    assert_eq!(h.store.get(&first.id).await.unwrap().status, PayoutStatus::Cancelled);
+
+    // Once more: the live payout holds it, so a re-run creates nothing and pays nothing twice.
+    let again = h
+        .service
+        .calculate_period(&h.admin, Some(feb()), &policy)
+        .await
+        .unwrap();
+    assert!(again.created.is_empty(), "{again:?}");
+    assert!(again.skipped.contains(&("dr-b".into(), SkipReason::AlreadyCalculated)));
+}
+
+#[tokio::test]
 async fn invalid_policies_and_sources_change_nothing() {
     let h = harness();
     let bad = [

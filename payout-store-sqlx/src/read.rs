@@ -11,7 +11,9 @@ use payout_core::{Error, Result};
 
 use crate::db::{Args, Db, RowExt, args};
 use crate::error::db;
-use crate::rows::{self, ATTEMPT_COLUMNS, AUDIT_COLUMNS, CARRY_OVER_COLUMNS, ITEM_COLUMNS, PAYOUT_COLUMNS};
+use crate::rows::{
+    self, ATTEMPT_COLUMNS, AUDIT_COLUMNS, CARRY_OVER_COLUMNS, CARRY_OVER_IS_OPEN, ITEM_COLUMNS, PAYOUT_COLUMNS,
+};
 
 /// How many rows [`stream`] reads per query.
 pub(crate) const STREAM_CHUNK: i64 = 500;
@@ -246,15 +248,16 @@ pub(crate) async fn stuck_processing<D: Db>(d: &D, updated_before: DateTime<Utc>
     .collect()
 }
 
+/// Never consumed, or consumed by a payout cancelled since; returned with `consumed_by: None`.
 pub(crate) async fn open_carry_overs<D: Db>(d: &D, before: NaiveDate) -> Result<Vec<CarryOver>> {
     let sql = format!(
-        "SELECT {CARRY_OVER_COLUMNS} FROM carry_overs WHERE consumed_by IS NULL AND period_end < $1 \
+        "SELECT {CARRY_OVER_COLUMNS} FROM carry_overs WHERE period_end < $1 AND {CARRY_OVER_IS_OPEN} \
          ORDER BY doctor_id, period_start, period_end"
     );
     d.fetch_all(&sql, args![before])
         .await
         .map_err(db)?
         .iter()
-        .map(rows::carry_over)
+        .map(|row| rows::carry_over(row).map(|c| CarryOver { consumed_by: None, ..c }))
         .collect()
 }

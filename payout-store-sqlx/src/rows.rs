@@ -25,6 +25,12 @@ pub(crate) const AUDIT_COLUMNS: &str = "payout_id, actor, at, action, from_statu
 pub(crate) const CARRY_OVER_COLUMNS: &str =
     "doctor_id, period_start, period_end, amount_minor, currency, note, created_at, consumed_by";
 
+/// The condition, on a `carry_overs` row, of an open carry-over: never consumed, or consumed by a
+/// payout that has been cancelled since (its earnings are owed again). Every statement that reads
+/// or consumes open carry-overs uses this one text, so they can never disagree.
+pub(crate) const CARRY_OVER_IS_OPEN: &str = "(carry_overs.consumed_by IS NULL OR EXISTS (\
+     SELECT 1 FROM payouts WHERE payouts.id = carry_overs.consumed_by AND payouts.status = 'CANCELLED'))";
+
 pub(crate) fn payout(r: &impl RowExt) -> Result<Payout> {
     let currency = currency(&r.text("currency").map_err(db)?)?;
     Ok(Payout {

@@ -11,7 +11,7 @@ use payout_core::{Error, Result};
 
 use crate::db::{Args, Db, Dialect, RowExt, Tx, args};
 use crate::error::{db, is_unique_violation};
-use crate::rows::{self, PAYOUT_COLUMNS};
+use crate::rows::{self, CARRY_OVER_IS_OPEN, PAYOUT_COLUMNS};
 
 /// How many item rows go into one `INSERT` (8 values each, well under both dialects' limits).
 const ITEMS_PER_INSERT: usize = 100;
@@ -86,16 +86,22 @@ async fn live_calculated<T: Tx>(tx: &mut T, slot: &Slot) -> Result<bool> {
     Ok(row.is_some())
 }
 
-/// The carry-over of a slot: `None` if there is none, `Some(open)` if there is one.
+/// The carry-over of a slot: `None` if there is none, `Some(open)` if there is one, open meaning
+/// never consumed or consumed by a payout cancelled since ([`CARRY_OVER_IS_OPEN`]).
+///
+/// With `lock` (Postgres) the row stays locked until the transaction ends. A transaction that waited
+/// for that lock sees the row as the winner left it: its `consumed_by` names the winner's payout,
+/// which is not cancelled, so the carry-over is not open for the loser.
 async fn carry_over_state<T: Tx>(tx: &mut T, slot: &Slot, lock: &str) -> Result<Option<bool>> {
     let sql = format!(
-        "SELECT consumed_by FROM carry_overs WHERE doctor_id = $1 AND period_start = $2 AND period_end = $3{lock}"
+        "SELECT CASE WHEN {CARRY_OVER_IS_OPEN} THEN 'OPEN' ELSE 'TAKEN' END AS state FROM carry_overs \
+         WHERE doctor_id = $1 AND period_start = $2 AND period_end = $3{lock}"
     );
     let row = tx
         .fetch_optional(&sql, args![slot.0.as_str(), slot.1.start, slot.1.end])
         .await
         .map_err(db)?;
-    row.map(|r| r.opt_text("consumed_by").map(|c| c.is_none()))
+    row.map(|r| r.text("state").map(|s| s == "OPEN"))
         .transpose()
         .map_err(db)
 }
@@ -139,11 +145,16 @@ async fn insert_payout<T: Tx>(tx: &mut T, new: &NewPayout) -> Result<bool> {
     }
     insert_items(tx, &p.id, &new.items).await?;
     insert_audit(tx, &new.audit).await?;
+    // Consumes only a carry-over that is still open (never consumed, or its consumer cancelled), so
+    // that of two calculations racing for it at most one takes it; re-points a reopened one.
+    let consume = format!(
+        "UPDATE carry_overs SET consumed_by = $1 \
+         WHERE doctor_id = $2 AND period_start = $3 AND period_end = $4 AND {CARRY_OVER_IS_OPEN}"
+    );
     for period in &new.consumes_carry_overs {
         let consumed = tx
             .execute(
-                "UPDATE carry_overs SET consumed_by = $1 \
-                 WHERE doctor_id = $2 AND period_start = $3 AND period_end = $4 AND consumed_by IS NULL",
+                &consume,
                 args![p.id.as_str(), p.doctor_id.as_str(), period.start, period.end],
             )
             .await

@@ -318,6 +318,110 @@ pub async fn taken_carry_over_skips_the_payout(store: &dyn PayoutStore) {
     assert!(open.is_empty(), "every carry-over was consumed once: {open:?}");
 }
 
+/// Cancelling the payout that consumed a carry-over reopens it, so its earnings are never lost:
+/// `open_carry_overs` returns it again (with `consumed_by: None`), a new payout may consume it
+/// (`create_period` or `create_payout`), and then it is taken by that payout. A carry-over consumed
+/// by a payout that is not cancelled stays taken (`CarryOverTaken`, or `Conflict` in `create_payout`).
+pub async fn cancelling_the_consumer_reopens_the_carry_over(store: &dyn PayoutStore) {
+    let (jan, feb, mar) = (month(2025, 1), month(2025, 2), month(2025, 3));
+    let after_march = day(2025, 4, 1);
+    let setup = PeriodBatch {
+        payouts: Vec::new(),
+        carry_overs: vec![
+            fixtures::carry_over("dr-1", jan, kes("300")),
+            fixtures::carry_over("dr-2", jan, kes("300")),
+        ],
+    };
+    run(store, setup, "recording carry-overs").await;
+    let consumers = seed(
+        store,
+        vec![
+            fixtures::payout_consuming("po_01", "dr-1", feb, &["500"], &[jan]),
+            fixtures::payout_consuming("po_02", "dr-2", feb, &["500"], &[jan]),
+        ],
+    )
+    .await;
+    let open = store.open_carry_overs(after_march).await.expect("open_carry_overs");
+    assert!(open.is_empty(), "both carry-overs are consumed: {open:?}");
+
+    // Cancelling dr-1's February payout gives the January balance back.
+    move_to(store, &consumers[0], PayoutStatus::Cancelled, at(5)).await;
+    let cancelled = snapshot(store, &consumers[0].id).await;
+    let open = store.open_carry_overs(after_march).await.expect("open_carry_overs");
+    assert_eq!(
+        open,
+        vec![fixtures::carry_over("dr-1", jan, kes("300"))],
+        "a carry-over whose consumer was cancelled must be open again, with `consumed_by: None`"
+    );
+    let not_yet = store.open_carry_overs(jan.end).await.expect("open_carry_overs");
+    assert!(
+        not_yet.is_empty(),
+        "a reopened carry-over still means `period.end < before`: {not_yet:?}"
+    );
+
+    // Recalculating February consumes it again; dr-2's, consumed by a live payout, is still taken.
+    let redo = fixtures::payout_consuming("po_03", "dr-1", feb, &["550"], &[jan]);
+    let batch = PeriodBatch {
+        payouts: vec![
+            redo.clone(),
+            fixtures::payout_consuming("po_04", "dr-2", mar, &["500"], &[jan]),
+        ],
+        carry_overs: Vec::new(),
+    };
+    let outcome = run(store, batch, "recalculating after the consumer was cancelled").await;
+    assert_eq!(
+        outcome.created,
+        vec![PayoutId::new("po_03")],
+        "a reopened carry-over may be consumed (skipped: {:?})",
+        outcome.skipped
+    );
+    assert_eq!(
+        outcome.skipped,
+        vec![(doctor("dr-2"), SkipReason::CarryOverTaken)],
+        "a carry-over consumed by a payout that is not cancelled stays taken"
+    );
+    assert_err!(
+        store.get(&PayoutId::new("po_04")).await,
+        Error::NotFound(_),
+        "the payout wanting a taken carry-over"
+    );
+    assert_eq!(store.items(&redo.payout.id).await.expect("items"), redo.items);
+    assert_unchanged(store, &cancelled, "re-consuming its carry-over").await;
+    let open = store.open_carry_overs(after_march).await.expect("open_carry_overs");
+    assert!(open.is_empty(), "the reopened carry-over is consumed again: {open:?}");
+
+    // It now belongs to the new payout: a second consumer is refused.
+    let batch = PeriodBatch {
+        payouts: vec![fixtures::payout_consuming("po_05", "dr-1", mar, &["500"], &[jan])],
+        carry_overs: Vec::new(),
+    };
+    let outcome = run(store, batch, "consuming a re-consumed carry-over").await;
+    assert!(outcome.created.is_empty(), "created {:?}", outcome.created);
+    assert_eq!(outcome.skipped, vec![(doctor("dr-1"), SkipReason::CarryOverTaken)]);
+    let mut manual = fixtures::payout_consuming("po_06", "dr-2", mar, &["100"], &[jan]);
+    manual.payout.origin = PayoutOrigin::Manual;
+    assert_err!(
+        store.create_payout(manual).await,
+        Error::Conflict(id) if id.as_str() == "po_06",
+        "create_payout consuming a carry-over of a live payout"
+    );
+
+    // Cancelled again, it is open again, and a manual payout may consume it too.
+    let redone = store.get(&redo.payout.id).await.expect("get");
+    move_to(store, &redone, PayoutStatus::Cancelled, at(10)).await;
+    let open = store.open_carry_overs(after_march).await.expect("open_carry_overs");
+    assert_eq!(open, vec![fixtures::carry_over("dr-1", jan, kes("300"))]);
+    let mut manual = fixtures::payout_consuming("po_07", "dr-1", mar, &["100"], &[jan]);
+    manual.payout.origin = PayoutOrigin::Manual;
+    store
+        .create_payout(manual)
+        .await
+        .expect("create_payout consuming a reopened carry-over");
+    let open = store.open_carry_overs(after_march).await.expect("open_carry_overs");
+    assert!(open.is_empty(), "consumed by the manual payout: {open:?}");
+    assert_eq!(count(store).await, 4, "po_01, po_02, po_03 and po_07");
+}
+
 /// A payout whose `amount_due` is not the sum of its items (or whose items are in another currency)
 /// is refused with `InvalidInput`, and nothing of its batch is written.
 pub async fn amount_must_equal_sum_of_items(store: &dyn PayoutStore) {

@@ -14,7 +14,10 @@
 //!   skipped as `AlreadyCalculated`; re-running a batch with the same payout ids skips everything
 //!   (it is not a `Conflict`); a not-skipped payout whose id exists refuses the batch with `Conflict`;
 //! - only non-cancelled payouts of origin `Calculated` block a recalculation;
-//! - a carry-over stays consumed; `open_carry_overs(before)` means `period.end < before`;
+//! - a carry-over stays consumed while the payout that consumed it is not cancelled; cancelling that
+//!   payout reopens it (`open_carry_overs` returns it, with `consumed_by: None` like every carry-over
+//!   it returns, and a new payout may consume it); `open_carry_overs(before)` means
+//!   `period.end < before`;
 //! - idempotency keys are unique across all payouts;
 //! - an attempt update sets the attempt's `updated_at` to the change's `at`;
 //! - `Conflict` names the payout the change was for.
@@ -88,6 +91,7 @@ pub const STORE_CHECKS: &[StoreCheck] = checks![
     carry_over_is_recorded_once,
     carry_over_is_consumed_once,
     taken_carry_over_skips_the_payout,
+    cancelling_the_consumer_reopens_the_carry_over,
     amount_must_equal_sum_of_items,
     create_payout_creates_a_manual_payout,
     unknown_payout_is_not_found,
