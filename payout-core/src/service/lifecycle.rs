@@ -380,32 +380,70 @@ impl PayoutService {
         let actor = format!("provider:{}", adapter.provider());
         let mut payout = sent.clone();
         for _ in 0..8 {
+            // A webhook (which may find the attempt by our key) can settle the attempt before the send's own
+            // answer is stored. A settled outcome is never downgraded by a weaker answer arriving late: only a
+            // provider reference the attempt still lacks is kept from it.
+            let current = self
+                .store
+                .attempts(&sent.id)
+                .await?
+                .into_iter()
+                .find(|a| a.attempt_no == attempt_no);
+            let settled = current
+                .as_ref()
+                .is_some_and(|a| matches!(a.outcome, AttemptOutcome::Succeeded | AttemptOutcome::Failed { .. }));
+            let weaker = matches!(
+                outcome,
+                AttemptOutcome::Pending | AttemptOutcome::Accepted | AttemptOutcome::Unknown { .. }
+            );
             let mut change = PayoutChange::of(&payout, self.clock.now());
-            change.attempt_update = Some(AttemptUpdate {
-                attempt_no,
-                outcome: outcome.clone(),
-                provider_reference: reference.clone(),
-                error: error.clone(),
-            });
-            if reference.is_some() {
-                change.patch.provider_reference = reference.clone();
+            if let (Some(current), true) = (&current, settled && weaker) {
+                let Some(reference) = reference.clone().filter(|_| current.provider_reference.is_none()) else {
+                    return Ok(payout);
+                };
+                change.attempt_update = Some(AttemptUpdate {
+                    attempt_no,
+                    outcome: current.outcome.clone(),
+                    provider_reference: Some(reference.clone()),
+                    error: None,
+                });
+                if payout.provider_reference.is_none() {
+                    change.patch.provider_reference = Some(reference);
+                }
+                change.audit.push(self.audit(
+                    &payout,
+                    &actor,
+                    "ATTEMPT_REFERENCE",
+                    None,
+                    format!("attempt {attempt_no}: late answer after settlement: {note}"),
+                ));
+            } else {
+                change.attempt_update = Some(AttemptUpdate {
+                    attempt_no,
+                    outcome: outcome.clone(),
+                    provider_reference: reference.clone(),
+                    error: error.clone(),
+                });
+                if reference.is_some() {
+                    change.patch.provider_reference = reference.clone();
+                }
+                change.patch.notes = Some(note.clone());
+                let to = match event.map(|e| transition(payout.status, e)) {
+                    Some(Ok(Transition::To(to))) => Some(to),
+                    _ => None,
+                };
+                change.new_status = to;
+                if matches!(to, Some(PayoutStatus::Paid | PayoutStatus::Failed)) {
+                    change.patch.processed_at = Some(self.clock.now());
+                }
+                let action = match (event, to) {
+                    (Some(e), Some(_)) => e.as_str().to_string(),
+                    _ => format!("ATTEMPT_{}", outcome.as_str()),
+                };
+                change
+                    .audit
+                    .push(self.audit(&payout, &actor, &action, to, format!("attempt {attempt_no}: {note}")));
             }
-            change.patch.notes = Some(note.clone());
-            let to = match event.map(|e| transition(payout.status, e)) {
-                Some(Ok(Transition::To(to))) => Some(to),
-                _ => None,
-            };
-            change.new_status = to;
-            if matches!(to, Some(PayoutStatus::Paid | PayoutStatus::Failed)) {
-                change.patch.processed_at = Some(self.clock.now());
-            }
-            let action = match (event, to) {
-                (Some(e), Some(_)) => e.as_str().to_string(),
-                _ => format!("ATTEMPT_{}", outcome.as_str()),
-            };
-            change
-                .audit
-                .push(self.audit(&payout, &actor, &action, to, format!("attempt {attempt_no}: {note}")));
             match self.store.apply(change).await {
                 Err(Error::Conflict(_)) => payout = self.store.get(&sent.id).await?,
                 other => return other,
