@@ -1,0 +1,176 @@
+//! Run with: `cargo run --example calc_payouts -- --start 2025-01-01 --end 2025-01-31 --rate 500`
+//!
+//! The monthly calculation job of the original system (`scripts/calc_payouts.ts`), same flags and defaults:
+//! `--start` first day of the previous month, `--end` its last day, `--rate` 500 KES per completed
+//! consultation. Reads `COMPLETED` rows of the host's `appointments` table in `DATABASE_URL` (default: the
+//! demo server's SQLite file `payouts-demo.db`), creates one PENDING payout per doctor, shows progress on a
+//! terminal and a summary at the end. Re-running a period creates nothing new. Exits with code 1 and a clear
+//! message when the database is unreachable or the period has no completed consultations.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::NaiveDate;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use payouts::domain::{Actor, Consultation, Period};
+use payouts::money::{Currency, Money};
+use payouts::service::{CalculationPolicy, PayoutService};
+use payouts::source::ConsultationSource;
+use payouts::store_sqlx::{
+    ConsultationTable, PgStore, RecipientTable, SqlConsultationSource, SqlRecipientDirectory, SqliteStore,
+};
+
+struct Args {
+    start: Option<NaiveDate>,
+    end: Option<NaiveDate>,
+    rate: Money,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        start: None,
+        end: None,
+        rate: Money::from_minor_units(50_000, Currency::KES),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        // Both `--start 2025-01-01` and `--start=2025-01-01`, as the original accepted.
+        let (name, inline) = match flag.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (flag.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or(format!("{name} needs a value"))
+        };
+        match name.as_str() {
+            "--start" => args.start = Some(date(&value()?)?),
+            "--end" => args.end = Some(date(&value()?)?),
+            "--rate" => {
+                args.rate = Money::parse(&value()?, Currency::KES).map_err(|e| format!("--rate: {e}"))?;
+            }
+            "--help" | "-h" => return Err(String::new()),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(args)
+}
+
+fn date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("{s:?} is not a date like 2025-01-31"))
+}
+
+/// Counts consultations as they stream past, for the progress line.
+struct Counting {
+    inner: Arc<dyn ConsultationSource>,
+    seen: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl ConsultationSource for Counting {
+    fn completed(&self, period: Period) -> BoxStream<'static, payouts::Result<Consultation>> {
+        let seen = self.seen.clone();
+        let show = std::io::stderr().is_terminal();
+        Box::pin(self.inner.completed(period).inspect(move |_| {
+            let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
+            if show && n % 500 == 0 {
+                eprint!("\r  {n} consultations read…");
+                let _ = std::io::stderr().flush();
+            }
+        }))
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(why) => {
+            eprintln!("{why}\nusage: calc_payouts [--start YYYY-MM-DD] [--end YYYY-MM-DD] [--rate KES]");
+            std::process::exit(if why.is_empty() { 0 } else { 2 });
+        }
+    };
+    if let Err(e) = run(args).await {
+        eprintln!("calc_payouts: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://payouts-demo.db?mode=rw".into());
+    let unreachable = |e: payouts::Error| format!("cannot open the database ({e}); check DATABASE_URL");
+    let (store, source, directory): (Arc<dyn payouts::PayoutStore>, Arc<dyn ConsultationSource>, _) =
+        if url.starts_with("postgres") {
+            let store = PgStore::connect(&url).await.map_err(unreachable)?;
+            let pool = store.pool().clone();
+            let source =
+                SqlConsultationSource::new(pool.clone(), ConsultationTable::default()).map_err(|e| e.to_string())?;
+            let dir = SqlRecipientDirectory::new(pool, RecipientTable::default()).map_err(|e| e.to_string())?;
+            (
+                Arc::new(store),
+                Arc::new(source),
+                Arc::new(dir) as Arc<dyn payouts::source::RecipientDirectory>,
+            )
+        } else {
+            let store = SqliteStore::connect(&url).await.map_err(unreachable)?;
+            let pool = store.pool().clone();
+            let source =
+                SqlConsultationSource::new(pool.clone(), ConsultationTable::default()).map_err(|e| e.to_string())?;
+            let dir = SqlRecipientDirectory::new(pool, RecipientTable::default()).map_err(|e| e.to_string())?;
+            (
+                Arc::new(store),
+                Arc::new(source),
+                Arc::new(dir) as Arc<dyn payouts::source::RecipientDirectory>,
+            )
+        };
+    let seen = Arc::new(AtomicU64::new(0));
+    let service = PayoutService::builder()
+        .store(store)
+        .consultations(Arc::new(Counting {
+            inner: source,
+            seen: seen.clone(),
+        }))
+        .directory(directory)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let default = Period::previous_month(service.now());
+    let period =
+        Period::new(args.start.unwrap_or(default.start), args.end.unwrap_or(default.end)).map_err(|e| e.to_string())?;
+    println!("calculating {period} at {} per completed consultation", args.rate);
+    let report = service
+        .calculate_period(
+            &Actor::system("calc_payouts"),
+            Some(period),
+            &CalculationPolicy::with_rate(args.rate),
+        )
+        .await
+        .map_err(|e| match e {
+            payouts::Error::Source(m) => format!("cannot read completed consultations: {m}"),
+            other => other.to_string(),
+        })?;
+    if std::io::stderr().is_terminal() {
+        eprintln!("\r  {} consultations read.   ", seen.load(Ordering::Relaxed));
+    }
+    if report.consultations == 0 {
+        return Err(format!(
+            "no appointments with status COMPLETED between {} and {}",
+            period.start, period.end
+        ));
+    }
+    println!("consultations:  {}", report.consultations);
+    println!("doctors:        {}", report.doctors);
+    println!(
+        "payouts created: {} ({} in all)",
+        report.created.len(),
+        report.total_created
+    );
+    println!("already calculated (skipped): {}", report.skipped.len());
+    if !report.carried_over.is_empty() {
+        println!("carried over (below minimum): {}", report.carried_over.len());
+    }
+    Ok(())
+}

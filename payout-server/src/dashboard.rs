@@ -1,0 +1,580 @@
+//! `/dashboard/admin/payouts`: the server-rendered admin dashboard (no JavaScript build step).
+//!
+//! Sign in by pasting an admin token (kept in an `HttpOnly`, `SameSite=Strict` cookie, so a cross-site form
+//! cannot act with it; a request whose `Origin` is another host is refused too). The list has the API's
+//! filters, per-row Approve / Trigger (with a provider picker) / Cancel, bulk actions over checked rows and a
+//! CSV export link; the detail view shows items, attempts and the audit trail.
+
+use std::fmt::Write;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, REFERRER_POLICY, SET_COOKIE, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use payout_core::domain::{PayoutId, Provider};
+use payout_core::status::PayoutStatus;
+use payout_core::store::Page;
+
+use crate::AppState;
+use crate::api::{ListQuery, form_pairs};
+use crate::auth::{Role, TOKEN_COOKIE, User};
+use crate::error::ApiError;
+
+const BASE: &str = "/dashboard/admin/payouts";
+
+/// The dashboard's routes.
+pub fn routes(_state: AppState) -> Router<AppState> {
+    Router::new()
+        .route(BASE, get(list))
+        .route("/dashboard/login", post(login))
+        .route("/dashboard/logout", post(logout))
+        .route("/dashboard/admin/payouts/bulk", post(bulk))
+        .route("/dashboard/admin/payouts/{id}", get(detail))
+        .route("/dashboard/admin/payouts/{id}/action", post(action))
+}
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// What every dashboard page is sent with: no scripts at all, inline styles only, forms post to this origin
+/// only, never framed (clickjacking), never cached, no referrer to other sites
+/// (ids in URLs; `no-referrer` would make the browser send `Origin: null` on our own posts) and no MIME sniffing.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// A page for a signed-in user (with the Sign out button).
+fn page(title: &str, body: &str) -> Response {
+    document(title, body, true)
+}
+
+fn document(title: &str, body: &str, signed_in: bool) -> Response {
+    let sign_out = if signed_in {
+        "<form method=\"post\" action=\"/dashboard/logout\"><button id=\"sign-out\">Sign out</button></form>"
+    } else {
+        ""
+    };
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} \u{2014} Doctor payouts</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{STYLE}</style></head>\
+         <body><header><h1><a href=\"{BASE}\">Doctor payouts</a></h1>{sign_out}</header><main>{body}</main></body></html>",
+        esc(title)
+    );
+    (
+        [
+            (CONTENT_SECURITY_POLICY, CSP),
+            (X_FRAME_OPTIONS, "DENY"),
+            (CACHE_CONTROL, "no-store"),
+            (REFERRER_POLICY, "same-origin"),
+            (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        Html(html),
+    )
+        .into_response()
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0 2rem 2rem;color:#222}\
+header{display:flex;justify-content:space-between;align-items:center;border-bottom:1px solid #ddd;margin-bottom:1rem}\
+h1{font-size:1.5rem}h1 a{color:inherit;text-decoration:none}h2{font-size:1.25rem}\
+h3{font-size:1.05rem;margin:1.5rem 0 .25rem}\
+table{border-collapse:collapse;width:100%;margin:.5rem 0 1rem}th,td{border-bottom:1px solid #ddd;padding:.35rem .5rem;\
+text-align:left;font-size:.9rem;vertical-align:middle}th{background:#f6f6f6}td.amount{text-align:right;\
+font-variant-numeric:tabular-nums;white-space:nowrap}td.id,code{font-family:ui-monospace,monospace;font-size:.8rem}\
+.status{font-weight:600}.flash{padding:.5rem 1rem;background:#eef6ee;border:1px solid #9c9}\
+.error{background:#fbeaea;border-color:#d99}fieldset{border:1px solid #ccc;margin:.5rem 0}.sim{color:#a40}\
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1.5rem;margin:.5rem 0}dt{font-weight:600;color:#555}\
+dd{margin:0}td.id,.nowrap,#audit td:first-child{white-space:nowrap}td.ref{overflow-wrap:anywhere}\
+textarea{width:100%;max-width:48rem;font-family:ui-monospace,monospace}";
+
+fn redirect(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(LOCATION, to.to_string())]).into_response()
+}
+
+fn flash_redirect(ok: bool, msg: &str, back: &str) -> Response {
+    let sep = if back.contains('?') { '&' } else { '?' };
+    redirect(&format!(
+        "{back}{sep}{}={}",
+        if ok { "msg" } else { "err" },
+        url_encode(msg)
+    ))
+}
+
+fn login_page(message: Option<&str>) -> Response {
+    let note = message
+        .map(|m| format!("<p class=\"flash error\">{}</p>", esc(m)))
+        .unwrap_or_default();
+    let body = format!(
+        "{note}<h2>Sign in</h2><p>Paste an admin token (<code>cargo run --example mint_token -- --role admin</code>).</p>\
+         <form method=\"post\" action=\"/dashboard/login\"><textarea name=\"token\" id=\"token\" rows=\"4\" cols=\"80\" required></textarea>\
+         <p><button type=\"submit\" id=\"sign-in\">Sign in</button></p></form>"
+    );
+    (StatusCode::OK, document("Sign in", &body, false)).into_response()
+}
+
+/// The signed-in admin, or the page to show instead.
+async fn admin_or_login(state: &AppState, headers: &HeaderMap) -> Result<User, Response> {
+    let mut parts = axum::http::Request::new(()).into_parts().0;
+    parts.headers = headers.clone();
+    match <User as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await {
+        Ok(u) if u.0.role == Role::Admin => Ok(u),
+        Ok(_) => Err((
+            StatusCode::FORBIDDEN,
+            page("Forbidden", "<p class=\"flash error\">Admins only.</p>"),
+        )
+            .into_response()),
+        Err(ApiError::Unauthorized(crate::auth::AuthError::Missing)) => Err(login_page(None)),
+        Err(e) => Err(login_page(Some(&e.message()))),
+    }
+}
+
+/// Refuses a form post whose `Origin` names another host (defence in depth beside `SameSite=Strict`).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("");
+    origin.split("://").nth(1).is_some_and(|o| o == host)
+}
+
+fn cross_site() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        page("Forbidden", "<p class=\"flash error\">Cross-site request refused.</p>"),
+    )
+        .into_response()
+}
+
+async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !same_origin(&headers) {
+        return cross_site();
+    }
+    let pairs = form_pairs(std::str::from_utf8(&body).unwrap_or("")).unwrap_or_default();
+    let token = pairs
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    match state.jwt.verify(&token, state.service.now().timestamp()) {
+        Ok(claims) if claims.role == Role::Admin => (
+            StatusCode::SEE_OTHER,
+            [
+                (LOCATION, BASE.to_string()),
+                (
+                    SET_COOKIE,
+                    format!("{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"),
+                ),
+            ],
+        )
+            .into_response(),
+        Ok(_) => login_page(Some("that token is not an admin's")),
+        Err(e) => login_page(Some(&e.to_string())),
+    }
+}
+
+async fn logout(headers: HeaderMap) -> Response {
+    if !same_origin(&headers) {
+        return cross_site();
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (LOCATION, BASE.to_string()),
+            (
+                SET_COOKIE,
+                format!("{TOKEN_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+fn provider_select(name: &str, id: &str) -> String {
+    let mut s = format!("<select name=\"{name}\" id=\"{id}\">");
+    for p in Provider::ALL {
+        let _ = write!(s, "<option value=\"{p}\">{p}</option>");
+    }
+    s.push_str("</select>");
+    s
+}
+
+fn flash(query: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (k, v) in query {
+        match k.as_str() {
+            "msg" => {
+                let _ = write!(out, "<p class=\"flash\" id=\"flash\">{}</p>", esc(v));
+            }
+            "err" => {
+                let _ = write!(out, "<p class=\"flash error\" id=\"flash\">{}</p>", esc(v));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+async fn list(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let user = match admin_or_login(&state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let pairs = form_pairs(raw.as_deref().unwrap_or("")).unwrap_or_default();
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    let q = ListQuery {
+        status: get("status"),
+        doctor: get("doctor"),
+        provider: get("provider"),
+        start_date: get("startDate"),
+        end_date: get("endDate"),
+        limit: get("limit"),
+        skip: get("skip"),
+    };
+    let mut body = flash(&pairs);
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = write!(body, "<p class=\"flash error\">{}</p>", esc(&e.message()));
+            Default::default()
+        }
+    };
+    let skip: u64 = q.skip.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let result = state.service.list(&user.actor(), &filter, &Page::new(100, skip)).await;
+    let page_rows = match result {
+        Ok(p) => p,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, page("Error", &esc(&e.to_string()))).into_response(),
+    };
+    // Filters.
+    let keep = |k: &str| esc(&get(k).unwrap_or_default());
+    let mut status_opts = String::from("<option value=\"\">any</option>");
+    for s in PayoutStatus::ALL {
+        let sel = if get("status").as_deref() == Some(s.as_str()) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(status_opts, "<option{sel}>{s}</option>");
+    }
+    let mut provider_opts = String::from("<option value=\"\">any</option>");
+    for p in Provider::ALL {
+        let sel = if get("provider").as_deref() == Some(p.as_str()) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(provider_opts, "<option{sel}>{p}</option>");
+    }
+    let _ = write!(
+        body,
+        "<form method=\"get\" action=\"{BASE}\" id=\"filters\"><fieldset><legend>Filters</legend>\
+         Status <select name=\"status\" id=\"f-status\">{status_opts}</select> \
+         Doctor <input name=\"doctor\" value=\"{}\" size=\"12\"> Provider <select name=\"provider\">{provider_opts}</select> \
+         Created from <input type=\"date\" name=\"startDate\" value=\"{}\"> to <input type=\"date\" name=\"endDate\" value=\"{}\"> \
+         <button type=\"submit\">Filter</button></fieldset></form>",
+        keep("doctor"),
+        keep("startDate"),
+        keep("endDate"),
+    );
+    let export_query: Vec<String> = ["status", "doctor", "provider", "startDate", "endDate"]
+        .iter()
+        .filter_map(|k| get(k).map(|v| format!("{k}={}", url_encode(&v))))
+        .collect();
+    let _ = write!(
+        body,
+        "<p>{} payouts. <a id=\"export\" href=\"/api/admin/payouts/export?{}\">Export CSV</a></p>",
+        page_rows.total,
+        esc(&export_query.join("&"))
+    );
+    // Bulk form wraps the table; row actions are separate small forms referenced with `form=`.
+    let _ = write!(
+        body,
+        "<form method=\"post\" action=\"{BASE}/bulk\" id=\"bulk\"><fieldset><legend>Bulk action on checked rows</legend>\
+         <select name=\"action\" id=\"bulk-action\"><option value=\"approve\">Approve</option><option value=\"trigger\">Trigger</option>\
+         <option value=\"cancel\">Cancel</option></select> with {} <button type=\"submit\" id=\"bulk-submit\">Apply</button></fieldset>\
+         <table id=\"payouts\"><thead><tr><th></th><th>Payout</th><th>Doctor</th><th>Period</th><th>Amount</th><th>Status</th>\
+         <th>Provider</th><th>Reference</th><th>Actions</th></tr></thead><tbody>",
+        provider_select("provider", "bulk-provider")
+    );
+    let mut row_forms = String::new();
+    for p in &page_rows.payouts {
+        let id = esc(p.id.as_str());
+        let mut actions = String::new();
+        if p.status == PayoutStatus::Pending {
+            let _ = write!(
+                actions,
+                "<button form=\"f-approve-{id}\" id=\"approve-{id}\">Approve</button> "
+            );
+            let _ = write!(
+                row_forms,
+                "<form method=\"post\" action=\"{BASE}/{id}/action\" id=\"f-approve-{id}\"><input type=\"hidden\" name=\"action\" value=\"approve\"></form>"
+            );
+        }
+        if p.status == PayoutStatus::Approved {
+            let _ = write!(
+                actions,
+                "<select name=\"provider\" form=\"f-trigger-{id}\" id=\"provider-{id}\">{}</select> <button form=\"f-trigger-{id}\" id=\"trigger-{id}\">Trigger</button> ",
+                Provider::ALL
+                    .iter()
+                    .map(|v| format!("<option value=\"{v}\">{v}</option>"))
+                    .collect::<String>()
+            );
+            let _ = write!(
+                row_forms,
+                "<form method=\"post\" action=\"{BASE}/{id}/action\" id=\"f-trigger-{id}\"><input type=\"hidden\" name=\"action\" value=\"trigger\"></form>"
+            );
+        }
+        if matches!(p.status, PayoutStatus::Pending | PayoutStatus::Approved) {
+            let _ = write!(
+                actions,
+                "<button form=\"f-cancel-{id}\" id=\"cancel-{id}\">Cancel</button>"
+            );
+            let _ = write!(
+                row_forms,
+                "<form method=\"post\" action=\"{BASE}/{id}/action\" id=\"f-cancel-{id}\"><input type=\"hidden\" name=\"action\" value=\"cancel\"></form>"
+            );
+        }
+        let _ = write!(
+            body,
+            "<tr id=\"row-{id}\"><td><input type=\"checkbox\" name=\"ids\" value=\"{id}\" id=\"check-{id}\"></td>\
+             <td class=\"id\"><a href=\"{BASE}/{id}\">{id}</a></td><td>{doctor}</td><td class=\"nowrap\">{period}</td><td class=\"amount\">{amount}</td>\
+             <td class=\"status\" id=\"status-{id}\">{status}</td><td>{provider}</td><td class=\"ref\">{reference}</td><td class=\"nowrap\">{actions}</td></tr>",
+            doctor = esc(p.doctor_id.as_str()),
+            period = esc(&p.period().to_string()),
+            amount = esc(&p.amount_due.to_string()),
+            status = p.status,
+            provider = p.provider.map(|v| v.to_string()).unwrap_or_default(),
+            reference = esc(p.provider_reference.as_deref().unwrap_or("")),
+        );
+    }
+    body.push_str("</tbody></table></form>");
+    body.push_str(&row_forms);
+    if page_rows.total > skip + 100 {
+        let mut next = export_query.clone();
+        next.push(format!("skip={}", skip + 100));
+        let _ = write!(
+            body,
+            "<p><a id=\"next\" href=\"{BASE}?{}\">Next page</a></p>",
+            esc(&next.join("&"))
+        );
+    }
+    page("Payouts", &body).into_response()
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let user = match admin_or_login(&state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let actor = user.actor();
+    let id = PayoutId::new(id);
+    let s = &state.service;
+    let (p, items, attempts, audit) = match (
+        s.get(&actor, &id).await,
+        s.items(&actor, &id).await,
+        s.attempts(&actor, &id).await,
+        s.audit_trail(&actor, &id).await,
+    ) {
+        (Ok(p), Ok(i), Ok(a), Ok(t)) => (p, i, a, t),
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                page("Not found", "<p class=\"flash error\">No such payout.</p>"),
+            )
+                .into_response();
+        }
+    };
+    let pairs = form_pairs(raw.as_deref().unwrap_or("")).unwrap_or_default();
+    let mut body = flash(&pairs);
+    let sim = if p
+        .notes
+        .as_deref()
+        .is_some_and(|n| n.contains(payout_core::simulated::SIMULATED_NOTE))
+    {
+        " <span class=\"sim\">(simulated: no money moved)</span>"
+    } else {
+        ""
+    };
+    let _ = write!(
+        body,
+        "<p><a href=\"{BASE}\" id=\"back\">\u{2190} All payouts</a></p><h2>Payout {}</h2><dl><dt>Doctor</dt><dd>{}</dd><dt>Period</dt><dd>{}</dd><dt>Amount</dt><dd>{}</dd>\
+         <dt>Status</dt><dd class=\"status\" id=\"status\">{}</dd><dt>Provider</dt><dd>{}{sim}</dd><dt>Reference</dt><dd>{}</dd>\
+         <dt>Notes</dt><dd>{}</dd><dt>Created by</dt><dd>{}</dd><dt>Approved by</dt><dd>{}</dd></dl>",
+        esc(p.id.as_str()),
+        esc(p.doctor_id.as_str()),
+        esc(&p.period().to_string()),
+        esc(&p.amount_due.to_string()),
+        p.status,
+        p.provider.map(|v| v.to_string()).unwrap_or_default(),
+        esc(p.provider_reference.as_deref().unwrap_or("")),
+        esc(p.notes.as_deref().unwrap_or("")),
+        esc(&p.created_by),
+        esc(p.approved_by.as_deref().unwrap_or("")),
+    );
+    body.push_str(
+        "<h3>Items</h3><table id=\"items\"><tr><th>Kind</th><th>Reference</th><th>Amount</th><th>Description</th></tr>",
+    );
+    for i in &items {
+        let _ = write!(
+            body,
+            "<tr><td>{:?}</td><td>{}</td><td class=\"amount\">{}</td><td>{}</td></tr>",
+            i.kind,
+            esc(&i.reference),
+            esc(&i.amount.to_string()),
+            esc(&i.description)
+        );
+    }
+    body.push_str("</table><h3>Attempts</h3><table><tr><th>#</th><th>Provider</th><th>Idempotency key</th><th>Outcome</th><th>Reference</th></tr>");
+    for a in &attempts {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            a.attempt_no,
+            a.provider,
+            esc(&a.idempotency_key),
+            a.outcome.as_str(),
+            esc(a.provider_reference.as_deref().unwrap_or(""))
+        );
+    }
+    body.push_str("</table><h3>Audit trail</h3><table id=\"audit\"><tr><th>When</th><th>Who</th><th>Action</th><th>From</th><th>To</th><th>Detail</th></tr>");
+    for e in &audit {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e.at.format("%Y-%m-%d %H:%M:%S"),
+            esc(&e.actor),
+            esc(&e.action),
+            e.from.map(|s| s.to_string()).unwrap_or_default(),
+            e.to.map(|s| s.to_string()).unwrap_or_default(),
+            esc(&e.detail)
+        );
+    }
+    body.push_str("</table>");
+    page("Payout", &body).into_response()
+}
+
+async fn action(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let user = match admin_or_login(&state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if !same_origin(&headers) {
+        return cross_site();
+    }
+    if !state.mutation_limiter.allow(&format!("dashboard:{}", user.0.sub)) {
+        return flash_redirect(false, "too many actions; slow down", BASE);
+    }
+    let pairs = form_pairs(std::str::from_utf8(&body).unwrap_or("")).unwrap_or_default();
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let actor = user.actor();
+    let id = PayoutId::new(id);
+    let s = &state.service;
+    let result = match get("action").as_deref() {
+        Some("approve") => s.approve(&actor, &id).await.map(|p| format!("{} approved", p.id)),
+        Some("cancel") => s
+            .cancel(&actor, &id, Some("cancelled from the dashboard"))
+            .await
+            .map(|p| format!("{} cancelled", p.id)),
+        Some("trigger") => match get("provider").and_then(|p| p.parse::<Provider>().ok()) {
+            Some(provider) => s
+                .trigger(&actor, &id, provider)
+                .await
+                .map(|p| format!("{} triggered with {provider}: {}", p.id, p.status)),
+            None => return flash_redirect(false, "choose a provider", BASE),
+        },
+        _ => return flash_redirect(false, "unknown action", BASE),
+    };
+    match result {
+        Ok(msg) => flash_redirect(true, &msg, BASE),
+        Err(e) => flash_redirect(false, &e.to_string(), BASE),
+    }
+}
+
+async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let user = match admin_or_login(&state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if !same_origin(&headers) {
+        return cross_site();
+    }
+    if !state.mutation_limiter.allow(&format!("dashboard:{}", user.0.sub)) {
+        return flash_redirect(false, "too many actions; slow down", BASE);
+    }
+    let pairs = form_pairs(std::str::from_utf8(&body).unwrap_or("")).unwrap_or_default();
+    let ids: Vec<PayoutId> = pairs
+        .iter()
+        .filter(|(k, _)| k == "ids")
+        .map(|(_, v)| PayoutId::new(v.as_str()))
+        .collect();
+    if ids.is_empty() {
+        return flash_redirect(false, "check at least one payout", BASE);
+    }
+    if ids.len() > state.config.max_bulk {
+        let msg = format!(
+            "at most {} payouts at once, {} checked",
+            state.config.max_bulk,
+            ids.len()
+        );
+        return flash_redirect(false, &msg, BASE);
+    }
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let actor = user.actor();
+    let s = &state.service;
+    let outcomes = match get("action").as_deref() {
+        Some("approve") => s.bulk_approve(&actor, &ids).await,
+        Some("cancel") => s.bulk_cancel(&actor, &ids, Some("cancelled from the dashboard")).await,
+        Some("trigger") => match get("provider").and_then(|p| p.parse::<Provider>().ok()) {
+            Some(provider) => s.bulk_trigger(&actor, &ids, provider).await,
+            None => return flash_redirect(false, "choose a provider", BASE),
+        },
+        _ => return flash_redirect(false, "unknown action", BASE),
+    };
+    let ok = outcomes.iter().filter(|o| o.result.is_ok()).count();
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().err().map(|e| format!("{}: {e}", o.id)))
+        .collect();
+    let msg = if failed.is_empty() {
+        format!("{ok} done")
+    } else {
+        format!("{ok} done; {} failed: {}", failed.len(), failed.join("; "))
+    };
+    flash_redirect(failed.is_empty(), &msg, BASE)
+}

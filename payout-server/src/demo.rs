@@ -1,0 +1,441 @@
+//! The demo server's wiring (feature `demo`): what a host app does to run `payouts` as a service.
+//!
+//! - `DATABASE_URL`: `sqlite://…` (default: `sqlite://payouts-demo.db?mode=rwc` in the working directory) or
+//!   `postgres://…`; migrated on start. Host tables `doctor_profiles` and `appointments` are created and
+//!   filled with sample doctors and last month's completed consultations when empty (`PAYOUTS_SAMPLE_DATA=0`
+//!   turns that off), and last month is calculated so the dashboard has data.
+//! - Providers come from their environment variables (`STRIPE_SECRET_KEY`, `PAYPAL_CLIENT_ID`, …); a provider
+//!   without credentials falls back to the clearly labelled simulated provider, said in the log at start and
+//!   in the audit trail of every simulated attempt. Simulated webhooks carry `x-simulation-token:
+//!   $PAYOUTS_SIMULATION_TOKEN` (random when unset, printed at start).
+//! - In the background: reconciliation of quiet PROCESSING payouts every `PAYOUTS_RECONCILE_SECS` (60) and the
+//!   monthly calculation at 00:00 UTC on the 1st (`0 0 1 * *`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
+use payout_core::PayoutProvider;
+use payout_core::domain::{Actor, Period, Provider};
+use payout_core::service::{CalculationPolicy, PayoutService};
+use payout_core::simulated::{SimulatedProvider, SimulatedSettlement};
+use payout_core::{Error, Result};
+use payout_store_sqlx::{
+    ConsultationTable, PgStore, RecipientTable, SqlConsultationSource, SqlRecipientDirectory, SqliteStore,
+};
+
+use crate::{AppState, ServerConfig, router};
+
+/// The development secret used when `NEXTAUTH_SECRET` is unset (logged loudly).
+pub const DEV_SECRET: &str = "payouts-demo-secret-change-me";
+
+/// Demo settings, read from the environment.
+#[derive(Clone)]
+pub struct DemoConfig {
+    /// Where to listen (`PAYOUTS_ADDR`, default `127.0.0.1:3000`).
+    pub addr: SocketAddr,
+    /// The database (`DATABASE_URL`).
+    pub database_url: String,
+    /// The token secret (`NEXTAUTH_SECRET`).
+    pub jwt_secret: String,
+    /// The simulated providers' webhook token (`PAYOUTS_SIMULATION_TOKEN`).
+    pub simulation_token: String,
+    /// Seed sample data into empty host tables (`PAYOUTS_SAMPLE_DATA`, default on).
+    pub sample_data: bool,
+    /// Seconds between reconciliation passes (`PAYOUTS_RECONCILE_SECS`, default 60; 0 = off).
+    pub reconcile_every: u64,
+}
+
+impl std::fmt::Debug for DemoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoConfig")
+            .field("addr", &self.addr)
+            .field("sample_data", &self.sample_data)
+            .field("reconcile_every", &self.reconcile_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DemoConfig {
+    /// Reads the environment.
+    pub fn from_env() -> Result<Self> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let addr = var("PAYOUTS_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
+        let addr = addr
+            .parse()
+            .map_err(|_| Error::InvalidInput(format!("PAYOUTS_ADDR {addr:?} is not host:port")))?;
+        let jwt_secret = var("NEXTAUTH_SECRET").unwrap_or_else(|| {
+            tracing::warn!(
+                "NEXTAUTH_SECRET is not set: using the public development secret; never do this in production"
+            );
+            DEV_SECRET.into()
+        });
+        let reconcile_every = match var("PAYOUTS_RECONCILE_SECS") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| Error::InvalidInput("PAYOUTS_RECONCILE_SECS must be seconds".into()))?,
+            None => 60,
+        };
+        Ok(DemoConfig {
+            addr,
+            database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://payouts-demo.db?mode=rwc".into()),
+            jwt_secret,
+            simulation_token: var("PAYOUTS_SIMULATION_TOKEN").unwrap_or_else(random_token),
+            sample_data: var("PAYOUTS_SAMPLE_DATA").is_none_or(|v| v != "0" && v != "false"),
+            reconcile_every,
+        })
+    }
+}
+
+fn random_token() -> String {
+    // Two v4 UUIDs: 244 random bits from the OS generator.
+    format!("{}{}", uuid_like(), uuid_like())
+}
+
+fn uuid_like() -> String {
+    let mut buf = [0u8; 16];
+    if getrandom(&mut buf).is_err() {
+        // Fall back to time-derived bytes; still unguessable enough for a demo-only simulation token.
+        let n = Utc::now().timestamp_nanos_opt().unwrap_or_default().to_le_bytes();
+        buf[..8].copy_from_slice(&n);
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
+/// The running pieces.
+pub struct Demo {
+    /// The engine.
+    pub service: Arc<PayoutService>,
+    /// The HTTP state.
+    pub state: AppState,
+    /// Providers that are simulated because their credentials are missing.
+    pub simulated: Vec<Provider>,
+}
+
+/// Connects, migrates, seeds and wires everything.
+pub async fn build(config: &DemoConfig) -> Result<Demo> {
+    let url = config.database_url.as_str();
+    let (store, consultations, directory): (
+        Arc<dyn payout_core::PayoutStore>,
+        Arc<dyn payout_core::source::ConsultationSource>,
+        Arc<dyn payout_core::source::RecipientDirectory>,
+    ) = if url.starts_with("sqlite:") {
+        let store = SqliteStore::connect(url).await?;
+        let pool = store.pool().clone();
+        if config.sample_data {
+            seed_sqlite(&pool).await?;
+        }
+        (
+            Arc::new(store),
+            Arc::new(SqlConsultationSource::new(pool.clone(), ConsultationTable::default())?),
+            Arc::new(SqlRecipientDirectory::new(pool, RecipientTable::default())?),
+        )
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let store = PgStore::connect(url).await?;
+        let pool = store.pool().clone();
+        if config.sample_data {
+            seed_postgres(&pool).await?;
+        }
+        (
+            Arc::new(store),
+            Arc::new(SqlConsultationSource::new(pool.clone(), ConsultationTable::default())?),
+            Arc::new(SqlRecipientDirectory::new(pool, RecipientTable::default())?),
+        )
+    } else {
+        return Err(Error::InvalidInput(
+            "DATABASE_URL must start with sqlite: or postgres:".into(),
+        ));
+    };
+
+    let mut builder = PayoutService::builder()
+        .store(store)
+        .consultations(consultations)
+        .directory(directory);
+    let mut simulated = Vec::new();
+    for (provider, adapter) in providers_from_env(&config.simulation_token) {
+        if adapter.capabilities().simulated {
+            simulated.push(provider);
+        }
+        builder = builder.provider(adapter);
+    }
+    let service = Arc::new(builder.build()?);
+    if config.sample_data {
+        let period = Period::previous_month(service.now());
+        let report = service
+            .calculate_period(&Actor::system("demo-seed"), Some(period), &CalculationPolicy::default())
+            .await?;
+        tracing::info!(period = %period, created = report.created.len(), skipped = report.skipped.len(), "calculated last month");
+    }
+    let state = AppState::new(service.clone(), ServerConfig::new(&config.jwt_secret));
+    Ok(Demo {
+        service,
+        state,
+        simulated,
+    })
+}
+
+/// Every provider: the real adapter when its credentials are in the environment, else the simulated one.
+pub fn providers_from_env(simulation_token: &str) -> Vec<(Provider, Arc<dyn PayoutProvider>)> {
+    let mut out: Vec<(Provider, Arc<dyn PayoutProvider>)> = Vec::new();
+    for provider in Provider::ALL {
+        match real_provider(provider) {
+            Ok(adapter) => {
+                tracing::info!(%provider, "provider configured from the environment");
+                out.push((provider, adapter));
+            }
+            Err(why) => {
+                tracing::warn!(%provider, reason = %why, "using the SIMULATED provider: no money moves");
+                let sim = SimulatedProvider::new(provider)
+                    .with_settlement(SimulatedSettlement::Deferred)
+                    .with_webhook_token(simulation_token);
+                out.push((provider, Arc::new(sim)));
+            }
+        }
+    }
+    out
+}
+
+fn real_provider(provider: Provider) -> std::result::Result<Arc<dyn PayoutProvider>, String> {
+    crate::demo_providers::from_env(provider)
+}
+
+/// Serves until the process ends, with the background jobs.
+pub async fn serve(config: &DemoConfig, demo: Demo) -> std::io::Result<()> {
+    spawn_jobs(config, demo.service.clone());
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "payouts demo server listening");
+    axum::serve(
+        listener,
+        router(demo.state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}
+
+/// Reconciliation every `reconcile_every` seconds and the monthly calculation.
+pub fn spawn_jobs(config: &DemoConfig, service: Arc<PayoutService>) {
+    if config.reconcile_every > 0 {
+        let every = config.reconcile_every;
+        let s = service.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(every));
+            loop {
+                tick.tick().await;
+                match s.reconcile(ChronoDuration::seconds(every as i64)).await {
+                    Ok(r) if r.examined > 0 => tracing::info!(
+                        examined = r.examined,
+                        settled = r.settled.len(),
+                        resent = r.resent.len(),
+                        attention = r.needs_attention.len(),
+                        "reconciliation pass"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "reconciliation failed; retrying next pass"),
+                }
+            }
+        });
+    }
+    tokio::spawn(async move {
+        loop {
+            let now = Utc::now();
+            let next = next_month_start(now);
+            let wait = (next - now).to_std().unwrap_or(Duration::from_secs(60));
+            tokio::time::sleep(wait).await;
+            let period = Period::previous_month(Utc::now());
+            match service
+                .calculate_period(
+                    &Actor::system("monthly-schedule"),
+                    Some(period),
+                    &CalculationPolicy::default(),
+                )
+                .await
+            {
+                Ok(r) => tracing::info!(%period, created = r.created.len(), "monthly calculation"),
+                Err(e) => tracing::error!(%period, error = %e, "monthly calculation failed"),
+            }
+        }
+    });
+}
+
+/// 00:00 UTC on the 1st of the month after `now` (the `0 0 1 * *` schedule).
+pub fn next_month_start(now: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+    let (y, m) = if now.month() == 12 {
+        (now.year() + 1, 1)
+    } else {
+        (now.year(), now.month() + 1)
+    };
+    let day = NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(NaiveDate::MAX);
+    Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).unwrap_or_default())
+}
+
+const SAMPLE_DOCTORS: &[(&str, &str, &str, &str)] = &[
+    ("dr-wanjiru", "Dr. Wanjiru Kamau", "mpesa", "254712345678"),
+    ("dr-otieno", "Dr. Otieno Ouma", "stripe", "acct_1Nv0FGQ9RKHgCVdK"),
+    ("dr-amina", "Dr. Amina Hassan", "paypal", "amina@paypal.example"),
+    ("dr-kipchoge", "Dr. Kipchoge Ruto", "bank", "1100223344"),
+    ("dr-njeri", "Dr. Njeri Mwangi", "mpesa", "254798765432"),
+];
+
+/// A `doctor_profiles` row.
+type DoctorRow = [Option<String>; 7];
+/// An `appointments` row: id, doctor, status, completed at (RFC 3339).
+type AppointmentRow = (String, String, String, String);
+
+fn sample_rows() -> (Vec<DoctorRow>, Vec<AppointmentRow>) {
+    let mut doctors = Vec::new();
+    for (id, name, kind, detail) in SAMPLE_DOCTORS {
+        let v = |k: &str| (k == *kind).then(|| detail.to_string());
+        let bank = (*kind == "bank").then(|| {
+            format!(r#"{{"accountName":"{name}","accountNumber":"{detail}","bankName":"KCB","bankCode":"01"}}"#)
+        });
+        doctors.push([
+            Some(id.to_string()),
+            Some(name.to_string()),
+            Some(format!("{id}@clinic.example")),
+            v("stripe"),
+            v("paypal"),
+            v("mpesa"),
+            bank,
+        ]);
+    }
+    let last = Period::previous_month(Utc::now());
+    let mut appointments = Vec::new();
+    for (i, (id, ..)) in SAMPLE_DOCTORS.iter().enumerate() {
+        for n in 0..(4 + 3 * i) {
+            let at = last.starts_at() + ChronoDuration::hours(8 + 22 * n as i64);
+            let status = if n % 5 == 4 { "CANCELLED" } else { "COMPLETED" };
+            appointments.push((
+                format!("apt-{id}-{n:02}"),
+                id.to_string(),
+                status.to_string(),
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ));
+        }
+    }
+    (doctors, appointments)
+}
+
+async fn seed_sqlite(pool: &sqlx::SqlitePool) -> Result<()> {
+    let e = |e: sqlx::Error| Error::Store(format!("seeding sample data: {e}"));
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS doctor_profiles (doctor_id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, \
+         stripe_account_id TEXT, paypal_payout_email TEXT, mpesa_phone_number TEXT, bank_details TEXT)",
+    )
+    .execute(pool)
+    .await
+    .map_err(e)?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS appointments (id TEXT PRIMARY KEY, doctor_id TEXT NOT NULL, status TEXT NOT NULL, \
+         completed_at TEXT)",
+    )
+    .execute(pool)
+    .await
+    .map_err(e)?;
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM doctor_profiles")
+        .fetch_one(pool)
+        .await
+        .map_err(e)?;
+    if n > 0 {
+        return Ok(());
+    }
+    let (doctors, appointments) = sample_rows();
+    let mut tx = pool.begin().await.map_err(e)?;
+    for d in doctors {
+        let mut q = sqlx::query("INSERT INTO doctor_profiles VALUES ($1, $2, $3, $4, $5, $6, $7)");
+        for v in d {
+            q = q.bind(v);
+        }
+        q.execute(&mut *tx).await.map_err(e)?;
+    }
+    for (id, doctor, status, at) in appointments {
+        sqlx::query("INSERT INTO appointments VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(doctor)
+            .bind(status)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(e)?;
+    }
+    tx.commit().await.map_err(e)?;
+    tracing::info!("seeded sample doctors and consultations");
+    Ok(())
+}
+
+async fn seed_postgres(pool: &sqlx::PgPool) -> Result<()> {
+    let e = |e: sqlx::Error| Error::Store(format!("seeding sample data: {e}"));
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS doctor_profiles (doctor_id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, \
+         stripe_account_id TEXT, paypal_payout_email TEXT, mpesa_phone_number TEXT, bank_details TEXT)",
+    )
+    .execute(pool)
+    .await
+    .map_err(e)?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS appointments (id TEXT PRIMARY KEY, doctor_id TEXT NOT NULL, status TEXT NOT NULL, \
+         completed_at TIMESTAMPTZ)",
+    )
+    .execute(pool)
+    .await
+    .map_err(e)?;
+    let mut tx = pool.begin().await.map_err(e)?;
+    // One seeder at a time when several instances start together.
+    sqlx::query("LOCK TABLE doctor_profiles IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .map_err(e)?;
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM doctor_profiles")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(e)?;
+    if n > 0 {
+        return Ok(());
+    }
+    let (doctors, appointments) = sample_rows();
+    for d in doctors {
+        let mut q = sqlx::query("INSERT INTO doctor_profiles VALUES ($1, $2, $3, $4, $5, $6, $7)");
+        for v in d {
+            q = q.bind(v);
+        }
+        q.execute(&mut *tx).await.map_err(e)?;
+    }
+    for (id, doctor, status, at) in appointments {
+        let at = chrono::DateTime::parse_from_rfc3339(&at)
+            .map_err(|e| Error::Store(e.to_string()))?
+            .with_timezone(&Utc);
+        sqlx::query("INSERT INTO appointments VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(doctor)
+            .bind(status)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(e)?;
+    }
+    tx.commit().await.map_err(e)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_is_the_first_of_next_month_at_midnight_utc() {
+        let now = Utc.with_ymd_and_hms(2025, 12, 15, 13, 0, 0).unwrap();
+        assert_eq!(
+            next_month_start(now),
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+        );
+        let now = Utc.with_ymd_and_hms(2025, 1, 31, 23, 59, 59).unwrap();
+        assert_eq!(
+            next_month_start(now),
+            Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap()
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! Errors as the API answers them: `{"error": {"code", "message"}}` with a fitting status.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use payout_core::error::{Error, WebhookError};
+use serde_json::json;
+
+use crate::auth::AuthError;
+
+/// An error response.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 401: missing or invalid credentials.
+    Unauthorized(AuthError),
+    /// 403: authenticated, but not allowed.
+    Forbidden(String),
+    /// 400: the request is malformed or invalid.
+    BadRequest(String),
+    /// 413: the body is too large.
+    TooLarge,
+    /// 429: too many requests.
+    RateLimited,
+    /// An error from the engine.
+    Core(Error),
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError::Core(e)
+    }
+}
+
+impl ApiError {
+    /// The status and the machine-readable code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
+            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Core(e) => match e {
+                Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                Error::UnknownReference { .. } => (StatusCode::CONFLICT, "unknown_reference"),
+                Error::InvalidTransition { .. } => (StatusCode::CONFLICT, "invalid_transition"),
+                Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+                Error::DuplicateEvent { .. } => (StatusCode::OK, "duplicate_event"),
+                Error::InvalidInput(_) | Error::Money(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
+                Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+                Error::MissingRecipient { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "missing_recipient"),
+                Error::ProviderNotConfigured(_) => (StatusCode::UNPROCESSABLE_ENTITY, "provider_not_configured"),
+                Error::Provider(_) => (StatusCode::BAD_GATEWAY, "provider_error"),
+                Error::Webhook(WebhookError::Malformed(_)) => (StatusCode::BAD_REQUEST, "malformed_webhook"),
+                Error::Webhook(WebhookError::Unavailable(_)) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "webhook_verification_unavailable")
+                }
+                Error::Webhook(_) => (StatusCode::UNAUTHORIZED, "invalid_webhook_signature"),
+                Error::NotSupported(_) => (StatusCode::NOT_IMPLEMENTED, "not_supported"),
+                Error::Store(_) | Error::Source(_) | Error::Io(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
+        }
+    }
+
+    /// The human-readable message (never internal details of stores).
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::Unauthorized(e) => e.to_string(),
+            ApiError::Forbidden(m) | ApiError::BadRequest(m) => m.clone(),
+            ApiError::TooLarge => "request body too large".into(),
+            ApiError::RateLimited => "too many requests; slow down".into(),
+            ApiError::Core(Error::Store(_) | Error::Source(_) | Error::Io(_)) => {
+                "temporarily unavailable; nothing was changed, try again".into()
+            }
+            ApiError::Core(e) => e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            if let ApiError::Core(e) = &self {
+                tracing::error!(error = %e, "request failed");
+            }
+        }
+        (
+            status,
+            Json(json!({"error": {"code": code, "message": self.message()}})),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,159 @@
+//! Provider webhooks: the raw headers and bytes go to the provider adapter untouched, which verifies
+//! them before anything is parsed; the engine then applies each event once.
+
+use axum::Json;
+use axum::body::Bytes;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use payout_core::domain::Provider;
+use payout_core::service::EventOutcome;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The header the M-Pesa route passes its secret path token in (see `payout-providers`' M-Pesa docs).
+pub const CALLBACK_TOKEN_HEADER: &str = "x-payouts-callback-token";
+
+async fn handle(
+    state: &AppState,
+    provider: Provider,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Json<Value>, ApiError> {
+    let report = state
+        .service
+        .handle_webhook(provider, headers, body)
+        .await
+        .map_err(|e| {
+            tracing::warn!(%provider, error = %e, "webhook refused");
+            ApiError::from(e)
+        })?;
+    let events: Vec<Value> = report
+        .events
+        .into_iter()
+        .map(|e| match e {
+            EventOutcome::Applied { event_id, payout_id, from, to } => {
+                json!({"eventId": event_id, "result": "applied", "payoutId": payout_id.to_string(), "from": from.to_string(), "to": to.to_string()})
+            }
+            EventOutcome::Ignored { event_id, payout_id, reason } => {
+                json!({"eventId": event_id, "result": "ignored", "payoutId": payout_id.to_string(), "reason": reason})
+            }
+            EventOutcome::Duplicate { event_id } => json!({"eventId": event_id, "result": "duplicate"}),
+            other => json!({"result": format!("{other:?}")}),
+        })
+        .collect();
+    Ok(Json(json!({"data": {"received": true, "events": events}})))
+}
+
+/// `POST /api/webhooks/stripe-payouts`
+pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    handle(&state, Provider::StripeConnect, &headers, &body).await
+}
+
+/// `POST /api/webhooks/paypal-payouts`
+pub async fn paypal(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    handle(&state, Provider::PaypalPayouts, &headers, &body).await
+}
+
+/// Headers only this server may set: the M-Pesa adapter trusts them, so a client's copies are dropped.
+const HOST_SET_HEADERS: [&str; 3] = [CALLBACK_TOKEN_HEADER, "x-payouts-client-ip", "x-payouts-callback-kind"];
+
+fn strip_host_headers(headers: &mut HeaderMap) {
+    for h in HOST_SET_HEADERS {
+        headers.remove(h);
+    }
+}
+
+async fn mpesa_callback(
+    state: &AppState,
+    token: Option<String>,
+    kind: &str,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, state.config.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::TooLarge)?;
+    let mut headers = parts.headers;
+    strip_host_headers(&mut headers);
+    if let Some(token) = token {
+        let value = HeaderValue::from_str(&token).map_err(|_| ApiError::BadRequest("invalid callback token".into()))?;
+        headers.insert(CALLBACK_TOKEN_HEADER, value);
+    }
+    if let Some(ip) = peer {
+        if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
+            headers.insert("x-payouts-client-ip", v);
+        }
+    }
+    headers.insert(
+        "x-payouts-callback-kind",
+        HeaderValue::from_static(match kind {
+            "timeout" => "timeout",
+            "status" => "status",
+            _ => "result",
+        }),
+    );
+    handle(state, Provider::MpesaB2c, &headers, &body).await
+}
+
+/// `POST /api/webhooks/mpesa-b2c`: a result callback authenticated by `x-mpesa-signature`.
+pub async fn mpesa(State(state): State<AppState>, req: Request) -> Result<Json<Value>, ApiError> {
+    mpesa_callback(&state, None, "result", req).await
+}
+
+/// `POST /api/webhooks/mpesa-b2c/{token}`: the ResultURL with an unguessable per-deployment token.
+pub async fn mpesa_with_token(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    mpesa_callback(&state, Some(token), "result", req).await
+}
+
+/// `POST /api/webhooks/mpesa-b2c/{token}/{kind}`: the QueueTimeOutURL (`timeout`) and the status query's
+/// ResultURL (`status`).
+pub async fn mpesa_with_token_and_kind(
+    State(state): State<AppState>,
+    Path((token, kind)): Path<(String, String)>,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    if kind != "timeout" && kind != "status" && kind != "result" {
+        return Err(ApiError::BadRequest(
+            "unknown M-Pesa callback kind: use result, timeout or status".into(),
+        ));
+    }
+    mpesa_callback(&state, Some(token), &kind, req).await
+}
+
+/// `POST /api/webhooks/payouts`: the generic endpoint of the original admin workflow; the provider is
+/// recognised by its signature header.
+pub async fn generic(
+    State(state): State<AppState>,
+    mut headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    strip_host_headers(&mut headers);
+    let provider = if headers.contains_key("stripe-signature") {
+        Provider::StripeConnect
+    } else if headers.contains_key("paypal-transmission-id") {
+        Provider::PaypalPayouts
+    } else if headers.contains_key("x-mpesa-signature") {
+        Provider::MpesaB2c
+    } else if headers.contains_key(payout_core::simulated::SIMULATION_TOKEN_HEADER) {
+        // Simulated deliveries name the provider they stand in for.
+        headers
+            .get("x-simulated-provider")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ApiError::BadRequest("x-simulated-provider must name the simulated provider".into()))?
+    } else {
+        return Err(ApiError::BadRequest(
+            "unrecognised webhook: expected Stripe-Signature, PAYPAL-TRANSMISSION-ID or x-mpesa-signature".into(),
+        ));
+    };
+    handle(&state, provider, &headers, &body).await
+}

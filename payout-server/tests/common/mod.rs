@@ -1,0 +1,107 @@
+//! Shared set-up: a service over the in-memory store with simulated providers, and token helpers.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use payout_core::domain::{Actor, BankAccount, Consultation, Period, Provider, Recipient};
+use payout_core::memory::MemoryStore;
+use payout_core::premium::{Plan, StaticSubscriptions, Subscription, SubscriptionStatus};
+use payout_core::service::{CalculationPolicy, PayoutService};
+use payout_core::simulated::{SimulatedProvider, SimulatedSettlement};
+use payout_core::source::{StaticConsultations, StaticDirectory};
+use payout_server::{AppState, Claims, JwtKey, Role, ServerConfig};
+
+pub const SECRET: &str = "test-nextauth-secret";
+pub const SIM_TOKEN: &str = "sim-token";
+
+pub fn jan() -> Period {
+    Period::new(
+        NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+        NaiveDate::from_ymd_opt(2025, 1, 31).unwrap(),
+    )
+    .unwrap()
+}
+
+pub fn doctors() -> Vec<Recipient> {
+    ["dr-a", "dr-b", "dr-c"]
+        .into_iter()
+        .map(|d| Recipient {
+            doctor_id: d.into(),
+            name: format!("Dr. {d}"),
+            email: format!("{d}@example.com"),
+            stripe_account_id: Some(format!("acct_{d}")),
+            mpesa_phone_number: Some("254712345678".into()),
+            bank_details: Some(BankAccount {
+                account_name: format!("Dr. {d}"),
+                account_number: "0123456789".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect()
+}
+
+pub fn consultations() -> Vec<Consultation> {
+    let mut v = Vec::new();
+    for (i, d) in ["dr-a", "dr-b", "dr-c"].into_iter().enumerate() {
+        for n in 0..=i {
+            v.push(Consultation {
+                appointment_id: format!("apt-{d}-{n}"),
+                doctor_id: d.into(),
+                completed_at: Utc.with_ymd_and_hms(2025, 1, 10 + n as u32, 9, 0, 0).unwrap(),
+            });
+        }
+    }
+    v
+}
+
+pub fn service() -> Arc<PayoutService> {
+    let subs = StaticSubscriptions::new([(
+        "dr-c".to_string(),
+        Subscription {
+            plan: Plan::Premium,
+            status: SubscriptionStatus::Active,
+            current_period_end: None,
+        },
+    )]);
+    let mut b = PayoutService::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .consultations(Arc::new(StaticConsultations::new(consultations())))
+        .directory(Arc::new(StaticDirectory::new(doctors())))
+        .subscriptions(Arc::new(subs));
+    for p in Provider::ALL {
+        b = b.provider(Arc::new(
+            SimulatedProvider::new(p)
+                .with_settlement(SimulatedSettlement::Deferred)
+                .with_webhook_token(SIM_TOKEN),
+        ));
+    }
+    Arc::new(b.build().unwrap())
+}
+
+pub async fn calculated_state(config: ServerConfig) -> AppState {
+    let service = service();
+    service
+        .calculate_period(&Actor::system("test"), Some(jan()), &CalculationPolicy::default())
+        .await
+        .unwrap();
+    AppState::new(service, config)
+}
+
+pub fn token(role: Role, sub: &str, doctor: Option<&str>) -> String {
+    JwtKey::new(SECRET).sign(&Claims {
+        sub: sub.into(),
+        role,
+        doctor_id: doctor.map(String::from),
+        exp: Utc::now().timestamp() + 3600,
+    })
+}
+
+pub fn admin(sub: &str) -> String {
+    token(Role::Admin, sub, None)
+}
+
+pub fn doctor(id: &str) -> String {
+    token(Role::Doctor, &format!("user-{id}"), Some(id))
+}

@@ -1,0 +1,579 @@
+//! Dashboard tests with `oneshot`: sign-in, the cookie, row and bulk actions, the `Origin` check and escaping.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use common::*;
+use payout_core::PayoutService;
+use payout_core::domain::{Actor, PayoutId};
+use payout_core::money::{Currency, Money};
+use payout_core::service::ManualPayout;
+use payout_core::status::PayoutStatus;
+use payout_core::store::{Page, PayoutFilter};
+use payout_server::{AppState, Claims, JwtKey, Role, ServerConfig, router};
+use tower::ServiceExt;
+
+const BASE: &str = "/dashboard/admin/payouts";
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    fn location(&self) -> &str {
+        self.header("location").expect("a Location header")
+    }
+}
+
+async fn call(app: &axum::Router, req: Request<Body>) -> Reply {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = axum::body::to_bytes(res.into_body(), 10 << 20).await.unwrap();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+fn cookie(token: &str) -> String {
+    format!("payouts_token={token}")
+}
+
+fn page(uri: &str, token: Option<&str>) -> Request<Body> {
+    let mut b = Request::get(uri);
+    if let Some(t) = token {
+        b = b.header("cookie", cookie(t));
+    }
+    b.body(Body::empty()).unwrap()
+}
+
+/// A form post as a browser on `http://localhost` sends it.
+fn form(uri: &str, token: Option<&str>, body: &str) -> Request<Body> {
+    let mut b = Request::post(uri)
+        .header("host", "localhost")
+        .header("origin", "http://localhost")
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(t) = token {
+        b = b.header("cookie", cookie(t));
+    }
+    b.body(Body::from(body.to_string())).unwrap()
+}
+
+async fn setup() -> (axum::Router, Arc<PayoutService>) {
+    let state: AppState = calculated_state(ServerConfig::new(SECRET)).await;
+    let service = state.service.clone();
+    (router(state), service)
+}
+
+/// The calculated payouts' ids by doctor (`dr-a`, `dr-b`, `dr-c`).
+async fn ids(service: &PayoutService) -> Vec<String> {
+    let page = service
+        .list(&Actor::admin("t"), &PayoutFilter::default(), &Page::new(100, 0))
+        .await
+        .unwrap();
+    let mut rows: Vec<_> = page
+        .payouts
+        .iter()
+        .map(|p| (p.doctor_id.as_str().to_string(), p.id.as_str().to_string()))
+        .collect();
+    rows.sort();
+    rows.into_iter().map(|(_, id)| id).collect()
+}
+
+async fn status_of(service: &PayoutService, id: &str) -> PayoutStatus {
+    service
+        .get(&Actor::admin("t"), &PayoutId::new(id))
+        .await
+        .unwrap()
+        .status
+}
+
+/// The text of the element with this id (first match, tags inside left as they are).
+fn text_of<'a>(html: &'a str, id: &str) -> Option<&'a str> {
+    let start = html.find(&format!("id=\"{id}\""))?;
+    let open_end = start + html[start..].find('>')? + 1;
+    let close = open_end + html[open_end..].find("</")?;
+    Some(&html[open_end..close])
+}
+
+fn assert_sign_in_form(r: &Reply) {
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("id=\"token\""), "{}", r.body);
+    assert!(r.body.contains("id=\"sign-in\""), "{}", r.body);
+    assert!(r.body.contains("action=\"/dashboard/login\""), "{}", r.body);
+    assert!(
+        !r.body.contains("id=\"payouts\""),
+        "no table before sign-in: {}",
+        r.body
+    );
+    assert!(!r.body.contains("id=\"sign-out\""), "no Sign out before sign-in");
+}
+
+/// Every dashboard page forbids scripts and framing and is not cached.
+fn assert_locked_down(r: &Reply) {
+    let csp = r.header("content-security-policy").expect("a CSP");
+    for directive in ["default-src 'none'", "frame-ancestors 'none'", "form-action 'self'"] {
+        assert!(csp.contains(directive), "{directive} in {csp}");
+    }
+    assert!(!csp.contains("script-src"), "{csp}");
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    // `no-referrer` would make browsers send `Origin: null` on the dashboard's own posts.
+    assert_eq!(r.header("referrer-policy"), Some("same-origin"));
+}
+
+#[tokio::test]
+async fn without_a_cookie_the_pages_show_the_sign_in_form() {
+    let (app, service) = setup().await;
+    let r = call(&app, page(BASE, None)).await;
+    assert_sign_in_form(&r);
+    assert_locked_down(&r);
+    assert!(r.body.contains("<!doctype html>"));
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    // Nothing about the payouts leaks out.
+    for id in ids(&service).await {
+        assert!(!r.body.contains(&id));
+    }
+    assert!(!r.body.contains("dr-a"));
+    // The detail page too.
+    let id = &ids(&service).await[0];
+    let r = call(&app, page(&format!("{BASE}/{id}"), None)).await;
+    assert_sign_in_form(&r);
+    assert!(!r.body.contains("id=\"audit\""));
+    // A garbage or expired cookie is no sign-in either; the form says why.
+    let r = call(&app, page(BASE, Some("not.a.jwt"))).await;
+    assert_sign_in_form(&r);
+    assert!(r.body.contains("flash error"), "{}", r.body);
+    let expired = JwtKey::new(SECRET).sign(&Claims {
+        sub: "a1".into(),
+        role: Role::Admin,
+        doctor_id: None,
+        exp: chrono::Utc::now().timestamp() - 1,
+    });
+    let r = call(&app, page(BASE, Some(&expired))).await;
+    assert_sign_in_form(&r);
+    assert!(r.body.contains("token expired"), "{}", r.body);
+    // A doctor's cookie gets no admin page.
+    let r = call(&app, page(BASE, Some(&doctor("dr-a")))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("Admins only."));
+    assert!(!r.body.contains("id=\"payouts\""));
+}
+
+#[tokio::test]
+async fn login_with_a_doctor_or_bad_token_shows_an_error_and_sets_no_cookie() {
+    let (app, _) = setup().await;
+    let forged = JwtKey::new("wrong-secret").sign(&Claims {
+        sub: "x".into(),
+        role: Role::Admin,
+        doctor_id: None,
+        exp: chrono::Utc::now().timestamp() + 60,
+    });
+    let cases = [
+        (doctor("dr-a"), "that token is not an admin&#39;s"),
+        ("not.a.jwt".to_string(), "malformed token"),
+        (forged, "invalid token signature"),
+        (String::new(), "malformed token"),
+    ];
+    for (token, message) in cases {
+        let r = call(&app, form("/dashboard/login", None, &format!("token={token}"))).await;
+        assert_sign_in_form(&r);
+        assert!(r.header("set-cookie").is_none(), "no cookie for {token:?}");
+        assert!(r.header("location").is_none());
+        let flash = text_of(&r.body, "flash").map(str::to_string);
+        let shown = r.body.contains(&format!("<p class=\"flash error\">{message}</p>"));
+        assert!(shown, "{token:?} should show {message:?}: {flash:?} {}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn admin_login_sets_a_strict_http_only_cookie_and_the_list_shows_the_payouts() {
+    let (app, service) = setup().await;
+    let a = admin("admin-1");
+    let r = call(&app, form("/dashboard/login", None, &format!("token={a}"))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location(), BASE);
+    let set_cookie = r.header("set-cookie").expect("a cookie");
+    let attrs: Vec<&str> = set_cookie.split(';').map(str::trim).collect();
+    assert_eq!(attrs[0], format!("payouts_token={a}"));
+    assert!(attrs.contains(&"HttpOnly"), "{set_cookie}");
+    assert!(attrs.contains(&"SameSite=Strict"), "{set_cookie}");
+    assert!(attrs.contains(&"Path=/"), "{set_cookie}");
+    // Follow the redirect with the cookie the browser would now send.
+    let r = call(
+        &app,
+        page(r.location(), Some(attrs[0].strip_prefix("payouts_token=").unwrap())),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("id=\"payouts\""));
+    assert!(!r.body.contains("id=\"sign-in\""));
+    assert!(r.body.contains("id=\"sign-out\""));
+    assert_locked_down(&r);
+    assert!(r.body.contains("3 payouts."), "{}", r.body);
+    let ids = ids(&service).await;
+    assert_eq!(ids.len(), 3);
+    for (id, doctor) in ids.iter().zip(["dr-a", "dr-b", "dr-c"]) {
+        assert!(r.body.contains(&format!("id=\"row-{id}\"")));
+        // The whole id: v7 ids made in the same millisecond share their first 13 characters.
+        assert!(r.body.contains(&format!("/{id}\">{id}</a>")), "{id}");
+        assert_eq!(text_of(&r.body, &format!("status-{id}")), Some("PENDING"));
+        assert!(r.body.contains(&format!("id=\"approve-{id}\"")));
+        assert!(r.body.contains(&format!("id=\"cancel-{id}\"")));
+        assert!(r.body.contains(&format!("id=\"check-{id}\"")));
+        assert!(
+            !r.body.contains(&format!("id=\"trigger-{id}\"")),
+            "no trigger before approval"
+        );
+        assert!(r.body.contains(&format!("<td>{doctor}</td>")));
+    }
+    for id in [
+        "bulk",
+        "bulk-action",
+        "bulk-provider",
+        "bulk-submit",
+        "filters",
+        "export",
+    ] {
+        assert!(r.body.contains(&format!("id=\"{id}\"")), "#{id}");
+    }
+    // dr-b: two consultations at the default rate.
+    assert!(r.body.contains("1000.00"), "{}", r.body);
+    // The filters narrow the list.
+    let r = call(&app, page(&format!("{BASE}?doctor=dr-b"), Some(&a))).await;
+    assert!(r.body.contains("1 payouts."), "{}", r.body);
+    assert!(r.body.contains(&format!("id=\"row-{}\"", ids[1])));
+    assert!(!r.body.contains(&format!("id=\"row-{}\"", ids[0])));
+    // Signing in or out from another site is refused.
+    let mut req = form("/dashboard/login", None, &format!("token={a}"));
+    req.headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    let r = call(&app, req).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.header("set-cookie").is_none());
+    let mut req = form("/dashboard/logout", Some(&a), "");
+    req.headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    let r = call(&app, req).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.header("set-cookie").is_none());
+    // Signing out clears the cookie.
+    let r = call(&app, form("/dashboard/logout", Some(&a), "")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let cleared = r.header("set-cookie").unwrap();
+    assert!(
+        cleared.starts_with("payouts_token=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+}
+
+#[tokio::test]
+async fn row_actions_approve_trigger_and_cancel() {
+    let (app, service) = setup().await;
+    let a = admin("admin-1");
+    let ids = ids(&service).await;
+    let id = &ids[0];
+    // Approve through the row's form.
+    let r = call(&app, form(&format!("{BASE}/{id}/action"), Some(&a), "action=approve")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location().starts_with(&format!("{BASE}?msg=")), "{}", r.location());
+    assert_eq!(status_of(&service, id).await, PayoutStatus::Approved);
+    // The page the redirect lands on says so and offers Trigger with a provider picker.
+    let r = call(&app, page(r.location(), Some(&a))).await;
+    assert_eq!(text_of(&r.body, "flash"), Some(format!("{id} approved").as_str()));
+    assert_eq!(text_of(&r.body, &format!("status-{id}")), Some("APPROVED"));
+    assert!(r.body.contains(&format!("id=\"provider-{id}\"")));
+    assert!(r.body.contains(&format!("id=\"trigger-{id}\"")));
+    assert!(!r.body.contains(&format!("id=\"approve-{id}\"")));
+    // The API agrees.
+    let api = call(
+        &app,
+        Request::get(format!("/api/admin/payouts/{id}"))
+            .header("authorization", format!("Bearer {a}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(json["data"]["status"], "APPROVED");
+    assert_eq!(json["data"]["approvedBy"], "admin:admin-1");
+    // Trigger without a provider is refused; with one it goes to PROCESSING (deferred settlement).
+    let r = call(&app, form(&format!("{BASE}/{id}/action"), Some(&a), "action=trigger")).await;
+    assert!(r.location().contains("err=choose%20a%20provider"), "{}", r.location());
+    assert_eq!(status_of(&service, id).await, PayoutStatus::Approved);
+    let r = call(
+        &app,
+        form(
+            &format!("{BASE}/{id}/action"),
+            Some(&a),
+            "action=trigger&provider=MPESA_B2C",
+        ),
+    )
+    .await;
+    assert!(r.location().contains("?msg="), "{}", r.location());
+    assert_eq!(status_of(&service, id).await, PayoutStatus::Processing);
+    let r = call(&app, page(r.location(), Some(&a))).await;
+    assert_eq!(text_of(&r.body, &format!("status-{id}")), Some("PROCESSING"));
+    assert!(!r.body.contains(&format!("id=\"cancel-{id}\"")));
+    // A second approval is an error shown as a flash, not a crash.
+    let r = call(&app, form(&format!("{BASE}/{id}/action"), Some(&a), "action=approve")).await;
+    assert!(r.location().contains("?err="), "{}", r.location());
+    let r = call(&app, page(r.location(), Some(&a))).await;
+    assert!(r.body.contains("class=\"flash error\" id=\"flash\""), "{}", r.body);
+    // Cancel another.
+    let other = &ids[1];
+    let r = call(&app, form(&format!("{BASE}/{other}/action"), Some(&a), "action=cancel")).await;
+    assert!(r.location().contains("?msg="), "{}", r.location());
+    assert_eq!(status_of(&service, other).await, PayoutStatus::Cancelled);
+    // The detail page shows the audit trail.
+    let r = call(&app, page(&format!("{BASE}/{id}"), Some(&a))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(text_of(&r.body, "status"), Some("PROCESSING"));
+    for action in ["CREATE", "APPROVE", "TRIGGER"] {
+        assert!(r.body.contains(&format!("<td>{action}</td>")), "{action}: {}", r.body);
+    }
+    assert!(r.body.contains("id=\"items\""));
+    // An unknown payout is a 404 page.
+    let r = call(&app, page(&format!("{BASE}/no-such-payout"), Some(&a))).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // A doctor's cookie cannot act.
+    let third = &ids[2];
+    let r = call(
+        &app,
+        form(
+            &format!("{BASE}/{third}/action"),
+            Some(&doctor("dr-c")),
+            "action=approve",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(status_of(&service, third).await, PayoutStatus::Pending);
+}
+
+#[tokio::test]
+async fn a_cross_site_post_is_refused_and_changes_nothing() {
+    let (app, service) = setup().await;
+    let a = admin("admin-1");
+    let ids = ids(&service).await;
+    let evil = |uri: &str, body: &str| {
+        Request::post(uri)
+            .header("host", "localhost")
+            .header("origin", "https://evil.example")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", cookie(&a))
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let r = call(&app, evil(&format!("{BASE}/{}/action", ids[0]), "action=approve")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("Cross-site request refused."));
+    let r = call(&app, evil(&format!("{BASE}/{}/action", ids[0]), "action=cancel")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let bulk = format!("action=approve&provider=STRIPE_CONNECT&ids={}&ids={}", ids[1], ids[2]);
+    let r = call(&app, evil(&format!("{BASE}/bulk"), &bulk)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Another port is another origin too, and so is an opaque one (`Origin: null`, e.g. a sandboxed frame).
+    for origin in ["http://localhost:8080", "null"] {
+        let mut req = form(&format!("{BASE}/{}/action", ids[0]), Some(&a), "action=approve");
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        assert_eq!(call(&app, req).await.status, StatusCode::FORBIDDEN, "{origin}");
+    }
+    for id in &ids {
+        assert_eq!(status_of(&service, id).await, PayoutStatus::Pending);
+        let audit = service
+            .audit_trail(&Actor::admin("t"), &PayoutId::new(id.as_str()))
+            .await
+            .unwrap();
+        assert_eq!(audit.len(), 1, "only CREATE: {audit:?}");
+    }
+    // The same post from the dashboard's own origin goes through.
+    let r = call(
+        &app,
+        form(&format!("{BASE}/{}/action", ids[0]), Some(&a), "action=approve"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(status_of(&service, &ids[0]).await, PayoutStatus::Approved);
+}
+
+#[tokio::test]
+async fn notes_flash_and_filters_are_html_escaped() {
+    let (app, service) = setup().await;
+    let a = admin("admin-1");
+    let manual = service
+        .create_manual(
+            &Actor::admin("admin-2"),
+            ManualPayout {
+                doctor_id: "dr-a".into(),
+                amount: Money::parse("250.00", Currency::KES).unwrap(),
+                period: None,
+                notes: Some("<script>alert(1)</script> & \"quotes\"".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let id = manual.id.as_str();
+    let r = call(&app, page(&format!("{BASE}/{id}"), Some(&a))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(!r.body.contains("<script"), "{}", r.body);
+    let escaped = "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;";
+    // In the notes and in the item's description.
+    assert_eq!(r.body.matches(escaped).count(), 2, "{}", r.body);
+    assert!(r.body.contains(&format!("<dd>{escaped}</dd>")));
+    // The list shows the row without the notes.
+    let r = call(&app, page(BASE, Some(&a))).await;
+    assert!(r.body.contains(&format!("id=\"row-{id}\"")));
+    assert!(!r.body.contains("<script"));
+    // A flash message or a filter value from the query string is escaped too.
+    let r = call(
+        &app,
+        page(
+            &format!("{BASE}?err=%3Cscript%3Ealert(2)%3C%2Fscript%3E&doctor=%22%3E%3Cscript%3Ealert(3)%3C%2Fscript%3E"),
+            Some(&a),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!r.body.contains("<script"), "{}", r.body);
+    assert_eq!(text_of(&r.body, "flash"), Some("&lt;script&gt;alert(2)&lt;/script&gt;"));
+    assert!(
+        r.body
+            .contains("value=\"&quot;&gt;&lt;script&gt;alert(3)&lt;/script&gt;\""),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn doctor_ids_are_html_escaped() {
+    // A directory with a doctor whose id is markup (the id comes from another system).
+    let evil = "<script>alert(4)</script>";
+    let mut doctors = doctors();
+    doctors[0].doctor_id = evil.into();
+    let mut consultations = consultations();
+    for c in consultations.iter_mut().filter(|c| c.doctor_id.as_str() == "dr-a") {
+        c.doctor_id = evil.into();
+    }
+    let service = Arc::new(
+        PayoutService::builder()
+            .store(Arc::new(payout_core::memory::MemoryStore::new()))
+            .consultations(Arc::new(payout_core::source::StaticConsultations::new(consultations)))
+            .directory(Arc::new(payout_core::source::StaticDirectory::new(doctors)))
+            .simulate_missing_providers(true)
+            .build()
+            .unwrap(),
+    );
+    service
+        .calculate_period(&Actor::system("test"), Some(jan()), &Default::default())
+        .await
+        .unwrap();
+    let app = router(AppState::new(service.clone(), ServerConfig::new(SECRET)));
+    let a = admin("admin-1");
+    let r = call(&app, page(BASE, Some(&a))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(!r.body.contains("<script"), "{}", r.body);
+    assert!(
+        r.body.contains("<td>&lt;script&gt;alert(4)&lt;/script&gt;</td>"),
+        "{}",
+        r.body
+    );
+    let page_of = service
+        .list(&Actor::admin("t"), &PayoutFilter::default(), &Page::new(10, 0))
+        .await
+        .unwrap();
+    let p = page_of.payouts.iter().find(|p| p.doctor_id.as_str() == evil).unwrap();
+    let r = call(&app, page(&format!("{BASE}/{}", p.id.as_str()), Some(&a))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(!r.body.contains("<script"), "{}", r.body);
+    assert!(r.body.contains("<dd>&lt;script&gt;alert(4)&lt;/script&gt;</dd>"));
+}
+
+#[tokio::test]
+async fn bulk_approve_of_checked_rows_reports_each_failure() {
+    let (app, service) = setup().await;
+    let a = admin("admin-1");
+    let ids = ids(&service).await;
+    // Approve two checked rows (the form also sends the bulk provider select).
+    let body = format!("action=approve&provider=STRIPE_CONNECT&ids={}&ids={}", ids[0], ids[1]);
+    let r = call(&app, form(&format!("{BASE}/bulk"), Some(&a), &body)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location(), format!("{BASE}?msg=2%20done"));
+    assert_eq!(status_of(&service, &ids[0]).await, PayoutStatus::Approved);
+    assert_eq!(status_of(&service, &ids[1]).await, PayoutStatus::Approved);
+    assert_eq!(status_of(&service, &ids[2]).await, PayoutStatus::Pending);
+    let r = call(&app, page(r.location(), Some(&a))).await;
+    assert_eq!(text_of(&r.body, "flash"), Some("2 done"));
+    // Again with one already approved, one pending and one unknown: each failure is named.
+    let body = format!(
+        "action=approve&provider=STRIPE_CONNECT&ids={}&ids={}&ids=nope",
+        ids[0], ids[2]
+    );
+    let r = call(&app, form(&format!("{BASE}/bulk"), Some(&a), &body)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(r.location().starts_with(&format!("{BASE}?err=")), "{}", r.location());
+    assert_eq!(status_of(&service, &ids[2]).await, PayoutStatus::Approved);
+    let r = call(&app, page(r.location(), Some(&a))).await;
+    let flash = text_of(&r.body, "flash").expect("a flash").to_string();
+    assert!(flash.starts_with("1 done; 2 failed: "), "{flash}");
+    assert!(flash.contains(&format!("{}: ", ids[0])), "{flash}");
+    assert!(flash.contains("nope: "), "{flash}");
+    assert!(!flash.contains(&format!("{}: ", ids[2])), "{flash}");
+    assert!(r.body.contains("class=\"flash error\" id=\"flash\""));
+    // Bulk trigger with the chosen provider.
+    let body = format!("action=trigger&provider=BANK_TRANSFER&ids={}&ids={}", ids[0], ids[1]);
+    let r = call(&app, form(&format!("{BASE}/bulk"), Some(&a), &body)).await;
+    assert_eq!(r.location(), format!("{BASE}?msg=2%20done"));
+    for id in &ids[..2] {
+        let p = service
+            .get(&Actor::admin("t"), &PayoutId::new(id.as_str()))
+            .await
+            .unwrap();
+        assert_eq!(p.status, PayoutStatus::Processing);
+        assert_eq!(p.provider.map(|p| p.to_string()).as_deref(), Some("BANK_TRANSFER"));
+    }
+    // Nothing checked.
+    let r = call(
+        &app,
+        form(
+            &format!("{BASE}/bulk"),
+            Some(&a),
+            "action=approve&provider=STRIPE_CONNECT",
+        ),
+    )
+    .await;
+    assert!(
+        r.location().contains("err=check%20at%20least%20one%20payout"),
+        "{}",
+        r.location()
+    );
+}
+
+#[tokio::test]
+async fn a_bulk_action_over_the_limit_is_refused_and_says_why() {
+    let mut config = ServerConfig::new(SECRET);
+    config.max_bulk = 2;
+    let state = calculated_state(config).await;
+    let service = state.service.clone();
+    let app = router(state);
+    let ids = ids(&service).await;
+    let body = format!("action=approve&ids={}&ids={}&ids={}", ids[0], ids[1], ids[2]);
+    let r = call(&app, form(&format!("{BASE}/bulk"), Some(&admin("admin-1")), &body)).await;
+    let r = call(&app, page(r.location(), Some(&admin("admin-1")))).await;
+    assert_eq!(text_of(&r.body, "flash"), Some("at most 2 payouts at once, 3 checked"));
+    for id in &ids {
+        assert_eq!(status_of(&service, id).await, PayoutStatus::Pending);
+    }
+}

@@ -1,0 +1,320 @@
+//! End to end over real HTTP: the demo wiring on a SQLite file (sample doctors and consultations seeded into
+//! host tables, last month calculated), served on a free port, walked through the seed's curl workflow.
+
+use std::net::SocketAddr;
+
+use payout_server::demo::{self, DemoConfig};
+use payout_server::{Claims, JwtKey, Role, router};
+use serde_json::{Value, json};
+
+const SECRET: &str = "e2e-secret";
+const SIM: &str = "e2e-simulation-token";
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+fn token(role: Role, sub: &str, doctor: Option<&str>) -> String {
+    JwtKey::new(SECRET).sign(&Claims {
+        sub: sub.into(),
+        role,
+        doctor_id: doctor.map(String::from),
+        exp: chrono::Utc::now().timestamp() + 600,
+    })
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let config = DemoConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}?mode=rwc", dir.path().join("demo.db").display()),
+        jwt_secret: SECRET.into(),
+        simulation_token: SIM.into(),
+        sample_data: true,
+        reconcile_every: 0,
+    };
+    let running = demo::build(&config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(running.state).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Server {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        admin: token(Role::Admin, "admin-1", None),
+        _dir: dir,
+    }
+}
+
+impl Server {
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    }
+    async fn send(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
+async fn the_seed_curl_workflow_over_http() {
+    let s = start().await;
+    let a = s.admin.clone();
+    // Review PENDING payouts: the demo seeded five doctors and calculated last month.
+    let (status, pending) = s.get("/api/admin/payouts?status=PENDING", &a).await;
+    assert_eq!(status, 200);
+    assert_eq!(pending["pagination"]["total"], 5);
+    let rows = pending["data"].as_array().unwrap();
+    let wanjiru = rows.iter().find(|p| p["doctorId"] == "dr-wanjiru").unwrap();
+    // Dr. Wanjiru has 4 completed sample consultations at 500 KES.
+    assert_eq!(wanjiru["amountDue"], "2000.00");
+    let id = wanjiru["id"].as_str().unwrap().to_string();
+    let (_, items) = s.get(&format!("/api/admin/payouts/{id}/items"), &a).await;
+    assert_eq!(items["data"].as_array().unwrap().len(), 4);
+
+    // Approve, trigger with M-Pesa (simulated: no credentials), webhook -> PAID.
+    let (status, body) = s
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/admin/payouts/{id}"),
+            &a,
+            json!({"action": "approve"}),
+        )
+        .await;
+    assert_eq!((status, body["data"]["status"].as_str()), (200, Some("APPROVED")));
+    let (status, body) = s
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/admin/payouts/{id}"),
+            &a,
+            json!({"action": "trigger", "provider": "MPESA_B2C"}),
+        )
+        .await;
+    assert_eq!((status, body["data"]["status"].as_str()), (200, Some("PROCESSING")));
+    let reference = body["data"]["providerReference"].as_str().unwrap().to_string();
+    let hook = json!({"eventId": "sim-evt-1", "reference": reference, "status": "PAID"});
+    let res = s
+        .http
+        .post(format!("{}/api/webhooks/mpesa-b2c", s.base))
+        .header("x-simulation-token", SIM)
+        .json(&hook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let (_, detail) = s.get(&format!("/api/admin/payouts/{id}"), &a).await;
+    assert_eq!(detail["data"]["status"], "PAID");
+    assert!(detail["data"]["notes"].as_str().unwrap().contains("PAID") || detail["data"]["processedAt"].is_string());
+
+    // Bulk approve the rest, then export CSV filtered by status.
+    let others: Vec<String> = rows
+        .iter()
+        .filter(|p| p["id"] != id.as_str())
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    let (status, bulk) = s
+        .send(
+            reqwest::Method::POST,
+            "/api/admin/payouts/bulk",
+            &a,
+            json!({"payoutIds": others, "action": "approve"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(bulk["summary"]["succeeded"], 4);
+    let csv = s
+        .http
+        .get(format!("{}/api/admin/payouts/export?status=APPROVED", s.base))
+        .bearer_auth(&a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = csv.text().await.unwrap();
+    let lines: Vec<&str> = text.trim_end().split("\r\n").collect();
+    assert_eq!(
+        lines[0],
+        "id,doctorId,doctor_name,doctor_email,amount,currency,bankDetails,status"
+    );
+    assert_eq!(lines.len(), 5);
+    let bank_line = lines.iter().find(|l| l.contains("dr-kipchoge")).unwrap();
+    assert!(
+        bank_line.contains("1100223344") && bank_line.ends_with(",APPROVED"),
+        "{bank_line}"
+    );
+
+    // Filters.
+    let (_, by_doctor) = s.get("/api/admin/payouts?doctor=dr-otieno", &a).await;
+    assert_eq!(by_doctor["pagination"]["total"], 1);
+    let (_, by_provider) = s.get("/api/admin/payouts?provider=MPESA_B2C", &a).await;
+    assert_eq!(by_provider["pagination"]["total"], 1);
+    let (_, paged) = s.get("/api/admin/payouts?limit=2&skip=4", &a).await;
+    assert_eq!(paged["data"].as_array().unwrap().len(), 1);
+
+    // The doctor's own history, and nobody else's.
+    let doc = token(Role::Doctor, "user-w", Some("dr-wanjiru"));
+    let (status, own) = s.get("/api/doctor/payouts?limit=10", &doc).await;
+    assert_eq!(status, 200);
+    assert_eq!(own["pagination"]["total"], 1);
+    assert_eq!(own["data"][0]["status"], "PAID");
+    let (status, _) = s.get(&format!("/api/admin/payouts/{id}"), &doc).await;
+    assert_eq!(status, 403);
+
+    // Health, metrics, OpenAPI.
+    assert_eq!(
+        s.http
+            .get(format!("{}/healthz", s.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("payouts_payouts{status=\"PAID\"} 1"), "{metrics}");
+    let doc = s
+        .http
+        .get(format!("{}/api/openapi.json", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/api/admin/payouts/bulk"].is_object());
+}
+
+#[tokio::test]
+async fn restarting_on_the_same_database_does_not_recalculate_or_reseed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = DemoConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}?mode=rwc", dir.path().join("demo.db").display()),
+        jwt_secret: SECRET.into(),
+        simulation_token: SIM.into(),
+        sample_data: true,
+        reconcile_every: 0,
+    };
+    let first = demo::build(&config).await.unwrap();
+    let admin = payout_core::domain::Actor::admin("a");
+    let page = payout_core::store::Page::default();
+    let total = first
+        .service
+        .list(&admin, &Default::default(), &page)
+        .await
+        .unwrap()
+        .total;
+    drop(first);
+    let second = demo::build(&config).await.unwrap();
+    assert_eq!(
+        second
+            .service
+            .list(&admin, &Default::default(), &page)
+            .await
+            .unwrap()
+            .total,
+        total
+    );
+    assert_eq!(total, 5);
+    assert_eq!(
+        second.simulated.len(),
+        4,
+        "no credentials in the test environment: every provider simulated"
+    );
+}
+
+/// The M-Pesa adapter trusts the callback token, client IP and callback kind the host sets; a client's own
+/// copies of those headers must never reach it.
+#[tokio::test]
+async fn mpesa_callbacks_need_the_path_token_and_client_set_trust_headers_are_dropped() {
+    use payout_providers::mpesa::{MpesaConfig, MpesaProvider};
+    use std::sync::Arc;
+
+    let config = MpesaConfig::builder()
+        .consumer_key("key")
+        .consumer_secret("secret")
+        .shortcode("600000")
+        .initiator_name("api-op")
+        .security_credential("credential")
+        .result_url("https://payouts.example/api/webhooks/mpesa-b2c/path-token-123")
+        .timeout_url("https://payouts.example/api/webhooks/mpesa-b2c/path-token-123/timeout")
+        .callback_token("path-token-123")
+        .allowed_ips(["196.201.214.200".parse().unwrap()])
+        .build()
+        .unwrap();
+    let service = Arc::new(
+        payout_core::PayoutService::builder()
+            .store(Arc::new(payout_core::memory::MemoryStore::new()))
+            .directory(Arc::new(payout_core::source::StaticDirectory::default()))
+            .provider(Arc::new(MpesaProvider::new(config).unwrap()))
+            .build()
+            .unwrap(),
+    );
+    let app = router(payout_server::AppState::new(
+        service,
+        payout_server::ServerConfig::new(SECRET),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+            .unwrap()
+    });
+    let http = reqwest::Client::new();
+    let body = json!({"Result": {"ResultType": 0, "ResultCode": 0, "ResultDesc": "ok",
+        "OriginatorConversationID": "po-1-1", "ConversationID": "AG_1", "TransactionID": "X"}});
+    // Forged trust headers on the bare route: the token header is dropped, so the callback is refused.
+    let res = http
+        .post(format!("{base}/api/webhooks/mpesa-b2c"))
+        .header("x-payouts-callback-token", "path-token-123")
+        .header("x-payouts-client-ip", "196.201.214.200")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401, "{}", res.text().await.unwrap());
+    // The right path token, but the socket peer (127.0.0.1) is not on the allowlist, whatever the client claims.
+    let res = http
+        .post(format!("{base}/api/webhooks/mpesa-b2c/path-token-123"))
+        .header("x-payouts-client-ip", "196.201.214.200")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401, "{}", res.text().await.unwrap());
+    // A wrong path token.
+    let res = http
+        .post(format!("{base}/api/webhooks/mpesa-b2c/guess"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+}

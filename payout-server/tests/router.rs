@@ -1,0 +1,525 @@
+//! Router tests with `oneshot`: auth, the seed's workflow, validation, docs, health and metrics.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+use payout_server::{Role, ServerConfig, router};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value, String) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(res.into_body(), 10 << 20).await.unwrap();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    let json = if ct.starts_with("application/json") {
+        serde_json::from_str(&text).unwrap()
+    } else {
+        Value::Null
+    };
+    (status, json, text)
+}
+
+fn get(uri: &str, token: Option<&str>) -> Request<Body> {
+    let mut b = Request::get(uri);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Body::empty()).unwrap()
+}
+
+fn send(method: &str, uri: &str, token: &str, body: Value) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+async fn app() -> axum::Router {
+    router(calculated_state(ServerConfig::new(SECRET)).await)
+}
+
+#[tokio::test]
+async fn auth_is_required_and_roles_are_enforced() {
+    let app = app().await;
+    let (s, body, _) = call(&app, get("/api/admin/payouts", None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (s, _, _) = call(&app, get("/api/admin/payouts", Some("not.a.jwt"))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let forged = payout_server::JwtKey::new("wrong-secret").sign(&payout_server::Claims {
+        sub: "x".into(),
+        role: Role::Admin,
+        doctor_id: None,
+        exp: chrono::Utc::now().timestamp() + 60,
+    });
+    assert_eq!(
+        call(&app, get("/api/admin/payouts", Some(&forged))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let expired = payout_server::JwtKey::new(SECRET).sign(&payout_server::Claims {
+        sub: "x".into(),
+        role: Role::Admin,
+        doctor_id: None,
+        exp: chrono::Utc::now().timestamp() - 1,
+    });
+    let (s, body, _) = call(&app, get("/api/admin/payouts", Some(&expired))).await;
+    assert_eq!(
+        (s, body["error"]["message"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token expired"))
+    );
+    let (s, body, _) = call(&app, get("/api/admin/payouts", Some(&doctor("dr-a")))).await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    assert_eq!(
+        call(&app, get("/api/doctor/payouts", Some(&admin("a1")))).await.0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn the_seed_workflow_review_approve_trigger_webhook_paid() {
+    let app = app().await;
+    let a = admin("admin-1");
+    // 1. Review pending payouts.
+    let (s, list, _) = call(&app, get("/api/admin/payouts?status=PENDING", Some(&a))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["pagination"]["total"], 3);
+    let first = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["doctorId"] == "dr-b")
+        .unwrap()
+        .clone();
+    assert_eq!(first["amountDue"], "1000.00");
+    assert_eq!(first["currency"], "KES");
+    let id = first["id"].as_str().unwrap().to_string();
+    // 2. Approve.
+    let (s, body, _) = call(
+        &app,
+        send(
+            "PATCH",
+            &format!("/api/admin/payouts/{id}"),
+            &a,
+            json!({"action": "approve"}),
+        ),
+    )
+    .await;
+    assert_eq!((s, body["data"]["status"].as_str()), (StatusCode::OK, Some("APPROVED")));
+    // 3. Trigger with a provider.
+    let (s, body, _) = call(
+        &app,
+        send(
+            "PATCH",
+            &format!("/api/admin/payouts/{id}"),
+            &a,
+            json!({"action": "trigger", "provider": "STRIPE_CONNECT"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, body["data"]["status"].as_str()),
+        (StatusCode::OK, Some("PROCESSING"))
+    );
+    assert_eq!(body["data"]["provider"], "STRIPE_CONNECT");
+    let reference = body["data"]["providerReference"].as_str().unwrap().to_string();
+    assert!(reference.starts_with("sim_"));
+    // 4. The provider's webhook marks it paid; a repeat is a no-op.
+    let hook = json!({"eventId": "evt_1", "reference": reference, "status": "PAID"}).to_string();
+    let webhook = || {
+        Request::post("/api/webhooks/stripe-payouts")
+            .header("x-simulation-token", SIM_TOKEN)
+            .header("content-type", "application/json")
+            .body(Body::from(hook.clone()))
+            .unwrap()
+    };
+    let (s, body, _) = call(&app, webhook()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["data"]["events"][0]["result"], "applied");
+    let (s, body, _) = call(&app, webhook()).await;
+    assert_eq!(
+        (s, body["data"]["events"][0]["result"].as_str()),
+        (StatusCode::OK, Some("duplicate"))
+    );
+    // Check status, items, audit.
+    let (s, detail, _) = call(&app, get(&format!("/api/admin/payouts/{id}"), Some(&a))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(detail["data"]["status"], "PAID");
+    assert!(detail["data"]["processedAt"].is_string());
+    assert_eq!(detail["data"]["items"].as_array().unwrap().len(), 2);
+    let (_, items, _) = call(&app, get(&format!("/api/admin/payouts/{id}/items"), Some(&a))).await;
+    assert_eq!(items["data"][0]["amount"], "500.00");
+    let (_, audit, _) = call(&app, get(&format!("/api/admin/payouts/{id}/audit"), Some(&a))).await;
+    let actions: Vec<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["CREATE", "APPROVE", "TRIGGER", "ATTEMPT_ACCEPTED", "PROVIDER_PAID"]
+    );
+    // A forged webhook is refused and changes nothing.
+    let forged = Request::post("/api/webhooks/stripe-payouts")
+        .header("x-simulation-token", "guess")
+        .body(Body::from(
+            json!({"eventId": "evt_2", "reference": reference, "status": "FAILED"}).to_string(),
+        ))
+        .unwrap();
+    let (s, body, _) = call(&app, forged).await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_webhook_signature"))
+    );
+}
+
+#[tokio::test]
+async fn bulk_export_filters_and_doctor_history() {
+    let app = app().await;
+    let a = admin("admin-1");
+    let (_, list, _) = call(&app, get("/api/admin/payouts", Some(&a))).await;
+    let mut ids: Vec<String> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().into())
+        .collect();
+    ids.push("no-such-payout".into());
+    let (s, body, _) = call(
+        &app,
+        send(
+            "POST",
+            "/api/admin/payouts/bulk",
+            &a,
+            json!({"payoutIds": ids, "action": "approve"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["summary"], json!({"succeeded": 3, "failed": 1}));
+    assert_eq!(body["data"][3]["error"]["code"], "not_found");
+    let (_, body, _) = call(
+        &app,
+        send(
+            "POST",
+            "/api/admin/payouts/bulk",
+            &a,
+            json!({"payoutIds": ids, "action": "trigger", "provider": "MPESA_B2C"}),
+        ),
+    )
+    .await;
+    assert_eq!(body["summary"]["succeeded"], 3);
+    let (_, f, _) = call(
+        &app,
+        get(
+            "/api/admin/payouts?provider=MPESA_B2C&status=PROCESSING&limit=2&skip=0",
+            Some(&a),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (f["pagination"]["total"].as_u64(), f["data"].as_array().unwrap().len()),
+        (Some(3), 2)
+    );
+    let (_, f, _) = call(&app, get("/api/admin/payouts?doctor=dr-a", Some(&a))).await;
+    assert_eq!(f["pagination"]["total"], 1);
+    let (_, f, _) = call(
+        &app,
+        get("/api/admin/payouts?startDate=2000-01-01&endDate=2000-01-31", Some(&a)),
+    )
+    .await;
+    assert_eq!(f["pagination"]["total"], 0);
+
+    let (s, _, csv) = call(&app, get("/api/admin/payouts/export?status=PROCESSING", Some(&a))).await;
+    assert_eq!(s, StatusCode::OK);
+    let lines: Vec<&str> = csv.trim_end().split("\r\n").collect();
+    assert_eq!(
+        lines[0],
+        "id,doctorId,doctor_name,doctor_email,amount,currency,bankDetails,status"
+    );
+    assert_eq!(lines.len(), 4);
+    assert!(lines[1..].iter().all(|l| l.ends_with(",PROCESSING")));
+
+    // A doctor sees only their own payouts; a premium doctor also gets analytics.
+    let (s, own, _) = call(&app, get("/api/doctor/payouts?limit=10", Some(&doctor("dr-a")))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(own["pagination"]["total"], 1);
+    assert!(own["data"].as_array().unwrap().iter().all(|p| p["doctorId"] == "dr-a"));
+    assert!(own.get("analytics").is_none());
+    let (_, premium, _) = call(&app, get("/api/doctor/payouts", Some(&doctor("dr-c")))).await;
+    assert_eq!(premium["features"]["advancedAnalytics"], true);
+    assert_eq!(premium["analytics"]["totalUpcoming"]["amount"], "1500.00");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_json_error_and_changes_nothing() {
+    let app = app().await;
+    let a = admin("admin-1");
+    let (_, list, _) = call(&app, get("/api/admin/payouts", Some(&a))).await;
+    let id = list["data"][0]["id"].as_str().unwrap().to_string();
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (
+            get("/api/admin/payouts?status=DONE", Some(&a)),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            get("/api/admin/payouts?provider=VENMO", Some(&a)),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            get("/api/admin/payouts?startDate=2025-13-01", Some(&a)),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            get("/api/admin/payouts?startDate=2025-02-01&endDate=2025-01-01", Some(&a)),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            get("/api/admin/payouts?limit=0", Some(&a)),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            get("/api/admin/payouts?limit=abc", Some(&a)),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            get("/api/admin/payouts?sort=evil", Some(&a)),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            get("/api/admin/payouts/nope", Some(&a)),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            send(
+                "PATCH",
+                &format!("/api/admin/payouts/{id}"),
+                &a,
+                json!({"action": "explode"}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            send(
+                "PATCH",
+                &format!("/api/admin/payouts/{id}"),
+                &a,
+                json!({"action": "trigger"}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            send(
+                "PATCH",
+                &format!("/api/admin/payouts/{id}"),
+                &a,
+                json!({"action": "trigger", "provider": "VENMO"}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            send(
+                "PATCH",
+                &format!("/api/admin/payouts/{id}"),
+                &a,
+                json!({"action": "trigger", "provider": "MPESA_B2C"}),
+            ),
+            StatusCode::CONFLICT,
+            "invalid_transition",
+        ),
+        (
+            send("PATCH", &format!("/api/admin/payouts/{id}"), &a, json!({"action": 7})),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            send(
+                "POST",
+                "/api/admin/payouts",
+                &a,
+                json!({"doctorId": "dr-a", "amount": "10.001"}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            send(
+                "POST",
+                "/api/admin/payouts",
+                &a,
+                json!({"doctorId": "dr-a", "amount": "-5"}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            send(
+                "POST",
+                "/api/admin/payouts",
+                &a,
+                json!({"doctorId": "dr-a", "amount": "5", "currency": "XYZ"}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            send(
+                "POST",
+                "/api/admin/payouts",
+                &a,
+                json!({"doctorId": "ghost", "amount": "5"}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            send(
+                "POST",
+                "/api/admin/payouts/bulk",
+                &a,
+                json!({"payoutIds": [], "action": "approve"}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            send(
+                "POST",
+                "/api/admin/payouts/bulk",
+                &a,
+                json!({"payoutIds": [id], "action": "pay-twice"}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+    ];
+    for (req, status, code) in cases {
+        let desc = format!("{} {}", req.method(), req.uri());
+        let (s, body, _) = call(&app, req).await;
+        assert_eq!(s, status, "{desc}: {body}");
+        assert_eq!(body["error"]["code"], code, "{desc}: {body}");
+        assert!(
+            body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{desc}"
+        );
+    }
+    let malformed = Request::post("/api/admin/payouts")
+        .header("authorization", format!("Bearer {a}"))
+        .header("content-type", "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    assert_eq!(call(&app, malformed).await.0, StatusCode::BAD_REQUEST);
+    let (_, after, _) = call(&app, get("/api/admin/payouts", Some(&a))).await;
+    assert_eq!(after["pagination"]["total"], 3, "nothing was created");
+    assert!(
+        after["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["status"] == "PENDING" && p["version"] == 1)
+    );
+}
+
+#[tokio::test]
+async fn manual_payouts_need_a_second_admin() {
+    let app = app().await;
+    let alice = admin("alice");
+    let (s, body, _) = call(
+        &app,
+        send(
+            "POST",
+            "/api/admin/payouts",
+            &alice,
+            json!({"doctorId": "dr-a", "amount": "1200.50", "notes": "bonus"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(body["data"]["amountDue"], "1200.50");
+    let id = body["data"]["id"].as_str().unwrap().to_string();
+    let (s, _, _) = call(
+        &app,
+        send(
+            "PATCH",
+            &format!("/api/admin/payouts/{id}"),
+            &alice,
+            json!({"action": "approve"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = call(
+        &app,
+        send(
+            "PATCH",
+            &format!("/api/admin/payouts/{id}"),
+            &admin("bob"),
+            json!({"action": "approve"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn openapi_health_metrics_and_rate_limits() {
+    let mut config = ServerConfig::new(SECRET);
+    config.mutation_rate = Some(1);
+    let app = router(calculated_state(config).await);
+    let (s, doc, _) = call(&app, get("/api/openapi.json", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    for path in [
+        "/api/admin/payouts",
+        "/api/admin/payouts/{id}",
+        "/api/admin/payouts/bulk",
+        "/api/doctor/payouts",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from OpenAPI");
+    }
+    assert_eq!(call(&app, get("/healthz", None)).await.1["status"], "ok");
+    let a = admin("admin-1");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let req = send(
+            "POST",
+            "/api/admin/payouts/bulk",
+            &a,
+            json!({"payoutIds": ["x"], "action": "approve"}),
+        );
+        statuses.push(call(&app, req).await.0);
+    }
+    assert_eq!(statuses[..2], [StatusCode::OK, StatusCode::OK]);
+    assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS);
+    let (_, _, metrics) = call(&app, get("/metrics", None)).await;
+    assert!(
+        metrics
+            .contains("payouts_http_requests_total{method=\"POST\",route=\"/api/admin/payouts/bulk\",status=\"429\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("payouts_payouts{status=\"PENDING\"} 3"), "{metrics}");
+}
