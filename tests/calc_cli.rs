@@ -1,0 +1,124 @@
+//! The `calc_payouts` example as a user runs it: flags, summary, idempotent re-run, and exit code 1 with a
+//! clear message when the database is unreachable or the period has no completed consultations.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn example() -> PathBuf {
+    // Test binaries live in target/<profile>/deps; cargo builds examples into target/<profile>/examples.
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let path = dir
+        .join("examples")
+        .join(format!("calc_payouts{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} not built; run through `cargo test`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+fn run(database_url: &str, args: &[&str]) -> Output {
+    Command::new(example())
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .output()
+        .unwrap()
+}
+
+async fn host_db(dir: &std::path::Path, completed: &[(&str, &str, &str)]) -> String {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("host.db").display());
+    let store = payouts::store_sqlx::SqliteStore::connect(&url).await.unwrap();
+    let pool = store.pool();
+    sqlx::query("CREATE TABLE appointments (id TEXT PRIMARY KEY, doctor_id TEXT, status TEXT, completed_at TEXT)")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE doctor_profiles (doctor_id TEXT PRIMARY KEY, name TEXT, email TEXT, stripe_account_id TEXT, paypal_payout_email TEXT, mpesa_phone_number TEXT, bank_details TEXT)")
+        .execute(pool)
+        .await
+        .unwrap();
+    for (id, doctor, at) in completed {
+        sqlx::query("INSERT INTO appointments VALUES ($1, $2, 'COMPLETED', $3)")
+            .bind(id)
+            .bind(doctor)
+            .bind(at)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query("INSERT INTO appointments VALUES ('x', 'dr-a', 'CANCELLED', '2025-01-05T10:00:00Z')")
+        .execute(pool)
+        .await
+        .unwrap();
+    url
+}
+
+#[tokio::test]
+async fn calculates_a_period_once_and_summarises() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = host_db(
+        dir.path(),
+        &[
+            ("1", "dr-a", "2025-01-03T10:00:00Z"),
+            ("2", "dr-a", "2025-01-31T23:59:59Z"),
+            ("3", "dr-b", "2025-01-10T08:00:00Z"),
+            ("4", "dr-b", "2025-02-01T00:00:00Z"),
+        ],
+    )
+    .await;
+    let out = run(&url, &["--start", "2025-01-01", "--end", "2025-01-31", "--rate", "750"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("consultations:  3"), "{stdout}");
+    assert!(stdout.contains("payouts created: 2 (2250.00 KES in all)"), "{stdout}");
+    let again = run(&url, &["--start=2025-01-01", "--end=2025-01-31", "--rate=750"]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success());
+    assert!(
+        stdout.contains("payouts created: 0") && stdout.contains("already calculated (skipped): 2"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn no_completed_consultations_exits_1_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = host_db(dir.path(), &[]).await;
+    let out = run(&url, &["--start", "2025-01-01", "--end", "2025-01-31"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no appointments with status COMPLETED between 2025-01-01 and 2025-01-31"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unreachable_database_exits_1_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("sqlite://{}?mode=rw", dir.path().join("nope.db").display());
+    for url in [missing.as_str(), "postgres://nobody@127.0.0.1:1/none"] {
+        let out = run(url, &[]);
+        assert_eq!(out.status.code(), Some(1), "{url}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("cannot open the database") && stderr.contains("DATABASE_URL"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("nobody@"),
+            "the URL (which may hold a password) is not echoed: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn bad_flags_are_refused() {
+    let out = run("sqlite::memory:", &["--rate", "10.001"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rate"));
+    let out = run("sqlite::memory:", &["--start", "2025-02-30"]);
+    assert_eq!(out.status.code(), Some(2));
+}
