@@ -5,7 +5,7 @@
 //! `/healthz` and `/metrics`. Configuration (all optional): `PAYOUTS_ADDR` (127.0.0.1:3000), `DATABASE_URL`
 //! (a SQLite file `payouts-demo.db` here; or `postgres://…`), `NEXTAUTH_SECRET`, provider credentials
 //! (`STRIPE_SECRET_KEY`, `PAYPAL_CLIENT_ID`, `MPESA_CONSUMER_KEY`, `BANK_API_URL`, … — a provider without
-//! them is simulated), `PAYOUTS_SIMULATION_TOKEN`, `PAYOUTS_RECONCILE_SECS`, `PAYOUTS_SAMPLE_DATA`.
+//! them is simulated), `PAYOUTS_SIMULATION_TOKEN`, `PAYOUTS_RECONCILE_SECS`, `PAYOUTS_SAMPLE_DATA`, `PAYOUTS_FOUR_EYES`.
 //! Tokens for curl: `cargo run --example mint_token -- --role admin`.
 
 use payout_server::demo::{self, DemoConfig};

@@ -755,7 +755,14 @@ async fn passes_the_provider_conformance_check() {
 
 fn schema_validator(spec_file: &str, schema: &str) -> jsonschema::Validator {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/paypal");
-    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(spec_file)).unwrap()).unwrap();
+    let path = dir.join(spec_file);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "reading PayPal's spec {}: {e} (the shared/ folder must sit beside the repository)",
+            path.display()
+        )
+    });
+    let spec: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     let root = json!({"$ref": format!("#/components/schemas/{schema}"), "components": spec["components"]});
     jsonschema::validator_for(&root).unwrap()
 }

@@ -45,6 +45,8 @@ pub struct DemoConfig {
     pub sample_data: bool,
     /// Seconds between reconciliation passes (`PAYOUTS_RECONCILE_SECS`, default 60; 0 = off).
     pub reconcile_every: u64,
+    /// The creator of a manual payout may not approve it (`PAYOUTS_FOUR_EYES`, default on; `0` turns it off).
+    pub four_eyes: bool,
 }
 
 impl std::fmt::Debug for DemoConfig {
@@ -53,6 +55,7 @@ impl std::fmt::Debug for DemoConfig {
             .field("addr", &self.addr)
             .field("sample_data", &self.sample_data)
             .field("reconcile_every", &self.reconcile_every)
+            .field("four_eyes", &self.four_eyes)
             .finish_non_exhaustive()
     }
 }
@@ -84,6 +87,7 @@ impl DemoConfig {
             simulation_token: var("PAYOUTS_SIMULATION_TOKEN").unwrap_or_else(random_token),
             sample_data: var("PAYOUTS_SAMPLE_DATA").is_none_or(|v| v != "0" && v != "false"),
             reconcile_every,
+            four_eyes: var("PAYOUTS_FOUR_EYES").is_none_or(|v| v != "0" && v != "false"),
         })
     }
 }

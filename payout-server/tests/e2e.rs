@@ -35,6 +35,7 @@ async fn start() -> Server {
         simulation_token: SIM.into(),
         sample_data: true,
         reconcile_every: 0,
+        four_eyes: true,
     };
     let running = demo::build(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -220,6 +221,7 @@ async fn restarting_on_the_same_database_does_not_recalculate_or_reseed() {
         simulation_token: SIM.into(),
         sample_data: true,
         reconcile_every: 0,
+        four_eyes: true,
     };
     let first = demo::build(&config).await.unwrap();
     let admin = payout_core::domain::Actor::admin("a");
