@@ -383,12 +383,12 @@ impl PayoutService {
             // A webhook (which may find the attempt by our key) can settle the attempt before the send's own
             // answer is stored. A settled outcome is never downgraded by a weaker answer arriving late: only a
             // provider reference the attempt still lacks is kept from it.
-            let current = self
-                .store
-                .attempts(&sent.id)
-                .await?
-                .into_iter()
-                .find(|a| a.attempt_no == attempt_no);
+            let attempts = self.store.attempts(&sent.id).await?;
+            // An answer about an older attempt (a retry started meanwhile) is recorded on that attempt only: it
+            // never moves the payout, whose status belongs to the latest attempt.
+            let latest = attempts.iter().map(|a| a.attempt_no).max().unwrap_or(attempt_no);
+            let is_latest = attempt_no >= latest;
+            let current = attempts.into_iter().find(|a| a.attempt_no == attempt_no);
             let settled = current
                 .as_ref()
                 .is_some_and(|a| matches!(a.outcome, AttemptOutcome::Succeeded | AttemptOutcome::Failed { .. }));
@@ -424,12 +424,14 @@ impl PayoutService {
                     provider_reference: reference.clone(),
                     error: error.clone(),
                 });
-                if reference.is_some() {
-                    change.patch.provider_reference = reference.clone();
+                if is_latest {
+                    if reference.is_some() {
+                        change.patch.provider_reference = reference.clone();
+                    }
+                    change.patch.notes = Some(note.clone());
                 }
-                change.patch.notes = Some(note.clone());
                 let to = match event.map(|e| transition(payout.status, e)) {
-                    Some(Ok(Transition::To(to))) => Some(to),
+                    Some(Ok(Transition::To(to))) if is_latest => Some(to),
                     _ => None,
                 };
                 change.new_status = to;
