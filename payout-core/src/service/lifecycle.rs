@@ -165,25 +165,32 @@ impl PayoutService {
             .ok()
             .filter(|c| c.batch && c.max_batch_size > 1);
         let Some(caps) = batching else {
-            return futures::stream::iter(ids.iter().cloned())
-                .map(|id| async move {
+            // Unordered, so one slow send (an adapter in retry backoff) never holds back the next ones; the
+            // results are put back in input order afterwards.
+            let mut done: Vec<(usize, BulkOutcome)> = futures::stream::iter(ids.iter().cloned().enumerate())
+                .map(|(i, id)| async move {
                     let result = self.trigger(actor, &id, provider).await;
-                    BulkOutcome { id, result }
+                    (i, BulkOutcome { id, result })
                 })
-                .buffered(concurrency)
+                .buffer_unordered(concurrency)
                 .collect()
                 .await;
+            done.sort_unstable_by_key(|(i, _)| *i);
+            return done.into_iter().map(|(_, o)| o).collect();
         };
 
         // Batching provider: persist every attempt first, then send in batch calls.
-        let prepared: Vec<(PayoutId, Result<Prepared>)> = futures::stream::iter(ids.iter().cloned())
-            .map(|id| async move {
-                let p = self.prepare_trigger(actor, &id, provider).await;
-                (id, p)
-            })
-            .buffered(concurrency)
-            .collect()
-            .await;
+        let mut prepared: Vec<(usize, PayoutId, Result<Prepared>)> =
+            futures::stream::iter(ids.iter().cloned().enumerate())
+                .map(|(i, id)| async move {
+                    let p = self.prepare_trigger(actor, &id, provider).await;
+                    (i, id, p)
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+        prepared.sort_unstable_by_key(|(i, _, _)| *i);
+        let prepared: Vec<(PayoutId, Result<Prepared>)> = prepared.into_iter().map(|(_, id, p)| (id, p)).collect();
         let mut results: Vec<Option<Result<Payout>>> = prepared.iter().map(|_| None).collect();
         let mut ready: Vec<(usize, Prepared)> = Vec::new();
         for (i, (_, p)) in prepared.into_iter().enumerate() {

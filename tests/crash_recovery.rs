@@ -1,0 +1,1133 @@
+//! Crash recovery for real (RELIABILITY.md, "Crash recovery"; fault matrix: "crash before the pre-call
+//! commit", "crash after the pre-call commit, before the response is stored", "provider 429 / 5xx").
+//!
+//! The demo server runs as a child process on a fresh Postgres schema, with the bank adapter pointed at a
+//! bank API double served by this test (`BANK_API_URL`). 1,000 doctors each have one completed January 2025
+//! consultation; their 1,000 payouts are calculated and approved, then one bulk trigger sends all of them.
+//!
+//! The double implements the bank contract of `payout_providers::bank`: every `POST /transfers` is recorded
+//! by `Idempotency-Key`, a repeated key answers the first transfer (409 while the first request is still
+//! running), a new transfer answers `PENDING` and every lookup answers `COMPLETED`, so reconciliation
+//! settles it. Each new transfer takes 5-20 ms; every 25th answers 502 *after* moving the money, so the
+//! adapter's retry with the same key must get the same transfer back. Every request is 10 ms on its way in.
+//! At the first transfer from the 100th on that is made while a send for a new key is on its way in, the
+//! link to the bank goes down: that transfer is made but its answer never leaves, and every request arriving
+//! after it (sends and lookups) is lost before the bank sees it, the one on its way in included. Once a send
+//! has been lost that way, the server is SIGKILLed mid-bulk; when its database sessions are gone (a COMMIT it
+//! sent before dying still lands), the schema holds, deterministically:
+//! - APPROVED payouts the bulk never reached (the test triggers them again after the restart);
+//! - PROCESSING payouts whose send reached the bank but whose answer was never stored (found by lookup);
+//! - PROCESSING payouts whose send never reached the bank (lookup says not found: re-sent, same key);
+//! - PROCESSING payouts the bank accepted (settled by lookup), maybe some already PAID.
+//!
+//! The link comes back, the server restarts with the same environment and reconciles every second. The
+//! test waits (bounded) until all 1,000 are PAID, then checks that the bank moved money exactly once per
+//! payout, with the attempt's key `{id}-1` and the right amount, and that every payout has one attempt and
+//! exactly one TRIGGER and one PROVIDER_PAID audit entry.
+//!
+//! Needs `PAYOUTS_TEST_POSTGRES_URL` (prints `skipped: ...` and passes without it); builds the
+//! `demo_server` example with the test's own features and profile (`cargo test --test crash_recovery` does
+//! not build examples). The checker can be shown to work with a planted bug:
+//! `PAYOUTS_CRASH_RECOVERY_PLANT=non-idempotent-bank` (a repeated key moves money again) or
+//! `PAYOUTS_CRASH_RECOVERY_PLANT=no-reconcile-after-restart` (the restarted server never reconciles); either
+//! must make the test fail.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{NaiveDate, TimeZone, Utc};
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use payout_server::{Claims, JwtKey, Role};
+use payouts::domain::{Actor, AttemptOutcome, Payout, PayoutAttempt, PayoutId, Period};
+use payouts::service::CalculationPolicy;
+use payouts::status::PayoutStatus;
+use payouts::store::PayoutFilter;
+use payouts::store_sqlx::{ConsultationTable, PgStore, RecipientTable, SqlConsultationSource, SqlRecipientDirectory};
+use payouts::{PayoutService, PayoutStore};
+use serde_json::{Value, json};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+const PAYOUTS: usize = 1000;
+/// The bank's link goes down at the first transfer from this one on that is made while a send for a new
+/// key is still on its way in: that transfer's answer is lost, and requests arriving later never do.
+const CUT_AT_TRANSFER: usize = 100;
+/// How long every request to the bank is on its way in before the bank sees it.
+const TRANSIT: Duration = Duration::from_millis(10);
+/// Every new transfer numbered `n` with `n % FLAKY_EVERY == FLAKY_AT` answers 502 after moving the money.
+const FLAKY_EVERY: usize = 25;
+const FLAKY_AT: usize = 3;
+/// What one consultation pays by default (`CalculationPolicy::default`): 500 KES.
+const AMOUNT: &str = "500.00";
+const CURRENCY: &str = "KES";
+
+const POSTGRES_URL_VAR: &str = "PAYOUTS_TEST_POSTGRES_URL";
+const PLANT_VAR: &str = "PAYOUTS_CRASH_RECOVERY_PLANT";
+const BANK_API_KEY: &str = "test";
+const JWT_SECRET: &str = "crash-recovery-test-secret-not-for-production";
+
+const SERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// From the bulk trigger to a cut link with at least one send lost in transit.
+const CUT_TIMEOUT: Duration = Duration::from_secs(30);
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+/// From the restart to every payout PAID.
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(90);
+const POLL: Duration = Duration::from_millis(50);
+
+/// A bug planted on purpose, to show the checks catch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plant {
+    None,
+    /// The bank moves money again for a repeated idempotency key.
+    NonIdempotentBank,
+    /// The restarted server runs no reconciliation (`PAYOUTS_RECONCILE_SECS=0`).
+    NoReconcileAfterRestart,
+}
+
+fn plant() -> Plant {
+    match std::env::var(PLANT_VAR).as_deref() {
+        Err(_) | Ok("") => Plant::None,
+        Ok("non-idempotent-bank") => Plant::NonIdempotentBank,
+        Ok("no-reconcile-after-restart") => Plant::NoReconcileAfterRestart,
+        Ok(other) => panic!("{PLANT_VAR}={other:?}: use non-idempotent-bank or no-reconcile-after-restart"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The bank API double
+// ---------------------------------------------------------------------------------------------------------
+
+/// One money movement.
+#[derive(Debug, Clone)]
+struct Transfer {
+    id: String,
+    key: String,
+    payout_id: String,
+    amount: String,
+    currency: String,
+}
+
+impl Transfer {
+    fn json(&self, status: &str) -> Value {
+        json!({"id": self.id, "status": status, "reference": self.key, "failure_reason": null})
+    }
+}
+
+#[derive(Debug, Default)]
+struct Ledger {
+    /// Every movement, in order.
+    transfers: Vec<Transfer>,
+    /// Idempotency key -> its movements (indexes into `transfers`); more than one only if not idempotent.
+    by_key: HashMap<String, Vec<usize>>,
+    /// Until when the first request of a key is still running (a repeat gets 409 meanwhile).
+    busy_until: HashMap<String, Instant>,
+    /// POSTs that reached the bank, per key (first sends, adapter retries and re-sends).
+    posts: HashMap<String, usize>,
+    /// Keys answered 502 after their money moved.
+    failed_after_moving: Vec<String>,
+    /// Repeated keys answered with the first transfer.
+    replayed: usize,
+    /// Repeated keys answered 409 `idempotency_key_in_use`.
+    in_use: usize,
+    /// Sends for keys the bank has not seen, on their way in (for [`TRANSIT`]).
+    in_transit: HashSet<String>,
+    /// The transfer at which the link went down.
+    cut_at: Option<usize>,
+    /// The link is down: requests arriving now are lost before the bank sees them.
+    link_down: bool,
+    /// Keys of POSTs lost in transit while the link was down.
+    lost_posts: Vec<String>,
+    /// Lookups lost in transit while the link was down.
+    lost_lookups: usize,
+}
+
+/// What the double does with one POST, decided under the lock.
+enum Plan {
+    Lose,
+    InUse,
+    Replay(Value),
+    New {
+        transfer: Value,
+        latency: Duration,
+        answer_lost: bool,
+        fail_after_moving: bool,
+    },
+}
+
+struct BankDouble {
+    ledger: Mutex<Ledger>,
+    idempotent: bool,
+}
+
+impl BankDouble {
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response()
+}
+
+fn authorized(headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {BANK_API_KEY}"))
+}
+
+/// `POST /transfers`.
+async fn create_transfer(State(bank): State<Arc<BankDouble>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&headers) {
+        return api_error(StatusCode::UNAUTHORIZED, "unauthorized", "bad API key");
+    }
+    let Some(key) = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+    else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "missing_idempotency_key",
+            "Idempotency-Key is required",
+        );
+    };
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return api_error(StatusCode::BAD_REQUEST, "invalid_json", "the body is not JSON");
+    };
+    let text = |field: &str| body[field].as_str().unwrap_or_default().to_string();
+    if text("reference") != key || text("payout_id").is_empty() || body["beneficiary"]["account_number"].is_null() {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "reference must repeat the key",
+        );
+    }
+
+    // On the way in.
+    {
+        let mut l = bank.ledger();
+        if !l.by_key.contains_key(&key) {
+            l.in_transit.insert(key.clone());
+        }
+    }
+    tokio::time::sleep(TRANSIT).await;
+
+    let plan = {
+        let mut l = bank.ledger();
+        l.in_transit.remove(&key);
+        if l.link_down {
+            l.lost_posts.push(key.clone());
+            Plan::Lose
+        } else {
+            *l.posts.entry(key.clone()).or_default() += 1;
+            let first = l.by_key.get(&key).and_then(|v| v.first()).copied();
+            match first {
+                Some(_) if bank.idempotent && l.busy_until.get(&key).is_some_and(|t| Instant::now() < *t) => {
+                    l.in_use += 1;
+                    Plan::InUse
+                }
+                Some(i) if bank.idempotent => {
+                    l.replayed += 1;
+                    Plan::Replay(l.transfers[i].json("PENDING"))
+                }
+                _ => {
+                    let n = l.transfers.len() + 1;
+                    let latency = Duration::from_millis(5 + (n as u64 * 7) % 16);
+                    let transfer = Transfer {
+                        id: format!("bt_{n:05}"),
+                        key: key.clone(),
+                        payout_id: text("payout_id"),
+                        amount: text("amount"),
+                        currency: text("currency"),
+                    };
+                    let json = transfer.json("PENDING");
+                    l.transfers.push(transfer);
+                    l.by_key.entry(key.clone()).or_default().push(n - 1);
+                    l.busy_until.insert(key.clone(), Instant::now() + latency);
+                    // Cut only while another new send is on its way in: it will be lost before the bank sees it.
+                    let answer_lost = l.cut_at.is_none() && n >= CUT_AT_TRANSFER && !l.in_transit.is_empty();
+                    if answer_lost {
+                        l.cut_at = Some(n);
+                        l.link_down = true;
+                    }
+                    let fail_after_moving = !answer_lost && n % FLAKY_EVERY == FLAKY_AT;
+                    if fail_after_moving {
+                        l.failed_after_moving.push(key.clone());
+                    }
+                    Plan::New {
+                        transfer: json,
+                        latency,
+                        answer_lost,
+                        fail_after_moving,
+                    }
+                }
+            }
+        }
+    };
+    match plan {
+        Plan::Lose => std::future::pending().await,
+        Plan::InUse => api_error(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_use",
+            "the first request with this key is still running",
+        ),
+        Plan::Replay(t) => (StatusCode::OK, axum::Json(t)).into_response(),
+        Plan::New {
+            transfer,
+            latency,
+            answer_lost,
+            fail_after_moving,
+        } => {
+            tokio::time::sleep(latency).await;
+            if answer_lost {
+                // The money moved; the answer never leaves the bank.
+                return std::future::pending().await;
+            }
+            if fail_after_moving {
+                return api_error(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_timeout",
+                    "the core banking system answered late (the transfer was made)",
+                );
+            }
+            (StatusCode::CREATED, axum::Json(transfer)).into_response()
+        }
+    }
+}
+
+/// `GET /transfers/{id}`.
+async fn get_transfer(
+    State(bank): State<Arc<BankDouble>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    if !authorized(&headers) {
+        return api_error(StatusCode::UNAUTHORIZED, "unauthorized", "bad API key");
+    }
+    let found = {
+        let mut l = bank.ledger();
+        if l.link_down {
+            l.lost_lookups += 1;
+            None
+        } else {
+            Some(l.transfers.iter().find(|t| t.id == id).map(|t| t.json("COMPLETED")))
+        }
+    };
+    match found {
+        None => std::future::pending().await,
+        Some(Some(t)) => (StatusCode::OK, axum::Json(t)).into_response(),
+        Some(None) => api_error(StatusCode::NOT_FOUND, "not_found", "no such transfer"),
+    }
+}
+
+/// `GET /transfers?reference={key}`.
+async fn find_transfers(
+    State(bank): State<Arc<BankDouble>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if !authorized(&headers) {
+        return api_error(StatusCode::UNAUTHORIZED, "unauthorized", "bad API key");
+    }
+    let Some(reference) = q.get("reference") else {
+        return api_error(StatusCode::BAD_REQUEST, "invalid_request", "reference is required");
+    };
+    let found = {
+        let mut l = bank.ledger();
+        if l.link_down {
+            l.lost_lookups += 1;
+            None
+        } else {
+            Some(
+                l.transfers
+                    .iter()
+                    .filter(|t| &t.key == reference)
+                    .map(|t| t.json("COMPLETED"))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    match found {
+        None => std::future::pending().await,
+        Some(data) => (StatusCode::OK, axum::Json(json!({"data": data}))).into_response(),
+    }
+}
+
+/// Serves the double on 127.0.0.1:0 in this runtime; returns its address.
+async fn serve_bank(bank: Arc<BankDouble>) -> SocketAddr {
+    let app = Router::new()
+        .route("/transfers", post(create_transfer).get(find_transfers))
+        .route("/transfers/{id}", get(get_transfer))
+        .with_state(bank);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding the bank double");
+    let addr = listener.local_addr().expect("the bank double's address");
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("the bank double stopped");
+    });
+    addr
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Postgres schema and host tables
+// ---------------------------------------------------------------------------------------------------------
+
+fn postgres_url() -> Option<String> {
+    let url = std::env::var(POSTGRES_URL_VAR).ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        println!("skipped: {POSTGRES_URL_VAR} not set");
+    }
+    url
+}
+
+/// `url` with `search_path` set to `schema` on every connection (sqlx 0.8 passes the `options` query
+/// parameter, here `-c search_path=<schema>`, as the startup `options`), usable as the server's `DATABASE_URL`.
+fn schema_url(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// A new schema, dropped by [`run`](Self::run) whatever happens.
+struct TestSchema {
+    name: String,
+    url: String,
+    admin: PgPool,
+}
+
+impl TestSchema {
+    async fn create(url: &str) -> Self {
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await
+            .expect("connecting to the test Postgres");
+        let name = format!("payouts_crash_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&admin)
+            .await
+            .expect("creating a test schema");
+        TestSchema {
+            url: schema_url(url, &name),
+            name,
+            admin,
+        }
+    }
+
+    /// Runs `body` with the schema's URL and name, then drops the schema whether or not `body` panicked,
+    /// then passes the panic on.
+    async fn run<F: Future<Output = ()>>(self, body: impl FnOnce(String, String) -> F) {
+        let outcome = AssertUnwindSafe(body(self.url.clone(), self.name.clone()))
+            .catch_unwind()
+            .await;
+        let dropped = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .execute(&self.admin)
+            .await;
+        self.admin.close().await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+        dropped.expect("dropping the test schema");
+    }
+}
+
+fn doctor(i: usize) -> String {
+    format!("dr-{i:04}")
+}
+
+fn january() -> Period {
+    Period::new(
+        NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+        NaiveDate::from_ymd_opt(2025, 1, 31).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The host app's tables, as the demo creates them: 1,000 doctors with bank details, one completed
+/// consultation each in January 2025 (and a cancelled one that must not count).
+async fn create_host_tables(pool: &PgPool) {
+    for sql in [
+        "CREATE TABLE doctor_profiles (doctor_id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, \
+         stripe_account_id TEXT, paypal_payout_email TEXT, mpesa_phone_number TEXT, bank_details TEXT)",
+        "CREATE TABLE appointments (id TEXT PRIMARY KEY, doctor_id TEXT NOT NULL, status TEXT NOT NULL, \
+         completed_at TIMESTAMPTZ)",
+    ] {
+        sqlx::query(sql).execute(pool).await.expect("creating a host table");
+    }
+    let base = Utc.with_ymd_and_hms(2025, 1, 10, 9, 0, 0).unwrap();
+    sqlx::query(
+        "INSERT INTO doctor_profiles (doctor_id, name, email, bank_details) \
+         SELECT 'dr-' || lpad(i::text, 4, '0'), 'Dr. ' || lpad(i::text, 4, '0'), \
+                'dr-' || lpad(i::text, 4, '0') || '@clinic.example', \
+                json_build_object('accountName', 'Dr. ' || lpad(i::text, 4, '0'), \
+                                  'accountNumber', '01' || lpad(i::text, 8, '0'), 'bankName', 'Test Bank', \
+                                  'bankCode', '01', 'branchCode', '001', 'country', 'KE')::text \
+         FROM generate_series(0, $1 - 1) AS i",
+    )
+    .bind(PAYOUTS as i32)
+    .execute(pool)
+    .await
+    .expect("inserting the doctors");
+    sqlx::query(
+        "INSERT INTO appointments \
+         SELECT 'apt-' || lpad(i::text, 4, '0'), 'dr-' || lpad(i::text, 4, '0'), 'COMPLETED', \
+                $2 + make_interval(mins => i) \
+         FROM generate_series(0, $1 - 1) AS i \
+         UNION ALL SELECT 'apt-x', 'dr-0000', 'CANCELLED', $2",
+    )
+    .bind(PAYOUTS as i32)
+    .bind(base)
+    .execute(pool)
+    .await
+    .expect("inserting the appointments");
+    let (doctors,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM doctor_profiles WHERE doctor_id = $1")
+        .bind(doctor(PAYOUTS - 1))
+        .fetch_one(pool)
+        .await
+        .expect("counting doctors");
+    assert_eq!(doctors, 1, "the doctors are named like doctor()");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The demo server process
+// ---------------------------------------------------------------------------------------------------------
+
+/// The `demo_server` example, built with this test's features and profile. `cargo test --test crash_recovery`
+/// builds no examples, so a binary next to the test could be missing or stale; without cargo at hand
+/// (the test binary run by itself) that binary is used.
+fn demo_server_exe() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary");
+    // target/<profile>/deps/crash_recovery-<hash>
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let sibling = profile_dir
+        .join("examples")
+        .join(format!("demo_server{}", std::env::consts::EXE_SUFFIX));
+    let Some(cargo) = std::env::var("CARGO").ok().or(option_env!("CARGO").map(str::to_owned)) else {
+        assert!(sibling.exists(), "{} not built", sibling.display());
+        return sibling;
+    };
+    let features: Vec<&str> = [
+        ("sqlite", cfg!(feature = "sqlite")),
+        ("postgres", cfg!(feature = "postgres")),
+        ("stripe", cfg!(feature = "stripe")),
+        ("paypal", cfg!(feature = "paypal")),
+        ("mpesa", cfg!(feature = "mpesa")),
+        ("bank", cfg!(feature = "bank")),
+    ]
+    .into_iter()
+    .filter_map(|(f, on)| on.then_some(f))
+    .collect();
+    let mut cmd = Command::new(cargo);
+    // Not the variables cargo sets for this test process: build scripts that watch one (ring watches
+    // CARGO_MANIFEST_DIR) would be rebuilt, and again by the next plain `cargo build`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo_for_tests = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_"]
+            .iter()
+            .any(|p| name.starts_with(p))
+            || [
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&&*name);
+        if set_by_cargo_for_tests {
+            cmd.env_remove(&*name);
+        }
+    }
+    cmd.args([
+        "build",
+        "--example",
+        "demo_server",
+        "--message-format=json-render-diagnostics",
+    ])
+    .arg("--manifest-path")
+    .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+    .args(["--no-default-features", "--features", &features.join(",")]);
+    if let Some(target_dir) = profile_dir.parent() {
+        cmd.arg("--target-dir").arg(target_dir);
+    }
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            cmd.arg("--release");
+        }
+        Some(other) => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("running cargo build --example demo_server");
+    assert!(
+        out.status.success(),
+        "building the demo_server example failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "demo_server")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo named the demo_server executable")
+}
+
+/// A running demo server; killed (SIGKILL) and reaped when dropped, also when the test panics.
+struct DemoServer {
+    child: Child,
+    log: PathBuf,
+}
+
+impl DemoServer {
+    fn start(exe: &Path, env: &[(&str, String)], log: PathBuf) -> Self {
+        let file = File::create(&log).expect("creating the server log");
+        let child = Command::new(exe)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone().expect("the server log")))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("starting the demo server");
+        DemoServer { child, log }
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Polls `/healthz` until it answers 200.
+    async fn wait_healthy(&mut self, http: &reqwest::Client, base: &str) {
+        let deadline = Instant::now() + SERVER_START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("checking the server") {
+                panic!(
+                    "the demo server exited ({status}) before it answered:\n{}",
+                    self.log_tail(40)
+                );
+            }
+            let ok = http
+                .get(format!("{base}/healthz"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the demo server did not answer /healthz within {SERVER_START_TIMEOUT:?}:\n{}",
+                self.log_tail(40)
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// SIGKILL (what `Child::kill` sends on Unix), then waits (bounded) until the process is gone.
+    fn kill(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        let deadline = Instant::now() + KILL_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the server") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the demo server outlived SIGKILL");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for DemoServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- {} (last lines) ---\n{}", self.log.display(), self.log_tail(30));
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn admin_token() -> String {
+    JwtKey::new(JWT_SECRET).sign(&Claims {
+        sub: "crash-test-admin".into(),
+        role: Role::Admin,
+        doctor_id: None,
+        exp: Utc::now().timestamp() + 3600,
+    })
+}
+
+fn bulk_trigger_body(ids: &[PayoutId]) -> Value {
+    json!({
+        "payoutIds": ids.iter().map(|id| id.to_string()).collect::<Vec<_>>(),
+        "action": "trigger",
+        "provider": "BANK_TRANSFER",
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Observing the database
+// ---------------------------------------------------------------------------------------------------------
+
+async fn all_payouts(store: &PgStore) -> Vec<Payout> {
+    store
+        .stream(PayoutFilter::default())
+        .try_collect()
+        .await
+        .expect("reading the payouts")
+}
+
+async fn status_counts(pool: &PgPool) -> BTreeMap<String, i64> {
+    sqlx::query_as::<_, (String, i64)>("SELECT status, COUNT(*) FROM payouts GROUP BY status")
+        .fetch_all(pool)
+        .await
+        .expect("counting payouts by status")
+        .into_iter()
+        .collect()
+}
+
+/// Waits (bounded) until no database session named `application_name` is left: a killed server's last
+/// statements may still be running (or committing) after the process is gone. Returns how many were
+/// open at first and how long they took to go.
+async fn sessions_gone(pool: &PgPool, application_name: &str) -> (i64, Duration) {
+    let started = Instant::now();
+    let deadline = started + KILL_TIMEOUT;
+    let mut first = None;
+    loop {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(application_name)
+            .fetch_one(pool)
+            .await
+            .expect("reading pg_stat_activity");
+        let at_first = *first.get_or_insert(n);
+        if n == 0 {
+            return (at_first, started.elapsed());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} database sessions of the killed server still open after {KILL_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Every payout's attempts, 16 lookups at a time.
+async fn attempts_of(store: &PgStore, ids: &[PayoutId]) -> HashMap<PayoutId, Vec<PayoutAttempt>> {
+    futures::stream::iter(ids.iter().cloned())
+        .map(|id| async move {
+            let a = store.attempts(&id).await.expect("reading attempts");
+            (id, a)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+/// How the payouts stood when the server died.
+#[derive(Debug, Default)]
+struct AtKill {
+    approved: Vec<PayoutId>,
+    /// PROCESSING; the bank has the attempt's key but the answer was never stored.
+    reached_unanswered: Vec<PayoutId>,
+    /// PROCESSING; the attempt's key never reached the bank.
+    never_reached: Vec<(PayoutId, String)>,
+    /// PROCESSING with the bank's transfer id stored (accepted, not settled yet).
+    accepted: Vec<PayoutId>,
+    paid: Vec<PayoutId>,
+    other: Vec<(PayoutId, PayoutStatus)>,
+}
+
+/// Checks that the bank moved money exactly once per payout, with the first attempt's key and the right
+/// amount, that the sends which never reached it were re-sent with their key, and that retries after a 502
+/// got the same transfer. Returns a summary of the traffic and each payout's transfer id.
+fn check_ledger(
+    l: &Ledger,
+    ids: &[PayoutId],
+    never_reached: &[(PayoutId, String)],
+) -> (String, HashMap<String, String>) {
+    let mut by_payout: BTreeMap<&str, Vec<&Transfer>> = BTreeMap::new();
+    for t in &l.transfers {
+        by_payout.entry(t.payout_id.as_str()).or_default().push(t);
+    }
+    let twice: Vec<(&&str, Vec<(&str, &str)>)> = by_payout
+        .iter()
+        .filter(|(_, ts)| ts.len() != 1)
+        .map(|(p, ts)| (p, ts.iter().map(|t| (t.id.as_str(), t.key.as_str())).collect()))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "{} payouts moved money more than once (payout, [(transfer, key)]): {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
+    let keys_moved_twice: Vec<&String> = l.by_key.iter().filter(|(_, v)| v.len() > 1).map(|(k, _)| k).collect();
+    assert!(
+        keys_moved_twice.is_empty(),
+        "keys that moved money twice: {keys_moved_twice:?}"
+    );
+    assert_eq!(l.transfers.len(), PAYOUTS, "one movement per payout");
+    for id in ids {
+        let Some([t]) = by_payout.get(id.as_str()).map(Vec::as_slice) else {
+            panic!("{id}: no movement at the bank");
+        };
+        assert_eq!(
+            t.key,
+            PayoutAttempt::key_for(id, 1),
+            "{id}: moved with the first attempt's key"
+        );
+        assert_eq!((t.amount.as_str(), t.currency.as_str()), (AMOUNT, CURRENCY), "{id}");
+    }
+    // The sends that never reached the bank were re-sent with their original key.
+    for (id, key) in never_reached {
+        assert!(l.posts.get(key).is_some_and(|n| *n >= 1), "{id}: {key} was re-sent");
+    }
+    // The bank answered 502 after moving money and the retry with the same key got the same transfer.
+    let replayed_after_502 = l
+        .failed_after_moving
+        .iter()
+        .filter(|k| l.posts.get(*k).is_some_and(|n| *n >= 2))
+        .count();
+    assert!(replayed_after_502 > 0, "some retries after a 502 reached the bank");
+    let summary = format!(
+        "bank POSTs {} ({} replayed by key, {replayed_after_502} of them after a 502, {} answered 409), {} sends \
+         and {} lookups lost while the link was down",
+        l.posts.values().sum::<usize>(),
+        l.replayed,
+        l.in_use,
+        l.lost_posts.len(),
+        l.lost_lookups,
+    );
+    let transfer_of = l
+        .transfers
+        .iter()
+        .map(|t| (t.payout_id.clone(), t.id.clone()))
+        .collect();
+    (summary, transfer_of)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The test
+// ---------------------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_mid_bulk_trigger_then_restart_pays_everyone_exactly_once() {
+    let Some(url) = postgres_url() else { return };
+    let plant = plant();
+    if plant != Plant::None {
+        println!("PLANTED BUG: {plant:?} (this run must fail)");
+    }
+    let building = Instant::now();
+    let exe = tokio::task::spawn_blocking(demo_server_exe)
+        .await
+        .expect("building the demo server");
+    println!(
+        "demo_server example ready in {:?}: {}",
+        building.elapsed(),
+        exe.display()
+    );
+    TestSchema::create(&url)
+        .await
+        .run(|schema_url, schema| crash_and_recover(schema_url, schema, exe, plant))
+        .await;
+}
+
+async fn crash_and_recover(database_url: String, schema: String, exe: PathBuf, plant: Plant) {
+    let started = Instant::now();
+
+    // The database: migrated through the schema-scoped URL the server gets too, host tables, 1,000
+    // payouts calculated and approved.
+    let store = PgStore::connect(&database_url)
+        .await
+        .expect("migrating the test schema");
+    let pool = store.pool().clone();
+    create_host_tables(&pool).await;
+    let service = PayoutService::builder()
+        .store(Arc::new(store.clone()))
+        .consultations(Arc::new(
+            SqlConsultationSource::new(pool.clone(), ConsultationTable::default()).expect("a consultation source"),
+        ))
+        .directory(Arc::new(
+            SqlRecipientDirectory::new(pool.clone(), RecipientTable::default()).expect("a recipient directory"),
+        ))
+        .build()
+        .expect("a service");
+    let report = service
+        .calculate_period(
+            &Actor::admin("calculator"),
+            Some(january()),
+            &CalculationPolicy::default(),
+        )
+        .await
+        .expect("calculating January");
+    assert_eq!(report.created.len(), PAYOUTS, "one payout per doctor");
+    let mut ids = report.created;
+    ids.sort();
+    let approver = Actor::admin("approver");
+    futures::stream::iter(&ids)
+        .map(|id| service.approve(&approver, id))
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("approving");
+    let seeded = started.elapsed();
+
+    // The bank double and the server's environment.
+    let bank = Arc::new(BankDouble {
+        ledger: Mutex::default(),
+        idempotent: plant != Plant::NonIdempotentBank,
+    });
+    let bank_addr = serve_bank(Arc::clone(&bank)).await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    // The server's database sessions carry this name, so the test can wait until they are gone.
+    let server_connections = format!("{schema}_server");
+    let env = |reconcile_secs: &str| {
+        vec![
+            (
+                "DATABASE_URL",
+                format!("{database_url}&application_name={server_connections}"),
+            ),
+            ("PAYOUTS_ADDR", format!("127.0.0.1:{port}")),
+            ("NEXTAUTH_SECRET", JWT_SECRET.to_string()),
+            ("PAYOUTS_SAMPLE_DATA", "0".to_string()),
+            ("PAYOUTS_RECONCILE_SECS", reconcile_secs.to_string()),
+            ("BANK_API_URL", format!("http://{bank_addr}")),
+            ("BANK_API_KEY", BANK_API_KEY.to_string()),
+            ("NO_COLOR", "1".to_string()),
+        ]
+    };
+    let logs = tempfile::tempdir().expect("a directory for the server logs");
+    // No kept-alive connections: the server behind the port is killed and replaced.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("an HTTP client");
+    let token = admin_token();
+
+    // Run 1: the bulk trigger of all 1,000, killed mid-way.
+    let mut first = DemoServer::start(&exe, &env("1"), logs.path().join("first.log"));
+    first.wait_healthy(&http, &base).await;
+    let run_started = Instant::now();
+    let bulk = tokio::spawn({
+        let request = http
+            .post(format!("{base}/api/admin/payouts/bulk"))
+            .bearer_auth(&token)
+            .json(&bulk_trigger_body(&ids));
+        async move { request.send().await.map(|r| r.status()) }
+    });
+    let deadline = Instant::now() + CUT_TIMEOUT;
+    loop {
+        let (down, lost) = {
+            let l = bank.ledger();
+            let lost = l.lost_posts.iter().filter(|k| !l.by_key.contains_key(*k)).count();
+            (l.link_down, lost)
+        };
+        if down && lost > 0 {
+            break;
+        }
+        if bulk.is_finished() {
+            panic!("the bulk trigger ended before the kill:\n{}", first.log_tail(40));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no send was lost in transit within {CUT_TIMEOUT:?} (link down: {down}); server log:\n{}",
+            first.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let status = first.kill();
+    let killed_after = run_started.elapsed();
+    // What the server sent before it died (a COMMIT, say) is still run by its database sessions.
+    let (open_sessions, sessions_closed_in) = sessions_gone(&pool, &server_connections).await;
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "the server died of SIGKILL: {status}");
+    }
+    #[cfg(not(unix))]
+    let _ = status;
+    let bulk_answer = bulk.await.expect("the bulk request task");
+    assert!(
+        bulk_answer.is_err(),
+        "the bulk trigger must not have been answered: {bulk_answer:?}"
+    );
+
+    // What the crash left behind.
+    let payouts = all_payouts(&store).await;
+    assert_eq!(payouts.len(), PAYOUTS);
+    let processing: Vec<PayoutId> = payouts
+        .iter()
+        .filter(|p| p.status == PayoutStatus::Processing)
+        .map(|p| p.id.clone())
+        .collect();
+    let attempts = attempts_of(&store, &processing).await;
+    let mut at_kill = AtKill::default();
+    let (movements_at_kill, posts_at_kill) = {
+        let l = bank.ledger();
+        for p in &payouts {
+            match p.status {
+                PayoutStatus::Approved => at_kill.approved.push(p.id.clone()),
+                PayoutStatus::Paid => at_kill.paid.push(p.id.clone()),
+                PayoutStatus::Processing => {
+                    let a = &attempts[&p.id];
+                    assert_eq!(a.len(), 1, "{}: one attempt so far: {a:?}", p.id);
+                    let a = &a[0];
+                    if a.provider_reference.is_some() {
+                        at_kill.accepted.push(p.id.clone());
+                    } else if l.by_key.contains_key(&a.idempotency_key) {
+                        at_kill.reached_unanswered.push(p.id.clone());
+                    } else {
+                        at_kill.never_reached.push((p.id.clone(), a.idempotency_key.clone()));
+                    }
+                }
+                other => at_kill.other.push((p.id.clone(), other)),
+            }
+        }
+        (l.transfers.len(), l.posts.values().sum::<usize>())
+    };
+    println!(
+        "killed {killed_after:?} into the bulk trigger ({open_sessions} of its database sessions still open, gone \
+         {sessions_closed_in:?} later): bank movements {movements_at_kill} (POSTs {posts_at_kill}); \
+         APPROVED {}, PROCESSING reached-unanswered {}, PROCESSING never-reached {}, PROCESSING accepted {}, PAID {}",
+        at_kill.approved.len(),
+        at_kill.reached_unanswered.len(),
+        at_kill.never_reached.len(),
+        at_kill.accepted.len(),
+        at_kill.paid.len()
+    );
+    assert!(at_kill.other.is_empty(), "unexpected statuses: {:?}", at_kill.other);
+    assert!(movements_at_kill < PAYOUTS, "the server died mid-way");
+    assert!(!at_kill.approved.is_empty(), "some payouts were never triggered");
+    assert!(
+        !at_kill.reached_unanswered.is_empty(),
+        "some sends reached the bank and their answers were lost"
+    );
+    assert!(!at_kill.never_reached.is_empty(), "some sends never reached the bank");
+
+    // The link is back; run 2 with the same environment.
+    bank.ledger().link_down = false;
+    let reconcile = if plant == Plant::NoReconcileAfterRestart {
+        "0"
+    } else {
+        "1"
+    };
+    let recovery_started = Instant::now();
+    let mut second = DemoServer::start(&exe, &env(reconcile), logs.path().join("second.log"));
+    second.wait_healthy(&http, &base).await;
+
+    // The payouts the bulk never reached were never sent: trigger them again.
+    let approved: Vec<PayoutId> = all_payouts(&store)
+        .await
+        .into_iter()
+        .filter(|p| p.status == PayoutStatus::Approved)
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(approved.len(), at_kill.approved.len(), "nothing else triggers payouts");
+    let answer: Value = http
+        .post(format!("{base}/api/admin/payouts/bulk"))
+        .bearer_auth(&token)
+        .json(&bulk_trigger_body(&approved))
+        .timeout(RECOVERY_TIMEOUT)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("the second bulk trigger")
+        .json()
+        .await
+        .expect("the second bulk trigger's JSON");
+    let failed: Vec<&Value> = answer["data"]
+        .as_array()
+        .expect("one result per id")
+        .iter()
+        .filter(|r| r["ok"] != true)
+        .collect();
+    assert!(failed.is_empty(), "the second bulk trigger failed for: {failed:#?}");
+    let retriggered_in = recovery_started.elapsed();
+
+    // Bounded wait until every payout is PAID.
+    let deadline = Instant::now() + RECOVERY_TIMEOUT;
+    loop {
+        let counts = status_counts(&pool).await;
+        if counts.get("PAID") == Some(&(PAYOUTS as i64)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every payout PAID {RECOVERY_TIMEOUT:?} after the restart: {counts:?}; server log:\n{}",
+            second.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let recovered_after = recovery_started.elapsed();
+    drop(second);
+    sessions_gone(&pool, &server_connections).await;
+
+    // The bank moved money exactly once per payout, with the attempt's key and the right amount.
+    let (bank_summary, transfer_of) = check_ledger(&bank.ledger(), &ids, &at_kill.never_reached);
+
+    // One attempt with that key, succeeded; one TRIGGER and one PROVIDER_PAID each; nothing PROCESSING.
+    let payouts = all_payouts(&store).await;
+    assert!(payouts.iter().all(|p| p.status == PayoutStatus::Paid));
+    let attempts = attempts_of(&store, &ids).await;
+    let trails: HashMap<PayoutId, Vec<payouts::domain::AuditEntry>> = futures::stream::iter(ids.iter().cloned())
+        .map(|id| {
+            let store = &store;
+            async move {
+                let trail = store.audit_trail(&id).await.expect("reading an audit trail");
+                (id, trail)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut without_reference = 0;
+    for p in &payouts {
+        let a = &attempts[&p.id];
+        assert_eq!(a.len(), 1, "{}: exactly one attempt: {a:?}", p.id);
+        assert_eq!(a[0].idempotency_key, PayoutAttempt::key_for(&p.id, 1));
+        assert_eq!(a[0].outcome, AttemptOutcome::Succeeded, "{}", p.id);
+        // A payout settled by a lookup by key (its send's answer was lost) has no transfer id stored.
+        match &p.provider_reference {
+            Some(reference) => assert_eq!(Some(reference), transfer_of.get(p.id.as_str()), "{}", p.id),
+            None => without_reference += 1,
+        }
+        let trail = &trails[&p.id];
+        let count = |action: &str| trail.iter().filter(|e| e.action == action).count();
+        assert_eq!(count("TRIGGER"), 1, "{}: one TRIGGER: {trail:#?}", p.id);
+        assert_eq!(count("PROVIDER_PAID"), 1, "{}: one PROVIDER_PAID: {trail:#?}", p.id);
+        assert_eq!(count("PROVIDER_FAILED"), 0, "{}: {trail:#?}", p.id);
+    }
+    println!(
+        "recovered in {recovered_after:?} (second bulk trigger done after {retriggered_in:?}): {PAYOUTS} PAID, \
+         {PAYOUTS} movements; {bank_summary}; {without_reference} PAID payouts carry no bank transfer id; \
+         seeding took {seeded:?}, all {:?}",
+        started.elapsed()
+    );
+    pool.close().await;
+}
