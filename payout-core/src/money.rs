@@ -334,6 +334,11 @@ impl Money {
         }
         let mut amount = normalized;
         amount.rescale(currency.exponent());
+        if amount.scale() != currency.exponent() {
+            // `rescale` never fails: an amount with too many integer digits to be held at the currency's
+            // scale (over 28 digits in all) keeps a smaller scale instead. Refuse it.
+            return Err(MoneyError::Overflow);
+        }
         Ok(Money { amount, currency })
     }
 
@@ -609,6 +614,31 @@ mod tests {
                 .unwrap()
                 .amount_str(),
             "1.234"
+        );
+    }
+
+    /// Found by the `money_parse` fuzz target: Decimal::MAX was accepted in KES but held at scale 0.
+    #[test]
+    fn amounts_that_cannot_be_held_at_the_currency_scale_are_refused() {
+        for text in ["79228162514264337593543950335", "1000000000000000000000000000"] {
+            assert_eq!(Money::parse(text, Currency::KES), Err(MoneyError::Overflow), "{text}");
+        }
+        let kwd = Currency::from_code("KWD").unwrap();
+        assert_eq!(
+            Money::parse("79228162514264337593543951", kwd),
+            Err(MoneyError::Overflow)
+        );
+        // The largest amounts that fit are still accepted, at the currency's scale.
+        let m = Money::parse("792281625142643375935439503.35", Currency::JPY);
+        assert!(matches!(m, Err(MoneyError::TooPrecise { .. })));
+        for text in ["792281625142643375935439503", "792281625142643375935439503.35"] {
+            assert_eq!(Money::parse(text, Currency::KES).unwrap().amount().scale(), 2, "{text}");
+        }
+        assert_eq!(
+            Money::parse("79228162514264337593543950335", Currency::JPY)
+                .unwrap()
+                .amount_str(),
+            "79228162514264337593543950335"
         );
     }
 

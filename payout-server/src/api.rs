@@ -56,6 +56,19 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
+/// Path parameters whose errors (such as percent-escapes that are not UTF-8) are answered as JSON errors.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Path(value) = Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        Ok(ApiPath(value))
+    }
+}
+
 /// A query string whose errors are answered as JSON errors.
 pub struct ApiQuery<T>(pub T);
 
@@ -402,7 +415,7 @@ pub async fn create_payout(
 pub async fn get_payout(
     State(state): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = payout_id(&id)?;
     let actor = user.actor();
@@ -418,7 +431,7 @@ pub async fn get_payout(
 pub async fn get_items(
     State(state): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let items = state.service.items(&user.actor(), &payout_id(&id)?).await?;
     let items: Vec<ItemView> = items.into_iter().map(ItemView::from).collect();
@@ -430,7 +443,7 @@ pub async fn get_items(
 pub async fn get_audit(
     State(state): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = payout_id(&id)?;
     state.service.get(&user.actor(), &id).await?;
@@ -469,7 +482,7 @@ fn parse_provider(p: Option<&str>, required: bool) -> Result<Option<Provider>, A
 pub async fn patch_payout(
     State(state): State<AppState>,
     Admin(user): Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PatchPayout>,
 ) -> Result<Json<Value>, ApiError> {
     let id = payout_id(&id)?;
@@ -636,6 +649,15 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
         Ok(_) => Json(json!({"status": "ok"})).into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response(),
     }
+}
+
+/// A known path with a method it does not answer: a JSON 405.
+pub async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"error": {"code": "method_not_allowed", "message": "this endpoint does not answer that method"}})),
+    )
+        .into_response()
 }
 
 /// Unknown paths: a JSON 404.

@@ -129,6 +129,8 @@ pub fn router(state: AppState) -> Router {
         .merge(mutations)
         .merge(webhooks)
         .merge(dashboard::routes(state.clone()))
+        // After every route is in: it applies to the routes present when it is called.
+        .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))

@@ -5,17 +5,34 @@ use axum::Json;
 use axum::body::Bytes;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use payout_core::domain::Provider;
 use payout_core::service::EventOutcome;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::api::ApiPath;
 use crate::error::ApiError;
 
 /// The header the M-Pesa route passes its secret path token in (see `payout-providers`' M-Pesa docs).
 pub const CALLBACK_TOKEN_HEADER: &str = "x-payouts-callback-token";
+
+/// The raw body, untouched; a body over the limit is answered with the JSON 413 like every other error.
+pub struct RawBody(pub Bytes);
+
+impl FromRequest<AppState> for RawBody {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(RawBody).map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge
+            } else {
+                ApiError::BadRequest(e.body_text())
+            }
+        })
+    }
+}
 
 async fn handle(
     state: &AppState,
@@ -49,12 +66,20 @@ async fn handle(
 }
 
 /// `POST /api/webhooks/stripe-payouts`
-pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn stripe(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<Value>, ApiError> {
     handle(&state, Provider::StripeConnect, &headers, &body).await
 }
 
 /// `POST /api/webhooks/paypal-payouts`
-pub async fn paypal(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn paypal(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<Value>, ApiError> {
     handle(&state, Provider::PaypalPayouts, &headers, &body).await
 }
 
@@ -108,7 +133,7 @@ pub async fn mpesa(State(state): State<AppState>, req: Request) -> Result<Json<V
 /// `POST /api/webhooks/mpesa-b2c/{token}`: the ResultURL with an unguessable per-deployment token.
 pub async fn mpesa_with_token(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
     mpesa_callback(&state, Some(token), "result", req).await
@@ -118,7 +143,7 @@ pub async fn mpesa_with_token(
 /// ResultURL (`status`).
 pub async fn mpesa_with_token_and_kind(
     State(state): State<AppState>,
-    Path((token, kind)): Path<(String, String)>,
+    ApiPath((token, kind)): ApiPath<(String, String)>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
     if kind != "timeout" && kind != "status" && kind != "result" {
@@ -134,7 +159,7 @@ pub async fn mpesa_with_token_and_kind(
 pub async fn generic(
     State(state): State<AppState>,
     mut headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     strip_host_headers(&mut headers);
     let provider = if headers.contains_key("stripe-signature") {

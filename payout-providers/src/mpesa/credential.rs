@@ -4,7 +4,7 @@ use base64::Engine as _;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::{Pkcs1v15Encrypt, RsaPublicKey};
 use x509_cert::Certificate;
-use x509_cert::der::{Decode, DecodePem, Encode};
+use x509_cert::der::{Decode, Encode};
 
 use crate::common::{ConfigError, Secret};
 
@@ -19,7 +19,13 @@ pub fn security_credential(initiator_password: &Secret, cert: &[u8]) -> Result<S
         reason,
     };
     let certificate = if cert.trim_ascii_start().starts_with(b"-----BEGIN") {
-        Certificate::from_pem(cert).map_err(|e| invalid(format!("not a PEM X.509 certificate: {e}")))?
+        // Decoded to DER first: der's streaming PEM reader spins forever on a truncated certificate.
+        let (label, der) = x509_cert::der::pem::decode_vec(cert.trim_ascii_start())
+            .map_err(|e| invalid(format!("not a PEM X.509 certificate: {e}")))?;
+        if label != "CERTIFICATE" {
+            return Err(invalid(format!("a PEM {label}, not a certificate")));
+        }
+        Certificate::from_der(&der).map_err(|e| invalid(format!("not a PEM X.509 certificate: {e}")))?
     } else {
         Certificate::from_der(cert).map_err(|e| invalid(format!("not a DER X.509 certificate: {e}")))?
     };
@@ -41,4 +47,20 @@ pub fn security_credential(initiator_password: &Secret, cert: &[u8]) -> Result<S
             reason: "cannot be encrypted with this certificate (too long for its key?)".into(),
         })?;
     Ok(Secret::new(base64::engine::general_purpose::STANDARD.encode(encrypted)))
+}
+
+#[cfg(test)]
+mod truncated_certificate {
+    use super::*;
+
+    /// The PEM path must refuse a truncated certificate, not spin (der's streaming PEM reader did).
+    #[test]
+    fn a_truncated_certificate_file_is_refused_not_a_hang() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let truncated = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+            let _ = tx.send(security_credential(&Secret::new("pw"), truncated).is_err());
+        });
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)), Ok(true));
+    }
 }

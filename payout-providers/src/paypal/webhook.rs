@@ -17,7 +17,7 @@ use rsa::signature::Verifier;
 use sha2::Sha256;
 use x509_cert::Certificate;
 use x509_cert::der::asn1::ObjectIdentifier;
-use x509_cert::der::{DecodePem, Encode};
+use x509_cert::der::{Decode, Encode};
 
 use super::wire::{Event, ItemDetail};
 
@@ -234,7 +234,14 @@ fn parse_certificate(pem: &[u8]) -> Result<CachedCert, WebhookError> {
         Some(i) => &text[..i + END.len()],
         None => return Err(bad("no PEM certificate".into())),
     };
-    let cert = Certificate::from_pem(first.trim_start()).map_err(|e| bad(e.to_string()))?;
+    // Decoded to DER first and parsed from the slice: der's streaming PEM reader (`from_pem`) spins
+    // forever on a truncated certificate (found by the paypal_webhook fuzz target).
+    let (label, der) =
+        x509_cert::der::pem::decode_vec(first.trim_start().as_bytes()).map_err(|e| bad(e.to_string()))?;
+    if label != "CERTIFICATE" {
+        return Err(bad(format!("a PEM {label}, not a certificate")));
+    }
+    let cert = Certificate::from_der(&der).map_err(|e| bad(e.to_string()))?;
     let cn = cert
         .tbs_certificate
         .subject
@@ -369,6 +376,19 @@ mod tests {
         ] {
             assert!(check_cert_url(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Found by the `paypal_webhook` fuzz target: `Certificate::from_pem` never returned on this.
+    #[test]
+    fn a_truncated_certificate_is_refused_not_a_hang() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let truncated = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+            let _ = tx.send(parse_certificate(truncated).is_err());
+        });
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)), Ok(true));
+        let key = b"-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n-----END CERTIFICATE-----";
+        assert!(matches!(parse_certificate(key), Err(WebhookError::Unavailable(_))));
     }
 
     #[test]

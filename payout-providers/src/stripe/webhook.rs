@@ -49,7 +49,8 @@ pub(crate) fn verify_signature(
     if !matched {
         return Err(WebhookError::BadSignature);
     }
-    if (now.timestamp() - t_secs).abs() > tolerance_secs {
+    // `abs_diff`: a signed `t` near i64::MIN or MAX must not overflow (found by the stripe_webhook fuzz target).
+    if now.timestamp().abs_diff(t_secs) > tolerance_secs.unsigned_abs() {
         return Err(WebhookError::Expired);
     }
     Ok(())
@@ -186,6 +187,28 @@ mod tests {
         assert_eq!(
             verify_signature(&[&s], "t=abc,v1=00", b"x", now(), 300),
             Err(WebhookError::BadSignature)
+        );
+    }
+
+    /// Found by the `stripe_webhook` fuzz target: a signed timestamp at the ends of i64 overflowed the
+    /// tolerance arithmetic (a panic with overflow checks on) instead of being refused as expired.
+    #[test]
+    fn extreme_signed_timestamps_are_expired_not_a_panic() {
+        let s = Secret::new("whsec_a");
+        for t in [i64::MIN, i64::MIN + 1, i64::MAX, -1] {
+            let header = signature_header(&s, t, b"x");
+            assert_eq!(
+                verify_signature(&[&s], &header, b"x", now(), 300),
+                Err(WebhookError::Expired),
+                "t={t}"
+            );
+        }
+        let edge = signature_header(&s, 1_700_000_000 - 300, b"x");
+        assert!(verify_signature(&[&s], &edge, b"x", now(), 300).is_ok());
+        let past = signature_header(&s, 1_700_000_000 - 301, b"x");
+        assert_eq!(
+            verify_signature(&[&s], &past, b"x", now(), 300),
+            Err(WebhookError::Expired)
         );
     }
 
