@@ -1,0 +1,282 @@
+//! What every section shares: the report, peak memory, Postgres schemas, timing and percentiles.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+/// One line of the results table.
+pub struct Row {
+    pub section: &'static str,
+    pub measurement: String,
+    pub value: String,
+    pub baseline: String,
+    pub baseline_value: String,
+    /// Measurement / baseline for times, measurement / baseline for rates; `None` for absolute figures.
+    pub ratio: Option<f64>,
+    pub target: String,
+    pub met: bool,
+}
+
+/// All results of one run, printed at the end.
+pub struct Report {
+    pub scale: f64,
+    rows: Vec<Row>,
+}
+
+impl Report {
+    pub fn new(scale: f64) -> Self {
+        Report { scale, rows: Vec::new() }
+    }
+
+    /// `n` scaled, at least `min`.
+    pub fn scaled(&self, n: usize, min: usize) -> usize {
+        ((n as f64 * self.scale).round() as usize).max(min)
+    }
+
+    /// A time against a baseline time; met when `time / baseline <= max_ratio`.
+    pub fn time(
+        &mut self,
+        section: &'static str,
+        measurement: impl Into<String>,
+        time: Duration,
+        baseline: impl Into<String>,
+        baseline_time: Duration,
+        max_ratio: f64,
+    ) {
+        let ratio = time.as_secs_f64() / baseline_time.as_secs_f64();
+        self.push(Row {
+            section,
+            measurement: measurement.into(),
+            value: secs(time),
+            baseline: baseline.into(),
+            baseline_value: secs(baseline_time),
+            ratio: Some(ratio),
+            target: format!("<= {max_ratio}x"),
+            met: ratio <= max_ratio,
+        });
+    }
+
+    /// A rate against a baseline rate; met when `rate / baseline >= min_ratio`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rate(
+        &mut self,
+        section: &'static str,
+        measurement: impl Into<String>,
+        rate: f64,
+        unit: &str,
+        baseline: impl Into<String>,
+        baseline_rate: f64,
+        min_ratio: f64,
+    ) {
+        let ratio = rate / baseline_rate;
+        self.push(Row {
+            section,
+            measurement: measurement.into(),
+            value: format!("{rate:.0} {unit}"),
+            baseline: baseline.into(),
+            baseline_value: format!("{baseline_rate:.0} {unit}"),
+            ratio: Some(ratio),
+            target: format!(">= {:.0}%", min_ratio * 100.0),
+            met: ratio >= min_ratio,
+        });
+    }
+
+    /// An absolute figure with its target.
+    pub fn absolute(
+        &mut self,
+        section: &'static str,
+        measurement: impl Into<String>,
+        value: impl Into<String>,
+        target: impl Into<String>,
+        met: bool,
+    ) {
+        self.push(Row {
+            section,
+            measurement: measurement.into(),
+            value: value.into(),
+            baseline: String::new(),
+            baseline_value: String::new(),
+            ratio: None,
+            target: target.into(),
+            met,
+        });
+    }
+
+    fn push(&mut self, row: Row) {
+        let ratio = row.ratio.map(|r| format!(" ratio {r:.3}")).unwrap_or_default();
+        eprintln!(
+            "[{}] {}: {}{}{} target {} -> {}",
+            row.section,
+            row.measurement,
+            row.value,
+            if row.baseline.is_empty() {
+                String::new()
+            } else {
+                format!(" vs {} {}", row.baseline, row.baseline_value)
+            },
+            ratio,
+            row.target,
+            if row.met { "met" } else { "MISSED" }
+        );
+        self.rows.push(row);
+    }
+
+    /// The results as a Markdown table on stdout.
+    pub fn print(&self) {
+        println!();
+        println!("scale {}", self.scale);
+        println!();
+        println!("| Section | Measurement | Value | Baseline | Baseline value | Ratio | Target | Met |");
+        println!("|---|---|---:|---|---:|---:|---|---|");
+        for r in &self.rows {
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.section,
+                r.measurement,
+                r.value,
+                r.baseline,
+                r.baseline_value,
+                r.ratio.map(|r| format!("{r:.3}")).unwrap_or_default(),
+                r.target,
+                if r.met { "yes" } else { "**no**" }
+            );
+        }
+    }
+}
+
+/// Seconds with three decimals (`1.234 s`), or milliseconds below one second.
+pub fn secs(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.3} s", d.as_secs_f64())
+    }
+}
+
+/// Runs `f` and returns its output and how long it took.
+pub async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f.await;
+    (out, start.elapsed())
+}
+
+/// The `p`th percentile (0..=100) of `samples` (sorted in place), nearest rank.
+pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    assert!(!samples.is_empty(), "no samples");
+    samples.sort_unstable();
+    let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
+    samples[rank.clamp(1, samples.len()) - 1]
+}
+
+/// Starts a new peak-memory window: the kernel resets this process's `VmHWM` to its current RSS
+/// (`/proc/self/clear_refs`, value 5).
+pub fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").expect("resetting the peak RSS (/proc/self/clear_refs)");
+}
+
+/// This process's peak resident set since the last [`reset_peak_rss`], in KiB (`VmHWM`).
+pub fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+/// This process's current resident set, in KiB (`VmRSS`).
+pub fn rss_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+fn status_kib(key: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("reading /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{key} missing from /proc/self/status"))
+}
+
+/// Peak memory of `f` above the RSS it started with, in KiB.
+pub async fn peak_growth_kib<T>(f: impl std::future::Future<Output = T>) -> (T, u64) {
+    reset_peak_rss();
+    let before = rss_kib();
+    let out = f.await;
+    (out, peak_rss_kib().saturating_sub(before))
+}
+
+/// Prints the machine's facts once, before the results.
+pub fn print_machine() {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        })
+        .unwrap_or_default();
+    eprintln!("machine: {cpus} CPUs, {model}");
+}
+
+/// The benchmark database (`PAYOUTS_BENCH_POSTGRES_URL`, default the local `test` database).
+pub fn pg_url() -> String {
+    std::env::var("PAYOUTS_BENCH_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh schema of the benchmark database; [`PgSchema::drop`] removes it.
+pub struct PgSchema {
+    pub name: String,
+    admin: PgPool,
+}
+
+impl PgSchema {
+    /// Creates `bench_{prefix}_{pid}`, dropping a leftover of the same name first.
+    pub async fn create(prefix: &str) -> PgSchema {
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&pg_url())
+            .await
+            .expect("connecting to PAYOUTS_BENCH_POSTGRES_URL");
+        let name = format!("bench_{prefix}_{}", std::process::id());
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+            .execute(&admin)
+            .await
+            .expect("dropping a leftover schema");
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&admin)
+            .await
+            .expect("creating the benchmark schema");
+        PgSchema { name, admin }
+    }
+
+    /// Connection options whose `search_path` is this schema.
+    pub fn options(&self) -> PgConnectOptions {
+        PgConnectOptions::from_str(&pg_url())
+            .expect("PAYOUTS_BENCH_POSTGRES_URL is a postgres:// URL")
+            .options([("search_path", self.name.as_str())])
+    }
+
+    /// The URL with this schema as `search_path` (for code that takes a URL, like the demo server).
+    pub fn url(&self) -> String {
+        let base = pg_url();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}options=-c%20search_path%3D{}", self.name)
+    }
+
+    /// A pool of `max` connections working in this schema.
+    pub async fn pool(&self, max: u32) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(max)
+            .connect_with(self.options())
+            .await
+            .expect("connecting to the benchmark schema")
+    }
+
+    /// Drops the schema and everything in it.
+    pub async fn drop(self) {
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+            .execute(&self.admin)
+            .await
+            .expect("dropping the benchmark schema");
+    }
+}
