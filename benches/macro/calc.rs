@@ -1,7 +1,422 @@
-//! See main.rs.
+//! The period calculation at 1,000,000 completed consultations across 10,000 doctors.
+//!
+//! For each backend (SQLite on a file, Postgres) three identical databases are prepared: the store's
+//! migrations plus the host's `appointments` table (as the demo server creates it) holding the
+//! period's completed consultations, 100 per doctor, with 20% noise around them (cancelled
+//! consultations in the period, completed ones of the month before). Then, in the same run:
+//!
+//! - **baseline**: hand-written SQL in one transaction: `INSERT ... SELECT ... GROUP BY doctor_id`
+//!   for the payouts, `INSERT ... SELECT` with `ROW_NUMBER()` for one item per consultation, and
+//!   `INSERT ... SELECT` for one audit entry per payout: the same rows the service writes.
+//! - **measured**: `PayoutService::calculate_period` with the store and `SqlConsultationSource` over
+//!   the same tables, in a child process of this benchmark (so its peak memory is its own).
+//! - **memory**: the measured run again on a database with a tenth of the consultations (10 per
+//!   doctor, same doctors); the peaks above the process's resident set before the calculation are
+//!   compared: flat in the number of consultations means the 1M peak stays within 1.25x (+4 MiB) of
+//!   the 100k peak.
+//!
+//! Both results are checked to be the same: payouts, items, audit entries and total amount.
 
-use crate::common::Report;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-pub async fn run(_report: &mut Report) {
-    todo!("calc")
+use chrono::{NaiveDate, TimeZone, Utc};
+use payout_core::PayoutService;
+use payout_core::domain::{Actor, Period};
+use payout_core::service::CalculationPolicy;
+use payout_store_sqlx::{ConsultationTable, PgStore, SqlConsultationSource, SqliteStore};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::common::{PgSchema, Report, peak_rss_kib, reset_peak_rss, rss_kib, secs};
+
+const SECTION: &str = "calc";
+/// The argument that makes this benchmark a measured child: `--calc-child <sqlite|postgres> <location>`.
+pub const CHILD_ARG: &str = "--calc-child";
+
+fn period() -> Period {
+    Period {
+        start: NaiveDate::from_ymd_opt(2026, 10, 1).expect("a date"),
+        end: NaiveDate::from_ymd_opt(2026, 10, 31).expect("a date"),
+    }
+}
+
+/// What a run wrote, to check the baseline and the service did the same.
+#[derive(Debug, PartialEq, Eq)]
+struct Written {
+    payouts: i64,
+    items: i64,
+    audit: i64,
+    total_minor: i64,
+}
+
+pub async fn run(report: &mut Report) {
+    let doctors = report.scaled(10_000, 10);
+    let big = doctors * 100;
+    let small = doctors * 10;
+    eprintln!("[calc] {doctors} doctors; {big} and {small} consultations");
+
+    // SQLite: three files in one temporary directory.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = |name: &str| dir.path().join(name);
+    for name in ["base.db", "big.db", "small.db"] {
+        let per_doctor = if name == "small.db" { 10 } else { 100 };
+        let pool = sqlite_setup(&path(name)).await;
+        load_sqlite(&pool, doctors, per_doctor).await;
+        pool.close().await;
+    }
+    let pool = sqlite_pool(&path("base.db")).await;
+    let (base, base_time) = baseline_sqlite(&pool).await;
+    pool.close().await;
+    let big_run = child("sqlite", path("big.db").to_str().expect("a UTF-8 path"));
+    let small_run = child("sqlite", path("small.db").to_str().expect("a UTF-8 path"));
+    let pool = sqlite_pool(&path("big.db")).await;
+    let ours = written_sqlite(&pool).await;
+    pool.close().await;
+    record(report, "SQLite", big, small, &base, base_time, &ours, &big_run, &small_run);
+    drop(dir);
+
+    // Postgres: three schemas.
+    let mut schemas = Vec::new();
+    for (name, per_doctor) in [("calc_base", 100), ("calc_big", 100), ("calc_small", 10)] {
+        let schema = PgSchema::create(name).await;
+        let pool = schema.pool(2).await;
+        payout_store_sqlx::postgres::setup(&pool).await.expect("migrating");
+        load_postgres(&pool, doctors, per_doctor).await;
+        pool.close().await;
+        schemas.push(schema);
+    }
+    let pool = schemas[0].pool(1).await;
+    let (base, base_time) = baseline_postgres(&pool).await;
+    pool.close().await;
+    let big_run = child("postgres", &schemas[1].name);
+    let small_run = child("postgres", &schemas[2].name);
+    let pool = schemas[1].pool(1).await;
+    let ours = written_postgres(&pool).await;
+    pool.close().await;
+    record(report, "Postgres", big, small, &base, base_time, &ours, &big_run, &small_run);
+    for s in schemas {
+        s.drop().await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    report: &mut Report,
+    backend: &str,
+    big: usize,
+    small: usize,
+    base: &Written,
+    base_time: Duration,
+    ours: &Written,
+    big_run: &ChildRun,
+    small_run: &ChildRun,
+) {
+    assert_eq!(base, ours, "{backend}: the baseline and the service wrote different things");
+    assert_eq!(ours.items as usize, big, "{backend}: one item per consultation");
+    eprintln!(
+        "[calc] {backend}: service {} (peak +{} KiB) vs baseline {}; 1/10 size {} (peak +{} KiB)",
+        secs(big_run.time),
+        big_run.peak_kib,
+        secs(base_time),
+        secs(small_run.time),
+        small_run.peak_kib
+    );
+    report.time(
+        SECTION,
+        format!("{backend}: `calculate_period`, {big} consultations, {} doctors", ours.payouts),
+        big_run.time,
+        "hand-written INSERT ... SELECT ... GROUP BY + items + audit",
+        base_time,
+        1.3,
+    );
+    let flat = big_run.peak_kib as f64 <= small_run.peak_kib as f64 * 1.25 + 4096.0;
+    report.absolute(
+        SECTION,
+        format!("{backend}: peak memory of the calculation, {small} -> {big} consultations"),
+        format!(
+            "{:.1} MiB -> {:.1} MiB",
+            small_run.peak_kib as f64 / 1024.0,
+            big_run.peak_kib as f64 / 1024.0
+        ),
+        "flat: 1M peak <= 1.25x the 100k peak + 4 MiB",
+        flat,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The measured child process
+
+struct ChildRun {
+    time: Duration,
+    peak_kib: u64,
+}
+
+/// Runs the service's calculation in a child process of this benchmark and reads its figures.
+fn child(backend: &str, location: &str) -> ChildRun {
+    let exe = std::env::current_exe().expect("this benchmark's path");
+    // `PAYOUTS_BENCH_PROFILE=DIR` records each measured child with `perf record -g` into DIR.
+    let mut command = match std::env::var("PAYOUTS_BENCH_PROFILE") {
+        Ok(dir) if !dir.is_empty() => {
+            let mut c = Command::new("perf");
+            let name = location.rsplit('/').next().unwrap_or(location);
+            c.args(["record", "-F", "999", "-g", "-o"])
+                .arg(format!("{dir}/perf.calc.{backend}.{name}.data"))
+                .arg("--")
+                .arg(exe);
+            c
+        }
+        _ => Command::new(exe),
+    };
+    let out = command
+        .args([CHILD_ARG, backend, location])
+        .output()
+        .expect("running the measured child");
+    assert!(
+        out.status.success(),
+        "the measured child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let field = |key: &str| -> u64 {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{key} missing from the child's output: {stdout}"))
+    };
+    ChildRun {
+        time: Duration::from_nanos(field("CALC_NANOS")),
+        peak_kib: field("CALC_PEAK_KIB"),
+    }
+}
+
+/// The child's body: connects, then calculates the period once, measured; prints its figures.
+pub fn child_main(backend: &str, location: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        let service = match backend {
+            "sqlite" => {
+                let pool = sqlite_pool(Path::new(location)).await;
+                let source = SqlConsultationSource::new(pool.clone(), ConsultationTable::default()).expect("a source");
+                service(Arc::new(SqliteStore::new(pool)), Arc::new(source))
+            }
+            "postgres" => {
+                let schema = PgSchema::existing(location);
+                let store = PgStore::connect_with(schema.options()).await.expect("connecting");
+                let source =
+                    SqlConsultationSource::new(store.pool().clone(), ConsultationTable::default()).expect("a source");
+                service(Arc::new(store), Arc::new(source))
+            }
+            other => panic!("unknown backend {other}"),
+        };
+        reset_peak_rss();
+        let before = rss_kib();
+        let start = Instant::now();
+        let report = service
+            .calculate_period(&Actor::system("bench"), Some(period()), &CalculationPolicy::default())
+            .await
+            .expect("the calculation");
+        let time = start.elapsed();
+        let peak = peak_rss_kib().saturating_sub(before);
+        assert!(report.skipped.is_empty() && !report.created.is_empty());
+        println!("CALC_NANOS {}", time.as_nanos());
+        println!("CALC_PEAK_KIB {peak}");
+    });
+}
+
+fn service(
+    store: Arc<dyn payout_core::PayoutStore>,
+    source: Arc<dyn payout_core::source::ConsultationSource>,
+) -> PayoutService {
+    PayoutService::builder()
+        .store(store)
+        .consultations(source)
+        .directory(Arc::new(payout_core::source::StaticDirectory::default()))
+        .build()
+        .expect("a service")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The host's table
+
+/// Completed consultations `0..n` of the period, doctor `g % doctors`, spread over the month; then
+/// 10% cancelled in the period and 10% completed the month before, which the calculation skips.
+fn appointment_rows(doctors: usize, per_doctor: usize) -> (i64, i64) {
+    let n = (doctors * per_doctor) as i64;
+    (n, n / 10)
+}
+
+async fn sqlite_setup(path: &PathBuf) -> SqlitePool {
+    let store = SqliteStore::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .expect("a SQLite store");
+    store.pool().clone()
+}
+
+async fn sqlite_pool(path: &Path) -> SqlitePool {
+    let options = payout_store_sqlx::sqlite::connect_options(&format!("sqlite://{}", path.display()))
+        .expect("SQLite options");
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(options)
+        .await
+        .expect("opening the SQLite file")
+}
+
+/// The same rows in both dialects: `digits(g, w)` pads `g` to `w` digits.
+fn appointments_select(dialect: &str, doctors: usize, from: i64, count: i64, status: &str, day0: &str) -> String {
+    // Spread over 30 days: second `(g * 7919) % 2_592_000` of the month.
+    let (series, id, doctor, at) = match dialect {
+        "postgres" => (
+            format!("generate_series(CAST({from} AS BIGINT), {}) AS s(g)", from + count - 1),
+            "'appt-' || lpad(g::text, 9, '0')".to_string(),
+            format!("'doc-' || lpad((g % {doctors})::text, 6, '0')"),
+            format!("TIMESTAMPTZ '{day0} 00:00:00+00' + ((g * 7919) % 2592000) * INTERVAL '1 second'"),
+        ),
+        _ => (
+            format!(
+                "(WITH RECURSIVE s(g) AS (SELECT {from} UNION ALL SELECT g + 1 FROM s WHERE g < {}) SELECT g FROM s)",
+                from + count - 1
+            ),
+            "'appt-' || printf('%09d', g)".to_string(),
+            format!("'doc-' || printf('%06d', g % {doctors})"),
+            // The store's own fixed-width UTC text.
+            format!("strftime('%Y-%m-%dT%H:%M:%S', '{day0}', '+' || ((g * 7919) % 2592000) || ' seconds') || '.000000000Z'"),
+        ),
+    };
+    format!("INSERT INTO appointments SELECT {id}, {doctor}, '{status}', {at} FROM {series}")
+}
+
+async fn load_sqlite(pool: &SqlitePool, doctors: usize, per_doctor: usize) {
+    let (n, noise) = appointment_rows(doctors, per_doctor);
+    sqlx::query("CREATE TABLE appointments (id TEXT PRIMARY KEY, doctor_id TEXT NOT NULL, status TEXT NOT NULL, completed_at TEXT)")
+        .execute(pool)
+        .await
+        .expect("creating appointments");
+    let mut tx = pool.begin().await.expect("a transaction");
+    for sql in [
+        appointments_select("sqlite", doctors, 0, n, "COMPLETED", "2026-10-01"),
+        appointments_select("sqlite", doctors, n, noise, "CANCELLED", "2026-10-01"),
+        appointments_select("sqlite", doctors, n + noise, noise, "COMPLETED", "2026-09-01"),
+    ] {
+        sqlx::query(&sql).execute(&mut *tx).await.expect("loading appointments");
+    }
+    tx.commit().await.expect("committing appointments");
+    sqlx::query("ANALYZE").execute(pool).await.expect("ANALYZE");
+}
+
+async fn load_postgres(pool: &PgPool, doctors: usize, per_doctor: usize) {
+    let (n, noise) = appointment_rows(doctors, per_doctor);
+    sqlx::query("CREATE TABLE appointments (id TEXT PRIMARY KEY, doctor_id TEXT NOT NULL, status TEXT NOT NULL, completed_at TIMESTAMPTZ)")
+        .execute(pool)
+        .await
+        .expect("creating appointments");
+    for sql in [
+        appointments_select("postgres", doctors, 0, n, "COMPLETED", "2026-10-01"),
+        appointments_select("postgres", doctors, n, noise, "CANCELLED", "2026-10-01"),
+        appointments_select("postgres", doctors, n + noise, noise, "COMPLETED", "2026-09-01"),
+    ] {
+        sqlx::query(&sql).execute(pool).await.expect("loading appointments");
+    }
+    sqlx::query("VACUUM ANALYZE appointments").execute(pool).await.expect("VACUUM ANALYZE");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The baseline
+
+/// The baseline's statements: payouts, items, audit entries. `$1`/`$2` the period's first and last
+/// day, `$3` now, `$4`/`$5` the completion bounds (as the source binds them).
+fn baseline_sql() -> [&'static str; 3] {
+    [
+        "INSERT INTO payouts (id, doctor_id, period_start, period_end, amount_minor, currency, status, origin, \
+         created_by, created_at, updated_at, version) \
+         SELECT 'base-' || doctor_id, doctor_id, $1, $2, COUNT(*) * 50000, 'KES', 'PENDING', 'CALCULATED', \
+         'system:bench', $3, $3, 1 \
+         FROM appointments WHERE status = 'COMPLETED' AND completed_at >= $4 AND completed_at < $5 \
+         GROUP BY doctor_id",
+        "INSERT INTO payout_items (payout_id, position, kind, reference, amount_minor, currency, occurred_at, description) \
+         SELECT 'base-' || doctor_id, ROW_NUMBER() OVER (PARTITION BY doctor_id ORDER BY completed_at, id) - 1, \
+         'CONSULTATION', id, 50000, 'KES', completed_at, 'Consultation ' || id || ' at 500.00 KES' \
+         FROM appointments WHERE status = 'COMPLETED' AND completed_at >= $4 AND completed_at < $5",
+        "INSERT INTO audit_entries (payout_id, actor, at, action, from_status, to_status, detail) \
+         SELECT id, 'system:bench', $3, 'CREATE', NULL, 'PENDING', \
+         'calculated 2026-10-01..2026-10-31: ' || (amount_minor / 50000) || ' consultations at 500.00 KES = ' \
+         || (amount_minor / 100) || '.00 KES; carried over 0.00 KES; deductions 0.00 KES; net ' \
+         || (amount_minor / 100) || '.00 KES' \
+         FROM payouts WHERE created_by = 'system:bench' AND period_start = $1",
+    ]
+}
+
+async fn baseline_sqlite(pool: &SqlitePool) -> (Written, Duration) {
+    let p = period();
+    // The store's fixed-width UTC text.
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let start = Instant::now();
+    let mut tx = pool.begin().await.expect("a transaction");
+    for sql in baseline_sql() {
+        sqlx::query(sql)
+            .bind(p.start)
+            .bind(p.end)
+            .bind(&now)
+            .bind("2026-10-01")
+            .bind("2026-11-01")
+            .execute(&mut *tx)
+            .await
+            .expect("the baseline");
+    }
+    tx.commit().await.expect("committing the baseline");
+    let time = start.elapsed();
+    (written_sqlite(pool).await, time)
+}
+
+async fn baseline_postgres(pool: &PgPool) -> (Written, Duration) {
+    let p = period();
+    let now = Utc::now();
+    let from = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).single().expect("a time");
+    let to = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().expect("a time");
+    let start = Instant::now();
+    let mut tx = pool.begin().await.expect("a transaction");
+    for sql in baseline_sql() {
+        sqlx::query(sql)
+            .bind(p.start)
+            .bind(p.end)
+            .bind(now)
+            .bind(from)
+            .bind(to)
+            .execute(&mut *tx)
+            .await
+            .expect("the baseline");
+    }
+    tx.commit().await.expect("committing the baseline");
+    let time = start.elapsed();
+    (written_postgres(pool).await, time)
+}
+
+const WRITTEN_SQL: &str = "SELECT (SELECT COUNT(*) FROM payouts), (SELECT COUNT(*) FROM payout_items), \
+     (SELECT COUNT(*) FROM audit_entries), (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM payouts)";
+
+async fn written_sqlite(pool: &SqlitePool) -> Written {
+    let (payouts, items, audit, total_minor): (i64, i64, i64, i64) =
+        sqlx::query_as(WRITTEN_SQL).fetch_one(pool).await.expect("counting");
+    Written {
+        payouts,
+        items,
+        audit,
+        total_minor,
+    }
+}
+
+async fn written_postgres(pool: &PgPool) -> Written {
+    let (payouts, items, audit, total_minor): (i64, i64, i64, i64) =
+        sqlx::query_as(WRITTEN_SQL).fetch_one(pool).await.expect("counting");
+    Written {
+        payouts,
+        items,
+        audit,
+        total_minor,
+    }
 }

@@ -249,6 +249,17 @@ impl PgSchema {
         PgSchema { name, admin }
     }
 
+    /// A handle on a schema another process created (and will drop).
+    pub fn existing(name: &str) -> PgSchema {
+        PgSchema {
+            name: name.to_string(),
+            admin: PgPoolOptions::new()
+                .max_connections(1)
+                .connect_lazy(&pg_url())
+                .expect("PAYOUTS_BENCH_POSTGRES_URL is a postgres:// URL"),
+        }
+    }
+
     /// Connection options whose `search_path` is this schema.
     pub fn options(&self) -> PgConnectOptions {
         PgConnectOptions::from_str(&pg_url())

@@ -30,6 +30,11 @@ use common::Report;
 const SECTIONS: [&str; 4] = ["calc", "trigger", "webhooks", "list"];
 
 fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(calc::CHILD_ARG) {
+        calc::child_main(&argv[2], &argv[3]);
+        return;
+    }
     let mut scale = 1.0_f64;
     let mut wanted: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);

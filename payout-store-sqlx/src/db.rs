@@ -142,6 +142,8 @@ pub trait Db: Clone + Send + Sync + 'static {
 pub trait Tx: Send {
     type Row: RowExt;
 
+    fn dialect(&self) -> Dialect;
+
     /// Runs a statement and returns the number of rows it changed.
     async fn execute(&mut self, sql: &str, args: Args) -> Result<u64, sqlx::Error>;
 
@@ -193,6 +195,10 @@ macro_rules! impl_db {
         #[async_trait::async_trait]
         impl $crate::db::Tx for sqlx::Transaction<'static, $db> {
             type Row = $row;
+
+            fn dialect(&self) -> $crate::db::Dialect {
+                $dialect
+            }
 
             async fn execute(&mut self, sql: &str, args: $crate::db::Args) -> Result<u64, sqlx::Error> {
                 Ok($bind(sqlx::query(sql), args)

@@ -17,7 +17,10 @@ use payout_core::{Error, Result};
 use crate::db::{Args, Db, Dialect, RowExt};
 
 /// How many rows the reading task may run ahead of the calculation.
-const READ_AHEAD: usize = 256;
+const READ_AHEAD: usize = 1_024;
+
+/// How many rows go to the calculation in one message.
+const READ_BATCH: usize = 128;
 
 /// How many doctor ids one directory query asks for.
 const IDS_PER_QUERY: usize = 500;
@@ -174,17 +177,27 @@ impl<P: Db> ConsultationSource for SqlConsultationSource<P> {
         let args = Args(vec![self.completed_status.clone().into(), from, to]);
         let pool = self.pool.clone();
         let sql = Arc::clone(&self.sql);
-        let (sender, mut receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
+        // Rows travel in batches: one channel message (and at most one wake-up of the calculation)
+        // per READ_BATCH rows instead of per row.
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<Result<Consultation>>>(READ_AHEAD / READ_BATCH);
         // One query, read by a task that runs at most READ_AHEAD rows ahead and stops when the
         // stream is dropped; the stream owns nothing borrowed, so it is `'static`.
         let mut reader = Some(async move {
             let mut rows = pool.fetch_stream(&sql, args);
+            let mut batch = Vec::with_capacity(READ_BATCH);
             while let Some(row) = rows.next().await {
                 let item = row.map_err(source_err).and_then(|r| consultation(&r));
                 let failed = item.is_err();
-                if sender.send(item).await.is_err() || failed {
-                    break;
+                batch.push(item);
+                if batch.len() == READ_BATCH || failed {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH));
+                    if sender.send(full).await.is_err() || failed {
+                        return;
+                    }
                 }
+            }
+            if !batch.is_empty() {
+                let _ = sender.send(batch).await;
             }
         });
         futures::stream::poll_fn(move |cx| {
@@ -194,6 +207,7 @@ impl<P: Db> ConsultationSource for SqlConsultationSource<P> {
             }
             receiver.poll_recv(cx)
         })
+        .flat_map(futures::stream::iter)
         .boxed()
     }
 }

@@ -9,12 +9,16 @@ use payout_core::status::PayoutStatus;
 use payout_core::store::{NewPayout, PayoutChange, PeriodBatch, PeriodBatchOutcome, SkipReason};
 use payout_core::{Error, Result};
 
-use crate::db::{Args, Db, Dialect, RowExt, Tx, args};
+use crate::db::{Args, Db, Dialect, RowExt, Tx, Value, args};
 use crate::error::{db, is_unique_violation};
 use crate::rows::{self, CARRY_OVER_IS_OPEN, PAYOUT_COLUMNS};
 
-/// How many item rows go into one `INSERT` (8 values each, well under both dialects' limits).
-const ITEMS_PER_INSERT: usize = 100;
+/// The most values one multi-row `INSERT` binds: well under both dialects' limits (SQLite 32,766,
+/// Postgres 65,535), so a period's rows go in a few statements instead of one per row.
+const VALUES_PER_INSERT: usize = 4_000;
+
+/// The most ids one `IN (...)` lookup binds.
+const IDS_PER_LOOKUP: usize = 500;
 
 type Slot = (DoctorId, Period);
 
@@ -110,43 +114,24 @@ async fn carry_over_state<T: Tx>(tx: &mut T, slot: &Slot, lock: &str) -> Result<
 /// Returns `false` (writing nothing) when a unique constraint already holds the payout's place:
 /// its id, or a live calculated payout for its doctor and period.
 async fn insert_payout<T: Tx>(tx: &mut T, new: &NewPayout) -> Result<bool> {
-    let p = &new.payout;
-    let inserted = tx
-        .execute(
-            &format!(
-                "INSERT INTO payouts ({PAYOUT_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-                 ON CONFLICT DO NOTHING"
-            ),
-            args![
-                p.id.as_str(),
-                p.doctor_id.as_str(),
-                p.period_start,
-                p.period_end,
-                rows::minor_units(&p.amount_due)?,
-                p.currency().code(),
-                p.status.as_str(),
-                p.provider.map(|v| v.as_str()),
-                p.provider_reference.clone(),
-                p.notes.clone(),
-                p.origin.as_str(),
-                p.created_by.as_str(),
-                p.approved_by.clone(),
-                p.processed_at,
-                p.created_at,
-                p.updated_at,
-                p.version,
-            ],
-        )
-        .await
-        .map_err(db)?;
+    let sql = format!(
+        "INSERT INTO payouts ({PAYOUT_COLUMNS}) VALUES {} ON CONFLICT DO NOTHING",
+        values_list(tx.dialect(), 1, 17)
+    );
+    let inserted = tx.execute(&sql, Args(payout_values(&new.payout)?)).await.map_err(db)?;
     if inserted == 0 {
         return Ok(false);
     }
-    insert_items(tx, &p.id, &new.items).await?;
+    insert_items(tx, &[new]).await?;
     insert_audit(tx, &new.audit).await?;
-    // Consumes only a carry-over that is still open (never consumed, or its consumer cancelled), so
-    // that of two calculations racing for it at most one takes it; re-points a reopened one.
+    consume_carry_overs(tx, new).await?;
+    Ok(true)
+}
+
+/// Points the carry-overs `new` consumes at it. Consumes only a carry-over that is still open (never consumed, or its consumer cancelled), so
+/// that of two calculations racing for it at most one takes it; re-points a reopened one.
+async fn consume_carry_overs<T: Tx>(tx: &mut T, new: &NewPayout) -> Result<()> {
+    let p = &new.payout;
     let consume = format!(
         "UPDATE carry_overs SET consumed_by = $1 \
          WHERE doctor_id = $2 AND period_start = $3 AND period_end = $4 AND {CARRY_OVER_IS_OPEN}"
@@ -164,35 +149,141 @@ async fn insert_payout<T: Tx>(tx: &mut T, new: &NewPayout) -> Result<bool> {
             return Err(Error::Conflict(p.id.clone()));
         }
     }
-    Ok(true)
+    Ok(())
 }
 
-async fn insert_items<T: Tx>(tx: &mut T, id: &PayoutId, items: &[PayoutItem]) -> Result<()> {
-    for (n, chunk) in items.chunks(ITEMS_PER_INSERT).enumerate() {
-        let mut args = Args::new();
-        let mut rows = Vec::with_capacity(chunk.len());
-        for (i, item) in chunk.iter().enumerate() {
-            let position = i64::try_from(n * ITEMS_PER_INSERT + i).unwrap_or(i64::MAX);
-            let values = [
-                args.push(id.as_str()),
-                args.push(position),
-                args.push(rows::name_of(&item.kind)),
-                args.push(item.reference.as_str()),
-                args.push(rows::minor_units(&item.amount)?),
-                args.push(item.amount.currency().code()),
-                args.push(item.occurred_at),
-                args.push(item.description.as_str()),
-            ];
-            rows.push(format!("({})", values.join(", ")));
+/// The placeholders of one multi-row `INSERT`: `rows` groups of `width`. SQLite gets anonymous `?`
+/// (bound in order): it looks a numbered parameter up by name in a list as long as the statement's
+/// parameters, which made binding a statement quadratic in its size. Postgres gets `$1, $2, ...`.
+fn values_list(dialect: Dialect, rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 6);
+    let mut n = 0;
+    for r in 0..rows {
+        out.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            n += 1;
+            match dialect {
+                Dialect::Sqlite => out.push('?'),
+                Dialect::Postgres => {
+                    out.push('$');
+                    out.push_str(&n.to_string());
+                }
+            }
         }
-        let sql = format!(
-            "INSERT INTO payout_items (payout_id, position, {}) VALUES {}",
-            rows::ITEM_COLUMNS,
-            rows.join(", ")
-        );
-        tx.execute(&sql, args).await.map_err(db)?;
+        out.push(')');
     }
+    out
+}
+
+/// How many rows each statement of a multi-row insert of `n` rows takes: `max` as often as it fits,
+/// then the remainder as powers of two. A connection prepares (and caches) each statement text
+/// once, so only a few sizes ever exist, not one per remainder.
+fn statement_sizes(n: usize, max: usize) -> impl Iterator<Item = usize> {
+    let rest = n % max;
+    std::iter::repeat_n(max, n / max).chain(
+        (0..usize::BITS)
+            .rev()
+            .map(|bit| 1usize << bit)
+            .filter(move |size| rest & size != 0),
+    )
+}
+
+/// Inserts `rows`, each `width` values by `values`, with as few multi-row statements as the bind
+/// limit allows: `{head} VALUES (...), (...) {tail}`. Returns the rows a `RETURNING` tail gives back.
+async fn insert_rows<T: Tx, R: Sync>(
+    tx: &mut T,
+    head: &str,
+    tail: &str,
+    width: usize,
+    rows: &[R],
+    values: fn(&R) -> Result<Vec<Value>>,
+) -> Result<Vec<T::Row>> {
+    let mut returned = Vec::new();
+    let mut rest = rows;
+    for size in statement_sizes(rows.len(), (VALUES_PER_INSERT / width).max(1)) {
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
+        let mut args = Args(Vec::with_capacity(chunk.len() * width));
+        for row in chunk {
+            let row = values(row)?;
+            debug_assert_eq!(row.len(), width);
+            args.0.extend(row);
+        }
+        let sql = format!("{head} VALUES {} {tail}", values_list(tx.dialect(), chunk.len(), width));
+        if tail.contains("RETURNING") {
+            returned.extend(tx.fetch_all(&sql, args).await.map_err(db)?);
+        } else {
+            tx.execute(&sql, args).await.map_err(db)?;
+        }
+    }
+    Ok(returned)
+}
+
+/// The item rows of `payouts`, each numbered from 0 within its payout.
+async fn insert_items<T: Tx>(tx: &mut T, payouts: &[&NewPayout]) -> Result<()> {
+    let head = format!("INSERT INTO payout_items (payout_id, position, {})", rows::ITEM_COLUMNS);
+    let items: Vec<(&PayoutId, usize, &PayoutItem)> = payouts
+        .iter()
+        .flat_map(|new| new.items.iter().enumerate().map(|(n, item)| (&new.payout.id, n, item)))
+        .collect();
+    insert_rows(tx, &head, "", 8, &items, |(id, position, item)| {
+        Ok(vec![
+            Value::from(id.as_str()),
+            Value::from(i64::try_from(*position).unwrap_or(i64::MAX)),
+            Value::from(rows::name_of(&item.kind)),
+            Value::from(item.reference.as_str()),
+            Value::from(rows::minor_units(&item.amount)?),
+            Value::from(item.amount.currency().code()),
+            Value::from(item.occurred_at),
+            Value::from(item.description.as_str()),
+        ])
+    })
+    .await?;
     Ok(())
+}
+
+/// The creation audit entries of `payouts`.
+async fn insert_audits<T: Tx>(tx: &mut T, payouts: &[&NewPayout]) -> Result<()> {
+    let head = format!("INSERT INTO audit_entries ({})", rows::AUDIT_COLUMNS);
+    insert_rows(tx, &head, "", 7, payouts, |new| Ok(audit_values(&new.audit))).await?;
+    Ok(())
+}
+
+fn audit_values(entry: &AuditEntry) -> Vec<Value> {
+    vec![
+        Value::from(entry.payout_id.as_str()),
+        Value::from(entry.actor.as_str()),
+        Value::from(entry.at),
+        Value::from(entry.action.as_str()),
+        Value::from(entry.from.map(|s| s.as_str())),
+        Value::from(entry.to.map(|s| s.as_str())),
+        Value::from(entry.detail.as_str()),
+    ]
+}
+
+fn payout_values(p: &Payout) -> Result<Vec<Value>> {
+    Ok(vec![
+        Value::from(p.id.as_str()),
+        Value::from(p.doctor_id.as_str()),
+        Value::from(p.period_start),
+        Value::from(p.period_end),
+        Value::from(rows::minor_units(&p.amount_due)?),
+        Value::from(p.currency().code()),
+        Value::from(p.status.as_str()),
+        Value::from(p.provider.map(|v| v.as_str())),
+        Value::from(p.provider_reference.clone()),
+        Value::from(p.notes.clone()),
+        Value::from(p.origin.as_str()),
+        Value::from(p.created_by.as_str()),
+        Value::from(p.approved_by.clone()),
+        Value::from(p.processed_at),
+        Value::from(p.created_at),
+        Value::from(p.updated_at),
+        Value::from(p.version),
+    ])
 }
 
 async fn insert_audit<T: Tx>(tx: &mut T, entry: &AuditEntry) -> Result<()> {
@@ -224,6 +315,74 @@ async fn read_payout<T: Tx>(tx: &mut T, id: &PayoutId) -> Result<Payout> {
     }
 }
 
+/// The values of `keys` in lookups of at most [`IDS_PER_LOOKUP`] each: `sql` holds `{in}` where the
+/// `IN` list goes, after `fixed` (bound first).
+async fn lookup<T: Tx>(tx: &mut T, sql: &str, fixed: &[Value], keys: &[&str]) -> Result<Vec<T::Row>> {
+    let mut out = Vec::new();
+    for chunk in keys.chunks(IDS_PER_LOOKUP) {
+        let mut args = Args(fixed.to_vec());
+        let list: Vec<String> = chunk.iter().map(|k| args.push(*k)).collect();
+        let sql = sql.replace("{in}", &list.join(", "));
+        out.extend(tx.fetch_all(&sql, args).await.map_err(db)?);
+    }
+    Ok(out)
+}
+
+/// Which of `slots` hold a live calculated payout, one query per period and chunk of doctors; the
+/// condition is the partial unique index's own, so the lookup is answered from that index.
+async fn live_calculated_among<T: Tx>(tx: &mut T, slots: &[Slot]) -> Result<HashSet<Slot>> {
+    slots_present(
+        tx,
+        "SELECT doctor_id FROM payouts WHERE period_start = $1 AND period_end = $2 AND doctor_id IN ({in}) \
+         AND origin = 'CALCULATED' AND status <> 'CANCELLED'",
+        slots,
+    )
+    .await
+}
+
+/// Which of `slots` have a carry-over (open or consumed).
+async fn carried_over_among<T: Tx>(tx: &mut T, slots: &[Slot]) -> Result<HashSet<Slot>> {
+    slots_present(
+        tx,
+        "SELECT doctor_id FROM carry_overs WHERE period_start = $1 AND period_end = $2 AND doctor_id IN ({in})",
+        slots,
+    )
+    .await
+}
+
+async fn slots_present<T: Tx>(tx: &mut T, sql: &str, slots: &[Slot]) -> Result<HashSet<Slot>> {
+    let mut by_period: Vec<(Period, Vec<&str>)> = Vec::new();
+    for (doctor, period) in slots {
+        match by_period.iter_mut().find(|(p, _)| p == period) {
+            Some((_, doctors)) => doctors.push(doctor.as_str()),
+            None => by_period.push((*period, vec![doctor.as_str()])),
+        }
+    }
+    let mut present = HashSet::new();
+    for (period, doctors) in by_period {
+        let fixed = [Value::from(period.start), Value::from(period.end)];
+        for row in lookup(tx, sql, &fixed, &doctors).await? {
+            present.insert((DoctorId::new(row.text("doctor_id").map_err(db)?), period));
+        }
+    }
+    Ok(present)
+}
+
+/// Which of `ids` name an existing payout.
+async fn existing_payouts<T: Tx>(tx: &mut T, ids: &[&str]) -> Result<HashSet<String>> {
+    lookup(tx, "SELECT id FROM payouts WHERE id IN ({in})", &[], ids)
+        .await?
+        .iter()
+        .map(|row| row.text("id").map_err(db))
+        .collect()
+}
+
+/// Writes one chunk of a period's calculation in one transaction.
+///
+/// What is already there is read with a few set lookups (live payouts and carry-overs of the
+/// batch's slots, taken ids) instead of a query per payout, and the rows are written with
+/// multi-row `INSERT`s, so a chunk of 500 doctors costs a handful of statements, not thousands.
+/// Carry-overs a payout consumes are still checked (and in Postgres locked) one by one: they are few.
 pub(crate) async fn create_period<D: Db>(d: &D, batch: PeriodBatch) -> Result<PeriodBatchOutcome> {
     for new in &batch.payouts {
         check_new(new)?;
@@ -232,15 +391,30 @@ pub(crate) async fn create_period<D: Db>(d: &D, batch: PeriodBatch) -> Result<Pe
     let mut tx = d.begin_write().await.map_err(db)?;
     let mut outcome = PeriodBatchOutcome::default();
 
+    let payout_slots: Vec<Slot> = batch
+        .payouts
+        .iter()
+        .map(|new| (new.payout.doctor_id.clone(), new.payout.period()))
+        .collect();
+    let all_slots: Vec<Slot> = payout_slots
+        .iter()
+        .cloned()
+        .chain(batch.carry_overs.iter().map(|c| (c.doctor_id.clone(), c.period)))
+        .collect();
+    let live = live_calculated_among(&mut tx, &all_slots).await?;
+    let carried = carried_over_among(&mut tx, &payout_slots).await?;
+    let ids: Vec<&str> = batch.payouts.iter().map(|new| new.payout.id.as_str()).collect();
+    let taken_ids = existing_payouts(&mut tx, &ids).await?;
+
     let mut live_in_batch: HashSet<Slot> = HashSet::new();
     let mut consumed_in_batch: HashSet<Slot> = HashSet::new();
-    let mut ids_in_batch: HashSet<PayoutId> = HashSet::new();
-    for new in &batch.payouts {
+    let mut ids_in_batch: HashSet<&PayoutId> = HashSet::new();
+    let mut accepted: Vec<&NewPayout> = Vec::new();
+    for (new, slot) in batch.payouts.iter().zip(payout_slots) {
         let p = &new.payout;
-        let slot = (p.doctor_id.clone(), p.period());
-        let skip = if live_in_batch.contains(&slot) || live_calculated(&mut tx, &slot).await? {
+        let skip = if live_in_batch.contains(&slot) || live.contains(&slot) {
             Some(SkipReason::AlreadyCalculated)
-        } else if carry_over_state(&mut tx, &slot, "").await?.is_some() {
+        } else if carried.contains(&slot) {
             Some(SkipReason::AlreadyCarriedOver)
         } else {
             let mut wanted = HashSet::new();
@@ -259,18 +433,8 @@ pub(crate) async fn create_period<D: Db>(d: &D, batch: PeriodBatch) -> Result<Pe
             outcome.skipped.push((p.doctor_id.clone(), reason));
             continue;
         }
-        if !ids_in_batch.insert(p.id.clone()) || payout_exists(&mut tx, &p.id).await? {
+        if !ids_in_batch.insert(&p.id) || taken_ids.contains(p.id.as_str()) {
             return Err(Error::Conflict(p.id.clone()));
-        }
-        if !insert_payout(&mut tx, new).await? {
-            // A concurrent calculation committed this payout's place after the checks above.
-            if payout_exists(&mut tx, &p.id).await? {
-                return Err(Error::Conflict(p.id.clone()));
-            }
-            outcome
-                .skipped
-                .push((p.doctor_id.clone(), SkipReason::AlreadyCalculated));
-            continue;
         }
         if p.origin == PayoutOrigin::Calculated {
             live_in_batch.insert(slot);
@@ -280,12 +444,48 @@ pub(crate) async fn create_period<D: Db>(d: &D, batch: PeriodBatch) -> Result<Pe
                 .iter()
                 .map(|period| (p.doctor_id.clone(), *period)),
         );
-        outcome.created.push(p.id.clone());
+        accepted.push(new);
+    }
+
+    // The payouts first: a row a concurrent calculation committed since the lookups is not
+    // returned, and that payout writes nothing else.
+    let head = format!("INSERT INTO payouts ({PAYOUT_COLUMNS})");
+    let inserted: HashSet<String> = insert_rows(
+        &mut tx,
+        &head,
+        "ON CONFLICT DO NOTHING RETURNING id",
+        17,
+        &accepted,
+        |new| payout_values(&new.payout),
+    )
+    .await?
+    .iter()
+    .map(|row| row.text("id").map_err(db))
+    .collect::<Result<_>>()?;
+    let mut created: Vec<&NewPayout> = Vec::with_capacity(accepted.len());
+    for new in accepted {
+        let p = &new.payout;
+        if inserted.contains(p.id.as_str()) {
+            created.push(new);
+        } else if payout_exists(&mut tx, &p.id).await? {
+            return Err(Error::Conflict(p.id.clone()));
+        } else {
+            live_in_batch.remove(&(p.doctor_id.clone(), p.period()));
+            outcome
+                .skipped
+                .push((p.doctor_id.clone(), SkipReason::AlreadyCalculated));
+        }
+    }
+    insert_items(&mut tx, &created).await?;
+    insert_audits(&mut tx, &created).await?;
+    for new in &created {
+        consume_carry_overs(&mut tx, new).await?;
+        outcome.created.push(new.payout.id.clone());
     }
 
     for c in &batch.carry_overs {
         let slot = (c.doctor_id.clone(), c.period);
-        if live_calculated(&mut tx, &slot).await? {
+        if live.contains(&slot) || live_in_batch.contains(&slot) {
             outcome
                 .skipped
                 .push((c.doctor_id.clone(), SkipReason::AlreadyCalculated));
@@ -361,37 +561,26 @@ pub(crate) async fn apply<D: Db>(d: &D, change: PayoutChange) -> Result<Payout> 
     let mut tx = d.begin_write().await.map_err(db)?;
     let id = &change.payout_id;
 
-    // The checks, in the order the conformance suite pins: exists, event new, version, attempt.
-    if !payout_exists(&mut tx, id).await? {
-        return Err(Error::NotFound(id.clone()));
-    }
-    if let Some(event) = &change.webhook_event {
-        let seen = tx
-            .fetch_optional(
-                "SELECT 1 AS one FROM webhook_events WHERE provider = $1 AND event_id = $2",
-                args![event.provider.as_str(), event.event_id.as_str()],
-            )
-            .await
-            .map_err(db)?;
-        if seen.is_some() {
-            return Err(duplicate(event));
-        }
-    }
-
     // The conditional update is the race's referee: of two changes read at one version, one wins.
+    // It goes first and returns the row, so a change that applies costs no reads (a webhook is
+    // one transaction of four writes); only a refused one looks for the reason, in the order the
+    // conformance suite pins: exists, event new, version, attempt.
     let patch = &change.patch;
     let updated = tx
-        .execute(
-            "UPDATE payouts SET \
-                 status = COALESCE($1, status), \
-                 provider = COALESCE($2, provider), \
-                 provider_reference = COALESCE($3, provider_reference), \
-                 notes = COALESCE($4, notes), \
-                 approved_by = COALESCE($5, approved_by), \
-                 processed_at = COALESCE($6, processed_at), \
-                 updated_at = $7, \
-                 version = version + 1 \
-             WHERE id = $8 AND version = $9 AND status = $10",
+        .fetch_optional(
+            &format!(
+                "UPDATE payouts SET \
+                     status = COALESCE($1, status), \
+                     provider = COALESCE($2, provider), \
+                     provider_reference = COALESCE($3, provider_reference), \
+                     notes = COALESCE($4, notes), \
+                     approved_by = COALESCE($5, approved_by), \
+                     processed_at = COALESCE($6, processed_at), \
+                     updated_at = $7, \
+                     version = version + 1 \
+                 WHERE id = $8 AND version = $9 AND status = $10 \
+                 RETURNING {PAYOUT_COLUMNS}"
+            ),
             args![
                 change.new_status.map(|s| s.as_str()),
                 patch.provider.map(|p| p.as_str()),
@@ -407,10 +596,40 @@ pub(crate) async fn apply<D: Db>(d: &D, change: PayoutChange) -> Result<Payout> 
         )
         .await
         .map_err(db)?;
-    if updated == 0 {
+    let Some(row) = updated else {
+        if !payout_exists(&mut tx, id).await? {
+            return Err(Error::NotFound(id.clone()));
+        }
+        if let Some(event) = &change.webhook_event {
+            if event_recorded(&mut tx, event).await? {
+                return Err(duplicate(event));
+            }
+        }
         return Err(Error::Conflict(id.clone()));
-    }
+    };
+    let payout = rows::payout(&row)?;
 
+    // Before the attempt writes, so that a recorded event wins over a bad attempt, as above. A
+    // concurrent delivery of the same event waits here for the first and loses if it commits.
+    if let Some(event) = &change.webhook_event {
+        let recorded = tx
+            .execute(
+                "INSERT INTO webhook_events (provider, event_id, payout_id, event_type, received_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                args![
+                    event.provider.as_str(),
+                    event.event_id.as_str(),
+                    event.payout_id.as_str(),
+                    event.event_type.as_str(),
+                    event.received_at,
+                ],
+            )
+            .await
+            .map_err(db)?;
+        if recorded == 0 {
+            return Err(duplicate(event));
+        }
+    }
     if let Some(attempt) = &change.new_attempt {
         insert_attempt(&mut tx, attempt).await?;
     }
@@ -441,32 +660,23 @@ pub(crate) async fn apply<D: Db>(d: &D, change: PayoutChange) -> Result<Payout> 
             )));
         }
     }
-    if let Some(event) = &change.webhook_event {
-        // Checked above; a concurrent delivery of the same event that committed since loses here.
-        let recorded = tx
-            .execute(
-                "INSERT INTO webhook_events (provider, event_id, payout_id, event_type, received_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                args![
-                    event.provider.as_str(),
-                    event.event_id.as_str(),
-                    event.payout_id.as_str(),
-                    event.event_type.as_str(),
-                    event.received_at,
-                ],
-            )
-            .await
-            .map_err(db)?;
-        if recorded == 0 {
-            return Err(duplicate(event));
-        }
-    }
     for entry in &change.audit {
         insert_audit(&mut tx, entry).await?;
     }
-    let payout = read_payout(&mut tx, id).await?;
     tx.commit().await.map_err(db)?;
     Ok(payout)
+}
+
+/// Whether `event` is already recorded (the reason an update was refused, when it is).
+async fn event_recorded<T: Tx>(tx: &mut T, event: &payout_core::store::WebhookEventRecord) -> Result<bool> {
+    let seen = tx
+        .fetch_optional(
+            "SELECT 1 AS one FROM webhook_events WHERE provider = $1 AND event_id = $2",
+            args![event.provider.as_str(), event.event_id.as_str()],
+        )
+        .await
+        .map_err(db)?;
+    Ok(seen.is_some())
 }
 
 fn duplicate(event: &payout_core::store::WebhookEventRecord) -> Error {
@@ -537,4 +747,26 @@ pub(crate) async fn claim_stuck_processing<D: Db>(
     // RETURNING gives no order; the claim took the oldest, and all of them now share `updated_at`.
     claimed.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(claimed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_sizes_cover_every_row_with_few_distinct_sizes() {
+        for n in [0, 1, 7, 499, 500, 501, 1_000, 5_099, 123_457] {
+            let sizes: Vec<usize> = statement_sizes(n, 500).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n, "n = {n}");
+            assert!(sizes.iter().all(|s| *s == 500 || (s.is_power_of_two() && *s < 500)));
+        }
+        let distinct: HashSet<usize> = (0..10_000).flat_map(|n| statement_sizes(n, 500)).collect();
+        assert!(distinct.len() <= 10, "{distinct:?}");
+    }
+
+    #[test]
+    fn values_lists_number_postgres_placeholders_and_leave_sqlite_ones_anonymous() {
+        assert_eq!(values_list(Dialect::Postgres, 2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(values_list(Dialect::Sqlite, 2, 2), "(?, ?), (?, ?)");
+    }
 }

@@ -156,8 +156,10 @@ impl PayoutService {
     /// so the amount is always the sum of the items.
     ///
     /// `period` defaults to the previous calendar month. Re-running a period creates nothing new and
-    /// reports whom it skipped. Consultations are streamed and written in chunks: memory holds one
-    /// doctor's consultations and one chunk at a time.
+    /// reports whom it skipped. Consultations are streamed and written in chunks (at most
+    /// [`ServiceConfig::calculation_chunk`](super::ServiceConfig::calculation_chunk) doctors and
+    /// [`calculation_chunk_items`](super::ServiceConfig::calculation_chunk_items) items): memory
+    /// holds one doctor's consultations and one chunk at a time, however long the period.
     pub async fn calculate_period(
         &self,
         actor: &Actor,
@@ -350,6 +352,7 @@ impl PayoutService {
             ),
         };
         batch.amounts.insert(payout.id.clone(), net);
+        batch.items += items.len();
         batch.inner.payouts.push(NewPayout {
             payout,
             items,
@@ -360,7 +363,8 @@ impl PayoutService {
     }
 
     async fn flush_if_full(&self, batch: &mut Batch, report: &mut CalculationReport) -> Result<()> {
-        if batch.inner.payouts.len() + batch.inner.carry_overs.len() >= self.config.calculation_chunk.max(1) {
+        let doctors = batch.inner.payouts.len() + batch.inner.carry_overs.len();
+        if doctors >= self.config.calculation_chunk.max(1) || batch.items >= self.config.calculation_chunk_items {
             self.flush(batch, report).await?;
         }
         Ok(())
@@ -467,4 +471,6 @@ impl PayoutService {
 struct Batch {
     inner: PeriodBatch,
     amounts: HashMap<PayoutId, Money>,
+    /// Items held in `inner`.
+    items: usize,
 }

@@ -33,8 +33,12 @@ pub struct ServiceConfig {
     pub four_eyes: bool,
     /// How many payouts a bulk trigger sends at once. Default: 16.
     pub trigger_concurrency: usize,
-    /// How many doctors a calculation writes per transaction. Default: 500.
+    /// How many doctors a calculation writes per transaction, at most. Default: 500.
     pub calculation_chunk: usize,
+    /// How many payout items a calculation holds before it writes them, at most (a doctor's items
+    /// are never split, so one doctor with more items is written alone). With `calculation_chunk`
+    /// this bounds the calculation's memory, whatever the number of consultations. Default: 5,000.
+    pub calculation_chunk_items: usize,
     /// How long one provider call may take before its outcome counts as unknown. Default: 120 s (longer than
     /// the adapters' own retries with backoff, so an adapter normally answers first).
     pub send_timeout: Duration,
@@ -48,6 +52,7 @@ impl Default for ServiceConfig {
             four_eyes: true,
             trigger_concurrency: 16,
             calculation_chunk: 500,
+            calculation_chunk_items: 5_000,
             send_timeout: Duration::from_secs(120),
             attention_after: chrono::Duration::hours(72),
         }
