@@ -83,13 +83,7 @@ impl PayoutService {
     pub async fn trigger(&self, actor: &Actor, id: &PayoutId, provider: Provider) -> Result<Payout> {
         let prepared = self.prepare_trigger(actor, id, provider).await?;
         let result = self.send_timed(&prepared).await;
-        self.record_send(
-            &prepared.payout,
-            prepared.instruction.attempt_no,
-            result,
-            &prepared.adapter,
-        )
-        .await
+        self.record_prepared_send(&prepared, result).await
     }
 
     /// After a *confirmed* failure: `FAILED -> APPROVED`, then triggers a new attempt (new key) with
@@ -199,7 +193,11 @@ impl PayoutService {
                 Err(e) => results[i] = Some(Err(e)),
             }
         }
-        for chunk in ready.chunks(caps.max_batch_size) {
+        let mut ready = ready.into_iter().peekable();
+        while ready.peek().is_some() {
+            // Owned, so the recording futures below borrow nothing but `self` (they must stay `Send` for
+            // any lifetime, e.g. inside an axum handler).
+            let chunk: Vec<(usize, Prepared)> = ready.by_ref().take(caps.max_batch_size).collect();
             let Some((_, first)) = chunk.first() else { continue };
             let adapter = first.adapter.clone();
             let instructions: Vec<PayoutInstruction> = chunk.iter().map(|(_, p)| p.instruction.clone()).collect();
@@ -223,8 +221,15 @@ impl PayoutService {
                 }
                 Err(e) => chunk.iter().map(|_| Err(e.clone())).collect(),
             };
-            for ((i, p), r) in chunk.iter().zip(per_item) {
-                results[*i] = Some(self.record_send(&p.payout, p.instruction.attempt_no, r, &adapter).await);
+            // Recorded with the same bounded concurrency as the sends: one at a time, the store's round
+            // trips would cost more than the batch call saved.
+            let recorded: Vec<(usize, Result<Payout>)> = futures::stream::iter(chunk.into_iter().zip(per_item))
+                .map(|((i, p), r)| async move { (i, self.record_prepared_send(&p, r).await) })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+            for (i, r) in recorded {
+                results[i] = Some(r);
             }
         }
         ids.iter()
@@ -240,7 +245,9 @@ impl PayoutService {
     /// Checks everything, then commits `APPROVED -> PROCESSING` with a new attempt and its key.
     pub(super) async fn prepare_trigger(&self, actor: &Actor, id: &PayoutId, provider: Provider) -> Result<Prepared> {
         self.require_privileged(actor, "trigger payouts")?;
-        let payout = self.store.get(id).await?;
+        // Two independent reads, side by side: each is a store round trip on the trigger's critical path.
+        let (payout, attempts) = futures::join!(self.store.get(id), self.store.attempts(id));
+        let payout = payout?;
         let Transition::To(to) = transition(payout.status, PayoutEvent::Trigger)? else {
             return Err(Error::InvalidTransition {
                 from: payout.status,
@@ -257,15 +264,7 @@ impl PayoutService {
                 provider,
             })?;
         let recipient = recipient.unwrap_or_default();
-        let attempt_no = self
-            .store
-            .attempts(id)
-            .await?
-            .iter()
-            .map(|a| a.attempt_no)
-            .max()
-            .unwrap_or(0)
-            + 1;
+        let attempt_no = attempts?.iter().map(|a| a.attempt_no).max().unwrap_or(0) + 1;
         let key = PayoutAttempt::key_for(id, attempt_no);
         let simulated = adapter.capabilities().simulated;
         let instruction = PayoutInstruction {
@@ -341,6 +340,31 @@ impl PayoutService {
         result: std::result::Result<SendReceipt, ProviderError>,
         adapter: &Arc<dyn PayoutProvider>,
     ) -> Result<Payout> {
+        self.record_answer(sent, attempt_no, result, adapter, false).await
+    }
+
+    /// [`record_send`](Self::record_send) for an attempt [`prepare_trigger`](Self::prepare_trigger) just
+    /// committed. `p.payout` is the payout as that commit left it, so while its version is unchanged the
+    /// attempt is still `PENDING` and the latest: the first try skips reading the attempts, and the
+    /// conditional update (any change of the payout or its attempts bumps the version) falls back to
+    /// the full read on a conflict.
+    async fn record_prepared_send(
+        &self,
+        p: &Prepared,
+        result: std::result::Result<SendReceipt, ProviderError>,
+    ) -> Result<Payout> {
+        self.record_answer(&p.payout, p.instruction.attempt_no, result, &p.adapter, true)
+            .await
+    }
+
+    async fn record_answer(
+        &self,
+        sent: &Payout,
+        attempt_no: u32,
+        result: std::result::Result<SendReceipt, ProviderError>,
+        adapter: &Arc<dyn PayoutProvider>,
+        fresh: bool,
+    ) -> Result<Payout> {
         let simulated = adapter.capabilities().simulated;
         let (event, outcome, reference, note, error) = match &result {
             Ok(r) => {
@@ -386,16 +410,23 @@ impl PayoutService {
         };
         let actor = format!("provider:{}", adapter.provider());
         let mut payout = sent.clone();
-        for _ in 0..8 {
+        for try_no in 0..8 {
             // A webhook (which may find the attempt by our key) can settle the attempt before the send's own
             // answer is stored. A settled outcome is never downgraded by a weaker answer arriving late: only a
             // provider reference the attempt still lacks is kept from it.
-            let attempts = self.store.attempts(&sent.id).await?;
-            // An answer about an older attempt (a retry started meanwhile) is recorded on that attempt only: it
-            // never moves the payout, whose status belongs to the latest attempt.
-            let latest = attempts.iter().map(|a| a.attempt_no).max().unwrap_or(attempt_no);
-            let is_latest = attempt_no >= latest;
-            let current = attempts.into_iter().find(|a| a.attempt_no == attempt_no);
+            let (is_latest, current) = if fresh && try_no == 0 {
+                // Pending and the latest as long as the payout is unchanged, which the update checks.
+                (true, None)
+            } else {
+                let attempts = self.store.attempts(&sent.id).await?;
+                // An answer about an older attempt (a retry started meanwhile) is recorded on that attempt only:
+                // it never moves the payout, whose status belongs to the latest attempt.
+                let latest = attempts.iter().map(|a| a.attempt_no).max().unwrap_or(attempt_no);
+                (
+                    attempt_no >= latest,
+                    attempts.into_iter().find(|a| a.attempt_no == attempt_no),
+                )
+            };
             let settled = current
                 .as_ref()
                 .is_some_and(|a| matches!(a.outcome, AttemptOutcome::Succeeded | AttemptOutcome::Failed { .. }));
