@@ -1,6 +1,6 @@
 //! The reading half of the store, written once for both dialects.
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 use payout_core::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
@@ -16,7 +16,7 @@ use crate::rows::{
 };
 
 /// How many rows [`stream`] reads per query.
-pub(crate) const STREAM_CHUNK: i64 = 500;
+pub(crate) const STREAM_CHUNK: i64 = 1000;
 
 /// The list order: newest first, ties broken by id.
 const NEWEST_FIRST: &str = "ORDER BY created_at DESC, id DESC";
@@ -78,15 +78,7 @@ fn start_of(day: NaiveDate) -> DateTime<Utc> {
 pub(crate) async fn list<D: Db>(d: &D, filter: &PayoutFilter, page: &Page) -> Result<PayoutPage> {
     let limit = page.limit.min(Page::MAX_LIMIT);
 
-    let mut count_args = Args::new();
-    let count_sql = format!(
-        "SELECT COUNT(*) AS n FROM payouts {}",
-        filter_clause(filter, None, &mut count_args)
-    );
-    let total = match d.fetch_optional(&count_sql, count_args).await.map_err(db)? {
-        Some(row) => u64::try_from(row.int("n").map_err(db)?).unwrap_or(0),
-        None => 0,
-    };
+    let total = count(d, filter).await?;
 
     let mut args = Args::new();
     let clause = filter_clause(filter, page.after.as_ref(), &mut args);
@@ -111,6 +103,108 @@ pub(crate) async fn list<D: Db>(d: &D, filter: &PayoutFilter, page: &Page) -> Re
         None
     };
     Ok(PayoutPage { payouts, total, next })
+}
+
+/// How many payouts match `filter`.
+///
+/// Whole months come from `payout_tallies` (kept by triggers, see the migration), so a broad
+/// filter reads a few hundred tallies instead of counting up to every payout; the days of a
+/// partial month at either end of a date range, and a doctor's payouts (few, and not tallied), are
+/// counted in `payouts` through their indexes.
+async fn count<D: Db>(d: &D, filter: &PayoutFilter) -> Result<u64> {
+    if filter.doctor_id.is_some() {
+        return count_rows(d, filter).await;
+    }
+    // Tallied: the months from `full_from` (inclusive) to `full_to` (exclusive); `None` is open.
+    let full_from = filter.created_from.map(|from| {
+        if from.day() == 1 {
+            from
+        } else {
+            first_of_month(from)
+                .checked_add_months(Months::new(1))
+                .unwrap_or(NaiveDate::MAX)
+        }
+    });
+    // The day after `created_to`; without one (`NaiveDate::MAX`) the range is open, as in `filter_clause`.
+    let end = filter.created_to.and_then(|to| to.checked_add_days(Days::new(1)));
+    let full_to = end.map(first_of_month);
+    if matches!((full_from, full_to), (Some(a), Some(b)) if a >= b) {
+        return count_rows(d, filter).await;
+    }
+    let mut total = count_tallies(d, filter, full_from, full_to).await?;
+    if let (Some(from), Some(a)) = (filter.created_from, full_from) {
+        if from < a {
+            total += count_rows(d, &days(filter, from, a)).await?;
+        }
+    }
+    if let (Some(b), Some(end)) = (full_to, end) {
+        if b < end {
+            total += count_rows(d, &days(filter, b, end)).await?;
+        }
+    }
+    Ok(total)
+}
+
+fn first_of_month(day: NaiveDate) -> NaiveDate {
+    day.with_day(1).unwrap_or(day)
+}
+
+/// `filter` narrowed to the days from `from` up to (not including) `until`.
+fn days(filter: &PayoutFilter, from: NaiveDate, until: NaiveDate) -> PayoutFilter {
+    PayoutFilter {
+        created_from: Some(from),
+        created_to: until.pred_opt(),
+        ..filter.clone()
+    }
+}
+
+/// `COUNT(*)` of the payouts matching `filter`.
+async fn count_rows<D: Db>(d: &D, filter: &PayoutFilter) -> Result<u64> {
+    let mut args = Args::new();
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM payouts {}",
+        filter_clause(filter, None, &mut args)
+    );
+    read_count(d, &sql, args).await
+}
+
+/// The tallied payouts of `filter`'s status and provider created in the months from `from` up to
+/// (not including) `until`.
+async fn count_tallies<D: Db>(
+    d: &D,
+    filter: &PayoutFilter,
+    from: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+) -> Result<u64> {
+    let mut args = Args::new();
+    let mut conditions = Vec::new();
+    if let Some(status) = filter.status {
+        conditions.push(format!("status = {}", args.push(status.as_str())));
+    }
+    if let Some(provider) = filter.provider {
+        conditions.push(format!("provider = {}", args.push(provider.as_str())));
+    }
+    if let Some(from) = from {
+        conditions.push(format!("month >= {}", args.push(from)));
+    }
+    if let Some(until) = until {
+        conditions.push(format!("month < {}", args.push(until)));
+    }
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    // SUM of BIGINT is NUMERIC in Postgres: cast back.
+    let sql = format!("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM payout_tallies {clause}");
+    read_count(d, &sql, args).await
+}
+
+async fn read_count<D: Db>(d: &D, sql: &str, args: Args) -> Result<u64> {
+    Ok(match d.fetch_optional(sql, args).await.map_err(db)? {
+        Some(row) => u64::try_from(row.int("n").map_err(db)?).unwrap_or(0),
+        None => 0,
+    })
 }
 
 /// One chunk of the stream: at most [`STREAM_CHUNK`] rows after `after`.

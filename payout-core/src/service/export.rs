@@ -11,11 +11,16 @@ use crate::csv::{EXPORT_HEADER, push_record};
 use crate::domain::{Actor, DoctorId, Payout, Recipient};
 use crate::error::{Error, Result};
 use crate::money::{Currency, Money};
+use crate::source::RecipientDirectory;
 use crate::status::PayoutStatus;
 use crate::store::PayoutFilter;
 
-/// How many rows are looked up and written together.
-const EXPORT_CHUNK: usize = 256;
+/// How many rows are looked up and written together: the SQL stores' read size, so while one
+/// chunk is written exactly one query reads the next.
+const EXPORT_CHUNK: usize = 1000;
+
+/// How many doctors' export cells one export keeps at most (a few MB).
+const RECIPIENT_CACHE: usize = 20_000;
 
 /// A doctor's earnings at a glance (a premium feature).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -37,10 +42,75 @@ pub struct EarningsAnalytics {
     pub average_per_consultation: Option<Money>,
 }
 
+/// The export's cells of one doctor, encoded once.
+struct ExportRecipient {
+    name: String,
+    email: String,
+    /// The bank details as JSON, or empty.
+    bank_details: String,
+}
+
+/// The doctors an export has looked up, so each is asked for (and its bank details encoded) once
+/// per export instead of once per chunk. Bounded: past [`RECIPIENT_CACHE`] doctors it starts over,
+/// so memory never grows with the export, only up to that many profiles.
+#[derive(Default)]
+struct ExportRecipients {
+    known: HashMap<DoctorId, Option<ExportRecipient>>,
+}
+
+impl ExportRecipients {
+    /// Looks up the doctors of `payouts` not known yet, in one directory call.
+    async fn look_up(&mut self, directory: &dyn RecipientDirectory, payouts: &[Payout]) -> Result<()> {
+        let mut ids: Vec<DoctorId> = payouts
+            .iter()
+            .filter(|p| !self.known.contains_key(&p.doctor_id))
+            .map(|p| p.doctor_id.clone())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        ids.sort();
+        ids.dedup();
+        if self.known.len() + ids.len() > RECIPIENT_CACHE {
+            self.known.clear();
+            // The chunk's other doctors were just forgotten: ask for them all again.
+            ids = payouts.iter().map(|p| p.doctor_id.clone()).collect();
+            ids.sort();
+            ids.dedup();
+        }
+        let mut found: HashMap<DoctorId, Recipient> = directory
+            .recipients(&ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.doctor_id.clone(), r))
+            .collect();
+        for id in ids {
+            let cells = match found.remove(&id) {
+                Some(r) => Some(ExportRecipient {
+                    bank_details: match &r.bank_details {
+                        Some(b) => serde_json::to_string(b).map_err(|e| Error::Store(e.to_string()))?,
+                        None => String::new(),
+                    },
+                    name: r.name,
+                    email: r.email,
+                }),
+                None => None,
+            };
+            self.known.insert(id, cells);
+        }
+        Ok(())
+    }
+
+    fn get(&self, doctor: &DoctorId) -> Option<&ExportRecipient> {
+        self.known.get(doctor).and_then(Option::as_ref)
+    }
+}
+
 impl PayoutService {
     /// Streams the payouts matching `filter` as CSV with the original system's columns
     /// (`id,doctorId,doctor_name,doctor_email,amount,currency,bankDetails,status`) into `out`,
-    /// neutralizing spreadsheet formulas. Rows are read, looked up and written in small chunks; the
+    /// neutralizing spreadsheet formulas. Rows are read, looked up and written in small chunks (the
+    /// next chunk is read while one is written; each doctor is looked up once, up to a bound); the
     /// whole export is never held in memory. Returns the number of rows written. Admins only.
     pub async fn export_csv<W: AsyncWrite + Unpin + Send>(
         &self,
@@ -52,43 +122,39 @@ impl PayoutService {
         let mut buf = String::with_capacity(64 * 1024);
         push_record(&mut buf, EXPORT_HEADER);
         let mut rows = 0u64;
+        let mut recipients = ExportRecipients::default();
         let mut stream = self.store.stream(filter.clone()).chunks(EXPORT_CHUNK);
-        while let Some(chunk) = stream.next().await {
+        let mut next = stream.next().await;
+        while let Some(chunk) = next {
             let payouts = chunk.into_iter().collect::<Result<Vec<Payout>>>()?;
-            let mut ids: Vec<DoctorId> = payouts.iter().map(|p| p.doctor_id.clone()).collect();
-            ids.sort();
-            ids.dedup();
-            let recipients: HashMap<DoctorId, Recipient> = self
-                .directory
-                .recipients(&ids)
-                .await?
-                .into_iter()
-                .map(|r| (r.doctor_id.clone(), r))
-                .collect();
-            for p in &payouts {
-                let r = recipients.get(&p.doctor_id);
-                let bank = match r.and_then(|r| r.bank_details.as_ref()) {
-                    Some(b) => serde_json::to_string(b).map_err(|e| Error::Store(e.to_string()))?,
-                    None => String::new(),
-                };
-                let amount = p.amount_due.amount_str();
-                push_record(
-                    &mut buf,
-                    [
-                        p.id.as_str(),
-                        p.doctor_id.as_str(),
-                        r.map(|r| r.name.as_str()).unwrap_or(""),
-                        r.map(|r| r.email.as_str()).unwrap_or(""),
-                        amount.as_str(),
-                        p.amount_due.currency().code(),
-                        bank.as_str(),
-                        p.status.as_str(),
-                    ],
-                );
-                rows += 1;
-            }
-            out.write_all(buf.as_bytes()).await?;
-            buf.clear();
+            // The store reads the next chunk while this one is looked up and written.
+            let write = async {
+                recipients.look_up(self.directory.as_ref(), &payouts).await?;
+                for p in &payouts {
+                    let r = recipients.get(&p.doctor_id);
+                    let amount = p.amount_due.amount_str();
+                    push_record(
+                        &mut buf,
+                        [
+                            p.id.as_str(),
+                            p.doctor_id.as_str(),
+                            r.map(|r| r.name.as_str()).unwrap_or(""),
+                            r.map(|r| r.email.as_str()).unwrap_or(""),
+                            amount.as_str(),
+                            p.amount_due.currency().code(),
+                            r.map(|r| r.bank_details.as_str()).unwrap_or(""),
+                            p.status.as_str(),
+                        ],
+                    );
+                    rows += 1;
+                }
+                out.write_all(buf.as_bytes()).await?;
+                buf.clear();
+                Ok::<_, Error>(())
+            };
+            let (following, written) = futures::join!(stream.next(), write);
+            written?;
+            next = following;
         }
         out.write_all(buf.as_bytes()).await?;
         out.flush().await?;

@@ -96,6 +96,7 @@ pub const STORE_CHECKS: &[StoreCheck] = checks![
     create_payout_creates_a_manual_payout,
     unknown_payout_is_not_found,
     items_keep_their_order,
+    items_keep_text_and_time_exactly,
     list_filters_and_counts,
     list_limit_skip_paging,
     list_keyset_paging_walks_every_row_once,

@@ -79,6 +79,31 @@ pub async fn items_keep_their_order(store: &dyn PayoutStore) {
     assert_eq!(items, new.items, "items must come back in the order written");
 }
 
+/// Items come back exactly as written whatever their text holds (tabs, line breaks, backslashes,
+/// quotes, `\N`, non-ASCII), with their times to the microsecond, also in a batch of several
+/// payouts with more items than one statement binds.
+pub async fn items_keep_text_and_time_exactly(store: &dyn PayoutStore) {
+    let awkward = ["tab\there", "line\nbreak\r\n", "back\\slash \\N \\.", "quote \" ' ,;", "Nairobi – café ✓", ""];
+    let mut batch = Vec::new();
+    for (p, count) in [(1, 6), (2, 1_200), (3, 7)] {
+        let amounts: Vec<String> = (0..count).map(|i| format!("{}.{:02}", 1 + i % 9, i % 100)).collect();
+        let amounts: Vec<&str> = amounts.iter().map(String::as_str).collect();
+        let mut new = fixtures::new_payout(&format!("po_0{p}"), &format!("dr-{p}"), month(2025, 1), &amounts);
+        for (i, item) in new.items.iter_mut().enumerate() {
+            item.reference = format!("{}#{i}", awkward[i % awkward.len()]);
+            item.description = awkward[(i + 1) % awkward.len()].to_string();
+            item.occurred_at = at(-(i as i64)) + Duration::microseconds(i as i64 * 7 + 1);
+        }
+        batch.push(new);
+    }
+    seed(store, batch.clone()).await;
+    for new in &batch {
+        let items = store.items(&new.payout.id).await.expect("items");
+        assert_eq!(items.len(), new.items.len(), "{}: every item comes back", new.payout.id);
+        assert!(items == new.items, "{}: items must come back exactly as written", new.payout.id);
+    }
+}
+
 /// `list` applies every filter (status, doctor, provider, created_from/created_to as inclusive UTC
 /// days, and their combination) and `total` counts every match, not just the page.
 pub async fn list_filters_and_counts(store: &dyn PayoutStore) {
