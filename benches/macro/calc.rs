@@ -17,7 +17,7 @@
 //!
 //! Both results are checked to be the same: payouts, items, audit entries and total amount.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -251,7 +251,7 @@ fn appointment_rows(doctors: usize, per_doctor: usize) -> (i64, i64) {
     (n, n / 10)
 }
 
-async fn sqlite_setup(path: &PathBuf) -> SqlitePool {
+async fn sqlite_setup(path: &Path) -> SqlitePool {
     let store = SqliteStore::connect(&format!("sqlite://{}?mode=rwc", path.display()))
         .await
         .expect("a SQLite store");

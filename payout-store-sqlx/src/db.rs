@@ -151,12 +151,16 @@ pub trait Tx: Send {
 
     async fn fetch_optional(&mut self, sql: &str, args: Args) -> Result<Option<Self::Row>, sqlx::Error>;
 
+    /// Streams `data` into `statement` (`COPY ... FROM STDIN`) and returns the rows copied, or `None`
+    /// (doing nothing) where the database has no `COPY` (SQLite).
+    async fn copy_in(&mut self, statement: &str, data: Vec<u8>) -> Result<Option<u64>, sqlx::Error>;
+
     async fn commit(self) -> Result<(), sqlx::Error>;
 }
 
 /// Implements [`Db`] for a pool and [`Tx`] for its transaction, given how values are bound.
 macro_rules! impl_db {
-    ($db:ty, $pool:ty, $row:ty, $dialect:expr, $begin:expr, $bind:path) => {
+    ($db:ty, $pool:ty, $row:ty, $dialect:expr, $begin:expr, $bind:path, $copy_in:path) => {
         #[async_trait::async_trait]
         impl $crate::db::Db for $pool {
             type Row = $row;
@@ -213,6 +217,10 @@ macro_rules! impl_db {
 
             async fn fetch_optional(&mut self, sql: &str, args: $crate::db::Args) -> Result<Option<$row>, sqlx::Error> {
                 $bind(sqlx::query(sql), args).fetch_optional(&mut **self).await
+            }
+
+            async fn copy_in(&mut self, statement: &str, data: Vec<u8>) -> Result<Option<u64>, sqlx::Error> {
+                $copy_in(&mut **self, statement, data).await
             }
 
             async fn commit(self) -> Result<(), sqlx::Error> {

@@ -117,4 +117,15 @@ impl RowExt for PgRow {
     }
 }
 
-impl_db!(sqlx::Postgres, PgPool, PgRow, Dialect::Postgres, None, bind);
+/// `COPY ... FROM STDIN` on the transaction's connection.
+async fn copy_in(conn: &mut sqlx::PgConnection, statement: &str, data: Vec<u8>) -> Result<Option<u64>, sqlx::Error> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    if let Err(e) = copy.send(data).await {
+        // Ends the COPY so the connection is usable again; the transaction rolls back anyway.
+        let _ = copy.abort("sending the rows failed").await;
+        return Err(e);
+    }
+    copy.finish().await.map(Some)
+}
+
+impl_db!(sqlx::Postgres, PgPool, PgRow, Dialect::Postgres, None, bind, copy_in);

@@ -16,8 +16,9 @@ use payout_core::{Error, Result};
 
 use crate::db::{Args, Db, Dialect, RowExt};
 
-/// How many rows the reading task may run ahead of the calculation.
-const READ_AHEAD: usize = 1_024;
+/// How many rows the reading task may run ahead of the calculation: enough to keep reading while the
+/// calculation writes a chunk (so reading and writing overlap), little memory (about 1 MiB).
+const READ_AHEAD: usize = 8_192;
 
 /// How many rows go to the calculation in one message.
 const READ_BATCH: usize = 128;

@@ -174,8 +174,14 @@ impl_db!(
     SqliteRow,
     Dialect::Sqlite,
     Some("BEGIN IMMEDIATE"),
-    bind
+    bind,
+    no_copy_in
 );
+
+/// SQLite has no `COPY`: callers fall back to multi-row `INSERT`s.
+async fn no_copy_in(_: &mut sqlx::SqliteConnection, _: &str, _: Vec<u8>) -> Result<Option<u64>, sqlx::Error> {
+    Ok(None)
+}
 
 #[cfg(test)]
 mod tests {

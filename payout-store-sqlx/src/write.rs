@@ -222,14 +222,25 @@ async fn insert_rows<T: Tx, R: Sync>(
     Ok(returned)
 }
 
-/// The item rows of `payouts`, each numbered from 0 within its payout.
+/// The item rows of `payouts`, each numbered from 0 within its payout: in Postgres one
+/// `COPY ... FROM STDIN` (text format), elsewhere multi-row `INSERT`s.
 async fn insert_items<T: Tx>(tx: &mut T, payouts: &[&NewPayout]) -> Result<()> {
-    let head = format!("INSERT INTO payout_items (payout_id, position, {})", rows::ITEM_COLUMNS);
     let items: Vec<(&PayoutId, usize, &PayoutItem)> = payouts
         .iter()
         .flat_map(|new| new.items.iter().enumerate().map(|(n, item)| (&new.payout.id, n, item)))
         .collect();
-    insert_rows(tx, &head, "", 8, &items, |(id, position, item)| {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let columns = format!("payout_items (payout_id, position, {})", rows::ITEM_COLUMNS);
+    if tx.dialect() == Dialect::Postgres {
+        let data = copy_text(&items)?;
+        let sql = format!("COPY {columns} FROM STDIN");
+        if tx.copy_in(&sql, data).await.map_err(db)?.is_some() {
+            return Ok(());
+        }
+    }
+    insert_rows(tx, &format!("INSERT INTO {columns}"), "", 8, &items, |(id, position, item)| {
         Ok(vec![
             Value::from(id.as_str()),
             Value::from(i64::try_from(*position).unwrap_or(i64::MAX)),
@@ -243,6 +254,42 @@ async fn insert_items<T: Tx>(tx: &mut T, payouts: &[&NewPayout]) -> Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// Item rows in `COPY`'s text format: tab-separated, one row per line, `\\`, `\t`, `\n` and `\r`
+/// escaped. Times are written to the microsecond, truncated, as the driver binds them.
+fn copy_text(items: &[(&PayoutId, usize, &PayoutItem)]) -> Result<Vec<u8>> {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(items.len() * 128);
+    for (id, position, item) in items {
+        escape_copy(&mut out, id.as_str());
+        let _ = write!(out, "\t{position}\t");
+        escape_copy(&mut out, &rows::name_of(&item.kind));
+        out.push('\t');
+        escape_copy(&mut out, &item.reference);
+        let _ = write!(
+            out,
+            "\t{}\t{}\t{}\t",
+            rows::minor_units(&item.amount)?,
+            item.amount.currency().code(),
+            item.occurred_at.format("%Y-%m-%d %H:%M:%S%.6f+00")
+        );
+        escape_copy(&mut out, &item.description);
+        out.push('\n');
+    }
+    Ok(out.into_bytes())
+}
+
+fn escape_copy(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
 }
 
 /// The creation audit entries of `payouts`.
@@ -762,6 +809,24 @@ mod tests {
         }
         let distinct: HashSet<usize> = (0..10_000).flat_map(|n| statement_sizes(n, 500)).collect();
         assert!(distinct.len() <= 10, "{distinct:?}");
+    }
+
+    #[test]
+    fn copy_text_escapes_separators_and_keeps_microseconds() {
+        use chrono::TimeZone;
+        let id = PayoutId::new("po\\1");
+        let item = PayoutItem {
+            kind: payout_core::domain::ItemKind::Consultation,
+            reference: "a\tb".into(),
+            amount: Money::from_minor_units(50_000, payout_core::money::Currency::KES),
+            occurred_at: chrono::Utc.timestamp_opt(1_790_000_000, 123_456_789).unwrap(),
+            description: "line\nbreak\r".into(),
+        };
+        let text = String::from_utf8(copy_text(&[(&id, 3, &item)]).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "po\\\\1\t3\tCONSULTATION\ta\\tb\t50000\tKES\t2026-09-21 14:13:20.123456+00\tline\\nbreak\\r\n"
+        );
     }
 
     #[test]
