@@ -7,7 +7,9 @@ use super::PayoutService;
 use super::lifecycle::Prepared;
 use crate::domain::{AttemptOutcome, Payout, PayoutAttempt, PayoutId, Provider};
 use crate::error::{Error, Result};
-use crate::provider::{AttemptLookup, PayoutInstruction, ProviderEvent, ProviderEventKind, ProviderStatus};
+use crate::provider::{
+    AttemptLookup, EventReference, PayoutInstruction, ProviderEvent, ProviderEventKind, ProviderStatus,
+};
 use crate::status::{PayoutEvent, PayoutStatus, Transition, transition};
 use crate::store::{AttemptUpdate, PayoutChange, WebhookEventRecord};
 
@@ -109,13 +111,25 @@ impl PayoutService {
     }
 
     async fn apply_provider_event(&self, provider: Provider, event: &ProviderEvent) -> Result<EventOutcome> {
-        if self.store.webhook_event_seen(provider, &event.event_id).await? {
-            return Ok(EventOutcome::Duplicate {
-                event_id: event.event_id.clone(),
-            });
-        }
+        // No "seen already?" read first: the store refuses a recorded event atomically with the
+        // change (`DuplicateEvent`, answered as `Duplicate` below), so a first delivery, the common
+        // case, pays no extra round trip; a redelivery still finds its attempt and is refused there.
+        //
+        // Our own idempotency key names exactly one attempt, while a provider reference may name
+        // several (a batch id) or an object we never stored (a Stripe Connect `po_...`), so keys
+        // are tried first and the usual event needs one lookup.
+        let keys_first = event
+            .references
+            .iter()
+            .filter(|r| matches!(r, EventReference::IdempotencyKey(_)))
+            .chain(
+                event
+                    .references
+                    .iter()
+                    .filter(|r| !matches!(r, EventReference::IdempotencyKey(_))),
+            );
         let mut attempt = None;
-        for r in &event.references {
+        for r in keys_first {
             if let Some(a) = self.store.find_attempt(provider, r).await? {
                 attempt = Some(a);
                 break;
