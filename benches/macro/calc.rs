@@ -74,7 +74,9 @@ pub async fn run(report: &mut Report) {
     let pool = sqlite_pool(&path("big.db")).await;
     let ours = written_sqlite(&pool).await;
     pool.close().await;
-    record(report, "SQLite", big, small, &base, base_time, &ours, &big_run, &small_run);
+    record(
+        report, "SQLite", big, small, &base, base_time, &ours, &big_run, &small_run,
+    );
     drop(dir);
 
     // Postgres: three schemas.
@@ -95,7 +97,9 @@ pub async fn run(report: &mut Report) {
     let pool = schemas[1].pool(1).await;
     let ours = written_postgres(&pool).await;
     pool.close().await;
-    record(report, "Postgres", big, small, &base, base_time, &ours, &big_run, &small_run);
+    record(
+        report, "Postgres", big, small, &base, base_time, &ours, &big_run, &small_run,
+    );
     for s in schemas {
         s.drop().await;
     }
@@ -113,7 +117,10 @@ fn record(
     big_run: &ChildRun,
     small_run: &ChildRun,
 ) {
-    assert_eq!(base, ours, "{backend}: the baseline and the service wrote different things");
+    assert_eq!(
+        base, ours,
+        "{backend}: the baseline and the service wrote different things"
+    );
     assert_eq!(ours.items as usize, big, "{backend}: one item per consultation");
     eprintln!(
         "[calc] {backend}: service {} (peak +{} KiB) vs baseline {}; 1/10 size {} (peak +{} KiB)",
@@ -125,7 +132,10 @@ fn record(
     );
     report.time(
         SECTION,
-        format!("{backend}: `calculate_period`, {big} consultations, {} doctors", ours.payouts),
+        format!(
+            "{backend}: `calculate_period`, {big} consultations, {} doctors",
+            ours.payouts
+        ),
         big_run.time,
         "hand-written INSERT ... SELECT ... GROUP BY + items + audit",
         base_time,
@@ -259,8 +269,8 @@ async fn sqlite_setup(path: &Path) -> SqlitePool {
 }
 
 async fn sqlite_pool(path: &Path) -> SqlitePool {
-    let options = payout_store_sqlx::sqlite::connect_options(&format!("sqlite://{}", path.display()))
-        .expect("SQLite options");
+    let options =
+        payout_store_sqlx::sqlite::connect_options(&format!("sqlite://{}", path.display())).expect("SQLite options");
     sqlx::sqlite::SqlitePoolOptions::new()
         .connect_with(options)
         .await
@@ -285,7 +295,9 @@ fn appointments_select(dialect: &str, doctors: usize, from: i64, count: i64, sta
             "'appt-' || printf('%09d', g)".to_string(),
             format!("'doc-' || printf('%06d', g % {doctors})"),
             // The store's own fixed-width UTC text.
-            format!("strftime('%Y-%m-%dT%H:%M:%S', '{day0}', '+' || ((g * 7919) % 2592000) || ' seconds') || '.000000000Z'"),
+            format!(
+                "strftime('%Y-%m-%dT%H:%M:%S', '{day0}', '+' || ((g * 7919) % 2592000) || ' seconds') || '.000000000Z'"
+            ),
         ),
     };
     format!("INSERT INTO appointments SELECT {id}, {doctor}, '{status}', {at} FROM {series}")
@@ -322,7 +334,10 @@ async fn load_postgres(pool: &PgPool, doctors: usize, per_doctor: usize) {
     ] {
         sqlx::query(&sql).execute(pool).await.expect("loading appointments");
     }
-    sqlx::query("VACUUM ANALYZE appointments").execute(pool).await.expect("VACUUM ANALYZE");
+    sqlx::query("VACUUM ANALYZE appointments")
+        .execute(pool)
+        .await
+        .expect("VACUUM ANALYZE");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -26,7 +26,10 @@ pub struct Report {
 
 impl Report {
     pub fn new(scale: f64) -> Self {
-        Report { scale, rows: Vec::new() }
+        Report {
+            scale,
+            rows: Vec::new(),
+        }
     }
 
     /// `n` scaled, at least `min`.
@@ -208,8 +211,10 @@ pub fn print_machine() {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
         })
         .unwrap_or_default();
     eprintln!("machine: {cpus} CPUs, {model}");

@@ -56,8 +56,11 @@ pub async fn pool(url: &str) -> payout_core::Result<SqlitePool> {
             .connect_with(options)
             .await
     } else {
+        // No ping before each use: a file database's connection does not go stale, and the ping is a
+        // round trip to the connection's worker thread on every store call.
         SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
     };

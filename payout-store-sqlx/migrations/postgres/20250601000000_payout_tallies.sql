@@ -38,23 +38,19 @@ BEGIN
 END;
 $$;
 
+-- A row trigger that fires only when the payout moves between buckets (see the trigger's WHEN):
+-- most updates (an attempt's answer, a note, a lease) run no trigger code at all, and the ones that
+-- do cost two tally upserts, in key order, with no transition tables to build.
 CREATE FUNCTION payout_tallies_on_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO payout_tallies AS t (month, status, provider, slot, n)
-    SELECT month, status, provider, slot, SUM(n)
-    FROM (
-        SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date AS month, status,
-               COALESCE(provider, '') AS provider, pg_backend_pid() & 15 AS slot, 1 AS n
-        FROM new_rows
-        UNION ALL
-        SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date, status, COALESCE(provider, ''),
-               pg_backend_pid() & 15, -1
-        FROM old_rows
-    ) AS delta
-    GROUP BY 1, 2, 3, 4
-    HAVING SUM(n) <> 0
-    ORDER BY 1, 2, 3, 4
+    SELECT month, status, provider, pg_backend_pid() & 15, n
+    FROM (VALUES
+        (date_trunc('month', OLD.created_at AT TIME ZONE 'UTC')::date, OLD.status, COALESCE(OLD.provider, ''), -1),
+        (date_trunc('month', NEW.created_at AT TIME ZONE 'UTC')::date, NEW.status, COALESCE(NEW.provider, ''), 1)
+    ) AS delta (month, status, provider, n)
+    ORDER BY 1, 2, 3
     ON CONFLICT (month, status, provider, slot) DO UPDATE SET n = t.n + EXCLUDED.n;
     RETURN NULL;
 END;
@@ -79,8 +75,13 @@ CREATE TRIGGER payout_tallies_insert
     FOR EACH STATEMENT EXECUTE FUNCTION payout_tallies_on_insert();
 
 CREATE TRIGGER payout_tallies_update
-    AFTER UPDATE ON payouts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION payout_tallies_on_update();
+    AFTER UPDATE OF status, provider, created_at ON payouts
+    FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status
+          OR COALESCE(OLD.provider, '') IS DISTINCT FROM COALESCE(NEW.provider, '')
+          OR date_trunc('month', OLD.created_at AT TIME ZONE 'UTC')
+             IS DISTINCT FROM date_trunc('month', NEW.created_at AT TIME ZONE 'UTC'))
+    EXECUTE FUNCTION payout_tallies_on_update();
 
 CREATE TRIGGER payout_tallies_delete
     AFTER DELETE ON payouts REFERENCING OLD TABLE AS old_rows

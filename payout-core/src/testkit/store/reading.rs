@@ -83,7 +83,14 @@ pub async fn items_keep_their_order(store: &dyn PayoutStore) {
 /// quotes, `\N`, non-ASCII), with their times to the microsecond, also in a batch of several
 /// payouts with more items than one statement binds.
 pub async fn items_keep_text_and_time_exactly(store: &dyn PayoutStore) {
-    let awkward = ["tab\there", "line\nbreak\r\n", "back\\slash \\N \\.", "quote \" ' ,;", "Nairobi – café ✓", ""];
+    let awkward = [
+        "tab\there",
+        "line\nbreak\r\n",
+        "back\\slash \\N \\.",
+        "quote \" ' ,;",
+        "Nairobi – café ✓",
+        "",
+    ];
     let mut batch = Vec::new();
     for (p, count) in [(1, 6), (2, 1_200), (3, 7)] {
         let amounts: Vec<String> = (0..count).map(|i| format!("{}.{:02}", 1 + i % 9, i % 100)).collect();
@@ -100,7 +107,11 @@ pub async fn items_keep_text_and_time_exactly(store: &dyn PayoutStore) {
     for new in &batch {
         let items = store.items(&new.payout.id).await.expect("items");
         assert_eq!(items.len(), new.items.len(), "{}: every item comes back", new.payout.id);
-        assert!(items == new.items, "{}: items must come back exactly as written", new.payout.id);
+        assert!(
+            items == new.items,
+            "{}: items must come back exactly as written",
+            new.payout.id
+        );
     }
 }
 
