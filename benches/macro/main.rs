@@ -35,6 +35,10 @@ fn main() {
         calc::child_main(&argv[2], &argv[3]);
         return;
     }
+    if argv.get(1).map(String::as_str) == Some(listing::CHILD_ARG) {
+        listing::child_main(&argv[2], &argv[3], &argv[4]);
+        return;
+    }
     let mut scale = 1.0_f64;
     let mut wanted: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
