@@ -1,9 +1,13 @@
 //! The period calculation and manual payouts.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use futures::future::Either;
+use futures::stream::BoxStream;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
@@ -193,10 +197,13 @@ impl PayoutService {
             total_created: Money::zero(currency),
         };
         let mut batch = Batch::default();
+        // The chunk being written while the next one is planned (at most one): reading the source
+        // and writing the store overlap instead of taking turns.
+        let mut writing: Option<Writing> = None;
         let mut finished: HashSet<DoctorId> = HashSet::new();
         let mut current: Option<DoctorRun> = None;
         let mut stream = source.completed(period);
-        while let Some(row) = stream.next().await {
+        while let Some(row) = next_row(&mut stream, &mut writing, &mut report).await? {
             let c = row?;
             if !period.contains(c.completed_at) {
                 return Err(Error::Source(format!(
@@ -218,7 +225,7 @@ impl PayoutService {
                         finished.insert(run.doctor.clone());
                         let carried = open.remove(&run.doctor).unwrap_or_default();
                         self.plan_doctor(actor, period, policy, run, carried, &mut batch, &mut report)?;
-                        self.flush_if_full(&mut batch, &mut report).await?;
+                        self.write_if_full(&mut batch, &mut writing, &mut report).await?;
                     }
                     current = Some(DoctorRun {
                         doctor: c.doctor_id.clone(),
@@ -240,9 +247,11 @@ impl PayoutService {
                 consultations: Vec::new(),
             };
             self.plan_doctor(actor, period, policy, run, carried, &mut batch, &mut report)?;
-            self.flush_if_full(&mut batch, &mut report).await?;
+            self.write_if_full(&mut batch, &mut writing, &mut report).await?;
         }
-        self.flush(&mut batch, &mut report).await?;
+        finish_writing(&mut writing, &mut report).await?;
+        writing = self.start_writing(&mut batch);
+        finish_writing(&mut writing, &mut report).await?;
         Ok(report)
     }
 
@@ -362,33 +371,32 @@ impl PayoutService {
         Ok(())
     }
 
-    async fn flush_if_full(&self, batch: &mut Batch, report: &mut CalculationReport) -> Result<()> {
+    /// When the batch is full: waits for the chunk being written (if any), then starts writing this one.
+    async fn write_if_full(
+        &self,
+        batch: &mut Batch,
+        writing: &mut Option<Writing>,
+        report: &mut CalculationReport,
+    ) -> Result<()> {
         let doctors = batch.inner.payouts.len() + batch.inner.carry_overs.len();
         if doctors >= self.config.calculation_chunk.max(1) || batch.items >= self.config.calculation_chunk_items {
-            self.flush(batch, report).await?;
+            finish_writing(writing, report).await?;
+            *writing = self.start_writing(batch);
         }
         Ok(())
     }
 
-    async fn flush(&self, batch: &mut Batch, report: &mut CalculationReport) -> Result<()> {
+    /// Takes the batch and returns the write of it, which runs as it is polled.
+    fn start_writing(&self, batch: &mut Batch) -> Option<Writing> {
         if batch.inner.payouts.is_empty() && batch.inner.carry_overs.is_empty() {
-            return Ok(());
+            return None;
         }
         let work = std::mem::take(batch);
-        let PeriodBatchOutcome {
-            created,
-            carried_over,
-            skipped,
-        } = self.store.create_period(work.inner).await?;
-        for id in &created {
-            if let Some(a) = work.amounts.get(id) {
-                report.total_created = report.total_created.checked_add(a)?;
-            }
-        }
-        report.created.extend(created);
-        report.carried_over.extend(carried_over);
-        report.skipped.extend(skipped);
-        Ok(())
+        let store = self.store.clone();
+        Some(Box::pin(async move {
+            let outcome = store.create_period(work.inner).await?;
+            Ok((work.amounts, outcome))
+        }))
     }
 
     /// Creates a payout by hand (admins only): one adjustment item for the amount, status `PENDING`.
@@ -465,6 +473,61 @@ impl PayoutService {
             detail,
         }
     }
+}
+
+/// A chunk's write in progress: the amounts of its payouts (for the report's total) and the store's
+/// answer.
+type Writing = Pin<Box<dyn Future<Output = Result<(HashMap<PayoutId, Money>, PeriodBatchOutcome)>> + Send>>;
+
+/// The next consultation, polling the chunk being written meanwhile, so the write progresses while
+/// the calculation waits for rows. A finished write is recorded in the report; its error ends the
+/// calculation.
+async fn next_row(
+    stream: &mut BoxStream<'static, Result<Consultation>>,
+    writing: &mut Option<Writing>,
+    report: &mut CalculationReport,
+) -> Result<Option<Result<Consultation>>> {
+    let Some(mut write) = writing.take() else {
+        return Ok(stream.next().await);
+    };
+    match futures::future::select(&mut write, stream.next()).await {
+        Either::Left((written, next)) => {
+            record_written(written?, report)?;
+            Ok(next.await)
+        }
+        Either::Right((row, _)) => {
+            *writing = Some(write);
+            Ok(row)
+        }
+    }
+}
+
+/// Waits for the chunk being written, if any, and records it.
+async fn finish_writing(writing: &mut Option<Writing>, report: &mut CalculationReport) -> Result<()> {
+    if let Some(write) = writing.take() {
+        record_written(write.await?, report)?;
+    }
+    Ok(())
+}
+
+fn record_written(
+    (amounts, outcome): (HashMap<PayoutId, Money>, PeriodBatchOutcome),
+    report: &mut CalculationReport,
+) -> Result<()> {
+    let PeriodBatchOutcome {
+        created,
+        carried_over,
+        skipped,
+    } = outcome;
+    for id in &created {
+        if let Some(a) = amounts.get(id) {
+            report.total_created = report.total_created.checked_add(a)?;
+        }
+    }
+    report.created.extend(created);
+    report.carried_over.extend(carried_over);
+    report.skipped.extend(skipped);
+    Ok(())
 }
 
 #[derive(Default)]
