@@ -131,7 +131,8 @@ impl EventReference {
 pub struct ProviderEvent {
     /// The provider's event id (the deduplication key).
     pub event_id: String,
-    /// Which attempt it is about; tried in order.
+    /// Which attempt it is about. The service tries our idempotency keys first (a key names exactly one
+    /// attempt), then the provider references, each kind in the order given.
     pub references: Vec<EventReference>,
     /// What happened.
     pub kind: ProviderEventKind,
