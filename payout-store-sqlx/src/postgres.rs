@@ -38,14 +38,15 @@ impl PgStore {
 
     /// Connects with `options` (e.g. with a `search_path` set), applies the migrations and returns the store.
     ///
-    /// The pool holds up to 10 connections and does not ping a connection before each use (sqlx's
+    /// The pool holds up to 16 connections (the service's default trigger concurrency, so a bulk
+    /// trigger's sends never queue for one) and does not ping a connection before each use (sqlx's
     /// default does): the ping is a network round trip on every store call, a third of a webhook's
     /// writes. A connection the server dropped fails its next statement with a store error, which
     /// callers already treat as retryable, and is replaced. Build your own pool and use
     /// [`PgStore::new`] for other settings.
     pub async fn connect_with(options: PgConnectOptions) -> payout_core::Result<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(10)
+            .max_connections(16)
             .test_before_acquire(false)
             .connect_with(options)
             .await
