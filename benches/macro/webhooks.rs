@@ -26,8 +26,8 @@
 //! shared machine falls on both alike; the rate and the tps are over all rounds.
 //!
 //! **Client count.** [`CLIENTS`] = 16 for both: Stripe delivers webhooks concurrently, and 16 keeps
-//! two cores busy through commit waits on either side. The demo's pool (sqlx's default, 10
-//! connections) is part of what is measured; the rest of the 16 requests queue for a connection.
+//! two cores busy through commit waits on either side. The demo's pool (`PgStore`'s default, 16
+//! connections, as many as pgbench's) is part of what is measured.
 //!
 //! The demo's per-client webhook rate limit (50/s per IP) is turned off: every client here is
 //! 127.0.0.1, where in production Stripe delivers from many addresses. No tracing subscriber is
