@@ -163,7 +163,10 @@ impl PayoutService {
     /// reports whom it skipped. Consultations are streamed and written in chunks (at most
     /// [`ServiceConfig::calculation_chunk`](super::ServiceConfig::calculation_chunk) doctors and
     /// [`calculation_chunk_items`](super::ServiceConfig::calculation_chunk_items) items): memory
-    /// holds one doctor's consultations and one chunk at a time, however long the period.
+    /// holds one doctor's consultations and two chunks at a time (one being written while the next is
+    /// planned), however long the period. Each chunk is one transaction: if the calculation fails
+    /// part-way, the chunks already written stay (the one in flight may be rolled back), and running
+    /// it again creates the rest.
     pub async fn calculate_period(
         &self,
         actor: &Actor,
