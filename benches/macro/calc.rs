@@ -29,7 +29,7 @@ use payout_core::service::CalculationPolicy;
 use payout_store_sqlx::{ConsultationTable, PgStore, SqlConsultationSource, SqliteStore};
 use sqlx::{PgPool, SqlitePool};
 
-use crate::common::{PgSchema, Report, peak_rss_kib, reset_peak_rss, rss_kib, secs};
+use crate::common::{PgSchema, Report, child_figures, peak_rss_kib, reset_peak_rss, rss_kib, secs};
 
 const SECTION: &str = "calc";
 /// The argument that makes this benchmark a measured child: `--calc-child <sqlite|postgres> <location>`.
@@ -179,26 +179,11 @@ fn child(backend: &str, location: &str) -> ChildRun {
         }
         _ => Command::new(exe),
     };
-    let out = command
-        .args([CHILD_ARG, backend, location])
-        .output()
-        .expect("running the measured child");
-    assert!(
-        out.status.success(),
-        "the measured child failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let field = |key: &str| -> u64 {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{key} missing from the child's output: {stdout}"))
-    };
+    command.args([CHILD_ARG, backend, location]);
+    let figures = child_figures(command);
     ChildRun {
-        time: Duration::from_nanos(field("CALC_NANOS")),
-        peak_kib: field("CALC_PEAK_KIB"),
+        time: Duration::from_nanos(figures.get("CALC_NANOS")),
+        peak_kib: figures.get("CALC_PEAK_KIB"),
     }
 }
 

@@ -205,6 +205,32 @@ pub async fn peak_growth_kib<T>(f: impl std::future::Future<Output = T>) -> (T, 
     (out, peak_rss_kib().saturating_sub(before))
 }
 
+/// Runs `command` (this benchmark re-run as a measured child) and returns the figures it printed
+/// as `KEY value` lines on stdout; panics with the child's stderr if it failed.
+pub fn child_figures(mut command: std::process::Command) -> ChildFigures {
+    let out = command.output().expect("running the measured child");
+    assert!(
+        out.status.success(),
+        "the measured child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ChildFigures(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What a measured child printed.
+pub struct ChildFigures(String);
+
+impl ChildFigures {
+    /// The value printed after `key`.
+    pub fn get(&self, key: &str) -> u64 {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{key} missing from the child's output: {}", self.0))
+    }
+}
+
 /// Prints the machine's facts once, before the results.
 pub fn print_machine() {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);

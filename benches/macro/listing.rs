@@ -45,7 +45,7 @@ use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
 use tokio::io::AsyncWrite;
 
-use crate::common::{PgSchema, Report, peak_growth_kib, percentile, secs, timed};
+use crate::common::{PgSchema, Report, child_figures, peak_growth_kib, percentile, secs, timed};
 
 const SECTION: &str = "list";
 /// Monthly periods in the data (the doctors are `payouts / PERIODS`).
@@ -480,27 +480,13 @@ pub const CHILD_ARG: &str = "--export-child";
 /// process the heap already holds what loading a million rows freed), and reads its figures.
 fn export_in_child(schema: &str, filter: &PayoutFilter, expected: u64) -> Exported {
     let day = |d: Option<NaiveDate>| d.map_or_else(|| "-".to_string(), |d| d.to_string());
-    let out = std::process::Command::new(std::env::current_exe().expect("this benchmark's path"))
-        .args([CHILD_ARG, schema, &day(filter.created_from), &day(filter.created_to)])
-        .output()
-        .expect("running the export child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the export child failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let field = |key: &str| -> u64 {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{key} missing from the child's output: {stdout}"))
-    };
+    let mut command = std::process::Command::new(std::env::current_exe().expect("this benchmark's path"));
+    command.args([CHILD_ARG, schema, &day(filter.created_from), &day(filter.created_to)]);
+    let figures = child_figures(command);
     let exported = Exported {
-        rows: field("EXPORT_ROWS"),
-        time: Duration::from_nanos(field("EXPORT_NANOS")),
-        peak_kib: field("EXPORT_PEAK_KIB"),
+        rows: figures.get("EXPORT_ROWS"),
+        time: Duration::from_nanos(figures.get("EXPORT_NANOS")),
+        peak_kib: figures.get("EXPORT_PEAK_KIB"),
     };
     assert_eq!(
         exported.rows, expected,

@@ -76,20 +76,6 @@ async fn payout_exists<T: Tx>(tx: &mut T, id: &PayoutId) -> Result<bool> {
     Ok(row.is_some())
 }
 
-/// True when a non-cancelled calculated payout exists for the slot. The condition is written as the
-/// partial unique index's own, literally, so the planner can answer from that index.
-async fn live_calculated<T: Tx>(tx: &mut T, slot: &Slot) -> Result<bool> {
-    let row = tx
-        .fetch_optional(
-            "SELECT 1 AS one FROM payouts WHERE doctor_id = $1 AND period_start = $2 AND period_end = $3 \
-             AND origin = 'CALCULATED' AND status <> 'CANCELLED'",
-            args![slot.0.as_str(), slot.1.start, slot.1.end],
-        )
-        .await
-        .map_err(db)?;
-    Ok(row.is_some())
-}
-
 /// The carry-over of a slot: `None` if there is none, `Some(open)` if there is one, open meaning
 /// never consumed or consumed by a payout cancelled since ([`CARRY_OVER_IS_OPEN`]).
 ///
@@ -213,11 +199,8 @@ async fn insert_rows<T: Tx, R: Sync>(
             args.0.extend(row);
         }
         let sql = format!("{head} VALUES {} {tail}", values_list(tx.dialect(), chunk.len(), width));
-        if tail.contains("RETURNING") {
-            returned.extend(tx.fetch_all(&sql, args).await.map_err(db)?);
-        } else {
-            tx.execute(&sql, args).await.map_err(db)?;
-        }
+        // Without a `RETURNING` tail this returns no rows.
+        returned.extend(tx.fetch_all(&sql, args).await.map_err(db)?);
     }
     Ok(returned)
 }
@@ -607,7 +590,10 @@ pub(crate) async fn create_payout<D: Db>(d: &D, new: NewPayout) -> Result<Payout
     let p = &new.payout;
     let slot = (p.doctor_id.clone(), p.period());
     if payout_exists(&mut tx, &p.id).await?
-        || (p.origin == PayoutOrigin::Calculated && live_calculated(&mut tx, &slot).await?)
+        || (p.origin == PayoutOrigin::Calculated
+            && live_calculated_among(&mut tx, std::slice::from_ref(&slot))
+                .await?
+                .contains(&slot))
     {
         return Err(Error::Conflict(p.id.clone()));
     }
