@@ -78,6 +78,9 @@ use serde_json::{Value, json};
 
 use crate::common::{PgSchema, Report, secs, timed};
 
+/// The most items the service's bulk trigger puts in one batch call.
+const SERVICE_BATCH_ITEMS: usize = 1_000;
+
 const SECTION: &str = "trigger";
 /// What every provider call costs at the double.
 const LATENCY: Duration = Duration::from_millis(50);
@@ -368,8 +371,9 @@ impl Double {
         }
     }
 
-    /// One token, `ceil(n / 15,000)` creates carrying each payout's first-attempt key once, and
-    /// every created batch read back page by page.
+    /// One token, `ceil(n / 1,000)` creates (the bulk trigger sends batches of up to 1,000 items, each
+    /// as soon as its attempts are committed; PayPal's own limit is 15,000) carrying each payout's
+    /// first-attempt key once, and every created batch read back page by page.
     fn check_paypal(&self, ids: &[PayoutId]) {
         let n = ids.len();
         let keys = self.paypal_item_keys.lock().expect("keys");
@@ -379,7 +383,7 @@ impl Double {
             "PayPal requests the double refused"
         );
         assert_eq!(self.paypal_tokens.load(Ordering::Relaxed), 1, "PayPal token calls");
-        let creates = n.div_ceil(MAX_BATCH_ITEMS);
+        let creates = n.div_ceil(SERVICE_BATCH_ITEMS.min(MAX_BATCH_ITEMS));
         assert_eq!(
             self.paypal_creates.load(Ordering::Relaxed),
             creates,
@@ -667,6 +671,14 @@ impl PayoutStore for TimedStore {
     }
     async fn attempts(&self, id: &PayoutId) -> payout_core::Result<Vec<PayoutAttempt>> {
         self.spans.time("store.attempts", self.inner.attempts(id)).await
+    }
+    async fn apply_all(&self, changes: Vec<PayoutChange>) -> Vec<payout_core::Result<Payout>> {
+        self.spans.time("store.apply_all", self.inner.apply_all(changes)).await
+    }
+    async fn payouts_with_attempts(&self, ids: &[PayoutId]) -> payout_core::Result<Vec<(Payout, Vec<PayoutAttempt>)>> {
+        self.spans
+            .time("store.payouts_with_attempts", self.inner.payouts_with_attempts(ids))
+            .await
     }
     async fn find_attempt(
         &self,

@@ -275,6 +275,19 @@ pub enum ItemKind {
     Adjustment,
 }
 
+impl ItemKind {
+    /// The kind's name as stored and serialized: `CONSULTATION`, `CARRY_OVER`, `DEDUCTION`,
+    /// `ADJUSTMENT`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ItemKind::Consultation => "CONSULTATION",
+            ItemKind::CarryOver => "CARRY_OVER",
+            ItemKind::Deduction => "DEDUCTION",
+            ItemKind::Adjustment => "ADJUSTMENT",
+        }
+    }
+}
+
 /// One line of a payout: a consultation, a carried-over balance, a deduction or an adjustment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -589,6 +602,18 @@ impl Recipient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn item_kind_names_are_their_serde_names() {
+        for kind in [
+            ItemKind::Consultation,
+            ItemKind::CarryOver,
+            ItemKind::Deduction,
+            ItemKind::Adjustment,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+    }
 
     #[test]
     fn previous_month_handles_year_boundary() {

@@ -320,6 +320,51 @@ pub trait PayoutStore: Send + Sync {
     /// A payout's attempts, oldest first.
     async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>>;
 
+    /// Applies each change as [`apply`](PayoutStore::apply) would, and returns one result per
+    /// change, in order. Each change is checked and applied on its own: a refused one (a conflict, a
+    /// duplicate event, a missing attempt) changes nothing and leaves the others as they are. A store
+    /// may write many of them in one statement or transaction (the bulk trigger records a batch
+    /// provider's attempts and answers this way); the default applies them one by one.
+    ///
+    /// An error for the whole call (the database is down) is returned for every change it left
+    /// unapplied.
+    async fn apply_all(&self, changes: Vec<PayoutChange>) -> Vec<Result<Payout>> {
+        let mut out = Vec::with_capacity(changes.len());
+        for change in changes {
+            out.push(self.apply(change).await);
+        }
+        out
+    }
+
+    /// The payouts of `ids` that exist, each with its attempts oldest first, in the order of `ids`
+    /// (unknown ids are left out, a repeated id is returned once). What [`get`](PayoutStore::get) and
+    /// [`attempts`](PayoutStore::attempts) return for each, read in a few queries instead of two per
+    /// payout; the default asks for each one in turn. The attempts are read after the payouts, so they
+    /// are at least as new as the payout they come with.
+    async fn payouts_with_attempts(&self, ids: &[PayoutId]) -> Result<Vec<(Payout, Vec<PayoutAttempt>)>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if !seen.insert(id) {
+                continue;
+            }
+            match self.get(id).await {
+                Ok(p) => out.push((p, self.attempts(id).await?)),
+                Err(crate::Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many writes this store runs side by side to advantage: a hint for bulk work, such as a
+    /// period calculation writing its chunks. 1 (the default) for a store with one writer at a time
+    /// (SQLite, the in-memory store); more for a database that runs transactions in parallel
+    /// (Postgres). A store that wraps another should pass the inner store's answer on.
+    fn parallel_writes(&self) -> usize {
+        1
+    }
+
     /// The attempt a provider event refers to, by provider reference or idempotency key.
     async fn find_attempt(&self, provider: Provider, reference: &EventReference) -> Result<Option<PayoutAttempt>>;
 

@@ -1030,9 +1030,14 @@ impl World {
         if rng.pct(30) {
             policy.minimum_payout = Some(Money::from_minor_units(120_000, Currency::KES));
         }
+        // Drawn in the order the fields always were, so seeds keep their runs.
+        let trigger_concurrency = rng.range(1, 4) as usize;
+        let calculation_chunk = rng.range(1, 4) as usize;
         let config = ServiceConfig {
-            trigger_concurrency: rng.range(1, 4) as usize,
-            calculation_chunk: rng.range(1, 4) as usize,
+            trigger_concurrency,
+            calculation_chunk,
+            // 1 to 3 chunks written at once, from a draw above (no new draw).
+            calculation_writes_in_flight: Some(4 - calculation_chunk),
             attention_after: Duration::hours(i64::from(rng.range(2, 72))),
             ..Default::default()
         };

@@ -225,6 +225,63 @@ async fn send_creates_a_batch_of_one_with_our_ids_and_maps_the_item_back() {
     );
 }
 
+/// A batch of 2,500 items is read back over three pages of 1,000 (PayPal's largest), each page once;
+/// after the first page says how many there are, the rest are asked for side by side. Every item
+/// is mapped back, whichever page lists it.
+#[tokio::test]
+async fn a_batch_of_many_pages_reads_each_page_once_and_maps_every_item() {
+    const N: u32 = 2_500;
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payments/payouts"))
+        .respond_with(created(BATCH, "b"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // PayPal's order: the items newest first, so item n is on page (N - n) / 1000 + 1.
+    let listed: Vec<serde_json::Value> = (1..=N)
+        .rev()
+        .map(|n| item(&format!("ITEM{n}"), &format!("po_{n}-1"), "SUCCESS"))
+        .collect();
+    for (page, items) in listed.chunks(1000).enumerate() {
+        let mut body = json!({
+            "total_items": N, "total_pages": 3,
+            "batch_header": {"payout_batch_id": BATCH, "batch_status": "SUCCESS",
+                             "sender_batch_header": {"sender_batch_id": "b"}},
+            "items": items,
+            "links": []
+        });
+        body["page"] = json!(page + 1);
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/payments/payouts/{BATCH}")))
+            .and(query_param("page", (page + 1).to_string().as_str()))
+            .and(query_param("page_size", "1000"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let batch_in: Vec<PayoutInstruction> = (1..=N)
+        .map(|n| instruction_for(n, &format!("dr{n}@example.com"), "10.00", Currency::USD))
+        .collect();
+    let out = provider(&server).send_batch(&batch_in).await.unwrap();
+    assert_eq!(out.len(), N as usize);
+    for (n, r) in (1..=N).zip(&out) {
+        let r = r.as_ref().unwrap_or_else(|e| panic!("item {n}: {e}"));
+        assert_eq!(r.reference.as_deref(), Some(format!("ITEM{n}").as_str()), "item {n}");
+        assert_eq!(r.status, ProviderStatus::Paid);
+    }
+    let pages = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method == http::Method::GET)
+        .count();
+    assert_eq!(pages, 3, "each page is read once");
+}
+
 #[tokio::test]
 async fn a_batch_with_mixed_item_results_maps_each_back_by_sender_item_id() {
     let server = MockServer::start().await;

@@ -12,11 +12,20 @@ use futures::stream::BoxStream;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Text(String),
+    /// Text known at compile time (a status, a currency code): bound without a copy.
+    Static(&'static str),
     OptText(Option<String>),
     Int(i64),
+    OptInt(Option<i64>),
     Date(NaiveDate),
     Ts(DateTime<Utc>),
     OptTs(Option<DateTime<Utc>>),
+    /// A Postgres array (`TEXT[]`, with NULLs): bound only in Postgres statements.
+    TextArray(Vec<Option<String>>),
+    /// A Postgres `BIGINT[]`, with NULLs.
+    IntArray(Vec<Option<i64>>),
+    /// A Postgres `TIMESTAMPTZ[]`, with NULLs.
+    TsArray(Vec<Option<DateTime<Utc>>>),
 }
 
 impl From<&str> for Value {
@@ -46,6 +55,12 @@ impl From<Option<&str>> for Value {
 impl From<i64> for Value {
     fn from(v: i64) -> Self {
         Value::Int(v)
+    }
+}
+
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Self {
+        Value::OptInt(v)
     }
 }
 

@@ -55,11 +55,13 @@
     allow(dead_code, unused_imports, unused_macros)
 )]
 
+mod batch;
 mod db;
 mod error;
 mod read;
 mod rows;
 mod source;
+mod sqlite_time;
 mod store_impl;
 mod write;
 

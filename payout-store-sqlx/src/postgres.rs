@@ -92,11 +92,16 @@ fn bind(
     for v in args.0 {
         q = match v {
             Value::Text(s) => q.bind(s),
+            Value::Static(s) => q.bind(s),
             Value::OptText(s) => q.bind(s),
             Value::Int(i) => q.bind(i),
+            Value::OptInt(i) => q.bind(i),
             Value::Date(d) => q.bind(d),
             Value::Ts(t) => q.bind(t),
             Value::OptTs(t) => q.bind(t),
+            Value::TextArray(a) => q.bind(a),
+            Value::IntArray(a) => q.bind(a),
+            Value::TsArray(a) => q.bind(a),
         };
     }
     q

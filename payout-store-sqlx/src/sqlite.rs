@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -115,9 +115,9 @@ impl SqliteStore {
 crate::store_impl::delegate_payout_store!(SqliteStore);
 
 /// Timestamps are written as UTC text of one fixed width, nanoseconds included, so text order is
-/// time order and nothing is lost: `2025-02-01T08:00:00.000000000Z`.
+/// time order and nothing is lost: `2025-02-01T08:00:00.000000000Z` ([`crate::sqlite_time::format`]).
 pub(crate) fn timestamp(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+    crate::sqlite_time::format(t)
 }
 
 fn bind<'q>(
@@ -127,14 +127,28 @@ fn bind<'q>(
     for v in args.0 {
         q = match v {
             Value::Text(s) => q.bind(s),
+            Value::Static(s) => q.bind(s),
             Value::OptText(s) => q.bind(s),
             Value::Int(i) => q.bind(i),
+            Value::OptInt(i) => q.bind(i),
             Value::Date(d) => q.bind(d),
             Value::Ts(t) => q.bind(timestamp(&t)),
             Value::OptTs(t) => q.bind(t.as_ref().map(timestamp)),
+            // SQLite has no arrays: one is bound as a JSON array (read with `json_each`), timestamps
+            // in their stored text form.
+            Value::TextArray(a) => q.bind(json_array(&a)),
+            Value::IntArray(a) => q.bind(json_array(&a)),
+            Value::TsArray(a) => q.bind(json_array(
+                &a.iter().map(|t| t.as_ref().map(timestamp)).collect::<Vec<_>>(),
+            )),
         };
     }
     q
+}
+
+fn json_array<T: serde::Serialize>(values: &[T]) -> String {
+    // Serializing strings, numbers and nulls cannot fail.
+    serde_json::to_string(values).unwrap_or_else(|_| "[]".to_string())
 }
 
 fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, sqlx::Error> {

@@ -56,6 +56,26 @@ macro_rules! delegate_payout_store {
                 $crate::write::apply(&self.pool, change).await
             }
 
+            async fn apply_all(
+                &self,
+                changes: Vec<payout_core::store::PayoutChange>,
+            ) -> Vec<payout_core::Result<payout_core::domain::Payout>> {
+                $crate::batch::apply_all(&self.pool, changes).await
+            }
+
+            fn parallel_writes(&self) -> usize {
+                $crate::batch::parallel_writes(&self.pool)
+            }
+
+            async fn payouts_with_attempts(
+                &self,
+                ids: &[payout_core::domain::PayoutId],
+            ) -> payout_core::Result<
+                Vec<(payout_core::domain::Payout, Vec<payout_core::domain::PayoutAttempt>)>,
+            > {
+                $crate::batch::payouts_with_attempts(&self.pool, ids).await
+            }
+
             async fn attempts(
                 &self,
                 id: &payout_core::domain::PayoutId,

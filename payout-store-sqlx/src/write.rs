@@ -54,7 +54,7 @@ fn belongs(payout: &PayoutId, named: &PayoutId, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_change_ids(change: &PayoutChange) -> Result<()> {
+pub(crate) fn check_change_ids(change: &PayoutChange) -> Result<()> {
     let id = &change.payout_id;
     for entry in &change.audit {
         belongs(id, &entry.payout_id, "audit entry")?;
@@ -179,28 +179,44 @@ fn statement_sizes(n: usize, max: usize) -> impl Iterator<Item = usize> {
 
 /// Inserts `rows`, each `width` values by `values`, with as few multi-row statements as the bind
 /// limit allows: `{head} VALUES (...), (...) {tail}`. Returns the rows a `RETURNING` tail gives back.
+///
+/// The values of each statement are built while the database runs the one before, so the
+/// database's thread (SQLite's worker, a Postgres backend) and this one work side by side.
 async fn insert_rows<T: Tx, R: Sync>(
     tx: &mut T,
     head: &str,
     tail: &str,
     width: usize,
     rows: &[R],
-    values: fn(&R) -> Result<Vec<Value>>,
+    values: impl Fn(&R, &mut Vec<Value>) -> Result<()>,
 ) -> Result<Vec<T::Row>> {
-    let mut returned = Vec::new();
+    let dialect = tx.dialect();
+    let build = |chunk: &[R]| -> Result<(String, Args)> {
+        let mut args = Args(Vec::with_capacity(chunk.len() * width));
+        for row in chunk {
+            let before = args.0.len();
+            values(row, &mut args.0)?;
+            debug_assert_eq!(args.0.len() - before, width);
+        }
+        let sql = format!("{head} VALUES {} {tail}", values_list(dialect, chunk.len(), width));
+        Ok((sql, args))
+    };
+    let mut chunks = Vec::new();
     let mut rest = rows;
     for size in statement_sizes(rows.len(), (VALUES_PER_INSERT / width).max(1)) {
         let (chunk, after) = rest.split_at(size);
+        chunks.push(chunk);
         rest = after;
-        let mut args = Args(Vec::with_capacity(chunk.len() * width));
-        for row in chunk {
-            let row = values(row)?;
-            debug_assert_eq!(row.len(), width);
-            args.0.extend(row);
-        }
-        let sql = format!("{head} VALUES {} {tail}", values_list(tx.dialect(), chunk.len(), width));
+    }
+    let mut returned = Vec::new();
+    let mut chunks = chunks.into_iter();
+    let mut next = chunks.next().map(build).transpose()?;
+    while let Some((sql, args)) = next.take() {
+        let following = chunks.next();
         // Without a `RETURNING` tail this returns no rows.
-        returned.extend(tx.fetch_all(&sql, args).await.map_err(db)?);
+        let (ran, built) = futures::join!(tx.fetch_all(&sql, args), async { following.map(build).transpose() });
+        returned.extend(ran.map_err(db)?);
+        next = built?;
     }
     Ok(returned)
 }
@@ -229,17 +245,18 @@ async fn insert_items<T: Tx>(tx: &mut T, payouts: &[&NewPayout]) -> Result<()> {
         "",
         8,
         &items,
-        |(id, position, item)| {
-            Ok(vec![
+        |(id, position, item), out| {
+            out.extend([
                 Value::from(id.as_str()),
                 Value::from(i64::try_from(*position).unwrap_or(i64::MAX)),
-                Value::from(rows::name_of(&item.kind)),
+                Value::Static(item.kind.as_str()),
                 Value::from(item.reference.as_str()),
                 Value::from(rows::minor_units(&item.amount)?),
                 Value::from(item.amount.currency().code()),
                 Value::from(item.occurred_at),
                 Value::from(item.description.as_str()),
-            ])
+            ]);
+            Ok(())
         },
     )
     .await?;
@@ -254,7 +271,7 @@ fn copy_text(items: &[(&PayoutId, usize, &PayoutItem)]) -> Result<Vec<u8>> {
     for (id, position, item) in items {
         escape_copy(&mut out, id.as_str());
         let _ = write!(out, "\t{position}\t");
-        escape_copy(&mut out, &rows::name_of(&item.kind));
+        out.push_str(item.kind.as_str());
         out.push('\t');
         escape_copy(&mut out, &item.reference);
         let _ = write!(
@@ -308,7 +325,11 @@ fn escape_copy(out: &mut String, text: &str) {
 /// The creation audit entries of `payouts`.
 async fn insert_audits<T: Tx>(tx: &mut T, payouts: &[&NewPayout]) -> Result<()> {
     let head = format!("INSERT INTO audit_entries ({})", rows::AUDIT_COLUMNS);
-    insert_rows(tx, &head, "", 7, payouts, |new| Ok(audit_values(&new.audit))).await?;
+    insert_rows(tx, &head, "", 7, payouts, |new, out| {
+        out.extend(audit_values(&new.audit));
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
 
@@ -377,7 +398,7 @@ async fn read_payout<T: Tx>(tx: &mut T, id: &PayoutId) -> Result<Payout> {
 
 /// The values of `keys` in lookups of at most [`IDS_PER_LOOKUP`] each: `sql` holds `{in}` where the
 /// `IN` list goes, after `fixed` (bound first).
-async fn lookup<T: Tx>(tx: &mut T, sql: &str, fixed: &[Value], keys: &[&str]) -> Result<Vec<T::Row>> {
+pub(crate) async fn lookup<T: Tx>(tx: &mut T, sql: &str, fixed: &[Value], keys: &[&str]) -> Result<Vec<T::Row>> {
     let mut out = Vec::new();
     for chunk in keys.chunks(IDS_PER_LOOKUP) {
         let mut args = Args(fixed.to_vec());
@@ -516,7 +537,10 @@ pub(crate) async fn create_period<D: Db>(d: &D, batch: PeriodBatch) -> Result<Pe
         "ON CONFLICT DO NOTHING RETURNING id",
         17,
         &accepted,
-        |new| payout_values(&new.payout),
+        |new, out| {
+            out.extend(payout_values(&new.payout)?);
+            Ok(())
+        },
     )
     .await?
     .iter()
@@ -621,6 +645,11 @@ pub(crate) async fn create_payout<D: Db>(d: &D, new: NewPayout) -> Result<Payout
 
 pub(crate) async fn apply<D: Db>(d: &D, change: PayoutChange) -> Result<Payout> {
     check_change_ids(&change)?;
+    // In one statement where it can be (Postgres; an attempt update of an attempt inserted by the
+    // same change needs the second step to see the first, which one statement's steps do not).
+    if d.dialect() == Dialect::Postgres && !(change.new_attempt.is_some() && change.attempt_update.is_some()) {
+        return apply_in_one_statement(d, &change).await;
+    }
     let mut tx = d.begin_write().await.map_err(db)?;
     let id = &change.payout_id;
 
@@ -728,6 +757,182 @@ pub(crate) async fn apply<D: Db>(d: &D, change: PayoutChange) -> Result<Payout> 
     }
     tx.commit().await.map_err(db)?;
     Ok(payout)
+}
+
+/// The SQLSTATE `payouts_require` raises (migration `20251201000000_refuse_in_statement`).
+pub(crate) const REFUSED_IN_STATEMENT: &str = "PX001";
+
+/// [`apply`] as one statement of data-modifying steps (Postgres), so a change costs one round trip
+/// and one commit, with no `BEGIN` and `COMMIT` around it; the statement is atomic as a whole.
+///
+/// The steps run in a chain, each reading the one before, so they run in that order and only once
+/// the conditional update of the payout (the race's referee) has returned its row:
+///
+/// 1. `p`: the conditional `UPDATE payouts ... RETURNING` (no row: refused; nothing else runs);
+/// 2. `e`: the webhook event, without `ON CONFLICT`: a recorded one fails the statement with a
+///    unique violation on `webhook_events_pkey`, which is [`Error::DuplicateEvent`];
+/// 3. `a`: the new attempt (a number or key already taken is a unique violation: `Conflict`);
+/// 4. `u`: the attempt update; when it finds no attempt, the final `SELECT` calls
+///    `payouts_require(false, ...)`, which fails the statement ([`REFUSED_IN_STATEMENT`]);
+/// 5. `au`: the audit entries, in order.
+///
+/// A refused change is then explained by reads outside the statement, in the order [`apply`] pins.
+async fn apply_in_one_statement<D: Db>(d: &D, change: &PayoutChange) -> Result<Payout> {
+    let id = &change.payout_id;
+    let patch = &change.patch;
+    let mut args = Args::new();
+    let payout_id = args.push(id.as_str());
+    let mut sql = format!(
+        "WITH p AS (UPDATE payouts SET \
+             status = COALESCE({}, status), \
+             provider = COALESCE({}, provider), \
+             provider_reference = COALESCE({}, provider_reference), \
+             notes = COALESCE({}, notes), \
+             approved_by = COALESCE({}, approved_by), \
+             processed_at = COALESCE({}, processed_at), \
+             updated_at = {}, \
+             version = version + 1 \
+         WHERE id = {payout_id} AND version = {} AND status = {} \
+         RETURNING {PAYOUT_COLUMNS})",
+        args.push(change.new_status.map(|s| s.as_str())),
+        args.push(patch.provider.map(|p| p.as_str())),
+        args.push(patch.provider_reference.clone()),
+        args.push(patch.notes.clone()),
+        args.push(patch.approved_by.clone()),
+        args.push(patch.processed_at),
+        args.push(change.at),
+        args.push(change.expected_version),
+        args.push(change.expected_status.as_str()),
+    );
+    // The step the next one reads: it has a row only if every step so far did its write.
+    let mut gate = "p";
+    if let Some(event) = &change.webhook_event {
+        sql += &format!(
+            ", e AS (INSERT INTO webhook_events (provider, event_id, payout_id, event_type, received_at) \
+             SELECT {}, {}, {payout_id}, {}, {} FROM {gate} RETURNING 1)",
+            args.push(event.provider.as_str()),
+            args.push(event.event_id.as_str()),
+            args.push(event.event_type.as_str()),
+            args.push(event.received_at),
+        );
+        gate = "e";
+    }
+    if let Some(a) = &change.new_attempt {
+        let (outcome, reason) = rows::outcome_parts(&a.outcome);
+        sql += &format!(
+            ", a AS (INSERT INTO payout_attempts ({}) SELECT {payout_id}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {} \
+             FROM {gate} RETURNING 1)",
+            rows::ATTEMPT_COLUMNS,
+            args.push(i64::from(a.attempt_no)),
+            args.push(a.provider.as_str()),
+            args.push(a.idempotency_key.as_str()),
+            args.push(a.request_summary.as_str()),
+            args.push(outcome),
+            args.push(reason),
+            args.push(a.provider_reference.clone()),
+            args.push(a.error.clone()),
+            args.push(a.created_at),
+            args.push(a.updated_at),
+        );
+        gate = "a";
+    }
+    let mut check = String::new();
+    if let Some(update) = &change.attempt_update {
+        let (outcome, reason) = rows::outcome_parts(&update.outcome);
+        sql += &format!(
+            ", u AS (UPDATE payout_attempts SET outcome = {}, outcome_reason = {}, \
+                 provider_reference = COALESCE({}, provider_reference), error = COALESCE({}, error), \
+                 updated_at = {} \
+             WHERE payout_id = {payout_id} AND attempt_no = {} AND EXISTS (SELECT 1 FROM {gate}) RETURNING 1)",
+            args.push(outcome),
+            args.push(reason),
+            args.push(update.provider_reference.clone()),
+            args.push(update.error.clone()),
+            args.push(change.at),
+            args.push(i64::from(update.attempt_no)),
+        );
+        check = format!(
+            ", payouts_require(EXISTS (SELECT 1 FROM u), {}) AS attempt_found",
+            args.push(format!("payout {id} has no attempt {}", update.attempt_no)),
+        );
+        gate = "u";
+    }
+    if !change.audit.is_empty() {
+        let mut values = Vec::with_capacity(change.audit.len());
+        for entry in &change.audit {
+            values.push(format!(
+                "({payout_id}, {}, {}, {}, {}, {}, {})",
+                args.push(entry.actor.as_str()),
+                args.push(entry.at),
+                args.push(entry.action.as_str()),
+                args.push(entry.from.map(|s| s.as_str())),
+                args.push(entry.to.map(|s| s.as_str())),
+                args.push(entry.detail.as_str()),
+            ));
+        }
+        sql += &format!(
+            ", au AS (INSERT INTO audit_entries ({}) SELECT v.* FROM {gate}, (VALUES {}) \
+             AS v (payout_id, actor, at, action, from_status, to_status, detail) RETURNING 1)",
+            rows::AUDIT_COLUMNS,
+            values.join(", "),
+        );
+    }
+    sql += &format!(" SELECT {PAYOUT_COLUMNS}{check} FROM p");
+
+    match d.fetch_optional(&sql, args).await {
+        Ok(Some(row)) => rows::payout(&row),
+        Ok(None) => Err(refusal(d, change).await),
+        Err(e) => Err(statement_error(e, change)),
+    }
+}
+
+/// What a failed one-statement change means.
+fn statement_error(e: sqlx::Error, change: &PayoutChange) -> Error {
+    if let Some(event) = &change.webhook_event {
+        if e.as_database_error().and_then(|d| d.constraint()) == Some("webhook_events_pkey") {
+            return duplicate(event);
+        }
+    }
+    if is_unique_violation(&e) {
+        return Error::Conflict(change.payout_id.clone());
+    }
+    if let (Some(update), Some(d)) = (&change.attempt_update, e.as_database_error()) {
+        if d.code().as_deref() == Some(REFUSED_IN_STATEMENT) {
+            return Error::InvalidInput(format!(
+                "payout {} has no attempt {}",
+                change.payout_id, update.attempt_no
+            ));
+        }
+    }
+    db(e)
+}
+
+/// Why a change's conditional update found no row: the payout is unknown, the event is recorded
+/// already, or (otherwise) its version or status moved on.
+async fn refusal<D: Db>(d: &D, change: &PayoutChange) -> Error {
+    let id = &change.payout_id;
+    let exists = d
+        .fetch_optional("SELECT 1 AS one FROM payouts WHERE id = $1", args![id.as_str()])
+        .await;
+    match exists {
+        Ok(None) => return Error::NotFound(id.clone()),
+        Ok(Some(_)) => {}
+        Err(e) => return db(e),
+    }
+    if let Some(event) = &change.webhook_event {
+        let seen = d
+            .fetch_optional(
+                "SELECT 1 AS one FROM webhook_events WHERE provider = $1 AND event_id = $2",
+                args![event.provider.as_str(), event.event_id.as_str()],
+            )
+            .await;
+        match seen {
+            Ok(Some(_)) => return duplicate(event),
+            Ok(None) => {}
+            Err(e) => return db(e),
+        }
+    }
+    Error::Conflict(id.clone())
 }
 
 /// Whether `event` is already recorded (the reason an update was refused, when it is).

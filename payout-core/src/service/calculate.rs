@@ -7,7 +7,7 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::future::Either;
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, FuturesOrdered};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
@@ -163,10 +163,11 @@ impl PayoutService {
     /// reports whom it skipped. Consultations are streamed and written in chunks (at most
     /// [`ServiceConfig::calculation_chunk`](super::ServiceConfig::calculation_chunk) doctors and
     /// [`calculation_chunk_items`](super::ServiceConfig::calculation_chunk_items) items): memory
-    /// holds one doctor's consultations and two chunks at a time (one being written while the next is
-    /// planned), however long the period. Each chunk is one transaction: if the calculation fails
-    /// part-way, the chunks already written stay (the one in flight may be rolled back), and running
-    /// it again creates the rest.
+    /// holds one doctor's consultations and a few chunks at a time (up to
+    /// [`calculation_writes_in_flight`](super::ServiceConfig::calculation_writes_in_flight) being
+    /// written while the next is planned), however long the period. Each chunk is one transaction: if
+    /// the calculation fails part-way, the chunks already written stay (the ones in flight may be
+    /// rolled back), and running it again creates the rest.
     pub async fn calculate_period(
         &self,
         actor: &Actor,
@@ -200,9 +201,9 @@ impl PayoutService {
             total_created: Money::zero(currency),
         };
         let mut batch = Batch::default();
-        // The chunk being written while the next one is planned (at most one): reading the source
-        // and writing the store overlap instead of taking turns.
-        let mut writing: Option<Writing> = None;
+        // The chunks being written while the next one is planned, in order: reading the source and
+        // writing the store overlap instead of taking turns.
+        let mut writing: Writes = FuturesOrdered::new();
         let mut finished: HashSet<DoctorId> = HashSet::new();
         let mut current: Option<DoctorRun> = None;
         let mut stream = source.completed(period);
@@ -252,8 +253,9 @@ impl PayoutService {
             self.plan_doctor(actor, period, policy, run, carried, &mut batch, &mut report)?;
             self.write_if_full(&mut batch, &mut writing, &mut report).await?;
         }
-        finish_writing(&mut writing, &mut report).await?;
-        writing = self.start_writing(&mut batch);
+        if let Some(write) = self.start_writing(&mut batch) {
+            writing.push_back(write);
+        }
         finish_writing(&mut writing, &mut report).await?;
         Ok(report)
     }
@@ -374,17 +376,29 @@ impl PayoutService {
         Ok(())
     }
 
-    /// When the batch is full: waits for the chunk being written (if any), then starts writing this one.
+    /// When the batch is full: waits for the oldest chunk being written if as many as allowed are,
+    /// then starts writing this one.
     async fn write_if_full(
         &self,
         batch: &mut Batch,
-        writing: &mut Option<Writing>,
+        writing: &mut Writes,
         report: &mut CalculationReport,
     ) -> Result<()> {
         let doctors = batch.inner.payouts.len() + batch.inner.carry_overs.len();
         if doctors >= self.config.calculation_chunk.max(1) || batch.items >= self.config.calculation_chunk_items {
-            finish_writing(writing, report).await?;
-            *writing = self.start_writing(batch);
+            let in_flight = self
+                .config
+                .calculation_writes_in_flight
+                .unwrap_or_else(|| self.store.parallel_writes())
+                .max(1);
+            while writing.len() >= in_flight {
+                if let Some(written) = writing.next().await {
+                    record_written(written?, report)?;
+                }
+            }
+            if let Some(write) = self.start_writing(batch) {
+                writing.push_back(write);
+            }
         }
         Ok(())
     }
@@ -482,33 +496,38 @@ impl PayoutService {
 /// answer.
 type Writing = Pin<Box<dyn Future<Output = Result<(HashMap<PayoutId, Money>, PeriodBatchOutcome)>> + Send>>;
 
-/// The next consultation, polling the chunk being written meanwhile, so the write progresses while
-/// the calculation waits for rows. A finished write is recorded in the report; its error ends the
-/// calculation.
+/// The chunks being written, oldest first.
+type Writes = FuturesOrdered<Writing>;
+
+/// The next consultation, polling the chunks being written meanwhile, so the writes progress while
+/// the calculation waits for rows. A finished write is recorded in the report (in the order the
+/// chunks were planned); its error ends the calculation.
 async fn next_row(
     stream: &mut BoxStream<'static, Result<Consultation>>,
-    writing: &mut Option<Writing>,
+    writing: &mut Writes,
     report: &mut CalculationReport,
 ) -> Result<Option<Result<Consultation>>> {
-    let Some(mut write) = writing.take() else {
-        return Ok(stream.next().await);
-    };
-    match futures::future::select(&mut write, stream.next()).await {
-        Either::Left((written, next)) => {
-            record_written(written?, report)?;
-            Ok(next.await)
+    let mut next = stream.next();
+    loop {
+        if writing.is_empty() {
+            return Ok(next.await);
         }
-        Either::Right((row, _)) => {
-            *writing = Some(write);
-            Ok(row)
+        match futures::future::select(writing.next(), next).await {
+            Either::Left((written, pending)) => {
+                if let Some(written) = written {
+                    record_written(written?, report)?;
+                }
+                next = pending;
+            }
+            Either::Right((row, _)) => return Ok(row),
         }
     }
 }
 
-/// Waits for the chunk being written, if any, and records it.
-async fn finish_writing(writing: &mut Option<Writing>, report: &mut CalculationReport) -> Result<()> {
-    if let Some(write) = writing.take() {
-        record_written(write.await?, report)?;
+/// Waits for the chunks being written, and records them.
+async fn finish_writing(writing: &mut Writes, report: &mut CalculationReport) -> Result<()> {
+    while let Some(written) = writing.next().await {
+        record_written(written?, report)?;
     }
     Ok(())
 }

@@ -39,6 +39,12 @@ pub struct ServiceConfig {
     /// are never split, so one doctor with more items is written alone). With `calculation_chunk`
     /// this bounds the calculation's memory, whatever the number of consultations. Default: 5,000.
     pub calculation_chunk_items: usize,
+    /// How many chunks a calculation writes at once, each in its own transaction, while it plans the
+    /// next: more than one lets a database that runs transactions side by side (Postgres) use more
+    /// than one core. Memory holds this many chunks plus the one being planned. Default: `None`, the
+    /// store's own [`parallel_writes`](crate::store::PayoutStore::parallel_writes) (2 for Postgres,
+    /// 1 for SQLite and the in-memory store).
+    pub calculation_writes_in_flight: Option<usize>,
     /// How long one provider call may take before its outcome counts as unknown. Default: 120 s (longer than
     /// the adapters' own retries with backoff, so an adapter normally answers first).
     pub send_timeout: Duration,
@@ -53,6 +59,7 @@ impl Default for ServiceConfig {
             trigger_concurrency: 16,
             calculation_chunk: 500,
             calculation_chunk_items: 5_000,
+            calculation_writes_in_flight: None,
             send_timeout: Duration::from_secs(120),
             attention_after: chrono::Duration::hours(72),
         }

@@ -147,15 +147,11 @@ impl PayoutService {
         };
         let actor = format!("provider:{provider}");
         for _ in 0..8 {
-            let payout = self.store.get(&attempt.payout_id).await?;
-            let latest = self
-                .store
-                .attempts(&payout.id)
-                .await?
-                .iter()
-                .map(|a| a.attempt_no)
-                .max()
-                .unwrap_or(0);
+            // The attempts are at least as new as the payout (never read before it, or side by side),
+            // so an attempt started since the payout was read is seen as the latest, and the
+            // conditional update refuses the change if anything moved meanwhile.
+            let (payout, attempts) = self.payout_and_attempts(&attempt.payout_id).await?;
+            let latest = attempts.iter().map(|a| a.attempt_no).max().unwrap_or(0);
             let mut change = PayoutChange::of(&payout, self.clock.now());
             change.webhook_event = Some(WebhookEventRecord {
                 provider,

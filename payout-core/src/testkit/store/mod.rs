@@ -109,6 +109,7 @@ pub const STORE_CHECKS: &[StoreCheck] = checks![
     webhook_event_is_recorded_once,
     attempt_update_changes_outcome_and_keeps_reference,
     find_attempt_by_reference_and_key,
+    apply_all_answers_each_change_as_apply_would,
     stuck_processing_filters_orders_and_limits,
     audit_trail_is_append_only,
     records_must_belong_to_their_payout;
