@@ -71,7 +71,10 @@ macro_rules! delegate_payout_store {
                 &self,
                 ids: &[payout_core::domain::PayoutId],
             ) -> payout_core::Result<
-                Vec<(payout_core::domain::Payout, Vec<payout_core::domain::PayoutAttempt>)>,
+                Vec<(
+                    payout_core::domain::Payout,
+                    Vec<payout_core::domain::PayoutAttempt>,
+                )>,
             > {
                 $crate::batch::payouts_with_attempts(&self.pool, ids).await
             }
