@@ -383,4 +383,41 @@ pub trait PayoutStore: Send + Sync {
     /// (a cancelled payout gives its carried earnings back, so they are never lost). Every carry-over
     /// returned has `consumed_by: None`, whichever of the two it is.
     async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>>;
+
+    /// Every payout matching `filter`, newest first, with only what the CSV export writes of it.
+    ///
+    /// # Behavior
+    /// The same rows, in the same order, as [`stream`](PayoutStore::stream) with the same filter,
+    /// and read the same way (as they are written out, never all at once). The default maps
+    /// `stream`; a store overrides it when it can read these few columns more cheaply than whole
+    /// payouts.
+    fn export_rows(&self, filter: PayoutFilter) -> BoxStream<'static, Result<ExportRow>> {
+        use futures::StreamExt;
+        self.stream(filter).map(|p| p.map(ExportRow::from)).boxed()
+    }
+}
+
+/// What the CSV export writes of a payout (see [`PayoutStore::export_rows`]); the doctor's name,
+/// email and bank details come from the recipient directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportRow {
+    /// The payout's id.
+    pub id: PayoutId,
+    /// The doctor.
+    pub doctor_id: DoctorId,
+    /// The payout's `amount_due`.
+    pub amount_due: Money,
+    /// Its status.
+    pub status: PayoutStatus,
+}
+
+impl From<Payout> for ExportRow {
+    fn from(p: Payout) -> Self {
+        ExportRow {
+            id: p.id,
+            doctor_id: p.doctor_id,
+            amount_due: p.amount_due,
+            status: p.status,
+        }
+    }
 }

@@ -4,7 +4,7 @@ use payout_core::Result;
 use payout_core::domain::{AttemptOutcome, AuditEntry, ItemKind, Payout, PayoutAttempt, PayoutItem, Period, Provider};
 use payout_core::money::{Currency, Money};
 use payout_core::status::PayoutStatus;
-use payout_core::store::CarryOver;
+use payout_core::store::{CarryOver, ExportRow};
 use serde::de::DeserializeOwned;
 
 use crate::db::RowExt;
@@ -13,6 +13,10 @@ use crate::error::{corrupt, db};
 /// The columns of `payouts`, in the order [`payout`] reads them.
 pub(crate) const PAYOUT_COLUMNS: &str = "id, doctor_id, period_start, period_end, amount_minor, currency, status, \
      provider, provider_reference, notes, origin, created_by, approved_by, processed_at, created_at, updated_at, version";
+
+/// The columns of an export row, in the order [`ExportRowExt::export_row`] reads them (by
+/// position); `created_at` is last, read only where a keyset chunk ends.
+pub(crate) const EXPORT_COLUMNS: &str = "id, doctor_id, amount_minor, currency, status, created_at";
 
 pub(crate) const ITEM_COLUMNS: &str = "kind, reference, amount_minor, currency, occurred_at, description";
 
@@ -55,6 +59,63 @@ pub(crate) fn payout(r: &impl RowExt) -> Result<Payout> {
         updated_at: r.ts("updated_at").map_err(db)?,
         version: r.int("version").map_err(db)?,
     })
+}
+
+/// Reads [`EXPORT_COLUMNS`] by position (no column looked up by name), borrowing the text columns
+/// from the row: an export reads every matching payout this way.
+pub(crate) trait ExportRowExt: RowExt {
+    /// The row as an [`ExportRow`]; `currencies` remembers the currencies seen so far.
+    fn export_row(&self, currencies: &mut Currencies) -> Result<ExportRow>;
+}
+
+impl<R> ExportRowExt for R
+where
+    R: RowExt + sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn export_row(&self, currencies: &mut Currencies) -> Result<ExportRow> {
+        let id: &str = self.try_get(0).map_err(db)?;
+        let doctor_id: &str = self.try_get(1).map_err(db)?;
+        let amount_minor: i64 = self.try_get(2).map_err(db)?;
+        let currency = currencies.get(self.try_get(3).map_err(db)?)?;
+        Ok(ExportRow {
+            id: id.into(),
+            doctor_id: doctor_id.into(),
+            amount_due: Money::from_minor_units(amount_minor, currency),
+            status: export_status(self.try_get(4).map_err(db)?)?,
+        })
+    }
+}
+
+/// The currencies one read has met, so each row's code is compared with a few known ones instead
+/// of being looked up in the ISO 4217 table (and upper-cased into a new `String`) every time.
+#[derive(Debug, Default)]
+pub(crate) struct Currencies(Vec<Currency>);
+
+impl Currencies {
+    fn get(&mut self, code: &str) -> Result<Currency> {
+        if let Some(c) = self.0.iter().find(|c| c.code() == code) {
+            return Ok(*c);
+        }
+        let c = currency(code)?;
+        // Only codes stored as `Currency::code` writes them are remembered; any other spelling is
+        // looked up every time.
+        if c.code() == code {
+            self.0.push(c);
+        }
+        Ok(c)
+    }
+}
+
+/// A status as the store writes it (its exact name, compared without allocating), or any spelling
+/// [`PayoutStatus`] reads.
+fn export_status(name: &str) -> Result<PayoutStatus> {
+    match PayoutStatus::ALL.iter().find(|s| s.as_str() == name) {
+        Some(s) => Ok(*s),
+        None => status(name),
+    }
 }
 
 pub(crate) fn item(r: &impl RowExt) -> Result<PayoutItem> {

@@ -123,6 +123,13 @@ macro_rules! delegate_payout_store {
             ) -> payout_core::Result<Vec<payout_core::store::CarryOver>> {
                 $crate::read::open_carry_overs(&self.pool, before).await
             }
+
+            fn export_rows(
+                &self,
+                filter: payout_core::store::PayoutFilter,
+            ) -> futures::stream::BoxStream<'static, payout_core::Result<payout_core::store::ExportRow>> {
+                $crate::read::export_rows(self.pool.clone(), filter)
+            }
         }
     };
 }

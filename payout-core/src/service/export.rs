@@ -7,16 +7,16 @@ use serde::Serialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::PayoutService;
-use crate::csv::{EXPORT_HEADER, push_record};
-use crate::domain::{Actor, DoctorId, Payout, Recipient};
+use crate::csv::{EXPORT_HEADER, push_field, push_record};
+use crate::domain::{Actor, DoctorId, Recipient};
 use crate::error::{Error, Result};
 use crate::money::{Currency, Money};
 use crate::source::RecipientDirectory;
 use crate::status::PayoutStatus;
-use crate::store::PayoutFilter;
+use crate::store::{ExportRow, PayoutFilter};
 
-/// How many rows are looked up and written together: the SQL stores' read size, so while one
-/// chunk is written exactly one query reads the next.
+/// How many rows are looked up and written together (the SQL stores hand over as many at a time);
+/// while one chunk is written, the store reads the next.
 const EXPORT_CHUNK: usize = 1000;
 
 /// How many doctors' export cells one export keeps at most (a few MB).
@@ -42,30 +42,73 @@ pub struct EarningsAnalytics {
     pub average_per_consultation: Option<Money>,
 }
 
-/// The export's cells of one doctor, encoded once.
+/// The export's cells of one doctor, encoded once (neutralized and quoted as [`push_record`] does)
+/// with the commas around them, ready to be copied into each of the doctor's rows.
 struct ExportRecipient {
-    name: String,
-    email: String,
-    /// The bank details as JSON, or empty.
+    /// `,doctor_name,doctor_email,`.
+    name_email: String,
+    /// `,bankDetails,`: the bank details as JSON, or empty.
     bank_details: String,
 }
 
-/// The doctors an export has looked up, so each is asked for (and its bank details encoded) once
-/// per export instead of once per chunk. Bounded: past [`RECIPIENT_CACHE`] doctors it starts over,
-/// so memory never grows with the export, only up to that many profiles.
+/// The cells of a doctor the directory does not know: all empty.
+const UNKNOWN_RECIPIENT: (&str, &str) = (",,,", ",,");
+
+impl ExportRecipient {
+    fn encode(r: &Recipient) -> Result<Self> {
+        let bank_details = match &r.bank_details {
+            Some(b) => serde_json::to_string(b).map_err(|e| Error::Store(e.to_string()))?,
+            None => String::new(),
+        };
+        let mut name_email = String::with_capacity(r.name.len() + r.email.len() + 3);
+        name_email.push(',');
+        push_field(&mut name_email, &r.name);
+        name_email.push(',');
+        push_field(&mut name_email, &r.email);
+        name_email.push(',');
+        let mut encoded = String::with_capacity(bank_details.len() + 4);
+        encoded.push(',');
+        push_field(&mut encoded, &bank_details);
+        encoded.push(',');
+        Ok(ExportRecipient {
+            name_email,
+            bank_details: encoded,
+        })
+    }
+}
+
+/// The doctors an export has looked up, so each is asked for (and its cells encoded) once per
+/// export instead of once per chunk. Bounded: past [`RECIPIENT_CACHE`] doctors it starts over, so
+/// memory never grows with the export, only up to that many profiles.
 #[derive(Default)]
 struct ExportRecipients {
-    known: HashMap<DoctorId, Option<ExportRecipient>>,
+    /// Where each known doctor's cells are in `cells`.
+    known: HashMap<DoctorId, usize>,
+    /// The cells of each known doctor; `None` for one the directory does not know.
+    cells: Vec<Option<ExportRecipient>>,
 }
 
 impl ExportRecipients {
-    /// Looks up the doctors of `payouts` not known yet, in one directory call.
-    async fn look_up(&mut self, directory: &dyn RecipientDirectory, payouts: &[Payout]) -> Result<()> {
-        let mut ids: Vec<DoctorId> = payouts
-            .iter()
-            .filter(|p| !self.known.contains_key(&p.doctor_id))
-            .map(|p| p.doctor_id.clone())
-            .collect();
+    /// Finds the cells of each of `payouts`' doctors (see [`get`](Self::get)), in order, into
+    /// `found`; the doctors not known yet are looked up in one directory call.
+    async fn look_up(
+        &mut self,
+        directory: &dyn RecipientDirectory,
+        payouts: &[ExportRow],
+        found: &mut Vec<usize>,
+    ) -> Result<()> {
+        const NOT_YET: usize = usize::MAX;
+        found.clear();
+        let mut ids = Vec::new();
+        for p in payouts {
+            match self.known.get(&p.doctor_id) {
+                Some(&at) => found.push(at),
+                None => {
+                    found.push(NOT_YET);
+                    ids.push(p.doctor_id.clone());
+                }
+            }
+        }
         if ids.is_empty() {
             return Ok(());
         }
@@ -73,36 +116,87 @@ impl ExportRecipients {
         ids.dedup();
         if self.known.len() + ids.len() > RECIPIENT_CACHE {
             self.known.clear();
+            self.cells.clear();
             // The chunk's other doctors were just forgotten: ask for them all again.
+            found.fill(NOT_YET);
             ids = payouts.iter().map(|p| p.doctor_id.clone()).collect();
             ids.sort();
             ids.dedup();
         }
-        let mut found: HashMap<DoctorId, Recipient> = directory
+        let mut recipients: HashMap<DoctorId, Recipient> = directory
             .recipients(&ids)
             .await?
             .into_iter()
             .map(|r| (r.doctor_id.clone(), r))
             .collect();
         for id in ids {
-            let cells = match found.remove(&id) {
-                Some(r) => Some(ExportRecipient {
-                    bank_details: match &r.bank_details {
-                        Some(b) => serde_json::to_string(b).map_err(|e| Error::Store(e.to_string()))?,
-                        None => String::new(),
-                    },
-                    name: r.name,
-                    email: r.email,
-                }),
-                None => None,
-            };
-            self.known.insert(id, cells);
+            let cells = recipients
+                .remove(&id)
+                .as_ref()
+                .map(ExportRecipient::encode)
+                .transpose()?;
+            self.known.insert(id, self.cells.len());
+            self.cells.push(cells);
+        }
+        for (at, p) in found.iter_mut().zip(payouts) {
+            if *at == NOT_YET {
+                *at = self.known.get(&p.doctor_id).copied().unwrap_or(NOT_YET);
+            }
         }
         Ok(())
     }
 
-    fn get(&self, doctor: &DoctorId) -> Option<&ExportRecipient> {
-        self.known.get(doctor).and_then(Option::as_ref)
+    /// The cells [`look_up`](Self::look_up) found: `(name_email, bank_details)`.
+    fn get(&self, at: usize) -> (&str, &str) {
+        match self.cells.get(at) {
+            Some(Some(r)) => (&r.name_email, &r.bank_details),
+            _ => UNKNOWN_RECIPIENT,
+        }
+    }
+}
+
+/// Appends one export row: what [`push_record`] writes of its eight cells, with the doctor's cells
+/// encoded beforehand (see [`ExportRecipient`]). `amount` is scratch space.
+fn push_row(out: &mut String, amount: &mut String, p: &ExportRow, (name_email, bank_details): (&str, &str)) {
+    amount.clear();
+    push_amount(amount, &p.amount_due);
+    push_field(out, p.id.as_str());
+    out.push(',');
+    push_field(out, p.doctor_id.as_str());
+    out.push_str(name_email);
+    push_field(out, amount);
+    out.push(',');
+    push_field(out, p.amount_due.currency().code());
+    out.push_str(bank_details);
+    push_field(out, p.status.as_str());
+    out.push_str("\r\n");
+}
+
+/// Appends `m` exactly as [`Money::amount_str`] writes it (`-12.34`, `500` for JPY) without
+/// allocating: an export writes one per row.
+fn push_amount(out: &mut String, m: &Money) {
+    use std::fmt::Write;
+    let exponent = m.currency().exponent();
+    let minor = m.to_minor_units().ok();
+    let scale = 10u64.checked_pow(exponent);
+    // The minor units are the amount's digits only when the amount is held at the currency's
+    // scale (as every `Money` is); anything else, and a negative zero, is written the long way.
+    let (Some(minor), Some(scale)) = (minor, scale) else {
+        out.push_str(&m.amount_str());
+        return;
+    };
+    if m.amount().scale() != exponent || m.amount().is_sign_negative() != (minor < 0) {
+        out.push_str(&m.amount_str());
+        return;
+    }
+    let units = minor.unsigned_abs();
+    if minor < 0 {
+        out.push('-');
+    }
+    // Writing to a `String` cannot fail.
+    let _ = write!(out, "{}", units / scale);
+    if exponent > 0 {
+        let _ = write!(out, ".{:0width$}", units % scale, width = exponent as usize);
     }
 }
 
@@ -123,29 +217,21 @@ impl PayoutService {
         push_record(&mut buf, EXPORT_HEADER);
         let mut rows = 0u64;
         let mut recipients = ExportRecipients::default();
-        let mut stream = self.store.stream(filter.clone()).chunks(EXPORT_CHUNK);
+        // One buffer for every row's amount, so no row allocates, and one for where each row's
+        // doctor is in `recipients`.
+        let mut amount = String::new();
+        let mut found = Vec::with_capacity(EXPORT_CHUNK);
+        let mut stream = self.store.export_rows(filter.clone()).chunks(EXPORT_CHUNK);
         let mut next = stream.next().await;
         while let Some(chunk) = next {
-            let payouts = chunk.into_iter().collect::<Result<Vec<Payout>>>()?;
+            let payouts = chunk.into_iter().collect::<Result<Vec<ExportRow>>>()?;
             // The store reads the next chunk while this one is looked up and written.
             let write = async {
-                recipients.look_up(self.directory.as_ref(), &payouts).await?;
-                for p in &payouts {
-                    let r = recipients.get(&p.doctor_id);
-                    let amount = p.amount_due.amount_str();
-                    push_record(
-                        &mut buf,
-                        [
-                            p.id.as_str(),
-                            p.doctor_id.as_str(),
-                            r.map(|r| r.name.as_str()).unwrap_or(""),
-                            r.map(|r| r.email.as_str()).unwrap_or(""),
-                            amount.as_str(),
-                            p.amount_due.currency().code(),
-                            r.map(|r| r.bank_details.as_str()).unwrap_or(""),
-                            p.status.as_str(),
-                        ],
-                    );
+                recipients
+                    .look_up(self.directory.as_ref(), &payouts, &mut found)
+                    .await?;
+                for (p, &at) in payouts.iter().zip(&found) {
+                    push_row(&mut buf, &mut amount, p, recipients.get(at));
                     rows += 1;
                 }
                 out.write_all(buf.as_bytes()).await?;
@@ -215,5 +301,192 @@ impl PayoutService {
             a.average_per_consultation = Some(Money::new(avg, currency)?);
         }
         Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::BankAccount;
+
+    #[test]
+    fn rows_are_written_as_push_record_writes_their_cells() {
+        let mut hostile = Recipient {
+            doctor_id: "=dr".into(),
+            name: "=HYPERLINK(\"http://x\",\"click\")".into(),
+            email: "@attacker, \"quoted\"".into(),
+            stripe_account_id: None,
+            paypal_payout_email: None,
+            mpesa_phone_number: None,
+            bank_details: Some(BankAccount {
+                account_name: "Dr. \"A\", Jr.\n".into(),
+                account_number: "0123456789".into(),
+                ..Default::default()
+            }),
+        };
+        let plain = Recipient {
+            doctor_id: "dr-1".into(),
+            name: "Dr. Amina Wanjiru".into(),
+            email: "amina@clinic.example".into(),
+            bank_details: None,
+            ..hostile.clone()
+        };
+        let mut bank_formula = plain.clone();
+        bank_formula.name = "-1".into();
+        hostile.bank_details.as_mut().unwrap().bank_code = Some("+254".into());
+        let rows = [
+            (
+                "po-1",
+                "dr-1",
+                Money::from_minor_units(50_000, Currency::KES),
+                PayoutStatus::Paid,
+            ),
+            (
+                "=po",
+                "=dr",
+                Money::from_minor_units(-5, Currency::KES),
+                PayoutStatus::Pending,
+            ),
+            (
+                "po,2",
+                "+dr\r\n",
+                Money::from_minor_units(700, Currency::JPY),
+                PayoutStatus::Reversed,
+            ),
+        ];
+        for (id, doctor, amount_due, status) in rows {
+            for r in [None, Some(&plain), Some(&hostile), Some(&bank_formula)] {
+                let p = ExportRow {
+                    id: id.into(),
+                    doctor_id: doctor.into(),
+                    amount_due,
+                    status,
+                };
+                let bank = r
+                    .and_then(|r| r.bank_details.as_ref())
+                    .map(|b| serde_json::to_string(b).unwrap())
+                    .unwrap_or_default();
+                let mut expected = String::new();
+                push_record(
+                    &mut expected,
+                    [
+                        id,
+                        doctor,
+                        r.map_or("", |r| r.name.as_str()),
+                        r.map_or("", |r| r.email.as_str()),
+                        amount_due.amount_str().as_str(),
+                        amount_due.currency().code(),
+                        bank.as_str(),
+                        status.as_str(),
+                    ],
+                );
+                let encoded = r.map(|r| ExportRecipient::encode(r).unwrap());
+                let cells = encoded
+                    .as_ref()
+                    .map_or(UNKNOWN_RECIPIENT, |e| (e.name_email.as_str(), e.bank_details.as_str()));
+                let (mut got, mut scratch) = (String::new(), String::new());
+                push_row(&mut got, &mut scratch, &p, cells);
+                assert_eq!(got, expected, "{p:?} with {r:?}");
+            }
+        }
+    }
+
+    /// A directory of doctors `dr-0`..`dr-{n-1}` that counts the doctors it is asked for.
+    struct CountingDirectory {
+        known: usize,
+        asked: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl RecipientDirectory for CountingDirectory {
+        async fn recipient(&self, doctor_id: &DoctorId) -> Result<Option<Recipient>> {
+            self.asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n: usize = doctor_id.as_str()["dr-".len()..].parse().unwrap();
+            Ok((n < self.known).then(|| Recipient {
+                doctor_id: doctor_id.clone(),
+                name: format!("Dr. {n}"),
+                email: format!("{n}@clinic.example"),
+                stripe_account_id: None,
+                paypal_payout_email: None,
+                mpesa_phone_number: None,
+                bank_details: None,
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_recipient_cache_finds_every_doctor_and_stays_bounded() {
+        let directory = CountingDirectory {
+            known: 30_000,
+            asked: Default::default(),
+        };
+        let mut recipients = ExportRecipients::default();
+        let mut found = Vec::new();
+        // Chunks of 1,000 rows over 32,000 doctors (the last 2,000 unknown), then the first
+        // doctors again: past the bound the cache starts over.
+        let doctors = (0..32_000).chain(0..3_000).chain([5, 31_999, 5]);
+        let rows: Vec<ExportRow> = doctors
+            .map(|n| ExportRow {
+                id: format!("po-{n}").into(),
+                doctor_id: format!("dr-{n}").into(),
+                amount_due: Money::zero(Currency::KES),
+                status: PayoutStatus::Pending,
+            })
+            .collect();
+        for chunk in rows.chunks(EXPORT_CHUNK) {
+            recipients.look_up(&directory, chunk, &mut found).await.unwrap();
+            assert!(recipients.known.len() <= RECIPIENT_CACHE && recipients.cells.len() <= RECIPIENT_CACHE);
+            assert_eq!(found.len(), chunk.len());
+            for (p, &at) in chunk.iter().zip(&found) {
+                let n: usize = p.doctor_id.as_str()["dr-".len()..].parse().unwrap();
+                let cells = recipients.get(at);
+                if n < directory.known {
+                    assert_eq!(cells, (format!(",Dr. {n},{n}@clinic.example,").as_str(), ",,"));
+                } else {
+                    assert_eq!(cells, UNKNOWN_RECIPIENT, "dr-{n} is not in the directory");
+                }
+            }
+        }
+        // Each doctor once, then the first 3,000 again (forgotten when the cache started over);
+        // the last two were still known.
+        let asked = directory.asked.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(asked, 35_000, "doctors asked for");
+    }
+
+    #[test]
+    fn amounts_are_written_as_amount_str_writes_them() {
+        let currencies = ["KES", "JPY", "KWD"].map(|c| Currency::from_code(c).unwrap());
+        let units = [
+            0,
+            1,
+            -1,
+            9,
+            10,
+            99,
+            100,
+            -100,
+            12_345,
+            -12_345,
+            1_000_000,
+            i64::MAX,
+            i64::MIN,
+            i64::MIN + 1,
+        ];
+        let mut checked = Vec::new();
+        for currency in currencies {
+            for u in units {
+                checked.push(Money::from_minor_units(u, currency));
+            }
+            checked.push(Money::zero(currency).negate());
+            checked.push(Money::parse("-0", currency).unwrap());
+            checked.push(Money::parse("12", currency).unwrap());
+        }
+        checked.push(Money::parse("79228162514264337593543950", Currency::JPY).unwrap());
+        let mut out = String::new();
+        for m in checked {
+            out.clear();
+            push_amount(&mut out, &m);
+            assert_eq!(out, m.amount_str(), "{m:?}");
+        }
     }
 }

@@ -1,12 +1,13 @@
-//! Checks of reading: get, items, list (filters, totals, paging) and stream.
+//! Checks of reading: get, items, list (filters, totals, paging), stream and export rows.
 
 use chrono::{DateTime, Duration, Utc};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::domain::{ItemKind, Payout, PayoutId, Period, Provider};
 use crate::error::Error;
+use crate::money::{Currency, Money};
 use crate::status::PayoutStatus;
-use crate::store::{Cursor, NewPayout, Page, PayoutFilter, PayoutPatch, PayoutStore};
+use crate::store::{Cursor, ExportRow, NewPayout, Page, PayoutFilter, PayoutPatch, PayoutStore};
 use crate::testkit::fixtures::{self, at, day, kes, month};
 
 use super::{move_to, seed};
@@ -425,4 +426,111 @@ pub async fn stream_matches_list(store: &dyn PayoutStore) {
         assert_eq!(ids(&streamed), ids(&listed), "stream and list order with {filter:?}");
         assert_eq!(streamed, listed, "stream and list rows with {filter:?}");
     }
+}
+
+/// `export_rows` yields exactly the rows of `stream` for the same filter, in the same order, each
+/// with the payout's id, doctor, amount (in KES, JPY and KWD; zero and negative too) and status:
+/// over several filters and 2,500 rows in runs of equal `created_at` (more than one `stream`
+/// query of the SQL stores reads); and the store serves other calls while `export_rows` is being
+/// read.
+pub async fn export_rows_match_stream(store: &dyn PayoutStore) {
+    const ROWS: usize = 2_500;
+    let currencies = [Currency::KES, Currency::JPY, Currency::from_code("KWD").expect("KWD")];
+    let base = fixtures::base_time();
+    let news: Vec<NewPayout> = (0..ROWS)
+        .map(|i| {
+            let d = day(2018, 1, 1) + Duration::days(i as i64);
+            let period = Period::new(d, d).expect("a one-day period");
+            let mut new = fixtures::new_payout(&format!("po_{i:05}"), &format!("dr-{}", i % 7), period, &["1"]);
+            // Amounts of every sign and size, in currencies of 2, 0 and 3 decimals.
+            let units = match i % 5 {
+                0 => 0,
+                1 => -(i as i64) * 13,
+                _ => (i as i64) * 7_919 + 1,
+            };
+            let amount = Money::from_minor_units(units, currencies[i % currencies.len()]);
+            new.items = vec![fixtures::item(&format!("apt-{i}"), amount, period.starts_at())];
+            new.payout.amount_due = amount;
+            // Runs of seven equal `created_at`s, so chunk boundaries fall inside runs.
+            fixtures::created_at(new, base + Duration::seconds((i / 7) as i64))
+        })
+        .collect();
+    let created = seed(store, news).await;
+    for (i, to) in [
+        (3, PayoutStatus::Approved),
+        (999, PayoutStatus::Cancelled),
+        (1_000, PayoutStatus::Approved),
+    ] {
+        move_to(store, &created[i], to, base + Duration::days(30)).await;
+    }
+    let mut paid = fixtures::status_change(&created[1_001], PayoutStatus::Processing, base + Duration::days(30));
+    paid.patch.provider = Some(Provider::MpesaB2c);
+    store.apply(paid).await.expect("apply");
+
+    let filters = [
+        PayoutFilter::default(),
+        PayoutFilter {
+            doctor_id: Some("dr-3".into()),
+            ..Default::default()
+        },
+        PayoutFilter {
+            status: Some(PayoutStatus::Approved),
+            ..Default::default()
+        },
+        PayoutFilter {
+            status: Some(PayoutStatus::Pending),
+            ..Default::default()
+        },
+        PayoutFilter {
+            provider: Some(Provider::MpesaB2c),
+            ..Default::default()
+        },
+        PayoutFilter {
+            created_from: Some(base.date_naive()),
+            created_to: Some(base.date_naive()),
+            ..Default::default()
+        },
+        PayoutFilter {
+            doctor_id: Some("dr-404".into()),
+            ..Default::default()
+        },
+    ];
+    for filter in filters {
+        let streamed: Vec<ExportRow> = store
+            .stream(filter.clone())
+            .map_ok(ExportRow::from)
+            .try_collect()
+            .await
+            .unwrap_or_else(|e| panic!("stream({filter:?}) failed: {e}"));
+        // One row more than `stream` at most, so a store whose export loops fails instead of hanging.
+        let exported: Vec<ExportRow> = store
+            .export_rows(filter.clone())
+            .take(streamed.len() + 1)
+            .try_collect()
+            .await
+            .unwrap_or_else(|e| panic!("export_rows({filter:?}) failed: {e}"));
+        let ids = |rows: &[ExportRow]| rows.iter().map(|r| r.id.as_str().to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            ids(&exported),
+            ids(&streamed),
+            "export_rows and stream rows and order with {filter:?}"
+        );
+        for (e, s) in exported.iter().zip(&streamed) {
+            assert_eq!(e, s, "export_rows and stream field values with {filter:?}");
+        }
+    }
+
+    // The store keeps serving other calls while an export reads (an in-memory SQLite database has
+    // one connection for both).
+    let mut rows = store.export_rows(PayoutFilter::default());
+    let mut n = 0;
+    while let Some(row) = rows.try_next().await.expect("export_rows") {
+        if n % 300 == 0 {
+            let p = store.get(&row.id).await.expect("get while export_rows reads");
+            assert_eq!(ExportRow::from(p), row, "get and export_rows of {}", row.id);
+        }
+        n += 1;
+        assert!(n <= ROWS, "export_rows returned more rows than were written");
+    }
+    assert_eq!(n, ROWS, "export_rows read while the store was used");
 }
