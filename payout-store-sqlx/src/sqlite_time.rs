@@ -3,7 +3,9 @@
 //! with a `T` or a space, with `Z`, a `+HH:MM` offset or nothing (UTC). Used where the store reads
 //! host timestamps out of a JSON array instead of a column (see the SQLite consultation query).
 
-use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, Timelike, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
+#[cfg(feature = "sqlite")]
+use chrono::{Datelike, SecondsFormat, Timelike};
 
 /// The forms besides RFC 3339, each tried with an offset and as UTC without one.
 const FORMATS: [&str; 12] = [
@@ -36,15 +38,17 @@ pub(crate) fn parse(text: &str) -> Option<DateTime<Utc>> {
 
 /// How the store writes a timestamp into SQLite: UTC text of one fixed width, nanoseconds included,
 /// so text order is time order and nothing is lost: `2025-02-01T08:00:00.000000000Z` (RFC 3339).
+#[cfg(feature = "sqlite")]
 pub(crate) fn format(t: &DateTime<Utc>) -> String {
     let mut out = String::with_capacity(30);
     push(&mut out, t);
     out
 }
 
-/// [`format`] onto `out`. Written field by field: chrono's formatter interprets its format for every
+/// [`format()`] onto `out`. Written field by field: chrono's formatter interprets its format for every
 /// value, and a period calculation writes a million of them. Years outside 0..=9999 and leap seconds
 /// take chrono's path, which writes them its own way.
+#[cfg(feature = "sqlite")]
 pub(crate) fn push(out: &mut String, t: &DateTime<Utc>) {
     let nanos = t.nanosecond();
     if !(0..=9999).contains(&t.year()) || nanos >= 1_000_000_000 {
@@ -61,19 +65,21 @@ pub(crate) fn push(out: &mut String, t: &DateTime<Utc>) {
     out.push('Z');
 }
 
+#[cfg(feature = "sqlite")]
 fn digits_sep(out: &mut String, sep: char, n: u32, width: u32) {
     out.push(sep);
     push_digits(out, n, width);
 }
 
 /// `n` in `width` decimal digits, zero-padded.
+#[cfg(feature = "sqlite")]
 fn push_digits(out: &mut String, n: u32, width: u32) {
     for k in (0..width).rev() {
         out.push(char::from(b'0' + (n / 10u32.pow(k) % 10) as u8));
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod format_tests {
     use super::*;
     use chrono::TimeZone;
