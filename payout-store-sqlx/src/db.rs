@@ -166,6 +166,21 @@ pub trait Tx: Send {
 
     async fn fetch_optional(&mut self, sql: &str, args: Args) -> Result<Option<Self::Row>, sqlx::Error>;
 
+    /// Values already encoded for this database (see [`Tx::encode`]).
+    type Encoded: Send;
+
+    /// Encodes `args` for [`Tx::fetch_all_encoded`]. Encoding thousands of values takes a while, so
+    /// a caller can do it while the database runs the statement before.
+    fn encode(args: Args) -> Result<Self::Encoded, sqlx::Error>
+    where
+        Self: Sized;
+
+    /// [`Tx::fetch_all`] with values [`Tx::encode`] encoded.
+    async fn fetch_all_encoded(&mut self, sql: &str, args: Self::Encoded) -> Result<Vec<Self::Row>, sqlx::Error>;
+
+    /// [`Tx::execute`] with values [`Tx::encode`] encoded.
+    async fn execute_encoded(&mut self, sql: &str, args: Self::Encoded) -> Result<u64, sqlx::Error>;
+
     /// Streams `data` into `statement` (`COPY ... FROM STDIN`) and returns the rows copied, or `None`
     /// (doing nothing) where the database has no `COPY` (SQLite).
     async fn copy_in(&mut self, statement: &str, data: Vec<u8>) -> Result<Option<u64>, sqlx::Error>;
@@ -232,6 +247,26 @@ macro_rules! impl_db {
 
             async fn fetch_optional(&mut self, sql: &str, args: $crate::db::Args) -> Result<Option<$row>, sqlx::Error> {
                 $bind(sqlx::query(sql), args).fetch_optional(&mut **self).await
+            }
+
+            type Encoded = <$db as sqlx::Database>::Arguments<'static>;
+
+            fn encode(args: $crate::db::Args) -> Result<Self::Encoded, sqlx::Error> {
+                let mut query = $bind(sqlx::query(""), args);
+                Ok(sqlx::Execute::take_arguments(&mut query)
+                    .map_err(sqlx::Error::Encode)?
+                    .unwrap_or_default())
+            }
+
+            async fn fetch_all_encoded(&mut self, sql: &str, args: Self::Encoded) -> Result<Vec<$row>, sqlx::Error> {
+                sqlx::query_with(sql, args).fetch_all(&mut **self).await
+            }
+
+            async fn execute_encoded(&mut self, sql: &str, args: Self::Encoded) -> Result<u64, sqlx::Error> {
+                Ok(sqlx::query_with(sql, args)
+                    .execute(&mut **self)
+                    .await?
+                    .rows_affected())
             }
 
             async fn copy_in(&mut self, statement: &str, data: Vec<u8>) -> Result<Option<u64>, sqlx::Error> {

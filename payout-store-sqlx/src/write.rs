@@ -14,8 +14,9 @@ use crate::error::{db, is_unique_violation};
 use crate::rows::{self, CARRY_OVER_IS_OPEN, PAYOUT_COLUMNS};
 
 /// The most values one multi-row `INSERT` binds: well under both dialects' limits (SQLite 32,766,
-/// Postgres 65,535), so a period's rows go in a few statements instead of one per row.
-const VALUES_PER_INSERT: usize = 4_000;
+/// Postgres 65,535), so a period's rows go in a few statements instead of one per row (2,000
+/// items a statement; each statement is a round trip to SQLite's worker thread).
+const VALUES_PER_INSERT: usize = 16_000;
 
 /// The most ids one `IN (...)` lookup binds.
 const IDS_PER_LOOKUP: usize = 500;
@@ -177,21 +178,31 @@ fn statement_sizes(n: usize, max: usize) -> impl Iterator<Item = usize> {
     )
 }
 
+/// What [`insert_rows`] did.
+struct Inserted<Row> {
+    /// The rows a `RETURNING` tail gave back (none without one).
+    returned: Vec<Row>,
+    /// How many rows the statements inserted (or, with `ON CONFLICT DO UPDATE`, changed).
+    changed: u64,
+}
+
 /// Inserts `rows`, each `width` values by `values`, with as few multi-row statements as the bind
-/// limit allows: `{head} VALUES (...), (...) {tail}`. Returns the rows a `RETURNING` tail gives back.
+/// limit allows: `{head} VALUES (...), (...) {tail}`. With `returning`, the tail has a `RETURNING`
+/// clause, and the rows it gives back are collected; without, only the count is.
 ///
-/// The values of each statement are built while the database runs the one before, so the
-/// database's thread (SQLite's worker, a Postgres backend) and this one work side by side.
+/// The values of each statement are built and encoded while the database runs the one before, so
+/// the database's thread (SQLite's worker, a Postgres backend) and this one work side by side.
 async fn insert_rows<T: Tx, R: Sync>(
     tx: &mut T,
     head: &str,
     tail: &str,
+    returning: bool,
     width: usize,
     rows: &[R],
     values: impl Fn(&R, &mut Vec<Value>) -> Result<()>,
-) -> Result<Vec<T::Row>> {
+) -> Result<Inserted<T::Row>> {
     let dialect = tx.dialect();
-    let build = |chunk: &[R]| -> Result<(String, Args)> {
+    let build = |chunk: &[R]| -> Result<(String, T::Encoded)> {
         let mut args = Args(Vec::with_capacity(chunk.len() * width));
         for row in chunk {
             let before = args.0.len();
@@ -199,7 +210,7 @@ async fn insert_rows<T: Tx, R: Sync>(
             debug_assert_eq!(args.0.len() - before, width);
         }
         let sql = format!("{head} VALUES {} {tail}", values_list(dialect, chunk.len(), width));
-        Ok((sql, args))
+        Ok((sql, T::encode(args).map_err(db)?))
     };
     let mut chunks = Vec::new();
     let mut rest = rows;
@@ -208,17 +219,29 @@ async fn insert_rows<T: Tx, R: Sync>(
         chunks.push(chunk);
         rest = after;
     }
-    let mut returned = Vec::new();
+    let mut inserted = Inserted {
+        returned: Vec::new(),
+        changed: 0,
+    };
     let mut chunks = chunks.into_iter();
     let mut next = chunks.next().map(build).transpose()?;
     while let Some((sql, args)) = next.take() {
         let following = chunks.next();
-        // Without a `RETURNING` tail this returns no rows.
-        let (ran, built) = futures::join!(tx.fetch_all(&sql, args), async { following.map(build).transpose() });
-        returned.extend(ran.map_err(db)?);
+        let run = async {
+            if returning {
+                let rows = tx.fetch_all_encoded(&sql, args).await?;
+                Ok::<_, sqlx::Error>((rows.len() as u64, rows))
+            } else {
+                Ok((tx.execute_encoded(&sql, args).await?, Vec::new()))
+            }
+        };
+        let (ran, built) = futures::join!(run, async { following.map(build).transpose() });
+        let (changed, rows) = ran.map_err(db)?;
+        inserted.changed += changed;
+        inserted.returned.extend(rows);
         next = built?;
     }
-    Ok(returned)
+    Ok(inserted)
 }
 
 /// The item rows of `payouts`, each numbered from 0 within its payout: in Postgres one
@@ -243,6 +266,7 @@ async fn insert_items<T: Tx>(tx: &mut T, payouts: &[&NewPayout]) -> Result<()> {
         tx,
         &format!("INSERT INTO {columns}"),
         "",
+        false,
         8,
         &items,
         |(id, position, item), out| {
@@ -325,7 +349,7 @@ fn escape_copy(out: &mut String, text: &str) {
 /// The creation audit entries of `payouts`.
 async fn insert_audits<T: Tx>(tx: &mut T, payouts: &[&NewPayout]) -> Result<()> {
     let head = format!("INSERT INTO audit_entries ({})", rows::AUDIT_COLUMNS);
-    insert_rows(tx, &head, "", 7, payouts, |new, out| {
+    insert_rows(tx, &head, "", false, 7, payouts, |new, out| {
         out.extend(audit_values(&new.audit));
         Ok(())
     })
@@ -529,35 +553,52 @@ pub(crate) async fn create_period<D: Db>(d: &D, batch: PeriodBatch) -> Result<Pe
     }
 
     // The payouts first: a row a concurrent calculation committed since the lookups is not
-    // returned, and that payout writes nothing else.
+    // inserted, and that payout writes nothing else.
     let head = format!("INSERT INTO payouts ({PAYOUT_COLUMNS})");
-    let inserted: HashSet<String> = insert_rows(
-        &mut tx,
-        &head,
-        "ON CONFLICT DO NOTHING RETURNING id",
-        17,
-        &accepted,
-        |new, out| {
-            out.extend(payout_values(&new.payout)?);
-            Ok(())
-        },
-    )
-    .await?
-    .iter()
-    .map(|row| row.text("id").map_err(db))
-    .collect::<Result<_>>()?;
+    let values = |new: &&NewPayout, out: &mut Vec<Value>| {
+        out.extend(payout_values(&new.payout)?);
+        Ok(())
+    };
     let mut created: Vec<&NewPayout> = Vec::with_capacity(accepted.len());
-    for new in accepted {
-        let p = &new.payout;
-        if inserted.contains(p.id.as_str()) {
-            created.push(new);
-        } else if payout_exists(&mut tx, &p.id).await? {
-            return Err(Error::Conflict(p.id.clone()));
-        } else {
-            live_in_batch.remove(&(p.doctor_id.clone(), p.period()));
-            outcome
-                .skipped
-                .push((p.doctor_id.clone(), SkipReason::AlreadyCalculated));
+    if tx.dialect() == Dialect::Sqlite {
+        // `BEGIN IMMEDIATE`: no other writer since the lookups, so every accepted payout goes in, and
+        // the count proves it (without a `RETURNING` row per payout crossing to this thread).
+        let inserted = insert_rows(&mut tx, &head, "ON CONFLICT DO NOTHING", false, 17, &accepted, values).await?;
+        if inserted.changed != accepted.len() as u64 {
+            return Err(Error::Store(format!(
+                "{} of {} payouts were inserted although the transaction is the only writer",
+                inserted.changed,
+                accepted.len()
+            )));
+        }
+        created = accepted;
+    } else {
+        let inserted: HashSet<String> = insert_rows(
+            &mut tx,
+            &head,
+            "ON CONFLICT DO NOTHING RETURNING id",
+            true,
+            17,
+            &accepted,
+            values,
+        )
+        .await?
+        .returned
+        .iter()
+        .map(|row| row.text("id").map_err(db))
+        .collect::<Result<_>>()?;
+        for new in accepted {
+            let p = &new.payout;
+            if inserted.contains(p.id.as_str()) {
+                created.push(new);
+            } else if payout_exists(&mut tx, &p.id).await? {
+                return Err(Error::Conflict(p.id.clone()));
+            } else {
+                live_in_batch.remove(&(p.doctor_id.clone(), p.period()));
+                outcome
+                    .skipped
+                    .push((p.doctor_id.clone(), SkipReason::AlreadyCalculated));
+            }
         }
     }
     insert_items(&mut tx, &created).await?;

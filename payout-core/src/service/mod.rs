@@ -33,11 +33,13 @@ pub struct ServiceConfig {
     pub four_eyes: bool,
     /// How many payouts a bulk trigger sends at once. Default: 16.
     pub trigger_concurrency: usize,
-    /// How many doctors a calculation writes per transaction, at most. Default: 500.
+    /// How many doctors a calculation writes per transaction, at most. Default: 2,000.
     pub calculation_chunk: usize,
     /// How many payout items a calculation holds before it writes them, at most (a doctor's items
     /// are never split, so one doctor with more items is written alone). With `calculation_chunk`
-    /// this bounds the calculation's memory, whatever the number of consultations. Default: 5,000.
+    /// this bounds the calculation's memory, whatever the number of consultations. Default: 20,000
+    /// (a few MB per chunk; fewer, larger transactions write less: each commit rewrites the index
+    /// pages it touched, and SQLite holds its write lock for one chunk, tens of milliseconds).
     pub calculation_chunk_items: usize,
     /// How many chunks a calculation writes at once, each in its own transaction, while it plans the
     /// next: more than one lets a database that runs transactions side by side (Postgres) use more
@@ -57,8 +59,8 @@ impl Default for ServiceConfig {
         ServiceConfig {
             four_eyes: true,
             trigger_concurrency: 16,
-            calculation_chunk: 500,
-            calculation_chunk_items: 5_000,
+            calculation_chunk: 2_000,
+            calculation_chunk_items: 20_000,
             calculation_writes_in_flight: None,
             send_timeout: Duration::from_secs(120),
             attention_after: chrono::Duration::hours(72),
