@@ -187,12 +187,7 @@ impl PayoutService {
             // The results are put back in input order afterwards.
             let chunk = concurrency;
             let adapter = &adapter;
-            // Owned chunks: the futures must stay `Send` for any lifetime (inside an axum handler).
-            let chunks: Vec<(usize, Vec<PayoutId>)> = ids
-                .chunks(chunk)
-                .enumerate()
-                .map(|(c, ids)| (c * chunk, ids.to_vec()))
-                .collect();
+            let chunks = numbered_chunks(ids, chunk);
             let (mut to_send, prepared) = futures::channel::mpsc::channel::<(usize, Result<Prepared>)>(chunk);
             let (mut to_record, answered) = futures::channel::mpsc::channel(chunk);
             let mut done: Vec<(usize, Result<Payout>)> = Vec::with_capacity(ids.len());
@@ -240,13 +235,7 @@ impl PayoutService {
                 }
             };
             futures::join!(prepare, send, record);
-            done.sort_unstable_by_key(|(i, _)| *i);
-            debug_assert_eq!(done.len(), ids.len(), "one result per payout");
-            return ids
-                .iter()
-                .zip(done)
-                .map(|(id, (_, result))| BulkOutcome { id: id.clone(), result })
-                .collect();
+            return in_input_order(ids, done);
         };
 
         // Batching provider: the same three stages side by side, a batch of up to PREPARE_CHUNK at a
@@ -255,11 +244,7 @@ impl PayoutService {
         // while the next one is prepared.
         let batch = caps.max_batch_size.min(PREPARE_CHUNK);
         let adapter = &adapter;
-        let chunks: Vec<(usize, Vec<PayoutId>)> = ids
-            .chunks(batch)
-            .enumerate()
-            .map(|(c, ids)| (c * batch, ids.to_vec()))
-            .collect();
+        let chunks = numbered_chunks(ids, batch);
         type Sent = (
             Vec<(usize, Error)>,
             Vec<(usize, Prepared)>,
@@ -304,12 +289,7 @@ impl PayoutService {
             }
         };
         futures::join!(prepare, send, record);
-        done.sort_unstable_by_key(|(i, _)| *i);
-        debug_assert_eq!(done.len(), ids.len(), "one result per payout");
-        ids.iter()
-            .zip(done)
-            .map(|(id, (_, result))| BulkOutcome { id: id.clone(), result })
-            .collect()
+        in_input_order(ids, done)
     }
 
     /// One batch call with the service's time limit, one answer per item (an empty batch makes no
@@ -788,4 +768,23 @@ impl Answer {
             actor: format!("provider:{}", adapter.provider()),
         }
     }
+}
+
+/// `ids` in owned chunks of `size`, each with the position of its first id (owned, so the bulk
+/// trigger's futures stay `Send` for any lifetime, inside an axum handler too).
+fn numbered_chunks(ids: &[PayoutId], size: usize) -> Vec<(usize, Vec<PayoutId>)> {
+    ids.chunks(size)
+        .enumerate()
+        .map(|(c, chunk)| (c * size, chunk.to_vec()))
+        .collect()
+}
+
+/// One outcome per id, in the order of `ids`, from results numbered by position in any order.
+fn in_input_order(ids: &[PayoutId], mut done: Vec<(usize, Result<Payout>)>) -> Vec<BulkOutcome> {
+    done.sort_unstable_by_key(|(i, _)| *i);
+    debug_assert_eq!(done.len(), ids.len(), "one result per payout");
+    ids.iter()
+        .zip(done)
+        .map(|(id, (_, result))| BulkOutcome { id: id.clone(), result })
+        .collect()
 }
