@@ -16,7 +16,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use payouts::domain::{Actor, Consultation, Period};
 use payouts::money::{Currency, Money};
-use payouts::service::{CalculationPolicy, PayoutService};
+use payouts::service::{CalculationPolicy, PayoutService, PerformanceConfig};
 use payouts::source::ConsultationSource;
 use payouts::store_sqlx::{
     ConsultationTable, PgStore, RecipientTable, SqlConsultationSource, SqlRecipientDirectory, SqliteStore,
@@ -103,8 +103,11 @@ async fn main() {
 async fn run(args: Args) -> Result<(), String> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://payouts-demo.db?mode=rw".into());
     let unreachable = |e: payouts::Error| format!("cannot open the database ({e}); check DATABASE_URL");
+    // Postgres runs transactions side by side: two calculation chunks are written at once.
+    let mut performance = PerformanceConfig::default();
     let (store, source, directory): (Arc<dyn payouts::PayoutStore>, Arc<dyn ConsultationSource>, _) =
         if url.starts_with("postgres") {
+            performance = performance.calculation_writes_in_flight(PgStore::WRITES_IN_FLIGHT);
             let store = PgStore::connect(&url).await.map_err(unreachable)?;
             let pool = store.pool().clone();
             let source =
@@ -135,6 +138,7 @@ async fn run(args: Args) -> Result<(), String> {
             seen: seen.clone(),
         }))
         .directory(directory)
+        .performance(performance)
         .build()
         .map_err(|e| e.to_string())?;
     let default = Period::previous_month(service.now());

@@ -16,16 +16,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::panic::AssertUnwindSafe;
 use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{NaiveDate, TimeZone, Utc};
-use futures::FutureExt;
 use http::{HeaderMap, HeaderValue};
+use payout_store_sqlx::testkit::PgTestSchema;
 use payouts::domain::{Actor, AttemptOutcome, Consultation, PayoutId, Period, Provider, Recipient};
 use payouts::error::{Error, ProviderError, ProviderErrorKind, WebhookError};
 use payouts::provider::{
@@ -36,9 +34,9 @@ use payouts::simulated::{SIMULATION_TOKEN_HEADER, SimulatedProvider};
 use payouts::source::{StaticConsultations, StaticDirectory};
 use payouts::status::{PayoutEvent, PayoutStatus};
 use payouts::store::{Page, PayoutFilter};
-use payouts::store_sqlx::{PgStore, SqliteStore, postgres};
+use payouts::store_sqlx::{PgStore, SqliteStore};
 use payouts::{PayoutService, PayoutStore};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use tokio::sync::Barrier;
 
 const PAYOUTS: usize = 200;
@@ -291,72 +289,14 @@ impl PayoutProvider for RecordingProvider {
 // ---------------------------------------------------------------------------------------------------------
 
 fn postgres_url() -> Option<String> {
-    let url = std::env::var(POSTGRES_URL_VAR).ok();
-    if url.is_none() {
-        println!("skipped: {POSTGRES_URL_VAR} not set");
-    }
-    url
+    PgTestSchema::url_from_env(POSTGRES_URL_VAR)
 }
 
-/// A pool whose connections see only `schema`.
-async fn schema_pool(url: &str, schema: &str, max_connections: u32) -> PgPool {
-    let options = PgConnectOptions::from_str(url)
-        .expect("a valid Postgres URL")
-        .options([("search_path", schema)]);
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .connect_with(options)
-        .await
-        .expect("connecting to the test schema")
-}
-
-/// A new, migrated schema of the test database.
-struct TestSchema {
-    url: String,
-    name: String,
-    admin: PgPool,
-}
-
-impl TestSchema {
-    async fn create(url: &str) -> Self {
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(url)
-            .await
-            .expect("connecting to the test Postgres");
-        let name = format!("payouts_concurrency_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE SCHEMA {name}"))
-            .execute(&admin)
-            .await
-            .expect("creating a test schema");
-        let schema = TestSchema {
-            url: url.to_string(),
-            name,
-            admin,
-        };
-        let pool = schema.pool(1).await;
-        postgres::setup(&pool).await.expect("migrations");
-        pool.close().await;
-        schema
-    }
-
-    async fn pool(&self, max_connections: u32) -> PgPool {
-        schema_pool(&self.url, &self.name, max_connections).await
-    }
-
-    /// Runs `body`, then drops the schema whether or not `body` panicked, then passes the panic on.
-    async fn run<F: Future<Output = ()>>(self, body: impl FnOnce(Arc<TestSchema>) -> F) {
-        let schema = Arc::new(self);
-        let outcome = AssertUnwindSafe(body(Arc::clone(&schema))).catch_unwind().await;
-        sqlx::query(&format!("DROP SCHEMA {} CASCADE", schema.name))
-            .execute(&schema.admin)
-            .await
-            .expect("dropping the test schema");
-        schema.admin.close().await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
-    }
+/// A new schema of the test database, with the store's tables.
+async fn migrated_schema(url: &str) -> PgTestSchema {
+    let schema = PgTestSchema::create(url, "payouts_concurrency").await;
+    schema.migrated_pool(1).await.close().await;
+    schema
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -596,7 +536,7 @@ async fn sqlite_file_racing_service_pays_each_payout_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_racing_service_pays_each_payout_once() {
     let Some(url) = postgres_url() else { return };
-    TestSchema::create(&url)
+    migrated_schema(&url)
         .await
         .run(|schema| async move {
             let pool = schema.pool(TASKS as u32 + 2).await;
@@ -756,7 +696,7 @@ fn run_workers(schema: &str) -> Vec<WorkerRun> {
     runs
 }
 
-async fn two_processes_send_each_payout_once(schema: Arc<TestSchema>) {
+async fn two_processes_send_each_payout_once(schema: PgTestSchema) {
     let pool = schema.pool(4).await;
     sqlx::query(CREATE_SENDS_TABLE)
         .execute(&pool)
@@ -773,7 +713,7 @@ async fn two_processes_send_each_payout_once(schema: Arc<TestSchema>) {
         outcome.result.expect("approving");
     }
 
-    let name = schema.name.clone();
+    let name = schema.name().to_string();
     let runs = match tokio::task::spawn_blocking(move || run_workers(&name)).await {
         Ok(runs) => runs,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -840,7 +780,7 @@ async fn two_processes_send_each_payout_once(schema: Arc<TestSchema>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_two_processes_bulk_trigger_send_each_payout_once() {
     let Some(url) = postgres_url() else { return };
-    TestSchema::create(&url)
+    migrated_schema(&url)
         .await
         .run(two_processes_send_each_payout_once)
         .await;
@@ -858,7 +798,7 @@ async fn bulk_trigger_worker() {
     };
     let url = std::env::var(POSTGRES_URL_VAR).expect("the parent passes PAYOUTS_TEST_POSTGRES_URL on");
     let name = std::env::var(WORKER_NAME_VAR).expect("the parent names its workers");
-    let pool = schema_pool(&url, &schema, 8).await;
+    let pool = PgTestSchema::existing(&url, &schema).pool(8).await;
     let store = Arc::new(PgStore::new(pool.clone()));
     let provider = Arc::new(RecordingProvider {
         pool: pool.clone(),

@@ -35,7 +35,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -48,8 +47,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{NaiveDate, TimeZone, Utc};
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use payout_server::{Claims, JwtKey, Role};
+use payout_store_sqlx::testkit::PgTestSchema;
 use payouts::domain::{Actor, AttemptOutcome, Payout, PayoutAttempt, PayoutId, Period};
 use payouts::service::CalculationPolicy;
 use payouts::status::PayoutStatus;
@@ -57,7 +57,7 @@ use payouts::store::PayoutFilter;
 use payouts::store_sqlx::{ConsultationTable, PgStore, RecipientTable, SqlConsultationSource, SqlRecipientDirectory};
 use payouts::{PayoutService, PayoutStore};
 use serde_json::{Value, json};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 
 const PAYOUTS: usize = 1000;
 /// The bank's link goes down at the first transfer from this one on that is made while a send for a new
@@ -392,56 +392,6 @@ fn postgres_url() -> Option<String> {
         println!("skipped: {POSTGRES_URL_VAR} not set");
     }
     url
-}
-
-/// `url` with `search_path` set to `schema` on every connection (sqlx 0.8 passes the `options` query
-/// parameter, here `-c search_path=<schema>`, as the startup `options`), usable as the server's `DATABASE_URL`.
-fn schema_url(url: &str, schema: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-c%20search_path%3D{schema}")
-}
-
-/// A new schema, dropped by [`run`](Self::run) whatever happens.
-struct TestSchema {
-    name: String,
-    url: String,
-    admin: PgPool,
-}
-
-impl TestSchema {
-    async fn create(url: &str) -> Self {
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(url)
-            .await
-            .expect("connecting to the test Postgres");
-        let name = format!("payouts_crash_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE SCHEMA {name}"))
-            .execute(&admin)
-            .await
-            .expect("creating a test schema");
-        TestSchema {
-            url: schema_url(url, &name),
-            name,
-            admin,
-        }
-    }
-
-    /// Runs `body` with the schema's URL and name, then drops the schema whether or not `body` panicked,
-    /// then passes the panic on.
-    async fn run<F: Future<Output = ()>>(self, body: impl FnOnce(String, String) -> F) {
-        let outcome = AssertUnwindSafe(body(self.url.clone(), self.name.clone()))
-            .catch_unwind()
-            .await;
-        let dropped = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
-            .execute(&self.admin)
-            .await;
-        self.admin.close().await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
-        dropped.expect("dropping the test schema");
-    }
 }
 
 fn doctor(i: usize) -> String {
@@ -851,9 +801,9 @@ async fn sigkill_mid_bulk_trigger_then_restart_pays_everyone_exactly_once() {
         building.elapsed(),
         exe.display()
     );
-    TestSchema::create(&url)
+    PgTestSchema::create(&url, "payouts_crash")
         .await
-        .run(|schema_url, schema| crash_and_recover(schema_url, schema, exe, plant))
+        .run(|schema| crash_and_recover(schema.url(), schema.name().to_string(), exe, plant))
         .await;
 }
 

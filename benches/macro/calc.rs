@@ -26,10 +26,13 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use payout_core::PayoutService;
 use payout_core::domain::{Actor, Period};
 use payout_core::service::CalculationPolicy;
+use payout_core::service::PerformanceConfig;
 use payout_store_sqlx::{ConsultationTable, PgStore, SqlConsultationSource, SqliteStore};
 use sqlx::{PgPool, SqlitePool};
 
-use crate::common::{PgSchema, Report, child_figures, peak_rss_kib, reset_peak_rss, rss_kib, secs};
+use crate::common::{
+    Report, bench_schema, child_figures, existing_schema, peak_rss_kib, reset_peak_rss, rss_kib, secs,
+};
 
 const SECTION: &str = "calc";
 /// The argument that makes this benchmark a measured child: `--calc-child <sqlite|postgres> <location>`.
@@ -82,7 +85,7 @@ pub async fn run(report: &mut Report) {
     // Postgres: three schemas.
     let mut schemas = Vec::new();
     for (name, per_doctor) in [("calc_base", 100), ("calc_big", 100), ("calc_small", 10)] {
-        let schema = PgSchema::create(name).await;
+        let schema = bench_schema(name).await;
         let pool = schema.pool(2).await;
         payout_store_sqlx::postgres::setup(&pool).await.expect("migrating");
         load_postgres(&pool, doctors, per_doctor).await;
@@ -92,8 +95,8 @@ pub async fn run(report: &mut Report) {
     let pool = schemas[0].pool(1).await;
     let (base, base_time) = baseline_postgres(&pool).await;
     pool.close().await;
-    let big_run = child("postgres", &schemas[1].name);
-    let small_run = child("postgres", &schemas[2].name);
+    let big_run = child("postgres", schemas[1].name());
+    let small_run = child("postgres", schemas[2].name());
     let pool = schemas[1].pool(1).await;
     let ours = written_postgres(&pool).await;
     pool.close().await;
@@ -198,14 +201,14 @@ pub fn child_main(backend: &str, location: &str) {
             "sqlite" => {
                 let pool = sqlite_pool(Path::new(location)).await;
                 let source = SqlConsultationSource::new(pool.clone(), ConsultationTable::default()).expect("a source");
-                service(Arc::new(SqliteStore::new(pool)), Arc::new(source))
+                service(Arc::new(SqliteStore::new(pool)), Arc::new(source), 1)
             }
             "postgres" => {
-                let schema = PgSchema::existing(location);
+                let schema = existing_schema(location);
                 let store = PgStore::connect_with(schema.options()).await.expect("connecting");
                 let source =
                     SqlConsultationSource::new(store.pool().clone(), ConsultationTable::default()).expect("a source");
-                service(Arc::new(store), Arc::new(source))
+                service(Arc::new(store), Arc::new(source), PgStore::WRITES_IN_FLIGHT)
             }
             other => panic!("unknown backend {other}"),
         };
@@ -224,13 +227,16 @@ pub fn child_main(backend: &str, location: &str) {
     });
 }
 
+/// The service as a host configures it for the backend: `writes_in_flight` chunks written at once.
 fn service(
     store: Arc<dyn payout_core::PayoutStore>,
     source: Arc<dyn payout_core::source::ConsultationSource>,
+    writes_in_flight: usize,
 ) -> PayoutService {
     PayoutService::builder()
         .store(store)
         .consultations(source)
+        .performance(PerformanceConfig::default().calculation_writes_in_flight(writes_in_flight))
         .directory(Arc::new(payout_core::source::StaticDirectory::default()))
         .build()
         .expect("a service")

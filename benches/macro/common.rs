@@ -1,9 +1,8 @@
 //! What every section shares: the report, peak memory, Postgres schemas, timing and percentiles.
 
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+pub use payout_store_sqlx::testkit::PgTestSchema;
 
 /// One line of the results table.
 pub struct Row {
@@ -254,71 +253,13 @@ pub fn pg_url() -> String {
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// A fresh schema of the benchmark database; [`PgSchema::drop`] removes it.
-pub struct PgSchema {
-    pub name: String,
-    admin: PgPool,
+/// A fresh schema `bench_{prefix}_{pid}` of the benchmark database (a leftover of that name, from a
+/// run that died, is dropped first); `drop` removes it.
+pub async fn bench_schema(prefix: &str) -> PgTestSchema {
+    PgTestSchema::create_named(&pg_url(), &format!("bench_{prefix}_{}", std::process::id())).await
 }
 
-impl PgSchema {
-    /// Creates `bench_{prefix}_{pid}`, dropping a leftover of the same name first.
-    pub async fn create(prefix: &str) -> PgSchema {
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&pg_url())
-            .await
-            .expect("connecting to PAYOUTS_BENCH_POSTGRES_URL");
-        let name = format!("bench_{prefix}_{}", std::process::id());
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-            .execute(&admin)
-            .await
-            .expect("dropping a leftover schema");
-        sqlx::query(&format!("CREATE SCHEMA {name}"))
-            .execute(&admin)
-            .await
-            .expect("creating the benchmark schema");
-        PgSchema { name, admin }
-    }
-
-    /// A handle on a schema another process created (and will drop).
-    pub fn existing(name: &str) -> PgSchema {
-        PgSchema {
-            name: name.to_string(),
-            admin: PgPoolOptions::new()
-                .max_connections(1)
-                .connect_lazy(&pg_url())
-                .expect("PAYOUTS_BENCH_POSTGRES_URL is a postgres:// URL"),
-        }
-    }
-
-    /// Connection options whose `search_path` is this schema.
-    pub fn options(&self) -> PgConnectOptions {
-        PgConnectOptions::from_str(&pg_url())
-            .expect("PAYOUTS_BENCH_POSTGRES_URL is a postgres:// URL")
-            .options([("search_path", self.name.as_str())])
-    }
-
-    /// The URL with this schema as `search_path` (for code that takes a URL, like the demo server).
-    pub fn url(&self) -> String {
-        let base = pg_url();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{sep}options=-c%20search_path%3D{}", self.name)
-    }
-
-    /// A pool of `max` connections working in this schema.
-    pub async fn pool(&self, max: u32) -> PgPool {
-        PgPoolOptions::new()
-            .max_connections(max)
-            .connect_with(self.options())
-            .await
-            .expect("connecting to the benchmark schema")
-    }
-
-    /// Drops the schema and everything in it.
-    pub async fn drop(self) {
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
-            .execute(&self.admin)
-            .await
-            .expect("dropping the benchmark schema");
-    }
+/// A handle on a benchmark schema another process created (and will drop).
+pub fn existing_schema(name: &str) -> PgTestSchema {
+    PgTestSchema::existing(&pg_url(), name)
 }

@@ -45,7 +45,7 @@ use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
 use tokio::io::AsyncWrite;
 
-use crate::common::{PgSchema, Report, child_figures, peak_growth_kib, percentile, secs, timed};
+use crate::common::{Report, bench_schema, child_figures, existing_schema, peak_growth_kib, percentile, secs, timed};
 
 const SECTION: &str = "list";
 /// Monthly periods in the data (the doctors are `payouts / PERIODS`).
@@ -62,7 +62,7 @@ const FLAT_KIB: u64 = 16 * 1024;
 pub async fn run(report: &mut Report) {
     let payouts = report.scaled(1_000_000, 10_000);
     let doctors = (payouts / PERIODS as usize).max(1);
-    let schema = PgSchema::create("list").await;
+    let schema = bench_schema("list").await;
     let store = PgStore::connect_with(schema.options())
         .await
         .expect("the Postgres store");
@@ -80,7 +80,7 @@ pub async fn run(report: &mut Report) {
         .expect("the service");
 
     list(report, &service, &pool, doctors).await;
-    export(report, &service, &pool, &schema.name).await;
+    export(report, &service, &pool, schema.name()).await;
 
     pool.close().await;
     schema.drop().await;
@@ -509,7 +509,7 @@ pub fn child_main(schema: &str, from: &str, to: &str) {
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async {
-        let schema = PgSchema::existing(schema);
+        let schema = existing_schema(schema);
         let store = PgStore::connect_with(schema.options())
             .await
             .expect("the Postgres store");

@@ -62,11 +62,12 @@ use payout_core::provider::{
     AttemptLookup, Capabilities, EventReference, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus,
     SendReceipt,
 };
-use payout_core::service::{BulkOutcome, ServiceConfig};
+use payout_core::service::{BulkOutcome, PerformanceConfig};
 use payout_core::source::StaticDirectory;
 use payout_core::status::PayoutStatus;
 use payout_core::store::{
-    CarryOver, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PeriodBatch, PeriodBatchOutcome,
+    BulkPayoutStore, CarryOver, ExportRow, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PeriodBatch,
+    PeriodBatchOutcome,
 };
 use payout_core::testkit::fixtures;
 use payout_core::{PayoutService, PayoutStore, ProviderError, WebhookError};
@@ -76,7 +77,7 @@ use payout_providers::stripe::{StripeConfig, StripeProvider};
 use payout_store_sqlx::PgStore;
 use serde_json::{Value, json};
 
-use crate::common::{PgSchema, Report, secs, timed};
+use crate::common::{Report, bench_schema, secs, timed};
 
 /// The most items the service's bulk trigger puts in one batch call.
 const SERVICE_BATCH_ITEMS: usize = 1_000;
@@ -98,7 +99,7 @@ const PAYPAL_PAGE: usize = 1000;
 pub async fn run(report: &mut Report) {
     let n = report.scaled(10_000, CONCURRENCY);
     let double = Double::start().await;
-    let schema = PgSchema::create("trigger").await;
+    let schema = bench_schema("trigger").await;
     // The constructor a host uses (default pool size): the production shape.
     let store = PgStore::connect_with(schema.options())
         .await
@@ -139,10 +140,7 @@ pub async fn run(report: &mut Report) {
             inner: Arc::new(paypal),
             spans: spans.clone(),
         }))
-        .config(ServiceConfig {
-            trigger_concurrency: CONCURRENCY,
-            ..ServiceConfig::default()
-        })
+        .performance(PerformanceConfig::default().trigger_concurrency(CONCURRENCY))
         .build()
         .expect("the payout service");
     let admin = Actor::admin("bench");
@@ -672,14 +670,6 @@ impl PayoutStore for TimedStore {
     async fn attempts(&self, id: &PayoutId) -> payout_core::Result<Vec<PayoutAttempt>> {
         self.spans.time("store.attempts", self.inner.attempts(id)).await
     }
-    async fn apply_all(&self, changes: Vec<PayoutChange>) -> Vec<payout_core::Result<Payout>> {
-        self.spans.time("store.apply_all", self.inner.apply_all(changes)).await
-    }
-    async fn payouts_with_attempts(&self, ids: &[PayoutId]) -> payout_core::Result<Vec<(Payout, Vec<PayoutAttempt>)>> {
-        self.spans
-            .time("store.payouts_with_attempts", self.inner.payouts_with_attempts(ids))
-            .await
-    }
     async fn find_attempt(
         &self,
         provider: Provider,
@@ -698,6 +688,35 @@ impl PayoutStore for TimedStore {
     }
     async fn open_carry_overs(&self, before: NaiveDate) -> payout_core::Result<Vec<CarryOver>> {
         self.inner.open_carry_overs(before).await
+    }
+    /// The inner store's bulk abilities, timed too.
+    fn bulk(&self) -> Option<Arc<dyn BulkPayoutStore>> {
+        let inner = self.inner.bulk()?;
+        Some(Arc::new(TimedBulk {
+            inner,
+            spans: self.spans.clone(),
+        }))
+    }
+}
+
+/// The bulk half of [`TimedStore`].
+struct TimedBulk {
+    inner: Arc<dyn BulkPayoutStore>,
+    spans: Arc<Spans>,
+}
+
+#[async_trait::async_trait]
+impl BulkPayoutStore for TimedBulk {
+    async fn apply_all(&self, changes: Vec<PayoutChange>) -> Vec<payout_core::Result<Payout>> {
+        self.spans.time("store.apply_all", self.inner.apply_all(changes)).await
+    }
+    async fn payouts_with_attempts(&self, ids: &[PayoutId]) -> payout_core::Result<Vec<(Payout, Vec<PayoutAttempt>)>> {
+        self.spans
+            .time("store.payouts_with_attempts", self.inner.payouts_with_attempts(ids))
+            .await
+    }
+    fn export_rows(&self, filter: PayoutFilter) -> BoxStream<'static, payout_core::Result<ExportRow>> {
+        self.inner.export_rows(filter)
     }
 }
 

@@ -51,7 +51,7 @@ use payout_server::{AppState, ServerConfig, router};
 use payout_store_sqlx::PgStore;
 use sqlx::PgPool;
 
-use crate::common::{PgSchema, Report, percentile, pg_url, secs};
+use crate::common::{PgTestSchema, Report, bench_schema, percentile, pg_url, secs};
 
 /// Concurrent HTTP clients, and pgbench clients (see the module docs).
 const CLIENTS: usize = 16;
@@ -70,7 +70,7 @@ const PGBENCH_PREFIX: &str = "pgb-";
 pub async fn run(report: &mut Report) {
     let n = report.scaled(EVENTS, 200);
     let warmup = CLIENTS * WARMUP_PER_CLIENT;
-    let schema = PgSchema::create("webhooks").await;
+    let schema = bench_schema("webhooks").await;
 
     // The demo reads real providers from the environment; Stripe gets a secret, so its webhooks are
     // verified for real. Its API base points nowhere: nothing here calls Stripe.
@@ -392,7 +392,7 @@ async fn verify(pool: &PgPool, expected: usize) {
 }
 
 /// Runs pgbench on the `pgb-` copies for `seconds` and returns its tps.
-fn pgbench(schema: &PgSchema, n: usize, seconds: u64) -> f64 {
+fn pgbench(schema: &PgTestSchema, n: usize, seconds: u64) -> f64 {
     let provider = Provider::StripeConnect.as_str();
     let paid = PayoutStatus::Paid.as_str();
     let processing = PayoutStatus::Processing.as_str();
@@ -422,7 +422,7 @@ COMMIT;
         .arg("-f")
         .arg(&path)
         .arg(pg_url())
-        .env("PGOPTIONS", format!("-c search_path={}", schema.name))
+        .env("PGOPTIONS", format!("-c search_path={}", schema.name()))
         .output()
         .expect("running pgbench (is it on PATH?)");
     let _ = std::fs::remove_file(&path);

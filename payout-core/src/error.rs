@@ -83,6 +83,85 @@ pub enum WebhookError {
     Unavailable(String),
 }
 
+/// What kind of failure a [`StoreError`] is, for a caller deciding what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The database could not be used just now: unreachable, connection lost, no connection free
+    /// within the pool's time limit, shutting down or starting up. Nothing was written (or a
+    /// transaction rolled back); try again later.
+    Unavailable,
+    /// The database refused the write for a rule it enforces that the store has no more precise
+    /// error for (a constraint, a serialization failure between concurrent transactions). Nothing
+    /// was written; read again and decide again.
+    Conflict,
+    /// Stored data that this version cannot read (an unknown status, a bad currency), or a store
+    /// invariant that does not hold. Retrying does not help; a person should look.
+    Corrupt,
+    /// Anything else: a bad configuration, a failed migration, a driver error.
+    Other,
+}
+
+impl StoreErrorKind {
+    /// True for the kinds a caller may simply try again: [`Unavailable`](Self::Unavailable) and
+    /// [`Conflict`](Self::Conflict).
+    pub fn is_retryable(self) -> bool {
+        matches!(self, StoreErrorKind::Unavailable | StoreErrorKind::Conflict)
+    }
+}
+
+impl std::fmt::Display for StoreErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreErrorKind::Unavailable => "unavailable",
+            StoreErrorKind::Conflict => "conflict",
+            StoreErrorKind::Corrupt => "corrupt",
+            StoreErrorKind::Other => "other",
+        })
+    }
+}
+
+/// A store failure: its [kind](StoreErrorKind), a message, and the cause it came from.
+///
+/// `Display` is `store error (<kind>): <message>`; the message and the cause's own `Display` never
+/// carry credentials (a store that wraps a driver error redacts connection strings before it
+/// builds one of these, see `payout-store-sqlx`).
+#[derive(Debug, thiserror::Error)]
+#[error("store error ({kind}): {message}")]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    /// A failure of `kind`, described by `message` (no credentials in it).
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        StoreError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same failure, caused by `source`.
+    pub fn with_source(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// What kind of failure it is.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// The message, without the kind.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 /// Everything that can go wrong in the library.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -146,9 +225,9 @@ pub enum Error {
     /// The operation is not supported by this implementation.
     #[error("not supported: {0}")]
     NotSupported(String),
-    /// The store failed (database down, ...); the operation rolled back and may be retried.
-    #[error("store error: {0}")]
-    Store(String),
+    /// The store failed; nothing was written. [`StoreError::kind`] says whether to retry.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// A host data source (consultations, directory, subscriptions) failed.
     #[error("source error: {0}")]
     Source(String),

@@ -54,6 +54,7 @@
 //! | `mock` | `mockall` mocks: `MockPayoutProvider`, `MockPayoutStore`, `MockConsultationSource`, ... |
 #![warn(missing_docs)]
 
+pub mod calculation;
 pub mod clock;
 pub mod csv;
 pub mod domain;
@@ -70,13 +71,14 @@ pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use error::{Error, ProviderError, ProviderErrorKind, Result, WebhookError};
+pub use error::{Error, ProviderError, ProviderErrorKind, Result, StoreError, StoreErrorKind, WebhookError};
 pub use provider::PayoutProvider;
 pub use service::PayoutService;
-pub use store::PayoutStore;
+pub use store::{BulkPayoutStore, PayoutStore, PayoutStoreExt};
 
 /// The names most hosts need, in one import.
 pub mod prelude {
+    pub use crate::calculation::{CalculationPolicy, Deduction};
     pub use crate::clock::{Clock, IdGenerator, ManualClock, SystemClock};
     pub use crate::domain::{
         Actor, AuditEntry, BankAccount, Consultation, DoctorId, ItemKind, Payout, PayoutAttempt, PayoutId, PayoutItem,
@@ -86,9 +88,9 @@ pub mod prelude {
     pub use crate::memory::MemoryStore;
     pub use crate::money::{Currency, Money};
     pub use crate::provider::PayoutProvider;
-    pub use crate::service::{CalculationPolicy, Deduction, PayoutService};
+    pub use crate::service::PayoutService;
     pub use crate::simulated::SimulatedProvider;
     pub use crate::source::{ConsultationSource, RecipientDirectory};
     pub use crate::status::PayoutStatus;
-    pub use crate::store::{Page, PayoutFilter, PayoutStore};
+    pub use crate::store::{Page, PayoutFilter, PayoutStore, PayoutStoreExt};
 }

@@ -19,7 +19,7 @@ use payout_core::provider::{
     AttemptLookup, Capabilities, MockPayoutProvider, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus,
     SendReceipt,
 };
-use payout_core::service::{CalculationPolicy, Deduction, EventOutcome, ManualPayout, PayoutService, ServiceConfig};
+use payout_core::service::{CalculationPolicy, Deduction, EventOutcome, ManualPayout, PayoutService, ServicePolicy};
 use payout_core::simulated::{SIMULATED_NOTE, SIMULATION_TOKEN_HEADER, SimulatedProvider, SimulatedSettlement};
 use payout_core::source::{StaticConsultations, StaticDirectory};
 use payout_core::status::{PayoutEvent, PayoutStatus};
@@ -95,7 +95,7 @@ fn default_consultations() -> Vec<Consultation> {
 fn harness_with(
     consultations: Vec<Consultation>,
     providers: Vec<Arc<dyn PayoutProvider>>,
-    config: ServiceConfig,
+    policy: ServicePolicy,
 ) -> Harness {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2025, 2, 3, 8, 0, 0).unwrap()));
@@ -126,7 +126,7 @@ fn harness_with(
         .provider(sim.clone())
         .clock(clock.clone())
         .ids(Arc::new(SequentialIds::default()))
-        .config(config);
+        .policy(policy);
     for p in providers {
         builder = builder.provider(p);
     }
@@ -140,7 +140,7 @@ fn harness_with(
 }
 
 fn harness() -> Harness {
-    harness_with(default_consultations(), vec![], ServiceConfig::default())
+    harness_with(default_consultations(), vec![], ServicePolicy::default())
 }
 
 impl Harness {
@@ -339,7 +339,7 @@ async fn below_the_minimum_carries_over_and_is_paid_with_a_later_period() {
         consultation("b2", "dr-b", 2025, 2, 5),
         consultation("b3", "dr-b", 2025, 2, 6),
     ];
-    let h = harness_with(consultations, vec![], ServiceConfig::default());
+    let h = harness_with(consultations, vec![], ServicePolicy::default());
     let policy = CalculationPolicy {
         minimum_payout: Some(kes("1000")),
         ..Default::default()
@@ -392,7 +392,7 @@ async fn cancelling_the_payout_that_paid_a_carry_over_gives_it_back_to_the_next_
         consultation("b2", "dr-b", 2025, 2, 5),
         consultation("b3", "dr-b", 2025, 2, 6),
     ];
-    let h = harness_with(consultations, vec![], ServiceConfig::default());
+    let h = harness_with(consultations, vec![], ServicePolicy::default());
     let policy = CalculationPolicy {
         minimum_payout: Some(kes("1000")),
         ..Default::default()
@@ -626,7 +626,7 @@ async fn trigger_without_recipient_details_or_adapter_changes_nothing() {
     let h = harness_with(
         vec![consultation("n1", "dr-nobank", 2025, 1, 3)],
         vec![],
-        ServiceConfig::default(),
+        ServicePolicy::default(),
     );
     let p = h.approved("dr-nobank").await;
     let err = h
@@ -686,7 +686,7 @@ async fn trigger_passes_the_persisted_idempotency_key_and_sends_once() {
         })
         .times(1)
         .returning(|_| Ok(ProviderStatus::Paid));
-    let h = harness_with(default_consultations(), vec![Arc::new(mock)], ServiceConfig::default());
+    let h = harness_with(default_consultations(), vec![Arc::new(mock)], ServicePolicy::default());
     let p = h.approved("dr-a").await;
     assert_eq!(p.id.as_str(), "po_000001");
     let after = h
@@ -740,7 +740,7 @@ async fn the_key_is_committed_before_the_provider_is_called() {
             note: String::new(),
         })
     });
-    let h = harness_with(default_consultations(), vec![Arc::new(mock)], ServiceConfig::default());
+    let h = harness_with(default_consultations(), vec![Arc::new(mock)], ServicePolicy::default());
     *store_probe.lock().unwrap() = Some(h.store.clone());
     let p = h.approved("dr-a").await;
     h.service
@@ -759,7 +759,7 @@ async fn an_ambiguous_error_or_timeout_leaves_the_payout_processing() {
             "read timed out",
         ))
     });
-    let h = harness_with(default_consultations(), vec![Arc::new(mock)], ServiceConfig::default());
+    let h = harness_with(default_consultations(), vec![Arc::new(mock)], ServicePolicy::default());
     let p = h.approved("dr-a").await;
     let after = h
         .service
@@ -796,11 +796,8 @@ async fn an_ambiguous_error_or_timeout_leaves_the_payout_processing() {
             Ok(ProviderStatus::Accepted)
         }
     }
-    let config = ServiceConfig {
-        send_timeout: std::time::Duration::from_millis(20),
-        ..Default::default()
-    };
-    let h = harness_with(default_consultations(), vec![Arc::new(Hang)], config);
+    let policy = ServicePolicy::default().send_timeout(std::time::Duration::from_millis(20));
+    let h = harness_with(default_consultations(), vec![Arc::new(Hang)], policy);
     let p = h.approved("dr-b").await;
     let after = h
         .service
@@ -835,7 +832,7 @@ async fn a_final_rejection_fails_and_retry_starts_a_new_attempt_with_a_new_key()
             })
         }
     });
-    let h = harness_with(default_consultations(), vec![Arc::new(mock)], ServiceConfig::default());
+    let h = harness_with(default_consultations(), vec![Arc::new(mock)], ServicePolicy::default());
     let p = h.approved("dr-a").await;
     let failed = h
         .service
@@ -890,7 +887,7 @@ async fn reconcile_resends_an_attempt_the_provider_never_saw_with_the_same_key()
     mock.expect_lookup()
         .times(1)
         .returning(|_| Ok(ProviderStatus::NotFound));
-    let h = harness_with(default_consultations(), vec![Arc::new(mock)], ServiceConfig::default());
+    let h = harness_with(default_consultations(), vec![Arc::new(mock)], ServicePolicy::default());
     let p = h.approved("dr-a").await;
     assert_eq!(
         h.service
@@ -1005,7 +1002,7 @@ async fn a_batching_provider_gets_batches_with_per_item_results() {
         calls: AtomicUsize::new(0),
         sizes: Default::default(),
     });
-    let h = harness_with(consultations, vec![batcher.clone()], ServiceConfig::default());
+    let h = harness_with(consultations, vec![batcher.clone()], ServicePolicy::default());
     let ps = h.calculate().await;
     let ids: Vec<PayoutId> = ps.iter().map(|p| p.id.clone()).collect();
     h.service.bulk_approve(&h.admin, &ids).await;
@@ -1178,7 +1175,7 @@ async fn filters_pagination_and_doctor_isolation() {
     let consultations: Vec<Consultation> = (0..30)
         .map(|i| consultation(&format!("x{i}"), &format!("dr-{i:02}"), 2025, 1, 5))
         .collect();
-    let h = harness_with(consultations, vec![], ServiceConfig::default());
+    let h = harness_with(consultations, vec![], ServicePolicy::default());
     let ps = h.calculate().await;
     assert_eq!(ps.len(), 30);
     for p in ps.iter().take(5) {
@@ -1253,7 +1250,7 @@ async fn csv_export_has_the_seed_columns_and_neutralizes_formulas() {
             consultation("e1", "=evil", 2025, 1, 3),
         ],
         vec![],
-        ServiceConfig::default(),
+        ServicePolicy::default(),
     );
     // A hostile name in the directory.
     let mut evil = recipient("=evil");

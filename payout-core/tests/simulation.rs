@@ -36,19 +36,22 @@ use payout_core::domain::{
     Actor, AttemptOutcome, AuditEntry, BankAccount, Consultation, Payout, PayoutAttempt, PayoutId, PayoutItem,
     PayoutOrigin, Period, Provider, Recipient,
 };
-use payout_core::error::{Error, ProviderError, ProviderErrorKind, Result, WebhookError};
+use payout_core::error::{Error, ProviderError, ProviderErrorKind, Result, StoreError, StoreErrorKind, WebhookError};
 use payout_core::memory::MemoryStore;
 use payout_core::money::{Currency, Money};
 use payout_core::provider::{
     AttemptLookup, Capabilities, EventReference, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderEventKind,
     ProviderStatus, SendReceipt,
 };
-use payout_core::service::{CalculationPolicy, Deduction, EventOutcome, ManualPayout, PayoutService, ServiceConfig};
+use payout_core::service::{
+    CalculationPolicy, Deduction, EventOutcome, ManualPayout, PayoutService, PerformanceConfig, ServicePolicy,
+};
 use payout_core::simulated::constant_time_eq;
 use payout_core::source::{StaticConsultations, StaticDirectory};
 use payout_core::status::{PayoutEvent, PayoutStatus, Transition, transition};
 use payout_core::store::{
-    CarryOver, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch, PeriodBatchOutcome,
+    BulkPayoutStore, CarryOver, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
+    PeriodBatchOutcome,
 };
 use rust_decimal::Decimal;
 
@@ -499,7 +502,7 @@ impl FaultStore {
         self.sim.maybe_yield().await;
         let mut s = self.sim.lock();
         if s.dead {
-            return Err(Error::Store("the process crashed".into()));
+            return Err(unavailable("the process crashed"));
         }
         if s.calm {
             return Ok(WriteFault::None);
@@ -519,7 +522,7 @@ impl FaultStore {
         }
         if !write {
             s.bump("store: read failed (database unavailable)");
-            return Err(Error::Store("database unavailable".into()));
+            return Err(unavailable("database unavailable"));
         }
         Ok(if s.rng.pct(50) {
             s.bump("store: write failed before commit (nothing written)");
@@ -532,7 +535,7 @@ impl FaultStore {
     fn after(&self, fault: WriteFault, committed: bool) -> Result<()> {
         if fault == WriteFault::After && committed {
             self.sim.count("store: write committed, then the response was lost");
-            return Err(Error::Store("connection lost after commit".into()));
+            return Err(unavailable("connection lost after commit"));
         }
         Ok(())
     }
@@ -576,7 +579,7 @@ impl PayoutStore for FaultStore {
     async fn create_period(&self, batch: PeriodBatch) -> Result<PeriodBatchOutcome> {
         let fault = self.enter(true).await?;
         if fault == WriteFault::Before {
-            return Err(Error::Store("connection lost before commit".into()));
+            return Err(unavailable("connection lost before commit"));
         }
         let r = self.inner.create_period(batch).await;
         self.after(fault, r.is_ok())?;
@@ -586,7 +589,7 @@ impl PayoutStore for FaultStore {
     async fn create_payout(&self, new: NewPayout) -> Result<Payout> {
         let fault = self.enter(true).await?;
         if fault == WriteFault::Before {
-            return Err(Error::Store("connection lost before commit".into()));
+            return Err(unavailable("connection lost before commit"));
         }
         let r = self.inner.create_payout(new).await;
         self.after(fault, r.is_ok())?;
@@ -615,7 +618,7 @@ impl PayoutStore for FaultStore {
     async fn apply(&self, mut change: PayoutChange) -> Result<Payout> {
         let fault = self.enter(true).await?;
         if fault == WriteFault::Before {
-            return Err(Error::Store("connection lost before commit".into()));
+            return Err(unavailable("connection lost before commit"));
         }
         // No await point between reading `before` and the commit: the memory store answers at once,
         // and this runtime has one thread, so `before` is exactly what the commit changed.
@@ -664,6 +667,16 @@ impl PayoutStore for FaultStore {
         self.enter(false).await?;
         self.inner.open_carry_overs(before).await
     }
+
+    /// None: every bulk call then goes through the faults above, one payout at a time.
+    fn bulk(&self) -> Option<Arc<dyn BulkPayoutStore>> {
+        None
+    }
+}
+
+/// The store failure a lost connection or a crash looks like.
+fn unavailable(what: &str) -> Error {
+    StoreError::new(StoreErrorKind::Unavailable, what).into()
 }
 
 // ================================================================== fault-injecting provider
@@ -938,7 +951,7 @@ struct World {
     consultations: Arc<StaticConsultations>,
     directory: Arc<StaticDirectory>,
     providers: Vec<Arc<dyn PayoutProvider>>,
-    config: ServiceConfig,
+    config: (ServicePolicy, PerformanceConfig),
     policy: CalculationPolicy,
     periods: Vec<Period>,
     doctors: usize,
@@ -983,7 +996,7 @@ fn build_service(
     providers: &[Arc<dyn PayoutProvider>],
     clock: &Arc<ManualClock>,
     ids: &Arc<SequentialIds>,
-    config: &ServiceConfig,
+    (policy, performance): &(ServicePolicy, PerformanceConfig),
 ) -> PayoutService {
     let mut b = PayoutService::builder()
         .store(store.clone())
@@ -991,7 +1004,8 @@ fn build_service(
         .directory(directory.clone())
         .clock(clock.clone())
         .ids(ids.clone())
-        .config(config.clone());
+        .policy(policy.clone())
+        .performance(performance.clone());
     for p in providers {
         b = b.provider(p.clone());
     }
@@ -1033,14 +1047,13 @@ impl World {
         // Drawn in the order the fields always were, so seeds keep their runs.
         let trigger_concurrency = rng.range(1, 4) as usize;
         let calculation_chunk = rng.range(1, 4) as usize;
-        let config = ServiceConfig {
-            trigger_concurrency,
-            calculation_chunk,
+        let performance = PerformanceConfig::default()
+            .trigger_concurrency(trigger_concurrency)
+            .calculation_chunk(calculation_chunk, PerformanceConfig::default().calculation_chunk_items)
             // 1 to 3 chunks written at once, from a draw above (no new draw).
-            calculation_writes_in_flight: Some(4 - calculation_chunk),
-            attention_after: Duration::hours(i64::from(rng.range(2, 72))),
-            ..Default::default()
-        };
+            .calculation_writes_in_flight(4 - calculation_chunk);
+        let service_policy = ServicePolicy::default().attention_after(Duration::hours(i64::from(rng.range(2, 72))));
+        let config = (service_policy, performance);
         let sim = Arc::new(Sim {
             state: Mutex::new(SimState {
                 rng,

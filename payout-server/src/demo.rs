@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
 use payout_core::PayoutProvider;
 use payout_core::domain::{Actor, Period, Provider};
-use payout_core::service::{CalculationPolicy, PayoutService};
+use payout_core::service::{CalculationPolicy, PayoutService, PerformanceConfig};
 use payout_core::simulated::{SimulatedProvider, SimulatedSettlement};
 use payout_core::{Error, Result};
 use payout_store_sqlx::{
@@ -125,6 +125,7 @@ pub struct Demo {
 /// Connects, migrates, seeds and wires everything.
 pub async fn build(config: &DemoConfig) -> Result<Demo> {
     let url = config.database_url.as_str();
+    let mut performance = PerformanceConfig::default();
     let (store, consultations, directory): (
         Arc<dyn payout_core::PayoutStore>,
         Arc<dyn payout_core::source::ConsultationSource>,
@@ -146,6 +147,7 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
         if config.sample_data {
             seed_postgres(&pool).await?;
         }
+        performance = performance.calculation_writes_in_flight(PgStore::WRITES_IN_FLIGHT);
         (
             Arc::new(store),
             Arc::new(SqlConsultationSource::new(pool.clone(), ConsultationTable::default())?),
@@ -160,7 +162,8 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
     let mut builder = PayoutService::builder()
         .store(store)
         .consultations(consultations)
-        .directory(directory);
+        .directory(directory)
+        .performance(performance);
     let mut simulated = Vec::new();
     for (provider, adapter) in providers_from_env(&config.simulation_token) {
         if adapter.capabilities().simulated {
@@ -324,8 +327,13 @@ fn sample_rows() -> (Vec<DoctorRow>, Vec<AppointmentRow>) {
     (doctors, appointments)
 }
 
+/// A failure writing the sample host data.
+fn seeding(e: impl std::fmt::Display) -> Error {
+    Error::Source(format!("seeding sample data: {e}"))
+}
+
 async fn seed_sqlite(pool: &sqlx::SqlitePool) -> Result<()> {
-    let e = |e: sqlx::Error| Error::Store(format!("seeding sample data: {e}"));
+    let e = seeding;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS doctor_profiles (doctor_id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, \
          stripe_account_id TEXT, paypal_payout_email TEXT, mpesa_phone_number TEXT, bank_details TEXT)",
@@ -372,7 +380,7 @@ async fn seed_sqlite(pool: &sqlx::SqlitePool) -> Result<()> {
 }
 
 async fn seed_postgres(pool: &sqlx::PgPool) -> Result<()> {
-    let e = |e: sqlx::Error| Error::Store(format!("seeding sample data: {e}"));
+    let e = seeding;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS doctor_profiles (doctor_id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, \
          stripe_account_id TEXT, paypal_payout_email TEXT, mpesa_phone_number TEXT, bank_details TEXT)",
@@ -410,7 +418,7 @@ async fn seed_postgres(pool: &sqlx::PgPool) -> Result<()> {
     }
     for (id, doctor, status, at) in appointments {
         let at = chrono::DateTime::parse_from_rfc3339(&at)
-            .map_err(|e| Error::Store(e.to_string()))?
+            .map_err(seeding)?
             .with_timezone(&Utc);
         sqlx::query("INSERT INTO appointments VALUES ($1, $2, $3, $4)")
             .bind(id)

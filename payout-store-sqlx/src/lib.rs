@@ -28,8 +28,17 @@
 //!   `sqlite::memory:` gives a private in-memory database for tests.
 //! - **Postgres** (feature `postgres`) when several app instances share the data:
 //!   `connect("postgres://user:password@host/payouts")`. Races between instances are decided by
-//!   conditional updates; [`PgStore::claim_stuck_processing`] shares reconciliation work out with
+//!   conditional updates; [`SqlStore::claim_stuck_processing`] shares reconciliation work out with
 //!   `FOR UPDATE SKIP LOCKED`.
+//!
+//! Both are one generic [`SqlStore`] over the dialect: [`SqliteStore`] is `SqlStore<SqlitePool>`,
+//! [`PgStore`] is `SqlStore<PgPool>`. Each offers the bulk abilities
+//! ([`BulkPayoutStore`](payout_core::store::BulkPayoutStore)).
+//!
+//! Errors keep their kind: a failure is [`Error::Store`] with a
+//! [`StoreErrorKind`](payout_core::StoreErrorKind) (`Unavailable` for a lost connection or a pool
+//! with no connection free within its acquire timeout, `Conflict`, `Corrupt`, `Other`) and the
+//! driver's error as its cause ([`DatabaseError`], credentials removed from its text).
 //!
 //! [`connect`] picks the backend from the URL and returns an `Arc<dyn PayoutStore>`; the stores'
 //! own `connect` return the concrete types. Both apply the migrations (`migrations/sqlite`,
@@ -47,7 +56,8 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `sqlite` (default) | [`SqliteStore`], [`sqlite::setup`]; `sqlx` with bundled SQLite |
-//! | `postgres` | [`PgStore`], [`postgres::setup`], [`PgStore::claim_stuck_processing`] |
+//! | `postgres` | [`PgStore`], [`postgres::setup`] |
+//! | `testkit` | `testkit::PgTestSchema`: throw-away Postgres schemas for tests and benchmarks (implies `postgres`) |
 #![warn(missing_docs)]
 // Built with no backend, only `connect` (answering `NotSupported`) is left; the shared code is idle.
 #![cfg_attr(
@@ -55,31 +65,35 @@
     allow(dead_code, unused_imports, unused_macros)
 )]
 
-mod batch;
 mod db;
 mod error;
+mod export;
 mod read;
 mod rows;
 mod source;
 mod sqlite_time;
-mod store_impl;
+mod store;
 mod write;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::sync::Arc;
 
 pub use payout_core;
 use payout_core::{Error, PayoutStore, Result};
 
+pub use error::DatabaseError;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
 pub use source::{ConsultationTable, RecipientTable, SqlConsultationSource, SqlRecipientDirectory};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub use store::SqlStore;
 
 /// Connects to the store at `url`, applying the migrations: `sqlite://payouts.db?mode=rwc`,
 /// `sqlite::memory:`, or `postgres://user:password@host/db`.

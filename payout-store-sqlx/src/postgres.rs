@@ -1,13 +1,15 @@
 //! The Postgres store: for several app instances sharing one database.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::Row;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use crate::db::{Args, Dialect, RowExt, Value, impl_db};
-use crate::error::StoreError;
+use crate::error::{db, migration};
+use crate::store::SqlStore;
 
 /// Creates or upgrades the schema in `pool` (idempotent: applied migrations are skipped). The tables
 /// go into the first schema of the connections' `search_path`.
@@ -15,75 +17,58 @@ pub async fn setup(pool: &PgPool) -> payout_core::Result<()> {
     sqlx::migrate!("./migrations/postgres")
         .run(pool)
         .await
-        .map_err(StoreError::from)?;
-    Ok(())
+        .map_err(migration)
 }
 
-/// A [`PayoutStore`](payout_core::PayoutStore) in Postgres. Cloning it is cheap: clones share the pool.
+/// The [`SqlStore`] in Postgres: for several app instances sharing one database. Cloning it is
+/// cheap: clones share the pool.
 ///
-/// Every write is one transaction; concurrent changes of one payout are decided by a conditional
-/// `UPDATE ... WHERE version = $v AND status = $s`, so of two admins approving at once exactly one
-/// wins and the other gets [`Conflict`](payout_core::Error::Conflict).
-#[derive(Debug, Clone)]
-pub struct PgStore {
-    pool: PgPool,
-}
+/// Every write is one statement or one transaction; concurrent changes of one payout are decided by
+/// a conditional `UPDATE ... WHERE version = $v AND status = $s`, so of two admins approving at
+/// once exactly one wins and the other gets [`Conflict`](payout_core::Error::Conflict).
+pub type PgStore = SqlStore<PgPool>;
 
-impl PgStore {
+/// How long a call waits for a free connection of [`PgStore::connect`]'s pool before it fails with
+/// a [`StoreErrorKind::Unavailable`](payout_core::StoreErrorKind::Unavailable) error.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most connections [`PgStore::connect`]'s pool opens: the service's default trigger
+/// concurrency, so a bulk trigger's sends never queue for one.
+pub const MAX_CONNECTIONS: u32 = 16;
+
+impl SqlStore<PgPool> {
+    /// How many calculation chunks to write at once on Postgres
+    /// ([`PerformanceConfig::calculation_writes_in_flight`](payout_core::service::PerformanceConfig::calculation_writes_in_flight)):
+    /// it runs transactions side by side, so two chunks written at once use two cores (measured:
+    /// 0.85x of hand-written SQL against 1.39x one at a time).
+    pub const WRITES_IN_FLIGHT: usize = 2;
+
     /// Connects to `url` (`postgres://user:password@host/db`), applies the migrations and returns the store.
     pub async fn connect(url: &str) -> payout_core::Result<Self> {
-        let options = PgConnectOptions::from_str(url).map_err(StoreError::from)?;
+        let options = PgConnectOptions::from_str(url).map_err(db)?;
         Self::connect_with(options).await
     }
 
     /// Connects with `options` (e.g. with a `search_path` set), applies the migrations and returns the store.
     ///
-    /// The pool holds up to 16 connections (the service's default trigger concurrency, so a bulk
-    /// trigger's sends never queue for one) and does not ping a connection before each use (sqlx's
-    /// default does): the ping is a network round trip on every store call, a third of a webhook's
-    /// writes. A connection the server dropped fails its next statement with a store error, which
-    /// callers already treat as retryable, and is replaced. Build your own pool and use
-    /// [`PgStore::new`] for other settings.
+    /// The pool holds up to [`MAX_CONNECTIONS`], waits at most [`ACQUIRE_TIMEOUT`] for a free one,
+    /// and does not ping a connection before each use (sqlx's default does): the ping is a network
+    /// round trip on every store call, a third of a webhook's writes. A connection the server
+    /// dropped fails its next statement with an `Unavailable` store error, which callers already
+    /// treat as retryable, and is replaced. Build your own pool and use [`SqlStore::new`] for other
+    /// settings.
     pub async fn connect_with(options: PgConnectOptions) -> payout_core::Result<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .test_before_acquire(false)
             .connect_with(options)
             .await
-            .map_err(StoreError::from)?;
+            .map_err(db)?;
         setup(&pool).await?;
-        Ok(PgStore { pool })
-    }
-
-    /// A store over a pool whose schema [`setup`] already created.
-    pub fn new(pool: PgPool) -> Self {
-        PgStore { pool }
-    }
-
-    /// The pool, e.g. to share it with a [`SqlConsultationSource`](crate::SqlConsultationSource).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Claims up to `limit` `PROCESSING` payouts not changed since `updated_before`, for one
-    /// reconciliation worker among several: each claimed payout gets `updated_at = at` and a new
-    /// version in one statement, so other workers' [`stuck_processing`](payout_core::PayoutStore::stuck_processing)
-    /// and claims skip it until it is stale again, and rows another worker is claiming right now
-    /// are skipped (`FOR UPDATE SKIP LOCKED`) instead of waited for. The oldest are claimed first;
-    /// the claimed payouts are returned in id order.
-    ///
-    /// A claim is a lease, not a transition: the status does not change and nothing is audited.
-    pub async fn claim_stuck_processing(
-        &self,
-        updated_before: DateTime<Utc>,
-        limit: u32,
-        at: DateTime<Utc>,
-    ) -> payout_core::Result<Vec<payout_core::domain::Payout>> {
-        crate::write::claim_stuck_processing(&self.pool, updated_before, limit, at).await
+        Ok(SqlStore::new(pool))
     }
 }
-
-crate::store_impl::delegate_payout_store!(PgStore);
 
 fn bind(
     mut q: sqlx::query::Query<'_, sqlx::Postgres, PgArguments>,

@@ -46,7 +46,7 @@ fn identifier(what: &str, name: &str) -> Result<()> {
 /// A failure reading the host's tables.
 fn source_err(e: sqlx::Error) -> Error {
     match crate::error::db(e) {
-        Error::Store(message) => Error::Source(message),
+        Error::Store(store) => Error::Source(store.message().to_string()),
         other => other,
     }
 }

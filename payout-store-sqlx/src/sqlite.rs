@@ -10,7 +10,8 @@ use sqlx::sqlite::{
 };
 
 use crate::db::{Args, Dialect, RowExt, Value, impl_db};
-use crate::error::StoreError;
+use crate::error::{db, migration};
+use crate::store::SqlStore;
 
 /// How long a connection waits for another writer before it gives up (`PRAGMA busy_timeout`).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -23,19 +24,19 @@ const CACHE_SIZE: &str = "-8192";
 /// The most connections a file database's pool opens.
 pub const MAX_CONNECTIONS: u32 = 8;
 
+/// How long a call waits for a free connection of the pool before it fails with a
+/// [`StoreErrorKind::Unavailable`](payout_core::StoreErrorKind::Unavailable) error.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Creates or upgrades the schema in `pool` (idempotent: applied migrations are skipped).
 pub async fn setup(pool: &SqlitePool) -> payout_core::Result<()> {
-    sqlx::migrate!("./migrations/sqlite")
-        .run(pool)
-        .await
-        .map_err(StoreError::from)?;
-    Ok(())
+    sqlx::migrate!("./migrations/sqlite").run(pool).await.map_err(migration)
 }
 
 /// The options every connection gets: WAL, a busy timeout, foreign keys on, full sync, an 8 MiB
 /// page cache.
 pub fn connect_options(url: &str) -> payout_core::Result<SqliteConnectOptions> {
-    let options = SqliteConnectOptions::from_str(url).map_err(StoreError::from)?;
+    let options = SqliteConnectOptions::from_str(url).map_err(db)?;
     Ok(options
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(BUSY_TIMEOUT)
@@ -58,6 +59,7 @@ pub async fn pool(url: &str) -> payout_core::Result<SqlitePool> {
         SqlitePoolOptions::new()
             .min_connections(1)
             .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_with(options)
@@ -67,59 +69,30 @@ pub async fn pool(url: &str) -> payout_core::Result<SqlitePool> {
         // round trip to the connection's worker thread on every store call.
         SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .test_before_acquire(false)
             .connect_with(options)
             .await
     };
-    Ok(pool.map_err(StoreError::from)?)
+    pool.map_err(db)
 }
 
-/// A [`PayoutStore`](payout_core::PayoutStore) in SQLite. Cloning it is cheap: clones share the pool.
+/// The [`SqlStore`] in SQLite. Cloning it is cheap: clones share the pool.
 ///
 /// Every write runs in a transaction started with `BEGIN IMMEDIATE`, so it holds the database's one
 /// write lock from its first statement and never fails half-way to upgrade a read lock; other
 /// writers wait up to [`BUSY_TIMEOUT`]. Reads run beside writers (WAL).
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-}
+pub type SqliteStore = SqlStore<SqlitePool>;
 
-impl SqliteStore {
+impl SqlStore<SqlitePool> {
     /// Opens (creating it with `?mode=rwc`) the database at `url`, applies the migrations and
     /// returns the store: `sqlite://payouts.db?mode=rwc`, or `sqlite::memory:` for tests.
     pub async fn connect(url: &str) -> payout_core::Result<Self> {
         let pool = pool(url).await?;
         setup(&pool).await?;
-        Ok(SqliteStore { pool })
-    }
-
-    /// A store over a pool whose schema [`setup`] already created. Give the pool's connections the
-    /// [`connect_options`] (above all a busy timeout), or concurrent writers fail with `SQLITE_BUSY`.
-    pub fn new(pool: SqlitePool) -> Self {
-        SqliteStore { pool }
-    }
-
-    /// The pool, e.g. to share it with a [`SqlConsultationSource`](crate::SqlConsultationSource).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// Claims up to `limit` `PROCESSING` payouts not changed since `updated_before`: each gets
-    /// `updated_at = at` and a new version, so another worker's claim or
-    /// [`stuck_processing`](payout_core::PayoutStore::stuck_processing) skips it until it is stale
-    /// again. The oldest are claimed first; they are returned in id order. A lease, not a
-    /// transition: the status does not change and nothing is audited.
-    pub async fn claim_stuck_processing(
-        &self,
-        updated_before: chrono::DateTime<Utc>,
-        limit: u32,
-        at: chrono::DateTime<Utc>,
-    ) -> payout_core::Result<Vec<payout_core::domain::Payout>> {
-        crate::write::claim_stuck_processing(&self.pool, updated_before, limit, at).await
+        Ok(SqlStore::new(pool))
     }
 }
-
-crate::store_impl::delegate_payout_store!(SqliteStore);
 
 /// Timestamps are written as UTC text of one fixed width, nanoseconds included, so text order is
 /// time order and nothing is lost: `2025-02-01T08:00:00.000000000Z` ([`crate::sqlite_time::format`]).

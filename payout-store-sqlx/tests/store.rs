@@ -11,7 +11,7 @@ use payout_core::domain::Payout;
 use payout_core::status::PayoutStatus;
 use payout_core::store::{Cursor, Page, PayoutFilter, PeriodBatch};
 use payout_core::testkit::fixtures::{self, at, month};
-use payout_core::{Error, PayoutStore};
+use payout_core::{Error, PayoutStore, StoreErrorKind};
 
 #[cfg(feature = "postgres")]
 use common::PgSchemas;
@@ -241,11 +241,82 @@ async fn connection_errors_do_not_leak_the_password() {
         Ok(_) => panic!("read from a closed port"),
         Err(e) => {
             let text = format!("{e} {e:?}");
-            assert!(matches!(e, Error::Store(_)), "{text}");
+            assert!(
+                matches!(&e, Error::Store(s) if s.kind() == StoreErrorKind::Unavailable),
+                "an unreachable database is retryable: {text}"
+            );
             assert!(!text.contains("hunter2"), "{text}");
         }
     }
     let bad = "postgres://payouts:hunter2-secret@127.0.0.1:notaport/payouts";
     let e = payout_store_sqlx::connect(bad).await.err().expect("a bad URL fails");
     assert!(!format!("{e} {e:?}").contains("hunter2"), "{e:?}");
+}
+
+/// With every connection of its pool taken, a call waits the pool's acquire timeout and then fails
+/// with a retryable `Unavailable` store error: never a hang, never another kind.
+async fn an_exhausted_pool_is_unavailable_not_a_hang<S: PayoutStore>(store: &S, hold: impl std::future::Future) {
+    let seeded = store
+        .create_payout(fixtures::manual_payout("po_1", "dr-1", month(2025, 1), &["500"]))
+        .await
+        .expect("seed");
+    let held = hold.await;
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(20), store.get(&seeded.id))
+        .await
+        .expect("the call must not hang past the acquire timeout");
+    match answer {
+        Err(Error::Store(e)) => {
+            assert_eq!(e.kind(), StoreErrorKind::Unavailable, "{e}");
+            assert!(e.kind().is_retryable());
+        }
+        other => panic!("expected an Unavailable store error, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(held);
+    store
+        .get(&seeded.id)
+        .await
+        .expect("served again once a connection is free");
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_exhausted_pool_is_unavailable_not_a_hang() {
+    let files = SqliteFiles::new();
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_millis(300))
+        .connect_with(payout_store_sqlx::sqlite::connect_options(&files.url()).expect("options"))
+        .await
+        .expect("a pool");
+    payout_store_sqlx::sqlite::setup(&pool).await.expect("migrations");
+    let store = payout_store_sqlx::SqliteStore::new(pool.clone());
+    an_exhausted_pool_is_unavailable_not_a_hang(&store, async { pool.acquire().await.expect("the one connection") })
+        .await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_exhausted_pool_is_unavailable_not_a_hang() {
+    let Some(schemas) = PgSchemas::from_env().await else {
+        return;
+    };
+    let schema = schemas.schema().await;
+    schema.migrated_pool(1).await.close().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_millis(300))
+        .connect_with(schema.options())
+        .await
+        .expect("a pool");
+    let store = payout_store_sqlx::PgStore::new(pool.clone());
+    an_exhausted_pool_is_unavailable_not_a_hang(&store, async { pool.acquire().await.expect("the one connection") })
+        .await;
+    pool.close().await;
+    schemas.cleanup().await;
 }

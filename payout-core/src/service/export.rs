@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::money::{Currency, Money};
 use crate::source::RecipientDirectory;
 use crate::status::PayoutStatus;
-use crate::store::{ExportRow, PayoutFilter};
+use crate::store::{ExportRow, PayoutFilter, PayoutStoreExt};
 
 /// How many rows are looked up and written together (the SQL stores hand over as many at a time);
 /// while one chunk is written, the store reads the next.
@@ -57,7 +57,9 @@ const UNKNOWN_RECIPIENT: (&str, &str) = (",,,", ",,");
 impl ExportRecipient {
     fn encode(r: &Recipient) -> Result<Self> {
         let bank_details = match &r.bank_details {
-            Some(b) => serde_json::to_string(b).map_err(|e| Error::Store(e.to_string()))?,
+            Some(b) => {
+                serde_json::to_string(b).map_err(|e| Error::Source(format!("bank details of {}: {e}", r.doctor_id)))?
+            }
             None => String::new(),
         };
         let mut name_email = String::with_capacity(r.name.len() + r.email.len() + 3);
@@ -221,7 +223,7 @@ impl PayoutService {
         // doctor is in `recipients`.
         let mut amount = String::new();
         let mut found = Vec::with_capacity(EXPORT_CHUNK);
-        let mut stream = self.store.export_rows(filter.clone()).chunks(EXPORT_CHUNK);
+        let mut stream = self.store.export_stream(filter.clone()).chunks(EXPORT_CHUNK);
         let mut next = stream.next().await;
         while let Some(chunk) = next {
             let payouts = chunk.into_iter().collect::<Result<Vec<ExportRow>>>()?;

@@ -6,12 +6,12 @@ use http::HeaderMap;
 use super::PayoutService;
 use super::lifecycle::Prepared;
 use crate::domain::{AttemptOutcome, Payout, PayoutAttempt, PayoutId, Provider};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError, StoreErrorKind};
 use crate::provider::{
     AttemptLookup, EventReference, PayoutInstruction, ProviderEvent, ProviderEventKind, ProviderStatus,
 };
 use crate::status::{PayoutEvent, PayoutStatus, Transition, transition};
-use crate::store::{AttemptUpdate, PayoutChange, WebhookEventRecord};
+use crate::store::{AttemptUpdate, PayoutChange, PayoutStoreExt, WebhookEventRecord};
 
 /// What happened to one verified provider event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +150,7 @@ impl PayoutService {
             // The attempts are at least as new as the payout (never read before it, or side by side),
             // so an attempt started since the payout was read is seen as the latest, and the
             // conditional update refuses the change if anything moved meanwhile.
-            let (payout, attempts) = self.payout_and_attempts(&attempt.payout_id).await?;
+            let (payout, attempts) = self.store.payout_and_attempts(&attempt.payout_id).await?;
             let latest = attempts.iter().map(|a| a.attempt_no).max().unwrap_or(0);
             let mut change = PayoutChange::of(&payout, self.clock.now());
             change.webhook_event = Some(WebhookEventRecord {
@@ -263,7 +263,7 @@ impl PayoutService {
                 Err(e) => report.errors.push((payout.id.clone(), e.to_string())),
             }
             if let Ok(p) = self.store.get(&payout.id).await {
-                if p.status == PayoutStatus::Processing && now - p.created_at > self.config.attention_after {
+                if p.status == PayoutStatus::Processing && now - p.created_at > self.policy.attention_after {
                     report.needs_attention.push(p.id);
                 }
             }
@@ -279,7 +279,11 @@ impl PayoutService {
             .into_iter()
             .max_by_key(|a| a.attempt_no)
         else {
-            return Err(Error::Store(format!("PROCESSING payout {} has no attempt", payout.id)));
+            return Err(StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!("PROCESSING payout {} has no attempt", payout.id),
+            )
+            .into());
         };
         let adapter = self.provider(attempt.provider)?.clone();
         let instruction = self.rebuild_instruction(payout, &attempt).await?;

@@ -3,18 +3,18 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "postgres")]
-use std::str::FromStr;
-#[cfg(feature = "postgres")]
 use std::sync::Mutex;
 #[cfg(feature = "sqlite")]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[cfg(feature = "postgres")]
-use payout_store_sqlx::postgres::{self, PgStore};
+use payout_store_sqlx::postgres::PgStore;
 #[cfg(feature = "sqlite")]
 use payout_store_sqlx::sqlite::{self, SqliteStore};
 #[cfg(feature = "postgres")]
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use payout_store_sqlx::testkit::PgTestSchema;
+#[cfg(feature = "postgres")]
+use sqlx::postgres::PgPool;
 
 #[cfg(feature = "postgres")]
 /// The variable naming the Postgres server the Postgres tests use.
@@ -67,49 +67,33 @@ impl SqliteFiles {
 }
 
 #[cfg(feature = "postgres")]
-/// Postgres stores, each in its own new schema of the test database.
+/// Postgres stores, each in its own new schema of the test database ([`PgTestSchema`]).
 pub struct PgSchemas {
-    options: PgConnectOptions,
-    admin: PgPool,
-    made: Mutex<Vec<(String, PgPool)>>,
+    url: String,
+    made: Mutex<Vec<PgTestSchema>>,
 }
 
 #[cfg(feature = "postgres")]
 impl PgSchemas {
     /// `None` (after saying so) when the variable is not set.
     pub async fn from_env() -> Option<Self> {
-        let Ok(url) = std::env::var(POSTGRES_URL_VAR) else {
-            println!("skipped: {POSTGRES_URL_VAR} not set");
-            return None;
-        };
-        let options = PgConnectOptions::from_str(&url).expect("a valid Postgres URL");
-        let admin = PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(options.clone())
-            .await
-            .expect("connecting to the test Postgres");
         Some(PgSchemas {
-            options,
-            admin,
+            url: PgTestSchema::url_from_env(POSTGRES_URL_VAR)?,
             made: Mutex::new(Vec::new()),
         })
     }
 
-    /// A migrated pool whose connections see only a new schema.
+    /// A new, empty schema, dropped by [`cleanup`](Self::cleanup).
+    pub async fn schema(&self) -> PgTestSchema {
+        let schema = PgTestSchema::create(&self.url, "payouts_test").await;
+        self.made.lock().expect("lock").push(schema.clone());
+        schema
+    }
+
+    /// A migrated pool whose connections see only a new schema. The pool is the caller's: when
+    /// the last handle on it is dropped, its connections close.
     pub async fn fresh_pool(&self) -> PgPool {
-        let schema = format!("payouts_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&self.admin)
-            .await
-            .expect("creating a test schema");
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .connect_with(self.options.clone().options([("search_path", schema.as_str())]))
-            .await
-            .expect("connecting to the test schema");
-        postgres::setup(&pool).await.expect("migrations");
-        self.made.lock().expect("lock").push((schema, pool.clone()));
-        pool
+        self.schema().await.migrated_pool(8).await
     }
 
     /// A store in a new schema.
@@ -117,15 +101,11 @@ impl PgSchemas {
         PgStore::new(self.fresh_pool().await)
     }
 
-    /// Closes every pool and drops every schema made.
+    /// Drops every schema made.
     pub async fn cleanup(&self) {
         let made = std::mem::take(&mut *self.made.lock().expect("lock"));
-        for (schema, pool) in made {
-            pool.close().await;
-            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                .execute(&self.admin)
-                .await
-                .expect("dropping a test schema");
+        for schema in made {
+            schema.drop().await;
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::domain::{AttemptOutcome, Payout, PayoutAttempt, PayoutId, Provider};
 use crate::error::Error;
 use crate::provider::EventReference;
 use crate::status::PayoutStatus;
-use crate::store::{AttemptUpdate, PayoutChange, PayoutPatch, PayoutStore, PeriodBatch};
+use crate::store::{AttemptUpdate, PayoutChange, PayoutPatch, PayoutStore, PayoutStoreExt, PeriodBatch};
 use crate::testkit::fixtures::{self, at, month};
 
 use super::{assert_err, assert_unchanged, count, is_conflict_for, move_to, seed, seed_one, snapshot};
@@ -683,11 +683,12 @@ pub async fn concurrent_apply_has_one_winner(store: Arc<dyn PayoutStore>) {
     }
 }
 
-/// `apply_all` answers each change as `apply` would, in order, and applies exactly the ones it
+/// Bulk changes (through [`PayoutStoreExt`]: the store's [`BulkPayoutStore`](crate::store::BulkPayoutStore)
+/// when it offers one, one at a time otherwise): `apply_many` answers each change as `apply` would, in order, and applies exactly the ones it
 /// answers `Ok`: refused changes (stale, unknown, a second change of one payout, a duplicate event,
 /// a missing attempt, a taken key) write nothing, in a batch with good changes or not, and a good
 /// change is applied once even when others in its batch fail. Batches larger than a store's
-/// statement size are answered in full, and `payouts_with_attempts` reads them back as `get` and
+/// statement size are answered in full, and `read_with_attempts` reads them back as `get` and
 /// `attempts` do, in the order asked, unknown and repeated ids left out.
 pub async fn apply_all_answers_each_change_as_apply_would(store: &dyn PayoutStore) {
     let created = seed(
@@ -729,7 +730,7 @@ pub async fn apply_all_answers_each_change_as_apply_would(store: &dyn PayoutStor
     let mut unknown = created[0].clone();
     unknown.id = PayoutId::new("po_99");
     let results = store
-        .apply_all(vec![
+        .apply_many(vec![
             fixtures::status_change(&created[0], PayoutStatus::Approved, at(2)),
             stale,
             attempt,
@@ -763,7 +764,7 @@ pub async fn apply_all_answers_each_change_as_apply_would(store: &dyn PayoutStor
     assert_eq!(
         store.get(&p1.id).await.expect("get"),
         p1,
-        "apply_all returns the stored payout"
+        "apply_many returns the stored payout"
     );
     assert_eq!(approvals(store, &p1.id).await, 1);
     assert_eq!(
@@ -798,7 +799,7 @@ pub async fn apply_all_answers_each_change_as_apply_would(store: &dyn PayoutStor
     taken.idempotency_key = PayoutAttempt::key_for(&p3.id, 1);
     taken_key.new_attempt = Some(taken);
     let results = store
-        .apply_all(vec![
+        .apply_many(vec![
             fixtures::status_change(&created[3], PayoutStatus::Approved, at(3)),
             duplicate,
             missing,
@@ -833,7 +834,7 @@ pub async fn apply_all_answers_each_change_as_apply_would(store: &dyn PayoutStor
     )
     .await;
     let results = store
-        .apply_all(
+        .apply_many(
             many.iter()
                 .map(|p| fixtures::status_change(p, PayoutStatus::Approved, at(4)))
                 .collect(),
@@ -849,13 +850,13 @@ pub async fn apply_all_answers_each_change_as_apply_would(store: &dyn PayoutStor
     ids.insert(3, PayoutId::new("po_unknown"));
     ids.push(p6.id.clone());
     ids.push(many[0].id.clone());
-    let read = store.payouts_with_attempts(&ids).await.expect("payouts_with_attempts");
+    let read = store.read_with_attempts(&ids).await.expect("read_with_attempts");
     let mut expected_ids: Vec<PayoutId> = many.iter().rev().map(|p| p.id.clone()).collect();
     expected_ids.push(p6.id.clone());
     assert_eq!(
         read.iter().map(|(p, _)| p.id.clone()).collect::<Vec<_>>(),
         expected_ids,
-        "payouts_with_attempts keeps the order asked, without unknown or repeated ids"
+        "read_with_attempts keeps the order asked, without unknown or repeated ids"
     );
     for (p, attempts) in &read {
         assert_eq!(p, &store.get(&p.id).await.expect("get"));

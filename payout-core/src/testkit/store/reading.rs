@@ -7,7 +7,7 @@ use crate::domain::{ItemKind, Payout, PayoutId, Period, Provider};
 use crate::error::Error;
 use crate::money::{Currency, Money};
 use crate::status::PayoutStatus;
-use crate::store::{Cursor, ExportRow, NewPayout, Page, PayoutFilter, PayoutPatch, PayoutStore};
+use crate::store::{Cursor, ExportRow, NewPayout, Page, PayoutFilter, PayoutPatch, PayoutStore, PayoutStoreExt};
 use crate::testkit::fixtures::{self, at, day, kes, month};
 
 use super::{move_to, seed};
@@ -428,11 +428,12 @@ pub async fn stream_matches_list(store: &dyn PayoutStore) {
     }
 }
 
-/// `export_rows` yields exactly the rows of `stream` for the same filter, in the same order, each
+/// Export rows (through [`PayoutStoreExt::export_stream`]: the store's
+/// [`BulkPayoutStore::export_rows`](crate::store::BulkPayoutStore::export_rows) when it offers it)
+/// are exactly the rows of `stream` for the same filter, in the same order, each
 /// with the payout's id, doctor, amount (in KES, JPY and KWD; zero and negative too) and status:
 /// over several filters and 2,500 rows in runs of equal `created_at` (more than one `stream`
-/// query of the SQL stores reads); and the store serves other calls while `export_rows` is being
-/// read.
+/// query of the SQL stores reads); and the store serves other calls while they are being read.
 pub async fn export_rows_match_stream(store: &dyn PayoutStore) {
     const ROWS: usize = 2_500;
     let currencies = [Currency::KES, Currency::JPY, Currency::from_code("KWD").expect("KWD")];
@@ -504,7 +505,7 @@ pub async fn export_rows_match_stream(store: &dyn PayoutStore) {
             .unwrap_or_else(|e| panic!("stream({filter:?}) failed: {e}"));
         // One row more than `stream` at most, so a store whose export loops fails instead of hanging.
         let exported: Vec<ExportRow> = store
-            .export_rows(filter.clone())
+            .export_stream(filter.clone())
             .take(streamed.len() + 1)
             .try_collect()
             .await
@@ -522,7 +523,7 @@ pub async fn export_rows_match_stream(store: &dyn PayoutStore) {
 
     // The store keeps serving other calls while an export reads (an in-memory SQLite database has
     // one connection for both).
-    let mut rows = store.export_rows(PayoutFilter::default());
+    let mut rows = store.export_stream(PayoutFilter::default());
     let mut n = 0;
     while let Some(row) = rows.try_next().await.expect("export_rows") {
         if n % 300 == 0 {

@@ -1,0 +1,258 @@
+//! The bulk trigger: many payouts sent with bounded concurrency, or in batch calls for a provider
+//! that batches, through one three-stage [`pipeline`](super::pipeline).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::PayoutService;
+use super::lifecycle::{BulkOutcome, Prepared};
+use super::pipeline::{self, Stages};
+use crate::domain::{Actor, DoctorId, Payout, PayoutAttempt, PayoutId, Provider, Recipient};
+use crate::error::{Error, ProviderError, ProviderErrorKind, Result};
+use crate::provider::{PayoutInstruction, PayoutProvider, SendReceipt};
+use crate::store::PayoutStoreExt;
+
+impl PayoutService {
+    /// Triggers each payout with `provider`; one result per id, in order. Sends run with bounded
+    /// concurrency (`ServiceConfig::trigger_concurrency`); a provider that batches (PayPal) gets the
+    /// prepared attempts in batch calls of up to 1,000 (or its maximum size, if smaller).
+    ///
+    /// Attempts are prepared (read, checked and committed with their idempotency keys) a chunk at a
+    /// time, ahead of the sends: every send still happens after its attempt is committed, and a crash
+    /// leaves at most a chunk or two committed but not sent, `PROCESSING` with an unknown outcome,
+    /// which [`reconcile`](Self::reconcile) settles (the provider never saw the key; it is sent again
+    /// with it). Answers are recorded as they come, together.
+    pub async fn bulk_trigger(&self, actor: &Actor, ids: &[PayoutId], provider: Provider) -> Vec<BulkOutcome> {
+        let Ok(adapter) = self.provider(provider).cloned() else {
+            // No such provider: each payout gets the refusal (after its own checks) from `trigger`.
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                out.push(BulkOutcome {
+                    id: id.clone(),
+                    result: self.trigger(actor, id, provider).await,
+                });
+            }
+            return out;
+        };
+        let concurrency = self.performance.trigger_concurrency.max(1);
+        let caps = adapter.capabilities();
+        let adapter = &adapter;
+        let done = if caps.batch && caps.max_batch_size > 1 {
+            // A batch of up to PREPARE_CHUNK at a time: its attempts prepared (one read and one
+            // write), its batch call (two in flight), its answers recorded (one `apply_many`). A
+            // batch goes out as soon as its attempts are committed, while the next one is prepared.
+            let size = caps.max_batch_size.min(PREPARE_CHUNK);
+            pipeline::run(
+                numbered_chunks(ids, size),
+                |(first, ids)| async move { vec![self.prepare_chunk(actor, &ids, first, provider, adapter).await] },
+                |items| async move {
+                    let (ready, refused) = split_prepared(items);
+                    let answers = self.send_batch_timed(adapter, &ready).await;
+                    (ready, answers, refused)
+                },
+                |batches| async move {
+                    let mut done = Vec::new();
+                    for (ready, answers, refused) in batches {
+                        done.extend(refused);
+                        if !ready.is_empty() {
+                            done.extend(self.record_batch_answers(ready, answers, concurrency).await);
+                        }
+                    }
+                    done
+                },
+                Stages {
+                    queued: 1,
+                    send_at_once: 2,
+                    record_at_once: 1,
+                },
+            )
+            .await
+        } else {
+            // A chunk of `concurrency` at a time prepared (one read and one write), a chunk ahead
+            // of the sends; sends at the trigger concurrency; all answers that are in recorded in
+            // one `apply_many`.
+            pipeline::run(
+                numbered_chunks(ids, concurrency),
+                |(first, ids)| async move { self.prepare_chunk(actor, &ids, first, provider, adapter).await },
+                |(i, prepared)| async move {
+                    match prepared {
+                        Ok(p) => {
+                            let answer = self.send_timed(&p).await;
+                            Ok((i, p, answer))
+                        }
+                        Err(e) => Err((i, Err(e))),
+                    }
+                },
+                |sent| async move {
+                    let mut done = Vec::with_capacity(sent.len());
+                    let mut ready = Vec::with_capacity(sent.len());
+                    let mut answers = Vec::with_capacity(sent.len());
+                    for item in sent {
+                        match item {
+                            Ok((i, p, answer)) => {
+                                ready.push((i, p));
+                                answers.push(answer);
+                            }
+                            Err(refused) => done.push(refused),
+                        }
+                    }
+                    if !ready.is_empty() {
+                        done.extend(self.record_batch_answers(ready, answers, concurrency).await);
+                    }
+                    done
+                },
+                Stages {
+                    queued: concurrency,
+                    send_at_once: concurrency,
+                    record_at_once: concurrency,
+                },
+            )
+            .await
+        };
+        in_input_order(ids, done)
+    }
+
+    /// One batch call with the service's time limit, one answer per item (an empty batch makes no
+    /// call). Running out of time, or an answer of the wrong length, is an unknown outcome for every
+    /// item.
+    async fn send_batch_timed(
+        &self,
+        adapter: &Arc<dyn PayoutProvider>,
+        ready: &[(usize, Prepared)],
+    ) -> Vec<std::result::Result<SendReceipt, ProviderError>> {
+        if ready.is_empty() {
+            return Vec::new();
+        }
+        let provider = adapter.provider();
+        let instructions: Vec<PayoutInstruction> = ready.iter().map(|(_, p)| p.instruction.clone()).collect();
+        let answer = match tokio::time::timeout(self.policy.send_timeout, adapter.send_batch(&instructions)).await {
+            Ok(a) => a,
+            Err(_) => Err(ProviderError::new(
+                provider,
+                ProviderErrorKind::Ambiguous,
+                "batch call timed out",
+            )),
+        };
+        match answer {
+            Ok(v) if v.len() == ready.len() => v,
+            Ok(v) => {
+                let e = ProviderError::new(
+                    provider,
+                    ProviderErrorKind::Ambiguous,
+                    format!("batch answered {} results for {} items", v.len(), ready.len()),
+                );
+                ready.iter().map(|_| Err(e.clone())).collect()
+            }
+            Err(e) => ready.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    /// [`prepare_trigger`](Self::prepare_trigger) for a chunk of payouts, `ids`, which start at
+    /// position `first` of a bulk action: one read of the payouts with their attempts, one directory
+    /// call and one [`apply_many`](crate::store::PayoutStoreExt::apply_many). Returns each payout's
+    /// position with its prepared attempt, or the error `prepare_trigger` would give it.
+    async fn prepare_chunk(
+        &self,
+        actor: &Actor,
+        ids: &[PayoutId],
+        first: usize,
+        provider: Provider,
+        adapter: &Arc<dyn PayoutProvider>,
+    ) -> Vec<(usize, Result<Prepared>)> {
+        let mut out = Vec::with_capacity(ids.len());
+        // Refused, or a read that failed for the whole chunk: one payout at a time, so that each
+        // gets its own answer (a refusal costs no read).
+        let read = match self.require_privileged(actor, "trigger payouts") {
+            Ok(()) => self.store.read_with_attempts(ids).await.ok(),
+            Err(_) => None,
+        };
+        let Some(read) = read else {
+            for (k, id) in ids.iter().enumerate() {
+                out.push((first + k, self.prepare_trigger(actor, id, provider).await));
+            }
+            return out;
+        };
+        let found: HashMap<PayoutId, (Payout, Vec<PayoutAttempt>)> =
+            read.into_iter().map(|(p, a)| (p.id.clone(), (p, a))).collect();
+        let mut doctors: Vec<DoctorId> = found.values().map(|(p, _)| p.doctor_id.clone()).collect();
+        doctors.sort_unstable();
+        doctors.dedup();
+        let recipients: HashMap<DoctorId, Recipient> = match self.directory.recipients(&doctors).await {
+            Ok(found) => found.into_iter().map(|r| (r.doctor_id.clone(), r)).collect(),
+            Err(_) => {
+                for (k, id) in ids.iter().enumerate() {
+                    out.push((first + k, self.prepare_trigger(actor, id, provider).await));
+                }
+                return out;
+            }
+        };
+        let mut changes = Vec::with_capacity(ids.len());
+        let mut planned = Vec::with_capacity(ids.len());
+        for (k, id) in ids.iter().enumerate() {
+            let Some((payout, attempts)) = found.get(id) else {
+                out.push((first + k, Err(Error::NotFound(id.clone()))));
+                continue;
+            };
+            let recipient = recipients.get(&payout.doctor_id).cloned();
+            match self.plan_trigger(actor, payout, attempts, recipient, adapter) {
+                Ok((change, instruction)) => {
+                    changes.push(change);
+                    planned.push((first + k, instruction));
+                }
+                Err(e) => out.push((first + k, Err(e))),
+            }
+        }
+        // A repeated id was planned twice from one read: its second change is refused as a conflict.
+        for ((i, instruction), applied) in planned.into_iter().zip(self.store.apply_many(changes).await) {
+            out.push((
+                i,
+                applied.map(|payout| Prepared {
+                    payout,
+                    instruction,
+                    adapter: adapter.clone(),
+                }),
+            ));
+        }
+        out
+    }
+}
+
+/// The most payouts a batching bulk trigger reads, plans and records per store call, and sends per
+/// batch call: small enough that a batch goes out while the next is prepared, large enough that
+/// the store and the provider see few calls.
+const PREPARE_CHUNK: usize = 1000;
+
+/// A payout's result, by its position in the bulk call.
+type Numbered = (usize, Result<Payout>);
+
+/// The prepared attempts of a chunk, and the refused ones with their error.
+fn split_prepared(items: Vec<(usize, Result<Prepared>)>) -> (Vec<(usize, Prepared)>, Vec<Numbered>) {
+    let mut ready = Vec::with_capacity(items.len());
+    let mut refused = Vec::new();
+    for (i, p) in items {
+        match p {
+            Ok(p) => ready.push((i, p)),
+            Err(e) => refused.push((i, Err(e))),
+        }
+    }
+    (ready, refused)
+}
+
+/// `ids` in owned chunks of `size`, each with the position of its first id (owned, so the bulk
+/// trigger's futures stay `Send` for any lifetime, inside an axum handler too).
+fn numbered_chunks(ids: &[PayoutId], size: usize) -> Vec<(usize, Vec<PayoutId>)> {
+    ids.chunks(size)
+        .enumerate()
+        .map(|(c, chunk)| (c * size, chunk.to_vec()))
+        .collect()
+}
+
+/// One outcome per id, in the order of `ids`, from results numbered by position in any order.
+fn in_input_order(ids: &[PayoutId], mut done: Vec<Numbered>) -> Vec<BulkOutcome> {
+    done.sort_unstable_by_key(|(i, _)| *i);
+    debug_assert_eq!(done.len(), ids.len(), "one result per payout");
+    ids.iter()
+        .zip(done)
+        .map(|(id, (_, result))| BulkOutcome { id: id.clone(), result })
+        .collect()
+}

@@ -1,0 +1,111 @@
+//! The [`PayoutStore`] trait: durable payouts, items, attempts, webhook events, audit trail and
+//! carried-over balances, changed only through atomic, conditional steps.
+//!
+//! [`PayoutStore`] is the minimal contract every store implements. Doing many payouts at once is an
+//! optional ability ([`BulkPayoutStore`], reported by [`PayoutStore::bulk`]); callers use
+//! [`PayoutStoreExt`], which uses it when offered. The rules a store applies to what it is given
+//! live on the types themselves ([`NewPayout::validate`], [`PayoutChange::validate`],
+//! [`PayoutChange::normalized`], [`PayoutPatch::apply_to`]), so every store applies them the same way.
+
+mod bulk;
+mod change;
+mod query;
+mod records;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::stream::BoxStream;
+
+pub use bulk::{BulkPayoutStore, PayoutStoreExt};
+pub use change::{AttemptUpdate, PayoutChange, PayoutPatch, WebhookEventRecord};
+pub use query::{Cursor, ExportRow, Page, PayoutFilter, PayoutPage};
+pub use records::{CarryOver, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason};
+
+use crate::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
+use crate::error::Result;
+use crate::provider::EventReference;
+
+/// Durable storage for payouts.
+///
+/// Implementations: the in-memory store in this crate, SQLite and Postgres in `payout-store-sqlx`.
+/// Every one passes the conformance suite in `payout_core::testkit` (feature `testkit`).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait PayoutStore: Send + Sync {
+    /// Writes one chunk of a period calculation atomically.
+    ///
+    /// # Behavior
+    /// Checks every payout first ([`NewPayout::validate`]): one invalid payout refuses the whole
+    /// batch with `InvalidInput`, writing nothing. Idempotent: a doctor who already has a non-cancelled calculated payout for the period, or a
+    /// carry-over for it, is skipped and reported, not duplicated. Each created payout gets its items,
+    /// its `CREATE` audit entry, and marks the carry-overs it consumes; all of it or none of it.
+    ///
+    /// A payout may consume only open carry-overs: ones never consumed, or consumed by a payout that
+    /// has been `CANCELLED` since (consuming one re-points its `consumed_by` to the new payout). One
+    /// that is missing, or consumed by a payout that is not cancelled, skips the payout as
+    /// [`SkipReason::CarryOverTaken`]. The check and the mark are one conditional step, so of two
+    /// calculations racing for the same carry-over at most one consumes it.
+    async fn create_period(&self, batch: PeriodBatch) -> Result<PeriodBatchOutcome>;
+
+    /// Creates one manual payout with its items and audit entry.
+    ///
+    /// The carry-overs it consumes must be open, as in [`create_period`](PayoutStore::create_period).
+    async fn create_payout(&self, new: NewPayout) -> Result<Payout>;
+
+    /// One payout, or [`NotFound`](crate::Error::NotFound).
+    async fn get(&self, id: &PayoutId) -> Result<Payout>;
+
+    /// A page of payouts matching `filter`, newest first, with the total count.
+    async fn list(&self, filter: &PayoutFilter, page: &Page) -> Result<PayoutPage>;
+
+    /// Every payout matching `filter`, newest first, as a stream (for exports: rows are read as they
+    /// are written out, never all at once).
+    fn stream(&self, filter: PayoutFilter) -> BoxStream<'static, Result<Payout>>;
+
+    /// A payout's items, in order ([`NotFound`](crate::Error::NotFound) for an unknown payout).
+    async fn items(&self, id: &PayoutId) -> Result<Vec<PayoutItem>>;
+
+    /// Applies a [`PayoutChange`] atomically and returns the payout as it is afterwards.
+    ///
+    /// # Behavior
+    /// Checks the change first ([`PayoutChange::validate`]); writes it as
+    /// [`PayoutChange::normalized`] leaves it. Refuses with `Conflict` when the current version or status differs from the expected one, or
+    /// when the new attempt's number or idempotency key already exists; with `DuplicateEvent` when the
+    /// webhook event was already recorded. The version goes up by one. Audit entries are appended and
+    /// never changed.
+    async fn apply(&self, change: PayoutChange) -> Result<Payout>;
+
+    /// A payout's attempts, oldest first.
+    async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>>;
+
+    /// The attempt a provider event refers to, by provider reference or idempotency key.
+    async fn find_attempt(&self, provider: Provider, reference: &EventReference) -> Result<Option<PayoutAttempt>>;
+
+    /// True when this provider event was already recorded.
+    async fn webhook_event_seen(&self, provider: Provider, event_id: &str) -> Result<bool>;
+
+    /// A payout's audit trail, oldest first.
+    async fn audit_trail(&self, id: &PayoutId) -> Result<Vec<AuditEntry>>;
+
+    /// PROCESSING payouts not changed since `updated_before`, oldest first, at most `limit`.
+    async fn stuck_processing(&self, updated_before: DateTime<Utc>, limit: u32) -> Result<Vec<Payout>>;
+
+    /// Open carry-overs whose period ended before `before` (`period.end < before`).
+    ///
+    /// Open means not paid out: never consumed, or consumed by a payout that was `CANCELLED` since
+    /// (a cancelled payout gives its carried earnings back, so they are never lost). Every carry-over
+    /// returned has `consumed_by: None`, whichever of the two it is.
+    async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>>;
+
+    /// The store's bulk abilities, if it offers them (see [`BulkPayoutStore`]); callers reach them
+    /// through [`PayoutStoreExt`], which falls back to one payout at a time.
+    ///
+    /// # Behavior
+    /// Required, with no default, so that a store wrapping another decides what to do: forward the
+    /// inner store's answer (its bulk calls then bypass the wrapper), implement
+    /// [`BulkPayoutStore`] itself, or answer `None`. Called once per bulk call, so a store may hand
+    /// out a new handle each time (a clone of itself in an `Arc`).
+    fn bulk(&self) -> Option<Arc<dyn BulkPayoutStore>>;
+}

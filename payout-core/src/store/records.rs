@@ -1,0 +1,108 @@
+//! What a calculation or a manual payout writes: new payouts, carried-over balances, and what a
+//! calculation chunk did.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::change::belongs;
+use crate::domain::{AuditEntry, DoctorId, Payout, PayoutId, PayoutItem, Period};
+use crate::error::{Error, Result};
+use crate::money::Money;
+
+/// A payout to insert, with its items and its `CREATE` audit entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPayout {
+    /// The payout as it starts (status `PENDING`, version 1). `amount_due` must equal the sum of `items`.
+    pub payout: Payout,
+    /// Its items, in order.
+    pub items: Vec<PayoutItem>,
+    /// Carried-over balances (by their source period) this payout pays out; marked consumed with it.
+    /// Each must be open (see [`PayoutStore::open_carry_overs`](super::PayoutStore::open_carry_overs)):
+    /// never consumed, or consumed by a payout that was cancelled since.
+    pub consumes_carry_overs: Vec<Period>,
+    /// The `CREATE` audit entry.
+    pub audit: AuditEntry,
+}
+
+impl NewPayout {
+    /// Refuses, with [`Error::InvalidInput`], a payout whose `amount_due` is not the sum of its items
+    /// (or whose items are in another currency), or whose audit entry names another payout. Every
+    /// store calls it before it writes.
+    pub fn validate(&self) -> Result<()> {
+        let p = &self.payout;
+        let sum = Money::sum(p.currency(), self.items.iter().map(|i| &i.amount))
+            .map_err(|e| Error::InvalidInput(format!("payout {}: items do not add up: {e}", p.id)))?;
+        if sum != p.amount_due {
+            return Err(Error::InvalidInput(format!(
+                "payout {}: amount due {} is not the sum of its items {sum}",
+                p.id, p.amount_due
+            )));
+        }
+        belongs(&p.id, &self.audit.payout_id, "audit entry")
+    }
+}
+
+/// Earnings below the minimum payout, kept for a later period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CarryOver {
+    /// The doctor.
+    pub doctor_id: DoctorId,
+    /// The period the earnings are from (one carry-over per doctor and period).
+    pub period: Period,
+    /// The gross earnings carried (deductions apply when they are paid).
+    pub amount: Money,
+    /// Why, for the record.
+    pub note: String,
+    /// Recorded.
+    pub created_at: DateTime<Utc>,
+    /// The payout that consumed it (paid it out), once one did.
+    ///
+    /// A carry-over consumed by a payout that is later `CANCELLED` is open again, so its earnings are
+    /// never lost: [`PayoutStore::open_carry_overs`](super::PayoutStore::open_carry_overs) returns it
+    /// (with `consumed_by: None`, like every carry-over it returns) and a later payout may consume
+    /// it, which re-points `consumed_by` to that payout. Until then the store keeps the cancelled
+    /// payout's id.
+    pub consumed_by: Option<PayoutId>,
+}
+
+/// One chunk of a period calculation, written atomically.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PeriodBatch {
+    /// Payouts to create.
+    pub payouts: Vec<NewPayout>,
+    /// Balances to carry over.
+    pub carry_overs: Vec<CarryOver>,
+}
+
+impl PeriodBatch {
+    /// Validates every payout of the batch ([`NewPayout::validate`]).
+    pub fn validate(&self) -> Result<()> {
+        self.payouts.iter().try_for_each(NewPayout::validate)
+    }
+}
+
+/// Why a doctor was skipped by a period calculation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// A non-cancelled calculated payout already exists for this doctor and period.
+    AlreadyCalculated,
+    /// This period's earnings were already carried over.
+    AlreadyCarriedOver,
+    /// A carried-over balance it wanted is missing, or was consumed by another payout that is not
+    /// cancelled (or by an earlier payout of the same batch).
+    CarryOverTaken,
+}
+
+/// What a [`PeriodBatch`] did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PeriodBatchOutcome {
+    /// Payouts created.
+    pub created: Vec<PayoutId>,
+    /// Carry-overs recorded (by doctor).
+    pub carried_over: Vec<DoctorId>,
+    /// Doctors skipped, and why.
+    pub skipped: Vec<(DoctorId, SkipReason)>,
+}

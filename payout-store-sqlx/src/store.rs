@@ -1,0 +1,158 @@
+//! [`SqlStore`]: one [`PayoutStore`] over either dialect. Every method hands the pool to the one
+//! implementation in [`read`](crate::read), [`export`](crate::export) or [`write`](crate::write).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::stream::BoxStream;
+use payout_core::Result;
+use payout_core::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
+use payout_core::provider::EventReference;
+use payout_core::store::{
+    BulkPayoutStore, CarryOver, ExportRow, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore,
+    PeriodBatch, PeriodBatchOutcome,
+};
+
+use crate::db::Db;
+use crate::export::{Chunking, EXPORT_CHUNKS};
+use crate::rows::ExportRowExt;
+use crate::{export, read, write};
+
+/// A [`PayoutStore`] in SQL: [`SqliteStore`](crate::SqliteStore) (`SqlStore<SqlitePool>`) or
+/// [`PgStore`](crate::PgStore) (`SqlStore<PgPool>`). The behaviour is the same on both, written
+/// once; what differs is how each database binds and reads a value and starts a write (see the
+/// `sqlite` and `postgres` modules). Cloning it is cheap: clones share the pool.
+///
+/// It offers the bulk abilities ([`BulkPayoutStore`]): a batch of changes in one statement per few
+/// hundred on Postgres, payouts read with their attempts in one query, and exports read in keyset
+/// chunks of a few columns.
+#[derive(Debug, Clone)]
+pub struct SqlStore<D> {
+    pub(crate) pool: D,
+    export_chunks: Chunking,
+}
+
+impl<D: Db> SqlStore<D> {
+    /// A store over a pool whose schema is already migrated (`sqlite::setup`, `postgres::setup`).
+    pub fn new(pool: D) -> Self {
+        SqlStore {
+            pool,
+            export_chunks: EXPORT_CHUNKS,
+        }
+    }
+
+    /// The pool, e.g. to share it with a [`SqlConsultationSource`](crate::SqlConsultationSource).
+    pub fn pool(&self) -> &D {
+        &self.pool
+    }
+
+    /// Reads exports `rows` rows per query, handed over `batch` rows at a time (default: 10,000
+    /// and 1,000). Tuning only: the rows and their order are the same whatever the sizes.
+    pub fn with_export_chunks(mut self, rows: usize, batch: usize) -> Self {
+        self.export_chunks = Chunking {
+            rows: rows.max(1),
+            batch: batch.max(1),
+        };
+        self
+    }
+
+    /// Claims up to `limit` `PROCESSING` payouts not changed since `updated_before`, for one
+    /// reconciliation worker among several: each claimed payout gets `updated_at = at` and a new
+    /// version in one statement, so other workers' [`stuck_processing`](PayoutStore::stuck_processing)
+    /// and claims skip it until it is stale again. On Postgres, rows another worker is claiming
+    /// right now are skipped (`FOR UPDATE SKIP LOCKED`) instead of waited for; SQLite has one writer
+    /// at a time. The oldest are claimed first; they are returned in id order.
+    ///
+    /// A claim is a lease, not a transition: the status does not change and nothing is audited.
+    pub async fn claim_stuck_processing(
+        &self,
+        updated_before: DateTime<Utc>,
+        limit: u32,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Payout>> {
+        write::claim_stuck_processing(&self.pool, updated_before, limit, at).await
+    }
+}
+
+#[async_trait]
+impl<D> PayoutStore for SqlStore<D>
+where
+    D: Db,
+    D::Row: ExportRowExt + Sync,
+{
+    async fn create_period(&self, batch: PeriodBatch) -> Result<PeriodBatchOutcome> {
+        write::create_period(&self.pool, batch).await
+    }
+
+    async fn create_payout(&self, new: NewPayout) -> Result<Payout> {
+        write::create_payout(&self.pool, new).await
+    }
+
+    async fn get(&self, id: &PayoutId) -> Result<Payout> {
+        read::get(&self.pool, id).await
+    }
+
+    async fn list(&self, filter: &PayoutFilter, page: &Page) -> Result<PayoutPage> {
+        read::list(&self.pool, filter, page).await
+    }
+
+    fn stream(&self, filter: PayoutFilter) -> BoxStream<'static, Result<Payout>> {
+        export::stream(self.pool.clone(), filter)
+    }
+
+    async fn items(&self, id: &PayoutId) -> Result<Vec<PayoutItem>> {
+        read::items(&self.pool, id).await
+    }
+
+    async fn apply(&self, change: PayoutChange) -> Result<Payout> {
+        write::apply(&self.pool, change).await
+    }
+
+    async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {
+        read::attempts(&self.pool, id).await
+    }
+
+    async fn find_attempt(&self, provider: Provider, reference: &EventReference) -> Result<Option<PayoutAttempt>> {
+        read::find_attempt(&self.pool, provider, reference).await
+    }
+
+    async fn webhook_event_seen(&self, provider: Provider, event_id: &str) -> Result<bool> {
+        read::webhook_event_seen(&self.pool, provider, event_id).await
+    }
+
+    async fn audit_trail(&self, id: &PayoutId) -> Result<Vec<AuditEntry>> {
+        read::audit_trail(&self.pool, id).await
+    }
+
+    async fn stuck_processing(&self, updated_before: DateTime<Utc>, limit: u32) -> Result<Vec<Payout>> {
+        read::stuck_processing(&self.pool, updated_before, limit).await
+    }
+
+    async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>> {
+        read::open_carry_overs(&self.pool, before).await
+    }
+
+    fn bulk(&self) -> Option<Arc<dyn BulkPayoutStore>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+#[async_trait]
+impl<D> BulkPayoutStore for SqlStore<D>
+where
+    D: Db,
+    D::Row: ExportRowExt + Sync,
+{
+    async fn apply_all(&self, changes: Vec<PayoutChange>) -> Vec<Result<Payout>> {
+        write::apply_all(&self.pool, changes).await
+    }
+
+    async fn payouts_with_attempts(&self, ids: &[PayoutId]) -> Result<Vec<(Payout, Vec<PayoutAttempt>)>> {
+        read::payouts_with_attempts(&self.pool, ids).await
+    }
+
+    fn export_rows(&self, filter: PayoutFilter) -> BoxStream<'static, Result<ExportRow>> {
+        export::export_rows(self.pool.clone(), filter, self.export_chunks)
+    }
+}

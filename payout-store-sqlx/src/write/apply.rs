@@ -1,0 +1,542 @@
+//! Applying changes, one path per dialect: [`apply`] for one change, [`apply_all`] for many.
+//!
+//! - **Postgres**: one statement of data-modifying steps per batch of changes ([`apply_chunk`]),
+//!   with no `BEGIN` and `COMMIT` around it (the statement is atomic as a whole); a single change is
+//!   a batch of one. A refused change is explained by reads after the statement ([`refusal`]).
+//! - **SQLite**: one `BEGIN IMMEDIATE` transaction per change; there a round trip is a function
+//!   call, so a batch is applied one change at a time.
+//!
+//! Both write the change as [`PayoutChange::normalized`] leaves it, so no change needs to update an
+//! attempt it inserts.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt};
+use payout_core::domain::{Payout, PayoutAttempt};
+use payout_core::store::{PayoutChange, WebhookEventRecord};
+use payout_core::{Error, Result};
+
+use super::insert::insert_audit;
+use super::payout_exists;
+use crate::db::{Args, Db, Dialect, RowExt, Tx, Value, args};
+use crate::error::{broken, db, is_unique_violation};
+use crate::rows::{self, ATTEMPT_COLUMNS, PAYOUT_COLUMNS};
+
+/// The most changes one statement of [`apply_all`] carries.
+const CHANGES_PER_STATEMENT: usize = 500;
+
+/// How many statements of one [`apply_all`] run at once.
+const STATEMENTS_AT_ONCE: usize = 2;
+
+/// The SQLSTATE `payouts_require` raises (migration `20251201000000_refuse_in_statement`).
+pub(crate) const REFUSED_IN_STATEMENT: &str = "PX001";
+
+/// The rows one statement returned, by position among its changes.
+type Applied<R> = HashMap<usize, R>;
+
+/// One statement of a batch in flight: the positions of its changes, and what it returned.
+type Statement<'a, R> = BoxFuture<'a, (&'a [usize], Result<Applied<R>, sqlx::Error>)>;
+
+/// See [`PayoutStore::apply`](payout_core::store::PayoutStore::apply).
+pub(crate) async fn apply<D: Db>(d: &D, change: PayoutChange) -> Result<Payout> {
+    change.validate()?;
+    let change = change.normalized();
+    match d.dialect() {
+        Dialect::Postgres => apply_alone(d, &change).await,
+        Dialect::Sqlite => apply_in_transaction(d, &change).await,
+    }
+}
+
+/// See [`BulkPayoutStore::apply_all`](payout_core::store::BulkPayoutStore::apply_all).
+///
+/// On Postgres, changes go in statements of up to [`CHANGES_PER_STATEMENT`],
+/// [`STATEMENTS_AT_ONCE`] at a time: one round trip and one commit for hundreds of changes. A
+/// change the statement refuses (its version or status moved on) is applied alone afterwards,
+/// which refuses it again with the precise reason. A statement that fails as a whole (a duplicate
+/// event or attempt key, a missing attempt, a lost connection) writes nothing, and its changes are
+/// then applied one by one, so each gets its own answer. Two changes of one payout never share a
+/// statement (both would join its one updated row): the later ones are applied alone.
+pub(crate) async fn apply_all<D: Db>(d: &D, changes: Vec<PayoutChange>) -> Vec<Result<Payout>> {
+    let n = changes.len();
+    let mut results: Vec<Option<Result<Payout>>> = (0..n).map(|_| None).collect();
+    let mut checked = Vec::with_capacity(n);
+    for (i, change) in changes.into_iter().enumerate() {
+        match change.validate() {
+            Ok(()) => checked.push((i, change.normalized())),
+            Err(e) => results[i] = Some(Err(e)),
+        }
+    }
+    if d.dialect() == Dialect::Sqlite {
+        for (i, change) in checked {
+            results[i] = Some(apply_in_transaction(d, &change).await);
+        }
+        return finish(results);
+    }
+
+    let mut alone = Vec::new();
+    let mut batched = Vec::new();
+    let mut ids = HashSet::new();
+    for (k, (_, change)) in checked.iter().enumerate() {
+        if ids.insert(&change.payout_id) {
+            batched.push(k);
+        } else {
+            alone.push(k);
+        }
+    }
+    // Statements of a fixed text, a few at a time: the changes are of distinct payouts, so they do
+    // not wait on each other, and Postgres works on more than one at once.
+    let pending: Vec<Statement<'_, D::Row>> = batched
+        .chunks(CHANGES_PER_STATEMENT)
+        .map(|chunk| {
+            let members: Vec<&PayoutChange> = chunk.iter().map(|&k| &checked[k].1).collect();
+            async move { (chunk, apply_chunk(d, &members).await) }.boxed()
+        })
+        .collect();
+    let statements: Vec<_> = futures::stream::iter(pending)
+        .buffer_unordered(STATEMENTS_AT_ONCE)
+        .collect()
+        .await;
+    for (chunk, outcome) in statements {
+        match outcome {
+            Ok(mut applied) => {
+                for (m, &k) in chunk.iter().enumerate() {
+                    match applied.remove(&m) {
+                        Some(row) => results[checked[k].0] = Some(rows::payout(&row)),
+                        None => alone.push(k),
+                    }
+                }
+            }
+            Err(_) => alone.extend_from_slice(chunk),
+        }
+    }
+    alone.sort_unstable();
+    for k in alone {
+        let (i, change) = &checked[k];
+        results[*i] = Some(apply_alone(d, change).await);
+    }
+    finish(results)
+}
+
+fn finish(results: Vec<Option<Result<Payout>>>) -> Vec<Result<Payout>> {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(broken("a change of the batch was lost"))))
+        .collect()
+}
+
+/// Postgres's path for one change: a statement of one ([`apply_chunk`]), and the reason when it is
+/// refused.
+async fn apply_alone<D: Db>(d: &D, change: &PayoutChange) -> Result<Payout> {
+    match apply_chunk(d, &[change]).await {
+        Ok(mut applied) => match applied.remove(&0) {
+            Some(row) => rows::payout(&row),
+            None => Err(refusal(d, change).await),
+        },
+        Err(e) => Err(statement_error(e, change)),
+    }
+}
+
+/// SQLite's path: one `BEGIN IMMEDIATE` transaction.
+async fn apply_in_transaction<D: Db>(d: &D, change: &PayoutChange) -> Result<Payout> {
+    let mut tx = d.begin_write().await.map_err(db)?;
+    let id = &change.payout_id;
+
+    // The conditional update is the race's referee: of two changes read at one version, one wins.
+    // It goes first and returns the row, so a change that applies costs no reads (a webhook is
+    // one transaction of four writes); only a refused one looks for the reason, in the order the
+    // conformance suite pins: exists, event new, version, attempt.
+    let patch = &change.patch;
+    let updated = tx
+        .fetch_optional(
+            &format!(
+                "UPDATE payouts SET \
+                     status = COALESCE($1, status), \
+                     provider = COALESCE($2, provider), \
+                     provider_reference = COALESCE($3, provider_reference), \
+                     notes = COALESCE($4, notes), \
+                     approved_by = COALESCE($5, approved_by), \
+                     processed_at = COALESCE($6, processed_at), \
+                     updated_at = $7, \
+                     version = version + 1 \
+                 WHERE id = $8 AND version = $9 AND status = $10 \
+                 RETURNING {PAYOUT_COLUMNS}"
+            ),
+            args![
+                change.new_status.map(|s| s.as_str()),
+                patch.provider.map(|p| p.as_str()),
+                patch.provider_reference.clone(),
+                patch.notes.clone(),
+                patch.approved_by.clone(),
+                patch.processed_at,
+                change.at,
+                id.as_str(),
+                change.expected_version,
+                change.expected_status.as_str(),
+            ],
+        )
+        .await
+        .map_err(db)?;
+    let Some(row) = updated else {
+        if !payout_exists(&mut tx, id).await? {
+            return Err(Error::NotFound(id.clone()));
+        }
+        if let Some(event) = &change.webhook_event {
+            if event_recorded(&mut tx, event).await? {
+                return Err(duplicate(event));
+            }
+        }
+        return Err(Error::Conflict(id.clone()));
+    };
+    let payout = rows::payout(&row)?;
+
+    // Before the attempt writes, so that a recorded event wins over a bad attempt, as above. A
+    // concurrent delivery of the same event waits here for the first and loses if it commits.
+    if let Some(event) = &change.webhook_event {
+        let recorded = tx
+            .execute(
+                "INSERT INTO webhook_events (provider, event_id, payout_id, event_type, received_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                args![
+                    event.provider.as_str(),
+                    event.event_id.as_str(),
+                    event.payout_id.as_str(),
+                    event.event_type.as_str(),
+                    event.received_at,
+                ],
+            )
+            .await
+            .map_err(db)?;
+        if recorded == 0 {
+            return Err(duplicate(event));
+        }
+    }
+    if let Some(attempt) = &change.new_attempt {
+        insert_attempt(&mut tx, attempt).await?;
+    }
+    if let Some(update) = &change.attempt_update {
+        let (outcome, reason) = rows::outcome_parts(&update.outcome);
+        let changed = tx
+            .execute(
+                "UPDATE payout_attempts SET outcome = $1, outcome_reason = $2, \
+                     provider_reference = COALESCE($3, provider_reference), error = COALESCE($4, error), \
+                     updated_at = $5 \
+                 WHERE payout_id = $6 AND attempt_no = $7",
+                args![
+                    outcome,
+                    reason,
+                    update.provider_reference.clone(),
+                    update.error.clone(),
+                    change.at,
+                    id.as_str(),
+                    i64::from(update.attempt_no),
+                ],
+            )
+            .await
+            .map_err(db)?;
+        if changed == 0 {
+            return Err(Error::InvalidInput(format!(
+                "payout {id} has no attempt {}",
+                update.attempt_no
+            )));
+        }
+    }
+    for entry in &change.audit {
+        insert_audit(&mut tx, entry).await?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(payout)
+}
+
+/// One value of a batch row, before the rows become arrays.
+enum Cell {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Ts(Option<DateTime<Utc>>),
+}
+
+fn text(v: Option<impl Into<String>>) -> Cell {
+    Cell::Text(v.map(Into::into))
+}
+
+/// A batch's rows as one array per column, so a statement's text and its number of bound values do
+/// not grow with the batch: it is prepared once and planned like any other statement.
+#[derive(Default)]
+struct Columns(Vec<Value>);
+
+impl Columns {
+    /// No rows yet, in columns of the types of `row`'s cells.
+    fn shaped(row: &[Cell]) -> Self {
+        Columns(
+            row.iter()
+                .map(|c| match c {
+                    Cell::Text(_) => Value::TextArray(Vec::new()),
+                    Cell::Int(_) => Value::IntArray(Vec::new()),
+                    Cell::Ts(_) => Value::TsArray(Vec::new()),
+                })
+                .collect(),
+        )
+    }
+
+    /// Appends a row; every row has the same cells in the same order (the first one sets them).
+    fn push(&mut self, row: Vec<Cell>) {
+        if self.0.is_empty() {
+            *self = Columns::shaped(&row);
+        }
+        debug_assert_eq!(row.len(), self.0.len(), "every row has the same cells");
+        for (column, cell) in self.0.iter_mut().zip(row) {
+            match (column, cell) {
+                (Value::TextArray(a), Cell::Text(v)) => a.push(v),
+                (Value::IntArray(a), Cell::Int(v)) => a.push(v),
+                (Value::TsArray(a), Cell::Ts(v)) => a.push(v),
+                _ => debug_assert!(false, "a cell of another type than its column"),
+            }
+        }
+    }
+
+    /// Binds the arrays and returns the arguments of `unnest(...)` that read them, in column order.
+    fn bind(self, args: &mut Args) -> String {
+        let mut out = Vec::with_capacity(self.0.len());
+        for column in self.0 {
+            let cast = match &column {
+                Value::IntArray(_) => "BIGINT[]",
+                Value::TsArray(_) => "TIMESTAMPTZ[]",
+                _ => "TEXT[]",
+            };
+            out.push(format!("{}::{cast}", args.push(column)));
+        }
+        out.join(", ")
+    }
+}
+
+/// One statement that applies `changes` (distinct payouts; Postgres) and returns the payouts it
+/// changed, by position in `changes`. The changes and their audit entries are bound as arrays
+/// ([`Columns`]). The steps, each joined to the changes whose payout update took (`p`), so a
+/// refused change writes nothing:
+///
+/// 1. `c`: the changes, one row each (`unnest`);
+/// 2. `p`: the conditional update of every payout (`UPDATE ... FROM c`), the race's referee;
+/// 3. `e`, `a`, `u`: the webhook events, new attempts and attempt updates of the changes in `p`,
+///    each step of a change reading the one before (`a` waits for the change's event, `u` for its
+///    attempt), so a change's duplicate event fails the statement before its taken attempt key
+///    does, and both before a missing attempt (the order [`apply`] answers in);
+/// 4. `au`: their audit entries, in order;
+/// 5. the final `SELECT` fails the whole statement (`payouts_require`) if an attempt update found
+///    no attempt, as a duplicate event or attempt key already did with a unique violation.
+async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<D::Row>, sqlx::Error> {
+    let mut rows = Columns::default();
+    let mut audits = Columns::shaped(&[
+        Cell::Int(None),
+        Cell::Int(None),
+        Cell::Text(None),
+        Cell::Ts(None),
+        Cell::Text(None),
+        Cell::Text(None),
+        Cell::Text(None),
+        Cell::Text(None),
+    ]);
+    for (k, change) in changes.iter().enumerate() {
+        let k = k as i64;
+        let patch = &change.patch;
+        let event = change.webhook_event.as_ref();
+        let attempt = change.new_attempt.as_ref();
+        let (a_outcome, a_reason) = attempt.map(|a| rows::outcome_parts(&a.outcome)).unzip();
+        let update = change.attempt_update.as_ref();
+        let (u_outcome, u_reason) = update.map(|u| rows::outcome_parts(&u.outcome)).unzip();
+        rows.push(vec![
+            Cell::Int(Some(k)),
+            text(Some(change.payout_id.as_str())),
+            Cell::Int(Some(change.expected_version)),
+            text(Some(change.expected_status.as_str())),
+            text(change.new_status.map(|s| s.as_str())),
+            text(patch.provider.map(|p| p.as_str())),
+            text(patch.provider_reference.clone()),
+            text(patch.notes.clone()),
+            text(patch.approved_by.clone()),
+            Cell::Ts(patch.processed_at),
+            Cell::Ts(Some(change.at)),
+            text(event.map(|e| e.provider.as_str())),
+            text(event.map(|e| e.event_id.as_str())),
+            text(event.map(|e| e.event_type.as_str())),
+            Cell::Ts(event.map(|e| e.received_at)),
+            Cell::Int(attempt.map(|a| i64::from(a.attempt_no))),
+            text(attempt.map(|a| a.provider.as_str())),
+            text(attempt.map(|a| a.idempotency_key.as_str())),
+            text(attempt.map(|a| a.request_summary.as_str())),
+            text(a_outcome),
+            text(a_reason.flatten()),
+            text(attempt.and_then(|a| a.provider_reference.clone())),
+            text(attempt.and_then(|a| a.error.clone())),
+            Cell::Ts(attempt.map(|a| a.created_at)),
+            Cell::Ts(attempt.map(|a| a.updated_at)),
+            Cell::Int(update.map(|u| i64::from(u.attempt_no))),
+            text(u_outcome),
+            text(u_reason.flatten()),
+            text(update.and_then(|u| u.provider_reference.clone())),
+            text(update.and_then(|u| u.error.clone())),
+        ]);
+        for (n, entry) in change.audit.iter().enumerate() {
+            audits.push(vec![
+                Cell::Int(Some(k)),
+                Cell::Int(Some(n as i64)),
+                text(Some(entry.actor.as_str())),
+                Cell::Ts(Some(entry.at)),
+                text(Some(entry.action.as_str())),
+                text(entry.from.map(|s| s.as_str())),
+                text(entry.to.map(|s| s.as_str())),
+                text(Some(entry.detail.as_str())),
+            ]);
+        }
+    }
+    let mut args = Args::new();
+    let changes_in = rows.bind(&mut args);
+    let audits_in = audits.bind(&mut args);
+    let sql = format!(
+        "WITH c AS (SELECT * FROM unnest({changes_in}) \
+                 AS c (c_i, c_id, c_version, c_status, c_new_status, c_provider, c_reference, c_notes, \
+                       c_approved_by, c_processed_at, c_at, c_e_provider, c_e_id, c_e_type, c_e_at, c_a_no, \
+                       c_a_provider, c_a_key, c_a_summary, c_a_outcome, c_a_reason, c_a_reference, c_a_error, \
+                       c_a_created, c_a_updated, c_u_no, c_u_outcome, c_u_reason, c_u_reference, c_u_error)), \
+         p AS (UPDATE payouts SET \
+                 status = COALESCE(c_new_status, status), \
+                 provider = COALESCE(c_provider, provider), \
+                 provider_reference = COALESCE(c_reference, provider_reference), \
+                 notes = COALESCE(c_notes, notes), \
+                 approved_by = COALESCE(c_approved_by, approved_by), \
+                 processed_at = COALESCE(c_processed_at, processed_at), \
+                 updated_at = c_at, \
+                 version = version + 1 \
+               FROM c WHERE id = c_id AND version = c_version AND status = c_status \
+               RETURNING c_i, {PAYOUT_COLUMNS}), \
+         e AS (INSERT INTO webhook_events (provider, event_id, payout_id, event_type, received_at) \
+               SELECT c_e_provider, c_e_id, c_id, c_e_type, c_e_at FROM p JOIN c USING (c_i) \
+               WHERE c_e_id IS NOT NULL RETURNING payout_id), \
+         a AS (INSERT INTO payout_attempts ({ATTEMPT_COLUMNS}) \
+               SELECT c_id, c_a_no, c_a_provider, c_a_key, c_a_summary, c_a_outcome, c_a_reason, c_a_reference, \
+                      c_a_error, c_a_created, c_a_updated \
+               FROM p JOIN c USING (c_i) WHERE c_a_no IS NOT NULL \
+                 AND (c_e_id IS NULL OR EXISTS (SELECT 1 FROM e WHERE e.payout_id = c_id)) \
+               RETURNING payout_id), \
+         u AS (UPDATE payout_attempts t SET outcome = c_u_outcome, outcome_reason = c_u_reason, \
+                      provider_reference = COALESCE(c_u_reference, t.provider_reference), \
+                      error = COALESCE(c_u_error, t.error), updated_at = c_at \
+               FROM p JOIN c USING (c_i) WHERE t.payout_id = c_id AND t.attempt_no = c_u_no \
+                 AND (c_a_no IS NULL OR EXISTS (SELECT 1 FROM a WHERE a.payout_id = c_id)) \
+               RETURNING c_i), \
+         au AS (INSERT INTO audit_entries ({audit_columns}) \
+               SELECT p.id, v_actor, v_at, v_action, v_from, v_to, v_detail \
+               FROM unnest({audits_in}) AS v (v_i, v_n, v_actor, v_at, v_action, v_from, v_to, v_detail) \
+               JOIN p ON p.c_i = v_i ORDER BY v_i, v_n RETURNING 1) \
+         SELECT p.*, payouts_require(c_u_no IS NULL OR EXISTS (SELECT 1 FROM u WHERE u.c_i = p.c_i), \
+                                     'an attempt update of the batch found no attempt') AS attempt_found \
+         FROM p JOIN c USING (c_i)",
+        audit_columns = rows::AUDIT_COLUMNS,
+    );
+    let returned = d.fetch_all(&sql, args).await?;
+    let mut applied = HashMap::with_capacity(returned.len());
+    for row in returned {
+        let k = usize::try_from(row.int("c_i")?).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        applied.insert(k, row);
+    }
+    Ok(applied)
+}
+
+/// What a failed one-statement change means.
+fn statement_error(e: sqlx::Error, change: &PayoutChange) -> Error {
+    if let Some(event) = &change.webhook_event {
+        if e.as_database_error().and_then(|d| d.constraint()) == Some("webhook_events_pkey") {
+            return duplicate(event);
+        }
+    }
+    if is_unique_violation(&e) {
+        return Error::Conflict(change.payout_id.clone());
+    }
+    if let (Some(update), Some(d)) = (&change.attempt_update, e.as_database_error()) {
+        if d.code().as_deref() == Some(REFUSED_IN_STATEMENT) {
+            return Error::InvalidInput(format!(
+                "payout {} has no attempt {}",
+                change.payout_id, update.attempt_no
+            ));
+        }
+    }
+    db(e)
+}
+
+/// Why a change's conditional update found no row: the payout is unknown, the event is recorded
+/// already, or (otherwise) its version or status moved on.
+async fn refusal<D: Db>(d: &D, change: &PayoutChange) -> Error {
+    let id = &change.payout_id;
+    let exists = d
+        .fetch_optional("SELECT 1 AS one FROM payouts WHERE id = $1", args![id.as_str()])
+        .await;
+    match exists {
+        Ok(None) => return Error::NotFound(id.clone()),
+        Ok(Some(_)) => {}
+        Err(e) => return db(e),
+    }
+    if let Some(event) = &change.webhook_event {
+        let seen = d
+            .fetch_optional(
+                "SELECT 1 AS one FROM webhook_events WHERE provider = $1 AND event_id = $2",
+                args![event.provider.as_str(), event.event_id.as_str()],
+            )
+            .await;
+        match seen {
+            Ok(Some(_)) => return duplicate(event),
+            Ok(None) => {}
+            Err(e) => return db(e),
+        }
+    }
+    Error::Conflict(id.clone())
+}
+
+/// Whether `event` is already recorded (the reason an update was refused, when it is).
+async fn event_recorded<T: Tx>(tx: &mut T, event: &WebhookEventRecord) -> Result<bool> {
+    let seen = tx
+        .fetch_optional(
+            "SELECT 1 AS one FROM webhook_events WHERE provider = $1 AND event_id = $2",
+            args![event.provider.as_str(), event.event_id.as_str()],
+        )
+        .await
+        .map_err(db)?;
+    Ok(seen.is_some())
+}
+
+fn duplicate(event: &WebhookEventRecord) -> Error {
+    Error::DuplicateEvent {
+        provider: event.provider,
+        event_id: event.event_id.clone(),
+    }
+}
+
+/// Inserts an attempt; its number (per payout) and idempotency key (across all payouts) must be new.
+async fn insert_attempt<T: Tx>(tx: &mut T, a: &PayoutAttempt) -> Result<()> {
+    let (outcome, reason) = rows::outcome_parts(&a.outcome);
+    let result = tx
+        .execute(
+            &format!(
+                "INSERT INTO payout_attempts ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                rows::ATTEMPT_COLUMNS
+            ),
+            args![
+                a.payout_id.as_str(),
+                i64::from(a.attempt_no),
+                a.provider.as_str(),
+                a.idempotency_key.as_str(),
+                a.request_summary.as_str(),
+                outcome,
+                reason,
+                a.provider_reference.clone(),
+                a.error.clone(),
+                a.created_at,
+                a.updated_at,
+            ],
+        )
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(Error::Conflict(a.payout_id.clone())),
+        Err(e) => Err(db(e)),
+    }
+}
