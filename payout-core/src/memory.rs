@@ -15,17 +15,9 @@
 //!   idempotency keys are unique across all payouts), the updated attempt exists (`InvalidInput`).
 //!   A change that inserts an attempt and updates it is written as [`PayoutChange::normalized`]
 //!   leaves it.
-//! - [`PayoutStore::create_period`] takes the batch in order, payouts first, then carry-overs. A
-//!   payout or carry-over for a (doctor, period) that has a non-cancelled calculated payout (stored,
-//!   or created earlier in the batch) is skipped as `AlreadyCalculated`; one that has a carry-over is
-//!   skipped as `AlreadyCarriedOver`; a payout whose carry-overs are missing, already consumed or
-//!   named twice is skipped as `CarryOverTaken`. A payout that is not skipped but whose id already
-//!   exists refuses the whole batch with [`Error::Conflict`] (so re-running a batch with the same ids
-//!   is a clean no-op, not an error).
-//! - [`PayoutStore::create_payout`] refuses an existing id with `Conflict`, and a payout of origin
-//!   `Calculated` that would be a second live calculated payout for its doctor and period with
-//!   `Conflict` too (the SQL stores' partial unique index). Carry-overs it consumes must be open:
-//!   a missing one is `InvalidInput`, one consumed meanwhile is `Conflict`.
+//! - [`PayoutStore::create_period`] and [`PayoutStore::create_payout`] write what
+//!   [`PeriodBatch::decide`] and [`NewPayout::check_against`] decide, from the facts of the
+//!   batch's keys read under the lock (the SQL stores decide with the same functions).
 //! - A carry-over is open while it was never consumed or the payout that consumed it is
 //!   `CANCELLED`: cancelling that payout reopens it, and the next payout to consume it re-points
 //!   `consumed_by`. [`PayoutStore::open_carry_overs`] returns every carry-over with
@@ -47,15 +39,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 
-use crate::domain::{
-    AuditEntry, DoctorId, Payout, PayoutAttempt, PayoutId, PayoutItem, PayoutOrigin, Period, Provider,
-};
+use crate::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, PayoutOrigin, Provider};
 use crate::error::{Error, Result};
 use crate::provider::EventReference;
 use crate::status::PayoutStatus;
 use crate::store::{
-    BulkPayoutStore, CarryOver, Cursor, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore,
-    PeriodBatch, PeriodBatchOutcome, SkipReason, WebhookEventRecord,
+    BatchKeys, BulkPayoutStore, CarryOver, Cursor, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage,
+    PayoutStore, PeriodBatch, PeriodBatchOutcome, Slot, StoredFacts, WebhookEventRecord,
 };
 
 /// How many rows [`PayoutStore::stream`] reads under the lock at a time.
@@ -117,8 +107,6 @@ struct Record {
     audit: Vec<AuditEntry>,
 }
 
-type Slot = (DoctorId, Period);
-
 #[derive(Debug, Default)]
 struct State {
     payouts: HashMap<PayoutId, Record>,
@@ -158,6 +146,22 @@ impl State {
                 .get(id)
                 .is_some_and(|r| r.payout.status == PayoutStatus::Cancelled)
         })
+    }
+
+    /// What the store holds about `keys`, for [`PeriodBatch::decide`] and [`NewPayout::check_against`].
+    fn facts(&self, keys: &BatchKeys) -> StoredFacts {
+        let slots = || keys.slots.iter().chain(&keys.wanted_carry_overs);
+        StoredFacts {
+            live_calculated: slots().filter(|s| self.has_live_calculated(s)).cloned().collect(),
+            carry_overs: slots().filter(|s| self.carry_overs.contains_key(*s)).cloned().collect(),
+            open_carry_overs: slots().filter(|s| self.carry_over_open(s)).cloned().collect(),
+            payout_ids: keys
+                .payout_ids
+                .iter()
+                .filter(|id| self.payouts.contains_key(*id))
+                .cloned()
+                .collect(),
+        }
     }
 
     /// Newest first, strictly after `after` when given.
@@ -206,63 +210,18 @@ impl PayoutStore for MemoryStore {
     async fn create_period(&self, batch: PeriodBatch) -> Result<PeriodBatchOutcome> {
         batch.validate()?;
         let mut state = self.lock();
-        let mut outcome = PeriodBatchOutcome::default();
-
-        // Decide everything first; write only once the whole batch is known to go through.
-        let mut live_in_batch: HashSet<Slot> = HashSet::new();
-        let mut consumed_in_batch: HashSet<Slot> = HashSet::new();
-        let mut ids_in_batch: HashSet<PayoutId> = HashSet::new();
-        let mut create = Vec::new();
-        for new in batch.payouts {
-            let p = &new.payout;
-            let slot = (p.doctor_id.clone(), p.period());
-            let skip = if state.has_live_calculated(&slot) || live_in_batch.contains(&slot) {
-                Some(SkipReason::AlreadyCalculated)
-            } else if state.carry_overs.contains_key(&slot) {
-                Some(SkipReason::AlreadyCarriedOver)
-            } else {
-                let mut wanted = HashSet::new();
-                let taken = new.consumes_carry_overs.iter().any(|period| {
-                    let slot = (p.doctor_id.clone(), *period);
-                    !state.carry_over_open(&slot) || consumed_in_batch.contains(&slot) || !wanted.insert(slot)
-                });
-                taken.then_some(SkipReason::CarryOverTaken)
-            };
-            if let Some(reason) = skip {
-                outcome.skipped.push((p.doctor_id.clone(), reason));
-                continue;
-            }
-            if state.payouts.contains_key(&p.id) || !ids_in_batch.insert(p.id.clone()) {
-                return Err(Error::Conflict(p.id.clone()));
-            }
-            if p.origin == PayoutOrigin::Calculated {
-                live_in_batch.insert(slot);
-            }
-            consumed_in_batch.extend(
-                new.consumes_carry_overs
-                    .iter()
-                    .map(|period| (p.doctor_id.clone(), *period)),
-            );
-            create.push(new);
-        }
-        let mut carry = Vec::new();
-        let mut carried_in_batch: HashSet<Slot> = HashSet::new();
-        for c in batch.carry_overs {
-            let slot = (c.doctor_id.clone(), c.period);
-            if state.has_live_calculated(&slot) || live_in_batch.contains(&slot) {
-                outcome.skipped.push((c.doctor_id, SkipReason::AlreadyCalculated));
-            } else if state.carry_overs.contains_key(&slot) || !carried_in_batch.insert(slot) {
-                outcome.skipped.push((c.doctor_id, SkipReason::AlreadyCarriedOver));
-            } else {
-                carry.push(c);
-            }
-        }
-
-        for new in create {
+        // Decided in full before anything is written, so a refused batch writes nothing.
+        let facts = state.facts(&batch.keys());
+        let decision = batch.decide(&facts)?;
+        let mut outcome = PeriodBatchOutcome {
+            skipped: decision.skipped,
+            ..Default::default()
+        };
+        for new in decision.create {
             outcome.created.push(new.payout.id.clone());
             state.insert(new);
         }
-        for c in carry {
+        for c in decision.carry {
             outcome.carried_over.push(c.doctor_id.clone());
             state.carry_overs.insert((c.doctor_id.clone(), c.period), c);
         }
@@ -272,29 +231,7 @@ impl PayoutStore for MemoryStore {
     async fn create_payout(&self, new: NewPayout) -> Result<Payout> {
         new.validate()?;
         let mut state = self.lock();
-        let p = &new.payout;
-        let slot = (p.doctor_id.clone(), p.period());
-        if state.payouts.contains_key(&p.id)
-            || (p.origin == PayoutOrigin::Calculated && state.has_live_calculated(&slot))
-        {
-            return Err(Error::Conflict(p.id.clone()));
-        }
-        let mut wanted = HashSet::new();
-        for period in &new.consumes_carry_overs {
-            let slot = (p.doctor_id.clone(), *period);
-            match state.carry_overs.get(&slot) {
-                None => {
-                    return Err(Error::InvalidInput(format!(
-                        "payout {}: doctor {} has no carry-over for {period}",
-                        p.id, p.doctor_id
-                    )));
-                }
-                Some(c) if !state.is_open(c) || !wanted.insert(slot) => {
-                    return Err(Error::Conflict(p.id.clone()));
-                }
-                Some(_) => {}
-            }
-        }
+        new.check_against(&state.facts(&new.keys()))?;
         let payout = new.payout.clone();
         state.insert(new);
         Ok(payout)
@@ -500,7 +437,7 @@ mod tests {
     use futures::TryStreamExt;
 
     use super::*;
-    use crate::domain::ItemKind;
+    use crate::domain::{ItemKind, Period};
     use crate::money::{Currency, Money};
     use crate::store::AttemptUpdate;
 

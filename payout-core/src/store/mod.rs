@@ -9,6 +9,7 @@
 
 mod bulk;
 mod change;
+mod decide;
 mod query;
 mod records;
 
@@ -20,6 +21,7 @@ use futures::stream::BoxStream;
 
 pub use bulk::{BulkPayoutStore, PayoutStoreExt};
 pub use change::{AttemptUpdate, PayoutChange, PayoutPatch, WebhookEventRecord};
+pub use decide::{BatchDecision, BatchKeys, Slot, StoredFacts};
 pub use query::{Cursor, ExportRow, Page, PayoutFilter, PayoutPage};
 pub use records::{CarryOver, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason};
 

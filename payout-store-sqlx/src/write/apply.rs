@@ -147,37 +147,17 @@ async fn apply_in_transaction<D: Db>(d: &D, change: &PayoutChange) -> Result<Pay
     // It goes first and returns the row, so a change that applies costs no reads (a webhook is
     // one transaction of four writes); only a refused one looks for the reason, in the order the
     // conformance suite pins: exists, event new, version, attempt.
-    let patch = &change.patch;
-    let updated = tx
-        .fetch_optional(
-            &format!(
-                "UPDATE payouts SET \
-                     status = COALESCE($1, status), \
-                     provider = COALESCE($2, provider), \
-                     provider_reference = COALESCE($3, provider_reference), \
-                     notes = COALESCE($4, notes), \
-                     approved_by = COALESCE($5, approved_by), \
-                     processed_at = COALESCE($6, processed_at), \
-                     updated_at = $7, \
-                     version = version + 1 \
-                 WHERE id = $8 AND version = $9 AND status = $10 \
-                 RETURNING {PAYOUT_COLUMNS}"
-            ),
-            args![
-                change.new_status.map(|s| s.as_str()),
-                patch.provider.map(|p| p.as_str()),
-                patch.provider_reference.clone(),
-                patch.notes.clone(),
-                patch.approved_by.clone(),
-                patch.processed_at,
-                change.at,
-                id.as_str(),
-                change.expected_version,
-                change.expected_status.as_str(),
-            ],
-        )
-        .await
-        .map_err(db)?;
+    let mut args = Args::new();
+    let set = set_clause(patch_cells(change).map(|(column, cell)| (column, args.push(Value::from(cell)))));
+    let sql = format!(
+        "UPDATE payouts SET {set}, updated_at = {}, version = version + 1 \
+         WHERE id = {} AND version = {} AND status = {} RETURNING {PAYOUT_COLUMNS}",
+        args.push(change.at),
+        args.push(id.as_str()),
+        args.push(change.expected_version),
+        args.push(change.expected_status.as_str()),
+    );
+    let updated = tx.fetch_optional(&sql, args).await.map_err(db)?;
     let Some(row) = updated else {
         if !payout_exists(&mut tx, id).await? {
             return Err(Error::NotFound(id.clone()));
@@ -249,6 +229,41 @@ async fn apply_in_transaction<D: Db>(d: &D, change: &PayoutChange) -> Result<Pay
     Ok(payout)
 }
 
+/// The payout columns a change may set, in the order [`patch_cells`] gives their new values: the
+/// status, then the fields of [`PayoutPatch`](payout_core::store::PayoutPatch). Both dialects write
+/// their update from this one list, each column as `column = COALESCE(new value, column)`.
+const PATCHED: [&str; 6] = [
+    "status",
+    "provider",
+    "provider_reference",
+    "notes",
+    "approved_by",
+    "processed_at",
+];
+
+/// What `change` sets on its payout, column by column ([`PATCHED`]); `None` keeps a column.
+fn patch_cells(change: &PayoutChange) -> impl Iterator<Item = (&'static str, Cell)> {
+    let patch = &change.patch;
+    let values = [
+        text(change.new_status.map(|s| s.as_str())),
+        text(patch.provider.map(|p| p.as_str())),
+        text(patch.provider_reference.clone()),
+        text(patch.notes.clone()),
+        text(patch.approved_by.clone()),
+        Cell::Ts(patch.processed_at),
+    ];
+    PATCHED.into_iter().zip(values)
+}
+
+/// `column = COALESCE(new, column), ...` for each column and the SQL that gives its new value.
+fn set_clause<'a>(columns: impl IntoIterator<Item = (&'a str, String)>) -> String {
+    columns
+        .into_iter()
+        .map(|(column, new)| format!("{column} = COALESCE({new}, {column})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One value of a batch row, before the rows become arrays.
 enum Cell {
     Text(Option<String>),
@@ -258,6 +273,16 @@ enum Cell {
 
 fn text(v: Option<impl Into<String>>) -> Cell {
     Cell::Text(v.map(Into::into))
+}
+
+impl From<Cell> for Value {
+    fn from(cell: Cell) -> Self {
+        match cell {
+            Cell::Text(v) => Value::OptText(v),
+            Cell::Int(v) => Value::OptInt(v),
+            Cell::Ts(v) => Value::OptTs(v),
+        }
+    }
 }
 
 /// A batch's rows as one array per column, so a statement's text and its number of bound values do
@@ -338,23 +363,19 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
     ]);
     for (k, change) in changes.iter().enumerate() {
         let k = k as i64;
-        let patch = &change.patch;
         let event = change.webhook_event.as_ref();
         let attempt = change.new_attempt.as_ref();
         let (a_outcome, a_reason) = attempt.map(|a| rows::outcome_parts(&a.outcome)).unzip();
         let update = change.attempt_update.as_ref();
         let (u_outcome, u_reason) = update.map(|u| rows::outcome_parts(&u.outcome)).unzip();
-        rows.push(vec![
+        let mut row = vec![
             Cell::Int(Some(k)),
             text(Some(change.payout_id.as_str())),
             Cell::Int(Some(change.expected_version)),
             text(Some(change.expected_status.as_str())),
-            text(change.new_status.map(|s| s.as_str())),
-            text(patch.provider.map(|p| p.as_str())),
-            text(patch.provider_reference.clone()),
-            text(patch.notes.clone()),
-            text(patch.approved_by.clone()),
-            Cell::Ts(patch.processed_at),
+        ];
+        row.extend(patch_cells(change).map(|(_, cell)| cell));
+        row.extend([
             Cell::Ts(Some(change.at)),
             text(event.map(|e| e.provider.as_str())),
             text(event.map(|e| e.event_id.as_str())),
@@ -376,6 +397,7 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
             text(update.and_then(|u| u.provider_reference.clone())),
             text(update.and_then(|u| u.error.clone())),
         ]);
+        rows.push(row);
         for (n, entry) in change.audit.iter().enumerate() {
             audits.push(vec![
                 Cell::Int(Some(k)),
@@ -392,21 +414,20 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
     let mut args = Args::new();
     let changes_in = rows.bind(&mut args);
     let audits_in = audits.bind(&mut args);
+    let new_columns: Vec<String> = PATCHED.iter().map(|column| format!("new_{column}")).collect();
+    let set = set_clause(
+        PATCHED
+            .iter()
+            .zip(&new_columns)
+            .map(|(column, new)| (*column, new.clone())),
+    );
     let sql = format!(
         "WITH c AS (SELECT * FROM unnest({changes_in}) \
-                 AS c (c_i, c_id, c_version, c_status, c_new_status, c_provider, c_reference, c_notes, \
-                       c_approved_by, c_processed_at, c_at, c_e_provider, c_e_id, c_e_type, c_e_at, c_a_no, \
-                       c_a_provider, c_a_key, c_a_summary, c_a_outcome, c_a_reason, c_a_reference, c_a_error, \
-                       c_a_created, c_a_updated, c_u_no, c_u_outcome, c_u_reason, c_u_reference, c_u_error)), \
-         p AS (UPDATE payouts SET \
-                 status = COALESCE(c_new_status, status), \
-                 provider = COALESCE(c_provider, provider), \
-                 provider_reference = COALESCE(c_reference, provider_reference), \
-                 notes = COALESCE(c_notes, notes), \
-                 approved_by = COALESCE(c_approved_by, approved_by), \
-                 processed_at = COALESCE(c_processed_at, processed_at), \
-                 updated_at = c_at, \
-                 version = version + 1 \
+                 AS c (c_i, c_id, c_version, c_status, {new_columns}, c_at, c_e_provider, c_e_id, c_e_type, \
+                       c_e_at, c_a_no, c_a_provider, c_a_key, c_a_summary, c_a_outcome, c_a_reason, c_a_reference, \
+                       c_a_error, c_a_created, c_a_updated, c_u_no, c_u_outcome, c_u_reason, c_u_reference, \
+                       c_u_error)), \
+         p AS (UPDATE payouts SET {set}, updated_at = c_at, version = version + 1 \
                FROM c WHERE id = c_id AND version = c_version AND status = c_status \
                RETURNING c_i, {PAYOUT_COLUMNS}), \
          e AS (INSERT INTO webhook_events (provider, event_id, payout_id, event_type, received_at) \
@@ -432,6 +453,7 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
                                      'an attempt update of the batch found no attempt') AS attempt_found \
          FROM p JOIN c USING (c_i)",
         audit_columns = rows::AUDIT_COLUMNS,
+        new_columns = new_columns.join(", "),
     );
     let returned = d.fetch_all(&sql, args).await?;
     let mut applied = HashMap::with_capacity(returned.len());

@@ -3,8 +3,10 @@
 
 use std::collections::HashSet;
 
-use payout_core::domain::{DoctorId, Payout, PayoutId, PayoutOrigin, Period};
-use payout_core::store::{NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason};
+use payout_core::domain::{DoctorId, Payout, PayoutId, Period};
+use payout_core::store::{
+    BatchDecision, BatchKeys, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason, Slot, StoredFacts,
+};
 use payout_core::{Error, Result};
 
 use super::insert::{insert_audit, insert_audits, insert_items, insert_rows, payout_values, values_list};
@@ -12,8 +14,6 @@ use super::{lookup, payout_exists, read_payout};
 use crate::db::{Args, Db, Dialect, RowExt, Tx, Value, args};
 use crate::error::{broken, db};
 use crate::rows::{self, CARRY_OVER_IS_OPEN, PAYOUT_COLUMNS};
-
-type Slot = (DoctorId, Period);
 
 /// Row locks a check takes so that what it saw still holds when the transaction writes. SQLite
 /// needs none: `BEGIN IMMEDIATE` already made the transaction the only writer.
@@ -24,24 +24,48 @@ fn lock_rows(dialect: Dialect) -> &'static str {
     }
 }
 
-/// The carry-over of a slot: `None` if there is none, `Some(open)` if there is one, open meaning
-/// never consumed or consumed by a payout cancelled since ([`CARRY_OVER_IS_OPEN`]).
+/// Which of `slots` have a carry-over, and which of those are open (never consumed, or consumed
+/// by a payout cancelled since: [`CARRY_OVER_IS_OPEN`]).
 ///
-/// With `lock` (Postgres) the row stays locked until the transaction ends. A transaction that waited
-/// for that lock sees the row as the winner left it: its `consumed_by` names the winner's payout,
-/// which is not cancelled, so the carry-over is not open for the loser.
-async fn carry_over_state<T: Tx>(tx: &mut T, slot: &Slot, lock: &str) -> Result<Option<bool>> {
+/// With `lock` (Postgres) the rows stay locked until the transaction ends. A transaction that waited
+/// for that lock sees a row as the winner left it: its `consumed_by` names the winner's payout, which
+/// is not cancelled, so the carry-over is not open for the loser.
+async fn carry_over_states<T: Tx>(tx: &mut T, slots: &[Slot], lock: &str) -> Result<(HashSet<Slot>, HashSet<Slot>)> {
     let sql = format!(
-        "SELECT CASE WHEN {CARRY_OVER_IS_OPEN} THEN 'OPEN' ELSE 'TAKEN' END AS state FROM carry_overs \
-         WHERE doctor_id = $1 AND period_start = $2 AND period_end = $3{lock}"
+        "SELECT doctor_id, CASE WHEN {CARRY_OVER_IS_OPEN} THEN 'OPEN' ELSE 'TAKEN' END AS state FROM carry_overs \
+         WHERE period_start = $1 AND period_end = $2 AND doctor_id IN ({{in}}){lock}"
     );
-    let row = tx
-        .fetch_optional(&sql, args![slot.0.as_str(), slot.1.start, slot.1.end])
-        .await
-        .map_err(db)?;
-    row.map(|r| r.text("state").map(|s| s == "OPEN"))
-        .transpose()
-        .map_err(db)
+    let mut present = HashSet::new();
+    let mut open = HashSet::new();
+    for (slot, row) in slot_rows(tx, &sql, slots).await? {
+        if row.text("state").map_err(db)? == "OPEN" {
+            open.insert(slot.clone());
+        }
+        present.insert(slot);
+    }
+    Ok((present, open))
+}
+
+/// What the database holds about `keys`, read in the transaction; the carry-overs payouts want to
+/// consume are locked (Postgres), so what decided their consumption still holds at the write.
+async fn facts<T: Tx>(tx: &mut T, keys: &BatchKeys) -> Result<StoredFacts> {
+    let lock = lock_rows(tx.dialect());
+    let live_calculated = live_calculated_among(tx, &keys.slots).await?;
+    let mut carry_overs = carried_over_among(tx, &keys.slots).await?;
+    let (wanted, open_carry_overs) = carry_over_states(tx, &keys.wanted_carry_overs, lock).await?;
+    carry_overs.extend(wanted);
+    let ids: Vec<&str> = keys.payout_ids.iter().map(PayoutId::as_str).collect();
+    let payout_ids = existing_payouts(tx, &ids)
+        .await?
+        .into_iter()
+        .map(PayoutId::new)
+        .collect();
+    Ok(StoredFacts {
+        live_calculated,
+        carry_overs,
+        open_carry_overs,
+        payout_ids,
+    })
 }
 
 /// Inserts a checked payout with its items, its audit entry and the carry-overs it consumes.
@@ -109,6 +133,17 @@ async fn carried_over_among<T: Tx>(tx: &mut T, slots: &[Slot]) -> Result<HashSet
 }
 
 async fn slots_present<T: Tx>(tx: &mut T, sql: &str, slots: &[Slot]) -> Result<HashSet<Slot>> {
+    Ok(slot_rows(tx, sql, slots)
+        .await?
+        .into_iter()
+        .map(|(slot, _)| slot)
+        .collect())
+}
+
+/// The rows `sql` finds for `slots`, each with its slot: one query per period and chunk of doctors
+/// (`sql` reads the period as `$1`, `$2` and has `{in}` where the doctors go, and returns
+/// `doctor_id`).
+async fn slot_rows<T: Tx>(tx: &mut T, sql: &str, slots: &[Slot]) -> Result<Vec<(Slot, T::Row)>> {
     let mut by_period: Vec<(Period, Vec<&str>)> = Vec::new();
     for (doctor, period) in slots {
         match by_period.iter_mut().find(|(p, _)| p == period) {
@@ -116,14 +151,14 @@ async fn slots_present<T: Tx>(tx: &mut T, sql: &str, slots: &[Slot]) -> Result<H
             None => by_period.push((*period, vec![doctor.as_str()])),
         }
     }
-    let mut present = HashSet::new();
+    let mut found = Vec::new();
     for (period, doctors) in by_period {
         let fixed = [Value::from(period.start), Value::from(period.end)];
         for row in lookup(tx, sql, &fixed, &doctors).await? {
-            present.insert((DoctorId::new(row.text("doctor_id").map_err(db)?), period));
+            found.push(((DoctorId::new(row.text("doctor_id").map_err(db)?), period), row));
         }
     }
-    Ok(present)
+    Ok(found)
 }
 
 /// Which of `ids` name an existing payout.
@@ -135,138 +170,33 @@ async fn existing_payouts<T: Tx>(tx: &mut T, ids: &[&str]) -> Result<HashSet<Str
         .collect()
 }
 
-/// Writes one chunk of a period's calculation in one transaction.
+/// Writes one chunk of a period's calculation in one transaction: reads the facts of the batch's
+/// keys with a few set lookups (not a query per payout), has [`PeriodBatch::decide`] decide, and
+/// writes the payouts, items and audit entries with multi-row `INSERT`s (items by `COPY` on
+/// Postgres), so a chunk of 2,000 doctors costs a handful of statements.
 ///
-/// What is already there is read with a few set lookups (live payouts and carry-overs of the
-/// batch's slots, taken ids) instead of a query per payout, and the rows are written with
-/// multi-row `INSERT`s, so a chunk of 500 doctors costs a handful of statements, not thousands.
-/// Carry-overs a payout consumes are still checked (and in Postgres locked) one by one: they are few.
+/// On Postgres a concurrent calculation may commit a payout for a slot after the lookups: that
+/// payout's insert does nothing (`ON CONFLICT DO NOTHING`), and it is skipped as
+/// `AlreadyCalculated` (or, if its id was taken meanwhile, the chunk is a `Conflict`); a carry-over
+/// recorded meanwhile is skipped as `AlreadyCarriedOver`. SQLite's `BEGIN IMMEDIATE` makes the
+/// transaction the only writer since its lookups.
 pub(crate) async fn create_period<D: Db>(d: &D, batch: PeriodBatch) -> Result<PeriodBatchOutcome> {
     batch.validate()?;
-    let lock = lock_rows(d.dialect());
     let mut tx = d.begin_write().await.map_err(db)?;
-    let mut outcome = PeriodBatchOutcome::default();
-
-    let payout_slots: Vec<Slot> = batch
-        .payouts
-        .iter()
-        .map(|new| (new.payout.doctor_id.clone(), new.payout.period()))
-        .collect();
-    let all_slots: Vec<Slot> = payout_slots
-        .iter()
-        .cloned()
-        .chain(batch.carry_overs.iter().map(|c| (c.doctor_id.clone(), c.period)))
-        .collect();
-    let live = live_calculated_among(&mut tx, &all_slots).await?;
-    let carried = carried_over_among(&mut tx, &payout_slots).await?;
-    let ids: Vec<&str> = batch.payouts.iter().map(|new| new.payout.id.as_str()).collect();
-    let taken_ids = existing_payouts(&mut tx, &ids).await?;
-
-    let mut live_in_batch: HashSet<Slot> = HashSet::new();
-    let mut consumed_in_batch: HashSet<Slot> = HashSet::new();
-    let mut ids_in_batch: HashSet<&PayoutId> = HashSet::new();
-    let mut accepted: Vec<&NewPayout> = Vec::new();
-    for (new, slot) in batch.payouts.iter().zip(payout_slots) {
-        let p = &new.payout;
-        let skip = if live_in_batch.contains(&slot) || live.contains(&slot) {
-            Some(SkipReason::AlreadyCalculated)
-        } else if carried.contains(&slot) {
-            Some(SkipReason::AlreadyCarriedOver)
-        } else {
-            let mut wanted = HashSet::new();
-            let mut taken = false;
-            for period in &new.consumes_carry_overs {
-                let wanted_slot = (p.doctor_id.clone(), *period);
-                let open = carry_over_state(&mut tx, &wanted_slot, lock).await? == Some(true);
-                if !open || consumed_in_batch.contains(&wanted_slot) || !wanted.insert(wanted_slot) {
-                    taken = true;
-                    break;
-                }
-            }
-            taken.then_some(SkipReason::CarryOverTaken)
-        };
-        if let Some(reason) = skip {
-            outcome.skipped.push((p.doctor_id.clone(), reason));
-            continue;
-        }
-        if !ids_in_batch.insert(&p.id) || taken_ids.contains(p.id.as_str()) {
-            return Err(Error::Conflict(p.id.clone()));
-        }
-        if p.origin == PayoutOrigin::Calculated {
-            live_in_batch.insert(slot);
-        }
-        consumed_in_batch.extend(
-            new.consumes_carry_overs
-                .iter()
-                .map(|period| (p.doctor_id.clone(), *period)),
-        );
-        accepted.push(new);
-    }
-
-    // The payouts first: a row a concurrent calculation committed since the lookups is not
-    // inserted, and that payout writes nothing else.
-    let head = format!("INSERT INTO payouts ({PAYOUT_COLUMNS})");
-    let values = |new: &&NewPayout, out: &mut Vec<Value>| {
-        out.extend(payout_values(&new.payout)?);
-        Ok(())
+    let facts = facts(&mut tx, &batch.keys()).await?;
+    let BatchDecision { create, carry, skipped } = batch.decide(&facts)?;
+    let mut outcome = PeriodBatchOutcome {
+        skipped,
+        ..Default::default()
     };
-    let mut created: Vec<&NewPayout> = Vec::with_capacity(accepted.len());
-    if tx.dialect() == Dialect::Sqlite {
-        // `BEGIN IMMEDIATE`: no other writer since the lookups, so every accepted payout goes in, and
-        // the count proves it (without a `RETURNING` row per payout crossing to this thread).
-        let inserted = insert_rows(&mut tx, &head, "ON CONFLICT DO NOTHING", false, 17, &accepted, values).await?;
-        if inserted.changed != accepted.len() as u64 {
-            return Err(broken(format!(
-                "{} of {} payouts were inserted although the transaction is the only writer",
-                inserted.changed,
-                accepted.len()
-            )));
-        }
-        created = accepted;
-    } else {
-        let inserted: HashSet<String> = insert_rows(
-            &mut tx,
-            &head,
-            "ON CONFLICT DO NOTHING RETURNING id",
-            true,
-            17,
-            &accepted,
-            values,
-        )
-        .await?
-        .returned
-        .iter()
-        .map(|row| row.text("id").map_err(db))
-        .collect::<Result<_>>()?;
-        for new in accepted {
-            let p = &new.payout;
-            if inserted.contains(p.id.as_str()) {
-                created.push(new);
-            } else if payout_exists(&mut tx, &p.id).await? {
-                return Err(Error::Conflict(p.id.clone()));
-            } else {
-                live_in_batch.remove(&(p.doctor_id.clone(), p.period()));
-                outcome
-                    .skipped
-                    .push((p.doctor_id.clone(), SkipReason::AlreadyCalculated));
-            }
-        }
-    }
+    let created = insert_payouts(&mut tx, &create, &mut outcome).await?;
     insert_items(&mut tx, &created).await?;
     insert_audits(&mut tx, &created).await?;
     for new in &created {
         consume_carry_overs(&mut tx, new).await?;
         outcome.created.push(new.payout.id.clone());
     }
-
-    for c in &batch.carry_overs {
-        let slot = (c.doctor_id.clone(), c.period);
-        if live.contains(&slot) || live_in_batch.contains(&slot) {
-            outcome
-                .skipped
-                .push((c.doctor_id.clone(), SkipReason::AlreadyCalculated));
-            continue;
-        }
+    for c in &carry {
         let inserted = tx
             .execute(
                 &format!(
@@ -294,43 +224,74 @@ pub(crate) async fn create_period<D: Db>(d: &D, batch: PeriodBatch) -> Result<Pe
             outcome.carried_over.push(c.doctor_id.clone());
         }
     }
-
     tx.commit().await.map_err(db)?;
     Ok(outcome)
 }
 
-pub(crate) async fn create_payout<D: Db>(d: &D, new: NewPayout) -> Result<Payout> {
-    new.validate()?;
-    let lock = lock_rows(d.dialect());
-    let mut tx = d.begin_write().await.map_err(db)?;
-    let p = &new.payout;
-    let slot = (p.doctor_id.clone(), p.period());
-    if payout_exists(&mut tx, &p.id).await?
-        || (p.origin == PayoutOrigin::Calculated
-            && live_calculated_among(&mut tx, std::slice::from_ref(&slot))
-                .await?
-                .contains(&slot))
-    {
-        return Err(Error::Conflict(p.id.clone()));
+/// Inserts the payouts rows of `accepted` and returns the ones inserted; a payout whose slot a
+/// concurrent transaction took since the lookups (Postgres) is skipped in `outcome`.
+async fn insert_payouts<'a, T: Tx>(
+    tx: &mut T,
+    accepted: &'a [NewPayout],
+    outcome: &mut PeriodBatchOutcome,
+) -> Result<Vec<&'a NewPayout>> {
+    let head = format!("INSERT INTO payouts ({PAYOUT_COLUMNS})");
+    let values = |new: &&NewPayout, out: &mut Vec<Value>| {
+        out.extend(payout_values(&new.payout)?);
+        Ok(())
+    };
+    let accepted: Vec<&NewPayout> = accepted.iter().collect();
+    if tx.dialect() == Dialect::Sqlite {
+        // `BEGIN IMMEDIATE`: no other writer since the lookups, so every accepted payout goes in, and
+        // the count proves it (without a `RETURNING` row per payout crossing to this thread).
+        let inserted = insert_rows(tx, &head, "ON CONFLICT DO NOTHING", false, 17, &accepted, values).await?;
+        if inserted.changed != accepted.len() as u64 {
+            return Err(broken(format!(
+                "{} of {} payouts were inserted although the transaction is the only writer",
+                inserted.changed,
+                accepted.len()
+            )));
+        }
+        return Ok(accepted);
     }
-    let mut wanted = HashSet::new();
-    for period in &new.consumes_carry_overs {
-        let wanted_slot = (p.doctor_id.clone(), *period);
-        match carry_over_state(&mut tx, &wanted_slot, lock).await? {
-            None => {
-                return Err(Error::InvalidInput(format!(
-                    "payout {}: doctor {} has no carry-over for {period}",
-                    p.id, p.doctor_id
-                )));
-            }
-            Some(open) if !open || !wanted.insert(wanted_slot) => return Err(Error::Conflict(p.id.clone())),
-            Some(_) => {}
+    let inserted: HashSet<String> = insert_rows(
+        tx,
+        &head,
+        "ON CONFLICT DO NOTHING RETURNING id",
+        true,
+        17,
+        &accepted,
+        values,
+    )
+    .await?
+    .returned
+    .iter()
+    .map(|row| row.text("id").map_err(db))
+    .collect::<Result<_>>()?;
+    let mut created = Vec::with_capacity(accepted.len());
+    for new in accepted {
+        let p = &new.payout;
+        if inserted.contains(p.id.as_str()) {
+            created.push(new);
+        } else if payout_exists(tx, &p.id).await? {
+            return Err(Error::Conflict(p.id.clone()));
+        } else {
+            outcome
+                .skipped
+                .push((p.doctor_id.clone(), SkipReason::AlreadyCalculated));
         }
     }
+    Ok(created)
+}
+
+pub(crate) async fn create_payout<D: Db>(d: &D, new: NewPayout) -> Result<Payout> {
+    new.validate()?;
+    let mut tx = d.begin_write().await.map_err(db)?;
+    new.check_against(&facts(&mut tx, &new.keys()).await?)?;
     if !insert_payout(&mut tx, &new).await? {
-        return Err(Error::Conflict(p.id.clone()));
+        return Err(Error::Conflict(new.payout.id.clone()));
     }
-    let payout = read_payout(&mut tx, &p.id).await?;
+    let payout = read_payout(&mut tx, &new.payout.id).await?;
     tx.commit().await.map_err(db)?;
     Ok(payout)
 }

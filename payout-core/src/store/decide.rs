@@ -1,0 +1,174 @@
+//! Which payouts and carry-overs of a calculation chunk a store writes, and which it skips and why:
+//! decided once, here, for every store, from the few facts the store looks up first
+//! ([`StoredFacts`]). A store gathers the facts for the batch's [`keys`](PeriodBatch::keys), calls
+//! [`PeriodBatch::decide`] (or [`NewPayout::check_against`] for a manual payout) and writes what it
+//! is told.
+
+use std::collections::HashSet;
+
+use super::{CarryOver, NewPayout, PeriodBatch, SkipReason};
+use crate::domain::{DoctorId, PayoutId, PayoutOrigin, Period};
+use crate::error::{Error, Result};
+
+/// A doctor and a period: what a calculated payout or a carry-over is unique by.
+pub type Slot = (DoctorId, Period);
+
+/// What a store must look up before it decides a batch or a manual payout.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchKeys {
+    /// The slots of the payouts and the carry-overs to write: do they hold a live calculated payout,
+    /// a carry-over?
+    pub slots: Vec<Slot>,
+    /// The carry-overs the payouts want to consume: do they exist, are they open?
+    pub wanted_carry_overs: Vec<Slot>,
+    /// The payouts' ids: are they taken?
+    pub payout_ids: Vec<PayoutId>,
+}
+
+/// What a store holds about a batch's [`BatchKeys`] (each set needs to cover only those keys). On
+/// a database, rows that decide a consumption are read locked, so what was seen still holds when
+/// the transaction writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredFacts {
+    /// Slots that hold a calculated payout that is not cancelled.
+    pub live_calculated: HashSet<Slot>,
+    /// Slots that hold a carry-over, open or consumed.
+    pub carry_overs: HashSet<Slot>,
+    /// Slots whose carry-over is open: never consumed, or consumed by a payout cancelled since.
+    pub open_carry_overs: HashSet<Slot>,
+    /// Payout ids that are taken.
+    pub payout_ids: HashSet<PayoutId>,
+}
+
+/// What to write of a batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchDecision {
+    /// Payouts to create, in the batch's order.
+    pub create: Vec<NewPayout>,
+    /// Carry-overs to record, in the batch's order.
+    pub carry: Vec<CarryOver>,
+    /// Doctors skipped, and why, in the batch's order (payouts first).
+    pub skipped: Vec<(DoctorId, SkipReason)>,
+}
+
+impl PeriodBatch {
+    /// What a store must look up to [`decide`](Self::decide) this batch.
+    pub fn keys(&self) -> BatchKeys {
+        BatchKeys {
+            slots: self
+                .payouts
+                .iter()
+                .map(slot_of)
+                .chain(self.carry_overs.iter().map(|c| (c.doctor_id.clone(), c.period)))
+                .collect(),
+            wanted_carry_overs: self.payouts.iter().flat_map(wanted).collect(),
+            payout_ids: self.payouts.iter().map(|new| new.payout.id.clone()).collect(),
+        }
+    }
+
+    /// Decides the batch, in order, payouts first:
+    /// - a payout whose slot holds a live calculated payout (stored, or created earlier in the
+    ///   batch) is skipped as `AlreadyCalculated`; one whose slot holds a carry-over, as
+    ///   `AlreadyCarriedOver`; one that wants a carry-over that is missing, not open, or wanted
+    ///   earlier in the batch or twice by it, as `CarryOverTaken`;
+    /// - a payout that is not skipped but whose id is taken (stored, or earlier in the batch)
+    ///   refuses the whole batch with [`Error::Conflict`], so re-running a batch with the same ids
+    ///   is a clean no-op, not an error;
+    /// - a carry-over whose slot holds a live calculated payout (stored or created by the batch) is
+    ///   skipped as `AlreadyCalculated`; one whose slot holds a carry-over (stored or earlier in the
+    ///   batch), as `AlreadyCarriedOver`.
+    pub fn decide(self, facts: &StoredFacts) -> Result<BatchDecision> {
+        let mut decision = BatchDecision::default();
+        let mut live_in_batch: HashSet<Slot> = HashSet::new();
+        let mut consumed_in_batch: HashSet<Slot> = HashSet::new();
+        let mut ids_in_batch: HashSet<PayoutId> = HashSet::new();
+        for new in self.payouts {
+            let slot = slot_of(&new);
+            let skip = if facts.live_calculated.contains(&slot) || live_in_batch.contains(&slot) {
+                Some(SkipReason::AlreadyCalculated)
+            } else if facts.carry_overs.contains(&slot) {
+                Some(SkipReason::AlreadyCarriedOver)
+            } else {
+                let mut asked = HashSet::new();
+                let taken = wanted(&new).any(|want| {
+                    !facts.open_carry_overs.contains(&want) || consumed_in_batch.contains(&want) || !asked.insert(want)
+                });
+                taken.then_some(SkipReason::CarryOverTaken)
+            };
+            if let Some(reason) = skip {
+                decision.skipped.push((new.payout.doctor_id.clone(), reason));
+                continue;
+            }
+            let id = &new.payout.id;
+            if facts.payout_ids.contains(id) || !ids_in_batch.insert(id.clone()) {
+                return Err(Error::Conflict(id.clone()));
+            }
+            if new.payout.origin == PayoutOrigin::Calculated {
+                live_in_batch.insert(slot);
+            }
+            consumed_in_batch.extend(wanted(&new));
+            decision.create.push(new);
+        }
+        let mut carried_in_batch: HashSet<Slot> = HashSet::new();
+        for c in self.carry_overs {
+            let slot = (c.doctor_id.clone(), c.period);
+            if facts.live_calculated.contains(&slot) || live_in_batch.contains(&slot) {
+                decision.skipped.push((c.doctor_id, SkipReason::AlreadyCalculated));
+            } else if facts.carry_overs.contains(&slot) || !carried_in_batch.insert(slot) {
+                decision.skipped.push((c.doctor_id, SkipReason::AlreadyCarriedOver));
+            } else {
+                decision.carry.push(c);
+            }
+        }
+        Ok(decision)
+    }
+}
+
+impl NewPayout {
+    /// What a store must look up to [`check`](Self::check_against) this payout before creating it
+    /// alone.
+    pub fn keys(&self) -> BatchKeys {
+        BatchKeys {
+            slots: vec![slot_of(self)],
+            wanted_carry_overs: wanted(self).collect(),
+            payout_ids: vec![self.payout.id.clone()],
+        }
+    }
+
+    /// Checks a payout created alone (a manual one): a taken id, or a second live calculated
+    /// payout for its slot, is a [`Conflict`](Error::Conflict); a carry-over it wants that does not
+    /// exist is [`InvalidInput`](Error::InvalidInput); one that is not open, or wanted twice, is a
+    /// `Conflict`.
+    pub fn check_against(&self, facts: &StoredFacts) -> Result<()> {
+        let p = &self.payout;
+        if facts.payout_ids.contains(&p.id)
+            || (p.origin == PayoutOrigin::Calculated && facts.live_calculated.contains(&slot_of(self)))
+        {
+            return Err(Error::Conflict(p.id.clone()));
+        }
+        let mut asked = HashSet::new();
+        for want in wanted(self) {
+            if !facts.carry_overs.contains(&want) {
+                return Err(Error::InvalidInput(format!(
+                    "payout {}: doctor {} has no carry-over for {}",
+                    p.id, p.doctor_id, want.1
+                )));
+            }
+            if !facts.open_carry_overs.contains(&want) || !asked.insert(want) {
+                return Err(Error::Conflict(p.id.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn slot_of(new: &NewPayout) -> Slot {
+    (new.payout.doctor_id.clone(), new.payout.period())
+}
+
+/// The slots of the carry-overs `new` consumes.
+fn wanted(new: &NewPayout) -> impl Iterator<Item = Slot> + '_ {
+    new.consumes_carry_overs
+        .iter()
+        .map(|period| (new.payout.doctor_id.clone(), *period))
+}
