@@ -4,6 +4,8 @@ use payout_core::domain::PayoutDestination;
 use payout_core::provider::{PayoutInstruction, ProviderStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::common::Unpayable;
+
 /// `POST {BANK_API_URL}/transfers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct TransferRequest {
@@ -29,10 +31,6 @@ pub(crate) struct Beneficiary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
 }
-
-/// Why an instruction cannot be sent to the bank (a `Final` error, before any call).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Unpayable(pub String);
 
 impl TryFrom<&PayoutInstruction> for TransferRequest {
     type Error = Unpayable;

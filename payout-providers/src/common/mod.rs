@@ -1,7 +1,8 @@
-//! What every adapter shares: secrets, config errors, retries, HTTP classification and (for the
-//! OAuth providers) a token cache.
+//! What every adapter shares: secrets, config errors, client options, retries, HTTP classification
+//! and (for the OAuth providers) a token cache.
 
 pub(crate) mod http;
+pub(crate) mod options;
 pub(crate) mod retry;
 #[cfg(any(feature = "paypal", feature = "mpesa"))]
 pub(crate) mod token;
@@ -9,6 +10,10 @@ pub(crate) mod token;
 use std::fmt;
 use std::time::Duration;
 
+use payout_core::domain::Provider;
+use payout_core::{ProviderError, ProviderErrorKind};
+
+pub use options::{ClientOptions, ConfigBuilder};
 pub use retry::RetryPolicy;
 
 /// A credential. `Debug` prints `[REDACTED]`; there is no `Display`; the value is read only through
@@ -66,6 +71,17 @@ pub enum ConfigError {
     Http(String),
 }
 
+/// Why an instruction cannot be sent to a provider: a `Final` error, before any call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unpayable(pub String);
+
+impl Unpayable {
+    /// The public error: `Final`, since nothing was sent and re-sending cannot help.
+    pub fn into_error(self, provider: Provider) -> ProviderError {
+        ProviderError::new(provider, ProviderErrorKind::Final, self.0)
+    }
+}
+
 /// Reads a variable through `lookup`, trimmed; empty counts as unset.
 pub(crate) fn var(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
@@ -88,7 +104,6 @@ pub(crate) fn base_url(name: &'static str, value: &str) -> Result<String, Config
 }
 
 /// Parses a whole number of seconds, e.g. a timeout from the environment.
-#[allow(dead_code)]
 pub(crate) fn seconds(name: &'static str, value: &str) -> Result<Duration, ConfigError> {
     value
         .trim()

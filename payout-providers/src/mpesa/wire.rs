@@ -7,6 +7,8 @@ use payout_core::money::Currency;
 use payout_core::provider::PayoutInstruction;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::common::Unpayable;
+
 /// Smallest B2C amount, in KES.
 pub const MIN_AMOUNT_KES: i64 = 10;
 /// Largest B2C amount per transaction, in KES.
@@ -48,10 +50,6 @@ pub(crate) struct Payment {
     pub remarks: String,
     pub occasion: String,
 }
-
-/// Why an instruction cannot be paid by B2C (a `Final` error, before any call).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Unpayable(pub String);
 
 impl TryFrom<&PayoutInstruction> for Payment {
     type Error = Unpayable;
@@ -146,6 +144,22 @@ pub(crate) struct GatewayError {
     pub error_code: Option<String>,
     #[serde(default)]
     pub error_message: Option<String>,
+}
+
+/// The details after `HTTP {status} ` in an error message: `{errorCode}: {errorMessage} (requestId {id})`.
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            self.error_code.as_deref().unwrap_or("-"),
+            self.error_message.as_deref().unwrap_or("")
+        )?;
+        if let Some(id) = &self.request_id {
+            write!(f, " (requestId {id})")?;
+        }
+        Ok(())
+    }
 }
 
 /// `GET /oauth/v1/generate`: `expires_in` is a string or a number.

@@ -6,6 +6,8 @@ use payout_core::domain::PayoutDestination;
 use payout_core::provider::{PayoutInstruction, ProviderStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::common::Unpayable;
+
 /// The most items one create call may carry.
 pub const MAX_BATCH_ITEMS: usize = 15_000;
 /// `sender_item_id`'s limit.
@@ -48,10 +50,6 @@ pub(crate) struct Amount {
     pub currency: String,
     pub value: String,
 }
-
-/// Why an instruction cannot be a payout item (a `Final` error, before any call).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Unpayable(pub String);
 
 impl TryFrom<&PayoutInstruction> for PayoutItem {
     type Error = Unpayable;
@@ -209,6 +207,29 @@ pub(crate) struct ErrorDetail {
     pub field: Option<String>,
     #[serde(default)]
     pub issue: Option<String>,
+}
+
+/// The details after `HTTP {status} ` in an error message:
+/// `{name}: {message} [{field}: {issue}]... (debug_id {id})`, each part only when PayPal gave it.
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name.as_deref().unwrap_or("error"))?;
+        if let Some(m) = &self.message {
+            write!(f, ": {m}")?;
+        }
+        for d in &self.details {
+            write!(
+                f,
+                " [{}: {}]",
+                d.field.as_deref().unwrap_or("-"),
+                d.issue.as_deref().unwrap_or("-")
+            )?;
+        }
+        if let Some(id) = &self.debug_id {
+            write!(f, " (debug_id {id})")?;
+        }
+        Ok(())
+    }
 }
 
 impl ApiError {

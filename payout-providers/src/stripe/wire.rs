@@ -7,6 +7,8 @@ use payout_core::domain::PayoutDestination;
 use payout_core::provider::{PayoutInstruction, ProviderStatus};
 use serde::Deserialize;
 
+use crate::common::Unpayable;
+
 /// `POST /v1/transfers`, before form encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TransferRequest {
@@ -21,10 +23,6 @@ pub(crate) struct TransferRequest {
     pub transfer_group: String,
     pub metadata: BTreeMap<&'static str, String>,
 }
-
-/// Why an instruction cannot become a transfer (a `Final` error, before any call).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Unpayable(pub String);
 
 impl TryFrom<&PayoutInstruction> for TransferRequest {
     type Error = Unpayable;
@@ -155,6 +153,26 @@ pub(crate) struct ApiError {
     pub message: Option<String>,
     #[serde(default)]
     pub param: Option<String>,
+}
+
+/// The details after `HTTP {status}` in an error message: ` {type} ({decline_code}) param {param}: {message}`,
+/// each part only when Stripe gave it.
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(k) = &self.kind {
+            write!(f, " {k}")?;
+        }
+        if let Some(c) = &self.decline_code {
+            write!(f, " ({c})")?;
+        }
+        if let Some(p) = &self.param {
+            write!(f, " param {p}")?;
+        }
+        if let Some(m) = &self.message {
+            write!(f, ": {m}")?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
