@@ -1,13 +1,15 @@
 //! Bank adapter against a local wiremock server speaking the documented contract, and the bank
 //! files (CSV, pain.001.001.03, NACHA) checked field by field.
 
+mod support;
+
 use std::time::Duration;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use http::HeaderMap;
 use payout_core::domain::{BankAccount, PayoutDestination, Provider};
 use payout_core::money::{Currency, Money};
-use payout_core::provider::{AttemptLookup, PayoutInstruction, PayoutProvider, ProviderStatus};
+use payout_core::provider::{PayoutInstruction, PayoutProvider, ProviderStatus};
 use payout_core::testkit::{fixtures, provider::check_provider};
 use payout_core::{ProviderErrorKind, WebhookError};
 use payout_providers::RetryPolicy;
@@ -16,8 +18,9 @@ use payout_providers::bank::{
     end_to_end_id, nacha, pain001,
 };
 use serde_json::json;
-use wiremock::matchers::{body_json, header, method, path, query_param};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use support::{lookup, mount, mount_first, mount_times, on, posts};
+use wiremock::matchers::{body_json, header, query_param};
+use wiremock::{MockServer, ResponseTemplate};
 
 const KEY: &str = "bank_live_key_0123456789";
 
@@ -43,14 +46,8 @@ fn transfer(id: &str, status: &str) -> serde_json::Value {
     json!({"id": id, "status": status, "reference": "po_testkit-1", "failure_reason": null})
 }
 
-async fn posts(server: &MockServer) -> Vec<Request> {
-    server
-        .received_requests()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.method == http::Method::POST)
-        .collect()
+fn answer(status: u16, body: serde_json::Value) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(body)
 }
 
 // ---------- send ----------
@@ -58,8 +55,7 @@ async fn posts(server: &MockServer) -> Vec<Request> {
 #[tokio::test]
 async fn send_posts_the_contract_body_with_key_and_bearer() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/transfers"))
+    let create = on("POST", Some("/transfers"))
         .and(header("Idempotency-Key", "po_testkit-1"))
         .and(header("authorization", format!("Bearer {KEY}").as_str()))
         .and(body_json(json!({
@@ -70,11 +66,8 @@ async fn send_posts_the_contract_body_with_key_and_bearer() {
             "description": "Consultations 2025-01-01..2025-01-31",
             "beneficiary": {"name": "Dr. Testkit", "account_number": "0123456789", "bank_code": "01",
                             "bank_name": "Test Bank", "country": "KE"}
-        })))
-        .respond_with(ResponseTemplate::new(201).set_body_json(transfer("bt_1", "PENDING")))
-        .expect(1)
-        .mount(&server)
-        .await;
+        })));
+    mount_times(&server, create, answer(201, transfer("bt_1", "PENDING")), 1).await;
     let r = provider(&server).send(&instruction()).await.unwrap();
     assert_eq!(r.reference.as_deref(), Some("bt_1"));
     assert_eq!(r.status, ProviderStatus::Accepted);
@@ -83,10 +76,7 @@ async fn send_posts_the_contract_body_with_key_and_bearer() {
 #[tokio::test]
 async fn completed_at_once_is_paid() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(transfer("bt_2", "COMPLETED")))
-        .mount(&server)
-        .await;
+    mount(&server, on("POST", None), answer(200, transfer("bt_2", "COMPLETED"))).await;
     assert_eq!(
         provider(&server).send(&instruction()).await.unwrap().status,
         ProviderStatus::Paid
@@ -96,30 +86,20 @@ async fn completed_at_once_is_paid() {
 #[tokio::test]
 async fn unpayable_instructions_fail_final_before_any_call() {
     let server = MockServer::start().await;
-    let p = provider(&server);
     let mut negative = instruction();
     negative.amount = Money::parse("-1", Currency::KES).unwrap();
     let mut not_bank = instruction();
     not_bank.destination = PayoutDestination::MpesaPhone {
         phone: "254700000000".into(),
     };
-    for i in [negative, not_bank] {
-        assert_eq!(p.send(&i).await.unwrap_err().kind, ProviderErrorKind::Final);
-    }
-    assert!(server.received_requests().await.unwrap().is_empty());
+    support::assert_unpayable(&server, &provider(&server), &[negative, not_bank]).await;
 }
 
 #[tokio::test]
 async fn validation_4xx_is_final_with_the_banks_code() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(422)
-                .set_body_json(json!({"error": {"code": "invalid_account", "message": "account does not exist"}})),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
+    let refusal = json!({"error": {"code": "invalid_account", "message": "account does not exist"}});
+    mount_times(&server, on("POST", None), answer(422, refusal), 1).await;
     let e = provider(&server).send(&instruction()).await.unwrap_err();
     assert_eq!(e.kind, ProviderErrorKind::Final);
     assert_eq!(e.code.as_deref(), Some("invalid_account"));
@@ -128,108 +108,60 @@ async fn validation_4xx_is_final_with_the_banks_code() {
 #[tokio::test]
 async fn unauthorized_is_final_and_never_echoes_the_key() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(401)
-                .set_body_json(json!({"error": {"code": "unauthorized", "message": format!("bad key {KEY}")}})),
-        )
-        .mount(&server)
-        .await;
+    let refusal = json!({"error": {"code": "unauthorized", "message": format!("bad key {KEY}")}});
+    mount(&server, on("POST", None), answer(401, refusal)).await;
     let e = provider(&server).send(&instruction()).await.unwrap_err();
     assert_eq!(e.kind, ProviderErrorKind::Final);
     assert!(!e.to_string().contains(KEY), "{e}");
 }
 
-async fn retried_then_ok(first: ResponseTemplate) {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(first)
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(transfer("bt_r", "PENDING")))
-        .mount(&server)
-        .await;
-    let r = provider(&server).send(&instruction()).await.unwrap();
-    assert_eq!(r.reference.as_deref(), Some("bt_r"));
-    let sent = posts(&server).await;
-    assert_eq!(sent.len(), 2);
-    assert_eq!(
-        sent[0].headers.get("idempotency-key"),
-        sent[1].headers.get("idempotency-key")
-    );
-    assert_eq!(sent[0].body, sent[1].body);
+/// 429, 5xx and 409 `idempotency_key_in_use`: retried, and every try carries the same key and body.
+#[tokio::test]
+async fn rate_limits_server_errors_and_key_in_use_are_retried_with_the_same_key() {
+    for first in [
+        ResponseTemplate::new(429),
+        ResponseTemplate::new(502).set_body_string("bad gateway"),
+        answer(409, json!({"error": {"code": "idempotency_key_in_use"}})),
+    ] {
+        let server = MockServer::start().await;
+        mount_first(&server, on("POST", None), first).await;
+        mount(&server, on("POST", None), answer(201, transfer("bt_r", "PENDING"))).await;
+        let r = provider(&server).send(&instruction()).await.unwrap();
+        assert_eq!(r.reference.as_deref(), Some("bt_r"));
+        let sent = posts(&server).await;
+        assert_eq!(sent.len(), 2);
+        assert_eq!(
+            sent[0].headers.get("idempotency-key"),
+            sent[1].headers.get("idempotency-key")
+        );
+        assert_eq!(sent[0].body, sent[1].body);
+    }
 }
 
+/// A 5xx on every try ends `Retryable` after three; a timeout is `Ambiguous` and not retried.
 #[tokio::test]
-async fn rate_limited_429_is_retried_with_the_same_key() {
-    retried_then_ok(ResponseTemplate::new(429)).await;
-}
-
-#[tokio::test]
-async fn server_error_5xx_is_retried_with_the_same_key() {
-    retried_then_ok(ResponseTemplate::new(502).set_body_string("bad gateway")).await;
-}
-
-#[tokio::test]
-async fn key_in_use_409_is_retried_with_the_same_key() {
-    retried_then_ok(ResponseTemplate::new(409).set_body_json(json!({"error": {"code": "idempotency_key_in_use"}})))
-        .await;
-}
-
-#[tokio::test]
-async fn persistent_5xx_ends_retryable_after_max_tries() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
-        .expect(3)
-        .mount(&server)
-        .await;
-    assert_eq!(
-        provider(&server).send(&instruction()).await.unwrap_err().kind,
-        ProviderErrorKind::Retryable
-    );
-}
-
-#[tokio::test]
-async fn timeout_is_ambiguous_and_not_retried() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(transfer("bt_slow", "PENDING"))
-                .set_delay(Duration::from_secs(3)),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
-    assert_eq!(
-        provider(&server).send(&instruction()).await.unwrap_err().kind,
-        ProviderErrorKind::Ambiguous
-    );
+async fn persistent_5xx_ends_retryable_and_a_timeout_ambiguous() {
+    let slow = answer(201, transfer("bt_slow", "PENDING")).set_delay(Duration::from_secs(3));
+    for (response, tries, kind) in [
+        (ResponseTemplate::new(500), 3, ProviderErrorKind::Retryable),
+        (slow, 1, ProviderErrorKind::Ambiguous),
+    ] {
+        let server = MockServer::start().await;
+        mount_times(&server, on("POST", None), response, tries).await;
+        support::assert_send_fails(&provider(&server), &instruction(), kind).await;
+    }
 }
 
 #[tokio::test]
 async fn connection_refused_is_retryable() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let p = BankProvider::new(config(&format!("http://{addr}"))).unwrap();
-    assert_eq!(
-        p.send(&instruction()).await.unwrap_err().kind,
-        ProviderErrorKind::Retryable
-    );
+    let p = BankProvider::new(config(&support::refused_base())).unwrap();
+    support::assert_send_fails(&p, &instruction(), ProviderErrorKind::Retryable).await;
 }
 
 #[tokio::test]
 async fn unknown_status_is_ambiguous_never_guessed() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(transfer("bt_3", "SETTLING")))
-        .mount(&server)
-        .await;
+    mount(&server, on("POST", None), answer(201, transfer("bt_3", "SETTLING"))).await;
     let e = provider(&server).send(&instruction()).await.unwrap_err();
     assert_eq!(e.kind, ProviderErrorKind::Ambiguous);
     assert_eq!(e.code.as_deref(), Some("unknown_status"));
@@ -238,12 +170,8 @@ async fn unknown_status_is_ambiguous_never_guessed() {
 #[tokio::test]
 async fn duplicate_key_returns_the_first_transfer() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(header("Idempotency-Key", "po_testkit-1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(transfer("bt_once", "PENDING")))
-        .expect(2)
-        .mount(&server)
-        .await;
+    let keyed = on("POST", None).and(header("Idempotency-Key", "po_testkit-1"));
+    mount_times(&server, keyed, answer(200, transfer("bt_once", "PENDING")), 2).await;
     let p = provider(&server);
     let a = p.send(&instruction()).await.unwrap();
     let b = p.send(&instruction()).await.unwrap();
@@ -252,75 +180,49 @@ async fn duplicate_key_returns_the_first_transfer() {
 
 // ---------- lookup ----------
 
-fn lookup(reference: Option<&str>) -> AttemptLookup {
-    AttemptLookup {
-        payout_id: "po_testkit".into(),
-        attempt_no: 1,
-        idempotency_key: "po_testkit-1".into(),
-        provider_reference: reference.map(String::from),
-        instruction: Some(instruction()),
-    }
-}
-
 #[tokio::test]
 async fn lookup_by_id_maps_every_status() {
     let server = MockServer::start().await;
-    for (id, status) in [
-        ("bt_a", "COMPLETED"),
-        ("bt_b", "FAILED"),
-        ("bt_c", "RETURNED"),
-        ("bt_d", "PROCESSING"),
-    ] {
-        Mock::given(method("GET"))
-            .and(path(format!("/transfers/{id}")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(
-                json!({"id": id, "status": status, "reference": "po_testkit-1", "failure_reason": "account closed"}),
-            ))
-            .mount(&server)
-            .await;
+    let i = instruction();
+    let cases = [
+        ("bt_a", "COMPLETED", ProviderStatus::Paid),
+        ("bt_b", "FAILED", ProviderStatus::Failed("account closed".into())),
+        ("bt_c", "RETURNED", ProviderStatus::Returned("account closed".into())),
+        ("bt_d", "PROCESSING", ProviderStatus::Accepted),
+    ];
+    for (id, status, _) in &cases {
+        let body = json!({"id": id, "status": status, "reference": "po_testkit-1", "failure_reason": "account closed"});
+        mount(&server, on("GET", Some(&format!("/transfers/{id}"))), answer(200, body)).await;
     }
     let p = provider(&server);
-    assert_eq!(p.lookup(&lookup(Some("bt_a"))).await.unwrap(), ProviderStatus::Paid);
-    assert_eq!(
-        p.lookup(&lookup(Some("bt_b"))).await.unwrap(),
-        ProviderStatus::Failed("account closed".into())
-    );
-    assert_eq!(
-        p.lookup(&lookup(Some("bt_c"))).await.unwrap(),
-        ProviderStatus::Returned("account closed".into())
-    );
-    assert_eq!(p.lookup(&lookup(Some("bt_d"))).await.unwrap(), ProviderStatus::Accepted);
+    for (id, _, expected) in cases {
+        assert_eq!(p.lookup(&lookup(&i, Some(id))).await.unwrap(), expected, "{id}");
+    }
 }
 
 #[tokio::test]
 async fn lookup_404_of_a_known_id_is_an_error() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(404))
-        .mount(&server)
-        .await;
-    assert!(provider(&server).lookup(&lookup(Some("bt_x"))).await.is_err());
+    mount(&server, on("GET", None), ResponseTemplate::new(404)).await;
+    assert!(
+        provider(&server)
+            .lookup(&lookup(&instruction(), Some("bt_x")))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
 async fn lookup_without_id_searches_by_reference() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/transfers"))
-        .and(query_param("reference", "po_testkit-1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": []})))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/transfers"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [transfer("bt_f", "COMPLETED")]})))
-        .mount(&server)
-        .await;
+    let by_reference = on("GET", Some("/transfers")).and(query_param("reference", "po_testkit-1"));
+    mount_first(&server, by_reference, answer(200, json!({"data": []}))).await;
+    let found = json!({"data": [transfer("bt_f", "COMPLETED")]});
+    mount(&server, on("GET", Some("/transfers")), answer(200, found)).await;
     let p = provider(&server);
-    assert_eq!(p.lookup(&lookup(None)).await.unwrap(), ProviderStatus::NotFound);
-    assert_eq!(p.lookup(&lookup(None)).await.unwrap(), ProviderStatus::Paid);
+    let unsent = lookup(&instruction(), None);
+    assert_eq!(p.lookup(&unsent).await.unwrap(), ProviderStatus::NotFound);
+    assert_eq!(p.lookup(&unsent).await.unwrap(), ProviderStatus::Paid);
 }
 
 #[tokio::test]
@@ -337,27 +239,23 @@ async fn webhooks_are_not_supported() {
 #[tokio::test]
 async fn passes_the_provider_conformance_check() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/transfers"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(transfer("bt_conf", "PENDING")))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/transfers/bt_conf"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(transfer("bt_conf", "PROCESSING")))
-        .mount(&server)
-        .await;
+    mount(
+        &server,
+        on("POST", Some("/transfers")),
+        answer(201, transfer("bt_conf", "PENDING")),
+    )
+    .await;
+    let by_id = on("GET", Some("/transfers/bt_conf"));
+    mount(&server, by_id, answer(200, transfer("bt_conf", "PROCESSING"))).await;
     check_provider(&provider(&server), instruction()).await;
 }
 
 #[test]
 fn config_debug_shows_no_secret() {
     let c = config("https://bank.example/api");
-    let shown = format!("{c:?}");
-    assert!(!shown.contains(KEY), "{shown}");
-    assert!(shown.contains("bank.example") && shown.ends_with(".. }"));
-    let shown = format!("{:?}", BankProvider::new(c).unwrap());
-    assert!(!shown.contains(KEY), "{shown}");
+    assert!(format!("{c:?}").contains("bank.example"));
+    let p = BankProvider::new(c.clone()).unwrap();
+    support::assert_debug_hides(&c, &p, &[KEY]);
 }
 
 // ---------- files ----------

@@ -15,9 +15,7 @@ use http::{HeaderMap, HeaderValue};
 use payout_core::clock::ManualClock;
 use payout_core::domain::{PayoutDestination, PayoutId, Provider};
 use payout_core::money::{Currency, Money};
-use payout_core::provider::{
-    AttemptLookup, EventReference, PayoutInstruction, PayoutProvider, ProviderEventKind, ProviderStatus,
-};
+use payout_core::provider::{EventReference, PayoutInstruction, PayoutProvider, ProviderEventKind, ProviderStatus};
 use payout_core::testkit::{fixtures, provider::check_provider};
 use payout_core::{ProviderErrorKind, WebhookError};
 use payout_providers::RetryPolicy;
@@ -28,8 +26,9 @@ use payout_providers::paypal::{
 use rsa::RsaPrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
 use serde_json::json;
-use wiremock::matchers::{body_partial_json, body_string, header, method, path, query_param};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use support::{lookup, mount, mount_first, mount_times, on, requests};
+use wiremock::matchers::{body_partial_json, body_string, header, query_param};
+use wiremock::{MockServer, Request, ResponseTemplate};
 
 const CLIENT_ID: &str = "AcLientIdSandbox0001";
 const CLIENT_SECRET: &str = "EcLientSecretSandbox0002";
@@ -67,8 +66,8 @@ impl CertFetcher for TestFetcher {
 }
 
 fn paypal_cert() -> String {
-    support::self_signed_pem(
-        support::test_key(),
+    support::certs::self_signed_pem(
+        support::certs::test_key(),
         "messageverificationcerts.sandbox.paypal.com",
         NOW - 3600,
         NOW + 86_400 * 365,
@@ -121,14 +120,10 @@ fn token(access: &str, expires_in: u64) -> ResponseTemplate {
 }
 
 async fn mount_token(server: &MockServer, expires_in: u64, times: u64) {
-    Mock::given(method("POST"))
-        .and(path("/v1/oauth2/token"))
+    let mock = on("POST", Some("/v1/oauth2/token"))
         .and(header("authorization", basic().as_str()))
-        .and(body_string("grant_type=client_credentials"))
-        .respond_with(token("A21AA-token-1", expires_in))
-        .expect(times)
-        .mount(server)
-        .await;
+        .and(body_string("grant_type=client_credentials"));
+    mount_times(server, mock, token("A21AA-token-1", expires_in), times).await;
 }
 
 fn created(batch: &str, sender_batch_id: &str) -> ResponseTemplate {
@@ -167,23 +162,24 @@ fn batch(status: &str, items: Vec<serde_json::Value>) -> ResponseTemplate {
 }
 
 async fn mount_batch(server: &MockServer, response: ResponseTemplate) {
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/payments/payouts/{BATCH}")))
+    let mock = on("GET", Some(&format!("/v1/payments/payouts/{BATCH}")))
         .and(query_param("page", "1"))
-        .and(query_param("page_size", "1000"))
-        .respond_with(response)
-        .mount(server)
-        .await;
+        .and(query_param("page_size", "1000"));
+    mount(server, mock, response).await;
 }
 
 async fn creates(server: &MockServer) -> Vec<Request> {
+    requests(server, |r| {
+        r.method == http::Method::POST && r.url.path() == "/v1/payments/payouts"
+    })
+    .await
+}
+
+/// A server that hands out one long-lived token.
+async fn with_token() -> MockServer {
+    let server = MockServer::start().await;
+    mount_token(&server, 32400, 1).await;
     server
-        .received_requests()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.method == http::Method::POST && r.url.path() == "/v1/payments/payouts")
-        .collect()
 }
 
 fn json_body(r: &Request) -> serde_json::Value {
@@ -194,21 +190,16 @@ fn json_body(r: &Request) -> serde_json::Value {
 
 #[tokio::test]
 async fn send_creates_a_batch_of_one_with_our_ids_and_maps_the_item_back() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payments/payouts"))
+    let server = with_token().await;
+    let mock = on("POST", Some("/v1/payments/payouts"))
         .and(header("authorization", "Bearer A21AA-token-1"))
         .and(header("PayPal-Request-Id", "po_testkit-1"))
         .and(body_partial_json(json!({
             "sender_batch_header": {"sender_batch_id": "po_testkit-1", "recipient_type": "EMAIL"},
             "items": [{"recipient_type": "EMAIL", "amount": {"currency": "KES", "value": "500.00"},
                        "receiver": "doctor@example.com", "sender_item_id": "po_testkit-1"}]
-        })))
-        .respond_with(created(BATCH, "po_testkit-1"))
-        .expect(1)
-        .mount(&server)
-        .await;
+        })));
+    mount_times(&server, mock, created(BATCH, "po_testkit-1"), 1).await;
     mount_batch(
         &server,
         batch("SUCCESS", vec![item("8AELMXH8UB2P8", "po_testkit-1", "SUCCESS")]),
@@ -231,14 +222,14 @@ async fn send_creates_a_batch_of_one_with_our_ids_and_maps_the_item_back() {
 #[tokio::test]
 async fn a_batch_of_many_pages_reads_each_page_once_and_maps_every_item() {
     const N: u32 = 2_500;
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payments/payouts"))
-        .respond_with(created(BATCH, "b"))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = with_token().await;
+    mount_times(
+        &server,
+        on("POST", Some("/v1/payments/payouts")),
+        created(BATCH, "b"),
+        1,
+    )
+    .await;
     // PayPal's order: the items newest first, so item n is on page (N - n) / 1000 + 1.
     let listed: Vec<serde_json::Value> = (1..=N)
         .rev()
@@ -253,14 +244,10 @@ async fn a_batch_of_many_pages_reads_each_page_once_and_maps_every_item() {
             "links": []
         });
         body["page"] = json!(page + 1);
-        Mock::given(method("GET"))
-            .and(path(format!("/v1/payments/payouts/{BATCH}")))
+        let mock = on("GET", Some(&format!("/v1/payments/payouts/{BATCH}")))
             .and(query_param("page", (page + 1).to_string().as_str()))
-            .and(query_param("page_size", "1000"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(body))
-            .expect(1)
-            .mount(&server)
-            .await;
+            .and(query_param("page_size", "1000"));
+        mount_times(&server, mock, ResponseTemplate::new(200).set_body_json(body), 1).await;
     }
     let batch_in: Vec<PayoutInstruction> = (1..=N)
         .map(|n| instruction_for(n, &format!("dr{n}@example.com"), "10.00", Currency::USD))
@@ -284,13 +271,8 @@ async fn a_batch_of_many_pages_reads_each_page_once_and_maps_every_item() {
 
 #[tokio::test]
 async fn a_batch_with_mixed_item_results_maps_each_back_by_sender_item_id() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payments/payouts"))
-        .respond_with(created(BATCH, "b"))
-        .mount(&server)
-        .await;
+    let server = with_token().await;
+    mount(&server, on("POST", Some("/v1/payments/payouts")), created(BATCH, "b")).await;
     // PayPal lists items in its own order.
     mount_batch(
         &server,
@@ -356,12 +338,8 @@ async fn a_batch_with_mixed_item_results_maps_each_back_by_sender_item_id() {
 
 #[tokio::test]
 async fn the_same_attempts_make_the_same_sender_batch_id_in_any_order() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("POST"))
-        .respond_with(created(BATCH, "b"))
-        .mount(&server)
-        .await;
+    let server = with_token().await;
+    mount(&server, on("POST", None), created(BATCH, "b")).await;
     mount_batch(&server, batch("PENDING", vec![])).await;
     let a = instruction_for(1, "a@example.com", "1", Currency::USD);
     let b = instruction_for(2, "b@example.com", "1", Currency::USD);
@@ -383,12 +361,8 @@ async fn the_same_attempts_make_the_same_sender_batch_id_in_any_order() {
 
 #[tokio::test]
 async fn a_key_twice_in_one_call_is_sent_once() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("POST"))
-        .respond_with(created(BATCH, "po_1-1"))
-        .mount(&server)
-        .await;
+    let server = with_token().await;
+    mount(&server, on("POST", None), created(BATCH, "po_1-1")).await;
     mount_batch(&server, batch("SUCCESS", vec![item("ITEM1", "po_1-1", "SUCCESS")])).await;
     let a = instruction_for(1, "a@example.com", "1", Currency::USD);
     let out = provider(&server).send_batch(&[a.clone(), a]).await.unwrap();
@@ -412,13 +386,8 @@ fn duplicate_error(with_link: bool) -> ResponseTemplate {
 
 #[tokio::test]
 async fn a_duplicate_sender_batch_id_is_already_sent_and_looked_up_through_its_link() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("POST"))
-        .respond_with(duplicate_error(true))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = with_token().await;
+    mount_times(&server, on("POST", None), duplicate_error(true), 1).await;
     mount_batch(
         &server,
         batch("SUCCESS", vec![item("8AELMXH8UB2P8", "po_testkit-1", "SUCCESS")]),
@@ -432,82 +401,58 @@ async fn a_duplicate_sender_batch_id_is_already_sent_and_looked_up_through_its_l
 
 #[tokio::test]
 async fn a_duplicate_without_a_link_is_accepted_never_failed() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("POST"))
-        .respond_with(duplicate_error(false))
-        .mount(&server)
-        .await;
+    let server = with_token().await;
+    mount(&server, on("POST", None), duplicate_error(false)).await;
     let r = provider(&server).send(&instruction()).await.unwrap();
     assert_eq!(r.status, ProviderStatus::Accepted);
     assert_eq!(r.reference, None);
 }
 
-async fn retried_then_ok(first: ResponseTemplate) {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payments/payouts"))
-        .respond_with(first)
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payments/payouts"))
-        .respond_with(created(BATCH, "k"))
-        .mount(&server)
-        .await;
-    mount_batch(
-        &server,
-        batch("SUCCESS", vec![item("ITEM1", "po_testkit-1", "SUCCESS")]),
-    )
-    .await;
-    assert_eq!(
-        provider(&server).send(&instruction()).await.unwrap().status,
-        ProviderStatus::Paid
-    );
-    let sent = creates(&server).await;
-    assert_eq!(sent.len(), 2);
-    assert_eq!(
-        sent[0].headers.get("paypal-request-id"),
-        sent[1].headers.get("paypal-request-id")
-    );
-    assert_eq!(
-        sent[0].body, sent[1].body,
-        "the same sender_batch_id and items on every try"
-    );
-}
-
+/// 5xx and 429: retried, and every try carries the same `PayPal-Request-Id`, `sender_batch_id` and items.
 #[tokio::test]
-async fn server_error_5xx_is_retried_with_the_same_ids() {
-    retried_then_ok(
-        ResponseTemplate::new(500).set_body_json(json!({"name": "INTERNAL_SERVER_ERROR",
-        "message": "An internal server error has occurred.", "debug_id": "90957fca61718"})),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn rate_limited_429_is_retried_with_the_same_ids() {
-    retried_then_ok(
-        ResponseTemplate::new(429).set_body_json(json!({"name": "RATE_LIMIT_REACHED",
-        "message": "Too many requests", "debug_id": "x"})),
-    )
-    .await;
+async fn server_errors_and_rate_limits_are_retried_with_the_same_ids() {
+    for first in [
+        json!({"name": "INTERNAL_SERVER_ERROR", "message": "An internal server error has occurred.",
+               "debug_id": "90957fca61718"}),
+        json!({"name": "RATE_LIMIT_REACHED", "message": "Too many requests", "debug_id": "x"}),
+    ] {
+        let status = if first["name"] == "RATE_LIMIT_REACHED" {
+            429
+        } else {
+            500
+        };
+        let server = with_token().await;
+        let create = || on("POST", Some("/v1/payments/payouts"));
+        mount_first(&server, create(), ResponseTemplate::new(status).set_body_json(first)).await;
+        mount(&server, create(), created(BATCH, "k")).await;
+        mount_batch(
+            &server,
+            batch("SUCCESS", vec![item("ITEM1", "po_testkit-1", "SUCCESS")]),
+        )
+        .await;
+        assert_eq!(
+            provider(&server).send(&instruction()).await.unwrap().status,
+            ProviderStatus::Paid
+        );
+        let sent = creates(&server).await;
+        assert_eq!(sent.len(), 2);
+        assert_eq!(
+            sent[0].headers.get("paypal-request-id"),
+            sent[1].headers.get("paypal-request-id")
+        );
+        assert_eq!(
+            sent[0].body, sent[1].body,
+            "the same sender_batch_id and items on every try"
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_validation_error_is_final_with_paypals_name() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"name": "VALIDATION_ERROR",
+    let server = with_token().await;
+    mount_times(&server, on("POST", None), ResponseTemplate::new(400).set_body_json(json!({"name": "VALIDATION_ERROR",
             "message": "Invalid request - see details", "debug_id": "5b4d5b4d",
-            "details": [{"field": "items[0].receiver", "location": "body", "issue": "Receiver is invalid or does not match with type"}]})))
-        .expect(1)
-        .mount(&server)
-        .await;
+            "details": [{"field": "items[0].receiver", "location": "body", "issue": "Receiver is invalid or does not match with type"}]})), 1).await;
     let e = provider(&server).send(&instruction()).await.unwrap_err();
     assert_eq!(e.kind, ProviderErrorKind::Final);
     assert_eq!(e.code.as_deref(), Some("VALIDATION_ERROR"));
@@ -516,15 +461,14 @@ async fn a_validation_error_is_final_with_paypals_name() {
 
 #[tokio::test]
 async fn insufficient_funds_is_final() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(422).set_body_json(json!({"name": "INSUFFICIENT_FUNDS",
+    let server = with_token().await;
+    mount(
+        &server,
+        on("POST", None),
+        ResponseTemplate::new(422).set_body_json(json!({"name": "INSUFFICIENT_FUNDS",
             "message": "Sender does not have sufficient funds.", "debug_id": "abc"})),
-        )
-        .mount(&server)
-        .await;
+    )
+    .await;
     let out = provider(&server)
         .send_batch(&[
             instruction_for(1, "a@example.com", "1", Currency::USD),
@@ -541,40 +485,26 @@ async fn insufficient_funds_is_final() {
 #[tokio::test]
 async fn a_401_refreshes_the_token_once() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/oauth2/token"))
-        .respond_with(token("A21AA-old", 32400))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/oauth2/token"))
-        .respond_with(token("A21AA-new", 32400))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payments/payouts"))
-        .and(header("authorization", "Bearer A21AA-old"))
-        .respond_with(
-            ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_token",
+    mount_first(&server, on("POST", Some("/v1/oauth2/token")), token("A21AA-old", 32400)).await;
+    mount(&server, on("POST", Some("/v1/oauth2/token")), token("A21AA-new", 32400)).await;
+    let mock = on("POST", Some("/v1/payments/payouts")).and(header("authorization", "Bearer A21AA-old"));
+    mount_times(
+        &server,
+        mock,
+        ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_token",
             "error_description": "Access Token not found in cache"})),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payments/payouts"))
-        .and(header("authorization", "Bearer A21AA-new"))
-        .respond_with(created(BATCH, "po_testkit-1"))
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(header("authorization", "Bearer A21AA-new"))
-        .respond_with(batch("SUCCESS", vec![item("ITEM1", "po_testkit-1", "SUCCESS")]))
-        .mount(&server)
-        .await;
+        1,
+    )
+    .await;
+    let mock = on("POST", Some("/v1/payments/payouts")).and(header("authorization", "Bearer A21AA-new"));
+    mount_times(&server, mock, created(BATCH, "po_testkit-1"), 1).await;
+    let mock = on("GET", None).and(header("authorization", "Bearer A21AA-new"));
+    mount(
+        &server,
+        mock,
+        batch("SUCCESS", vec![item("ITEM1", "po_testkit-1", "SUCCESS")]),
+    )
+    .await;
     assert_eq!(
         provider(&server).send(&instruction()).await.unwrap().status,
         ProviderStatus::Paid
@@ -585,11 +515,7 @@ async fn a_401_refreshes_the_token_once() {
 async fn short_lived_tokens_are_fetched_again_for_every_call() {
     let server = MockServer::start().await;
     mount_token(&server, 30, 4).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payments/payouts"))
-        .respond_with(created(BATCH, "k"))
-        .mount(&server)
-        .await;
+    mount(&server, on("POST", Some("/v1/payments/payouts")), created(BATCH, "k")).await;
     mount_batch(&server, batch("PENDING", vec![])).await;
     let p = provider(&server);
     // A 30 s token is inside the 60 s margin: each send (create + read) asks for a fresh one.
@@ -600,14 +526,13 @@ async fn short_lived_tokens_are_fetched_again_for_every_call() {
 #[tokio::test]
 async fn bad_client_credentials_are_final() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/oauth2/token"))
-        .respond_with(
-            ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client",
+    mount(
+        &server,
+        on("POST", Some("/v1/oauth2/token")),
+        ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client",
             "error_description": "Client Authentication failed"})),
-        )
-        .mount(&server)
-        .await;
+    )
+    .await;
     let e = provider(&server).send(&instruction()).await.unwrap_err();
     assert_eq!(e.kind, ProviderErrorKind::Final);
     assert!(!e.to_string().contains(CLIENT_SECRET));
@@ -616,20 +541,14 @@ async fn bad_client_credentials_are_final() {
 
 #[tokio::test]
 async fn an_unknown_outcome_is_resolved_by_re_sending_the_same_batch() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payments/payouts"))
-        .respond_with(created(BATCH, "po_testkit-1").set_delay(Duration::from_secs(3)))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payments/payouts"))
-        .respond_with(duplicate_error(true))
-        .mount(&server)
-        .await;
+    let server = with_token().await;
+    mount_first(
+        &server,
+        on("POST", Some("/v1/payments/payouts")),
+        created(BATCH, "po_testkit-1").set_delay(Duration::from_secs(3)),
+    )
+    .await;
+    mount(&server, on("POST", Some("/v1/payments/payouts")), duplicate_error(true)).await;
     mount_batch(
         &server,
         batch("SUCCESS", vec![item("ITEM1", "po_testkit-1", "SUCCESS")]),
@@ -647,14 +566,14 @@ async fn an_unknown_outcome_is_resolved_by_re_sending_the_same_batch() {
 
 #[tokio::test]
 async fn a_timeout_that_persists_is_ambiguous() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payments/payouts"))
-        .respond_with(created(BATCH, "k").set_delay(Duration::from_secs(3)))
-        .expect(2)
-        .mount(&server)
-        .await;
+    let server = with_token().await;
+    mount_times(
+        &server,
+        on("POST", Some("/v1/payments/payouts")),
+        created(BATCH, "k").set_delay(Duration::from_secs(3)),
+        2,
+    )
+    .await;
     assert_eq!(
         provider(&server).send(&instruction()).await.unwrap_err().kind,
         ProviderErrorKind::Ambiguous
@@ -663,28 +582,15 @@ async fn a_timeout_that_persists_is_ambiguous() {
 
 #[tokio::test]
 async fn connection_refused_is_retryable() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let p = PaypalProvider::new(builder(&format!("http://{addr}")).build().unwrap()).unwrap();
-    assert_eq!(
-        p.send(&instruction()).await.unwrap_err().kind,
-        ProviderErrorKind::Retryable
-    );
+    let p = PaypalProvider::new(builder(&support::refused_base()).build().unwrap()).unwrap();
+    support::assert_send_fails(&p, &instruction(), ProviderErrorKind::Retryable).await;
 }
 
 #[tokio::test]
 async fn a_created_batch_whose_items_cannot_be_read_is_accepted() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("POST"))
-        .respond_with(created(BATCH, "k"))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&server)
-        .await;
+    let server = with_token().await;
+    mount(&server, on("POST", None), created(BATCH, "k")).await;
+    mount(&server, on("GET", None), ResponseTemplate::new(503)).await;
     let r = provider(&server).send(&instruction()).await.unwrap();
     assert_eq!(
         (r.reference.as_deref(), r.status),
@@ -695,60 +601,51 @@ async fn a_created_batch_whose_items_cannot_be_read_is_accepted() {
 
 // ---------- lookup ----------
 
-fn lookup(reference: Option<&str>) -> AttemptLookup {
-    AttemptLookup {
-        payout_id: "po_testkit".into(),
-        attempt_no: 1,
-        idempotency_key: "po_testkit-1".into(),
-        provider_reference: reference.map(String::from),
-        instruction: Some(instruction()),
-    }
-}
-
 #[tokio::test]
 async fn lookup_reads_the_item() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
+    let server = with_token().await;
     for (id, status) in [
         ("ITEMP", "SUCCESS"),
         ("ITEMR", "RETURNED"),
         ("ITEMU", "UNCLAIMED"),
         ("ITEMF", "FAILED"),
     ] {
-        Mock::given(method("GET"))
-            .and(path(format!("/v1/payments/payouts-item/{id}")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(item(id, "po_testkit-1", status)))
-            .mount(&server)
-            .await;
+        mount(
+            &server,
+            on("GET", Some(&format!("/v1/payments/payouts-item/{id}"))),
+            ResponseTemplate::new(200).set_body_json(item(id, "po_testkit-1", status)),
+        )
+        .await;
     }
     let p = provider(&server);
-    assert_eq!(p.lookup(&lookup(Some("ITEMP"))).await.unwrap(), ProviderStatus::Paid);
+    assert_eq!(
+        p.lookup(&lookup(&instruction(), Some("ITEMP"))).await.unwrap(),
+        ProviderStatus::Paid
+    );
     assert!(matches!(
-        p.lookup(&lookup(Some("ITEMR"))).await.unwrap(),
+        p.lookup(&lookup(&instruction(), Some("ITEMR"))).await.unwrap(),
         ProviderStatus::Returned(_)
     ));
     assert_eq!(
-        p.lookup(&lookup(Some("ITEMU"))).await.unwrap(),
+        p.lookup(&lookup(&instruction(), Some("ITEMU"))).await.unwrap(),
         ProviderStatus::Accepted
     );
     assert!(matches!(
-        p.lookup(&lookup(Some("ITEMF"))).await.unwrap(),
+        p.lookup(&lookup(&instruction(), Some("ITEMF"))).await.unwrap(),
         ProviderStatus::Failed(_)
     ));
 }
 
 #[tokio::test]
 async fn lookup_by_batch_id_finds_the_item_by_our_key() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/payments/payouts-item/{BATCH}")))
-        .respond_with(
-            ResponseTemplate::new(404).set_body_json(json!({"name": "RESOURCE_NOT_FOUND",
+    let server = with_token().await;
+    mount(
+        &server,
+        on("GET", Some(&format!("/v1/payments/payouts-item/{BATCH}"))),
+        ResponseTemplate::new(404).set_body_json(json!({"name": "RESOURCE_NOT_FOUND",
             "message": "The requested resource was not found", "debug_id": "x"})),
-        )
-        .mount(&server)
-        .await;
+    )
+    .await;
     mount_batch(
         &server,
         batch(
@@ -761,25 +658,24 @@ async fn lookup_by_batch_id_finds_the_item_by_our_key() {
     )
     .await;
     assert_eq!(
-        provider(&server).lookup(&lookup(Some(BATCH))).await.unwrap(),
+        provider(&server)
+            .lookup(&lookup(&instruction(), Some(BATCH)))
+            .await
+            .unwrap(),
         ProviderStatus::Paid
     );
 }
 
 #[tokio::test]
 async fn lookup_of_an_unknown_reference_is_an_error_and_without_one_never_not_found() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(404))
-        .mount(&server)
-        .await;
+    let server = with_token().await;
+    mount(&server, on("GET", None), ResponseTemplate::new(404)).await;
     let p = provider(&server);
     assert_eq!(
-        p.lookup(&lookup(Some("NOPE"))).await.unwrap_err().kind,
+        p.lookup(&lookup(&instruction(), Some("NOPE"))).await.unwrap_err().kind,
         ProviderErrorKind::Final
     );
-    let e = p.lookup(&lookup(None)).await.unwrap_err();
+    let e = p.lookup(&lookup(&instruction(), None)).await.unwrap_err();
     assert_eq!(
         (e.kind, e.code.as_deref()),
         (ProviderErrorKind::Ambiguous, Some("no_reference"))
@@ -788,23 +684,24 @@ async fn lookup_of_an_unknown_reference_is_an_error_and_without_one_never_not_fo
 
 #[tokio::test]
 async fn passes_the_provider_conformance_check() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32400, 1).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payments/payouts"))
-        .respond_with(created(BATCH, "po_testkit-1"))
-        .mount(&server)
-        .await;
+    let server = with_token().await;
+    mount(
+        &server,
+        on("POST", Some("/v1/payments/payouts")),
+        created(BATCH, "po_testkit-1"),
+    )
+    .await;
     mount_batch(
         &server,
         batch("PROCESSING", vec![item("8AELMXH8UB2P8", "po_testkit-1", "PENDING")]),
     )
     .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/payments/payouts-item/8AELMXH8UB2P8"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(item("8AELMXH8UB2P8", "po_testkit-1", "PENDING")))
-        .mount(&server)
-        .await;
+    mount(
+        &server,
+        on("GET", Some("/v1/payments/payouts-item/8AELMXH8UB2P8")),
+        ResponseTemplate::new(200).set_body_json(item("8AELMXH8UB2P8", "po_testkit-1", "PENDING")),
+    )
+    .await;
     check_provider(&provider(&server), instruction()).await;
 }
 
@@ -839,11 +736,7 @@ fn assert_valid(validator: &jsonschema::Validator, body: &serde_json::Value) {
 async fn every_create_body_validates_against_the_payouts_spec() {
     let server = MockServer::start().await;
     mount_token(&server, 32400, 2).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payments/payouts"))
-        .respond_with(created(BATCH, "k"))
-        .mount(&server)
-        .await;
+    mount(&server, on("POST", Some("/v1/payments/payouts")), created(BATCH, "k")).await;
     mount_batch(&server, batch("PENDING", vec![])).await;
     let plain = provider(&server);
     let dressed = PaypalProvider::new(
@@ -916,7 +809,7 @@ fn headers_for(body: &[u8], key: &RsaPrivateKey, webhook_id: &str, cert_url: &st
 }
 
 fn signed(body: &[u8]) -> HeaderMap {
-    headers_for(body, support::test_key(), WEBHOOK_ID, CERT)
+    headers_for(body, support::certs::test_key(), WEBHOOK_ID, CERT)
 }
 
 fn offline_with(fetcher: Arc<TestFetcher>) -> PaypalProvider {
@@ -991,12 +884,12 @@ async fn a_tampered_body_is_refused() {
 async fn a_signature_by_another_key_or_for_another_webhook_is_refused() {
     let p = offline_with(TestFetcher::with(CERT, paypal_cert()));
     let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
-    let by_other = headers_for(&body, support::other_key(), WEBHOOK_ID, CERT);
+    let by_other = headers_for(&body, support::certs::other_key(), WEBHOOK_ID, CERT);
     assert_eq!(
         p.verify_webhook(&by_other, &body).await.unwrap_err(),
         WebhookError::BadSignature
     );
-    let other_webhook = headers_for(&body, support::test_key(), "8PT597110X687430LKGECATA", CERT);
+    let other_webhook = headers_for(&body, support::certs::test_key(), "8PT597110X687430LKGECATA", CERT);
     assert_eq!(
         p.verify_webhook(&other_webhook, &body).await.unwrap_err(),
         WebhookError::BadSignature
@@ -1012,10 +905,10 @@ async fn a_signature_by_another_key_or_for_another_webhook_is_refused() {
 #[tokio::test]
 async fn an_expired_or_not_yet_valid_certificate_is_refused() {
     let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
-    let key = support::test_key();
+    let key = support::certs::test_key();
     let cn = "messageverificationcerts.sandbox.paypal.com";
-    let expired = support::self_signed_pem(key, cn, NOW - 86_400 * 400, NOW - 86_400);
-    let future = support::self_signed_pem(key, cn, NOW + 86_400, NOW + 86_400 * 400);
+    let expired = support::certs::self_signed_pem(key, cn, NOW - 86_400 * 400, NOW - 86_400);
+    let future = support::certs::self_signed_pem(key, cn, NOW + 86_400, NOW + 86_400 * 400);
     for pem in [expired, future] {
         let p = offline_with(TestFetcher::with(CERT, pem));
         assert_eq!(
@@ -1028,7 +921,12 @@ async fn an_expired_or_not_yet_valid_certificate_is_refused() {
 #[tokio::test]
 async fn a_certificate_that_is_not_paypals_is_refused() {
     let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
-    let impostor = support::self_signed_pem(support::test_key(), "paypal.com.evil.example", NOW - 60, NOW + 86_400);
+    let impostor = support::certs::self_signed_pem(
+        support::certs::test_key(),
+        "paypal.com.evil.example",
+        NOW - 60,
+        NOW + 86_400,
+    );
     let p = offline_with(TestFetcher::with(CERT, impostor));
     assert!(matches!(
         p.verify_webhook(&signed(&body), &body).await.unwrap_err(),
@@ -1046,7 +944,7 @@ async fn certificate_urls_outside_paypal_are_never_fetched() {
     ] {
         let fetcher = TestFetcher::with(url, paypal_cert());
         let p = offline_with(fetcher.clone());
-        let h = headers_for(&body, support::test_key(), WEBHOOK_ID, url);
+        let h = headers_for(&body, support::certs::test_key(), WEBHOOK_ID, url);
         assert!(
             matches!(
                 p.verify_webhook(&h, &body).await.unwrap_err(),
@@ -1097,7 +995,7 @@ async fn missing_headers_unsupported_algorithms_and_unfetchable_certs_are_refuse
         WebhookError::Unauthorized(_)
     ));
     let other_cert = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-unknown";
-    let h = headers_for(&body, support::test_key(), WEBHOOK_ID, other_cert);
+    let h = headers_for(&body, support::certs::test_key(), WEBHOOK_ID, other_cert);
     assert!(matches!(
         p.verify_webhook(&h, &body).await.unwrap_err(),
         WebhookError::Unavailable(_)
@@ -1122,13 +1020,15 @@ async fn without_a_webhook_id_webhooks_are_unavailable() {
 
 async fn api_verifier(server: &MockServer, answer: &str) -> PaypalProvider {
     mount_token(server, 32400, 1).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/notifications/verify-webhook-signature"))
-        .and(header("authorization", "Bearer A21AA-token-1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"verification_status": answer})))
-        .expect(1)
-        .mount(server)
-        .await;
+    let mock = on("POST", Some("/v1/notifications/verify-webhook-signature"))
+        .and(header("authorization", "Bearer A21AA-token-1"));
+    mount_times(
+        server,
+        mock,
+        ResponseTemplate::new(200).set_body_json(json!({"verification_status": answer})),
+        1,
+    )
+    .await;
     PaypalProvider::new(
         builder(&server.uri())
             .verification(WebhookVerification::Api)
@@ -1189,11 +1089,8 @@ async fn the_verification_api_saying_failure_is_a_bad_signature() {
 #[test]
 fn config_debug_shows_no_secret() {
     let c = builder("https://api-m.sandbox.paypal.com").build().unwrap();
-    let shown = format!("{c:?}");
-    assert!(!shown.contains(CLIENT_ID) && !shown.contains(CLIENT_SECRET), "{shown}");
-    assert!(shown.ends_with(".. }"));
-    let shown = format!("{:?}", PaypalProvider::new(c).unwrap());
-    assert!(!shown.contains(CLIENT_SECRET));
+    let p = PaypalProvider::new(c.clone()).unwrap();
+    support::assert_debug_hides(&c, &p, &[CLIENT_ID, CLIENT_SECRET]);
 }
 
 #[test]
