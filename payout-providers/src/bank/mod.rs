@@ -188,11 +188,7 @@ impl PayoutProvider for BankProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            lookup: true,
-            webhooks: false,
-            ..Capabilities::default()
-        }
+        crate::common::capabilities(1, false)
     }
 
     async fn send(&self, instruction: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {

@@ -79,9 +79,7 @@ impl TryFrom<&PayoutInstruction> for TransferRequest {
 pub(crate) struct Transfer {
     pub id: String,
     pub status: String,
-    #[serde(default)]
     pub reference: Option<String>,
-    #[serde(default)]
     pub failure_reason: Option<String>,
 }
 
@@ -112,16 +110,15 @@ pub(crate) struct TransferList {
 
 /// `{"error": {"code", "message"}}`
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct ErrorEnvelope {
-    #[serde(default)]
     pub error: ApiError,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct ApiError {
-    #[serde(default)]
     pub code: Option<String>,
-    #[serde(default)]
     pub message: Option<String>,
 }
 

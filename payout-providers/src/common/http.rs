@@ -95,10 +95,14 @@ pub(crate) fn classified_error(
     e: &(impl Classified + std::fmt::Display),
     code: Option<String>,
 ) -> ProviderError {
-    let out = ProviderError::new(provider, e.kind(), e.to_string());
+    with_code(ProviderError::new(provider, e.kind(), e.to_string()), code)
+}
+
+/// `e` with the provider's code, when it gave one.
+pub(crate) fn with_code(e: ProviderError, code: Option<String>) -> ProviderError {
     match code {
-        Some(c) => out.with_code(c),
-        None => out,
+        Some(c) => e.with_code(c),
+        None => e,
     }
 }
 

@@ -11,6 +11,7 @@ use std::fmt;
 use std::time::Duration;
 
 use payout_core::domain::Provider;
+use payout_core::provider::Capabilities;
 use payout_core::{ProviderError, ProviderErrorKind};
 
 pub use options::{ClientOptions, ConfigBuilder};
@@ -69,6 +70,18 @@ pub enum ConfigError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+}
+
+/// What an adapter here can do: every one looks attempts up and moves real money; it sends batches
+/// when it takes more than one instruction a call, and verifies webhooks when configured to.
+pub(crate) fn capabilities(max_batch_size: usize, webhooks: bool) -> Capabilities {
+    Capabilities {
+        batch: max_batch_size > 1,
+        max_batch_size,
+        lookup: true,
+        webhooks,
+        simulated: false,
+    }
 }
 
 /// Why an instruction cannot be sent to a provider: a `Final` error, before any call.

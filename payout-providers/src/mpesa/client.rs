@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::wire::{Ack, DUPLICATE_ORIGINATOR, GatewayError, INVALID_TOKEN, PaymentRequest, StatusQuery, TokenResponse};
 use crate::common::http::{self, Api, ExchangeError, RawResponse, classified_error};
 use crate::common::retry::{Classified, retry};
-use crate::common::token::{Fetched, TokenCache};
+use crate::common::token::{Fetched, TokenCache, request_token};
 use crate::common::{Secret, redact};
 
 const PROVIDER: Provider = Provider::MpesaB2c;
@@ -73,37 +73,21 @@ pub(crate) struct MpesaClient {
 impl MpesaClient {
     /// `GET /oauth/v1/generate?grant_type=client_credentials` with Basic auth.
     async fn fetch_token(&self) -> Result<Fetched, ProviderError> {
-        let raw = http::execute(
-            PROVIDER,
-            self.api
-                .request(reqwest::Method::GET, "/oauth/v1/generate")
-                .query(&[("grant_type", "client_credentials")])
-                .basic_auth(self.consumer_key.expose(), Some(self.consumer_secret.expose())),
-        )
-        .await?;
-        if !raw.status.is_success() {
-            let error = gateway_error(&raw).unwrap_or_default();
-            let e = ProviderError::new(
-                PROVIDER,
-                http::status_kind(raw.status),
-                format!(
-                    "token request refused: HTTP {} {} (check MPESA_B2C_CONSUMER_KEY/SECRET)",
-                    raw.status,
-                    error.error_code.as_deref().unwrap_or("")
-                ),
+        let request = self
+            .api
+            .request(reqwest::Method::GET, "/oauth/v1/generate")
+            .query(&[("grant_type", "client_credentials")])
+            .basic_auth(self.consumer_key.expose(), Some(self.consumer_secret.expose()));
+        let t: TokenResponse = request_token(PROVIDER, request, |raw| {
+            let code = gateway_error(raw).and_then(|e| e.error_code);
+            let message = format!(
+                "token request refused: HTTP {} {} (check MPESA_B2C_CONSUMER_KEY/SECRET)",
+                raw.status,
+                code.as_deref().unwrap_or("")
             );
-            return Err(match error.error_code {
-                Some(c) => e.with_code(c),
-                None => e,
-            });
-        }
-        let t: TokenResponse = serde_json::from_slice(&raw.body).map_err(|e| {
-            ProviderError::new(
-                PROVIDER,
-                ProviderErrorKind::Retryable,
-                format!("unreadable token response: {e}"),
-            )
-        })?;
+            (message, code)
+        })
+        .await?;
         let secs = t
             .expires_in
             .as_deref()

@@ -355,11 +355,7 @@ impl PayoutProvider for MpesaProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            lookup: true,
-            webhooks: self.config.auth.configured(),
-            ..Capabilities::default()
-        }
+        crate::common::capabilities(1, self.config.auth.configured())
     }
 
     async fn send(&self, instruction: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {

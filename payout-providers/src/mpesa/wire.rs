@@ -124,25 +124,22 @@ pub(crate) fn msisdn(phone: &str) -> Option<String> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct Ack {
-    #[serde(rename = "ConversationID", default)]
+    #[serde(rename = "ConversationID")]
     pub conversation_id: Option<String>,
-    #[serde(rename = "OriginatorConversationID", default)]
+    #[serde(rename = "OriginatorConversationID")]
     pub originator_conversation_id: Option<String>,
     #[serde(default, deserialize_with = "string_or_number")]
     pub response_code: Option<String>,
-    #[serde(default)]
     pub response_description: Option<String>,
 }
 
 /// `{"requestId", "errorCode", "errorMessage"}`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub(crate) struct GatewayError {
-    #[serde(default)]
     pub request_id: Option<String>,
-    #[serde(default)]
     pub error_code: Option<String>,
-    #[serde(default)]
     pub error_message: Option<String>,
 }
 
@@ -209,21 +206,20 @@ pub(crate) struct Callback {
 pub(crate) struct CallbackResult {
     #[serde(default, deserialize_with = "string_or_number")]
     pub result_code: Option<String>,
-    #[serde(default)]
     pub result_desc: Option<String>,
-    #[serde(rename = "OriginatorConversationID", default)]
+    #[serde(rename = "OriginatorConversationID")]
     pub originator_conversation_id: Option<String>,
-    #[serde(rename = "ConversationID", default)]
+    #[serde(rename = "ConversationID")]
     pub conversation_id: Option<String>,
-    #[serde(default)]
     pub result_parameters: Option<ResultParameters>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
+#[serde(default)]
 pub(crate) struct ResultParameters {
     /// One parameter or a list of them.
-    #[serde(default, deserialize_with = "one_or_many")]
+    #[serde(deserialize_with = "one_or_many")]
     pub result_parameter: Vec<ResultParameter>,
 }
 

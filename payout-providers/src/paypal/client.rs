@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use super::wire::{ApiError, Batch, CreatePayoutRequest, CreatedBatch, ItemDetail, TokenResponse, linked_batch_id};
 use crate::common::http::{self, Api, ExchangeError, RawResponse, classified_error};
 use crate::common::retry::{Classified, retry};
-use crate::common::token::{Fetched, TokenCache};
+use crate::common::token::{Fetched, TokenCache, request_token};
 use crate::common::{Secret, redact};
 
 const PROVIDER: Provider = Provider::PaypalPayouts;
@@ -76,31 +76,16 @@ pub(crate) struct PaypalClient {
 impl PaypalClient {
     /// `POST /v1/oauth2/token` with Basic auth and `grant_type=client_credentials`.
     async fn fetch_token(&self) -> Result<Fetched, ProviderError> {
-        let raw = http::execute(
-            PROVIDER,
-            self.api
-                .request(reqwest::Method::POST, "/v1/oauth2/token")
-                .basic_auth(self.client_id.expose(), Some(self.client_secret.expose()))
-                .form(&[("grant_type", "client_credentials")]),
-        )
+        let request = self
+            .api
+            .request(reqwest::Method::POST, "/v1/oauth2/token")
+            .basic_auth(self.client_id.expose(), Some(self.client_secret.expose()))
+            .form(&[("grant_type", "client_credentials")]);
+        let t: TokenResponse = request_token(PROVIDER, request, |raw| {
+            let check = "check PAYPAL_CLIENT_ID/PAYPAL_CLIENT_SECRET";
+            (format!("token request refused: HTTP {} ({check})", raw.status), None)
+        })
         .await?;
-        if !raw.status.is_success() {
-            return Err(ProviderError::new(
-                PROVIDER,
-                http::status_kind(raw.status),
-                format!(
-                    "token request refused: HTTP {} (check PAYPAL_CLIENT_ID/PAYPAL_CLIENT_SECRET)",
-                    raw.status
-                ),
-            ));
-        }
-        let t: TokenResponse = serde_json::from_slice(&raw.body).map_err(|e| {
-            ProviderError::new(
-                PROVIDER,
-                ProviderErrorKind::Retryable,
-                format!("unreadable token response: {e}"),
-            )
-        })?;
         Ok(Fetched {
             token: Secret::new(t.access_token),
             expires_in: Duration::from_secs(t.expires_in.unwrap_or(300)),

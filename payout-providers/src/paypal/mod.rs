@@ -309,13 +309,7 @@ impl PayoutProvider for PaypalProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            batch: true,
-            max_batch_size: MAX_BATCH_ITEMS,
-            lookup: true,
-            webhooks: self.config.webhook_id.is_some(),
-            ..Capabilities::default()
-        }
+        crate::common::capabilities(MAX_BATCH_ITEMS, self.config.webhook_id.is_some())
     }
 
     async fn send(&self, instruction: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {

@@ -102,7 +102,6 @@ pub(crate) struct CreatedBatch {
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct BatchHeader {
     pub payout_batch_id: String,
-    #[serde(default)]
     pub batch_status: Option<String>,
 }
 
@@ -112,37 +111,31 @@ pub(crate) struct Batch {
     pub batch_header: BatchHeader,
     #[serde(default)]
     pub items: Vec<ItemDetail>,
-    #[serde(default)]
     pub total_pages: Option<u32>,
 }
 
 /// `GET /v1/payments/payouts-item/{id}` and a batch's items (schema `payout_item_detail` /
 /// `payout_batch_items`); also a webhook event's `resource`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct ItemDetail {
-    #[serde(default)]
     pub payout_item_id: Option<String>,
-    #[serde(default)]
     pub transaction_status: Option<String>,
-    #[serde(default)]
     pub payout_batch_id: Option<String>,
-    #[serde(default)]
     pub payout_item: Option<ItemSummary>,
-    #[serde(default)]
     pub errors: Option<ItemErrors>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct ItemSummary {
-    #[serde(default)]
     pub sender_item_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct ItemErrors {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub message: Option<String>,
 }
 
@@ -190,22 +183,18 @@ impl ItemDetail {
 
 /// Schema `error`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct ApiError {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub message: Option<String>,
-    #[serde(default)]
     pub debug_id: Option<String>,
-    #[serde(default)]
     pub details: Vec<ErrorDetail>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct ErrorDetail {
-    #[serde(default)]
     pub field: Option<String>,
-    #[serde(default)]
     pub issue: Option<String>,
 }
 
@@ -284,7 +273,6 @@ pub(crate) fn linked_batch_id(error_body: &serde_json::Value) -> Option<String> 
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct TokenResponse {
     pub access_token: String,
-    #[serde(default)]
     pub expires_in: Option<u64>,
 }
 
@@ -292,7 +280,6 @@ pub(crate) struct TokenResponse {
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Event {
     pub id: String,
-    #[serde(default)]
     pub create_time: Option<String>,
     pub event_type: String,
     #[serde(default)]

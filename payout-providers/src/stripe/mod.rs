@@ -229,11 +229,7 @@ impl PayoutProvider for StripeProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            lookup: true,
-            webhooks: self.config.webhook_secret.is_some(),
-            ..Capabilities::default()
-        }
+        crate::common::capabilities(1, self.config.webhook_secret.is_some())
     }
 
     async fn send(&self, instruction: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {

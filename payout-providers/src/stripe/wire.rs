@@ -93,7 +93,6 @@ pub(crate) struct Transfer {
     #[serde(default)]
     pub amount_reversed: i64,
     pub currency: String,
-    #[serde(default)]
     pub destination: Option<String>,
     #[serde(default)]
     pub reversed: bool,
@@ -142,16 +141,13 @@ pub(crate) struct ErrorEnvelope {
 
 /// Stripe's error object.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct ApiError {
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type")]
     pub kind: Option<String>,
-    #[serde(default)]
     pub code: Option<String>,
-    #[serde(default)]
     pub decline_code: Option<String>,
-    #[serde(default)]
     pub message: Option<String>,
-    #[serde(default)]
     pub param: Option<String>,
 }
 
