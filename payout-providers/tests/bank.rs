@@ -24,6 +24,10 @@ use wiremock::{MockServer, ResponseTemplate};
 
 const KEY: &str = "bank_live_key_0123456789";
 
+fn instruction() -> PayoutInstruction {
+    fixtures::instruction(Provider::BankTransfer)
+}
+
 fn config(base: &str) -> BankConfig {
     BankConfig::builder()
         .api_url(base)
@@ -36,10 +40,6 @@ fn config(base: &str) -> BankConfig {
 
 fn provider(server: &MockServer) -> BankProvider {
     BankProvider::new(config(&server.uri())).unwrap()
-}
-
-fn instruction() -> PayoutInstruction {
-    fixtures::instruction(Provider::BankTransfer)
 }
 
 fn transfer(id: &str, status: &str) -> serde_json::Value {
@@ -77,10 +77,7 @@ async fn send_posts_the_contract_body_with_key_and_bearer() {
 async fn completed_at_once_is_paid() {
     let server = MockServer::start().await;
     mount(&server, on("POST", None), answer(200, transfer("bt_2", "COMPLETED"))).await;
-    assert_eq!(
-        provider(&server).send(&instruction()).await.unwrap().status,
-        ProviderStatus::Paid
-    );
+    support::assert_sent(&provider(&server), &instruction(), ProviderStatus::Paid).await;
 }
 
 #[tokio::test]
@@ -100,8 +97,7 @@ async fn validation_4xx_is_final_with_the_banks_code() {
     let server = MockServer::start().await;
     let refusal = json!({"error": {"code": "invalid_account", "message": "account does not exist"}});
     mount_times(&server, on("POST", None), answer(422, refusal), 1).await;
-    let e = provider(&server).send(&instruction()).await.unwrap_err();
-    assert_eq!(e.kind, ProviderErrorKind::Final);
+    let e = support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Final).await;
     assert_eq!(e.code.as_deref(), Some("invalid_account"));
 }
 
@@ -110,8 +106,7 @@ async fn unauthorized_is_final_and_never_echoes_the_key() {
     let server = MockServer::start().await;
     let refusal = json!({"error": {"code": "unauthorized", "message": format!("bad key {KEY}")}});
     mount(&server, on("POST", None), answer(401, refusal)).await;
-    let e = provider(&server).send(&instruction()).await.unwrap_err();
-    assert_eq!(e.kind, ProviderErrorKind::Final);
+    let e = support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Final).await;
     assert!(!e.to_string().contains(KEY), "{e}");
 }
 
@@ -162,8 +157,7 @@ async fn connection_refused_is_retryable() {
 async fn unknown_status_is_ambiguous_never_guessed() {
     let server = MockServer::start().await;
     mount(&server, on("POST", None), answer(201, transfer("bt_3", "SETTLING"))).await;
-    let e = provider(&server).send(&instruction()).await.unwrap_err();
-    assert_eq!(e.kind, ProviderErrorKind::Ambiguous);
+    let e = support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Ambiguous).await;
     assert_eq!(e.code.as_deref(), Some("unknown_status"));
 }
 

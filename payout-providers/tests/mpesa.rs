@@ -18,7 +18,7 @@ use payout_providers::mpesa::{
     SIGNATURE_HEADER,
 };
 use serde_json::json;
-use support::{lookup, mount, mount_first, mount_times, on, requests};
+use support::{lookup, mount, mount_first, mount_times, on, refusal, requests};
 use wiremock::matchers::{body_json, body_partial_json, header, query_param};
 use wiremock::{MockServer, Request, ResponseTemplate};
 
@@ -233,10 +233,7 @@ async fn a_retry_that_meets_its_own_first_try_is_already_sent() {
     mount_first(&server, on("POST", None), ResponseTemplate::new(503)).await;
     let duplicate = gateway_error("500.002.1001", "Duplicate");
     mount(&server, on("POST", None), answer(500, duplicate)).await;
-    assert_eq!(
-        provider(&server).send(&instruction()).await.unwrap().status,
-        ProviderStatus::Accepted
-    );
+    support::assert_sent(&provider(&server), &instruction(), ProviderStatus::Accepted).await;
 }
 
 #[tokio::test]
@@ -244,8 +241,7 @@ async fn an_invalid_payload_is_final() {
     let server = with_token().await;
     let invalid = gateway_error("400.002.05", "Invalid Request Payload");
     mount_times(&server, on("POST", None), answer(400, invalid), 1).await;
-    let e = provider(&server).send(&instruction()).await.unwrap_err();
-    assert_eq!(e.kind, ProviderErrorKind::Final);
+    let e = support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Final).await;
     assert_eq!(e.code.as_deref(), Some("400.002.05"));
 }
 
@@ -309,8 +305,7 @@ async fn bad_consumer_credentials_are_final() {
         answer(400, gateway_error("400.008.02", "Invalid grant type")),
     )
     .await;
-    let e = provider(&server).send(&instruction()).await.unwrap_err();
-    assert_eq!(e.kind, ProviderErrorKind::Final);
+    let e = support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Final).await;
     assert!(!e.to_string().contains(CONSUMER_SECRET));
 }
 
@@ -579,15 +574,9 @@ async fn callbacks_with_a_wrong_or_missing_token_are_refused() {
     let body = result_body(json!(0), "ok");
     let mut h = signed(&body);
     h.insert(CALLBACK_TOKEN_HEADER, HeaderValue::from_static("guess"));
-    assert_eq!(
-        p.verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::BadSignature
-    );
+    assert_eq!(refusal(&p, &h, &body).await, WebhookError::BadSignature);
     h.remove(CALLBACK_TOKEN_HEADER);
-    assert!(matches!(
-        p.verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::MissingHeader(_)
-    ));
+    assert!(matches!(refusal(&p, &h, &body).await, WebhookError::MissingHeader(_)));
 }
 
 #[tokio::test]
@@ -599,22 +588,13 @@ async fn callbacks_with_a_wrong_secret_or_tampered_body_are_refused() {
         SIGNATURE_HEADER,
         HeaderValue::from_str(&hmac_hex("other-secret", &body)).unwrap(),
     );
-    assert_eq!(
-        p.verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::BadSignature
-    );
+    assert_eq!(refusal(&p, &h, &body).await, WebhookError::BadSignature);
     let h = signed(&body);
     let tampered = result_body(json!(0), "ok!");
-    assert_eq!(
-        p.verify_webhook(&h, &tampered).await.unwrap_err(),
-        WebhookError::BadSignature
-    );
+    assert_eq!(refusal(&p, &h, &tampered).await, WebhookError::BadSignature);
     let mut h = signed(&body);
     h.remove(SIGNATURE_HEADER);
-    assert!(matches!(
-        p.verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::MissingHeader(_)
-    ));
+    assert!(matches!(refusal(&p, &h, &body).await, WebhookError::MissingHeader(_)));
 }
 
 #[tokio::test]
@@ -626,19 +606,13 @@ async fn the_ip_allowlist_reads_the_hosts_header_or_the_last_forwarded_entry() {
     let p = MpesaProvider::new(c).unwrap();
     let body = result_body(json!(0), "ok");
     let mut h = signed(&body);
-    assert!(matches!(
-        p.verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::Unauthorized(_)
-    ));
+    assert!(matches!(refusal(&p, &h, &body).await, WebhookError::Unauthorized(_)));
     h.insert(
         "x-forwarded-for",
         HeaderValue::from_static("196.201.214.200, 203.0.113.9"),
     );
     assert!(
-        matches!(
-            p.verify_webhook(&h, &body).await.unwrap_err(),
-            WebhookError::Unauthorized(_)
-        ),
+        matches!(refusal(&p, &h, &body).await, WebhookError::Unauthorized(_)),
         "a spoofed first hop is not trusted"
     );
     h.insert(
@@ -647,10 +621,7 @@ async fn the_ip_allowlist_reads_the_hosts_header_or_the_last_forwarded_entry() {
     );
     assert!(p.verify_webhook(&h, &body).await.is_ok());
     h.insert(CLIENT_IP_HEADER, HeaderValue::from_static("203.0.113.9"));
-    assert!(matches!(
-        p.verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::Unauthorized(_)
-    ));
+    assert!(matches!(refusal(&p, &h, &body).await, WebhookError::Unauthorized(_)));
 }
 
 #[tokio::test]
@@ -660,7 +631,7 @@ async fn without_any_callback_authentication_everything_is_refused() {
     assert!(!p.capabilities().webhooks);
     let body = result_body(json!(0), "ok");
     assert!(matches!(
-        p.verify_webhook(&signed(&body), &body).await.unwrap_err(),
+        refusal(&p, &signed(&body), &body).await,
         WebhookError::Unavailable(_)
     ));
 }
@@ -694,7 +665,7 @@ async fn only_the_token_or_only_the_hmac_is_enough_when_only_one_is_configured()
 async fn an_authentic_but_unreadable_callback_is_malformed() {
     let body = b"{\"not\":\"a result\"}".to_vec();
     assert!(matches!(
-        offline().verify_webhook(&signed(&body), &body).await.unwrap_err(),
+        refusal(&offline(), &signed(&body), &body).await,
         WebhookError::Malformed(_)
     ));
 }

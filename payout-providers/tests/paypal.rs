@@ -26,9 +26,9 @@ use payout_providers::paypal::{
 use rsa::RsaPrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
 use serde_json::json;
-use support::{lookup, mount, mount_first, mount_times, on, requests};
+use support::{lookup, mount, mount_first, mount_times, on, refusal, requests};
 use wiremock::matchers::{body_partial_json, body_string, header, query_param};
-use wiremock::{MockServer, Request, ResponseTemplate};
+use wiremock::{MockBuilder, MockServer, Request, ResponseTemplate};
 
 const CLIENT_ID: &str = "AcLientIdSandbox0001";
 const CLIENT_SECRET: &str = "EcLientSecretSandbox0002";
@@ -120,7 +120,7 @@ fn token(access: &str, expires_in: u64) -> ResponseTemplate {
 }
 
 async fn mount_token(server: &MockServer, expires_in: u64, times: u64) {
-    let mock = on("POST", Some("/v1/oauth2/token"))
+    let mock = token_route()
         .and(header("authorization", basic().as_str()))
         .and(body_string("grant_type=client_credentials"));
     mount_times(server, mock, token("A21AA-token-1", expires_in), times).await;
@@ -182,6 +182,15 @@ async fn with_token() -> MockServer {
     server
 }
 
+/// `POST /v1/payments/payouts`.
+fn create() -> MockBuilder {
+    on("POST", Some("/v1/payments/payouts"))
+}
+
+fn token_route() -> MockBuilder {
+    on("POST", Some("/v1/oauth2/token"))
+}
+
 fn json_body(r: &Request) -> serde_json::Value {
     serde_json::from_slice(&r.body).unwrap()
 }
@@ -191,7 +200,7 @@ fn json_body(r: &Request) -> serde_json::Value {
 #[tokio::test]
 async fn send_creates_a_batch_of_one_with_our_ids_and_maps_the_item_back() {
     let server = with_token().await;
-    let mock = on("POST", Some("/v1/payments/payouts"))
+    let mock = create()
         .and(header("authorization", "Bearer A21AA-token-1"))
         .and(header("PayPal-Request-Id", "po_testkit-1"))
         .and(body_partial_json(json!({
@@ -223,13 +232,7 @@ async fn send_creates_a_batch_of_one_with_our_ids_and_maps_the_item_back() {
 async fn a_batch_of_many_pages_reads_each_page_once_and_maps_every_item() {
     const N: u32 = 2_500;
     let server = with_token().await;
-    mount_times(
-        &server,
-        on("POST", Some("/v1/payments/payouts")),
-        created(BATCH, "b"),
-        1,
-    )
-    .await;
+    mount_times(&server, create(), created(BATCH, "b"), 1).await;
     // PayPal's order: the items newest first, so item n is on page (N - n) / 1000 + 1.
     let listed: Vec<serde_json::Value> = (1..=N)
         .rev()
@@ -272,7 +275,7 @@ async fn a_batch_of_many_pages_reads_each_page_once_and_maps_every_item() {
 #[tokio::test]
 async fn a_batch_with_mixed_item_results_maps_each_back_by_sender_item_id() {
     let server = with_token().await;
-    mount(&server, on("POST", Some("/v1/payments/payouts")), created(BATCH, "b")).await;
+    mount(&server, create(), created(BATCH, "b")).await;
     // PayPal lists items in its own order.
     mount_batch(
         &server,
@@ -422,7 +425,6 @@ async fn server_errors_and_rate_limits_are_retried_with_the_same_ids() {
             500
         };
         let server = with_token().await;
-        let create = || on("POST", Some("/v1/payments/payouts"));
         mount_first(&server, create(), ResponseTemplate::new(status).set_body_json(first)).await;
         mount(&server, create(), created(BATCH, "k")).await;
         mount_batch(
@@ -430,10 +432,7 @@ async fn server_errors_and_rate_limits_are_retried_with_the_same_ids() {
             batch("SUCCESS", vec![item("ITEM1", "po_testkit-1", "SUCCESS")]),
         )
         .await;
-        assert_eq!(
-            provider(&server).send(&instruction()).await.unwrap().status,
-            ProviderStatus::Paid
-        );
+        support::assert_sent(&provider(&server), &instruction(), ProviderStatus::Paid).await;
         let sent = creates(&server).await;
         assert_eq!(sent.len(), 2);
         assert_eq!(
@@ -453,8 +452,7 @@ async fn a_validation_error_is_final_with_paypals_name() {
     mount_times(&server, on("POST", None), ResponseTemplate::new(400).set_body_json(json!({"name": "VALIDATION_ERROR",
             "message": "Invalid request - see details", "debug_id": "5b4d5b4d",
             "details": [{"field": "items[0].receiver", "location": "body", "issue": "Receiver is invalid or does not match with type"}]})), 1).await;
-    let e = provider(&server).send(&instruction()).await.unwrap_err();
-    assert_eq!(e.kind, ProviderErrorKind::Final);
+    let e = support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Final).await;
     assert_eq!(e.code.as_deref(), Some("VALIDATION_ERROR"));
     assert!(e.message.contains("items[0].receiver"), "{e}");
 }
@@ -485,9 +483,9 @@ async fn insufficient_funds_is_final() {
 #[tokio::test]
 async fn a_401_refreshes_the_token_once() {
     let server = MockServer::start().await;
-    mount_first(&server, on("POST", Some("/v1/oauth2/token")), token("A21AA-old", 32400)).await;
-    mount(&server, on("POST", Some("/v1/oauth2/token")), token("A21AA-new", 32400)).await;
-    let mock = on("POST", Some("/v1/payments/payouts")).and(header("authorization", "Bearer A21AA-old"));
+    mount_first(&server, token_route(), token("A21AA-old", 32400)).await;
+    mount(&server, token_route(), token("A21AA-new", 32400)).await;
+    let mock = create().and(header("authorization", "Bearer A21AA-old"));
     mount_times(
         &server,
         mock,
@@ -496,7 +494,7 @@ async fn a_401_refreshes_the_token_once() {
         1,
     )
     .await;
-    let mock = on("POST", Some("/v1/payments/payouts")).and(header("authorization", "Bearer A21AA-new"));
+    let mock = create().and(header("authorization", "Bearer A21AA-new"));
     mount_times(&server, mock, created(BATCH, "po_testkit-1"), 1).await;
     let mock = on("GET", None).and(header("authorization", "Bearer A21AA-new"));
     mount(
@@ -505,17 +503,14 @@ async fn a_401_refreshes_the_token_once() {
         batch("SUCCESS", vec![item("ITEM1", "po_testkit-1", "SUCCESS")]),
     )
     .await;
-    assert_eq!(
-        provider(&server).send(&instruction()).await.unwrap().status,
-        ProviderStatus::Paid
-    );
+    support::assert_sent(&provider(&server), &instruction(), ProviderStatus::Paid).await;
 }
 
 #[tokio::test]
 async fn short_lived_tokens_are_fetched_again_for_every_call() {
     let server = MockServer::start().await;
     mount_token(&server, 30, 4).await;
-    mount(&server, on("POST", Some("/v1/payments/payouts")), created(BATCH, "k")).await;
+    mount(&server, create(), created(BATCH, "k")).await;
     mount_batch(&server, batch("PENDING", vec![])).await;
     let p = provider(&server);
     // A 30 s token is inside the 60 s margin: each send (create + read) asks for a fresh one.
@@ -528,13 +523,12 @@ async fn bad_client_credentials_are_final() {
     let server = MockServer::start().await;
     mount(
         &server,
-        on("POST", Some("/v1/oauth2/token")),
+        token_route(),
         ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client",
             "error_description": "Client Authentication failed"})),
     )
     .await;
-    let e = provider(&server).send(&instruction()).await.unwrap_err();
-    assert_eq!(e.kind, ProviderErrorKind::Final);
+    let e = support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Final).await;
     assert!(!e.to_string().contains(CLIENT_SECRET));
     assert!(creates(&server).await.is_empty());
 }
@@ -544,11 +538,11 @@ async fn an_unknown_outcome_is_resolved_by_re_sending_the_same_batch() {
     let server = with_token().await;
     mount_first(
         &server,
-        on("POST", Some("/v1/payments/payouts")),
+        create(),
         created(BATCH, "po_testkit-1").set_delay(Duration::from_secs(3)),
     )
     .await;
-    mount(&server, on("POST", Some("/v1/payments/payouts")), duplicate_error(true)).await;
+    mount(&server, create(), duplicate_error(true)).await;
     mount_batch(
         &server,
         batch("SUCCESS", vec![item("ITEM1", "po_testkit-1", "SUCCESS")]),
@@ -569,15 +563,12 @@ async fn a_timeout_that_persists_is_ambiguous() {
     let server = with_token().await;
     mount_times(
         &server,
-        on("POST", Some("/v1/payments/payouts")),
+        create(),
         created(BATCH, "k").set_delay(Duration::from_secs(3)),
         2,
     )
     .await;
-    assert_eq!(
-        provider(&server).send(&instruction()).await.unwrap_err().kind,
-        ProviderErrorKind::Ambiguous
-    );
+    support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Ambiguous).await;
 }
 
 #[tokio::test]
@@ -685,12 +676,7 @@ async fn lookup_of_an_unknown_reference_is_an_error_and_without_one_never_not_fo
 #[tokio::test]
 async fn passes_the_provider_conformance_check() {
     let server = with_token().await;
-    mount(
-        &server,
-        on("POST", Some("/v1/payments/payouts")),
-        created(BATCH, "po_testkit-1"),
-    )
-    .await;
+    mount(&server, create(), created(BATCH, "po_testkit-1")).await;
     mount_batch(
         &server,
         batch("PROCESSING", vec![item("8AELMXH8UB2P8", "po_testkit-1", "PENDING")]),
@@ -736,7 +722,7 @@ fn assert_valid(validator: &jsonschema::Validator, body: &serde_json::Value) {
 async fn every_create_body_validates_against_the_payouts_spec() {
     let server = MockServer::start().await;
     mount_token(&server, 32400, 2).await;
-    mount(&server, on("POST", Some("/v1/payments/payouts")), created(BATCH, "k")).await;
+    mount(&server, create(), created(BATCH, "k")).await;
     mount_batch(&server, batch("PENDING", vec![])).await;
     let plain = provider(&server);
     let dressed = PaypalProvider::new(
@@ -874,10 +860,7 @@ async fn a_tampered_body_is_refused() {
     let h = signed(&body);
     let tampered = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
     let p = offline_with(TestFetcher::with(CERT, paypal_cert()));
-    assert_eq!(
-        p.verify_webhook(&h, &tampered).await.unwrap_err(),
-        WebhookError::BadSignature
-    );
+    assert_eq!(refusal(&p, &h, &tampered).await, WebhookError::BadSignature);
 }
 
 #[tokio::test]
@@ -885,21 +868,12 @@ async fn a_signature_by_another_key_or_for_another_webhook_is_refused() {
     let p = offline_with(TestFetcher::with(CERT, paypal_cert()));
     let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
     let by_other = headers_for(&body, support::certs::other_key(), WEBHOOK_ID, CERT);
-    assert_eq!(
-        p.verify_webhook(&by_other, &body).await.unwrap_err(),
-        WebhookError::BadSignature
-    );
+    assert_eq!(refusal(&p, &by_other, &body).await, WebhookError::BadSignature);
     let other_webhook = headers_for(&body, support::certs::test_key(), "8PT597110X687430LKGECATA", CERT);
-    assert_eq!(
-        p.verify_webhook(&other_webhook, &body).await.unwrap_err(),
-        WebhookError::BadSignature
-    );
+    assert_eq!(refusal(&p, &other_webhook, &body).await, WebhookError::BadSignature);
     let mut garbage = signed(&body);
     garbage.insert(TRANSMISSION_SIG, HeaderValue::from_static("not base64!"));
-    assert_eq!(
-        p.verify_webhook(&garbage, &body).await.unwrap_err(),
-        WebhookError::BadSignature
-    );
+    assert_eq!(refusal(&p, &garbage, &body).await, WebhookError::BadSignature);
 }
 
 #[tokio::test]
@@ -911,10 +885,7 @@ async fn an_expired_or_not_yet_valid_certificate_is_refused() {
     let future = support::certs::self_signed_pem(key, cn, NOW + 86_400, NOW + 86_400 * 400);
     for pem in [expired, future] {
         let p = offline_with(TestFetcher::with(CERT, pem));
-        assert_eq!(
-            p.verify_webhook(&signed(&body), &body).await.unwrap_err(),
-            WebhookError::Expired
-        );
+        assert_eq!(refusal(&p, &signed(&body), &body).await, WebhookError::Expired);
     }
 }
 
@@ -929,7 +900,7 @@ async fn a_certificate_that_is_not_paypals_is_refused() {
     );
     let p = offline_with(TestFetcher::with(CERT, impostor));
     assert!(matches!(
-        p.verify_webhook(&signed(&body), &body).await.unwrap_err(),
+        refusal(&p, &signed(&body), &body).await,
         WebhookError::Unauthorized(_)
     ));
 }
@@ -946,10 +917,7 @@ async fn certificate_urls_outside_paypal_are_never_fetched() {
         let p = offline_with(fetcher.clone());
         let h = headers_for(&body, support::certs::test_key(), WEBHOOK_ID, url);
         assert!(
-            matches!(
-                p.verify_webhook(&h, &body).await.unwrap_err(),
-                WebhookError::Unauthorized(_)
-            ),
+            matches!(refusal(&p, &h, &body).await, WebhookError::Unauthorized(_)),
             "{url}"
         );
         assert_eq!(fetcher.fetches.load(Ordering::SeqCst), 0, "{url} must not be fetched");
@@ -981,25 +949,16 @@ async fn missing_headers_unsupported_algorithms_and_unfetchable_certs_are_refuse
         let mut h = signed(&body);
         h.remove(header);
         assert!(
-            matches!(
-                p.verify_webhook(&h, &body).await.unwrap_err(),
-                WebhookError::MissingHeader(_)
-            ),
+            matches!(refusal(&p, &h, &body).await, WebhookError::MissingHeader(_)),
             "{header}"
         );
     }
     let mut h = signed(&body);
     h.insert(AUTH_ALGO, HeaderValue::from_static("SHA1withRSA"));
-    assert!(matches!(
-        p.verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::Unauthorized(_)
-    ));
+    assert!(matches!(refusal(&p, &h, &body).await, WebhookError::Unauthorized(_)));
     let other_cert = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-unknown";
     let h = headers_for(&body, support::certs::test_key(), WEBHOOK_ID, other_cert);
-    assert!(matches!(
-        p.verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::Unavailable(_)
-    ));
+    assert!(matches!(refusal(&p, &h, &body).await, WebhookError::Unavailable(_)));
 }
 
 #[tokio::test]
@@ -1013,7 +972,7 @@ async fn without_a_webhook_id_webhooks_are_unavailable() {
     assert!(!p.capabilities().webhooks);
     let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
     assert!(matches!(
-        p.verify_webhook(&signed(&body), &body).await.unwrap_err(),
+        refusal(&p, &signed(&body), &body).await,
         WebhookError::Unavailable(_)
     ));
 }
@@ -1078,10 +1037,7 @@ async fn the_verification_api_saying_failure_is_a_bad_signature() {
     let server = MockServer::start().await;
     let p = api_verifier(&server, "FAILURE").await;
     let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
-    assert_eq!(
-        p.verify_webhook(&signed(&body), &body).await.unwrap_err(),
-        WebhookError::BadSignature
-    );
+    assert_eq!(refusal(&p, &signed(&body), &body).await, WebhookError::BadSignature);
 }
 
 // ---------- config ----------

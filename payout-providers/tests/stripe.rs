@@ -16,9 +16,9 @@ use payout_core::{ProviderErrorKind, WebhookError};
 use payout_providers::stripe::{StripeConfig, StripeProvider, signature_header};
 use payout_providers::{RetryPolicy, Secret};
 use serde_json::json;
-use support::{lookup, mount, mount_first, mount_times, on, posts};
+use support::{lookup, mount, mount_first, mount_times, on, posts, refusal};
 use wiremock::matchers::{header, query_param};
-use wiremock::{MockServer, Request, ResponseTemplate};
+use wiremock::{MockBuilder, MockServer, Request, ResponseTemplate};
 
 const KEY: &str = "sk_test_51Secret";
 const WHSEC: &str = "whsec_test_secret";
@@ -71,6 +71,11 @@ fn field(form: &[(String, String)], key: &str) -> Option<String> {
     form.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
 }
 
+/// `POST /v1/transfers`.
+fn transfers() -> MockBuilder {
+    on("POST", Some("/v1/transfers"))
+}
+
 fn ok(body: serde_json::Value) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(body)
 }
@@ -89,10 +94,10 @@ async fn on_post(server: &MockServer, response: ResponseTemplate, times: u64) {
 #[tokio::test]
 async fn send_posts_a_transfer_with_key_metadata_and_minor_units() {
     let server = MockServer::start().await;
-    let transfers = on("POST", Some("/v1/transfers"))
+    let keyed = transfers()
         .and(header("Idempotency-Key", "po_testkit-1"))
         .and(header("authorization", format!("Bearer {KEY}").as_str()));
-    mount_times(&server, transfers, ok(transfer("tr_1", "po_testkit-1", false)), 1).await;
+    mount_times(&server, keyed, ok(transfer("tr_1", "po_testkit-1", false)), 1).await;
     let receipt = provider(&server).send(&instruction()).await.unwrap();
     assert_eq!(receipt.reference.as_deref(), Some("tr_1"));
     assert_eq!(receipt.status, ProviderStatus::Paid);
@@ -119,12 +124,7 @@ async fn send_posts_a_transfer_with_key_metadata_and_minor_units() {
 #[tokio::test]
 async fn zero_decimal_currencies_are_not_multiplied() {
     let server = MockServer::start().await;
-    mount(
-        &server,
-        on("POST", Some("/v1/transfers")),
-        ok(transfer("tr_jpy", "po_testkit-1", false)),
-    )
-    .await;
+    mount(&server, transfers(), ok(transfer("tr_jpy", "po_testkit-1", false))).await;
     let mut i = instruction();
     i.amount = Money::parse("1500", Currency::JPY).unwrap();
     provider(&server).send(&i).await.unwrap();
@@ -158,8 +158,7 @@ async fn invalid_requests_and_insufficient_balance_are_final_and_not_retried() {
         let server = MockServer::start().await;
         let refusal = stripe_error("invalid_request_error", Some(code), message);
         on_post(&server, ResponseTemplate::new(400).set_body_json(refusal), 1).await;
-        let e = provider(&server).send(&instruction()).await.unwrap_err();
-        assert_eq!(e.kind, ProviderErrorKind::Final);
+        let e = support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Final).await;
         assert_eq!(e.code.as_deref(), Some(code));
     }
 }
@@ -178,8 +177,7 @@ async fn unauthorized_is_final_and_never_echoes_the_key() {
         ResponseTemplate::new(401).set_body_json(refusal),
     )
     .await;
-    let e = provider(&server).send(&instruction()).await.unwrap_err();
-    assert_eq!(e.kind, ProviderErrorKind::Final);
+    let e = support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Final).await;
     assert!(!e.to_string().contains(KEY), "{e}");
     assert!(!format!("{e:?}").contains(KEY));
 }
@@ -204,7 +202,6 @@ async fn rate_limits_server_errors_and_key_in_use_are_retried_with_the_same_key(
     ];
     for (status, body) in firsts {
         let server = MockServer::start().await;
-        let transfers = || on("POST", Some("/v1/transfers"));
         mount_first(&server, transfers(), ResponseTemplate::new(status).set_body_json(body)).await;
         mount(&server, transfers(), ok(transfer("tr_retry", "po_testkit-1", false))).await;
         let receipt = provider(&server).send(&instruction()).await.unwrap();
@@ -250,8 +247,7 @@ async fn idempotency_error_is_final_when_the_key_moved_no_money() {
     on_post(&server, ResponseTemplate::new(400).set_body_json(mismatch), 1).await;
     let group = on("GET", Some("/v1/transfers")).and(query_param("transfer_group", "po_testkit-1"));
     mount_times(&server, group, list(vec![]), 1).await;
-    let e = provider(&server).send(&instruction()).await.unwrap_err();
-    assert_eq!(e.kind, ProviderErrorKind::Final);
+    let e = support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Final).await;
     assert_eq!(e.code.as_deref(), Some("idempotency_error"));
 }
 
@@ -380,7 +376,7 @@ async fn lookup_5xx_is_retried_then_reported_retryable() {
 async fn passes_the_provider_conformance_check() {
     let server = MockServer::start().await;
     let conf = || ok(transfer("tr_conf", "po_testkit-1", false));
-    mount(&server, on("POST", Some("/v1/transfers")), conf()).await;
+    mount(&server, transfers(), conf()).await;
     mount(&server, on("GET", Some("/v1/transfers/tr_conf")), conf()).await;
     let p = provider(&server);
     assert!(p.capabilities().webhooks && p.capabilities().lookup && !p.capabilities().batch);
@@ -496,10 +492,7 @@ async fn webhook_event_types_map_to_kinds() {
 async fn webhook_with_the_wrong_secret_is_refused() {
     let body = event("payout.paid", json!({"id": "po_1"}));
     let h = headers(&signature_header(&Secret::new("whsec_other"), NOW, &body));
-    assert_eq!(
-        offline().verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::BadSignature
-    );
+    assert_eq!(refusal(&offline(), &h, &body).await, WebhookError::BadSignature);
 }
 
 #[tokio::test]
@@ -509,10 +502,7 @@ async fn webhook_with_a_tampered_body_is_refused() {
     let mut tampered = body.clone();
     let pos = tampered.iter().position(|b| *b == b'1').unwrap();
     tampered[pos] = b'2';
-    assert_eq!(
-        offline().verify_webhook(&h, &tampered).await.unwrap_err(),
-        WebhookError::BadSignature
-    );
+    assert_eq!(refusal(&offline(), &h, &tampered).await, WebhookError::BadSignature);
 }
 
 #[tokio::test]
@@ -521,7 +511,7 @@ async fn webhook_outside_the_tolerance_is_expired_both_ways() {
     let body = event("payout.paid", json!({"id": "po_1"}));
     for at in [NOW - 301, NOW + 301] {
         assert_eq!(
-            p.verify_webhook(&signed(&body, at), &body).await.unwrap_err(),
+            refusal(&p, &signed(&body, at), &body).await,
             WebhookError::Expired,
             "t={at}"
         );
@@ -545,17 +535,14 @@ async fn webhook_with_several_v1_signatures_passes_when_any_matches() {
     assert_eq!(offline().verify_webhook(&h, &body).await.unwrap().len(), 1);
     // v0 alone never counts, however valid.
     let h = headers(&format!("t={NOW},v0={good_sig}"));
-    assert_eq!(
-        offline().verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::BadSignature
-    );
+    assert_eq!(refusal(&offline(), &h, &body).await, WebhookError::BadSignature);
 }
 
 #[tokio::test]
 async fn webhook_without_a_signature_header_is_refused() {
     let body = event("payout.paid", json!({"id": "po_1"}));
     assert!(matches!(
-        offline().verify_webhook(&HeaderMap::new(), &body).await.unwrap_err(),
+        refusal(&offline(), &HeaderMap::new(), &body).await,
         WebhookError::MissingHeader(_)
     ));
 }
@@ -564,7 +551,7 @@ async fn webhook_without_a_signature_header_is_refused() {
 async fn webhook_signed_but_not_json_is_malformed() {
     let body = b"not json".to_vec();
     assert!(matches!(
-        offline().verify_webhook(&signed(&body, NOW), &body).await.unwrap_err(),
+        refusal(&offline(), &signed(&body, NOW), &body).await,
         WebhookError::Malformed(_)
     ));
 }

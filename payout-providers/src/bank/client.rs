@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::wire::{ErrorEnvelope, Transfer, TransferList, TransferRequest};
 use crate::common::http::{self, Api, ExchangeError, RawResponse, classified_error};
-use crate::common::retry::{Classified, retry};
+use crate::common::retry::Classified;
 use crate::common::{Secret, redact};
 
 const PROVIDER: Provider = Provider::BankTransfer;
@@ -63,18 +63,14 @@ impl BankClient {
 
     /// `POST /transfers` with the attempt's key; retried with the same key when retryable.
     pub async fn create_transfer(&self, body: &TransferRequest, key: &str) -> Result<Transfer, BankError> {
-        retry(&self.api.retry, "bank create transfer", |_| async move {
-            let raw = http::execute(
-                PROVIDER,
-                self.request(reqwest::Method::POST, "/transfers")
-                    .header("Idempotency-Key", key)
-                    .json(body),
-            )
+        let request = || {
+            self.request(reqwest::Method::POST, "/transfers")
+                .header("Idempotency-Key", key)
+                .json(body)
+        };
+        self.api
+            .call("bank create transfer", request, |raw| self.decode(raw))
             .await
-            .map_err(ExchangeError::Transport)?;
-            self.decode(raw)
-        })
-        .await
     }
 
     /// `GET /transfers/{id}`; `None` on 404.
@@ -87,34 +83,28 @@ impl BankClient {
             });
         };
         let path = format!("/transfers/{segment}");
-        retry(&self.api.retry, "bank get transfer", |_| {
-            let path = path.clone();
-            async move {
-                let raw = http::execute(PROVIDER, self.request(reqwest::Method::GET, &path))
-                    .await
-                    .map_err(ExchangeError::Transport)?;
+        let request = || self.request(reqwest::Method::GET, &path);
+        self.api
+            .call("bank get transfer", request, |raw| {
                 if raw.status == StatusCode::NOT_FOUND {
                     return Ok(None);
                 }
                 self.decode(raw).map(Some)
-            }
-        })
-        .await
+            })
+            .await
     }
 
     /// `GET /transfers?reference={key}`.
     pub async fn find_by_reference(&self, key: &str) -> Result<Vec<Transfer>, BankError> {
-        retry(&self.api.retry, "bank find transfer", |_| async move {
-            let raw = http::execute(
-                PROVIDER,
-                self.request(reqwest::Method::GET, "/transfers")
-                    .query(&[("reference", key)]),
-            )
+        let request = || {
+            self.request(reqwest::Method::GET, "/transfers")
+                .query(&[("reference", key)])
+        };
+        self.api
+            .call("bank find transfer", request, |raw| {
+                self.decode::<TransferList>(raw).map(|l| l.data)
+            })
             .await
-            .map_err(ExchangeError::Transport)?;
-            self.decode::<TransferList>(raw).map(|l| l.data)
-        })
-        .await
     }
 
     fn decode<T: DeserializeOwned>(&self, raw: RawResponse) -> Result<T, BankError> {

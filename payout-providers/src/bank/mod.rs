@@ -170,7 +170,7 @@ impl BankProvider {
     /// An adapter with its own HTTP client.
     pub fn new(config: BankConfig) -> Result<Self, ConfigError> {
         let client = BankClient {
-            api: Api::new(&config.client)?,
+            api: Api::new(Provider::BankTransfer, &config.client)?,
             api_key: config.api_key.clone(),
         };
         Ok(BankProvider { config, client })

@@ -1,25 +1,29 @@
 //! The HTTP client every adapter uses and how its failures are classified.
 
+use std::future::Future;
+
 use payout_core::domain::Provider;
 use payout_core::{ProviderError, ProviderErrorKind};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::de::DeserializeOwned;
 
-use super::retry::Classified;
+use super::retry::{Classified, retry};
 use super::{ClientOptions, ConfigError, RetryPolicy};
 
 /// One provider's API as an adapter calls it: the HTTP client, the base URL and the retry policy,
 /// all from the config's [`ClientOptions`].
 pub(crate) struct Api {
+    pub provider: Provider,
     pub http: reqwest::Client,
     pub base: String,
     pub retry: RetryPolicy,
 }
 
 impl Api {
-    pub fn new(options: &ClientOptions) -> Result<Self, ConfigError> {
+    pub fn new(provider: Provider, options: &ClientOptions) -> Result<Self, ConfigError> {
         Ok(Api {
+            provider,
             http: options.http_client()?,
             base: options.base().to_string(),
             retry: options.retry(),
@@ -30,6 +34,42 @@ impl Api {
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, format!("{}{path}", self.base))
     }
+
+    /// Sends the request `build` makes and `read`s the answer, sending it again while the failure is
+    /// retryable (see [`exchange_with_retries`]).
+    pub async fn call<T, E>(
+        &self,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+        read: impl Fn(RawResponse) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<ExchangeError> + Classified + std::fmt::Display,
+    {
+        exchange_with_retries(&self.retry, what, || execute(self.provider, build()), read).await
+    }
+}
+
+/// Runs `exchange` and `read`s its answer; while the failure (of either) is retryable, runs both
+/// again, up to `policy`. Every try sends the same request; a failed exchange is an
+/// [`ExchangeError::Transport`].
+pub(crate) async fn exchange_with_retries<T, E, X, XFut>(
+    policy: &RetryPolicy,
+    what: &str,
+    exchange: X,
+    read: impl Fn(RawResponse) -> Result<T, E>,
+) -> Result<T, E>
+where
+    X: Fn() -> XFut,
+    XFut: Future<Output = Result<RawResponse, ProviderError>>,
+    E: From<ExchangeError> + Classified + std::fmt::Display,
+{
+    let (exchange, read) = (&exchange, &read);
+    retry(policy, what, move |_| async move {
+        let raw = exchange().await.map_err(ExchangeError::Transport)?;
+        read(raw)
+    })
+    .await
 }
 
 /// A response read whole.

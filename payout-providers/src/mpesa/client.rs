@@ -8,8 +8,8 @@ use reqwest::StatusCode;
 use serde::Serialize;
 
 use super::wire::{Ack, DUPLICATE_ORIGINATOR, GatewayError, INVALID_TOKEN, PaymentRequest, StatusQuery, TokenResponse};
-use crate::common::http::{self, Api, ExchangeError, RawResponse, classified_error};
-use crate::common::retry::{Classified, retry};
+use crate::common::http::{self, Api, ExchangeError, RawResponse, classified_error, exchange_with_retries};
+use crate::common::retry::Classified;
 use crate::common::token::{Fetched, TokenCache, request_token};
 use crate::common::{Secret, redact};
 
@@ -119,11 +119,8 @@ impl MpesaClient {
 
     /// `POST /mpesa/b2c/v3/paymentrequest`; retried with the same `OriginatorConversationID`.
     pub async fn pay(&self, request: &PaymentRequest) -> Result<Submitted, MpesaError> {
-        retry(&self.api.retry, "mpesa b2c payment", |_| async move {
-            let raw = self
-                .post_json("/mpesa/b2c/v3/paymentrequest", request)
-                .await
-                .map_err(ExchangeError::Transport)?;
+        let post = || self.post_json("/mpesa/b2c/v3/paymentrequest", request);
+        exchange_with_retries(&self.api.retry, "mpesa b2c payment", post, |raw| {
             if let Some(error) = gateway_error(&raw) {
                 if error.error_code.as_deref() == Some(DUPLICATE_ORIGINATOR) {
                     return Ok(Submitted::AlreadyReceived(error));
@@ -136,14 +133,8 @@ impl MpesaClient {
 
     /// `POST /mpesa/transactionstatus/v1/query`: the answer arrives later at the ResultURL.
     pub async fn query_status(&self, query: &StatusQuery) -> Result<Ack, MpesaError> {
-        retry(&self.api.retry, "mpesa transaction status", |_| async move {
-            let raw = self
-                .post_json("/mpesa/transactionstatus/v1/query", query)
-                .await
-                .map_err(ExchangeError::Transport)?;
-            self.ack(raw)
-        })
-        .await
+        let post = || self.post_json("/mpesa/transactionstatus/v1/query", query);
+        exchange_with_retries(&self.api.retry, "mpesa transaction status", post, |raw| self.ack(raw)).await
     }
 
     fn ack(&self, raw: RawResponse) -> Result<Ack, MpesaError> {

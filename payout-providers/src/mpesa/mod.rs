@@ -339,7 +339,7 @@ impl MpesaProvider {
     /// An adapter with its own HTTP client and token cache.
     pub fn new(config: MpesaConfig) -> Result<Self, ConfigError> {
         let client = MpesaClient {
-            api: Api::new(&config.client)?,
+            api: Api::new(Provider::MpesaB2c, &config.client)?,
             consumer_key: config.consumer_key.clone(),
             consumer_secret: config.consumer_secret.clone(),
             tokens: TokenCache::new(DEFAULT_EXPIRY_MARGIN),

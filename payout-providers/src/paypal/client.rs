@@ -10,8 +10,8 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::wire::{ApiError, Batch, CreatePayoutRequest, CreatedBatch, ItemDetail, TokenResponse, linked_batch_id};
-use crate::common::http::{self, Api, ExchangeError, RawResponse, classified_error};
-use crate::common::retry::{Classified, retry};
+use crate::common::http::{self, Api, ExchangeError, RawResponse, classified_error, exchange_with_retries};
+use crate::common::retry::Classified;
 use crate::common::token::{Fetched, TokenCache, request_token};
 use crate::common::{Secret, redact};
 
@@ -108,36 +108,32 @@ impl PaypalClient {
     pub async fn create_batch(&self, request: &CreatePayoutRequest) -> Result<Created, PaypalError> {
         let request_id = request.sender_batch_header.sender_batch_id.as_str();
         let url = format!("{}/v1/payments/payouts", self.api.base);
-        retry(&self.api.retry, "paypal create payout batch", |_| {
-            let url = url.clone();
-            async move {
-                let raw = self
-                    .authorized(|token| {
-                        self.api
-                            .http
-                            .post(&url)
-                            .bearer_auth(token)
-                            .header("PayPal-Request-Id", request_id)
-                            .json(request)
-                    })
-                    .await
-                    .map_err(ExchangeError::Transport)?;
-                if !raw.status.is_success() {
-                    let body: serde_json::Value = serde_json::from_slice(&raw.body).unwrap_or_default();
-                    let error: ApiError = serde_json::from_value(body.clone()).unwrap_or_default();
-                    if error.is_duplicate_batch() {
-                        return Ok(Created::Duplicate {
-                            payout_batch_id: linked_batch_id(&body),
-                        });
-                    }
-                    return Err(self.api_error(raw));
+        let post = || {
+            self.authorized(|token| {
+                self.api
+                    .http
+                    .post(&url)
+                    .bearer_auth(token)
+                    .header("PayPal-Request-Id", request_id)
+                    .json(request)
+            })
+        };
+        exchange_with_retries(&self.api.retry, "paypal create payout batch", post, |raw| {
+            if !raw.status.is_success() {
+                let body: serde_json::Value = serde_json::from_slice(&raw.body).unwrap_or_default();
+                let error: ApiError = serde_json::from_value(body.clone()).unwrap_or_default();
+                if error.is_duplicate_batch() {
+                    return Ok(Created::Duplicate {
+                        payout_batch_id: linked_batch_id(&body),
+                    });
                 }
-                let created: CreatedBatch = raw.json()?;
-                Ok(Created::Batch {
-                    payout_batch_id: created.batch_header.payout_batch_id,
-                    batch_status: created.batch_header.batch_status,
-                })
+                return Err(self.api_error(raw));
             }
+            let created: CreatedBatch = raw.json()?;
+            Ok(Created::Batch {
+                payout_batch_id: created.batch_header.payout_batch_id,
+                batch_status: created.batch_header.batch_status,
+            })
         })
         .await
     }
@@ -234,11 +230,8 @@ impl PaypalClient {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, url: &str, query: &[(&str, &str)]) -> Result<Option<T>, PaypalError> {
-        retry(&self.api.retry, "paypal read", |_| async move {
-            let raw = self
-                .authorized(|token| self.api.http.get(url).bearer_auth(token).query(query))
-                .await
-                .map_err(ExchangeError::Transport)?;
+        let get = || self.authorized(|token| self.api.http.get(url).bearer_auth(token).query(query));
+        exchange_with_retries(&self.api.retry, "paypal read", get, |raw| {
             if raw.status == StatusCode::NOT_FOUND {
                 return Ok(None);
             }

@@ -116,10 +116,10 @@ pub struct PaypalConfig {
     client_secret: Secret,
     webhook_id: Option<String>,
     verification: WebhookVerification,
+    cert_fetcher: Option<Arc<dyn CertFetcher>>,
     email_subject: Option<String>,
     email_message: Option<String>,
     purpose: Option<String>,
-    cert_fetcher: Option<Arc<dyn CertFetcher>>,
 }
 
 impl std::fmt::Debug for PaypalConfig {
@@ -253,10 +253,10 @@ impl PaypalConfigBuilder {
             client_secret,
             webhook_id: text(own.webhook_id),
             verification: own.verification,
+            cert_fetcher: own.cert_fetcher,
             email_subject: Some(text(own.email_subject).unwrap_or_else(|| "You have a payout".to_string())),
             email_message: text(own.email_message),
             purpose: text(own.purpose),
-            cert_fetcher: own.cert_fetcher,
         })
     }
 }
@@ -283,7 +283,7 @@ fn paypal_error(kind: ProviderErrorKind, message: impl Into<String>) -> Provider
 impl PaypalProvider {
     /// An adapter with its own HTTP client, token cache and certificate cache.
     pub fn new(config: PaypalConfig) -> Result<Self, ConfigError> {
-        let api = Api::new(&config.client)?;
+        let api = Api::new(Provider::PaypalPayouts, &config.client)?;
         let fetcher = config
             .cert_fetcher
             .clone()

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::wire::{ApiError, ErrorEnvelope, List, Transfer};
 use crate::common::http::{self, Api, ExchangeError, RawResponse, classified_error};
-use crate::common::retry::{Classified, retry};
+use crate::common::retry::Classified;
 use crate::common::{Secret, redact};
 
 const PROVIDER: Provider = Provider::StripeConnect;
@@ -90,22 +90,20 @@ impl StripeClient {
         form: &[(String, String)],
         idempotency_key: &str,
     ) -> Result<(Transfer, bool), StripeError> {
-        retry(&self.api.retry, "stripe create transfer", |_| async move {
-            let raw = http::execute(
-                PROVIDER,
-                self.request(reqwest::Method::POST, "/v1/transfers")
-                    .header("Idempotency-Key", idempotency_key)
-                    .form(form),
-            )
+        let request = || {
+            self.request(reqwest::Method::POST, "/v1/transfers")
+                .header("Idempotency-Key", idempotency_key)
+                .form(form)
+        };
+        self.api
+            .call("stripe create transfer", request, |raw| {
+                let replayed = raw
+                    .headers
+                    .get("idempotent-replayed")
+                    .is_some_and(|v| v.as_bytes() == b"true");
+                self.decode::<Transfer>(raw).map(|t| (t, replayed))
+            })
             .await
-            .map_err(ExchangeError::Transport)?;
-            let replayed = raw
-                .headers
-                .get("idempotent-replayed")
-                .is_some_and(|v| v.as_bytes() == b"true");
-            self.decode::<Transfer>(raw).map(|t| (t, replayed))
-        })
-        .await
     }
 
     /// `GET /v1/transfers/{id}`; `None` on 404.
@@ -119,34 +117,29 @@ impl StripeClient {
                 },
             });
         }
-        retry(&self.api.retry, "stripe get transfer", |_| async move {
-            let raw = http::execute(
-                PROVIDER,
-                self.request(reqwest::Method::GET, &format!("/v1/transfers/{id}")),
-            )
+        let path = format!("/v1/transfers/{id}");
+        let request = || self.request(reqwest::Method::GET, &path);
+        self.api
+            .call("stripe get transfer", request, |raw| {
+                if raw.status == StatusCode::NOT_FOUND {
+                    return Ok(None);
+                }
+                self.decode::<Transfer>(raw).map(Some)
+            })
             .await
-            .map_err(ExchangeError::Transport)?;
-            if raw.status == StatusCode::NOT_FOUND {
-                return Ok(None);
-            }
-            self.decode::<Transfer>(raw).map(Some)
-        })
-        .await
     }
 
     /// `GET /v1/transfers?transfer_group=...`: the transfers of one attempt (we set the group to its key).
     pub async fn transfers_in_group(&self, group: &str) -> Result<Vec<Transfer>, StripeError> {
-        retry(&self.api.retry, "stripe list transfers", |_| async move {
-            let raw = http::execute(
-                PROVIDER,
-                self.request(reqwest::Method::GET, "/v1/transfers")
-                    .query(&[("transfer_group", group), ("limit", "10")]),
-            )
+        let request = || {
+            self.request(reqwest::Method::GET, "/v1/transfers")
+                .query(&[("transfer_group", group), ("limit", "10")])
+        };
+        self.api
+            .call("stripe list transfers", request, |raw| {
+                self.decode::<List<Transfer>>(raw).map(|l| l.data)
+            })
             .await
-            .map_err(ExchangeError::Transport)?;
-            self.decode::<List<Transfer>>(raw).map(|l| l.data)
-        })
-        .await
     }
 
     fn decode<T: DeserializeOwned>(&self, raw: RawResponse) -> Result<T, StripeError> {

@@ -194,7 +194,7 @@ impl StripeProvider {
     /// An adapter with its own HTTP client.
     pub fn new(config: StripeConfig) -> Result<Self, ConfigError> {
         let client = StripeClient {
-            api: Api::new(&config.client)?,
+            api: Api::new(Provider::StripeConnect, &config.client)?,
             secret_key: config.secret_key.clone(),
             api_version: config.api_version.clone(),
         };

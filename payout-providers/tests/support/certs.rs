@@ -37,15 +37,8 @@ pub fn self_signed_pem(key: &RsaPrivateKey, cn: &str, not_before: i64, not_after
         not_after: at(not_after),
     };
     let subject = Name::from_str(&format!("CN={cn},O=Payouts Test")).expect("name");
-    let builder = CertificateBuilder::new(
-        Profile::Root,
-        SerialNumber::from(1u32),
-        validity,
-        subject,
-        spki,
-        &signer,
-    )
-    .expect("builder");
+    let serial = SerialNumber::from(1u32);
+    let builder = CertificateBuilder::new(Profile::Root, serial, validity, subject, spki, &signer).expect("builder");
     let cert = builder.build::<rsa::pkcs1v15::Signature>().expect("certificate");
     cert.to_pem(LineEnding::LF).expect("pem")
 }

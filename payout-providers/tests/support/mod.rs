@@ -8,8 +8,8 @@ pub mod certs;
 
 use std::fmt::Debug;
 
-use payout_core::ProviderErrorKind;
-use payout_core::provider::{AttemptLookup, PayoutInstruction, PayoutProvider};
+use payout_core::provider::{AttemptLookup, PayoutInstruction, PayoutProvider, ProviderStatus};
+use payout_core::{ProviderError, ProviderErrorKind, WebhookError};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockBuilder, MockServer, Request, ResponseTemplate};
 
@@ -73,14 +73,20 @@ pub fn refused_base() -> String {
     format!("http://{addr}")
 }
 
-/// Sends `instruction` and checks that it fails with `kind`.
+/// Sends `instruction`, checks that it fails with `kind`, and returns the error.
 pub async fn assert_send_fails(
     provider: &dyn PayoutProvider,
     instruction: &PayoutInstruction,
     kind: ProviderErrorKind,
-) {
+) -> ProviderError {
     let e = provider.send(instruction).await.unwrap_err();
     assert_eq!(e.kind, kind, "{e}");
+    e
+}
+
+/// Sends `instruction` and checks the status it is reported in.
+pub async fn assert_sent(provider: &dyn PayoutProvider, instruction: &PayoutInstruction, status: ProviderStatus) {
+    assert_eq!(provider.send(instruction).await.unwrap().status, status);
 }
 
 /// Each instruction fails `Final` before any HTTP call.
@@ -89,6 +95,11 @@ pub async fn assert_unpayable(server: &MockServer, provider: &dyn PayoutProvider
         assert_send_fails(provider, i, ProviderErrorKind::Final).await;
     }
     assert_untouched(server).await;
+}
+
+/// Why the adapter refuses a webhook with these headers and body.
+pub async fn refusal(provider: &dyn PayoutProvider, headers: &http::HeaderMap, body: &[u8]) -> WebhookError {
+    provider.verify_webhook(headers, body).await.unwrap_err()
 }
 
 /// The lookup of `instruction`'s first attempt, with or without the provider's reference.
