@@ -37,10 +37,7 @@ impl TryFrom<&PayoutInstruction> for TransferRequest {
 
     fn try_from(i: &PayoutInstruction) -> Result<Self, Self::Error> {
         let PayoutDestination::Bank(account) = &i.destination else {
-            return Err(Unpayable(format!(
-                "a bank transfer needs bank details, not {}",
-                i.destination.masked()
-            )));
+            return Err(Unpayable::destination("a bank transfer needs bank details", i));
         };
         if account.account_number.trim().is_empty() {
             return Err(Unpayable("the bank account number is empty".into()));
@@ -116,7 +113,6 @@ pub(crate) struct ErrorEnvelope {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
 pub(crate) struct ApiError {
     pub code: Option<String>,
     pub message: Option<String>,
@@ -125,15 +121,13 @@ pub(crate) struct ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::test_instruction;
     use payout_core::domain::Provider;
-    use payout_core::money::{Currency, Money};
-    use payout_core::testkit::fixtures;
+    use payout_core::money::Currency;
 
     #[test]
     fn request_carries_decimal_amount_and_beneficiary() {
-        let mut i = fixtures::instruction(Provider::BankTransfer);
-        i.amount = Money::parse("1500.5", Currency::KES).unwrap();
-        let r = TransferRequest::try_from(&i).unwrap();
+        let r = TransferRequest::try_from(&test_instruction(Provider::BankTransfer, "1500.5", Currency::KES)).unwrap();
         assert_eq!(r.amount, "1500.50");
         assert_eq!(r.currency, "KES");
         assert_eq!(r.reference, "po_testkit-1");

@@ -37,6 +37,7 @@ impl Api {
 
     /// Sends the request `build` makes and `read`s the answer, sending it again while the failure is
     /// retryable (see [`exchange_with_retries`]).
+    #[allow(dead_code)] // Stripe and the bank; PayPal and M-Pesa send through their token cache
     pub async fn call<T, E>(
         &self,
         what: &str,

@@ -11,7 +11,7 @@ use std::fmt;
 use std::time::Duration;
 
 use payout_core::domain::Provider;
-use payout_core::provider::Capabilities;
+use payout_core::provider::{Capabilities, PayoutInstruction};
 use payout_core::{ProviderError, ProviderErrorKind};
 
 pub use options::{ClientOptions, ConfigBuilder};
@@ -89,6 +89,11 @@ pub(crate) fn capabilities(max_batch_size: usize, webhooks: bool) -> Capabilitie
 pub(crate) struct Unpayable(pub String);
 
 impl Unpayable {
+    /// The instruction pays a destination this provider cannot: "`{what}`, not {the masked destination}".
+    pub fn destination(what: &str, i: &PayoutInstruction) -> Self {
+        Unpayable(format!("{what}, not {}", i.destination.masked()))
+    }
+
     /// The public error: `Final`, since nothing was sent and re-sending cannot help.
     pub fn into_error(self, provider: Provider) -> ProviderError {
         ProviderError::new(provider, ProviderErrorKind::Final, self.0)
@@ -225,6 +230,18 @@ pub(crate) fn redact(text: &str, secrets: &[&Secret]) -> String {
         joined = joined.chars().take(500).collect::<String>() + "...";
     }
     joined
+}
+
+/// For unit tests: the testkit's instruction for `provider`, paying `amount` in `currency`.
+#[cfg(test)]
+pub(crate) fn test_instruction(
+    provider: Provider,
+    amount: &str,
+    currency: payout_core::money::Currency,
+) -> PayoutInstruction {
+    let mut i = payout_core::testkit::fixtures::instruction(provider);
+    i.amount = payout_core::money::Money::parse(amount, currency).unwrap();
+    i
 }
 
 #[cfg(test)]

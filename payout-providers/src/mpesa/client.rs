@@ -110,7 +110,7 @@ impl MpesaClient {
                         .request(reqwest::Method::POST, path)
                         .bearer_auth(token.expose())
                         .json(body);
-                    http::execute(PROVIDER, request)
+                    http::execute(self.api.provider, request)
                 },
                 |raw| gateway_error(raw).and_then(|e| e.error_code).as_deref() == Some(INVALID_TOKEN),
             )

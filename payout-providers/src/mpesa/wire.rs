@@ -56,10 +56,7 @@ impl TryFrom<&PayoutInstruction> for Payment {
 
     fn try_from(i: &PayoutInstruction) -> Result<Self, Self::Error> {
         let PayoutDestination::MpesaPhone { phone } = &i.destination else {
-            return Err(Unpayable(format!(
-                "M-Pesa pays a phone number, not {}",
-                i.destination.masked()
-            )));
+            return Err(Unpayable::destination("M-Pesa pays a phone number", i));
         };
         if i.amount.currency() != Currency::KES {
             return Err(Unpayable(format!(
@@ -136,7 +133,6 @@ pub(crate) struct Ack {
 /// `{"requestId", "errorCode", "errorMessage"}`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[serde(default)]
 pub(crate) struct GatewayError {
     pub request_id: Option<String>,
     pub error_code: Option<String>,
@@ -303,14 +299,11 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ResultParameter>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::test_instruction;
     use payout_core::domain::Provider;
-    use payout_core::money::Money;
-    use payout_core::testkit::fixtures;
 
     fn with_amount(text: &str, currency: Currency) -> PayoutInstruction {
-        let mut i = fixtures::instruction(Provider::MpesaB2c);
-        i.amount = Money::parse(text, currency).unwrap();
-        i
+        test_instruction(Provider::MpesaB2c, text, currency)
     }
 
     #[test]

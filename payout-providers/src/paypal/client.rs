@@ -97,7 +97,7 @@ impl PaypalClient {
         self.tokens
             .authorized(
                 || self.fetch_token(),
-                |token| http::execute(PROVIDER, build(token.expose())),
+                |token| http::execute(self.api.provider, build(token.expose())),
                 |_| false,
             )
             .await

@@ -56,10 +56,7 @@ impl TryFrom<&PayoutInstruction> for PayoutItem {
 
     fn try_from(i: &PayoutInstruction) -> Result<Self, Self::Error> {
         let PayoutDestination::PaypalEmail { email } = &i.destination else {
-            return Err(Unpayable(format!(
-                "PayPal pays an email address, not {}",
-                i.destination.masked()
-            )));
+            return Err(Unpayable::destination("PayPal pays an email address", i));
         };
         let email = email.trim();
         if email.is_empty() || email.len() > 127 || !email.contains('@') || email.contains(char::is_whitespace) {
@@ -117,7 +114,6 @@ pub(crate) struct Batch {
 /// `GET /v1/payments/payouts-item/{id}` and a batch's items (schema `payout_item_detail` /
 /// `payout_batch_items`); also a webhook event's `resource`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
 pub(crate) struct ItemDetail {
     pub payout_item_id: Option<String>,
     pub transaction_status: Option<String>,
@@ -127,13 +123,11 @@ pub(crate) struct ItemDetail {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
 pub(crate) struct ItemSummary {
     pub sender_item_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
 pub(crate) struct ItemErrors {
     pub name: Option<String>,
     pub message: Option<String>,
@@ -192,7 +186,6 @@ pub(crate) struct ApiError {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
 pub(crate) struct ErrorDetail {
     pub field: Option<String>,
     pub issue: Option<String>,
@@ -295,15 +288,14 @@ pub(crate) struct VerifyResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::test_instruction;
     use payout_core::domain::Provider;
     use payout_core::money::{Currency, Money};
-    use payout_core::testkit::fixtures;
     use serde_json::json;
 
     #[test]
     fn items_carry_decimal_strings_and_our_key() {
-        let mut i = fixtures::instruction(Provider::PaypalPayouts);
-        i.amount = Money::parse("12.5", Currency::USD).unwrap();
+        let mut i = test_instruction(Provider::PaypalPayouts, "12.5", Currency::USD);
         let item = PayoutItem::try_from(&i).unwrap();
         assert_eq!(
             item.amount,

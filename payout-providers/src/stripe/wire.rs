@@ -29,10 +29,7 @@ impl TryFrom<&PayoutInstruction> for TransferRequest {
 
     fn try_from(i: &PayoutInstruction) -> Result<Self, Self::Error> {
         let PayoutDestination::StripeAccount { account_id } = &i.destination else {
-            return Err(Unpayable(format!(
-                "Stripe pays a connected account, not {}",
-                i.destination.masked()
-            )));
+            return Err(Unpayable::destination("Stripe pays a connected account", i));
         };
         let account_id = account_id.trim();
         if !account_id.starts_with("acct_") || account_id.len() <= "acct_".len() {
@@ -141,7 +138,6 @@ pub(crate) struct ErrorEnvelope {
 
 /// Stripe's error object.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
 pub(crate) struct ApiError {
     #[serde(rename = "type")]
     pub kind: Option<String>,
@@ -174,13 +170,12 @@ impl std::fmt::Display for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::test_instruction;
     use payout_core::domain::Provider;
-    use payout_core::money::{Currency, Money};
-    use payout_core::testkit::fixtures;
+    use payout_core::money::Currency;
 
     fn instruction(amount: &str, currency: Currency) -> PayoutInstruction {
-        let mut i = fixtures::instruction(Provider::StripeConnect);
-        i.amount = Money::parse(amount, currency).unwrap();
+        let mut i = test_instruction(Provider::StripeConnect, amount, currency);
         i.destination = PayoutDestination::StripeAccount {
             account_id: "acct_123".into(),
         };
