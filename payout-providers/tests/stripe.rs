@@ -62,9 +62,14 @@ fn stripe_error(kind: &str, code: Option<&str>, message: &str) -> serde_json::Va
     json!({"error": {"type": kind, "code": code, "message": message, "doc_url": "https://stripe.com/docs/error-codes"}})
 }
 
-/// An `application/x-www-form-urlencoded` body's fields, decoded.
+/// An `application/x-www-form-urlencoded` body's fields, decoded. The body is encoded as a query
+/// string is, so the request's own URL type decodes it.
 fn form(req: &Request) -> Vec<(String, String)> {
-    form_urlencoded::parse(&req.body).into_owned().collect()
+    let mut url = req.url.clone();
+    url.set_query(Some(std::str::from_utf8(&req.body).unwrap()));
+    url.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 fn field(form: &[(String, String)], key: &str) -> Option<String> {
