@@ -5,36 +5,28 @@ use super::*;
 #[tokio::test]
 async fn lookup_reads_the_item() {
     let server = with_token().await;
-    for (id, status) in [
-        ("ITEMP", "SUCCESS"),
-        ("ITEMR", "RETURNED"),
-        ("ITEMU", "UNCLAIMED"),
-        ("ITEMF", "FAILED"),
-    ] {
-        mount(
-            &server,
-            on("GET", Some(&format!("/v1/payments/payouts-item/{id}"))),
-            ResponseTemplate::new(200).set_body_json(item(id, "po_testkit-1", status)),
-        )
-        .await;
+    let cases = [
+        ("ITEMP", "SUCCESS", "paid"),
+        ("ITEMR", "RETURNED", "returned"),
+        ("ITEMU", "UNCLAIMED", "accepted"),
+        ("ITEMF", "FAILED", "failed"),
+    ];
+    for (id, status, _) in cases {
+        let route = format!("/v1/payments/payouts-item/{id}");
+        let answer = ResponseTemplate::new(200).set_body_json(item(id, "po_testkit-1", status));
+        mount(&server, on("GET", Some(&route)), answer).await;
     }
     let p = provider(&server);
-    assert_eq!(
-        p.lookup(&lookup(&instruction(), Some("ITEMP"))).await.unwrap(),
-        ProviderStatus::Paid
-    );
-    assert!(matches!(
-        p.lookup(&lookup(&instruction(), Some("ITEMR"))).await.unwrap(),
-        ProviderStatus::Returned(_)
-    ));
-    assert_eq!(
-        p.lookup(&lookup(&instruction(), Some("ITEMU"))).await.unwrap(),
-        ProviderStatus::Accepted
-    );
-    assert!(matches!(
-        p.lookup(&lookup(&instruction(), Some("ITEMF"))).await.unwrap(),
-        ProviderStatus::Failed(_)
-    ));
+    for (id, _, expected) in cases {
+        let got = match p.lookup(&lookup(&instruction(), Some(id))).await.unwrap() {
+            ProviderStatus::Paid => "paid",
+            ProviderStatus::Returned(_) => "returned",
+            ProviderStatus::Accepted => "accepted",
+            ProviderStatus::Failed(_) => "failed",
+            other => panic!("{id}: {other:?}"),
+        };
+        assert_eq!(got, expected, "{id}");
+    }
 }
 
 #[tokio::test]
