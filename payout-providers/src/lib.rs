@@ -42,7 +42,8 @@
 //! - **Secrets** are held in [`Secret`], whose `Debug` prints `[REDACTED]`; config `Debug` output
 //!   lists only non-secret fields; secrets never go into errors or logs.
 //! - **Config** comes from a builder or `from_env()`; a missing credential is a [`ConfigError`]
-//!   naming the variable.
+//!   naming the variable. What every adapter shares (base URL, time limits, retries, clock) is one
+//!   [`ClientOptions`], set whole or one setting at a time on any adapter's [`ConfigBuilder`].
 #![warn(missing_docs)]
 
 pub use payout_core;
@@ -51,7 +52,7 @@ pub use payout_core;
 mod common;
 
 #[cfg(any(feature = "stripe", feature = "paypal", feature = "mpesa", feature = "bank"))]
-pub use common::{ConfigError, RetryPolicy, Secret};
+pub use common::{ClientOptions, ConfigBuilder, ConfigError, RetryPolicy, Secret};
 
 #[cfg(feature = "bank")]
 pub mod bank;

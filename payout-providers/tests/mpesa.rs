@@ -9,9 +9,7 @@ use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
 use payout_core::domain::{PayoutDestination, Provider};
 use payout_core::money::{Currency, Money};
-use payout_core::provider::{
-    AttemptLookup, EventReference, PayoutInstruction, PayoutProvider, ProviderEventKind, ProviderStatus,
-};
+use payout_core::provider::{EventReference, PayoutInstruction, PayoutProvider, ProviderEventKind, ProviderStatus};
 use payout_core::testkit::{fixtures, provider::check_provider};
 use payout_core::{ProviderErrorKind, WebhookError};
 use payout_providers::RetryPolicy;
@@ -20,8 +18,9 @@ use payout_providers::mpesa::{
     SIGNATURE_HEADER,
 };
 use serde_json::json;
-use wiremock::matchers::{body_json, body_partial_json, header, method, path, query_param};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use support::{lookup, mount, mount_first, mount_times, on, refusal, requests};
+use wiremock::matchers::{body_json, body_partial_json, header, query_param};
+use wiremock::{MockServer, Request, ResponseTemplate};
 
 const CONSUMER_KEY: &str = "ck_daraja_test";
 const CONSUMER_SECRET: &str = "cs_daraja_secret";
@@ -65,14 +64,10 @@ fn token_body(token: &str, expires_in: serde_json::Value) -> serde_json::Value {
 }
 
 async fn mount_token(server: &MockServer, expires_in: serde_json::Value, times: u64) {
-    Mock::given(method("GET"))
-        .and(path("/oauth/v1/generate"))
+    let token = on("GET", Some("/oauth/v1/generate"))
         .and(query_param("grant_type", "client_credentials"))
-        .and(header("authorization", basic().as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok-1", expires_in)))
-        .expect(times)
-        .mount(server)
-        .await;
+        .and(header("authorization", basic().as_str()));
+    mount_times(server, token, answer(200, token_body("tok-1", expires_in)), times).await;
 }
 
 fn ack(key: &str) -> serde_json::Value {
@@ -84,24 +79,31 @@ fn gateway_error(code: &str, message: &str) -> serde_json::Value {
     json!({"requestId": "11728-2929992-1", "errorCode": code, "errorMessage": message})
 }
 
-async fn payments(server: &MockServer) -> Vec<Request> {
+fn invalid_token() -> serde_json::Value {
+    gateway_error("400.003.01", "Invalid Access Token")
+}
+
+fn answer(status: u16, body: serde_json::Value) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(body)
+}
+
+/// A server that hands out one long-lived token.
+async fn with_token() -> MockServer {
+    let server = MockServer::start().await;
+    mount_token(&server, json!("3599"), 1).await;
     server
-        .received_requests()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.url.path().ends_with("paymentrequest"))
-        .collect()
+}
+
+async fn payments(server: &MockServer) -> Vec<Request> {
+    requests(server, |r| r.url.path().ends_with("paymentrequest")).await
 }
 
 // ---------- send ----------
 
 #[tokio::test]
 async fn send_posts_the_b2c_request_with_our_key_and_whole_shillings() {
-    let server = MockServer::start().await;
-    mount_token(&server, json!("3599"), 1).await;
-    Mock::given(method("POST"))
-        .and(path("/mpesa/b2c/v3/paymentrequest"))
+    let server = with_token().await;
+    let payment = on("POST", Some("/mpesa/b2c/v3/paymentrequest"))
         .and(header("authorization", "Bearer tok-1"))
         .and(body_json(json!({
             "OriginatorConversationID": "po_testkit-1",
@@ -115,11 +117,8 @@ async fn send_posts_the_b2c_request_with_our_key_and_whole_shillings() {
             "QueueTimeOutURL": "https://payouts.example/webhooks/mpesa/path-token-7f3a/timeout",
             "ResultURL": "https://payouts.example/webhooks/mpesa/path-token-7f3a/result",
             "Occassion": "po_testkit"
-        })))
-        .respond_with(ResponseTemplate::new(200).set_body_json(ack("po_testkit-1")))
-        .expect(1)
-        .mount(&server)
-        .await;
+        })));
+    mount_times(&server, payment, answer(200, ack("po_testkit-1")), 1).await;
     let r = provider(&server).send(&instruction()).await.unwrap();
     assert_eq!(r.status, ProviderStatus::Accepted, "an ack is not a payment");
     assert_eq!(r.reference.as_deref(), Some("AG_20240706_2010325b025970fbc403"));
@@ -130,133 +129,83 @@ async fn send_posts_the_b2c_request_with_our_key_and_whole_shillings() {
     );
 }
 
+/// A token is fetched once and reused (`expires_in` as a number or a string) until 60 s before it
+/// expires: a 30 s token is inside that margin and fetched again for every call.
 #[tokio::test]
 async fn the_token_is_cached_until_shortly_before_it_expires() {
-    let server = MockServer::start().await;
-    mount_token(&server, json!(3599), 1).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(ack("k")))
-        .expect(3)
-        .mount(&server)
-        .await;
-    let p = provider(&server);
-    for n in 1..=3 {
-        let mut i = instruction();
-        i.idempotency_key = format!("po_testkit-{n}");
-        p.send(&i).await.unwrap();
+    for (expires_in, sends, fetches) in [(json!(3599), 3, 1), (json!("30"), 2, 2)] {
+        let server = MockServer::start().await;
+        mount_token(&server, expires_in, fetches).await;
+        mount_times(&server, on("POST", None), answer(200, ack("k")), sends).await;
+        let p = provider(&server);
+        for n in 1..=sends {
+            let mut i = instruction();
+            i.idempotency_key = format!("po_testkit-{n}");
+            p.send(&i).await.unwrap();
+        }
     }
 }
 
+/// A 401, or a 400 with Daraja's invalid-token code: the token is fetched again once and the same
+/// request (the same `OriginatorConversationID`) sent with it.
 #[tokio::test]
-async fn a_token_about_to_expire_is_fetched_again() {
-    let server = MockServer::start().await;
-    // 30 s is inside the 60 s safety margin: never reused.
-    mount_token(&server, json!("30"), 2).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(ack("k")))
-        .mount(&server)
-        .await;
-    let p = provider(&server);
-    p.send(&instruction()).await.unwrap();
-    p.send(&instruction()).await.unwrap();
-}
-
-async fn refreshed_once_after(refusal: ResponseTemplate) {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/oauth/v1/generate"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok-old", json!("3599"))))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/oauth/v1/generate"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok-new", json!("3599"))))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(header("authorization", "Bearer tok-old"))
-        .respond_with(refusal)
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(header("authorization", "Bearer tok-new"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(ack("po_testkit-1")))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let r = provider(&server).send(&instruction()).await.unwrap();
-    assert_eq!(r.status, ProviderStatus::Accepted);
-    let sent = payments(&server).await;
-    assert_eq!(sent.len(), 2);
-    assert_eq!(
-        sent[0].body, sent[1].body,
-        "the same request, the same OriginatorConversationID"
-    );
-}
-
-#[tokio::test]
-async fn a_401_refreshes_the_token_once() {
-    refreshed_once_after(ResponseTemplate::new(401).set_body_json(gateway_error("400.003.01", "Invalid Access Token")))
-        .await;
-}
-
-#[tokio::test]
-async fn an_invalid_token_error_code_refreshes_the_token_once() {
-    refreshed_once_after(ResponseTemplate::new(400).set_body_json(gateway_error("400.003.01", "Invalid Access Token")))
-        .await;
+async fn a_refused_token_is_refreshed_once() {
+    for status in [401, 400] {
+        let server = MockServer::start().await;
+        let token = || on("GET", Some("/oauth/v1/generate"));
+        mount_first(&server, token(), answer(200, token_body("tok-old", json!("3599")))).await;
+        mount(&server, token(), answer(200, token_body("tok-new", json!("3599")))).await;
+        let with = |t: &str| on("POST", None).and(header("authorization", format!("Bearer {t}").as_str()));
+        mount_times(&server, with("tok-old"), answer(status, invalid_token()), 1).await;
+        mount_times(&server, with("tok-new"), answer(200, ack("po_testkit-1")), 1).await;
+        let r = provider(&server).send(&instruction()).await.unwrap();
+        assert_eq!(r.status, ProviderStatus::Accepted);
+        let sent = payments(&server).await;
+        assert_eq!(sent.len(), 2);
+        assert_eq!(
+            sent[0].body, sent[1].body,
+            "the same request, the same OriginatorConversationID"
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_token_refused_twice_is_final() {
     let server = MockServer::start().await;
     mount_token(&server, json!("3599"), 2).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(gateway_error("400.003.01", "Invalid Access Token")))
-        .expect(2)
-        .mount(&server)
-        .await;
-    let e = provider(&server).send(&instruction()).await.unwrap_err();
-    assert_eq!(e.kind, ProviderErrorKind::Final);
+    mount_times(&server, on("POST", None), answer(401, invalid_token()), 2).await;
+    support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Final).await;
 }
 
 #[tokio::test]
 async fn amounts_m_pesa_cannot_take_fail_final_before_any_call() {
     let server = MockServer::start().await;
-    let p = provider(&server);
-    let cases = [
-        Money::parse("500.50", Currency::KES).unwrap(),
-        Money::parse("9", Currency::KES).unwrap(),
-        Money::parse("250001", Currency::KES).unwrap(),
-        Money::parse("500", Currency::USD).unwrap(),
-    ];
-    for amount in cases {
+    let mut cases: Vec<PayoutInstruction> = [
+        ("500.50", Currency::KES),
+        ("9", Currency::KES),
+        ("250001", Currency::KES),
+    ]
+    .into_iter()
+    .chain([("500", Currency::USD)])
+    .map(|(amount, currency)| {
         let mut i = instruction();
-        i.amount = amount;
-        let e = p.send(&i).await.unwrap_err();
-        assert_eq!(e.kind, ProviderErrorKind::Final, "{amount}: {e}");
-    }
+        i.amount = Money::parse(amount, currency).unwrap();
+        i
+    })
+    .collect();
     let mut bad_phone = instruction();
     bad_phone.destination = PayoutDestination::MpesaPhone {
         phone: "255712345678".into(),
     };
-    assert_eq!(p.send(&bad_phone).await.unwrap_err().kind, ProviderErrorKind::Final);
-    assert!(
-        server.received_requests().await.unwrap().is_empty(),
-        "no token, no payment request"
-    );
+    cases.push(bad_phone);
+    // No token either: nothing reaches the server.
+    support::assert_unpayable(&server, &provider(&server), &cases).await;
 }
 
 #[tokio::test]
 async fn the_limits_themselves_are_payable() {
-    let server = MockServer::start().await;
-    mount_token(&server, json!("3599"), 1).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(ack("k")))
-        .mount(&server)
-        .await;
+    let server = with_token().await;
+    mount(&server, on("POST", None), answer(200, ack("k"))).await;
     let p = provider(&server);
     for (amount, sent) in [("10", "10"), ("250000.00", "250000")] {
         let mut i = instruction();
@@ -270,16 +219,9 @@ async fn the_limits_themselves_are_payable() {
 
 #[tokio::test]
 async fn a_duplicate_originator_conversation_id_is_already_sent_not_failed() {
-    let server = MockServer::start().await;
-    mount_token(&server, json!("3599"), 1).await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(500)
-                .set_body_json(gateway_error("500.002.1001", "Duplicate OriginatorConversationID.")),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = with_token().await;
+    let duplicate = gateway_error("500.002.1001", "Duplicate OriginatorConversationID.");
+    mount_times(&server, on("POST", None), answer(500, duplicate), 1).await;
     let r = provider(&server).send(&instruction()).await.unwrap();
     assert_eq!(r.status, ProviderStatus::Accepted);
     assert!(r.note.contains("sent before"), "{}", r.note);
@@ -287,183 +229,106 @@ async fn a_duplicate_originator_conversation_id_is_already_sent_not_failed() {
 
 #[tokio::test]
 async fn a_retry_that_meets_its_own_first_try_is_already_sent() {
-    let server = MockServer::start().await;
-    mount_token(&server, json!("3599"), 1).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(gateway_error("500.002.1001", "Duplicate")))
-        .mount(&server)
-        .await;
-    assert_eq!(
-        provider(&server).send(&instruction()).await.unwrap().status,
-        ProviderStatus::Accepted
-    );
+    let server = with_token().await;
+    mount_first(&server, on("POST", None), ResponseTemplate::new(503)).await;
+    let duplicate = gateway_error("500.002.1001", "Duplicate");
+    mount(&server, on("POST", None), answer(500, duplicate)).await;
+    support::assert_sent(&provider(&server), &instruction(), ProviderStatus::Accepted).await;
 }
 
 #[tokio::test]
 async fn an_invalid_payload_is_final() {
-    let server = MockServer::start().await;
-    mount_token(&server, json!("3599"), 1).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(gateway_error("400.002.05", "Invalid Request Payload")))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let e = provider(&server).send(&instruction()).await.unwrap_err();
-    assert_eq!(e.kind, ProviderErrorKind::Final);
+    let server = with_token().await;
+    let invalid = gateway_error("400.002.05", "Invalid Request Payload");
+    mount_times(&server, on("POST", None), answer(400, invalid), 1).await;
+    let e = support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Final).await;
     assert_eq!(e.code.as_deref(), Some("400.002.05"));
 }
 
 #[tokio::test]
 async fn a_non_zero_response_code_is_final() {
-    let server = MockServer::start().await;
-    mount_token(&server, json!("3599"), 1).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"ConversationID": "", "OriginatorConversationID": "po_testkit-1", "ResponseCode": "1",
-                   "ResponseDescription": "Rejected"}),
-        ))
-        .mount(&server)
-        .await;
-    assert_eq!(
-        provider(&server).send(&instruction()).await.unwrap_err().kind,
-        ProviderErrorKind::Final
-    );
+    let server = with_token().await;
+    let rejected = json!({"ConversationID": "", "OriginatorConversationID": "po_testkit-1", "ResponseCode": "1",
+                          "ResponseDescription": "Rejected"});
+    mount(&server, on("POST", None), answer(200, rejected)).await;
+    support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Final).await;
 }
 
-async fn retried_then_ok(first: ResponseTemplate) {
-    let server = MockServer::start().await;
-    mount_token(&server, json!("3599"), 1).await;
-    Mock::given(method("POST"))
-        .respond_with(first)
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(ack("po_testkit-1")))
-        .mount(&server)
-        .await;
-    provider(&server).send(&instruction()).await.unwrap();
-    let sent = payments(&server).await;
-    assert_eq!(sent.len(), 2);
-    let ids: Vec<String> = sent
-        .iter()
-        .map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["OriginatorConversationID"].to_string())
-        .collect();
-    assert_eq!(ids[0], ids[1], "every try carries the same OriginatorConversationID");
-}
-
+/// Spike arrest, 429 and 503: retried, and every try carries the same `OriginatorConversationID`.
 #[tokio::test]
-async fn spike_arrest_is_retried_with_the_same_key() {
-    retried_then_ok(ResponseTemplate::new(500).set_body_json(gateway_error("500.003.02", "Spike arrest violation")))
-        .await;
-}
-
-#[tokio::test]
-async fn rate_limited_429_is_retried_with_the_same_key() {
-    retried_then_ok(ResponseTemplate::new(429)).await;
-}
-
-#[tokio::test]
-async fn server_error_503_is_retried_with_the_same_key() {
-    retried_then_ok(ResponseTemplate::new(503)).await;
+async fn spike_arrest_rate_limits_and_server_errors_are_retried_with_the_same_key() {
+    for first in [
+        answer(500, gateway_error("500.003.02", "Spike arrest violation")),
+        ResponseTemplate::new(429),
+        ResponseTemplate::new(503),
+    ] {
+        let server = with_token().await;
+        mount_first(&server, on("POST", None), first).await;
+        mount(&server, on("POST", None), answer(200, ack("po_testkit-1"))).await;
+        provider(&server).send(&instruction()).await.unwrap();
+        let sent = payments(&server).await;
+        assert_eq!(sent.len(), 2);
+        let ids: Vec<String> = sent
+            .iter()
+            .map(|r| {
+                serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["OriginatorConversationID"].to_string()
+            })
+            .collect();
+        assert_eq!(ids[0], ids[1], "every try carries the same OriginatorConversationID");
+    }
 }
 
 #[tokio::test]
 async fn timeout_is_ambiguous() {
-    let server = MockServer::start().await;
-    mount_token(&server, json!("3599"), 1).await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(ack("k"))
-                .set_delay(Duration::from_secs(3)),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
-    assert_eq!(
-        provider(&server).send(&instruction()).await.unwrap_err().kind,
-        ProviderErrorKind::Ambiguous
-    );
+    let server = with_token().await;
+    let slow = answer(200, ack("k")).set_delay(Duration::from_secs(3));
+    mount_times(&server, on("POST", None), slow, 1).await;
+    support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Ambiguous).await;
 }
 
 #[tokio::test]
 async fn a_token_endpoint_timeout_is_retryable_since_nothing_was_sent() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(token_body("t", json!(3599)))
-                .set_delay(Duration::from_secs(3)),
-        )
-        .mount(&server)
-        .await;
+    let slow = answer(200, token_body("t", json!(3599))).set_delay(Duration::from_secs(3));
+    mount(&server, on("GET", None), slow).await;
     let p = MpesaProvider::new(builder(&server.uri()).retry(RetryPolicy::no_retries()).build().unwrap()).unwrap();
-    assert_eq!(
-        p.send(&instruction()).await.unwrap_err().kind,
-        ProviderErrorKind::Retryable
-    );
+    support::assert_send_fails(&p, &instruction(), ProviderErrorKind::Retryable).await;
     assert!(payments(&server).await.is_empty());
 }
 
 #[tokio::test]
 async fn bad_consumer_credentials_are_final() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(gateway_error("400.008.02", "Invalid grant type")))
-        .mount(&server)
-        .await;
-    let e = provider(&server).send(&instruction()).await.unwrap_err();
-    assert_eq!(e.kind, ProviderErrorKind::Final);
+    mount(
+        &server,
+        on("GET", None),
+        answer(400, gateway_error("400.008.02", "Invalid grant type")),
+    )
+    .await;
+    let e = support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Final).await;
     assert!(!e.to_string().contains(CONSUMER_SECRET));
 }
 
 #[tokio::test]
 async fn connection_refused_is_retryable() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let p = MpesaProvider::new(builder(&format!("http://{addr}")).build().unwrap()).unwrap();
-    assert_eq!(
-        p.send(&instruction()).await.unwrap_err().kind,
-        ProviderErrorKind::Retryable
-    );
+    let p = MpesaProvider::new(builder(&support::refused_base()).build().unwrap()).unwrap();
+    support::assert_send_fails(&p, &instruction(), ProviderErrorKind::Retryable).await;
 }
 
 // ---------- lookup ----------
 
 #[tokio::test]
 async fn lookup_queries_the_transaction_status_and_is_accepted() {
-    let server = MockServer::start().await;
-    mount_token(&server, json!("3599"), 1).await;
-    Mock::given(method("POST"))
-        .and(path("/mpesa/transactionstatus/v1/query"))
-        .and(body_partial_json(json!({
-            "Initiator": "testapi", "CommandID": "TransactionStatusQuery", "OriginalConversationID": "po_testkit-1",
-            "PartyA": "600996", "IdentifierType": "4",
-            "ResultURL": "https://payouts.example/webhooks/mpesa/path-token-7f3a/result"
-        })))
-        .respond_with(ResponseTemplate::new(200).set_body_json(ack("q-1")))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let status = provider(&server)
-        .lookup(&AttemptLookup {
-            payout_id: "po_testkit".into(),
-            attempt_no: 1,
-            idempotency_key: "po_testkit-1".into(),
-            provider_reference: Some("AG_20240706_2010325b025970fbc403".into()),
-            instruction: None,
-        })
-        .await
-        .unwrap();
+    let server = with_token().await;
+    let query = on("POST", Some("/mpesa/transactionstatus/v1/query")).and(body_partial_json(json!({
+        "Initiator": "testapi", "CommandID": "TransactionStatusQuery", "OriginalConversationID": "po_testkit-1",
+        "PartyA": "600996", "IdentifierType": "4",
+        "ResultURL": "https://payouts.example/webhooks/mpesa/path-token-7f3a/result"
+    })));
+    mount_times(&server, query, answer(200, ack("q-1")), 1).await;
+    let mut attempt = lookup(&instruction(), Some("AG_20240706_2010325b025970fbc403"));
+    attempt.instruction = None;
+    let status = provider(&server).lookup(&attempt).await.unwrap();
     assert_eq!(
         status,
         ProviderStatus::Accepted,
@@ -473,18 +338,15 @@ async fn lookup_queries_the_transaction_status_and_is_accepted() {
 
 #[tokio::test]
 async fn passes_the_provider_conformance_check() {
-    let server = MockServer::start().await;
-    mount_token(&server, json!("3599"), 1).await;
-    Mock::given(method("POST"))
-        .and(path("/mpesa/b2c/v3/paymentrequest"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(ack("po_testkit-1")))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/mpesa/transactionstatus/v1/query"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(ack("q")))
-        .mount(&server)
-        .await;
+    let server = with_token().await;
+    let payments = on("POST", Some("/mpesa/b2c/v3/paymentrequest"));
+    mount(&server, payments, answer(200, ack("po_testkit-1"))).await;
+    mount(
+        &server,
+        on("POST", Some("/mpesa/transactionstatus/v1/query")),
+        answer(200, ack("q")),
+    )
+    .await;
     check_provider(&provider(&server), instruction()).await;
 }
 
@@ -493,13 +355,8 @@ async fn passes_the_provider_conformance_check() {
 #[test]
 fn config_debug_shows_no_secret() {
     let c = builder("https://sandbox.safaricom.co.ke").build().unwrap();
-    let shown = format!("{c:?}");
-    for secret in [CONSUMER_KEY, CONSUMER_SECRET, CREDENTIAL, TOKEN, WHSEC] {
-        assert!(!shown.contains(secret), "{secret} in {shown}");
-    }
-    assert!(shown.ends_with(".. }"));
-    let shown = format!("{:?}", MpesaProvider::new(c).unwrap());
-    assert!(!shown.contains(CONSUMER_SECRET) && !shown.contains(CREDENTIAL));
+    let p = MpesaProvider::new(c.clone()).unwrap();
+    support::assert_debug_hides(&c, &p, &[CONSUMER_KEY, CONSUMER_SECRET, CREDENTIAL, TOKEN, WHSEC]);
 }
 
 fn vars(extra: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
@@ -545,20 +402,16 @@ fn from_vars_defaults_to_the_sandbox_and_names_what_is_missing() {
 
 #[tokio::test]
 async fn the_security_credential_is_computed_from_the_certificate() {
-    let key = support::test_key();
-    let now = support::unix_now();
-    let pem = support::self_signed_pem(key, "apicrypt.safaricom.co.ke", now - 3600, now + 3600);
+    let key = support::certs::test_key();
+    let now = support::certs::unix_now();
+    let pem = support::certs::self_signed_pem(key, "apicrypt.safaricom.co.ke", now - 3600, now + 3600);
     let dir = std::env::temp_dir().join(format!("payouts-mpesa-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cert_path = dir.join("SandboxCertificate.cer");
     std::fs::write(&cert_path, &pem).unwrap();
 
-    let server = MockServer::start().await;
-    mount_token(&server, json!("3599"), 1).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(ack("k")))
-        .mount(&server)
-        .await;
+    let server = with_token().await;
+    mount(&server, on("POST", None), answer(200, ack("k"))).await;
     let cert_path_text = cert_path.to_string_lossy().into_owned();
     let base = server.uri();
     let c = MpesaConfig::from_vars(vars(&[
@@ -721,15 +574,9 @@ async fn callbacks_with_a_wrong_or_missing_token_are_refused() {
     let body = result_body(json!(0), "ok");
     let mut h = signed(&body);
     h.insert(CALLBACK_TOKEN_HEADER, HeaderValue::from_static("guess"));
-    assert_eq!(
-        p.verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::BadSignature
-    );
+    assert_eq!(refusal(&p, &h, &body).await, WebhookError::BadSignature);
     h.remove(CALLBACK_TOKEN_HEADER);
-    assert!(matches!(
-        p.verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::MissingHeader(_)
-    ));
+    assert!(matches!(refusal(&p, &h, &body).await, WebhookError::MissingHeader(_)));
 }
 
 #[tokio::test]
@@ -741,22 +588,13 @@ async fn callbacks_with_a_wrong_secret_or_tampered_body_are_refused() {
         SIGNATURE_HEADER,
         HeaderValue::from_str(&hmac_hex("other-secret", &body)).unwrap(),
     );
-    assert_eq!(
-        p.verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::BadSignature
-    );
+    assert_eq!(refusal(&p, &h, &body).await, WebhookError::BadSignature);
     let h = signed(&body);
     let tampered = result_body(json!(0), "ok!");
-    assert_eq!(
-        p.verify_webhook(&h, &tampered).await.unwrap_err(),
-        WebhookError::BadSignature
-    );
+    assert_eq!(refusal(&p, &h, &tampered).await, WebhookError::BadSignature);
     let mut h = signed(&body);
     h.remove(SIGNATURE_HEADER);
-    assert!(matches!(
-        p.verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::MissingHeader(_)
-    ));
+    assert!(matches!(refusal(&p, &h, &body).await, WebhookError::MissingHeader(_)));
 }
 
 #[tokio::test]
@@ -768,19 +606,13 @@ async fn the_ip_allowlist_reads_the_hosts_header_or_the_last_forwarded_entry() {
     let p = MpesaProvider::new(c).unwrap();
     let body = result_body(json!(0), "ok");
     let mut h = signed(&body);
-    assert!(matches!(
-        p.verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::Unauthorized(_)
-    ));
+    assert!(matches!(refusal(&p, &h, &body).await, WebhookError::Unauthorized(_)));
     h.insert(
         "x-forwarded-for",
         HeaderValue::from_static("196.201.214.200, 203.0.113.9"),
     );
     assert!(
-        matches!(
-            p.verify_webhook(&h, &body).await.unwrap_err(),
-            WebhookError::Unauthorized(_)
-        ),
+        matches!(refusal(&p, &h, &body).await, WebhookError::Unauthorized(_)),
         "a spoofed first hop is not trusted"
     );
     h.insert(
@@ -789,10 +621,7 @@ async fn the_ip_allowlist_reads_the_hosts_header_or_the_last_forwarded_entry() {
     );
     assert!(p.verify_webhook(&h, &body).await.is_ok());
     h.insert(CLIENT_IP_HEADER, HeaderValue::from_static("203.0.113.9"));
-    assert!(matches!(
-        p.verify_webhook(&h, &body).await.unwrap_err(),
-        WebhookError::Unauthorized(_)
-    ));
+    assert!(matches!(refusal(&p, &h, &body).await, WebhookError::Unauthorized(_)));
 }
 
 #[tokio::test]
@@ -802,7 +631,7 @@ async fn without_any_callback_authentication_everything_is_refused() {
     assert!(!p.capabilities().webhooks);
     let body = result_body(json!(0), "ok");
     assert!(matches!(
-        p.verify_webhook(&signed(&body), &body).await.unwrap_err(),
+        refusal(&p, &signed(&body), &body).await,
         WebhookError::Unavailable(_)
     ));
 }
@@ -836,7 +665,7 @@ async fn only_the_token_or_only_the_hmac_is_enough_when_only_one_is_configured()
 async fn an_authentic_but_unreadable_callback_is_malformed() {
     let body = b"{\"not\":\"a result\"}".to_vec();
     assert!(matches!(
-        offline().verify_webhook(&signed(&body), &body).await.unwrap_err(),
+        refusal(&offline(), &signed(&body), &body).await,
         WebhookError::Malformed(_)
     ));
 }

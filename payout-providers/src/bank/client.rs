@@ -6,32 +6,31 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::wire::{ErrorEnvelope, Transfer, TransferList, TransferRequest};
-use crate::common::http::{self, RawResponse};
-use crate::common::retry::{Classified, retry};
-use crate::common::{RetryPolicy, Secret, redact};
+use crate::common::http::{self, Api, ExchangeError, RawResponse, classified_error};
+use crate::common::retry::Classified;
+use crate::common::{Secret, redact};
 
 const PROVIDER: Provider = Provider::BankTransfer;
 
 /// What went wrong talking to the bank, before it is classified for the engine.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum BankError {
-    /// No usable HTTP exchange; classified by the transport layer.
-    Transport(ProviderError),
+    /// No answer we can use; see [`ExchangeError`].
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
     /// The bank answered with an error status.
+    #[error("HTTP {status}{}: {message}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
     Api {
         status: StatusCode,
         code: Option<String>,
         message: String,
     },
-    /// A 2xx we cannot read: the bank may have acted.
-    Unreadable { status: StatusCode, reason: String },
 }
 
 impl Classified for BankError {
     fn kind(&self) -> ProviderErrorKind {
         match self {
-            BankError::Transport(e) => e.kind,
-            BankError::Unreadable { .. } => ProviderErrorKind::Ambiguous,
+            BankError::Exchange(e) => e.kind(),
             BankError::Api { status, code, .. } => {
                 if code.as_deref() == Some("idempotency_key_in_use") || *status == StatusCode::CONFLICT {
                     ProviderErrorKind::Retryable
@@ -43,58 +42,35 @@ impl Classified for BankError {
     }
 }
 
-impl std::fmt::Display for BankError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BankError::Transport(e) => f.write_str(&e.message),
-            BankError::Unreadable { status, reason } => write!(f, "HTTP {status} with an unreadable body: {reason}"),
-            BankError::Api { status, code, message } => match code {
-                Some(c) => write!(f, "HTTP {status} {c}: {message}"),
-                None => write!(f, "HTTP {status}: {message}"),
-            },
-        }
-    }
-}
-
 impl From<BankError> for ProviderError {
     fn from(e: BankError) -> Self {
-        let kind = e.kind();
         match e {
-            BankError::Transport(inner) => inner,
-            BankError::Api { code: Some(ref c), .. } => ProviderError::new(PROVIDER, kind, e.to_string()).with_code(c),
-            other => ProviderError::new(PROVIDER, kind, other.to_string()),
+            BankError::Exchange(inner) => inner.into_provider_error(PROVIDER),
+            BankError::Api { ref code, .. } => classified_error(PROVIDER, &e, code.clone()),
         }
     }
 }
 
 pub(crate) struct BankClient {
-    pub http: reqwest::Client,
-    pub base: String,
+    pub api: Api,
     pub api_key: Secret,
-    pub retry: RetryPolicy,
 }
 
 impl BankClient {
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(self.api_key.expose())
+        self.api.request(method, path).bearer_auth(self.api_key.expose())
     }
 
     /// `POST /transfers` with the attempt's key; retried with the same key when retryable.
     pub async fn create_transfer(&self, body: &TransferRequest, key: &str) -> Result<Transfer, BankError> {
-        retry(&self.retry, "bank create transfer", |_| async move {
-            let raw = http::execute(
-                PROVIDER,
-                self.request(reqwest::Method::POST, "/transfers")
-                    .header("Idempotency-Key", key)
-                    .json(body),
-            )
+        let request = || {
+            self.request(reqwest::Method::POST, "/transfers")
+                .header("Idempotency-Key", key)
+                .json(body)
+        };
+        self.api
+            .call("bank create transfer", request, |raw| self.decode(raw))
             .await
-            .map_err(BankError::Transport)?;
-            self.decode(raw)
-        })
-        .await
     }
 
     /// `GET /transfers/{id}`; `None` on 404.
@@ -107,42 +83,33 @@ impl BankClient {
             });
         };
         let path = format!("/transfers/{segment}");
-        retry(&self.retry, "bank get transfer", |_| {
-            let path = path.clone();
-            async move {
-                let raw = http::execute(PROVIDER, self.request(reqwest::Method::GET, &path))
-                    .await
-                    .map_err(BankError::Transport)?;
+        let request = || self.request(reqwest::Method::GET, &path);
+        self.api
+            .call("bank get transfer", request, |raw| {
                 if raw.status == StatusCode::NOT_FOUND {
                     return Ok(None);
                 }
                 self.decode(raw).map(Some)
-            }
-        })
-        .await
+            })
+            .await
     }
 
     /// `GET /transfers?reference={key}`.
     pub async fn find_by_reference(&self, key: &str) -> Result<Vec<Transfer>, BankError> {
-        retry(&self.retry, "bank find transfer", |_| async move {
-            let raw = http::execute(
-                PROVIDER,
-                self.request(reqwest::Method::GET, "/transfers")
-                    .query(&[("reference", key)]),
-            )
+        let request = || {
+            self.request(reqwest::Method::GET, "/transfers")
+                .query(&[("reference", key)])
+        };
+        self.api
+            .call("bank find transfer", request, |raw| {
+                self.decode::<TransferList>(raw).map(|l| l.data)
+            })
             .await
-            .map_err(BankError::Transport)?;
-            self.decode::<TransferList>(raw).map(|l| l.data)
-        })
-        .await
     }
 
     fn decode<T: DeserializeOwned>(&self, raw: RawResponse) -> Result<T, BankError> {
         if raw.status.is_success() {
-            return serde_json::from_slice(&raw.body).map_err(|e| BankError::Unreadable {
-                status: raw.status,
-                reason: e.to_string(),
-            });
+            return Ok(raw.json()?);
         }
         let error = serde_json::from_slice::<ErrorEnvelope>(&raw.body)
             .map(|e| e.error)

@@ -8,7 +8,7 @@
 //! | `BANK_API_URL` (required) | [`BankConfigBuilder::api_url`] | — |
 //! | `BANK_API_KEY` (required) | [`BankConfigBuilder::api_key`] | — |
 //! | `BANK_TIMEOUT_SECS` | [`BankConfigBuilder::timeout`] | 30 s (connect: 10 s) |
-//! | — | [`BankConfigBuilder::retry`] | [`RetryPolicy::default`] |
+//! | — | [`BankConfigBuilder::retry`] | [`RetryPolicy::default`](crate::RetryPolicy::default) |
 //!
 //! # The contract
 //! Every request carries `Authorization: Bearer {BANK_API_KEY}`; bodies are JSON.
@@ -51,8 +51,6 @@ mod client;
 pub mod files;
 mod wire;
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use http::HeaderMap;
 use payout_core::domain::Provider;
@@ -66,27 +64,30 @@ pub use files::{
     pain001,
 };
 
-use crate::common::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
-use crate::common::{ConfigError, RetryPolicy, Secret, base_url, seconds, var};
+use crate::common::http::Api;
+use crate::common::options::ClientVars;
+use crate::common::{ClientOptions, ConfigBuilder, ConfigError, Secret};
 use client::BankClient;
 use wire::TransferRequest;
+
+/// The bank's base URL has no default: `BANK_API_URL` is required.
+const CLIENT_VARS: ClientVars = ClientVars {
+    api_base: "BANK_API_URL",
+    timeout_secs: "BANK_TIMEOUT_SECS",
+    default_api_base: None,
+};
 
 /// Settings for [`BankProvider`]. `Debug` shows no secret.
 #[derive(Clone)]
 pub struct BankConfig {
-    api_url: String,
+    client: ClientOptions,
     api_key: Secret,
-    timeout: Duration,
-    connect_timeout: Duration,
-    retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for BankConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BankConfig")
-            .field("api_url", &self.api_url)
-            .field("timeout", &self.timeout)
-            .field("retry", &self.retry)
+            .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }
@@ -105,92 +106,56 @@ impl BankConfig {
     /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
     pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let lookup = &lookup as &dyn Fn(&str) -> Option<String>;
-        let mut b = BankConfig::builder();
-        if let Some(u) = var(lookup, "BANK_API_URL") {
-            b = b.api_url(u);
-        }
-        if let Some(k) = var(lookup, "BANK_API_KEY") {
-            b = b.api_key(k);
-        }
-        if let Some(t) = var(lookup, "BANK_TIMEOUT_SECS") {
-            b = b.timeout(seconds("BANK_TIMEOUT_SECS", &t)?);
-        }
-        b.build()
+        BankConfig::builder()
+            .vars(lookup, &[("BANK_API_KEY", |b, v| b.api_key(v))])
+            .client_vars(&CLIENT_VARS, lookup)?
+            .build()
     }
 
     /// The API base URL.
     pub fn api_url(&self) -> &str {
-        &self.api_url
+        self.client.base()
     }
 }
 
-/// Builds a [`BankConfig`].
+/// Builds a [`BankConfig`]: the shared setters of [`ConfigBuilder`] (`timeout`, `connect_timeout`,
+/// `retry`; `api_base` is [`api_url`](BankConfigBuilder::api_url)) and the bank's own below.
+pub type BankConfigBuilder = ConfigBuilder<BankSettings>;
+
+/// The bank's own settings in a [`BankConfigBuilder`], set through its methods.
 #[derive(Default)]
-pub struct BankConfigBuilder {
-    api_url: Option<String>,
+pub struct BankSettings {
     api_key: Option<Secret>,
-    timeout: Option<Duration>,
-    connect_timeout: Option<Duration>,
-    retry: Option<RetryPolicy>,
-}
-
-impl std::fmt::Debug for BankConfigBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BankConfigBuilder")
-            .field("api_url", &self.api_url)
-            .finish_non_exhaustive()
-    }
 }
 
 impl BankConfigBuilder {
-    /// The API's base URL (`BANK_API_URL`); `/transfers` is appended.
-    pub fn api_url(mut self, url: impl Into<String>) -> Self {
-        self.api_url = Some(url.into());
-        self
+    /// The API's base URL (`BANK_API_URL`, required); `/transfers` is appended. The same as
+    /// [`api_base`](ConfigBuilder::api_base).
+    pub fn api_url(self, url: impl Into<String>) -> Self {
+        self.api_base(url)
     }
     /// The bearer key (`BANK_API_KEY`).
     pub fn api_key(mut self, key: impl Into<Secret>) -> Self {
-        self.api_key = Some(key.into());
-        self
-    }
-    /// The time limit for one HTTP exchange.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-    /// The time limit for connecting.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
-        self
-    }
-    /// How retryable failures are retried.
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = Some(policy);
+        self.settings.api_key = Some(key.into());
         self
     }
 
     /// Checks and builds.
     pub fn build(self) -> Result<BankConfig, ConfigError> {
-        let api_url = self.api_url.ok_or(ConfigError::Missing("BANK_API_URL"))?;
-        let api_url = base_url("BANK_API_URL", &api_url)?;
+        let client = self.client.resolve(&CLIENT_VARS)?;
         let api_key = self
+            .settings
             .api_key
             .filter(|k| !k.expose().trim().is_empty())
             .ok_or(ConfigError::Missing("BANK_API_KEY"))?;
-        Ok(BankConfig {
-            api_url,
-            api_key,
-            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
-            connect_timeout: self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            retry: self.retry.unwrap_or_default(),
-        })
+        Ok(BankConfig { client, api_key })
     }
 }
 
 /// The bank API adapter.
 pub struct BankProvider {
-    config: BankConfig,
     client: BankClient,
+    config: BankConfig,
 }
 
 impl std::fmt::Debug for BankProvider {
@@ -205,10 +170,8 @@ impl BankProvider {
     /// An adapter with its own HTTP client.
     pub fn new(config: BankConfig) -> Result<Self, ConfigError> {
         let client = BankClient {
-            http: crate::common::http::client(config.timeout, config.connect_timeout)?,
-            base: config.api_url.clone(),
+            api: Api::new(Provider::BankTransfer, &config.client)?,
             api_key: config.api_key.clone(),
-            retry: config.retry,
         };
         Ok(BankProvider { config, client })
     }
@@ -225,18 +188,11 @@ impl PayoutProvider for BankProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            batch: false,
-            max_batch_size: 1,
-            lookup: true,
-            webhooks: false,
-            simulated: false,
-        }
+        crate::common::capabilities(1, false)
     }
 
     async fn send(&self, instruction: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
-        let body = TransferRequest::try_from(instruction)
-            .map_err(|e| ProviderError::new(Provider::BankTransfer, ProviderErrorKind::Final, e.0))?;
+        let body = TransferRequest::try_from(instruction).map_err(|e| e.into_error(Provider::BankTransfer))?;
         let transfer = self.client.create_transfer(&body, &instruction.idempotency_key).await?;
         let status = transfer.status().map_err(unknown_status)?;
         Ok(SendReceipt {

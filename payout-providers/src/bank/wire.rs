@@ -4,6 +4,8 @@ use payout_core::domain::PayoutDestination;
 use payout_core::provider::{PayoutInstruction, ProviderStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::common::Unpayable;
+
 /// `POST {BANK_API_URL}/transfers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct TransferRequest {
@@ -30,19 +32,12 @@ pub(crate) struct Beneficiary {
     pub country: Option<String>,
 }
 
-/// Why an instruction cannot be sent to the bank (a `Final` error, before any call).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Unpayable(pub String);
-
 impl TryFrom<&PayoutInstruction> for TransferRequest {
     type Error = Unpayable;
 
     fn try_from(i: &PayoutInstruction) -> Result<Self, Self::Error> {
         let PayoutDestination::Bank(account) = &i.destination else {
-            return Err(Unpayable(format!(
-                "a bank transfer needs bank details, not {}",
-                i.destination.masked()
-            )));
+            return Err(Unpayable::destination("a bank transfer needs bank details", i));
         };
         if account.account_number.trim().is_empty() {
             return Err(Unpayable("the bank account number is empty".into()));
@@ -81,9 +76,7 @@ impl TryFrom<&PayoutInstruction> for TransferRequest {
 pub(crate) struct Transfer {
     pub id: String,
     pub status: String,
-    #[serde(default)]
     pub reference: Option<String>,
-    #[serde(default)]
     pub failure_reason: Option<String>,
 }
 
@@ -114,31 +107,27 @@ pub(crate) struct TransferList {
 
 /// `{"error": {"code", "message"}}`
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct ErrorEnvelope {
-    #[serde(default)]
     pub error: ApiError,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct ApiError {
-    #[serde(default)]
     pub code: Option<String>,
-    #[serde(default)]
     pub message: Option<String>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::test_instruction;
     use payout_core::domain::Provider;
-    use payout_core::money::{Currency, Money};
-    use payout_core::testkit::fixtures;
+    use payout_core::money::Currency;
 
     #[test]
     fn request_carries_decimal_amount_and_beneficiary() {
-        let mut i = fixtures::instruction(Provider::BankTransfer);
-        i.amount = Money::parse("1500.5", Currency::KES).unwrap();
-        let r = TransferRequest::try_from(&i).unwrap();
+        let r = TransferRequest::try_from(&test_instruction(Provider::BankTransfer, "1500.5", Currency::KES)).unwrap();
         assert_eq!(r.amount, "1500.50");
         assert_eq!(r.currency, "KES");
         assert_eq!(r.reference, "po_testkit-1");

@@ -1,29 +1,76 @@
 //! The HTTP client every adapter uses and how its failures are classified.
 
-use std::time::Duration;
+use std::future::Future;
 
 use payout_core::domain::Provider;
 use payout_core::{ProviderError, ProviderErrorKind};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
+use serde::de::DeserializeOwned;
 
-use super::ConfigError;
+use super::retry::{Classified, retry};
+use super::{ClientOptions, ConfigError, RetryPolicy};
 
-/// Default time limit for one HTTP exchange.
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default time limit for establishing a connection.
-pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// One provider's API as an adapter calls it: the HTTP client, the base URL and the retry policy,
+/// all from the config's [`ClientOptions`].
+pub(crate) struct Api {
+    pub provider: Provider,
+    pub http: reqwest::Client,
+    pub base: String,
+    pub retry: RetryPolicy,
+}
 
-/// A rustls client with the given limits. Redirects are not followed: a provider API that
-/// redirects a payment request is a misconfiguration, not something to chase.
-pub(crate) fn client(timeout: Duration, connect_timeout: Duration) -> Result<reqwest::Client, ConfigError> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("payouts/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ConfigError::Http(e.without_url().to_string()))
+impl Api {
+    pub fn new(provider: Provider, options: &ClientOptions) -> Result<Self, ConfigError> {
+        Ok(Api {
+            provider,
+            http: options.http_client()?,
+            base: options.base().to_string(),
+            retry: options.retry(),
+        })
+    }
+
+    /// A request to `path` under the base URL.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    /// Sends the request `build` makes and `read`s the answer, sending it again while the failure is
+    /// retryable (see [`exchange_with_retries`]).
+    #[allow(dead_code)] // Stripe and the bank; PayPal and M-Pesa send through their token cache
+    pub async fn call<T, E>(
+        &self,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+        read: impl Fn(RawResponse) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<ExchangeError> + Classified + std::fmt::Display,
+    {
+        exchange_with_retries(&self.retry, what, || execute(self.provider, build()), read).await
+    }
+}
+
+/// Runs `exchange` and `read`s its answer; while the failure (of either) is retryable, runs both
+/// again, up to `policy`. Every try sends the same request; a failed exchange is an
+/// [`ExchangeError::Transport`].
+pub(crate) async fn exchange_with_retries<T, E, X, XFut>(
+    policy: &RetryPolicy,
+    what: &str,
+    exchange: X,
+    read: impl Fn(RawResponse) -> Result<T, E>,
+) -> Result<T, E>
+where
+    X: Fn() -> XFut,
+    XFut: Future<Output = Result<RawResponse, ProviderError>>,
+    E: From<ExchangeError> + Classified + std::fmt::Display,
+{
+    let (exchange, read) = (&exchange, &read);
+    retry(policy, what, move |_| async move {
+        let raw = exchange().await.map_err(ExchangeError::Transport)?;
+        read(raw)
+    })
+    .await
 }
 
 /// A response read whole.
@@ -40,6 +87,63 @@ impl RawResponse {
     pub fn text_excerpt(&self) -> String {
         let t = String::from_utf8_lossy(&self.body);
         t.chars().take(300).collect()
+    }
+
+    /// The body as JSON; a body that is not is [`ExchangeError::Unreadable`].
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ExchangeError> {
+        serde_json::from_slice(&self.body).map_err(|e| ExchangeError::Unreadable {
+            status: self.status,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// A call that brought back no answer an adapter can use. Every adapter's error enum wraps it
+/// beside the provider's own error shapes.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum ExchangeError {
+    /// No usable HTTP exchange (or no access token); classified where it happened.
+    #[error("{}", .0.message)]
+    Transport(ProviderError),
+    /// An answer whose body cannot be read: after a 2xx the provider may have acted on the request.
+    #[error("HTTP {status} with an unreadable body: {reason}")]
+    Unreadable { status: StatusCode, reason: String },
+}
+
+impl Classified for ExchangeError {
+    fn kind(&self) -> ProviderErrorKind {
+        match self {
+            ExchangeError::Transport(e) => e.kind,
+            ExchangeError::Unreadable { .. } => ProviderErrorKind::Ambiguous,
+        }
+    }
+}
+
+impl ExchangeError {
+    /// The public error: a transport error as it was classified, an unreadable answer `Ambiguous`.
+    pub fn into_provider_error(self, provider: Provider) -> ProviderError {
+        match self {
+            ExchangeError::Transport(e) => e,
+            unreadable => classified_error(provider, &unreadable, None),
+        }
+    }
+}
+
+/// The public error for an adapter's own failure: its kind, its message, and the provider's code
+/// when it gave one.
+pub(crate) fn classified_error(
+    provider: Provider,
+    e: &(impl Classified + std::fmt::Display),
+    code: Option<String>,
+) -> ProviderError {
+    with_code(ProviderError::new(provider, e.kind(), e.to_string()), code)
+}
+
+/// `e` with the provider's code, when it gave one.
+pub(crate) fn with_code(e: ProviderError, code: Option<String>) -> ProviderError {
+    match code {
+        Some(c) => e.with_code(c),
+        None => e,
     }
 }
 

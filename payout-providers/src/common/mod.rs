@@ -1,7 +1,8 @@
-//! What every adapter shares: secrets, config errors, retries, HTTP classification and (for the
-//! OAuth providers) a token cache.
+//! What every adapter shares: secrets, config errors, client options, retries, HTTP classification
+//! and (for the OAuth providers) a token cache.
 
 pub(crate) mod http;
+pub(crate) mod options;
 pub(crate) mod retry;
 #[cfg(any(feature = "paypal", feature = "mpesa"))]
 pub(crate) mod token;
@@ -9,6 +10,11 @@ pub(crate) mod token;
 use std::fmt;
 use std::time::Duration;
 
+use payout_core::domain::Provider;
+use payout_core::provider::{Capabilities, PayoutInstruction};
+use payout_core::{ProviderError, ProviderErrorKind};
+
+pub use options::{ClientOptions, ConfigBuilder};
 pub use retry::RetryPolicy;
 
 /// A credential. `Debug` prints `[REDACTED]`; there is no `Display`; the value is read only through
@@ -66,6 +72,34 @@ pub enum ConfigError {
     Http(String),
 }
 
+/// What an adapter here can do: every one looks attempts up and moves real money; it sends batches
+/// when it takes more than one instruction a call, and verifies webhooks when configured to.
+pub(crate) fn capabilities(max_batch_size: usize, webhooks: bool) -> Capabilities {
+    Capabilities {
+        batch: max_batch_size > 1,
+        max_batch_size,
+        lookup: true,
+        webhooks,
+        simulated: false,
+    }
+}
+
+/// Why an instruction cannot be sent to a provider: a `Final` error, before any call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unpayable(pub String);
+
+impl Unpayable {
+    /// The instruction pays a destination this provider cannot: "`{what}`, not {the masked destination}".
+    pub fn destination(what: &str, i: &PayoutInstruction) -> Self {
+        Unpayable(format!("{what}, not {}", i.destination.masked()))
+    }
+
+    /// The public error: `Final`, since nothing was sent and re-sending cannot help.
+    pub fn into_error(self, provider: Provider) -> ProviderError {
+        ProviderError::new(provider, ProviderErrorKind::Final, self.0)
+    }
+}
+
 /// Reads a variable through `lookup`, trimmed; empty counts as unset.
 pub(crate) fn var(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
@@ -88,7 +122,6 @@ pub(crate) fn base_url(name: &'static str, value: &str) -> Result<String, Config
 }
 
 /// Parses a whole number of seconds, e.g. a timeout from the environment.
-#[allow(dead_code)]
 pub(crate) fn seconds(name: &'static str, value: &str) -> Result<Duration, ConfigError> {
     value
         .trim()
@@ -197,6 +230,18 @@ pub(crate) fn redact(text: &str, secrets: &[&Secret]) -> String {
         joined = joined.chars().take(500).collect::<String>() + "...";
     }
     joined
+}
+
+/// For unit tests: the testkit's instruction for `provider`, paying `amount` in `currency`.
+#[cfg(test)]
+pub(crate) fn test_instruction(
+    provider: Provider,
+    amount: &str,
+    currency: payout_core::money::Currency,
+) -> PayoutInstruction {
+    let mut i = payout_core::testkit::fixtures::instruction(provider);
+    i.amount = payout_core::money::Money::parse(amount, currency).unwrap();
+    i
 }
 
 #[cfg(test)]

@@ -4,10 +4,12 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use payout_core::domain::Provider;
 use payout_core::{ProviderError, ProviderErrorKind};
+use serde::de::DeserializeOwned;
 
 use super::Secret;
-use super::http::RawResponse;
+use super::http::{self, RawResponse, with_code};
 
 /// Tokens are dropped this long before the provider says they expire.
 pub(crate) const DEFAULT_EXPIRY_MARGIN: Duration = Duration::from_secs(60);
@@ -98,6 +100,31 @@ impl TokenCache {
         let (token, _) = self.get(&fetch).await.map_err(nothing_sent)?;
         call(token).await
     }
+}
+
+/// Asks the provider's OAuth endpoint for a token with `request`. A refusal is classified by its
+/// status, with the message and code `refused` makes of it (naming the settings to check); an answer
+/// that is not a token is `Retryable`.
+pub(crate) async fn request_token<T: DeserializeOwned>(
+    provider: Provider,
+    request: reqwest::RequestBuilder,
+    refused: impl FnOnce(&RawResponse) -> (String, Option<String>),
+) -> Result<T, ProviderError> {
+    let raw = http::execute(provider, request).await?;
+    if !raw.status.is_success() {
+        let (message, code) = refused(&raw);
+        return Err(with_code(
+            ProviderError::new(provider, http::status_kind(raw.status), message),
+            code,
+        ));
+    }
+    serde_json::from_slice(&raw.body).map_err(|e| {
+        ProviderError::new(
+            provider,
+            ProviderErrorKind::Retryable,
+            format!("unreadable token response: {e}"),
+        )
+    })
 }
 
 /// A failure to get a token means the payment request itself was never sent.

@@ -17,7 +17,7 @@
 //! | `MPESA_COMMAND_ID` | [`MpesaConfigBuilder::command_id`] | `BusinessPayment` |
 //! | `MPESA_API_BASE` | [`MpesaConfigBuilder::api_base`] | `https://sandbox.safaricom.co.ke` |
 //! | `MPESA_TIMEOUT_SECS` | [`MpesaConfigBuilder::timeout`] | 30 s (connect: 10 s) |
-//! | — | [`MpesaConfigBuilder::retry`] | [`RetryPolicy::default`] |
+//! | — | [`MpesaConfigBuilder::retry`] | [`RetryPolicy::default`](crate::RetryPolicy::default) |
 //!
 //! With a password and a certificate the credential is computed once, when the config is built
 //! ([`security_credential`]). The live base is `https://api.safaricom.co.ke`.
@@ -59,7 +59,6 @@ mod webhook;
 mod wire;
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use http::HeaderMap;
@@ -67,15 +66,16 @@ use payout_core::domain::Provider;
 use payout_core::provider::{
     AttemptLookup, Capabilities, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus, SendReceipt,
 };
-use payout_core::{ProviderError, ProviderErrorKind, WebhookError};
+use payout_core::{ProviderError, WebhookError};
 
 pub use credential::security_credential;
 pub use webhook::{CALLBACK_KIND_HEADER, CALLBACK_TOKEN_HEADER, CLIENT_IP_HEADER, SIGNATURE_HEADER};
 pub use wire::{MAX_AMOUNT_KES, MIN_AMOUNT_KES};
 
-use crate::common::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+use crate::common::http::Api;
+use crate::common::options::ClientVars;
 use crate::common::token::{DEFAULT_EXPIRY_MARGIN, TokenCache};
-use crate::common::{ConfigError, RetryPolicy, Secret, base_url, seconds, var};
+use crate::common::{ClientOptions, ConfigBuilder, ConfigError, Secret, base_url, var};
 use client::{MpesaClient, Submitted};
 use webhook::CallbackAuth;
 use wire::{Payment, PaymentRequest, StatusQuery};
@@ -85,9 +85,16 @@ pub const SANDBOX_API_BASE: &str = "https://sandbox.safaricom.co.ke";
 /// Daraja's live API.
 pub const LIVE_API_BASE: &str = "https://api.safaricom.co.ke";
 
+const CLIENT_VARS: ClientVars = ClientVars {
+    api_base: "MPESA_API_BASE",
+    timeout_secs: "MPESA_TIMEOUT_SECS",
+    default_api_base: Some(SANDBOX_API_BASE),
+};
+
 /// Settings for [`MpesaProvider`]. `Debug` shows no secret.
 #[derive(Clone)]
 pub struct MpesaConfig {
+    client: ClientOptions,
     consumer_key: Secret,
     consumer_secret: Secret,
     shortcode: String,
@@ -98,16 +105,12 @@ pub struct MpesaConfig {
     timeout_url: String,
     status_result_url: String,
     auth: CallbackAuth,
-    api_base: String,
-    timeout: Duration,
-    connect_timeout: Duration,
-    retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for MpesaConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MpesaConfig")
-            .field("api_base", &self.api_base)
+            .field("client", &self.client)
             .field("shortcode", &self.shortcode)
             .field("initiator_name", &self.initiator_name)
             .field("command_id", &self.command_id)
@@ -115,8 +118,6 @@ impl std::fmt::Debug for MpesaConfig {
             .field("callback_token", &self.auth.token.is_some())
             .field("webhook_secret", &self.auth.hmac_secret.is_some())
             .field("allowed_ips", &self.auth.allowed_ips)
-            .field("timeout", &self.timeout)
-            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
@@ -144,36 +145,29 @@ impl MpesaConfig {
         if let Some(v) = first(&["MPESA_B2C_CONSUMER_SECRET", "MPESA_CONSUMER_SECRET"]) {
             b = b.consumer_secret(v);
         }
-        if let Some(v) = var(lookup, "MPESA_SHORTCODE") {
-            b = b.shortcode(v);
-        }
-        if let Some(v) = var(lookup, "MPESA_INITIATOR_NAME") {
-            b = b.initiator_name(v);
-        }
-        if let Some(v) = var(lookup, "MPESA_B2C_SECURITY_CREDENTIAL") {
-            b = b.security_credential(v);
-        } else if let Some(password) = var(lookup, "MPESA_INITIATOR_PASSWORD") {
-            let path = var(lookup, "MPESA_CERT_PATH").ok_or(ConfigError::Missing("MPESA_CERT_PATH"))?;
-            let cert = std::fs::read(&path).map_err(|e| ConfigError::Invalid {
-                name: "MPESA_CERT_PATH",
-                reason: format!("cannot read {path}: {e}"),
-            })?;
-            b = b.initiator_password(password, &cert)?;
-        }
-        if let Some(v) = var(lookup, "MPESA_RESULT_URL") {
-            b = b.result_url(v);
-        }
-        if let Some(v) = var(lookup, "MPESA_TIMEOUT_URL") {
-            b = b.timeout_url(v);
-        }
-        if let Some(v) = var(lookup, "MPESA_STATUS_RESULT_URL") {
-            b = b.status_result_url(v);
-        }
-        if let Some(v) = var(lookup, "MPESA_CALLBACK_TOKEN") {
-            b = b.callback_token(v);
-        }
-        if let Some(v) = var(lookup, "MPESA_WEBHOOK_SECRET") {
-            b = b.webhook_secret(v);
+        b = b.vars(
+            lookup,
+            &[
+                ("MPESA_SHORTCODE", |b, v| b.shortcode(v)),
+                ("MPESA_INITIATOR_NAME", |b, v| b.initiator_name(v)),
+                ("MPESA_B2C_SECURITY_CREDENTIAL", |b, v| b.security_credential(v)),
+                ("MPESA_RESULT_URL", |b, v| b.result_url(v)),
+                ("MPESA_TIMEOUT_URL", |b, v| b.timeout_url(v)),
+                ("MPESA_STATUS_RESULT_URL", |b, v| b.status_result_url(v)),
+                ("MPESA_CALLBACK_TOKEN", |b, v| b.callback_token(v)),
+                ("MPESA_WEBHOOK_SECRET", |b, v| b.webhook_secret(v)),
+                ("MPESA_COMMAND_ID", |b, v| b.command_id(v)),
+            ],
+        );
+        if var(lookup, "MPESA_B2C_SECURITY_CREDENTIAL").is_none() {
+            if let Some(password) = var(lookup, "MPESA_INITIATOR_PASSWORD") {
+                let path = var(lookup, "MPESA_CERT_PATH").ok_or(ConfigError::Missing("MPESA_CERT_PATH"))?;
+                let cert = std::fs::read(&path).map_err(|e| ConfigError::Invalid {
+                    name: "MPESA_CERT_PATH",
+                    reason: format!("cannot read {path}: {e}"),
+                })?;
+                b = b.initiator_password(password, &cert)?;
+            }
         }
         if let Some(v) = var(lookup, "MPESA_CALLBACK_IPS") {
             let ips = v
@@ -188,27 +182,22 @@ impl MpesaConfig {
                 })?;
             b = b.allowed_ips(ips);
         }
-        if let Some(v) = var(lookup, "MPESA_COMMAND_ID") {
-            b = b.command_id(v);
-        }
-        if let Some(v) = var(lookup, "MPESA_API_BASE") {
-            b = b.api_base(v);
-        }
-        if let Some(t) = var(lookup, "MPESA_TIMEOUT_SECS") {
-            b = b.timeout(seconds("MPESA_TIMEOUT_SECS", &t)?);
-        }
-        b.build()
+        b.client_vars(&CLIENT_VARS, lookup)?.build()
     }
 
     /// The API base URL.
     pub fn api_base(&self) -> &str {
-        &self.api_base
+        self.client.base()
     }
 }
 
-/// Builds an [`MpesaConfig`].
+/// Builds an [`MpesaConfig`]: the shared setters of [`ConfigBuilder`] (`api_base`, `timeout`,
+/// `connect_timeout`, `retry`) and M-Pesa's own below.
+pub type MpesaConfigBuilder = ConfigBuilder<MpesaSettings>;
+
+/// M-Pesa's own settings in an [`MpesaConfigBuilder`], set through its methods.
 #[derive(Default)]
-pub struct MpesaConfigBuilder {
+pub struct MpesaSettings {
     consumer_key: Option<Secret>,
     consumer_secret: Option<Secret>,
     shortcode: Option<String>,
@@ -219,105 +208,73 @@ pub struct MpesaConfigBuilder {
     timeout_url: Option<String>,
     status_result_url: Option<String>,
     auth: CallbackAuth,
-    api_base: Option<String>,
-    timeout: Option<Duration>,
-    connect_timeout: Option<Duration>,
-    retry: Option<RetryPolicy>,
-}
-
-impl std::fmt::Debug for MpesaConfigBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MpesaConfigBuilder")
-            .field("api_base", &self.api_base)
-            .finish_non_exhaustive()
-    }
 }
 
 impl MpesaConfigBuilder {
     /// The Daraja app's consumer key.
     pub fn consumer_key(mut self, v: impl Into<Secret>) -> Self {
-        self.consumer_key = Some(v.into());
+        self.settings.consumer_key = Some(v.into());
         self
     }
     /// The Daraja app's consumer secret.
     pub fn consumer_secret(mut self, v: impl Into<Secret>) -> Self {
-        self.consumer_secret = Some(v.into());
+        self.settings.consumer_secret = Some(v.into());
         self
     }
     /// The paying shortcode (`PartyA`).
     pub fn shortcode(mut self, v: impl Into<String>) -> Self {
-        self.shortcode = Some(v.into());
+        self.settings.shortcode = Some(v.into());
         self
     }
     /// The API operator's username (`InitiatorName`).
     pub fn initiator_name(mut self, v: impl Into<String>) -> Self {
-        self.initiator_name = Some(v.into());
+        self.settings.initiator_name = Some(v.into());
         self
     }
     /// A ready `SecurityCredential` (from Safaricom's portal).
     pub fn security_credential(mut self, v: impl Into<Secret>) -> Self {
-        self.security_credential = Some(v.into());
+        self.settings.security_credential = Some(v.into());
         self
     }
     /// Computes the `SecurityCredential` from the initiator password and Safaricom's certificate
     /// (PEM or DER); see [`security_credential`].
     pub fn initiator_password(mut self, password: impl Into<Secret>, cert: &[u8]) -> Result<Self, ConfigError> {
-        self.security_credential = Some(security_credential(&password.into(), cert)?);
+        self.settings.security_credential = Some(security_credential(&password.into(), cert)?);
         Ok(self)
     }
     /// `BusinessPayment` (default), `SalaryPayment` or `PromotionPayment`.
     pub fn command_id(mut self, v: impl Into<String>) -> Self {
-        self.command_id = Some(v.into());
+        self.settings.command_id = Some(v.into());
         self
     }
     /// Where Daraja posts results (`ResultURL`).
     pub fn result_url(mut self, v: impl Into<String>) -> Self {
-        self.result_url = Some(v.into());
+        self.settings.result_url = Some(v.into());
         self
     }
     /// Where Daraja posts queue timeouts (`QueueTimeOutURL`).
     pub fn timeout_url(mut self, v: impl Into<String>) -> Self {
-        self.timeout_url = Some(v.into());
+        self.settings.timeout_url = Some(v.into());
         self
     }
     /// Where transaction status results go (default: the result URL).
     pub fn status_result_url(mut self, v: impl Into<String>) -> Self {
-        self.status_result_url = Some(v.into());
+        self.settings.status_result_url = Some(v.into());
         self
     }
     /// The secret token in the callback URLs' path, passed by the host in [`CALLBACK_TOKEN_HEADER`].
     pub fn callback_token(mut self, v: impl Into<Secret>) -> Self {
-        self.auth.token = Some(v.into());
+        self.settings.auth.token = Some(v.into());
         self
     }
     /// The key of the [`SIGNATURE_HEADER`] HMAC.
     pub fn webhook_secret(mut self, v: impl Into<Secret>) -> Self {
-        self.auth.hmac_secret = Some(v.into());
+        self.settings.auth.hmac_secret = Some(v.into());
         self
     }
     /// Only these source IPs may post callbacks.
     pub fn allowed_ips(mut self, ips: impl IntoIterator<Item = IpAddr>) -> Self {
-        self.auth.allowed_ips = ips.into_iter().collect();
-        self
-    }
-    /// The API base URL (sandbox by default).
-    pub fn api_base(mut self, v: impl Into<String>) -> Self {
-        self.api_base = Some(v.into());
-        self
-    }
-    /// The time limit for one HTTP exchange.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-    /// The time limit for connecting.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
-        self
-    }
-    /// How retryable failures are retried.
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = Some(policy);
+        self.settings.auth.allowed_ips = ips.into_iter().collect();
         self
     }
 
@@ -332,36 +289,34 @@ impl MpesaConfigBuilder {
                 .filter(|s| !s.is_empty())
                 .ok_or(ConfigError::Missing(name))
         }
-        let result_url = base_url("MPESA_RESULT_URL", &text(self.result_url, "MPESA_RESULT_URL")?)?;
-        let timeout_url = base_url("MPESA_TIMEOUT_URL", &text(self.timeout_url, "MPESA_TIMEOUT_URL")?)?;
-        let status_result_url = match self.status_result_url {
+        let own = self.settings;
+        let result_url = base_url("MPESA_RESULT_URL", &text(own.result_url, "MPESA_RESULT_URL")?)?;
+        let timeout_url = base_url("MPESA_TIMEOUT_URL", &text(own.timeout_url, "MPESA_TIMEOUT_URL")?)?;
+        let status_result_url = match own.status_result_url {
             Some(u) => base_url("MPESA_STATUS_RESULT_URL", &u)?,
             None => result_url.clone(),
         };
-        let mut auth = self.auth;
+        let mut auth = own.auth;
         auth.token = auth.token.filter(|t| !t.expose().is_empty());
         auth.hmac_secret = auth.hmac_secret.filter(|t| !t.expose().is_empty());
         Ok(MpesaConfig {
-            consumer_key: secret(self.consumer_key, "MPESA_B2C_CONSUMER_KEY (or MPESA_CONSUMER_KEY)")?,
+            consumer_key: secret(own.consumer_key, "MPESA_B2C_CONSUMER_KEY (or MPESA_CONSUMER_KEY)")?,
             consumer_secret: secret(
-                self.consumer_secret,
+                own.consumer_secret,
                 "MPESA_B2C_CONSUMER_SECRET (or MPESA_CONSUMER_SECRET)",
             )?,
-            shortcode: text(self.shortcode, "MPESA_SHORTCODE")?,
-            initiator_name: text(self.initiator_name, "MPESA_INITIATOR_NAME")?,
+            shortcode: text(own.shortcode, "MPESA_SHORTCODE")?,
+            initiator_name: text(own.initiator_name, "MPESA_INITIATOR_NAME")?,
             security_credential: secret(
-                self.security_credential,
+                own.security_credential,
                 "MPESA_B2C_SECURITY_CREDENTIAL (or MPESA_INITIATOR_PASSWORD and MPESA_CERT_PATH)",
             )?,
-            command_id: self.command_id.unwrap_or_else(|| "BusinessPayment".to_string()),
+            command_id: own.command_id.unwrap_or_else(|| "BusinessPayment".to_string()),
             result_url,
             timeout_url,
             status_result_url,
             auth,
-            api_base: base_url("MPESA_API_BASE", self.api_base.as_deref().unwrap_or(SANDBOX_API_BASE))?,
-            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
-            connect_timeout: self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            retry: self.retry.unwrap_or_default(),
+            client: self.client.resolve(&CLIENT_VARS)?,
         })
     }
 }
@@ -384,12 +339,10 @@ impl MpesaProvider {
     /// An adapter with its own HTTP client and token cache.
     pub fn new(config: MpesaConfig) -> Result<Self, ConfigError> {
         let client = MpesaClient {
-            http: crate::common::http::client(config.timeout, config.connect_timeout)?,
-            base: config.api_base.clone(),
+            api: Api::new(Provider::MpesaB2c, &config.client)?,
             consumer_key: config.consumer_key.clone(),
             consumer_secret: config.consumer_secret.clone(),
             tokens: TokenCache::new(DEFAULT_EXPIRY_MARGIN),
-            retry: config.retry,
         };
         Ok(MpesaProvider { config, client })
     }
@@ -402,18 +355,11 @@ impl PayoutProvider for MpesaProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            batch: false,
-            max_batch_size: 1,
-            lookup: true,
-            webhooks: self.config.auth.configured(),
-            simulated: false,
-        }
+        crate::common::capabilities(1, self.config.auth.configured())
     }
 
     async fn send(&self, instruction: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
-        let payment = Payment::try_from(instruction)
-            .map_err(|e| ProviderError::new(Provider::MpesaB2c, ProviderErrorKind::Final, e.0))?;
+        let payment = Payment::try_from(instruction).map_err(|e| e.into_error(Provider::MpesaB2c))?;
         let c = &self.config;
         let request = PaymentRequest {
             originator_conversation_id: instruction.idempotency_key.clone(),

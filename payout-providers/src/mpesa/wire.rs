@@ -7,6 +7,8 @@ use payout_core::money::Currency;
 use payout_core::provider::PayoutInstruction;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::common::Unpayable;
+
 /// Smallest B2C amount, in KES.
 pub const MIN_AMOUNT_KES: i64 = 10;
 /// Largest B2C amount per transaction, in KES.
@@ -49,19 +51,12 @@ pub(crate) struct Payment {
     pub occasion: String,
 }
 
-/// Why an instruction cannot be paid by B2C (a `Final` error, before any call).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Unpayable(pub String);
-
 impl TryFrom<&PayoutInstruction> for Payment {
     type Error = Unpayable;
 
     fn try_from(i: &PayoutInstruction) -> Result<Self, Self::Error> {
         let PayoutDestination::MpesaPhone { phone } = &i.destination else {
-            return Err(Unpayable(format!(
-                "M-Pesa pays a phone number, not {}",
-                i.destination.masked()
-            )));
+            return Err(Unpayable::destination("M-Pesa pays a phone number", i));
         };
         if i.amount.currency() != Currency::KES {
             return Err(Unpayable(format!(
@@ -126,13 +121,12 @@ pub(crate) fn msisdn(phone: &str) -> Option<String> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct Ack {
-    #[serde(rename = "ConversationID", default)]
+    #[serde(rename = "ConversationID")]
     pub conversation_id: Option<String>,
-    #[serde(rename = "OriginatorConversationID", default)]
+    #[serde(rename = "OriginatorConversationID")]
     pub originator_conversation_id: Option<String>,
     #[serde(default, deserialize_with = "string_or_number")]
     pub response_code: Option<String>,
-    #[serde(default)]
     pub response_description: Option<String>,
 }
 
@@ -140,12 +134,25 @@ pub(crate) struct Ack {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct GatewayError {
-    #[serde(default)]
     pub request_id: Option<String>,
-    #[serde(default)]
     pub error_code: Option<String>,
-    #[serde(default)]
     pub error_message: Option<String>,
+}
+
+/// The details after `HTTP {status} ` in an error message: `{errorCode}: {errorMessage} (requestId {id})`.
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            self.error_code.as_deref().unwrap_or("-"),
+            self.error_message.as_deref().unwrap_or("")
+        )?;
+        if let Some(id) = &self.request_id {
+            write!(f, " (requestId {id})")?;
+        }
+        Ok(())
+    }
 }
 
 /// `GET /oauth/v1/generate`: `expires_in` is a string or a number.
@@ -195,21 +202,20 @@ pub(crate) struct Callback {
 pub(crate) struct CallbackResult {
     #[serde(default, deserialize_with = "string_or_number")]
     pub result_code: Option<String>,
-    #[serde(default)]
     pub result_desc: Option<String>,
-    #[serde(rename = "OriginatorConversationID", default)]
+    #[serde(rename = "OriginatorConversationID")]
     pub originator_conversation_id: Option<String>,
-    #[serde(rename = "ConversationID", default)]
+    #[serde(rename = "ConversationID")]
     pub conversation_id: Option<String>,
-    #[serde(default)]
     pub result_parameters: Option<ResultParameters>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
+#[serde(default)]
 pub(crate) struct ResultParameters {
     /// One parameter or a list of them.
-    #[serde(default, deserialize_with = "one_or_many")]
+    #[serde(deserialize_with = "one_or_many")]
     pub result_parameter: Vec<ResultParameter>,
 }
 
@@ -293,14 +299,11 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ResultParameter>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::test_instruction;
     use payout_core::domain::Provider;
-    use payout_core::money::Money;
-    use payout_core::testkit::fixtures;
 
     fn with_amount(text: &str, currency: Currency) -> PayoutInstruction {
-        let mut i = fixtures::instruction(Provider::MpesaB2c);
-        i.amount = Money::parse(text, currency).unwrap();
-        i
+        test_instruction(Provider::MpesaB2c, text, currency)
     }
 
     #[test]

@@ -10,10 +10,10 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::wire::{ApiError, Batch, CreatePayoutRequest, CreatedBatch, ItemDetail, TokenResponse, linked_batch_id};
-use crate::common::http::{self, RawResponse};
-use crate::common::retry::{Classified, retry};
-use crate::common::token::{Fetched, TokenCache};
-use crate::common::{RetryPolicy, Secret, redact};
+use crate::common::http::{self, Api, ExchangeError, RawResponse, classified_error, exchange_with_retries};
+use crate::common::retry::Classified;
+use crate::common::token::{Fetched, TokenCache, request_token};
+use crate::common::{Secret, redact};
 
 const PROVIDER: Provider = Provider::PaypalPayouts;
 /// How many pages of a batch [`PaypalClient::batch_items`] reads at once.
@@ -23,21 +23,20 @@ const PAGES_AT_ONCE: u32 = 4;
 const PAGE_SIZE: u32 = 1000;
 
 /// What went wrong talking to PayPal, before it is classified for the engine.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum PaypalError {
-    /// No usable HTTP exchange (or no token); already classified.
-    Transport(ProviderError),
+    /// No answer we can use; see [`ExchangeError`].
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
     /// PayPal answered with an error object.
+    #[error("HTTP {status} {error}")]
     Api { status: StatusCode, error: ApiError },
-    /// A 2xx we cannot read: PayPal may have acted.
-    Unreadable { status: StatusCode, reason: String },
 }
 
 impl Classified for PaypalError {
     fn kind(&self) -> ProviderErrorKind {
         match self {
-            PaypalError::Transport(e) => e.kind,
-            PaypalError::Unreadable { .. } => ProviderErrorKind::Ambiguous,
+            PaypalError::Exchange(e) => e.kind(),
             // 409: a PayPal-Request-Id still being processed; nothing new happened.
             PaypalError::Api { status, .. } if *status == StatusCode::CONFLICT => ProviderErrorKind::Retryable,
             PaypalError::Api { status, .. } => http::status_kind(*status),
@@ -45,47 +44,11 @@ impl Classified for PaypalError {
     }
 }
 
-impl std::fmt::Display for PaypalError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PaypalError::Transport(e) => f.write_str(&e.message),
-            PaypalError::Unreadable { status, reason } => write!(f, "HTTP {status} with an unreadable body: {reason}"),
-            PaypalError::Api { status, error } => {
-                write!(f, "HTTP {status} {}", error.name.as_deref().unwrap_or("error"))?;
-                if let Some(m) = &error.message {
-                    write!(f, ": {m}")?;
-                }
-                for d in &error.details {
-                    write!(
-                        f,
-                        " [{}: {}]",
-                        d.field.as_deref().unwrap_or("-"),
-                        d.issue.as_deref().unwrap_or("-")
-                    )?;
-                }
-                if let Some(id) = &error.debug_id {
-                    write!(f, " (debug_id {id})")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
 impl From<PaypalError> for ProviderError {
     fn from(e: PaypalError) -> Self {
-        let kind = e.kind();
-        let code = match &e {
-            PaypalError::Api { error, .. } => error.name.clone(),
-            _ => None,
-        };
-        if let PaypalError::Transport(inner) = e {
-            return inner;
-        }
-        let out = ProviderError::new(PROVIDER, kind, e.to_string());
-        match code {
-            Some(c) => out.with_code(c),
-            None => out,
+        match e {
+            PaypalError::Exchange(inner) => inner.into_provider_error(PROVIDER),
+            PaypalError::Api { ref error, .. } => classified_error(PROVIDER, &e, error.name.clone()),
         }
     }
 }
@@ -104,42 +67,25 @@ pub(crate) enum Created {
 }
 
 pub(crate) struct PaypalClient {
-    pub http: reqwest::Client,
-    pub base: String,
+    pub api: Api,
     pub client_id: Secret,
     pub client_secret: Secret,
     pub tokens: TokenCache,
-    pub retry: RetryPolicy,
 }
 
 impl PaypalClient {
     /// `POST /v1/oauth2/token` with Basic auth and `grant_type=client_credentials`.
     async fn fetch_token(&self) -> Result<Fetched, ProviderError> {
-        let raw = http::execute(
-            PROVIDER,
-            self.http
-                .post(format!("{}/v1/oauth2/token", self.base))
-                .basic_auth(self.client_id.expose(), Some(self.client_secret.expose()))
-                .form(&[("grant_type", "client_credentials")]),
-        )
+        let request = self
+            .api
+            .request(reqwest::Method::POST, "/v1/oauth2/token")
+            .basic_auth(self.client_id.expose(), Some(self.client_secret.expose()))
+            .form(&[("grant_type", "client_credentials")]);
+        let t: TokenResponse = request_token(PROVIDER, request, |raw| {
+            let check = "check PAYPAL_CLIENT_ID/PAYPAL_CLIENT_SECRET";
+            (format!("token request refused: HTTP {} ({check})", raw.status), None)
+        })
         .await?;
-        if !raw.status.is_success() {
-            return Err(ProviderError::new(
-                PROVIDER,
-                http::status_kind(raw.status),
-                format!(
-                    "token request refused: HTTP {} (check PAYPAL_CLIENT_ID/PAYPAL_CLIENT_SECRET)",
-                    raw.status
-                ),
-            ));
-        }
-        let t: TokenResponse = serde_json::from_slice(&raw.body).map_err(|e| {
-            ProviderError::new(
-                PROVIDER,
-                ProviderErrorKind::Retryable,
-                format!("unreadable token response: {e}"),
-            )
-        })?;
         Ok(Fetched {
             token: Secret::new(t.access_token),
             expires_in: Duration::from_secs(t.expires_in.unwrap_or(300)),
@@ -151,7 +97,7 @@ impl PaypalClient {
         self.tokens
             .authorized(
                 || self.fetch_token(),
-                |token| http::execute(PROVIDER, build(token.expose())),
+                |token| http::execute(self.api.provider, build(token.expose())),
                 |_| false,
             )
             .await
@@ -161,39 +107,33 @@ impl PaypalClient {
     /// ids when retryable. A duplicate `sender_batch_id` is [`Created::Duplicate`], not an error.
     pub async fn create_batch(&self, request: &CreatePayoutRequest) -> Result<Created, PaypalError> {
         let request_id = request.sender_batch_header.sender_batch_id.as_str();
-        let url = format!("{}/v1/payments/payouts", self.base);
-        retry(&self.retry, "paypal create payout batch", |_| {
-            let url = url.clone();
-            async move {
-                let raw = self
-                    .authorized(|token| {
-                        self.http
-                            .post(&url)
-                            .bearer_auth(token)
-                            .header("PayPal-Request-Id", request_id)
-                            .json(request)
-                    })
-                    .await
-                    .map_err(PaypalError::Transport)?;
-                if !raw.status.is_success() {
-                    let body: serde_json::Value = serde_json::from_slice(&raw.body).unwrap_or_default();
-                    let error: ApiError = serde_json::from_value(body.clone()).unwrap_or_default();
-                    if error.is_duplicate_batch() {
-                        return Ok(Created::Duplicate {
-                            payout_batch_id: linked_batch_id(&body),
-                        });
-                    }
-                    return Err(self.api_error(raw));
+        let url = format!("{}/v1/payments/payouts", self.api.base);
+        let post = || {
+            self.authorized(|token| {
+                self.api
+                    .http
+                    .post(&url)
+                    .bearer_auth(token)
+                    .header("PayPal-Request-Id", request_id)
+                    .json(request)
+            })
+        };
+        exchange_with_retries(&self.api.retry, "paypal create payout batch", post, |raw| {
+            if !raw.status.is_success() {
+                let body: serde_json::Value = serde_json::from_slice(&raw.body).unwrap_or_default();
+                let error: ApiError = serde_json::from_value(body.clone()).unwrap_or_default();
+                if error.is_duplicate_batch() {
+                    return Ok(Created::Duplicate {
+                        payout_batch_id: linked_batch_id(&body),
+                    });
                 }
-                let created: CreatedBatch = serde_json::from_slice(&raw.body).map_err(|e| PaypalError::Unreadable {
-                    status: raw.status,
-                    reason: e.to_string(),
-                })?;
-                Ok(Created::Batch {
-                    payout_batch_id: created.batch_header.payout_batch_id,
-                    batch_status: created.batch_header.batch_status,
-                })
+                return Err(self.api_error(raw));
             }
+            let created: CreatedBatch = raw.json()?;
+            Ok(Created::Batch {
+                payout_batch_id: created.batch_header.payout_batch_id,
+                batch_status: created.batch_header.batch_status,
+            })
         })
         .await
     }
@@ -203,7 +143,7 @@ impl PaypalClient {
         if !valid_id(batch_id) {
             return Ok(None);
         }
-        let url = format!("{}/v1/payments/payouts/{batch_id}", self.base);
+        let url = format!("{}/v1/payments/payouts/{batch_id}", self.api.base);
         let page_text = page.to_string();
         self.get_json(
             &url,
@@ -271,15 +211,16 @@ impl PaypalClient {
         if !valid_id(item_id) {
             return Ok(None);
         }
-        let url = format!("{}/v1/payments/payouts-item/{item_id}", self.base);
+        let url = format!("{}/v1/payments/payouts-item/{item_id}", self.api.base);
         self.get_json(&url, &[]).await
     }
 
     /// `POST /v1/notifications/verify-webhook-signature` with a body assembled around the raw event.
     pub async fn verify_webhook_signature(&self, body: String) -> Result<RawResponse, ProviderError> {
-        let url = format!("{}/v1/notifications/verify-webhook-signature", self.base);
+        let url = format!("{}/v1/notifications/verify-webhook-signature", self.api.base);
         self.authorized(|token| {
-            self.http
+            self.api
+                .http
                 .post(&url)
                 .bearer_auth(token)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -289,23 +230,15 @@ impl PaypalClient {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, url: &str, query: &[(&str, &str)]) -> Result<Option<T>, PaypalError> {
-        retry(&self.retry, "paypal read", |_| async move {
-            let raw = self
-                .authorized(|token| self.http.get(url).bearer_auth(token).query(query))
-                .await
-                .map_err(PaypalError::Transport)?;
+        let get = || self.authorized(|token| self.api.http.get(url).bearer_auth(token).query(query));
+        exchange_with_retries(&self.api.retry, "paypal read", get, |raw| {
             if raw.status == StatusCode::NOT_FOUND {
                 return Ok(None);
             }
             if !raw.status.is_success() {
                 return Err(self.api_error(raw));
             }
-            serde_json::from_slice(&raw.body)
-                .map(Some)
-                .map_err(|e| PaypalError::Unreadable {
-                    status: raw.status,
-                    reason: e.to_string(),
-                })
+            Ok(Some(raw.json()?))
         })
         .await
     }

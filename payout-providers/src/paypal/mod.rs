@@ -12,7 +12,7 @@
 //! | `PAYPAL_TIMEOUT_SECS` | [`PaypalConfigBuilder::timeout`] | 30 s (connect: 10 s) |
 //! | — | [`PaypalConfigBuilder::purpose`] | none (e.g. `SERVICES`) |
 //! | — | [`PaypalConfigBuilder::cert_fetcher`] | HTTPS GET ([`HttpCertFetcher`]) |
-//! | — | [`PaypalConfigBuilder::retry`], [`PaypalConfigBuilder::clock`] | [`RetryPolicy::default`], the system clock |
+//! | — | [`PaypalConfigBuilder::retry`], [`PaypalConfigBuilder::clock`] | [`RetryPolicy::default`](crate::RetryPolicy::default), the system clock |
 //!
 //! The live base is `https://api-m.paypal.com`.
 //!
@@ -64,11 +64,9 @@ mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use http::HeaderMap;
-use payout_core::clock::{Clock, SystemClock};
 use payout_core::domain::Provider;
 use payout_core::provider::{
     AttemptLookup, Capabilities, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus, SendReceipt,
@@ -81,9 +79,10 @@ pub use webhook::{
 };
 pub use wire::MAX_BATCH_ITEMS;
 
-use crate::common::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+use crate::common::http::Api;
+use crate::common::options::ClientVars;
 use crate::common::token::{DEFAULT_EXPIRY_MARGIN, TokenCache};
-use crate::common::{ConfigError, RetryPolicy, Secret, base_url, seconds, var};
+use crate::common::{ClientOptions, ConfigBuilder, ConfigError, Secret, var};
 use client::PaypalClient;
 use webhook::{OfflineVerifier, Transmission};
 use wire::PayoutItem;
@@ -92,6 +91,12 @@ use wire::PayoutItem;
 pub const SANDBOX_API_BASE: &str = "https://api-m.sandbox.paypal.com";
 /// PayPal's live API.
 pub const LIVE_API_BASE: &str = "https://api-m.paypal.com";
+
+const CLIENT_VARS: ClientVars = ClientVars {
+    api_base: "PAYPAL_API_BASE",
+    timeout_secs: "PAYPAL_TIMEOUT_SECS",
+    default_api_base: Some(SANDBOX_API_BASE),
+};
 
 /// How webhooks are verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -106,31 +111,25 @@ pub enum WebhookVerification {
 /// Settings for [`PaypalProvider`]. `Debug` shows no secret.
 #[derive(Clone)]
 pub struct PaypalConfig {
+    client: ClientOptions,
     client_id: Secret,
     client_secret: Secret,
     webhook_id: Option<String>,
     verification: WebhookVerification,
-    api_base: String,
+    cert_fetcher: Option<Arc<dyn CertFetcher>>,
     email_subject: Option<String>,
     email_message: Option<String>,
     purpose: Option<String>,
-    cert_fetcher: Option<Arc<dyn CertFetcher>>,
-    clock: Arc<dyn Clock>,
-    timeout: Duration,
-    connect_timeout: Duration,
-    retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for PaypalConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PaypalConfig")
-            .field("api_base", &self.api_base)
+            .field("client", &self.client)
             .field("webhooks", &self.webhook_id.is_some())
             .field("verification", &self.verification)
             .field("email_subject", &self.email_subject)
             .field("purpose", &self.purpose)
-            .field("timeout", &self.timeout)
-            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
@@ -149,16 +148,15 @@ impl PaypalConfig {
     /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
     pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let lookup = &lookup as &dyn Fn(&str) -> Option<String>;
-        let mut b = PaypalConfig::builder();
-        if let Some(v) = var(lookup, "PAYPAL_CLIENT_ID") {
-            b = b.client_id(v);
-        }
-        if let Some(v) = var(lookup, "PAYPAL_CLIENT_SECRET") {
-            b = b.client_secret(v);
-        }
-        if let Some(v) = var(lookup, "PAYPAL_WEBHOOK_ID") {
-            b = b.webhook_id(v);
-        }
+        let mut b = PaypalConfig::builder().vars(
+            lookup,
+            &[
+                ("PAYPAL_CLIENT_ID", |b, v| b.client_id(v)),
+                ("PAYPAL_CLIENT_SECRET", |b, v| b.client_secret(v)),
+                ("PAYPAL_WEBHOOK_ID", |b, v| b.webhook_id(v)),
+                ("PAYPAL_EMAIL_SUBJECT", |b, v| b.email_subject(v)),
+            ],
+        );
         if let Some(v) = var(lookup, "PAYPAL_WEBHOOK_VERIFICATION") {
             b = b.verification(match v.to_ascii_lowercase().as_str() {
                 "offline" => WebhookVerification::Offline,
@@ -171,138 +169,94 @@ impl PaypalConfig {
                 }
             });
         }
-        if let Some(v) = var(lookup, "PAYPAL_API_BASE") {
-            b = b.api_base(v);
-        }
-        if let Some(v) = var(lookup, "PAYPAL_EMAIL_SUBJECT") {
-            b = b.email_subject(v);
-        }
-        if let Some(t) = var(lookup, "PAYPAL_TIMEOUT_SECS") {
-            b = b.timeout(seconds("PAYPAL_TIMEOUT_SECS", &t)?);
-        }
-        b.build()
+        b.client_vars(&CLIENT_VARS, lookup)?.build()
     }
 
     /// The API base URL.
     pub fn api_base(&self) -> &str {
-        &self.api_base
+        self.client.base()
     }
 }
 
-/// Builds a [`PaypalConfig`].
+/// Builds a [`PaypalConfig`]: the shared setters of [`ConfigBuilder`] (`api_base`, `timeout`,
+/// `connect_timeout`, `retry`, `clock`) and PayPal's own below.
+pub type PaypalConfigBuilder = ConfigBuilder<PaypalSettings>;
+
+/// PayPal's own settings in a [`PaypalConfigBuilder`], set through its methods.
 #[derive(Default)]
-pub struct PaypalConfigBuilder {
+pub struct PaypalSettings {
     client_id: Option<Secret>,
     client_secret: Option<Secret>,
     webhook_id: Option<String>,
     verification: WebhookVerification,
-    api_base: Option<String>,
     email_subject: Option<String>,
     email_message: Option<String>,
     purpose: Option<String>,
     cert_fetcher: Option<Arc<dyn CertFetcher>>,
-    clock: Option<Arc<dyn Clock>>,
-    timeout: Option<Duration>,
-    connect_timeout: Option<Duration>,
-    retry: Option<RetryPolicy>,
-}
-
-impl std::fmt::Debug for PaypalConfigBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PaypalConfigBuilder")
-            .field("api_base", &self.api_base)
-            .finish_non_exhaustive()
-    }
 }
 
 impl PaypalConfigBuilder {
     /// The REST app's client id.
     pub fn client_id(mut self, v: impl Into<Secret>) -> Self {
-        self.client_id = Some(v.into());
+        self.settings.client_id = Some(v.into());
         self
     }
     /// The REST app's secret.
     pub fn client_secret(mut self, v: impl Into<Secret>) -> Self {
-        self.client_secret = Some(v.into());
+        self.settings.client_secret = Some(v.into());
         self
     }
     /// The webhook's id (part of every signed message).
     pub fn webhook_id(mut self, v: impl Into<String>) -> Self {
-        self.webhook_id = Some(v.into());
+        self.settings.webhook_id = Some(v.into());
         self
     }
     /// Offline (default) or API verification.
     pub fn verification(mut self, v: WebhookVerification) -> Self {
-        self.verification = v;
-        self
-    }
-    /// The API base URL (sandbox by default).
-    pub fn api_base(mut self, v: impl Into<String>) -> Self {
-        self.api_base = Some(v.into());
+        self.settings.verification = v;
         self
     }
     /// The subject of PayPal's email to the doctor.
     pub fn email_subject(mut self, v: impl Into<String>) -> Self {
-        self.email_subject = Some(v.into());
+        self.settings.email_subject = Some(v.into());
         self
     }
     /// The body of PayPal's email to the doctor.
     pub fn email_message(mut self, v: impl Into<String>) -> Self {
-        self.email_message = Some(v.into());
+        self.settings.email_message = Some(v.into());
         self
     }
     /// The items' `purpose` (`SERVICES`, ...), for accounts that must state one.
     pub fn purpose(mut self, v: impl Into<String>) -> Self {
-        self.purpose = Some(v.into());
+        self.settings.purpose = Some(v.into());
         self
     }
     /// Where certificates come from (tests serve their own).
     pub fn cert_fetcher(mut self, f: Arc<dyn CertFetcher>) -> Self {
-        self.cert_fetcher = Some(f);
-        self
-    }
-    /// The clock certificates' validity is checked against.
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-    /// The time limit for one HTTP exchange.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-    /// The time limit for connecting.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
-        self
-    }
-    /// How retryable failures are retried.
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = Some(policy);
+        self.settings.cert_fetcher = Some(f);
         self
     }
 
     /// Checks and builds.
     pub fn build(self) -> Result<PaypalConfig, ConfigError> {
+        let own = self.settings;
         let secret = |v: Option<Secret>, name: &'static str| {
             v.filter(|s| !s.expose().trim().is_empty())
                 .ok_or(ConfigError::Missing(name))
         };
         let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let client_id = secret(own.client_id, "PAYPAL_CLIENT_ID")?;
+        let client_secret = secret(own.client_secret, "PAYPAL_CLIENT_SECRET")?;
         Ok(PaypalConfig {
-            client_id: secret(self.client_id, "PAYPAL_CLIENT_ID")?,
-            client_secret: secret(self.client_secret, "PAYPAL_CLIENT_SECRET")?,
-            webhook_id: text(self.webhook_id),
-            verification: self.verification,
-            api_base: base_url("PAYPAL_API_BASE", self.api_base.as_deref().unwrap_or(SANDBOX_API_BASE))?,
-            email_subject: Some(text(self.email_subject).unwrap_or_else(|| "You have a payout".to_string())),
-            email_message: text(self.email_message),
-            purpose: text(self.purpose),
-            cert_fetcher: self.cert_fetcher,
-            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
-            connect_timeout: self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            retry: self.retry.unwrap_or_default(),
+            client: self.client.resolve(&CLIENT_VARS)?,
+            client_id,
+            client_secret,
+            webhook_id: text(own.webhook_id),
+            verification: own.verification,
+            cert_fetcher: own.cert_fetcher,
+            email_subject: Some(text(own.email_subject).unwrap_or_else(|| "You have a payout".to_string())),
+            email_message: text(own.email_message),
+            purpose: text(own.purpose),
         })
     }
 }
@@ -329,18 +283,16 @@ fn paypal_error(kind: ProviderErrorKind, message: impl Into<String>) -> Provider
 impl PaypalProvider {
     /// An adapter with its own HTTP client, token cache and certificate cache.
     pub fn new(config: PaypalConfig) -> Result<Self, ConfigError> {
-        let http = crate::common::http::client(config.timeout, config.connect_timeout)?;
+        let api = Api::new(Provider::PaypalPayouts, &config.client)?;
         let fetcher = config
             .cert_fetcher
             .clone()
-            .unwrap_or_else(|| Arc::new(HttpCertFetcher::new(http.clone())) as Arc<_>);
+            .unwrap_or_else(|| Arc::new(HttpCertFetcher::new(api.http.clone())) as Arc<_>);
         let client = PaypalClient {
-            http,
-            base: config.api_base.clone(),
+            api,
             client_id: config.client_id.clone(),
             client_secret: config.client_secret.clone(),
             tokens: TokenCache::new(DEFAULT_EXPIRY_MARGIN),
-            retry: config.retry,
         };
         Ok(PaypalProvider {
             offline: OfflineVerifier::new(fetcher),
@@ -357,13 +309,7 @@ impl PayoutProvider for PaypalProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            batch: true,
-            max_batch_size: MAX_BATCH_ITEMS,
-            lookup: true,
-            webhooks: self.config.webhook_id.is_some(),
-            simulated: false,
-        }
+        crate::common::capabilities(MAX_BATCH_ITEMS, self.config.webhook_id.is_some())
     }
 
     async fn send(&self, instruction: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
@@ -391,7 +337,7 @@ impl PayoutProvider for PaypalProvider {
                     first_of_key.insert(instruction.idempotency_key.as_str(), n);
                     to_send.push((n, item));
                 }
-                Err(e) => results[n] = Some(Err(paypal_error(ProviderErrorKind::Final, e.0))),
+                Err(e) => results[n] = Some(Err(e.into_error(Provider::PaypalPayouts))),
             }
         }
         let mut rest = to_send.as_slice();
@@ -429,7 +375,7 @@ impl PayoutProvider for PaypalProvider {
         match self.config.verification {
             WebhookVerification::Offline => {
                 self.offline
-                    .verify(&transmission, webhook_id, body, self.config.clock.now())
+                    .verify(&transmission, webhook_id, body, self.config.client.clock().now())
                     .await?;
             }
             WebhookVerification::Api => {

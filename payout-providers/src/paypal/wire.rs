@@ -6,6 +6,8 @@ use payout_core::domain::PayoutDestination;
 use payout_core::provider::{PayoutInstruction, ProviderStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::common::Unpayable;
+
 /// The most items one create call may carry.
 pub const MAX_BATCH_ITEMS: usize = 15_000;
 /// `sender_item_id`'s limit.
@@ -49,19 +51,12 @@ pub(crate) struct Amount {
     pub value: String,
 }
 
-/// Why an instruction cannot be a payout item (a `Final` error, before any call).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Unpayable(pub String);
-
 impl TryFrom<&PayoutInstruction> for PayoutItem {
     type Error = Unpayable;
 
     fn try_from(i: &PayoutInstruction) -> Result<Self, Self::Error> {
         let PayoutDestination::PaypalEmail { email } = &i.destination else {
-            return Err(Unpayable(format!(
-                "PayPal pays an email address, not {}",
-                i.destination.masked()
-            )));
+            return Err(Unpayable::destination("PayPal pays an email address", i));
         };
         let email = email.trim();
         if email.is_empty() || email.len() > 127 || !email.contains('@') || email.contains(char::is_whitespace) {
@@ -104,7 +99,6 @@ pub(crate) struct CreatedBatch {
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct BatchHeader {
     pub payout_batch_id: String,
-    #[serde(default)]
     pub batch_status: Option<String>,
 }
 
@@ -114,7 +108,6 @@ pub(crate) struct Batch {
     pub batch_header: BatchHeader,
     #[serde(default)]
     pub items: Vec<ItemDetail>,
-    #[serde(default)]
     pub total_pages: Option<u32>,
 }
 
@@ -122,29 +115,21 @@ pub(crate) struct Batch {
 /// `payout_batch_items`); also a webhook event's `resource`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct ItemDetail {
-    #[serde(default)]
     pub payout_item_id: Option<String>,
-    #[serde(default)]
     pub transaction_status: Option<String>,
-    #[serde(default)]
     pub payout_batch_id: Option<String>,
-    #[serde(default)]
     pub payout_item: Option<ItemSummary>,
-    #[serde(default)]
     pub errors: Option<ItemErrors>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct ItemSummary {
-    #[serde(default)]
     pub sender_item_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct ItemErrors {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub message: Option<String>,
 }
 
@@ -192,23 +177,41 @@ impl ItemDetail {
 
 /// Schema `error`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct ApiError {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub message: Option<String>,
-    #[serde(default)]
     pub debug_id: Option<String>,
-    #[serde(default)]
     pub details: Vec<ErrorDetail>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct ErrorDetail {
-    #[serde(default)]
     pub field: Option<String>,
-    #[serde(default)]
     pub issue: Option<String>,
+}
+
+/// The details after `HTTP {status} ` in an error message:
+/// `{name}: {message} [{field}: {issue}]... (debug_id {id})`, each part only when PayPal gave it.
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name.as_deref().unwrap_or("error"))?;
+        if let Some(m) = &self.message {
+            write!(f, ": {m}")?;
+        }
+        for d in &self.details {
+            write!(
+                f,
+                " [{}: {}]",
+                d.field.as_deref().unwrap_or("-"),
+                d.issue.as_deref().unwrap_or("-")
+            )?;
+        }
+        if let Some(id) = &self.debug_id {
+            write!(f, " (debug_id {id})")?;
+        }
+        Ok(())
+    }
 }
 
 impl ApiError {
@@ -263,7 +266,6 @@ pub(crate) fn linked_batch_id(error_body: &serde_json::Value) -> Option<String> 
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct TokenResponse {
     pub access_token: String,
-    #[serde(default)]
     pub expires_in: Option<u64>,
 }
 
@@ -271,7 +273,6 @@ pub(crate) struct TokenResponse {
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Event {
     pub id: String,
-    #[serde(default)]
     pub create_time: Option<String>,
     pub event_type: String,
     #[serde(default)]
@@ -287,15 +288,14 @@ pub(crate) struct VerifyResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::test_instruction;
     use payout_core::domain::Provider;
     use payout_core::money::{Currency, Money};
-    use payout_core::testkit::fixtures;
     use serde_json::json;
 
     #[test]
     fn items_carry_decimal_strings_and_our_key() {
-        let mut i = fixtures::instruction(Provider::PaypalPayouts);
-        i.amount = Money::parse("12.5", Currency::USD).unwrap();
+        let mut i = test_instruction(Provider::PaypalPayouts, "12.5", Currency::USD);
         let item = PayoutItem::try_from(&i).unwrap();
         assert_eq!(
             item.amount,

@@ -5,25 +5,22 @@ use payout_core::{ProviderError, ProviderErrorKind};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
-use super::wire::{ErrorEnvelope, List, Transfer};
-use crate::common::http::{self, RawResponse};
-use crate::common::retry::{Classified, retry};
-use crate::common::{RetryPolicy, Secret, redact};
+use super::wire::{ApiError, ErrorEnvelope, List, Transfer};
+use crate::common::http::{self, Api, ExchangeError, RawResponse, classified_error};
+use crate::common::retry::Classified;
+use crate::common::{Secret, redact};
 
 const PROVIDER: Provider = Provider::StripeConnect;
 
 /// What went wrong talking to Stripe, before it is classified for the engine.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum StripeError {
-    /// No usable HTTP exchange; already classified by the transport layer.
-    Transport(ProviderError),
+    /// No answer we can use; see [`ExchangeError`].
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
     /// Stripe answered with an error object.
-    Api {
-        status: StatusCode,
-        error: super::wire::ApiError,
-    },
-    /// Stripe answered 2xx with a body we cannot read: it may have acted on the request.
-    Unreadable { status: StatusCode, reason: String },
+    #[error("HTTP {status}{error}")]
+    Api { status: StatusCode, error: ApiError },
 }
 
 impl StripeError {
@@ -31,7 +28,7 @@ impl StripeError {
     pub fn api_type(&self) -> Option<&str> {
         match self {
             StripeError::Api { error, .. } => error.kind.as_deref(),
-            _ => None,
+            StripeError::Exchange(_) => None,
         }
     }
 }
@@ -39,8 +36,7 @@ impl StripeError {
 impl Classified for StripeError {
     fn kind(&self) -> ProviderErrorKind {
         match self {
-            StripeError::Transport(e) => e.kind,
-            StripeError::Unreadable { .. } => ProviderErrorKind::Ambiguous,
+            StripeError::Exchange(e) => e.kind(),
             StripeError::Api { status, error } => {
                 // A key still executing: nothing new happened, retry with the same key later.
                 if error.code.as_deref() == Some("idempotency_key_in_use") {
@@ -60,63 +56,27 @@ impl Classified for StripeError {
     }
 }
 
-impl std::fmt::Display for StripeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StripeError::Transport(e) => write!(f, "{}", e.message),
-            StripeError::Unreadable { status, reason } => write!(f, "HTTP {status} with an unreadable body: {reason}"),
-            StripeError::Api { status, error } => {
-                write!(f, "HTTP {status}")?;
-                if let Some(k) = &error.kind {
-                    write!(f, " {k}")?;
-                }
-                if let Some(c) = &error.decline_code {
-                    write!(f, " ({c})")?;
-                }
-                if let Some(p) = &error.param {
-                    write!(f, " param {p}")?;
-                }
-                if let Some(m) = &error.message {
-                    write!(f, ": {m}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
 impl From<StripeError> for ProviderError {
     fn from(e: StripeError) -> Self {
-        let kind = e.kind();
         match e {
-            StripeError::Transport(inner) => inner,
+            StripeError::Exchange(inner) => inner.into_provider_error(PROVIDER),
             StripeError::Api { ref error, .. } => {
                 let code = error.code.clone().or_else(|| error.kind.clone());
-                let out = ProviderError::new(PROVIDER, kind, e.to_string());
-                match code {
-                    Some(c) => out.with_code(c),
-                    None => out,
-                }
+                classified_error(PROVIDER, &e, code)
             }
-            other => ProviderError::new(PROVIDER, kind, other.to_string()),
         }
     }
 }
 
 pub(crate) struct StripeClient {
-    pub http: reqwest::Client,
-    pub base: String,
+    pub api: Api,
     pub secret_key: Secret,
     pub api_version: Option<String>,
-    pub retry: RetryPolicy,
 }
 
 impl StripeClient {
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut r = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(self.secret_key.expose());
+        let mut r = self.api.request(method, path).bearer_auth(self.secret_key.expose());
         if let Some(v) = &self.api_version {
             r = r.header("Stripe-Version", v);
         }
@@ -130,22 +90,20 @@ impl StripeClient {
         form: &[(String, String)],
         idempotency_key: &str,
     ) -> Result<(Transfer, bool), StripeError> {
-        retry(&self.retry, "stripe create transfer", |_| async move {
-            let raw = http::execute(
-                PROVIDER,
-                self.request(reqwest::Method::POST, "/v1/transfers")
-                    .header("Idempotency-Key", idempotency_key)
-                    .form(form),
-            )
+        let request = || {
+            self.request(reqwest::Method::POST, "/v1/transfers")
+                .header("Idempotency-Key", idempotency_key)
+                .form(form)
+        };
+        self.api
+            .call("stripe create transfer", request, |raw| {
+                let replayed = raw
+                    .headers
+                    .get("idempotent-replayed")
+                    .is_some_and(|v| v.as_bytes() == b"true");
+                self.decode::<Transfer>(raw).map(|t| (t, replayed))
+            })
             .await
-            .map_err(StripeError::Transport)?;
-            let replayed = raw
-                .headers
-                .get("idempotent-replayed")
-                .is_some_and(|v| v.as_bytes() == b"true");
-            self.decode::<Transfer>(raw).map(|t| (t, replayed))
-        })
-        .await
     }
 
     /// `GET /v1/transfers/{id}`; `None` on 404.
@@ -153,48 +111,40 @@ impl StripeClient {
         if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(StripeError::Api {
                 status: StatusCode::BAD_REQUEST,
-                error: super::wire::ApiError {
+                error: ApiError {
                     message: Some(format!("{id:?} is not a Stripe transfer id")),
                     ..Default::default()
                 },
             });
         }
-        retry(&self.retry, "stripe get transfer", |_| async move {
-            let raw = http::execute(
-                PROVIDER,
-                self.request(reqwest::Method::GET, &format!("/v1/transfers/{id}")),
-            )
+        let path = format!("/v1/transfers/{id}");
+        let request = || self.request(reqwest::Method::GET, &path);
+        self.api
+            .call("stripe get transfer", request, |raw| {
+                if raw.status == StatusCode::NOT_FOUND {
+                    return Ok(None);
+                }
+                self.decode::<Transfer>(raw).map(Some)
+            })
             .await
-            .map_err(StripeError::Transport)?;
-            if raw.status == StatusCode::NOT_FOUND {
-                return Ok(None);
-            }
-            self.decode::<Transfer>(raw).map(Some)
-        })
-        .await
     }
 
     /// `GET /v1/transfers?transfer_group=...`: the transfers of one attempt (we set the group to its key).
     pub async fn transfers_in_group(&self, group: &str) -> Result<Vec<Transfer>, StripeError> {
-        retry(&self.retry, "stripe list transfers", |_| async move {
-            let raw = http::execute(
-                PROVIDER,
-                self.request(reqwest::Method::GET, "/v1/transfers")
-                    .query(&[("transfer_group", group), ("limit", "10")]),
-            )
+        let request = || {
+            self.request(reqwest::Method::GET, "/v1/transfers")
+                .query(&[("transfer_group", group), ("limit", "10")])
+        };
+        self.api
+            .call("stripe list transfers", request, |raw| {
+                self.decode::<List<Transfer>>(raw).map(|l| l.data)
+            })
             .await
-            .map_err(StripeError::Transport)?;
-            self.decode::<List<Transfer>>(raw).map(|l| l.data)
-        })
-        .await
     }
 
     fn decode<T: DeserializeOwned>(&self, raw: RawResponse) -> Result<T, StripeError> {
         if raw.status.is_success() {
-            return serde_json::from_slice(&raw.body).map_err(|e| StripeError::Unreadable {
-                status: raw.status,
-                reason: e.to_string(),
-            });
+            return Ok(raw.json()?);
         }
         let mut error = serde_json::from_slice::<ErrorEnvelope>(&raw.body)
             .map(|e| e.error)

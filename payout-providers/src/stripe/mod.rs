@@ -8,7 +8,7 @@
 //! | `STRIPE_API_BASE` | [`StripeConfigBuilder::api_base`] | `https://api.stripe.com` |
 //! | `STRIPE_API_VERSION` | [`StripeConfigBuilder::api_version`] | none (the account's default) |
 //! | `STRIPE_TIMEOUT_SECS` | [`StripeConfigBuilder::timeout`] | 30 s (connect: 10 s) |
-//! | — | [`StripeConfigBuilder::retry`] | [`RetryPolicy::default`] |
+//! | — | [`StripeConfigBuilder::retry`] | [`RetryPolicy::default`](crate::RetryPolicy::default) |
 //! | — | [`StripeConfigBuilder::webhook_tolerance`] | 300 s, both ways |
 //! | — | [`StripeConfigBuilder::clock`] | the system clock |
 //!
@@ -41,12 +41,10 @@ mod client;
 mod webhook;
 mod wire;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use http::HeaderMap;
-use payout_core::clock::{Clock, SystemClock};
 use payout_core::domain::Provider;
 use payout_core::provider::{
     AttemptLookup, Capabilities, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus, SendReceipt,
@@ -55,8 +53,9 @@ use payout_core::{ProviderError, ProviderErrorKind, WebhookError};
 
 pub use webhook::{SIGNATURE_HEADER, signature_header};
 
-use crate::common::http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
-use crate::common::{ConfigError, RetryPolicy, Secret, base_url, seconds, var};
+use crate::common::http::Api;
+use crate::common::options::ClientVars;
+use crate::common::{ClientOptions, ConfigBuilder, ConfigError, Secret};
 use client::{StripeClient, StripeError};
 use wire::TransferRequest;
 
@@ -65,28 +64,28 @@ pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 /// How far a webhook's signed timestamp may be from now, either way.
 pub const DEFAULT_WEBHOOK_TOLERANCE: Duration = Duration::from_secs(300);
 
+const CLIENT_VARS: ClientVars = ClientVars {
+    api_base: "STRIPE_API_BASE",
+    timeout_secs: "STRIPE_TIMEOUT_SECS",
+    default_api_base: Some(DEFAULT_API_BASE),
+};
+
 /// Settings for [`StripeProvider`]. `Debug` shows no secret.
 #[derive(Clone)]
 pub struct StripeConfig {
+    client: ClientOptions,
     secret_key: Secret,
     webhook_secret: Option<Secret>,
-    api_base: String,
     api_version: Option<String>,
-    timeout: Duration,
-    connect_timeout: Duration,
-    retry: RetryPolicy,
     webhook_tolerance: Duration,
-    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for StripeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StripeConfig")
-            .field("api_base", &self.api_base)
+            .field("client", &self.client)
             .field("api_version", &self.api_version)
             .field("webhooks", &self.webhook_secret.is_some())
-            .field("timeout", &self.timeout)
-            .field("retry", &self.retry)
             .field("webhook_tolerance", &self.webhook_tolerance)
             .finish_non_exhaustive()
     }
@@ -106,117 +105,73 @@ impl StripeConfig {
     /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
     pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let lookup = &lookup as &dyn Fn(&str) -> Option<String>;
-        let mut b = StripeConfig::builder();
-        if let Some(k) = var(lookup, "STRIPE_SECRET_KEY") {
-            b = b.secret_key(k);
-        }
-        if let Some(s) = var(lookup, "STRIPE_WEBHOOK_SECRET") {
-            b = b.webhook_secret(s);
-        }
-        if let Some(base) = var(lookup, "STRIPE_API_BASE") {
-            b = b.api_base(base);
-        }
-        if let Some(v) = var(lookup, "STRIPE_API_VERSION") {
-            b = b.api_version(v);
-        }
-        if let Some(t) = var(lookup, "STRIPE_TIMEOUT_SECS") {
-            b = b.timeout(seconds("STRIPE_TIMEOUT_SECS", &t)?);
-        }
-        b.build()
+        StripeConfig::builder()
+            .vars(
+                lookup,
+                &[
+                    ("STRIPE_SECRET_KEY", |b, v| b.secret_key(v)),
+                    ("STRIPE_WEBHOOK_SECRET", |b, v| b.webhook_secret(v)),
+                    ("STRIPE_API_VERSION", |b, v| b.api_version(v)),
+                ],
+            )
+            .client_vars(&CLIENT_VARS, lookup)?
+            .build()
     }
 
     /// The API base URL.
     pub fn api_base(&self) -> &str {
-        &self.api_base
+        self.client.base()
     }
 }
 
-/// Builds a [`StripeConfig`].
+/// Builds a [`StripeConfig`]: the shared setters of [`ConfigBuilder`] (`api_base`, `timeout`,
+/// `connect_timeout`, `retry`, `clock`) and Stripe's own below.
+pub type StripeConfigBuilder = ConfigBuilder<StripeSettings>;
+
+/// Stripe's own settings in a [`StripeConfigBuilder`], set through its methods.
 #[derive(Default)]
-pub struct StripeConfigBuilder {
+pub struct StripeSettings {
     secret_key: Option<Secret>,
     webhook_secret: Option<Secret>,
-    api_base: Option<String>,
     api_version: Option<String>,
-    timeout: Option<Duration>,
-    connect_timeout: Option<Duration>,
-    retry: Option<RetryPolicy>,
     webhook_tolerance: Option<Duration>,
-    clock: Option<Arc<dyn Clock>>,
-}
-
-impl std::fmt::Debug for StripeConfigBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StripeConfigBuilder")
-            .field("api_base", &self.api_base)
-            .finish_non_exhaustive()
-    }
 }
 
 impl StripeConfigBuilder {
     /// The secret key (`sk_...` or a restricted `rk_...`). Required (`STRIPE_SECRET_KEY`).
     pub fn secret_key(mut self, key: impl Into<Secret>) -> Self {
-        self.secret_key = Some(key.into());
+        self.settings.secret_key = Some(key.into());
         self
     }
     /// The webhook endpoint's signing secret (`whsec_...`).
     pub fn webhook_secret(mut self, secret: impl Into<Secret>) -> Self {
-        self.webhook_secret = Some(secret.into());
-        self
-    }
-    /// The API base URL (a local test double in tests).
-    pub fn api_base(mut self, base: impl Into<String>) -> Self {
-        self.api_base = Some(base.into());
+        self.settings.webhook_secret = Some(secret.into());
         self
     }
     /// A `Stripe-Version` to pin.
     pub fn api_version(mut self, version: impl Into<String>) -> Self {
-        self.api_version = Some(version.into());
-        self
-    }
-    /// The time limit for one HTTP exchange.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-    /// The time limit for connecting.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
-        self
-    }
-    /// How retryable failures are retried.
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = Some(policy);
+        self.settings.api_version = Some(version.into());
         self
     }
     /// How far a webhook's timestamp may be from now, either way.
     pub fn webhook_tolerance(mut self, tolerance: Duration) -> Self {
-        self.webhook_tolerance = Some(tolerance);
-        self
-    }
-    /// The clock webhook timestamps are checked against.
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
+        self.settings.webhook_tolerance = Some(tolerance);
         self
     }
 
     /// Checks and builds.
     pub fn build(self) -> Result<StripeConfig, ConfigError> {
-        let secret_key = self.secret_key.ok_or(ConfigError::Missing("STRIPE_SECRET_KEY"))?;
+        let own = self.settings;
+        let secret_key = own.secret_key.ok_or(ConfigError::Missing("STRIPE_SECRET_KEY"))?;
         if secret_key.expose().trim().is_empty() {
             return Err(ConfigError::Missing("STRIPE_SECRET_KEY"));
         }
-        let api_base = base_url("STRIPE_API_BASE", self.api_base.as_deref().unwrap_or(DEFAULT_API_BASE))?;
         Ok(StripeConfig {
+            client: self.client.resolve(&CLIENT_VARS)?,
             secret_key,
-            webhook_secret: self.webhook_secret.filter(|s| !s.expose().is_empty()),
-            api_base,
-            api_version: self.api_version,
-            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
-            connect_timeout: self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            retry: self.retry.unwrap_or_default(),
-            webhook_tolerance: self.webhook_tolerance.unwrap_or(DEFAULT_WEBHOOK_TOLERANCE),
-            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            webhook_secret: own.webhook_secret.filter(|s| !s.expose().is_empty()),
+            api_version: own.api_version,
+            webhook_tolerance: own.webhook_tolerance.unwrap_or(DEFAULT_WEBHOOK_TOLERANCE),
         })
     }
 }
@@ -239,11 +194,9 @@ impl StripeProvider {
     /// An adapter with its own HTTP client.
     pub fn new(config: StripeConfig) -> Result<Self, ConfigError> {
         let client = StripeClient {
-            http: crate::common::http::client(config.timeout, config.connect_timeout)?,
-            base: config.api_base.clone(),
+            api: Api::new(Provider::StripeConnect, &config.client)?,
             secret_key: config.secret_key.clone(),
             api_version: config.api_version.clone(),
-            retry: config.retry,
         };
         Ok(StripeProvider { config, client })
     }
@@ -276,18 +229,11 @@ impl PayoutProvider for StripeProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            batch: false,
-            max_batch_size: 1,
-            lookup: true,
-            webhooks: self.config.webhook_secret.is_some(),
-            simulated: false,
-        }
+        crate::common::capabilities(1, self.config.webhook_secret.is_some())
     }
 
     async fn send(&self, instruction: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
-        let request = TransferRequest::try_from(instruction)
-            .map_err(|e| ProviderError::new(Provider::StripeConnect, ProviderErrorKind::Final, e.0))?;
+        let request = TransferRequest::try_from(instruction).map_err(|e| e.into_error(Provider::StripeConnect))?;
         match self
             .client
             .create_transfer(&request.to_form(), &instruction.idempotency_key)
@@ -327,7 +273,7 @@ impl PayoutProvider for StripeProvider {
             .to_str()
             .map_err(|_| WebhookError::BadSignature)?;
         let tolerance = i64::try_from(self.config.webhook_tolerance.as_secs()).unwrap_or(i64::MAX);
-        webhook::verify_signature(&[secret], header, body, self.config.clock.now(), tolerance)?;
+        webhook::verify_signature(&[secret], header, body, self.config.client.clock().now(), tolerance)?;
         webhook::translate(body)
     }
 
@@ -376,7 +322,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.api_base(), "http://127.0.0.1:9");
-        assert_eq!(c.timeout, Duration::from_secs(5));
+        assert_eq!(c.client.timeout(), Duration::from_secs(5));
         assert!(c.webhook_secret.is_some());
         let bad = StripeConfig::from_vars(|k| {
             (k == "STRIPE_SECRET_KEY")

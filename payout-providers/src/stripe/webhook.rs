@@ -78,7 +78,6 @@ struct Event {
     id: String,
     #[serde(rename = "type")]
     kind: String,
-    #[serde(default)]
     created: Option<i64>,
     data: EventData,
 }
@@ -90,17 +89,12 @@ struct EventData {
 
 #[derive(Debug, Default, Deserialize)]
 struct EventObject {
-    #[serde(default)]
     id: Option<String>,
     #[serde(default)]
     metadata: std::collections::BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
     failure_code: Option<String>,
-    #[serde(default)]
     failure_message: Option<String>,
-    #[serde(default)]
     amount_reversed: Option<i64>,
-    #[serde(default)]
     currency: Option<String>,
 }
 

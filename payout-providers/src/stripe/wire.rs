@@ -7,6 +7,8 @@ use payout_core::domain::PayoutDestination;
 use payout_core::provider::{PayoutInstruction, ProviderStatus};
 use serde::Deserialize;
 
+use crate::common::Unpayable;
+
 /// `POST /v1/transfers`, before form encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TransferRequest {
@@ -22,19 +24,12 @@ pub(crate) struct TransferRequest {
     pub metadata: BTreeMap<&'static str, String>,
 }
 
-/// Why an instruction cannot become a transfer (a `Final` error, before any call).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Unpayable(pub String);
-
 impl TryFrom<&PayoutInstruction> for TransferRequest {
     type Error = Unpayable;
 
     fn try_from(i: &PayoutInstruction) -> Result<Self, Self::Error> {
         let PayoutDestination::StripeAccount { account_id } = &i.destination else {
-            return Err(Unpayable(format!(
-                "Stripe pays a connected account, not {}",
-                i.destination.masked()
-            )));
+            return Err(Unpayable::destination("Stripe pays a connected account", i));
         };
         let account_id = account_id.trim();
         if !account_id.starts_with("acct_") || account_id.len() <= "acct_".len() {
@@ -95,7 +90,6 @@ pub(crate) struct Transfer {
     #[serde(default)]
     pub amount_reversed: i64,
     pub currency: String,
-    #[serde(default)]
     pub destination: Option<String>,
     #[serde(default)]
     pub reversed: bool,
@@ -145,28 +139,43 @@ pub(crate) struct ErrorEnvelope {
 /// Stripe's error object.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct ApiError {
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type")]
     pub kind: Option<String>,
-    #[serde(default)]
     pub code: Option<String>,
-    #[serde(default)]
     pub decline_code: Option<String>,
-    #[serde(default)]
     pub message: Option<String>,
-    #[serde(default)]
     pub param: Option<String>,
+}
+
+/// The details after `HTTP {status}` in an error message: ` {type} ({decline_code}) param {param}: {message}`,
+/// each part only when Stripe gave it.
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(k) = &self.kind {
+            write!(f, " {k}")?;
+        }
+        if let Some(c) = &self.decline_code {
+            write!(f, " ({c})")?;
+        }
+        if let Some(p) = &self.param {
+            write!(f, " param {p}")?;
+        }
+        if let Some(m) = &self.message {
+            write!(f, ": {m}")?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::test_instruction;
     use payout_core::domain::Provider;
-    use payout_core::money::{Currency, Money};
-    use payout_core::testkit::fixtures;
+    use payout_core::money::Currency;
 
     fn instruction(amount: &str, currency: Currency) -> PayoutInstruction {
-        let mut i = fixtures::instruction(Provider::StripeConnect);
-        i.amount = Money::parse(amount, currency).unwrap();
+        let mut i = test_instruction(Provider::StripeConnect, amount, currency);
         i.destination = PayoutDestination::StripeAccount {
             account_id: "acct_123".into(),
         };
