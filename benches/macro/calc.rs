@@ -406,23 +406,28 @@ const WRITTEN_SQL: &str = "SELECT (SELECT COUNT(*) FROM payouts), (SELECT COUNT(
      (SELECT COUNT(*) FROM audit_entries), (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM payouts)";
 
 async fn written_sqlite(pool: &SqlitePool) -> Written {
-    let (payouts, items, audit, total_minor): (i64, i64, i64, i64) =
-        sqlx::query_as(WRITTEN_SQL).fetch_one(pool).await.expect("counting");
-    Written {
-        payouts,
-        items,
-        audit,
-        total_minor,
-    }
+    sqlx::query_as::<_, (i64, i64, i64, i64)>(WRITTEN_SQL)
+        .fetch_one(pool)
+        .await
+        .expect("counting")
+        .into()
 }
 
 async fn written_postgres(pool: &PgPool) -> Written {
-    let (payouts, items, audit, total_minor): (i64, i64, i64, i64) =
-        sqlx::query_as(WRITTEN_SQL).fetch_one(pool).await.expect("counting");
-    Written {
-        payouts,
-        items,
-        audit,
-        total_minor,
+    sqlx::query_as::<_, (i64, i64, i64, i64)>(WRITTEN_SQL)
+        .fetch_one(pool)
+        .await
+        .expect("counting")
+        .into()
+}
+
+impl From<(i64, i64, i64, i64)> for Written {
+    fn from((payouts, items, audit, total_minor): (i64, i64, i64, i64)) -> Self {
+        Written {
+            payouts,
+            items,
+            audit,
+            total_minor,
+        }
     }
 }

@@ -320,6 +320,11 @@ mod tests {
         )
     }
 
+    /// `doctor`'s plan for January with `n` consultations and `carried` balances.
+    fn plan(policy: &CalculationPolicy, doctor: &str, n: u32, carried: &[CarryOver]) -> DoctorPlan {
+        plan_doctor(policy, january(), &doctor.into(), &consultations(doctor, n), carried).unwrap()
+    }
+
     fn paid(plan: DoctorPlan) -> PlannedPayout {
         match plan {
             DoctorPlan::Pay(p) => p,
@@ -329,16 +334,7 @@ mod tests {
 
     #[test]
     fn one_item_per_consultation_at_the_default_rate() {
-        let p = paid(
-            plan_doctor(
-                &CalculationPolicy::default(),
-                january(),
-                &"dr-a".into(),
-                &consultations("dr-a", 3),
-                &[],
-            )
-            .unwrap(),
-        );
+        let p = paid(plan(&CalculationPolicy::default(), "dr-a", 3, &[]));
         assert_eq!(p.net, kes("1500"));
         assert_eq!(p.items.len(), 3);
         assert!(
@@ -361,8 +357,8 @@ mod tests {
     fn an_override_sets_one_doctors_rate() {
         let mut policy = CalculationPolicy::default();
         policy.overrides.insert("dr-b".into(), kes("750"));
-        let b = paid(plan_doctor(&policy, january(), &"dr-b".into(), &consultations("dr-b", 2), &[]).unwrap());
-        let a = paid(plan_doctor(&policy, january(), &"dr-a".into(), &consultations("dr-a", 2), &[]).unwrap());
+        let b = paid(plan(&policy, "dr-b", 2, &[]));
+        let a = paid(plan(&policy, "dr-a", 2, &[]));
         assert_eq!((b.rate, b.net), (kes("750"), kes("1500")));
         assert_eq!((a.rate, a.net), (kes("500"), kes("1000")));
     }
@@ -370,16 +366,7 @@ mod tests {
     #[test]
     fn carried_balances_are_items_and_are_consumed() {
         let open = [carried("300", 11), carried("200", 12)];
-        let p = paid(
-            plan_doctor(
-                &CalculationPolicy::default(),
-                january(),
-                &"dr-a".into(),
-                &consultations("dr-a", 1),
-                &open,
-            )
-            .unwrap(),
-        );
+        let p = paid(plan(&CalculationPolicy::default(), "dr-a", 1, &open));
         assert_eq!(p.net, kes("1000"));
         assert_eq!((p.earned, p.carried), (kes("500"), kes("500")));
         assert_eq!(p.items[1].kind, ItemKind::CarryOver);
@@ -403,7 +390,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let p = paid(plan_doctor(&policy, january(), &"dr-a".into(), &consultations("dr-a", 1), &[]).unwrap());
+        let p = paid(plan(&policy, "dr-a", 1, &[]));
         // 10% of 333.33 = 33.333 -> 33.33; 5% = 16.6665 -> 16.67 (half away from zero).
         assert_eq!(p.items[1].amount, kes("-33.33"));
         assert_eq!(p.items[2].amount, kes("-16.67"));
@@ -423,27 +410,21 @@ mod tests {
             minimum_payout: Some(kes("2000")),
             ..Default::default()
         };
-        let plan = plan_doctor(
-            &policy,
-            january(),
-            &"dr-a".into(),
-            &consultations("dr-a", 3),
-            &[carried("300", 12)],
-        )
-        .unwrap();
         assert_eq!(
-            plan,
+            plan(&policy, "dr-a", 3, &[carried("300", 12)]),
             DoctorPlan::CarryOver {
                 amount: Some(kes("1500")),
                 note: "net 1800.00 KES below the minimum payout 2000.00 KES".into()
             }
         );
         // No consultations: nothing new to carry; the open balance stays open.
-        let plan = plan_doctor(&policy, january(), &"dr-a".into(), &[], &[carried("300", 12)]).unwrap();
-        assert!(matches!(plan, DoctorPlan::CarryOver { amount: None, .. }), "{plan:?}");
+        let decided = plan(&policy, "dr-a", 0, &[carried("300", 12)]);
+        assert!(
+            matches!(decided, DoctorPlan::CarryOver { amount: None, .. }),
+            "{decided:?}"
+        );
         // At the minimum exactly, it is paid.
-        let plan = plan_doctor(&policy, january(), &"dr-a".into(), &consultations("dr-a", 4), &[]).unwrap();
-        assert_eq!(paid(plan).net, kes("2000"));
+        assert_eq!(paid(plan(&policy, "dr-a", 4, &[])).net, kes("2000"));
     }
 
     #[test]
@@ -455,10 +436,9 @@ mod tests {
             }],
             ..Default::default()
         };
-        let plan = plan_doctor(&policy, january(), &"dr-a".into(), &consultations("dr-a", 2), &[]).unwrap();
-        assert_eq!(plan, DoctorPlan::NothingDue);
+        assert_eq!(plan(&policy, "dr-a", 2, &[]), DoctorPlan::NothingDue);
         assert_eq!(
-            plan_doctor(&CalculationPolicy::default(), january(), &"dr-a".into(), &[], &[]).unwrap(),
+            plan(&CalculationPolicy::default(), "dr-a", 0, &[]),
             DoctorPlan::NothingDue
         );
     }

@@ -28,57 +28,36 @@ pub enum Value {
     TsArray(Vec<Option<DateTime<Utc>>>),
 }
 
+/// `impl From<$type> for Value` for each type a variant holds as it is.
+macro_rules! value_from {
+    ($($type:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$type> for Value {
+            fn from(v: $type) -> Self {
+                Value::$variant(v)
+            }
+        })*
+    };
+}
+
+value_from! {
+    String => Text,
+    Option<String> => OptText,
+    i64 => Int,
+    Option<i64> => OptInt,
+    NaiveDate => Date,
+    DateTime<Utc> => Ts,
+    Option<DateTime<Utc>> => OptTs,
+}
+
 impl From<&str> for Value {
     fn from(v: &str) -> Self {
         Value::Text(v.to_string())
     }
 }
 
-impl From<String> for Value {
-    fn from(v: String) -> Self {
-        Value::Text(v)
-    }
-}
-
-impl From<Option<String>> for Value {
-    fn from(v: Option<String>) -> Self {
-        Value::OptText(v)
-    }
-}
-
 impl From<Option<&str>> for Value {
     fn from(v: Option<&str>) -> Self {
         Value::OptText(v.map(str::to_string))
-    }
-}
-
-impl From<i64> for Value {
-    fn from(v: i64) -> Self {
-        Value::Int(v)
-    }
-}
-
-impl From<Option<i64>> for Value {
-    fn from(v: Option<i64>) -> Self {
-        Value::OptInt(v)
-    }
-}
-
-impl From<NaiveDate> for Value {
-    fn from(v: NaiveDate) -> Self {
-        Value::Date(v)
-    }
-}
-
-impl From<DateTime<Utc>> for Value {
-    fn from(v: DateTime<Utc>) -> Self {
-        Value::Ts(v)
-    }
-}
-
-impl From<Option<DateTime<Utc>>> for Value {
-    fn from(v: Option<DateTime<Utc>>) -> Self {
-        Value::OptTs(v)
     }
 }
 
@@ -106,6 +85,49 @@ macro_rules! args {
     };
 }
 pub(crate) use args;
+
+/// Binds every value of `$args` to the query `$q`: the values both drivers bind as they are, then
+/// the arms a backend writes itself (timestamps and arrays).
+macro_rules! bind_args {
+    ($q:ident, $args:expr, $($backend_arms:tt)*) => {
+        for v in $args.0 {
+            $q = match v {
+                $crate::db::Value::Text(s) => $q.bind(s),
+                $crate::db::Value::Static(s) => $q.bind(s),
+                $crate::db::Value::OptText(s) => $q.bind(s),
+                $crate::db::Value::Int(i) => $q.bind(i),
+                $crate::db::Value::OptInt(i) => $q.bind(i),
+                $crate::db::Value::Date(d) => $q.bind(d),
+                $($backend_arms)*
+            };
+        }
+    };
+}
+pub(crate) use bind_args;
+
+/// The reads of [`RowExt`] that both drivers decode the same way (`try_get` of the Rust type), for
+/// the body of each backend's `impl RowExt`.
+macro_rules! plain_columns {
+    () => {
+        fn text(&self, col: &str) -> Result<String, sqlx::Error> {
+            sqlx::Row::try_get(self, col)
+        }
+        fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+            sqlx::Row::try_get(self, col)
+        }
+        fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
+            sqlx::Row::try_get(self, col)
+        }
+        fn date(&self, col: &str) -> Result<chrono::NaiveDate, sqlx::Error> {
+            sqlx::Row::try_get(self, col)
+        }
+        fn host_ts(&self, col: &str) -> Result<chrono::DateTime<chrono::Utc>, sqlx::Error> {
+            // SQLite: ISO 8601 text (with `T` or a space), unix seconds and Julian days.
+            sqlx::Row::try_get(self, col)
+        }
+    };
+}
+pub(crate) use plain_columns;
 
 /// Typed reads of a result row by column name.
 pub trait RowExt: Send {

@@ -103,34 +103,18 @@ pub use store::SqlStore;
 pub async fn connect(url: &str) -> Result<Arc<dyn PayoutStore>> {
     let scheme = url.split(':').next().unwrap_or_default().to_ascii_lowercase();
     match scheme.as_str() {
-        "sqlite" => connect_sqlite(url).await,
-        "postgres" | "postgresql" => connect_postgres(url).await,
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Arc::new(PgStore::connect(url).await?)),
+        // Reached only for a backend that is not compiled in.
+        #[allow(unreachable_patterns)]
+        "sqlite" | "postgres" | "postgresql" => Err(Error::NotSupported(format!(
+            "payout-store-sqlx was built without the {} feature",
+            if scheme == "sqlite" { "sqlite" } else { "postgres" }
+        ))),
         _ => Err(Error::InvalidInput(format!(
             "unsupported database URL scheme {scheme:?} (expected sqlite: or postgres:)"
         ))),
     }
-}
-
-#[cfg(feature = "sqlite")]
-async fn connect_sqlite(url: &str) -> Result<Arc<dyn PayoutStore>> {
-    Ok(Arc::new(SqliteStore::connect(url).await?))
-}
-
-#[cfg(not(feature = "sqlite"))]
-async fn connect_sqlite(_url: &str) -> Result<Arc<dyn PayoutStore>> {
-    Err(Error::NotSupported(
-        "payout-store-sqlx was built without the sqlite feature".into(),
-    ))
-}
-
-#[cfg(feature = "postgres")]
-async fn connect_postgres(url: &str) -> Result<Arc<dyn PayoutStore>> {
-    Ok(Arc::new(PgStore::connect(url).await?))
-}
-
-#[cfg(not(feature = "postgres"))]
-async fn connect_postgres(_url: &str) -> Result<Arc<dyn PayoutStore>> {
-    Err(Error::NotSupported(
-        "payout-store-sqlx was built without the postgres feature".into(),
-    ))
 }

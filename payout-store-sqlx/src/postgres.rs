@@ -3,11 +3,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
-use crate::db::{Args, Dialect, RowExt, Value, impl_db};
+use crate::db::{Args, Dialect, RowExt, Value, bind_args, impl_db, plain_columns};
 use crate::error::{db, migration};
 use crate::store::SqlStore;
 
@@ -74,44 +74,22 @@ fn bind(
     mut q: sqlx::query::Query<'_, sqlx::Postgres, PgArguments>,
     args: Args,
 ) -> sqlx::query::Query<'_, sqlx::Postgres, PgArguments> {
-    for v in args.0 {
-        q = match v {
-            Value::Text(s) => q.bind(s),
-            Value::Static(s) => q.bind(s),
-            Value::OptText(s) => q.bind(s),
-            Value::Int(i) => q.bind(i),
-            Value::OptInt(i) => q.bind(i),
-            Value::Date(d) => q.bind(d),
-            Value::Ts(t) => q.bind(t),
-            Value::OptTs(t) => q.bind(t),
-            Value::TextArray(a) => q.bind(a),
-            Value::IntArray(a) => q.bind(a),
-            Value::TsArray(a) => q.bind(a),
-        };
-    }
+    bind_args!(q, args,
+        Value::Ts(t) => q.bind(t),
+        Value::OptTs(t) => q.bind(t),
+        Value::TextArray(a) => q.bind(a),
+        Value::IntArray(a) => q.bind(a),
+        Value::TsArray(a) => q.bind(a),
+    );
     q
 }
 
 impl RowExt for PgRow {
-    fn text(&self, col: &str) -> Result<String, sqlx::Error> {
-        self.try_get(col)
-    }
-    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
-        self.try_get(col)
-    }
-    fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
-        self.try_get(col)
-    }
-    fn date(&self, col: &str) -> Result<NaiveDate, sqlx::Error> {
-        self.try_get(col)
-    }
+    plain_columns!();
     fn ts(&self, col: &str) -> Result<DateTime<Utc>, sqlx::Error> {
         self.try_get(col)
     }
     fn opt_ts(&self, col: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-        self.try_get(col)
-    }
-    fn host_ts(&self, col: &str) -> Result<DateTime<Utc>, sqlx::Error> {
         self.try_get(col)
     }
 }

@@ -208,26 +208,25 @@ async fn read_count<D: Db>(d: &D, sql: &str, args: Args) -> Result<u64> {
     })
 }
 
-pub(crate) async fn items<D: Db>(d: &D, id: &PayoutId) -> Result<Vec<PayoutItem>> {
-    require(d, id).await?;
-    let sql = format!("SELECT {ITEM_COLUMNS} FROM payout_items WHERE payout_id = $1 ORDER BY position");
-    d.fetch_all(&sql, args![id.as_str()])
+/// The rows `sql` reads for payout `id` (`$1`), each read by `read`.
+async fn of_payout<D: Db, T>(d: &D, id: &PayoutId, sql: &str, read: fn(&D::Row) -> Result<T>) -> Result<Vec<T>> {
+    d.fetch_all(sql, args![id.as_str()])
         .await
         .map_err(db)?
         .iter()
-        .map(rows::item)
+        .map(read)
         .collect()
+}
+
+pub(crate) async fn items<D: Db>(d: &D, id: &PayoutId) -> Result<Vec<PayoutItem>> {
+    require(d, id).await?;
+    let sql = format!("SELECT {ITEM_COLUMNS} FROM payout_items WHERE payout_id = $1 ORDER BY position");
+    of_payout(d, id, &sql, rows::item).await
 }
 
 pub(crate) async fn attempts<D: Db>(d: &D, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {
     let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM payout_attempts WHERE payout_id = $1 ORDER BY attempt_no");
-    let attempts: Vec<PayoutAttempt> = d
-        .fetch_all(&sql, args![id.as_str()])
-        .await
-        .map_err(db)?
-        .iter()
-        .map(rows::attempt)
-        .collect::<Result<_>>()?;
+    let attempts = of_payout(d, id, &sql, rows::attempt).await?;
     // An attempt's foreign key proves its payout exists; only an empty answer needs the check (one
     // round trip fewer on a webhook's path).
     if attempts.is_empty() {
@@ -274,12 +273,7 @@ pub(crate) async fn audit_trail<D: Db>(d: &D, id: &PayoutId) -> Result<Vec<Audit
     require(d, id).await?;
     // The identity column is the append order.
     let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE payout_id = $1 ORDER BY id");
-    d.fetch_all(&sql, args![id.as_str()])
-        .await
-        .map_err(db)?
-        .iter()
-        .map(rows::audit)
-        .collect()
+    of_payout(d, id, &sql, rows::audit).await
 }
 
 pub(crate) async fn stuck_processing<D: Db>(d: &D, updated_before: DateTime<Utc>, limit: u32) -> Result<Vec<Payout>> {

@@ -3,13 +3,13 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
 };
 
-use crate::db::{Args, Dialect, RowExt, Value, impl_db};
+use crate::db::{Args, Dialect, RowExt, Value, bind_args, impl_db, plain_columns};
 use crate::error::{db, migration};
 use crate::store::SqlStore;
 
@@ -104,25 +104,17 @@ fn bind<'q>(
     mut q: sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments<'q>>,
     args: Args,
 ) -> sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments<'q>> {
-    for v in args.0 {
-        q = match v {
-            Value::Text(s) => q.bind(s),
-            Value::Static(s) => q.bind(s),
-            Value::OptText(s) => q.bind(s),
-            Value::Int(i) => q.bind(i),
-            Value::OptInt(i) => q.bind(i),
-            Value::Date(d) => q.bind(d),
-            Value::Ts(t) => q.bind(timestamp(&t)),
-            Value::OptTs(t) => q.bind(t.as_ref().map(timestamp)),
-            // SQLite has no arrays: one is bound as a JSON array (read with `json_each`), timestamps
-            // in their stored text form.
-            Value::TextArray(a) => q.bind(json_array(&a)),
-            Value::IntArray(a) => q.bind(json_array(&a)),
-            Value::TsArray(a) => q.bind(json_array(
-                &a.iter().map(|t| t.as_ref().map(timestamp)).collect::<Vec<_>>(),
-            )),
-        };
-    }
+    bind_args!(q, args,
+        Value::Ts(t) => q.bind(timestamp(&t)),
+        Value::OptTs(t) => q.bind(t.as_ref().map(timestamp)),
+        // SQLite has no arrays: one is bound as a JSON array (read with `json_each`), timestamps
+        // in their stored text form.
+        Value::TextArray(a) => q.bind(json_array(&a)),
+        Value::IntArray(a) => q.bind(json_array(&a)),
+        Value::TsArray(a) => q.bind(json_array(
+            &a.iter().map(|t| t.as_ref().map(timestamp)).collect::<Vec<_>>(),
+        )),
+    );
     q
 }
 
@@ -138,18 +130,7 @@ fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, sqlx::Error> {
 }
 
 impl RowExt for SqliteRow {
-    fn text(&self, col: &str) -> Result<String, sqlx::Error> {
-        self.try_get(col)
-    }
-    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
-        self.try_get(col)
-    }
-    fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
-        self.try_get(col)
-    }
-    fn date(&self, col: &str) -> Result<NaiveDate, sqlx::Error> {
-        self.try_get(col)
-    }
+    plain_columns!();
     fn ts(&self, col: &str) -> Result<DateTime<Utc>, sqlx::Error> {
         parse_timestamp(&self.try_get::<String, _>(col)?)
     }
@@ -158,10 +139,6 @@ impl RowExt for SqliteRow {
             .as_deref()
             .map(parse_timestamp)
             .transpose()
-    }
-    fn host_ts(&self, col: &str) -> Result<DateTime<Utc>, sqlx::Error> {
-        // sqlx reads ISO 8601 text (with `T` or a space), unix seconds and Julian days.
-        self.try_get(col)
     }
 }
 

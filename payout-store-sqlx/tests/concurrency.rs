@@ -187,11 +187,10 @@ async fn sqlite_file_racing_calculations_for_a_reopened_carry_over() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_racing_calculations_for_a_reopened_carry_over() {
-    let Some(schemas) = PgSchemas::from_env().await else {
-        return;
-    };
-    racing_calculations_consume_a_reopened_carry_over_once(Arc::new(schemas.fresh().await)).await;
-    schemas.cleanup().await;
+    PgSchemas::run(|schemas| async move {
+        racing_calculations_consume_a_reopened_carry_over_once(Arc::new(schemas.fresh().await)).await;
+    })
+    .await;
 }
 
 #[cfg(feature = "sqlite")]
@@ -204,9 +203,8 @@ async fn sqlite_file_racing_approvals() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_racing_approvals() {
-    let Some(schemas) = PgSchemas::from_env().await else {
-        return;
-    };
-    racing_approvals_approve_each_payout_once(Arc::new(schemas.fresh().await)).await;
-    schemas.cleanup().await;
+    PgSchemas::run(|schemas| async move {
+        racing_approvals_approve_each_payout_once(Arc::new(schemas.fresh().await)).await;
+    })
+    .await;
 }

@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use futures::FutureExt;
 use payout_core::PayoutStore;
 use payout_core::testkit::store;
 
@@ -33,16 +31,8 @@ async fn sqlite_file_passes_the_store_suite() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_passes_the_store_suite() {
-    let Some(schemas) = PgSchemas::from_env().await else {
-        return;
-    };
-    let result = AssertUnwindSafe(store::run_all(|| async {
-        Arc::new(schemas.fresh().await) as Arc<dyn PayoutStore>
-    }))
-    .catch_unwind()
+    PgSchemas::run(|schemas| async move {
+        store::run_all(|| async { Arc::new(schemas.fresh().await) as Arc<dyn PayoutStore> }).await;
+    })
     .await;
-    schemas.cleanup().await;
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
 }

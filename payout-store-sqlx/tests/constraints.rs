@@ -153,16 +153,15 @@ async fn sqlite_enforces_the_constraints() {
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_enforces_the_constraints() {
-    let Some(schemas) = PgSchemas::from_env().await else {
-        return;
-    };
-    let pool = schemas.fresh_pool().await;
-    constraints_hold(|sql| {
-        let pool = pool.clone();
-        async move { Ok(sqlx::query(&sql).execute(&pool).await?.rows_affected()) }
+    PgSchemas::run(|schemas| async move {
+        let pool = schemas.fresh_pool().await;
+        constraints_hold(|sql| {
+            let pool = pool.clone();
+            async move { Ok(sqlx::query(&sql).execute(&pool).await?.rows_affected()) }
+        })
+        .await;
+        let refused = sqlx::query("TRUNCATE audit_entries").execute(&pool).await;
+        assert!(refused.is_err(), "truncating the audit trail must fail");
     })
     .await;
-    let refused = sqlx::query("TRUNCATE audit_entries").execute(&pool).await;
-    assert!(refused.is_err(), "truncating the audit trail must fail");
-    schemas.cleanup().await;
 }

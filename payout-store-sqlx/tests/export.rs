@@ -5,37 +5,19 @@
 
 mod common;
 
-use chrono::Duration;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use payout_core::status::PayoutStatus;
-use payout_core::store::{BulkPayoutStore, ExportRow, Page, PayoutFilter, PeriodBatch};
-use payout_core::testkit::fixtures::{self, at, month};
+use payout_core::store::{BulkPayoutStore, ExportRow, Page, PayoutFilter};
 use payout_core::{Error, PayoutStore, Result, StoreErrorKind};
 use payout_store_sqlx::SqlStore;
 
 const ROWS: usize = 53;
 
-/// `ROWS` payouts in runs of four with one `created_at`, so chunks end inside a tie.
+/// `ROWS` payouts in runs of four with one `created_at`, so chunks end inside a tie, one approved.
 async fn seed(store: &dyn PayoutStore) {
-    let payouts = (0..ROWS)
-        .map(|i| {
-            let new = fixtures::new_payout(&format!("po_{i:03}"), &format!("dr-{i}"), month(2025, 1), &["500"]);
-            fixtures::created_at(new, at(0) + Duration::seconds((i / 4) as i64))
-        })
-        .collect();
-    store
-        .create_period(PeriodBatch {
-            payouts,
-            carry_overs: Vec::new(),
-        })
-        .await
-        .expect("seeding");
-    let first = store.get(&"po_005".into()).await.expect("get");
-    store
-        .apply(fixtures::status_change(&first, PayoutStatus::Approved, at(1)))
-        .await
-        .expect("approve");
+    common::seed_spread(store, ROWS, 4).await;
+    common::approve(store, "po_00005").await;
 }
 
 /// Runs a check that must not hang (a reader that loops forever without rows would).
@@ -116,7 +98,7 @@ async fn a_row_that_does_not_read_ends_the_export_with_an_error() {
     let store = common::sqlite_memory().await;
     seed(&store).await;
     // The 21st row, newest first, in a currency this version does not know.
-    sqlx::query("UPDATE payouts SET currency = 'XYZ' WHERE id = 'po_032'")
+    sqlx::query("UPDATE payouts SET currency = 'XYZ' WHERE id = 'po_00032'")
         .execute(store.pool())
         .await
         .expect("update");
@@ -144,14 +126,13 @@ async fn within_collect<T>(rows: BoxStream<'static, T>) -> Vec<T> {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_export_rows_match_stream_in_any_chunking() {
-    let Some(schemas) = common::PgSchemas::from_env().await else {
-        return;
-    };
-    // One connection here too.
-    let store = SqlStore::new(schemas.schema().await.migrated_pool(1).await);
-    within(export_rows_match_stream_in_any_chunking(&store)).await;
-    store.pool().close().await;
-    schemas.cleanup().await;
+    common::PgSchemas::run(|schemas| async move {
+        // One connection here too.
+        let store = SqlStore::new(schemas.schema().await.migrated_pool(1).await);
+        within(export_rows_match_stream_in_any_chunking(&store)).await;
+        store.pool().close().await;
+    })
+    .await;
 }
 
 /// A store that reads exports in chunks of the given sizes.

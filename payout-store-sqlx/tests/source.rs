@@ -227,47 +227,46 @@ async fn sqlite_directory_reads_profiles_in_one_query() {
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_source_reads_enum_statuses_and_integer_doctor_ids() {
-    let Some(schemas) = PgSchemas::from_env().await else {
-        return;
-    };
-    let pool = schemas.fresh_pool().await;
-    for sql in [
-        "CREATE TYPE appointment_status AS ENUM ('SCHEDULED', 'COMPLETED', 'CANCELLED')",
-        "CREATE TABLE appointments (id BIGINT PRIMARY KEY, doctor_id BIGINT NOT NULL, \
-         status appointment_status NOT NULL, completed_at TIMESTAMPTZ)",
-        "INSERT INTO appointments VALUES \
-         (1, 2, 'COMPLETED', '2025-01-10T09:00:00Z'), \
-         (2, 1, 'COMPLETED', '2025-01-31T23:59:59Z'), \
-         (3, 1, 'COMPLETED', '2025-02-01T00:00:00Z'), \
-         (4, 1, 'CANCELLED', '2025-01-05T00:00:00Z'), \
-         (5, 1, 'COMPLETED', '2025-01-01T00:00:00Z'), \
-         (6, 2, 'COMPLETED', '2024-12-31T23:59:59Z'), \
-         (7, 10, 'COMPLETED', '2025-01-15T00:00:00+03:00'), \
-         (8, 3, 'COMPLETED', NULL)",
-        "CREATE TABLE doctor_profiles (doctor_id BIGINT PRIMARY KEY, name TEXT, email TEXT, \
-         stripe_account_id TEXT, paypal_payout_email TEXT, mpesa_phone_number TEXT, bank_details JSONB)",
-        "INSERT INTO doctor_profiles VALUES (10, 'Dr. J', 'j@example.com', NULL, NULL, NULL, \
-         '{\"accountName\": \"Dr. J\", \"accountNumber\": \"555\"}')",
-    ] {
-        sqlx::query(sql).execute(&pool).await.expect(sql);
-    }
-    let source = SqlConsultationSource::new(pool.clone(), ConsultationTable::default()).expect("defaults");
-    let got: Vec<Consultation> = source.completed(month(2025, 1)).try_collect().await.expect("read");
-    assert_eq!(
-        summary(&got),
-        owned(&[
-            ("1", "5", "2025-01-01T00:00:00"),
-            ("1", "2", "2025-01-31T23:59:59"),
-            ("10", "7", "2025-01-14T21:00:00"),
-            ("2", "1", "2025-01-10T09:00:00"),
-        ])
-    );
-    let directory = SqlRecipientDirectory::new(pool, RecipientTable::default()).expect("defaults");
-    let j = directory
-        .recipient(&DoctorId::new("10"))
-        .await
-        .expect("read")
-        .expect("known");
-    assert_eq!(j.bank_details.expect("bank").account_number, "555");
-    schemas.cleanup().await;
+    PgSchemas::run(|schemas| async move {
+        let pool = schemas.fresh_pool().await;
+        for sql in [
+            "CREATE TYPE appointment_status AS ENUM ('SCHEDULED', 'COMPLETED', 'CANCELLED')",
+            "CREATE TABLE appointments (id BIGINT PRIMARY KEY, doctor_id BIGINT NOT NULL, \
+             status appointment_status NOT NULL, completed_at TIMESTAMPTZ)",
+            "INSERT INTO appointments VALUES \
+             (1, 2, 'COMPLETED', '2025-01-10T09:00:00Z'), \
+             (2, 1, 'COMPLETED', '2025-01-31T23:59:59Z'), \
+             (3, 1, 'COMPLETED', '2025-02-01T00:00:00Z'), \
+             (4, 1, 'CANCELLED', '2025-01-05T00:00:00Z'), \
+             (5, 1, 'COMPLETED', '2025-01-01T00:00:00Z'), \
+             (6, 2, 'COMPLETED', '2024-12-31T23:59:59Z'), \
+             (7, 10, 'COMPLETED', '2025-01-15T00:00:00+03:00'), \
+             (8, 3, 'COMPLETED', NULL)",
+            "CREATE TABLE doctor_profiles (doctor_id BIGINT PRIMARY KEY, name TEXT, email TEXT, \
+             stripe_account_id TEXT, paypal_payout_email TEXT, mpesa_phone_number TEXT, bank_details JSONB)",
+            "INSERT INTO doctor_profiles VALUES (10, 'Dr. J', 'j@example.com', NULL, NULL, NULL, \
+             '{\"accountName\": \"Dr. J\", \"accountNumber\": \"555\"}')",
+        ] {
+            sqlx::query(sql).execute(&pool).await.expect(sql);
+        }
+        let source = SqlConsultationSource::new(pool.clone(), ConsultationTable::default()).expect("defaults");
+        let got: Vec<Consultation> = source.completed(month(2025, 1)).try_collect().await.expect("read");
+        assert_eq!(
+            summary(&got),
+            owned(&[
+                ("1", "5", "2025-01-01T00:00:00"),
+                ("1", "2", "2025-01-31T23:59:59"),
+                ("10", "7", "2025-01-14T21:00:00"),
+                ("2", "1", "2025-01-10T09:00:00"),
+            ])
+        );
+        let directory = SqlRecipientDirectory::new(pool, RecipientTable::default()).expect("defaults");
+        let j = directory
+            .recipient(&DoctorId::new("10"))
+            .await
+            .expect("read")
+            .expect("known");
+        assert_eq!(j.bank_details.expect("bank").account_number, "555");
+    })
+    .await;
 }

@@ -5,7 +5,6 @@
 
 mod common;
 
-use chrono::Duration;
 use futures::TryStreamExt;
 use payout_core::domain::Payout;
 use payout_core::status::PayoutStatus;
@@ -22,20 +21,7 @@ use common::SqliteFiles;
 const ROWS: usize = 1203;
 
 async fn seed_many(store: &dyn PayoutStore) {
-    let payouts = (0..ROWS)
-        .map(|i| {
-            let new = fixtures::new_payout(&format!("po_{i:05}"), &format!("dr-{i}"), month(2025, 1), &["500"]);
-            fixtures::created_at(new, at(0) + Duration::seconds((i / 7) as i64))
-        })
-        .collect();
-    let outcome = store
-        .create_period(PeriodBatch {
-            payouts,
-            carry_overs: Vec::new(),
-        })
-        .await
-        .expect("seeding");
-    assert_eq!(outcome.created.len(), ROWS);
+    common::seed_spread(store, ROWS, 7).await;
 }
 
 /// Every page of the list, walked by keyset.
@@ -59,11 +45,7 @@ async fn list_all(store: &dyn PayoutStore, filter: &PayoutFilter) -> Vec<Payout>
 
 async fn stream_reads_past_chunk_boundaries(store: &dyn PayoutStore) {
     seed_many(store).await;
-    let first = store.get(&"po_00003".into()).await.expect("get");
-    store
-        .apply(fixtures::status_change(&first, PayoutStatus::Approved, at(1)))
-        .await
-        .expect("approve");
+    common::approve(store, "po_00003").await;
     for filter in [
         PayoutFilter::default(),
         PayoutFilter {
@@ -99,11 +81,10 @@ async fn sqlite_stream_reads_past_chunk_boundaries() {
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_stream_reads_past_chunk_boundaries() {
-    let Some(schemas) = PgSchemas::from_env().await else {
-        return;
-    };
-    stream_reads_past_chunk_boundaries(&schemas.fresh().await).await;
-    schemas.cleanup().await;
+    PgSchemas::run(|schemas| async move {
+        stream_reads_past_chunk_boundaries(&schemas.fresh().await).await;
+    })
+    .await;
 }
 
 #[cfg(feature = "sqlite")]
@@ -171,35 +152,34 @@ async fn sqlite_claims_take_the_oldest_stuck_payouts_once() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_concurrent_claims_never_share_a_payout() {
-    let Some(schemas) = PgSchemas::from_env().await else {
-        return;
-    };
-    let store = schemas.fresh().await;
-    processing(&store, 40).await;
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            loop {
-                let claimed = store.claim_stuck_processing(at(100), 3, at(200)).await.expect("claim");
-                if claimed.is_empty() {
-                    return mine;
+    PgSchemas::run(|schemas| async move {
+        let store = schemas.fresh().await;
+        processing(&store, 40).await;
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = store.claim_stuck_processing(at(100), 3, at(200)).await.expect("claim");
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(ids(&claimed));
                 }
-                mine.extend(ids(&claimed));
-            }
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("claiming task"));
-    }
-    all.sort();
-    let mut unique = all.clone();
-    unique.dedup();
-    assert_eq!(all, unique, "no payout is claimed twice");
-    assert_eq!(all.len(), 40, "every stuck payout is claimed");
-    schemas.cleanup().await;
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.expect("claiming task"));
+        }
+        all.sort();
+        let mut unique = all.clone();
+        unique.dedup();
+        assert_eq!(all, unique, "no payout is claimed twice");
+        assert_eq!(all.len(), 40, "every stuck payout is claimed");
+    })
+    .await;
 }
 
 #[cfg(feature = "sqlite")]
@@ -303,20 +283,21 @@ async fn sqlite_exhausted_pool_is_unavailable_not_a_hang() {
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_exhausted_pool_is_unavailable_not_a_hang() {
-    let Some(schemas) = PgSchemas::from_env().await else {
-        return;
-    };
-    let schema = schemas.schema().await;
-    schema.migrated_pool(1).await.close().await;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(std::time::Duration::from_millis(300))
-        .connect_with(schema.options())
-        .await
-        .expect("a pool");
-    let store = payout_store_sqlx::PgStore::new(pool.clone());
-    an_exhausted_pool_is_unavailable_not_a_hang(&store, async { pool.acquire().await.expect("the one connection") })
+    PgSchemas::run(|schemas| async move {
+        let schema = schemas.schema().await;
+        schema.migrated_pool(1).await.close().await;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_millis(300))
+            .connect_with(schema.options())
+            .await
+            .expect("a pool");
+        let store = payout_store_sqlx::PgStore::new(pool.clone());
+        an_exhausted_pool_is_unavailable_not_a_hang(&store, async {
+            pool.acquire().await.expect("the one connection")
+        })
         .await;
-    pool.close().await;
-    schemas.cleanup().await;
+        pool.close().await;
+    })
+    .await;
 }

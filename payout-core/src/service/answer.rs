@@ -15,19 +15,7 @@ use crate::status::{PayoutEvent, PayoutStatus, Transition, transition};
 use crate::store::{AttemptUpdate, PayoutChange, PayoutStoreExt};
 
 impl PayoutService {
-    /// Records what the provider answered for an attempt, retrying on a concurrent change (a webhook
-    /// may have landed first): the attempt's outcome is stored and the payout moves forward only.
-    pub(super) async fn record_send(
-        &self,
-        sent: &Payout,
-        attempt_no: u32,
-        result: std::result::Result<SendReceipt, ProviderError>,
-        adapter: &Arc<dyn PayoutProvider>,
-    ) -> Result<Payout> {
-        self.record_answer(sent, attempt_no, result, adapter, false).await
-    }
-
-    /// [`record_send`](Self::record_send) for an attempt [`prepare_trigger`](Self::prepare_trigger) just
+    /// [`record_answer`](Self::record_answer) for an attempt [`prepare_trigger`](Self::prepare_trigger) just
     /// committed. `p.payout` is the payout as that commit left it, so while its version is unchanged the
     /// attempt is still `PENDING` and the latest: the first try skips reading the attempts, and the
     /// conditional update (any change of the payout or its attempts bumps the version) falls back to
@@ -43,7 +31,7 @@ impl PayoutService {
 
     /// [`record_prepared_send`](Self::record_prepared_send) for a batch call's answers: the first
     /// try of every answer in one [`apply_many`](crate::store::PayoutStoreExt::apply_many); an answer whose
-    /// payout changed meanwhile (a webhook landed first) is then recorded alone, as `record_send`
+    /// payout changed meanwhile (a webhook landed first) is then recorded alone, as `record_answer`
     /// does, at the trigger concurrency.
     pub(super) async fn record_batch_answers(
         &self,
@@ -83,6 +71,9 @@ impl PayoutService {
         done
     }
 
+    /// Records what the provider answered for an attempt, retrying on a concurrent change (a webhook
+    /// may have landed first): the attempt's outcome is stored and the payout moves forward only.
+    /// `fresh`: the attempt was just committed as `sent`, so the first try skips reading it.
     pub(super) async fn record_answer(
         &self,
         sent: &Payout,

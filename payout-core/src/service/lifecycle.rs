@@ -32,12 +32,7 @@ impl PayoutService {
     pub async fn approve(&self, actor: &Actor, id: &PayoutId) -> Result<Payout> {
         self.require_privileged(actor, "approve payouts")?;
         let payout = self.store.get(id).await?;
-        let Transition::To(to) = transition(payout.status, PayoutEvent::Approve)? else {
-            return Err(Error::InvalidTransition {
-                from: payout.status,
-                event: PayoutEvent::Approve,
-            });
-        };
+        let to = moves_to(&payout, PayoutEvent::Approve)?;
         if self.policy.four_eyes && payout.origin == PayoutOrigin::Manual && payout.created_by == actor.label() {
             return Err(Error::Forbidden(
                 "four eyes: the creator of a manual payout may not approve it".into(),
@@ -56,12 +51,7 @@ impl PayoutService {
     pub async fn cancel(&self, actor: &Actor, id: &PayoutId, reason: Option<&str>) -> Result<Payout> {
         self.require_privileged(actor, "cancel payouts")?;
         let payout = self.store.get(id).await?;
-        let Transition::To(to) = transition(payout.status, PayoutEvent::Cancel)? else {
-            return Err(Error::InvalidTransition {
-                from: payout.status,
-                event: PayoutEvent::Cancel,
-            });
-        };
+        let to = moves_to(&payout, PayoutEvent::Cancel)?;
         let reason = reason.unwrap_or("cancelled").to_string();
         let mut change = PayoutChange::of(&payout, self.clock.now());
         change.new_status = Some(to);
@@ -89,12 +79,7 @@ impl PayoutService {
     pub async fn retry(&self, actor: &Actor, id: &PayoutId, provider: Option<Provider>) -> Result<Payout> {
         self.require_privileged(actor, "retry payouts")?;
         let payout = self.store.get(id).await?;
-        let Transition::To(to) = transition(payout.status, PayoutEvent::Retry)? else {
-            return Err(Error::InvalidTransition {
-                from: payout.status,
-                event: PayoutEvent::Retry,
-            });
-        };
+        let to = moves_to(&payout, PayoutEvent::Retry)?;
         let attempts = self.store.attempts(id).await?;
         let last = attempts.last();
         if !matches!(last.map(|a| &a.outcome), Some(AttemptOutcome::Failed { .. })) {
@@ -150,7 +135,7 @@ impl PayoutService {
     pub(super) async fn prepare_trigger(&self, actor: &Actor, id: &PayoutId, provider: Provider) -> Result<Prepared> {
         self.require_privileged(actor, "trigger payouts")?;
         let (payout, attempts) = self.store.payout_and_attempts(id).await?;
-        trigger_target(&payout)?;
+        moves_to(&payout, PayoutEvent::Trigger)?;
         let adapter = self.provider(provider)?.clone();
         let recipient = self.directory.recipient(&payout.doctor_id).await?;
         let (change, instruction) = self.plan_trigger(actor, &payout, &attempts, recipient, &adapter)?;
@@ -173,7 +158,7 @@ impl PayoutService {
         recipient: Option<Recipient>,
         adapter: &Arc<dyn PayoutProvider>,
     ) -> Result<(PayoutChange, PayoutInstruction)> {
-        let to = trigger_target(payout)?;
+        let to = moves_to(payout, PayoutEvent::Trigger)?;
         let provider = adapter.provider();
         let id = &payout.id;
         let destination = recipient
@@ -247,13 +232,13 @@ impl PayoutService {
     }
 }
 
-/// Where a trigger takes `payout`: `PROCESSING` from `APPROVED`, refused from anywhere else.
-fn trigger_target(payout: &Payout) -> Result<PayoutStatus> {
-    match transition(payout.status, PayoutEvent::Trigger)? {
+/// Where an admin's `event` takes `payout`; refused (`InvalidTransition`) unless it moves it.
+fn moves_to(payout: &Payout, event: PayoutEvent) -> Result<PayoutStatus> {
+    match transition(payout.status, event)? {
         Transition::To(to) => Ok(to),
         _ => Err(Error::InvalidTransition {
             from: payout.status,
-            event: PayoutEvent::Trigger,
+            event,
         }),
     }
 }

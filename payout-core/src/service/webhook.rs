@@ -304,7 +304,9 @@ impl PayoutService {
                     adapter: adapter.clone(),
                 };
                 let result = self.send_timed(&prepared).await;
-                let after = self.record_send(payout, attempt.attempt_no, result, &adapter).await?;
+                let after = self
+                    .record_answer(payout, attempt.attempt_no, result, &adapter, false)
+                    .await?;
                 report.resent.push(payout.id.clone());
                 if after.status != PayoutStatus::Processing {
                     report.settled.push((payout.id.clone(), after.status));
@@ -318,7 +320,7 @@ impl PayoutService {
                     status: other,
                 };
                 let after = self
-                    .record_send(payout, attempt.attempt_no, Ok(receipt), &adapter)
+                    .record_answer(payout, attempt.attempt_no, Ok(receipt), &adapter, false)
                     .await?;
                 report.settled.push((payout.id.clone(), after.status));
             }

@@ -207,19 +207,29 @@ mod tests {
         }
     }
 
-    fn change(payout: &str) -> PayoutChange {
-        PayoutChange {
-            payout_id: payout.into(),
-            expected_version: 1,
-            expected_status: PayoutStatus::Approved,
-            new_status: None,
-            patch: PayoutPatch::default(),
-            new_attempt: None,
-            attempt_update: None,
-            webhook_event: None,
-            audit: Vec::new(),
-            at: at(5),
+    fn payout(id: &str) -> Payout {
+        Payout {
+            id: id.into(),
+            doctor_id: "dr-1".into(),
+            period_start: at(0).date_naive(),
+            period_end: at(0).date_naive(),
+            amount_due: Money::from_minor_units(50_000, Currency::KES),
+            status: PayoutStatus::Approved,
+            provider: None,
+            provider_reference: Some("tr_1".into()),
+            notes: None,
+            origin: crate::domain::PayoutOrigin::Manual,
+            created_by: "admin:b".into(),
+            approved_by: None,
+            processed_at: None,
+            created_at: at(0),
+            updated_at: at(0),
+            version: 1,
         }
+    }
+
+    fn change(id: &str) -> PayoutChange {
+        PayoutChange::of(&payout(id), at(5))
     }
 
     #[test]
@@ -270,24 +280,7 @@ mod tests {
 
     #[test]
     fn a_patch_sets_only_what_it_carries() {
-        let mut p = Payout {
-            id: "po_1".into(),
-            doctor_id: "dr-1".into(),
-            period_start: at(0).date_naive(),
-            period_end: at(0).date_naive(),
-            amount_due: Money::from_minor_units(50_000, Currency::KES),
-            status: PayoutStatus::Pending,
-            provider: None,
-            provider_reference: Some("tr_1".into()),
-            notes: None,
-            origin: crate::domain::PayoutOrigin::Manual,
-            created_by: "admin:b".into(),
-            approved_by: None,
-            processed_at: None,
-            created_at: at(0),
-            updated_at: at(0),
-            version: 1,
-        };
+        let mut p = payout("po_1");
         let before = p.clone();
         PayoutPatch::default().apply_to(&mut p);
         assert_eq!(p, before);

@@ -3,7 +3,19 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "postgres")]
-use std::sync::Mutex;
+use std::future::Future;
+#[cfg(feature = "postgres")]
+use std::panic::AssertUnwindSafe;
+#[cfg(feature = "postgres")]
+use std::sync::{Arc, Mutex};
+
+#[cfg(feature = "postgres")]
+use futures::FutureExt;
+
+use payout_core::PayoutStore;
+use payout_core::status::PayoutStatus;
+use payout_core::store::PeriodBatch;
+use payout_core::testkit::fixtures::{self, at, month};
 #[cfg(feature = "sqlite")]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -19,6 +31,34 @@ use sqlx::postgres::PgPool;
 #[cfg(feature = "postgres")]
 /// The variable naming the Postgres server the Postgres tests use.
 pub const POSTGRES_URL_VAR: &str = "PAYOUTS_TEST_POSTGRES_URL";
+
+/// `n` fresh calculated payouts `po_00000`, `po_00001`, ... of January 2025, written in one batch,
+/// `per_second` of them sharing each `created_at`, so keyset chunks end inside a tie.
+pub async fn seed_spread(store: &dyn PayoutStore, n: usize, per_second: usize) {
+    let payouts = (0..n)
+        .map(|i| {
+            let new = fixtures::new_payout(&format!("po_{i:05}"), &format!("dr-{i}"), month(2025, 1), &["500"]);
+            fixtures::created_at(new, at(0) + chrono::Duration::seconds((i / per_second) as i64))
+        })
+        .collect();
+    let outcome = store
+        .create_period(PeriodBatch {
+            payouts,
+            carry_overs: Vec::new(),
+        })
+        .await
+        .expect("seeding");
+    assert_eq!(outcome.created.len(), n, "every seeded payout is created");
+}
+
+/// Approves the seeded payout `id` (so filters by status have something to tell apart).
+pub async fn approve(store: &dyn PayoutStore, id: &str) {
+    let p = store.get(&id.into()).await.expect("get");
+    store
+        .apply(fixtures::status_change(&p, PayoutStatus::Approved, at(1)))
+        .await
+        .expect("approve");
+}
 
 #[cfg(feature = "sqlite")]
 /// A new private in-memory SQLite store.
@@ -99,6 +139,23 @@ impl PgSchemas {
     /// A store in a new schema.
     pub async fn fresh(&self) -> PgStore {
         PgStore::new(self.fresh_pool().await)
+    }
+
+    /// Runs `body` with the test database's schemas, then drops every schema it made, even if it
+    /// panicked (then passes the panic on). Skipped, saying so, when the variable is not set.
+    pub async fn run<F, Fut>(body: F)
+    where
+        F: FnOnce(Arc<PgSchemas>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let Some(schemas) = PgSchemas::from_env().await.map(Arc::new) else {
+            return;
+        };
+        let outcome = AssertUnwindSafe(body(Arc::clone(&schemas))).catch_unwind().await;
+        schemas.cleanup().await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     /// Drops every schema made.
