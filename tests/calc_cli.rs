@@ -31,14 +31,14 @@ async fn host_db(dir: &std::path::Path, completed: &[(&str, &str, &str)]) -> Str
     let url = format!("sqlite://{}?mode=rwc", dir.join("host.db").display());
     let store = payouts::store_sqlx::SqliteStore::connect(&url).await.unwrap();
     let pool = store.pool();
-    sqlx::query("CREATE TABLE appointments (id TEXT PRIMARY KEY, doctor_id TEXT, status TEXT, completed_at TEXT)")
-        .execute(pool)
-        .await
-        .unwrap();
-    sqlx::query("CREATE TABLE doctor_profiles (doctor_id TEXT PRIMARY KEY, name TEXT, email TEXT, stripe_account_id TEXT, paypal_payout_email TEXT, mpesa_phone_number TEXT, bank_details TEXT)")
-        .execute(pool)
-        .await
-        .unwrap();
+    for sql in [
+        "CREATE TABLE appointments (id TEXT PRIMARY KEY, doctor_id TEXT, status TEXT, completed_at TEXT)",
+        "CREATE TABLE doctor_profiles (doctor_id TEXT PRIMARY KEY, name TEXT, email TEXT, stripe_account_id TEXT, \
+         paypal_payout_email TEXT, mpesa_phone_number TEXT, bank_details TEXT)",
+        "INSERT INTO appointments VALUES ('x', 'dr-a', 'CANCELLED', '2025-01-05T10:00:00Z')",
+    ] {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    }
     for (id, doctor, at) in completed {
         sqlx::query("INSERT INTO appointments VALUES ($1, $2, 'COMPLETED', $3)")
             .bind(id)
@@ -48,10 +48,6 @@ async fn host_db(dir: &std::path::Path, completed: &[(&str, &str, &str)]) -> Str
             .await
             .unwrap();
     }
-    sqlx::query("INSERT INTO appointments VALUES ('x', 'dr-a', 'CANCELLED', '2025-01-05T10:00:00Z')")
-        .execute(pool)
-        .await
-        .unwrap();
     url
 }
 

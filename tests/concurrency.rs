@@ -14,6 +14,8 @@
 //! The Postgres tests need `PAYOUTS_TEST_POSTGRES_URL`; without it they print `skipped: ...` and pass. Each
 //! works in a new schema, dropped at the end, also when the test fails.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -21,15 +23,15 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use http::{HeaderMap, HeaderValue};
 use payout_store_sqlx::testkit::PgTestSchema;
-use payouts::domain::{Actor, AttemptOutcome, Consultation, PayoutId, Period, Provider, Recipient};
+use payouts::domain::{Actor, AttemptOutcome, Consultation, PayoutId, Provider, Recipient};
 use payouts::error::{Error, ProviderError, ProviderErrorKind, WebhookError};
 use payouts::provider::{
     AttemptLookup, Capabilities, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus, SendReceipt,
 };
-use payouts::service::{CalculationPolicy, EventOutcome};
+use payouts::service::EventOutcome;
 use payouts::simulated::{SIMULATION_TOKEN_HEADER, SimulatedProvider};
 use payouts::source::{StaticConsultations, StaticDirectory};
 use payouts::status::{PayoutEvent, PayoutStatus};
@@ -38,6 +40,8 @@ use payouts::store_sqlx::{PgStore, SqliteStore};
 use payouts::{PayoutService, PayoutStore};
 use sqlx::postgres::PgPool;
 use tokio::sync::Barrier;
+
+use common::{calculate, january};
 
 const PAYOUTS: usize = 200;
 const TASKS: usize = 8;
@@ -67,14 +71,6 @@ const WEBHOOK_TOKEN: &str = "concurrency-test-shared-webhook-token";
 
 fn doctor(i: usize) -> String {
     format!("dr-{i:03}")
-}
-
-fn january() -> Period {
-    Period::new(
-        NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
-        NaiveDate::from_ymd_opt(2025, 1, 31).unwrap(),
-    )
-    .unwrap()
 }
 
 /// One completed consultation in January 2025 for each of 200 doctors.
@@ -113,18 +109,7 @@ fn service(store: Arc<dyn PayoutStore>, provider: Arc<dyn PayoutProvider>) -> Pa
 
 /// Calculates January: 200 PENDING payouts, their ids sorted.
 async fn seed(service: &PayoutService) -> Vec<PayoutId> {
-    let report = service
-        .calculate_period(
-            &Actor::admin("calculator"),
-            Some(january()),
-            &CalculationPolicy::default(),
-        )
-        .await
-        .expect("calculating January");
-    assert_eq!(report.created.len(), PAYOUTS, "one payout per doctor: {report:?}");
-    let mut ids = report.created;
-    ids.sort();
-    ids
+    calculate(service, january(), PAYOUTS).await
 }
 
 fn key(id: &PayoutId) -> String {

@@ -32,6 +32,8 @@
 //! `PAYOUTS_CRASH_RECOVERY_PLANT=no-reconcile-after-restart` (the restarted server never reconciles); either
 //! must make the test fail.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::net::SocketAddr;
@@ -46,12 +48,12 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
+use common::{calculate, january};
 use futures::{StreamExt, TryStreamExt};
 use payout_server::{Claims, JwtKey, Role};
 use payout_store_sqlx::testkit::PgTestSchema;
-use payouts::domain::{Actor, AttemptOutcome, Payout, PayoutAttempt, PayoutId, Period};
-use payouts::service::CalculationPolicy;
+use payouts::domain::{Actor, AttemptOutcome, Payout, PayoutAttempt, PayoutId};
 use payouts::status::PayoutStatus;
 use payouts::store::PayoutFilter;
 use payouts::store_sqlx::{ConsultationTable, PgStore, RecipientTable, SqlConsultationSource, SqlRecipientDirectory};
@@ -396,14 +398,6 @@ fn postgres_url() -> Option<String> {
 
 fn doctor(i: usize) -> String {
     format!("dr-{i:04}")
-}
-
-fn january() -> Period {
-    Period::new(
-        NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
-        NaiveDate::from_ymd_opt(2025, 1, 31).unwrap(),
-    )
-    .unwrap()
 }
 
 /// The host app's tables, as the demo creates them: 1,000 doctors with bank details, one completed
@@ -827,17 +821,7 @@ async fn crash_and_recover(database_url: String, schema: String, exe: PathBuf, p
         ))
         .build()
         .expect("a service");
-    let report = service
-        .calculate_period(
-            &Actor::admin("calculator"),
-            Some(january()),
-            &CalculationPolicy::default(),
-        )
-        .await
-        .expect("calculating January");
-    assert_eq!(report.created.len(), PAYOUTS, "one payout per doctor");
-    let mut ids = report.created;
-    ids.sort();
+    let ids = calculate(&service, january(), PAYOUTS).await;
     let approver = Actor::admin("approver");
     futures::stream::iter(&ids)
         .map(|id| service.approve(&approver, id))

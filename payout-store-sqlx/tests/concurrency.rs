@@ -17,10 +17,6 @@ use payout_core::testkit::fixtures::{self, at, day, kes, month};
 use payout_core::{Error, PayoutStore};
 use tokio::sync::Barrier;
 
-#[cfg(feature = "postgres")]
-use common::PgSchemas;
-#[cfg(feature = "sqlite")]
-use common::SqliteFiles;
 
 const TASKS: usize = 8;
 const PAYOUTS: usize = 200;
@@ -177,34 +173,13 @@ async fn racing_calculations_consume_a_reopened_carry_over_once(store: Arc<dyn P
     assert!(open.is_empty(), "{open:?}");
 }
 
-#[cfg(feature = "sqlite")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_file_racing_calculations_for_a_reopened_carry_over() {
-    let files = SqliteFiles::new();
-    racing_calculations_consume_a_reopened_carry_over_once(Arc::new(files.fresh().await)).await;
-}
+common::on_every_backend!(
+    racing_calculations_consume_a_reopened_carry_over_once:
+    sqlite_file_racing_calculations_for_a_reopened_carry_over,
+    postgres_racing_calculations_for_a_reopened_carry_over
+);
 
-#[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_racing_calculations_for_a_reopened_carry_over() {
-    PgSchemas::run(|schemas| async move {
-        racing_calculations_consume_a_reopened_carry_over_once(Arc::new(schemas.fresh().await)).await;
-    })
-    .await;
-}
-
-#[cfg(feature = "sqlite")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_file_racing_approvals() {
-    let files = SqliteFiles::new();
-    racing_approvals_approve_each_payout_once(Arc::new(files.fresh().await)).await;
-}
-
-#[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_racing_approvals() {
-    PgSchemas::run(|schemas| async move {
-        racing_approvals_approve_each_payout_once(Arc::new(schemas.fresh().await)).await;
-    })
-    .await;
-}
+common::on_every_backend!(
+    racing_approvals_approve_each_payout_once: sqlite_file_racing_approvals,
+    postgres_racing_approvals
+);

@@ -32,6 +32,29 @@ use sqlx::postgres::PgPool;
 /// The variable naming the Postgres server the Postgres tests use.
 pub const POSTGRES_URL_VAR: &str = "PAYOUTS_TEST_POSTGRES_URL";
 
+/// Two tests of one check (an `async fn(Arc<dyn PayoutStore>)`, run on a multi-threaded runtime so
+/// races are real): `$sqlite` on a SQLite file, `$postgres` on a new Postgres schema.
+#[allow(unused_macros)] // used by some of the test binaries that include this module
+macro_rules! on_every_backend {
+    ($check:ident: $sqlite:ident, $postgres:ident) => {
+        #[cfg(feature = "sqlite")]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $sqlite() {
+            let files = common::SqliteFiles::new();
+            $check(std::sync::Arc::new(files.fresh().await)).await;
+        }
+
+        #[cfg(feature = "postgres")]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $postgres() {
+            common::PgSchemas::run(|schemas| async move { $check(std::sync::Arc::new(schemas.fresh().await)).await })
+                .await;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_every_backend;
+
 /// `n` fresh calculated payouts `po_00000`, `po_00001`, ... of January 2025, written in one batch,
 /// `per_second` of them sharing each `created_at`, so keyset chunks end inside a tie.
 pub async fn seed_spread(store: &dyn PayoutStore, n: usize, per_second: usize) {
