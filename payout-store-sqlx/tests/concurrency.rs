@@ -17,7 +17,6 @@ use payout_core::testkit::fixtures::{self, at, day, kes, month};
 use payout_core::{Error, PayoutStore};
 use tokio::sync::Barrier;
 
-
 const TASKS: usize = 8;
 const PAYOUTS: usize = 200;
 

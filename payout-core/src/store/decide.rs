@@ -172,3 +172,215 @@ fn wanted(new: &NewPayout) -> impl Iterator<Item = Slot> + '_ {
         .iter()
         .map(|period| (new.payout.doctor_id.clone(), *period))
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{NaiveDate, TimeZone, Utc};
+
+    use super::*;
+    use crate::domain::{AuditEntry, ItemKind, Payout, PayoutItem};
+    use crate::money::{Currency, Money};
+    use crate::status::PayoutStatus;
+
+    fn month(m: u32) -> Period {
+        let start = NaiveDate::from_ymd_opt(2025, m, 1).unwrap();
+        let end = start
+            .checked_add_months(chrono::Months::new(1))
+            .unwrap()
+            .pred_opt()
+            .unwrap();
+        Period::new(start, end).unwrap()
+    }
+
+    fn new(id: &str, doctor: &str, origin: PayoutOrigin, consumes: &[Period]) -> NewPayout {
+        let at = Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap();
+        let amount = Money::from_minor_units(50_000, Currency::KES);
+        let period = month(1);
+        NewPayout {
+            payout: Payout {
+                id: id.into(),
+                doctor_id: doctor.into(),
+                period_start: period.start,
+                period_end: period.end,
+                amount_due: amount,
+                status: PayoutStatus::Pending,
+                provider: None,
+                provider_reference: None,
+                notes: None,
+                origin,
+                created_by: "system:test".into(),
+                approved_by: None,
+                processed_at: None,
+                created_at: at,
+                updated_at: at,
+                version: 1,
+            },
+            items: vec![PayoutItem {
+                kind: ItemKind::Consultation,
+                reference: format!("apt-{id}"),
+                amount,
+                occurred_at: at,
+                description: String::new(),
+            }],
+            consumes_carry_overs: consumes.to_vec(),
+            audit: AuditEntry {
+                payout_id: id.into(),
+                actor: "system:test".into(),
+                at,
+                action: "CREATE".into(),
+                from: None,
+                to: Some(PayoutStatus::Pending),
+                detail: String::new(),
+            },
+        }
+    }
+
+    /// December 2024: a carried period, before the payouts' own January.
+    fn december() -> Period {
+        Period::new(
+            NaiveDate::from_ymd_opt(2024, 12, 1).unwrap(),
+            NaiveDate::from_ymd_opt(2024, 12, 31).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn calculated(id: &str, doctor: &str) -> NewPayout {
+        new(id, doctor, PayoutOrigin::Calculated, &[])
+    }
+
+    fn carry(doctor: &str, period: Period) -> CarryOver {
+        CarryOver {
+            doctor_id: doctor.into(),
+            period,
+            amount: Money::from_minor_units(10_000, Currency::KES),
+            note: String::new(),
+            created_at: Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap(),
+            consumed_by: None,
+        }
+    }
+
+    fn slot(doctor: &str, period: Period) -> Slot {
+        (doctor.into(), period)
+    }
+
+    fn ids(d: &BatchDecision) -> Vec<&str> {
+        d.create.iter().map(|n| n.payout.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_batch_is_taken_in_order_payouts_first() {
+        let batch = PeriodBatch {
+            payouts: vec![
+                calculated("po_1", "dr-a"),
+                calculated("po_2", "dr-a"),
+                calculated("po_3", "dr-b"),
+            ],
+            carry_overs: vec![
+                carry("dr-a", month(1)),
+                carry("dr-c", month(1)),
+                carry("dr-c", month(1)),
+            ],
+        };
+        let facts = StoredFacts {
+            carry_overs: [slot("dr-b", month(1))].into(),
+            ..Default::default()
+        };
+        let d = batch.decide(&facts).unwrap();
+        assert_eq!(ids(&d), ["po_1"]);
+        assert_eq!(d.carry.len(), 1, "dr-c's first carry-over");
+        assert_eq!(
+            d.skipped,
+            [
+                ("dr-a".into(), SkipReason::AlreadyCalculated),
+                ("dr-b".into(), SkipReason::AlreadyCarriedOver),
+                ("dr-a".into(), SkipReason::AlreadyCalculated),
+                ("dr-c".into(), SkipReason::AlreadyCarriedOver),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_taken_id_refuses_the_batch_only_when_its_payout_would_be_created() {
+        let taken = StoredFacts {
+            payout_ids: ["po_1".into()].into(),
+            live_calculated: [slot("dr-a", month(1))].into(),
+            ..Default::default()
+        };
+        let rerun = PeriodBatch {
+            payouts: vec![calculated("po_1", "dr-a")],
+            carry_overs: Vec::new(),
+        };
+        assert_eq!(
+            rerun.clone().decide(&taken).unwrap().skipped.len(),
+            1,
+            "a re-run is a no-op"
+        );
+        let other_doctor = PeriodBatch {
+            payouts: vec![calculated("po_1", "dr-b")],
+            carry_overs: Vec::new(),
+        };
+        assert!(matches!(other_doctor.decide(&taken), Err(Error::Conflict(id)) if id.as_str() == "po_1"));
+    }
+
+    #[test]
+    fn a_carry_over_is_consumed_once_and_only_while_open() {
+        let dec = december();
+        let facts = StoredFacts {
+            carry_overs: [slot("dr-a", dec), slot("dr-b", dec)].into(),
+            open_carry_overs: [slot("dr-a", dec)].into(),
+            ..Default::default()
+        };
+        let batch = PeriodBatch {
+            payouts: vec![
+                new("po_1", "dr-a", PayoutOrigin::Manual, &[dec]),
+                new("po_2", "dr-a", PayoutOrigin::Manual, &[dec]),
+                new("po_3", "dr-b", PayoutOrigin::Manual, &[dec]),
+                new("po_4", "dr-c", PayoutOrigin::Manual, &[dec, dec]),
+            ],
+            carry_overs: Vec::new(),
+        };
+        let d = batch.decide(&facts).unwrap();
+        assert_eq!(ids(&d), ["po_1"]);
+        assert!(
+            d.skipped.iter().all(|(_, r)| *r == SkipReason::CarryOverTaken),
+            "{:?}",
+            d.skipped
+        );
+        assert_eq!(d.skipped.len(), 3);
+    }
+
+    #[test]
+    fn a_payout_created_alone_is_checked_against_what_is_stored() {
+        let dec = december();
+        let none = StoredFacts::default();
+        let live = StoredFacts {
+            live_calculated: [slot("dr-a", month(1))].into(),
+            ..Default::default()
+        };
+        assert!(calculated("po_1", "dr-a").check_against(&none).is_ok());
+        assert!(matches!(
+            calculated("po_1", "dr-a").check_against(&live),
+            Err(Error::Conflict(_))
+        ));
+        assert!(
+            new("po_1", "dr-a", PayoutOrigin::Manual, &[])
+                .check_against(&live)
+                .is_ok(),
+            "manual payouts may share a slot"
+        );
+        let wants = new("po_1", "dr-a", PayoutOrigin::Manual, &[dec]);
+        assert!(matches!(wants.check_against(&none), Err(Error::InvalidInput(m)) if m.contains("no carry-over")));
+        let consumed = StoredFacts {
+            carry_overs: [slot("dr-a", dec)].into(),
+            ..Default::default()
+        };
+        assert!(matches!(wants.check_against(&consumed), Err(Error::Conflict(_))));
+        let open = StoredFacts {
+            carry_overs: [slot("dr-a", dec)].into(),
+            open_carry_overs: [slot("dr-a", dec)].into(),
+            ..Default::default()
+        };
+        assert!(wants.check_against(&open).is_ok());
+        assert_eq!(wants.keys().wanted_carry_overs, [slot("dr-a", dec)]);
+    }
+}
