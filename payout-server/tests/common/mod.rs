@@ -1,5 +1,8 @@
 //! Shared set-up: a service over the in-memory store with simulated providers, token helpers, and a
 //! router served over real HTTP.
+//!
+//! The `api_router` fuzz target compiles this file too (`#[path]`), and the fuzz crate is outside the
+//! workspace and CI: after changing it, run `cargo check` in `fuzz/`.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
