@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::NaiveDate;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use payouts::PayoutStore;
 use payouts::domain::{Actor, Consultation, Period};
 use payouts::money::{Currency, Money};
 use payouts::service::{CalculationPolicy, PayoutService, PerformanceConfig};
-use payouts::source::ConsultationSource;
+use payouts::source::{ConsultationSource, RecipientDirectory};
 use payouts::store_sqlx::{
     ConsultationTable, PgStore, RecipientTable, SqlConsultationSource, SqlRecipientDirectory, SqliteStore,
 };
@@ -100,36 +101,46 @@ async fn main() {
     }
 }
 
+/// The service's store, and the host's consultations and doctors read through the store's pool.
+type Wiring = (
+    Arc<dyn PayoutStore>,
+    Arc<dyn ConsultationSource>,
+    Arc<dyn RecipientDirectory>,
+);
+
+/// Wires a store and the host's default tables over its pool, for either database. The two
+/// constructors are passed in rather than called here because the pool bound they need is sealed
+/// inside `payout-store-sqlx`: this function cannot name it, its callers' concrete pools satisfy it.
+fn wire<P: Clone, C, D>(
+    store: impl PayoutStore + 'static,
+    pool: P,
+    source: fn(P, ConsultationTable) -> payouts::Result<C>,
+    directory: fn(P, RecipientTable) -> payouts::Result<D>,
+) -> Result<Wiring, String>
+where
+    C: ConsultationSource + 'static,
+    D: RecipientDirectory + 'static,
+{
+    let source = source(pool.clone(), ConsultationTable::default()).map_err(|e| e.to_string())?;
+    let directory = directory(pool, RecipientTable::default()).map_err(|e| e.to_string())?;
+    Ok((Arc::new(store), Arc::new(source), Arc::new(directory)))
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://payouts-demo.db?mode=rw".into());
     let unreachable = |e: payouts::Error| format!("cannot open the database ({e}); check DATABASE_URL");
-    // Postgres runs transactions side by side: two calculation chunks are written at once.
     let mut performance = PerformanceConfig::default();
-    let (store, source, directory): (Arc<dyn payouts::PayoutStore>, Arc<dyn ConsultationSource>, _) =
-        if url.starts_with("postgres") {
-            performance = performance.calculation_writes_in_flight(PgStore::WRITES_IN_FLIGHT);
-            let store = PgStore::connect(&url).await.map_err(unreachable)?;
-            let pool = store.pool().clone();
-            let source =
-                SqlConsultationSource::new(pool.clone(), ConsultationTable::default()).map_err(|e| e.to_string())?;
-            let dir = SqlRecipientDirectory::new(pool, RecipientTable::default()).map_err(|e| e.to_string())?;
-            (
-                Arc::new(store),
-                Arc::new(source),
-                Arc::new(dir) as Arc<dyn payouts::source::RecipientDirectory>,
-            )
-        } else {
-            let store = SqliteStore::connect(&url).await.map_err(unreachable)?;
-            let pool = store.pool().clone();
-            let source =
-                SqlConsultationSource::new(pool.clone(), ConsultationTable::default()).map_err(|e| e.to_string())?;
-            let dir = SqlRecipientDirectory::new(pool, RecipientTable::default()).map_err(|e| e.to_string())?;
-            (
-                Arc::new(store),
-                Arc::new(source),
-                Arc::new(dir) as Arc<dyn payouts::source::RecipientDirectory>,
-            )
-        };
+    let (store, source, directory) = if url.starts_with("postgres") {
+        // Postgres runs transactions side by side: two calculation chunks are written at once.
+        performance = performance.calculation_writes_in_flight(PgStore::WRITES_IN_FLIGHT);
+        let store = PgStore::connect(&url).await.map_err(unreachable)?;
+        let pool = store.pool().clone();
+        wire(store, pool, SqlConsultationSource::new, SqlRecipientDirectory::new)?
+    } else {
+        let store = SqliteStore::connect(&url).await.map_err(unreachable)?;
+        let pool = store.pool().clone();
+        wire(store, pool, SqlConsultationSource::new, SqlRecipientDirectory::new)?
+    };
     let seen = Arc::new(AtomicU64::new(0));
     let service = PayoutService::builder()
         .store(store)

@@ -38,10 +38,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .simulate_missing_providers(true)
         .build()?;
 
+    // Last month (no period given) at the default rate, as the monthly schedule would run it.
     let scheduler = Actor::system("monthly-calculation");
-    let report = service
-        .calculate_period(&scheduler, None, &CalculationPolicy::default())
-        .await?;
+    let policy = CalculationPolicy::default();
+    let calculate_last_month = async || service.calculate_period(&scheduler, None, &policy).await;
+    let report = calculate_last_month().await?;
     println!(
         "calculated {}: {} payouts, {} in all",
         report.period,
@@ -89,9 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     service.export_csv(&admin, &PayoutFilter::default(), &mut csv).await?;
     print!("{}", String::from_utf8_lossy(&csv));
 
-    let again = service
-        .calculate_period(&scheduler, None, &CalculationPolicy::default())
-        .await?;
+    let again = calculate_last_month().await?;
     println!(
         "\nre-running {}: {} created, {} skipped (idempotent)",
         again.period,

@@ -1,6 +1,8 @@
 //! The whole router (`payout_server::router`) through `tower::ServiceExt::oneshot`, over a fresh
 //! in-memory service with simulated providers and January calculated, for every input.
 //!
+//! The world is the router tests' (`payout-server/tests/common`), so the fuzzer starts where they do.
+//!
 //! Input: the first line is `METHOD /path?query`, then header lines, an empty line and the body (see
 //! `payouts_fuzz::message`). Before parsing, `{id0}`, `{id1}`, `{id2}` become real payout ids,
 //! `{admin}` and `{doctor}` valid tokens and `{sim}` the simulated providers' webhook token.
@@ -9,76 +11,20 @@
 //! error `{"error":{"code","message"}}`.
 #![no_main]
 
-use std::sync::Arc;
-
 use axum::body::Body;
-use chrono::{NaiveDate, TimeZone, Utc};
 use http::Request;
 use libfuzzer_sys::fuzz_target;
-use payout_core::domain::{Actor, BankAccount, Consultation, Period, Provider, Recipient};
-use payout_core::memory::MemoryStore;
-use payout_core::service::{CalculationPolicy, PayoutService};
-use payout_core::simulated::{SimulatedProvider, SimulatedSettlement};
-use payout_core::source::{StaticConsultations, StaticDirectory};
 use payout_core::store::{Page, PayoutFilter};
-use payout_server::{AppState, Claims, JwtKey, Role, ServerConfig, router};
+use payout_server::{Role, ServerConfig, router};
 use payouts_fuzz::{block_on, message};
 use tower::ServiceExt;
 
-const SECRET: &str = "fuzz-secret";
-const SIM: &str = "fuzz-sim-token";
+/// The router tests' world: three doctors (`dr-c` premium), their January consultations, simulated
+/// providers and the token helpers, shared so the fuzzer explores the state the tests check.
+#[path = "../../payout-server/tests/common/mod.rs"]
+mod common;
 
-fn service() -> Arc<PayoutService> {
-    let doctors = ["dr-a", "dr-b", "dr-c"];
-    let recipients: Vec<Recipient> = doctors
-        .iter()
-        .map(|d| Recipient {
-            doctor_id: (*d).into(),
-            name: format!("Dr. {d}"),
-            email: format!("{d}@example.com"),
-            stripe_account_id: Some(format!("acct_{d}")),
-            mpesa_phone_number: Some("254712345678".into()),
-            bank_details: Some(BankAccount {
-                account_name: format!("Dr. {d}"),
-                account_number: "0123456789".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .collect();
-    let consultations: Vec<Consultation> = doctors
-        .iter()
-        .enumerate()
-        .flat_map(|(i, d)| {
-            (0..=i).map(move |n| Consultation {
-                appointment_id: format!("apt-{d}-{n}"),
-                doctor_id: (*d).into(),
-                completed_at: Utc.with_ymd_and_hms(2025, 1, 10 + n as u32, 9, 0, 0).unwrap(),
-            })
-        })
-        .collect();
-    let mut b = PayoutService::builder()
-        .store(Arc::new(MemoryStore::new()))
-        .consultations(Arc::new(StaticConsultations::new(consultations)))
-        .directory(Arc::new(StaticDirectory::new(recipients)));
-    for p in Provider::ALL {
-        b = b.provider(Arc::new(
-            SimulatedProvider::new(p)
-                .with_settlement(SimulatedSettlement::Deferred)
-                .with_webhook_token(SIM),
-        ));
-    }
-    Arc::new(b.build().expect("a service"))
-}
-
-fn token(role: Role, doctor: Option<&str>) -> String {
-    JwtKey::new(SECRET).sign(&Claims {
-        sub: "fuzz-user".into(),
-        role,
-        doctor_id: doctor.map(String::from),
-        exp: Utc::now().timestamp() + 3600,
-    })
-}
+use common::{SECRET, SIM_TOKEN, calculated_state, token};
 
 fn replace(bytes: &[u8], subs: &[(String, String)]) -> Vec<u8> {
     match std::str::from_utf8(bytes) {
@@ -95,17 +41,14 @@ fn replace(bytes: &[u8], subs: &[(String, String)]) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     block_on(async {
-        let service = service();
-        let jan = Period::new(
-            NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
-            NaiveDate::from_ymd_opt(2025, 1, 31).unwrap(),
-        )
-        .unwrap();
-        service
-            .calculate_period(&Actor::system("fuzz"), Some(jan), &CalculationPolicy::default())
-            .await
-            .expect("calculated");
-        let ids: Vec<String> = service
+        let config = ServerConfig {
+            webhook_rate: None,
+            mutation_rate: None,
+            ..ServerConfig::new(SECRET)
+        };
+        let state = calculated_state(config).await;
+        let ids: Vec<String> = state
+            .service
             .store()
             .list(&PayoutFilter::default(), &Page::new(10, 0))
             .await
@@ -119,9 +62,9 @@ fuzz_target!(|data: &[u8]| {
             .enumerate()
             .map(|(i, id)| (format!("{{id{i}}}"), id.clone()))
             .collect();
-        subs.push(("{admin}".into(), token(Role::Admin, None)));
-        subs.push(("{doctor}".into(), token(Role::Doctor, Some("dr-c"))));
-        subs.push(("{sim}".into(), SIM.into()));
+        subs.push(("{admin}".into(), token(Role::Admin, "fuzz-user", None)));
+        subs.push(("{doctor}".into(), token(Role::Doctor, "fuzz-user", Some("dr-c"))));
+        subs.push(("{sim}".into(), SIM_TOKEN.into()));
         let data = replace(data, &subs);
         let Some(m) = message(&data) else { return };
         let Some((method, uri)) = m.first.split_once(' ') else {
@@ -136,12 +79,7 @@ fuzz_target!(|data: &[u8]| {
         };
         let is_head = req.method() == http::Method::HEAD;
         let path = req.uri().path().to_string();
-        let config = ServerConfig {
-            webhook_rate: None,
-            mutation_rate: None,
-            ..ServerConfig::new(SECRET)
-        };
-        let app = router(AppState::new(service, config));
+        let app = router(state);
         let res = app.oneshot(req).await.expect("infallible");
         let status = res.status();
         let content_type = res

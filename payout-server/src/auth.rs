@@ -165,6 +165,19 @@ impl User {
             (Role::Admin, _) => Actor::admin(self.0.sub.as_str()),
         }
     }
+
+    /// The authenticated user if they have `role` (401 without a valid token, 403 for another role).
+    async fn with_role(parts: &mut Parts, state: &AppState, role: Role) -> Result<Self, ApiError> {
+        let user = User::from_request_parts(parts, state).await?;
+        if user.0.role != role {
+            let name = match role {
+                Role::Admin => "admin",
+                Role::Doctor => "doctor",
+            };
+            return Err(ApiError::Forbidden(format!("{name} role required")));
+        }
+        Ok(user)
+    }
 }
 
 impl FromRequestParts<AppState> for User {
@@ -186,11 +199,7 @@ pub struct Admin(pub User);
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let user = User::from_request_parts(parts, state).await?;
-        if user.0.role != Role::Admin {
-            return Err(ApiError::Forbidden("admin role required".into()));
-        }
-        Ok(Admin(user))
+        User::with_role(parts, state, Role::Admin).await.map(Admin)
     }
 }
 
@@ -201,11 +210,7 @@ pub struct Doctor(pub User);
 impl FromRequestParts<AppState> for Doctor {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let user = User::from_request_parts(parts, state).await?;
-        if user.0.role != Role::Doctor {
-            return Err(ApiError::Forbidden("doctor role required".into()));
-        }
-        Ok(Doctor(user))
+        User::with_role(parts, state, Role::Doctor).await.map(Doctor)
     }
 }
 

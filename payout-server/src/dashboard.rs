@@ -240,11 +240,22 @@ fn flash(query: &[(String, String)]) -> String {
     out
 }
 
-async fn list(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    let user = match admin_or_login(&state, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+/// The `<option>`s of a list filter: "any", then every value, `current` selected.
+fn filter_options(values: impl IntoIterator<Item = &'static str>, current: Option<String>) -> String {
+    let mut out = String::from("<option value=\"\">any</option>");
+    for v in values {
+        let sel = if current.as_deref() == Some(v) { " selected" } else { "" };
+        let _ = write!(out, "<option{sel}>{v}</option>");
+    }
+    out
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Response> {
+    let user = admin_or_login(&state, &headers).await?;
     let pairs = form_pairs(raw.as_deref().unwrap_or("")).unwrap_or_default();
     let get = |k: &str| {
         pairs
@@ -272,30 +283,12 @@ async fn list(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): 
     };
     let skip: u64 = q.skip.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
     let result = state.service.list(&user.actor(), &filter, &Page::new(100, skip)).await;
-    let page_rows = match result {
-        Ok(p) => p,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, page("Error", &esc(&e.to_string()))).into_response(),
-    };
+    let page_rows =
+        result.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, page("Error", &esc(&e.to_string()))).into_response())?;
     // Filters.
     let keep = |k: &str| esc(&get(k).unwrap_or_default());
-    let mut status_opts = String::from("<option value=\"\">any</option>");
-    for s in PayoutStatus::ALL {
-        let sel = if get("status").as_deref() == Some(s.as_str()) {
-            " selected"
-        } else {
-            ""
-        };
-        let _ = write!(status_opts, "<option{sel}>{s}</option>");
-    }
-    let mut provider_opts = String::from("<option value=\"\">any</option>");
-    for p in Provider::ALL {
-        let sel = if get("provider").as_deref() == Some(p.as_str()) {
-            " selected"
-        } else {
-            ""
-        };
-        let _ = write!(provider_opts, "<option{sel}>{p}</option>");
-    }
+    let status_opts = filter_options(PayoutStatus::ALL.map(|s| s.as_str()), get("status"));
+    let provider_opts = filter_options(Provider::ALL.map(|p| p.as_str()), get("provider"));
     let _ = write!(
         body,
         "<form method=\"get\" action=\"{BASE}\" id=\"filters\"><fieldset><legend>Filters</legend>\
@@ -389,7 +382,7 @@ async fn list(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): 
             esc(&next.join("&"))
         );
     }
-    page("Payouts", &body).into_response()
+    Ok(page("Payouts", &body))
 }
 
 async fn detail(
@@ -397,11 +390,8 @@ async fn detail(
     headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
-) -> Response {
-    let user = match admin_or_login(&state, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+) -> Result<Response, Response> {
+    let user = admin_or_login(&state, &headers).await?;
     let actor = user.actor();
     let id = PayoutId::new(id);
     let s = &state.service;
@@ -413,11 +403,11 @@ async fn detail(
     ) {
         (Ok(p), Ok(i), Ok(a), Ok(t)) => (p, i, a, t),
         _ => {
-            return (
+            return Err((
                 StatusCode::NOT_FOUND,
                 page("Not found", "<p class=\"flash error\">No such payout.</p>"),
             )
-                .into_response();
+                .into_response());
         }
     };
     let pairs = form_pairs(raw.as_deref().unwrap_or("")).unwrap_or_default();
@@ -486,65 +476,45 @@ async fn detail(
         );
     }
     body.push_str("</table>");
-    page("Payout", &body).into_response()
+    Ok(page("Payout", &body))
 }
 
-async fn action(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
-    let user = match admin_or_login(&state, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    if !same_origin(&headers) {
-        return cross_site();
-    }
-    if !state.mutation_limiter.allow(&format!("dashboard:{}", user.0.sub)) {
-        return flash_redirect(false, "too many actions; slow down", BASE);
-    }
-    let pairs = form_pairs(std::str::from_utf8(&body).unwrap_or("")).unwrap_or_default();
-    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+async fn action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let (user, pairs) = admin_form(&state, &headers, &body).await?;
     let actor = user.actor();
     let id = PayoutId::new(id);
     let s = &state.service;
-    let result = match get("action").as_deref() {
-        Some("approve") => s.approve(&actor, &id).await.map(|p| format!("{} approved", p.id)),
-        Some("cancel") => s
+    let result = match form_action(&pairs).map_err(|why| flash_redirect(false, why, BASE))? {
+        FormAction::Approve => s.approve(&actor, &id).await.map(|p| format!("{} approved", p.id)),
+        FormAction::Cancel => s
             .cancel(&actor, &id, Some("cancelled from the dashboard"))
             .await
             .map(|p| format!("{} cancelled", p.id)),
-        Some("trigger") => match get("provider").and_then(|p| p.parse::<Provider>().ok()) {
-            Some(provider) => s
-                .trigger(&actor, &id, provider)
-                .await
-                .map(|p| format!("{} triggered with {provider}: {}", p.id, p.status)),
-            None => return flash_redirect(false, "choose a provider", BASE),
-        },
-        _ => return flash_redirect(false, "unknown action", BASE),
+        FormAction::Trigger(provider) => s
+            .trigger(&actor, &id, provider)
+            .await
+            .map(|p| format!("{} triggered with {provider}: {}", p.id, p.status)),
     };
-    match result {
+    Ok(match result {
         Ok(msg) => flash_redirect(true, &msg, BASE),
         Err(e) => flash_redirect(false, &e.to_string(), BASE),
-    }
+    })
 }
 
-async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let user = match admin_or_login(&state, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    if !same_origin(&headers) {
-        return cross_site();
-    }
-    if !state.mutation_limiter.allow(&format!("dashboard:{}", user.0.sub)) {
-        return flash_redirect(false, "too many actions; slow down", BASE);
-    }
-    let pairs = form_pairs(std::str::from_utf8(&body).unwrap_or("")).unwrap_or_default();
+async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Response> {
+    let (user, pairs) = admin_form(&state, &headers, &body).await?;
     let ids: Vec<PayoutId> = pairs
         .iter()
         .filter(|(k, _)| k == "ids")
         .map(|(_, v)| PayoutId::new(v.as_str()))
         .collect();
     if ids.is_empty() {
-        return flash_redirect(false, "check at least one payout", BASE);
+        return Err(flash_redirect(false, "check at least one payout", BASE));
     }
     if ids.len() > state.config.max_bulk {
         let msg = format!(
@@ -552,19 +522,14 @@ async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
             state.config.max_bulk,
             ids.len()
         );
-        return flash_redirect(false, &msg, BASE);
+        return Err(flash_redirect(false, &msg, BASE));
     }
-    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let actor = user.actor();
     let s = &state.service;
-    let outcomes = match get("action").as_deref() {
-        Some("approve") => s.bulk_approve(&actor, &ids).await,
-        Some("cancel") => s.bulk_cancel(&actor, &ids, Some("cancelled from the dashboard")).await,
-        Some("trigger") => match get("provider").and_then(|p| p.parse::<Provider>().ok()) {
-            Some(provider) => s.bulk_trigger(&actor, &ids, provider).await,
-            None => return flash_redirect(false, "choose a provider", BASE),
-        },
-        _ => return flash_redirect(false, "unknown action", BASE),
+    let outcomes = match form_action(&pairs).map_err(|why| flash_redirect(false, why, BASE))? {
+        FormAction::Approve => s.bulk_approve(&actor, &ids).await,
+        FormAction::Cancel => s.bulk_cancel(&actor, &ids, Some("cancelled from the dashboard")).await,
+        FormAction::Trigger(provider) => s.bulk_trigger(&actor, &ids, provider).await,
     };
     let ok = outcomes.iter().filter(|o| o.result.is_ok()).count();
     let failed: Vec<String> = outcomes
@@ -576,5 +541,44 @@ async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
     } else {
         format!("{ok} done; {} failed: {}", failed.len(), failed.join("; "))
     };
-    flash_redirect(failed.is_empty(), &msg, BASE)
+    Ok(flash_redirect(failed.is_empty(), &msg, BASE))
+}
+
+/// The signed-in admin and the fields of a form post, once it has passed the checks every dashboard
+/// action needs (same origin, within the rate limit); else the answer to send instead.
+async fn admin_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(User, Vec<(String, String)>), Response> {
+    let user = admin_or_login(state, headers).await?;
+    if !same_origin(headers) {
+        return Err(cross_site());
+    }
+    if !state.mutation_limiter.allow(&format!("dashboard:{}", user.0.sub)) {
+        return Err(flash_redirect(false, "too many actions; slow down", BASE));
+    }
+    let pairs = form_pairs(std::str::from_utf8(body).unwrap_or("")).unwrap_or_default();
+    Ok((user, pairs))
+}
+
+/// What a row or bulk form asks for.
+enum FormAction {
+    Approve,
+    Cancel,
+    Trigger(Provider),
+}
+
+/// The form's `action` (with its `provider` for a trigger), or what to tell the admin instead.
+fn form_action(pairs: &[(String, String)]) -> Result<FormAction, &'static str> {
+    let field = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    match field("action") {
+        Some("approve") => Ok(FormAction::Approve),
+        Some("cancel") => Ok(FormAction::Cancel),
+        Some("trigger") => field("provider")
+            .and_then(|p| p.parse().ok())
+            .map(FormAction::Trigger)
+            .ok_or("choose a provider"),
+        _ => Err("unknown action"),
+    }
 }

@@ -290,8 +290,8 @@ const SAMPLE_DOCTORS: &[(&str, &str, &str, &str)] = &[
 
 /// A `doctor_profiles` row.
 type DoctorRow = [Option<String>; 7];
-/// An `appointments` row: id, doctor, status, completed at (RFC 3339).
-type AppointmentRow = (String, String, String, String);
+/// An `appointments` row: id, doctor, status, completed at.
+type AppointmentRow = (String, String, String, chrono::DateTime<Utc>);
 
 fn sample_rows() -> (Vec<DoctorRow>, Vec<AppointmentRow>) {
     let mut doctors = Vec::new();
@@ -316,12 +316,7 @@ fn sample_rows() -> (Vec<DoctorRow>, Vec<AppointmentRow>) {
         for n in 0..(4 + 3 * i) {
             let at = last.starts_at() + ChronoDuration::hours(8 + 22 * n as i64);
             let status = if n % 5 == 4 { "CANCELLED" } else { "COMPLETED" };
-            appointments.push((
-                format!("apt-{id}-{n:02}"),
-                id.to_string(),
-                status.to_string(),
-                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            ));
+            appointments.push((format!("apt-{id}-{n:02}"), id.to_string(), status.to_string(), at));
         }
     }
     (doctors, appointments)
@@ -332,75 +327,59 @@ fn seeding(e: impl std::fmt::Display) -> Error {
     Error::Source(format!("seeding sample data: {e}"))
 }
 
+/// SQLite keeps `completed_at` as RFC 3339 text.
 async fn seed_sqlite(pool: &sqlx::SqlitePool) -> Result<()> {
-    let e = seeding;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS doctor_profiles (doctor_id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, \
-         stripe_account_id TEXT, paypal_payout_email TEXT, mpesa_phone_number TEXT, bank_details TEXT)",
-    )
-    .execute(pool)
-    .await
-    .map_err(e)?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS appointments (id TEXT PRIMARY KEY, doctor_id TEXT NOT NULL, status TEXT NOT NULL, \
-         completed_at TEXT)",
-    )
-    .execute(pool)
-    .await
-    .map_err(e)?;
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM doctor_profiles")
-        .fetch_one(pool)
-        .await
-        .map_err(e)?;
-    if n > 0 {
-        return Ok(());
-    }
-    let (doctors, appointments) = sample_rows();
-    let mut tx = pool.begin().await.map_err(e)?;
-    for d in doctors {
-        let mut q = sqlx::query("INSERT INTO doctor_profiles VALUES ($1, $2, $3, $4, $5, $6, $7)");
-        for v in d {
-            q = q.bind(v);
-        }
-        q.execute(&mut *tx).await.map_err(e)?;
-    }
-    for (id, doctor, status, at) in appointments {
-        sqlx::query("INSERT INTO appointments VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(doctor)
-            .bind(status)
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .map_err(e)?;
-    }
-    tx.commit().await.map_err(e)?;
-    tracing::info!("seeded sample doctors and consultations");
-    Ok(())
+    let as_text = |at: chrono::DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    seed(pool, "TEXT", None, as_text).await
 }
 
+/// Postgres keeps `completed_at` as `TIMESTAMPTZ`, and one seeder at a time locks the table when several
+/// instances start together.
 async fn seed_postgres(pool: &sqlx::PgPool) -> Result<()> {
+    seed(
+        pool,
+        "TIMESTAMPTZ",
+        Some("LOCK TABLE doctor_profiles IN EXCLUSIVE MODE"),
+        |at| at,
+    )
+    .await
+}
+
+/// Creates the host tables if missing and, when `doctor_profiles` is empty, fills both with
+/// [`sample_rows`] in one transaction. The dialects differ only in `completed_at`'s column type and how
+/// it is bound (`timestamp`), and in a `lock` statement run first in the transaction.
+async fn seed<DB, T>(
+    pool: &sqlx::Pool<DB>,
+    timestamp_type: &str,
+    lock: Option<&str>,
+    timestamp: impl Fn(chrono::DateTime<Utc>) -> T,
+) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> T: sqlx::Encode<'q, DB> + sqlx::Type<DB> + Send,
+    for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
+{
     let e = seeding;
-    sqlx::query(
+    let tables = [
         "CREATE TABLE IF NOT EXISTS doctor_profiles (doctor_id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, \
-         stripe_account_id TEXT, paypal_payout_email TEXT, mpesa_phone_number TEXT, bank_details TEXT)",
-    )
-    .execute(pool)
-    .await
-    .map_err(e)?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS appointments (id TEXT PRIMARY KEY, doctor_id TEXT NOT NULL, status TEXT NOT NULL, \
-         completed_at TIMESTAMPTZ)",
-    )
-    .execute(pool)
-    .await
-    .map_err(e)?;
+         stripe_account_id TEXT, paypal_payout_email TEXT, mpesa_phone_number TEXT, bank_details TEXT)"
+            .to_string(),
+        format!(
+            "CREATE TABLE IF NOT EXISTS appointments (id TEXT PRIMARY KEY, doctor_id TEXT NOT NULL, status TEXT NOT NULL, \
+             completed_at {timestamp_type})"
+        ),
+    ];
+    for table in &tables {
+        sqlx::query(table).execute(pool).await.map_err(e)?;
+    }
     let mut tx = pool.begin().await.map_err(e)?;
-    // One seeder at a time when several instances start together.
-    sqlx::query("LOCK TABLE doctor_profiles IN EXCLUSIVE MODE")
-        .execute(&mut *tx)
-        .await
-        .map_err(e)?;
+    if let Some(lock) = lock {
+        sqlx::query(lock).execute(&mut *tx).await.map_err(e)?;
+    }
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM doctor_profiles")
         .fetch_one(&mut *tx)
         .await
@@ -417,19 +396,17 @@ async fn seed_postgres(pool: &sqlx::PgPool) -> Result<()> {
         q.execute(&mut *tx).await.map_err(e)?;
     }
     for (id, doctor, status, at) in appointments {
-        let at = chrono::DateTime::parse_from_rfc3339(&at)
-            .map_err(seeding)?
-            .with_timezone(&Utc);
         sqlx::query("INSERT INTO appointments VALUES ($1, $2, $3, $4)")
             .bind(id)
             .bind(doctor)
             .bind(status)
-            .bind(at)
+            .bind(timestamp(at))
             .execute(&mut *tx)
             .await
             .map_err(e)?;
     }
     tx.commit().await.map_err(e)?;
+    tracing::info!("seeded sample doctors and consultations");
     Ok(())
 }
 

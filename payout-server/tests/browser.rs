@@ -6,12 +6,12 @@
 mod common;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use payout_core::domain::{Actor, PayoutId, Provider};
 use payout_core::status::PayoutStatus;
@@ -95,6 +95,16 @@ async fn wait_for_text(client: &Client, id: &str, expected: &str) {
     .await
 }
 
+/// Waits for the element, for at most [`TIMEOUT`].
+async fn wait_for(client: &Client, locator: Locator<'_>, what: &str) -> Element {
+    let found = client.wait().at_most(TIMEOUT).for_element(locator).await;
+    found.unwrap_or_else(|e| panic!("waiting for {what}: {e}"))
+}
+
+async fn click(client: &Client, locator: Locator<'_>) {
+    client.find(locator).await.unwrap().click().await.unwrap();
+}
+
 async fn texts(client: &Client, css: &str) -> Vec<String> {
     let mut out = Vec::new();
     for el in client.find_all(Locator::Css(css)).await.unwrap() {
@@ -121,17 +131,7 @@ async fn an_admin_approves_and_triggers_a_payout_in_a_real_browser() {
     // The app on a free port.
     let state = calculated_state(ServerConfig::new(SECRET)).await;
     let service = state.service.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
-    let base = format!("http://{addr}");
+    let base = serve(router(state)).await;
 
     // chromedriver on another free port, and a browser session with a fresh profile.
     let port = free_port();
@@ -175,28 +175,13 @@ async fn an_admin_approves_and_triggers_a_payout_in_a_real_browser() {
     // Sign in by pasting an admin token.
     client.goto(&format!("{base}/dashboard/admin/payouts")).await.unwrap();
     let token = admin("browser-admin");
-    client
-        .wait()
-        .at_most(TIMEOUT)
-        .for_element(Locator::Id("token"))
+    wait_for(&client, Locator::Id("token"), "the sign-in form")
         .await
-        .unwrap()
         .send_keys(&token)
         .await
         .unwrap();
-    client
-        .find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .at_most(TIMEOUT)
-        .for_element(Locator::Id("payouts"))
-        .await
-        .expect("the payouts table after signing in");
+    click(&client, Locator::Id("sign-in")).await;
+    wait_for(&client, Locator::Id("payouts"), "the payouts table after signing in").await;
     // The cookie is there but out of reach of scripts.
     let cookie = client.get_named_cookie("payouts_token").await.unwrap();
     assert_eq!(cookie.value(), token);
@@ -223,32 +208,15 @@ async fn an_admin_approves_and_triggers_a_payout_in_a_real_browser() {
     assert!(client.find(Locator::Id(&format!("row-{id}"))).await.is_ok());
 
     // Approve.
-    client
-        .find(Locator::Id(&format!("approve-{id}")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Id(&format!("approve-{id}"))).await;
     wait_for_text(&client, &format!("status-{id}"), "APPROVED").await;
     wait_for_text(&client, "flash", &format!("{id} approved")).await;
 
     // Pick a provider and trigger.
-    let select = client
-        .wait()
-        .at_most(TIMEOUT)
-        .for_element(Locator::Id(&format!("provider-{id}")))
-        .await
-        .unwrap();
+    let select = wait_for(&client, Locator::Id(&format!("provider-{id}")), "the provider picker").await;
     select.select_by_value("MPESA_B2C").await.unwrap();
     assert_eq!(select.prop("value").await.unwrap().as_deref(), Some("MPESA_B2C"));
-    client
-        .find(Locator::Id(&format!("trigger-{id}")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Id(&format!("trigger-{id}"))).await;
     // The simulated providers settle later (Deferred): the payout waits in PROCESSING.
     wait_for_text(&client, &format!("status-{id}"), "PROCESSING").await;
     let flash = client.find(Locator::Id("flash")).await.unwrap().text().await.unwrap();
@@ -267,19 +235,8 @@ async fn an_admin_approves_and_triggers_a_payout_in_a_real_browser() {
     .unwrap();
 
     // The detail page, through the row's link.
-    client
-        .find(Locator::Css(&format!("#row-{id} a[href$='/{id}']")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .at_most(TIMEOUT)
-        .for_element(Locator::Id("audit"))
-        .await
-        .expect("the detail page");
+    click(&client, Locator::Css(&format!("#row-{id} a[href$='/{id}']"))).await;
+    wait_for(&client, Locator::Id("audit"), "the detail page").await;
     wait_for_text(&client, "status", "PROCESSING").await;
     let actions = texts(&client, "#audit tr td:nth-child(3)").await;
     for expected in ["APPROVE", "TRIGGER"] {
@@ -299,5 +256,4 @@ async fn an_admin_approves_and_triggers_a_payout_in_a_real_browser() {
     println!("screenshot: {}", shot.display());
 
     client.close().await.unwrap();
-    server.abort();
 }

@@ -1,14 +1,12 @@
 //! End to end over real HTTP: the demo wiring on a SQLite file (sample doctors and consultations seeded into
 //! host tables, last month calculated), served on a free port, walked through the seed's curl workflow.
 
-use std::net::SocketAddr;
+mod common;
 
+use common::{SECRET, SIM_TOKEN as SIM, admin, doctor, serve};
 use payout_server::demo::{self, DemoConfig};
-use payout_server::{Claims, JwtKey, Role, router};
+use payout_server::router;
 use serde_json::{Value, json};
-
-const SECRET: &str = "e2e-secret";
-const SIM: &str = "e2e-simulation-token";
 
 struct Server {
     base: String,
@@ -17,18 +15,9 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-fn token(role: Role, sub: &str, doctor: Option<&str>) -> String {
-    JwtKey::new(SECRET).sign(&Claims {
-        sub: sub.into(),
-        role,
-        doctor_id: doctor.map(String::from),
-        exp: chrono::Utc::now().timestamp() + 600,
-    })
-}
-
-async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let config = DemoConfig {
+/// The demo on a SQLite file in `dir`, with sample data and without background reconciliation.
+fn demo_config(dir: &tempfile::TempDir) -> DemoConfig {
+    DemoConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("sqlite://{}?mode=rwc", dir.path().join("demo.db").display()),
         jwt_secret: SECRET.into(),
@@ -36,40 +25,40 @@ async fn start() -> Server {
         sample_data: true,
         reconcile_every: 0,
         four_eyes: true,
-    };
-    let running = demo::build(&config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(running.state).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    }
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let running = demo::build(&demo_config(&dir)).await.unwrap();
     Server {
-        base: format!("http://{addr}"),
+        base: serve(router(running.state)).await,
         http: reqwest::Client::new(),
-        admin: token(Role::Admin, "admin-1", None),
+        admin: admin("admin-1"),
         _dir: dir,
     }
 }
 
 impl Server {
-    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        let res = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    /// A GET without a token (health, metrics, the OpenAPI document).
+    async fn public(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{path}", self.base)).send().await.unwrap()
     }
-    async fn send(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> (u16, Value) {
-        let res = self
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, token, None).await
+    }
+
+    /// A request with the bearer token and, when given, a JSON body; the status and the JSON answer.
+    async fn send(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
         (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
     }
 }
@@ -96,7 +85,7 @@ async fn the_seed_curl_workflow_over_http() {
             reqwest::Method::PATCH,
             &format!("/api/admin/payouts/{id}"),
             &a,
-            json!({"action": "approve"}),
+            Some(json!({"action": "approve"})),
         )
         .await;
     assert_eq!((status, body["data"]["status"].as_str()), (200, Some("APPROVED")));
@@ -105,7 +94,7 @@ async fn the_seed_curl_workflow_over_http() {
             reqwest::Method::PATCH,
             &format!("/api/admin/payouts/{id}"),
             &a,
-            json!({"action": "trigger", "provider": "MPESA_B2C"}),
+            Some(json!({"action": "trigger", "provider": "MPESA_B2C"})),
         )
         .await;
     assert_eq!((status, body["data"]["status"].as_str()), (200, Some("PROCESSING")));
@@ -135,7 +124,7 @@ async fn the_seed_curl_workflow_over_http() {
             reqwest::Method::POST,
             "/api/admin/payouts/bulk",
             &a,
-            json!({"payoutIds": others, "action": "approve"}),
+            Some(json!({"payoutIds": others, "action": "approve"})),
         )
         .await;
     assert_eq!(status, 200);
@@ -170,7 +159,7 @@ async fn the_seed_curl_workflow_over_http() {
     assert_eq!(paged["data"].as_array().unwrap().len(), 1);
 
     // The doctor's own history, and nobody else's.
-    let doc = token(Role::Doctor, "user-w", Some("dr-wanjiru"));
+    let doc = doctor("dr-wanjiru");
     let (status, own) = s.get("/api/doctor/payouts?limit=10", &doc).await;
     assert_eq!(status, 200);
     assert_eq!(own["pagination"]["total"], 1);
@@ -179,50 +168,17 @@ async fn the_seed_curl_workflow_over_http() {
     assert_eq!(status, 403);
 
     // Health, metrics, OpenAPI.
-    assert_eq!(
-        s.http
-            .get(format!("{}/healthz", s.base))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(s.public("/healthz").await.status().as_u16(), 200);
+    let metrics = s.public("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("payouts_payouts{status=\"PAID\"} 1"), "{metrics}");
-    let doc = s
-        .http
-        .get(format!("{}/api/openapi.json", s.base))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let doc: Value = s.public("/api/openapi.json").await.json().await.unwrap();
     assert!(doc["paths"]["/api/admin/payouts/bulk"].is_object());
 }
 
 #[tokio::test]
 async fn restarting_on_the_same_database_does_not_recalculate_or_reseed() {
     let dir = tempfile::tempdir().unwrap();
-    let config = DemoConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}?mode=rwc", dir.path().join("demo.db").display()),
-        jwt_secret: SECRET.into(),
-        simulation_token: SIM.into(),
-        sample_data: true,
-        reconcile_every: 0,
-        four_eyes: true,
-    };
+    let config = demo_config(&dir);
     let first = demo::build(&config).await.unwrap();
     let admin = payout_core::domain::Actor::admin("a");
     let page = payout_core::store::Page::default();
@@ -282,41 +238,30 @@ async fn mpesa_callbacks_need_the_path_token_and_client_set_trust_headers_are_dr
         service,
         payout_server::ServerConfig::new(SECRET),
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .await
-            .unwrap()
-    });
+    let base = serve(app).await;
     let http = reqwest::Client::new();
     let body = json!({"Result": {"ResultType": 0, "ResultCode": 0, "ResultDesc": "ok",
         "OriginatorConversationID": "po-1-1", "ConversationID": "AG_1", "TransactionID": "X"}});
-    // Forged trust headers on the bare route: the token header is dropped, so the callback is refused.
-    let res = http
-        .post(format!("{base}/api/webhooks/mpesa-b2c"))
-        .header("x-payouts-callback-token", "path-token-123")
-        .header("x-payouts-client-ip", "196.201.214.200")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 401, "{}", res.text().await.unwrap());
-    // The right path token, but the socket peer (127.0.0.1) is not on the allowlist, whatever the client claims.
-    let res = http
-        .post(format!("{base}/api/webhooks/mpesa-b2c/path-token-123"))
-        .header("x-payouts-client-ip", "196.201.214.200")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 401, "{}", res.text().await.unwrap());
-    // A wrong path token.
-    let res = http
-        .post(format!("{base}/api/webhooks/mpesa-b2c/guess"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 401);
+    let trusted_ip = ("x-payouts-client-ip", "196.201.214.200");
+    let cases = [
+        (
+            "forged trust headers on the bare route: the token header is dropped, so the callback is refused",
+            "/api/webhooks/mpesa-b2c",
+            vec![("x-payouts-callback-token", "path-token-123"), trusted_ip],
+        ),
+        (
+            "the right path token, but the socket peer (127.0.0.1) is not on the allowlist, whatever the client claims",
+            "/api/webhooks/mpesa-b2c/path-token-123",
+            vec![trusted_ip],
+        ),
+        ("a wrong path token", "/api/webhooks/mpesa-b2c/guess", vec![]),
+    ];
+    for (what, path, headers) in cases {
+        let mut req = http.post(format!("{base}{path}")).json(&body);
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 401, "{what}: {}", res.text().await.unwrap());
+    }
 }

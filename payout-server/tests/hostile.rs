@@ -858,25 +858,22 @@ fn cases(w: &World) -> Vec<Case> {
             .json(json!({"action": "approve"})),
         Error(403, "forbidden"),
     ));
+    let patch_pending = || req("PATCH", format!("/api/admin/payouts/{pend}")).bearer(a);
+    let huge_reason = format!("{{\"action\":\"cancel\",\"reason\":\"{}\"}}", "x".repeat(HUGE));
+    let too_large = Error(413, "payload_too_large");
     t.push(case(
         "patch with a body over 256 KiB",
-        req("PATCH", format!("/api/admin/payouts/{pend}"))
-            .bearer(a)
-            .json_bytes(format!("{{\"action\":\"cancel\",\"reason\":\"{}\"}}", "x".repeat(HUGE))),
-        Error(413, "payload_too_large"),
+        patch_pending().json_bytes(huge_reason),
+        too_large,
     ));
     t.push(case(
         "patch with malformed JSON",
-        req("PATCH", format!("/api/admin/payouts/{pend}"))
-            .bearer(a)
-            .json_bytes(r#"{"action": "approve""#),
+        patch_pending().json_bytes(r#"{"action": "approve""#),
         bad(),
     ));
     t.push(case(
         "patch without a Content-Type",
-        req("PATCH", format!("/api/admin/payouts/{pend}"))
-            .bearer(a)
-            .body(r#"{"action": "approve"}"#),
+        patch_pending().body(r#"{"action": "approve"}"#),
         bad(),
     ));
 
@@ -1032,34 +1029,31 @@ fn cases(w: &World) -> Vec<Case> {
         ("/api/admin/payouts/export", EmptyCsv),
     ] {
         let name = if path.ends_with("export") { "export" } else { "list" };
+        // `limit` and `skip` are the list's only.
+        let keys = ["status", "provider", "startDate", "endDate", "limit", "skip"];
+        let keys = if name == "list" { &keys[..] } else { &keys[..4] };
+        let query = |what: &str, q: &str, expect: Expect| {
+            case(
+                format!("{name} with {what}"),
+                get(format!("{path}?{q}")).bearer(a),
+                expect,
+            )
+        };
         for s in SQL_INJECTIONS {
             let e = enc(s);
-            for key in ["status", "provider", "startDate", "endDate"] {
-                t.push(case(
-                    format!("{name} with {key}={s:?}"),
-                    get(format!("{path}?{key}={e}")).bearer(a),
-                    bad(),
-                ));
+            for key in keys {
+                t.push(query(&format!("{key}={s:?}"), &format!("{key}={e}"), bad()));
             }
-            if name == "list" {
-                for key in ["limit", "skip"] {
-                    t.push(case(
-                        format!("{name} with {key}={s:?}"),
-                        get(format!("{path}?{key}={e}")).bearer(a),
-                        bad(),
-                    ));
-                }
-            }
-            t.push(case(
-                format!("{name} with doctor={s:?} (a string that matches no doctor)"),
-                get(format!("{path}?doctor={e}")).bearer(a),
+            t.push(query(
+                &format!("doctor={s:?} (a string that matches no doctor)"),
+                &format!("doctor={e}"),
                 empty.clone(),
             ));
         }
         for c in CSV_INJECTIONS {
-            t.push(case(
-                format!("{name} with doctor={c:?}"),
-                get(format!("{path}?doctor={}", enc(c))).bearer(a),
+            t.push(query(
+                &format!("doctor={c:?}"),
+                &format!("doctor={}", enc(c)),
                 empty.clone(),
             ));
         }
@@ -1078,22 +1072,14 @@ fn cases(w: &World) -> Vec<Case> {
             ("a truncated percent escape", "status=PEND%4"),
             ("a query that is not UTF-8", "doctor=%FF%FE"),
         ] {
-            t.push(case(
-                format!("{name} with {what}"),
-                get(format!("{path}?{q}")).bearer(a),
-                bad(),
-            ));
+            t.push(query(what, q, bad()));
         }
-        t.push(case(
-            format!("{name} with a NUL in the doctor filter"),
-            get(format!("{path}?doctor=dr-wanjiru%00")).bearer(a),
+        t.push(query(
+            "a NUL in the doctor filter",
+            "doctor=dr-wanjiru%00",
             empty.clone(),
         ));
-        t.push(case(
-            format!("{name} with a LIKE wildcard doctor filter"),
-            get(format!("{path}?doctor=%25")).bearer(a),
-            empty,
-        ));
+        t.push(query("a LIKE wildcard doctor filter", "doctor=%25", empty));
     }
     for (what, q) in [
         ("limit 0", "limit=0"),

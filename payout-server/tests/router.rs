@@ -45,6 +45,11 @@ fn send(method: &str, uri: &str, token: &str, body: Value) -> Request<Body> {
         .unwrap()
 }
 
+/// `PATCH /api/admin/payouts/{id}`: an action on one payout.
+fn patch(id: &str, token: &str, body: Value) -> Request<Body> {
+    send("PATCH", &format!("/api/admin/payouts/{id}"), token, body)
+}
+
 async fn app() -> axum::Router {
     router(calculated_state(ServerConfig::new(SECRET)).await)
 }
@@ -108,26 +113,12 @@ async fn the_seed_workflow_review_approve_trigger_webhook_paid() {
     assert_eq!(first["currency"], "KES");
     let id = first["id"].as_str().unwrap().to_string();
     // 2. Approve.
-    let (s, body, _) = call(
-        &app,
-        send(
-            "PATCH",
-            &format!("/api/admin/payouts/{id}"),
-            &a,
-            json!({"action": "approve"}),
-        ),
-    )
-    .await;
+    let (s, body, _) = call(&app, patch(&id, &a, json!({"action": "approve"}))).await;
     assert_eq!((s, body["data"]["status"].as_str()), (StatusCode::OK, Some("APPROVED")));
     // 3. Trigger with a provider.
     let (s, body, _) = call(
         &app,
-        send(
-            "PATCH",
-            &format!("/api/admin/payouts/{id}"),
-            &a,
-            json!({"action": "trigger", "provider": "STRIPE_CONNECT"}),
-        ),
+        patch(&id, &a, json!({"action": "trigger", "provider": "STRIPE_CONNECT"})),
     )
     .await;
     assert_eq!(
@@ -271,154 +262,38 @@ async fn bad_input_gets_a_clear_json_error_and_changes_nothing() {
     let a = admin("admin-1");
     let (_, list, _) = call(&app, get("/api/admin/payouts", Some(&a))).await;
     let id = list["data"][0]["id"].as_str().unwrap().to_string();
-    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+    let bad = (StatusCode::BAD_REQUEST, "invalid_input");
+    let list = |query: &str| get(&format!("/api/admin/payouts{query}"), Some(&a));
+    let create = |body: Value| send("POST", "/api/admin/payouts", &a, body);
+    let bulk = |body: Value| send("POST", "/api/admin/payouts/bulk", &a, body);
+    let cases: Vec<(Request<Body>, (StatusCode, &str))> = vec![
+        (list("?status=DONE"), bad),
+        (list("?provider=VENMO"), bad),
+        (list("?startDate=2025-13-01"), bad),
+        (list("?startDate=2025-02-01&endDate=2025-01-01"), bad),
+        (list("?limit=0"), bad),
+        (list("?limit=abc"), bad),
+        (list("?sort=evil"), bad),
+        (list("/nope"), (StatusCode::NOT_FOUND, "not_found")),
+        (patch(&id, &a, json!({"action": "explode"})), bad),
+        (patch(&id, &a, json!({"action": "trigger"})), bad),
+        (patch(&id, &a, json!({"action": "trigger", "provider": "VENMO"})), bad),
         (
-            get("/api/admin/payouts?status=DONE", Some(&a)),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
+            patch(&id, &a, json!({"action": "trigger", "provider": "MPESA_B2C"})),
+            (StatusCode::CONFLICT, "invalid_transition"),
         ),
+        (patch(&id, &a, json!({"action": 7})), bad),
+        (create(json!({"doctorId": "dr-a", "amount": "10.001"})), bad),
+        (create(json!({"doctorId": "dr-a", "amount": "-5"})), bad),
         (
-            get("/api/admin/payouts?provider=VENMO", Some(&a)),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
+            create(json!({"doctorId": "dr-a", "amount": "5", "currency": "XYZ"})),
+            bad,
         ),
-        (
-            get("/api/admin/payouts?startDate=2025-13-01", Some(&a)),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-        ),
-        (
-            get("/api/admin/payouts?startDate=2025-02-01&endDate=2025-01-01", Some(&a)),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-        ),
-        (
-            get("/api/admin/payouts?limit=0", Some(&a)),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-        ),
-        (
-            get("/api/admin/payouts?limit=abc", Some(&a)),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-        ),
-        (
-            get("/api/admin/payouts?sort=evil", Some(&a)),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-        ),
-        (
-            get("/api/admin/payouts/nope", Some(&a)),
-            StatusCode::NOT_FOUND,
-            "not_found",
-        ),
-        (
-            send(
-                "PATCH",
-                &format!("/api/admin/payouts/{id}"),
-                &a,
-                json!({"action": "explode"}),
-            ),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-        ),
-        (
-            send(
-                "PATCH",
-                &format!("/api/admin/payouts/{id}"),
-                &a,
-                json!({"action": "trigger"}),
-            ),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-        ),
-        (
-            send(
-                "PATCH",
-                &format!("/api/admin/payouts/{id}"),
-                &a,
-                json!({"action": "trigger", "provider": "VENMO"}),
-            ),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-        ),
-        (
-            send(
-                "PATCH",
-                &format!("/api/admin/payouts/{id}"),
-                &a,
-                json!({"action": "trigger", "provider": "MPESA_B2C"}),
-            ),
-            StatusCode::CONFLICT,
-            "invalid_transition",
-        ),
-        (
-            send("PATCH", &format!("/api/admin/payouts/{id}"), &a, json!({"action": 7})),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-        ),
-        (
-            send(
-                "POST",
-                "/api/admin/payouts",
-                &a,
-                json!({"doctorId": "dr-a", "amount": "10.001"}),
-            ),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-        ),
-        (
-            send(
-                "POST",
-                "/api/admin/payouts",
-                &a,
-                json!({"doctorId": "dr-a", "amount": "-5"}),
-            ),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-        ),
-        (
-            send(
-                "POST",
-                "/api/admin/payouts",
-                &a,
-                json!({"doctorId": "dr-a", "amount": "5", "currency": "XYZ"}),
-            ),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-        ),
-        (
-            send(
-                "POST",
-                "/api/admin/payouts",
-                &a,
-                json!({"doctorId": "ghost", "amount": "5"}),
-            ),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-        ),
-        (
-            send(
-                "POST",
-                "/api/admin/payouts/bulk",
-                &a,
-                json!({"payoutIds": [], "action": "approve"}),
-            ),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-        ),
-        (
-            send(
-                "POST",
-                "/api/admin/payouts/bulk",
-                &a,
-                json!({"payoutIds": [id], "action": "pay-twice"}),
-            ),
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-        ),
+        (create(json!({"doctorId": "ghost", "amount": "5"})), bad),
+        (bulk(json!({"payoutIds": [], "action": "approve"})), bad),
+        (bulk(json!({"payoutIds": [id], "action": "pay-twice"})), bad),
     ];
-    for (req, status, code) in cases {
+    for (req, (status, code)) in cases {
         let desc = format!("{} {}", req.method(), req.uri());
         let (s, body, _) = call(&app, req).await;
         assert_eq!(s, status, "{desc}: {body}");
@@ -462,27 +337,9 @@ async fn manual_payouts_need_a_second_admin() {
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(body["data"]["amountDue"], "1200.50");
     let id = body["data"]["id"].as_str().unwrap().to_string();
-    let (s, _, _) = call(
-        &app,
-        send(
-            "PATCH",
-            &format!("/api/admin/payouts/{id}"),
-            &alice,
-            json!({"action": "approve"}),
-        ),
-    )
-    .await;
+    let (s, _, _) = call(&app, patch(&id, &alice, json!({"action": "approve"}))).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _, _) = call(
-        &app,
-        send(
-            "PATCH",
-            &format!("/api/admin/payouts/{id}"),
-            &admin("bob"),
-            json!({"action": "approve"}),
-        ),
-    )
-    .await;
+    let (s, _, _) = call(&app, patch(&id, &admin("bob"), json!({"action": "approve"}))).await;
     assert_eq!(s, StatusCode::OK);
 }
 

@@ -1,6 +1,11 @@
-//! Shared set-up: a service over the in-memory store with simulated providers, and token helpers.
+//! Shared set-up: a service over the in-memory store with simulated providers, token helpers, and a
+//! router served over real HTTP.
+//!
+//! The `api_router` fuzz target compiles this file too (`#[path]`), and the fuzz crate is outside the
+//! workspace and CI: after changing it, run `cargo check` in `fuzz/`.
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chrono::{NaiveDate, TimeZone, Utc};
@@ -104,4 +109,13 @@ pub fn admin(sub: &str) -> String {
 
 pub fn doctor(id: &str) -> String {
     token(Role::Doctor, &format!("user-{id}"), Some(id))
+}
+
+/// Serves `app` on a free local port, with the peer address as the demo server has it; returns the base URL.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
 }
