@@ -14,8 +14,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 /// Where a payout is in its life. Round-trips through its uppercase name (`"PENDING"`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -106,18 +104,7 @@ impl FromStr for PayoutStatus {
     }
 }
 
-impl Serialize for PayoutStatus {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for PayoutStatus {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+crate::domain::serde_as_text!(PayoutStatus);
 
 /// Something that happens to a payout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
