@@ -11,7 +11,7 @@ use crate::status::PayoutStatus;
 use crate::store::{PayoutChange, PayoutStore, PayoutStoreExt};
 use crate::testkit::fixtures::{self, at, month};
 
-use super::{apply, assert_unchanged, is_conflict_for, seed, seed_numbered, seed_one, snapshot};
+use super::{apply, assert_unchanged, is_conflict_for, seed, seed_numbered, seed_one, snapshot, with_keyed_attempt};
 
 /// Bulk changes (through [`PayoutStoreExt`]: the store's [`BulkPayoutStore`](crate::store::BulkPayoutStore)
 /// when it offers one, one at a time otherwise): `apply_many` answers each change as `apply` would, in order, and applies exactly the ones it
@@ -108,10 +108,8 @@ pub async fn apply_all_answers_each_change_as_apply_would(store: &dyn PayoutStor
     ));
     let mut missing = PayoutChange::of(&p3, at(3));
     missing.attempt_update = Some(fixtures::attempt_update(5, AttemptOutcome::Accepted, None));
-    let mut taken_key = fixtures::status_change(&p5, PayoutStatus::Processing, at(3));
-    let mut taken = fixtures::attempt(&p5.id, 1, Provider::MpesaB2c, at(3));
-    taken.idempotency_key = PayoutAttempt::key_for(&p3.id, 1);
-    taken_key.new_attempt = Some(taken);
+    let processing = fixtures::status_change(&p5, PayoutStatus::Processing, at(3));
+    let taken_key = with_keyed_attempt(processing, 1, &PayoutAttempt::key_for(&p3.id, 1), at(3));
     let results = store
         .apply_many(vec![
             fixtures::status_change(&created[3], PayoutStatus::Approved, at(3)),

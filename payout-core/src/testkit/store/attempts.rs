@@ -9,7 +9,7 @@ use crate::testkit::fixtures::{self, at};
 
 use super::{
     apply, assert_err, assert_event_not_recorded, assert_unchanged, event_seen, everything, is_conflict_for, move_to,
-    seed_numbered, seed_one, snapshot,
+    seed_numbered, seed_one, snapshot, with_keyed_attempt,
 };
 
 /// A new attempt whose number the payout already has, or whose idempotency key any payout already
@@ -23,19 +23,10 @@ pub async fn duplicate_attempt_conflicts(store: &dyn PayoutStore) {
     let before1 = snapshot(store, &p1.id).await;
     let before2 = snapshot(store, &p2.id).await;
 
-    let mut same_no = everything(&p1, "evt_dup_no");
-    let mut attempt = fixtures::attempt(&p1.id, 1, Provider::MpesaB2c, at(2));
-    attempt.idempotency_key = format!("{}-other", attempt.idempotency_key);
-    same_no.new_attempt = Some(attempt);
-    assert_err!(
-        store.apply(same_no).await,
-        e if is_conflict_for(&e, &p1.id),
-        "a second attempt 1"
-    );
-    let mut same_key = everything(&p1, "evt_dup_key");
-    let mut attempt = fixtures::attempt(&p1.id, 2, Provider::MpesaB2c, at(2));
-    attempt.idempotency_key = PayoutAttempt::key_for(&p1.id, 1);
-    same_key.new_attempt = Some(attempt);
+    let key1 = PayoutAttempt::key_for(&p1.id, 1);
+    let same_no = with_keyed_attempt(everything(&p1, "evt_dup_no"), 1, &format!("{key1}-other"), at(2));
+    assert_err!(store.apply(same_no).await, e if is_conflict_for(&e, &p1.id), "a second attempt 1");
+    let same_key = with_keyed_attempt(everything(&p1, "evt_dup_key"), 2, &key1, at(2));
     assert_err!(
         store.apply(same_key).await,
         e if is_conflict_for(&e, &p1.id),
@@ -45,10 +36,7 @@ pub async fn duplicate_attempt_conflicts(store: &dyn PayoutStore) {
     assert_event_not_recorded(store, "evt_dup_no", "a duplicate attempt number").await;
     assert_event_not_recorded(store, "evt_dup_key", "a duplicate idempotency key").await;
 
-    let mut other_payouts_key = PayoutChange::of(p2, at(3));
-    let mut attempt = fixtures::attempt(&p2.id, 1, Provider::MpesaB2c, at(3));
-    attempt.idempotency_key = PayoutAttempt::key_for(&p1.id, 1);
-    other_payouts_key.new_attempt = Some(attempt);
+    let other_payouts_key = with_keyed_attempt(PayoutChange::of(p2, at(3)), 1, &key1, at(3));
     assert_err!(
         store.apply(other_payouts_key).await,
         e if is_conflict_for(&e, &p2.id),

@@ -257,6 +257,19 @@ pub(crate) fn everything(p: &Payout, event_id: &str) -> PayoutChange {
     change
 }
 
+/// `change` with a new attempt `attempt_no` of its payout, recorded at `at`, under idempotency key `key`.
+pub(crate) fn with_keyed_attempt(
+    mut change: PayoutChange,
+    attempt_no: u32,
+    key: &str,
+    at: DateTime<Utc>,
+) -> PayoutChange {
+    let mut attempt = fixtures::attempt(&change.payout_id, attempt_no, Provider::MpesaB2c, at);
+    attempt.idempotency_key = key.to_string();
+    change.new_attempt = Some(attempt);
+    change
+}
+
 /// Whether the store has recorded `provider`'s webhook event `event_id`.
 pub(crate) async fn event_seen(store: &dyn PayoutStore, provider: Provider, event_id: &str) -> bool {
     store
