@@ -536,43 +536,46 @@ impl FaultStore {
         })
     }
 
-    fn after(&self, fault: WriteFault, committed: bool) -> Result<()> {
-        if fault == WriteFault::After && committed {
+    /// A read: fails (or crashes the process) before `read` runs.
+    async fn read<T>(&self, read: impl Future<Output = Result<T>>) -> Result<T> {
+        self.enter(false).await?;
+        read.await
+    }
+
+    /// A write: fails before `commit` runs (nothing written), or after it committed (the answer is
+    /// lost).
+    async fn write<T>(&self, commit: impl Future<Output = Result<T>>) -> Result<T> {
+        let fault = self.enter(true).await?;
+        if fault == WriteFault::Before {
+            return Err(unavailable("connection lost before commit"));
+        }
+        let r = commit.await;
+        if fault == WriteFault::After && r.is_ok() {
             self.sim.count("store: write committed, then the response was lost");
             return Err(unavailable("connection lost after commit"));
         }
-        Ok(())
+        r
     }
 
     fn observe(&self, before: &Payout, after: &Payout, audit: &[AuditEntry]) {
-        let status_audits: Vec<&AuditEntry> = audit.iter().filter(|a| a.to.is_some()).collect();
+        let status_audits: Vec<_> = audit
+            .iter()
+            .filter(|a| a.to.is_some())
+            .map(|a| (&a.action, a.from, a.to))
+            .collect();
         let mut s = self.sim.lock();
-        if before.status != after.status {
+        let violation = if before.status != after.status {
             *s.status_changes.entry(after.id.clone()).or_default() += 1;
-            let ok = status_audits.len() == 1
-                && status_audits[0].from == Some(before.status)
-                && status_audits[0].to == Some(after.status);
-            if !ok {
-                s.violations.push(format!(
-                    "[5 every transition audited once] payout {} moved {} -> {} with status audit entries {:?}",
-                    after.id,
-                    before.status,
-                    after.status,
-                    status_audits
-                        .iter()
-                        .map(|a| (&a.action, a.from, a.to))
-                        .collect::<Vec<_>>()
-                ));
-            }
-        } else if !status_audits.is_empty() {
+            let moved = (Some(before.status), Some(after.status));
+            let ok = matches!(status_audits[..], [(_, from, to)] if (from, to) == moved);
+            (!ok).then(|| format!("moved {} -> {} with status audit entries", before.status, after.status))
+        } else {
+            (!status_audits.is_empty()).then(|| format!("stayed {} but the change audits", after.status))
+        };
+        if let Some(what) = violation {
             s.violations.push(format!(
-                "[5 every transition audited once] payout {} stayed {} but the change audits {:?}",
-                after.id,
-                after.status,
-                status_audits
-                    .iter()
-                    .map(|a| (&a.action, a.from, a.to))
-                    .collect::<Vec<_>>()
+                "[5 every transition audited once] payout {} {what} {status_audits:?}",
+                after.id
             ));
         }
     }
@@ -581,33 +584,19 @@ impl FaultStore {
 #[async_trait]
 impl PayoutStore for FaultStore {
     async fn create_period(&self, batch: PeriodBatch) -> Result<PeriodBatchOutcome> {
-        let fault = self.enter(true).await?;
-        if fault == WriteFault::Before {
-            return Err(unavailable("connection lost before commit"));
-        }
-        let r = self.inner.create_period(batch).await;
-        self.after(fault, r.is_ok())?;
-        r
+        self.write(self.inner.create_period(batch)).await
     }
 
     async fn create_payout(&self, new: NewPayout) -> Result<Payout> {
-        let fault = self.enter(true).await?;
-        if fault == WriteFault::Before {
-            return Err(unavailable("connection lost before commit"));
-        }
-        let r = self.inner.create_payout(new).await;
-        self.after(fault, r.is_ok())?;
-        r
+        self.write(self.inner.create_payout(new)).await
     }
 
     async fn get(&self, id: &PayoutId) -> Result<Payout> {
-        self.enter(false).await?;
-        self.inner.get(id).await
+        self.read(self.inner.get(id)).await
     }
 
     async fn list(&self, filter: &PayoutFilter, page: &Page) -> Result<PayoutPage> {
-        self.enter(false).await?;
-        self.inner.list(filter, page).await
+        self.read(self.inner.list(filter, page)).await
     }
 
     fn stream(&self, filter: PayoutFilter) -> BoxStream<'static, Result<Payout>> {
@@ -615,61 +604,52 @@ impl PayoutStore for FaultStore {
     }
 
     async fn items(&self, id: &PayoutId) -> Result<Vec<PayoutItem>> {
-        self.enter(false).await?;
-        self.inner.items(id).await
+        self.read(self.inner.items(id)).await
     }
 
     async fn apply(&self, mut change: PayoutChange) -> Result<Payout> {
-        let fault = self.enter(true).await?;
-        if fault == WriteFault::Before {
-            return Err(unavailable("connection lost before commit"));
-        }
-        // No await point between reading `before` and the commit: the memory store answers at once,
-        // and this runtime has one thread, so `before` is exactly what the commit changed.
-        let before = self.inner.get(&change.payout_id).await.ok();
-        if self.plant == Plant::StoreIgnoresExpectedVersion {
-            if let Some(b) = &before {
-                change.expected_version = b.version;
-                change.expected_status = b.status;
+        self.write(async {
+            // No await point between reading `before` and the commit: the memory store answers at
+            // once, and this runtime has one thread, so `before` is exactly what the commit changed.
+            let before = self.inner.get(&change.payout_id).await.ok();
+            if self.plant == Plant::StoreIgnoresExpectedVersion {
+                if let Some(b) = &before {
+                    change.expected_version = b.version;
+                    change.expected_status = b.status;
+                }
             }
-        }
-        let audit = change.audit.clone();
-        let r = self.inner.apply(change).await;
-        if let (Ok(after), Some(before)) = (&r, &before) {
-            self.observe(before, after, &audit);
-        }
-        self.after(fault, r.is_ok())?;
-        r
+            let audit = change.audit.clone();
+            let r = self.inner.apply(change).await;
+            if let (Ok(after), Some(before)) = (&r, &before) {
+                self.observe(before, after, &audit);
+            }
+            r
+        })
+        .await
     }
 
     async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {
-        self.enter(false).await?;
-        self.inner.attempts(id).await
+        self.read(self.inner.attempts(id)).await
     }
 
     async fn find_attempt(&self, provider: Provider, reference: &EventReference) -> Result<Option<PayoutAttempt>> {
-        self.enter(false).await?;
-        self.inner.find_attempt(provider, reference).await
+        self.read(self.inner.find_attempt(provider, reference)).await
     }
 
     async fn webhook_event_seen(&self, provider: Provider, event_id: &str) -> Result<bool> {
-        self.enter(false).await?;
-        self.inner.webhook_event_seen(provider, event_id).await
+        self.read(self.inner.webhook_event_seen(provider, event_id)).await
     }
 
     async fn audit_trail(&self, id: &PayoutId) -> Result<Vec<AuditEntry>> {
-        self.enter(false).await?;
-        self.inner.audit_trail(id).await
+        self.read(self.inner.audit_trail(id)).await
     }
 
     async fn stuck_processing(&self, updated_before: chrono::DateTime<Utc>, limit: u32) -> Result<Vec<Payout>> {
-        self.enter(false).await?;
-        self.inner.stuck_processing(updated_before, limit).await
+        self.read(self.inner.stuck_processing(updated_before, limit)).await
     }
 
     async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>> {
-        self.enter(false).await?;
-        self.inner.open_carry_overs(before).await
+        self.read(self.inner.open_carry_overs(before)).await
     }
 
     /// None: every bulk call then goes through the faults above, one payout at a time.
