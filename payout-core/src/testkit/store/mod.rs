@@ -278,6 +278,32 @@ pub(crate) async fn event_seen(store: &dyn PayoutStore, provider: Provider, even
         .unwrap_or_else(|e| panic!("webhook_event_seen({provider}, {event_id}) failed: {e}"))
 }
 
+/// Applies `change`, which must be refused with a `Conflict` naming its payout and write nothing:
+/// the payout, its items, attempts and audit trail stay as `before`, and the change's webhook event
+/// is not recorded.
+pub(crate) async fn assert_refused_as_conflict(
+    store: &dyn PayoutStore,
+    change: PayoutChange,
+    before: &Snapshot,
+    context: &str,
+) {
+    let id = change.payout_id.clone();
+    let event = change.webhook_event.clone();
+    assert_err!(
+        store.apply(change).await,
+        e if is_conflict_for(&e, &id),
+        "{context} (expected Conflict({id}))"
+    );
+    assert_unchanged(store, before, context).await;
+    if let Some(event) = event {
+        assert!(
+            !event_seen(store, event.provider, &event.event_id).await,
+            "{context}: the webhook event {} of a refused change was recorded",
+            event.event_id
+        );
+    }
+}
+
 pub(crate) async fn assert_event_not_recorded(store: &dyn PayoutStore, event_id: &str, context: &str) {
     assert!(
         !event_seen(store, Provider::MpesaB2c, event_id).await,
