@@ -67,13 +67,7 @@ pub async fn check_provider(provider: &dyn PayoutProvider, instruction: PayoutIn
     );
 
     if caps.lookup {
-        let lookup = AttemptLookup {
-            payout_id: instruction.payout_id.clone(),
-            attempt_no: instruction.attempt_no,
-            idempotency_key: instruction.idempotency_key.clone(),
-            provider_reference: first.reference.clone(),
-            instruction: Some(instruction.clone()),
-        };
+        let lookup = AttemptLookup::of_sent(&instruction, first.reference.clone());
         let status = provider
             .lookup(&lookup)
             .await
