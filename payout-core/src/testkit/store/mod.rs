@@ -304,13 +304,6 @@ pub(crate) async fn assert_refused_as_conflict(
     }
 }
 
-pub(crate) async fn assert_event_not_recorded(store: &dyn PayoutStore, event_id: &str, context: &str) {
-    assert!(
-        !event_seen(store, Provider::MpesaB2c, event_id).await,
-        "{context}: the webhook event {event_id} of a refused change was recorded"
-    );
-}
-
 /// Moves a payout to `to` at `at` through `apply`, asserting it works.
 pub(crate) async fn move_to(store: &dyn PayoutStore, payout: &Payout, to: PayoutStatus, at: DateTime<Utc>) -> Payout {
     store
