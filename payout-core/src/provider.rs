@@ -76,6 +76,20 @@ pub struct AttemptLookup {
     pub instruction: Option<PayoutInstruction>,
 }
 
+impl AttemptLookup {
+    /// The lookup of the attempt `instruction` sent, to which the provider answered with
+    /// `provider_reference` (if it gave one).
+    pub fn of_sent(instruction: &PayoutInstruction, provider_reference: Option<String>) -> Self {
+        AttemptLookup {
+            payout_id: instruction.payout_id.clone(),
+            attempt_no: instruction.attempt_no,
+            idempotency_key: instruction.idempotency_key.clone(),
+            provider_reference,
+            instruction: Some(instruction.clone()),
+        }
+    }
+}
+
 /// What a provider event says happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

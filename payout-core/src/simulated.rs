@@ -125,12 +125,10 @@ impl PayoutProvider for SimulatedProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
+        // One instruction per call, looked up and settled by webhook like a real provider.
         Capabilities {
-            batch: false,
-            max_batch_size: 1,
-            lookup: true,
-            webhooks: true,
             simulated: true,
+            ..Capabilities::default()
         }
     }
 

@@ -9,7 +9,7 @@ use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use http::HeaderMap;
 use payout_core::clock::{Clock, ManualClock, SequentialIds};
 use payout_core::domain::{
-    Actor, AttemptOutcome, BankAccount, Consultation, ItemKind, Payout, PayoutId, Period, Provider, Recipient,
+    Actor, AttemptOutcome, Consultation, ItemKind, Payout, PayoutId, Period, Provider, Recipient,
 };
 use payout_core::error::{Error, ProviderError, ProviderErrorKind, WebhookError};
 use payout_core::memory::MemoryStore;
@@ -19,57 +19,37 @@ use payout_core::provider::{
     AttemptLookup, Capabilities, MockPayoutProvider, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus,
     SendReceipt,
 };
-use payout_core::service::{CalculationPolicy, Deduction, EventOutcome, ManualPayout, PayoutService, ServicePolicy};
+use payout_core::service::{
+    CalculationPolicy, CalculationReport, Deduction, EventOutcome, ManualPayout, PayoutService, ServicePolicy,
+};
 use payout_core::simulated::{SIMULATED_NOTE, SIMULATION_TOKEN_HEADER, SimulatedProvider, SimulatedSettlement};
 use payout_core::source::{StaticConsultations, StaticDirectory};
 use payout_core::status::{PayoutEvent, PayoutStatus};
 use payout_core::store::{Page, PayoutFilter, PayoutStore, SkipReason};
 use rust_decimal::Decimal;
 
+mod common;
+use common::{consultation, month, recipient};
+
 const TOKEN: &str = "test-simulation-token";
 
 fn jan() -> Period {
-    Period::new(
-        NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
-        NaiveDate::from_ymd_opt(2025, 1, 31).unwrap(),
-    )
-    .unwrap()
+    month(2025, 1)
 }
 
 fn feb() -> Period {
-    Period::new(
-        NaiveDate::from_ymd_opt(2025, 2, 1).unwrap(),
-        NaiveDate::from_ymd_opt(2025, 2, 28).unwrap(),
-    )
-    .unwrap()
+    month(2025, 2)
 }
 
 fn kes(s: &str) -> Money {
     Money::parse(s, Currency::KES).unwrap()
 }
 
-fn consultation(id: &str, doctor: &str, y: i32, m: u32, d: u32) -> Consultation {
-    Consultation {
-        appointment_id: id.into(),
-        doctor_id: doctor.into(),
-        completed_at: Utc.with_ymd_and_hms(y, m, d, 10, 0, 0).unwrap(),
-    }
-}
-
-fn recipient(doctor: &str) -> Recipient {
-    Recipient {
-        doctor_id: doctor.into(),
-        name: format!("Dr. {doctor}"),
-        email: format!("{doctor}@example.com"),
-        stripe_account_id: Some(format!("acct_{doctor}")),
-        paypal_payout_email: Some(format!("{doctor}@paypal.example.com")),
-        mpesa_phone_number: Some("254712345678".into()),
-        bank_details: Some(BankAccount {
-            account_name: format!("Dr. {doctor}"),
-            account_number: "0123456789".into(),
-            bank_name: Some("KCB".into()),
-            ..Default::default()
-        }),
+/// A deduction of `percent` per cent.
+fn deduction(name: &str, percent: i64) -> Deduction {
+    Deduction {
+        name: name.into(),
+        percent: Decimal::new(percent, 0),
     }
 }
 
@@ -144,12 +124,17 @@ fn harness() -> Harness {
 }
 
 impl Harness {
-    async fn calculate(&self) -> Vec<Payout> {
-        let report = self
-            .service
-            .calculate_period(&self.admin, Some(jan()), &CalculationPolicy::default())
+    /// Runs the calculation of `period` (the previous month when `None`) with `policy`.
+    async fn calculation(&self, period: Option<Period>, policy: &CalculationPolicy) -> CalculationReport {
+        self.service
+            .calculate_period(&self.admin, period, policy)
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Calculates January with the default policy; the payouts it created, by doctor.
+    async fn calculate(&self) -> Vec<Payout> {
+        let report = self.calculation(Some(jan()), &CalculationPolicy::default()).await;
         let mut out = Vec::new();
         for id in &report.created {
             out.push(self.store.get(id).await.unwrap());
@@ -168,6 +153,23 @@ impl Harness {
         self.service.approve(&self.admin, &p.id).await.unwrap()
     }
 
+    /// `doctor`'s January payout, approved and sent to the simulated M-Pesa: PROCESSING, awaiting its
+    /// webhook.
+    async fn in_flight(&self, doctor: &str) -> Payout {
+        let p = self.approved(doctor).await;
+        self.trigger(&p.id, Provider::MpesaB2c).await
+    }
+
+    /// Triggers payout `id` with `provider`, which must work.
+    async fn trigger(&self, id: &PayoutId, provider: Provider) -> Payout {
+        self.service.trigger(&self.admin, id, provider).await.unwrap()
+    }
+
+    /// Triggers payout `id` with `provider`, which must be refused; the error.
+    async fn refused_trigger(&self, id: &PayoutId, provider: Provider) -> Error {
+        self.service.trigger(&self.admin, id, provider).await.unwrap_err()
+    }
+
     async fn webhook(&self, event_id: &str, reference: &str, status: &str) -> Result<Vec<EventOutcome>, Error> {
         let mut headers = HeaderMap::new();
         headers.insert(SIMULATION_TOKEN_HEADER, TOKEN.parse().unwrap());
@@ -176,6 +178,12 @@ impl Harness {
             .handle_webhook(Provider::MpesaB2c, &headers, body.as_bytes())
             .await
             .map(|r| r.events)
+    }
+
+    /// How many payouts the store holds.
+    async fn total(&self) -> u64 {
+        let all = self.store.list(&PayoutFilter::default(), &Page::default()).await;
+        all.unwrap().total
     }
 
     async fn audit_actions(&self, id: &PayoutId) -> Vec<String> {
@@ -194,11 +202,7 @@ impl Harness {
 #[tokio::test]
 async fn calculation_groups_by_doctor_at_the_rate_within_the_period() {
     let h = harness();
-    let report = h
-        .service
-        .calculate_period(&h.admin, Some(jan()), &CalculationPolicy::default())
-        .await
-        .unwrap();
+    let report = h.calculation(Some(jan()), &CalculationPolicy::default()).await;
     assert_eq!(report.consultations, 4);
     assert_eq!(report.doctors, 2);
     assert_eq!(report.created.len(), 2);
@@ -229,16 +233,8 @@ async fn calculation_groups_by_doctor_at_the_rate_within_the_period() {
 #[tokio::test]
 async fn rerunning_a_period_creates_nothing_and_reports_the_skips() {
     let h = harness();
-    let first = h
-        .service
-        .calculate_period(&h.admin, Some(jan()), &CalculationPolicy::default())
-        .await
-        .unwrap();
-    let second = h
-        .service
-        .calculate_period(&h.admin, Some(jan()), &CalculationPolicy::default())
-        .await
-        .unwrap();
+    let first = h.calculation(Some(jan()), &CalculationPolicy::default()).await;
+    let second = h.calculation(Some(jan()), &CalculationPolicy::default()).await;
     assert_eq!(first.created.len(), 2);
     assert!(second.created.is_empty());
     let mut skipped = second.skipped.clone();
@@ -250,31 +246,16 @@ async fn rerunning_a_period_creates_nothing_and_reports_the_skips() {
             ("dr-b".into(), SkipReason::AlreadyCalculated)
         ]
     );
-    assert_eq!(
-        h.store
-            .list(&PayoutFilter::default(), &Page::default())
-            .await
-            .unwrap()
-            .total,
-        2
-    );
+    assert_eq!(h.total().await, 2);
 }
 
 #[tokio::test]
 async fn default_period_is_the_previous_calendar_month() {
     let h = harness(); // clock: 2025-02-03
-    let report = h
-        .service
-        .calculate_period(&h.admin, None, &CalculationPolicy::default())
-        .await
-        .unwrap();
+    let report = h.calculation(None, &CalculationPolicy::default()).await;
     assert_eq!(report.period, jan());
     h.clock.set(Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap());
-    let report = h
-        .service
-        .calculate_period(&h.admin, None, &CalculationPolicy::default())
-        .await
-        .unwrap();
+    let report = h.calculation(None, &CalculationPolicy::default()).await;
     assert_eq!(report.period.start, NaiveDate::from_ymd_opt(2024, 12, 1).unwrap());
     assert_eq!(report.created.len(), 1); // dr-b's b0 on 2024-12-31
 }
@@ -284,11 +265,7 @@ async fn per_doctor_rate_overrides_apply() {
     let h = harness();
     let mut policy = CalculationPolicy::default();
     policy.overrides.insert("dr-b".into(), kes("750.50"));
-    let report = h
-        .service
-        .calculate_period(&h.admin, Some(jan()), &policy)
-        .await
-        .unwrap();
+    let report = h.calculation(Some(jan()), &policy).await;
     assert_eq!(report.total_created, kes("2250.50"));
 }
 
@@ -296,23 +273,10 @@ async fn per_doctor_rate_overrides_apply() {
 async fn deductions_are_explicit_negative_items_and_amount_is_the_sum_of_items() {
     let h = harness();
     let policy = CalculationPolicy {
-        deductions: vec![
-            Deduction {
-                name: "platform_fee".into(),
-                percent: Decimal::new(10, 0),
-            },
-            Deduction {
-                name: "withholding_tax".into(),
-                percent: Decimal::new(5, 0),
-            },
-        ],
+        deductions: vec![deduction("platform_fee", 10), deduction("withholding_tax", 5)],
         ..Default::default()
     };
-    let report = h
-        .service
-        .calculate_period(&h.admin, Some(jan()), &policy)
-        .await
-        .unwrap();
+    let report = h.calculation(Some(jan()), &policy).await;
     for id in &report.created {
         let p = h.store.get(id).await.unwrap();
         let items = h.store.items(id).await.unwrap();
@@ -330,45 +294,41 @@ async fn deductions_are_explicit_negative_items_and_amount_is_the_sum_of_items()
     assert_eq!(a.amount_due, kes("1275")); // 1500 - 150 - 75
 }
 
-#[tokio::test]
-async fn below_the_minimum_carries_over_and_is_paid_with_a_later_period() {
-    let consultations = vec![
-        consultation("a1", "dr-a", 2025, 1, 3),
-        consultation("a2", "dr-a", 2025, 1, 4),
+/// dr-b earns 500 in January, below the minimum payout (1000) of the policy returned, and 1000 in
+/// February; `others` are more consultations.
+fn below_the_minimum(others: Vec<Consultation>) -> (Harness, CalculationPolicy) {
+    let mut consultations = vec![
         consultation("b1", "dr-b", 2025, 1, 5),
         consultation("b2", "dr-b", 2025, 2, 5),
         consultation("b3", "dr-b", 2025, 2, 6),
     ];
-    let h = harness_with(consultations, vec![], ServicePolicy::default());
+    consultations.extend(others);
     let policy = CalculationPolicy {
         minimum_payout: Some(kes("1000")),
         ..Default::default()
     };
-    let jan_report = h
-        .service
-        .calculate_period(&h.admin, Some(jan()), &policy)
-        .await
-        .unwrap();
+    (harness_with(consultations, vec![], ServicePolicy::default()), policy)
+}
+
+#[tokio::test]
+async fn below_the_minimum_carries_over_and_is_paid_with_a_later_period() {
+    let (h, policy) = below_the_minimum(vec![
+        consultation("a1", "dr-a", 2025, 1, 3),
+        consultation("a2", "dr-a", 2025, 1, 4),
+    ]);
+    let jan_report = h.calculation(Some(jan()), &policy).await;
     assert_eq!(jan_report.created.len(), 1); // dr-a: 1000
     assert_eq!(
         jan_report.carried_over,
         vec![payout_core::domain::DoctorId::from("dr-b")]
     );
     // Re-running January records the carry-over only once.
-    let again = h
-        .service
-        .calculate_period(&h.admin, Some(jan()), &policy)
-        .await
-        .unwrap();
+    let again = h.calculation(Some(jan()), &policy).await;
     assert!(again.carried_over.is_empty() && again.created.is_empty());
     assert!(again.skipped.contains(&("dr-b".into(), SkipReason::AlreadyCarriedOver)));
     assert_eq!(h.store.open_carry_overs(feb().start).await.unwrap().len(), 1);
 
-    let feb_report = h
-        .service
-        .calculate_period(&h.admin, Some(feb()), &policy)
-        .await
-        .unwrap();
+    let feb_report = h.calculation(Some(feb()), &policy).await;
     assert_eq!(feb_report.created.len(), 1);
     let p = h.store.get(&feb_report.created[0]).await.unwrap();
     assert_eq!(p.amount_due, kes("1500")); // 2 x 500 in February + 500 carried from January
@@ -387,16 +347,7 @@ async fn below_the_minimum_carries_over_and_is_paid_with_a_later_period() {
 
 #[tokio::test]
 async fn cancelling_the_payout_that_paid_a_carry_over_gives_it_back_to_the_next_calculation() {
-    let consultations = vec![
-        consultation("b1", "dr-b", 2025, 1, 5),
-        consultation("b2", "dr-b", 2025, 2, 5),
-        consultation("b3", "dr-b", 2025, 2, 6),
-    ];
-    let h = harness_with(consultations, vec![], ServicePolicy::default());
-    let policy = CalculationPolicy {
-        minimum_payout: Some(kes("1000")),
-        ..Default::default()
-    };
+    let (h, policy) = below_the_minimum(Vec::new());
     let march = NaiveDate::from_ymd_opt(2025, 3, 1).unwrap();
     let carried_items = |items: &[payout_core::domain::PayoutItem]| -> Vec<Money> {
         items
@@ -407,21 +358,13 @@ async fn cancelling_the_payout_that_paid_a_carry_over_gives_it_back_to_the_next_
     };
 
     // January: 500 is below the minimum and carries over; February pays it with February's 1000.
-    let jan_report = h
-        .service
-        .calculate_period(&h.admin, Some(jan()), &policy)
-        .await
-        .unwrap();
+    let jan_report = h.calculation(Some(jan()), &policy).await;
     assert!(jan_report.created.is_empty());
     assert_eq!(
         jan_report.carried_over,
         vec![payout_core::domain::DoctorId::from("dr-b")]
     );
-    let feb_report = h
-        .service
-        .calculate_period(&h.admin, Some(feb()), &policy)
-        .await
-        .unwrap();
+    let feb_report = h.calculation(Some(feb()), &policy).await;
     assert_eq!(feb_report.created.len(), 1);
     let first = h.store.get(&feb_report.created[0]).await.unwrap();
     assert_eq!(first.amount_due, kes("1500"));
@@ -444,11 +387,7 @@ async fn cancelling_the_payout_that_paid_a_carry_over_gives_it_back_to_the_next_
     assert_eq!(open[0].consumed_by, None);
 
     // ... and recalculating February pays it again, in a new payout: nothing is lost.
-    let redo = h
-        .service
-        .calculate_period(&h.admin, Some(feb()), &policy)
-        .await
-        .unwrap();
+    let redo = h.calculation(Some(feb()), &policy).await;
     assert_eq!(redo.created.len(), 1, "skipped: {:?}", redo.skipped);
     assert_ne!(redo.created[0], first.id);
     let second = h.store.get(&redo.created[0]).await.unwrap();
@@ -462,11 +401,7 @@ async fn cancelling_the_payout_that_paid_a_carry_over_gives_it_back_to_the_next_
     assert_eq!(h.store.get(&first.id).await.unwrap().status, PayoutStatus::Cancelled);
 
     // Once more: the live payout holds it, so a re-run creates nothing and pays nothing twice.
-    let again = h
-        .service
-        .calculate_period(&h.admin, Some(feb()), &policy)
-        .await
-        .unwrap();
+    let again = h.calculation(Some(feb()), &policy).await;
     assert!(again.created.is_empty(), "{again:?}");
     assert!(again.skipped.contains(&("dr-b".into(), SkipReason::AlreadyCalculated)));
 }
@@ -478,10 +413,7 @@ async fn invalid_policies_and_sources_change_nothing() {
         CalculationPolicy::with_rate(kes("0")),
         CalculationPolicy::with_rate(kes("-5")),
         CalculationPolicy {
-            deductions: vec![Deduction {
-                name: "fee".into(),
-                percent: Decimal::new(101, 0),
-            }],
+            deductions: vec![deduction("fee", 101)],
             ..Default::default()
         },
         CalculationPolicy {
@@ -504,14 +436,7 @@ async fn invalid_policies_and_sources_change_nothing() {
             .await,
         Err(Error::Forbidden(_))
     ));
-    assert_eq!(
-        h.store
-            .list(&PayoutFilter::default(), &Page::default())
-            .await
-            .unwrap()
-            .total,
-        0
-    );
+    assert_eq!(h.total().await, 0);
 }
 
 #[tokio::test]
@@ -550,11 +475,7 @@ async fn a_source_that_does_not_group_by_doctor_is_refused() {
 async fn approve_before_trigger() {
     let h = harness();
     let p = h.calculate().await.remove(0);
-    let err = h
-        .service
-        .trigger(&h.admin, &p.id, Provider::MpesaB2c)
-        .await
-        .unwrap_err();
+    let err = h.refused_trigger(&p.id, Provider::MpesaB2c).await;
     assert!(matches!(
         err,
         Error::InvalidTransition {
@@ -569,7 +490,7 @@ async fn approve_before_trigger() {
         "a refused action changes nothing"
     );
     h.service.approve(&h.admin, &p.id).await.unwrap();
-    let after = h.service.trigger(&h.admin, &p.id, Provider::MpesaB2c).await.unwrap();
+    let after = h.trigger(&p.id, Provider::MpesaB2c).await;
     assert_eq!(after.status, PayoutStatus::Processing);
     assert_eq!(after.provider, Some(Provider::MpesaB2c));
     assert!(after.provider_reference.as_deref().unwrap().starts_with("sim_"));
@@ -601,10 +522,7 @@ async fn cancel_only_before_money_moves_and_doctors_cannot_act() {
         Err(Error::InvalidTransition { .. })
     ));
     h.service.approve(&h.admin, &ps[1].id).await.unwrap();
-    h.service
-        .trigger(&h.admin, &ps[1].id, Provider::MpesaB2c)
-        .await
-        .unwrap();
+    h.trigger(&ps[1].id, Provider::MpesaB2c).await;
     assert!(matches!(
         h.service.cancel(&h.admin, &ps[1].id, None).await,
         Err(Error::InvalidTransition {
@@ -613,11 +531,7 @@ async fn cancel_only_before_money_moves_and_doctors_cannot_act() {
         })
     ));
     // A cancelled calculated payout no longer blocks recalculating the period for that doctor.
-    let report = h
-        .service
-        .calculate_period(&h.admin, Some(jan()), &CalculationPolicy::default())
-        .await
-        .unwrap();
+    let report = h.calculation(Some(jan()), &CalculationPolicy::default()).await;
     assert_eq!(report.created.len(), 1);
 }
 
@@ -629,11 +543,7 @@ async fn trigger_without_recipient_details_or_adapter_changes_nothing() {
         ServicePolicy::default(),
     );
     let p = h.approved("dr-nobank").await;
-    let err = h
-        .service
-        .trigger(&h.admin, &p.id, Provider::MpesaB2c)
-        .await
-        .unwrap_err();
+    let err = h.refused_trigger(&p.id, Provider::MpesaB2c).await;
     assert!(
         matches!(
             err,
@@ -644,11 +554,7 @@ async fn trigger_without_recipient_details_or_adapter_changes_nothing() {
         ),
         "{err}"
     );
-    let err = h
-        .service
-        .trigger(&h.admin, &p.id, Provider::StripeConnect)
-        .await
-        .unwrap_err();
+    let err = h.refused_trigger(&p.id, Provider::StripeConnect).await;
     assert!(
         matches!(err, Error::ProviderNotConfigured(Provider::StripeConnect)),
         "{err}"
@@ -656,6 +562,14 @@ async fn trigger_without_recipient_details_or_adapter_changes_nothing() {
     let after = h.store.get(&p.id).await.unwrap();
     assert_eq!((after.status, after.version), (PayoutStatus::Approved, p.version));
     assert!(h.store.attempts(&p.id).await.unwrap().is_empty());
+}
+
+fn receipt(reference: &str, status: ProviderStatus) -> SendReceipt {
+    SendReceipt {
+        reference: Some(reference.into()),
+        status,
+        note: String::new(),
+    }
 }
 
 fn stripe_mock() -> MockPayoutProvider {
@@ -677,7 +591,7 @@ async fn trigger_passes_the_persisted_idempotency_key_and_sends_once() {
         })
         .times(1)
         .returning(|_| {
-            Ok(SendReceipt { reference: Some("tr_123".into()), status: ProviderStatus::Accepted, note: "created".into() })
+            Ok(receipt("tr_123", ProviderStatus::Accepted))
         });
     // Reconciliation asks, it does not send again.
     mock.expect_lookup()
@@ -689,11 +603,7 @@ async fn trigger_passes_the_persisted_idempotency_key_and_sends_once() {
     let h = harness_with(default_consultations(), vec![Arc::new(mock)], ServicePolicy::default());
     let p = h.approved("dr-a").await;
     assert_eq!(p.id.as_str(), "po_000001");
-    let after = h
-        .service
-        .trigger(&h.admin, &p.id, Provider::StripeConnect)
-        .await
-        .unwrap();
+    let after = h.trigger(&p.id, Provider::StripeConnect).await;
     assert_eq!(after.status, PayoutStatus::Processing);
     assert_eq!(after.provider_reference.as_deref(), Some("tr_123"));
     let attempts = h.store.attempts(&p.id).await.unwrap();
@@ -734,19 +644,12 @@ async fn the_key_is_committed_before_the_provider_is_called() {
             futures::executor::block_on(store.get(&id)).unwrap().status,
             PayoutStatus::Processing
         );
-        Ok(SendReceipt {
-            reference: Some("tr_1".into()),
-            status: ProviderStatus::Accepted,
-            note: String::new(),
-        })
+        Ok(receipt("tr_1", ProviderStatus::Accepted))
     });
     let h = harness_with(default_consultations(), vec![Arc::new(mock)], ServicePolicy::default());
     *store_probe.lock().unwrap() = Some(h.store.clone());
     let p = h.approved("dr-a").await;
-    h.service
-        .trigger(&h.admin, &p.id, Provider::StripeConnect)
-        .await
-        .unwrap();
+    h.trigger(&p.id, Provider::StripeConnect).await;
 }
 
 #[tokio::test]
@@ -761,11 +664,7 @@ async fn an_ambiguous_error_or_timeout_leaves_the_payout_processing() {
     });
     let h = harness_with(default_consultations(), vec![Arc::new(mock)], ServicePolicy::default());
     let p = h.approved("dr-a").await;
-    let after = h
-        .service
-        .trigger(&h.admin, &p.id, Provider::StripeConnect)
-        .await
-        .unwrap();
+    let after = h.trigger(&p.id, Provider::StripeConnect).await;
     assert_eq!(after.status, PayoutStatus::Processing, "a timeout is not a failure");
     assert!(matches!(
         h.store.attempts(&p.id).await.unwrap()[0].outcome,
@@ -799,11 +698,7 @@ async fn an_ambiguous_error_or_timeout_leaves_the_payout_processing() {
     let policy = ServicePolicy::default().send_timeout(std::time::Duration::from_millis(20));
     let h = harness_with(default_consultations(), vec![Arc::new(Hang)], policy);
     let p = h.approved("dr-b").await;
-    let after = h
-        .service
-        .trigger(&h.admin, &p.id, Provider::BankTransfer)
-        .await
-        .unwrap();
+    let after = h.trigger(&p.id, Provider::BankTransfer).await;
     assert_eq!(after.status, PayoutStatus::Processing);
     assert!(after.notes.unwrap().contains("outcome unknown"));
 }
@@ -825,20 +720,12 @@ async fn a_final_rejection_fails_and_retry_starts_a_new_attempt_with_a_new_key()
             .with_code("balance_insufficient"))
         } else {
             assert_eq!(i.idempotency_key, "po_000001-2");
-            Ok(SendReceipt {
-                reference: Some("tr_2".into()),
-                status: ProviderStatus::Paid,
-                note: "paid".into(),
-            })
+            Ok(receipt("tr_2", ProviderStatus::Paid))
         }
     });
     let h = harness_with(default_consultations(), vec![Arc::new(mock)], ServicePolicy::default());
     let p = h.approved("dr-a").await;
-    let failed = h
-        .service
-        .trigger(&h.admin, &p.id, Provider::StripeConnect)
-        .await
-        .unwrap();
+    let failed = h.trigger(&p.id, Provider::StripeConnect).await;
     assert_eq!(failed.status, PayoutStatus::Failed);
     assert!(failed.notes.unwrap().contains("balance_insufficient"));
     let paid = h.service.retry(&h.admin, &p.id, None).await.unwrap();
@@ -877,11 +764,7 @@ async fn reconcile_resends_an_attempt_the_provider_never_saw_with_the_same_key()
                 "503",
             ))
         } else {
-            Ok(SendReceipt {
-                reference: Some("tr_9".into()),
-                status: ProviderStatus::Accepted,
-                note: String::new(),
-            })
+            Ok(receipt("tr_9", ProviderStatus::Accepted))
         }
     });
     mock.expect_lookup()
@@ -890,11 +773,7 @@ async fn reconcile_resends_an_attempt_the_provider_never_saw_with_the_same_key()
     let h = harness_with(default_consultations(), vec![Arc::new(mock)], ServicePolicy::default());
     let p = h.approved("dr-a").await;
     assert_eq!(
-        h.service
-            .trigger(&h.admin, &p.id, Provider::StripeConnect)
-            .await
-            .unwrap()
-            .status,
+        h.trigger(&p.id, Provider::StripeConnect).await.status,
         PayoutStatus::Processing
     );
     h.clock.advance(Duration::hours(1));
@@ -937,60 +816,6 @@ async fn bulk_actions_report_per_payout_and_a_failure_never_aborts_the_others() 
     );
 }
 
-/// A provider that batches, counting calls.
-struct Batcher {
-    calls: AtomicUsize,
-    sizes: std::sync::Mutex<Vec<usize>>,
-}
-
-#[async_trait]
-impl PayoutProvider for Batcher {
-    fn provider(&self) -> Provider {
-        Provider::PaypalPayouts
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            batch: true,
-            max_batch_size: 2,
-            ..Default::default()
-        }
-    }
-    async fn send(&self, _: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
-        panic!("a batching provider gets batch calls");
-    }
-    async fn send_batch(
-        &self,
-        instructions: &[PayoutInstruction],
-    ) -> Result<Vec<Result<SendReceipt, ProviderError>>, ProviderError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.sizes.lock().unwrap().push(instructions.len());
-        Ok(instructions
-            .iter()
-            .map(|i| {
-                if i.doctor_id.as_str() == "dr-b" {
-                    Err(ProviderError::new(
-                        Provider::PaypalPayouts,
-                        ProviderErrorKind::Final,
-                        "RECEIVER_UNREGISTERED",
-                    ))
-                } else {
-                    Ok(SendReceipt {
-                        reference: Some(format!("item-{}", i.idempotency_key)),
-                        status: ProviderStatus::Accepted,
-                        note: String::new(),
-                    })
-                }
-            })
-            .collect())
-    }
-    async fn verify_webhook(&self, _: &HeaderMap, _: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
-        Err(WebhookError::BadSignature)
-    }
-    async fn lookup(&self, _: &AttemptLookup) -> Result<ProviderStatus, ProviderError> {
-        Ok(ProviderStatus::Accepted)
-    }
-}
-
 #[tokio::test]
 async fn a_batching_provider_gets_batches_with_per_item_results() {
     let consultations = vec![
@@ -998,17 +823,38 @@ async fn a_batching_provider_gets_batches_with_per_item_results() {
         consultation("b1", "dr-b", 2025, 1, 3),
         consultation("c1", "dr-c", 2025, 1, 3),
     ];
-    let batcher = Arc::new(Batcher {
-        calls: AtomicUsize::new(0),
-        sizes: Default::default(),
+    // PayPal batches two at a time and rejects dr-b's item; nothing goes through `send`.
+    let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = sizes.clone();
+    let mut batcher = MockPayoutProvider::new();
+    batcher.expect_provider().return_const(Provider::PaypalPayouts);
+    batcher.expect_capabilities().return_const(Capabilities {
+        batch: true,
+        max_batch_size: 2,
+        ..Default::default()
     });
-    let h = harness_with(consultations, vec![batcher.clone()], ServicePolicy::default());
+    batcher.expect_send().never();
+    batcher.expect_send_batch().times(2).returning(move |instructions| {
+        seen.lock().unwrap().push(instructions.len());
+        let answer = |i: &PayoutInstruction| match i.doctor_id.as_str() {
+            "dr-b" => Err(ProviderError::new(
+                Provider::PaypalPayouts,
+                ProviderErrorKind::Final,
+                "RECEIVER_UNREGISTERED",
+            )),
+            _ => Ok(receipt(
+                &format!("item-{}", i.idempotency_key),
+                ProviderStatus::Accepted,
+            )),
+        };
+        Ok(instructions.iter().map(answer).collect())
+    });
+    let h = harness_with(consultations, vec![Arc::new(batcher)], ServicePolicy::default());
     let ps = h.calculate().await;
     let ids: Vec<PayoutId> = ps.iter().map(|p| p.id.clone()).collect();
     h.service.bulk_approve(&h.admin, &ids).await;
     let results = h.service.bulk_trigger(&h.admin, &ids, Provider::PaypalPayouts).await;
-    assert_eq!(batcher.calls.load(Ordering::SeqCst), 2);
-    assert_eq!(*batcher.sizes.lock().unwrap(), [2, 1]);
+    assert_eq!(*sizes.lock().unwrap(), [2, 1], "two batch calls: two items, then one");
     let statuses: Vec<_> = results.iter().map(|r| r.result.as_ref().unwrap().status).collect();
     assert_eq!(
         statuses,
@@ -1081,8 +927,7 @@ async fn two_admins_approving_at_once_exactly_one_wins() {
 #[tokio::test]
 async fn webhooks_apply_once_and_ignore_duplicates_and_stale_events() {
     let h = harness();
-    let p = h.approved("dr-a").await;
-    let p = h.service.trigger(&h.admin, &p.id, Provider::MpesaB2c).await.unwrap();
+    let p = h.in_flight("dr-a").await;
     let reference = p.provider_reference.clone().unwrap();
 
     let out = h.webhook("evt-1", &reference, "PAID").await.unwrap();
@@ -1129,8 +974,7 @@ async fn webhooks_apply_once_and_ignore_duplicates_and_stale_events() {
 #[tokio::test]
 async fn forged_webhooks_and_unknown_references_change_nothing() {
     let h = harness();
-    let p = h.approved("dr-a").await;
-    let p = h.service.trigger(&h.admin, &p.id, Provider::MpesaB2c).await.unwrap();
+    let p = h.in_flight("dr-a").await;
     let body = serde_json::json!({"eventId": "e", "reference": p.provider_reference, "status": "PAID"}).to_string();
     let mut forged = HeaderMap::new();
     forged.insert(SIMULATION_TOKEN_HEADER, "wrong".parse().unwrap());
@@ -1156,9 +1000,8 @@ async fn forged_webhooks_and_unknown_references_change_nothing() {
 #[tokio::test]
 async fn a_failure_webhook_for_an_older_attempt_does_not_touch_the_current_one() {
     let h = harness();
-    let p = h.approved("dr-a").await;
-    let p1 = h.service.trigger(&h.admin, &p.id, Provider::MpesaB2c).await.unwrap();
-    let first_ref = p1.provider_reference.clone().unwrap();
+    let p = h.in_flight("dr-a").await;
+    let first_ref = p.provider_reference.clone().unwrap();
     h.webhook("f1", &first_ref, "FAILED").await.unwrap();
     let p2 = h.service.retry(&h.admin, &p.id, None).await.unwrap();
     assert_eq!(p2.status, PayoutStatus::Processing);
@@ -1308,8 +1151,7 @@ async fn csv_export_has_the_seed_columns_and_neutralizes_formulas() {
 #[tokio::test]
 async fn premium_gates_the_earnings_analytics() {
     let h = harness();
-    let p = h.approved("dr-a").await;
-    let p = h.service.trigger(&h.admin, &p.id, Provider::MpesaB2c).await.unwrap();
+    let p = h.in_flight("dr-a").await;
     h.webhook("paid", p.provider_reference.as_deref().unwrap(), "PAID")
         .await
         .unwrap();

@@ -33,8 +33,8 @@ use futures::stream::BoxStream;
 use http::{HeaderMap, HeaderValue};
 use payout_core::clock::{ManualClock, SequentialIds};
 use payout_core::domain::{
-    Actor, AttemptOutcome, AuditEntry, BankAccount, Consultation, Payout, PayoutAttempt, PayoutId, PayoutItem,
-    PayoutOrigin, Period, Provider, Recipient,
+    Actor, AttemptOutcome, AuditEntry, Consultation, Payout, PayoutAttempt, PayoutId, PayoutItem, PayoutOrigin, Period,
+    Provider,
 };
 use payout_core::error::{Error, ProviderError, ProviderErrorKind, Result, StoreError, StoreErrorKind, WebhookError};
 use payout_core::memory::MemoryStore;
@@ -55,6 +55,9 @@ use payout_core::store::{
 };
 use rust_decimal::Decimal;
 
+mod common;
+use common::{month, recipient};
+
 /// Seeds that once failed (or that pin an interesting schedule). They run first, always.
 ///
 /// Add a seed here whenever the simulation finds a bug, together with a line saying what it found.
@@ -62,7 +65,8 @@ const REGRESSION_SEEDS: &[u64] = &[
     // Found 2026-05: a late answer about an older attempt (a slow reconciliation lookup, answered after
     // the attempt's failure webhook and an admin's retry) moved the payout although a newer attempt was
     // in flight: FAILED while attempt 2 paid (639, 2397, 3549), or PAID -> RETURNED with no money back
-    // (5200). Pinned in isolation by `a_late_answer_about_an_older_attempt_never_fails_the_current_one`.
+    // (5200). Pinned in isolation by `a_late_answer_about_an_older_attempt_never_fails_the_current_one`
+    // (tests/late_answer.rs).
     639, 2397, 3549, 5200,
 ];
 
@@ -532,43 +536,46 @@ impl FaultStore {
         })
     }
 
-    fn after(&self, fault: WriteFault, committed: bool) -> Result<()> {
-        if fault == WriteFault::After && committed {
+    /// A read: fails (or crashes the process) before `read` runs.
+    async fn read<T>(&self, read: impl Future<Output = Result<T>>) -> Result<T> {
+        self.enter(false).await?;
+        read.await
+    }
+
+    /// A write: fails before `commit` runs (nothing written), or after it committed (the answer is
+    /// lost).
+    async fn write<T>(&self, commit: impl Future<Output = Result<T>>) -> Result<T> {
+        let fault = self.enter(true).await?;
+        if fault == WriteFault::Before {
+            return Err(unavailable("connection lost before commit"));
+        }
+        let r = commit.await;
+        if fault == WriteFault::After && r.is_ok() {
             self.sim.count("store: write committed, then the response was lost");
             return Err(unavailable("connection lost after commit"));
         }
-        Ok(())
+        r
     }
 
     fn observe(&self, before: &Payout, after: &Payout, audit: &[AuditEntry]) {
-        let status_audits: Vec<&AuditEntry> = audit.iter().filter(|a| a.to.is_some()).collect();
+        let status_audits: Vec<_> = audit
+            .iter()
+            .filter(|a| a.to.is_some())
+            .map(|a| (&a.action, a.from, a.to))
+            .collect();
         let mut s = self.sim.lock();
-        if before.status != after.status {
+        let violation = if before.status != after.status {
             *s.status_changes.entry(after.id.clone()).or_default() += 1;
-            let ok = status_audits.len() == 1
-                && status_audits[0].from == Some(before.status)
-                && status_audits[0].to == Some(after.status);
-            if !ok {
-                s.violations.push(format!(
-                    "[5 every transition audited once] payout {} moved {} -> {} with status audit entries {:?}",
-                    after.id,
-                    before.status,
-                    after.status,
-                    status_audits
-                        .iter()
-                        .map(|a| (&a.action, a.from, a.to))
-                        .collect::<Vec<_>>()
-                ));
-            }
-        } else if !status_audits.is_empty() {
+            let moved = (Some(before.status), Some(after.status));
+            let ok = matches!(status_audits[..], [(_, from, to)] if (from, to) == moved);
+            (!ok).then(|| format!("moved {} -> {} with status audit entries", before.status, after.status))
+        } else {
+            (!status_audits.is_empty()).then(|| format!("stayed {} but the change audits", after.status))
+        };
+        if let Some(what) = violation {
             s.violations.push(format!(
-                "[5 every transition audited once] payout {} stayed {} but the change audits {:?}",
-                after.id,
-                after.status,
-                status_audits
-                    .iter()
-                    .map(|a| (&a.action, a.from, a.to))
-                    .collect::<Vec<_>>()
+                "[5 every transition audited once] payout {} {what} {status_audits:?}",
+                after.id
             ));
         }
     }
@@ -577,33 +584,19 @@ impl FaultStore {
 #[async_trait]
 impl PayoutStore for FaultStore {
     async fn create_period(&self, batch: PeriodBatch) -> Result<PeriodBatchOutcome> {
-        let fault = self.enter(true).await?;
-        if fault == WriteFault::Before {
-            return Err(unavailable("connection lost before commit"));
-        }
-        let r = self.inner.create_period(batch).await;
-        self.after(fault, r.is_ok())?;
-        r
+        self.write(self.inner.create_period(batch)).await
     }
 
     async fn create_payout(&self, new: NewPayout) -> Result<Payout> {
-        let fault = self.enter(true).await?;
-        if fault == WriteFault::Before {
-            return Err(unavailable("connection lost before commit"));
-        }
-        let r = self.inner.create_payout(new).await;
-        self.after(fault, r.is_ok())?;
-        r
+        self.write(self.inner.create_payout(new)).await
     }
 
     async fn get(&self, id: &PayoutId) -> Result<Payout> {
-        self.enter(false).await?;
-        self.inner.get(id).await
+        self.read(self.inner.get(id)).await
     }
 
     async fn list(&self, filter: &PayoutFilter, page: &Page) -> Result<PayoutPage> {
-        self.enter(false).await?;
-        self.inner.list(filter, page).await
+        self.read(self.inner.list(filter, page)).await
     }
 
     fn stream(&self, filter: PayoutFilter) -> BoxStream<'static, Result<Payout>> {
@@ -611,61 +604,52 @@ impl PayoutStore for FaultStore {
     }
 
     async fn items(&self, id: &PayoutId) -> Result<Vec<PayoutItem>> {
-        self.enter(false).await?;
-        self.inner.items(id).await
+        self.read(self.inner.items(id)).await
     }
 
     async fn apply(&self, mut change: PayoutChange) -> Result<Payout> {
-        let fault = self.enter(true).await?;
-        if fault == WriteFault::Before {
-            return Err(unavailable("connection lost before commit"));
-        }
-        // No await point between reading `before` and the commit: the memory store answers at once,
-        // and this runtime has one thread, so `before` is exactly what the commit changed.
-        let before = self.inner.get(&change.payout_id).await.ok();
-        if self.plant == Plant::StoreIgnoresExpectedVersion {
-            if let Some(b) = &before {
-                change.expected_version = b.version;
-                change.expected_status = b.status;
+        self.write(async {
+            // No await point between reading `before` and the commit: the memory store answers at
+            // once, and this runtime has one thread, so `before` is exactly what the commit changed.
+            let before = self.inner.get(&change.payout_id).await.ok();
+            if self.plant == Plant::StoreIgnoresExpectedVersion {
+                if let Some(b) = &before {
+                    change.expected_version = b.version;
+                    change.expected_status = b.status;
+                }
             }
-        }
-        let audit = change.audit.clone();
-        let r = self.inner.apply(change).await;
-        if let (Ok(after), Some(before)) = (&r, &before) {
-            self.observe(before, after, &audit);
-        }
-        self.after(fault, r.is_ok())?;
-        r
+            let audit = change.audit.clone();
+            let r = self.inner.apply(change).await;
+            if let (Ok(after), Some(before)) = (&r, &before) {
+                self.observe(before, after, &audit);
+            }
+            r
+        })
+        .await
     }
 
     async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {
-        self.enter(false).await?;
-        self.inner.attempts(id).await
+        self.read(self.inner.attempts(id)).await
     }
 
     async fn find_attempt(&self, provider: Provider, reference: &EventReference) -> Result<Option<PayoutAttempt>> {
-        self.enter(false).await?;
-        self.inner.find_attempt(provider, reference).await
+        self.read(self.inner.find_attempt(provider, reference)).await
     }
 
     async fn webhook_event_seen(&self, provider: Provider, event_id: &str) -> Result<bool> {
-        self.enter(false).await?;
-        self.inner.webhook_event_seen(provider, event_id).await
+        self.read(self.inner.webhook_event_seen(provider, event_id)).await
     }
 
     async fn audit_trail(&self, id: &PayoutId) -> Result<Vec<AuditEntry>> {
-        self.enter(false).await?;
-        self.inner.audit_trail(id).await
+        self.read(self.inner.audit_trail(id)).await
     }
 
     async fn stuck_processing(&self, updated_before: chrono::DateTime<Utc>, limit: u32) -> Result<Vec<Payout>> {
-        self.enter(false).await?;
-        self.inner.stuck_processing(updated_before, limit).await
+        self.read(self.inner.stuck_processing(updated_before, limit)).await
     }
 
     async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>> {
-        self.enter(false).await?;
-        self.inner.open_carry_overs(before).await
+        self.read(self.inner.open_carry_overs(before)).await
     }
 
     /// None: every bulk call then goes through the faults above, one payout at a time.
@@ -737,9 +721,7 @@ impl PayoutProvider for FakeProvider {
         Capabilities {
             batch: self.batch,
             max_batch_size: if self.batch { 3 } else { 1 },
-            lookup: true,
-            webhooks: true,
-            simulated: false,
+            ..Capabilities::default()
         }
     }
 
@@ -907,30 +889,7 @@ impl PayoutProvider for TimeoutIsFailure {
 const PROVIDERS: [Provider; 3] = [Provider::StripeConnect, Provider::MpesaB2c, Provider::PaypalPayouts];
 
 fn periods() -> Vec<Period> {
-    let p = |m1: u32, m2: u32, d2: u32| {
-        Period::new(
-            NaiveDate::from_ymd_opt(2025, m1, 1).unwrap(),
-            NaiveDate::from_ymd_opt(2025, m2, d2).unwrap(),
-        )
-        .unwrap()
-    };
-    vec![p(1, 1, 31), p(2, 2, 28), p(3, 3, 31)]
-}
-
-fn recipient(doctor: &str) -> Recipient {
-    Recipient {
-        doctor_id: doctor.into(),
-        name: format!("Dr. {doctor}"),
-        email: format!("{doctor}@example.com"),
-        stripe_account_id: Some(format!("acct_{doctor}")),
-        paypal_payout_email: Some(format!("{doctor}@paypal.example.com")),
-        mpesa_phone_number: Some("254712345678".into()),
-        bank_details: Some(BankAccount {
-            account_name: format!("Dr. {doctor}"),
-            account_number: "0123456789".into(),
-            ..Default::default()
-        }),
-    }
+    vec![month(2025, 1), month(2025, 2), month(2025, 3)]
 }
 
 /// What one seed's run produced.
@@ -2091,26 +2050,31 @@ fn a_seed_replays_exactly() {
     }
 }
 
+/// Runs seeds 0..300 with the planted bug `plant`, prints the figures and the first two failing
+/// seeds, and returns the summary with every violation found.
+fn run_planted(plant: Plant, what: &str) -> (Summary, Vec<String>) {
+    let seeds: Vec<u64> = (0..300).collect();
+    let s = run_seeds(&seeds, plant);
+    print_summary(&format!("planted bug: {what}"), &s);
+    let first_two = Summary {
+        failures: s.failures.iter().take(2).cloned().collect(),
+        ..Default::default()
+    };
+    println!("{}", report_failures(&first_two));
+    let all = s.failures.iter().flat_map(|(_, v)| v.iter().cloned()).collect();
+    (s, all)
+}
+
 /// The checker can fail: a store that ignores `expected_version`/`expected_status` (no optimistic
 /// concurrency) lets two admins both approve and both trigger, and the simulation must say so.
 #[test]
 fn planted_bug_store_without_optimistic_concurrency_is_caught() {
-    let seeds: Vec<u64> = (0..300).collect();
-    let s = run_seeds(&seeds, Plant::StoreIgnoresExpectedVersion);
-    print_summary("planted bug: the store ignores expected_version", &s);
-    println!(
-        "{}",
-        report_failures(&Summary {
-            failures: s.failures.iter().take(2).cloned().collect(),
-            ..Default::default()
-        })
-    );
+    let (s, all) = run_planted(Plant::StoreIgnoresExpectedVersion, "the store ignores expected_version");
     assert!(
         s.failures.len() > 10,
         "the checker caught the planted store bug in only {} of 300 seeds",
         s.failures.len()
     );
-    let all: Vec<&String> = s.failures.iter().flat_map(|(_, v)| v).collect();
     assert!(
         all.iter()
             .any(|v| v.contains("[8 four eyes]") || v.contains("[4 statuses only move forward]"))
@@ -2125,141 +2089,11 @@ fn planted_bug_store_without_optimistic_concurrency_is_caught() {
 /// retry with a fresh key while the first attempt's money already moved.
 #[test]
 fn planted_bug_timeout_treated_as_failure_is_caught() {
-    let seeds: Vec<u64> = (0..300).collect();
-    let s = run_seeds(&seeds, Plant::TimeoutIsFailure);
-    print_summary("planted bug: a timeout is treated as a confirmed failure", &s);
-    println!(
-        "{}",
-        report_failures(&Summary {
-            failures: s.failures.iter().take(2).cloned().collect(),
-            ..Default::default()
-        })
-    );
-    let all: Vec<&String> = s.failures.iter().flat_map(|(_, v)| v).collect();
+    let (s, all) = run_planted(Plant::TimeoutIsFailure, "a timeout is treated as a confirmed failure");
     assert!(
         all.iter().any(|v| v.contains("DOUBLE PAYMENT")),
         "the checker never reported a double payment for the planted timeout bug ({} failing seeds)",
         s.failures.len()
     );
     assert!(all.iter().any(|v| v.contains("[2 no payout lost]")));
-}
-
-// ================================================================== focused regression tests
-
-/// A provider whose lookup of attempt 1 waits until the test lets it answer "failed".
-struct GatedProvider {
-    lookup_started: tokio::sync::Notify,
-    release: tokio::sync::Notify,
-}
-
-#[async_trait]
-impl PayoutProvider for GatedProvider {
-    fn provider(&self) -> Provider {
-        Provider::MpesaB2c
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-    async fn send(&self, i: &PayoutInstruction) -> std::result::Result<SendReceipt, ProviderError> {
-        Ok(SendReceipt {
-            reference: Some(format!("AG_{}", i.idempotency_key)),
-            status: ProviderStatus::Accepted,
-            note: "accepted".into(),
-        })
-    }
-    async fn verify_webhook(
-        &self,
-        _headers: &HeaderMap,
-        body: &[u8],
-    ) -> std::result::Result<Vec<ProviderEvent>, WebhookError> {
-        // Test-only: the body is "<event id> <idempotency key>", a failure.
-        let text = std::str::from_utf8(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
-        let (event_id, key) = text.split_once(' ').ok_or(WebhookError::BadSignature)?;
-        Ok(vec![ProviderEvent {
-            event_id: event_id.into(),
-            references: vec![EventReference::IdempotencyKey(key.into())],
-            kind: ProviderEventKind::Failed {
-                reason: "declined".into(),
-            },
-            occurred_at: None,
-            provider_type: "test.failed".into(),
-        }])
-    }
-    async fn lookup(&self, a: &AttemptLookup) -> std::result::Result<ProviderStatus, ProviderError> {
-        if a.attempt_no == 1 {
-            self.lookup_started.notify_one();
-            self.release.notified().await;
-            return Ok(ProviderStatus::Failed("declined".into()));
-        }
-        Ok(ProviderStatus::Accepted)
-    }
-}
-
-/// Found by the simulation (regression seeds 639, 2397, 3549, 5200). A reconciliation pass looks
-/// attempt 1 up; while the provider is slow to answer, attempt 1's failure webhook lands and an admin
-/// retries, so attempt 2 (a new key) is in flight. The late answer about attempt 1 must not fail the
-/// payout: that would leave it FAILED while attempt 2 pays, and the PAID event of attempt 2 is then
-/// ignored ("ignored while FAILED") and reconciliation never looks at it again.
-#[tokio::test]
-async fn a_late_answer_about_an_older_attempt_never_fails_the_current_one() {
-    let store = Arc::new(MemoryStore::new());
-    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2025, 2, 3, 8, 0, 0).unwrap()));
-    let provider = Arc::new(GatedProvider {
-        lookup_started: tokio::sync::Notify::new(),
-        release: tokio::sync::Notify::new(),
-    });
-    let jan = periods()[0];
-    let service = PayoutService::builder()
-        .store(store.clone())
-        .consultations(Arc::new(StaticConsultations::new(vec![Consultation {
-            appointment_id: "apt-1".into(),
-            doctor_id: "dr-0".into(),
-            completed_at: jan.starts_at() + Duration::days(3),
-        }])))
-        .directory(Arc::new(StaticDirectory::new([recipient("dr-0")])))
-        .provider(provider.clone())
-        .clock(clock.clone())
-        .ids(Arc::new(SequentialIds::default()))
-        .build()
-        .unwrap();
-    let (one, two) = (admin(1), admin(2));
-    let report = service
-        .calculate_period(&one, Some(jan), &CalculationPolicy::default())
-        .await
-        .unwrap();
-    let id = report.created[0].clone();
-    service.approve(&two, &id).await.unwrap();
-    let p = service.trigger(&one, &id, Provider::MpesaB2c).await.unwrap();
-    assert_eq!(p.status, PayoutStatus::Processing);
-    clock.advance(Duration::hours(1));
-
-    let (reconciled, ()) = futures::join!(service.reconcile(Duration::minutes(10)), async {
-        provider.lookup_started.notified().await;
-        let body = format!("evt_1 {}", PayoutAttempt::key_for(&id, 1));
-        service
-            .handle_webhook(Provider::MpesaB2c, &HeaderMap::new(), body.as_bytes())
-            .await
-            .unwrap();
-        let p = service.retry(&two, &id, None).await.unwrap();
-        assert_eq!(p.status, PayoutStatus::Processing, "attempt 2 is in flight");
-        provider.release.notify_one();
-    });
-    reconciled.unwrap();
-
-    let attempts = store.attempts(&id).await.unwrap();
-    assert_eq!(attempts.len(), 2);
-    assert_eq!(attempts[1].outcome, AttemptOutcome::Accepted);
-    let p = store.get(&id).await.unwrap();
-    assert_eq!(
-        p.status,
-        PayoutStatus::Processing,
-        "the late lookup answer about attempt 1 failed the payout while attempt 2 is in flight; trail: {:#?}",
-        store
-            .audit_trail(&id)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| format!("{} {:?}->{:?} {}", e.action, e.from, e.to, e.detail))
-            .collect::<Vec<_>>()
-    );
 }

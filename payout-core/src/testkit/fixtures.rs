@@ -19,7 +19,7 @@ use crate::domain::{
 use crate::money::{Currency, Money};
 use crate::provider::PayoutInstruction;
 use crate::status::PayoutStatus;
-use crate::store::{CarryOver, NewPayout, PayoutChange, WebhookEventRecord};
+use crate::store::{AttemptUpdate, CarryOver, NewPayout, PayoutChange, PeriodBatch, WebhookEventRecord};
 
 /// The actor the fixtures write as creator.
 pub const CREATOR: &str = "system:testkit";
@@ -181,6 +181,22 @@ pub fn attempt(payout_id: &PayoutId, attempt_no: u32, provider: Provider, at: Da
         created_at: at,
         updated_at: at,
     }
+}
+
+/// An update of attempt `attempt_no` to `outcome`, with the provider's `reference` if given and no
+/// error.
+pub fn attempt_update(attempt_no: u32, outcome: AttemptOutcome, reference: Option<&str>) -> AttemptUpdate {
+    AttemptUpdate {
+        attempt_no,
+        outcome,
+        provider_reference: reference.map(str::to_string),
+        error: None,
+    }
+}
+
+/// A period batch of `payouts`, then `carry_overs`.
+pub fn batch(payouts: Vec<NewPayout>, carry_overs: Vec<CarryOver>) -> PeriodBatch {
+    PeriodBatch { payouts, carry_overs }
 }
 
 /// An open carry-over, recorded at [`base_time`].

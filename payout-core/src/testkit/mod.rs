@@ -50,9 +50,9 @@
 //! [`provider::check_provider`] with an instruction it can send, e.g. [`fixtures::instruction`].
 //!
 //! # Fixtures
-//! [`fixtures`] builds the records the checks use — payouts, items, audit entries, attempts,
-//! carry-overs, webhook events and provider instructions — at a fixed base time; other crates'
-//! tests may use them too.
+//! [`fixtures`] builds the records the checks use — payouts, items, audit entries, attempts and
+//! their updates, carry-overs, period batches, webhook events and provider instructions — at a fixed
+//! base time; other crates' tests may use them too.
 
 pub mod fixtures;
 pub mod provider;

@@ -67,13 +67,7 @@ pub async fn check_provider(provider: &dyn PayoutProvider, instruction: PayoutIn
     );
 
     if caps.lookup {
-        let lookup = AttemptLookup {
-            payout_id: instruction.payout_id.clone(),
-            attempt_no: instruction.attempt_no,
-            idempotency_key: instruction.idempotency_key.clone(),
-            provider_reference: first.reference.clone(),
-            instruction: Some(instruction.clone()),
-        };
+        let lookup = AttemptLookup::of_sent(&instruction, first.reference.clone());
         let status = provider
             .lookup(&lookup)
             .await
@@ -190,53 +184,35 @@ mod tests {
         check(Faulty::default()).await;
     }
 
-    #[tokio::test]
-    #[should_panic(expected = "same reference")]
-    async fn catches_a_second_movement() {
-        check(Faulty {
-            fresh_reference_per_send: true,
-            ..Faulty::default()
-        })
-        .await;
-    }
+    /// Sets one of [`Faulty`]'s bugs.
+    type Plant = fn(&mut Faulty);
+
+    /// Each planted bug, and what the check's failure must say.
+    const PLANTED: [(Plant, &str); 5] = [
+        (|f| f.fresh_reference_per_send = true, "same reference"),
+        (|f| f.accepts_unsigned_webhooks = true, "must refuse an empty body"),
+        (|f| f.panics_on_garbage = true, "panicked on a garbage body"),
+        (|f| f.forgets_attempts = true, "lookup must find"),
+        (|f| f.batch_of_one = true, "more than one instruction"),
+    ];
 
     #[tokio::test]
-    #[should_panic(expected = "must refuse an empty body")]
-    async fn catches_unsigned_webhooks() {
-        check(Faulty {
-            accepts_unsigned_webhooks: true,
-            ..Faulty::default()
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    #[should_panic(expected = "panicked on a garbage body")]
-    async fn catches_panics_in_verification() {
-        check(Faulty {
-            panics_on_garbage: true,
-            ..Faulty::default()
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    #[should_panic(expected = "lookup must find")]
-    async fn catches_lookup_not_found() {
-        check(Faulty {
-            forgets_attempts: true,
-            ..Faulty::default()
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    #[should_panic(expected = "more than one instruction")]
-    async fn catches_inconsistent_capabilities() {
-        check(Faulty {
-            batch_of_one: true,
-            ..Faulty::default()
-        })
-        .await;
+    async fn catches_each_planted_bug() {
+        for (plant, expected) in PLANTED {
+            let mut faulty = Faulty::default();
+            plant(&mut faulty);
+            let Err(panic) = AssertUnwindSafe(check(faulty)).catch_unwind().await else {
+                panic!("the check passed a provider whose failure should say {expected:?}");
+            };
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            assert!(
+                message.contains(expected),
+                "expected a failure saying {expected:?}, got {message:?}"
+            );
+        }
     }
 }

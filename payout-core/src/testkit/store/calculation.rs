@@ -1,16 +1,41 @@
 //! Checks of writing payouts: period batches, carry-overs, manual payouts, amounts.
 
-use crate::domain::{DoctorId, ItemKind, PayoutId, PayoutOrigin};
+use chrono::NaiveDate;
+
+use crate::domain::{DoctorId, ItemKind, PayoutId, PayoutOrigin, Period};
 use crate::error::Error;
 use crate::money::{Currency, Money};
 use crate::status::PayoutStatus;
-use crate::store::{PayoutStore, PeriodBatch, PeriodBatchOutcome, SkipReason};
+use crate::store::{CarryOver, PayoutStore, PeriodBatch, PeriodBatchOutcome, SkipReason};
 use crate::testkit::fixtures::{self, at, day, kes, month};
 
 use super::{assert_err, assert_unchanged, count, move_to, seed, snapshot};
 
 fn doctor(id: &str) -> DoctorId {
     DoctorId::new(id)
+}
+
+/// The carry-overs `open_carry_overs(before)` returns.
+async fn open_carry_overs(store: &dyn PayoutStore, before: NaiveDate) -> Vec<CarryOver> {
+    store
+        .open_carry_overs(before)
+        .await
+        .unwrap_or_else(|e| panic!("open_carry_overs({before}) failed: {e}"))
+}
+
+/// Asserts `open_carry_overs(before)` is exactly `want`.
+async fn assert_open(store: &dyn PayoutStore, before: NaiveDate, want: &[CarryOver], context: &str) {
+    let open = open_carry_overs(store, before).await;
+    assert_eq!(open, want, "{context}: open_carry_overs({before})");
+}
+
+/// Records a 300 KES carry-over for each (doctor, period).
+async fn record_carry_overs(store: &dyn PayoutStore, carried: &[(&str, Period)]) {
+    let carry_overs = carried
+        .iter()
+        .map(|(doctor, period)| fixtures::carry_over(doctor, *period, kes("300")))
+        .collect();
+    run(store, fixtures::batch(Vec::new(), carry_overs), "recording carry-overs").await;
 }
 
 async fn run(store: &dyn PayoutStore, batch: PeriodBatch, context: &str) -> PeriodBatchOutcome {
@@ -26,10 +51,10 @@ pub async fn create_period_creates_payouts_items_and_audit(store: &dyn PayoutSto
     let jan = month(2025, 1);
     let a = fixtures::new_payout("po_01", "dr-1", jan, &["500", "750.25"]);
     let b = fixtures::new_payout("po_02", "dr-2", jan, &["1000"]);
-    let batch = PeriodBatch {
-        payouts: vec![a.clone(), b.clone()],
-        carry_overs: vec![fixtures::carry_over("dr-3", jan, kes("200"))],
-    };
+    let batch = fixtures::batch(
+        vec![a.clone(), b.clone()],
+        vec![fixtures::carry_over("dr-3", jan, kes("200"))],
+    );
     let outcome = run(store, batch, "a fresh batch").await;
     assert_eq!(
         outcome.created,
@@ -61,25 +86,26 @@ pub async fn create_period_creates_payouts_items_and_audit(store: &dyn PayoutSto
         assert!(s.attempts.is_empty(), "a new payout has no attempts");
     }
     assert_eq!(count(store).await, 2, "list total after creating two payouts");
-    let open = store.open_carry_overs(day(2025, 2, 1)).await.expect("open_carry_overs");
-    assert_eq!(
-        open,
-        vec![fixtures::carry_over("dr-3", jan, kes("200"))],
-        "the carry-over as recorded"
-    );
+    assert_open(
+        store,
+        day(2025, 2, 1),
+        &[fixtures::carry_over("dr-3", jan, kes("200"))],
+        "the carry-over as recorded",
+    )
+    .await;
 }
 
 /// Re-running the same batch (same ids) skips every doctor as `AlreadyCalculated` or
 /// `AlreadyCarriedOver` and writes nothing; a doctor twice in one batch is created once.
 pub async fn create_period_is_idempotent(store: &dyn PayoutStore) {
     let jan = month(2025, 1);
-    let batch = PeriodBatch {
-        payouts: vec![
+    let batch = fixtures::batch(
+        vec![
             fixtures::new_payout("po_01", "dr-1", jan, &["500"]),
             fixtures::new_payout("po_02", "dr-2", jan, &["600"]),
         ],
-        carry_overs: vec![fixtures::carry_over("dr-3", jan, kes("100"))],
-    };
+        vec![fixtures::carry_over("dr-3", jan, kes("100"))],
+    );
     run(store, batch.clone(), "the first run").await;
     let before = snapshot(store, &PayoutId::new("po_01")).await;
 
@@ -100,10 +126,7 @@ pub async fn create_period_is_idempotent(store: &dyn PayoutStore) {
         "a re-run skips every doctor, payouts first, in batch order"
     );
     // New ids for the same doctors and period: still skipped.
-    let fresh_ids = PeriodBatch {
-        payouts: vec![fixtures::new_payout("po_03", "dr-1", jan, &["999"])],
-        carry_overs: Vec::new(),
-    };
+    let fresh_ids = fixtures::batch(vec![fixtures::new_payout("po_03", "dr-1", jan, &["999"])], Vec::new());
     let outcome = run(store, fresh_ids, "the same doctors under new ids").await;
     assert_eq!(outcome.skipped, vec![(doctor("dr-1"), SkipReason::AlreadyCalculated)]);
     assert_eq!(count(store).await, 2, "a re-run must not add payouts");
@@ -113,17 +136,17 @@ pub async fn create_period_is_idempotent(store: &dyn PayoutStore) {
         "a skipped payout"
     );
     assert_unchanged(store, &before, "a re-run").await;
-    let open = store.open_carry_overs(day(2025, 2, 1)).await.expect("open_carry_overs");
+    let open = open_carry_overs(store, day(2025, 2, 1)).await;
     assert_eq!(open.len(), 1, "the carry-over is recorded once: {open:?}");
 
     // One doctor twice in one batch: the first is created, the second skipped.
-    let twice = PeriodBatch {
-        payouts: vec![
+    let twice = fixtures::batch(
+        vec![
             fixtures::new_payout("po_04", "dr-4", jan, &["500"]),
             fixtures::new_payout("po_05", "dr-4", jan, &["500"]),
         ],
-        carry_overs: Vec::new(),
-    };
+        Vec::new(),
+    );
     let outcome = run(store, twice, "a doctor twice in one batch").await;
     assert_eq!(outcome.created, vec![PayoutId::new("po_04")]);
     assert_eq!(outcome.skipped, vec![(doctor("dr-4"), SkipReason::AlreadyCalculated)]);
@@ -137,10 +160,7 @@ pub async fn only_live_calculated_payouts_block_recalculation(store: &dyn Payout
     let first = seed(store, vec![fixtures::new_payout("po_01", "dr-1", jan, &["500"])]).await;
     move_to(store, &first[0], PayoutStatus::Cancelled, at(5)).await;
 
-    let redo = PeriodBatch {
-        payouts: vec![fixtures::new_payout("po_02", "dr-1", jan, &["550"])],
-        carry_overs: Vec::new(),
-    };
+    let redo = fixtures::batch(vec![fixtures::new_payout("po_02", "dr-1", jan, &["550"])], Vec::new());
     let outcome = run(store, redo, "recalculating after a cancel").await;
     assert_eq!(
         outcome.created,
@@ -148,10 +168,7 @@ pub async fn only_live_calculated_payouts_block_recalculation(store: &dyn Payout
         "a cancelled payout must not block a recalculation (skipped: {:?})",
         outcome.skipped
     );
-    let third = PeriodBatch {
-        payouts: vec![fixtures::new_payout("po_03", "dr-1", jan, &["600"])],
-        carry_overs: Vec::new(),
-    };
+    let third = fixtures::batch(vec![fixtures::new_payout("po_03", "dr-1", jan, &["600"])], Vec::new());
     let outcome = run(store, third, "recalculating while a live payout exists").await;
     assert_eq!(outcome.skipped, vec![(doctor("dr-1"), SkipReason::AlreadyCalculated)]);
 
@@ -161,10 +178,7 @@ pub async fn only_live_calculated_payouts_block_recalculation(store: &dyn Payout
         .create_payout(manual)
         .await
         .expect("create_payout of a manual payout");
-    let calc = PeriodBatch {
-        payouts: vec![fixtures::new_payout("po_05", "dr-2", jan, &["500"])],
-        carry_overs: Vec::new(),
-    };
+    let calc = fixtures::batch(vec![fixtures::new_payout("po_05", "dr-2", jan, &["500"])], Vec::new());
     let outcome = run(store, calc, "calculating next to a manual payout").await;
     assert_eq!(
         outcome.created,
@@ -180,18 +194,18 @@ pub async fn only_live_calculated_payouts_block_recalculation(store: &dyn Payout
 /// `before`.
 pub async fn carry_over_is_recorded_once(store: &dyn PayoutStore) {
     let jan = month(2025, 1);
-    let first = PeriodBatch {
-        payouts: vec![fixtures::new_payout("po_01", "dr-2", jan, &["500"])],
-        carry_overs: vec![fixtures::carry_over("dr-1", jan, kes("200"))],
-    };
+    let first = fixtures::batch(
+        vec![fixtures::new_payout("po_01", "dr-2", jan, &["500"])],
+        vec![fixtures::carry_over("dr-1", jan, kes("200"))],
+    );
     run(store, first, "the first carry-over").await;
-    let again = PeriodBatch {
-        payouts: vec![fixtures::new_payout("po_02", "dr-1", jan, &["900"])],
-        carry_overs: vec![
+    let again = fixtures::batch(
+        vec![fixtures::new_payout("po_02", "dr-1", jan, &["900"])],
+        vec![
             fixtures::carry_over("dr-1", jan, kes("250")),
             fixtures::carry_over("dr-2", jan, kes("50")),
         ],
-    };
+    );
     let outcome = run(store, again, "a second carry-over").await;
     assert!(
         outcome.created.is_empty() && outcome.carried_over.is_empty(),
@@ -207,42 +221,34 @@ pub async fn carry_over_is_recorded_once(store: &dyn PayoutStore) {
     );
     assert_eq!(count(store).await, 1, "no payout for a carried-over doctor and period");
 
-    let open = store.open_carry_overs(day(2025, 2, 1)).await.expect("open_carry_overs");
-    assert_eq!(
-        open,
-        vec![fixtures::carry_over("dr-1", jan, kes("200"))],
-        "the first carry-over stands"
-    );
-    let not_yet = store.open_carry_overs(jan.end).await.expect("open_carry_overs");
-    assert!(
-        not_yet.is_empty(),
-        "a period ending on `before` has not ended before it: {not_yet:?}"
-    );
+    assert_open(
+        store,
+        day(2025, 2, 1),
+        &[fixtures::carry_over("dr-1", jan, kes("200"))],
+        "the first carry-over stands",
+    )
+    .await;
+    assert_open(
+        store,
+        jan.end,
+        &[],
+        "a period ending on `before` has not ended before it",
+    )
+    .await;
 }
 
 /// A payout that consumes a carry-over marks it consumed: it is no longer open.
 pub async fn carry_over_is_consumed_once(store: &dyn PayoutStore) {
     let (dec, jan, feb) = (month(2024, 12), month(2025, 1), month(2025, 2));
-    let carried = PeriodBatch {
-        payouts: Vec::new(),
-        carry_overs: vec![
-            fixtures::carry_over("dr-1", dec, kes("300")),
-            fixtures::carry_over("dr-1", jan, kes("300")),
-            fixtures::carry_over("dr-2", jan, kes("300")),
-        ],
-    };
-    run(store, carried, "recording carry-overs").await;
-    let mut open = store.open_carry_overs(day(2025, 3, 1)).await.expect("open_carry_overs");
+    record_carry_overs(store, &[("dr-1", dec), ("dr-1", jan), ("dr-2", jan)]).await;
+    let mut open = open_carry_overs(store, day(2025, 3, 1)).await;
     open.sort_by(|a, b| (&a.doctor_id, a.period).cmp(&(&b.doctor_id, b.period)));
     assert_eq!(open.len(), 3, "{open:?}");
 
     let paying = fixtures::payout_consuming("po_01", "dr-1", feb, &["500"], &[dec, jan]);
     let outcome = run(
         store,
-        PeriodBatch {
-            payouts: vec![paying.clone()],
-            carry_overs: Vec::new(),
-        },
+        fixtures::batch(vec![paying.clone()], Vec::new()),
         "a payout consuming two carry-overs",
     )
     .await;
@@ -256,34 +262,28 @@ pub async fn carry_over_is_consumed_once(store: &dyn PayoutStore) {
     assert_eq!(items, paying.items);
     assert_eq!(items.iter().filter(|i| i.kind == ItemKind::CarryOver).count(), 2);
 
-    let open = store.open_carry_overs(day(2025, 3, 1)).await.expect("open_carry_overs");
-    assert_eq!(
-        open,
-        vec![fixtures::carry_over("dr-2", jan, kes("300"))],
-        "consumed carry-overs must no longer be open"
-    );
+    assert_open(
+        store,
+        day(2025, 3, 1),
+        &[fixtures::carry_over("dr-2", jan, kes("300"))],
+        "consumed carry-overs must no longer be open",
+    )
+    .await;
 }
 
 /// A payout that wants a carry-over that is missing, consumed already (stored or earlier in the same
 /// batch) is skipped as `CarryOverTaken` and consumes nothing; the rest of the batch goes through.
 pub async fn taken_carry_over_skips_the_payout(store: &dyn PayoutStore) {
     let (jan, feb, mar) = (month(2025, 1), month(2025, 2), month(2025, 3));
-    let setup = PeriodBatch {
-        payouts: Vec::new(),
-        carry_overs: vec![
-            fixtures::carry_over("dr-1", jan, kes("300")),
-            fixtures::carry_over("dr-3", jan, kes("300")),
-        ],
-    };
-    run(store, setup, "recording carry-overs").await;
-    let feb_batch = PeriodBatch {
-        payouts: vec![fixtures::payout_consuming("po_01", "dr-1", feb, &["500"], &[jan])],
-        carry_overs: Vec::new(),
-    };
+    record_carry_overs(store, &[("dr-1", jan), ("dr-3", jan)]).await;
+    let feb_batch = fixtures::batch(
+        vec![fixtures::payout_consuming("po_01", "dr-1", feb, &["500"], &[jan])],
+        Vec::new(),
+    );
     run(store, feb_batch, "consuming dr-1's carry-over").await;
 
-    let mar_batch = PeriodBatch {
-        payouts: vec![
+    let mar_batch = fixtures::batch(
+        vec![
             // dr-1's January balance was paid in February.
             fixtures::payout_consuming("po_02", "dr-1", mar, &["500"], &[jan]),
             // dr-2 never had one.
@@ -294,8 +294,8 @@ pub async fn taken_carry_over_skips_the_payout(store: &dyn PayoutStore) {
             fixtures::payout_consuming("po_05", "dr-3", mar, &["500"], &[jan]),
             fixtures::new_payout("po_06", "dr-4", mar, &["500"]),
         ],
-        carry_overs: Vec::new(),
-    };
+        Vec::new(),
+    );
     let outcome = run(store, mar_batch, "payouts wanting taken carry-overs").await;
     assert_eq!(outcome.created, vec![PayoutId::new("po_04"), PayoutId::new("po_06")]);
     assert_eq!(
@@ -314,8 +314,7 @@ pub async fn taken_carry_over_skips_the_payout(store: &dyn PayoutStore) {
         );
     }
     assert_eq!(count(store).await, 3);
-    let open = store.open_carry_overs(day(2025, 4, 1)).await.expect("open_carry_overs");
-    assert!(open.is_empty(), "every carry-over was consumed once: {open:?}");
+    assert_open(store, day(2025, 4, 1), &[], "every carry-over was consumed once").await;
 }
 
 /// Cancelling the payout that consumed a carry-over reopens it, so its earnings are never lost:
@@ -325,14 +324,7 @@ pub async fn taken_carry_over_skips_the_payout(store: &dyn PayoutStore) {
 pub async fn cancelling_the_consumer_reopens_the_carry_over(store: &dyn PayoutStore) {
     let (jan, feb, mar) = (month(2025, 1), month(2025, 2), month(2025, 3));
     let after_march = day(2025, 4, 1);
-    let setup = PeriodBatch {
-        payouts: Vec::new(),
-        carry_overs: vec![
-            fixtures::carry_over("dr-1", jan, kes("300")),
-            fixtures::carry_over("dr-2", jan, kes("300")),
-        ],
-    };
-    run(store, setup, "recording carry-overs").await;
+    record_carry_overs(store, &[("dr-1", jan), ("dr-2", jan)]).await;
     let consumers = seed(
         store,
         vec![
@@ -341,33 +333,35 @@ pub async fn cancelling_the_consumer_reopens_the_carry_over(store: &dyn PayoutSt
         ],
     )
     .await;
-    let open = store.open_carry_overs(after_march).await.expect("open_carry_overs");
-    assert!(open.is_empty(), "both carry-overs are consumed: {open:?}");
+    assert_open(store, after_march, &[], "both carry-overs are consumed").await;
 
     // Cancelling dr-1's February payout gives the January balance back.
     move_to(store, &consumers[0], PayoutStatus::Cancelled, at(5)).await;
     let cancelled = snapshot(store, &consumers[0].id).await;
-    let open = store.open_carry_overs(after_march).await.expect("open_carry_overs");
-    assert_eq!(
-        open,
-        vec![fixtures::carry_over("dr-1", jan, kes("300"))],
-        "a carry-over whose consumer was cancelled must be open again, with `consumed_by: None`"
-    );
-    let not_yet = store.open_carry_overs(jan.end).await.expect("open_carry_overs");
-    assert!(
-        not_yet.is_empty(),
-        "a reopened carry-over still means `period.end < before`: {not_yet:?}"
-    );
+    assert_open(
+        store,
+        after_march,
+        &[fixtures::carry_over("dr-1", jan, kes("300"))],
+        "a carry-over whose consumer was cancelled must be open again, with `consumed_by: None`",
+    )
+    .await;
+    assert_open(
+        store,
+        jan.end,
+        &[],
+        "a reopened carry-over still means `period.end < before`",
+    )
+    .await;
 
     // Recalculating February consumes it again; dr-2's, consumed by a live payout, is still taken.
     let redo = fixtures::payout_consuming("po_03", "dr-1", feb, &["550"], &[jan]);
-    let batch = PeriodBatch {
-        payouts: vec![
+    let batch = fixtures::batch(
+        vec![
             redo.clone(),
             fixtures::payout_consuming("po_04", "dr-2", mar, &["500"], &[jan]),
         ],
-        carry_overs: Vec::new(),
-    };
+        Vec::new(),
+    );
     let outcome = run(store, batch, "recalculating after the consumer was cancelled").await;
     assert_eq!(
         outcome.created,
@@ -387,14 +381,13 @@ pub async fn cancelling_the_consumer_reopens_the_carry_over(store: &dyn PayoutSt
     );
     assert_eq!(store.items(&redo.payout.id).await.expect("items"), redo.items);
     assert_unchanged(store, &cancelled, "re-consuming its carry-over").await;
-    let open = store.open_carry_overs(after_march).await.expect("open_carry_overs");
-    assert!(open.is_empty(), "the reopened carry-over is consumed again: {open:?}");
+    assert_open(store, after_march, &[], "the reopened carry-over is consumed again").await;
 
     // It now belongs to the new payout: a second consumer is refused.
-    let batch = PeriodBatch {
-        payouts: vec![fixtures::payout_consuming("po_05", "dr-1", mar, &["500"], &[jan])],
-        carry_overs: Vec::new(),
-    };
+    let batch = fixtures::batch(
+        vec![fixtures::payout_consuming("po_05", "dr-1", mar, &["500"], &[jan])],
+        Vec::new(),
+    );
     let outcome = run(store, batch, "consuming a re-consumed carry-over").await;
     assert!(outcome.created.is_empty(), "created {:?}", outcome.created);
     assert_eq!(outcome.skipped, vec![(doctor("dr-1"), SkipReason::CarryOverTaken)]);
@@ -409,16 +402,20 @@ pub async fn cancelling_the_consumer_reopens_the_carry_over(store: &dyn PayoutSt
     // Cancelled again, it is open again, and a manual payout may consume it too.
     let redone = store.get(&redo.payout.id).await.expect("get");
     move_to(store, &redone, PayoutStatus::Cancelled, at(10)).await;
-    let open = store.open_carry_overs(after_march).await.expect("open_carry_overs");
-    assert_eq!(open, vec![fixtures::carry_over("dr-1", jan, kes("300"))]);
+    assert_open(
+        store,
+        after_march,
+        &[fixtures::carry_over("dr-1", jan, kes("300"))],
+        "reopened",
+    )
+    .await;
     let mut manual = fixtures::payout_consuming("po_07", "dr-1", mar, &["100"], &[jan]);
     manual.payout.origin = PayoutOrigin::Manual;
     store
         .create_payout(manual)
         .await
         .expect("create_payout consuming a reopened carry-over");
-    let open = store.open_carry_overs(after_march).await.expect("open_carry_overs");
-    assert!(open.is_empty(), "consumed by the manual payout: {open:?}");
+    assert_open(store, after_march, &[], "consumed by the manual payout").await;
     assert_eq!(count(store).await, 4, "po_01, po_02, po_03 and po_07");
 }
 
@@ -426,24 +423,16 @@ pub async fn cancelling_the_consumer_reopens_the_carry_over(store: &dyn PayoutSt
 /// is refused with `InvalidInput`, and nothing of its batch is written.
 pub async fn amount_must_equal_sum_of_items(store: &dyn PayoutStore) {
     let (jan, feb) = (month(2025, 1), month(2025, 2));
-    run(
-        store,
-        PeriodBatch {
-            payouts: Vec::new(),
-            carry_overs: vec![fixtures::carry_over("dr-9", jan, kes("300"))],
-        },
-        "recording a carry-over",
-    )
-    .await;
+    record_carry_overs(store, &[("dr-9", jan)]).await;
 
     let good = fixtures::payout_consuming("po_01", "dr-9", feb, &["500"], &[jan]);
     let mut wrong_sum = fixtures::new_payout("po_02", "dr-2", feb, &["500", "250"]);
     wrong_sum.payout.amount_due = kes("700");
     wrong_sum.audit = fixtures::create_audit(&wrong_sum.payout);
-    let batch = PeriodBatch {
-        payouts: vec![good.clone(), wrong_sum.clone()],
-        carry_overs: vec![fixtures::carry_over("dr-3", feb, kes("100"))],
-    };
+    let batch = fixtures::batch(
+        vec![good.clone(), wrong_sum.clone()],
+        vec![fixtures::carry_over("dr-3", feb, kes("100"))],
+    );
     assert_err!(
         store.create_period(batch).await,
         Error::InvalidInput(_),
@@ -455,19 +444,17 @@ pub async fn amount_must_equal_sum_of_items(store: &dyn PayoutStore) {
         Error::NotFound(_),
         "the good payout of a refused batch"
     );
-    let open = store.open_carry_overs(day(2025, 3, 1)).await.expect("open_carry_overs");
-    assert_eq!(
-        open,
-        vec![fixtures::carry_over("dr-9", jan, kes("300"))],
-        "a refused batch must record no carry-over and consume none"
-    );
+    assert_open(
+        store,
+        day(2025, 3, 1),
+        &[fixtures::carry_over("dr-9", jan, kes("300"))],
+        "a refused batch must record no carry-over and consume none",
+    )
+    .await;
 
     let mut other_currency = fixtures::new_payout("po_03", "dr-3", feb, &["500"]);
     other_currency.items[0].amount = Money::parse("500", Currency::USD).expect("USD");
-    let batch = PeriodBatch {
-        payouts: vec![other_currency],
-        carry_overs: Vec::new(),
-    };
+    let batch = fixtures::batch(vec![other_currency], Vec::new());
     assert_err!(
         store.create_period(batch).await,
         Error::InvalidInput(_),
@@ -511,13 +498,13 @@ pub async fn create_payout_creates_a_manual_payout(store: &dyn PayoutStore) {
     assert_unchanged(store, &s, "a refused duplicate").await;
     assert_eq!(count(store).await, 1);
 
-    let dup_in_batch = PeriodBatch {
-        payouts: vec![
+    let dup_in_batch = fixtures::batch(
+        vec![
             fixtures::new_payout("po_02", "dr-2", month(2025, 1), &["10"]),
             fixtures::new_payout("po_01", "dr-3", month(2025, 1), &["10"]),
         ],
-        carry_overs: Vec::new(),
-    };
+        Vec::new(),
+    );
     assert_err!(
         store.create_period(dup_in_batch).await,
         Error::Conflict(id) if id.as_str() == "po_01",

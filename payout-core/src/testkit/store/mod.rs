@@ -22,6 +22,8 @@
 //! - an attempt update sets the attempt's `updated_at` to the change's `at`;
 //! - `Conflict` names the payout the change was for.
 
+mod at_once;
+mod attempts;
 mod calculation;
 mod changes;
 mod reading;
@@ -35,15 +37,17 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+pub use at_once::*;
+pub use attempts::*;
 pub use calculation::*;
 pub use changes::*;
 pub use reading::*;
 
-use crate::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem};
+use crate::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
 use crate::error::Error;
 use crate::status::PayoutStatus;
-use crate::store::{NewPayout, Page, PayoutFilter, PayoutStore, PeriodBatch};
-use crate::testkit::fixtures;
+use crate::store::{NewPayout, Page, PayoutChange, PayoutFilter, PayoutStore};
+use crate::testkit::fixtures::{self, at, month};
 
 /// One named conformance check.
 #[derive(Clone, Copy)]
@@ -206,10 +210,7 @@ pub(crate) async fn seed(store: &dyn PayoutStore, payouts: Vec<NewPayout>) -> Ve
     let ids: Vec<PayoutId> = payouts.iter().map(|n| n.payout.id.clone()).collect();
     let expected: Vec<Payout> = payouts.iter().map(|n| n.payout.clone()).collect();
     let outcome = store
-        .create_period(PeriodBatch {
-            payouts,
-            carry_overs: Vec::new(),
-        })
+        .create_period(fixtures::batch(payouts, Vec::new()))
         .await
         .unwrap_or_else(|e| panic!("create_period of fresh payouts failed: {e}"));
     assert_eq!(
@@ -226,8 +227,81 @@ pub(crate) async fn seed(store: &dyn PayoutStore, payouts: Vec<NewPayout>) -> Ve
 
 /// One fresh calculated payout.
 pub(crate) async fn seed_one(store: &dyn PayoutStore, id: &str) -> Payout {
-    let new = fixtures::new_payout(id, &format!("dr-{id}"), fixtures::month(2025, 1), &["500"]);
+    let new = fixtures::new_payout(id, &format!("dr-{id}"), month(2025, 1), &["500"]);
     seed(store, vec![new]).await.remove(0)
+}
+
+/// `n` fresh calculated January payouts of 500 KES: `po_01` for `dr-1`, `po_02` for `dr-2`, ...
+pub(crate) async fn seed_numbered(store: &dyn PayoutStore, n: usize) -> Vec<Payout> {
+    let payouts = (1..=n)
+        .map(|i| fixtures::new_payout(&format!("po_{i:02}"), &format!("dr-{i}"), month(2025, 1), &["500"]))
+        .collect();
+    seed(store, payouts).await
+}
+
+/// `apply(change)`, asserting it works.
+pub(crate) async fn apply(store: &dyn PayoutStore, change: PayoutChange, context: &str) -> Payout {
+    store
+        .apply(change)
+        .await
+        .unwrap_or_else(|e| panic!("{context}: apply failed: {e}"))
+}
+
+/// A change of `p` that would write a bit of everything: a status, a patch, an attempt, a webhook
+/// event and an audit entry.
+pub(crate) fn everything(p: &Payout, event_id: &str) -> PayoutChange {
+    let mut change = fixtures::status_change(p, PayoutStatus::Approved, at(50));
+    change.patch.notes = Some("must not be written".to_string());
+    change.new_attempt = Some(fixtures::attempt(&p.id, 9, Provider::MpesaB2c, at(50)));
+    change.webhook_event = Some(fixtures::webhook_event(Provider::MpesaB2c, event_id, &p.id, at(50)));
+    change
+}
+
+/// `change` with a new attempt `attempt_no` of its payout, recorded at `at`, under idempotency key `key`.
+pub(crate) fn with_keyed_attempt(
+    mut change: PayoutChange,
+    attempt_no: u32,
+    key: &str,
+    at: DateTime<Utc>,
+) -> PayoutChange {
+    let mut attempt = fixtures::attempt(&change.payout_id, attempt_no, Provider::MpesaB2c, at);
+    attempt.idempotency_key = key.to_string();
+    change.new_attempt = Some(attempt);
+    change
+}
+
+/// Whether the store has recorded `provider`'s webhook event `event_id`.
+pub(crate) async fn event_seen(store: &dyn PayoutStore, provider: Provider, event_id: &str) -> bool {
+    store
+        .webhook_event_seen(provider, event_id)
+        .await
+        .unwrap_or_else(|e| panic!("webhook_event_seen({provider}, {event_id}) failed: {e}"))
+}
+
+/// Applies `change`, which must be refused with a `Conflict` naming its payout and write nothing:
+/// the payout, its items, attempts and audit trail stay as `before`, and the change's webhook event
+/// is not recorded.
+pub(crate) async fn assert_refused_as_conflict(
+    store: &dyn PayoutStore,
+    change: PayoutChange,
+    before: &Snapshot,
+    context: &str,
+) {
+    let id = change.payout_id.clone();
+    let event = change.webhook_event.clone();
+    assert_err!(
+        store.apply(change).await,
+        e if is_conflict_for(&e, &id),
+        "{context} (expected Conflict({id}))"
+    );
+    assert_unchanged(store, before, context).await;
+    if let Some(event) = event {
+        assert!(
+            !event_seen(store, event.provider, &event.event_id).await,
+            "{context}: the webhook event {} of a refused change was recorded",
+            event.event_id
+        );
+    }
 }
 
 /// Moves a payout to `to` at `at` through `apply`, asserting it works.

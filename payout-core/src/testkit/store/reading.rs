@@ -40,6 +40,32 @@ fn ids(payouts: &[Payout]) -> Vec<&str> {
     payouts.iter().map(|p| p.id.as_str()).collect()
 }
 
+fn by_doctor(doctor: &str) -> PayoutFilter {
+    PayoutFilter {
+        doctor_id: Some(doctor.into()),
+        ..PayoutFilter::default()
+    }
+}
+
+fn by_status(status: PayoutStatus) -> PayoutFilter {
+    PayoutFilter {
+        status: Some(status),
+        ..PayoutFilter::default()
+    }
+}
+
+fn by_provider(provider: Provider) -> PayoutFilter {
+    PayoutFilter {
+        provider: Some(provider),
+        ..PayoutFilter::default()
+    }
+}
+
+/// Keyset paging: `limit` rows after `after`.
+fn keyset(limit: u32, after: Option<Cursor>) -> Page {
+    Page { limit, skip: 0, after }
+}
+
 async fn list(store: &dyn PayoutStore, filter: &PayoutFilter, page: &Page) -> crate::store::PayoutPage {
     store
         .list(filter, page)
@@ -155,28 +181,11 @@ pub async fn list_filters_and_counts(store: &dyn PayoutStore) {
         ),
         (
             "status PENDING",
-            PayoutFilter {
-                status: Some(PayoutStatus::Pending),
-                ..Default::default()
-            },
+            by_status(PayoutStatus::Pending),
             vec!["po_04", "po_01"],
         ),
-        (
-            "doctor dr-1",
-            PayoutFilter {
-                doctor_id: Some("dr-1".into()),
-                ..Default::default()
-            },
-            vec!["po_04", "po_01"],
-        ),
-        (
-            "provider MPESA_B2C",
-            PayoutFilter {
-                provider: Some(Provider::MpesaB2c),
-                ..Default::default()
-            },
-            vec!["po_03"],
-        ),
+        ("doctor dr-1", by_doctor("dr-1"), vec!["po_04", "po_01"]),
+        ("provider MPESA_B2C", by_provider(Provider::MpesaB2c), vec!["po_03"]),
         (
             "created on 2025-03-01 (both ends inclusive)",
             PayoutFilter {
@@ -220,14 +229,7 @@ pub async fn list_filters_and_counts(store: &dyn PayoutStore) {
             },
             vec!["po_05"],
         ),
-        (
-            "an unknown doctor",
-            PayoutFilter {
-                doctor_id: Some("dr-404".into()),
-                ..Default::default()
-            },
-            vec![],
-        ),
+        ("an unknown doctor", by_doctor("dr-404"), vec![]),
     ];
     for (name, filter, expected) in cases {
         let page = list(store, &filter, &Page::new(100, 0)).await;
@@ -321,27 +323,9 @@ pub async fn list_keyset_paging_walks_every_row_once(store: &dyn PayoutStore) {
 
     // A page whose last row is the last row overall is full: its next page is empty.
     let first = list(store, &filter, &Page::new(5, 0)).await;
-    let second = list(
-        store,
-        &filter,
-        &Page {
-            limit: 5,
-            skip: 0,
-            after: first.next.clone(),
-        },
-    )
-    .await;
+    let second = list(store, &filter, &keyset(5, first.next.clone())).await;
     assert_eq!(ids(&second.payouts), ids(&all[5..]));
-    let third = list(
-        store,
-        &filter,
-        &Page {
-            limit: 5,
-            skip: 0,
-            after: second.next.clone(),
-        },
-    )
-    .await;
+    let third = list(store, &filter, &keyset(5, second.next.clone())).await;
     assert!(
         third.payouts.is_empty() && third.next.is_none(),
         "after the last row: {third:?}"
@@ -352,16 +336,7 @@ pub async fn list_keyset_paging_walks_every_row_once(store: &dyn PayoutStore) {
         created_at: all[4].created_at,
         id: PayoutId::new(format!("{}z", all[5].id)),
     };
-    let got = list(
-        store,
-        &filter,
-        &Page {
-            limit: 2,
-            skip: 0,
-            after: Some(between),
-        },
-    )
-    .await;
+    let got = list(store, &filter, &keyset(2, Some(between))).await;
     assert_eq!(got.payouts.first().map(|p| p.id.as_str()), Some(all[5].id.as_str()));
 }
 
@@ -384,16 +359,7 @@ pub async fn list_clamps_limit_to_max(store: &dyn PayoutStore) {
     );
     assert_eq!(page.total, n as u64);
     assert!(page.next.is_some(), "a clamped full page carries a next cursor");
-    let rest = list(
-        store,
-        &PayoutFilter::default(),
-        &Page {
-            limit: u32::MAX,
-            skip: 0,
-            after: page.next.clone(),
-        },
-    )
-    .await;
+    let rest = list(store, &PayoutFilter::default(), &keyset(u32::MAX, page.next.clone())).await;
     assert_eq!(rest.payouts.len(), 5, "the rows after the clamped page");
 }
 
@@ -403,18 +369,9 @@ pub async fn stream_matches_list(store: &dyn PayoutStore) {
     move_to(store, &created[3], PayoutStatus::Approved, at(30)).await;
     let filters = [
         PayoutFilter::default(),
-        PayoutFilter {
-            doctor_id: Some("dr-2".into()),
-            ..Default::default()
-        },
-        PayoutFilter {
-            status: Some(PayoutStatus::Approved),
-            ..Default::default()
-        },
-        PayoutFilter {
-            doctor_id: Some("dr-404".into()),
-            ..Default::default()
-        },
+        by_doctor("dr-2"),
+        by_status(PayoutStatus::Approved),
+        by_doctor("dr-404"),
     ];
     for filter in filters {
         let listed = list(store, &filter, &Page::new(Page::MAX_LIMIT, 0)).await.payouts;
@@ -470,31 +427,16 @@ pub async fn export_rows_match_stream(store: &dyn PayoutStore) {
 
     let filters = [
         PayoutFilter::default(),
-        PayoutFilter {
-            doctor_id: Some("dr-3".into()),
-            ..Default::default()
-        },
-        PayoutFilter {
-            status: Some(PayoutStatus::Approved),
-            ..Default::default()
-        },
-        PayoutFilter {
-            status: Some(PayoutStatus::Pending),
-            ..Default::default()
-        },
-        PayoutFilter {
-            provider: Some(Provider::MpesaB2c),
-            ..Default::default()
-        },
+        by_doctor("dr-3"),
+        by_status(PayoutStatus::Approved),
+        by_status(PayoutStatus::Pending),
+        by_provider(Provider::MpesaB2c),
         PayoutFilter {
             created_from: Some(base.date_naive()),
             created_to: Some(base.date_naive()),
             ..Default::default()
         },
-        PayoutFilter {
-            doctor_id: Some("dr-404".into()),
-            ..Default::default()
-        },
+        by_doctor("dr-404"),
     ];
     for filter in filters {
         let streamed: Vec<ExportRow> = store

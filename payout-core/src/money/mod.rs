@@ -4,11 +4,16 @@
 //! refused ([`MoneyError::TooPrecise`]), never rounded; rounding happens only where a caller asks for it
 //! explicitly ([`Money::percentage`]).
 
+mod currency;
+mod decimal;
+
 use std::fmt;
-use std::str::FromStr;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use currency::Currency;
+pub use decimal::{decimal_serde, parse_decimal};
 
 /// An error building or combining [`Money`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,272 +41,6 @@ pub enum MoneyError {
     /// The result does not fit.
     #[error("amount overflow")]
     Overflow,
-}
-
-/// ISO 4217 codes with their exponents (minor-unit digits). Active codes; funds codes left out.
-const CURRENCIES: &[(&str, u8)] = &[
-    ("AED", 2),
-    ("AFN", 2),
-    ("ALL", 2),
-    ("AMD", 2),
-    ("ANG", 2),
-    ("AOA", 2),
-    ("ARS", 2),
-    ("AUD", 2),
-    ("AWG", 2),
-    ("AZN", 2),
-    ("BAM", 2),
-    ("BBD", 2),
-    ("BDT", 2),
-    ("BGN", 2),
-    ("BHD", 3),
-    ("BIF", 0),
-    ("BMD", 2),
-    ("BND", 2),
-    ("BOB", 2),
-    ("BRL", 2),
-    ("BSD", 2),
-    ("BTN", 2),
-    ("BWP", 2),
-    ("BYN", 2),
-    ("BZD", 2),
-    ("CAD", 2),
-    ("CDF", 2),
-    ("CHF", 2),
-    ("CLP", 0),
-    ("CNY", 2),
-    ("COP", 2),
-    ("CRC", 2),
-    ("CUP", 2),
-    ("CVE", 2),
-    ("CZK", 2),
-    ("DJF", 0),
-    ("DKK", 2),
-    ("DOP", 2),
-    ("DZD", 2),
-    ("EGP", 2),
-    ("ERN", 2),
-    ("ETB", 2),
-    ("EUR", 2),
-    ("FJD", 2),
-    ("FKP", 2),
-    ("GBP", 2),
-    ("GEL", 2),
-    ("GHS", 2),
-    ("GIP", 2),
-    ("GMD", 2),
-    ("GNF", 0),
-    ("GTQ", 2),
-    ("GYD", 2),
-    ("HKD", 2),
-    ("HNL", 2),
-    ("HTG", 2),
-    ("HUF", 2),
-    ("IDR", 2),
-    ("ILS", 2),
-    ("INR", 2),
-    ("IQD", 3),
-    ("IRR", 2),
-    ("ISK", 0),
-    ("JMD", 2),
-    ("JOD", 3),
-    ("JPY", 0),
-    ("KES", 2),
-    ("KGS", 2),
-    ("KHR", 2),
-    ("KMF", 0),
-    ("KPW", 2),
-    ("KRW", 0),
-    ("KWD", 3),
-    ("KYD", 2),
-    ("KZT", 2),
-    ("LAK", 2),
-    ("LBP", 2),
-    ("LKR", 2),
-    ("LRD", 2),
-    ("LSL", 2),
-    ("LYD", 3),
-    ("MAD", 2),
-    ("MDL", 2),
-    ("MGA", 2),
-    ("MKD", 2),
-    ("MMK", 2),
-    ("MNT", 2),
-    ("MOP", 2),
-    ("MRU", 2),
-    ("MUR", 2),
-    ("MVR", 2),
-    ("MWK", 2),
-    ("MXN", 2),
-    ("MYR", 2),
-    ("MZN", 2),
-    ("NAD", 2),
-    ("NGN", 2),
-    ("NIO", 2),
-    ("NOK", 2),
-    ("NPR", 2),
-    ("NZD", 2),
-    ("OMR", 3),
-    ("PAB", 2),
-    ("PEN", 2),
-    ("PGK", 2),
-    ("PHP", 2),
-    ("PKR", 2),
-    ("PLN", 2),
-    ("PYG", 0),
-    ("QAR", 2),
-    ("RON", 2),
-    ("RSD", 2),
-    ("RUB", 2),
-    ("RWF", 0),
-    ("SAR", 2),
-    ("SBD", 2),
-    ("SCR", 2),
-    ("SDG", 2),
-    ("SEK", 2),
-    ("SGD", 2),
-    ("SHP", 2),
-    ("SLE", 2),
-    ("SOS", 2),
-    ("SRD", 2),
-    ("SSP", 2),
-    ("STN", 2),
-    ("SVC", 2),
-    ("SYP", 2),
-    ("SZL", 2),
-    ("THB", 2),
-    ("TJS", 2),
-    ("TMT", 2),
-    ("TND", 3),
-    ("TOP", 2),
-    ("TRY", 2),
-    ("TTD", 2),
-    ("TWD", 2),
-    ("TZS", 2),
-    ("UAH", 2),
-    ("UGX", 0),
-    ("USD", 2),
-    ("UYU", 2),
-    ("UZS", 2),
-    ("VES", 2),
-    ("VND", 0),
-    ("VUV", 0),
-    ("WST", 2),
-    ("XAF", 0),
-    ("XCD", 2),
-    ("XOF", 0),
-    ("XPF", 0),
-    ("YER", 2),
-    ("ZAR", 2),
-    ("ZMW", 2),
-    ("ZWL", 2),
-];
-
-/// An ISO 4217 currency: its three-letter code and its exponent (how many minor-unit digits it has).
-///
-/// ```
-/// use payout_core::money::Currency;
-/// assert_eq!(Currency::KES.exponent(), 2);
-/// assert_eq!("jpy".parse::<Currency>().unwrap().exponent(), 0);
-/// assert!("XYZ".parse::<Currency>().is_err());
-/// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Currency {
-    code: [u8; 3],
-    exponent: u8,
-}
-
-impl Currency {
-    /// Kenyan shilling, the default currency.
-    pub const KES: Currency = Currency {
-        code: *b"KES",
-        exponent: 2,
-    };
-    /// US dollar.
-    pub const USD: Currency = Currency {
-        code: *b"USD",
-        exponent: 2,
-    };
-    /// Euro.
-    pub const EUR: Currency = Currency {
-        code: *b"EUR",
-        exponent: 2,
-    };
-    /// Pound sterling.
-    pub const GBP: Currency = Currency {
-        code: *b"GBP",
-        exponent: 2,
-    };
-    /// Japanese yen (no minor unit).
-    pub const JPY: Currency = Currency {
-        code: *b"JPY",
-        exponent: 0,
-    };
-
-    /// Looks a code up (case-insensitive).
-    pub fn from_code(code: &str) -> Result<Self, MoneyError> {
-        let upper = code.trim().to_ascii_uppercase();
-        CURRENCIES
-            .iter()
-            .find(|(c, _)| *c == upper)
-            .map(|(c, e)| {
-                let b = c.as_bytes();
-                Currency {
-                    code: [b[0], b[1], b[2]],
-                    exponent: *e,
-                }
-            })
-            .ok_or_else(|| MoneyError::UnknownCurrency(code.to_string()))
-    }
-
-    /// The uppercase three-letter code, e.g. `"KES"`.
-    pub fn code(&self) -> &str {
-        // The table holds ASCII only.
-        std::str::from_utf8(&self.code).unwrap_or("???")
-    }
-
-    /// How many decimal places the currency has (KES 2, JPY 0, KWD 3).
-    pub fn exponent(&self) -> u32 {
-        u32::from(self.exponent)
-    }
-}
-
-impl Default for Currency {
-    fn default() -> Self {
-        Currency::KES
-    }
-}
-
-impl fmt::Display for Currency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
-impl fmt::Debug for Currency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
-impl FromStr for Currency {
-    type Err = MoneyError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Currency::from_code(s)
-    }
-}
-
-impl Serialize for Currency {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.code())
-    }
-}
-
-impl<'de> Deserialize<'de> for Currency {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Currency::from_code(&s).map_err(serde::de::Error::custom)
-    }
 }
 
 /// An exact amount of money in one currency, always held at the currency's scale
@@ -406,20 +145,14 @@ impl Money {
     pub fn checked_add(&self, other: &Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
         let amount = self.amount.checked_add(other.amount).ok_or(MoneyError::Overflow)?;
-        Ok(Money {
-            amount,
-            currency: self.currency,
-        })
+        Ok(self.with_amount(amount))
     }
 
     /// `self - other`; both must be in the same currency.
     pub fn checked_sub(&self, other: &Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
         let amount = self.amount.checked_sub(other.amount).ok_or(MoneyError::Overflow)?;
-        Ok(Money {
-            amount,
-            currency: self.currency,
-        })
+        Ok(self.with_amount(amount))
     }
 
     /// `self * n`, e.g. a rate times a number of consultations.
@@ -427,18 +160,12 @@ impl Money {
         let amount = self.amount.checked_mul(Decimal::from(n)).ok_or(MoneyError::Overflow)?;
         let mut amount = amount;
         amount.rescale(self.currency.exponent());
-        Ok(Money {
-            amount,
-            currency: self.currency,
-        })
+        Ok(self.with_amount(amount))
     }
 
     /// The negated amount (a deduction).
     pub fn negate(&self) -> Money {
-        Money {
-            amount: -self.amount,
-            currency: self.currency,
-        }
+        self.with_amount(-self.amount)
     }
 
     /// `percent`% of this amount, rounded *explicitly* to the currency's minor unit with `rounding`
@@ -451,10 +178,7 @@ impl Money {
             .ok_or(MoneyError::Overflow)?;
         let mut amount = raw.round_dp_with_strategy(self.currency.exponent(), rounding);
         amount.rescale(self.currency.exponent());
-        Ok(Money {
-            amount,
-            currency: self.currency,
-        })
+        Ok(self.with_amount(amount))
     }
 
     /// Sums amounts in `currency`; any other currency is an error.
@@ -462,6 +186,14 @@ impl Money {
         items
             .into_iter()
             .try_fold(Money::zero(currency), |acc, m| acc.checked_add(m))
+    }
+
+    /// `amount` in this amount's currency; the caller keeps it at the currency's scale.
+    fn with_amount(&self, amount: Decimal) -> Money {
+        Money {
+            amount,
+            currency: self.currency,
+        }
     }
 
     fn same_currency(&self, other: &Money) -> Result<(), MoneyError> {
@@ -481,73 +213,6 @@ impl PartialOrd for Money {
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.amount, self.currency)
-    }
-}
-
-/// Parses decimal text exactly: plain notation only (`"12.50"`, `"-3"`), no exponent, no separators.
-pub fn parse_decimal(text: &str) -> Result<Decimal, MoneyError> {
-    let t = text.trim();
-    let valid = !t.is_empty()
-        && t.len() <= 40
-        && t.strip_prefix('-')
-            .unwrap_or(t)
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == '.')
-        && t.chars().filter(|c| *c == '.').count() <= 1
-        && t.chars().any(|c| c.is_ascii_digit());
-    if !valid {
-        return Err(MoneyError::Invalid(text.to_string()));
-    }
-    Decimal::from_str_exact(t).map_err(|_| MoneyError::Invalid(text.to_string()))
-}
-
-/// Serde helpers for amounts: serialized as exact decimal strings; on input both strings (`"500.00"`)
-/// and JSON numbers (`500`, `500.5`) are accepted.
-///
-/// A JSON number reaches serde either as an integer (exact) or, with a fraction, as the parser's
-/// binary value; that value is turned back into the shortest decimal text that reads back to it,
-/// which is the text the client wrote for any number of up to 15 significant digits. Longer
-/// fractional numbers are refused: send those as strings.
-pub mod decimal_serde {
-    use super::*;
-
-    /// Writes the decimal as a string.
-    pub fn serialize<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(d)
-    }
-
-    /// Reads a string or a number.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-        d.deserialize_any(DecimalVisitor)
-    }
-
-    struct DecimalVisitor;
-
-    impl serde::de::Visitor<'_> for DecimalVisitor {
-        type Value = Decimal;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a decimal amount as a string or a number")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Decimal, E> {
-            parse_decimal(v).map_err(E::custom)
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Decimal, E> {
-            Ok(Decimal::from(v))
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Decimal, E> {
-            Ok(Decimal::from(v))
-        }
-        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Decimal, E> {
-            // Shortest round-trip text of the parsed literal; never arithmetic on the binary value.
-            let text = format!("{v}");
-            let significant = text.chars().filter(|c| c.is_ascii_digit()).collect::<String>();
-            if !v.is_finite() || significant.trim_start_matches('0').len() > 15 || text.contains('e') {
-                return Err(E::custom(format!(
-                    "the number {text} cannot be read exactly; send the amount as a decimal string"
-                )));
-            }
-            parse_decimal(&text).map_err(E::custom)
-        }
     }
 }
 
@@ -581,20 +246,6 @@ mod tests {
 
     fn kes(s: &str) -> Money {
         Money::parse(s, Currency::KES).unwrap()
-    }
-
-    #[test]
-    fn exponents_come_from_iso_4217() {
-        assert_eq!(Currency::from_code("KES").unwrap().exponent(), 2);
-        assert_eq!(Currency::from_code("usd").unwrap().exponent(), 2);
-        assert_eq!(Currency::from_code("EUR").unwrap().exponent(), 2);
-        assert_eq!(Currency::from_code("JPY").unwrap().exponent(), 0);
-        assert_eq!(Currency::from_code("KWD").unwrap().exponent(), 3);
-        assert!(matches!(
-            Currency::from_code("ABC"),
-            Err(MoneyError::UnknownCurrency(_))
-        ));
-        assert_eq!(Currency::default(), Currency::KES);
     }
 
     #[test]
