@@ -132,7 +132,7 @@ async fn run(args: Args) -> Result<(), String> {
     let mut performance = PerformanceConfig::default();
     let (store, source, directory) = if url.starts_with("postgres") {
         // Postgres runs transactions side by side: two calculation chunks are written at once.
-        performance = performance.calculation_writes_in_flight(PgStore::WRITES_IN_FLIGHT);
+        performance.calculation_writes_in_flight = PgStore::WRITES_IN_FLIGHT;
         let store = PgStore::connect(&url).await.map_err(unreachable)?;
         let pool = store.pool().clone();
         wire(store, pool, SqlConsultationSource::new, SqlRecipientDirectory::new)?

@@ -310,6 +310,26 @@ async fn create_transfer(State(bank): State<Arc<BankDouble>>, headers: HeaderMap
     }
 }
 
+impl BankDouble {
+    /// Answers a lookup from the ledger, unless the link is down: then the request is lost (counted)
+    /// and never answered.
+    async fn look_up<T>(&self, answer: impl FnOnce(&Ledger) -> T) -> T {
+        let answered = {
+            let mut l = self.ledger();
+            if l.link_down {
+                l.lost_lookups += 1;
+                None
+            } else {
+                Some(answer(&l))
+            }
+        };
+        match answered {
+            Some(a) => a,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// `GET /transfers/{id}`.
 async fn get_transfer(
     State(bank): State<Arc<BankDouble>>,
@@ -319,19 +339,12 @@ async fn get_transfer(
     if !authorized(&headers) {
         return api_error(StatusCode::UNAUTHORIZED, "unauthorized", "bad API key");
     }
-    let found = {
-        let mut l = bank.ledger();
-        if l.link_down {
-            l.lost_lookups += 1;
-            None
-        } else {
-            Some(l.transfers.iter().find(|t| t.id == id).map(|t| t.json("COMPLETED")))
-        }
-    };
-    match found {
-        None => std::future::pending().await,
-        Some(Some(t)) => (StatusCode::OK, axum::Json(t)).into_response(),
-        Some(None) => api_error(StatusCode::NOT_FOUND, "not_found", "no such transfer"),
+    match bank
+        .look_up(|l| l.transfers.iter().find(|t| t.id == id).map(|t| t.json("COMPLETED")))
+        .await
+    {
+        Some(t) => (StatusCode::OK, axum::Json(t)).into_response(),
+        None => api_error(StatusCode::NOT_FOUND, "not_found", "no such transfer"),
     }
 }
 
@@ -347,25 +360,16 @@ async fn find_transfers(
     let Some(reference) = q.get("reference") else {
         return api_error(StatusCode::BAD_REQUEST, "invalid_request", "reference is required");
     };
-    let found = {
-        let mut l = bank.ledger();
-        if l.link_down {
-            l.lost_lookups += 1;
-            None
-        } else {
-            Some(
-                l.transfers
-                    .iter()
-                    .filter(|t| &t.key == reference)
-                    .map(|t| t.json("COMPLETED"))
-                    .collect::<Vec<_>>(),
-            )
-        }
-    };
-    match found {
-        None => std::future::pending().await,
-        Some(data) => (StatusCode::OK, axum::Json(json!({"data": data}))).into_response(),
-    }
+    let data: Vec<_> = bank
+        .look_up(|l| {
+            l.transfers
+                .iter()
+                .filter(|t| &t.key == reference)
+                .map(|t| t.json("COMPLETED"))
+                .collect()
+        })
+        .await;
+    (StatusCode::OK, axum::Json(json!({"data": data}))).into_response()
 }
 
 /// Serves the double on 127.0.0.1:0 in this runtime; returns its address.

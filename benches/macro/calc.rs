@@ -34,6 +34,18 @@ use crate::common::{
     Report, bench_schema, child_figures, existing_schema, peak_rss_kib, reset_peak_rss, rss_kib, secs,
 };
 
+/// What the calculation (or the baseline) wrote in `$pool`, counted with [`WRITTEN_SQL`].
+macro_rules! written {
+    ($pool:expr) => {
+        Written::from(
+            sqlx::query_as::<_, (i64, i64, i64, i64)>(WRITTEN_SQL)
+                .fetch_one($pool)
+                .await
+                .expect("counting"),
+        )
+    };
+}
+
 const SECTION: &str = "calc";
 /// The argument that makes this benchmark a measured child: `--calc-child <sqlite|postgres> <location>`.
 pub const CHILD_ARG: &str = "--calc-child";
@@ -75,7 +87,7 @@ pub async fn run(report: &mut Report) {
     let big_run = child("sqlite", path("big.db").to_str().expect("a UTF-8 path"));
     let small_run = child("sqlite", path("small.db").to_str().expect("a UTF-8 path"));
     let pool = sqlite_pool(&path("big.db")).await;
-    let ours = written_sqlite(&pool).await;
+    let ours = written!(&pool);
     pool.close().await;
     record(
         report, "SQLite", big, small, &base, base_time, &ours, &big_run, &small_run,
@@ -98,7 +110,7 @@ pub async fn run(report: &mut Report) {
     let big_run = child("postgres", schemas[1].name());
     let small_run = child("postgres", schemas[2].name());
     let pool = schemas[1].pool(1).await;
-    let ours = written_postgres(&pool).await;
+    let ours = written!(&pool);
     pool.close().await;
     record(
         report, "Postgres", big, small, &base, base_time, &ours, &big_run, &small_run,
@@ -236,7 +248,10 @@ fn service(
     PayoutService::builder()
         .store(store)
         .consultations(source)
-        .performance(PerformanceConfig::default().calculation_writes_in_flight(writes_in_flight))
+        .performance(PerformanceConfig {
+            calculation_writes_in_flight: writes_in_flight,
+            ..Default::default()
+        })
         .directory(Arc::new(payout_core::source::StaticDirectory::default()))
         .build()
         .expect("a service")
@@ -294,41 +309,46 @@ fn appointments_select(dialect: &str, doctors: usize, from: i64, count: i64, sta
     format!("INSERT INTO appointments SELECT {id}, {doctor}, '{status}', {at} FROM {series}")
 }
 
+/// Creates the host's `appointments` table on `$pool` (`completed_at` of type `$at_type`) and fills
+/// it in one transaction with `doctors * per_doctor` completed consultations of the period and the
+/// noise the calculation skips, then runs `$analyze`.
+macro_rules! load_appointments {
+    ($pool:expr, $dialect:literal, $at_type:literal, $analyze:literal, $doctors:expr, $per_doctor:expr) => {{
+        let (doctors, per_doctor) = ($doctors, $per_doctor);
+        let (n, noise) = appointment_rows(doctors, per_doctor);
+        let create = concat!(
+            "CREATE TABLE appointments (id TEXT PRIMARY KEY, doctor_id TEXT NOT NULL, status TEXT NOT NULL, \
+             completed_at ",
+            $at_type,
+            ")"
+        );
+        sqlx::query(create).execute($pool).await.expect("creating appointments");
+        let mut tx = $pool.begin().await.expect("a transaction");
+        for sql in [
+            appointments_select($dialect, doctors, 0, n, "COMPLETED", "2026-10-01"),
+            appointments_select($dialect, doctors, n, noise, "CANCELLED", "2026-10-01"),
+            appointments_select($dialect, doctors, n + noise, noise, "COMPLETED", "2026-09-01"),
+        ] {
+            sqlx::query(&sql).execute(&mut *tx).await.expect("loading appointments");
+        }
+        tx.commit().await.expect("committing appointments");
+        sqlx::query($analyze).execute($pool).await.expect($analyze);
+    }};
+}
+
 async fn load_sqlite(pool: &SqlitePool, doctors: usize, per_doctor: usize) {
-    let (n, noise) = appointment_rows(doctors, per_doctor);
-    sqlx::query("CREATE TABLE appointments (id TEXT PRIMARY KEY, doctor_id TEXT NOT NULL, status TEXT NOT NULL, completed_at TEXT)")
-        .execute(pool)
-        .await
-        .expect("creating appointments");
-    let mut tx = pool.begin().await.expect("a transaction");
-    for sql in [
-        appointments_select("sqlite", doctors, 0, n, "COMPLETED", "2026-10-01"),
-        appointments_select("sqlite", doctors, n, noise, "CANCELLED", "2026-10-01"),
-        appointments_select("sqlite", doctors, n + noise, noise, "COMPLETED", "2026-09-01"),
-    ] {
-        sqlx::query(&sql).execute(&mut *tx).await.expect("loading appointments");
-    }
-    tx.commit().await.expect("committing appointments");
-    sqlx::query("ANALYZE").execute(pool).await.expect("ANALYZE");
+    load_appointments!(pool, "sqlite", "TEXT", "ANALYZE", doctors, per_doctor);
 }
 
 async fn load_postgres(pool: &PgPool, doctors: usize, per_doctor: usize) {
-    let (n, noise) = appointment_rows(doctors, per_doctor);
-    sqlx::query("CREATE TABLE appointments (id TEXT PRIMARY KEY, doctor_id TEXT NOT NULL, status TEXT NOT NULL, completed_at TIMESTAMPTZ)")
-        .execute(pool)
-        .await
-        .expect("creating appointments");
-    for sql in [
-        appointments_select("postgres", doctors, 0, n, "COMPLETED", "2026-10-01"),
-        appointments_select("postgres", doctors, n, noise, "CANCELLED", "2026-10-01"),
-        appointments_select("postgres", doctors, n + noise, noise, "COMPLETED", "2026-09-01"),
-    ] {
-        sqlx::query(&sql).execute(pool).await.expect("loading appointments");
-    }
-    sqlx::query("VACUUM ANALYZE appointments")
-        .execute(pool)
-        .await
-        .expect("VACUUM ANALYZE");
+    load_appointments!(
+        pool,
+        "postgres",
+        "TIMESTAMPTZ",
+        "VACUUM ANALYZE appointments",
+        doctors,
+        per_doctor
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -357,69 +377,45 @@ fn baseline_sql() -> [&'static str; 3] {
     ]
 }
 
+/// Runs the baseline's statements in one transaction on `$pool`, binding now and the completion
+/// bounds as the dialect stores times, and returns the time it took.
+macro_rules! run_baseline {
+    ($pool:expr, $now:expr, $from:expr, $to:expr) => {{
+        let p = period();
+        let start = Instant::now();
+        let mut tx = $pool.begin().await.expect("a transaction");
+        for sql in baseline_sql() {
+            sqlx::query(sql)
+                .bind(p.start)
+                .bind(p.end)
+                .bind($now)
+                .bind($from)
+                .bind($to)
+                .execute(&mut *tx)
+                .await
+                .expect("the baseline");
+        }
+        tx.commit().await.expect("committing the baseline");
+        start.elapsed()
+    }};
+}
+
 async fn baseline_sqlite(pool: &SqlitePool) -> (Written, Duration) {
-    let p = period();
     // The store's fixed-width UTC text.
     let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    let start = Instant::now();
-    let mut tx = pool.begin().await.expect("a transaction");
-    for sql in baseline_sql() {
-        sqlx::query(sql)
-            .bind(p.start)
-            .bind(p.end)
-            .bind(&now)
-            .bind("2026-10-01")
-            .bind("2026-11-01")
-            .execute(&mut *tx)
-            .await
-            .expect("the baseline");
-    }
-    tx.commit().await.expect("committing the baseline");
-    let time = start.elapsed();
-    (written_sqlite(pool).await, time)
+    let time = run_baseline!(pool, &now, "2026-10-01", "2026-11-01");
+    (written!(pool), time)
 }
 
 async fn baseline_postgres(pool: &PgPool) -> (Written, Duration) {
-    let p = period();
-    let now = Utc::now();
     let from = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).single().expect("a time");
     let to = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().expect("a time");
-    let start = Instant::now();
-    let mut tx = pool.begin().await.expect("a transaction");
-    for sql in baseline_sql() {
-        sqlx::query(sql)
-            .bind(p.start)
-            .bind(p.end)
-            .bind(now)
-            .bind(from)
-            .bind(to)
-            .execute(&mut *tx)
-            .await
-            .expect("the baseline");
-    }
-    tx.commit().await.expect("committing the baseline");
-    let time = start.elapsed();
-    (written_postgres(pool).await, time)
+    let time = run_baseline!(pool, Utc::now(), from, to);
+    (written!(pool), time)
 }
 
 const WRITTEN_SQL: &str = "SELECT (SELECT COUNT(*) FROM payouts), (SELECT COUNT(*) FROM payout_items), \
      (SELECT COUNT(*) FROM audit_entries), (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM payouts)";
-
-async fn written_sqlite(pool: &SqlitePool) -> Written {
-    sqlx::query_as::<_, (i64, i64, i64, i64)>(WRITTEN_SQL)
-        .fetch_one(pool)
-        .await
-        .expect("counting")
-        .into()
-}
-
-async fn written_postgres(pool: &PgPool) -> Written {
-    sqlx::query_as::<_, (i64, i64, i64, i64)>(WRITTEN_SQL)
-        .fetch_one(pool)
-        .await
-        .expect("counting")
-        .into()
-}
 
 impl From<(i64, i64, i64, i64)> for Written {
     fn from((payouts, items, audit, total_minor): (i64, i64, i64, i64)) -> Self {

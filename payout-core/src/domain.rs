@@ -255,6 +255,37 @@ pub struct Payout {
 }
 
 impl Payout {
+    /// A new payout as every payout starts: `PENDING`, version 1, no provider, reference, notes,
+    /// approver or outcome yet, created and last changed `at`.
+    pub fn pending(
+        id: PayoutId,
+        doctor_id: DoctorId,
+        period: Period,
+        amount_due: Money,
+        origin: PayoutOrigin,
+        created_by: String,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Payout {
+            id,
+            doctor_id,
+            period_start: period.start,
+            period_end: period.end,
+            amount_due,
+            status: PayoutStatus::Pending,
+            provider: None,
+            provider_reference: None,
+            notes: None,
+            origin,
+            created_by,
+            approved_by: None,
+            processed_at: None,
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        }
+    }
+
     /// The period it pays for.
     pub fn period(&self) -> Period {
         Period {

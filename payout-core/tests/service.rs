@@ -695,7 +695,10 @@ async fn an_ambiguous_error_or_timeout_leaves_the_payout_processing() {
             Ok(ProviderStatus::Accepted)
         }
     }
-    let policy = ServicePolicy::default().send_timeout(std::time::Duration::from_millis(20));
+    let policy = ServicePolicy {
+        send_timeout: std::time::Duration::from_millis(20),
+        ..Default::default()
+    };
     let h = harness_with(default_consultations(), vec![Arc::new(Hang)], policy);
     let p = h.approved("dr-b").await;
     let after = h.trigger(&p.id, Provider::BankTransfer).await;

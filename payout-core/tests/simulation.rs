@@ -1006,12 +1006,17 @@ impl World {
         // Drawn in the order the fields always were, so seeds keep their runs.
         let trigger_concurrency = rng.range(1, 4) as usize;
         let calculation_chunk = rng.range(1, 4) as usize;
-        let performance = PerformanceConfig::default()
-            .trigger_concurrency(trigger_concurrency)
-            .calculation_chunk(calculation_chunk, PerformanceConfig::default().calculation_chunk_items)
+        let performance = PerformanceConfig {
+            trigger_concurrency,
+            calculation_chunk,
             // 1 to 3 chunks written at once, from a draw above (no new draw).
-            .calculation_writes_in_flight(4 - calculation_chunk);
-        let service_policy = ServicePolicy::default().attention_after(Duration::hours(i64::from(rng.range(2, 72))));
+            calculation_writes_in_flight: 4 - calculation_chunk,
+            ..Default::default()
+        };
+        let service_policy = ServicePolicy {
+            attention_after: Duration::hours(i64::from(rng.range(2, 72))),
+            ..Default::default()
+        };
         let config = (service_policy, performance);
         let sim = Arc::new(Sim {
             state: Mutex::new(SimState {

@@ -147,7 +147,7 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
         if config.sample_data {
             seed_postgres(&pool).await?;
         }
-        performance = performance.calculation_writes_in_flight(PgStore::WRITES_IN_FLIGHT);
+        performance.calculation_writes_in_flight = PgStore::WRITES_IN_FLIGHT;
         (
             Arc::new(store),
             Arc::new(SqlConsultationSource::new(pool.clone(), ConsultationTable::default())?),

@@ -28,6 +28,26 @@ pub(super) struct Double {
 }
 
 impl Double {
+    /// What the Stripe side saw, for the log.
+    pub(super) fn stripe_stats(&self) -> String {
+        format!(
+            "{} calls, peak {} in flight at the double",
+            self.stripe_calls.load(Ordering::Relaxed),
+            self.stripe_peak.load(Ordering::Relaxed),
+        )
+    }
+
+    /// What the PayPal side saw, for the log.
+    pub(super) fn paypal_stats(&self) -> String {
+        format!(
+            "{} token, {} create ({} items), {} page reads",
+            self.paypal_tokens.load(Ordering::Relaxed),
+            self.paypal_creates.load(Ordering::Relaxed),
+            self.paypal_items.load(Ordering::Relaxed),
+            self.paypal_reads.load(Ordering::Relaxed),
+        )
+    }
+
     /// Serves the double on 127.0.0.1 on a free port, on the current runtime.
     pub(super) async fn start() -> Arc<Double> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -146,7 +146,10 @@ pub async fn run(report: &mut Report) {
             inner: Arc::new(paypal),
             spans: spans.clone(),
         }))
-        .performance(PerformanceConfig::default().trigger_concurrency(CONCURRENCY))
+        .performance(PerformanceConfig {
+            trigger_concurrency: CONCURRENCY,
+            ..Default::default()
+        })
         .build()
         .expect("the payout service");
     let admin = Actor::admin("bench");
@@ -165,19 +168,12 @@ pub async fn run(report: &mut Report) {
         .await;
     double.check_stripe(&ids);
     let ideal = LATENCY.mul_f64(n as f64 / CONCURRENCY as f64);
-    eprintln!(
-        "[{SECTION}] Stripe: {} calls, peak {} in flight at the double; {:.0} payouts/s",
-        double.stripe_calls.load(Ordering::Relaxed),
-        double.stripe_peak.load(Ordering::Relaxed),
-        n as f64 / stripe_time.as_secs_f64()
-    );
-    report.time(
-        SECTION,
-        format!("bulk trigger {n} payouts, Stripe, concurrency {CONCURRENCY}, 50 ms provider"),
+    run.report(
+        report,
+        Provider::StripeConnect,
+        double.stripe_stats(),
         stripe_time,
-        format!("ideal n x 50 ms / {CONCURRENCY}"),
-        ideal,
-        1.15,
+        (format!("ideal n x 50 ms / {CONCURRENCY}"), ideal, 1.15),
     );
 
     // Batching: PayPal.
@@ -185,21 +181,16 @@ pub async fn run(report: &mut Report) {
         .bulk_trigger(Provider::PaypalPayouts, "p", fixtures::month(2025, 2))
         .await;
     double.check_paypal(&ids);
-    eprintln!(
-        "[{SECTION}] PayPal: {} token, {} create ({} items), {} page reads; {:.0} payouts/s",
-        double.paypal_tokens.load(Ordering::Relaxed),
-        double.paypal_creates.load(Ordering::Relaxed),
-        double.paypal_items.load(Ordering::Relaxed),
-        double.paypal_reads.load(Ordering::Relaxed),
-        n as f64 / paypal_time.as_secs_f64()
-    );
-    report.time(
-        SECTION,
-        format!("bulk trigger {n} payouts, PayPal batched, 50 ms provider"),
+    run.report(
+        report,
+        Provider::PaypalPayouts,
+        double.paypal_stats(),
         paypal_time,
-        format!("one call per payout (Stripe, concurrency {CONCURRENCY})"),
-        stripe_time,
-        0.2,
+        (
+            format!("one call per payout (Stripe, concurrency {CONCURRENCY})"),
+            stripe_time,
+            0.2,
+        ),
     );
 
     schema.drop().await;
@@ -225,6 +216,35 @@ impl Run<'_> {
         check_outcomes(provider.as_str(), &ids, &outcomes);
         check_stored(self.pool, &format!("po_{tag}_"), self.n).await;
         (ids, time)
+    }
+
+    /// Prints what the double saw and the rate, and adds the measurement beside its baseline (what
+    /// it is, its time, the target ratio) to the report.
+    fn report(
+        &self,
+        report: &mut Report,
+        provider: Provider,
+        stats: String,
+        time: Duration,
+        (baseline, baseline_time, target): (String, Duration, f64),
+    ) {
+        let n = self.n;
+        eprintln!(
+            "[{SECTION}] {provider}: {stats}; {:.0} payouts/s",
+            n as f64 / time.as_secs_f64()
+        );
+        let what = match provider {
+            Provider::PaypalPayouts => "PayPal batched".to_string(),
+            _ => format!("Stripe, concurrency {CONCURRENCY}"),
+        };
+        report.time(
+            SECTION,
+            format!("bulk trigger {n} payouts, {what}, 50 ms provider"),
+            time,
+            baseline,
+            baseline_time,
+            target,
+        );
     }
 }
 
@@ -261,19 +281,7 @@ async fn approved_payouts(service: &PayoutService, tag: &str, period: Period, n:
                 }
             })
             .collect();
-        let outcome = store
-            .create_period(PeriodBatch {
-                payouts,
-                carry_overs: Vec::new(),
-            })
-            .await
-            .expect("creating the payouts");
-        assert_eq!(
-            outcome.created.len(),
-            chunk.len(),
-            "every payout created: {:?}",
-            outcome.skipped
-        );
+        payout_core::testkit::store::seed(store.as_ref(), payouts).await;
     }
     let approver = Actor::admin("bench-approver");
     let approved: Vec<bool> = futures::stream::iter(ids.iter())

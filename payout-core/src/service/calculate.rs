@@ -141,8 +141,7 @@ impl PayoutService {
         writer.finish().await
     }
 
-    /// A new `PENDING` payout at version 1, created by `actor` at `now`.
-    #[allow(clippy::too_many_arguments)] // the fields of a new payout, each named at the call
+    /// A new `PENDING` payout with a fresh id, created by `actor` at `now`.
     fn new_payout(
         &self,
         actor: &Actor,
@@ -150,27 +149,17 @@ impl PayoutService {
         period: Period,
         amount: Money,
         origin: PayoutOrigin,
-        notes: Option<String>,
         now: DateTime<Utc>,
     ) -> Payout {
-        Payout {
-            id: self.ids.payout_id(),
-            doctor_id: doctor.clone(),
-            period_start: period.start,
-            period_end: period.end,
-            amount_due: amount,
-            status: PayoutStatus::Pending,
-            provider: None,
-            provider_reference: None,
-            notes,
+        Payout::pending(
+            self.ids.payout_id(),
+            doctor.clone(),
+            period,
+            amount,
             origin,
-            created_by: actor.label(),
-            approved_by: None,
-            processed_at: None,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        }
+            actor.label(),
+            now,
+        )
     }
 
     /// Creates a payout by hand (admins only): one adjustment item for the amount, status `PENDING`.
@@ -195,15 +184,15 @@ impl PayoutService {
             start: today,
             end: today,
         });
-        let payout = self.new_payout(
+        let mut payout = self.new_payout(
             actor,
             &manual.doctor_id,
             period,
             manual.amount,
             PayoutOrigin::Manual,
-            manual.notes.clone(),
             now,
         );
+        payout.notes = manual.notes.clone();
         let item = PayoutItem {
             kind: ItemKind::Adjustment,
             reference: "manual".into(),
@@ -289,15 +278,9 @@ impl<'a> ChunkWriter<'a> {
         match plan {
             DoctorPlan::Pay(planned) => {
                 let now = self.service.clock.now();
-                let payout = self.service.new_payout(
-                    actor,
-                    &doctor,
-                    self.period,
-                    planned.net,
-                    PayoutOrigin::Calculated,
-                    None,
-                    now,
-                );
+                let payout =
+                    self.service
+                        .new_payout(actor, &doctor, self.period, planned.net, PayoutOrigin::Calculated, now);
                 let audit = create_audit(&payout, actor, planned.summary(self.period));
                 self.amounts.insert(payout.id.clone(), planned.net);
                 self.items += planned.items.len();

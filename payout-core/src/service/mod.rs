@@ -32,8 +32,8 @@ pub use webhook::{EventOutcome, ReconcileReport, WebhookReport};
 
 /// What the engine allows and when it gives up waiting: rules a finance team decides. Changing
 /// them changes what the engine does; see [`PerformanceConfig`] for what only changes how fast.
+/// Build one from the defaults: `ServicePolicy { four_eyes: false, ..Default::default() }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct ServicePolicy {
     /// The approver of a manual payout may not be its creator. Default: on.
     pub four_eyes: bool,
@@ -54,28 +54,10 @@ impl Default for ServicePolicy {
     }
 }
 
-impl ServicePolicy {
-    /// Four eyes on or off.
-    pub fn four_eyes(mut self, on: bool) -> Self {
-        self.four_eyes = on;
-        self
-    }
-    /// The time limit of one provider call.
-    pub fn send_timeout(mut self, timeout: Duration) -> Self {
-        self.send_timeout = timeout;
-        self
-    }
-    /// When a PROCESSING payout needs a person.
-    pub fn attention_after(mut self, after: chrono::Duration) -> Self {
-        self.attention_after = after;
-        self
-    }
-}
-
 /// How the engine spends time and memory: concurrency and chunk sizes. None of them changes what
-/// the engine decides, only how fast it gets there and how much it holds at once.
+/// the engine decides, only how fast it gets there and how much it holds at once. Build one from
+/// the defaults: `PerformanceConfig { trigger_concurrency: 64, ..Default::default() }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct PerformanceConfig {
     /// How many payouts a bulk trigger sends at once. Default: 16.
     pub trigger_concurrency: usize,
@@ -104,25 +86,6 @@ impl Default for PerformanceConfig {
             calculation_chunk_items: 20_000,
             calculation_writes_in_flight: 1,
         }
-    }
-}
-
-impl PerformanceConfig {
-    /// Sends at once in a bulk trigger.
-    pub fn trigger_concurrency(mut self, n: usize) -> Self {
-        self.trigger_concurrency = n;
-        self
-    }
-    /// The calculation's chunk: at most `doctors` doctors and `items` items per transaction.
-    pub fn calculation_chunk(mut self, doctors: usize, items: usize) -> Self {
-        self.calculation_chunk = doctors;
-        self.calculation_chunk_items = items;
-        self
-    }
-    /// Chunks a calculation writes at once.
-    pub fn calculation_writes_in_flight(mut self, n: usize) -> Self {
-        self.calculation_writes_in_flight = n;
-        self
     }
 }
 

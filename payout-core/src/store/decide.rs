@@ -197,24 +197,15 @@ mod tests {
         let amount = Money::from_minor_units(50_000, Currency::KES);
         let period = month(1);
         NewPayout {
-            payout: Payout {
-                id: id.into(),
-                doctor_id: doctor.into(),
-                period_start: period.start,
-                period_end: period.end,
-                amount_due: amount,
-                status: PayoutStatus::Pending,
-                provider: None,
-                provider_reference: None,
-                notes: None,
+            payout: Payout::pending(
+                id.into(),
+                doctor.into(),
+                period,
+                amount,
                 origin,
-                created_by: "system:test".into(),
-                approved_by: None,
-                processed_at: None,
-                created_at: at,
-                updated_at: at,
-                version: 1,
-            },
+                "system:test".into(),
+                at,
+            ),
             items: vec![PayoutItem {
                 kind: ItemKind::Consultation,
                 reference: format!("apt-{id}"),

@@ -70,24 +70,15 @@ pub fn item(reference: &str, amount: Money, occurred_at: DateTime<Utc>) -> Payou
 
 /// A calculated `PENDING` payout at version 1, created and updated at [`base_time`].
 pub fn payout(id: &str, doctor: &str, period: Period, amount_due: Money) -> Payout {
-    Payout {
-        id: PayoutId::new(id),
-        doctor_id: DoctorId::new(doctor),
-        period_start: period.start,
-        period_end: period.end,
+    Payout::pending(
+        PayoutId::new(id),
+        DoctorId::new(doctor),
+        period,
         amount_due,
-        status: PayoutStatus::Pending,
-        provider: None,
-        provider_reference: None,
-        notes: None,
-        origin: PayoutOrigin::Calculated,
-        created_by: CREATOR.to_string(),
-        approved_by: None,
-        processed_at: None,
-        created_at: base_time(),
-        updated_at: base_time(),
-        version: 1,
-    }
+        PayoutOrigin::Calculated,
+        CREATOR.to_string(),
+        base_time(),
+    )
 }
 
 /// A calculated payout with one consultation item per KES amount (`amount_due` is their sum) and

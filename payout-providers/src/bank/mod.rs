@@ -158,13 +158,7 @@ pub struct BankProvider {
     config: BankConfig,
 }
 
-impl std::fmt::Debug for BankProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BankProvider")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::debug_shows_config_only!(BankProvider);
 
 impl BankProvider {
     /// An adapter with its own HTTP client.

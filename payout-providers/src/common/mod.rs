@@ -17,6 +17,22 @@ use payout_core::{ProviderError, ProviderErrorKind};
 pub use options::{ClientOptions, ConfigBuilder};
 pub use retry::RetryPolicy;
 
+/// `impl Debug` for an adapter that shows its config (whose own `Debug` is an allow-list without
+/// secrets) and nothing of its client (which holds the credentials).
+macro_rules! debug_shows_config_only {
+    ($adapter:ident) => {
+        impl std::fmt::Debug for $adapter {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($adapter))
+                    .field("config", &self.config)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+#[allow(unused_imports)] // each adapter behind its own feature uses it
+pub(crate) use debug_shows_config_only;
+
 /// A credential. `Debug` prints `[REDACTED]`; there is no `Display`; the value is read only through
 /// [`Secret::expose`], so it cannot reach a log line or an error message by accident.
 #[derive(Clone, PartialEq, Eq)]

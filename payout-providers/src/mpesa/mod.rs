@@ -327,13 +327,7 @@ pub struct MpesaProvider {
     client: MpesaClient,
 }
 
-impl std::fmt::Debug for MpesaProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MpesaProvider")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::debug_shows_config_only!(MpesaProvider);
 
 impl MpesaProvider {
     /// An adapter with its own HTTP client and token cache.

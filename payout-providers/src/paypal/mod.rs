@@ -268,13 +268,7 @@ pub struct PaypalProvider {
     offline: OfflineVerifier,
 }
 
-impl std::fmt::Debug for PaypalProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PaypalProvider")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::debug_shows_config_only!(PaypalProvider);
 
 fn paypal_error(kind: ProviderErrorKind, message: impl Into<String>) -> ProviderError {
     ProviderError::new(Provider::PaypalPayouts, kind, message)

@@ -182,13 +182,7 @@ pub struct StripeProvider {
     client: StripeClient,
 }
 
-impl std::fmt::Debug for StripeProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StripeProvider")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::debug_shows_config_only!(StripeProvider);
 
 impl StripeProvider {
     /// An adapter with its own HTTP client.

@@ -14,7 +14,6 @@ use futures::FutureExt;
 
 use payout_core::PayoutStore;
 use payout_core::status::PayoutStatus;
-use payout_core::store::PeriodBatch;
 use payout_core::testkit::fixtures::{self, at, month};
 #[cfg(feature = "sqlite")]
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,14 +63,7 @@ pub async fn seed_spread(store: &dyn PayoutStore, n: usize, per_second: usize) {
             fixtures::created_at(new, at(0) + chrono::Duration::seconds((i / per_second) as i64))
         })
         .collect();
-    let outcome = store
-        .create_period(PeriodBatch {
-            payouts,
-            carry_overs: Vec::new(),
-        })
-        .await
-        .expect("seeding");
-    assert_eq!(outcome.created.len(), n, "every seeded payout is created");
+    payout_core::testkit::store::seed(store, payouts).await;
 }
 
 /// Approves the seeded payout `id` (so filters by status have something to tell apart).

@@ -205,8 +205,9 @@ pub(crate) async fn assert_unchanged(store: &dyn PayoutStore, before: &Snapshot,
     );
 }
 
-/// Writes `payouts` as one batch and asserts every one was created, in order.
-pub(crate) async fn seed(store: &dyn PayoutStore, payouts: Vec<NewPayout>) -> Vec<Payout> {
+/// Writes `payouts` as one batch and asserts every one was created, in order; returns them as
+/// written. For tests and benchmarks that need many fresh payouts in a store.
+pub async fn seed(store: &dyn PayoutStore, payouts: Vec<NewPayout>) -> Vec<Payout> {
     let ids: Vec<PayoutId> = payouts.iter().map(|n| n.payout.id.clone()).collect();
     let expected: Vec<Payout> = payouts.iter().map(|n| n.payout.clone()).collect();
     let outcome = store
