@@ -134,7 +134,7 @@ async fn apply_alone<D: Db>(d: &D, change: &PayoutChange) -> Result<Payout> {
             Some(row) => rows::payout(&row),
             None => Err(refusal(d, change).await),
         },
-        Err(e) => Err(statement_error(e, change)),
+        Err(e) => Err(failure(d, change, e).await),
     }
 }
 
@@ -342,10 +342,8 @@ impl Columns {
 ///
 /// 1. `c`: the changes, one row each (`unnest`);
 /// 2. `p`: the conditional update of every payout (`UPDATE ... FROM c`), the race's referee;
-/// 3. `e`, `a`, `u`: the webhook events, new attempts and attempt updates of the changes in `p`,
-///    each step of a change reading the one before (`a` waits for the change's event, `u` for its
-///    attempt), so a change's duplicate event fails the statement before its taken attempt key
-///    does, and both before a missing attempt (the order [`apply`] answers in);
+/// 3. `e`, `a`, `u`: the webhook events, new attempts and attempt updates of the changes in `p`
+///    (a recorded event or a taken attempt key fails the whole statement with a unique violation);
 /// 4. `au`: their audit entries, in order;
 /// 5. the final `SELECT` fails the whole statement (`payouts_require`) if an attempt update found
 ///    no attempt, as a duplicate event or attempt key already did with a unique violation.
@@ -432,18 +430,15 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
                RETURNING c_i, {PAYOUT_COLUMNS}), \
          e AS (INSERT INTO webhook_events (provider, event_id, payout_id, event_type, received_at) \
                SELECT c_e_provider, c_e_id, c_id, c_e_type, c_e_at FROM p JOIN c USING (c_i) \
-               WHERE c_e_id IS NOT NULL RETURNING payout_id), \
+               WHERE c_e_id IS NOT NULL RETURNING 1), \
          a AS (INSERT INTO payout_attempts ({ATTEMPT_COLUMNS}) \
                SELECT c_id, c_a_no, c_a_provider, c_a_key, c_a_summary, c_a_outcome, c_a_reason, c_a_reference, \
                       c_a_error, c_a_created, c_a_updated \
-               FROM p JOIN c USING (c_i) WHERE c_a_no IS NOT NULL \
-                 AND (c_e_id IS NULL OR EXISTS (SELECT 1 FROM e WHERE e.payout_id = c_id)) \
-               RETURNING payout_id), \
+               FROM p JOIN c USING (c_i) WHERE c_a_no IS NOT NULL RETURNING 1), \
          u AS (UPDATE payout_attempts t SET outcome = c_u_outcome, outcome_reason = c_u_reason, \
                       provider_reference = COALESCE(c_u_reference, t.provider_reference), \
                       error = COALESCE(c_u_error, t.error), updated_at = c_at \
                FROM p JOIN c USING (c_i) WHERE t.payout_id = c_id AND t.attempt_no = c_u_no \
-                 AND (c_a_no IS NULL OR EXISTS (SELECT 1 FROM a WHERE a.payout_id = c_id)) \
                RETURNING c_i), \
          au AS (INSERT INTO audit_entries ({audit_columns}) \
                SELECT p.id, v_actor, v_at, v_action, v_from, v_to, v_detail \
@@ -464,25 +459,49 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
     Ok(applied)
 }
 
-/// What a failed one-statement change means.
-fn statement_error(e: sqlx::Error, change: &PayoutChange) -> Error {
+/// What a failed statement of one change means.
+async fn failure<D: Db>(d: &D, change: &PayoutChange, e: sqlx::Error) -> Error {
+    let refused = is_unique_violation(&e)
+        || e.as_database_error().and_then(|d| d.code()).as_deref() == Some(REFUSED_IN_STATEMENT);
+    if !refused {
+        return db(e);
+    }
+    // The statement's steps run in no set order, so which refusal fired first says nothing: ask,
+    // in the order `apply` answers in (a recorded event, a taken attempt, a missing attempt).
     if let Some(event) = &change.webhook_event {
-        if e.as_database_error().and_then(|d| d.constraint()) == Some("webhook_events_pkey") {
-            return duplicate(event);
+        match event_recorded_in(d, event).await {
+            Ok(true) => return duplicate(event),
+            Ok(false) => {}
+            Err(e) => return e,
         }
     }
-    if is_unique_violation(&e) {
-        return Error::Conflict(change.payout_id.clone());
-    }
-    if let (Some(update), Some(d)) = (&change.attempt_update, e.as_database_error()) {
-        if d.code().as_deref() == Some(REFUSED_IN_STATEMENT) {
-            return Error::InvalidInput(format!(
-                "payout {} has no attempt {}",
-                change.payout_id, update.attempt_no
-            ));
+    if let Some(attempt) = &change.new_attempt {
+        let taken = d
+            .fetch_optional(
+                "SELECT 1 AS one FROM payout_attempts \
+                 WHERE idempotency_key = $1 OR (payout_id = $2 AND attempt_no = $3)",
+                args![
+                    attempt.idempotency_key.as_str(),
+                    attempt.payout_id.as_str(),
+                    i64::from(attempt.attempt_no)
+                ],
+            )
+            .await;
+        match taken {
+            Ok(Some(_)) => return Error::Conflict(change.payout_id.clone()),
+            Ok(None) => {}
+            Err(e) => return db(e),
         }
     }
-    db(e)
+    match &change.attempt_update {
+        Some(update) if !is_unique_violation(&e) => Error::InvalidInput(format!(
+            "payout {} has no attempt {}",
+            change.payout_id, update.attempt_no
+        )),
+        // A unique violation neither the event nor the attempt explains: a concurrent change
+        // took the same key first.
+        _ => Error::Conflict(change.payout_id.clone()),
+    }
 }
 
 /// Why a change's conditional update found no row: the payout is unknown, the event is recorded
@@ -498,28 +517,31 @@ async fn refusal<D: Db>(d: &D, change: &PayoutChange) -> Error {
         Err(e) => return db(e),
     }
     if let Some(event) = &change.webhook_event {
-        let seen = d
-            .fetch_optional(
-                "SELECT 1 AS one FROM webhook_events WHERE provider = $1 AND event_id = $2",
-                args![event.provider.as_str(), event.event_id.as_str()],
-            )
-            .await;
-        match seen {
-            Ok(Some(_)) => return duplicate(event),
-            Ok(None) => {}
-            Err(e) => return db(e),
+        match event_recorded_in(d, event).await {
+            Ok(true) => return duplicate(event),
+            Ok(false) => {}
+            Err(e) => return e,
         }
     }
     Error::Conflict(id.clone())
 }
 
+/// Reads whether `event` is recorded.
+const EVENT_RECORDED: &str = "SELECT 1 AS one FROM webhook_events WHERE provider = $1 AND event_id = $2";
+
+/// Whether `event` is already recorded, read outside any transaction.
+async fn event_recorded_in<D: Db>(d: &D, event: &WebhookEventRecord) -> Result<bool> {
+    let seen = d
+        .fetch_optional(EVENT_RECORDED, args![event.provider.as_str(), event.event_id.as_str()])
+        .await
+        .map_err(db)?;
+    Ok(seen.is_some())
+}
+
 /// Whether `event` is already recorded (the reason an update was refused, when it is).
 async fn event_recorded<T: Tx>(tx: &mut T, event: &WebhookEventRecord) -> Result<bool> {
     let seen = tx
-        .fetch_optional(
-            "SELECT 1 AS one FROM webhook_events WHERE provider = $1 AND event_id = $2",
-            args![event.provider.as_str(), event.event_id.as_str()],
-        )
+        .fetch_optional(EVENT_RECORDED, args![event.provider.as_str(), event.event_id.as_str()])
         .await
         .map_err(db)?;
     Ok(seen.is_some())
