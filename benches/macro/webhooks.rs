@@ -16,7 +16,7 @@
 //!
 //! **Baseline.** `pgbench -n -M prepared -c CLIENTS -j CLIENTS -T <the webhook round's seconds>` in the
 //! same schema, on a separate copy of the payouts and attempts, running the transaction one webhook
-//! commits (see `payout-store-sqlx/src/write.rs`, `apply`): the payout's conditional status update by
+//! commits (see `payout-store-sqlx/src/write/apply.rs`): the payout's conditional status update by
 //! primary key (PROCESSING to PAID, or back when a payout is drawn again, so that every transaction
 //! changes a status as every webhook does), the attempt's outcome update, the `webhook_events` insert (`ON CONFLICT DO NOTHING`)
 //! and the audit insert, between `BEGIN` and `COMMIT`, on the same tables, indexes, foreign keys and

@@ -14,7 +14,7 @@ use crate::store::PayoutStoreExt;
 
 impl PayoutService {
     /// Triggers each payout with `provider`; one result per id, in order. Sends run with bounded
-    /// concurrency (`ServiceConfig::trigger_concurrency`); a provider that batches (PayPal) gets the
+    /// concurrency (`PerformanceConfig::trigger_concurrency`); a provider that batches (PayPal) gets the
     /// prepared attempts in batch calls of up to 1,000 (or its maximum size, if smaller).
     ///
     /// Attempts are prepared (read, checked and committed with their idempotency keys) a chunk at a

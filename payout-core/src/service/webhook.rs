@@ -64,7 +64,7 @@ pub struct ReconcileReport {
     pub pending: Vec<PayoutId>,
     /// Lookups that failed (tried again next pass).
     pub errors: Vec<(PayoutId, String)>,
-    /// PROCESSING for longer than `ServiceConfig::attention_after`: a person should look.
+    /// PROCESSING for longer than `ServicePolicy::attention_after`: a person should look.
     pub needs_attention: Vec<PayoutId>,
 }
 
