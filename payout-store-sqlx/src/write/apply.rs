@@ -265,7 +265,6 @@ fn set_clause<'a>(columns: impl IntoIterator<Item = (&'a str, String)>) -> Strin
 }
 
 /// One value of a batch row, before the rows are bound.
-#[derive(Clone)]
 enum Cell {
     Text(Option<String>),
     Int(Option<i64>),
@@ -307,23 +306,23 @@ impl From<Cell> for Value {
 ///   Through arrays it could not tell one row from many, so it planned the statement again on
 ///   every call: 0.37 ms of planning against 0.1 ms of execution for a webhook's change.
 struct Rows {
-    /// A row of the columns' types (the cells' values are not used).
-    shape: Vec<Cell>,
+    /// The columns' SQL types ([`Cell::sql_type`]).
+    types: Vec<&'static str>,
     rows: Vec<Vec<Cell>>,
 }
 
 impl Rows {
     /// No rows yet, in columns of the types of `shape`'s cells.
-    fn shaped(shape: Vec<Cell>) -> Self {
+    fn shaped(shape: &[Cell]) -> Self {
         Rows {
-            shape,
+            types: shape.iter().map(Cell::sql_type).collect(),
             rows: Vec::new(),
         }
     }
 
     /// Appends a row; every row has the cells of the shape, in its order.
     fn push(&mut self, row: Vec<Cell>) {
-        debug_assert_eq!(row.len(), self.shape.len(), "every row has the same cells");
+        debug_assert_eq!(row.len(), self.types.len(), "every row has the same cells");
         self.rows.push(row);
     }
 
@@ -348,12 +347,12 @@ impl Rows {
             return format!("(VALUES {})", rows.join(", "));
         }
         let mut columns: Vec<(Value, &str)> = self
-            .shape
+            .types
             .iter()
-            .map(|cell| match cell {
-                Cell::Text(_) => (Value::TextArray(Vec::new()), "TEXT[]"),
-                Cell::Int(_) => (Value::IntArray(Vec::new()), "BIGINT[]"),
-                Cell::Ts(_) => (Value::TsArray(Vec::new()), "TIMESTAMPTZ[]"),
+            .map(|sql_type| match *sql_type {
+                "BIGINT" => (Value::IntArray(Vec::new()), "BIGINT[]"),
+                "TIMESTAMPTZ" => (Value::TsArray(Vec::new()), "TIMESTAMPTZ[]"),
+                _ => (Value::TextArray(Vec::new()), "TEXT[]"),
             })
             .collect();
         for row in self.rows {
@@ -389,7 +388,7 @@ impl Rows {
 ///    no attempt, as a duplicate event or attempt key already did with a unique violation.
 async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<D::Row>, sqlx::Error> {
     let mut rows: Option<Rows> = None;
-    let mut audits = Rows::shaped(vec![
+    let mut audits = Rows::shaped(&[
         Cell::Int(None),
         Cell::Int(None),
         Cell::Text(None),
@@ -435,7 +434,7 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
             text(update.and_then(|u| u.provider_reference.clone())),
             text(update.and_then(|u| u.error.clone())),
         ]);
-        rows.get_or_insert_with(|| Rows::shaped(row.clone())).push(row);
+        rows.get_or_insert_with(|| Rows::shaped(&row)).push(row);
         for (n, entry) in change.audit.iter().enumerate() {
             audits.push(vec![
                 Cell::Int(Some(k)),

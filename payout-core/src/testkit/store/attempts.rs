@@ -99,6 +99,49 @@ pub async fn webhook_event_is_recorded_once(store: &dyn PayoutStore) {
     assert!(event_seen(store, Provider::StripeConnect, "evt_1").await);
 }
 
+/// A change that is refused for several reasons at once gets the first in a fixed order: the
+/// webhook event is recorded (`DuplicateEvent`), then the new attempt's number or key is taken
+/// (`Conflict`), then the updated attempt is missing (`InvalidInput`); each writes nothing. (A
+/// store whose write fails as a whole, as one SQL statement does, must still answer in this order.)
+pub async fn refusals_come_in_one_order(store: &dyn PayoutStore) {
+    let p = seed_one(store, "po_01").await;
+    let mut first = PayoutChange::of(&p, at(1));
+    first.new_attempt = Some(fixtures::attempt(&p.id, 1, Provider::MpesaB2c, at(1)));
+    first.webhook_event = Some(fixtures::webhook_event(Provider::MpesaB2c, "evt_1", &p.id, at(1)));
+    let p = apply(store, first, "an attempt and an event").await;
+    let before = snapshot(store, &p.id).await;
+
+    // Attempt 2 under attempt 1's key, an update of an attempt 9 that does not exist.
+    let mut taken = fixtures::attempt(&p.id, 2, Provider::MpesaB2c, at(2));
+    taken.idempotency_key = PayoutAttempt::key_for(&p.id, 1);
+    let missing = fixtures::attempt_update(9, AttemptOutcome::Accepted, None);
+    let change = |event: bool, attempt: bool| {
+        let mut c = PayoutChange::of(&p, at(2));
+        c.attempt_update = Some(missing.clone());
+        c.new_attempt = attempt.then(|| taken.clone());
+        c.webhook_event = event.then(|| fixtures::webhook_event(Provider::MpesaB2c, "evt_1", &p.id, at(2)));
+        c
+    };
+    assert_err!(
+        store.apply(change(true, true)).await,
+        Error::DuplicateEvent { ref event_id, .. } if event_id == "evt_1",
+        "a recorded event, a taken key and a missing attempt"
+    );
+    assert_unchanged(store, &before, "a recorded event, a taken key and a missing attempt").await;
+    assert_err!(
+        store.apply(change(false, true)).await,
+        Error::Conflict(ref id) if *id == p.id,
+        "a taken key and a missing attempt"
+    );
+    assert_unchanged(store, &before, "a taken key and a missing attempt").await;
+    assert_err!(
+        store.apply(change(false, false)).await,
+        Error::InvalidInput(_),
+        "a missing attempt"
+    );
+    assert_unchanged(store, &before, "a missing attempt").await;
+}
+
 /// An attempt update sets the outcome and `updated_at`, and the reference and error only when given;
 /// an update of an attempt the payout does not have is `InvalidInput` and writes nothing.
 pub async fn attempt_update_changes_outcome_and_keeps_reference(store: &dyn PayoutStore) {

@@ -112,6 +112,7 @@ pub const STORE_CHECKS: &[StoreCheck] = checks![
     apply_with_wrong_status_conflicts,
     duplicate_attempt_conflicts,
     webhook_event_is_recorded_once,
+    refusals_come_in_one_order,
     attempt_update_changes_outcome_and_keeps_reference,
     apply_all_answers_each_change_as_apply_would,
     find_attempt_by_reference_and_key,
