@@ -11,7 +11,7 @@ use payout_core::{Error, Result};
 use crate::db::{Args, Db, RowExt};
 use crate::error::{broken, db};
 use crate::read::{NEWEST_FIRST, filter_clause};
-use crate::rows::{self, Currencies, EXPORT_COLUMNS, ExportRowExt, PAYOUT_COLUMNS};
+use crate::rows::{self, Currencies, EXPORT_COLUMNS, ExportRowExt, PAYOUT_READ_COLUMNS};
 
 /// How many rows [`stream()`] reads per query.
 pub(crate) const STREAM_CHUNK: i64 = 1000;
@@ -29,7 +29,7 @@ async fn chunk<D: Db>(d: &D, filter: &PayoutFilter, after: Option<&Cursor>) -> R
     let mut args = Args::new();
     let clause = filter_clause(filter, after, &mut args);
     let limit = args.push(STREAM_CHUNK);
-    let sql = format!("SELECT {PAYOUT_COLUMNS} FROM payouts {clause} {NEWEST_FIRST} LIMIT {limit}");
+    let sql = format!("SELECT {PAYOUT_READ_COLUMNS} FROM payouts {clause} {NEWEST_FIRST} LIMIT {limit}");
     d.fetch_all(&sql, args)
         .await
         .map_err(db)?

@@ -13,7 +13,7 @@ use payout_core::{Error, Result};
 use crate::db::{Args, Db, RowExt, args};
 use crate::error::db;
 use crate::rows::{
-    self, ATTEMPT_COLUMNS, AUDIT_COLUMNS, CARRY_OVER_COLUMNS, CARRY_OVER_IS_OPEN, ITEM_COLUMNS, PAYOUT_COLUMNS,
+    self, ATTEMPT_COLUMNS, AUDIT_COLUMNS, CARRY_OVER_COLUMNS, CARRY_OVER_IS_OPEN, ITEM_COLUMNS, PAYOUT_READ_COLUMNS,
 };
 
 /// The most ids one read of [`payouts_with_attempts`] binds.
@@ -23,7 +23,7 @@ const IDS_PER_READ: usize = 500;
 pub(crate) const NEWEST_FIRST: &str = "ORDER BY created_at DESC, id DESC";
 
 pub(crate) async fn get<D: Db>(d: &D, id: &PayoutId) -> Result<Payout> {
-    let sql = format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE id = $1");
+    let sql = format!("SELECT {PAYOUT_READ_COLUMNS} FROM payouts WHERE id = $1");
     match d.fetch_optional(&sql, args![id.as_str()]).await.map_err(db)? {
         Some(row) => rows::payout(&row),
         None => Err(Error::NotFound(id.clone())),
@@ -90,7 +90,7 @@ pub(crate) async fn list<D: Db>(d: &D, filter: &PayoutFilter, page: &Page) -> Re
     };
     let limit_ph = args.push(i64::from(limit));
     let skip_ph = args.push(skip);
-    let sql = format!("SELECT {PAYOUT_COLUMNS} FROM payouts {clause} {NEWEST_FIRST} LIMIT {limit_ph} OFFSET {skip_ph}");
+    let sql = format!("SELECT {PAYOUT_READ_COLUMNS} FROM payouts {clause} {NEWEST_FIRST} LIMIT {limit_ph} OFFSET {skip_ph}");
     let payouts = d
         .fetch_all(&sql, args)
         .await
@@ -278,7 +278,7 @@ pub(crate) async fn audit_trail<D: Db>(d: &D, id: &PayoutId) -> Result<Vec<Audit
 
 pub(crate) async fn stuck_processing<D: Db>(d: &D, updated_before: DateTime<Utc>, limit: u32) -> Result<Vec<Payout>> {
     let sql = format!(
-        "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE status = $1 AND updated_at < $2 \
+        "SELECT {PAYOUT_READ_COLUMNS} FROM payouts WHERE status = $1 AND updated_at < $2 \
          ORDER BY updated_at, id LIMIT $3"
     );
     d.fetch_all(
@@ -315,7 +315,7 @@ where
 {
     let mut seen = HashSet::with_capacity(ids.len());
     let unique: Vec<&PayoutId> = ids.iter().filter(|id| seen.insert(*id)).collect();
-    let payout_columns = qualified("p.", "", PAYOUT_COLUMNS);
+    let payout_columns = qualified("p.", "", PAYOUT_READ_COLUMNS);
     let attempt_columns = qualified("a.", ATTEMPT_PREFIX, ATTEMPT_COLUMNS);
     let mut found: HashMap<PayoutId, (Payout, Vec<PayoutAttempt>)> = HashMap::with_capacity(unique.len());
     for chunk in unique.chunks(IDS_PER_READ) {

@@ -10,9 +10,21 @@ use serde::de::DeserializeOwned;
 use crate::db::RowExt;
 use crate::error::{corrupt, db};
 
-/// The columns of `payouts`, in the order [`payout`] reads them.
-pub(crate) const PAYOUT_COLUMNS: &str = "id, doctor_id, period_start, period_end, amount_minor, currency, status, \
-     provider, provider_reference, notes, origin, created_by, approved_by, processed_at, created_at, updated_at, version";
+/// The columns a payout is created with (an insert binds their values in this order); the columns
+/// an approval or an operator sets later are NULL until then.
+macro_rules! created_payout_columns {
+    () => {
+        "id, doctor_id, period_start, period_end, amount_minor, currency, status, provider, provider_reference, \
+         notes, origin, created_by, approved_by, processed_at, created_at, updated_at, version"
+    };
+}
+
+/// The columns of `payouts` a new payout is inserted with, in the order `payout_values` binds them.
+pub(crate) const PAYOUT_COLUMNS: &str = created_payout_columns!();
+
+/// Every column of `payouts` that [`payout`] reads: the created ones, then the approval's and the
+/// operator's (migration `20261205000300_operator`).
+pub(crate) const PAYOUT_READ_COLUMNS: &str = concat!(created_payout_columns!(), ", approval, resolution");
 
 /// The columns of an export row, in the order [`ExportRowExt::export_row`] reads them (by
 /// position); `created_at` is last, read only where a keyset chunk ends.
@@ -21,7 +33,7 @@ pub(crate) const EXPORT_COLUMNS: &str = "id, doctor_id, amount_minor, currency, 
 pub(crate) const ITEM_COLUMNS: &str = "kind, reference, amount_minor, currency, occurred_at, description";
 
 pub(crate) const ATTEMPT_COLUMNS: &str = "payout_id, attempt_no, provider, idempotency_key, request_summary, outcome, \
-     outcome_reason, provider_reference, error, created_at, updated_at";
+     outcome_reason, provider_reference, error, created_at, updated_at, destination";
 
 pub(crate) const AUDIT_COLUMNS: &str = "payout_id, actor, at, action, from_status, to_status, detail";
 
@@ -58,7 +70,23 @@ pub(crate) fn payout(r: &impl RowExt) -> Result<Payout> {
         created_at: r.ts("created_at").map_err(db)?,
         updated_at: r.ts("updated_at").map_err(db)?,
         version: r.int("version").map_err(db)?,
+        approval: from_json("approval", r.opt_text("approval").map_err(db)?)?,
+        resolution: from_json("resolution", r.opt_text("resolution").map_err(db)?)?,
     })
+}
+
+/// A record stored as JSON text (`None` for NULL).
+fn from_json<T: DeserializeOwned>(what: &'static str, text: Option<String>) -> Result<Option<T>> {
+    // The parse error is left out: it may quote the text, and a destination holds bank details.
+    text.map(|t| serde_json::from_str(&t).map_err(|_| corrupt(what, "not the JSON of its record")))
+        .transpose()
+}
+
+/// A record as the JSON text it is stored as. Serializing the records stored this way
+/// (`Approval`, `Resolution`, `PayoutDestination`: strings, numbers and timestamps, no maps) cannot
+/// fail, so there is no error to return.
+pub(crate) fn to_json<T: serde::Serialize>(value: Option<&T>) -> Option<String> {
+    value.and_then(|v| serde_json::to_string(v).ok())
 }
 
 /// Reads [`EXPORT_COLUMNS`] by position (no column looked up by name), borrowing the text columns
@@ -145,6 +173,7 @@ pub(crate) fn attempt(r: &impl RowExt) -> Result<PayoutAttempt> {
         error: r.opt_text("error").map_err(db)?,
         created_at: r.ts("created_at").map_err(db)?,
         updated_at: r.ts("updated_at").map_err(db)?,
+        destination: from_json("attempt destination", r.opt_text("destination").map_err(db)?)?,
     })
 }
 

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::money::{Currency, Money};
 use crate::status::PayoutStatus;
 
+mod approval;
 mod people;
 
+pub use approval::{Approval, Resolution, ResolutionOutcome, ResolutionState, details_fingerprint};
 pub use people::{Actor, BankAccount, Consultation, PayoutDestination, Recipient, mask};
 
 macro_rules! string_id {
@@ -256,6 +258,12 @@ pub struct Payout {
     pub updated_at: DateTime<Utc>,
     /// Bumped by every change; conditional updates compare it.
     pub version: i64,
+    /// What the approval vouched for (the doctor's details, the approvers); `None` until approved.
+    #[serde(default)]
+    pub approval: Option<Approval>,
+    /// The latest operator resolution of an unknown outcome, if any.
+    #[serde(default)]
+    pub resolution: Option<Resolution>,
 }
 
 impl Payout {
@@ -287,6 +295,8 @@ impl Payout {
             created_at: at,
             updated_at: at,
             version: 1,
+            approval: None,
+            resolution: None,
         }
     }
 
@@ -409,6 +419,11 @@ pub struct PayoutAttempt {
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
+    /// Where it was sent, in full: stored with the attempt before the provider call, and used by
+    /// every re-send of it. `Debug` masks it; it is never serialized (the API shows
+    /// `request_summary`). `None` only for attempts recorded before destinations were stored.
+    #[serde(skip)]
+    pub destination: Option<PayoutDestination>,
 }
 
 impl PayoutAttempt {

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{AttemptOutcome, AuditEntry, Payout, PayoutAttempt, PayoutId, Provider};
+use crate::domain::{Approval, AttemptOutcome, AuditEntry, Payout, PayoutAttempt, PayoutId, Provider, Resolution};
 use crate::error::{Error, Result};
 use crate::status::PayoutStatus;
 
@@ -67,6 +67,11 @@ pub struct PayoutPatch {
     pub approved_by: Option<String>,
     /// When the outcome was confirmed.
     pub processed_at: Option<DateTime<Utc>>,
+    /// What an approval vouched for (replaces the whole record).
+    pub approval: Option<Approval>,
+    /// An operator's resolution (replaces the whole record; a settled one is kept, marked
+    /// confirmed or rejected, never removed).
+    pub resolution: Option<Resolution>,
 }
 
 impl PayoutPatch {
@@ -87,6 +92,12 @@ impl PayoutPatch {
         }
         if let Some(at) = self.processed_at {
             payout.processed_at = Some(at);
+        }
+        if let Some(approval) = &self.approval {
+            payout.approval = Some(approval.clone());
+        }
+        if let Some(resolution) = &self.resolution {
+            payout.resolution = Some(resolution.clone());
         }
     }
 }
@@ -204,6 +215,7 @@ mod tests {
             error: None,
             created_at: at(0),
             updated_at: at(0),
+            destination: None,
         }
     }
 
@@ -225,6 +237,8 @@ mod tests {
             created_at: at(0),
             updated_at: at(0),
             version: 1,
+            approval: None,
+            resolution: None,
         }
     }
 

@@ -171,6 +171,9 @@ pub fn attempt(payout_id: &PayoutId, attempt_no: u32, provider: Provider, at: Da
         error: None,
         created_at: at,
         updated_at: at,
+        destination: Some(PayoutDestination::MpesaPhone {
+            phone: "254712345678".to_string(),
+        }),
     }
 }
 

@@ -22,7 +22,7 @@ use super::insert::insert_audit;
 use super::payout_exists;
 use crate::db::{Args, Db, Dialect, RowExt, Tx, Value, args};
 use crate::error::{broken, db, is_unique_violation};
-use crate::rows::{self, ATTEMPT_COLUMNS, PAYOUT_COLUMNS};
+use crate::rows::{self, ATTEMPT_COLUMNS, PAYOUT_READ_COLUMNS};
 
 /// The most changes one statement of [`apply_all`] carries.
 const CHANGES_PER_STATEMENT: usize = 500;
@@ -151,7 +151,7 @@ async fn apply_in_transaction<D: Db>(d: &D, change: &PayoutChange) -> Result<Pay
     let set = set_clause(patch_cells(change).map(|(column, cell)| (column, args.push(Value::from(cell)))));
     let sql = format!(
         "UPDATE payouts SET {set}, updated_at = {}, version = version + 1 \
-         WHERE id = {} AND version = {} AND status = {} RETURNING {PAYOUT_COLUMNS}",
+         WHERE id = {} AND version = {} AND status = {} RETURNING {PAYOUT_READ_COLUMNS}",
         args.push(change.at),
         args.push(id.as_str()),
         args.push(change.expected_version),
@@ -232,13 +232,15 @@ async fn apply_in_transaction<D: Db>(d: &D, change: &PayoutChange) -> Result<Pay
 /// The payout columns a change may set, in the order [`patch_cells`] gives their new values: the
 /// status, then the fields of [`PayoutPatch`](payout_core::store::PayoutPatch). Both dialects write
 /// their update from this one list, each column as `column = COALESCE(new value, column)`.
-const PATCHED: [&str; 6] = [
+const PATCHED: [&str; 8] = [
     "status",
     "provider",
     "provider_reference",
     "notes",
     "approved_by",
     "processed_at",
+    "approval",
+    "resolution",
 ];
 
 /// What `change` sets on its payout, column by column ([`PATCHED`]); `None` keeps a column.
@@ -251,6 +253,8 @@ fn patch_cells(change: &PayoutChange) -> impl Iterator<Item = (&'static str, Cel
         text(patch.notes.clone()),
         text(patch.approved_by.clone()),
         Cell::Ts(patch.processed_at),
+        text(rows::to_json(patch.approval.as_ref())),
+        text(rows::to_json(patch.resolution.as_ref())),
     ];
     PATCHED.into_iter().zip(values)
 }
@@ -433,6 +437,7 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
             text(u_reason.flatten()),
             text(update.and_then(|u| u.provider_reference.clone())),
             text(update.and_then(|u| u.error.clone())),
+            text(rows::to_json(attempt.and_then(|a| a.destination.as_ref()))),
         ]);
         rows.get_or_insert_with(|| Rows::shaped(&row)).push(row);
         for (n, entry) in change.audit.iter().enumerate() {
@@ -466,10 +471,10 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
                  AS c (c_i, c_id, c_version, c_status, {new_columns}, c_at, c_e_provider, c_e_id, c_e_type, \
                        c_e_at, c_a_no, c_a_provider, c_a_key, c_a_summary, c_a_outcome, c_a_reason, c_a_reference, \
                        c_a_error, c_a_created, c_a_updated, c_u_no, c_u_outcome, c_u_reason, c_u_reference, \
-                       c_u_error)), \
+                       c_u_error, c_a_destination)), \
          p AS (UPDATE payouts SET {set}, updated_at = c_at, version = version + 1 \
                FROM c WHERE id = c_id AND version = c_version AND status = c_status \
-               RETURNING c_i, {PAYOUT_COLUMNS}), \
+               RETURNING c_i, {PAYOUT_READ_COLUMNS}), \
          au AS (INSERT INTO audit_entries ({audit_columns}) \
                SELECT p.id, v_actor, v_at, v_action, v_from, v_to, v_detail \
                FROM {audits_in} AS v (v_i, v_n, v_actor, v_at, v_action, v_from, v_to, v_detail) \
@@ -486,7 +491,7 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
         sql += &format!(
             ", a AS (INSERT INTO payout_attempts ({ATTEMPT_COLUMNS}) \
                SELECT c_id, c_a_no, c_a_provider, c_a_key, c_a_summary, c_a_outcome, c_a_reason, c_a_reference, \
-                      c_a_error, c_a_created, c_a_updated \
+                      c_a_error, c_a_created, c_a_updated, c_a_destination \
                FROM p JOIN c USING (c_i) WHERE c_a_no IS NOT NULL RETURNING 1)"
         );
     }
@@ -612,7 +617,7 @@ async fn insert_attempt<T: Tx>(tx: &mut T, a: &PayoutAttempt) -> Result<()> {
     let result = tx
         .execute(
             &format!(
-                "INSERT INTO payout_attempts ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                "INSERT INTO payout_attempts ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 rows::ATTEMPT_COLUMNS
             ),
             args![
@@ -627,6 +632,7 @@ async fn insert_attempt<T: Tx>(tx: &mut T, a: &PayoutAttempt) -> Result<()> {
                 a.error.clone(),
                 a.created_at,
                 a.updated_at,
+                rows::to_json(a.destination.as_ref()),
             ],
         )
         .await;

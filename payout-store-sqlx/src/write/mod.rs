@@ -14,7 +14,7 @@ pub(crate) use create::{create_payout, create_period};
 
 use crate::db::{Args, Db, Dialect, Tx, Value, args};
 use crate::error::db;
-use crate::rows::{self, PAYOUT_COLUMNS};
+use crate::rows::{self, PAYOUT_READ_COLUMNS};
 
 /// The most ids one `IN (...)` lookup binds.
 const IDS_PER_LOOKUP: usize = 500;
@@ -28,7 +28,7 @@ pub(crate) async fn payout_exists<T: Tx>(tx: &mut T, id: &PayoutId) -> Result<bo
 }
 
 pub(crate) async fn read_payout<T: Tx>(tx: &mut T, id: &PayoutId) -> Result<Payout> {
-    let sql = format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE id = $1");
+    let sql = format!("SELECT {PAYOUT_READ_COLUMNS} FROM payouts WHERE id = $1");
     match tx.fetch_optional(&sql, args![id.as_str()]).await.map_err(db)? {
         Some(row) => rows::payout(&row),
         None => Err(Error::NotFound(id.clone())),
@@ -63,7 +63,7 @@ pub(crate) async fn claim_stuck_processing<D: Db>(
         "UPDATE payouts SET updated_at = $1, version = version + 1 \
          WHERE id IN (SELECT id FROM payouts WHERE status = $2 AND updated_at < $3 \
                       ORDER BY updated_at, id LIMIT $4{skip_locked}) \
-         RETURNING {PAYOUT_COLUMNS}"
+         RETURNING {PAYOUT_READ_COLUMNS}"
     );
     let mut tx = d.begin_write().await.map_err(db)?;
     let rows = tx
