@@ -210,6 +210,20 @@ pub enum Error {
         /// The provider chosen.
         provider: Provider,
     },
+    /// The doctor's payout details changed since the payout was approved: it may not be sent until
+    /// an admin re-approves it (nothing was changed).
+    #[error("payout {payout_id}: the doctor's payout details changed since approval; re-approve it before triggering")]
+    DetailsChanged {
+        /// The payout.
+        payout_id: PayoutId,
+    },
+    /// The approval policy asks for an approval the payout does not have yet (a second approval).
+    #[error("approval required: {0}")]
+    ApprovalRequired(String),
+    /// An operator's resolution was refused: the provider contradicts it, or the payout is not in a
+    /// state it settles (nothing was changed).
+    #[error("resolution refused: {0}")]
+    ResolutionRefused(String),
     /// No adapter is configured for the provider.
     #[error("provider {0} is not configured")]
     ProviderNotConfigured(Provider),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::PayoutService;
-use crate::domain::{Actor, AttemptOutcome, Payout, PayoutAttempt, PayoutId, PayoutOrigin, Provider, Recipient};
+use crate::domain::{Actor, Approval, AttemptOutcome, Payout, PayoutAttempt, PayoutId, Provider, Recipient};
 use crate::error::{Error, ProviderError, ProviderErrorKind, Result};
 use crate::provider::{PayoutInstruction, PayoutProvider, SendReceipt};
 use crate::simulated::SIMULATED_NOTE;
@@ -27,23 +27,41 @@ pub(super) struct Prepared {
 }
 
 impl PayoutService {
-    /// `PENDING -> APPROVED`. With four eyes on, a manual payout's creator may not approve it. When two
-    /// admins approve at once exactly one wins; the other gets `Conflict`.
+    /// `PENDING -> APPROVED`, recording the fingerprint of the doctor's payout details the approval
+    /// vouches for. With four eyes on, a manual payout's creator may not approve it. When two admins
+    /// approve at once exactly one wins; the other gets `Conflict`.
+    ///
+    /// An `APPROVED` payout that the policy asks a second approval for
+    /// ([`ServicePolicy::second_approval_above`](super::ServicePolicy::second_approval_above)) is
+    /// approved a second time by another admin; its status stays `APPROVED`.
     pub async fn approve(&self, actor: &Actor, id: &PayoutId) -> Result<Payout> {
         self.require_privileged(actor, "approve payouts")?;
         let payout = self.store.get(id).await?;
-        let to = moves_to(&payout, PayoutEvent::Approve)?;
-        if self.policy.four_eyes && payout.origin == PayoutOrigin::Manual && payout.created_by == actor.label() {
-            return Err(Error::Forbidden(
-                "four eyes: the creator of a manual payout may not approve it".into(),
-            ));
+        if self.awaits_second_approval(&payout) {
+            return self.second_approve(actor, payout).await;
         }
+        let to = moves_to(&payout, PayoutEvent::Approve)?;
+        self.may_approve(actor, &payout)?;
+        let fingerprint = self.current_fingerprint(&payout).await?;
+        let second = if self.needs_second_approval(&payout) {
+            "; a second approval is required"
+        } else {
+            ""
+        };
         let mut change = PayoutChange::of(&payout, self.clock.now());
         change.new_status = Some(to);
         change.patch.approved_by = Some(actor.label());
-        change
-            .audit
-            .push(self.audit(&payout, &actor.label(), "APPROVE", Some(to), "approved".into()));
+        change.patch.approval = Some(Approval {
+            details_fingerprint: fingerprint.clone(),
+            approvers: vec![actor.label()],
+        });
+        change.audit.push(self.audit(
+            &payout,
+            &actor.label(),
+            "APPROVE",
+            Some(to),
+            format!("approved; payout details {}{second}", super::approval::short(&fingerprint)),
+        ));
         self.store.apply(change).await
     }
 
@@ -148,8 +166,9 @@ impl PayoutService {
     }
 
     /// The change that triggers `payout` (as read, with its `attempts`) through `adapter`, and the
-    /// instruction to send once it is committed; refuses a payout that is not `APPROVED` or whose
-    /// doctor has no destination for the provider.
+    /// instruction to send once it is committed; refuses a payout that is not `APPROVED`, that the
+    /// approval policy does not let `actor` trigger (details changed since approval, a missing second
+    /// approval, the triggerer approved it), or whose doctor has no destination for the provider.
     pub(super) fn plan_trigger(
         &self,
         actor: &Actor,
@@ -159,6 +178,7 @@ impl PayoutService {
         adapter: &Arc<dyn PayoutProvider>,
     ) -> Result<(PayoutChange, PayoutInstruction)> {
         let to = moves_to(payout, PayoutEvent::Trigger)?;
+        self.check_trigger_policy(actor, payout, recipient.as_ref())?;
         let provider = adapter.provider();
         let id = &payout.id;
         let destination = recipient
@@ -208,6 +228,7 @@ impl PayoutService {
             error: None,
             created_at: now,
             updated_at: now,
+            destination: Some(instruction.destination.clone()),
         });
         change.audit.push(self.audit(
             payout,

@@ -4,11 +4,13 @@
 //! id generator are all injected, so a test (or a seeded simulation) drives it deterministically.
 
 mod answer;
+mod approval;
 mod bulk;
 mod calculate;
 mod export;
 mod lifecycle;
 mod pipeline;
+mod resolve;
 mod webhook;
 
 use std::collections::HashMap;
@@ -28,6 +30,7 @@ pub use crate::calculation::{CalculationPolicy, Deduction};
 pub use calculate::{CalculationReport, ManualPayout};
 pub use export::EarningsAnalytics;
 pub use lifecycle::BulkOutcome;
+pub use resolve::ResolveRequest;
 pub use webhook::{EventOutcome, ReconcileReport, WebhookReport};
 
 /// What the engine allows and when it gives up waiting: rules a finance team decides. Changing
@@ -35,8 +38,16 @@ pub use webhook::{EventOutcome, ReconcileReport, WebhookReport};
 /// Build one from the defaults: `ServicePolicy { four_eyes: false, ..Default::default() }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePolicy {
-    /// The approver of a manual payout may not be its creator. Default: on.
+    /// The approver of a manual payout may not be its creator, and an operator's resolution of an
+    /// unknown outcome waits for a second admin to confirm it. Default: on.
     pub four_eyes: bool,
+    /// The approver (or second approver) of any payout, calculated or manual, may not trigger it.
+    /// Default: off.
+    pub approver_may_not_trigger: bool,
+    /// Payouts above these amounts, one per currency (amounts are never converted), need a second
+    /// approval by another admin before they can be triggered. Empty (the default): none does. When
+    /// it is not empty, a payout in a currency it does not list always needs one.
+    pub second_approval_above: Vec<crate::money::Money>,
     /// How long one provider call may take before its outcome counts as unknown. Default: 120 s
     /// (longer than the adapters' own retries with backoff, so an adapter normally answers first).
     pub send_timeout: Duration,
@@ -48,9 +59,40 @@ impl Default for ServicePolicy {
     fn default() -> Self {
         ServicePolicy {
             four_eyes: true,
+            approver_may_not_trigger: false,
+            second_approval_above: Vec::new(),
             send_timeout: Duration::from_secs(120),
             attention_after: chrono::Duration::hours(72),
         }
+    }
+}
+
+impl ServicePolicy {
+    /// Reads the amounts above which a second approval is needed, written as
+    /// `CUR:amount` pairs separated by commas (`"USD:5000,KES:500000"`, the form of
+    /// `PAYOUTS_SECOND_APPROVAL_ABOVE`); an empty text is none. Each amount is exact in its
+    /// currency's minor units; a currency given twice, a negative amount or a malformed pair is an
+    /// `InvalidInput` error.
+    pub fn parse_second_approval_above(text: &str) -> Result<Vec<crate::money::Money>> {
+        let mut out: Vec<crate::money::Money> = Vec::new();
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (code, amount) = pair.split_once(':').ok_or_else(|| {
+                Error::InvalidInput(format!("second approval amount {pair:?} is not CUR:amount (e.g. USD:5000)"))
+            })?;
+            let currency = crate::money::Currency::from_code(code.trim())?;
+            let money = crate::money::Money::parse(amount.trim(), currency)?;
+            if money.amount().is_sign_negative() {
+                return Err(Error::InvalidInput(format!("second approval amount {pair:?} is negative")));
+            }
+            if out.iter().any(|m| m.currency() == currency) {
+                return Err(Error::InvalidInput(format!(
+                    "second approval amount for {} is given twice",
+                    currency.code()
+                )));
+            }
+            out.push(money);
+        }
+        Ok(out)
     }
 }
 

@@ -328,15 +328,22 @@ impl PayoutService {
         Ok(())
     }
 
-    async fn rebuild_instruction(&self, payout: &Payout, attempt: &PayoutAttempt) -> Result<PayoutInstruction> {
+    /// The instruction attempt `attempt` of `payout` was sent with, for a lookup or a re-send: the
+    /// same key, amount and destination. The destination is the one committed with the attempt, never
+    /// the directory's current one (details may have changed since it was sent); only an attempt
+    /// recorded before destinations were stored falls back to the directory.
+    pub(super) async fn rebuild_instruction(&self, payout: &Payout, attempt: &PayoutAttempt) -> Result<PayoutInstruction> {
         let recipient = self.directory.recipient(&payout.doctor_id).await?;
-        let destination = recipient
-            .as_ref()
-            .and_then(|r| r.destination(attempt.provider))
-            .ok_or_else(|| Error::MissingRecipient {
-                doctor_id: payout.doctor_id.to_string(),
-                provider: attempt.provider,
-            })?;
+        let destination = match &attempt.destination {
+            Some(committed) => committed.clone(),
+            None => recipient
+                .as_ref()
+                .and_then(|r| r.destination(attempt.provider))
+                .ok_or_else(|| Error::MissingRecipient {
+                    doctor_id: payout.doctor_id.to_string(),
+                    provider: attempt.provider,
+                })?,
+        };
         let recipient = recipient.unwrap_or_default();
         Ok(PayoutInstruction {
             payout_id: payout.id.clone(),
