@@ -10,10 +10,10 @@ use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
-use payout_core::domain::{AuditEntry, DoctorId, Payout, PayoutId, PayoutItem, Period, Provider};
+use payout_core::domain::{AuditEntry, DoctorId, Payout, PayoutId, PayoutItem, Period, Provider, ResolutionOutcome};
 use payout_core::error::Error;
 use payout_core::money::{Currency, Money};
-use payout_core::service::ManualPayout;
+use payout_core::service::{ManualPayout, ResolveRequest};
 use payout_core::status::PayoutStatus;
 use payout_core::store::{Page, PayoutFilter, PayoutPage};
 use serde::de::DeserializeOwned;
@@ -159,6 +159,16 @@ pub struct PayoutView {
     /// Items (on the detail view only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<ItemView>>,
+    /// What the approval vouched for: `detailsFingerprint` (SHA-256 of the doctor's payout details
+    /// when approved) and `approvers`, in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub approval: Option<Value>,
+    /// The latest operator resolution (`state` `PENDING`, `CONFIRMED` or `REJECTED`, with the
+    /// evidence).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub resolution: Option<Value>,
 }
 
 impl From<Payout> for PayoutView {
@@ -182,6 +192,8 @@ impl From<Payout> for PayoutView {
             updated_at: p.updated_at,
             version: p.version,
             items: None,
+            approval: p.approval.and_then(|a| serde_json::to_value(a).ok()),
+            resolution: p.resolution.and_then(|r| serde_json::to_value(r).ok()),
         }
     }
 }
@@ -457,12 +469,36 @@ pub async fn get_audit(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchPayout {
-    /// `approve`, `trigger`, `cancel` or `retry`.
+    /// `approve`, `reapprove`, `trigger`, `cancel`, `retry`, `resolve`, `confirm_resolution` or
+    /// `reject_resolution`.
     pub action: String,
     /// The provider for `trigger` (required) or `retry` (optional).
     pub provider: Option<String>,
-    /// A reason for `cancel`.
+    /// A reason for `cancel` or `reject_resolution`.
     pub reason: Option<String>,
+    /// For `resolve`: the outcome claimed, `PAID` or `FAILED`.
+    pub outcome: Option<String>,
+    /// For `resolve`: the provider's reference the evidence carries.
+    pub provider_reference: Option<String>,
+    /// For `resolve`: what the evidence is (required).
+    pub note: Option<String>,
+}
+
+/// The `resolve` action's request, from its fields.
+fn resolve_request(body: &PatchPayout) -> Result<ResolveRequest, ApiError> {
+    let outcome = match body.outcome.as_deref().map(|o| o.trim().to_ascii_uppercase()).as_deref() {
+        Some("PAID") => ResolutionOutcome::Paid,
+        Some("FAILED") => ResolutionOutcome::Failed,
+        _ => return Err(ApiError::BadRequest("resolve needs outcome PAID or FAILED".into())),
+    };
+    Ok(ResolveRequest {
+        outcome,
+        provider_reference: body.provider_reference.clone(),
+        note: body
+            .note
+            .clone()
+            .ok_or_else(|| ApiError::BadRequest("resolve needs a note saying what the evidence is".into()))?,
+    })
 }
 
 fn parse_provider(p: Option<&str>, required: bool) -> Result<Option<Provider>, ApiError> {
@@ -490,6 +526,10 @@ pub async fn patch_payout(
     let s = &state.service;
     let payout = match body.action.as_str() {
         "approve" => s.approve(&actor, &id).await?,
+        "reapprove" => s.reapprove(&actor, &id).await?,
+        "resolve" => s.resolve(&actor, &id, resolve_request(&body)?).await?,
+        "confirm_resolution" => s.confirm_resolution(&actor, &id).await?,
+        "reject_resolution" => s.reject_resolution(&actor, &id, body.reason.as_deref()).await?,
         "cancel" => s.cancel(&actor, &id, body.reason.as_deref()).await?,
         "trigger" => {
             let provider =
@@ -502,7 +542,7 @@ pub async fn patch_payout(
         }
         other => {
             return Err(ApiError::BadRequest(format!(
-                "unknown action {other:?}: use approve, trigger, cancel or retry"
+                "unknown action {other:?}: use approve, reapprove, trigger, cancel, retry, resolve, confirm_resolution or reject_resolution"
             )));
         }
     };
@@ -515,7 +555,7 @@ pub async fn patch_payout(
 pub struct BulkRequest {
     /// The payouts.
     pub payout_ids: Vec<String>,
-    /// `approve`, `trigger` or `cancel`.
+    /// `approve`, `reapprove`, `trigger` or `cancel`.
     pub action: String,
     /// The provider for `trigger`.
     pub provider: Option<String>,
@@ -543,6 +583,7 @@ pub async fn bulk(
     let s = &state.service;
     let outcomes = match body.action.as_str() {
         "approve" => s.bulk_approve(&actor, &ids).await,
+        "reapprove" => s.bulk_reapprove(&actor, &ids).await,
         "cancel" => s.bulk_cancel(&actor, &ids, None).await,
         "trigger" => {
             let provider =
@@ -551,7 +592,7 @@ pub async fn bulk(
         }
         other => {
             return Err(ApiError::BadRequest(format!(
-                "unknown bulk action {other:?}: use approve, trigger or cancel"
+                "unknown bulk action {other:?}: use approve, reapprove, trigger or cancel"
             )));
         }
     };

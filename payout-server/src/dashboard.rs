@@ -17,7 +17,8 @@ use axum::http::header::{
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use payout_core::domain::{PayoutId, Provider};
+use payout_core::domain::{PayoutId, Provider, ResolutionOutcome, ResolutionState};
+use payout_core::service::ResolveRequest;
 use payout_core::status::PayoutStatus;
 use payout_core::store::Page;
 
@@ -425,7 +426,7 @@ async fn detail(
         body,
         "<p><a href=\"{BASE}\" id=\"back\">\u{2190} All payouts</a></p><h2>Payout {}</h2><dl><dt>Doctor</dt><dd>{}</dd><dt>Period</dt><dd>{}</dd><dt>Amount</dt><dd>{}</dd>\
          <dt>Status</dt><dd class=\"status\" id=\"status\">{}</dd><dt>Provider</dt><dd>{}{sim}</dd><dt>Reference</dt><dd>{}</dd>\
-         <dt>Notes</dt><dd>{}</dd><dt>Created by</dt><dd>{}</dd><dt>Approved by</dt><dd>{}</dd></dl>",
+         <dt>Notes</dt><dd>{}</dd><dt>Created by</dt><dd>{}</dd><dt>Approved by</dt><dd id=\"approvers\">{}</dd></dl>",
         esc(p.id.as_str()),
         esc(p.doctor_id.as_str()),
         esc(&p.period().to_string()),
@@ -435,8 +436,14 @@ async fn detail(
         esc(p.provider_reference.as_deref().unwrap_or("")),
         esc(p.notes.as_deref().unwrap_or("")),
         esc(&p.created_by),
-        esc(p.approved_by.as_deref().unwrap_or("")),
+        esc(&p
+            .approval
+            .as_ref()
+            .map(|a| a.approvers.join(", "))
+            .or_else(|| p.approved_by.clone())
+            .unwrap_or_default()),
     );
+    body.push_str(&operator_section(s, &p).await);
     body.push_str(
         "<h3>Items</h3><table id=\"items\"><tr><th>Kind</th><th>Reference</th><th>Amount</th><th>Description</th></tr>",
     );
@@ -479,6 +486,82 @@ async fn detail(
     Ok(page("Payout", &body))
 }
 
+/// What an admin must know before acting on the payout, with the forms to act: the doctor's payout
+/// details changed since approval (re-approve), a second approval awaited, an unknown outcome to
+/// resolve, a resolution waiting for a second admin.
+async fn operator_section(s: &payout_core::service::PayoutService, p: &payout_core::domain::Payout) -> String {
+    let id = esc(p.id.as_str());
+    let form = |action: &str, label: &str, extra: &str| {
+        format!(
+            "<form method=\"post\" action=\"{BASE}/{id}/action\" class=\"inline\"><input type=\"hidden\" name=\"action\" value=\"{action}\">{extra}<button id=\"{action}\">{label}</button></form>"
+        )
+    };
+    let mut out = String::new();
+    if p.status == PayoutStatus::Approved {
+        match s.details_changed_since_approval(p).await {
+            Ok(true) => {
+                let _ = write!(
+                    out,
+                    "<p class=\"flash error\" id=\"details-changed\">The doctor's payout details changed since this payout was approved: it will not be triggered until an admin re-approves it for the new details.</p>{}",
+                    form("reapprove", "Re-approve for the new details", "")
+                );
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let _ = write!(
+                    out,
+                    "<p class=\"flash error\">Could not compare the payout details with the approved ones: {}</p>",
+                    esc(&e.to_string())
+                );
+            }
+        }
+        if s.awaits_second_approval(p) {
+            let _ = write!(
+                out,
+                "<p class=\"flash\" id=\"second-approval\">Above the policy's amount: a second admin must approve it before it is triggered.</p>{}",
+                form("approve", "Approve (second approval)", "")
+            );
+        }
+    }
+    if let Some(r) = &p.resolution {
+        let state = match &r.state {
+            ResolutionState::Pending => "waits for a second admin".to_string(),
+            ResolutionState::Confirmed { by, .. } => format!("confirmed by {by}"),
+            ResolutionState::Rejected { by, .. } => format!("rejected by {by}"),
+        };
+        let _ = write!(
+            out,
+            "<p class=\"flash\" id=\"resolution\">Resolution of attempt {}: {} asked by {} ({}); reference {}; note: {}; provider: {}</p>",
+            r.attempt_no,
+            r.outcome.as_str(),
+            esc(&r.requested_by),
+            esc(&state),
+            esc(r.provider_reference.as_deref().unwrap_or("(none)")),
+            esc(&r.note),
+            esc(&r.provider_answer)
+        );
+    }
+    if p.status == PayoutStatus::Processing {
+        if p.resolution.as_ref().is_some_and(|r| r.is_pending()) {
+            out.push_str(&form("confirm_resolution", "Confirm resolution", ""));
+            out.push_str(&form("reject_resolution", "Reject resolution", ""));
+        } else {
+            out.push_str(&form(
+                "resolve",
+                "Resolve with evidence",
+                "<select name=\"outcome\" id=\"resolve-outcome\"><option value=\"PAID\">PAID</option><option value=\"FAILED\">FAILED</option></select> \
+                 <input name=\"provider_reference\" id=\"resolve-reference\" placeholder=\"provider reference\"> \
+                 <input name=\"note\" id=\"resolve-note\" placeholder=\"evidence (required)\" required> ",
+            ));
+        }
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("<section id=\"operator\"><h3>Needs an admin</h3>{out}</section>")
+    }
+}
+
 async fn action(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -489,7 +572,14 @@ async fn action(
     let actor = user.actor();
     let id = PayoutId::new(id);
     let s = &state.service;
-    let result = match form_action(&pairs).map_err(|why| flash_redirect(false, why, BASE))? {
+    let form = form_action(&pairs).map_err(|why| flash_redirect(false, why, BASE))?;
+    // The operator's actions go back to the payout, whose page says what still needs doing (a
+    // re-approval, a confirmation); the others to the list, as always.
+    let back = match form {
+        FormAction::Approve | FormAction::Cancel | FormAction::Trigger(_) => BASE.to_string(),
+        _ => format!("{BASE}/{}", url_encode(id.as_str())),
+    };
+    let result = match form {
         FormAction::Approve => s.approve(&actor, &id).await.map(|p| format!("{} approved", p.id)),
         FormAction::Cancel => s
             .cancel(&actor, &id, Some("cancelled from the dashboard"))
@@ -499,10 +589,23 @@ async fn action(
             .trigger(&actor, &id, provider)
             .await
             .map(|p| format!("{} triggered with {provider}: {}", p.id, p.status)),
+        FormAction::Reapprove => s.reapprove(&actor, &id).await.map(|p| format!("{} re-approved", p.id)),
+        FormAction::Resolve(request) => s
+            .resolve(&actor, &id, request)
+            .await
+            .map(|p| format!("{} resolution recorded: {}", p.id, p.status)),
+        FormAction::ConfirmResolution => s
+            .confirm_resolution(&actor, &id)
+            .await
+            .map(|p| format!("{} resolution confirmed: {}", p.id, p.status)),
+        FormAction::RejectResolution => s
+            .reject_resolution(&actor, &id, Some("rejected from the dashboard"))
+            .await
+            .map(|p| format!("{} resolution rejected", p.id)),
     };
     Ok(match result {
-        Ok(msg) => flash_redirect(true, &msg, BASE),
-        Err(e) => flash_redirect(false, &e.to_string(), BASE),
+        Ok(msg) => flash_redirect(true, &msg, &back),
+        Err(e) => flash_redirect(false, &e.to_string(), &back),
     })
 }
 
@@ -528,8 +631,12 @@ async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
     let s = &state.service;
     let outcomes = match form_action(&pairs).map_err(|why| flash_redirect(false, why, BASE))? {
         FormAction::Approve => s.bulk_approve(&actor, &ids).await,
+        FormAction::Reapprove => s.bulk_reapprove(&actor, &ids).await,
         FormAction::Cancel => s.bulk_cancel(&actor, &ids, Some("cancelled from the dashboard")).await,
         FormAction::Trigger(provider) => s.bulk_trigger(&actor, &ids, provider).await,
+        FormAction::Resolve(_) | FormAction::ConfirmResolution | FormAction::RejectResolution => {
+            return Err(flash_redirect(false, "resolutions are made one payout at a time", BASE));
+        }
     };
     let ok = outcomes.iter().filter(|o| o.result.is_ok()).count();
     let failed: Vec<String> = outcomes
@@ -565,8 +672,12 @@ async fn admin_form(
 /// What a row or bulk form asks for.
 enum FormAction {
     Approve,
+    Reapprove,
     Cancel,
     Trigger(Provider),
+    Resolve(ResolveRequest),
+    ConfirmResolution,
+    RejectResolution,
 }
 
 /// The form's `action` (with its `provider` for a trigger), or what to tell the admin instead.
@@ -574,6 +685,21 @@ fn form_action(pairs: &[(String, String)]) -> Result<FormAction, &'static str> {
     let field = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     match field("action") {
         Some("approve") => Ok(FormAction::Approve),
+        Some("reapprove") => Ok(FormAction::Reapprove),
+        Some("confirm_resolution") => Ok(FormAction::ConfirmResolution),
+        Some("reject_resolution") => Ok(FormAction::RejectResolution),
+        Some("resolve") => {
+            let outcome = match field("outcome") {
+                Some("PAID") => ResolutionOutcome::Paid,
+                Some("FAILED") => ResolutionOutcome::Failed,
+                _ => return Err("choose the outcome: PAID or FAILED"),
+            };
+            Ok(FormAction::Resolve(ResolveRequest {
+                outcome,
+                provider_reference: field("provider_reference").map(String::from),
+                note: field("note").unwrap_or_default().to_string(),
+            }))
+        }
         Some("cancel") => Ok(FormAction::Cancel),
         Some("trigger") => field("provider")
             .and_then(|p| p.parse().ok())

@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
 use payout_core::PayoutProvider;
 use payout_core::domain::{Actor, Period, Provider};
-use payout_core::service::{CalculationPolicy, PayoutService, PerformanceConfig};
+use payout_core::service::{CalculationPolicy, PayoutService, PerformanceConfig, ServicePolicy};
 use payout_core::simulated::{SimulatedProvider, SimulatedSettlement};
 use payout_core::{Error, Result};
 use payout_store_sqlx::{
@@ -45,8 +45,15 @@ pub struct DemoConfig {
     pub sample_data: bool,
     /// Seconds between reconciliation passes (`PAYOUTS_RECONCILE_SECS`, default 60; 0 = off).
     pub reconcile_every: u64,
-    /// The creator of a manual payout may not approve it (`PAYOUTS_FOUR_EYES`, default on; `0` turns it off).
+    /// The creator of a manual payout may not approve it, and a resolution waits for a second admin
+    /// (`PAYOUTS_FOUR_EYES`, default on; `0` turns it off).
     pub four_eyes: bool,
+    /// The approver of any payout may not trigger it (`PAYOUTS_APPROVER_MAY_NOT_TRIGGER`, default off;
+    /// `1` turns it on).
+    pub approver_may_not_trigger: bool,
+    /// Amounts above which a payout needs a second approval, one per currency
+    /// (`PAYOUTS_SECOND_APPROVAL_ABOVE`, e.g. `USD:5000,KES:500000`; default none).
+    pub second_approval_above: Vec<payout_core::money::Money>,
 }
 
 impl std::fmt::Debug for DemoConfig {
@@ -56,6 +63,8 @@ impl std::fmt::Debug for DemoConfig {
             .field("sample_data", &self.sample_data)
             .field("reconcile_every", &self.reconcile_every)
             .field("four_eyes", &self.four_eyes)
+            .field("approver_may_not_trigger", &self.approver_may_not_trigger)
+            .field("second_approval_above", &self.second_approval_above)
             .finish_non_exhaustive()
     }
 }
@@ -88,7 +97,23 @@ impl DemoConfig {
             sample_data: var("PAYOUTS_SAMPLE_DATA").is_none_or(|v| v != "0" && v != "false"),
             reconcile_every,
             four_eyes: var("PAYOUTS_FOUR_EYES").is_none_or(|v| v != "0" && v != "false"),
+            approver_may_not_trigger: var("PAYOUTS_APPROVER_MAY_NOT_TRIGGER").is_some_and(|v| v == "1" || v == "true"),
+            second_approval_above: ServicePolicy::parse_second_approval_above(
+                &var("PAYOUTS_SECOND_APPROVAL_ABOVE").unwrap_or_default(),
+            )?,
         })
+    }
+}
+
+impl DemoConfig {
+    /// The engine's policy these settings ask for (the rest as [`ServicePolicy::default`]).
+    pub fn policy(&self) -> ServicePolicy {
+        ServicePolicy {
+            four_eyes: self.four_eyes,
+            approver_may_not_trigger: self.approver_may_not_trigger,
+            second_approval_above: self.second_approval_above.clone(),
+            ..ServicePolicy::default()
+        }
     }
 }
 
@@ -163,6 +188,7 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
         .store(store)
         .consultations(consultations)
         .directory(directory)
+        .policy(config.policy())
         .performance(performance);
     let mut simulated = Vec::new();
     for (provider, adapter) in providers_from_env(&config.simulation_token) {

@@ -25,6 +25,8 @@ fn demo_config(dir: &tempfile::TempDir) -> DemoConfig {
         sample_data: true,
         reconcile_every: 0,
         four_eyes: true,
+        approver_may_not_trigger: false,
+        second_approval_above: Vec::new(),
     }
 }
 
