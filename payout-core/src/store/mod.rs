@@ -76,7 +76,8 @@ pub trait PayoutStore: Send + Sync {
     /// [`PayoutChange::normalized`] leaves it. Refuses with `Conflict` when the current version or status differs from the expected one, or
     /// when the new attempt's number or idempotency key already exists; with `DuplicateEvent` when the
     /// webhook event was already recorded. The version goes up by one. Audit entries are appended and
-    /// never changed.
+    /// never changed. A new attempt's `destination`, and the patch's `approval` and `resolution`
+    /// (each replacing the stored one whole), are kept exactly and read back by every read.
     async fn apply(&self, change: PayoutChange) -> Result<Payout>;
 
     /// A payout's attempts, oldest first.

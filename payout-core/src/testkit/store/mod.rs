@@ -20,12 +20,15 @@
 //!   `period.end < before`;
 //! - idempotency keys are unique across all payouts;
 //! - an attempt update sets the attempt's `updated_at` to the change's `at`;
-//! - `Conflict` names the payout the change was for.
+//! - `Conflict` names the payout the change was for;
+//! - an attempt's destination, a payout's approval and its resolution are read back exactly as
+//!   written (a patch replaces the approval or the resolution whole, and keeps them when it has none).
 
 mod at_once;
 mod attempts;
 mod calculation;
 mod changes;
+mod operator;
 mod reading;
 
 use std::fmt;
@@ -41,6 +44,7 @@ pub use at_once::*;
 pub use attempts::*;
 pub use calculation::*;
 pub use changes::*;
+pub use operator::*;
 pub use reading::*;
 
 use crate::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
@@ -118,7 +122,9 @@ pub const STORE_CHECKS: &[StoreCheck] = checks![
     find_attempt_by_reference_and_key,
     stuck_processing_filters_orders_and_limits,
     audit_trail_is_append_only,
-    records_must_belong_to_their_payout;
+    records_must_belong_to_their_payout,
+    attempts_keep_their_destination,
+    approval_and_resolution_are_kept;
     concurrent_apply_has_one_winner
 ];
 

@@ -1,0 +1,531 @@
+//! Operator actions and approval safety (issue 14, items 6, 7 and 10), end to end over the
+//! in-memory store: re-sends go to the committed destination, a trigger after the doctor's details
+//! changed is refused until re-approved, the approval policy (four eyes, a second approval above a
+//! per-currency amount, approver not triggerer) holds on every path, bulk ones per item, and
+//! `resolve` settles an unknown outcome with evidence, asking the provider first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{Duration, TimeZone, Utc};
+use http::HeaderMap;
+use payout_core::clock::{ManualClock, SequentialIds};
+use payout_core::domain::{
+    Actor, AttemptOutcome, DoctorId, Payout, PayoutDestination, PayoutId, Provider, Recipient, ResolutionOutcome,
+    ResolutionState,
+};
+use payout_core::error::{Error, ProviderError, ProviderErrorKind, WebhookError};
+use payout_core::memory::MemoryStore;
+use payout_core::money::{Currency, Money};
+use payout_core::provider::{
+    AttemptLookup, Capabilities, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus, SendReceipt,
+};
+use payout_core::service::{ManualPayout, PayoutService, ResolveRequest, ServicePolicy};
+use payout_core::source::RecipientDirectory;
+use payout_core::status::PayoutStatus;
+use payout_core::store::PayoutStore;
+
+mod common;
+use common::recipient;
+
+/// A directory whose profiles an admin may edit while payouts are in flight.
+#[derive(Default)]
+struct EditableDirectory(Mutex<HashMap<DoctorId, Recipient>>);
+
+impl EditableDirectory {
+    fn set(&self, r: Recipient) {
+        self.0.lock().unwrap().insert(r.doctor_id.clone(), r);
+    }
+    fn set_phone(&self, doctor: &str, phone: &str) {
+        let mut all = self.0.lock().unwrap();
+        let r = all.get_mut(&DoctorId::new(doctor)).unwrap();
+        r.mpesa_phone_number = Some(phone.into());
+    }
+}
+
+#[async_trait]
+impl RecipientDirectory for EditableDirectory {
+    async fn recipient(&self, doctor_id: &DoctorId) -> payout_core::Result<Option<Recipient>> {
+        Ok(self.0.lock().unwrap().get(doctor_id).cloned())
+    }
+}
+
+/// An M-Pesa double that records every send with the destination it was sent to, answers every
+/// send ambiguously (the outcome stays unknown) and every lookup as told.
+struct Double {
+    sends: Mutex<Vec<(String, PayoutDestination)>>,
+    lookup: Mutex<Result<ProviderStatus, ProviderError>>,
+}
+
+impl Double {
+    fn new() -> Self {
+        Double {
+            sends: Mutex::new(Vec::new()),
+            lookup: Mutex::new(Ok(ProviderStatus::Accepted)),
+        }
+    }
+    fn answer_lookups(&self, answer: Result<ProviderStatus, ProviderError>) {
+        *self.lookup.lock().unwrap() = answer;
+    }
+    fn sends(&self) -> Vec<(String, PayoutDestination)> {
+        self.sends.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl PayoutProvider for Double {
+    fn provider(&self) -> Provider {
+        Provider::MpesaB2c
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            lookup: true,
+            ..Default::default()
+        }
+    }
+    async fn send(&self, i: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
+        self.sends
+            .lock()
+            .unwrap()
+            .push((i.idempotency_key.clone(), i.destination.clone()));
+        Err(ProviderError::new(
+            Provider::MpesaB2c,
+            ProviderErrorKind::Ambiguous,
+            "connection reset",
+        ))
+    }
+    async fn verify_webhook(&self, _: &HeaderMap, _: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
+        Ok(Vec::new())
+    }
+    async fn lookup(&self, _: &AttemptLookup) -> Result<ProviderStatus, ProviderError> {
+        self.lookup.lock().unwrap().clone()
+    }
+}
+
+struct Harness {
+    service: PayoutService,
+    store: Arc<MemoryStore>,
+    directory: Arc<EditableDirectory>,
+    double: Arc<Double>,
+    clock: Arc<ManualClock>,
+}
+
+fn harness(policy: ServicePolicy) -> Harness {
+    let store = Arc::new(MemoryStore::new());
+    let directory = Arc::new(EditableDirectory::default());
+    for d in ["dr-a", "dr-b"] {
+        directory.set(recipient(d));
+    }
+    let double = Arc::new(Double::new());
+    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2025, 2, 3, 8, 0, 0).unwrap()));
+    Harness {
+        service: build(&store, &directory, &double, &clock, policy),
+        store,
+        directory,
+        double,
+        clock,
+    }
+}
+
+fn build(
+    store: &Arc<MemoryStore>,
+    directory: &Arc<EditableDirectory>,
+    double: &Arc<Double>,
+    clock: &Arc<ManualClock>,
+    policy: ServicePolicy,
+) -> PayoutService {
+    PayoutService::builder()
+        .store(store.clone())
+        .directory(directory.clone())
+        .provider(double.clone())
+        .clock(clock.clone())
+        .ids(Arc::new(SequentialIds::default()))
+        .policy(policy)
+        .build()
+        .unwrap()
+}
+
+fn admin(id: &str) -> Actor {
+    Actor::admin(id)
+}
+
+fn money(text: &str, code: &str) -> Money {
+    Money::parse(text, Currency::from_code(code).unwrap()).unwrap()
+}
+
+fn no_four_eyes() -> ServicePolicy {
+    ServicePolicy {
+        four_eyes: false,
+        ..Default::default()
+    }
+}
+
+impl Harness {
+    /// A manual payout of `amount` to `doctor`, created by `admin:creator`.
+    async fn created(&self, doctor: &str, amount: Money) -> Payout {
+        let manual = ManualPayout {
+            doctor_id: doctor.into(),
+            amount,
+            period: None,
+            notes: None,
+        };
+        self.service.create_manual(&admin("creator"), manual).await.unwrap()
+    }
+
+    async fn approved(&self, doctor: &str) -> Payout {
+        let p = self.created(doctor, money("1000", "KES")).await;
+        self.service.approve(&admin("approver"), &p.id).await.unwrap()
+    }
+
+    /// Approved and triggered: `PROCESSING`, its outcome unknown (the double answers ambiguously).
+    async fn in_flight(&self, doctor: &str) -> Payout {
+        let p = self.approved(doctor).await;
+        let p = self
+            .service
+            .trigger(&admin("trigger"), &p.id, Provider::MpesaB2c)
+            .await
+            .unwrap();
+        assert_eq!(p.status, PayoutStatus::Processing);
+        p
+    }
+
+    async fn actions(&self, id: &PayoutId) -> Vec<String> {
+        let trail = self.store.audit_trail(id).await.unwrap();
+        trail.into_iter().map(|a| a.action).collect()
+    }
+
+    async fn resolve(&self, by: &str, id: &PayoutId, outcome: ResolutionOutcome) -> payout_core::Result<Payout> {
+        let request = ResolveRequest {
+            outcome,
+            provider_reference: Some("MPESA-QX12".into()),
+            note: "M-Pesa statement line 14".into(),
+        };
+        self.service.resolve(&admin(by), id, request).await
+    }
+}
+
+fn phone(d: &PayoutDestination) -> String {
+    match d {
+        PayoutDestination::MpesaPhone { phone } => phone.clone(),
+        other => panic!("an M-Pesa destination, not {other:?}"),
+    }
+}
+
+// ------------------------------------------------------------------- item 7: committed destinations
+
+#[tokio::test]
+async fn a_resend_goes_to_the_destination_the_attempt_was_sent_to() {
+    let h = harness(ServicePolicy::default());
+    let p = h.in_flight("dr-a").await;
+    let attempts = h.store.attempts(&p.id).await.unwrap();
+    assert_eq!(
+        attempts[0].destination.as_ref().map(phone).as_deref(),
+        Some("254712345678"),
+        "the attempt stores its destination before the call"
+    );
+    let debug = format!("{:?}", attempts[0]);
+    assert!(!debug.contains("254712345678"), "the destination is masked in Debug: {debug}");
+    let json = serde_json::to_string(&attempts[0]).unwrap();
+    assert!(!json.contains("254712345678"), "never serialized: {json}");
+
+    // The doctor changes their phone; the provider never received the attempt.
+    h.directory.set_phone("dr-a", "254799999999");
+    h.double.answer_lookups(Ok(ProviderStatus::NotFound));
+    h.clock.advance(Duration::hours(1));
+    let report = h.service.reconcile(Duration::minutes(5)).await.unwrap();
+    assert_eq!(report.resent, vec![p.id.clone()]);
+
+    let sends = h.double.sends();
+    assert_eq!(sends.len(), 2, "sent, then re-sent");
+    assert_eq!(sends[0].0, sends[1].0, "the same idempotency key");
+    assert_eq!(sends[1].1, sends[0].1, "the re-send goes where the attempt was sent");
+    assert_eq!(phone(&sends[1].1), "254712345678");
+}
+
+#[tokio::test]
+async fn a_trigger_after_the_details_changed_is_refused_until_reapproved() {
+    let h = harness(ServicePolicy::default());
+    let p = h.approved("dr-a").await;
+    let fingerprint = p.approval.as_ref().unwrap().details_fingerprint.clone();
+    assert_eq!(fingerprint.len(), 64, "a SHA-256 fingerprint in hex");
+
+    // A change of a display name is not a change of payout details.
+    let mut renamed = recipient("dr-a");
+    renamed.name = "Dr. A. Renamed".into();
+    h.directory.set(renamed);
+    assert!(!h.service.details_changed_since_approval(&p).await.unwrap());
+
+    h.directory.set_phone("dr-a", "254799999999");
+    assert!(h.service.details_changed_since_approval(&p).await.unwrap());
+    let refused = h.service.trigger(&admin("trigger"), &p.id, Provider::MpesaB2c).await;
+    assert!(matches!(&refused, Err(Error::DetailsChanged { payout_id }) if payout_id == &p.id), "{refused:?}");
+    assert_eq!(h.store.get(&p.id).await.unwrap(), p, "a refused trigger changes nothing");
+    assert!(h.store.attempts(&p.id).await.unwrap().is_empty());
+    assert!(h.double.sends().is_empty(), "nothing was sent");
+
+    // The creator of a manual payout may not re-approve it either (four eyes).
+    assert!(matches!(
+        h.service.reapprove(&admin("creator"), &p.id).await,
+        Err(Error::Forbidden(_))
+    ));
+    let re = h.service.reapprove(&admin("approver-2"), &p.id).await.unwrap();
+    assert_eq!(re.status, PayoutStatus::Approved);
+    assert_eq!(re.approved_by.as_deref(), Some("admin:approver-2"));
+    assert_ne!(re.approval.as_ref().unwrap().details_fingerprint, fingerprint);
+    let trail = h.store.audit_trail(&p.id).await.unwrap();
+    let reapproval = trail.iter().find(|a| a.action == "REAPPROVE").expect("audited");
+    assert!(reapproval.detail.contains(&fingerprint[..12]), "{}", reapproval.detail);
+    assert!(
+        matches!(h.service.reapprove(&admin("approver-2"), &p.id).await, Err(Error::InvalidInput(_))),
+        "nothing to re-approve once the details are the approved ones"
+    );
+
+    h.service
+        .trigger(&admin("trigger"), &p.id, Provider::MpesaB2c)
+        .await
+        .unwrap();
+    assert_eq!(phone(&h.double.sends()[0].1), "254799999999", "sent to the re-approved details");
+}
+
+#[tokio::test]
+async fn bulk_trigger_refuses_changed_details_per_item() {
+    let h = harness(ServicePolicy::default());
+    let a = h.approved("dr-a").await;
+    let b = h.approved("dr-b").await;
+    h.directory.set_phone("dr-b", "254700000001");
+    let out = h
+        .service
+        .bulk_trigger(&admin("trigger"), &[a.id.clone(), b.id.clone()], Provider::MpesaB2c)
+        .await;
+    assert_eq!(out[0].result.as_ref().unwrap().status, PayoutStatus::Processing);
+    assert!(matches!(out[1].result, Err(Error::DetailsChanged { .. })), "{:?}", out[1].result);
+    assert_eq!(h.store.get(&b.id).await.unwrap().status, PayoutStatus::Approved);
+    assert_eq!(h.double.sends().len(), 1);
+}
+
+// ------------------------------------------------------------------------ item 10: approval policy
+
+#[tokio::test]
+async fn the_approver_may_not_trigger_when_the_policy_says_so() {
+    let h = harness(ServicePolicy {
+        approver_may_not_trigger: true,
+        ..Default::default()
+    });
+    let p = h.approved("dr-a").await;
+    let refused = h.service.trigger(&admin("approver"), &p.id, Provider::MpesaB2c).await;
+    assert!(matches!(refused, Err(Error::Forbidden(_))), "{refused:?}");
+    let out = h
+        .service
+        .bulk_trigger(&admin("approver"), std::slice::from_ref(&p.id), Provider::MpesaB2c)
+        .await;
+    assert!(matches!(out[0].result, Err(Error::Forbidden(_))), "bulk obeys it per item");
+    assert!(h.double.sends().is_empty());
+    h.service
+        .trigger(&admin("someone-else"), &p.id, Provider::MpesaB2c)
+        .await
+        .unwrap();
+
+    // Calculated payouts too: the rule is about approvers, not creators.
+    let off = harness(ServicePolicy::default());
+    let q = off.approved("dr-a").await;
+    off.service
+        .trigger(&admin("approver"), &q.id, Provider::MpesaB2c)
+        .await
+        .expect("off by default");
+}
+
+#[tokio::test]
+async fn a_second_approval_is_needed_above_the_amount_of_the_payouts_currency() {
+    let h = harness(ServicePolicy {
+        second_approval_above: vec![money("5000", "KES"), money("100", "USD")],
+        ..Default::default()
+    });
+    let small = h.created("dr-a", money("5000", "KES")).await;
+    let large = h.created("dr-b", money("5000.01", "KES")).await;
+    let other = h.created("dr-a", money("1", "EUR")).await;
+    assert!(!h.service.needs_second_approval(&small), "at the amount: one approval");
+    assert!(h.service.needs_second_approval(&large), "above it");
+    assert!(h.service.needs_second_approval(&other), "a currency without an amount: always two");
+
+    let out = h
+        .service
+        .bulk_approve(&admin("first"), &[small.id.clone(), large.id.clone()])
+        .await;
+    assert!(out.iter().all(|o| o.result.is_ok()));
+    let refused = h.service.trigger(&admin("trigger"), &large.id, Provider::MpesaB2c).await;
+    assert!(matches!(refused, Err(Error::ApprovalRequired(_))), "{refused:?}");
+    assert!(h.service.awaits_second_approval(&h.store.get(&large.id).await.unwrap()));
+    assert!(
+        matches!(h.service.approve(&admin("first"), &large.id).await, Err(Error::Forbidden(_))),
+        "not by the first approver again"
+    );
+    assert!(
+        matches!(h.service.approve(&admin("creator"), &large.id).await, Err(Error::Forbidden(_))),
+        "nor, with four eyes, by the creator"
+    );
+    let second = h.service.approve(&admin("second"), &large.id).await.unwrap();
+    assert_eq!(
+        second.approval.as_ref().unwrap().approvers,
+        ["admin:first", "admin:second"]
+    );
+    assert!(h.actions(&large.id).await.contains(&"SECOND_APPROVE".to_string()));
+    assert!(
+        matches!(h.service.approve(&admin("third"), &large.id).await, Err(Error::InvalidTransition { .. })),
+        "two approvals are all there is"
+    );
+    let out = h
+        .service
+        .bulk_trigger(&admin("trigger"), &[small.id.clone(), large.id.clone()], Provider::MpesaB2c)
+        .await;
+    assert!(out.iter().all(|o| o.result.is_ok()), "{out:?}");
+}
+
+#[test]
+fn second_approval_amounts_parse_per_currency() {
+    let parsed = ServicePolicy::parse_second_approval_above(" USD:5000.00, KES:500000 ").unwrap();
+    assert_eq!(parsed, vec![money("5000", "USD"), money("500000", "KES")]);
+    assert!(ServicePolicy::parse_second_approval_above("").unwrap().is_empty());
+    for bad in ["USD", "USD:abc", "XXQ:5", "USD:-1", "USD:1,USD:2", "JPY:1.5"] {
+        assert!(
+            matches!(ServicePolicy::parse_second_approval_above(bad), Err(Error::InvalidInput(_) | Error::Money(_))),
+            "{bad}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------- item 6: a way out with evidence
+
+#[tokio::test]
+async fn resolve_refuses_a_claim_the_provider_contradicts() {
+    let h = harness(no_four_eyes());
+    let p = h.in_flight("dr-a").await;
+    let before = h.store.get(&p.id).await.unwrap();
+    for (answer, claim) in [
+        (ProviderStatus::Paid, ResolutionOutcome::Failed),
+        (ProviderStatus::Failed("insufficient float".into()), ResolutionOutcome::Paid),
+        (ProviderStatus::NotFound, ResolutionOutcome::Paid),
+        (ProviderStatus::Returned("unclaimed".into()), ResolutionOutcome::Paid),
+    ] {
+        h.double.answer_lookups(Ok(answer.clone()));
+        let refused = h.resolve("ops", &p.id, claim).await;
+        assert!(
+            matches!(refused, Err(Error::ResolutionRefused(_))),
+            "{answer:?} vs {claim:?}: {refused:?}"
+        );
+        assert_eq!(h.store.get(&p.id).await.unwrap(), before, "a refused resolution changes nothing");
+    }
+    let missing_note = h
+        .service
+        .resolve(
+            &admin("ops"),
+            &p.id,
+            ResolveRequest {
+                outcome: ResolutionOutcome::Failed,
+                provider_reference: None,
+                note: "  ".into(),
+            },
+        )
+        .await;
+    assert!(matches!(missing_note, Err(Error::InvalidInput(_))));
+
+    // What the provider confirms is applied.
+    h.double.answer_lookups(Ok(ProviderStatus::NotFound));
+    let failed = h.resolve("ops", &p.id, ResolutionOutcome::Failed).await.unwrap();
+    assert_eq!(failed.status, PayoutStatus::Failed);
+}
+
+#[tokio::test]
+async fn with_four_eyes_a_resolution_waits_for_a_second_admin_then_a_failure_allows_a_retry() {
+    let h = harness(ServicePolicy::default());
+    let p = h.in_flight("dr-a").await;
+    // M-Pesa's lookup never says more than "accepted": the evidence decides.
+    h.double.answer_lookups(Ok(ProviderStatus::Accepted));
+    let asked = h.resolve("ops-1", &p.id, ResolutionOutcome::Failed).await.unwrap();
+    assert_eq!(asked.status, PayoutStatus::Processing, "not applied yet");
+    let pending = asked.resolution.clone().unwrap();
+    assert_eq!(pending.state, ResolutionState::Pending);
+    assert_eq!(pending.requested_by, "admin:ops-1");
+    assert!(
+        matches!(
+            h.resolve("ops-2", &p.id, ResolutionOutcome::Paid).await,
+            Err(Error::ResolutionRefused(_))
+        ),
+        "one pending resolution at a time"
+    );
+    assert!(
+        h.service.retry(&admin("ops-1"), &p.id, None).await.is_err(),
+        "no retry before the failure is confirmed"
+    );
+    assert!(matches!(
+        h.service.confirm_resolution(&admin("ops-1"), &p.id).await,
+        Err(Error::Forbidden(_))
+    ));
+
+    // It survives a restart: a new engine over the same store confirms it.
+    let restarted = build(&h.store, &h.directory, &h.double, &h.clock, ServicePolicy::default());
+    let confirmed = restarted.confirm_resolution(&admin("ops-2"), &p.id).await.unwrap();
+    assert_eq!(confirmed.status, PayoutStatus::Failed);
+    assert!(matches!(
+        confirmed.resolution.as_ref().unwrap().state,
+        ResolutionState::Confirmed { ref by, .. } if by == "admin:ops-2"
+    ));
+    let attempts = h.store.attempts(&p.id).await.unwrap();
+    assert!(matches!(&attempts[0].outcome, AttemptOutcome::Failed { reason } if reason.contains("M-Pesa statement")));
+    assert_eq!(attempts[0].provider_reference.as_deref(), Some("MPESA-QX12"));
+    let trail = h.store.audit_trail(&p.id).await.unwrap();
+    let confirm = trail.iter().find(|a| a.action == "RESOLVE_CONFIRMED").expect("audited");
+    assert_eq!((confirm.from, confirm.to), (Some(PayoutStatus::Processing), Some(PayoutStatus::Failed)));
+    for evidence in ["MPESA-QX12", "M-Pesa statement line 14", "admin:ops-1", "admin:ops-2", "accepted"] {
+        assert!(confirm.detail.contains(evidence), "{evidence} in {}", confirm.detail);
+    }
+    assert!(h.actions(&p.id).await.contains(&"RESOLVE_REQUESTED".to_string()));
+
+    // Only now: a retry, a new attempt with a new key.
+    let retried = h.service.retry(&admin("ops-1"), &p.id, None).await.unwrap();
+    assert_eq!(retried.status, PayoutStatus::Processing);
+    let sends = h.double.sends();
+    assert_eq!(sends.len(), 2);
+    assert_ne!(sends[0].0, sends[1].0, "a new idempotency key");
+}
+
+#[tokio::test]
+async fn a_pending_resolution_can_be_rejected_and_a_paid_one_applies_at_once_without_four_eyes() {
+    let h = harness(ServicePolicy::default());
+    let p = h.in_flight("dr-a").await;
+    h.resolve("ops-1", &p.id, ResolutionOutcome::Paid).await.unwrap();
+    let rejected = h
+        .service
+        .reject_resolution(&admin("ops-2"), &p.id, Some("the statement is another payout's"))
+        .await
+        .unwrap();
+    assert_eq!(rejected.status, PayoutStatus::Processing);
+    assert!(matches!(rejected.resolution.unwrap().state, ResolutionState::Rejected { .. }));
+    assert!(matches!(
+        h.service.confirm_resolution(&admin("ops-2"), &p.id).await,
+        Err(Error::ResolutionRefused(_))
+    ));
+
+    let h = harness(no_four_eyes());
+    let p = h.in_flight("dr-a").await;
+    // A provider that cannot be asked (no reference to look up by): the evidence decides, and
+    // the audit says the provider could not confirm it.
+    h.double.answer_lookups(Err(ProviderError::new(
+        Provider::MpesaB2c,
+        ProviderErrorKind::Final,
+        "lookup needs a reference",
+    )));
+    let paid = h.resolve("ops", &p.id, ResolutionOutcome::Paid).await.unwrap();
+    assert_eq!(paid.status, PayoutStatus::Paid);
+    assert_eq!(paid.provider_reference.as_deref(), Some("MPESA-QX12"));
+    assert!(paid.processed_at.is_some());
+    let trail = h.store.audit_trail(&p.id).await.unwrap();
+    let last = trail.last().unwrap();
+    assert_eq!(last.action, "RESOLVE_CONFIRMED");
+    assert!(last.detail.contains("could not be asked"), "{}", last.detail);
+    assert!(matches!(
+        h.resolve("ops", &p.id, ResolutionOutcome::Paid).await,
+        Err(Error::ResolutionRefused(_))
+    ), "a settled payout is not resolved again");
+    assert!(h.service.retry(&admin("ops"), &p.id, None).await.is_err(), "no retry after PAID");
+}
