@@ -33,8 +33,8 @@ use futures::stream::BoxStream;
 use http::{HeaderMap, HeaderValue};
 use payout_core::clock::{ManualClock, SequentialIds};
 use payout_core::domain::{
-    Actor, AttemptOutcome, AuditEntry, Consultation, Payout, PayoutAttempt, PayoutId, PayoutItem, PayoutOrigin, Period,
-    Provider,
+    Actor, AttemptOutcome, AuditEntry, Consultation, DoctorId, Payout, PayoutAttempt, PayoutDestination, PayoutId,
+    PayoutItem, PayoutOrigin, Period, Provider, Recipient, ResolutionOutcome, details_fingerprint,
 };
 use payout_core::error::{Error, ProviderError, ProviderErrorKind, Result, StoreError, StoreErrorKind, WebhookError};
 use payout_core::memory::MemoryStore;
@@ -44,10 +44,11 @@ use payout_core::provider::{
     ProviderStatus, SendReceipt,
 };
 use payout_core::service::{
-    CalculationPolicy, Deduction, EventOutcome, ManualPayout, PayoutService, PerformanceConfig, ServicePolicy,
+    CalculationPolicy, Deduction, EventOutcome, ManualPayout, PayoutService, PerformanceConfig, ResolveRequest,
+    ServicePolicy,
 };
 use payout_core::simulated::constant_time_eq;
-use payout_core::source::{StaticConsultations, StaticDirectory};
+use payout_core::source::{RecipientDirectory, StaticConsultations};
 use payout_core::status::{PayoutEvent, PayoutStatus, Transition, transition};
 use payout_core::store::{
     BulkPayoutStore, CarryOver, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
@@ -196,6 +197,8 @@ struct Transfer {
     state: TransferState,
     /// Money reached the doctor (at some point) for this key.
     moved: bool,
+    /// Where the first send of this key told the provider to pay (operator invariants 10, 11).
+    destination: PayoutDestination,
 }
 
 /// A webhook in the provider's outbox.
@@ -227,6 +230,9 @@ enum Plant {
     StoreIgnoresExpectedVersion,
     /// A provider wrapper reports every timeout as a confirmed (final) failure.
     TimeoutIsFailure,
+    /// The store loses the destination an attempt was sent to (reads it back as `None`), so a
+    /// re-send falls back to the directory's current details.
+    StoreDropsDestination,
 }
 
 /// Everything the fault injectors share: the seeded rng, the ground truth, and what was observed.
@@ -359,6 +365,13 @@ impl SimState {
                     t.payout_id, t.attempt_no, t.amount, i.payout_id, i.attempt_no, i.amount
                 ));
             }
+            // (10) A re-send goes where the attempt was first sent, whatever the directory says now.
+            if t.destination != i.destination {
+                self.violations.push(format!(
+                    "[10 re-sends use the committed destination] key {key} of payout {} first sent to {:?}, re-sent to {:?}",
+                    i.payout_id, t.destination, i.destination
+                ));
+            }
             self.bump("provider: re-send of a known key (idempotent replay)");
             t.state.clone()
         } else {
@@ -387,6 +400,7 @@ impl SimState {
                     reference,
                     moved: state == TransferState::Paid,
                     state: state.clone(),
+                    destination: i.destination.clone(),
                 },
             );
             match &state {
@@ -629,7 +643,13 @@ impl PayoutStore for FaultStore {
     }
 
     async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {
-        self.read(self.inner.attempts(id)).await
+        let mut attempts = self.read(self.inner.attempts(id)).await?;
+        if self.plant == Plant::StoreDropsDestination {
+            for a in &mut attempts {
+                a.destination = None;
+            }
+        }
+        Ok(attempts)
     }
 
     async fn find_attempt(&self, provider: Provider, reference: &EventReference) -> Result<Option<PayoutAttempt>> {
@@ -908,7 +928,7 @@ struct World {
     clock: Arc<ManualClock>,
     ids: Arc<SequentialIds>,
     consultations: Arc<StaticConsultations>,
-    directory: Arc<StaticDirectory>,
+    directory: Arc<EditableDirectory>,
     providers: Vec<Arc<dyn PayoutProvider>>,
     config: (ServicePolicy, PerformanceConfig),
     policy: CalculationPolicy,
@@ -929,9 +949,13 @@ enum Op {
     Deliver,
     Tick,
     Reconcile,
+    /// A doctor changes their payout details (operator scenario).
+    ChangeDetails,
+    /// An admin re-approves an approved payout for its doctor's current details.
+    Reapprove,
 }
 
-const OPS: [Op; 10] = [
+const OPS: [Op; 12] = [
     Op::Calculate,
     Op::CreateManual,
     Op::Approve,
@@ -942,6 +966,8 @@ const OPS: [Op; 10] = [
     Op::Deliver,
     Op::Tick,
     Op::Reconcile,
+    Op::ChangeDetails,
+    Op::Reapprove,
 ];
 
 fn admin(n: u32) -> Actor {
@@ -951,7 +977,7 @@ fn admin(n: u32) -> Actor {
 fn build_service(
     store: &Arc<FaultStore>,
     consultations: &Arc<StaticConsultations>,
-    directory: &Arc<StaticDirectory>,
+    directory: &Arc<EditableDirectory>,
     providers: &[Arc<dyn PayoutProvider>],
     clock: &Arc<ManualClock>,
     ids: &Arc<SequentialIds>,
@@ -1054,7 +1080,7 @@ impl World {
         let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2025, 4, 2, 8, 0, 0).unwrap()));
         let ids = Arc::new(SequentialIds::default());
         let consultations = Arc::new(StaticConsultations::new(consultations));
-        let directory = Arc::new(StaticDirectory::new(recipients));
+        let directory = Arc::new(EditableDirectory::new(recipients));
         let service = build_service(&store, &consultations, &directory, &providers, &clock, &ids, &config);
         World {
             sim,
@@ -1129,8 +1155,12 @@ impl World {
             | Error::Provider(_)
             | Error::NotFound(_) => {}
             Error::InvalidInput(m) if m.contains("confirmed failure") => {}
-            // The creator of a manual payout may not approve it.
+            // The creator of a manual payout may not approve it; a resolution needs a second admin.
             Error::Forbidden(m) if m.contains("four eyes") => {}
+            // Operator scenarios: a trigger after the details changed, a refused resolution, a
+            // re-approval with nothing to re-approve.
+            Error::DetailsChanged { .. } | Error::ResolutionRefused(_) => {}
+            Error::InvalidInput(m) if m.contains("did not change since approval") => {}
             other => self
                 .sim
                 .violation(format!("[9 clear errors] {what} returned an unexpected error: {other}")),
@@ -1215,6 +1245,21 @@ impl World {
             Op::Tick => {
                 for _ in 0..self.rng(|r| r.range(1, 3)) {
                     self.sim.lock().tick();
+                }
+            }
+            Op::ChangeDetails => {
+                let (doctor, which) = self.rng(|r| (r.below(self.doctors), r.below(3)));
+                self.directory.change(&format!("dr-{doctor}"), which);
+                self.sim.count("operator: a doctor changed their payout details");
+            }
+            Op::Reapprove => {
+                if let Some(id) = self.pick(&[PayoutStatus::Approved], false).await {
+                    let a = admin(self.rng(|r| r.range(1, 2)));
+                    let r = self.service.reapprove(&a, &id).await;
+                    if r.is_ok() {
+                        self.sim.count("operator: re-approved for changed details");
+                    }
+                    self.note("reapprove", &r);
                 }
             }
             Op::Reconcile => {
@@ -1415,8 +1460,9 @@ impl World {
     }
 
     fn draw_op(&self) -> Op {
-        // Calculate, CreateManual, Approve, Trigger, BulkTrigger, Cancel, Retry, Deliver, Tick, Reconcile
-        const WEIGHTS: [usize; 10] = [2, 1, 4, 5, 2, 1, 3, 6, 4, 3];
+        // Calculate, CreateManual, Approve, Trigger, BulkTrigger, Cancel, Retry, Deliver, Tick, Reconcile,
+        // ChangeDetails, Reapprove
+        const WEIGHTS: [usize; 12] = [2, 1, 4, 5, 2, 1, 3, 6, 4, 3, 2, 2];
         let total: usize = WEIGHTS.iter().sum();
         let mut roll = self.rng(|r| r.below(total));
         for (op, w) in OPS.iter().zip(WEIGHTS) {
@@ -1524,6 +1570,8 @@ impl World {
                 };
                 futures::join!(self.op(first), self.ops(&[Op::Deliver, Op::Retry]));
             }
+            // An operator settles a PROCESSING payout with evidence; a second admin checks it.
+            64..=67 => self.resolve_with_evidence().await,
             _ => {
                 let op = self.draw_op();
                 self.op(op).await;
@@ -1675,7 +1723,7 @@ impl World {
                         e.action
                     ));
                 }
-                match (from, event_of(&e.action)) {
+                match (from, event_of(&e.action).or_else(|| resolution_event(&e.action, to))) {
                     (Some(from), Some(event)) => {
                         if transition(from, event) != Ok(Transition::To(to)) {
                             v.push(format!(
@@ -1714,6 +1762,7 @@ impl World {
                 ));
             }
             let attempts = self.mem.attempts(id).await.unwrap_or_default();
+            v.extend(self.check_destinations(&p, &attempts, &ledger_view));
             let numbers: Vec<u32> = attempts.iter().map(|a| a.attempt_no).collect();
             let mut sorted = triggered.clone();
             sorted.sort_unstable();
@@ -1816,6 +1865,182 @@ impl World {
 
 fn event_of(action: &str) -> Option<PayoutEvent> {
     PayoutEvent::ALL.into_iter().find(|e| e.as_str() == action)
+}
+
+// ================================================================== operator: changing details, resolutions
+
+/// The doctors' payout profiles, which they change while payouts are in flight. Every version ever
+/// held is kept by fingerprint, so a check can tell which details an approval vouched for.
+struct EditableDirectory {
+    current: Mutex<BTreeMap<DoctorId, Recipient>>,
+    versions: Mutex<BTreeMap<String, Recipient>>,
+    changes: AtomicUsize,
+}
+
+impl EditableDirectory {
+    fn new(recipients: Vec<Recipient>) -> Self {
+        let d = EditableDirectory {
+            current: Mutex::new(BTreeMap::new()),
+            versions: Mutex::new(BTreeMap::new()),
+            changes: AtomicUsize::new(0),
+        };
+        for r in recipients {
+            d.set(r);
+        }
+        d
+    }
+
+    fn set(&self, r: Recipient) {
+        self.versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(details_fingerprint(Some(&r)), r.clone());
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(r.doctor_id.clone(), r);
+    }
+
+    /// The doctor's Stripe account (0), PayPal email (1) or M-Pesa phone (2) changes to a new one.
+    fn change(&self, doctor: &str, which: usize) {
+        let n = self.changes.fetch_add(1, Ordering::Relaxed) + 1;
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner()).get(&DoctorId::new(doctor)).cloned();
+        let Some(mut r) = current else { return };
+        match which {
+            0 => r.stripe_account_id = Some(format!("acct_{doctor}_v{n}")),
+            1 => r.paypal_payout_email = Some(format!("{doctor}+v{n}@paypal.example.com")),
+            _ => r.mpesa_phone_number = Some(format!("2547{n:08}")),
+        }
+        self.set(r);
+    }
+
+    /// The profile whose details have `fingerprint`, if the doctor ever had it.
+    fn version(&self, fingerprint: &str) -> Option<Recipient> {
+        self.versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(fingerprint)
+            .cloned()
+    }
+}
+
+#[async_trait]
+impl RecipientDirectory for EditableDirectory {
+    async fn recipient(&self, doctor_id: &DoctorId) -> Result<Option<Recipient>> {
+        Ok(self.current.lock().unwrap_or_else(|e| e.into_inner()).get(doctor_id).cloned())
+    }
+}
+
+/// The state-machine event an operator's confirmed resolution stands for, by where it moved the
+/// payout.
+fn resolution_event(action: &str, to: PayoutStatus) -> Option<PayoutEvent> {
+    match (action, to) {
+        ("RESOLVE_CONFIRMED", PayoutStatus::Paid) => Some(PayoutEvent::ProviderPaid),
+        ("RESOLVE_CONFIRMED", PayoutStatus::Failed) => Some(PayoutEvent::ProviderFailed),
+        _ => None,
+    }
+}
+
+impl World {
+    /// An operator with evidence (the provider's ground truth: a statement, a support answer)
+    /// resolves a PROCESSING payout whose latest attempt is settled at the provider or never reached
+    /// it; sometimes the claim is wrong (the wrong statement line), which the provider's answer or
+    /// the second admin, who checks the evidence again, must stop. Run on its own, never beside a
+    /// reconciliation pass: a re-send in flight while a FAILED resolution is confirmed is a known
+    /// limit (RELIABILITY.md, "Operator resolution").
+    async fn resolve_with_evidence(&self) {
+        let Some(id) = self.pick(&[PayoutStatus::Processing], true).await else {
+            return;
+        };
+        let truth = || async {
+            let attempts = self.mem.attempts(&id).await.unwrap_or_default();
+            let latest = attempts.iter().max_by_key(|a| a.attempt_no).cloned()?;
+            let s = self.sim.lock();
+            match s.ledger.transfers.get(&latest.idempotency_key).map(|t| t.state.clone()) {
+                Some(TransferState::Paid) => Some(ResolutionOutcome::Paid),
+                Some(TransferState::Failed { .. }) | None => Some(ResolutionOutcome::Failed),
+                _ => None,
+            }
+        };
+        let Some(true_outcome) = truth().await else {
+            self.sim.count("operator: evidence inconclusive (still in flight), not resolved");
+            return;
+        };
+        let wrong = self.rng(|r| r.pct(20));
+        let claim = match (wrong, true_outcome) {
+            (false, o) => o,
+            (true, ResolutionOutcome::Paid) => ResolutionOutcome::Failed,
+            (true, ResolutionOutcome::Failed) => ResolutionOutcome::Paid,
+        };
+        let request = ResolveRequest {
+            outcome: claim,
+            provider_reference: Some(format!("stmt-{id}")),
+            note: "provider statement".into(),
+        };
+        let r = self.service.resolve(&admin(1), &id, request).await;
+        self.note("resolve", &r);
+        if r.is_err() {
+            if wrong {
+                self.sim.count("operator: a wrong claim was refused");
+            }
+            return;
+        }
+        self.sim.count("operator: resolution asked for (pending a second admin)");
+        // The second admin checks the evidence again before confirming.
+        let r = if truth().await == Some(claim) {
+            let r = self.service.confirm_resolution(&admin(2), &id).await;
+            if r.is_ok() {
+                self.sim.count("operator: resolution confirmed");
+            }
+            r
+        } else {
+            self.sim.count("operator: the second admin rejected a wrong claim");
+            self.service.reject_resolution(&admin(2), &id, Some("evidence does not hold")).await
+        };
+        self.note("confirm or reject a resolution", &r);
+    }
+
+    /// (10) every attempt recorded the destination the provider was first sent for its key; (11) the
+    /// latest attempt of a payout sent since its approval went to the details the approval vouched
+    /// for.
+    fn check_destinations(&self, p: &Payout, attempts: &[PayoutAttempt], ledger: &[Transfer]) -> Vec<String> {
+        let mut v = Vec::new();
+        let id = &p.id;
+        for a in attempts {
+            let Some(t) = ledger
+                .iter()
+                .find(|t| t.payout_id == *id && t.attempt_no == a.attempt_no)
+            else {
+                continue;
+            };
+            if a.destination.as_ref() != Some(&t.destination) {
+                v.push(format!(
+                    "[10 re-sends use the committed destination] payout {id} attempt {} records {:?} but the provider was sent {:?}",
+                    a.attempt_no, a.destination, t.destination
+                ));
+            }
+        }
+        let latest = attempts.iter().max_by_key(|a| a.attempt_no);
+        let sent = latest.and_then(|a| {
+            ledger
+                .iter()
+                .find(|t| t.payout_id == *id && t.attempt_no == a.attempt_no)
+        });
+        // An APPROVED payout (after a retry) may have been re-approved since its latest attempt.
+        if let (Some(t), Some(approval), false) = (sent, &p.approval, p.status == PayoutStatus::Approved) {
+            let vouched = self
+                .directory
+                .version(&approval.details_fingerprint)
+                .and_then(|r| r.destination(t.provider));
+            if vouched.as_ref() != Some(&t.destination) {
+                v.push(format!(
+                    "[11 paid to the approved details] payout {id} attempt {} went to {:?}, its approval vouched for {:?}",
+                    t.attempt_no, t.destination, vouched
+                ));
+            }
+        }
+        v
+    }
 }
 
 /// Invariant 1: at most one idempotency key of a payout ever moved money.
@@ -2101,4 +2326,16 @@ fn planted_bug_timeout_treated_as_failure_is_caught() {
         s.failures.len()
     );
     assert!(all.iter().any(|v| v.contains("[2 no payout lost]")));
+}
+
+/// The checker can fail: a store that loses the destination an attempt was sent to makes a re-send
+/// go to the doctor's current details, which the provider's ground truth shows.
+#[test]
+fn planted_bug_resend_to_current_details_is_caught() {
+    let (s, all) = run_planted(Plant::StoreDropsDestination, "the store loses the committed destination");
+    assert!(
+        all.iter().any(|v| v.contains("[10 re-sends use the committed destination]")),
+        "the checker never saw a re-send go elsewhere ({} failing seeds)",
+        s.failures.len()
+    );
 }
