@@ -267,3 +267,20 @@ async fn mpesa_callbacks_need_the_path_token_and_client_set_trust_headers_are_dr
         assert_eq!(res.status().as_u16(), 401, "{what}: {}", res.text().await.unwrap());
     }
 }
+
+/// `PAYOUTS_FOUR_EYES` and the other approval settings reach the engine the demo builds.
+#[tokio::test]
+async fn the_demo_passes_the_approval_policy_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = demo_config(&dir);
+    config.four_eyes = false;
+    config.approver_may_not_trigger = true;
+    config.second_approval_above =
+        payout_core::service::ServicePolicy::parse_second_approval_above("KES:100000").unwrap();
+    let running = demo::build(&config).await.unwrap();
+    let policy = running.service.policy();
+    assert!(!policy.four_eyes, "PAYOUTS_FOUR_EYES=0 turns four eyes off");
+    assert!(policy.approver_may_not_trigger);
+    assert_eq!(policy.second_approval_above, config.second_approval_above);
+    assert_eq!(config.policy(), *policy);
+}
