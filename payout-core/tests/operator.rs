@@ -225,7 +225,10 @@ async fn a_resend_goes_to_the_destination_the_attempt_was_sent_to() {
         "the attempt stores its destination before the call"
     );
     let debug = format!("{:?}", attempts[0]);
-    assert!(!debug.contains("254712345678"), "the destination is masked in Debug: {debug}");
+    assert!(
+        !debug.contains("254712345678"),
+        "the destination is masked in Debug: {debug}"
+    );
     let json = serde_json::to_string(&attempts[0]).unwrap();
     assert!(!json.contains("254712345678"), "never serialized: {json}");
 
@@ -259,8 +262,15 @@ async fn a_trigger_after_the_details_changed_is_refused_until_reapproved() {
     h.directory.set_phone("dr-a", "254799999999");
     assert!(h.service.details_changed_since_approval(&p).await.unwrap());
     let refused = h.service.trigger(&admin("trigger"), &p.id, Provider::MpesaB2c).await;
-    assert!(matches!(&refused, Err(Error::DetailsChanged { payout_id }) if payout_id == &p.id), "{refused:?}");
-    assert_eq!(h.store.get(&p.id).await.unwrap(), p, "a refused trigger changes nothing");
+    assert!(
+        matches!(&refused, Err(Error::DetailsChanged { payout_id }) if payout_id == &p.id),
+        "{refused:?}"
+    );
+    assert_eq!(
+        h.store.get(&p.id).await.unwrap(),
+        p,
+        "a refused trigger changes nothing"
+    );
     assert!(h.store.attempts(&p.id).await.unwrap().is_empty());
     assert!(h.double.sends().is_empty(), "nothing was sent");
 
@@ -277,7 +287,10 @@ async fn a_trigger_after_the_details_changed_is_refused_until_reapproved() {
     let reapproval = trail.iter().find(|a| a.action == "REAPPROVE").expect("audited");
     assert!(reapproval.detail.contains(&fingerprint[..12]), "{}", reapproval.detail);
     assert!(
-        matches!(h.service.reapprove(&admin("approver-2"), &p.id).await, Err(Error::InvalidInput(_))),
+        matches!(
+            h.service.reapprove(&admin("approver-2"), &p.id).await,
+            Err(Error::InvalidInput(_))
+        ),
         "nothing to re-approve once the details are the approved ones"
     );
 
@@ -285,7 +298,11 @@ async fn a_trigger_after_the_details_changed_is_refused_until_reapproved() {
         .trigger(&admin("trigger"), &p.id, Provider::MpesaB2c)
         .await
         .unwrap();
-    assert_eq!(phone(&h.double.sends()[0].1), "254799999999", "sent to the re-approved details");
+    assert_eq!(
+        phone(&h.double.sends()[0].1),
+        "254799999999",
+        "sent to the re-approved details"
+    );
 }
 
 #[tokio::test]
@@ -299,7 +316,11 @@ async fn bulk_trigger_refuses_changed_details_per_item() {
         .bulk_trigger(&admin("trigger"), &[a.id.clone(), b.id.clone()], Provider::MpesaB2c)
         .await;
     assert_eq!(out[0].result.as_ref().unwrap().status, PayoutStatus::Processing);
-    assert!(matches!(out[1].result, Err(Error::DetailsChanged { .. })), "{:?}", out[1].result);
+    assert!(
+        matches!(out[1].result, Err(Error::DetailsChanged { .. })),
+        "{:?}",
+        out[1].result
+    );
     assert_eq!(h.store.get(&b.id).await.unwrap().status, PayoutStatus::Approved);
     assert_eq!(h.double.sends().len(), 1);
 }
@@ -319,7 +340,10 @@ async fn the_approver_may_not_trigger_when_the_policy_says_so() {
         .service
         .bulk_trigger(&admin("approver"), std::slice::from_ref(&p.id), Provider::MpesaB2c)
         .await;
-    assert!(matches!(out[0].result, Err(Error::Forbidden(_))), "bulk obeys it per item");
+    assert!(
+        matches!(out[0].result, Err(Error::Forbidden(_))),
+        "bulk obeys it per item"
+    );
     assert!(h.double.sends().is_empty());
     h.service
         .trigger(&admin("someone-else"), &p.id, Provider::MpesaB2c)
@@ -346,22 +370,34 @@ async fn a_second_approval_is_needed_above_the_amount_of_the_payouts_currency() 
     let other = h.created("dr-a", money("1", "EUR")).await;
     assert!(!h.service.needs_second_approval(&small), "at the amount: one approval");
     assert!(h.service.needs_second_approval(&large), "above it");
-    assert!(h.service.needs_second_approval(&other), "a currency without an amount: always two");
+    assert!(
+        h.service.needs_second_approval(&other),
+        "a currency without an amount: always two"
+    );
 
     let out = h
         .service
         .bulk_approve(&admin("first"), &[small.id.clone(), large.id.clone()])
         .await;
     assert!(out.iter().all(|o| o.result.is_ok()));
-    let refused = h.service.trigger(&admin("trigger"), &large.id, Provider::MpesaB2c).await;
+    let refused = h
+        .service
+        .trigger(&admin("trigger"), &large.id, Provider::MpesaB2c)
+        .await;
     assert!(matches!(refused, Err(Error::ApprovalRequired(_))), "{refused:?}");
     assert!(h.service.awaits_second_approval(&h.store.get(&large.id).await.unwrap()));
     assert!(
-        matches!(h.service.approve(&admin("first"), &large.id).await, Err(Error::Forbidden(_))),
+        matches!(
+            h.service.approve(&admin("first"), &large.id).await,
+            Err(Error::Forbidden(_))
+        ),
         "not by the first approver again"
     );
     assert!(
-        matches!(h.service.approve(&admin("creator"), &large.id).await, Err(Error::Forbidden(_))),
+        matches!(
+            h.service.approve(&admin("creator"), &large.id).await,
+            Err(Error::Forbidden(_))
+        ),
         "nor, with four eyes, by the creator"
     );
     let second = h.service.approve(&admin("second"), &large.id).await.unwrap();
@@ -371,12 +407,19 @@ async fn a_second_approval_is_needed_above_the_amount_of_the_payouts_currency() 
     );
     assert!(h.actions(&large.id).await.contains(&"SECOND_APPROVE".to_string()));
     assert!(
-        matches!(h.service.approve(&admin("third"), &large.id).await, Err(Error::InvalidTransition { .. })),
+        matches!(
+            h.service.approve(&admin("third"), &large.id).await,
+            Err(Error::InvalidTransition { .. })
+        ),
         "two approvals are all there is"
     );
     let out = h
         .service
-        .bulk_trigger(&admin("trigger"), &[small.id.clone(), large.id.clone()], Provider::MpesaB2c)
+        .bulk_trigger(
+            &admin("trigger"),
+            &[small.id.clone(), large.id.clone()],
+            Provider::MpesaB2c,
+        )
         .await;
     assert!(out.iter().all(|o| o.result.is_ok()), "{out:?}");
 }
@@ -388,7 +431,10 @@ fn second_approval_amounts_parse_per_currency() {
     assert!(ServicePolicy::parse_second_approval_above("").unwrap().is_empty());
     for bad in ["USD", "USD:abc", "XXQ:5", "USD:-1", "USD:1,USD:2", "JPY:1.5"] {
         assert!(
-            matches!(ServicePolicy::parse_second_approval_above(bad), Err(Error::InvalidInput(_) | Error::Money(_))),
+            matches!(
+                ServicePolicy::parse_second_approval_above(bad),
+                Err(Error::InvalidInput(_) | Error::Money(_))
+            ),
             "{bad}"
         );
     }
@@ -403,7 +449,10 @@ async fn resolve_refuses_a_claim_the_provider_contradicts() {
     let before = h.store.get(&p.id).await.unwrap();
     for (answer, claim) in [
         (ProviderStatus::Paid, ResolutionOutcome::Failed),
-        (ProviderStatus::Failed("insufficient float".into()), ResolutionOutcome::Paid),
+        (
+            ProviderStatus::Failed("insufficient float".into()),
+            ResolutionOutcome::Paid,
+        ),
         (ProviderStatus::NotFound, ResolutionOutcome::Paid),
         (ProviderStatus::Returned("unclaimed".into()), ResolutionOutcome::Paid),
     ] {
@@ -413,7 +462,11 @@ async fn resolve_refuses_a_claim_the_provider_contradicts() {
             matches!(refused, Err(Error::ResolutionRefused(_))),
             "{answer:?} vs {claim:?}: {refused:?}"
         );
-        assert_eq!(h.store.get(&p.id).await.unwrap(), before, "a refused resolution changes nothing");
+        assert_eq!(
+            h.store.get(&p.id).await.unwrap(),
+            before,
+            "a refused resolution changes nothing"
+        );
     }
     let missing_note = h
         .service
@@ -475,8 +528,17 @@ async fn with_four_eyes_a_resolution_waits_for_a_second_admin_then_a_failure_all
     assert_eq!(attempts[0].provider_reference.as_deref(), Some("MPESA-QX12"));
     let trail = h.store.audit_trail(&p.id).await.unwrap();
     let confirm = trail.iter().find(|a| a.action == "RESOLVE_CONFIRMED").expect("audited");
-    assert_eq!((confirm.from, confirm.to), (Some(PayoutStatus::Processing), Some(PayoutStatus::Failed)));
-    for evidence in ["MPESA-QX12", "M-Pesa statement line 14", "admin:ops-1", "admin:ops-2", "accepted"] {
+    assert_eq!(
+        (confirm.from, confirm.to),
+        (Some(PayoutStatus::Processing), Some(PayoutStatus::Failed))
+    );
+    for evidence in [
+        "MPESA-QX12",
+        "M-Pesa statement line 14",
+        "admin:ops-1",
+        "admin:ops-2",
+        "accepted",
+    ] {
         assert!(confirm.detail.contains(evidence), "{evidence} in {}", confirm.detail);
     }
     assert!(h.actions(&p.id).await.contains(&"RESOLVE_REQUESTED".to_string()));
@@ -500,7 +562,10 @@ async fn a_pending_resolution_can_be_rejected_and_a_paid_one_applies_at_once_wit
         .await
         .unwrap();
     assert_eq!(rejected.status, PayoutStatus::Processing);
-    assert!(matches!(rejected.resolution.unwrap().state, ResolutionState::Rejected { .. }));
+    assert!(matches!(
+        rejected.resolution.unwrap().state,
+        ResolutionState::Rejected { .. }
+    ));
     assert!(matches!(
         h.service.confirm_resolution(&admin("ops-2"), &p.id).await,
         Err(Error::ResolutionRefused(_))
@@ -523,9 +588,15 @@ async fn a_pending_resolution_can_be_rejected_and_a_paid_one_applies_at_once_wit
     let last = trail.last().unwrap();
     assert_eq!(last.action, "RESOLVE_CONFIRMED");
     assert!(last.detail.contains("could not be asked"), "{}", last.detail);
-    assert!(matches!(
-        h.resolve("ops", &p.id, ResolutionOutcome::Paid).await,
-        Err(Error::ResolutionRefused(_))
-    ), "a settled payout is not resolved again");
-    assert!(h.service.retry(&admin("ops"), &p.id, None).await.is_err(), "no retry after PAID");
+    assert!(
+        matches!(
+            h.resolve("ops", &p.id, ResolutionOutcome::Paid).await,
+            Err(Error::ResolutionRefused(_))
+        ),
+        "a settled payout is not resolved again"
+    );
+    assert!(
+        h.service.retry(&admin("ops"), &p.id, None).await.is_err(),
+        "no retry after PAID"
+    );
 }

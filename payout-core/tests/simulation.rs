@@ -1904,7 +1904,12 @@ impl EditableDirectory {
     /// The doctor's Stripe account (0), PayPal email (1) or M-Pesa phone (2) changes to a new one.
     fn change(&self, doctor: &str, which: usize) {
         let n = self.changes.fetch_add(1, Ordering::Relaxed) + 1;
-        let current = self.current.lock().unwrap_or_else(|e| e.into_inner()).get(&DoctorId::new(doctor)).cloned();
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&DoctorId::new(doctor))
+            .cloned();
         let Some(mut r) = current else { return };
         match which {
             0 => r.stripe_account_id = Some(format!("acct_{doctor}_v{n}")),
@@ -1927,7 +1932,12 @@ impl EditableDirectory {
 #[async_trait]
 impl RecipientDirectory for EditableDirectory {
     async fn recipient(&self, doctor_id: &DoctorId) -> Result<Option<Recipient>> {
-        Ok(self.current.lock().unwrap_or_else(|e| e.into_inner()).get(doctor_id).cloned())
+        Ok(self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(doctor_id)
+            .cloned())
     }
 }
 
@@ -1963,7 +1973,8 @@ impl World {
             }
         };
         let Some(true_outcome) = truth().await else {
-            self.sim.count("operator: evidence inconclusive (still in flight), not resolved");
+            self.sim
+                .count("operator: evidence inconclusive (still in flight), not resolved");
             return;
         };
         let wrong = self.rng(|r| r.pct(20));
@@ -1985,7 +1996,8 @@ impl World {
             }
             return;
         }
-        self.sim.count("operator: resolution asked for (pending a second admin)");
+        self.sim
+            .count("operator: resolution asked for (pending a second admin)");
         // The second admin checks the evidence again before confirming.
         let r = if truth().await == Some(claim) {
             let r = self.service.confirm_resolution(&admin(2), &id).await;
@@ -1995,7 +2007,9 @@ impl World {
             r
         } else {
             self.sim.count("operator: the second admin rejected a wrong claim");
-            self.service.reject_resolution(&admin(2), &id, Some("evidence does not hold")).await
+            self.service
+                .reject_resolution(&admin(2), &id, Some("evidence does not hold"))
+                .await
         };
         self.note("confirm or reject a resolution", &r);
     }
@@ -2332,9 +2346,13 @@ fn planted_bug_timeout_treated_as_failure_is_caught() {
 /// go to the doctor's current details, which the provider's ground truth shows.
 #[test]
 fn planted_bug_resend_to_current_details_is_caught() {
-    let (s, all) = run_planted(Plant::StoreDropsDestination, "the store loses the committed destination");
+    let (s, all) = run_planted(
+        Plant::StoreDropsDestination,
+        "the store loses the committed destination",
+    );
     assert!(
-        all.iter().any(|v| v.contains("[10 re-sends use the committed destination]")),
+        all.iter()
+            .any(|v| v.contains("[10 re-sends use the committed destination]")),
         "the checker never saw a re-send go elsewhere ({} failing seeds)",
         s.failures.len()
     );

@@ -486,7 +486,12 @@ pub struct PatchPayout {
 
 /// The `resolve` action's request, from its fields.
 fn resolve_request(body: &PatchPayout) -> Result<ResolveRequest, ApiError> {
-    let outcome = match body.outcome.as_deref().map(|o| o.trim().to_ascii_uppercase()).as_deref() {
+    let outcome = match body
+        .outcome
+        .as_deref()
+        .map(|o| o.trim().to_ascii_uppercase())
+        .as_deref()
+    {
         Some("PAID") => ResolutionOutcome::Paid,
         Some("FAILED") => ResolutionOutcome::Failed,
         _ => return Err(ApiError::BadRequest("resolve needs outcome PAID or FAILED".into())),

@@ -106,17 +106,26 @@ async fn a_trigger_after_the_details_changed_is_409_details_changed_until_reappr
         patch(&ids[1], &a, json!({"action": "trigger", "provider": "MPESA_B2C"})),
     )
     .await;
-    assert_eq!((s, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("details_changed")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("details_changed"))
+    );
 
     let (s, _, html) = call(&app, dashboard(&ids[1], &a)).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(html.contains("id=\"details-changed\""), "the dashboard says why: {html}");
+    assert!(
+        html.contains("id=\"details-changed\""),
+        "the dashboard says why: {html}"
+    );
     assert!(html.contains("value=\"reapprove\""), "and offers the re-approval");
 
     // Bulk: refused per item.
     let (s, body, _) = call(
         &app,
-        bulk(&a, json!({"payoutIds": [ids[1], ids[2]], "action": "trigger", "provider": "MPESA_B2C"})),
+        bulk(
+            &a,
+            json!({"payoutIds": [ids[1], ids[2]], "action": "trigger", "provider": "MPESA_B2C"}),
+        ),
     )
     .await;
     assert_eq!(s, StatusCode::OK);
@@ -129,7 +138,10 @@ async fn a_trigger_after_the_details_changed_is_409_details_changed_until_reappr
     let (s, body, _) = call(&app, patch(&ids[2], &a, json!({"action": "reapprove"}))).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["approval"]["approvers"], json!(["admin:admin-1"]));
-    assert_eq!(body["data"]["approval"]["detailsFingerprint"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        body["data"]["approval"]["detailsFingerprint"].as_str().map(str::len),
+        Some(64)
+    );
     let (_, _, html_after) = call(&app, dashboard(&ids[2], &a)).await;
     assert!(!html_after.contains("id=\"details-changed\""));
 
@@ -138,7 +150,10 @@ async fn a_trigger_after_the_details_changed_is_409_details_changed_until_reappr
         patch(&ids[1], &a, json!({"action": "trigger", "provider": "MPESA_B2C"})),
     )
     .await;
-    assert_eq!((s, body["data"]["status"].as_str()), (StatusCode::OK, Some("PROCESSING")));
+    assert_eq!(
+        (s, body["data"]["status"].as_str()),
+        (StatusCode::OK, Some("PROCESSING"))
+    );
 }
 
 #[tokio::test]
@@ -155,7 +170,10 @@ async fn resolve_needs_a_second_admin_then_a_confirmed_failure_allows_a_retry() 
     assert_eq!(body["data"]["status"], "PROCESSING");
 
     let (s, body, _) = call(&app, patch(id, &a, json!({"action": "resolve", "outcome": "FAILED"}))).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_input")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_input"))
+    );
     let (s, body, _) = call(&app, patch(id, &a, json!({"action": "retry"}))).await;
     assert_eq!(s, StatusCode::CONFLICT, "no retry while PROCESSING: {body}");
 
@@ -171,14 +189,20 @@ async fn resolve_needs_a_second_admin_then_a_confirmed_failure_allows_a_retry() 
     assert!(html.contains("value=\"confirm_resolution\""), "{html}");
 
     let (s, body, _) = call(&app, patch(id, &a, json!({"action": "confirm_resolution"}))).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
     let (s, body, _) = call(&app, patch(id, &b, json!({"action": "confirm_resolution"}))).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["status"], "FAILED");
     assert_eq!(body["data"]["resolution"]["state"], "CONFIRMED");
 
     let (s, body, _) = call(&app, patch(id, &a, json!({"action": "retry"}))).await;
-    assert_eq!((s, body["data"]["status"].as_str()), (StatusCode::OK, Some("PROCESSING")));
+    assert_eq!(
+        (s, body["data"]["status"].as_str()),
+        (StatusCode::OK, Some("PROCESSING"))
+    );
     let (_, audit, _) = call(
         &app,
         Request::get(format!("/api/admin/payouts/{id}/audit"))
@@ -193,9 +217,16 @@ async fn resolve_needs_a_second_admin_then_a_confirmed_failure_allows_a_retry() 
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert!(actions.contains(&"RESOLVE_REQUESTED") && actions.contains(&"RESOLVE_CONFIRMED"), "{actions:?}");
+    assert!(
+        actions.contains(&"RESOLVE_REQUESTED") && actions.contains(&"RESOLVE_CONFIRMED"),
+        "{actions:?}"
+    );
 
-    let (s, body, _) = call(&app, patch(id, &a, json!({"action": "resolve", "outcome": "PAID", "note": "x"}))).await;
+    let (s, body, _) = call(
+        &app,
+        patch(id, &a, json!({"action": "resolve", "outcome": "PAID", "note": "x"})),
+    )
+    .await;
     // The retry's attempt is in flight again: a resolution of it waits for its own evidence.
     assert_eq!(s, StatusCode::OK, "{body}");
 }

@@ -90,7 +90,8 @@ pub(crate) async fn list<D: Db>(d: &D, filter: &PayoutFilter, page: &Page) -> Re
     };
     let limit_ph = args.push(i64::from(limit));
     let skip_ph = args.push(skip);
-    let sql = format!("SELECT {PAYOUT_READ_COLUMNS} FROM payouts {clause} {NEWEST_FIRST} LIMIT {limit_ph} OFFSET {skip_ph}");
+    let sql =
+        format!("SELECT {PAYOUT_READ_COLUMNS} FROM payouts {clause} {NEWEST_FIRST} LIMIT {limit_ph} OFFSET {skip_ph}");
     let payouts = d
         .fetch_all(&sql, args)
         .await

@@ -20,9 +20,18 @@ pub fn details_fingerprint(recipient: Option<&Recipient>) -> String {
     hasher.update(b"payout-details/v1");
     let bank = recipient.and_then(|r| r.bank_details.as_ref());
     let fields: [(&str, Option<&str>); 9] = [
-        ("stripe_account_id", recipient.and_then(|r| r.stripe_account_id.as_deref())),
-        ("paypal_payout_email", recipient.and_then(|r| r.paypal_payout_email.as_deref())),
-        ("mpesa_phone_number", recipient.and_then(|r| r.mpesa_phone_number.as_deref())),
+        (
+            "stripe_account_id",
+            recipient.and_then(|r| r.stripe_account_id.as_deref()),
+        ),
+        (
+            "paypal_payout_email",
+            recipient.and_then(|r| r.paypal_payout_email.as_deref()),
+        ),
+        (
+            "mpesa_phone_number",
+            recipient.and_then(|r| r.mpesa_phone_number.as_deref()),
+        ),
         ("bank.account_name", bank.map(|b| b.account_name.as_str())),
         ("bank.account_number", bank.map(|b| b.account_number.as_str())),
         ("bank.bank_name", bank.and_then(|b| b.bank_name.as_deref())),
@@ -166,7 +175,11 @@ mod tests {
         let mut renamed = r.clone();
         renamed.name = "Dr Renamed".into();
         renamed.mpesa_phone_number = Some(" 254712345678 ".into());
-        assert_eq!(fp, details_fingerprint(Some(&renamed)), "display fields and spacing do not count");
+        assert_eq!(
+            fp,
+            details_fingerprint(Some(&renamed)),
+            "display fields and spacing do not count"
+        );
 
         let mut moved = r.clone();
         moved.mpesa_phone_number = Some("254700000000".into());

@@ -60,7 +60,10 @@ impl PayoutService {
             &actor.label(),
             "APPROVE",
             Some(to),
-            format!("approved; payout details {}{second}", super::approval::short(&fingerprint)),
+            format!(
+                "approved; payout details {}{second}",
+                super::approval::short(&fingerprint)
+            ),
         ));
         self.store.apply(change).await
     }

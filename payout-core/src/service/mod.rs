@@ -77,12 +77,16 @@ impl ServicePolicy {
         let mut out: Vec<crate::money::Money> = Vec::new();
         for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (code, amount) = pair.split_once(':').ok_or_else(|| {
-                Error::InvalidInput(format!("second approval amount {pair:?} is not CUR:amount (e.g. USD:5000)"))
+                Error::InvalidInput(format!(
+                    "second approval amount {pair:?} is not CUR:amount (e.g. USD:5000)"
+                ))
             })?;
             let currency = crate::money::Currency::from_code(code.trim())?;
             let money = crate::money::Money::parse(amount.trim(), currency)?;
             if money.amount().is_sign_negative() {
-                return Err(Error::InvalidInput(format!("second approval amount {pair:?} is negative")));
+                return Err(Error::InvalidInput(format!(
+                    "second approval amount {pair:?} is negative"
+                )));
             }
             if out.iter().any(|m| m.currency() == currency) {
                 return Err(Error::InvalidInput(format!(

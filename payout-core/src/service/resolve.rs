@@ -216,7 +216,12 @@ impl PayoutService {
     /// Asks the provider about `attempt` and weighs its answer against `claim`. An answer that
     /// cannot confirm or deny (still accepted, the lookup failed or is not supported, no adapter)
     /// leaves the decision to the evidence, and says so in the audit.
-    async fn ask_provider(&self, payout: &Payout, attempt: &PayoutAttempt, claim: ResolutionOutcome) -> Result<Verdict> {
+    async fn ask_provider(
+        &self,
+        payout: &Payout,
+        attempt: &PayoutAttempt,
+        claim: ResolutionOutcome,
+    ) -> Result<Verdict> {
         let adapter = match self.provider(attempt.provider) {
             Ok(a) => a.clone(),
             Err(e) => return Ok(Verdict::Allows(format!("the provider could not be asked: {e}"))),
@@ -242,9 +247,7 @@ impl PayoutService {
             (ProviderStatus::Failed(reason), Failed) => {
                 Verdict::Allows(format!("the provider reports it failed: {reason}"))
             }
-            (ProviderStatus::NotFound, Failed) => {
-                Verdict::Allows("the provider never received the attempt".into())
-            }
+            (ProviderStatus::NotFound, Failed) => Verdict::Allows("the provider never received the attempt".into()),
             (ProviderStatus::Paid, Failed) => Verdict::Contradicts("the provider reports it paid".into()),
             (ProviderStatus::Failed(reason), Paid) => {
                 Verdict::Contradicts(format!("the provider reports it failed: {reason}"))
@@ -252,9 +255,9 @@ impl PayoutService {
             (ProviderStatus::NotFound, Paid) => {
                 Verdict::Contradicts("the provider has no record of the attempt".into())
             }
-            (ProviderStatus::Returned(reason) | ProviderStatus::Reversed(reason), _) => Verdict::Contradicts(
-                format!("the provider reports the money paid and come back ({reason}); reconciliation applies it"),
-            ),
+            (ProviderStatus::Returned(reason) | ProviderStatus::Reversed(reason), _) => Verdict::Contradicts(format!(
+                "the provider reports the money paid and come back ({reason}); reconciliation applies it"
+            )),
         })
     }
 }

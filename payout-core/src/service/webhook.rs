@@ -332,7 +332,11 @@ impl PayoutService {
     /// same key, amount and destination. The destination is the one committed with the attempt, never
     /// the directory's current one (details may have changed since it was sent); only an attempt
     /// recorded before destinations were stored falls back to the directory.
-    pub(super) async fn rebuild_instruction(&self, payout: &Payout, attempt: &PayoutAttempt) -> Result<PayoutInstruction> {
+    pub(super) async fn rebuild_instruction(
+        &self,
+        payout: &Payout,
+        attempt: &PayoutAttempt,
+    ) -> Result<PayoutInstruction> {
         let recipient = self.directory.recipient(&payout.doctor_id).await?;
         let destination = match &attempt.destination {
             Some(committed) => committed.clone(),

@@ -59,7 +59,12 @@ pub async fn attempts_keep_their_destination(store: &dyn PayoutStore) {
 
     for a in &expected {
         let read = store.attempts(&a.payout_id).await.expect("attempts");
-        assert_eq!(read, vec![a.clone()], "attempts() of {}: the destination as recorded", a.payout_id);
+        assert_eq!(
+            read,
+            vec![a.clone()],
+            "attempts() of {}: the destination as recorded",
+            a.payout_id
+        );
         let found = store
             .find_attempt(a.provider, &EventReference::IdempotencyKey(a.idempotency_key.clone()))
             .await
@@ -69,7 +74,10 @@ pub async fn attempts_keep_their_destination(store: &dyn PayoutStore) {
     let ids: Vec<_> = expected.iter().map(|a| a.payout_id.clone()).collect();
     let read = store.read_with_attempts(&ids).await.expect("read_with_attempts");
     for (payout, attempts) in read {
-        let a = expected.iter().find(|a| a.payout_id == payout.id).expect("a payout asked for");
+        let a = expected
+            .iter()
+            .find(|a| a.payout_id == payout.id)
+            .expect("a payout asked for");
         assert_eq!(attempts, vec![a.clone()], "read_with_attempts of {}", payout.id);
     }
 
@@ -121,7 +129,12 @@ pub async fn approval_and_resolution_are_kept(store: &dyn PayoutStore) {
     let mut change = PayoutChange::of(&p, at(2));
     change.patch.resolution = Some(requested.clone());
     let p = apply(store, change, "a pending resolution").await;
-    let p = apply(store, fixtures::status_change(&p, PayoutStatus::Processing, at(3)), "a patch without them").await;
+    let p = apply(
+        store,
+        fixtures::status_change(&p, PayoutStatus::Processing, at(3)),
+        "a patch without them",
+    )
+    .await;
 
     for (what, read) in [
         ("get", store.get(&p.id).await.expect("get")),
@@ -154,7 +167,11 @@ pub async fn approval_and_resolution_are_kept(store: &dyn PayoutStore) {
         ),
     ] {
         assert_eq!(read.approval.as_ref(), Some(&approval), "{what}: the approval");
-        assert_eq!(read.resolution.as_ref(), Some(&requested), "{what}: the pending resolution");
+        assert_eq!(
+            read.resolution.as_ref(),
+            Some(&requested),
+            "{what}: the pending resolution"
+        );
     }
 
     let replaced = Approval {
@@ -173,6 +190,10 @@ pub async fn approval_and_resolution_are_kept(store: &dyn PayoutStore) {
     change.patch.resolution = Some(confirmed.clone());
     apply(store, change, "a replaced approval and a confirmed resolution").await;
     let read = store.get(&p.id).await.expect("get");
-    assert_eq!(read.approval, Some(replaced), "a later approval replaces the earlier one whole");
+    assert_eq!(
+        read.approval,
+        Some(replaced),
+        "a later approval replaces the earlier one whole"
+    );
     assert_eq!(read.resolution, Some(confirmed), "the resolution, confirmed");
 }
