@@ -44,8 +44,9 @@ use crate::error::{Error, Result};
 use crate::provider::EventReference;
 use crate::status::PayoutStatus;
 use crate::store::{
-    BatchKeys, BulkPayoutStore, CarryOver, Cursor, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage,
-    PayoutStore, PeriodBatch, PeriodBatchOutcome, Slot, StoredFacts, WebhookEventRecord,
+    AttentionPage, BatchKeys, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, Cursor,
+    Flagged, FollowUp, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
+    PeriodBatchOutcome, Slot, StoredFacts, WebhookEventRecord,
 };
 
 /// How many rows [`PayoutStore::stream`] reads under the lock at a time.
@@ -118,6 +119,56 @@ struct State {
     idempotency_keys: HashSet<String>,
     webhook_events: HashMap<(Provider, String), WebhookEventRecord>,
     carry_overs: BTreeMap<Slot, CarryOver>,
+    /// Reconciliation's follow-up per payout, with its two indexes.
+    checks: Checks,
+}
+
+/// One payout's follow-up.
+#[derive(Debug, Default)]
+struct CheckRow {
+    next_check_at: Option<DateTime<Utc>>,
+    checks: u32,
+    lease: i64,
+    attention: Option<(String, DateTime<Utc>)>,
+}
+
+/// The follow-ups, indexed by when they are due and by when they were flagged, so a claim reads
+/// only due checks.
+#[derive(Debug, Default)]
+struct Checks {
+    rows: HashMap<PayoutId, CheckRow>,
+    due: BTreeSet<(DateTime<Utc>, PayoutId)>,
+    flagged: BTreeSet<(DateTime<Utc>, PayoutId)>,
+}
+
+impl Checks {
+    /// Writes `follow_up` on `id`'s row (created when missing): the schedule, the flag (a flag
+    /// that stays set keeps its `since`), and the count and lease as `counted` says: a finished
+    /// check counts one more, a change resets the count.
+    fn write(&mut self, id: &PayoutId, follow_up: &FollowUp, at: DateTime<Utc>, counted: bool) {
+        let row = self.rows.entry(id.clone()).or_default();
+        if let Some(due) = row.next_check_at.take() {
+            self.due.remove(&(due, id.clone()));
+        }
+        row.next_check_at = follow_up.next_check_at;
+        if let Some(due) = row.next_check_at {
+            self.due.insert((due, id.clone()));
+        }
+        let since = match (&row.attention, &follow_up.attention) {
+            (Some((_, since)), Some(_)) => Some(*since),
+            (None, Some(_)) => Some(at),
+            _ => None,
+        };
+        if let Some((_, old)) = row.attention.take() {
+            self.flagged.remove(&(old, id.clone()));
+        }
+        row.attention = follow_up.attention.clone().zip(since);
+        if let Some(since) = since {
+            self.flagged.insert((since, id.clone()));
+        }
+        row.checks = if counted { row.checks + 1 } else { 0 };
+        row.lease += 1;
+    }
 }
 
 impl State {
@@ -328,6 +379,7 @@ impl PayoutStore for MemoryStore {
             }
         }
 
+        let follow_up = change.follow_up_written();
         let PayoutChange {
             payout_id,
             new_status,
@@ -362,7 +414,11 @@ impl PayoutStore for MemoryStore {
                 .insert((event.provider, event.event_id.clone()), event);
         }
         record.audit.extend(audit);
-        Ok(record.payout.clone())
+        let payout = record.payout.clone();
+        if let Some(follow_up) = follow_up {
+            state.checks.write(&payout.id, &follow_up, at, false);
+        }
+        Ok(payout)
     }
 
     async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {
@@ -410,6 +466,93 @@ impl PayoutStore for MemoryStore {
             .collect();
         stuck.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
         Ok(stuck.into_iter().take(limit as usize).cloned().collect())
+    }
+
+    async fn claim_checks(&self, claim: &CheckClaim) -> Result<Vec<ClaimedCheck>> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let due: Vec<PayoutId> = state
+            .checks
+            .due
+            .iter()
+            .take_while(|(at, _)| *at <= claim.due_by)
+            .take(claim.limit as usize)
+            .map(|(_, id)| id.clone())
+            .collect();
+        let mut claimed = Vec::with_capacity(due.len());
+        for id in due {
+            let Some(payout) = state.payouts.get(&id).map(|r| r.payout.clone()) else {
+                continue;
+            };
+            let checks = &mut state.checks;
+            let Some(row) = checks.rows.get_mut(&id) else {
+                continue;
+            };
+            if let Some(at) = row.next_check_at.replace(claim.lease_until) {
+                checks.due.remove(&(at, id.clone()));
+            }
+            checks.due.insert((claim.lease_until, id.clone()));
+            row.lease += 1;
+            claimed.push(ClaimedCheck {
+                payout,
+                lease: row.lease,
+                checks: row.checks,
+                attention: row.attention.as_ref().map(|(reason, _)| reason.clone()),
+            });
+        }
+        Ok(claimed)
+    }
+
+    async fn finish_check(&self, done: &CheckDone) -> Result<bool> {
+        let mut state = self.lock();
+        state.record(&done.payout_id)?;
+        let current = state.checks.rows.get(&done.payout_id).map(|r| r.lease);
+        if current != Some(done.lease) {
+            return Ok(false);
+        }
+        state.checks.write(&done.payout_id, &done.follow_up, done.at, true);
+        Ok(true)
+    }
+
+    async fn check_state(&self, id: &PayoutId) -> Result<CheckState> {
+        let state = self.lock();
+        state.record(id)?;
+        Ok(state
+            .checks
+            .rows
+            .get(id)
+            .map(|r| CheckState {
+                next_check_at: r.next_check_at,
+                checks: r.checks,
+                attention: r.attention.as_ref().map(|(reason, _)| reason.clone()),
+            })
+            .unwrap_or_default())
+    }
+
+    async fn attention(&self, page: &Page) -> Result<AttentionPage> {
+        let state = self.lock();
+        let limit = page.limit.min(Page::MAX_LIMIT) as usize;
+        let skip = usize::try_from(page.skip).unwrap_or(usize::MAX);
+        let flagged = state
+            .checks
+            .flagged
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .filter_map(|(since, id)| {
+                let payout = state.payouts.get(id)?.payout.clone();
+                let (reason, _) = state.checks.rows.get(id)?.attention.clone()?;
+                Some(Flagged {
+                    payout,
+                    reason,
+                    since: *since,
+                })
+            })
+            .collect();
+        Ok(AttentionPage {
+            flagged,
+            total: state.checks.flagged.len() as u64,
+        })
     }
 
     async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>> {

@@ -51,8 +51,8 @@ use payout_core::simulated::constant_time_eq;
 use payout_core::source::{RecipientDirectory, StaticConsultations};
 use payout_core::status::{PayoutEvent, PayoutStatus, Transition, transition};
 use payout_core::store::{
-    BulkPayoutStore, CarryOver, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
-    PeriodBatchOutcome,
+    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, NewPayout, Page,
+    PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch, PeriodBatchOutcome,
 };
 use rust_decimal::Decimal;
 
@@ -666,6 +666,22 @@ impl PayoutStore for FaultStore {
 
     async fn stuck_processing(&self, updated_before: chrono::DateTime<Utc>, limit: u32) -> Result<Vec<Payout>> {
         self.read(self.inner.stuck_processing(updated_before, limit)).await
+    }
+
+    async fn claim_checks(&self, claim: &CheckClaim) -> Result<Vec<ClaimedCheck>> {
+        self.write(self.inner.claim_checks(claim)).await
+    }
+
+    async fn finish_check(&self, done: &CheckDone) -> Result<bool> {
+        self.write(self.inner.finish_check(done)).await
+    }
+
+    async fn check_state(&self, id: &PayoutId) -> Result<CheckState> {
+        self.read(self.inner.check_state(id)).await
+    }
+
+    async fn attention(&self, page: &Page) -> Result<AttentionPage> {
+        self.read(self.inner.attention(page)).await
     }
 
     async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>> {

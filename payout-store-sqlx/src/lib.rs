@@ -65,6 +65,7 @@
     allow(dead_code, unused_imports, unused_macros)
 )]
 
+mod checks;
 mod db;
 mod error;
 mod export;

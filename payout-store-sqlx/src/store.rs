@@ -10,14 +10,14 @@ use payout_core::Result;
 use payout_core::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
 use payout_core::provider::EventReference;
 use payout_core::store::{
-    BulkPayoutStore, CarryOver, ExportRow, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore,
-    PeriodBatch, PeriodBatchOutcome,
+    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ExportRow, NewPayout,
+    Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch, PeriodBatchOutcome,
 };
 
 use crate::db::Db;
 use crate::export::{Chunking, EXPORT_CHUNKS};
 use crate::rows::ExportRowExt;
-use crate::{export, read, write};
+use crate::{checks, export, read, write};
 
 /// A [`PayoutStore`] in SQL: [`SqliteStore`](crate::SqliteStore) (`SqlStore<SqlitePool>`) or
 /// [`PgStore`](crate::PgStore) (`SqlStore<PgPool>`). The behaviour is the same on both, written
@@ -127,6 +127,22 @@ where
 
     async fn stuck_processing(&self, updated_before: DateTime<Utc>, limit: u32) -> Result<Vec<Payout>> {
         read::stuck_processing(&self.pool, updated_before, limit).await
+    }
+
+    async fn claim_checks(&self, claim: &CheckClaim) -> Result<Vec<ClaimedCheck>> {
+        checks::claim(&self.pool, claim).await
+    }
+
+    async fn finish_check(&self, done: &CheckDone) -> Result<bool> {
+        checks::finish(&self.pool, done).await
+    }
+
+    async fn check_state(&self, id: &PayoutId) -> Result<CheckState> {
+        checks::state(&self.pool, id).await
+    }
+
+    async fn attention(&self, page: &Page) -> Result<AttentionPage> {
+        checks::attention(&self.pool, page).await
     }
 
     async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>> {

@@ -66,8 +66,8 @@ use payout_core::service::{BulkOutcome, PerformanceConfig};
 use payout_core::source::StaticDirectory;
 use payout_core::status::PayoutStatus;
 use payout_core::store::{
-    BulkPayoutStore, CarryOver, ExportRow, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PeriodBatch,
-    PeriodBatchOutcome,
+    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ExportRow, NewPayout,
+    Page, PayoutChange, PayoutFilter, PayoutPage, PeriodBatch, PeriodBatchOutcome,
 };
 use payout_core::testkit::fixtures;
 use payout_core::{PayoutService, PayoutStore, ProviderError, WebhookError};

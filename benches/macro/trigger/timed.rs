@@ -81,6 +81,18 @@ impl PayoutStore for TimedStore {
     async fn stuck_processing(&self, updated_before: DateTime<Utc>, limit: u32) -> payout_core::Result<Vec<Payout>> {
         self.inner.stuck_processing(updated_before, limit).await
     }
+    async fn claim_checks(&self, claim: &CheckClaim) -> payout_core::Result<Vec<ClaimedCheck>> {
+        self.inner.claim_checks(claim).await
+    }
+    async fn finish_check(&self, done: &CheckDone) -> payout_core::Result<bool> {
+        self.inner.finish_check(done).await
+    }
+    async fn check_state(&self, id: &PayoutId) -> payout_core::Result<CheckState> {
+        self.inner.check_state(id).await
+    }
+    async fn attention(&self, page: &Page) -> payout_core::Result<AttentionPage> {
+        self.inner.attention(page).await
+    }
     async fn open_carry_overs(&self, before: NaiveDate) -> payout_core::Result<Vec<CarryOver>> {
         self.inner.open_carry_overs(before).await
     }

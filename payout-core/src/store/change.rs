@@ -129,6 +129,9 @@ pub struct PayoutChange {
     pub audit: Vec<AuditEntry>,
     /// When (becomes `updated_at`).
     pub at: DateTime<Utc>,
+    /// Reconciliation's follow-up to write with the change, replacing the one its status change
+    /// calls for ([`PayoutChange::follow_up_written`]); `None`: that one.
+    pub follow_up: Option<super::FollowUp>,
 }
 
 impl PayoutChange {
@@ -145,6 +148,7 @@ impl PayoutChange {
             webhook_event: None,
             audit: Vec::new(),
             at,
+            follow_up: None,
         }
     }
 

@@ -9,6 +9,7 @@
 
 mod bulk;
 mod change;
+mod checks;
 mod decide;
 mod query;
 mod records;
@@ -21,6 +22,7 @@ use futures::stream::BoxStream;
 
 pub use bulk::{BulkPayoutStore, PayoutStoreExt};
 pub use change::{AttemptUpdate, PayoutChange, PayoutPatch, WebhookEventRecord};
+pub use checks::{AttentionPage, CheckClaim, CheckDone, CheckState, ClaimedCheck, Flagged, FollowUp};
 pub use decide::{BatchDecision, BatchKeys, Slot, StoredFacts};
 pub use query::{Cursor, ExportRow, Page, PayoutFilter, PayoutPage};
 pub use records::{CarryOver, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason};
@@ -78,6 +80,9 @@ pub trait PayoutStore: Send + Sync {
     /// webhook event was already recorded. The version goes up by one. Audit entries are appended and
     /// never changed. A new attempt's `destination`, and the patch's `approval` and `resolution`
     /// (each replacing the stored one whole), are kept exactly and read back by every read.
+    /// The follow-up [`PayoutChange::follow_up_written`] names, if any, is written in
+    /// the same step (see [`claim_checks`](PayoutStore::claim_checks)): it replaces the payout's
+    /// follow-up, resets its count of checks and ends any lease on it.
     async fn apply(&self, change: PayoutChange) -> Result<Payout>;
 
     /// A payout's attempts, oldest first.
@@ -94,6 +99,37 @@ pub trait PayoutStore: Send + Sync {
 
     /// PROCESSING payouts not changed since `updated_before`, oldest first, at most `limit`.
     async fn stuck_processing(&self, updated_before: DateTime<Utc>, limit: u32) -> Result<Vec<Payout>>;
+
+    /// Claims due reconciliation checks, each under a lease.
+    ///
+    /// # Behavior
+    /// Takes up to `claim.limit` payouts whose `next_check_at <= claim.due_by`, earliest first
+    /// (then by id), and in the same atomic step moves their `next_check_at` to
+    /// `claim.lease_until` and gives each a new lease token: of several instances claiming at once,
+    /// each check goes to exactly one, and a check whose claimer never finishes it is due again
+    /// when the lease ends. A claim reads only due checks (the store keeps them indexed by
+    /// `next_check_at`), however many payouts are scheduled later. The payout's version and
+    /// `updated_at` do not change, and nothing is audited.
+    async fn claim_checks(&self, claim: &CheckClaim) -> Result<Vec<ClaimedCheck>>;
+
+    /// Writes the follow-up of a check claimed with [`claim_checks`](PayoutStore::claim_checks).
+    ///
+    /// # Behavior
+    /// Only under the check's latest lease: when another claim or an [`apply`](PayoutStore::apply)
+    /// that wrote a follow-up came since, it writes nothing and answers `false`. Otherwise it writes
+    /// `done.follow_up` (a flag that stays set keeps its `since`; a new one is set since `done.at`),
+    /// counts one more check, ends the lease and answers `true`. The payout's version and
+    /// `updated_at` do not change.
+    async fn finish_check(&self, done: &CheckDone) -> Result<bool>;
+
+    /// A payout's follow-up as stored: `CheckState::default()` when none was ever written,
+    /// [`NotFound`](crate::Error::NotFound) for an unknown payout.
+    async fn check_state(&self, id: &PayoutId) -> Result<CheckState>;
+
+    /// The attention queue: the flagged payouts, oldest flag first (then by id), `page.limit` of
+    /// them (at most [`Page::MAX_LIMIT`]) after skipping `page.skip` (`page.after` is not used),
+    /// with the number flagged in all.
+    async fn attention(&self, page: &Page) -> Result<AttentionPage>;
 
     /// Open carry-overs whose period ended before `before` (`period.end < before`).
     ///

@@ -225,6 +225,9 @@ async fn apply_in_transaction<D: Db>(d: &D, change: &PayoutChange) -> Result<Pay
     for entry in &change.audit {
         insert_audit(&mut tx, entry).await?;
     }
+    if let Some(follow_up) = change.follow_up_written() {
+        crate::checks::write_follow_up(&mut tx, id, &follow_up, change.at).await?;
+    }
     tx.commit().await.map_err(db)?;
     Ok(payout)
 }
@@ -439,6 +442,12 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
             text(update.and_then(|u| u.error.clone())),
             text(rows::to_json(attempt.and_then(|a| a.destination.as_ref()))),
         ]);
+        let follow_up = change.follow_up_written();
+        row.extend([
+            Cell::Int(Some(i64::from(follow_up.is_some()))),
+            Cell::Ts(follow_up.as_ref().and_then(|f| f.next_check_at)),
+            text(follow_up.and_then(|f| f.attention)),
+        ]);
         rows.get_or_insert_with(|| Rows::shaped(&row)).push(row);
         for (n, entry) in change.audit.iter().enumerate() {
             audits.push(vec![
@@ -471,7 +480,7 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
                  AS c (c_i, c_id, c_version, c_status, {new_columns}, c_at, c_e_provider, c_e_id, c_e_type, \
                        c_e_at, c_a_no, c_a_provider, c_a_key, c_a_summary, c_a_outcome, c_a_reason, c_a_reference, \
                        c_a_error, c_a_created, c_a_updated, c_u_no, c_u_outcome, c_u_reason, c_u_reference, \
-                       c_u_error, c_a_destination)), \
+                       c_u_error, c_a_destination, c_f, c_f_next, c_f_attention)), \
          p AS (UPDATE payouts SET {set}, updated_at = c_at, version = version + 1 \
                FROM c WHERE id = c_id AND version = c_version AND status = c_status \
                RETURNING c_i, {PAYOUT_READ_COLUMNS}), \
@@ -486,6 +495,14 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
         sql += ", e AS (INSERT INTO webhook_events (provider, event_id, payout_id, event_type, received_at) \
                  SELECT c_e_provider, c_e_id, c_id, c_e_type, c_e_at FROM p JOIN c USING (c_i) \
                  WHERE c_e_id IS NOT NULL RETURNING 1)";
+    }
+    if changes.iter().any(|c| c.follow_up_written().is_some()) {
+        sql += &format!(
+            ", f AS (INSERT INTO payout_checks (payout_id, next_check_at, checks, lease, attention, attention_since) \
+               SELECT c_id, c_f_next, 0, 1, c_f_attention, CASE WHEN c_f_attention IS NULL THEN NULL ELSE c_at END \
+               FROM p JOIN c USING (c_i) WHERE c_f = 1 {} RETURNING 1)",
+            crate::checks::UPSERT_FOLLOW_UP
+        );
     }
     if changes.iter().any(|c| c.new_attempt.is_some()) {
         sql += &format!(

@@ -28,6 +28,7 @@ mod at_once;
 mod attempts;
 mod calculation;
 mod changes;
+mod checks;
 mod operator;
 mod reading;
 
@@ -44,6 +45,7 @@ pub use at_once::*;
 pub use attempts::*;
 pub use calculation::*;
 pub use changes::*;
+pub use checks::*;
 pub use operator::*;
 pub use reading::*;
 
@@ -91,7 +93,7 @@ macro_rules! checks {
     };
 }
 
-/// Every store check, in the order [`run_all`] runs them (the concurrency check is last).
+/// Every store check, in the order [`run_all`] runs them (the concurrency checks are last).
 pub const STORE_CHECKS: &[StoreCheck] = checks![
     create_period_creates_payouts_items_and_audit,
     create_period_is_idempotent,
@@ -124,8 +126,12 @@ pub const STORE_CHECKS: &[StoreCheck] = checks![
     audit_trail_is_append_only,
     records_must_belong_to_their_payout,
     attempts_keep_their_destination,
-    approval_and_resolution_are_kept;
-    concurrent_apply_has_one_winner
+    approval_and_resolution_are_kept,
+    a_status_change_writes_its_follow_up,
+    claims_take_due_checks_under_a_lease,
+    attention_queue_lists_flagged_payouts;
+    concurrent_apply_has_one_winner,
+    two_claimers_never_get_the_same_check
 ];
 
 /// The check called `name`, if there is one.
