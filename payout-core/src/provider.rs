@@ -48,6 +48,10 @@ pub enum ProviderStatus {
     /// The provider has no record of this attempt: it never arrived, so re-sending with the same
     /// key is safe.
     NotFound,
+    /// A lookup cannot tell where the attempt stands (the provider answers status queries only by
+    /// callback, or the attempt has no reference to look it up by). Not an error and not a status:
+    /// the outcome stays unknown, and a person or a webhook settles it.
+    Undetermined(String),
 }
 
 /// What `send` learned.
@@ -237,6 +241,7 @@ pub trait PayoutProvider: Send + Sync {
     ///
     /// # Behavior
     /// Read-only. Returns [`ProviderStatus::NotFound`] only when the provider is sure it never
-    /// received the attempt.
+    /// received the attempt, and [`ProviderStatus::Undetermined`] when it can never tell by a
+    /// lookup (asking again will not help; reconciliation flags the payout for a person).
     async fn lookup(&self, attempt: &AttemptLookup) -> Result<ProviderStatus, ProviderError>;
 }

@@ -9,7 +9,7 @@
 //!
 //! Every change of status goes through [`transition`]. Statuses only move forward: a late or duplicated
 //! provider event is a [`Transition::NoOp`], never a move backwards; a paid payout changes only through an
-//! explicit correcting event (money returned or reversed).
+//! explicit money-back event (returned or reversed): a late failure answer after PAID is a `NoOp` here.
 
 use std::fmt;
 use std::str::FromStr;
@@ -124,7 +124,9 @@ pub enum PayoutEvent {
     ProviderPaid,
     /// The provider confirms the payment failed.
     ProviderFailed,
-    /// The money came back after it was paid (unclaimed, bank return, a failure reported after success).
+    /// The money came back after it was paid (unclaimed, bank return). A failure reported after
+    /// success is not this: it is [`ProviderFailed`](PayoutEvent::ProviderFailed), which leaves a
+    /// PAID payout as it is.
     ProviderReturned,
     /// The payment was reversed after it was paid.
     ProviderReversed,
@@ -216,8 +218,10 @@ pub fn transition(from: PayoutStatus, event: PayoutEvent) -> Result<Transition, 
 
         (S::Processing, E::ProviderPaid) => Ok(To(S::Paid)),
         (S::Processing, E::ProviderFailed) => Ok(To(S::Failed)),
-        // A failure or return reported after success means the money came back.
-        (S::Paid, E::ProviderFailed | E::ProviderReturned) => Ok(To(S::Returned)),
+        // Only an explicit money-back event moves a paid payout. A failure reported after success
+        // says nothing about money coming back: the service records it on the attempt and flags
+        // the payout for a person, and its status stays.
+        (S::Paid, E::ProviderReturned) => Ok(To(S::Returned)),
         (S::Paid, E::ProviderReversed) => Ok(To(S::Reversed)),
         // Money returned or reversed while we still thought it in flight: it was paid, then came back.
         (S::Processing, E::ProviderReturned) => Ok(To(S::Returned)),
@@ -243,7 +247,7 @@ mod tests {
         PENDING    | APPROVED CANCELLED -          -        | .       .      .        .        .
         APPROVED   | -        CANCELLED PROCESSING -        | .       .      .        .        .
         PROCESSING | -        -         -          -        | .       PAID   FAILED   RETURNED REVERSED
-        PAID       | -        -         -          -        | .       .      RETURNED RETURNED REVERSED
+        PAID       | -        -         -          -        | .       .      .        RETURNED REVERSED
         FAILED     | -        -         -          APPROVED | .       .      .        .        .
         CANCELLED  | -        -         -          -        | .       .      .        .        .
         RETURNED   | -        -         -          -        | .       .      .        .        .

@@ -170,8 +170,26 @@ impl PayoutService {
         if matches!(to, Some(PayoutStatus::Paid | PayoutStatus::Failed)) {
             change.patch.processed_at = Some(self.clock.now());
         }
+        let now = self.clock.now();
+        let watch = &self.policy.reconcile.settlement_watch;
+        if to == Some(PayoutStatus::Paid) {
+            change.follow_up = Some(watch.follow_up(payout.provider, now, now));
+        }
+        // A failure answer about a paid attempt moves nothing (only money back does): it is
+        // recorded on the attempt and the payout is flagged for a person, still watched.
+        let late_failure =
+            is_latest && payout.status == PayoutStatus::Paid && answer.event == Some(PayoutEvent::ProviderFailed);
+        if late_failure {
+            let paid_at = payout.processed_at.unwrap_or(payout.updated_at);
+            change.follow_up = Some(
+                watch
+                    .follow_up(payout.provider, paid_at, now)
+                    .flagged(format!("a failure reported after PAID: {}", answer.note)),
+            );
+        }
         let action = match (answer.event, to) {
             (Some(e), Some(_)) => e.as_str().to_string(),
+            _ if late_failure => "LATE_FAILURE".to_string(),
             _ => format!("ATTEMPT_{}", answer.outcome.as_str()),
         };
         change.audit.push(self.audit(
@@ -218,6 +236,7 @@ impl Answer {
                             reason: "provider answered the send with no record".into(),
                         },
                     ),
+                    ProviderStatus::Undetermined(why) => (None, AttemptOutcome::Unknown { reason: why.clone() }),
                 };
                 (event, outcome, r.reference.clone(), r.note.clone(), None)
             }

@@ -10,6 +10,7 @@ mod calculate;
 mod export;
 mod lifecycle;
 mod pipeline;
+mod reconcile;
 mod resolve;
 mod webhook;
 
@@ -30,8 +31,9 @@ pub use crate::calculation::{CalculationPolicy, Deduction};
 pub use calculate::{CalculationReport, ManualPayout};
 pub use export::EarningsAnalytics;
 pub use lifecycle::BulkOutcome;
+pub use reconcile::{ReconcilePolicy, ReconcileReport, SettlementWatch};
 pub use resolve::ResolveRequest;
-pub use webhook::{EventOutcome, ReconcileReport, WebhookReport};
+pub use webhook::{EventOutcome, WebhookReport};
 
 /// What the engine allows and when it gives up waiting: rules a finance team decides. Changing
 /// them changes what the engine does; see [`PerformanceConfig`] for what only changes how fast.
@@ -51,8 +53,11 @@ pub struct ServicePolicy {
     /// How long one provider call may take before its outcome counts as unknown. Default: 120 s
     /// (longer than the adapters' own retries with backoff, so an adapter normally answers first).
     pub send_timeout: Duration,
-    /// A PROCESSING payout older than this is reported as needing a person by `reconcile`. Default: 72 h.
+    /// A PROCESSING payout whose attempt went out longer ago than this is flagged for a person by
+    /// `reconcile` (the attention queue). Default: 72 h.
     pub attention_after: chrono::Duration,
+    /// Reconciliation's back-off, lease and settlement watch.
+    pub reconcile: ReconcilePolicy,
 }
 
 impl Default for ServicePolicy {
@@ -63,6 +68,7 @@ impl Default for ServicePolicy {
             second_approval_above: Vec::new(),
             send_timeout: Duration::from_secs(120),
             attention_after: chrono::Duration::hours(72),
+            reconcile: ReconcilePolicy::default(),
         }
     }
 }
@@ -122,6 +128,11 @@ pub struct PerformanceConfig {
     /// calculation written two chunks at a time took 0.9x the time of hand-written SQL instead of
     /// 1.4x; see `PgStore::WRITES_IN_FLIGHT`).
     pub calculation_writes_in_flight: usize,
+    /// How many provider lookups a reconciliation pass has in flight at once. Default: 16.
+    pub lookup_concurrency: usize,
+    /// How many due checks a reconciliation pass claims per store call (each under a lease).
+    /// Default: 200.
+    pub reconcile_claim: u32,
 }
 
 impl Default for PerformanceConfig {
@@ -131,6 +142,8 @@ impl Default for PerformanceConfig {
             calculation_chunk: 2_000,
             calculation_chunk_items: 20_000,
             calculation_writes_in_flight: 1,
+            lookup_concurrency: 16,
+            reconcile_claim: 200,
         }
     }
 }

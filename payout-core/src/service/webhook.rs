@@ -1,14 +1,12 @@
-//! Provider webhooks and reconciliation of stuck PROCESSING payouts.
+//! Provider webhooks, and the instruction reconciliation rebuilds to look an attempt up.
 
-use chrono::Duration;
 use http::HeaderMap;
 
 use super::PayoutService;
-use super::lifecycle::Prepared;
 use crate::domain::{AttemptOutcome, Payout, PayoutAttempt, PayoutId, Provider};
-use crate::error::{Error, Result, StoreError, StoreErrorKind};
+use crate::error::{Error, Result};
 use crate::provider::{
-    AttemptLookup, EventReference, PayoutInstruction, ProviderEvent, ProviderEventKind, ProviderStatus,
+    EventReference, PayoutInstruction, ProviderEvent, ProviderEventKind,
 };
 use crate::status::{PayoutEvent, PayoutStatus, Transition, transition};
 use crate::store::{AttemptUpdate, PayoutChange, PayoutStoreExt, WebhookEventRecord};
@@ -49,23 +47,6 @@ pub enum EventOutcome {
 pub struct WebhookReport {
     /// One outcome per event, in order.
     pub events: Vec<EventOutcome>,
-}
-
-/// What a reconciliation pass did.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ReconcileReport {
-    /// PROCESSING payouts examined.
-    pub examined: usize,
-    /// Payouts whose status the provider's answer settled.
-    pub settled: Vec<(PayoutId, PayoutStatus)>,
-    /// Attempts the provider had no record of, re-sent with the same idempotency key.
-    pub resent: Vec<PayoutId>,
-    /// Still in flight at the provider.
-    pub pending: Vec<PayoutId>,
-    /// Lookups that failed (tried again next pass).
-    pub errors: Vec<(PayoutId, String)>,
-    /// PROCESSING for longer than `ServicePolicy::attention_after`: a person should look.
-    pub needs_attention: Vec<PayoutId>,
 }
 
 fn event_for(kind: &ProviderEventKind) -> Option<(PayoutEvent, AttemptOutcome)> {
@@ -162,7 +143,17 @@ impl PayoutService {
             });
             let reason = reason_of(&event.kind);
             let mapped = event_for(&event.kind);
-            let outcome = if attempt.attempt_no != latest {
+            // A failure reported for the paid current attempt moves nothing: recorded on the
+            // attempt, and the payout flagged for a person.
+            let late_failure = attempt.attempt_no == latest
+                && payout.status == PayoutStatus::Paid
+                && matches!(event.kind, ProviderEventKind::Failed { .. });
+            let outcome = if late_failure {
+                Err(format!(
+                    "{} reports a failure after PAID: recorded on attempt {} and flagged for a person",
+                    event.provider_type, attempt.attempt_no
+                ))
+            } else if attempt.attempt_no != latest {
                 let warn = matches!(event.kind, ProviderEventKind::Paid);
                 if warn {
                     tracing::warn!(payout = %payout.id, attempt = attempt.attempt_no, "provider reports an older attempt PAID");
@@ -198,6 +189,11 @@ impl PayoutService {
                     if matches!(to, PayoutStatus::Paid | PayoutStatus::Failed) {
                         change.patch.processed_at = Some(event.occurred_at.unwrap_or_else(|| self.clock.now()));
                     }
+                    if *to == PayoutStatus::Paid {
+                        let paid_at = event.occurred_at.unwrap_or_else(|| self.clock.now());
+                        let watch = &self.policy.reconcile.settlement_watch;
+                        change.follow_up = Some(watch.follow_up(payout.provider, paid_at, self.clock.now()));
+                    }
                     change.patch.notes = Some(format!("{}: {reason}", event.provider_type));
                     let action = mapped.map(|(e, _)| e.as_str()).unwrap_or("PROVIDER_EVENT");
                     change.audit.push(self.audit(
@@ -206,6 +202,30 @@ impl PayoutService {
                         action,
                         Some(*to),
                         format!("webhook {} {}: {reason}", event.event_id, event.provider_type),
+                    ));
+                }
+                Err(why) if late_failure => {
+                    if let Some((_, attempt_outcome)) = &mapped {
+                        change.attempt_update = Some(AttemptUpdate {
+                            attempt_no: attempt.attempt_no,
+                            outcome: attempt_outcome.clone(),
+                            provider_reference: None,
+                            error: None,
+                        });
+                    }
+                    let watch = &self.policy.reconcile.settlement_watch;
+                    let paid_at = payout.processed_at.unwrap_or(payout.updated_at);
+                    change.follow_up = Some(
+                        watch
+                            .follow_up(payout.provider, paid_at, self.clock.now())
+                            .flagged(format!("a failure reported after PAID: {reason}")),
+                    );
+                    change.audit.push(self.audit(
+                        &payout,
+                        &actor,
+                        "LATE_FAILURE",
+                        None,
+                        format!("webhook {} {}: {why}: {reason}", event.event_id, event.provider_type),
                     ));
                 }
                 Err(why) => {
@@ -244,88 +264,6 @@ impl PayoutService {
             }
         }
         Err(Error::Conflict(attempt.payout_id))
-    }
-
-    /// Drives PROCESSING payouts not changed for `older_than` to an outcome: asks the provider about the
-    /// latest attempt and applies its answer; an attempt the provider never received is re-sent with the
-    /// *same* idempotency key. Payouts PROCESSING for longer than `attention_after` are reported for a
-    /// person to look at.
-    pub async fn reconcile(&self, older_than: Duration) -> Result<ReconcileReport> {
-        let now = self.clock.now();
-        let stuck = self.store.stuck_processing(now - older_than, 500).await?;
-        let mut report = ReconcileReport {
-            examined: stuck.len(),
-            ..Default::default()
-        };
-        for payout in stuck {
-            match self.reconcile_one(&payout, &mut report).await {
-                Ok(()) => {}
-                Err(e) => report.errors.push((payout.id.clone(), e.to_string())),
-            }
-            if let Ok(p) = self.store.get(&payout.id).await {
-                if p.status == PayoutStatus::Processing && now - p.created_at > self.policy.attention_after {
-                    report.needs_attention.push(p.id);
-                }
-            }
-        }
-        Ok(report)
-    }
-
-    async fn reconcile_one(&self, payout: &Payout, report: &mut ReconcileReport) -> Result<()> {
-        let Some(attempt) = self
-            .store
-            .attempts(&payout.id)
-            .await?
-            .into_iter()
-            .max_by_key(|a| a.attempt_no)
-        else {
-            return Err(StoreError::new(
-                StoreErrorKind::Corrupt,
-                format!("PROCESSING payout {} has no attempt", payout.id),
-            )
-            .into());
-        };
-        let adapter = self.provider(attempt.provider)?.clone();
-        let instruction = self.rebuild_instruction(payout, &attempt).await?;
-        let lookup = AttemptLookup {
-            payout_id: payout.id.clone(),
-            attempt_no: attempt.attempt_no,
-            idempotency_key: attempt.idempotency_key.clone(),
-            provider_reference: attempt.provider_reference.clone(),
-            instruction: Some(instruction.clone()),
-        };
-        let status = adapter.lookup(&lookup).await?;
-        match status {
-            ProviderStatus::NotFound => {
-                // Never arrived: the same attempt, the same key, sent again.
-                let prepared = Prepared {
-                    payout: payout.clone(),
-                    instruction,
-                    adapter: adapter.clone(),
-                };
-                let result = self.send_timed(&prepared).await;
-                let after = self
-                    .record_answer(payout, attempt.attempt_no, result, &adapter, false)
-                    .await?;
-                report.resent.push(payout.id.clone());
-                if after.status != PayoutStatus::Processing {
-                    report.settled.push((payout.id.clone(), after.status));
-                }
-            }
-            ProviderStatus::Accepted => report.pending.push(payout.id.clone()),
-            other => {
-                let receipt = crate::provider::SendReceipt {
-                    reference: attempt.provider_reference.clone(),
-                    note: format!("reconciled by status lookup: {other:?}"),
-                    status: other,
-                };
-                let after = self
-                    .record_answer(payout, attempt.attempt_no, Ok(receipt), &adapter, false)
-                    .await?;
-                report.settled.push((payout.id.clone(), after.status));
-            }
-        }
-        Ok(())
     }
 
     /// The instruction attempt `attempt` of `payout` was sent with, for a lookup or a re-send: the

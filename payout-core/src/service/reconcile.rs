@@ -1,0 +1,418 @@
+//! Reconciliation: claims due checks under a lease, asks the provider about each at the lookup
+//! concurrency, applies what it learns, and reschedules the rest with a growing back-off, so every
+//! PROCESSING payout is looked at within a bounded time however large the backlog, and several
+//! instances never look up the same attempt in one pass. PAID payouts are watched the same way, at
+//! a low rate, for money that comes back without a webhook.
+
+use chrono::{DateTime, Duration, Utc};
+use futures::{StreamExt, TryStreamExt};
+
+use super::PayoutService;
+use super::lifecycle::Prepared;
+use crate::domain::{Payout, PayoutId, Provider};
+use crate::error::{Error, Result, StoreError, StoreErrorKind};
+use crate::provider::{AttemptLookup, ProviderStatus, SendReceipt};
+use crate::status::PayoutStatus;
+use crate::store::{AttentionPage, CheckClaim, CheckDone, ClaimedCheck, FollowUp};
+
+/// When reconciliation looks at a payout again, and how long it watches a paid one: rules a
+/// finance team decides (part of [`ServicePolicy`](super::ServicePolicy)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcilePolicy {
+    /// The wait before the first re-check of a payout a lookup found still in flight; each further
+    /// re-check waits twice as long as the one before, up to `recheck_at_most`. Default: 5 minutes.
+    pub recheck_after: Duration,
+    /// The longest wait between two checks of a PROCESSING payout, so that each is looked at
+    /// within this time (plus one pass) however long it has been in flight. Default: 6 hours.
+    pub recheck_at_most: Duration,
+    /// How long a claimed check belongs to the instance that claimed it; one that has not finished
+    /// it by then (it crashed) leaves it to the next claim. Default: 10 minutes.
+    pub lease: Duration,
+    /// How long PAID payouts are re-checked for returns and reversals, per provider.
+    pub settlement_watch: SettlementWatch,
+}
+
+impl Default for ReconcilePolicy {
+    fn default() -> Self {
+        ReconcilePolicy {
+            recheck_after: Duration::minutes(5),
+            recheck_at_most: Duration::hours(6),
+            lease: Duration::minutes(10),
+            settlement_watch: SettlementWatch::default(),
+        }
+    }
+}
+
+impl ReconcilePolicy {
+    /// The wait before the next check of a payout found unchanged `checks` times in a row:
+    /// `recheck_after`, doubled per check, at most `recheck_at_most`.
+    pub fn backoff(&self, checks: u32) -> Duration {
+        let factor = 1i32.checked_shl(checks.min(30)).unwrap_or(i32::MAX);
+        self.recheck_after
+            .checked_mul(factor)
+            .map_or(self.recheck_at_most, |d| d.min(self.recheck_at_most))
+    }
+}
+
+/// How long after it was paid a payout is still re-checked for money coming back, per provider,
+/// and how often (returns and reversals are found even when their webhook is lost or the rail has
+/// none). Zero: not watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementWatch {
+    /// Stripe Connect. Default: 7 days.
+    pub stripe: Duration,
+    /// PayPal Payouts (unclaimed payouts come back after 30 days). Default: 30 days.
+    pub paypal: Duration,
+    /// Bank transfer (returns arrive days later). Default: 10 days.
+    pub bank: Duration,
+    /// M-Pesa B2C. Default: zero (its lookup cannot tell, see the adapter).
+    pub mpesa: Duration,
+    /// The wait between two checks of a watched payout. Default: 1 day.
+    pub every: Duration,
+}
+
+impl Default for SettlementWatch {
+    fn default() -> Self {
+        SettlementWatch {
+            stripe: Duration::days(7),
+            paypal: Duration::days(30),
+            bank: Duration::days(10),
+            mpesa: Duration::zero(),
+            every: Duration::days(1),
+        }
+    }
+}
+
+impl SettlementWatch {
+    /// How long a payout paid through `provider` is watched.
+    pub fn window(&self, provider: Provider) -> Duration {
+        match provider {
+            Provider::StripeConnect => self.stripe,
+            Provider::PaypalPayouts => self.paypal,
+            Provider::BankTransfer => self.bank,
+            Provider::MpesaB2c => self.mpesa,
+        }
+    }
+
+    /// The follow-up of a payout paid through `provider` at `paid_at`, as of `now`: its next
+    /// check while the window is open, none after.
+    pub fn follow_up(&self, provider: Option<Provider>, paid_at: DateTime<Utc>, now: DateTime<Utc>) -> FollowUp {
+        let Some(provider) = provider else {
+            return FollowUp::none();
+        };
+        let next = now + self.every;
+        if next <= paid_at + self.window(provider) {
+            FollowUp::check_at(next)
+        } else {
+            FollowUp::none()
+        }
+    }
+}
+
+/// What a reconciliation pass did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReconcileReport {
+    /// Payouts looked at (claimed checks).
+    pub examined: usize,
+    /// Payouts whose status the provider's answer settled (or moved after PAID).
+    pub settled: Vec<(PayoutId, PayoutStatus)>,
+    /// Attempts the provider had no record of, re-sent with the same idempotency key.
+    pub resent: Vec<PayoutId>,
+    /// Still in flight at the provider: checked again after a back-off.
+    pub pending: Vec<PayoutId>,
+    /// PAID payouts re-checked within their settlement watch.
+    pub watched: Vec<PayoutId>,
+    /// Lookups that failed (checked again after a back-off).
+    pub errors: Vec<(PayoutId, String)>,
+    /// Flagged for a person by this pass (also listed by
+    /// [`PayoutService::attention`](super::PayoutService::attention)): PROCESSING for longer than
+    /// `ServicePolicy::attention_after`, an outcome a lookup cannot tell, a late failure after PAID.
+    pub needs_attention: Vec<PayoutId>,
+}
+
+/// What looking at one claimed check came to.
+enum Checked {
+    Settled(PayoutStatus),
+    Resent(Option<PayoutStatus>),
+    Pending,
+    Watched,
+    Idle,
+}
+
+impl PayoutService {
+    /// The attention queue (admins): payouts a person should look at, oldest flag first, each with
+    /// its reason: PROCESSING for longer than `attention_after`, an outcome a lookup cannot tell,
+    /// money that came back (RETURNED, REVERSED), a failure reported after PAID. A change that
+    /// settles the payout takes it off the queue in the same step.
+    pub async fn attention(&self, actor: &crate::domain::Actor, page: &crate::store::Page) -> Result<AttentionPage> {
+        self.require_privileged(actor, "list the payouts that need attention")?;
+        self.store.attention(page).await
+    }
+
+    /// One reconciliation pass: claims every check due `older_than` ago or earlier (a PROCESSING
+    /// payout is first due when it entered PROCESSING, so `older_than` leaves a fresh send time to
+    /// answer), `PerformanceConfig::reconcile_claim` at a time under a lease, and looks each up at
+    /// `PerformanceConfig::lookup_concurrency`:
+    ///
+    /// - PROCESSING: asks the provider about the latest attempt and applies its answer; an attempt
+    ///   the provider never received is re-sent with the *same* idempotency key; one still in
+    ///   flight is checked again after a back-off ([`ReconcilePolicy::backoff`]). An outcome a
+    ///   lookup cannot tell, or a payout PROCESSING for longer than `attention_after`, is flagged
+    ///   for a person.
+    /// - PAID, within its settlement watch: asks again, so a return or reversal is found without
+    ///   a webhook; a late failure answer is recorded on the attempt and flagged, never a status.
+    ///
+    /// Checks rescheduled by this pass are not due again within it, so a pass ends; instances
+    /// running passes at once share the due checks out, each to one of them.
+    pub async fn reconcile(&self, older_than: Duration) -> Result<ReconcileReport> {
+        let now = self.clock.now();
+        let claim = CheckClaim {
+            due_by: now - older_than,
+            limit: self.performance.reconcile_claim.max(1),
+            lease_until: now + self.policy.reconcile.lease,
+        };
+        let claims = futures::stream::try_unfold((), |()| {
+            let claim = claim.clone();
+            async move {
+                let batch = self.store.claim_checks(&claim).await?;
+                Ok::<_, Error>((!batch.is_empty()).then_some((futures::stream::iter(batch.into_iter().map(Ok)), ())))
+            }
+        })
+        .try_flatten();
+        let results: Vec<Result<(PayoutId, Result<Checked>, Option<String>)>> = claims
+            .map_ok(|c| async move {
+                let id = c.payout.id.clone();
+                let mut flagged = None;
+                let checked = self.check(c, &mut flagged).await;
+                (id, checked, flagged)
+            })
+            .map(|r| async move {
+                match r {
+                    Ok(f) => Ok(f.await),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(self.performance.lookup_concurrency.max(1))
+            .collect()
+            .await;
+        let mut report = ReconcileReport::default();
+        for r in results {
+            let (id, checked, flagged) = r?;
+            report.examined += 1;
+            match checked {
+                Ok(Checked::Settled(to)) => report.settled.push((id.clone(), to)),
+                Ok(Checked::Resent(settled)) => {
+                    report.resent.push(id.clone());
+                    if let Some(to) = settled {
+                        report.settled.push((id.clone(), to));
+                    }
+                }
+                Ok(Checked::Pending) => report.pending.push(id.clone()),
+                Ok(Checked::Watched) => report.watched.push(id.clone()),
+                Ok(Checked::Idle) => {}
+                Err(e) => report.errors.push((id.clone(), e.to_string())),
+            }
+            if flagged.is_some() {
+                report.needs_attention.push(id);
+            }
+        }
+        for list in [&mut report.resent, &mut report.pending, &mut report.watched, &mut report.needs_attention] {
+            list.sort();
+        }
+        report.settled.sort();
+        report.errors.sort();
+        Ok(report)
+    }
+
+    /// Looks at one claimed check and writes what follows from it: a change when the answer moves
+    /// the payout (which writes its own follow-up), otherwise a rescheduled check under the lease.
+    /// `flagged` is set to the reason when this check flagged the payout.
+    async fn check(&self, c: ClaimedCheck, flagged: &mut Option<String>) -> Result<Checked> {
+        let now = self.clock.now();
+        let backoff = FollowUp::check_at(now + self.policy.reconcile.backoff(c.checks));
+        let (checked, follow_up) = match c.payout.status {
+            PayoutStatus::Processing => match self.check_processing(&c.payout).await {
+                Ok((Checked::Pending, cannot_tell)) => {
+                    let long = self.processing_too_long(&c.payout, now).await;
+                    let reason = cannot_tell.or(long);
+                    (Ok(Checked::Pending), Some(with_flag(backoff, reason, &c, flagged)))
+                }
+                Ok((Checked::Resent(None), _)) => (Ok(Checked::Resent(None)), Some(keep_flag(backoff, &c))),
+                Ok((settled, _)) => (Ok(settled), None),
+                Err(e) => (Err(e), Some(keep_flag(backoff, &c))),
+            },
+            PayoutStatus::Paid => {
+                let watch = &self.policy.reconcile.settlement_watch;
+                let paid_at = c.payout.processed_at.unwrap_or(c.payout.updated_at);
+                let next = watch.follow_up(c.payout.provider, paid_at, now);
+                if c.payout.provider.is_none_or(|p| now >= paid_at + watch.window(p)) {
+                    (Ok(Checked::Idle), Some(keep_flag(next, &c)))
+                } else {
+                    match self.check_paid(&c.payout).await {
+                        Ok((Checked::Watched, reason)) => {
+                            (Ok(Checked::Watched), Some(with_flag(next, reason, &c, flagged)))
+                        }
+                        // A late failure: recorded on the attempt and flagged by its own change.
+                        Ok((Checked::Settled(PayoutStatus::Paid), _)) => {
+                            *flagged = Some("a failure reported after PAID".into());
+                            (Ok(Checked::Watched), None)
+                        }
+                        Ok((moved, _)) => (Ok(moved), None),
+                        Err(e) => (Err(e), Some(keep_flag(next, &c))),
+                    }
+                }
+            }
+            // Scheduled, then moved by a change that wrote no follow-up: nothing to look at.
+            _ => (Ok(Checked::Idle), Some(keep_flag(FollowUp::none(), &c))),
+        };
+        if let Some(follow_up) = follow_up {
+            let done = CheckDone {
+                payout_id: c.payout.id.clone(),
+                lease: c.lease,
+                follow_up,
+                at: now,
+            };
+            // `false`: a change or another claim came since; theirs is the newer follow-up.
+            self.store.finish_check(&done).await?;
+        }
+        checked
+    }
+
+    /// The reason to flag a PROCESSING payout whose latest attempt went out longer than
+    /// `attention_after` ago, if it did.
+    async fn processing_too_long(&self, payout: &Payout, now: DateTime<Utc>) -> Option<String> {
+        let attempts = self.store.attempts(&payout.id).await.ok()?;
+        let sent = attempts.iter().map(|a| a.created_at).max().unwrap_or(payout.updated_at);
+        (now - sent > self.policy.attention_after).then(|| {
+            format!(
+                "PROCESSING since {} (longer than {} h): the provider has not settled it",
+                sent.format("%Y-%m-%d %H:%M UTC"),
+                self.policy.attention_after.num_hours()
+            )
+        })
+    }
+
+    /// Asks the provider about a PROCESSING payout's latest attempt and applies the answer. Returns
+    /// `Pending` with the reason when a lookup cannot tell.
+    async fn check_processing(&self, payout: &Payout) -> Result<(Checked, Option<String>)> {
+        let (attempt, adapter, instruction, status) = self.look_up_latest(payout).await?;
+        match status {
+            ProviderStatus::NotFound => {
+                // Never arrived: the same attempt, the same key, sent again.
+                let prepared = Prepared {
+                    payout: payout.clone(),
+                    instruction,
+                    adapter: adapter.clone(),
+                };
+                let result = self.send_timed(&prepared).await;
+                let after = self
+                    .record_answer(payout, attempt.attempt_no, result, &adapter, false)
+                    .await?;
+                let settled = (after.status != PayoutStatus::Processing).then_some(after.status);
+                Ok((Checked::Resent(settled), None))
+            }
+            ProviderStatus::Accepted => Ok((Checked::Pending, None)),
+            ProviderStatus::Undetermined(why) => Ok((
+                Checked::Pending,
+                Some(format!("outcome unknown and a lookup cannot tell: {why}")),
+            )),
+            other => {
+                let after = self.record_lookup(payout, &attempt, other, &adapter).await?;
+                Ok((Checked::Settled(after.status), None))
+            }
+        }
+    }
+
+    /// Asks the provider about a PAID payout's latest attempt: money back moves it; a failure is
+    /// recorded on the attempt and flags it (`Settled(PAID)`); a provider with no record of a paid
+    /// attempt flags it (never a re-send).
+    async fn check_paid(&self, payout: &Payout) -> Result<(Checked, Option<String>)> {
+        let (attempt, adapter, _, status) = self.look_up_latest(payout).await?;
+        match status {
+            ProviderStatus::Paid | ProviderStatus::Accepted | ProviderStatus::Undetermined(_) => {
+                Ok((Checked::Watched, None))
+            }
+            ProviderStatus::NotFound => Ok((
+                Checked::Watched,
+                Some(format!(
+                    "{} has no record of attempt {} of this PAID payout",
+                    attempt.provider, attempt.attempt_no
+                )),
+            )),
+            other => {
+                let after = self.record_lookup(payout, &attempt, other, &adapter).await?;
+                Ok((Checked::Settled(after.status), None))
+            }
+        }
+    }
+
+    /// The latest attempt of `payout`, its adapter and instruction, and what a lookup answers.
+    async fn look_up_latest(
+        &self,
+        payout: &Payout,
+    ) -> Result<(
+        crate::domain::PayoutAttempt,
+        std::sync::Arc<dyn crate::provider::PayoutProvider>,
+        crate::provider::PayoutInstruction,
+        ProviderStatus,
+    )> {
+        let Some(attempt) = self
+            .store
+            .attempts(&payout.id)
+            .await?
+            .into_iter()
+            .max_by_key(|a| a.attempt_no)
+        else {
+            return Err(StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!("{} payout {} has no attempt", payout.status, payout.id),
+            )
+            .into());
+        };
+        let adapter = self.provider(attempt.provider)?.clone();
+        let instruction = self.rebuild_instruction(payout, &attempt).await?;
+        let lookup = AttemptLookup {
+            payout_id: payout.id.clone(),
+            attempt_no: attempt.attempt_no,
+            idempotency_key: attempt.idempotency_key.clone(),
+            provider_reference: attempt.provider_reference.clone(),
+            instruction: Some(instruction.clone()),
+        };
+        let status = adapter.lookup(&lookup).await?;
+        Ok((attempt, adapter, instruction, status))
+    }
+
+    /// Records a lookup's settling answer as the attempt's answer.
+    async fn record_lookup(
+        &self,
+        payout: &Payout,
+        attempt: &crate::domain::PayoutAttempt,
+        status: ProviderStatus,
+        adapter: &std::sync::Arc<dyn crate::provider::PayoutProvider>,
+    ) -> Result<Payout> {
+        let receipt = SendReceipt {
+            reference: attempt.provider_reference.clone(),
+            note: format!("reconciled by status lookup: {status:?}"),
+            status,
+        };
+        self.record_answer(payout, attempt.attempt_no, Ok(receipt), adapter, false)
+            .await
+    }
+}
+
+/// `follow_up` with the claimed check's flag kept.
+fn keep_flag(mut follow_up: FollowUp, c: &ClaimedCheck) -> FollowUp {
+    follow_up.attention = c.attention.clone();
+    follow_up
+}
+
+/// `follow_up` flagged with `reason` (noted in `flagged`), or with the claimed check's flag kept.
+fn with_flag(follow_up: FollowUp, reason: Option<String>, c: &ClaimedCheck, flagged: &mut Option<String>) -> FollowUp {
+    match reason {
+        Some(reason) => {
+            *flagged = Some(reason.clone());
+            follow_up.flagged(reason)
+        }
+        None => keep_flag(follow_up, c),
+    }
+}
