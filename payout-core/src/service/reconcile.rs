@@ -216,7 +216,12 @@ impl PayoutService {
                 report.needs_attention.push(id);
             }
         }
-        for list in [&mut report.resent, &mut report.pending, &mut report.watched, &mut report.needs_attention] {
+        for list in [
+            &mut report.resent,
+            &mut report.pending,
+            &mut report.watched,
+            &mut report.needs_attention,
+        ] {
             list.sort();
         }
         report.settled.sort();

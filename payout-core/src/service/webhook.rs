@@ -5,9 +5,7 @@ use http::HeaderMap;
 use super::PayoutService;
 use crate::domain::{AttemptOutcome, Payout, PayoutAttempt, PayoutId, Provider};
 use crate::error::{Error, Result};
-use crate::provider::{
-    EventReference, PayoutInstruction, ProviderEvent, ProviderEventKind,
-};
+use crate::provider::{EventReference, PayoutInstruction, ProviderEvent, ProviderEventKind};
 use crate::status::{PayoutEvent, PayoutStatus, Transition, transition};
 use crate::store::{AttemptUpdate, PayoutChange, PayoutStoreExt, WebhookEventRecord};
 

@@ -39,7 +39,8 @@
 //! # Lookup
 //! `POST /mpesa/transactionstatus/v1/query` with `OriginalConversationID` = the key (and the
 //! reference as `TransactionID` when it is not a `AG_...` ConversationID) **[unverified field set]**.
-//! Daraja answers asynchronously, so `lookup` returns `Accepted`; the result arrives at
+//! Daraja answers asynchronously, so `lookup` sends the query and returns
+//! `ProviderStatus::Undetermined` (it cannot tell); the result arrives at
 //! `MPESA_STATUS_RESULT_URL`.
 //!
 //! # Callbacks
@@ -432,6 +433,13 @@ impl PayoutProvider for MpesaProvider {
             occasion: attempt.payout_id.as_str().chars().take(100).collect(),
         };
         self.client.query_status(&query).await?;
-        Ok(ProviderStatus::Accepted)
+        // Daraja acknowledges the query and answers later, by callback: the lookup itself cannot
+        // tell where the attempt stands (reconciliation flags it for a person until a callback or
+        // a person settles it).
+        Ok(ProviderStatus::Undetermined(
+            "M-Pesa answers a transaction status query by callback (MPESA_STATUS_RESULT_URL), not in the lookup; \
+             the query was sent"
+                .into(),
+        ))
     }
 }

@@ -44,8 +44,8 @@
 //! # Lookup
 //! `GET /v1/payments/payouts-item/{reference}`; when the reference is a batch id (404 as an item),
 //! the batch is read and the item found by `sender_item_id`. PayPal cannot be searched by
-//! `sender_batch_id`, so an attempt without a reference cannot be looked up: that is an
-//! `Ambiguous` error (`no_reference`), never `NotFound`, because the attempt may have gone out in a
+//! `sender_batch_id`, so an attempt without a reference cannot be looked up: that is
+//! `ProviderStatus::Undetermined`, never `NotFound`, because the attempt may have gone out in a
 //! batch whose id we never learned; it settles by webhook (which names our key) or by a person.
 //!
 //! # Webhooks
@@ -398,15 +398,11 @@ impl PayoutProvider for PaypalProvider {
 
     async fn lookup(&self, attempt: &AttemptLookup) -> Result<ProviderStatus, ProviderError> {
         let Some(reference) = attempt.provider_reference.as_deref().filter(|r| !r.is_empty()) else {
-            return Err(paypal_error(
-                ProviderErrorKind::Ambiguous,
-                format!(
-                    "attempt {} has no PayPal reference and PayPal cannot be searched by sender_batch_id; it settles by \
-                     webhook, or a person re-sends it with the same key",
-                    attempt.idempotency_key
-                ),
-            )
-            .with_code("no_reference"));
+            return Ok(ProviderStatus::Undetermined(format!(
+                "attempt {} has no PayPal reference and PayPal cannot be searched by sender_batch_id; it settles by \
+                 webhook, or a person re-sends it with the same key",
+                attempt.idempotency_key
+            )));
         };
         let unknown = |why: String| paypal_error(ProviderErrorKind::Ambiguous, why).with_code("unknown_status");
         if let Some(item) = self.client.item(reference).await? {

@@ -1,0 +1,407 @@
+//! Reconciliation that never starves: leases, back-off, several instances, the attention queue,
+//! forward-only after PAID and the settlement watch, against a provider double that counts its
+//! lookups per attempt.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{Duration, TimeZone, Utc};
+use http::HeaderMap;
+use payout_core::clock::{Clock, ManualClock, SequentialIds};
+use payout_core::domain::{Actor, AttemptOutcome, Consultation, PayoutId, Provider};
+use payout_core::error::{ProviderError, WebhookError};
+use payout_core::memory::MemoryStore;
+use payout_core::provider::{
+    AttemptLookup, Capabilities, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus, SendReceipt,
+};
+use payout_core::service::{CalculationPolicy, PayoutService, PerformanceConfig, ServicePolicy};
+use payout_core::status::PayoutStatus;
+use payout_core::store::{CheckClaim, Page, PayoutStore};
+
+use common::{consultation, month, recipient};
+
+/// A payment rail double: accepts every send, answers lookups from a table (default: still
+/// pending), and counts lookups per idempotency key.
+struct Rail {
+    provider: Provider,
+    answers: Mutex<HashMap<PayoutId, ProviderStatus>>,
+    default: ProviderStatus,
+    lookups: Mutex<HashMap<String, usize>>,
+}
+
+impl Rail {
+    fn new(provider: Provider, default: ProviderStatus) -> Arc<Self> {
+        Arc::new(Rail {
+            provider,
+            answers: Mutex::new(HashMap::new()),
+            default,
+            lookups: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn answer(&self, id: &PayoutId, status: ProviderStatus) {
+        self.answers.lock().unwrap().insert(id.clone(), status);
+    }
+
+    /// Lookups per idempotency key so far, and forgets them.
+    fn take_lookups(&self) -> HashMap<String, usize> {
+        std::mem::take(&mut *self.lookups.lock().unwrap())
+    }
+}
+
+#[async_trait]
+impl PayoutProvider for Rail {
+    fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    async fn send(&self, i: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
+        Ok(SendReceipt {
+            reference: Some(format!("ref-{}", i.idempotency_key)),
+            status: ProviderStatus::Accepted,
+            note: "accepted".into(),
+        })
+    }
+
+    async fn verify_webhook(&self, _: &HeaderMap, _: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
+        Ok(Vec::new())
+    }
+
+    async fn lookup(&self, a: &AttemptLookup) -> Result<ProviderStatus, ProviderError> {
+        *self
+            .lookups
+            .lock()
+            .unwrap()
+            .entry(a.idempotency_key.clone())
+            .or_default() += 1;
+        // Let the other instance run between lookups, as a network call would.
+        tokio::task::yield_now().await;
+        let answer = self.answers.lock().unwrap().get(&a.payout_id).cloned();
+        Ok(answer.unwrap_or_else(|| self.default.clone()))
+    }
+}
+
+struct World {
+    store: Arc<MemoryStore>,
+    clock: Arc<ManualClock>,
+    rail: Arc<Rail>,
+    /// The PROCESSING payouts, in the order they were triggered.
+    ids: Vec<PayoutId>,
+    policy: ServicePolicy,
+    performance: PerformanceConfig,
+    directory: Arc<payout_core::source::StaticDirectory>,
+}
+
+impl World {
+    /// An instance of the engine over the world's store, rail and clock.
+    fn instance(&self) -> PayoutService {
+        PayoutService::builder()
+            .store(self.store.clone())
+            .directory(self.directory.clone())
+            .provider(self.rail.clone())
+            .clock(self.clock.clone())
+            .ids(Arc::new(SequentialIds::default()))
+            .policy(self.policy.clone())
+            .performance(self.performance.clone())
+            .build()
+            .unwrap()
+    }
+
+    async fn status(&self, id: &PayoutId) -> PayoutStatus {
+        self.store.get(id).await.unwrap().status
+    }
+}
+
+/// `n` doctors' January payouts, triggered through `rail` one after the other (so the later ones
+/// are the newer), then an hour passes.
+async fn processing(n: usize, rail: Arc<Rail>, policy: ServicePolicy) -> World {
+    let doctors: Vec<String> = (0..n).map(|i| format!("dr-{i:05}")).collect();
+    let consultations: Vec<Consultation> = doctors
+        .iter()
+        .map(|d| consultation(&format!("c-{d}"), d, 2025, 1, 10))
+        .collect();
+    let directory = Arc::new(payout_core::source::StaticDirectory::new(
+        doctors.iter().map(|d| recipient(d)).collect::<Vec<_>>(),
+    ));
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2025, 2, 3, 8, 0, 0).unwrap()));
+    let performance = PerformanceConfig {
+        lookup_concurrency: 8,
+        reconcile_claim: 50,
+        ..Default::default()
+    };
+    let service = PayoutService::builder()
+        .store(store.clone())
+        .consultations(Arc::new(payout_core::source::StaticConsultations::new(consultations)))
+        .directory(directory.clone())
+        .provider(rail.clone())
+        .clock(clock.clone())
+        .ids(Arc::new(SequentialIds::default()))
+        .policy(policy.clone())
+        .build()
+        .unwrap();
+    let admin = Actor::admin("admin-1");
+    let report = service
+        .calculate_period(&admin, Some(month(2025, 1)), &CalculationPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(report.created.len(), n);
+    let mut ids = Vec::new();
+    for id in &report.created {
+        service.approve(&Actor::admin("admin-2"), id).await.unwrap();
+        clock.advance(Duration::milliseconds(10));
+        let p = service.trigger(&admin, id, rail.provider).await.unwrap();
+        assert_eq!(p.status, PayoutStatus::Processing);
+        ids.push(id.clone());
+    }
+    clock.advance(Duration::hours(1));
+    World {
+        store,
+        clock,
+        rail,
+        ids,
+        policy,
+        performance,
+        directory,
+    }
+}
+
+/// Issue 14 item 4: 2,000 PROCESSING payouts the provider keeps answering "pending", and 10 newer
+/// ones it has settled. The old pass read the 500 oldest and wrote nothing back, so the 10 were
+/// never looked at; now they settle within the first two passes.
+#[tokio::test]
+async fn ten_settled_among_two_thousand_pending_settle_within_two_passes() {
+    let rail = Rail::new(Provider::StripeConnect, ProviderStatus::Accepted);
+    let w = processing(2_010, rail, ServicePolicy::default()).await;
+    let settled: Vec<PayoutId> = w.ids[2_000..].to_vec();
+    for id in &settled {
+        w.rail.answer(id, ProviderStatus::Paid);
+    }
+    let service = w.instance();
+    for _ in 0..2 {
+        service.reconcile(Duration::minutes(30)).await.unwrap();
+        w.clock.advance(Duration::minutes(30));
+    }
+    for id in &settled {
+        assert_eq!(w.status(id).await, PayoutStatus::Paid, "{id} settled within two passes");
+    }
+    assert_eq!(w.status(&w.ids[0]).await, PayoutStatus::Processing);
+}
+
+/// Two instances reconciling the same 1,000 PROCESSING payouts at once look each attempt up
+/// exactly once per pass, pass after pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_look_each_attempt_up_once_per_pass() {
+    let rail = Rail::new(Provider::PaypalPayouts, ProviderStatus::Accepted);
+    let w = processing(1_000, rail, ServicePolicy::default()).await;
+    let (a, b) = (w.instance(), w.instance());
+    for pass in 1..=2 {
+        let (ra, rb) = tokio::join!(a.reconcile(Duration::minutes(30)), b.reconcile(Duration::minutes(30)));
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(
+            ra.examined + rb.examined,
+            1_000,
+            "pass {pass}: every payout examined once"
+        );
+        let lookups = w.rail.take_lookups();
+        assert_eq!(lookups.len(), 1_000, "pass {pass}: every attempt looked up");
+        let twice: Vec<_> = lookups.iter().filter(|(_, n)| **n != 1).collect();
+        assert!(
+            twice.is_empty(),
+            "pass {pass}: attempts looked up more than once: {twice:?}"
+        );
+        // Past the longest back-off of the second check: every payout due again.
+        w.clock.advance(Duration::hours(1));
+    }
+}
+
+/// A payout still pending is checked again after a growing back-off, not on every pass; the
+/// schedule never changes the payout's version.
+#[tokio::test]
+async fn pending_payouts_back_off() {
+    let rail = Rail::new(Provider::BankTransfer, ProviderStatus::Accepted);
+    let w = processing(3, rail, ServicePolicy::default()).await;
+    let service = w.instance();
+    let version = w.store.get(&w.ids[0]).await.unwrap().version;
+    let report = service.reconcile(Duration::minutes(30)).await.unwrap();
+    assert_eq!(report.pending.len(), 3);
+    let state = w.store.check_state(&w.ids[0]).await.unwrap();
+    assert_eq!(state.checks, 1);
+    assert_eq!(state.next_check_at, Some(w.clock.now() + Duration::minutes(5)));
+    assert_eq!(w.store.get(&w.ids[0]).await.unwrap().version, version, "no new version");
+
+    w.clock.advance(Duration::minutes(4));
+    assert_eq!(
+        service.reconcile(Duration::zero()).await.unwrap().examined,
+        0,
+        "not due yet"
+    );
+    w.clock.advance(Duration::minutes(1));
+    assert_eq!(
+        service.reconcile(Duration::zero()).await.unwrap().examined,
+        3,
+        "due after 5 minutes"
+    );
+    let state = w.store.check_state(&w.ids[0]).await.unwrap();
+    assert_eq!(
+        state.next_check_at,
+        Some(w.clock.now() + Duration::minutes(10)),
+        "then 10"
+    );
+}
+
+/// A check claimed by an instance that crashed is taken over when its lease ends, not before.
+#[tokio::test]
+async fn a_crashed_instances_checks_are_taken_over_when_the_lease_ends() {
+    let rail = Rail::new(Provider::StripeConnect, ProviderStatus::Paid);
+    let w = processing(2, rail, ServicePolicy::default()).await;
+    let now = w.clock.now();
+    let lease = w.policy.reconcile.lease;
+    let crashed = w
+        .store
+        .claim_checks(&CheckClaim {
+            due_by: now,
+            limit: 10,
+            lease_until: now + lease,
+        })
+        .await
+        .unwrap();
+    assert_eq!(crashed.len(), 2, "the crashed instance held both");
+    let service = w.instance();
+    assert_eq!(service.reconcile(Duration::zero()).await.unwrap().examined, 0, "leased");
+    w.clock.advance(lease);
+    let report = service.reconcile(Duration::zero()).await.unwrap();
+    assert_eq!(report.settled.len(), 2, "taken over and settled: {report:?}");
+}
+
+/// An outcome a lookup cannot tell (an M-Pesa-like rail) is flagged for a person and listed in
+/// the attention queue; it stays PROCESSING and is still re-checked.
+#[tokio::test]
+async fn an_outcome_a_lookup_cannot_tell_is_flagged() {
+    let rail = Rail::new(
+        Provider::MpesaB2c,
+        ProviderStatus::Undetermined("answers by callback only".into()),
+    );
+    let w = processing(2, rail, ServicePolicy::default()).await;
+    let service = w.instance();
+    let report = service.reconcile(Duration::minutes(30)).await.unwrap();
+    assert_eq!(report.needs_attention.len(), 2);
+    let queue = service
+        .attention(&Actor::admin("admin-1"), &Page::default())
+        .await
+        .unwrap();
+    assert_eq!(queue.total, 2);
+    assert!(
+        queue.flagged[0].reason.contains("cannot tell"),
+        "{:?}",
+        queue.flagged[0]
+    );
+    assert_eq!(queue.flagged[0].payout.status, PayoutStatus::Processing);
+    assert!(w.store.check_state(&w.ids[0]).await.unwrap().next_check_at.is_some());
+    assert!(
+        service
+            .attention(&Actor::doctor("dr-00000"), &Page::default())
+            .await
+            .is_err(),
+        "admins only"
+    );
+
+    // A person (or a webhook) settles it: the flag goes with the change.
+    w.rail.answer(&w.ids[0], ProviderStatus::Paid);
+    w.clock.advance(Duration::hours(1));
+    service.reconcile(Duration::zero()).await.unwrap();
+    let queue = service
+        .attention(&Actor::admin("admin-1"), &Page::default())
+        .await
+        .unwrap();
+    assert_eq!(queue.total, 1);
+    assert_eq!(queue.flagged[0].payout.id, w.ids[1]);
+}
+
+/// PROCESSING for longer than `attention_after`: flagged.
+#[tokio::test]
+async fn processing_past_attention_after_is_flagged() {
+    let rail = Rail::new(Provider::BankTransfer, ProviderStatus::Accepted);
+    let policy = ServicePolicy {
+        attention_after: Duration::hours(2),
+        ..Default::default()
+    };
+    let w = processing(1, rail, policy).await;
+    let service = w.instance();
+    assert!(
+        service
+            .reconcile(Duration::zero())
+            .await
+            .unwrap()
+            .needs_attention
+            .is_empty()
+    );
+    w.clock.advance(Duration::hours(2));
+    let report = service.reconcile(Duration::zero()).await.unwrap();
+    assert_eq!(report.needs_attention, w.ids);
+    let queue = w.store.attention(&Page::default()).await.unwrap();
+    assert!(
+        queue.flagged[0].reason.contains("PROCESSING since"),
+        "{:?}",
+        queue.flagged
+    );
+}
+
+/// Issue 14 items 8 and 9: a PAID payout is re-checked during its provider's window; a late
+/// failure answer is recorded on the attempt and flagged, never a status change; money that
+/// comes back moves it (and flags it); after the window it is not looked up any more.
+#[tokio::test]
+async fn paid_payouts_are_watched_and_only_money_back_moves_them() {
+    let rail = Rail::new(Provider::StripeConnect, ProviderStatus::Paid);
+    let w = processing(2, rail, ServicePolicy::default()).await;
+    let service = w.instance();
+    let report = service.reconcile(Duration::minutes(30)).await.unwrap();
+    assert_eq!(report.settled.len(), 2);
+    let (late, back) = (&w.ids[0], &w.ids[1]);
+    let next = w.store.check_state(late).await.unwrap().next_check_at;
+    assert_eq!(next, Some(w.clock.now() + Duration::days(1)), "watched daily");
+    w.rail.take_lookups();
+
+    w.rail.answer(late, ProviderStatus::Failed("account closed".into()));
+    w.rail
+        .answer(back, ProviderStatus::Reversed("reversed by the platform".into()));
+    w.clock.advance(Duration::days(1));
+    let report = service.reconcile(Duration::zero()).await.unwrap();
+    assert_eq!(
+        w.status(late).await,
+        PayoutStatus::Paid,
+        "a late failure never moves PAID"
+    );
+    let attempts = w.store.attempts(late).await.unwrap();
+    assert!(
+        matches!(&attempts[0].outcome, AttemptOutcome::Failed { reason } if reason.contains("account closed")),
+        "recorded on the attempt: {:?}",
+        attempts[0].outcome
+    );
+    assert_eq!(w.status(back).await, PayoutStatus::Reversed, "money back moves it");
+    assert!(report.needs_attention.contains(late), "{report:?}");
+    let queue = w.store.attention(&Page::default()).await.unwrap();
+    let mut flagged: Vec<&PayoutId> = queue.flagged.iter().map(|f| &f.payout.id).collect();
+    flagged.sort();
+    assert_eq!(flagged, [late, back], "both flagged for a person");
+    let trail = w.store.audit_trail(late).await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "LATE_FAILURE"), "audited");
+
+    // Still watched until Stripe's 7 days are over, then never looked up again.
+    w.rail.take_lookups();
+    for _ in 0..10 {
+        w.clock.advance(Duration::days(1));
+        service.reconcile(Duration::zero()).await.unwrap();
+    }
+    let lookups = w.rail.take_lookups();
+    let n = lookups.values().sum::<usize>();
+    assert!((4..=6).contains(&n), "looked up daily within the window only: {n}");
+    assert_eq!(w.store.check_state(late).await.unwrap().next_check_at, None);
+}
