@@ -269,6 +269,9 @@ pub struct ListQuery {
     pub limit: Option<String>,
     /// Rows to skip (default 0).
     pub skip: Option<String>,
+    /// `true`: only the payouts a person should look at (the attention queue), oldest flag first,
+    /// each with its `attention` reason; not combined with the other filters.
+    pub attention: Option<String>,
 }
 
 fn parse_date(name: &str, v: &Option<String>) -> Result<Option<NaiveDate>, ApiError> {
@@ -294,6 +297,11 @@ impl ListQuery {
             Some(s) => Some(s.parse::<Provider>().map_err(|e| ApiError::BadRequest(e.to_string()))?),
             None => None,
         };
+        if self.attention.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(ApiError::BadRequest(
+                "attention is a filter of the admin list only, not combined with others".into(),
+            ));
+        }
         let created_from = parse_date("startDate", &self.start_date)?;
         let created_to = parse_date("endDate", &self.end_date)?;
         if let (Some(a), Some(b)) = (created_from, created_to) {
@@ -345,13 +353,53 @@ pub async fn list_payouts(
     Admin(user): Admin,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let filter = q.filter()?;
     let (limit, skip) = parse_page(&q.limit, &q.skip)?;
+    if let Some(attention) = q.attention.as_deref().filter(|s| !s.is_empty()) {
+        return attention_list(&state, &user, &q, attention, Page::new(limit, skip)).await;
+    }
+    let filter = q.filter()?;
     let page = state
         .service
         .list(&user.actor(), &filter, &Page::new(limit, skip))
         .await?;
     Ok(Json(page_json(page, limit, skip)))
+}
+
+/// `GET /api/admin/payouts?attention=true`: the attention queue, each payout with its reason and
+/// since when it is flagged.
+async fn attention_list(
+    state: &AppState,
+    user: &crate::auth::User,
+    q: &ListQuery,
+    attention: &str,
+    page: Page,
+) -> Result<Json<Value>, ApiError> {
+    if attention != "true" {
+        return Err(ApiError::BadRequest(format!(
+            "attention must be true (or left out), got {attention:?}"
+        )));
+    }
+    let others = [&q.status, &q.doctor, &q.provider, &q.start_date, &q.end_date];
+    if others.iter().any(|v| v.as_deref().is_some_and(|s| !s.is_empty())) {
+        return Err(ApiError::BadRequest(
+            "attention=true lists the whole attention queue: leave out status, doctor, provider, startDate and endDate"
+                .into(),
+        ));
+    }
+    let (limit, skip) = (page.limit, page.skip);
+    let queue = state.service.attention(&user.actor(), &page).await?;
+    let data: Vec<Value> = queue
+        .flagged
+        .into_iter()
+        .map(|f| {
+            let mut v = json!(PayoutView::from(f.payout));
+            v["attention"] = json!({"reason": f.reason, "since": f.since});
+            v
+        })
+        .collect();
+    Ok(Json(
+        json!({"data": data, "pagination": {"total": queue.total, "limit": limit, "skip": skip, "next": null}}),
+    ))
 }
 
 /// A manual payout to create.

@@ -273,6 +273,7 @@ async fn list(
         end_date: get("endDate"),
         limit: get("limit"),
         skip: get("skip"),
+        attention: None,
     };
     let mut body = flash(&pairs);
     let filter = match q.filter() {
@@ -286,6 +287,7 @@ async fn list(
     let result = state.service.list(&user.actor(), &filter, &Page::new(100, skip)).await;
     let page_rows =
         result.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, page("Error", &esc(&e.to_string()))).into_response())?;
+    body.push_str(&attention_section(&state, &user).await);
     // Filters.
     let keep = |k: &str| esc(&get(k).unwrap_or_default());
     let status_opts = filter_options(PayoutStatus::ALL.map(|s| s.as_str()), get("status"));
@@ -707,4 +709,53 @@ fn form_action(pairs: &[(String, String)]) -> Result<FormAction, &'static str> {
             .ok_or("choose a provider"),
         _ => Err("unknown action"),
     }
+}
+
+/// The attention queue's section of the list page: the payouts a person should look at (oldest
+/// flag first, the first 20) with why, and how many there are in all.
+async fn attention_section(state: &AppState, user: &crate::auth::User) -> String {
+    const SHOWN: u32 = 20;
+    let queue = match state.service.attention(&user.actor(), &Page::new(SHOWN, 0)).await {
+        Ok(q) => q,
+        Err(e) => {
+            return format!(
+                "<section id=\"attention\"><h2>Needs attention</h2><p class=\"flash error\">{}</p></section>",
+                esc(&e.to_string())
+            );
+        }
+    };
+    let mut out = format!(
+        "<section id=\"attention\"><h2>Needs attention (<span id=\"attention-count\">{}</span>)</h2>",
+        queue.total
+    );
+    if queue.flagged.is_empty() {
+        out.push_str("<p>Nothing needs a person.</p></section>");
+        return out;
+    }
+    out.push_str(
+        "<table id=\"attention-list\"><thead><tr><th>Payout</th><th>Doctor</th><th>Status</th><th>Why</th>\
+         <th>Since</th></tr></thead><tbody>",
+    );
+    for f in &queue.flagged {
+        let id = esc(f.payout.id.as_str());
+        let _ = write!(
+            out,
+            "<tr id=\"attention-{id}\"><td class=\"id\"><a href=\"{BASE}/{id}\">{id}</a></td><td>{}</td><td>{}</td>\
+             <td>{}</td><td class=\"nowrap\">{}</td></tr>",
+            esc(f.payout.doctor_id.as_str()),
+            f.payout.status,
+            esc(&f.reason),
+            f.since.format("%Y-%m-%d %H:%M UTC"),
+        );
+    }
+    out.push_str("</tbody></table>");
+    if queue.total > u64::from(SHOWN) {
+        let _ = write!(
+            out,
+            "<p>{} more: <code>GET /api/admin/payouts?attention=true</code></p>",
+            queue.total - u64::from(SHOWN)
+        );
+    }
+    out.push_str("</section>");
+    out
 }

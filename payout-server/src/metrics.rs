@@ -78,5 +78,12 @@ pub async fn render(State(state): State<AppState>) -> Response {
             let _ = writeln!(out, "payouts_payouts{{status=\"{status}\"}} {}", page.total);
         }
     }
+    out.push_str(
+        "# HELP payouts_attention Payouts a person should look at (GET /api/admin/payouts?attention=true).\n\
+         # TYPE payouts_attention gauge\n",
+    );
+    if let Ok(queue) = state.service.store().attention(&Page::new(0, 0)).await {
+        let _ = writeln!(out, "payouts_attention {}", queue.total);
+    }
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -577,3 +577,44 @@ async fn a_bulk_action_over_the_limit_is_refused_and_says_why() {
         assert_eq!(status_of(&service, id).await, PayoutStatus::Pending);
     }
 }
+
+/// Issue 14 item 5: the list page has a "Needs attention" section with the count and each
+/// flagged payout, its status and why; empty, it says nothing needs a person.
+#[tokio::test]
+async fn the_attention_section_lists_flagged_payouts() {
+    let (app, service) = setup().await;
+    let a = admin("admin-1");
+    let r = call(&app, page(BASE, Some(&a))).await;
+    assert_eq!(text_of(&r.body, "attention-count"), Some("0"), "{}", r.body);
+    assert!(r.body.contains("Nothing needs a person."));
+
+    let id = ids(&service).await.remove(0);
+    let admin_actor = Actor::admin("admin-1");
+    let payout_id = PayoutId::new(&id);
+    service.approve(&Actor::admin("admin-2"), &payout_id).await.unwrap();
+    let p = service
+        .trigger(&admin_actor, &payout_id, payout_core::domain::Provider::StripeConnect)
+        .await
+        .unwrap();
+    let reference = p.provider_reference.unwrap();
+    for (event, status) in [("evt_p", "PAID"), ("evt_r", "RETURNED")] {
+        let body = serde_json::json!({"eventId": event, "reference": reference, "status": status, "reason": "<b>bank</b> return"});
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-simulation-token", SIM_TOKEN.parse().unwrap());
+        service
+            .handle_webhook(
+                payout_core::domain::Provider::StripeConnect,
+                &headers,
+                body.to_string().as_bytes(),
+            )
+            .await
+            .unwrap();
+    }
+    let r = call(&app, page(BASE, Some(&a))).await;
+    assert_eq!(text_of(&r.body, "attention-count"), Some("1"), "{}", r.body);
+    let row = text_of(&r.body, &format!("attention-{id}")).expect("a row for the payout");
+    assert!(row.contains(&format!("href=\"{BASE}/{id}\"")), "{row}");
+    let section = &r.body[r.body.find("id=\"attention\"").unwrap()..r.body.find("id=\"filters\"").unwrap()];
+    assert!(section.contains("RETURNED"), "{section}");
+    assert!(section.contains("came back after it was paid"), "{section}");
+}

@@ -380,3 +380,55 @@ async fn openapi_health_metrics_and_rate_limits() {
     );
     assert!(metrics.contains("payouts_payouts{status=\"PENDING\"} 3"), "{metrics}");
 }
+
+/// Issue 14 item 5: money that came back puts the payout on the attention queue:
+/// `GET /api/admin/payouts?attention=true` lists it with its reason, `/metrics` counts it, and the
+/// queue is not mixed with the other filters.
+#[tokio::test]
+async fn money_that_came_back_is_on_the_attention_queue() {
+    let app = app().await;
+    let a = admin("admin-1");
+    let (_, list, _) = call(&app, get("/api/admin/payouts?status=PENDING", Some(&a))).await;
+    let id = list["data"][0]["id"].as_str().unwrap().to_string();
+    call(&app, patch(&id, &a, json!({"action": "approve"}))).await;
+    let (_, body, _) = call(
+        &app,
+        patch(&id, &a, json!({"action": "trigger", "provider": "STRIPE_CONNECT"})),
+    )
+    .await;
+    let reference = body["data"]["providerReference"].as_str().unwrap().to_string();
+    let (_, queue, _) = call(&app, get("/api/admin/payouts?attention=true", Some(&a))).await;
+    assert_eq!(queue["pagination"]["total"], 0, "{queue}");
+    for (event, status) in [("evt_paid", "PAID"), ("evt_back", "RETURNED")] {
+        let hook = json!({"eventId": event, "reference": reference, "status": status}).to_string();
+        let req = Request::post("/api/webhooks/stripe-payouts")
+            .header("x-simulation-token", SIM_TOKEN)
+            .header("content-type", "application/json")
+            .body(Body::from(hook))
+            .unwrap();
+        assert_eq!(call(&app, req).await.0, StatusCode::OK);
+    }
+    let (s, queue, _) = call(&app, get("/api/admin/payouts?attention=true", Some(&a))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(queue["pagination"]["total"], 1, "{queue}");
+    assert_eq!(queue["data"][0]["id"], id);
+    assert_eq!(queue["data"][0]["status"], "RETURNED");
+    assert!(
+        queue["data"][0]["attention"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("came back"),
+        "{queue}"
+    );
+    let (_, _, metrics) = call(&app, get("/metrics", None)).await;
+    assert!(metrics.contains("payouts_attention 1"), "{metrics}");
+    for bad in [
+        "/api/admin/payouts?attention=true&status=PAID",
+        "/api/admin/payouts?attention=yes",
+    ] {
+        let (s, body, _) = call(&app, get(bad, Some(&a))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let (s, _, _) = call(&app, get("/api/admin/payouts?attention=true", Some(&doctor("dr-a")))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}

@@ -5,12 +5,15 @@
 //! a low rate, for money that comes back without a webhook.
 
 use chrono::{DateTime, Duration, Utc};
-use futures::{StreamExt, TryStreamExt};
+use std::collections::VecDeque;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 
 use super::PayoutService;
 use super::lifecycle::Prepared;
 use crate::domain::{Payout, PayoutId, Provider};
-use crate::error::{Error, Result, StoreError, StoreErrorKind};
+use crate::error::{Result, StoreError, StoreErrorKind};
 use crate::provider::{AttemptLookup, ProviderStatus, SendReceipt};
 use crate::status::PayoutStatus;
 use crate::store::{AttentionPage, CheckClaim, CheckDone, ClaimedCheck, FollowUp};
@@ -171,33 +174,30 @@ impl PayoutService {
             limit: self.performance.reconcile_claim.max(1),
             lease_until: now + self.policy.reconcile.lease,
         };
-        let claims = futures::stream::try_unfold((), |()| {
-            let claim = claim.clone();
-            async move {
-                let batch = self.store.claim_checks(&claim).await?;
-                Ok::<_, Error>((!batch.is_empty()).then_some((futures::stream::iter(batch.into_iter().map(Ok)), ())))
-            }
-        })
-        .try_flatten();
-        let results: Vec<Result<(PayoutId, Result<Checked>, Option<String>)>> = claims
-            .map_ok(|c| async move {
-                let id = c.payout.id.clone();
-                let mut flagged = None;
-                let checked = self.check(c, &mut flagged).await;
-                (id, checked, flagged)
-            })
-            .map(|r| async move {
-                match r {
-                    Ok(f) => Ok(f.await),
-                    Err(e) => Err(e),
+        let concurrency = self.performance.lookup_concurrency.max(1);
+        // Claims are taken as the lookups need them, so the lookups in flight stay at the
+        // concurrency across claims; a claim that fails ends the pass (its leases run out).
+        let mut in_flight = FuturesUnordered::new();
+        let mut claimed: VecDeque<ClaimedCheck> = VecDeque::new();
+        let mut exhausted = false;
+        let mut results = Vec::new();
+        loop {
+            while in_flight.len() < concurrency {
+                if claimed.is_empty() && !exhausted {
+                    let batch = self.store.claim_checks(&claim).await?;
+                    exhausted = batch.is_empty();
+                    claimed.extend(batch);
                 }
-            })
-            .buffer_unordered(self.performance.lookup_concurrency.max(1))
-            .collect()
-            .await;
+                let Some(c) = claimed.pop_front() else { break };
+                in_flight.push(self.check_one(c));
+            }
+            match in_flight.next().await {
+                Some(r) => results.push(r),
+                None => break,
+            }
+        }
         let mut report = ReconcileReport::default();
-        for r in results {
-            let (id, checked, flagged) = r?;
+        for (id, checked, flagged) in results {
             report.examined += 1;
             match checked {
                 Ok(Checked::Settled(to)) => report.settled.push((id.clone(), to)),
@@ -227,6 +227,14 @@ impl PayoutService {
         report.settled.sort();
         report.errors.sort();
         Ok(report)
+    }
+
+    /// [`check`](Self::check) with the payout it is about and the reason it flagged it, if any.
+    async fn check_one(&self, c: ClaimedCheck) -> (PayoutId, Result<Checked>, Option<String>) {
+        let id = c.payout.id.clone();
+        let mut flagged = None;
+        let checked = self.check(c, &mut flagged).await;
+        (id, checked, flagged)
     }
 
     /// Looks at one claimed check and writes what follows from it: a change when the answer moves
