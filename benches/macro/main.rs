@@ -14,6 +14,9 @@
 //!   equivalent update + insert transaction with the same number of clients.
 //! - `list`: the admin list and the CSV export at 1,000,000 payouts on Postgres, against an index
 //!   scan by hand and `COPY ... TO STDOUT (FORMAT csv)`.
+//! - `reconcile`: 100,000 PROCESSING payouts on Postgres, 1% settled at a lookup double with 50 ms
+//!   latency: the time until they are PAID against the ideal `n * latency / concurrency`, one
+//!   instance and then two at once (and no attempt looked up twice in one pass).
 //!
 //! `--scale F` multiplies every size (e.g. `--scale 0.01` for a quick check). Postgres comes from
 //! `PAYOUTS_BENCH_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`); each section
@@ -22,12 +25,13 @@
 mod calc;
 mod common;
 mod listing;
+mod reconcile;
 mod trigger;
 mod webhooks;
 
 use common::Report;
 
-const SECTIONS: [&str; 4] = ["calc", "trigger", "webhooks", "list"];
+const SECTIONS: [&str; 5] = ["calc", "trigger", "webhooks", "list", "reconcile"];
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
@@ -73,6 +77,7 @@ fn main() {
                 "trigger" => trigger::run(&mut report).await,
                 "webhooks" => webhooks::run(&mut report).await,
                 "list" => listing::run(&mut report).await,
+                "reconcile" => reconcile::run(&mut report).await,
                 _ => unreachable!(),
             }
         });

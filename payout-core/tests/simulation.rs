@@ -2373,3 +2373,305 @@ fn planted_bug_resend_to_current_details_is_caught() {
         s.failures.len()
     );
 }
+
+// ================================================================== reconciliation backlog (issue 14)
+//
+// A world of its own, seeded like the one above: a backlog of PROCESSING payouts larger than one
+// claim (so a pass takes several leases), two engine instances reconciling at once pass after pass
+// (one minute apart on the manual clock), one instance that claims checks and crashes, and a rail
+// whose truth is decided by the seed: each attempt settles (paid or failed) at some pass, stays
+// pending for ever, or is one a lookup cannot tell; some paid attempts are reported failed later.
+//
+// Invariants, checked after every pass:
+// - [R1 resolvable settles within a bound] an attempt the rail settled at pass `s` is PAID or
+//   FAILED as the rail says by pass `s + BACKLOG_BOUND`, where the bound follows from the policy:
+//   the longest back-off plus one lease (the crashed instance's), plus two passes;
+// - [R2 forward-only after PAID] a payout the rail paid is never anything but PROCESSING or PAID;
+// - [R3 late failure flagged] a failure reported after PAID is recorded on the attempt and the
+//   payout flagged for a person within the bound;
+// - [R4 cannot tell is flagged] a payout a lookup cannot tell is flagged within the bound;
+// - [R5 one lookup per pass] no attempt is looked up twice in one pass.
+// The planted bug: a back-off without its cap (`recheck_at_most` ignored) breaks R1.
+
+/// How many passes each backlog seed runs.
+const BACKLOG_PASSES: u32 = 60;
+/// Checks claimed per store call: far below the backlog, so a pass takes many claims.
+const BACKLOG_CLAIM: u32 = 16;
+/// The bound of R1 and R3 in passes (one pass a minute): the longest back-off (8 min) plus one
+/// lease (3 min) plus two.
+const BACKLOG_BOUND: u32 = 8 + 3 + 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BacklogPlant {
+    None,
+    /// The back-off grows without its cap.
+    UncappedBackoff,
+}
+
+/// What the rail knows about one attempt.
+#[derive(Debug, Clone)]
+struct BacklogTruth {
+    /// From which pass the rail can tell (`None`: pending for ever).
+    settles_at: Option<u32>,
+    paid: bool,
+    cannot_tell: bool,
+    /// A paid attempt is reported failed this many passes after the engine has seen it PAID.
+    late_failure_after: Option<u32>,
+    /// ... from this pass on (set once the engine has seen it PAID).
+    late_failure_at: Option<u32>,
+}
+
+/// The rail: accepts every send, answers lookups from the truth as of the current pass, counts
+/// lookups per key and pass.
+#[derive(Default)]
+struct BacklogRail {
+    pass: std::sync::atomic::AtomicU32,
+    truth: Mutex<BTreeMap<String, BacklogTruth>>,
+    lookups: Mutex<BTreeMap<String, u32>>,
+}
+
+#[async_trait]
+impl PayoutProvider for BacklogRail {
+    fn provider(&self) -> Provider {
+        Provider::StripeConnect
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    async fn send(&self, i: &PayoutInstruction) -> std::result::Result<SendReceipt, ProviderError> {
+        Ok(SendReceipt {
+            reference: Some(format!("tr_{}", i.idempotency_key)),
+            status: ProviderStatus::Accepted,
+            note: "accepted".into(),
+        })
+    }
+
+    async fn verify_webhook(&self, _: &HeaderMap, _: &[u8]) -> std::result::Result<Vec<ProviderEvent>, WebhookError> {
+        Ok(Vec::new())
+    }
+
+    async fn lookup(&self, a: &AttemptLookup) -> std::result::Result<ProviderStatus, ProviderError> {
+        *self
+            .lookups
+            .lock()
+            .unwrap()
+            .entry(a.idempotency_key.clone())
+            .or_default() += 1;
+        // The other instance runs between lookups, as over a network.
+        tokio::task::yield_now().await;
+        let pass = self.pass.load(Ordering::SeqCst);
+        let truth = self.truth.lock().unwrap().get(&a.idempotency_key).cloned();
+        let Some(t) = truth else {
+            return Ok(ProviderStatus::NotFound);
+        };
+        if t.cannot_tell {
+            return Ok(ProviderStatus::Undetermined("the rail answers by callback only".into()));
+        }
+        Ok(match t.settles_at {
+            Some(s) if pass >= s => match t.late_failure_at {
+                Some(l) if pass >= l => ProviderStatus::Failed("reported after it was paid".into()),
+                _ if t.paid => ProviderStatus::Paid,
+                _ => ProviderStatus::Failed("refused by the rail".into()),
+            },
+            _ => ProviderStatus::Accepted,
+        })
+    }
+}
+
+/// One backlog seed: its violations.
+async fn run_backlog_seed(seed: u64, plant: BacklogPlant) -> Vec<String> {
+    let mut rng = Rng::new(seed);
+    let n = rng.range(40, 120) as usize;
+    let doctors: Vec<String> = (0..n).map(|i| format!("dr-{i:03}")).collect();
+    let consultations: Vec<_> = doctors
+        .iter()
+        .map(|d| common::consultation(&format!("c-{d}"), d, 2025, 1, 10))
+        .collect();
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2025, 2, 3, 8, 0, 0).unwrap()));
+    let rail = Arc::new(BacklogRail::default());
+    let mut policy = ServicePolicy::default();
+    policy.reconcile.recheck_after = Duration::minutes(1);
+    policy.reconcile.recheck_at_most = match plant {
+        BacklogPlant::None => Duration::minutes(8),
+        BacklogPlant::UncappedBackoff => Duration::days(100_000),
+    };
+    policy.reconcile.lease = Duration::minutes(3);
+    policy.reconcile.settlement_watch.every = Duration::minutes(2);
+    let directory = Arc::new(StaticDirectory::new(
+        doctors.iter().map(|d| recipient(d)).collect::<Vec<_>>(),
+    ));
+    let instance = |consultations: Vec<payout_core::domain::Consultation>| {
+        PayoutService::builder()
+            .store(store.clone())
+            .consultations(Arc::new(StaticConsultations::new(consultations)))
+            .directory(directory.clone())
+            .provider(rail.clone())
+            .clock(clock.clone())
+            .ids(Arc::new(SequentialIds::default()))
+            .policy(policy.clone())
+            .performance(PerformanceConfig {
+                lookup_concurrency: 4,
+                reconcile_claim: BACKLOG_CLAIM,
+                ..Default::default()
+            })
+            .build()
+            .unwrap()
+    };
+    let a = instance(consultations);
+    let b = instance(Vec::new());
+    let admin = Actor::admin("admin-1");
+    let created = a
+        .calculate_period(&admin, Some(month(2025, 1)), &CalculationPolicy::default())
+        .await
+        .unwrap()
+        .created;
+    let mut ids = Vec::new();
+    for id in &created {
+        a.approve(&Actor::admin("admin-2"), id).await.unwrap();
+        let p = a.trigger(&admin, id, Provider::StripeConnect).await.unwrap();
+        assert_eq!(p.status, PayoutStatus::Processing);
+        let key = a.attempts(&admin, id).await.unwrap()[0].idempotency_key.clone();
+        let cannot_tell = rng.pct(15);
+        let settles_at = (!rng.pct(15)).then(|| rng.range(1, BACKLOG_PASSES / 2));
+        let paid = rng.pct(70);
+        let late_failure_after = settles_at.filter(|_| paid && rng.pct(20)).map(|_| rng.range(1, 20));
+        let truth = BacklogTruth {
+            settles_at,
+            paid,
+            cannot_tell,
+            late_failure_after,
+            late_failure_at: None,
+        };
+        rail.truth.lock().unwrap().insert(key.clone(), truth.clone());
+        ids.push((id.clone(), key, truth));
+    }
+    let crash_at = rng.range(1, BACKLOG_PASSES / 2);
+    let mut violations = Vec::new();
+    for pass in 1..=BACKLOG_PASSES {
+        clock.advance(Duration::minutes(1));
+        rail.pass.store(pass, Ordering::SeqCst);
+        if pass == crash_at {
+            // An instance claims some checks and dies before finishing them.
+            let now = payout_core::clock::Clock::now(clock.as_ref());
+            let claim = CheckClaim {
+                due_by: now,
+                limit: rng.range(1, BACKLOG_CLAIM),
+                lease_until: now + policy.reconcile.lease,
+            };
+            store.claim_checks(&claim).await.unwrap();
+        }
+        let (ra, rb) = tokio::join!(a.reconcile(Duration::zero()), b.reconcile(Duration::zero()));
+        for r in [ra, rb] {
+            if let Err(e) = r {
+                violations.push(format!("seed {seed} pass {pass}: a pass failed: {e}"));
+            }
+        }
+        let lookups = std::mem::take(&mut *rail.lookups.lock().unwrap());
+        for (key, count) in lookups.iter().filter(|(_, c)| **c > 1) {
+            violations.push(format!(
+                "seed {seed} pass {pass}: [R5 one lookup per pass] {key} looked up {count} times"
+            ));
+        }
+        let flagged: BTreeSet<PayoutId> = store
+            .attention(&Page::new(Page::MAX_LIMIT, 0))
+            .await
+            .unwrap()
+            .flagged
+            .into_iter()
+            .map(|f| f.payout.id)
+            .collect();
+        for (id, key, t) in &mut ids {
+            let status = store.get(id).await.unwrap().status;
+            // The rail reports a failure some passes after the engine has seen the payout PAID.
+            if let (Some(after), None, PayoutStatus::Paid) = (t.late_failure_after, t.late_failure_at, status) {
+                t.late_failure_at = Some(pass + after);
+                rail.truth.lock().unwrap().insert(key.clone(), t.clone());
+            }
+            let due = |from: u32| pass >= from + BACKLOG_BOUND;
+            if t.paid && !matches!(status, PayoutStatus::Processing | PayoutStatus::Paid) {
+                violations.push(format!(
+                    "seed {seed} pass {pass}: [R2 forward-only after PAID] {id} ({key}) is {status}"
+                ));
+            }
+            if t.cannot_tell {
+                if due(0) && !flagged.contains(id) && status == PayoutStatus::Processing {
+                    violations.push(format!(
+                        "seed {seed} pass {pass}: [R4 cannot tell is flagged] {id} is not flagged"
+                    ));
+                }
+                continue;
+            }
+            let Some(s) = t.settles_at else { continue };
+            let want = if t.paid {
+                PayoutStatus::Paid
+            } else {
+                PayoutStatus::Failed
+            };
+            if due(s) && status != want {
+                violations.push(format!(
+                    "seed {seed} pass {pass}: [R1 resolvable settles within a bound] {id} ({key}) settled at the rail \
+                     at pass {s} as {want}, still {status}"
+                ));
+            }
+            if let Some(l) = t.late_failure_at {
+                if due(l) && !flagged.contains(id) {
+                    violations.push(format!(
+                        "seed {seed} pass {pass}: [R3 late failure flagged] {id} reported failed after PAID at pass {l}, \
+                         not flagged"
+                    ));
+                }
+            }
+        }
+        if violations.len() > 20 {
+            break;
+        }
+    }
+    violations
+}
+
+/// Runs backlog seeds `seeds` with `plant`, each on its own current-thread runtime: the seeds that
+/// broke an invariant, with their violations.
+fn run_backlog_seeds(seeds: std::ops::Range<u64>, plant: BacklogPlant) -> Vec<(u64, Vec<String>)> {
+    let rt = runtime();
+    seeds
+        .filter_map(|seed| {
+            let v = rt.block_on(run_backlog_seed(seed, plant));
+            (!v.is_empty()).then_some((seed, v))
+        })
+        .collect()
+}
+
+/// Issue 14: every resolvable PROCESSING payout settles within a bounded number of passes, with a
+/// backlog larger than one claim, two instances at once and one that crashes holding leases; a
+/// failure after PAID is recorded and flagged, never a status change.
+#[test]
+fn backlog_reconciliation_settles_every_resolvable_payout_within_a_bound() {
+    let seeds = env_u64("PAYOUTS_SIM_BACKLOG_SEEDS", 200);
+    let failures = run_backlog_seeds(0..seeds, BacklogPlant::None);
+    assert!(
+        failures.is_empty(),
+        "{} backlog seed(s) broke an invariant; first: {:#?}",
+        failures.len(),
+        failures.first()
+    );
+}
+
+/// The checker can fail: with the back-off's cap ignored, payouts that settle late at the rail
+/// wait longer and longer for their next check, and R1 says so.
+#[test]
+fn planted_bug_uncapped_backoff_is_caught() {
+    let failures = run_backlog_seeds(0..100, BacklogPlant::UncappedBackoff);
+    let r1 = failures
+        .iter()
+        .flat_map(|(_, v)| v)
+        .filter(|v| v.contains("[R1 resolvable settles within a bound]"))
+        .count();
+    assert!(
+        failures.len() > 10 && r1 > 0,
+        "the uncapped back-off broke R1 in only {} of 100 seeds",
+        failures.len()
+    );
+}

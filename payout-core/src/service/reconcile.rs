@@ -12,7 +12,7 @@ use futures::stream::FuturesUnordered;
 
 use super::PayoutService;
 use super::lifecycle::Prepared;
-use crate::domain::{Payout, PayoutId, Provider};
+use crate::domain::{AttemptOutcome, Payout, PayoutId, Provider};
 use crate::error::{Result, StoreError, StoreErrorKind};
 use crate::provider::{AttemptLookup, ProviderStatus, SendReceipt};
 use crate::status::PayoutStatus;
@@ -352,6 +352,10 @@ impl PayoutService {
                     attempt.provider, attempt.attempt_no
                 )),
             )),
+            // A failure already recorded on the attempt: flagged then, nothing new to record.
+            ProviderStatus::Failed(_) if matches!(attempt.outcome, AttemptOutcome::Failed { .. }) => {
+                Ok((Checked::Watched, None))
+            }
             other => {
                 let after = self.record_lookup(payout, &attempt, other, &adapter).await?;
                 Ok((Checked::Settled(after.status), None))
