@@ -24,7 +24,7 @@
 //!   `consumed_by: None`.
 //! - [`PayoutStore::find_attempt`] by provider reference returns the newest matching attempt when
 //!   several share a reference (a batch id); [`PayoutStore::open_carry_overs`] is ordered by doctor,
-//!   then period; [`PayoutStore::stuck_processing`] by `updated_at`, then id.
+//!   then period; [`PayoutStore::claim_checks`] by `next_check_at`, then id.
 //! - [`PayoutStore::stream`] reads the matching rows in keyset pages of [`STREAM_CHUNK`] rows, so
 //!   it never copies the whole table and never holds the lock while the consumer works; a payout
 //!   created meanwhile with an older `created_at` than the last row read may appear, as with a
@@ -454,18 +454,6 @@ impl PayoutStore for MemoryStore {
 
     async fn audit_trail(&self, id: &PayoutId) -> Result<Vec<AuditEntry>> {
         Ok(self.lock().record(id)?.audit.clone())
-    }
-
-    async fn stuck_processing(&self, updated_before: DateTime<Utc>, limit: u32) -> Result<Vec<Payout>> {
-        let state = self.lock();
-        let mut stuck: Vec<&Payout> = state
-            .payouts
-            .values()
-            .map(|r| &r.payout)
-            .filter(|p| p.status == PayoutStatus::Processing && p.updated_at < updated_before)
-            .collect();
-        stuck.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
-        Ok(stuck.into_iter().take(limit as usize).cloned().collect())
     }
 
     async fn claim_checks(&self, claim: &CheckClaim) -> Result<Vec<ClaimedCheck>> {

@@ -664,10 +664,6 @@ impl PayoutStore for FaultStore {
         self.read(self.inner.audit_trail(id)).await
     }
 
-    async fn stuck_processing(&self, updated_before: chrono::DateTime<Utc>, limit: u32) -> Result<Vec<Payout>> {
-        self.read(self.inner.stuck_processing(updated_before, limit)).await
-    }
-
     async fn claim_checks(&self, claim: &CheckClaim) -> Result<Vec<ClaimedCheck>> {
         self.write(self.inner.claim_checks(claim)).await
     }

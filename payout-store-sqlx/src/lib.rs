@@ -28,7 +28,8 @@
 //!   `sqlite::memory:` gives a private in-memory database for tests.
 //! - **Postgres** (feature `postgres`) when several app instances share the data:
 //!   `connect("postgres://user:password@host/payouts")`. Races between instances are decided by
-//!   conditional updates; [`SqlStore::claim_stuck_processing`] shares reconciliation work out with
+//!   conditional updates; reconciliation's claims
+//!   ([`claim_checks`](payout_core::store::PayoutStore::claim_checks)) share the work out with
 //!   `FOR UPDATE SKIP LOCKED`.
 //!
 //! Both are one generic [`SqlStore`] over the dialect: [`SqliteStore`] is `SqlStore<SqlitePool>`,

@@ -6,7 +6,6 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
 use payout_core::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
 use payout_core::provider::EventReference;
-use payout_core::status::PayoutStatus;
 use payout_core::store::{CarryOver, Cursor, Page, PayoutFilter, PayoutPage};
 use payout_core::{Error, Result};
 
@@ -275,22 +274,6 @@ pub(crate) async fn audit_trail<D: Db>(d: &D, id: &PayoutId) -> Result<Vec<Audit
     // The identity column is the append order.
     let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE payout_id = $1 ORDER BY id");
     of_payout(d, id, &sql, rows::audit).await
-}
-
-pub(crate) async fn stuck_processing<D: Db>(d: &D, updated_before: DateTime<Utc>, limit: u32) -> Result<Vec<Payout>> {
-    let sql = format!(
-        "SELECT {PAYOUT_READ_COLUMNS} FROM payouts WHERE status = $1 AND updated_at < $2 \
-         ORDER BY updated_at, id LIMIT $3"
-    );
-    d.fetch_all(
-        &sql,
-        args![PayoutStatus::Processing.as_str(), updated_before, i64::from(limit)],
-    )
-    .await
-    .map_err(db)?
-    .iter()
-    .map(rows::payout)
-    .collect()
 }
 
 /// Never consumed, or consumed by a payout cancelled since; returned with `consumed_by: None`.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use futures::stream::BoxStream;
 use payout_core::Result;
 use payout_core::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
@@ -56,23 +56,6 @@ impl<D: Db> SqlStore<D> {
         };
         self
     }
-
-    /// Claims up to `limit` `PROCESSING` payouts not changed since `updated_before`, for one
-    /// reconciliation worker among several: each claimed payout gets `updated_at = at` and a new
-    /// version in one statement, so other workers' [`stuck_processing`](PayoutStore::stuck_processing)
-    /// and claims skip it until it is stale again. On Postgres, rows another worker is claiming
-    /// right now are skipped (`FOR UPDATE SKIP LOCKED`) instead of waited for; SQLite has one writer
-    /// at a time. The oldest are claimed first; they are returned in id order.
-    ///
-    /// A claim is a lease, not a transition: the status does not change and nothing is audited.
-    pub async fn claim_stuck_processing(
-        &self,
-        updated_before: DateTime<Utc>,
-        limit: u32,
-        at: DateTime<Utc>,
-    ) -> Result<Vec<Payout>> {
-        write::claim_stuck_processing(&self.pool, updated_before, limit, at).await
-    }
 }
 
 #[async_trait]
@@ -123,10 +106,6 @@ where
 
     async fn audit_trail(&self, id: &PayoutId) -> Result<Vec<AuditEntry>> {
         read::audit_trail(&self.pool, id).await
-    }
-
-    async fn stuck_processing(&self, updated_before: DateTime<Utc>, limit: u32) -> Result<Vec<Payout>> {
-        read::stuck_processing(&self.pool, updated_before, limit).await
     }
 
     async fn claim_checks(&self, claim: &CheckClaim) -> Result<Vec<ClaimedCheck>> {

@@ -78,9 +78,6 @@ impl PayoutStore for TimedStore {
     async fn audit_trail(&self, id: &PayoutId) -> payout_core::Result<Vec<AuditEntry>> {
         self.inner.audit_trail(id).await
     }
-    async fn stuck_processing(&self, updated_before: DateTime<Utc>, limit: u32) -> payout_core::Result<Vec<Payout>> {
-        self.inner.stuck_processing(updated_before, limit).await
-    }
     async fn claim_checks(&self, claim: &CheckClaim) -> payout_core::Result<Vec<ClaimedCheck>> {
         self.inner.claim_checks(claim).await
     }

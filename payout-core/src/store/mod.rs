@@ -17,7 +17,7 @@ mod records;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use futures::stream::BoxStream;
 
 pub use bulk::{BulkPayoutStore, PayoutStoreExt};
@@ -96,9 +96,6 @@ pub trait PayoutStore: Send + Sync {
 
     /// A payout's audit trail, oldest first.
     async fn audit_trail(&self, id: &PayoutId) -> Result<Vec<AuditEntry>>;
-
-    /// PROCESSING payouts not changed since `updated_before`, oldest first, at most `limit`.
-    async fn stuck_processing(&self, updated_before: DateTime<Utc>, limit: u32) -> Result<Vec<Payout>>;
 
     /// Claims due reconciliation checks, each under a lease.
     ///

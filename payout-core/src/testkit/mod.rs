@@ -9,7 +9,7 @@
 //! Add `payout-core` with the `testkit` feature (and `tokio` with `macros` and `rt-multi-thread`) to
 //! your dev-dependencies, then hand [`store::run_all`] a closure that makes a **fresh, empty** store
 //! for each check (a new database, a new schema, or truncated tables): the checks count rows and
-//! ask global questions (`stuck_processing`, `open_carry_overs`), so they assume nothing else is
+//! ask global questions (`claim_checks`, `attention`, `open_carry_overs`), so they assume nothing else is
 //! there.
 //!
 //! ```

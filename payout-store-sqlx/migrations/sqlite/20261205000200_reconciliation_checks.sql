@@ -23,3 +23,6 @@ CREATE INDEX payout_checks_flagged ON payout_checks (attention_since, payout_id)
 -- Payouts already PROCESSING are due at once.
 INSERT INTO payout_checks (payout_id, next_check_at)
 SELECT id, updated_at FROM payouts WHERE status = 'PROCESSING';
+
+-- Reconciliation no longer reads PROCESSING payouts by `updated_at`: the index only cost writes.
+DROP INDEX payouts_status_updated;

@@ -6,13 +6,12 @@ mod create;
 mod insert;
 
 use payout_core::domain::{Payout, PayoutId};
-use payout_core::status::PayoutStatus;
 use payout_core::{Error, Result};
 
 pub(crate) use apply::{apply, apply_all};
 pub(crate) use create::{create_payout, create_period};
 
-use crate::db::{Args, Db, Dialect, Tx, Value, args};
+use crate::db::{Args, Tx, Value, args};
 use crate::error::db;
 use crate::rows::{self, PAYOUT_READ_COLUMNS};
 
@@ -46,36 +45,4 @@ pub(crate) async fn lookup<T: Tx>(tx: &mut T, sql: &str, fixed: &[Value], keys: 
         out.extend(tx.fetch_all(&sql, args).await.map_err(db)?);
     }
     Ok(out)
-}
-
-/// See [`SqlStore::claim_stuck_processing`](crate::SqlStore::claim_stuck_processing).
-pub(crate) async fn claim_stuck_processing<D: Db>(
-    d: &D,
-    updated_before: chrono::DateTime<chrono::Utc>,
-    limit: u32,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<Payout>> {
-    let skip_locked = match d.dialect() {
-        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-        Dialect::Sqlite => "",
-    };
-    let sql = format!(
-        "UPDATE payouts SET updated_at = $1, version = version + 1 \
-         WHERE id IN (SELECT id FROM payouts WHERE status = $2 AND updated_at < $3 \
-                      ORDER BY updated_at, id LIMIT $4{skip_locked}) \
-         RETURNING {PAYOUT_READ_COLUMNS}"
-    );
-    let mut tx = d.begin_write().await.map_err(db)?;
-    let rows = tx
-        .fetch_all(
-            &sql,
-            args![at, PayoutStatus::Processing.as_str(), updated_before, i64::from(limit)],
-        )
-        .await
-        .map_err(db)?;
-    tx.commit().await.map_err(db)?;
-    let mut claimed = rows.iter().map(rows::payout).collect::<Result<Vec<_>>>()?;
-    // RETURNING gives no order; the claim took the oldest, and all of them now share `updated_at`.
-    claimed.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(claimed)
 }

@@ -1,6 +1,6 @@
 //! Checks of attempts and webhook events: duplicates, updates, lookups by reference, stuck payouts.
 
-use crate::domain::{AttemptOutcome, Payout, PayoutAttempt, Provider};
+use crate::domain::{AttemptOutcome, PayoutAttempt, Provider};
 use crate::error::Error;
 use crate::provider::EventReference;
 use crate::status::PayoutStatus;
@@ -8,8 +8,8 @@ use crate::store::{PayoutChange, PayoutStore};
 use crate::testkit::fixtures::{self, at};
 
 use super::{
-    apply, assert_err, assert_refused_as_conflict, assert_unchanged, event_seen, everything, move_to, seed_numbered,
-    seed_one, snapshot, with_keyed_attempt,
+    apply, assert_err, assert_refused_as_conflict, assert_unchanged, event_seen, everything, seed_numbered, seed_one,
+    snapshot, with_keyed_attempt,
 };
 
 /// A new attempt whose number the payout already has, or whose idempotency key any payout already
@@ -270,48 +270,5 @@ pub async fn find_attempt_by_reference_and_key(store: &dyn PayoutStore) {
             .await
             .unwrap_or_else(|e| panic!("find_attempt {what} failed: {e}"));
         assert_eq!(got.as_ref(), want, "find_attempt {what} ({provider}, {r:?})");
-    }
-}
-
-/// `stuck_processing(before, limit)` returns PROCESSING payouts last changed strictly before
-/// `before`, oldest change first, at most `limit`.
-pub async fn stuck_processing_filters_orders_and_limits(store: &dyn PayoutStore) {
-    let created = seed_numbered(store, 6).await;
-    let mut current = Vec::new();
-    for p in &created {
-        current.push(move_to(store, p, PayoutStatus::Approved, at(0)).await);
-    }
-    // po_01 at 10, po_02 at 5, po_03 at 30, po_05 at 20 (PROCESSING); po_04 stays APPROVED;
-    // po_06 went PROCESSING at 2 and then PAID at 3.
-    for (i, minute) in [(0, 10), (1, 5), (2, 30), (4, 20), (5, 2)] {
-        current[i] = move_to(store, &current[i], PayoutStatus::Processing, at(minute)).await;
-    }
-    current[5] = move_to(store, &current[5], PayoutStatus::Paid, at(3)).await;
-
-    let ids = |v: &[Payout]| v.iter().map(|p| p.id.as_str().to_string()).collect::<Vec<_>>();
-    let cases: [(i64, u32, &[&str]); 5] = [
-        (20, 10, &["po_02", "po_01"]),
-        (20, 1, &["po_02"]),
-        (100, 10, &["po_02", "po_01", "po_05", "po_03"]),
-        (5, 10, &[]),
-        (100, 0, &[]),
-    ];
-    for (before, limit, want) in cases {
-        let got = store
-            .stuck_processing(at(before), limit)
-            .await
-            .unwrap_or_else(|e| panic!("stuck_processing failed: {e}"));
-        assert_eq!(
-            ids(&got),
-            want,
-            "stuck_processing(before minute {before}, limit {limit})"
-        );
-        for p in &got {
-            assert_eq!(
-                Some(p),
-                current.iter().find(|c| c.id == p.id),
-                "stuck payouts as stored"
-            );
-        }
     }
 }

@@ -122,7 +122,6 @@ pub const STORE_CHECKS: &[StoreCheck] = checks![
     attempt_update_changes_outcome_and_keeps_reference,
     apply_all_answers_each_change_as_apply_would,
     find_attempt_by_reference_and_key,
-    stuck_processing_filters_orders_and_limits,
     audit_trail_is_append_only,
     records_must_belong_to_their_payout,
     attempts_keep_their_destination,
