@@ -51,7 +51,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use payout_core::domain::{

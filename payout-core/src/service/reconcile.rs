@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use std::collections::VecDeque;
 
 use futures::StreamExt;
+use futures::future::Either;
 use futures::stream::FuturesUnordered;
 
 use super::PayoutService;
@@ -184,7 +185,18 @@ impl PayoutService {
         loop {
             while in_flight.len() < concurrency {
                 if claimed.is_empty() && !exhausted {
-                    let batch = self.store.claim_checks(&claim).await?;
+                    // The lookups in flight go on while the claim waits: one of them may hold the
+                    // pool's last connection in a transaction.
+                    let mut claiming = std::pin::pin!(self.store.claim_checks(&claim));
+                    let batch = loop {
+                        if in_flight.is_empty() {
+                            break claiming.await?;
+                        }
+                        match futures::future::select(claiming.as_mut(), in_flight.next()).await {
+                            Either::Left((batch, _)) => break batch?,
+                            Either::Right((done, _)) => results.extend(done),
+                        }
+                    };
                     exhausted = batch.is_empty();
                     claimed.extend(batch);
                 }
