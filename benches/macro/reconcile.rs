@@ -52,8 +52,8 @@ const LATENCY: Duration = Duration::from_millis(50);
 const CONCURRENCY: usize = 64;
 /// How many payouts one setup write carries.
 const SETUP_CHUNK: usize = 500;
-/// Each instance's pool: two instances stay well inside CI's 100 connections.
-const POOL: u32 = 8;
+/// Each instance's pool: two instances (32 connections) stay well inside CI's 100.
+const POOL: u32 = 16;
 
 /// The lookup double: 50 ms per lookup, `Paid` for the attempts in `settled`, else `Accepted`;
 /// counts lookups per idempotency key.

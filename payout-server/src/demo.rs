@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
 use payout_core::PayoutProvider;
 use payout_core::domain::{Actor, Period, Provider};
-use payout_core::service::{CalculationPolicy, PayoutService, PerformanceConfig, ServicePolicy};
+use payout_core::service::{CalculationPolicy, PayoutService, PerformanceConfig, ReconcilePolicy, ServicePolicy};
 use payout_core::simulated::{SimulatedProvider, SimulatedSettlement};
 use payout_core::{Error, Result};
 use payout_store_sqlx::{
@@ -112,6 +112,7 @@ impl DemoConfig {
             four_eyes: self.four_eyes,
             approver_may_not_trigger: self.approver_may_not_trigger,
             second_approval_above: self.second_approval_above.clone(),
+            reconcile: reconcile_policy(self),
             ..ServicePolicy::default()
         }
     }
@@ -452,5 +453,16 @@ mod tests {
             next_month_start(now),
             Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap()
         );
+    }
+}
+
+/// Reconciliation's back-off starts at the pass interval, so a payout still pending is looked at
+/// again a pass or two later (then less and less often), not only after the default 5 minutes.
+fn reconcile_policy(config: &DemoConfig) -> ReconcilePolicy {
+    let every = ChronoDuration::seconds(i64::try_from(config.reconcile_every).unwrap_or(i64::MAX).max(1));
+    let default = ReconcilePolicy::default();
+    ReconcilePolicy {
+        recheck_after: every.min(default.recheck_after),
+        ..default
     }
 }
