@@ -2496,7 +2496,7 @@ async fn run_backlog_seed(seed: u64, plant: BacklogPlant) -> Vec<String> {
     };
     policy.reconcile.lease = Duration::minutes(3);
     policy.reconcile.settlement_watch.every = Duration::minutes(2);
-    let directory = Arc::new(StaticDirectory::new(
+    let directory = Arc::new(payout_core::source::StaticDirectory::new(
         doctors.iter().map(|d| recipient(d)).collect::<Vec<_>>(),
     ));
     let instance = |consultations: Vec<payout_core::domain::Consultation>| {

@@ -243,6 +243,9 @@ impl PayoutService {
             (ProviderStatus::Accepted, _) => {
                 Verdict::Allows("the provider still reports the attempt accepted, not settled".into())
             }
+            (ProviderStatus::Undetermined(why), _) => {
+                Verdict::Allows(format!("the provider cannot tell by a lookup: {why}"))
+            }
             (ProviderStatus::Paid, Paid) => Verdict::Allows("the provider reports it paid".into()),
             (ProviderStatus::Failed(reason), Failed) => {
                 Verdict::Allows(format!("the provider reports it failed: {reason}"))
