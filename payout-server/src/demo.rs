@@ -437,6 +437,17 @@ where
     Ok(())
 }
 
+/// Reconciliation's back-off starts at the pass interval, so a payout still pending is looked at
+/// again a pass or two later (then less and less often), not only after the default 5 minutes.
+fn reconcile_policy(config: &DemoConfig) -> ReconcilePolicy {
+    let every = ChronoDuration::seconds(i64::try_from(config.reconcile_every).unwrap_or(i64::MAX).max(1));
+    let default = ReconcilePolicy::default();
+    ReconcilePolicy {
+        recheck_after: every.min(default.recheck_after),
+        ..default
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,16 +464,5 @@ mod tests {
             next_month_start(now),
             Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap()
         );
-    }
-}
-
-/// Reconciliation's back-off starts at the pass interval, so a payout still pending is looked at
-/// again a pass or two later (then less and less often), not only after the default 5 minutes.
-fn reconcile_policy(config: &DemoConfig) -> ReconcilePolicy {
-    let every = ChronoDuration::seconds(i64::try_from(config.reconcile_every).unwrap_or(i64::MAX).max(1));
-    let default = ReconcilePolicy::default();
-    ReconcilePolicy {
-        recheck_after: every.min(default.recheck_after),
-        ..default
     }
 }
