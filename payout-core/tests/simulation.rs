@@ -2052,8 +2052,10 @@ impl World {
                 .iter()
                 .find(|t| t.payout_id == *id && t.attempt_no == a.attempt_no)
         });
-        // An APPROVED payout (after a retry) may have been re-approved since its latest attempt.
-        if let (Some(t), Some(approval), false) = (sent, &p.approval, p.status == PayoutStatus::Approved) {
+        // An APPROVED payout (after a retry) may have been re-approved since its latest attempt, and
+        // so may a CANCELLED one that has attempts (cancelled once it was APPROVED again).
+        let reapprovable = matches!(p.status, PayoutStatus::Approved | PayoutStatus::Cancelled);
+        if let (Some(t), Some(approval), false) = (sent, &p.approval, reapprovable) {
             let vouched = self
                 .directory
                 .version(&approval.details_fingerprint)
