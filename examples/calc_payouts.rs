@@ -184,6 +184,17 @@ async fn run(args: Args) -> Result<(), String> {
         report.total_created
     );
     println!("already calculated (skipped): {}", report.skipped.len());
+    let already: u64 = report.already_paid.iter().map(|a| a.consultations).sum();
+    println!("already paid (on a live payout, skipped): {already}");
+    for a in report.already_paid.iter().take(10) {
+        println!(
+            "  {} consultations of {} held by payout {}",
+            a.consultations, a.doctor_id, a.held_by
+        );
+    }
+    if report.already_paid.len() > 10 {
+        println!("  ... and {} more doctors", report.already_paid.len() - 10);
+    }
     if !report.carried_over.is_empty() {
         println!("carried over (below minimum): {}", report.carried_over.len());
     }

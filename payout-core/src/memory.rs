@@ -22,6 +22,9 @@
 //!   `CANCELLED`: cancelling that payout reopens it, and the next payout to consume it re-points
 //!   `consumed_by`. [`PayoutStore::open_carry_overs`] returns every carry-over with
 //!   `consumed_by: None`.
+//! - The consultation ledger is a map from consultation to the payout holding it, filled when a
+//!   payout is inserted and emptied of a payout's consultations when a change releases them (the
+//!   in-memory counterpart of the SQL stores' partial unique index).
 //! - [`PayoutStore::find_attempt`] by provider reference returns the newest matching attempt when
 //!   several share a reference (a batch id); [`PayoutStore::open_carry_overs`] is ordered by doctor,
 //!   then period; [`PayoutStore::claim_checks`] by `next_check_at`, then id.
@@ -39,14 +42,14 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 
-use crate::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, PayoutOrigin, Provider};
+use crate::domain::{AuditEntry, ItemKind, Payout, PayoutAttempt, PayoutId, PayoutItem, PayoutOrigin, Provider};
 use crate::error::{Error, Result};
 use crate::provider::EventReference;
 use crate::status::PayoutStatus;
 use crate::store::{
     AttentionPage, BatchKeys, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, Cursor,
-    Flagged, FollowUp, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
-    PeriodBatchOutcome, Slot, StoredFacts, WebhookEventRecord,
+    Flagged, FollowUp, HeldConsultation, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore,
+    PeriodBatch, PeriodBatchOutcome, Slot, StoredFacts, WebhookEventRecord,
 };
 
 /// How many rows [`PayoutStore::stream`] reads under the lock at a time.
@@ -121,6 +124,8 @@ struct State {
     carry_overs: BTreeMap<Slot, CarryOver>,
     /// Reconciliation's follow-up per payout, with its two indexes.
     checks: Checks,
+    /// The consultation ledger: each consultation a live item holds, and the payout holding it.
+    held: HashMap<String, PayoutId>,
 }
 
 /// One payout's follow-up.
@@ -212,6 +217,12 @@ impl State {
                 .filter(|id| self.payouts.contains_key(*id))
                 .cloned()
                 .collect(),
+            held_consultations: keys
+                .consultations
+                .iter()
+                .filter(|c| self.held.contains_key(*c))
+                .cloned()
+                .collect(),
         }
     }
 
@@ -242,6 +253,9 @@ impl State {
                 .entry((payout.doctor_id.clone(), payout.period()))
                 .or_default()
                 .push(payout.id.clone());
+        }
+        for item in items.iter().filter(|i| i.kind == ItemKind::Consultation) {
+            self.held.insert(item.reference.clone(), payout.id.clone());
         }
         self.order.insert((payout.created_at, payout.id.clone()));
         self.payouts.insert(
@@ -389,9 +403,17 @@ impl PayoutStore for MemoryStore {
             webhook_event,
             audit,
             at,
+            release_consultations,
             ..
         } = change;
         let record = state.payouts.get_mut(&payout_id).ok_or(Error::NotFound(payout_id))?;
+        if release_consultations {
+            for item in record.items.iter().filter(|i| i.kind == ItemKind::Consultation) {
+                if state.held.get(&item.reference) == Some(&record.payout.id) {
+                    state.held.remove(&item.reference);
+                }
+            }
+        }
         let p = &mut record.payout;
         if let Some(status) = new_status {
             p.status = status;
@@ -419,6 +441,21 @@ impl PayoutStore for MemoryStore {
             state.checks.write(&payout.id, &follow_up, at, false);
         }
         Ok(payout)
+    }
+
+    async fn held_consultations(&self, appointment_ids: &[String]) -> Result<Vec<HeldConsultation>> {
+        let state = self.lock();
+        Ok(appointment_ids
+            .iter()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .filter_map(|c| {
+                state.held.get(c).map(|id| HeldConsultation {
+                    appointment_id: c.clone(),
+                    payout_id: id.clone(),
+                })
+            })
+            .collect())
     }
 
     async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {

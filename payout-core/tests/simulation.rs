@@ -51,8 +51,8 @@ use payout_core::simulated::constant_time_eq;
 use payout_core::source::{RecipientDirectory, StaticConsultations};
 use payout_core::status::{PayoutEvent, PayoutStatus, Transition, transition};
 use payout_core::store::{
-    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, NewPayout, Page,
-    PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch, PeriodBatchOutcome,
+    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, HeldConsultation,
+    NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch, PeriodBatchOutcome,
 };
 use rust_decimal::Decimal;
 
@@ -640,6 +640,10 @@ impl PayoutStore for FaultStore {
             r
         })
         .await
+    }
+
+    async fn held_consultations(&self, appointment_ids: &[String]) -> Result<Vec<HeldConsultation>> {
+        self.read(self.inner.held_consultations(appointment_ids)).await
     }
 
     async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {

@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use payout_core::domain::{AuditEntry, DoctorId, Payout, PayoutId, PayoutItem, Period, Provider, ResolutionOutcome};
 use payout_core::error::Error;
 use payout_core::money::{Currency, Money};
-use payout_core::service::{ManualPayout, ResolveRequest};
+use payout_core::service::{CancelConsultations, ManualPayout, ResolveRequest};
 use payout_core::status::PayoutStatus;
 use payout_core::store::{Page, PayoutFilter, PayoutPage};
 use serde::de::DeserializeOwned;
@@ -530,6 +530,20 @@ pub struct PatchPayout {
     pub provider_reference: Option<String>,
     /// For `resolve`: what the evidence is (required).
     pub note: Option<String>,
+    /// For `cancel`: `release` (default) frees the payout's consultations for a later
+    /// calculation; `void` keeps them held, so they are never paid. The audit entry records which.
+    pub consultations: Option<String>,
+}
+
+/// `release` (also when absent) or `void`.
+fn parse_consultations(c: Option<&str>) -> Result<CancelConsultations, ApiError> {
+    match c {
+        None | Some("release") => Ok(CancelConsultations::Release),
+        Some("void") => Ok(CancelConsultations::Void),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "consultations must be \"release\" or \"void\", got {other:?}"
+        ))),
+    }
 }
 
 /// The `resolve` action's request, from its fields.
@@ -577,13 +591,22 @@ pub async fn patch_payout(
     let id = payout_id(&id)?;
     let actor = user.actor();
     let s = &state.service;
+    if body.consultations.is_some() && body.action != "cancel" {
+        return Err(ApiError::BadRequest(
+            "consultations is only for the cancel action".into(),
+        ));
+    }
     let payout = match body.action.as_str() {
         "approve" => s.approve(&actor, &id).await?,
         "reapprove" => s.reapprove(&actor, &id).await?,
         "resolve" => s.resolve(&actor, &id, resolve_request(&body)?).await?,
         "confirm_resolution" => s.confirm_resolution(&actor, &id).await?,
         "reject_resolution" => s.reject_resolution(&actor, &id, body.reason.as_deref()).await?,
-        "cancel" => s.cancel(&actor, &id, body.reason.as_deref()).await?,
+        "cancel" => {
+            let consultations = parse_consultations(body.consultations.as_deref())?;
+            s.cancel_with(&actor, &id, body.reason.as_deref(), consultations)
+                .await?
+        }
         "trigger" => {
             let provider =
                 parse_provider(body.provider.as_deref(), true)?.ok_or(ApiError::BadRequest("provider".into()))?;
@@ -612,6 +635,8 @@ pub struct BulkRequest {
     pub action: String,
     /// The provider for `trigger`.
     pub provider: Option<String>,
+    /// For `cancel`: `release` (default) or `void`, as for one payout.
+    pub consultations: Option<String>,
 }
 
 /// `POST /api/admin/payouts/bulk`
@@ -632,12 +657,18 @@ pub async fn bulk(
         .iter()
         .map(|s| payout_id(s))
         .collect::<Result<Vec<_>, _>>()?;
+    if body.consultations.is_some() && body.action != "cancel" {
+        return Err(ApiError::BadRequest(
+            "consultations is only for the cancel action".into(),
+        ));
+    }
+    let consultations = parse_consultations(body.consultations.as_deref())?;
     let actor = user.actor();
     let s = &state.service;
     let outcomes = match body.action.as_str() {
         "approve" => s.bulk_approve(&actor, &ids).await,
         "reapprove" => s.bulk_reapprove(&actor, &ids).await,
-        "cancel" => s.bulk_cancel(&actor, &ids, None).await,
+        "cancel" => s.bulk_cancel_with(&actor, &ids, None, consultations).await,
         "trigger" => {
             let provider =
                 parse_provider(body.provider.as_deref(), true)?.ok_or(ApiError::BadRequest("provider".into()))?;

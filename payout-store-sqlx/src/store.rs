@@ -10,8 +10,9 @@ use payout_core::Result;
 use payout_core::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
 use payout_core::provider::EventReference;
 use payout_core::store::{
-    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ExportRow, NewPayout,
-    Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch, PeriodBatchOutcome,
+    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ExportRow,
+    HeldConsultation, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
+    PeriodBatchOutcome,
 };
 
 use crate::db::Db;
@@ -90,6 +91,10 @@ where
 
     async fn apply(&self, change: PayoutChange) -> Result<Payout> {
         write::apply(&self.pool, change).await
+    }
+
+    async fn held_consultations(&self, appointment_ids: &[String]) -> Result<Vec<HeldConsultation>> {
+        write::held_consultations(&self.pool, appointment_ids).await
     }
 
     async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {

@@ -62,6 +62,17 @@ impl PayoutStore for TimedStore {
     async fn apply(&self, change: PayoutChange) -> payout_core::Result<Payout> {
         self.spans.time("store.apply", self.inner.apply(change)).await
     }
+    async fn held_consultations(
+        &self,
+        appointment_ids: &[String],
+    ) -> payout_core::Result<Vec<payout_core::store::HeldConsultation>> {
+        self.spans
+            .time(
+                "store.held_consultations",
+                self.inner.held_consultations(appointment_ids),
+            )
+            .await
+    }
     async fn attempts(&self, id: &PayoutId) -> payout_core::Result<Vec<PayoutAttempt>> {
         self.spans.time("store.attempts", self.inner.attempts(id)).await
     }

@@ -3,7 +3,6 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -16,10 +15,10 @@ use crate::calculation::{CalculationPolicy, DoctorPlan, carry_over_record, plan_
 use crate::domain::{
     Actor, AuditEntry, Consultation, DoctorId, ItemKind, Payout, PayoutId, PayoutItem, PayoutOrigin, Period,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreErrorKind};
 use crate::money::Money;
 use crate::status::PayoutStatus;
-use crate::store::{CarryOver, NewPayout, PayoutStore, PeriodBatch, PeriodBatchOutcome, SkipReason};
+use crate::store::{CarryOver, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason};
 
 /// What a calculation did.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,8 +37,24 @@ pub struct CalculationReport {
     pub skipped: Vec<(DoctorId, SkipReason)>,
     /// Doctors with nothing to pay (deductions took everything).
     pub nothing_due: Vec<DoctorId>,
+    /// Consultations skipped because a live payout already holds them (the consultation ledger:
+    /// an overlapping or repeated run, or a calculation racing this one), by doctor and holding
+    /// payout.
+    pub already_paid: Vec<AlreadyPaid>,
     /// The sum of the created payouts.
     pub total_created: Money,
+}
+
+/// Consultations of a doctor that a calculation skipped because a live payout already holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlreadyPaid {
+    /// The doctor.
+    pub doctor_id: DoctorId,
+    /// The payout holding them (its items list them).
+    pub held_by: PayoutId,
+    /// How many of the doctor's consultations it holds that this run read.
+    pub consultations: u64,
 }
 
 /// A payout an admin creates by hand.
@@ -94,7 +109,7 @@ impl PayoutService {
             }
         }
 
-        let mut writer = ChunkWriter::new(self, period, currency);
+        let mut writer = ChunkWriter::new(self, actor, policy, period);
         let mut finished: HashSet<DoctorId> = HashSet::new();
         let mut current: Option<(DoctorId, Vec<Consultation>)> = None;
         let mut stream = source.completed(period);
@@ -119,8 +134,7 @@ impl PayoutService {
                     if let Some((doctor, consultations)) = current.take() {
                         finished.insert(doctor.clone());
                         let carried = open.remove(&doctor).unwrap_or_default();
-                        let plan = plan_doctor(policy, period, &doctor, &consultations, &carried)?;
-                        writer.add(actor, doctor, plan).await?;
+                        writer.add(doctor, consultations, carried).await?;
                     }
                     current = Some((c.doctor_id.clone(), vec![c]));
                 }
@@ -128,15 +142,13 @@ impl PayoutService {
         }
         if let Some((doctor, consultations)) = current.take() {
             let carried = open.remove(&doctor).unwrap_or_default();
-            let plan = plan_doctor(policy, period, &doctor, &consultations, &carried)?;
-            writer.add(actor, doctor, plan).await?;
+            writer.add(doctor, consultations, carried).await?;
         }
         // Doctors with only an open carry-over this period: it may now reach the minimum.
         let mut rest: Vec<_> = open.into_iter().collect();
         rest.sort_by(|a, b| a.0.cmp(&b.0));
         for (doctor, carried) in rest {
-            let plan = plan_doctor(policy, period, &doctor, &[], &carried)?;
-            writer.add(actor, doctor, plan).await?;
+            writer.add(doctor, Vec::new(), carried).await?;
         }
         writer.finish().await
     }
@@ -229,31 +241,66 @@ fn create_audit(payout: &Payout, actor: &Actor, detail: String) -> AuditEntry {
     }
 }
 
-/// A chunk's write in progress: the amounts of its payouts (for the report's total) and the store's
-/// answer.
-type Writing = Pin<Box<dyn Future<Output = Result<(HashMap<PayoutId, Money>, PeriodBatchOutcome)>> + Send>>;
+/// How many times a calculation chunk is planned and written before it gives up: a chunk (or some
+/// of its doctors) that loses the consultation ledger to a concurrent calculation is re-planned
+/// without what the other one took; each round takes only what is still free, so two rounds
+/// settle any race between two calculations, and the third is a margin.
+pub const CHUNK_ROUNDS: usize = 3;
 
-/// Plumbing only: turns the plans into chunks of payouts and carry-overs, writes each chunk in its
-/// own transaction while the next one is planned (up to
-/// [`calculation_writes_in_flight`](super::PerformanceConfig::calculation_writes_in_flight) at once),
-/// and records what each write did in the report, in the order the chunks were planned.
+/// One doctor's share of a calculation, as read: consultations of the period (and the look-back)
+/// and the open carry-overs.
+struct DoctorInput {
+    doctor: DoctorId,
+    consultations: Vec<Consultation>,
+    carried: Vec<CarryOver>,
+}
+
+/// What a chunk did, merged into the report in the order the chunks were read.
+#[derive(Default)]
+struct ChunkResult {
+    created: Vec<PayoutId>,
+    total: Vec<Money>,
+    carried_over: Vec<DoctorId>,
+    skipped: Vec<(DoctorId, SkipReason)>,
+    nothing_due: Vec<DoctorId>,
+    already_paid: Vec<AlreadyPaid>,
+}
+
+/// A chunk's write in progress.
+type Writing<'a> = Pin<Box<dyn Future<Output = Result<ChunkResult>> + Send + 'a>>;
+
+/// True when a chunk's write failed because a concurrent write took what it wanted (the ledger's
+/// unique constraint, a taken id, a serialization failure): nothing was written, so it can be
+/// planned again.
+fn lost_a_race(e: &Error) -> bool {
+    matches!(e, Error::Conflict(_)) || matches!(e, Error::Store(s) if s.kind() == StoreErrorKind::Conflict)
+}
+
+/// Plumbing only: gathers doctors into chunks, plans each chunk against the consultation ledger
+/// (one [`held_consultations`](crate::store::PayoutStore::held_consultations) lookup per chunk), writes it in
+/// its own transaction while the next one is read (up to
+/// [`calculation_writes_in_flight`](super::PerformanceConfig::calculation_writes_in_flight) at
+/// once), and records what each write did in the report, in the order the chunks were read.
 struct ChunkWriter<'a> {
     service: &'a PayoutService,
+    actor: &'a Actor,
+    policy: &'a CalculationPolicy,
     period: Period,
     report: CalculationReport,
-    batch: PeriodBatch,
-    /// The amounts of the batch's payouts, for the report's total.
-    amounts: HashMap<PayoutId, Money>,
-    /// Items held in `batch`.
+    /// The doctors of the chunk being gathered.
+    pending: Vec<DoctorInput>,
+    /// Consultations held in `pending`.
     items: usize,
     /// The chunks being written, oldest first.
-    writing: FuturesOrdered<Writing>,
+    writing: FuturesOrdered<Writing<'a>>,
 }
 
 impl<'a> ChunkWriter<'a> {
-    fn new(service: &'a PayoutService, period: Period, currency: crate::money::Currency) -> Self {
+    fn new(service: &'a PayoutService, actor: &'a Actor, policy: &'a CalculationPolicy, period: Period) -> Self {
         ChunkWriter {
             service,
+            actor,
+            policy,
             period,
             report: CalculationReport {
                 period,
@@ -263,49 +310,28 @@ impl<'a> ChunkWriter<'a> {
                 carried_over: Vec::new(),
                 skipped: Vec::new(),
                 nothing_due: Vec::new(),
-                total_created: Money::zero(currency),
+                already_paid: Vec::new(),
+                total_created: Money::zero(policy.currency()),
             },
-            batch: PeriodBatch::default(),
-            amounts: HashMap::new(),
+            pending: Vec::new(),
             items: 0,
             writing: FuturesOrdered::new(),
         }
     }
 
-    /// Adds what the rules decided for `doctor` to the chunk, and writes the chunk once it is full.
-    async fn add(&mut self, actor: &Actor, doctor: DoctorId, plan: DoctorPlan) -> Result<()> {
+    /// Adds a doctor to the chunk, and writes the chunk once it is full.
+    async fn add(&mut self, doctor: DoctorId, consultations: Vec<Consultation>, carried: Vec<CarryOver>) -> Result<()> {
         self.report.doctors += 1;
-        match plan {
-            DoctorPlan::Pay(planned) => {
-                let now = self.service.clock.now();
-                let payout =
-                    self.service
-                        .new_payout(actor, &doctor, self.period, planned.net, PayoutOrigin::Calculated, now);
-                let audit = create_audit(&payout, actor, planned.summary(self.period));
-                self.amounts.insert(payout.id.clone(), planned.net);
-                self.items += planned.items.len();
-                self.batch.payouts.push(NewPayout {
-                    payout,
-                    items: planned.items,
-                    consumes_carry_overs: planned.consumes_carry_overs,
-                    audit,
-                });
-            }
-            DoctorPlan::CarryOver {
-                amount: Some(amount),
-                note,
-            } => {
-                let at = self.service.clock.now();
-                self.batch
-                    .carry_overs
-                    .push(carry_over_record(&doctor, self.period, amount, note, at));
-            }
-            DoctorPlan::CarryOver { amount: None, .. } => {}
-            DoctorPlan::NothingDue => self.report.nothing_due.push(doctor),
-        }
+        self.items += consultations.len() + carried.len();
+        self.pending.push(DoctorInput {
+            doctor,
+            consultations,
+            carried,
+        });
         let performance = &self.service.performance;
-        let doctors = self.batch.payouts.len() + self.batch.carry_overs.len();
-        if doctors >= performance.calculation_chunk.max(1) || self.items >= performance.calculation_chunk_items {
+        if self.pending.len() >= performance.calculation_chunk.max(1)
+            || self.items >= performance.calculation_chunk_items
+        {
             while self.writing.len() >= performance.calculation_writes_in_flight.max(1) {
                 if let Some(written) = self.writing.next().await {
                     self.record(written?)?;
@@ -316,19 +342,16 @@ impl<'a> ChunkWriter<'a> {
         Ok(())
     }
 
-    /// Starts writing the chunk planned so far (the write runs as it is polled).
+    /// Starts writing the chunk gathered so far (the write runs as it is polled).
     fn start_writing(&mut self) {
-        if self.batch.payouts.is_empty() && self.batch.carry_overs.is_empty() {
+        if self.pending.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.batch);
-        let amounts = std::mem::take(&mut self.amounts);
+        let inputs = std::mem::take(&mut self.pending);
         self.items = 0;
-        let store: Arc<dyn PayoutStore> = self.service.store.clone();
-        self.writing.push_back(Box::pin(async move {
-            let outcome = store.create_period(batch).await?;
-            Ok((amounts, outcome))
-        }));
+        let (service, actor, policy, period) = (self.service, self.actor, self.policy, self.period);
+        self.writing
+            .push_back(Box::pin(write_chunk(service, actor, policy, period, inputs)));
     }
 
     /// The next consultation, polling the chunks being written meanwhile, so the writes progress
@@ -364,20 +387,156 @@ impl<'a> ChunkWriter<'a> {
         Ok(self.report)
     }
 
-    fn record(&mut self, (amounts, outcome): (HashMap<PayoutId, Money>, PeriodBatchOutcome)) -> Result<()> {
-        let PeriodBatchOutcome {
-            created,
-            carried_over,
-            skipped,
-        } = outcome;
-        for id in &created {
-            if let Some(a) = amounts.get(id) {
-                self.report.total_created = self.report.total_created.checked_add(a)?;
-            }
+    fn record(&mut self, chunk: ChunkResult) -> Result<()> {
+        for a in &chunk.total {
+            self.report.total_created = self.report.total_created.checked_add(a)?;
         }
-        self.report.created.extend(created);
-        self.report.carried_over.extend(carried_over);
-        self.report.skipped.extend(skipped);
+        self.report.created.extend(chunk.created);
+        self.report.carried_over.extend(chunk.carried_over);
+        self.report.skipped.extend(chunk.skipped);
+        self.report.nothing_due.extend(chunk.nothing_due);
+        self.report.already_paid.extend(chunk.already_paid);
         Ok(())
     }
+}
+
+/// Plans and writes one chunk: reads which of its consultations the ledger already holds (one
+/// lookup), plans each doctor without them ([`plan_doctor`]) and writes the payouts and carry-overs
+/// in one transaction. Doctors whose payout the store skips because a concurrent calculation took
+/// one of their consultations meanwhile ([`SkipReason::ConsultationHeld`]), or the whole chunk
+/// when its transaction lost to one (a `Conflict`, nothing written), are planned again, at most
+/// [`CHUNK_ROUNDS`] times in all.
+async fn write_chunk(
+    service: &PayoutService,
+    actor: &Actor,
+    policy: &CalculationPolicy,
+    period: Period,
+    mut inputs: Vec<DoctorInput>,
+) -> Result<ChunkResult> {
+    let mut result = ChunkResult::default();
+    for round in 1..=CHUNK_ROUNDS {
+        let last = round == CHUNK_ROUNDS;
+        let ids: Vec<String> = inputs
+            .iter()
+            .flat_map(|d| d.consultations.iter().map(|c| c.appointment_id.clone()))
+            .collect();
+        let held: HashMap<String, PayoutId> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            service
+                .store
+                .held_consultations(&ids)
+                .await?
+                .into_iter()
+                .map(|h| (h.appointment_id, h.payout_id))
+                .collect()
+        };
+        drop(ids);
+        let mut round_result = ChunkResult::default();
+        let mut batch = PeriodBatch::default();
+        let mut amounts: HashMap<PayoutId, Money> = HashMap::new();
+        let mut already: HashMap<DoctorId, Vec<AlreadyPaid>> = HashMap::new();
+        for input in &inputs {
+            let (free, taken): (Vec<&Consultation>, Vec<&Consultation>) = input
+                .consultations
+                .iter()
+                .partition(|c| !held.contains_key(&c.appointment_id));
+            if !taken.is_empty() {
+                already.insert(input.doctor.clone(), already_paid(&input.doctor, &taken, &held));
+            }
+            if free.is_empty() && input.carried.is_empty() {
+                // Everything it had is on a live payout already: reported as already paid.
+                continue;
+            }
+            let free: Vec<Consultation> = free.into_iter().cloned().collect();
+            let plan = plan_doctor(policy, period, &input.doctor, &free, &input.carried)?;
+            match plan {
+                DoctorPlan::Pay(planned) => {
+                    let now = service.clock.now();
+                    let payout =
+                        service.new_payout(actor, &input.doctor, period, planned.net, PayoutOrigin::Calculated, now);
+                    let audit = create_audit(&payout, actor, planned.summary(period));
+                    amounts.insert(payout.id.clone(), planned.net);
+                    batch.payouts.push(NewPayout {
+                        payout,
+                        items: planned.items,
+                        consumes_carry_overs: planned.consumes_carry_overs,
+                        audit,
+                    });
+                }
+                DoctorPlan::CarryOver {
+                    amount: Some(amount),
+                    note,
+                } => {
+                    let at = service.clock.now();
+                    batch
+                        .carry_overs
+                        .push(carry_over_record(&input.doctor, period, amount, note, at));
+                }
+                DoctorPlan::CarryOver { amount: None, .. } => {}
+                DoctorPlan::NothingDue => round_result.nothing_due.push(input.doctor.clone()),
+            }
+        }
+        let outcome = if batch.payouts.is_empty() && batch.carry_overs.is_empty() {
+            PeriodBatchOutcome::default()
+        } else {
+            match service.store.create_period(batch).await {
+                Ok(outcome) => outcome,
+                Err(e) if !last && lost_a_race(&e) => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let lost: HashSet<DoctorId> = outcome
+            .skipped
+            .iter()
+            .filter(|(_, reason)| *reason == SkipReason::ConsultationHeld && !last)
+            .map(|(doctor, _)| doctor.clone())
+            .collect();
+        for id in &outcome.created {
+            if let Some(a) = amounts.remove(id) {
+                round_result.total.push(a);
+            }
+        }
+        round_result.created = outcome.created;
+        round_result.carried_over = outcome.carried_over;
+        round_result.skipped = outcome.skipped.into_iter().filter(|(d, _)| !lost.contains(d)).collect();
+        round_result.nothing_due.retain(|d| !lost.contains(d));
+        round_result.already_paid = inputs
+            .iter()
+            .filter(|d| !lost.contains(&d.doctor))
+            .filter_map(|d| already.remove(&d.doctor))
+            .flatten()
+            .collect();
+        result.created.extend(round_result.created);
+        result.total.extend(round_result.total);
+        result.carried_over.extend(round_result.carried_over);
+        result.skipped.extend(round_result.skipped);
+        result.nothing_due.extend(round_result.nothing_due);
+        result.already_paid.extend(round_result.already_paid);
+        if lost.is_empty() {
+            break;
+        }
+        inputs.retain(|d| lost.contains(&d.doctor));
+    }
+    Ok(result)
+}
+
+/// The consultations of `doctor` the ledger already holds, one entry per holding payout, in the
+/// order the consultations were read.
+fn already_paid(doctor: &DoctorId, taken: &[&Consultation], held: &HashMap<String, PayoutId>) -> Vec<AlreadyPaid> {
+    let mut out: Vec<AlreadyPaid> = Vec::new();
+    for c in taken {
+        let Some(by) = held.get(&c.appointment_id) else {
+            continue;
+        };
+        match out.iter_mut().find(|a| &a.held_by == by) {
+            Some(a) => a.consultations += 1,
+            None => out.push(AlreadyPaid {
+                doctor_id: doctor.clone(),
+                held_by: by.clone(),
+                consultations: 1,
+            }),
+        }
+    }
+    out
 }

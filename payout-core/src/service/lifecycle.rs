@@ -19,6 +19,28 @@ pub struct BulkOutcome {
     pub result: Result<Payout>,
 }
 
+/// What cancelling a payout does with its consultations (the consultation ledger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CancelConsultations {
+    /// They are free again: a later calculation (its look-back, or a re-run of their period) may
+    /// pay them. The default, and what cancelling always did.
+    #[default]
+    Release,
+    /// They stay held by the cancelled payout, so no calculation ever pays them.
+    Void,
+}
+
+impl CancelConsultations {
+    /// `release` or `void`, as the API and the audit trail say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelConsultations::Release => "release",
+            CancelConsultations::Void => "void",
+        }
+    }
+}
+
 /// An attempt recorded and ready to send.
 pub(super) struct Prepared {
     pub payout: Payout,
@@ -68,8 +90,21 @@ impl PayoutService {
         self.store.apply(change).await
     }
 
-    /// `PENDING | APPROVED -> CANCELLED`: withdrawn before any money moved.
+    /// `PENDING | APPROVED -> CANCELLED`: withdrawn before any money moved. Its consultations are
+    /// released for a later calculation ([`cancel_with`](Self::cancel_with) says otherwise).
     pub async fn cancel(&self, actor: &Actor, id: &PayoutId, reason: Option<&str>) -> Result<Payout> {
+        self.cancel_with(actor, id, reason, CancelConsultations::Release).await
+    }
+
+    /// `PENDING | APPROVED -> CANCELLED`, releasing or voiding the payout's consultations in the
+    /// same atomic step; the `CANCEL` audit entry records which.
+    pub async fn cancel_with(
+        &self,
+        actor: &Actor,
+        id: &PayoutId,
+        reason: Option<&str>,
+        consultations: CancelConsultations,
+    ) -> Result<Payout> {
         self.require_privileged(actor, "cancel payouts")?;
         let payout = self.store.get(id).await?;
         let to = moves_to(&payout, PayoutEvent::Cancel)?;
@@ -77,9 +112,14 @@ impl PayoutService {
         let mut change = PayoutChange::of(&payout, self.clock.now());
         change.new_status = Some(to);
         change.patch.notes = Some(reason.clone());
+        change.release_consultations = consultations == CancelConsultations::Release;
+        let detail = match consultations {
+            CancelConsultations::Release => format!("{reason}; consultations released"),
+            CancelConsultations::Void => format!("{reason}; consultations voided"),
+        };
         change
             .audit
-            .push(self.audit(&payout, &actor.label(), "CANCEL", Some(to), reason));
+            .push(self.audit(&payout, &actor.label(), "CANCEL", Some(to), detail));
         self.store.apply(change).await
     }
 
@@ -140,13 +180,25 @@ impl PayoutService {
         out
     }
 
-    /// Cancels each payout; one result per id, in order.
+    /// Cancels each payout, releasing its consultations; one result per id, in order.
     pub async fn bulk_cancel(&self, actor: &Actor, ids: &[PayoutId], reason: Option<&str>) -> Vec<BulkOutcome> {
+        self.bulk_cancel_with(actor, ids, reason, CancelConsultations::Release)
+            .await
+    }
+
+    /// Cancels each payout as [`cancel_with`](Self::cancel_with); one result per id, in order.
+    pub async fn bulk_cancel_with(
+        &self,
+        actor: &Actor,
+        ids: &[PayoutId],
+        reason: Option<&str>,
+        consultations: CancelConsultations,
+    ) -> Vec<BulkOutcome> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             out.push(BulkOutcome {
                 id: id.clone(),
-                result: self.cancel(actor, id, reason).await,
+                result: self.cancel_with(actor, id, reason, consultations).await,
             });
         }
         out

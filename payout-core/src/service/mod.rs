@@ -28,9 +28,9 @@ use crate::source::{ConsultationSource, RecipientDirectory};
 use crate::store::{Page, PayoutFilter, PayoutPage, PayoutStore};
 
 pub use crate::calculation::{CalculationPolicy, Deduction};
-pub use calculate::{CalculationReport, ManualPayout};
+pub use calculate::{AlreadyPaid, CHUNK_ROUNDS, CalculationReport, ManualPayout};
 pub use export::EarningsAnalytics;
-pub use lifecycle::BulkOutcome;
+pub use lifecycle::{BulkOutcome, CancelConsultations};
 pub use reconcile::{ReconcilePolicy, ReconcileReport, SettlementWatch};
 pub use resolve::ResolveRequest;
 pub use webhook::{EventOutcome, WebhookReport};

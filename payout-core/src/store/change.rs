@@ -132,6 +132,10 @@ pub struct PayoutChange {
     /// Reconciliation's follow-up to write with the change, replacing the one its status change
     /// calls for ([`PayoutChange::follow_up_written`]); `None`: that one.
     pub follow_up: Option<super::FollowUp>,
+    /// The consultation ledger: the payout's items stop holding their consultations, so a later
+    /// calculation may pay them (a cancel that releases them). Only with a move to `CANCELLED`
+    /// ([`validate`](Self::validate)); `false` leaves the items holding them.
+    pub release_consultations: bool,
 }
 
 impl PayoutChange {
@@ -149,13 +153,20 @@ impl PayoutChange {
             audit: Vec::new(),
             at,
             follow_up: None,
+            release_consultations: false,
         }
     }
 
     /// Refuses, with [`Error::InvalidInput`], a change whose audit entries, new attempt or webhook
-    /// event name another payout than the one it changes. Every store calls it before it writes.
+    /// event name another payout than the one it changes, or that releases consultations without
+    /// moving the payout to `CANCELLED`. Every store calls it before it writes.
     pub fn validate(&self) -> Result<()> {
         let id = &self.payout_id;
+        if self.release_consultations && self.new_status != Some(PayoutStatus::Cancelled) {
+            return Err(Error::InvalidInput(format!(
+                "payout {id}: consultations are released only by a move to CANCELLED"
+            )));
+        }
         for entry in &self.audit {
             belongs(id, &entry.payout_id, "audit entry")?;
         }

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use super::{CarryOver, NewPayout, PeriodBatch, SkipReason};
-use crate::domain::{DoctorId, PayoutId, PayoutOrigin, Period};
+use crate::domain::{DoctorId, ItemKind, PayoutId, PayoutOrigin, Period};
 use crate::error::{Error, Result};
 
 /// A doctor and a period: what a calculated payout or a carry-over is unique by.
@@ -23,6 +23,9 @@ pub struct BatchKeys {
     pub wanted_carry_overs: Vec<Slot>,
     /// The payouts' ids: are they taken?
     pub payout_ids: Vec<PayoutId>,
+    /// The consultations of the payouts' items (the consultation ledger): does a live item hold
+    /// them?
+    pub consultations: Vec<String>,
 }
 
 /// What a store holds about a batch's [`BatchKeys`] (each set needs to cover only those keys). On
@@ -38,6 +41,9 @@ pub struct StoredFacts {
     pub open_carry_overs: HashSet<Slot>,
     /// Payout ids that are taken.
     pub payout_ids: HashSet<PayoutId>,
+    /// Consultations a live payout item holds (see
+    /// [`PayoutStore::held_consultations`](super::PayoutStore::held_consultations)).
+    pub held_consultations: HashSet<String>,
 }
 
 /// What to write of a batch.
@@ -63,14 +69,22 @@ impl PeriodBatch {
                 .collect(),
             wanted_carry_overs: self.payouts.iter().flat_map(wanted).collect(),
             payout_ids: self.payouts.iter().map(|new| new.payout.id.clone()).collect(),
+            consultations: self
+                .payouts
+                .iter()
+                .flat_map(consultations_of)
+                .map(str::to_string)
+                .collect(),
         }
     }
 
     /// Decides the batch, in order, payouts first:
     /// - a payout whose slot holds a live calculated payout (stored, or created earlier in the
     ///   batch) is skipped as `AlreadyCalculated`; one whose slot holds a carry-over, as
-    ///   `AlreadyCarriedOver`; one that wants a carry-over that is missing, not open, or wanted
-    ///   earlier in the batch or twice by it, as `CarryOverTaken`;
+    ///   `AlreadyCarriedOver`; one with a consultation that a live item holds (stored, earlier in
+    ///   the batch, or twice in the payout itself), as `ConsultationHeld`; one that wants a
+    ///   carry-over that is missing, not open, or wanted earlier in the batch or twice by it, as
+    ///   `CarryOverTaken`;
     /// - a payout that is not skipped but whose id is taken (stored, or earlier in the batch)
     ///   refuses the whole batch with [`Error::Conflict`], so re-running a batch with the same ids
     ///   is a clean no-op, not an error;
@@ -82,15 +96,20 @@ impl PeriodBatch {
         let mut live_in_batch: HashSet<Slot> = HashSet::new();
         let mut consumed_in_batch: HashSet<Slot> = HashSet::new();
         let mut ids_in_batch: HashSet<PayoutId> = HashSet::new();
-        for new in self.payouts {
-            let slot = slot_of(&new);
+        let mut held_in_batch: HashSet<&str> = HashSet::new();
+        let mut created = Vec::with_capacity(self.payouts.len());
+        for new in &self.payouts {
+            created.push(false);
+            let slot = slot_of(new);
             let skip = if facts.live_calculated.contains(&slot) || live_in_batch.contains(&slot) {
                 Some(SkipReason::AlreadyCalculated)
             } else if facts.carry_overs.contains(&slot) {
                 Some(SkipReason::AlreadyCarriedOver)
+            } else if holds_a_held_consultation(new, facts, &held_in_batch) {
+                Some(SkipReason::ConsultationHeld)
             } else {
                 let mut asked = HashSet::new();
-                let taken = wanted(&new).any(|want| {
+                let taken = wanted(new).any(|want| {
                     !facts.open_carry_overs.contains(&want) || consumed_in_batch.contains(&want) || !asked.insert(want)
                 });
                 taken.then_some(SkipReason::CarryOverTaken)
@@ -106,9 +125,18 @@ impl PeriodBatch {
             if new.payout.origin == PayoutOrigin::Calculated {
                 live_in_batch.insert(slot);
             }
-            consumed_in_batch.extend(wanted(&new));
-            decision.create.push(new);
+            consumed_in_batch.extend(wanted(new));
+            held_in_batch.extend(consultations_of(new));
+            if let Some(last) = created.last_mut() {
+                *last = true;
+            }
         }
+        decision.create = self
+            .payouts
+            .into_iter()
+            .zip(created)
+            .filter_map(|(new, created)| created.then_some(new))
+            .collect();
         let mut carried_in_batch: HashSet<Slot> = HashSet::new();
         for c in self.carry_overs {
             let slot = (c.doctor_id.clone(), c.period);
@@ -132,17 +160,20 @@ impl NewPayout {
             slots: vec![slot_of(self)],
             wanted_carry_overs: wanted(self).collect(),
             payout_ids: vec![self.payout.id.clone()],
+            consultations: consultations_of(self).map(str::to_string).collect(),
         }
     }
 
-    /// Checks a payout created alone (a manual one): a taken id, or a second live calculated
-    /// payout for its slot, is a [`Conflict`](Error::Conflict); a carry-over it wants that does not
+    /// Checks a payout created alone (a manual one): a taken id, a second live calculated payout
+    /// for its slot, or a consultation item a live item holds (or that it has twice), is a
+    /// [`Conflict`](Error::Conflict); a carry-over it wants that does not
     /// exist is [`InvalidInput`](Error::InvalidInput); one that is not open, or wanted twice, is a
     /// `Conflict`.
     pub fn check_against(&self, facts: &StoredFacts) -> Result<()> {
         let p = &self.payout;
         if facts.payout_ids.contains(&p.id)
             || (p.origin == PayoutOrigin::Calculated && facts.live_calculated.contains(&slot_of(self)))
+            || holds_a_held_consultation(self, facts, &HashSet::new())
         {
             return Err(Error::Conflict(p.id.clone()));
         }
@@ -160,6 +191,21 @@ impl NewPayout {
         }
         Ok(())
     }
+}
+
+/// The consultations `new`'s items pay: the references of its `CONSULTATION` items.
+fn consultations_of(new: &NewPayout) -> impl Iterator<Item = &str> + '_ {
+    new.items
+        .iter()
+        .filter(|i| i.kind == ItemKind::Consultation)
+        .map(|i| i.reference.as_str())
+}
+
+/// True when one of `new`'s consultations is held (stored, or in `held_in_batch`), or appears
+/// twice among its own items.
+fn holds_a_held_consultation(new: &NewPayout, facts: &StoredFacts, held_in_batch: &HashSet<&str>) -> bool {
+    let mut own = HashSet::new();
+    consultations_of(new).any(|c| facts.held_consultations.contains(c) || held_in_batch.contains(c) || !own.insert(c))
 }
 
 fn slot_of(new: &NewPayout) -> Slot {

@@ -25,7 +25,7 @@ pub use change::{AttemptUpdate, PayoutChange, PayoutPatch, WebhookEventRecord};
 pub use checks::{AttentionPage, CheckClaim, CheckDone, CheckState, ClaimedCheck, Flagged, FollowUp};
 pub use decide::{BatchDecision, BatchKeys, Slot, StoredFacts};
 pub use query::{Cursor, ExportRow, Page, PayoutFilter, PayoutPage};
-pub use records::{CarryOver, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason};
+pub use records::{CarryOver, HeldConsultation, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason};
 
 use crate::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
 use crate::error::Result;
@@ -51,10 +51,18 @@ pub trait PayoutStore: Send + Sync {
     /// that is missing, or consumed by a payout that is not cancelled, skips the payout as
     /// [`SkipReason::CarryOverTaken`]. The check and the mark are one conditional step, so of two
     /// calculations racing for the same carry-over at most one consumes it.
+    ///
+    /// The consultation ledger: a payout with a consultation item that a live item already holds
+    /// (see [`held_consultations`](PayoutStore::held_consultations)), stored or created earlier in
+    /// the batch, is skipped as [`SkipReason::ConsultationHeld`]. A store enforces this with a
+    /// unique constraint as well as the check, so that when two calculations race on overlapping
+    /// periods the one that loses either skips the payout or fails the whole chunk with
+    /// [`Conflict`](crate::Error::Conflict), writing nothing; never are both written.
     async fn create_period(&self, batch: PeriodBatch) -> Result<PeriodBatchOutcome>;
 
     /// Creates one manual payout with its items and audit entry.
     ///
+    /// A consultation item already held by a live item is a [`Conflict`](crate::Error::Conflict).
     /// The carry-overs it consumes must be open, as in [`create_period`](PayoutStore::create_period).
     async fn create_payout(&self, new: NewPayout) -> Result<Payout>;
 
@@ -84,6 +92,17 @@ pub trait PayoutStore: Send + Sync {
     /// the same step (see [`claim_checks`](PayoutStore::claim_checks)): it replaces the payout's
     /// follow-up, resets its count of checks and ends any lease on it.
     async fn apply(&self, change: PayoutChange) -> Result<Payout>;
+
+    /// The consultation ledger: which of `appointment_ids` a live payout item holds, and which
+    /// payout's, in any order (ids nobody holds are left out).
+    ///
+    /// # Behavior
+    /// An item of kind `CONSULTATION` holds its reference from its payout's creation until that
+    /// payout is cancelled with its consultations released; an item of a payout cancelled without
+    /// release (voided) holds it for good. At most one live item holds a consultation. One query
+    /// (or one lookup under the lock) per call, however many ids: the calculation asks once per
+    /// chunk.
+    async fn held_consultations(&self, appointment_ids: &[String]) -> Result<Vec<HeldConsultation>>;
 
     /// A payout's attempts, oldest first.
     async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>>;

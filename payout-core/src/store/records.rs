@@ -94,6 +94,24 @@ pub enum SkipReason {
     /// A carried-over balance it wanted is missing, or was consumed by another payout that is not
     /// cancelled (or by an earlier payout of the same batch).
     CarryOverTaken,
+    /// One of its consultations is already held by a live payout (stored, or created earlier in
+    /// the same batch): the consultation ledger pays each consultation once. The calculation
+    /// re-plans the doctor without it.
+    ConsultationHeld,
+}
+
+/// What the consultation ledger says about a consultation: the live payout item that holds it.
+///
+/// An item holds its consultation from its payout's creation until the payout is cancelled with
+/// its consultations released ([`PayoutChange::release_consultations`](super::PayoutChange::release_consultations));
+/// a payout cancelled with its consultations voided keeps holding them, so they are never paid.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldConsultation {
+    /// The consultation (its appointment id, the item's reference).
+    pub appointment_id: String,
+    /// The payout whose item holds it.
+    pub payout_id: PayoutId,
 }
 
 /// What a [`PeriodBatch`] did.

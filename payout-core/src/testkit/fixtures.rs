@@ -87,7 +87,7 @@ pub fn new_payout(id: &str, doctor: &str, period: Period, amounts: &[&str]) -> N
     let items: Vec<PayoutItem> = amounts
         .iter()
         .enumerate()
-        .map(|(i, a)| item(&format!("apt-{id}-{}", i + 1), kes(a), period.starts_at()))
+        .map(|(i, a)| item(&format!("apt-{id}-{doctor}-{}", i + 1), kes(a), period.starts_at()))
         .collect();
     let total = Money::sum(Currency::KES, items.iter().map(|i| &i.amount)).expect("KES items add up");
     let payout = payout(id, doctor, period, total);

@@ -222,6 +222,14 @@ async fn apply_in_transaction<D: Db>(d: &D, change: &PayoutChange) -> Result<Pay
             )));
         }
     }
+    if change.release_consultations {
+        tx.execute(
+            "UPDATE payout_items SET live = FALSE WHERE payout_id = $1 AND live",
+            args![id.as_str()],
+        )
+        .await
+        .map_err(db)?;
+    }
     for entry in &change.audit {
         insert_audit(&mut tx, entry).await?;
     }
@@ -388,9 +396,11 @@ impl Rows {
 /// 1. `c`: the changes, one row each;
 /// 2. `p`: the conditional update of every payout (`UPDATE ... FROM c`), the race's referee;
 /// 3. `au`: their audit entries, in order;
-/// 4. `e`, `a`, `u` (each only when a change of the statement needs it): the webhook events, new
-///    attempts and attempt updates of the changes in `p` (a recorded event or a taken attempt key
-///    fails the whole statement with a unique violation);
+/// 4. `e`, `a`, `r`, `u` (each only when a change of the statement needs it): the webhook events,
+///    new attempts, released consultations (the items of a payout cancelled with
+///    [`release_consultations`](PayoutChange::release_consultations) stop being live) and attempt
+///    updates of the changes in `p` (a recorded event or a taken attempt key fails the whole
+///    statement with a unique violation);
 /// 5. the final `SELECT` fails the whole statement (`payouts_require`) if an attempt update found
 ///    no attempt, as a duplicate event or attempt key already did with a unique violation.
 async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<D::Row>, sqlx::Error> {
@@ -441,6 +451,7 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
             text(update.and_then(|u| u.provider_reference.clone())),
             text(update.and_then(|u| u.error.clone())),
             text(rows::to_json(attempt.and_then(|a| a.destination.as_ref()))),
+            Cell::Int(Some(i64::from(change.release_consultations))),
         ]);
         let follow_up = change.follow_up_written();
         row.extend([
@@ -473,14 +484,14 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
             .zip(&new_columns)
             .map(|(column, new)| (*column, new.clone())),
     );
-    // Only the steps some change of the statement needs: at most eight statement texts, each
+    // Only the steps some change of the statement needs: at most sixteen statement texts, each
     // prepared once per connection.
     let mut sql = format!(
         "WITH c AS (SELECT * FROM {changes_in} \
                  AS c (c_i, c_id, c_version, c_status, {new_columns}, c_at, c_e_provider, c_e_id, c_e_type, \
                        c_e_at, c_a_no, c_a_provider, c_a_key, c_a_summary, c_a_outcome, c_a_reason, c_a_reference, \
                        c_a_error, c_a_created, c_a_updated, c_u_no, c_u_outcome, c_u_reason, c_u_reference, \
-                       c_u_error, c_a_destination, c_f, c_f_next, c_f_attention)), \
+                       c_u_error, c_a_destination, c_release, c_f, c_f_next, c_f_attention)), \
          p AS (UPDATE payouts SET {set}, updated_at = c_at, version = version + 1 \
                FROM c WHERE id = c_id AND version = c_version AND status = c_status \
                RETURNING c_i, {PAYOUT_READ_COLUMNS}), \
@@ -511,6 +522,10 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
                       c_a_error, c_a_created, c_a_updated, c_a_destination \
                FROM p JOIN c USING (c_i) WHERE c_a_no IS NOT NULL RETURNING 1)"
         );
+    }
+    if changes.iter().any(|c| c.release_consultations) {
+        sql += ", r AS (UPDATE payout_items t SET live = FALSE FROM p JOIN c USING (c_i) \
+                 WHERE t.payout_id = c_id AND c_release = 1 AND t.live RETURNING 1)";
     }
     if changes.iter().any(|c| c.attempt_update.is_some()) {
         sql += ", u AS (UPDATE payout_attempts t SET outcome = c_u_outcome, outcome_reason = c_u_reason, \

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 
 use payout_core::domain::{DoctorId, Payout, PayoutId, Period};
 use payout_core::store::{
-    BatchDecision, BatchKeys, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason, Slot, StoredFacts,
+    BatchDecision, BatchKeys, HeldConsultation, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason, Slot,
+    StoredFacts,
 };
 use payout_core::{Error, Result};
 
@@ -60,12 +61,62 @@ async fn facts<T: Tx>(tx: &mut T, keys: &BatchKeys) -> Result<StoredFacts> {
         .into_iter()
         .map(PayoutId::new)
         .collect();
+    let held_consultations = if keys.consultations.is_empty() {
+        HashSet::new()
+    } else {
+        let (sql, args) = held_lookup(tx.dialect(), &keys.consultations);
+        tx.fetch_all(&sql, args)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|row| row.text("reference").map_err(db))
+            .collect::<Result<_>>()?
+    };
     Ok(StoredFacts {
         live_calculated,
         carry_overs,
         open_carry_overs,
         payout_ids,
+        held_consultations,
     })
+}
+
+/// The consultation ledger's lookup: which of `appointment_ids` a live `CONSULTATION` item holds,
+/// and its payout (`reference`, `payout_id`). One statement however many ids, the ids bound as one
+/// array (Postgres `TEXT[]`, SQLite a JSON array read by `json_each`); its condition is the partial
+/// unique index's own, so it is answered from that index.
+pub(crate) fn held_lookup(dialect: Dialect, appointment_ids: &[String]) -> (String, Args) {
+    let ids = Value::TextArray(appointment_ids.iter().cloned().map(Some).collect());
+    let list = match dialect {
+        Dialect::Postgres => "= ANY($1::text[])",
+        Dialect::Sqlite => "IN (SELECT value FROM json_each($1))",
+    };
+    (
+        format!(
+            "SELECT reference, payout_id FROM payout_items \
+             WHERE live AND kind = 'CONSULTATION' AND reference {list}"
+        ),
+        Args(vec![ids]),
+    )
+}
+
+/// See [`PayoutStore::held_consultations`](payout_core::store::PayoutStore::held_consultations).
+pub(crate) async fn held_consultations<D: Db>(d: &D, appointment_ids: &[String]) -> Result<Vec<HeldConsultation>> {
+    if appointment_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (sql, args) = held_lookup(d.dialect(), appointment_ids);
+    d.fetch_all(&sql, args)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|row| {
+            Ok(HeldConsultation {
+                appointment_id: row.text("reference").map_err(db)?,
+                payout_id: PayoutId::new(row.text("payout_id").map_err(db)?),
+            })
+        })
+        .collect()
 }
 
 /// Inserts a checked payout with its items, its audit entry and the carry-overs it consumes.
@@ -80,7 +131,9 @@ async fn insert_payout<T: Tx>(tx: &mut T, new: &NewPayout) -> Result<bool> {
     if inserted == 0 {
         return Ok(false);
     }
-    insert_items(tx, &[new]).await?;
+    if let Err(e) = insert_items(tx, &[new]).await {
+        return Err(ledger_race(e, &[new]));
+    }
     insert_audit(tx, &new.audit).await?;
     consume_carry_overs(tx, new).await?;
     Ok(true)
@@ -175,6 +228,13 @@ async fn existing_payouts<T: Tx>(tx: &mut T, ids: &[&str]) -> Result<HashSet<Str
 /// writes the payouts, items and audit entries with multi-row `INSERT`s (items by `COPY` on
 /// Postgres), so a chunk of 2,000 doctors costs a handful of statements.
 ///
+/// The consultation ledger: consultations a live item holds are looked up with the rest and
+/// decide skips as [`SkipReason::ConsultationHeld`]. On Postgres a concurrent calculation may
+/// insert an item for one of them after the lookup: then the partial unique index
+/// `payout_items_ledger` makes this chunk's item insert wait for the other transaction and fail
+/// with a unique violation if it commits, which rolls the whole chunk back and is answered as a
+/// [`Conflict`](Error::Conflict) (the calculation plans the chunk again).
+///
 /// On Postgres a concurrent calculation may commit a payout for a slot after the lookups: that
 /// payout's insert does nothing (`ON CONFLICT DO NOTHING`), and it is skipped as
 /// `AlreadyCalculated` (or, if its id was taken meanwhile, the chunk is a `Conflict`); a carry-over
@@ -190,7 +250,9 @@ pub(crate) async fn create_period<D: Db>(d: &D, batch: PeriodBatch) -> Result<Pe
         ..Default::default()
     };
     let created = insert_payouts(&mut tx, &create, &mut outcome).await?;
-    insert_items(&mut tx, &created).await?;
+    if let Err(e) = insert_items(&mut tx, &created).await {
+        return Err(ledger_race(e, &created));
+    }
     insert_audits(&mut tx, &created).await?;
     for new in &created {
         consume_carry_overs(&mut tx, new).await?;
@@ -226,6 +288,17 @@ pub(crate) async fn create_period<D: Db>(d: &D, batch: PeriodBatch) -> Result<Pe
     }
     tx.commit().await.map_err(db)?;
     Ok(outcome)
+}
+
+/// A unique violation while inserting a chunk's items: a concurrent calculation took one of its
+/// consultations after the lookup (the ledger's index). The chunk rolls back; it is a `Conflict`.
+fn ledger_race(e: Error, created: &[&NewPayout]) -> Error {
+    match (&e, created.first()) {
+        (Error::Store(s), Some(first)) if s.kind() == payout_core::error::StoreErrorKind::Conflict => {
+            Error::Conflict(first.payout.id.clone())
+        }
+        _ => e,
+    }
 }
 
 /// Inserts the payouts rows of `accepted` and returns the ones inserted; a payout whose slot a

@@ -22,13 +22,18 @@
 //! - an attempt update sets the attempt's `updated_at` to the change's `at`;
 //! - `Conflict` names the payout the change was for;
 //! - an attempt's destination, a payout's approval and its resolution are read back exactly as
-//!   written (a patch replaces the approval or the resolution whole, and keeps them when it has none).
+//!   written (a patch replaces the approval or the resolution whole, and keeps them when it has none);
+//! - the consultation ledger: a payout with a consultation a live item holds (stored, earlier in
+//!   the batch, or twice in itself) is skipped as `ConsultationHeld`; a manual one is a
+//!   `Conflict`; cancelling with `release_consultations` frees them, cancelling without keeps
+//!   them held.
 
 mod at_once;
 mod attempts;
 mod calculation;
 mod changes;
 mod checks;
+mod ledger;
 mod operator;
 mod reading;
 
@@ -46,6 +51,7 @@ pub use attempts::*;
 pub use calculation::*;
 pub use changes::*;
 pub use checks::*;
+pub use ledger::*;
 pub use operator::*;
 pub use reading::*;
 
@@ -128,7 +134,9 @@ pub const STORE_CHECKS: &[StoreCheck] = checks![
     approval_and_resolution_are_kept,
     a_status_change_writes_its_follow_up,
     claims_take_due_checks_under_a_lease,
-    attention_queue_lists_flagged_payouts;
+    attention_queue_lists_flagged_payouts,
+    a_consultation_is_held_by_one_live_payout,
+    cancelling_releases_or_voids_the_consultations;
     concurrent_apply_has_one_winner,
     two_claimers_never_get_the_same_check
 ];

@@ -124,7 +124,7 @@ pub async fn items_keep_text_and_time_exactly(store: &dyn PayoutStore) {
         let amounts: Vec<&str> = amounts.iter().map(String::as_str).collect();
         let mut new = fixtures::new_payout(&format!("po_0{p}"), &format!("dr-{p}"), month(2025, 1), &amounts);
         for (i, item) in new.items.iter_mut().enumerate() {
-            item.reference = format!("{}#{i}", awkward[i % awkward.len()]);
+            item.reference = format!("{}#{p}-{i}", awkward[i % awkward.len()]);
             item.description = awkward[(i + 1) % awkward.len()].to_string();
             item.occurred_at = at(-(i as i64)) + Duration::microseconds(i as i64 * 7 + 1);
         }
