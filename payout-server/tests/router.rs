@@ -432,3 +432,67 @@ async fn money_that_came_back_is_on_the_attention_queue() {
     let (s, _, _) = call(&app, get("/api/admin/payouts?attention=true", Some(&doctor("dr-a")))).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+/// Cancelling says what happens to the consultations (`release` by default, or `void`), the audit
+/// entry records it, and anything else is a 400 that changes nothing; bulk cancel takes it too.
+#[tokio::test]
+async fn cancel_releases_or_voids_the_consultations() {
+    let app = app().await;
+    let root = admin("root");
+    let (s, body, _) = call(&app, get("/api/admin/payouts?status=PENDING", Some(&root))).await;
+    assert_eq!(s, StatusCode::OK);
+    let ids: Vec<String> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.len() >= 2, "{body}");
+    let last_audit = |body: Value| {
+        let entries = body["data"].as_array().unwrap().clone();
+        entries.last().unwrap()["detail"].as_str().unwrap().to_string()
+    };
+
+    let (s, body, _) = call(
+        &app,
+        patch(&ids[0], &root, json!({"action": "cancel", "consultations": "keep"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("release"), "{body}");
+    let (s, body, _) = call(
+        &app,
+        patch(&ids[0], &root, json!({"action": "approve", "consultations": "void"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let (_, body, _) = call(&app, get(&format!("/api/admin/payouts/{}", ids[0]), Some(&root))).await;
+    assert_eq!(body["data"]["status"], "PENDING", "a refused cancel changes nothing");
+
+    let (s, body, _) = call(
+        &app,
+        patch(
+            &ids[0],
+            &root,
+            json!({"action": "cancel", "reason": "duplicate", "consultations": "void"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, body, _) = call(&app, get(&format!("/api/admin/payouts/{}/audit", ids[0]), Some(&root))).await;
+    assert_eq!(last_audit(body), "duplicate; consultations voided");
+
+    let (s, body, _) = call(
+        &app,
+        send(
+            "POST",
+            "/api/admin/payouts/bulk",
+            &root,
+            json!({"payoutIds": [ids[1]], "action": "cancel", "consultations": "release"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, body, _) = call(&app, get(&format!("/api/admin/payouts/{}/audit", ids[1]), Some(&root))).await;
+    assert!(last_audit(body).ends_with("; consultations released"));
+}
