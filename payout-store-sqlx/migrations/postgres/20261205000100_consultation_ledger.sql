@@ -37,4 +37,7 @@ BEGIN
 END;
 $$;
 
-CREATE UNIQUE INDEX payout_items_ledger ON payout_items (kind, reference) WHERE live AND kind = 'CONSULTATION';
+-- Unique over live items' (kind, reference): the predicate fixes kind, so the index holds reference
+-- alone, which is also what the ledger's lookups probe (with `kind` as a leading column that no
+-- condition names, Postgres scanned the table instead).
+CREATE UNIQUE INDEX payout_items_ledger ON payout_items (reference) WHERE live AND kind = 'CONSULTATION';

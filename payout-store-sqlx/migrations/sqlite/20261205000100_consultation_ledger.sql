@@ -10,7 +10,7 @@
 --
 -- If a deployed database already holds a consultation on two payouts that are not cancelled (the
 -- bug this migration closes: overlapping periods), creating the index fails ("UNIQUE constraint
--- failed: payout_items.kind, payout_items.reference") and the migration changes nothing. Nothing is
+-- failed: payout_items.reference") and the migration changes nothing. Nothing is
 -- decided for the operator, since at least one of those payouts may already have paid: find them with
 --   SELECT reference, group_concat(payout_id) FROM payout_items i JOIN payouts p ON p.id = i.payout_id
 --   WHERE kind = 'CONSULTATION' AND p.status <> 'CANCELLED' GROUP BY reference HAVING COUNT(*) > 1;
@@ -20,4 +20,7 @@ ALTER TABLE payout_items ADD COLUMN live INTEGER NOT NULL DEFAULT 1 CHECK (live 
 UPDATE payout_items SET live = 0
 WHERE payout_id IN (SELECT id FROM payouts WHERE status = 'CANCELLED');
 
-CREATE UNIQUE INDEX payout_items_ledger ON payout_items (kind, reference) WHERE live AND kind = 'CONSULTATION';
+-- Unique over live items' (kind, reference): the predicate fixes kind, so the index holds reference
+-- alone, which is also what the ledger's lookups probe (with `kind` as a leading column that no
+-- condition names, Postgres scanned the table instead).
+CREATE UNIQUE INDEX payout_items_ledger ON payout_items (reference) WHERE live AND kind = 'CONSULTATION';

@@ -84,20 +84,19 @@ async fn facts<T: Tx>(tx: &mut T, keys: &BatchKeys) -> Result<StoredFacts> {
 /// The consultation ledger's lookup: which of `appointment_ids` a live `CONSULTATION` item holds,
 /// and its payout (`reference`, `payout_id`). One statement however many ids, the ids bound as one
 /// array (Postgres `TEXT[]`, SQLite a JSON array read by `json_each`); its condition is the partial
-/// unique index's own, so it is answered from that index.
+/// unique index's own, so each id is one probe of that index (whose only column is `reference`: an
+/// index on `(kind, reference)` leaves `kind`, fixed by the predicate, without a condition, and
+/// Postgres's generic plan then scanned the table, comparing every row with every id).
 pub(crate) fn held_lookup(dialect: Dialect, appointment_ids: &[String]) -> (String, Args) {
     let ids = Value::TextArray(appointment_ids.iter().cloned().map(Some).collect());
     let list = match dialect {
         Dialect::Postgres => "= ANY($1::text[])",
         Dialect::Sqlite => "IN (SELECT value FROM json_each($1))",
     };
-    (
-        format!(
-            "SELECT reference, payout_id FROM payout_items \
-             WHERE live AND kind = 'CONSULTATION' AND reference {list}"
-        ),
-        Args(vec![ids]),
-    )
+    let sql = format!(
+        "SELECT reference, payout_id FROM payout_items WHERE live AND kind = 'CONSULTATION' AND reference {list}"
+    );
+    (sql, Args(vec![ids]))
 }
 
 /// See [`PayoutStore::held_consultations`](payout_core::store::PayoutStore::held_consultations).
