@@ -73,9 +73,17 @@ async fn calculates_a_period_once_and_summarises() {
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success());
     assert!(
-        stdout.contains("payouts created: 0") && stdout.contains("already calculated (skipped): 2"),
+        stdout.contains("payouts created: 0") && stdout.contains("already paid (on a live payout, skipped): 3"),
         "{stdout}"
     );
+    // An overlapping period pays nothing twice either, and says what is already paid.
+    let overlap = run(&url, &["--start=2025-01-15", "--end=2025-02-14", "--rate=750"]);
+    let stdout = String::from_utf8_lossy(&overlap.stdout);
+    assert!(overlap.status.success(), "{stdout}");
+    assert!(stdout.contains("consultations:  2"), "{stdout}");
+    assert!(stdout.contains("payouts created: 1 (750.00 KES in all)"), "{stdout}");
+    assert!(stdout.contains("already paid (on a live payout, skipped): 1"), "{stdout}");
+    assert!(stdout.contains("1 consultations of dr-a held by payout"), "{stdout}");
 }
 
 #[tokio::test]
