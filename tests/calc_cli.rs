@@ -82,7 +82,10 @@ async fn calculates_a_period_once_and_summarises() {
     assert!(overlap.status.success(), "{stdout}");
     assert!(stdout.contains("consultations:  2"), "{stdout}");
     assert!(stdout.contains("payouts created: 1 (750.00 KES in all)"), "{stdout}");
-    assert!(stdout.contains("already paid (on a live payout, skipped): 1"), "{stdout}");
+    assert!(
+        stdout.contains("already paid (on a live payout, skipped): 1"),
+        "{stdout}"
+    );
     assert!(stdout.contains("1 consultations of dr-a held by payout"), "{stdout}");
 }
 

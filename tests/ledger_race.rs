@@ -14,13 +14,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
+use futures::TryStreamExt;
 use payout_store_sqlx::testkit::PgTestSchema;
 use payouts::calculation::CalculationPolicy;
 use payouts::domain::{Actor, Consultation, ItemKind, Period, Recipient};
 use payouts::service::{CalculationReport, PerformanceConfig};
 use payouts::source::{StaticConsultations, StaticDirectory};
 use payouts::status::PayoutStatus;
-use futures::TryStreamExt;
 use payouts::store::PayoutFilter;
 use payouts::store_sqlx::{PgStore, SqliteStore};
 use payouts::{PayoutService, PayoutStore};
@@ -95,7 +95,12 @@ async fn overlapping_calculations_pay_each_consultation_once(a: Arc<dyn PayoutSt
         tokio::spawn(calculate(b.clone(), overlapping()))
     );
     let (ra, rb) = (ra.expect("task A"), rb.expect("task B"));
-    assert!(ra.skipped.is_empty() && rb.skipped.is_empty(), "{:?} {:?}", ra.skipped, rb.skipped);
+    assert!(
+        ra.skipped.is_empty() && rb.skipped.is_empty(),
+        "{:?} {:?}",
+        ra.skipped,
+        rb.skipped
+    );
 
     let mut on_payouts: BTreeMap<String, usize> = BTreeMap::new();
     let all: Vec<_> = a
@@ -114,7 +119,10 @@ async fn overlapping_calculations_pay_each_consultation_once(a: Arc<dyn PayoutSt
         }
     }
     let twice: Vec<_> = on_payouts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "consultations on more than one live payout: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "consultations on more than one live payout: {twice:?}"
+    );
     let covered = Period::new(january().start, overlapping().end).unwrap();
     let wanted: Vec<String> = consultations()
         .into_iter()
@@ -124,7 +132,10 @@ async fn overlapping_calculations_pay_each_consultation_once(a: Arc<dyn PayoutSt
     let paid: Vec<&String> = on_payouts.keys().collect();
     let mut wanted_sorted: Vec<&String> = wanted.iter().collect();
     wanted_sorted.sort();
-    assert_eq!(paid, wanted_sorted, "every consultation of the two periods is paid, once");
+    assert_eq!(
+        paid, wanted_sorted,
+        "every consultation of the two periods is paid, once"
+    );
     let reported: u64 = ra
         .already_paid
         .iter()
@@ -140,7 +151,9 @@ async fn overlapping_calculations_pay_each_consultation_once(a: Arc<dyn PayoutSt
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_overlapping_calculations_pay_each_consultation_once() {
-    let Some(url) = PgTestSchema::url_from_env("PAYOUTS_TEST_POSTGRES_URL") else { return };
+    let Some(url) = PgTestSchema::url_from_env("PAYOUTS_TEST_POSTGRES_URL") else {
+        return;
+    };
     let schema = PgTestSchema::create(&url, "payouts_ledger_race").await;
     schema.migrated_pool(1).await.close().await;
     schema
