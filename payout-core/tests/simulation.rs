@@ -33,8 +33,8 @@ use futures::stream::BoxStream;
 use http::{HeaderMap, HeaderValue};
 use payout_core::clock::{ManualClock, SequentialIds};
 use payout_core::domain::{
-    Actor, AttemptOutcome, AuditEntry, Consultation, DoctorId, Payout, PayoutAttempt, PayoutDestination, PayoutId,
-    PayoutItem, PayoutOrigin, Period, Provider, Recipient, ResolutionOutcome, details_fingerprint,
+    Actor, AttemptOutcome, AuditEntry, Consultation, DoctorId, ItemKind, Payout, PayoutAttempt, PayoutDestination,
+    PayoutId, PayoutItem, PayoutOrigin, Period, Provider, Recipient, ResolutionOutcome, details_fingerprint,
 };
 use payout_core::error::{Error, ProviderError, ProviderErrorKind, Result, StoreError, StoreErrorKind, WebhookError};
 use payout_core::memory::MemoryStore;
@@ -44,8 +44,8 @@ use payout_core::provider::{
     ProviderStatus, SendReceipt,
 };
 use payout_core::service::{
-    CalculationPolicy, Deduction, EventOutcome, ManualPayout, PayoutService, PerformanceConfig, ResolveRequest,
-    ServicePolicy,
+    CalculationPolicy, CancelConsultations, Deduction, EventOutcome, ManualPayout, PayoutService, PerformanceConfig,
+    ResolveRequest, ServicePolicy,
 };
 use payout_core::simulated::constant_time_eq;
 use payout_core::source::{RecipientDirectory, StaticConsultations};
@@ -233,6 +233,8 @@ enum Plant {
     /// The store loses the destination an attempt was sent to (reads it back as `None`), so a
     /// re-send falls back to the directory's current details.
     StoreDropsDestination,
+    /// The store releases a cancelled payout's consultations even when the admin voids them.
+    VoidReleases,
 }
 
 /// Everything the fault injectors share: the seeded rng, the ground truth, and what was observed.
@@ -632,6 +634,9 @@ impl PayoutStore for FaultStore {
                     change.expected_status = b.status;
                 }
             }
+            if self.plant == Plant::VoidReleases && change.new_status == Some(PayoutStatus::Cancelled) {
+                change.release_consultations = true;
+            }
             let audit = change.audit.clone();
             let r = self.inner.apply(change).await;
             if let (Ok(after), Some(before)) = (&r, &before) {
@@ -928,6 +933,17 @@ fn periods() -> Vec<Period> {
     vec![month(2025, 1), month(2025, 2), month(2025, 3)]
 }
 
+/// The consultation ledger's part of the world: periods that overlap the months (a half-month
+/// re-run, a span across two months), calculated besides the months themselves.
+fn overlapping_periods() -> Vec<Period> {
+    let day = |m, d| NaiveDate::from_ymd_opt(2025, m, d).unwrap();
+    vec![
+        Period::new(day(1, 15), day(2, 14)).unwrap(),
+        Period::new(day(2, 10), day(3, 31)).unwrap(),
+        Period::new(day(3, 1), day(3, 15)).unwrap(),
+    ]
+}
+
 /// What one seed's run produced.
 #[derive(Debug, Default)]
 struct SeedReport {
@@ -1096,6 +1112,8 @@ impl World {
         let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2025, 4, 2, 8, 0, 0).unwrap()));
         let ids = Arc::new(SequentialIds::default());
         let consultations = Arc::new(StaticConsultations::new(consultations));
+        let mut periods = periods;
+        periods.extend(overlapping_periods());
         let directory = Arc::new(EditableDirectory::new(recipients));
         let service = build_service(&store, &consultations, &directory, &providers, &clock, &ids, &config);
         World {
@@ -1241,7 +1259,15 @@ impl World {
             }
             Op::Cancel => {
                 if let Some(id) = self.pick(&[PayoutStatus::Pending, PayoutStatus::Approved], false).await {
-                    let r = self.service.cancel(&admin(2), &id, Some("changed our mind")).await;
+                    let consultations = if self.rng(|r| r.pct(40)) {
+                        CancelConsultations::Void
+                    } else {
+                        CancelConsultations::Release
+                    };
+                    let r = self
+                        .service
+                        .cancel_with(&admin(2), &id, Some("changed our mind"), consultations)
+                        .await;
                     self.note("cancel", &r);
                 }
             }
@@ -1672,6 +1698,7 @@ impl World {
         let ledger_view: Vec<Transfer> = self.sim.lock().ledger.transfers.values().cloned().collect();
         let status_changes = self.sim.lock().status_changes.clone();
         v.extend(double_payments(&self.sim.lock().ledger));
+        v.extend(self.consultations_paid_twice().await);
         for p in self.payouts().await {
             let id = &p.id;
             // (4) amounts add up, and the provider was asked for exactly the amount due.
@@ -1836,6 +1863,39 @@ impl World {
 }
 
 impl World {
+    /// (12) Each consultation on at most one live payout: one that is not cancelled, or was
+    /// cancelled with its consultations voided (its `CANCEL` audit entry says so). Read from the
+    /// payouts, their items and audit trails, not from the store's own ledger.
+    async fn consultations_paid_twice(&self) -> Vec<String> {
+        let mut holders: BTreeMap<String, Vec<PayoutId>> = BTreeMap::new();
+        for p in self.payouts().await {
+            if p.status == PayoutStatus::Cancelled {
+                let trail = self.mem.audit_trail(&p.id).await.unwrap_or_default();
+                let voided = trail
+                    .iter()
+                    .any(|e| e.action == "CANCEL" && e.detail.ends_with("consultations voided"));
+                if !voided {
+                    continue;
+                }
+            }
+            for i in self.mem.items(&p.id).await.unwrap_or_default() {
+                if i.kind == ItemKind::Consultation {
+                    holders.entry(i.reference).or_default().push(p.id.clone());
+                }
+            }
+        }
+        holders
+            .into_iter()
+            .filter(|(_, ids)| ids.len() > 1)
+            .map(|(c, ids)| {
+                format!(
+                    "[12 each consultation paid once] consultation {c} is on live payouts {}",
+                    ids.iter().map(|id| format!("payout {id} ")).collect::<String>()
+                )
+            })
+            .collect()
+    }
+
     /// With `PAYOUTS_SIM_TRACE` set: prints the audit trail, attempts and provider truth of every payout
     /// a violation names.
     async fn trace(&self, violations: &[String]) {
@@ -2344,6 +2404,18 @@ fn planted_bug_store_without_optimistic_concurrency_is_caught() {
     assert!(
         all.iter().any(|v| v.contains("DOUBLE PAYMENT")),
         "two concurrent triggers with the planted store never paid twice"
+    );
+}
+
+/// The checker can fail: a store that releases a payout's consultations although the admin voided
+/// them lets a later (overlapping) calculation pay them again, and the simulation must say so.
+#[test]
+fn planted_bug_voided_consultations_released_is_caught() {
+    let (s, all) = run_planted(Plant::VoidReleases, "cancelling releases voided consultations");
+    assert!(
+        all.iter().any(|v| v.contains("[12 each consultation paid once]")),
+        "the checker never saw a consultation on two live payouts ({} failing seeds)",
+        s.failures.len()
     );
 }
 
