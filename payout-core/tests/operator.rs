@@ -600,3 +600,136 @@ async fn a_pending_resolution_can_be_rejected_and_a_paid_one_applies_at_once_wit
         "no retry after PAID"
     );
 }
+
+/// An M-Pesa double that never received anything (every lookup: not found) and answers every send
+/// ambiguously; from the second send on (a re-send by reconciliation), it has an operator resolve
+/// the payout `FAILED` while that send is in flight, and records what the engine answered.
+#[derive(Default)]
+struct ResolvedDuringResend {
+    service: std::sync::OnceLock<std::sync::Weak<PayoutService>>,
+    sends: Mutex<Vec<String>>,
+    answers: Mutex<Vec<Result<PayoutStatus, String>>>,
+}
+
+#[async_trait]
+impl PayoutProvider for ResolvedDuringResend {
+    fn provider(&self) -> Provider {
+        Provider::MpesaB2c
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            lookup: true,
+            ..Default::default()
+        }
+    }
+    async fn send(&self, i: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
+        let resend = {
+            let mut sends = self.sends.lock().unwrap();
+            sends.push(i.idempotency_key.clone());
+            sends.len() > 1
+        };
+        if resend {
+            let service = self
+                .service
+                .get()
+                .and_then(std::sync::Weak::upgrade)
+                .expect("the engine");
+            let request = ResolveRequest {
+                outcome: ResolutionOutcome::Failed,
+                provider_reference: None,
+                note: "no debit on the statement".into(),
+            };
+            let answer = service.resolve(&admin("ops-1"), &i.payout_id, request).await;
+            self.answers
+                .lock()
+                .unwrap()
+                .push(answer.map(|p| p.status).map_err(|e| e.to_string()));
+        }
+        Err(ProviderError::new(
+            Provider::MpesaB2c,
+            ProviderErrorKind::Ambiguous,
+            "connection reset",
+        ))
+    }
+    async fn verify_webhook(&self, _: &HeaderMap, _: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
+        Ok(Vec::new())
+    }
+    async fn lookup(&self, _: &AttemptLookup) -> Result<ProviderStatus, ProviderError> {
+        Ok(ProviderStatus::NotFound)
+    }
+}
+
+/// The race between an operator and reconciliation: reconciliation re-sends an attempt the
+/// provider has no record of, and while that re-send is in flight an operator resolves the payout
+/// `FAILED`, which would let `retry` send a new key and pay twice if the re-send lands. The
+/// re-send is written first (the attempt is `PENDING` again), so the resolution is refused until
+/// no send of the attempt can still be in flight; afterwards it is allowed.
+#[tokio::test]
+async fn a_failed_resolution_is_refused_while_a_resend_may_be_in_flight() {
+    let store = Arc::new(MemoryStore::new());
+    let directory = Arc::new(EditableDirectory::default());
+    directory.set(recipient("dr-a"));
+    let double = Arc::new(ResolvedDuringResend::default());
+    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2025, 2, 3, 8, 0, 0).unwrap()));
+    let service = Arc::new(
+        PayoutService::builder()
+            .store(store.clone())
+            .directory(directory.clone())
+            .provider(double.clone())
+            .clock(clock.clone())
+            .ids(Arc::new(SequentialIds::default()))
+            .policy(no_four_eyes())
+            .build()
+            .unwrap(),
+    );
+    double.service.set(Arc::downgrade(&service)).unwrap();
+
+    let manual = ManualPayout {
+        doctor_id: "dr-a".into(),
+        amount: money("1000", "KES"),
+        period: None,
+        notes: None,
+    };
+    let p = service.create_manual(&admin("creator"), manual).await.unwrap();
+    service.approve(&admin("approver"), &p.id).await.unwrap();
+    let p = service
+        .trigger(&admin("trigger"), &p.id, Provider::MpesaB2c)
+        .await
+        .unwrap();
+    assert_eq!(p.status, PayoutStatus::Processing);
+
+    clock.advance(Duration::minutes(10));
+    service.reconcile(Duration::minutes(5)).await.unwrap();
+    let sends = double.sends.lock().unwrap().clone();
+    assert_eq!(sends.len(), 2, "sent, then re-sent by reconciliation");
+    assert_eq!(sends[0], sends[1], "the re-send carries the same key");
+    let answers = double.answers.lock().unwrap().clone();
+    assert!(
+        matches!(&answers[..], [Err(e)] if e.contains("may still be on its way")),
+        "refused during the re-send: {answers:?}"
+    );
+    let during = store.get(&p.id).await.unwrap();
+    assert_eq!(during.status, PayoutStatus::Processing);
+    assert!(
+        !store
+            .audit_trail(&p.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.action == "RESOLVE_CONFIRMED"),
+        "nothing resolved"
+    );
+
+    // The re-send has answered (ambiguously): nothing of ours is sending the attempt any more.
+    let request = ResolveRequest {
+        outcome: ResolutionOutcome::Failed,
+        provider_reference: None,
+        note: "no debit on the statement".into(),
+    };
+    let resolved = service.resolve(&admin("ops-1"), &p.id, request).await.unwrap();
+    assert_eq!(resolved.status, PayoutStatus::Failed);
+    let retried = service.retry(&admin("ops-1"), &p.id, None).await.unwrap();
+    assert_eq!(retried.status, PayoutStatus::Processing);
+    let attempts = store.attempts(&p.id).await.unwrap();
+    assert_eq!(attempts.len(), 2, "a new attempt only after the confirmed failure");
+}

@@ -14,10 +14,10 @@ use futures::stream::FuturesUnordered;
 use super::PayoutService;
 use super::lifecycle::Prepared;
 use crate::domain::{AttemptOutcome, Payout, PayoutId, Provider};
-use crate::error::{Result, StoreError, StoreErrorKind};
+use crate::error::{Error, Result, StoreError, StoreErrorKind};
 use crate::provider::{AttemptLookup, ProviderStatus, SendReceipt};
 use crate::status::PayoutStatus;
-use crate::store::{AttentionPage, CheckClaim, CheckDone, ClaimedCheck, FollowUp};
+use crate::store::{AttemptUpdate, AttentionPage, CheckClaim, CheckDone, ClaimedCheck, FollowUp, PayoutChange};
 
 /// When reconciliation looks at a payout again, and how long it watches a paid one: rules a
 /// finance team decides (part of [`ServicePolicy`](super::ServicePolicy)).
@@ -323,7 +323,23 @@ impl PayoutService {
         let (attempt, adapter, instruction, status) = self.look_up_latest(payout).await?;
         match status {
             ProviderStatus::NotFound => {
-                // Never arrived: the same attempt, the same key, sent again.
+                // Never arrived: the same attempt, the same key, sent again. Written first, as the
+                // first send's attempt is: the attempt is PENDING again from now, so a resolution
+                // reads that a send may be in flight (`resolve.rs`), and one that committed before
+                // this step makes it conflict, so nothing is sent.
+                let mut resending = PayoutChange::of(payout, self.clock.now());
+                resending.attempt_update = Some(AttemptUpdate {
+                    attempt_no: attempt.attempt_no,
+                    outcome: AttemptOutcome::Pending,
+                    provider_reference: None,
+                    error: None,
+                });
+                let payout = match self.store.apply(resending).await {
+                    Ok(p) => p,
+                    Err(Error::Conflict(_)) => return Ok((Checked::Pending, None)),
+                    Err(e) => return Err(e),
+                };
+                let payout = &payout;
                 let prepared = Prepared {
                     payout: payout.clone(),
                     instruction,

@@ -169,6 +169,9 @@ impl PayoutService {
                 },
             ),
         };
+        if resolution.outcome == ResolutionOutcome::Failed {
+            self.refuse_while_a_send_may_be_in_flight(attempt)?;
+        }
         let Transition::To(to) = transition(payout.status, event)? else {
             return Err(Error::ResolutionRefused(format!(
                 "a payout that is {} is not settled by a resolution",
@@ -211,6 +214,32 @@ impl PayoutService {
         ));
         change.patch.resolution = Some(resolution);
         self.store.apply(change).await
+    }
+
+    /// Refuses a `FAILED` resolution while a send of `attempt` may still be in flight: its outcome
+    /// is `PENDING` (written before every send, and before every re-send by reconciliation) and the
+    /// engine's send timeout has not run out since. Confirmed `FAILED` lets `retry` send a new key;
+    /// were the in-flight send to land after that, the payout would be paid twice. A send that
+    /// never answered (a crash after its attempt was written) leaves the attempt `PENDING`: once
+    /// the timeout has run out since, nothing of ours can still be sending it.
+    fn refuse_while_a_send_may_be_in_flight(&self, attempt: &PayoutAttempt) -> Result<()> {
+        if !matches!(attempt.outcome, AttemptOutcome::Pending) {
+            return Ok(());
+        }
+        let Ok(timeout) = chrono::Duration::from_std(self.policy.send_timeout) else {
+            return Ok(());
+        };
+        let until = attempt.updated_at + timeout;
+        if self.clock.now() < until {
+            return Err(Error::ResolutionRefused(format!(
+                "attempt {} may still be on its way to the provider (sent at {}); FAILED can be resolved \
+                 from {} on, when no send of it can still be in flight",
+                attempt.attempt_no,
+                attempt.updated_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                until.format("%Y-%m-%d %H:%M:%S UTC"),
+            )));
+        }
+        Ok(())
     }
 
     /// Asks the provider about `attempt` and weighs its answer against `claim`. An answer that
