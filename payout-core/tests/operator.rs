@@ -53,9 +53,15 @@ impl RecipientDirectory for EditableDirectory {
 
 /// An M-Pesa double that records every send with the destination it was sent to, answers every
 /// send ambiguously (the outcome stays unknown) and every lookup as told.
+///
+/// When told to ([`Double::resolve_failed_during_resends`]), every send after the first (a re-send by
+/// reconciliation) has an operator resolve the payout `FAILED` while that send is in flight, and
+/// records what the engine answered.
 struct Double {
     sends: Mutex<Vec<(String, PayoutDestination)>>,
     lookup: Mutex<Result<ProviderStatus, ProviderError>>,
+    resolver: std::sync::OnceLock<std::sync::Weak<PayoutService>>,
+    resolved_during_resends: Mutex<Vec<Result<PayoutStatus, String>>>,
 }
 
 impl Double {
@@ -63,7 +69,12 @@ impl Double {
         Double {
             sends: Mutex::new(Vec::new()),
             lookup: Mutex::new(Ok(ProviderStatus::Accepted)),
+            resolver: std::sync::OnceLock::new(),
+            resolved_during_resends: Mutex::new(Vec::new()),
         }
+    }
+    fn resolve_failed_during_resends(&self, service: &Arc<PayoutService>) {
+        assert!(self.resolver.set(Arc::downgrade(service)).is_ok(), "told once");
     }
     fn answer_lookups(&self, answer: Result<ProviderStatus, ProviderError>) {
         *self.lookup.lock().unwrap() = answer;
@@ -85,10 +96,26 @@ impl PayoutProvider for Double {
         }
     }
     async fn send(&self, i: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
-        self.sends
-            .lock()
-            .unwrap()
-            .push((i.idempotency_key.clone(), i.destination.clone()));
+        let resend = {
+            let mut sends = self.sends.lock().unwrap();
+            sends.push((i.idempotency_key.clone(), i.destination.clone()));
+            sends.len() > 1
+        };
+        if let Some(service) = self
+            .resolver
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .filter(|_| resend)
+        {
+            let request = ResolveRequest {
+                outcome: ResolutionOutcome::Failed,
+                provider_reference: None,
+                note: "no debit on the statement".into(),
+            };
+            let answer = service.resolve(&admin("ops-1"), &i.payout_id, request).await;
+            let answer = answer.map(|p| p.status).map_err(|e| e.to_string());
+            self.resolved_during_resends.lock().unwrap().push(answer);
+        }
         Err(ProviderError::new(
             Provider::MpesaB2c,
             ProviderErrorKind::Ambiguous,
@@ -104,7 +131,7 @@ impl PayoutProvider for Double {
 }
 
 struct Harness {
-    service: PayoutService,
+    service: Arc<PayoutService>,
     store: Arc<MemoryStore>,
     directory: Arc<EditableDirectory>,
     double: Arc<Double>,
@@ -120,7 +147,7 @@ fn harness(policy: ServicePolicy) -> Harness {
     let double = Arc::new(Double::new());
     let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2025, 2, 3, 8, 0, 0).unwrap()));
     Harness {
-        service: build(&store, &directory, &double, &clock, policy),
+        service: Arc::new(build(&store, &directory, &double, &clock, policy)),
         store,
         directory,
         double,
@@ -601,64 +628,6 @@ async fn a_pending_resolution_can_be_rejected_and_a_paid_one_applies_at_once_wit
     );
 }
 
-/// An M-Pesa double that never received anything (every lookup: not found) and answers every send
-/// ambiguously; from the second send on (a re-send by reconciliation), it has an operator resolve
-/// the payout `FAILED` while that send is in flight, and records what the engine answered.
-#[derive(Default)]
-struct ResolvedDuringResend {
-    service: std::sync::OnceLock<std::sync::Weak<PayoutService>>,
-    sends: Mutex<Vec<String>>,
-    answers: Mutex<Vec<Result<PayoutStatus, String>>>,
-}
-
-#[async_trait]
-impl PayoutProvider for ResolvedDuringResend {
-    fn provider(&self) -> Provider {
-        Provider::MpesaB2c
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            lookup: true,
-            ..Default::default()
-        }
-    }
-    async fn send(&self, i: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
-        let resend = {
-            let mut sends = self.sends.lock().unwrap();
-            sends.push(i.idempotency_key.clone());
-            sends.len() > 1
-        };
-        if resend {
-            let service = self
-                .service
-                .get()
-                .and_then(std::sync::Weak::upgrade)
-                .expect("the engine");
-            let request = ResolveRequest {
-                outcome: ResolutionOutcome::Failed,
-                provider_reference: None,
-                note: "no debit on the statement".into(),
-            };
-            let answer = service.resolve(&admin("ops-1"), &i.payout_id, request).await;
-            self.answers
-                .lock()
-                .unwrap()
-                .push(answer.map(|p| p.status).map_err(|e| e.to_string()));
-        }
-        Err(ProviderError::new(
-            Provider::MpesaB2c,
-            ProviderErrorKind::Ambiguous,
-            "connection reset",
-        ))
-    }
-    async fn verify_webhook(&self, _: &HeaderMap, _: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
-        Ok(Vec::new())
-    }
-    async fn lookup(&self, _: &AttemptLookup) -> Result<ProviderStatus, ProviderError> {
-        Ok(ProviderStatus::NotFound)
-    }
-}
-
 /// The race between an operator and reconciliation: reconciliation re-sends an attempt the
 /// provider has no record of, and while that re-send is in flight an operator resolves the payout
 /// `FAILED`, which would let `retry` send a new key and pay twice if the re-send lands. The
@@ -666,70 +635,32 @@ impl PayoutProvider for ResolvedDuringResend {
 /// no send of the attempt can still be in flight; afterwards it is allowed.
 #[tokio::test]
 async fn a_failed_resolution_is_refused_while_a_resend_may_be_in_flight() {
-    let store = Arc::new(MemoryStore::new());
-    let directory = Arc::new(EditableDirectory::default());
-    directory.set(recipient("dr-a"));
-    let double = Arc::new(ResolvedDuringResend::default());
-    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2025, 2, 3, 8, 0, 0).unwrap()));
-    let service = Arc::new(
-        PayoutService::builder()
-            .store(store.clone())
-            .directory(directory.clone())
-            .provider(double.clone())
-            .clock(clock.clone())
-            .ids(Arc::new(SequentialIds::default()))
-            .policy(no_four_eyes())
-            .build()
-            .unwrap(),
-    );
-    double.service.set(Arc::downgrade(&service)).unwrap();
+    let h = harness(no_four_eyes());
+    h.double.resolve_failed_during_resends(&h.service);
+    h.double.answer_lookups(Ok(ProviderStatus::NotFound));
+    let p = h.in_flight("dr-a").await;
 
-    let manual = ManualPayout {
-        doctor_id: "dr-a".into(),
-        amount: money("1000", "KES"),
-        period: None,
-        notes: None,
-    };
-    let p = service.create_manual(&admin("creator"), manual).await.unwrap();
-    service.approve(&admin("approver"), &p.id).await.unwrap();
-    let p = service
-        .trigger(&admin("trigger"), &p.id, Provider::MpesaB2c)
-        .await
-        .unwrap();
-    assert_eq!(p.status, PayoutStatus::Processing);
-
-    clock.advance(Duration::minutes(10));
-    service.reconcile(Duration::minutes(5)).await.unwrap();
-    let sends = double.sends.lock().unwrap().clone();
+    h.clock.advance(Duration::minutes(10));
+    h.service.reconcile(Duration::minutes(5)).await.unwrap();
+    let sends = h.double.sends();
     assert_eq!(sends.len(), 2, "sent, then re-sent by reconciliation");
-    assert_eq!(sends[0], sends[1], "the re-send carries the same key");
-    let answers = double.answers.lock().unwrap().clone();
+    assert_eq!(sends[0].0, sends[1].0, "the re-send carries the same key");
+    let answers = h.double.resolved_during_resends.lock().unwrap().clone();
     assert!(
         matches!(&answers[..], [Err(e)] if e.contains("may still be on its way")),
         "refused during the re-send: {answers:?}"
     );
-    let during = store.get(&p.id).await.unwrap();
-    assert_eq!(during.status, PayoutStatus::Processing);
+    assert_eq!(h.store.get(&p.id).await.unwrap().status, PayoutStatus::Processing);
     assert!(
-        !store
-            .audit_trail(&p.id)
-            .await
-            .unwrap()
-            .iter()
-            .any(|a| a.action == "RESOLVE_CONFIRMED"),
+        !h.actions(&p.id).await.contains(&"RESOLVE_CONFIRMED".to_string()),
         "nothing resolved"
     );
 
     // The re-send has answered (ambiguously): nothing of ours is sending the attempt any more.
-    let request = ResolveRequest {
-        outcome: ResolutionOutcome::Failed,
-        provider_reference: None,
-        note: "no debit on the statement".into(),
-    };
-    let resolved = service.resolve(&admin("ops-1"), &p.id, request).await.unwrap();
+    let resolved = h.resolve("ops-1", &p.id, ResolutionOutcome::Failed).await.unwrap();
     assert_eq!(resolved.status, PayoutStatus::Failed);
-    let retried = service.retry(&admin("ops-1"), &p.id, None).await.unwrap();
+    let retried = h.service.retry(&admin("ops-1"), &p.id, None).await.unwrap();
     assert_eq!(retried.status, PayoutStatus::Processing);
-    let attempts = store.attempts(&p.id).await.unwrap();
+    let attempts = h.store.attempts(&p.id).await.unwrap();
     assert_eq!(attempts.len(), 2, "a new attempt only after the confirmed failure");
 }
