@@ -2,7 +2,9 @@
 //!
 //! The monthly calculation job of the original system (`scripts/calc_payouts.ts`), same flags and defaults:
 //! `--start` first day of the previous month, `--end` its last day, `--rate` 500 KES per completed
-//! consultation. Reads `COMPLETED` rows of the host's `appointments` table in `DATABASE_URL` (default: the
+//! consultation; and `--lookback` 90 days: completed consultations of the 90 days before the period
+//! that no payout holds (marked completed after their month was calculated) are paid with it, as
+//! late items. Reads `COMPLETED` rows of the host's `appointments` table in `DATABASE_URL` (default: the
 //! demo server's SQLite file `payouts-demo.db`), creates one PENDING payout per doctor, shows progress on a
 //! terminal and a summary at the end. Re-running a period creates nothing new. Exits with code 1 and a clear
 //! message when the database is unreachable or the period has no completed consultations.
@@ -15,7 +17,7 @@ use chrono::NaiveDate;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use payouts::PayoutStore;
-use payouts::domain::{Actor, Consultation, Period};
+use payouts::domain::{Actor, Consultation, Period, Reversal};
 use payouts::money::{Currency, Money};
 use payouts::service::{CalculationPolicy, PayoutService, PerformanceConfig};
 use payouts::source::{ConsultationSource, RecipientDirectory};
@@ -27,6 +29,7 @@ struct Args {
     start: Option<NaiveDate>,
     end: Option<NaiveDate>,
     rate: Money,
+    lookback_days: u32,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -34,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
         start: None,
         end: None,
         rate: Money::from_minor_units(50_000, Currency::KES),
+        lookback_days: payouts::calculation::DEFAULT_LOOKBACK_DAYS,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -53,6 +57,12 @@ fn parse_args() -> Result<Args, String> {
             "--end" => args.end = Some(date(&value()?)?),
             "--rate" => {
                 args.rate = Money::parse(&value()?, Currency::KES).map_err(|e| format!("--rate: {e}"))?;
+            }
+            "--lookback" => {
+                let days = value()?;
+                args.lookback_days = days
+                    .parse()
+                    .map_err(|_| format!("--lookback: {days:?} is not a number of days"))?;
             }
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown flag {other}")),
@@ -84,6 +94,10 @@ impl ConsultationSource for Counting {
             }
         }))
     }
+
+    fn reversed(&self, window: Period) -> BoxStream<'static, payouts::Result<Reversal>> {
+        self.inner.reversed(window)
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -91,7 +105,9 @@ async fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(why) => {
-            eprintln!("{why}\nusage: calc_payouts [--start YYYY-MM-DD] [--end YYYY-MM-DD] [--rate KES]");
+            eprintln!(
+                "{why}\nusage: calc_payouts [--start YYYY-MM-DD] [--end YYYY-MM-DD] [--rate KES] [--lookback DAYS]"
+            );
             std::process::exit(if why.is_empty() { 0 } else { 2 });
         }
     };
@@ -155,13 +171,16 @@ async fn run(args: Args) -> Result<(), String> {
     let default = Period::previous_month(service.now());
     let period =
         Period::new(args.start.unwrap_or(default.start), args.end.unwrap_or(default.end)).map_err(|e| e.to_string())?;
-    println!("calculating {period} at {} per completed consultation", args.rate);
+    println!(
+        "calculating {period} at {} per completed consultation, looking back {} days",
+        args.rate, args.lookback_days
+    );
+    let policy = CalculationPolicy {
+        lookback_days: args.lookback_days,
+        ..CalculationPolicy::with_rate(args.rate)
+    };
     let report = service
-        .calculate_period(
-            &Actor::system("calc_payouts"),
-            Some(period),
-            &CalculationPolicy::with_rate(args.rate),
-        )
+        .calculate_period(&Actor::system("calc_payouts"), Some(period), &policy)
         .await
         .map_err(|e| match e {
             payouts::Error::Source(m) => format!("cannot read completed consultations: {m}"),
@@ -188,15 +207,28 @@ async fn run(args: Args) -> Result<(), String> {
     println!("already paid (on a live payout, skipped): {already}");
     for a in report.already_paid.iter().take(10) {
         println!(
-            "  {} consultations of {} held by payout {}",
+            "  {} consultations of {} held by {}",
             a.consultations, a.doctor_id, a.held_by
         );
     }
     if report.already_paid.len() > 10 {
         println!("  ... and {} more doctors", report.already_paid.len() - 10);
     }
+    println!(
+        "late consultations paid (completed after their period was calculated): {}",
+        report.late
+    );
+    if report.clawbacks > 0 {
+        println!(
+            "clawbacks (paid consultations refunded or voided since): {}",
+            report.clawbacks
+        );
+    }
     if !report.carried_over.is_empty() {
-        println!("carried over (below minimum): {}", report.carried_over.len());
+        println!(
+            "carried over (below minimum, or clawbacks larger than earnings): {}",
+            report.carried_over.len()
+        );
     }
     Ok(())
 }

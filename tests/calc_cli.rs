@@ -76,8 +76,12 @@ async fn calculates_a_period_once_and_summarises() {
         stdout.contains("payouts created: 0") && stdout.contains("already paid (on a live payout, skipped): 3"),
         "{stdout}"
     );
-    // An overlapping period pays nothing twice either, and says what is already paid.
-    let overlap = run(&url, &["--start=2025-01-15", "--end=2025-02-14", "--rate=750"]);
+    // An overlapping period pays nothing twice either, and says what is already paid (read without
+    // a look-back, so only the period's consultations are counted).
+    let overlap = run(
+        &url,
+        &["--start=2025-01-15", "--end=2025-02-14", "--rate=750", "--lookback=0"],
+    );
     let stdout = String::from_utf8_lossy(&overlap.stdout);
     assert!(overlap.status.success(), "{stdout}");
     assert!(stdout.contains("consultations:  2"), "{stdout}");
@@ -87,6 +91,52 @@ async fn calculates_a_period_once_and_summarises() {
         "{stdout}"
     );
     assert!(stdout.contains("1 consultations of dr-a held by payout"), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_consultation_completed_late_is_paid_by_the_next_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = host_db(dir.path(), &[("1", "dr-a", "2025-01-03T10:00:00Z")]).await;
+    let jan = run(&url, &["--start", "2025-01-01", "--end", "2025-01-31"]);
+    assert!(jan.status.success(), "{}", String::from_utf8_lossy(&jan.stderr));
+    // Appointment 2 happened in January but is marked completed only now.
+    let store = payouts::store_sqlx::SqliteStore::connect(&url).await.unwrap();
+    sqlx::query("INSERT INTO appointments VALUES ('2', 'dr-a', 'COMPLETED', '2025-01-30T16:00:00Z')")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO appointments VALUES ('3', 'dr-a', 'COMPLETED', '2025-02-03T09:00:00Z')")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let feb = run(&url, &["--start", "2025-02-01", "--end", "2025-02-28"]);
+    let stdout = String::from_utf8_lossy(&feb.stdout);
+    assert!(feb.status.success(), "{stdout}{}", String::from_utf8_lossy(&feb.stderr));
+    assert!(stdout.contains("looking back 90 days"), "{stdout}");
+    assert!(stdout.contains("payouts created: 1 (1000.00 KES in all)"), "{stdout}");
+    assert!(
+        stdout.contains("late consultations paid (completed after their period was calculated): 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("already paid (on a live payout, skipped): 0"),
+        "{stdout}"
+    );
+    let again = run(
+        &url,
+        &["--start", "2025-03-01", "--end", "2025-03-31", "--lookback", "120"],
+    );
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        stdout.contains("payouts created: 0")
+            && stdout.contains("late consultations paid (completed after their period was calculated): 0"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]
@@ -128,4 +178,7 @@ fn bad_flags_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--rate"));
     let out = run("sqlite::memory:", &["--start", "2025-02-30"]);
     assert_eq!(out.status.code(), Some(2));
+    let out = run("sqlite::memory:", &["--lookback", "ninety"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--lookback"));
 }

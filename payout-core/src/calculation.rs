@@ -1,8 +1,10 @@
 //! The calculation's rules, as pure functions: what one doctor is owed for a period, item by item.
 //!
-//! [`plan_doctor`] turns a doctor's completed consultations and open carried-over balances into a
-//! [`DoctorPlan`]: pay (the items and their net), carry over (below the minimum payout), or nothing
-//! due (deductions took everything). It reads no store, no clock and no id generator, so every rule
+//! [`plan_doctor`] turns a doctor's completed consultations (the period's, and late ones of
+//! earlier periods that nobody paid), clawbacks and open carried-over balances into a
+//! [`DoctorPlan`]: pay (the items and their net), carry over (below the minimum payout, or a negative
+//! remainder when clawbacks took more than was earned), or nothing due (deductions took
+//! everything). It reads no store, no clock and no id generator, so every rule
 //! (rate and per-doctor overrides, carry-overs, deductions and their rounding, the minimum payout)
 //! can be checked on its own; [`PayoutService::calculate_period`](crate::PayoutService::calculate_period)
 //! streams the consultations, asks it for each doctor and writes what it decides.
@@ -13,7 +15,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Consultation, DoctorId, ItemKind, PayoutItem, Period};
+use crate::domain::{Consultation, DoctorId, ItemKind, PayoutItem, Period, Reversal};
 use crate::error::{Error, Result};
 use crate::money::{Currency, Money};
 use crate::store::CarryOver;
@@ -42,10 +44,26 @@ pub struct CalculationPolicy {
     /// How a deduction is rounded to the currency's minor unit. Default: half away from zero.
     #[serde(skip, default = "default_rounding")]
     pub rounding: RoundingStrategy,
+    /// The look-back, in days before the period's first day: completed consultations of that
+    /// window that no payout holds (completed late, after their period was calculated) are paid
+    /// with this period, dated when they happened and labelled late, and reversals of that window
+    /// are clawed back. Default: [`DEFAULT_LOOKBACK_DAYS`]; 0 reads the period alone.
+    #[serde(default = "default_lookback")]
+    pub lookback_days: u32,
 }
+
+/// The default look-back of a calculation, in days.
+pub const DEFAULT_LOOKBACK_DAYS: u32 = 90;
+
+/// The longest look-back a policy accepts, in days (ten years).
+pub const MAX_LOOKBACK_DAYS: u32 = 3660;
 
 fn default_rounding() -> RoundingStrategy {
     RoundingStrategy::MidpointAwayFromZero
+}
+
+fn default_lookback() -> u32 {
+    DEFAULT_LOOKBACK_DAYS
 }
 
 impl Default for CalculationPolicy {
@@ -56,6 +74,7 @@ impl Default for CalculationPolicy {
             minimum_payout: None,
             deductions: Vec::new(),
             rounding: default_rounding(),
+            lookback_days: DEFAULT_LOOKBACK_DAYS,
         }
     }
 }
@@ -106,7 +125,22 @@ impl CalculationPolicy {
         if total > Decimal::ONE_HUNDRED {
             return bad(format!("deductions add up to {total}%, more than 100%"));
         }
+        if self.lookback_days > MAX_LOOKBACK_DAYS {
+            return bad(format!(
+                "look-back of {} days is longer than {MAX_LOOKBACK_DAYS} days",
+                self.lookback_days
+            ));
+        }
         Ok(())
+    }
+
+    /// What a calculation of `period` reads: the period and the look-back before it.
+    pub fn window(&self, period: Period) -> Period {
+        let start = period
+            .start
+            .checked_sub_days(chrono::Days::new(u64::from(self.lookback_days)))
+            .unwrap_or(period.start);
+        Period { start, end: period.end }
     }
 
     /// The rate `doctor` is paid per consultation: the override, or the policy's rate.
@@ -120,12 +154,17 @@ impl CalculationPolicy {
 pub enum DoctorPlan {
     /// Pay the doctor: the items add up to `net`.
     Pay(PlannedPayout),
-    /// The net is below the minimum payout: `amount` (this period's consultations' gross earnings)
-    /// is carried over to a later period, with `note` saying why. `amount` is `None` when the doctor
-    /// had no consultations this period: the balances already carried stay open as they are.
+    /// The net is below the minimum payout, or not positive because clawbacks took more than was
+    /// earned: `amount` (this period's consultations and clawbacks, `items`) is carried over to a
+    /// later period, with `note` saying why. `amount` is `None` when the doctor had neither this
+    /// period: the balances already carried stay open as they are.
     CarryOver {
-        /// This period's earnings to carry, if any.
+        /// This period's earnings to carry, if any: the sum of `items`, negative when clawbacks took
+        /// more than was earned.
         amount: Option<Money>,
+        /// The consultation and clawback items carried: they join the consultation ledger with
+        /// the carry-over.
+        items: Vec<PayoutItem>,
         /// Why, for the record.
         note: String,
     },
@@ -142,6 +181,12 @@ pub struct PlannedPayout {
     pub rate: Money,
     /// How many consultations.
     pub consultations: usize,
+    /// The consultations of earlier periods among them (completed late), by appointment id.
+    pub late: Vec<String>,
+    /// The consultations clawed back, by appointment id.
+    pub clawbacks: Vec<String>,
+    /// What the clawbacks took back, as a positive amount.
+    pub clawed_back: Money,
     /// The consultations' earnings (`rate` x `consultations`).
     pub earned: Money,
     /// The carried-over balances paid out with it.
@@ -155,17 +200,46 @@ pub struct PlannedPayout {
 }
 
 impl PlannedPayout {
-    /// One line for the `CREATE` audit entry.
+    /// One line for the `CREATE` audit entry: the figures, then the late consultations and the
+    /// clawbacks by appointment id.
     pub fn summary(&self, period: Period) -> String {
-        format!(
+        let mut line = format!(
             "calculated {period}: {} consultations at {} = {}; carried over {}; deductions {}; net {}",
             self.consultations, self.rate, self.earned, self.carried, self.deducted, self.net
-        )
+        );
+        if !self.late.is_empty() {
+            line.push_str(&format!(
+                "; late (completed before {}, not paid before): {}",
+                period.start,
+                listed(&self.late)
+            ));
+        }
+        if !self.clawbacks.is_empty() {
+            line.push_str(&format!(
+                "; clawed back {}: {}",
+                self.clawed_back,
+                listed(&self.clawbacks)
+            ));
+        }
+        line
     }
 }
 
-/// One item per consultation at `rate`, dated when the consultation was completed.
-pub fn consultation_items(rate: Money, consultations: &[Consultation]) -> Vec<PayoutItem> {
+/// How many ids an audit line lists before it says how many more there are.
+const LISTED: usize = 20;
+
+/// `ids`, comma-separated, at most [`LISTED`] of them.
+fn listed(ids: &[String]) -> String {
+    let mut out = ids.iter().take(LISTED).cloned().collect::<Vec<_>>().join(", ");
+    if ids.len() > LISTED {
+        out.push_str(&format!(" and {} more", ids.len() - LISTED));
+    }
+    out
+}
+
+/// One item per consultation at `rate`, dated when the consultation was completed; one completed
+/// before `period` (late) says so in its description.
+pub fn consultation_items(rate: Money, consultations: &[Consultation], period: Period) -> Vec<PayoutItem> {
     consultations
         .iter()
         .map(|c| PayoutItem {
@@ -173,9 +247,37 @@ pub fn consultation_items(rate: Money, consultations: &[Consultation]) -> Vec<Pa
             reference: c.appointment_id.clone(),
             amount: rate,
             occurred_at: c.completed_at,
-            description: format!("Consultation {} at {rate}", c.appointment_id),
+            description: if is_late(c, period) {
+                format!(
+                    "Late consultation {} of {} at {rate}",
+                    c.appointment_id,
+                    c.completed_at.date_naive()
+                )
+            } else {
+                format!("Consultation {} at {rate}", c.appointment_id)
+            },
         })
         .collect()
+}
+
+/// True when `c` was completed before `period`: a late consultation the look-back found.
+pub fn is_late(c: &Consultation, period: Period) -> bool {
+    c.completed_at.date_naive() < period.start
+}
+
+/// The clawback item of a reversed consultation that was paid `paid`: its negation, dated when it
+/// was reversed.
+pub fn clawback_item(reversal: &Reversal, paid: Money) -> PayoutItem {
+    PayoutItem {
+        kind: ItemKind::Clawback,
+        reference: reversal.appointment_id.clone(),
+        amount: paid.negate(),
+        occurred_at: reversal.reversed_at,
+        description: format!(
+            "Clawback of consultation {} ({}), paid {paid}",
+            reversal.appointment_id, reversal.reason
+        ),
+    }
 }
 
 /// One item per carried-over balance, dated when it was carried.
@@ -217,56 +319,90 @@ fn deductions(policy: &CalculationPolicy, gross: Money, period: Period) -> Resul
     Ok((items, total))
 }
 
-/// What `doctor` is owed for `period` under `policy`: their completed `consultations` of the
-/// period and the open carry-overs they have (`carried`, in the policy's currency).
+/// What `doctor` is owed for `period` under `policy`: their completed `consultations` (of the
+/// period, and late ones of the look-back that nobody paid), the `clawbacks` of their paid
+/// consultations that were reversed since (negative items, see [`clawback_item`]) and the open
+/// carry-overs they have (`carried`, in the policy's currency).
 ///
-/// Gross is the consultations at the doctor's rate plus the carried balances; each deduction is a
-/// percent of gross; net is gross less the deductions. Below the minimum payout the consultations'
-/// earnings are carried over (the carried balances stay open); a net of zero or less is nothing
-/// due; otherwise the doctor is paid net, with every amount an item.
+/// Gross is the consultations at the doctor's rate, plus the carried balances, less the
+/// clawbacks. A negative gross (clawbacks took more than was earned) carries this period's
+/// consultations and clawbacks forward as one negative balance, and the carried balances stay
+/// open, to be settled against later earnings. Otherwise each deduction is a percent of gross, and
+/// net is gross less the deductions. Below the minimum payout this period's consultations and
+/// clawbacks are carried over (the carried balances stay open); a net of zero or less is nothing
+/// due, unless there are clawbacks, which are then carried so they are recorded and taken once;
+/// otherwise the doctor is paid net, with every amount an item.
 pub fn plan_doctor(
     policy: &CalculationPolicy,
     period: Period,
     doctor: &DoctorId,
     consultations: &[Consultation],
+    clawbacks: &[PayoutItem],
     carried: &[CarryOver],
 ) -> Result<DoctorPlan> {
     let currency = policy.currency();
     let rate = policy.rate_for(doctor);
-    let mut items = consultation_items(rate, consultations);
-    items.extend(carry_over_items(carried));
+    let mut new_items = consultation_items(rate, consultations, period);
+    new_items.extend(clawbacks.iter().cloned());
     let earned = rate.checked_mul(consultations.len() as i64)?;
+    let new = Money::sum(currency, new_items.iter().map(|i| &i.amount))?;
+    let clawed_back = earned.checked_sub(&new)?;
+    let carry = |items: Vec<PayoutItem>, note: String| DoctorPlan::CarryOver {
+        amount: (!items.is_empty()).then_some(new),
+        items,
+        note,
+    };
+    let mut items = new_items.clone();
+    items.extend(carry_over_items(carried));
     let gross = Money::sum(currency, items.iter().map(|i| &i.amount))?;
+    if gross.is_negative() {
+        return Ok(carry(
+            new_items,
+            format!("net {gross} is negative (clawbacks {clawed_back}): carried forward"),
+        ));
+    }
     let (deduction_items, deducted) = deductions(policy, gross, period)?;
     items.extend(deduction_items);
     let net = gross.checked_sub(&deducted)?;
 
     if let Some(min) = policy.minimum_payout.filter(|min| net.amount() < min.amount()) {
-        return Ok(DoctorPlan::CarryOver {
-            amount: (!consultations.is_empty()).then_some(earned),
-            note: format!("net {net} below the minimum payout {min}"),
-        });
+        return Ok(carry(new_items, format!("net {net} below the minimum payout {min}")));
     }
     if !net.amount().is_sign_positive() || net.is_zero() {
-        return Ok(DoctorPlan::NothingDue);
+        if clawbacks.is_empty() {
+            return Ok(DoctorPlan::NothingDue);
+        }
+        return Ok(carry(
+            new_items,
+            format!("net {net} after clawbacks {clawed_back}: carried forward"),
+        ));
     }
     Ok(DoctorPlan::Pay(PlannedPayout {
         items,
         rate,
         consultations: consultations.len(),
+        late: consultations
+            .iter()
+            .filter(|c| is_late(c, period))
+            .map(|c| c.appointment_id.clone())
+            .collect(),
+        clawbacks: clawbacks.iter().map(|c| c.reference.clone()).collect(),
+        clawed_back,
         earned,
-        carried: gross.checked_sub(&earned)?,
+        carried: gross.checked_sub(&new)?,
         deducted,
         net,
         consumes_carry_overs: carried.iter().map(|c| c.period).collect(),
     }))
 }
 
-/// The carry-over a [`DoctorPlan::CarryOver`] with an amount records, made at `at`.
+/// The carry-over a [`DoctorPlan::CarryOver`] with an amount records, made at `at`, holding
+/// `items` in the consultation ledger.
 pub fn carry_over_record(
     doctor: &DoctorId,
     period: Period,
     amount: Money,
+    items: Vec<PayoutItem>,
     note: String,
     at: DateTime<Utc>,
 ) -> CarryOver {
@@ -274,6 +410,7 @@ pub fn carry_over_record(
         doctor_id: doctor.clone(),
         period,
         amount,
+        items,
         note,
         created_at: at,
         consumed_by: None,
@@ -315,6 +452,7 @@ mod tests {
             &"dr-a".into(),
             Period::new(start, next.pred_opt().unwrap()).unwrap(),
             kes(amount),
+            Vec::new(),
             "below minimum".into(),
             next.and_hms_opt(0, 0, 0).unwrap().and_utc(),
         )
@@ -322,7 +460,15 @@ mod tests {
 
     /// `doctor`'s plan for January with `n` consultations and `carried` balances.
     fn plan(policy: &CalculationPolicy, doctor: &str, n: u32, carried: &[CarryOver]) -> DoctorPlan {
-        plan_doctor(policy, january(), &doctor.into(), &consultations(doctor, n), carried).unwrap()
+        plan_doctor(
+            policy,
+            january(),
+            &doctor.into(),
+            &consultations(doctor, n),
+            &[],
+            carried,
+        )
+        .unwrap()
     }
 
     fn paid(plan: DoctorPlan) -> PlannedPayout {
@@ -410,13 +556,23 @@ mod tests {
             minimum_payout: Some(kes("2000")),
             ..Default::default()
         };
-        assert_eq!(
-            plan(&policy, "dr-a", 3, &[carried("300", 12)]),
-            DoctorPlan::CarryOver {
-                amount: Some(kes("1500")),
-                note: "net 1800.00 KES below the minimum payout 2000.00 KES".into()
+        match plan(&policy, "dr-a", 3, &[carried("300", 12)]) {
+            DoctorPlan::CarryOver { amount, items, note } => {
+                assert_eq!(amount, Some(kes("1500")));
+                assert_eq!(note, "net 1800.00 KES below the minimum payout 2000.00 KES");
+                // The carried consultations join the ledger with the carry-over.
+                let refs: Vec<_> = items.iter().map(|i| (i.kind, i.reference.as_str())).collect();
+                assert_eq!(
+                    refs,
+                    [
+                        (ItemKind::Consultation, "apt-dr-a-1"),
+                        (ItemKind::Consultation, "apt-dr-a-2"),
+                        (ItemKind::Consultation, "apt-dr-a-3")
+                    ]
+                );
             }
-        );
+            other => panic!("expected a carry-over, got {other:?}"),
+        }
         // No consultations: nothing new to carry; the open balance stays open.
         let decided = plan(&policy, "dr-a", 0, &[carried("300", 12)]);
         assert!(
@@ -441,6 +597,135 @@ mod tests {
             plan(&CalculationPolicy::default(), "dr-a", 0, &[]),
             DoctorPlan::NothingDue
         );
+    }
+
+    fn reversal(id: &str, day: u32) -> Reversal {
+        Reversal {
+            appointment_id: id.into(),
+            doctor_id: "dr-a".into(),
+            reversed_at: Utc.with_ymd_and_hms(2025, 1, day, 12, 0, 0).unwrap(),
+            reason: "refunded".into(),
+        }
+    }
+
+    #[test]
+    fn late_consultations_are_items_dated_when_they_happened_and_labelled_late() {
+        let mut cs = consultations("dr-a", 2);
+        let late = Consultation {
+            appointment_id: "apt-dr-a-dec".into(),
+            doctor_id: "dr-a".into(),
+            completed_at: Utc.with_ymd_and_hms(2024, 12, 30, 16, 0, 0).unwrap(),
+        };
+        cs.insert(0, late.clone());
+        let p = paid(plan_doctor(&CalculationPolicy::default(), january(), &"dr-a".into(), &cs, &[], &[]).unwrap());
+        assert_eq!((p.consultations, p.net), (3, kes("1500")));
+        assert_eq!(p.late, vec!["apt-dr-a-dec".to_string()]);
+        assert_eq!(p.items[0].occurred_at, late.completed_at);
+        assert_eq!(
+            p.items[0].description,
+            "Late consultation apt-dr-a-dec of 2024-12-30 at 500.00 KES"
+        );
+        assert_eq!(p.items[1].description, "Consultation apt-dr-a-1 at 500.00 KES");
+        assert!(
+            p.summary(january())
+                .ends_with("net 1500.00 KES; late (completed before 2025-01-01, not paid before): apt-dr-a-dec"),
+            "{}",
+            p.summary(january())
+        );
+    }
+
+    #[test]
+    fn a_clawback_is_a_negative_item_of_what_was_paid() {
+        let claw = clawback_item(&reversal("apt-old", 3), kes("500"));
+        assert_eq!((claw.kind, claw.amount), (ItemKind::Clawback, kes("-500")));
+        let p = paid(
+            plan_doctor(
+                &CalculationPolicy::default(),
+                january(),
+                &"dr-a".into(),
+                &consultations("dr-a", 3),
+                std::slice::from_ref(&claw),
+                &[],
+            )
+            .unwrap(),
+        );
+        assert_eq!((p.earned, p.clawed_back, p.net), (kes("1500"), kes("500"), kes("1000")));
+        assert_eq!(p.carried, kes("0"));
+        assert_eq!(
+            Money::sum(Currency::KES, p.items.iter().map(|i| &i.amount)).unwrap(),
+            p.net,
+            "the amount is still the sum of the items"
+        );
+        assert!(p.summary(january()).ends_with("; clawed back 500.00 KES: apt-old"));
+    }
+
+    #[test]
+    fn clawbacks_larger_than_the_earnings_carry_the_remainder_forward() {
+        let claws = [
+            clawback_item(&reversal("apt-old-1", 3), kes("500")),
+            clawback_item(&reversal("apt-old-2", 4), kes("500")),
+        ];
+        // One consultation (500) against two clawbacks (-1000), a carried 300 stays open.
+        let decided = plan_doctor(
+            &CalculationPolicy::default(),
+            january(),
+            &"dr-a".into(),
+            &consultations("dr-a", 1),
+            &claws,
+            &[carried("300", 12)],
+        )
+        .unwrap();
+        match decided {
+            DoctorPlan::CarryOver { amount, items, note } => {
+                assert_eq!(amount, Some(kes("-500")));
+                assert_eq!(items.len(), 3, "the consultation and both clawbacks are carried");
+                assert_eq!(
+                    note,
+                    "net -200.00 KES is negative (clawbacks 1000.00 KES): carried forward"
+                );
+            }
+            other => panic!("expected a carry-over, got {other:?}"),
+        }
+        // Clawbacks that exactly cancel the earnings are carried too, so they are recorded once.
+        let decided = plan_doctor(
+            &CalculationPolicy::default(),
+            january(),
+            &"dr-a".into(),
+            &consultations("dr-a", 1),
+            &claws[..1],
+            &[],
+        )
+        .unwrap();
+        assert!(
+            matches!(&decided, DoctorPlan::CarryOver { amount: Some(a), items, .. } if a.is_zero() && items.len() == 2),
+            "{decided:?}"
+        );
+        // A negative balance carried earlier is settled against new earnings.
+        let mut negative = carried("300", 12);
+        negative.amount = kes("-300");
+        let p = paid(plan(&CalculationPolicy::default(), "dr-a", 2, &[negative]));
+        assert_eq!((p.earned, p.carried, p.net), (kes("1000"), kes("-300"), kes("700")));
+    }
+
+    #[test]
+    fn the_window_is_the_period_and_its_look_back() {
+        let policy = CalculationPolicy::default();
+        assert_eq!(
+            policy.window(january()).start,
+            NaiveDate::from_ymd_opt(2024, 10, 3).unwrap(),
+            "90 days before 2025-01-01"
+        );
+        assert_eq!(policy.window(january()).end, january().end);
+        let none = CalculationPolicy {
+            lookback_days: 0,
+            ..Default::default()
+        };
+        assert_eq!(none.window(january()), january());
+        let too_long = CalculationPolicy {
+            lookback_days: MAX_LOOKBACK_DAYS + 1,
+            ..Default::default()
+        };
+        assert!(too_long.validate().is_err());
     }
 
     #[test]

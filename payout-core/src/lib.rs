@@ -82,7 +82,7 @@ pub mod prelude {
     pub use crate::clock::{Clock, IdGenerator, ManualClock, SystemClock};
     pub use crate::domain::{
         Actor, AuditEntry, BankAccount, Consultation, DoctorId, ItemKind, Payout, PayoutAttempt, PayoutId, PayoutItem,
-        PayoutOrigin, Period, Provider, Recipient,
+        PayoutOrigin, Period, Provider, Recipient, Reversal,
     };
     pub use crate::error::{Error, ProviderError, ProviderErrorKind, Result};
     pub use crate::memory::MemoryStore;

@@ -44,12 +44,13 @@ use futures::stream::{self, BoxStream};
 
 use crate::domain::{AuditEntry, ItemKind, Payout, PayoutAttempt, PayoutId, PayoutItem, PayoutOrigin, Provider};
 use crate::error::{Error, Result};
+use crate::money::Money;
 use crate::provider::EventReference;
 use crate::status::PayoutStatus;
 use crate::store::{
-    AttentionPage, BatchKeys, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, Cursor,
-    Flagged, FollowUp, HeldConsultation, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore,
-    PeriodBatch, PeriodBatchOutcome, Slot, StoredFacts, WebhookEventRecord,
+    AttentionPage, BatchKeys, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ClawbackDue,
+    Cursor, Flagged, FollowUp, HeldConsultation, Holder, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage,
+    PayoutStore, PeriodBatch, PeriodBatchOutcome, Slot, StoredFacts, WebhookEventRecord,
 };
 
 /// How many rows [`PayoutStore::stream`] reads under the lock at a time.
@@ -124,8 +125,26 @@ struct State {
     carry_overs: BTreeMap<Slot, CarryOver>,
     /// Reconciliation's follow-up per payout, with its two indexes.
     checks: Checks,
-    /// The consultation ledger: each consultation a live item holds, and the payout holding it.
-    held: HashMap<String, PayoutId>,
+    /// The consultation ledger: each consultation a live item or a carry-over holds, and which.
+    held: HashMap<String, Held>,
+    /// The ledger's clawbacks: each consultation a live `CLAWBACK` item has taken back, and which.
+    clawed: HashMap<String, Held>,
+}
+
+/// What holds a ledger entry in memory: a payout, or a carry-over by its slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Held {
+    Payout(PayoutId),
+    CarryOver(Slot),
+}
+
+impl Held {
+    fn holder(&self) -> Holder {
+        match self {
+            Held::Payout(id) => Holder::Payout(id.clone()),
+            Held::CarryOver((_, period)) => Holder::CarryOver(*period),
+        }
+    }
 }
 
 /// One payout's follow-up.
@@ -223,6 +242,47 @@ impl State {
                 .filter(|c| self.held.contains_key(*c))
                 .cloned()
                 .collect(),
+            held_clawbacks: keys
+                .clawbacks
+                .iter()
+                .filter(|c| self.clawed.contains_key(*c))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Enters `items`' consultations and clawbacks in the ledger, held by `by`.
+    fn hold(&mut self, items: &[PayoutItem], by: &Held) {
+        for item in items {
+            let ledger = match item.kind {
+                ItemKind::Consultation => &mut self.held,
+                ItemKind::Clawback => &mut self.clawed,
+                _ => continue,
+            };
+            ledger.insert(item.reference.clone(), by.clone());
+        }
+    }
+
+    /// What was paid for `appointment_id`, when it can be clawed back (see
+    /// [`PayoutStore::clawbacks_due`]).
+    fn clawback_due(&self, appointment_id: &str) -> Option<Money> {
+        if self.clawed.contains_key(appointment_id) {
+            return None;
+        }
+        let consultation = |items: &[PayoutItem]| {
+            items
+                .iter()
+                .find(|i| i.kind == ItemKind::Consultation && i.reference == appointment_id)
+                .map(|i| i.amount)
+        };
+        match self.held.get(appointment_id)? {
+            Held::Payout(id) => {
+                let record = self.payouts.get(id)?;
+                (record.payout.status == PayoutStatus::Paid)
+                    .then(|| consultation(&record.items))
+                    .flatten()
+            }
+            Held::CarryOver(slot) => consultation(&self.carry_overs.get(slot)?.items),
         }
     }
 
@@ -254,9 +314,7 @@ impl State {
                 .or_default()
                 .push(payout.id.clone());
         }
-        for item in items.iter().filter(|i| i.kind == ItemKind::Consultation) {
-            self.held.insert(item.reference.clone(), payout.id.clone());
-        }
+        self.hold(&items, &Held::Payout(payout.id.clone()));
         self.order.insert((payout.created_at, payout.id.clone()));
         self.payouts.insert(
             payout.id.clone(),
@@ -288,7 +346,9 @@ impl PayoutStore for MemoryStore {
         }
         for c in decision.carry {
             outcome.carried_over.push(c.doctor_id.clone());
-            state.carry_overs.insert((c.doctor_id.clone(), c.period), c);
+            let slot = (c.doctor_id.clone(), c.period);
+            state.hold(&c.items, &Held::CarryOver(slot.clone()));
+            state.carry_overs.insert(slot, c);
         }
         Ok(outcome)
     }
@@ -408,9 +468,15 @@ impl PayoutStore for MemoryStore {
         } = change;
         let record = state.payouts.get_mut(&payout_id).ok_or(Error::NotFound(payout_id))?;
         if release_consultations {
-            for item in record.items.iter().filter(|i| i.kind == ItemKind::Consultation) {
-                if state.held.get(&item.reference) == Some(&record.payout.id) {
-                    state.held.remove(&item.reference);
+            let by = Held::Payout(record.payout.id.clone());
+            for item in &record.items {
+                let ledger = match item.kind {
+                    ItemKind::Consultation => &mut state.held,
+                    ItemKind::Clawback => &mut state.clawed,
+                    _ => continue,
+                };
+                if ledger.get(&item.reference) == Some(&by) {
+                    ledger.remove(&item.reference);
                 }
             }
         }
@@ -450,9 +516,24 @@ impl PayoutStore for MemoryStore {
             .collect::<HashSet<_>>()
             .into_iter()
             .filter_map(|c| {
-                state.held.get(c).map(|id| HeldConsultation {
+                state.held.get(c).map(|by| HeldConsultation {
                     appointment_id: c.clone(),
-                    payout_id: id.clone(),
+                    held_by: by.holder(),
+                })
+            })
+            .collect())
+    }
+
+    async fn clawbacks_due(&self, appointment_ids: &[String]) -> Result<Vec<ClawbackDue>> {
+        let state = self.lock();
+        Ok(appointment_ids
+            .iter()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .filter_map(|c| {
+                state.clawback_due(c).map(|amount| ClawbackDue {
+                    appointment_id: c.clone(),
+                    amount,
                 })
             })
             .collect())
@@ -588,6 +669,7 @@ impl PayoutStore for MemoryStore {
             .filter(|c| c.period.end < before && state.is_open(c))
             .map(|c| CarryOver {
                 consumed_by: None,
+                items: Vec::new(),
                 ..c.clone()
             })
             .collect())

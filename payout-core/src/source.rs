@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
-use crate::domain::{Consultation, DoctorId, Period, Recipient};
+use crate::domain::{Consultation, DoctorId, Period, Recipient, Reversal};
 use crate::error::Result;
 
 /// The host's completed consultations.
@@ -19,6 +19,18 @@ pub trait ConsultationSource: Send + Sync {
     /// so the calculation can finish each doctor as soon as the next one starts and never holds the
     /// whole period in memory. The calculation refuses a stream that breaks this.
     fn completed(&self, period: Period) -> BoxStream<'static, Result<Consultation>>;
+
+    /// The consultations refunded or voided after they were completed, whose reversal falls in
+    /// `window`, streamed in any order. A calculation reads the reversals of its period and its
+    /// look-back, and claws back the pay of each one that was paid, once.
+    ///
+    /// # Behavior
+    /// A reversed consultation is no longer `COMPLETED`: [`completed`](Self::completed) leaves it
+    /// out. The default reports none, for hosts that never take a consultation back.
+    fn reversed(&self, window: Period) -> BoxStream<'static, Result<Reversal>> {
+        let _ = window;
+        Box::pin(futures::stream::empty())
+    }
 }
 
 /// Doctors' names, emails and payout details.
@@ -48,13 +60,27 @@ pub trait RecipientDirectory: Send + Sync {
 #[derive(Debug, Clone, Default)]
 pub struct StaticConsultations {
     consultations: Vec<Consultation>,
+    reversals: Vec<Reversal>,
 }
 
 impl StaticConsultations {
     /// Holds `consultations` (any order; they are served grouped by doctor).
     pub fn new(mut consultations: Vec<Consultation>) -> Self {
         consultations.sort_by(|a, b| (&a.doctor_id, a.completed_at).cmp(&(&b.doctor_id, b.completed_at)));
-        StaticConsultations { consultations }
+        StaticConsultations {
+            consultations,
+            reversals: Vec::new(),
+        }
+    }
+
+    /// Also reports `reversals`; their consultations are no longer completed, so they are left out
+    /// of [`completed`](ConsultationSource::completed).
+    pub fn with_reversals(mut self, reversals: Vec<Reversal>) -> Self {
+        let reversed: std::collections::HashSet<&str> = reversals.iter().map(|r| r.appointment_id.as_str()).collect();
+        self.consultations
+            .retain(|c| !reversed.contains(c.appointment_id.as_str()));
+        self.reversals = reversals;
+        self
     }
 }
 
@@ -65,6 +91,17 @@ impl ConsultationSource for StaticConsultations {
             .consultations
             .iter()
             .filter(|c| period.contains(c.completed_at))
+            .cloned()
+            .map(Ok)
+            .collect();
+        Box::pin(futures::stream::iter(rows))
+    }
+
+    fn reversed(&self, window: Period) -> BoxStream<'static, Result<Reversal>> {
+        let rows: Vec<Result<Reversal>> = self
+            .reversals
+            .iter()
+            .filter(|r| window.contains(r.reversed_at))
             .cloned()
             .map(Ok)
             .collect();

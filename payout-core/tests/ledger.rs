@@ -19,8 +19,9 @@ use payout_core::service::{CancelConsultations, PayoutService};
 use payout_core::source::{StaticConsultations, StaticDirectory};
 use payout_core::status::PayoutStatus;
 use payout_core::store::{
-    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, HeldConsultation,
-    NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch, PeriodBatchOutcome,
+    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ClawbackDue,
+    HeldConsultation, Holder, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
+    PeriodBatchOutcome,
 };
 
 mod common;
@@ -62,6 +63,15 @@ fn admin() -> Actor {
     Actor::admin("admin-1")
 }
 
+/// The default policy without a look-back: these tests are about overlapping periods, so each run
+/// reads its own period alone (`tests/late_and_clawbacks.rs` covers the look-back).
+fn period_only() -> CalculationPolicy {
+    CalculationPolicy {
+        lookback_days: 0,
+        ..Default::default()
+    }
+}
+
 /// The consultations of `id`'s items.
 async fn consultations_of(store: &dyn PayoutStore, id: &PayoutId) -> Vec<String> {
     let mut refs: Vec<String> = store
@@ -91,7 +101,7 @@ async fn payout_of(store: &dyn PayoutStore, ids: &[PayoutId], doctor: &str) -> P
 async fn an_overlapping_run_pays_only_what_no_live_payout_holds_and_reports_the_rest() {
     let store = Arc::new(MemoryStore::new());
     let s = service(store.clone());
-    let policy = CalculationPolicy::default();
+    let policy = period_only();
     let jan = s
         .calculate_period(&admin(), Some(month(2025, 1)), &policy)
         .await
@@ -114,7 +124,7 @@ async fn an_overlapping_run_pays_only_what_no_live_payout_holds_and_reports_the_
         "only the unpaid one"
     );
     assert_eq!(feb_b.amount_due, policy.rate);
-    let mut already: Vec<(String, PayoutId, u64)> = over
+    let mut already: Vec<(String, Holder, u64)> = over
         .already_paid
         .iter()
         .map(|a| (a.doctor_id.to_string(), a.held_by.clone(), a.consultations))
@@ -123,8 +133,8 @@ async fn an_overlapping_run_pays_only_what_no_live_payout_holds_and_reports_the_
     assert_eq!(
         already,
         vec![
-            ("dr-a".into(), jan_a.id.clone(), 2),
-            ("dr-b".into(), jan_b.id.clone(), 1)
+            ("dr-a".into(), Holder::Payout(jan_a.id.clone()), 2),
+            ("dr-b".into(), Holder::Payout(jan_b.id.clone()), 1)
         ]
     );
     assert!(over.skipped.is_empty() && over.nothing_due.is_empty(), "{over:?}");
@@ -142,7 +152,7 @@ async fn an_overlapping_run_pays_only_what_no_live_payout_holds_and_reports_the_
 async fn cancelling_releases_the_consultations_by_default_and_voids_them_on_request() {
     let store = Arc::new(MemoryStore::new());
     let s = service(store.clone());
-    let policy = CalculationPolicy::default();
+    let policy = period_only();
     let jan = s
         .calculate_period(&admin(), Some(month(2025, 1)), &policy)
         .await
@@ -171,7 +181,7 @@ async fn cancelling_releases_the_consultations_by_default_and_voids_them_on_requ
         held,
         vec![HeldConsultation {
             appointment_id: "b1".into(),
-            payout_id: jan_b.id.clone()
+            held_by: Holder::Payout(jan_b.id.clone())
         }]
     );
 
@@ -234,6 +244,9 @@ impl PayoutStore for Racing {
     }
     async fn held_consultations(&self, appointment_ids: &[String]) -> Result<Vec<HeldConsultation>> {
         self.inner.held_consultations(appointment_ids).await
+    }
+    async fn clawbacks_due(&self, appointment_ids: &[String]) -> Result<Vec<ClawbackDue>> {
+        self.inner.clawbacks_due(appointment_ids).await
     }
     async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {
         self.inner.attempts(id).await
@@ -308,7 +321,7 @@ async fn a_doctor_whose_consultation_is_taken_meanwhile_is_planned_again_without
     });
     let s = service(store.clone());
     let report = s
-        .calculate_period(&admin(), Some(overlapping()), &CalculationPolicy::default())
+        .calculate_period(&admin(), Some(overlapping()), &period_only())
         .await
         .unwrap();
     assert_eq!(
@@ -323,6 +336,6 @@ async fn a_doctor_whose_consultation_is_taken_meanwhile_is_planned_again_without
     assert_eq!(consultations_of(&*store, &b.id).await, ["b2"], "b1 went to the rival");
     assert!(report.skipped.is_empty(), "{report:?}");
     assert_eq!(report.already_paid.len(), 1, "{report:?}");
-    assert_eq!(report.already_paid[0].held_by.as_str(), "po_rival");
+    assert_eq!(report.already_paid[0].held_by, Holder::Payout("po_rival".into()));
     assert_eq!(report.total_created, rate.checked_mul(3).unwrap());
 }

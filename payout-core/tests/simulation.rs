@@ -51,8 +51,9 @@ use payout_core::simulated::constant_time_eq;
 use payout_core::source::{RecipientDirectory, StaticConsultations};
 use payout_core::status::{PayoutEvent, PayoutStatus, Transition, transition};
 use payout_core::store::{
-    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, HeldConsultation,
-    NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch, PeriodBatchOutcome,
+    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ClawbackDue,
+    HeldConsultation, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
+    PeriodBatchOutcome,
 };
 use rust_decimal::Decimal;
 
@@ -649,6 +650,10 @@ impl PayoutStore for FaultStore {
 
     async fn held_consultations(&self, appointment_ids: &[String]) -> Result<Vec<HeldConsultation>> {
         self.read(self.inner.held_consultations(appointment_ids)).await
+    }
+
+    async fn clawbacks_due(&self, appointment_ids: &[String]) -> Result<Vec<ClawbackDue>> {
+        self.read(self.inner.clawbacks_due(appointment_ids)).await
     }
 
     async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {

@@ -208,6 +208,7 @@ pub(crate) fn carry_over(r: &impl RowExt) -> Result<CarryOver> {
             end: r.date("period_end").map_err(db)?,
         },
         amount: Money::from_minor_units(r.int("amount_minor").map_err(db)?, currency),
+        items: Vec::new(),
         note: r.text("note").map_err(db)?,
         created_at: r.ts("created_at").map_err(db)?,
         consumed_by: r.opt_text("consumed_by").map_err(db)?.map(Into::into),
@@ -282,6 +283,7 @@ mod tests {
             ItemKind::CarryOver,
             ItemKind::Deduction,
             ItemKind::Adjustment,
+            ItemKind::Clawback,
         ] {
             assert_eq!(from_name::<ItemKind>("kind", k.as_str()).unwrap(), k);
         }

@@ -73,6 +73,14 @@ impl PayoutStore for TimedStore {
             )
             .await
     }
+    async fn clawbacks_due(
+        &self,
+        appointment_ids: &[String],
+    ) -> payout_core::Result<Vec<payout_core::store::ClawbackDue>> {
+        self.spans
+            .time("store.clawbacks_due", self.inner.clawbacks_due(appointment_ids))
+            .await
+    }
     async fn attempts(&self, id: &PayoutId) -> payout_core::Result<Vec<PayoutAttempt>> {
         self.spans.time("store.attempts", self.inner.attempts(id)).await
     }

@@ -13,7 +13,7 @@ mod approval;
 mod people;
 
 pub use approval::{Approval, Resolution, ResolutionOutcome, ResolutionState, details_fingerprint};
-pub use people::{Actor, BankAccount, Consultation, PayoutDestination, Recipient, mask};
+pub use people::{Actor, BankAccount, Consultation, PayoutDestination, Recipient, Reversal, mask};
 
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -327,17 +327,21 @@ pub enum ItemKind {
     Deduction,
     /// A manual correction or a manual payout's amount.
     Adjustment,
+    /// A paid consultation taken back because the host refunded or voided it afterwards; its
+    /// reference is the consultation's, its amount the negation of what was paid for it.
+    Clawback,
 }
 
 impl ItemKind {
     /// The kind's name as stored and serialized: `CONSULTATION`, `CARRY_OVER`, `DEDUCTION`,
-    /// `ADJUSTMENT`.
+    /// `ADJUSTMENT`, `CLAWBACK`.
     pub fn as_str(&self) -> &'static str {
         match self {
             ItemKind::Consultation => "CONSULTATION",
             ItemKind::CarryOver => "CARRY_OVER",
             ItemKind::Deduction => "DEDUCTION",
             ItemKind::Adjustment => "ADJUSTMENT",
+            ItemKind::Clawback => "CLAWBACK",
         }
     }
 }
@@ -464,6 +468,7 @@ mod tests {
             ItemKind::CarryOver,
             ItemKind::Deduction,
             ItemKind::Adjustment,
+            ItemKind::Clawback,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
         }

@@ -68,6 +68,21 @@ pub struct Consultation {
     pub completed_at: DateTime<Utc>,
 }
 
+/// A consultation the host took back after it was completed (refunded to the patient, or voided):
+/// if it was paid, the next calculation claws its pay back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reversal {
+    /// The appointment's id.
+    pub appointment_id: String,
+    /// The doctor who held it.
+    pub doctor_id: DoctorId,
+    /// When it was refunded or voided.
+    pub reversed_at: DateTime<Utc>,
+    /// Why (`refunded`, `voided`, the host's words), for the clawback item's description.
+    pub reason: String,
+}
+
 /// Bank account details for a transfer. Account numbers are masked in `Debug`.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

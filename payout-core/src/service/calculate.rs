@@ -11,22 +11,28 @@ use futures::stream::{BoxStream, FuturesOrdered};
 use serde::{Deserialize, Serialize};
 
 use super::PayoutService;
-use crate::calculation::{CalculationPolicy, DoctorPlan, carry_over_record, plan_doctor};
+use crate::calculation::{CalculationPolicy, DoctorPlan, carry_over_record, clawback_item, is_late, plan_doctor};
 use crate::domain::{
-    Actor, AuditEntry, Consultation, DoctorId, ItemKind, Payout, PayoutId, PayoutItem, PayoutOrigin, Period,
+    Actor, AuditEntry, Consultation, DoctorId, ItemKind, Payout, PayoutId, PayoutItem, PayoutOrigin, Period, Reversal,
 };
 use crate::error::{Error, Result, StoreErrorKind};
 use crate::money::Money;
 use crate::status::PayoutStatus;
-use crate::store::{CarryOver, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason};
+use crate::store::{CarryOver, Holder, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason};
 
 /// What a calculation did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CalculationReport {
     /// The period calculated.
     pub period: Period,
-    /// Completed consultations read.
+    /// Completed consultations read, of the period and of its look-back.
     pub consultations: u64,
+    /// Late consultations paid or carried by this run: completed in the look-back before the
+    /// period, held by no payout (their period was calculated before they were completed).
+    pub late: u64,
+    /// Paid consultations reversed since (refunded, voided) whose pay this run clawed back, as
+    /// negative items of a payout or of a carry-over.
+    pub clawbacks: u64,
     /// Doctors considered (with consultations or an open carry-over).
     pub doctors: u64,
     /// Payouts created.
@@ -45,14 +51,16 @@ pub struct CalculationReport {
     pub total_created: Money,
 }
 
-/// Consultations of a doctor that a calculation skipped because a live payout already holds them.
+/// Consultations of a doctor's period that a calculation skipped because a live payout (or a
+/// carry-over) already holds them. Late consultations of the look-back that are held are not
+/// reported: being held is what is expected of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlreadyPaid {
     /// The doctor.
     pub doctor_id: DoctorId,
-    /// The payout holding them (its items list them).
-    pub held_by: PayoutId,
+    /// The payout (its items list them) or the carry-over holding them.
+    pub held_by: Holder,
     /// How many of the doctor's consultations it holds that this run read.
     pub consultations: u64,
 }
@@ -79,7 +87,12 @@ impl PayoutService {
     /// so the amount is always the sum of the items. The rules are [`plan_doctor`]'s.
     ///
     /// `period` defaults to the previous calendar month. Re-running a period creates nothing new and
-    /// reports whom it skipped. Consultations are streamed and written in chunks (at most
+    /// reports whom it skipped. The run also reads the policy's look-back
+    /// ([`CalculationPolicy::lookback_days`]): completed consultations of it that no payout holds
+    /// (completed after their period was calculated) are paid with this period as late items,
+    /// and paid consultations reversed in the look-back or the period
+    /// ([`ConsultationSource::reversed`](crate::source::ConsultationSource::reversed)) are clawed
+    /// back as negative items, once each (the consultation ledger holds clawbacks too). Consultations are streamed and written in chunks (at most
     /// [`PerformanceConfig::calculation_chunk`](super::PerformanceConfig::calculation_chunk) doctors
     /// and [`calculation_chunk_items`](super::PerformanceConfig::calculation_chunk_items) items):
     /// memory holds one doctor's consultations and a few chunks at a time (up to
@@ -101,6 +114,25 @@ impl PayoutService {
             .ok_or_else(|| Error::InvalidInput("no consultation source is configured".into()))?;
         let period = period.unwrap_or_else(|| Period::previous_month(self.clock.now()));
         let currency = policy.currency();
+        let window = policy.window(period);
+
+        // Reversals are few (a refund is the exception): read them whole, by doctor.
+        let mut reversals: HashMap<DoctorId, Vec<Reversal>> = HashMap::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut reversed = source.reversed(window);
+        while let Some(r) = reversed.next().await {
+            let r = r?;
+            if !window.contains(r.reversed_at) {
+                return Err(Error::Source(format!(
+                    "reversal of consultation {} at {} is outside {window}",
+                    r.appointment_id, r.reversed_at
+                )));
+            }
+            if seen.insert(r.appointment_id.clone()) {
+                reversals.entry(r.doctor_id.clone()).or_default().push(r);
+            }
+        }
+        drop((reversed, seen));
 
         let mut open: HashMap<DoctorId, Vec<CarryOver>> = HashMap::new();
         for c in self.store.open_carry_overs(period.start).await? {
@@ -112,12 +144,12 @@ impl PayoutService {
         let mut writer = ChunkWriter::new(self, actor, policy, period);
         let mut finished: HashSet<DoctorId> = HashSet::new();
         let mut current: Option<(DoctorId, Vec<Consultation>)> = None;
-        let mut stream = source.completed(period);
+        let mut stream = source.completed(window);
         while let Some(row) = writer.next_row(&mut stream).await? {
             let c = row?;
-            if !period.contains(c.completed_at) {
+            if !window.contains(c.completed_at) {
                 return Err(Error::Source(format!(
-                    "consultation {} completed at {} is outside {period}",
+                    "consultation {} completed at {} is outside {window}",
                     c.appointment_id, c.completed_at
                 )));
             }
@@ -134,7 +166,8 @@ impl PayoutService {
                     if let Some((doctor, consultations)) = current.take() {
                         finished.insert(doctor.clone());
                         let carried = open.remove(&doctor).unwrap_or_default();
-                        writer.add(doctor, consultations, carried).await?;
+                        let reversed = reversals.remove(&doctor).unwrap_or_default();
+                        writer.add(doctor, consultations, carried, reversed).await?;
                     }
                     current = Some((c.doctor_id.clone(), vec![c]));
                 }
@@ -142,13 +175,18 @@ impl PayoutService {
         }
         if let Some((doctor, consultations)) = current.take() {
             let carried = open.remove(&doctor).unwrap_or_default();
-            writer.add(doctor, consultations, carried).await?;
+            let reversed = reversals.remove(&doctor).unwrap_or_default();
+            writer.add(doctor, consultations, carried, reversed).await?;
         }
-        // Doctors with only an open carry-over this period: it may now reach the minimum.
-        let mut rest: Vec<_> = open.into_iter().collect();
-        rest.sort_by(|a, b| a.0.cmp(&b.0));
-        for (doctor, carried) in rest {
-            writer.add(doctor, Vec::new(), carried).await?;
+        // Doctors with only an open carry-over this period (it may now reach the minimum), or only
+        // reversals (their clawbacks are recorded, carried forward).
+        let mut rest: Vec<DoctorId> = open.keys().chain(reversals.keys()).cloned().collect();
+        rest.sort();
+        rest.dedup();
+        for doctor in rest {
+            let carried = open.remove(&doctor).unwrap_or_default();
+            let reversed = reversals.remove(&doctor).unwrap_or_default();
+            writer.add(doctor, Vec::new(), carried, reversed).await?;
         }
         writer.finish().await
     }
@@ -247,12 +285,13 @@ fn create_audit(payout: &Payout, actor: &Actor, detail: String) -> AuditEntry {
 /// settle any race between two calculations, and the third is a margin.
 pub const CHUNK_ROUNDS: usize = 3;
 
-/// One doctor's share of a calculation, as read: consultations of the period (and the look-back)
-/// and the open carry-overs.
+/// One doctor's share of a calculation, as read: consultations of the period and the look-back,
+/// the open carry-overs, and the reversals of the period and the look-back.
 struct DoctorInput {
     doctor: DoctorId,
     consultations: Vec<Consultation>,
     carried: Vec<CarryOver>,
+    reversals: Vec<Reversal>,
 }
 
 /// What a chunk did, merged into the report in the order the chunks were read.
@@ -264,6 +303,21 @@ struct ChunkResult {
     skipped: Vec<(DoctorId, SkipReason)>,
     nothing_due: Vec<DoctorId>,
     already_paid: Vec<AlreadyPaid>,
+    late: u64,
+    clawbacks: u64,
+}
+
+impl ChunkResult {
+    fn extend(&mut self, other: ChunkResult) {
+        self.created.extend(other.created);
+        self.total.extend(other.total);
+        self.carried_over.extend(other.carried_over);
+        self.skipped.extend(other.skipped);
+        self.nothing_due.extend(other.nothing_due);
+        self.already_paid.extend(other.already_paid);
+        self.late += other.late;
+        self.clawbacks += other.clawbacks;
+    }
 }
 
 /// A chunk's write in progress.
@@ -305,6 +359,8 @@ impl<'a> ChunkWriter<'a> {
             report: CalculationReport {
                 period,
                 consultations: 0,
+                late: 0,
+                clawbacks: 0,
                 doctors: 0,
                 created: Vec::new(),
                 carried_over: Vec::new(),
@@ -320,13 +376,20 @@ impl<'a> ChunkWriter<'a> {
     }
 
     /// Adds a doctor to the chunk, and writes the chunk once it is full.
-    async fn add(&mut self, doctor: DoctorId, consultations: Vec<Consultation>, carried: Vec<CarryOver>) -> Result<()> {
+    async fn add(
+        &mut self,
+        doctor: DoctorId,
+        consultations: Vec<Consultation>,
+        carried: Vec<CarryOver>,
+        reversals: Vec<Reversal>,
+    ) -> Result<()> {
         self.report.doctors += 1;
-        self.items += consultations.len() + carried.len();
+        self.items += consultations.len() + carried.len() + reversals.len();
         self.pending.push(DoctorInput {
             doctor,
             consultations,
             carried,
+            reversals,
         });
         let performance = &self.service.performance;
         if self.pending.len() >= performance.calculation_chunk.max(1)
@@ -396,16 +459,19 @@ impl<'a> ChunkWriter<'a> {
         self.report.skipped.extend(chunk.skipped);
         self.report.nothing_due.extend(chunk.nothing_due);
         self.report.already_paid.extend(chunk.already_paid);
+        self.report.late += chunk.late;
+        self.report.clawbacks += chunk.clawbacks;
         Ok(())
     }
 }
 
-/// Plans and writes one chunk: reads which of its consultations the ledger already holds (one
-/// lookup), plans each doctor without them ([`plan_doctor`]) and writes the payouts and carry-overs
-/// in one transaction. Doctors whose payout the store skips because a concurrent calculation took
-/// one of their consultations meanwhile ([`SkipReason::ConsultationHeld`]), or the whole chunk
-/// when its transaction lost to one (a `Conflict`, nothing written), are planned again, at most
-/// [`CHUNK_ROUNDS`] times in all.
+/// Plans and writes one chunk: reads which of its consultations the ledger already holds and
+/// which of its reversed consultations can be clawed back (one lookup each), plans each doctor
+/// without what is held ([`plan_doctor`]) and writes the payouts and carry-overs in one
+/// transaction. Doctors whose payout or carry-over the store skips because a concurrent
+/// calculation took one of their ledger entries meanwhile ([`SkipReason::ConsultationHeld`]), or
+/// the whole chunk when its transaction lost to one (a `Conflict`, nothing written), are planned
+/// again, at most [`CHUNK_ROUNDS`] times in all.
 async fn write_chunk(
     service: &PayoutService,
     actor: &Actor,
@@ -416,40 +482,38 @@ async fn write_chunk(
     let mut result = ChunkResult::default();
     for round in 1..=CHUNK_ROUNDS {
         let last = round == CHUNK_ROUNDS;
-        let ids: Vec<String> = inputs
-            .iter()
-            .flat_map(|d| d.consultations.iter().map(|c| c.appointment_id.clone()))
-            .collect();
-        let held: HashMap<String, PayoutId> = if ids.is_empty() {
-            HashMap::new()
-        } else {
-            service
-                .store
-                .held_consultations(&ids)
-                .await?
-                .into_iter()
-                .map(|h| (h.appointment_id, h.payout_id))
-                .collect()
-        };
-        drop(ids);
+        let held = held_of(service, &inputs).await?;
+        let due = clawbacks_due_of(service, &inputs).await?;
         let mut round_result = ChunkResult::default();
         let mut batch = PeriodBatch::default();
         let mut amounts: HashMap<PayoutId, Money> = HashMap::new();
         let mut already: HashMap<DoctorId, Vec<AlreadyPaid>> = HashMap::new();
+        // Late consultations and clawbacks per doctor, counted once the store wrote them.
+        let mut counts: HashMap<DoctorId, (u64, u64)> = HashMap::new();
         for input in &inputs {
             let (free, taken): (Vec<&Consultation>, Vec<&Consultation>) = input
                 .consultations
                 .iter()
                 .partition(|c| !held.contains_key(&c.appointment_id));
+            // A held consultation of the look-back is one paid with its own period: as expected.
+            let taken: Vec<&Consultation> = taken.into_iter().filter(|c| !is_late(c, period)).collect();
             if !taken.is_empty() {
                 already.insert(input.doctor.clone(), already_paid(&input.doctor, &taken, &held));
             }
-            if free.is_empty() && input.carried.is_empty() {
+            let clawbacks: Vec<PayoutItem> = input
+                .reversals
+                .iter()
+                .filter_map(|r| due.get(&r.appointment_id).map(|paid| clawback_item(r, *paid)))
+                .filter(|item| item.amount.currency() == policy.currency())
+                .collect();
+            if free.is_empty() && input.carried.is_empty() && clawbacks.is_empty() {
                 // Everything it had is on a live payout already: reported as already paid.
                 continue;
             }
             let free: Vec<Consultation> = free.into_iter().cloned().collect();
-            let plan = plan_doctor(policy, period, &input.doctor, &free, &input.carried)?;
+            let late = free.iter().filter(|c| is_late(c, period)).count() as u64;
+            counts.insert(input.doctor.clone(), (late, clawbacks.len() as u64));
+            let plan = plan_doctor(policy, period, &input.doctor, &free, &clawbacks, &input.carried)?;
             match plan {
                 DoctorPlan::Pay(planned) => {
                     let now = service.clock.now();
@@ -466,17 +530,23 @@ async fn write_chunk(
                 }
                 DoctorPlan::CarryOver {
                     amount: Some(amount),
+                    items,
                     note,
                 } => {
                     let at = service.clock.now();
                     batch
                         .carry_overs
-                        .push(carry_over_record(&input.doctor, period, amount, note, at));
+                        .push(carry_over_record(&input.doctor, period, amount, items, note, at));
                 }
                 DoctorPlan::CarryOver { amount: None, .. } => {}
                 DoctorPlan::NothingDue => round_result.nothing_due.push(input.doctor.clone()),
             }
         }
+        let doctor_of: HashMap<PayoutId, DoctorId> = batch
+            .payouts
+            .iter()
+            .map(|p| (p.payout.id.clone(), p.payout.doctor_id.clone()))
+            .collect();
         let outcome = if batch.payouts.is_empty() && batch.carry_overs.is_empty() {
             PeriodBatchOutcome::default()
         } else {
@@ -497,6 +567,16 @@ async fn write_chunk(
                 round_result.total.push(a);
             }
         }
+        let written = outcome
+            .created
+            .iter()
+            .filter_map(|id| doctor_of.get(id))
+            .chain(&outcome.carried_over);
+        for doctor in written {
+            let (late, clawbacks) = counts.get(doctor).copied().unwrap_or_default();
+            round_result.late += late;
+            round_result.clawbacks += clawbacks;
+        }
         round_result.created = outcome.created;
         round_result.carried_over = outcome.carried_over;
         round_result.skipped = outcome.skipped.into_iter().filter(|(d, _)| !lost.contains(d)).collect();
@@ -507,12 +587,7 @@ async fn write_chunk(
             .filter_map(|d| already.remove(&d.doctor))
             .flatten()
             .collect();
-        result.created.extend(round_result.created);
-        result.total.extend(round_result.total);
-        result.carried_over.extend(round_result.carried_over);
-        result.skipped.extend(round_result.skipped);
-        result.nothing_due.extend(round_result.nothing_due);
-        result.already_paid.extend(round_result.already_paid);
+        result.extend(round_result);
         if lost.is_empty() {
             break;
         }
@@ -521,9 +596,46 @@ async fn write_chunk(
     Ok(result)
 }
 
+/// What holds each of the chunk's consultations that is held (one ledger lookup).
+async fn held_of(service: &PayoutService, inputs: &[DoctorInput]) -> Result<HashMap<String, Holder>> {
+    let ids: Vec<String> = inputs
+        .iter()
+        .flat_map(|d| d.consultations.iter().map(|c| c.appointment_id.clone()))
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(service
+        .store
+        .held_consultations(&ids)
+        .await?
+        .into_iter()
+        .map(|h| (h.appointment_id, h.held_by))
+        .collect())
+}
+
+/// What was paid for each of the chunk's reversed consultations that can be clawed back (one
+/// lookup).
+async fn clawbacks_due_of(service: &PayoutService, inputs: &[DoctorInput]) -> Result<HashMap<String, Money>> {
+    let ids: Vec<String> = inputs
+        .iter()
+        .flat_map(|d| d.reversals.iter().map(|r| r.appointment_id.clone()))
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(service
+        .store
+        .clawbacks_due(&ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.appointment_id, c.amount))
+        .collect())
+}
+
 /// The consultations of `doctor` the ledger already holds, one entry per holding payout, in the
 /// order the consultations were read.
-fn already_paid(doctor: &DoctorId, taken: &[&Consultation], held: &HashMap<String, PayoutId>) -> Vec<AlreadyPaid> {
+fn already_paid(doctor: &DoctorId, taken: &[&Consultation], held: &HashMap<String, Holder>) -> Vec<AlreadyPaid> {
     let mut out: Vec<AlreadyPaid> = Vec::new();
     for c in taken {
         let Some(by) = held.get(&c.appointment_id) else {

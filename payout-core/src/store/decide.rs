@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 
+use super::records::references_of;
 use super::{CarryOver, NewPayout, PeriodBatch, SkipReason};
 use crate::domain::{DoctorId, ItemKind, PayoutId, PayoutOrigin, Period};
 use crate::error::{Error, Result};
@@ -23,9 +24,12 @@ pub struct BatchKeys {
     pub wanted_carry_overs: Vec<Slot>,
     /// The payouts' ids: are they taken?
     pub payout_ids: Vec<PayoutId>,
-    /// The consultations of the payouts' items (the consultation ledger): does a live item hold
-    /// them?
+    /// The consultations of the payouts' and the carry-overs' items (the consultation ledger): does
+    /// a live item or a carry-over hold them?
     pub consultations: Vec<String>,
+    /// The references of the payouts' and the carry-overs' clawback items: is the consultation
+    /// clawed back already?
+    pub clawbacks: Vec<String>,
 }
 
 /// What a store holds about a batch's [`BatchKeys`] (each set needs to cover only those keys). On
@@ -41,9 +45,11 @@ pub struct StoredFacts {
     pub open_carry_overs: HashSet<Slot>,
     /// Payout ids that are taken.
     pub payout_ids: HashSet<PayoutId>,
-    /// Consultations a live payout item holds (see
+    /// Consultations a live payout item or a carry-over holds (see
     /// [`PayoutStore::held_consultations`](super::PayoutStore::held_consultations)).
     pub held_consultations: HashSet<String>,
+    /// Consultations a live `CLAWBACK` item (of a payout or a carry-over) has already taken back.
+    pub held_clawbacks: HashSet<String>,
 }
 
 /// What to write of a batch.
@@ -70,19 +76,35 @@ impl PeriodBatch {
             wanted_carry_overs: self.payouts.iter().flat_map(wanted).collect(),
             payout_ids: self.payouts.iter().map(|new| new.payout.id.clone()).collect(),
             consultations: self
-                .payouts
-                .iter()
-                .flat_map(consultations_of)
-                .map(str::to_string)
+                .ledger_items()
+                .filter(|(kind, _)| *kind == ItemKind::Consultation)
+                .map(|(_, r)| r.to_string())
+                .collect(),
+            clawbacks: self
+                .ledger_items()
+                .filter(|(kind, _)| *kind == ItemKind::Clawback)
+                .map(|(_, r)| r.to_string())
                 .collect(),
         }
+    }
+
+    /// The ledger entries (kind, reference) of the batch's payouts and carry-overs.
+    fn ledger_items(&self) -> impl Iterator<Item = (ItemKind, &str)> + '_ {
+        self.payouts
+            .iter()
+            .map(|p| p.items.as_slice())
+            .chain(self.carry_overs.iter().map(|c| c.items.as_slice()))
+            .flat_map(|items| items.iter())
+            .filter(|i| LEDGER_KINDS.contains(&i.kind))
+            .map(|i| (i.kind, i.reference.as_str()))
     }
 
     /// Decides the batch, in order, payouts first:
     /// - a payout whose slot holds a live calculated payout (stored, or created earlier in the
     ///   batch) is skipped as `AlreadyCalculated`; one whose slot holds a carry-over, as
-    ///   `AlreadyCarriedOver`; one with a consultation that a live item holds (stored, earlier in
-    ///   the batch, or twice in the payout itself), as `ConsultationHeld`; one that wants a
+    ///   `AlreadyCarriedOver`; one with a consultation that a live item or a carry-over holds, or a
+    ///   clawback of a consultation already clawed back (stored, earlier in the batch, or twice in
+    ///   the payout itself), as `ConsultationHeld`; one that wants a
     ///   carry-over that is missing, not open, or wanted earlier in the batch or twice by it, as
     ///   `CarryOverTaken`;
     /// - a payout that is not skipped but whose id is taken (stored, or earlier in the batch)
@@ -90,13 +112,14 @@ impl PeriodBatch {
     ///   is a clean no-op, not an error;
     /// - a carry-over whose slot holds a live calculated payout (stored or created by the batch) is
     ///   skipped as `AlreadyCalculated`; one whose slot holds a carry-over (stored or earlier in the
-    ///   batch), as `AlreadyCarriedOver`.
+    ///   batch), as `AlreadyCarriedOver`; one whose items the ledger holds (stored, or by a payout or
+    ///   carry-over written earlier in the batch), as `ConsultationHeld`.
     pub fn decide(self, facts: &StoredFacts) -> Result<BatchDecision> {
         let mut decision = BatchDecision::default();
         let mut live_in_batch: HashSet<Slot> = HashSet::new();
         let mut consumed_in_batch: HashSet<Slot> = HashSet::new();
         let mut ids_in_batch: HashSet<PayoutId> = HashSet::new();
-        let mut held_in_batch: HashSet<&str> = HashSet::new();
+        let mut held_in_batch = InBatch::default();
         let mut created = Vec::with_capacity(self.payouts.len());
         for new in &self.payouts {
             created.push(false);
@@ -105,7 +128,7 @@ impl PeriodBatch {
                 Some(SkipReason::AlreadyCalculated)
             } else if facts.carry_overs.contains(&slot) {
                 Some(SkipReason::AlreadyCarriedOver)
-            } else if holds_a_held_consultation(new, facts, &held_in_batch) {
+            } else if holds_a_held_entry(&new.items, facts, &held_in_batch) {
                 Some(SkipReason::ConsultationHeld)
             } else {
                 let mut asked = HashSet::new();
@@ -126,7 +149,7 @@ impl PeriodBatch {
                 live_in_batch.insert(slot);
             }
             consumed_in_batch.extend(wanted(new));
-            held_in_batch.extend(consultations_of(new));
+            held_in_batch.add(&new.items);
             if let Some(last) = created.last_mut() {
                 *last = true;
             }
@@ -142,9 +165,13 @@ impl PeriodBatch {
             let slot = (c.doctor_id.clone(), c.period);
             if facts.live_calculated.contains(&slot) || live_in_batch.contains(&slot) {
                 decision.skipped.push((c.doctor_id, SkipReason::AlreadyCalculated));
-            } else if facts.carry_overs.contains(&slot) || !carried_in_batch.insert(slot) {
+            } else if facts.carry_overs.contains(&slot) || carried_in_batch.contains(&slot) {
                 decision.skipped.push((c.doctor_id, SkipReason::AlreadyCarriedOver));
+            } else if holds_a_held_entry(&c.items, facts, &held_in_batch) {
+                decision.skipped.push((c.doctor_id, SkipReason::ConsultationHeld));
             } else {
+                carried_in_batch.insert(slot);
+                held_in_batch.add(&c.items);
                 decision.carry.push(c);
             }
         }
@@ -160,7 +187,12 @@ impl NewPayout {
             slots: vec![slot_of(self)],
             wanted_carry_overs: wanted(self).collect(),
             payout_ids: vec![self.payout.id.clone()],
-            consultations: consultations_of(self).map(str::to_string).collect(),
+            consultations: references_of(&self.items, ItemKind::Consultation)
+                .map(str::to_string)
+                .collect(),
+            clawbacks: references_of(&self.items, ItemKind::Clawback)
+                .map(str::to_string)
+                .collect(),
         }
     }
 
@@ -173,7 +205,7 @@ impl NewPayout {
         let p = &self.payout;
         if facts.payout_ids.contains(&p.id)
             || (p.origin == PayoutOrigin::Calculated && facts.live_calculated.contains(&slot_of(self)))
-            || holds_a_held_consultation(self, facts, &HashSet::new())
+            || holds_a_held_entry(&self.items, facts, &InBatch::default())
         {
             return Err(Error::Conflict(p.id.clone()));
         }
@@ -193,19 +225,33 @@ impl NewPayout {
     }
 }
 
-/// The consultations `new`'s items pay: the references of its `CONSULTATION` items.
-fn consultations_of(new: &NewPayout) -> impl Iterator<Item = &str> + '_ {
-    new.items
-        .iter()
-        .filter(|i| i.kind == ItemKind::Consultation)
-        .map(|i| i.reference.as_str())
+/// The item kinds the ledger holds, one live entry per reference each.
+const LEDGER_KINDS: [ItemKind; 2] = [ItemKind::Consultation, ItemKind::Clawback];
+
+/// Ledger entries written earlier in the batch.
+#[derive(Default)]
+struct InBatch {
+    consultations: HashSet<String>,
+    clawbacks: HashSet<String>,
 }
 
-/// True when one of `new`'s consultations is held (stored, or in `held_in_batch`), or appears
-/// twice among its own items.
-fn holds_a_held_consultation(new: &NewPayout, facts: &StoredFacts, held_in_batch: &HashSet<&str>) -> bool {
+impl InBatch {
+    fn add(&mut self, items: &[crate::domain::PayoutItem]) {
+        self.consultations
+            .extend(references_of(items, ItemKind::Consultation).map(str::to_string));
+        self.clawbacks
+            .extend(references_of(items, ItemKind::Clawback).map(str::to_string));
+    }
+}
+
+/// True when one of `items`' consultations is held, or one of its clawbacks is taken already
+/// (stored, or earlier in the batch), or either appears twice among `items`.
+fn holds_a_held_entry(items: &[crate::domain::PayoutItem], facts: &StoredFacts, in_batch: &InBatch) -> bool {
     let mut own = HashSet::new();
-    consultations_of(new).any(|c| facts.held_consultations.contains(c) || held_in_batch.contains(c) || !own.insert(c))
+    let consultation = |c: &str| facts.held_consultations.contains(c) || in_batch.consultations.contains(c);
+    let clawback = |c: &str| facts.held_clawbacks.contains(c) || in_batch.clawbacks.contains(c);
+    references_of(items, ItemKind::Consultation).any(|c| consultation(c) || !own.insert((ItemKind::Consultation, c)))
+        || references_of(items, ItemKind::Clawback).any(|c| clawback(c) || !own.insert((ItemKind::Clawback, c)))
 }
 
 fn slot_of(new: &NewPayout) -> Slot {
@@ -290,6 +336,7 @@ mod tests {
             doctor_id: doctor.into(),
             period,
             amount: Money::from_minor_units(10_000, Currency::KES),
+            items: Vec::new(),
             note: String::new(),
             created_at: Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap(),
             consumed_by: None,

@@ -25,7 +25,9 @@ pub use change::{AttemptUpdate, PayoutChange, PayoutPatch, WebhookEventRecord};
 pub use checks::{AttentionPage, CheckClaim, CheckDone, CheckState, ClaimedCheck, Flagged, FollowUp};
 pub use decide::{BatchDecision, BatchKeys, Slot, StoredFacts};
 pub use query::{Cursor, ExportRow, Page, PayoutFilter, PayoutPage};
-pub use records::{CarryOver, HeldConsultation, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason};
+pub use records::{
+    CarryOver, ClawbackDue, HeldConsultation, Holder, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason,
+};
 
 use crate::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
 use crate::error::Result;
@@ -52,9 +54,10 @@ pub trait PayoutStore: Send + Sync {
     /// [`SkipReason::CarryOverTaken`]. The check and the mark are one conditional step, so of two
     /// calculations racing for the same carry-over at most one consumes it.
     ///
-    /// The consultation ledger: a payout with a consultation item that a live item already holds
-    /// (see [`held_consultations`](PayoutStore::held_consultations)), stored or created earlier in
-    /// the batch, is skipped as [`SkipReason::ConsultationHeld`]. A store enforces this with a
+    /// The consultation ledger: a payout or a carry-over with a consultation item that is already
+    /// held (see [`held_consultations`](PayoutStore::held_consultations)), or a clawback item whose
+    /// consultation is already clawed back, stored or created earlier in the batch, is skipped as
+    /// [`SkipReason::ConsultationHeld`]. Carry-overs' items join the ledger with them. A store enforces this with a
     /// unique constraint as well as the check, so that when two calculations race on overlapping
     /// periods the one that loses either skips the payout or fails the whole chunk with
     /// [`Conflict`](crate::Error::Conflict), writing nothing; never are both written.
@@ -93,16 +96,28 @@ pub trait PayoutStore: Send + Sync {
     /// follow-up, resets its count of checks and ends any lease on it.
     async fn apply(&self, change: PayoutChange) -> Result<Payout>;
 
-    /// The consultation ledger: which of `appointment_ids` a live payout item holds, and which
-    /// payout's, in any order (ids nobody holds are left out).
+    /// The consultation ledger: which of `appointment_ids` a live payout item or a carry-over
+    /// holds, and which, in any order (ids nobody holds are left out).
     ///
     /// # Behavior
     /// An item of kind `CONSULTATION` holds its reference from its payout's creation until that
     /// payout is cancelled with its consultations released; an item of a payout cancelled without
-    /// release (voided) holds it for good. At most one live item holds a consultation. One query
-    /// (or one lookup under the lock) per call, however many ids: the calculation asks once per
-    /// chunk.
+    /// release (voided) holds it for good. A carry-over holds the consultation items it carries
+    /// ([`CarryOver::items`]) for good. At most one holds a consultation. One query (or one lookup
+    /// under the lock) per call, however many ids: the calculation asks once per chunk.
     async fn held_consultations(&self, appointment_ids: &[String]) -> Result<Vec<HeldConsultation>>;
+
+    /// Clawbacks: which of `appointment_ids` were paid and are not clawed back yet, with what was
+    /// paid for each, in any order.
+    ///
+    /// # Behavior
+    /// A consultation qualifies when the item holding it is a live `CONSULTATION` item of a payout
+    /// that is `PAID`, or a carry-over's (whose earnings are paid with it), and no live `CLAWBACK`
+    /// item (of a payout, or of a carry-over) has its reference. A consultation on a payout that
+    /// is not paid yet does not qualify (cancelling that payout is the way to take it back), nor
+    /// does one whose payout's money came back (`RETURNED`, `REVERSED`). The ledger allows one live
+    /// `CLAWBACK` per consultation, as it allows one live `CONSULTATION`. One query per call.
+    async fn clawbacks_due(&self, appointment_ids: &[String]) -> Result<Vec<ClawbackDue>>;
 
     /// A payout's attempts, oldest first.
     async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>>;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::change::belongs;
-use crate::domain::{AuditEntry, DoctorId, Payout, PayoutId, PayoutItem, Period};
+use crate::domain::{AuditEntry, DoctorId, ItemKind, Payout, PayoutId, PayoutItem, Period};
 use crate::error::{Error, Result};
 use crate::money::Money;
 
@@ -42,16 +42,28 @@ impl NewPayout {
     }
 }
 
-/// Earnings below the minimum payout, kept for a later period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Earnings kept for a later period: below the minimum payout, or a negative remainder (clawbacks
+/// larger than what the doctor earned) carried forward.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CarryOver {
     /// The doctor.
     pub doctor_id: DoctorId,
     /// The period the earnings are from (one carry-over per doctor and period).
     pub period: Period,
-    /// The gross earnings carried (deductions apply when they are paid).
+    /// The gross earnings carried (deductions apply when they are paid): the sum of `items`, or of
+    /// this period's consultations for a carry-over recorded without its items. Negative when
+    /// clawbacks took more than the doctor earned.
     pub amount: Money,
+    /// The consultation and clawback items it accounts for: they join the consultation ledger
+    /// when it is recorded, exactly as a payout's items do, so a carried consultation is never
+    /// paid again as a late one and a carried clawback is never taken twice. The carry-over holds
+    /// them for good (paying the carry-over out pays them). Written with the carry-over;
+    /// [`PayoutStore::open_carry_overs`](super::PayoutStore::open_carry_overs) returns carry-overs
+    /// without them (read the ledger with
+    /// [`held_consultations`](super::PayoutStore::held_consultations)).
+    #[serde(default)]
+    pub items: Vec<PayoutItem>,
     /// Why, for the record.
     pub note: String,
     /// Recorded.
@@ -100,18 +112,58 @@ pub enum SkipReason {
     ConsultationHeld,
 }
 
-/// What the consultation ledger says about a consultation: the live payout item that holds it.
+/// What the consultation ledger says about a consultation: the live payout item, or the
+/// carry-over, that holds it.
 ///
 /// An item holds its consultation from its payout's creation until the payout is cancelled with
 /// its consultations released ([`PayoutChange::release_consultations`](super::PayoutChange::release_consultations));
-/// a payout cancelled with its consultations voided keeps holding them, so they are never paid.
+/// a payout cancelled with its consultations voided keeps holding them, so they are never paid. A
+/// carry-over holds the consultations it carries for good.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HeldConsultation {
     /// The consultation (its appointment id, the item's reference).
     pub appointment_id: String,
-    /// The payout whose item holds it.
-    pub payout_id: PayoutId,
+    /// What holds it.
+    pub held_by: Holder,
+}
+
+/// What holds a consultation (or a clawback) in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Holder {
+    /// A live item of this payout.
+    Payout(PayoutId),
+    /// The doctor's carry-over of this period.
+    CarryOver(Period),
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Holder::Payout(id) => write!(f, "payout {id}"),
+            Holder::CarryOver(period) => write!(f, "the carry-over of {period}"),
+        }
+    }
+}
+
+/// A consultation that was paid and can be clawed back: see
+/// [`PayoutStore::clawbacks_due`](super::PayoutStore::clawbacks_due).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClawbackDue {
+    /// The consultation.
+    pub appointment_id: String,
+    /// What its item paid (positive); the clawback item is its negation.
+    pub amount: Money,
+}
+
+/// The references of `items` of `kind`.
+pub(crate) fn references_of(items: &[PayoutItem], kind: ItemKind) -> impl Iterator<Item = &str> + '_ {
+    items
+        .iter()
+        .filter(move |i| i.kind == kind)
+        .map(|i| i.reference.as_str())
 }
 
 /// What a [`PeriodBatch`] did.

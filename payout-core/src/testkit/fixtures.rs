@@ -199,6 +199,7 @@ pub fn carry_over(doctor: &str, period: Period, amount: Money) -> CarryOver {
         doctor_id: DoctorId::new(doctor),
         period,
         amount,
+        items: Vec::new(),
         note: "below the minimum payout".to_string(),
         created_at: base_time(),
         consumed_by: None,

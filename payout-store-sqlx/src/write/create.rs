@@ -4,9 +4,10 @@
 use std::collections::HashSet;
 
 use payout_core::domain::{DoctorId, Payout, PayoutId, Period};
+use payout_core::money::{Currency, Money};
 use payout_core::store::{
-    BatchDecision, BatchKeys, HeldConsultation, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason, Slot,
-    StoredFacts,
+    BatchDecision, BatchKeys, CarryOver, ClawbackDue, HeldConsultation, Holder, NewPayout, PeriodBatch,
+    PeriodBatchOutcome, SkipReason, Slot, StoredFacts,
 };
 use payout_core::{Error, Result};
 
@@ -61,61 +62,194 @@ async fn facts<T: Tx>(tx: &mut T, keys: &BatchKeys) -> Result<StoredFacts> {
         .into_iter()
         .map(PayoutId::new)
         .collect();
-    let held_consultations = if keys.consultations.is_empty() {
-        HashSet::new()
-    } else {
-        let (sql, args) = held_lookup(tx.dialect(), &keys.consultations);
-        tx.fetch_all(&sql, args)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(|row| row.text("reference").map_err(db))
-            .collect::<Result<_>>()?
-    };
+    let held_consultations = ledger_taken(tx, "CONSULTATION", &keys.consultations).await?;
+    let held_clawbacks = ledger_taken(tx, "CLAWBACK", &keys.clawbacks).await?;
     Ok(StoredFacts {
         live_calculated,
         carry_overs,
         open_carry_overs,
         payout_ids,
         held_consultations,
+        held_clawbacks,
     })
+}
+
+/// Which of `references` the ledger holds for `kind` (`CONSULTATION` or `CLAWBACK`): a live item
+/// of a payout or a carry-over's item has it. One statement.
+async fn ledger_taken<T: Tx>(tx: &mut T, kind: &'static str, references: &[String]) -> Result<HashSet<String>> {
+    if references.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let list = ids_in(tx.dialect());
+    let sql = format!(
+        "SELECT reference FROM payout_items WHERE live AND kind = '{kind}' AND reference {list} \
+         UNION ALL SELECT reference FROM carried_items WHERE kind = '{kind}' AND reference {list}"
+    );
+    tx.fetch_all(&sql, id_array(references))
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|row| row.text("reference").map_err(db))
+        .collect()
+}
+
+/// `IN` the array of ids bound as `$1` (Postgres `TEXT[]`, SQLite a JSON array read by `json_each`).
+fn ids_in(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => "= ANY($1::text[])",
+        Dialect::Sqlite => "IN (SELECT value FROM json_each($1))",
+    }
+}
+
+/// `ids` bound as one array, `$1`.
+fn id_array(ids: &[String]) -> Args {
+    Args(vec![Value::TextArray(ids.iter().cloned().map(Some).collect())])
 }
 
 /// The consultation ledger's lookup: which of `appointment_ids` a live `CONSULTATION` item holds,
 /// and its payout (`reference`, `payout_id`). One statement however many ids, the ids bound as one
-/// array (Postgres `TEXT[]`, SQLite a JSON array read by `json_each`); its condition is the partial
-/// unique index's own, so each id is one probe of that index (whose only column is `reference`: an
-/// index on `(kind, reference)` leaves `kind`, fixed by the predicate, without a condition, and
-/// Postgres's generic plan then scanned the table, comparing every row with every id).
+/// array; its condition is the partial unique index's own, so each id is one probe of that index
+/// (whose only column is `reference`: an index on `(kind, reference)` leaves `kind`, fixed by the
+/// predicate, without a condition, and Postgres's generic plan then scanned the table, comparing
+/// every row with every id).
 pub(crate) fn held_lookup(dialect: Dialect, appointment_ids: &[String]) -> (String, Args) {
-    let ids = Value::TextArray(appointment_ids.iter().cloned().map(Some).collect());
-    let list = match dialect {
-        Dialect::Postgres => "= ANY($1::text[])",
-        Dialect::Sqlite => "IN (SELECT value FROM json_each($1))",
-    };
     let sql = format!(
-        "SELECT reference, payout_id FROM payout_items WHERE live AND kind = 'CONSULTATION' AND reference {list}"
+        "SELECT reference, payout_id FROM payout_items WHERE live AND kind = 'CONSULTATION' AND reference {}",
+        ids_in(dialect)
     );
-    (sql, Args(vec![ids]))
+    (sql, id_array(appointment_ids))
 }
 
-/// See [`PayoutStore::held_consultations`](payout_core::store::PayoutStore::held_consultations).
+/// See [`PayoutStore::held_consultations`](payout_core::store::PayoutStore::held_consultations):
+/// the live items' lookup ([`held_lookup`]), then the carried items' (a primary-key probe per id).
 pub(crate) async fn held_consultations<D: Db>(d: &D, appointment_ids: &[String]) -> Result<Vec<HeldConsultation>> {
     if appointment_ids.is_empty() {
         return Ok(Vec::new());
     }
     let (sql, args) = held_lookup(d.dialect(), appointment_ids);
-    d.fetch_all(&sql, args)
+    let mut held = d
+        .fetch_all(&sql, args)
         .await
         .map_err(db)?
         .iter()
         .map(|row| {
             Ok(HeldConsultation {
                 appointment_id: row.text("reference").map_err(db)?,
-                payout_id: PayoutId::new(row.text("payout_id").map_err(db)?),
+                held_by: Holder::Payout(PayoutId::new(row.text("payout_id").map_err(db)?)),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let sql = format!(
+        "SELECT reference, period_start, period_end FROM carried_items WHERE kind = 'CONSULTATION' AND reference {}",
+        ids_in(d.dialect())
+    );
+    for row in d.fetch_all(&sql, id_array(appointment_ids)).await.map_err(db)? {
+        held.push(HeldConsultation {
+            appointment_id: row.text("reference").map_err(db)?,
+            held_by: Holder::CarryOver(Period {
+                start: row.date("period_start").map_err(db)?,
+                end: row.date("period_end").map_err(db)?,
+            }),
+        });
+    }
+    Ok(held)
+}
+
+/// See [`PayoutStore::clawbacks_due`](payout_core::store::PayoutStore::clawbacks_due): the
+/// consultations of `PAID` payouts' live items and of carry-overs, less the ones a live or carried
+/// `CLAWBACK` item already took. One statement.
+pub(crate) async fn clawbacks_due<D: Db>(d: &D, appointment_ids: &[String]) -> Result<Vec<ClawbackDue>> {
+    if appointment_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = ids_in(d.dialect());
+    let not_clawed = "NOT EXISTS (SELECT 1 FROM payout_items c WHERE c.live AND c.kind = 'CLAWBACK' \
+         AND c.reference = x.reference) \
+         AND NOT EXISTS (SELECT 1 FROM carried_items c WHERE c.kind = 'CLAWBACK' AND c.reference = x.reference)";
+    let sql = format!(
+        "SELECT x.reference, x.amount_minor, x.currency FROM payout_items x JOIN payouts p ON p.id = x.payout_id \
+         WHERE x.live AND x.kind = 'CONSULTATION' AND x.reference {list} AND p.status = 'PAID' AND {not_clawed} \
+         UNION ALL SELECT x.reference, x.amount_minor, x.currency FROM carried_items x \
+         WHERE x.kind = 'CONSULTATION' AND x.reference {list} AND {not_clawed}"
+    );
+    d.fetch_all(&sql, id_array(appointment_ids))
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|row| {
+            let currency = Currency::from_code(&row.text("currency").map_err(db)?)
+                .map_err(|e| broken(format!("a carried or paid item's currency: {e}")))?;
+            Ok(ClawbackDue {
+                appointment_id: row.text("reference").map_err(db)?,
+                amount: Money::from_minor_units(row.int("amount_minor").map_err(db)?, currency),
             })
         })
         .collect()
+}
+
+/// Inserts the ledger entries (consultation and clawback items) of the carry-overs just recorded.
+/// A unique violation means a concurrent write took one (it cannot, past the doctors' locks and
+/// the checks; the primary key is the backstop) and rolls the chunk back as a `Conflict`.
+async fn insert_carried_items<T: Tx>(tx: &mut T, carried: &[&CarryOver]) -> Result<()> {
+    let items: Vec<(&CarryOver, usize)> = carried
+        .iter()
+        .flat_map(|c| (0..c.items.len()).map(move |n| (*c, n)))
+        .collect();
+    if items.is_empty() {
+        return Ok(());
+    }
+    let head = format!(
+        "INSERT INTO carried_items (doctor_id, period_start, period_end, position, {})",
+        rows::ITEM_COLUMNS
+    );
+    let inserted = insert_rows(tx, &head, "", false, 10, &items, |(c, n), out| {
+        let item = &c.items[*n];
+        out.extend([
+            Value::from(c.doctor_id.as_str()),
+            Value::from(c.period.start),
+            Value::from(c.period.end),
+            Value::from(i64::try_from(*n).unwrap_or(i64::MAX)),
+            Value::Static(item.kind.as_str()),
+            Value::from(item.reference.as_str()),
+            Value::from(rows::minor_units(&item.amount)?),
+            Value::from(item.amount.currency().code()),
+            Value::from(item.occurred_at),
+            Value::from(item.description.as_str()),
+        ]);
+        Ok(())
+    })
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(Error::Store(s)) if s.kind() == payout_core::error::StoreErrorKind::Conflict => {
+            Err(Error::Conflict(PayoutId::new(format!(
+                "carry-over of {} for {}",
+                carried[0].doctor_id, carried[0].period
+            ))))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Postgres: takes a transaction-scoped advisory lock per doctor of `doctors`, in order, so two
+/// transactions writing ledger entries of the same doctor (a payout's items in one, a carry-over's
+/// in the other, which no single unique index spans) check and write one after the other. SQLite's
+/// `BEGIN IMMEDIATE` already serializes writers.
+async fn lock_doctors<T: Tx>(tx: &mut T, doctors: &[&str]) -> Result<()> {
+    if tx.dialect() != Dialect::Postgres || doctors.is_empty() {
+        return Ok(());
+    }
+    let mut sorted: Vec<&str> = doctors.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let ids: Vec<String> = sorted.iter().map(|d| d.to_string()).collect();
+    tx.fetch_all(
+        "SELECT pg_advisory_xact_lock(hashtextextended(d, 1405)) FROM unnest($1::text[]) WITH ORDINALITY AS t(d, n) ORDER BY n",
+        id_array(&ids),
+    )
+    .await
+    .map_err(db)?;
+    Ok(())
 }
 
 /// Inserts a checked payout with its items, its audit entry and the carry-overs it consumes.
@@ -242,6 +376,13 @@ async fn existing_payouts<T: Tx>(tx: &mut T, ids: &[&str]) -> Result<HashSet<Str
 pub(crate) async fn create_period<D: Db>(d: &D, batch: PeriodBatch) -> Result<PeriodBatchOutcome> {
     batch.validate()?;
     let mut tx = d.begin_write().await.map_err(db)?;
+    let doctors: Vec<&str> = batch
+        .payouts
+        .iter()
+        .map(|p| p.payout.doctor_id.as_str())
+        .chain(batch.carry_overs.iter().map(|c| c.doctor_id.as_str()))
+        .collect();
+    lock_doctors(&mut tx, &doctors).await?;
     let facts = facts(&mut tx, &batch.keys()).await?;
     let BatchDecision { create, carry, skipped } = batch.decide(&facts)?;
     let mut outcome = PeriodBatchOutcome {
@@ -257,6 +398,7 @@ pub(crate) async fn create_period<D: Db>(d: &D, batch: PeriodBatch) -> Result<Pe
         consume_carry_overs(&mut tx, new).await?;
         outcome.created.push(new.payout.id.clone());
     }
+    let mut recorded: Vec<&CarryOver> = Vec::new();
     for c in &carry {
         let inserted = tx
             .execute(
@@ -283,8 +425,10 @@ pub(crate) async fn create_period<D: Db>(d: &D, batch: PeriodBatch) -> Result<Pe
                 .push((c.doctor_id.clone(), SkipReason::AlreadyCarriedOver));
         } else {
             outcome.carried_over.push(c.doctor_id.clone());
+            recorded.push(c);
         }
     }
+    insert_carried_items(&mut tx, &recorded).await?;
     tx.commit().await.map_err(db)?;
     Ok(outcome)
 }
@@ -359,6 +503,7 @@ async fn insert_payouts<'a, T: Tx>(
 pub(crate) async fn create_payout<D: Db>(d: &D, new: NewPayout) -> Result<Payout> {
     new.validate()?;
     let mut tx = d.begin_write().await.map_err(db)?;
+    lock_doctors(&mut tx, &[new.payout.doctor_id.as_str()]).await?;
     new.check_against(&facts(&mut tx, &new.keys()).await?)?;
     if !insert_payout(&mut tx, &new).await? {
         return Err(Error::Conflict(new.payout.id.clone()));

@@ -1,12 +1,14 @@
-//! Checks of the consultation ledger: a consultation is held by at most one live payout item.
+//! Checks of the consultation ledger: a consultation is held by at most one live payout item or
+//! carry-over, and clawed back at most once.
 
-use crate::domain::{PayoutId, Period};
+use crate::domain::{ItemKind, PayoutId, PayoutItem, Period};
 use crate::error::Error;
+use crate::money::Money;
 use crate::status::PayoutStatus;
-use crate::store::{HeldConsultation, NewPayout, PayoutStore, SkipReason};
+use crate::store::{CarryOver, ClawbackDue, HeldConsultation, Holder, NewPayout, PayoutStore, SkipReason};
 use crate::testkit::fixtures::{self, at, kes, month};
 
-use super::{assert_err, assert_unchanged, count, seed, snapshot};
+use super::{assert_err, assert_unchanged, count, move_to, seed, snapshot};
 
 /// A calculated payout `id` of `doctor` for `period` with one 500 KES consultation item per id in
 /// `consultations`.
@@ -30,8 +32,14 @@ async fn held(store: &dyn PayoutStore, ids: &[&str]) -> Vec<(String, String)> {
         .map(
             |HeldConsultation {
                  appointment_id,
-                 payout_id,
-             }| (appointment_id, payout_id.to_string()),
+                 held_by,
+             }| {
+                let by = match held_by {
+                    Holder::Payout(id) => id.to_string(),
+                    Holder::CarryOver(period) => format!("carry-over {period}"),
+                };
+                (appointment_id, by)
+            },
         )
         .collect();
     held.sort();
@@ -159,4 +167,134 @@ pub async fn cancelling_releases_or_voids_the_consultations(store: &dyn PayoutSt
         store.get(&PayoutId::new("po_03")).await.expect("po_03").amount_due,
         kes("1000")
     );
+}
+
+/// An item of `kind` for consultation `reference`, of `amount` KES.
+fn entry(kind: ItemKind, reference: &str, amount: &str) -> PayoutItem {
+    let mut item = fixtures::item(reference, kes(amount), at(0));
+    item.kind = kind;
+    item
+}
+
+/// A carry-over of `doctor` for `period` holding `items`, its amount their sum.
+fn carrying(doctor: &str, period: Period, items: Vec<PayoutItem>) -> CarryOver {
+    let amount = Money::sum(crate::money::Currency::KES, items.iter().map(|i| &i.amount)).expect("KES");
+    CarryOver {
+        items,
+        ..fixtures::carry_over(doctor, period, amount)
+    }
+}
+
+/// `clawbacks_due(ids)`, sorted by consultation, as (consultation, amount).
+async fn due(store: &dyn PayoutStore, ids: &[&str]) -> Vec<(String, Money)> {
+    let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    let mut due: Vec<(String, Money)> = store
+        .clawbacks_due(&ids)
+        .await
+        .unwrap_or_else(|e| panic!("clawbacks_due failed: {e}"))
+        .into_iter()
+        .map(|ClawbackDue { appointment_id, amount }| (appointment_id, amount))
+        .collect();
+    due.sort_by(|a, b| a.0.cmp(&b.0));
+    due
+}
+
+/// A carry-over's consultation and clawback items join the ledger with it, and hold for good; a
+/// consultation of a `PAID` payout or of a carry-over is due for a clawback until a live
+/// `CLAWBACK` item (of a payout or a carry-over) takes it, and again once that item's payout is
+/// cancelled with release; one of an unpaid payout never is. A payout or carry-over whose ledger
+/// entries are taken (stored or earlier in the batch) is skipped as `ConsultationHeld`.
+pub async fn carry_overs_and_clawbacks_join_the_ledger(store: &dyn PayoutStore) {
+    let jan = month(2025, 1);
+    let feb = month(2025, 2);
+    let written = seed(
+        store,
+        vec![
+            paying("po_01", "dr-1", jan, &["apt-1", "apt-2"]),
+            paying("po_02", "dr-2", jan, &["apt-3"]),
+        ],
+    )
+    .await;
+    let mut paid = written[0].clone();
+    for (i, to) in [PayoutStatus::Approved, PayoutStatus::Processing, PayoutStatus::Paid]
+        .into_iter()
+        .enumerate()
+    {
+        paid = move_to(store, &paid, to, at(i as i64 + 1)).await;
+    }
+    let carried = vec![
+        entry(ItemKind::Consultation, "apt-4", "500"),
+        entry(ItemKind::Consultation, "apt-5", "500"),
+    ];
+    let outcome = store
+        .create_period(fixtures::batch(Vec::new(), vec![carrying("dr-3", jan, carried)]))
+        .await
+        .expect("create_period, a carry-over with items");
+    assert_eq!(outcome.carried_over, vec!["dr-3".into()]);
+    assert_eq!(
+        held(store, &["apt-2", "apt-4", "apt-5"]).await,
+        pairs(&[
+            ("apt-2", "po_01"),
+            ("apt-4", "carry-over 2025-01-01..2025-01-31"),
+            ("apt-5", "carry-over 2025-01-01..2025-01-31")
+        ]),
+        "a carry-over holds the consultations it carries"
+    );
+    assert_eq!(
+        due(store, &["apt-1", "apt-3", "apt-4", "apt-9"]).await,
+        vec![("apt-1".to_string(), kes("500")), ("apt-4".to_string(), kes("500"))],
+        "paid (PAID payout) or carried consultations are due; an unpaid payout's and unknown ones are not"
+    );
+
+    let mut clawing = paying("po_03", "dr-1", feb, &["apt-6", "apt-7"]);
+    clawing.items.insert(1, entry(ItemKind::Clawback, "apt-1", "-500"));
+    clawing.payout.amount_due = kes("500");
+    let batch = fixtures::batch(
+        vec![clawing, paying("po_04", "dr-4", feb, &["apt-4"])],
+        vec![
+            carrying("dr-3", feb, vec![entry(ItemKind::Clawback, "apt-4", "-500")]),
+            carrying("dr-5", feb, vec![entry(ItemKind::Clawback, "apt-1", "-500")]),
+            carrying("dr-6", feb, vec![entry(ItemKind::Consultation, "apt-7", "500")]),
+        ],
+    );
+    let outcome = store.create_period(batch).await.expect("create_period, clawbacks");
+    assert_eq!(outcome.created, vec![PayoutId::new("po_03")]);
+    assert_eq!(outcome.carried_over, vec!["dr-3".into()]);
+    assert_eq!(
+        outcome.skipped,
+        vec![
+            ("dr-4".into(), SkipReason::ConsultationHeld),
+            ("dr-5".into(), SkipReason::ConsultationHeld),
+            ("dr-6".into(), SkipReason::ConsultationHeld),
+        ],
+        "a consultation a carry-over holds, a clawback taken earlier in the batch, a consultation paid earlier in the batch"
+    );
+    assert_eq!(
+        store.items(&PayoutId::new("po_03")).await.expect("items")[1].kind,
+        ItemKind::Clawback,
+        "a clawback item is stored as one"
+    );
+    assert_eq!(
+        due(store, &["apt-1", "apt-4"]).await,
+        Vec::new(),
+        "each is clawed back once"
+    );
+    let open = store
+        .open_carry_overs(month(2025, 3).start)
+        .await
+        .expect("open_carry_overs");
+    let negative = open
+        .iter()
+        .find(|c| c.doctor_id.as_str() == "dr-3" && c.period == feb)
+        .expect("the negative carry-over is open");
+    assert_eq!(negative.amount, kes("-500"), "a carry-over may be negative");
+
+    // A clawback released with its cancelled payout is due again; a voided one stays taken.
+    let po_03 = store.get(&PayoutId::new("po_03")).await.expect("po_03");
+    let mut cancel = fixtures::status_change(&po_03, PayoutStatus::Cancelled, at(20));
+    cancel.release_consultations = true;
+    store.apply(cancel).await.expect("cancel, releasing");
+    assert_eq!(due(store, &["apt-1"]).await, vec![("apt-1".to_string(), kes("500"))]);
+    assert_eq!(held(store, &["apt-6", "apt-7"]).await, pairs(&[]));
+    assert_eq!(paid.status, PayoutStatus::Paid);
 }

@@ -136,7 +136,8 @@ pub const STORE_CHECKS: &[StoreCheck] = checks![
     claims_take_due_checks_under_a_lease,
     attention_queue_lists_flagged_payouts,
     a_consultation_is_held_by_one_live_payout,
-    cancelling_releases_or_voids_the_consultations;
+    cancelling_releases_or_voids_the_consultations,
+    carry_overs_and_clawbacks_join_the_ledger;
     concurrent_apply_has_one_winner,
     two_claimers_never_get_the_same_check
 ];
