@@ -3,12 +3,14 @@
 //! For each backend (SQLite on a file, Postgres) three identical databases are prepared: the store's
 //! migrations plus the host's `appointments` table (as the demo server creates it) holding the
 //! period's completed consultations, 100 per doctor, with 20% noise around them (cancelled
-//! consultations in the period, completed ones of the month before). Then, in the same run:
+//! consultations in the period, completed ones of the month before that no payout holds: late
+//! consultations, which the calculation's default 90-day look-back finds and pays with the period).
+//! Then, in the same run:
 //!
 //! - **baseline**: hand-written SQL in one transaction: `INSERT ... SELECT ... GROUP BY doctor_id`
 //!   for the payouts, `INSERT ... SELECT` with `ROW_NUMBER()` for one item per consultation, and
 //!   `INSERT ... SELECT` for one audit entry per payout: the same rows the service writes. Like the
-//!   service it pays only consultations no live item holds (the consultation ledger: a `NOT EXISTS`
+//!   service it reads the period and its look-back, and pays only consultations no live item holds (the consultation ledger: a `NOT EXISTS`
 //!   over the ledger's partial unique index), and its items are checked by that index as it inserts
 //!   them, so both pay for the same uniqueness.
 //! - **measured**: `PayoutService::calculate_period` with the store and `SqlConsultationSource` over
@@ -264,7 +266,8 @@ fn service(
 // The host's table
 
 /// Completed consultations `0..n` of the period, doctor `g % doctors`, spread over the month; then
-/// 10% cancelled in the period and 10% completed the month before, which the calculation skips.
+/// 10% cancelled in the period, which the calculation skips, and 10% completed the month before,
+/// which nothing holds: its look-back pays them as late consultations.
 fn appointment_rows(doctors: usize, per_doctor: usize) -> (i64, i64) {
     let n = (doctors * per_doctor) as i64;
     (n, n / 10)
@@ -358,7 +361,8 @@ async fn load_postgres(pool: &PgPool, doctors: usize, per_doctor: usize) {
 // The baseline
 
 /// The baseline's statements: payouts, items, audit entries. `$1`/`$2` the period's first and last
-/// day, `$3` now, `$4`/`$5` the completion bounds (as the source binds them).
+/// day, `$3` now, `$4`/`$5` the completion bounds of the period and its look-back (as the source
+/// binds them).
 fn baseline_sql() -> [&'static str; 3] {
     [
         "INSERT INTO payouts (id, doctor_id, period_start, period_end, amount_minor, currency, status, origin, \
@@ -405,15 +409,21 @@ macro_rules! run_baseline {
     }};
 }
 
+/// The first day the calculation reads: the period's start less the default look-back.
+fn window_start() -> NaiveDate {
+    CalculationPolicy::default().window(period()).start
+}
+
 async fn baseline_sqlite(pool: &SqlitePool) -> (Written, Duration) {
     // The store's fixed-width UTC text.
     let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    let time = run_baseline!(pool, &now, "2026-10-01", "2026-11-01");
+    let from = window_start().format("%Y-%m-%d").to_string();
+    let time = run_baseline!(pool, &now, from.as_str(), "2026-11-01");
     (written!(pool), time)
 }
 
 async fn baseline_postgres(pool: &PgPool) -> (Written, Duration) {
-    let from = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).single().expect("a time");
+    let from = window_start().and_hms_opt(0, 0, 0).expect("a time").and_utc();
     let to = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().expect("a time");
     let time = run_baseline!(pool, Utc::now(), from, to);
     (written!(pool), time)

@@ -202,11 +202,11 @@ impl From<Payout> for PayoutView {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemView {
-    /// `CONSULTATION`, `CARRY_OVER`, `DEDUCTION` or `ADJUSTMENT`.
+    /// `CONSULTATION`, `CARRY_OVER`, `DEDUCTION`, `ADJUSTMENT` or `CLAWBACK`.
     pub kind: String,
     /// What it refers to (an appointment id, ...).
     pub reference: String,
-    /// Exact decimal string; negative for deductions.
+    /// Exact decimal string; negative for deductions and clawbacks.
     pub amount: String,
     /// ISO 4217 code.
     pub currency: String,
