@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{Duration, TimeZone, Utc};
 use http::HeaderMap;
-use payout_core::clock::{ManualClock, SequentialIds};
+use payout_core::clock::{Clock, ManualClock, SequentialIds};
 use payout_core::domain::{
     Actor, AttemptOutcome, DoctorId, Payout, PayoutDestination, PayoutId, Provider, Recipient, ResolutionOutcome,
     ResolutionState,
@@ -21,7 +21,9 @@ use payout_core::money::{Currency, Money};
 use payout_core::provider::{
     AttemptLookup, Capabilities, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus, SendReceipt,
 };
-use payout_core::service::{ManualPayout, PayoutService, ResolveRequest, ServicePolicy};
+use payout_core::service::{
+    ManualPayout, PayoutService, ReconcilePolicy, ResolveRequest, ServicePolicy, SettlementWatch,
+};
 use payout_core::source::RecipientDirectory;
 use payout_core::status::PayoutStatus;
 use payout_core::store::PayoutStore;
@@ -663,4 +665,49 @@ async fn a_failed_resolution_is_refused_while_a_resend_may_be_in_flight() {
     assert_eq!(retried.status, PayoutStatus::Processing);
     let attempts = h.store.attempts(&p.id).await.unwrap();
     assert_eq!(attempts.len(), 2, "a new attempt only after the confirmed failure");
+}
+
+/// A payout an operator resolves `PAID` is put on its provider's settlement watch, as a payout a
+/// webhook or a lookup finds paid is: reconciliation re-checks it for money coming back. Both ways
+/// to `PAID`: at once without four eyes, and confirmed by a second admin with them.
+#[tokio::test]
+async fn a_payout_resolved_paid_is_put_on_the_settlement_watch() {
+    // The double is M-Pesa, whose watch is off by default (its lookup cannot tell): on here.
+    let watched = |four_eyes: bool| ServicePolicy {
+        four_eyes,
+        reconcile: ReconcilePolicy {
+            settlement_watch: SettlementWatch {
+                mpesa: Duration::days(3),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+
+    let h = harness(watched(false));
+    let p = h.in_flight("dr-a").await;
+    h.clock.advance(Duration::hours(2));
+    let paid = h.resolve("ops-1", &p.id, ResolutionOutcome::Paid).await.unwrap();
+    assert_eq!(paid.status, PayoutStatus::Paid);
+    let state = h.store.check_state(&p.id).await.unwrap();
+    assert_eq!(
+        state.next_check_at,
+        Some(h.clock.now() + Duration::days(1)),
+        "watched: re-checked a day after it was resolved paid"
+    );
+
+    let h = harness(watched(true));
+    let p = h.in_flight("dr-a").await;
+    h.clock.advance(Duration::hours(2));
+    h.resolve("ops-1", &p.id, ResolutionOutcome::Paid).await.unwrap();
+    h.clock.advance(Duration::minutes(30));
+    let paid = h.service.confirm_resolution(&admin("ops-2"), &p.id).await.unwrap();
+    assert_eq!(paid.status, PayoutStatus::Paid);
+    let state = h.store.check_state(&p.id).await.unwrap();
+    assert_eq!(
+        state.next_check_at,
+        Some(h.clock.now() + Duration::days(1)),
+        "watched from the confirmation on"
+    );
 }

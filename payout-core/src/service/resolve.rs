@@ -152,7 +152,8 @@ impl PayoutService {
     }
 
     /// Applies `resolution` of `attempt`: the payout to the claimed outcome, the attempt's outcome,
-    /// the reference if none was known, the resolution confirmed by `actor`, all audited at once.
+    /// the reference if none was known, the resolution confirmed by `actor`, all audited at once;
+    /// a `PAID` payout is put on its provider's settlement watch, as when a webhook pays it.
     async fn settle(
         &self,
         actor: &Actor,
@@ -199,6 +200,12 @@ impl PayoutService {
             change.patch.provider_reference = reference;
         }
         change.patch.processed_at = Some(now);
+        if to == PayoutStatus::Paid {
+            // Paid now, as far as the engine knows: watched for money coming back like a payout a
+            // webhook or a lookup found paid.
+            let watch = &self.policy.reconcile.settlement_watch;
+            change.follow_up = Some(watch.follow_up(payout.provider, now, now));
+        }
         change.patch.notes = Some(format!("resolved {} by an operator: {}", to, resolution.note));
         let confirmed = if resolution.requested_by == actor.label() {
             String::new()
