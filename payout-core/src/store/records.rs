@@ -8,6 +8,7 @@ use super::change::belongs;
 use crate::domain::{AuditEntry, DoctorId, ItemKind, Payout, PayoutId, PayoutItem, Period};
 use crate::error::{Error, Result};
 use crate::money::Money;
+use crate::status::PayoutStatus;
 
 /// A payout to insert, with its items and its `CREATE` audit entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,10 +27,30 @@ pub struct NewPayout {
 
 impl NewPayout {
     /// Refuses, with [`Error::InvalidInput`], a payout whose `amount_due` is not the sum of its items
-    /// (or whose items are in another currency), or whose audit entry names another payout. Every
-    /// store calls it before it writes.
+    /// (or whose items are in another currency), whose audit entry names another payout, or that
+    /// does not start as every payout starts: `PENDING`, with no approver, approval or resolution
+    /// (an approval is only ever written by a change, audited, so no store can create a payout
+    /// pre-approved). Every store calls it before it writes.
     pub fn validate(&self) -> Result<()> {
         let p = &self.payout;
+        if p.status != PayoutStatus::Pending {
+            return Err(Error::InvalidInput(format!(
+                "payout {}: a new payout starts PENDING, not {}",
+                p.id, p.status
+            )));
+        }
+        let carried = [
+            ("an approver", p.approved_by.is_some()),
+            ("an approval", p.approval.is_some()),
+            ("a resolution", p.resolution.is_some()),
+        ];
+        if let Some((what, _)) = carried.iter().find(|(_, set)| *set) {
+            return Err(Error::InvalidInput(format!(
+                "payout {}: a new payout may not carry {what}; approvals and resolutions are written \
+                 by the changes that make them, audited",
+                p.id
+            )));
+        }
         let sum = Money::sum(p.currency(), self.items.iter().map(|i| &i.amount))
             .map_err(|e| Error::InvalidInput(format!("payout {}: items do not add up: {e}", p.id)))?;
         if sum != p.amount_due {

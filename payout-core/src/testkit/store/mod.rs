@@ -23,6 +23,8 @@
 //! - `Conflict` names the payout the change was for;
 //! - an attempt's destination, a payout's approval and its resolution are read back exactly as
 //!   written (a patch replaces the approval or the resolution whole, and keeps them when it has none);
+//! - a new payout starts `PENDING` with no approver, approval or resolution: any other is
+//!   [`Error::InvalidInput`] and writes nothing;
 //! - the consultation ledger: a payout with a consultation a live item holds (stored, earlier in
 //!   the batch, or twice in itself) is skipped as `ConsultationHeld`; a manual one is a
 //!   `Conflict`; cancelling with `release_consultations` frees them, cancelling without keeps
@@ -132,6 +134,7 @@ pub const STORE_CHECKS: &[StoreCheck] = checks![
     records_must_belong_to_their_payout,
     attempts_keep_their_destination,
     approval_and_resolution_are_kept,
+    a_new_payout_is_never_pre_approved,
     a_status_change_writes_its_follow_up,
     claims_take_due_checks_under_a_lease,
     attention_queue_lists_flagged_payouts,

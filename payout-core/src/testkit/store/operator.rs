@@ -7,12 +7,13 @@ use crate::domain::{
     Approval, BankAccount, PayoutDestination, Provider, Resolution, ResolutionOutcome, ResolutionState,
     details_fingerprint,
 };
+use crate::error::Error;
 use crate::provider::EventReference;
 use crate::status::PayoutStatus;
-use crate::store::{Page, PayoutChange, PayoutFilter, PayoutStore, PayoutStoreExt};
-use crate::testkit::fixtures::{self, at};
+use crate::store::{NewPayout, Page, PayoutChange, PayoutFilter, PayoutStore, PayoutStoreExt};
+use crate::testkit::fixtures::{self, at, month};
 
-use super::{apply, seed_numbered};
+use super::{apply, assert_err, count, seed_numbered};
 
 /// A bank destination with every field set, characters that need escaping included.
 fn bank() -> PayoutDestination {
@@ -196,4 +197,67 @@ pub async fn approval_and_resolution_are_kept(store: &dyn PayoutStore) {
         "a later approval replaces the earlier one whole"
     );
     assert_eq!(read.resolution, Some(confirmed), "the resolution, confirmed");
+}
+
+/// No store creates a payout pre-approved: a new payout that is not `PENDING`, or that carries an
+/// approver, an approval or a resolution, is refused with `InvalidInput` by `create_payout` and by
+/// `create_period` (the whole batch), and nothing is written; the same payout without them is
+/// created, with neither.
+pub async fn a_new_payout_is_never_pre_approved(store: &dyn PayoutStore) {
+    let approval = Approval {
+        details_fingerprint: details_fingerprint(None),
+        approvers: vec!["admin:a".to_string()],
+    };
+    let resolution = Resolution {
+        attempt_no: 1,
+        outcome: ResolutionOutcome::Paid,
+        provider_reference: None,
+        note: "no evidence".to_string(),
+        provider_answer: "never asked".to_string(),
+        requested_by: "admin:a".to_string(),
+        requested_at: at(0),
+        state: ResolutionState::Pending,
+    };
+    let variants: [(&str, fn(&mut NewPayout, &Approval, &Resolution)); 4] = [
+        ("an approval", |n, a, _| n.payout.approval = Some(a.clone())),
+        ("a resolution", |n, _, r| n.payout.resolution = Some(r.clone())),
+        ("an approver", |n, _, _| {
+            n.payout.approved_by = Some("admin:a".to_string())
+        }),
+        ("status APPROVED", |n, _, _| {
+            n.payout.status = PayoutStatus::Approved;
+            n.audit = fixtures::create_audit(&n.payout);
+        }),
+    ];
+    for (what, carry) in variants {
+        let mut manual = fixtures::manual_payout("po_01", "dr-1", month(2025, 1), &["1000"]);
+        carry(&mut manual, &approval, &resolution);
+        assert_err!(
+            store.create_payout(manual).await,
+            Error::InvalidInput(_),
+            "create_payout of a new payout with {what}"
+        );
+        let good = fixtures::new_payout("po_02", "dr-2", month(2025, 1), &["500"]);
+        let mut calculated = fixtures::new_payout("po_03", "dr-3", month(2025, 1), &["700"]);
+        carry(&mut calculated, &approval, &resolution);
+        assert_err!(
+            store
+                .create_period(fixtures::batch(vec![good, calculated], Vec::new()))
+                .await,
+            Error::InvalidInput(_),
+            "create_period of a batch with a new payout with {what}"
+        );
+        assert_eq!(count(store).await, 0, "a refused new payout ({what}) writes nothing");
+    }
+
+    let created = store
+        .create_payout(fixtures::manual_payout("po_01", "dr-1", month(2025, 1), &["1000"]))
+        .await
+        .expect("the same payout as every payout starts");
+    assert_eq!(created.status, PayoutStatus::Pending);
+    assert_eq!(
+        (&created.approved_by, &created.approval, &created.resolution),
+        (&None, &None, &None),
+        "a new payout has no approver, approval or resolution"
+    );
 }
