@@ -217,6 +217,18 @@ pub enum Error {
         /// The payout.
         payout_id: PayoutId,
     },
+    /// The payout was approved before approvals recorded the doctor's payout details (before
+    /// migration `20261205000300_operator`), so nothing says which details were approved: it may not
+    /// be sent until an admin re-approves it for the current ones (nothing was changed). Answered
+    /// like [`DetailsChanged`](Error::DetailsChanged): the way out is the same.
+    #[error(
+        "payout {payout_id}: its approval predates the payout-details check (it records no details \
+         fingerprint), so nothing says which details were approved; re-approve it before triggering"
+    )]
+    ApprovalPredatesDetailsCheck {
+        /// The payout.
+        payout_id: PayoutId,
+    },
     /// The approval policy asks for an approval the payout does not have yet (a second approval).
     #[error("approval required: {0}")]
     ApprovalRequired(String),

@@ -12,8 +12,8 @@ use chrono::{Duration, TimeZone, Utc};
 use http::HeaderMap;
 use payout_core::clock::{Clock, ManualClock, SequentialIds};
 use payout_core::domain::{
-    Actor, AttemptOutcome, DoctorId, Payout, PayoutDestination, PayoutId, Provider, Recipient, ResolutionOutcome,
-    ResolutionState,
+    Actor, AttemptOutcome, AuditEntry, DoctorId, Payout, PayoutDestination, PayoutId, Provider, Recipient,
+    ResolutionOutcome, ResolutionState,
 };
 use payout_core::error::{Error, ProviderError, ProviderErrorKind, WebhookError};
 use payout_core::memory::MemoryStore;
@@ -26,7 +26,7 @@ use payout_core::service::{
 };
 use payout_core::source::RecipientDirectory;
 use payout_core::status::PayoutStatus;
-use payout_core::store::PayoutStore;
+use payout_core::store::{PayoutChange, PayoutStore};
 
 mod common;
 use common::recipient;
@@ -207,6 +207,28 @@ impl Harness {
         self.service.approve(&admin("approver"), &p.id).await.unwrap()
     }
 
+    /// Approved as before migration `20261205000300_operator` wrote it: `APPROVED` with an approver
+    /// and no approval (no details fingerprint), through the store as an upgraded database holds it.
+    async fn approved_before_fingerprints(&self, doctor: &str) -> Payout {
+        let p = self.created(doctor, money("1000", "KES")).await;
+        let at = self.clock.now();
+        let mut change = PayoutChange::of(&p, at);
+        change.new_status = Some(PayoutStatus::Approved);
+        change.patch.approved_by = Some("admin:approver".into());
+        change.audit.push(AuditEntry {
+            payout_id: p.id.clone(),
+            actor: "admin:approver".into(),
+            at,
+            action: "APPROVE".into(),
+            from: Some(PayoutStatus::Pending),
+            to: Some(PayoutStatus::Approved),
+            detail: "approved before approvals recorded a details fingerprint".into(),
+        });
+        let p = self.store.apply(change).await.unwrap();
+        assert_eq!((p.status, &p.approval), (PayoutStatus::Approved, &None));
+        p
+    }
+
     /// Approved and triggered: `PROCESSING`, its outcome unknown (the double answers ambiguously).
     async fn in_flight(&self, doctor: &str) -> Payout {
         let p = self.approved(doctor).await;
@@ -352,6 +374,83 @@ async fn bulk_trigger_refuses_changed_details_per_item() {
     );
     assert_eq!(h.store.get(&b.id).await.unwrap().status, PayoutStatus::Approved);
     assert_eq!(h.double.sends().len(), 1);
+}
+
+/// A payout approved before migration `20261205000300_operator` has no approval fingerprint:
+/// nothing says which details were approved. Its trigger (one payout or in bulk) and a second
+/// approval are refused until an admin re-approves it for the current details; then it is sent to
+/// them.
+#[tokio::test]
+async fn an_approval_that_predates_the_details_check_is_reapproved_before_it_is_paid() {
+    let h = harness(ServicePolicy::default());
+    let legacy = h.approved_before_fingerprints("dr-a").await;
+    let other = h.approved("dr-b").await;
+
+    let refused = h
+        .service
+        .trigger(&admin("trigger"), &legacy.id, Provider::MpesaB2c)
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::ApprovalPredatesDetailsCheck { payout_id }) if payout_id == &legacy.id),
+        "{refused:?}"
+    );
+    let message = refused.unwrap_err().to_string();
+    assert!(
+        message.contains("predates") && message.contains("re-approve"),
+        "says why and what to do: {message}"
+    );
+    assert_eq!(h.store.get(&legacy.id).await.unwrap(), legacy, "nothing changed");
+    let out = h
+        .service
+        .bulk_trigger(
+            &admin("trigger"),
+            &[legacy.id.clone(), other.id.clone()],
+            Provider::MpesaB2c,
+        )
+        .await;
+    assert!(
+        matches!(out[0].result, Err(Error::ApprovalPredatesDetailsCheck { .. })),
+        "bulk refuses it per item: {:?}",
+        out[0].result
+    );
+    assert_eq!(out[1].result.as_ref().unwrap().status, PayoutStatus::Processing);
+    assert_eq!(h.store.get(&legacy.id).await.unwrap(), legacy, "nothing changed");
+    assert!(h.store.attempts(&legacy.id).await.unwrap().is_empty());
+    assert_eq!(h.double.sends().len(), 1, "only the fingerprinted payout was sent");
+
+    // A second approval does not complete an approval that vouched for no details.
+    let strict = harness(ServicePolicy {
+        second_approval_above: vec![money("500", "KES")],
+        ..Default::default()
+    });
+    let large = strict.approved_before_fingerprints("dr-a").await;
+    assert!(strict.service.awaits_second_approval(&large));
+    let second = strict.service.approve(&admin("second"), &large.id).await;
+    assert!(
+        matches!(second, Err(Error::ApprovalPredatesDetailsCheck { .. })),
+        "{second:?}"
+    );
+    assert_eq!(strict.store.get(&large.id).await.unwrap(), large, "nothing changed");
+
+    // Re-approved for the current details, it is paid to them.
+    h.directory.set_phone("dr-a", "254799999999");
+    assert!(h.service.approval_predates_details_check(&legacy));
+    let re = h.service.reapprove(&admin("approver-2"), &legacy.id).await.unwrap();
+    assert!(!h.service.approval_predates_details_check(&re));
+    let trail = h.store.audit_trail(&legacy.id).await.unwrap();
+    let reapproval = trail.iter().find(|a| a.action == "REAPPROVE").expect("audited");
+    assert!(reapproval.detail.contains("(not recorded) ->"), "{}", reapproval.detail);
+    let sent = h
+        .service
+        .trigger(&admin("trigger"), &legacy.id, Provider::MpesaB2c)
+        .await
+        .unwrap();
+    assert_eq!(sent.status, PayoutStatus::Processing);
+    assert_eq!(
+        phone(&h.double.sends()[1].1),
+        "254799999999",
+        "sent to the re-approved details"
+    );
 }
 
 // ------------------------------------------------------------------------ item 10: approval policy

@@ -499,7 +499,13 @@ async fn operator_section(s: &payout_core::service::PayoutService, p: &payout_co
         )
     };
     let mut out = String::new();
-    if p.status == PayoutStatus::Approved {
+    if p.status == PayoutStatus::Approved && s.approval_predates_details_check(p) {
+        let _ = write!(
+            out,
+            "<p class=\"flash error\" id=\"details-changed\">This payout was approved before approvals recorded the doctor's payout details: it will not be triggered until an admin re-approves it for the current details.</p>{}",
+            form("reapprove", "Re-approve for the current details", "")
+        );
+    } else if p.status == PayoutStatus::Approved {
         match s.details_changed_since_approval(p).await {
             Ok(true) => {
                 let _ = write!(

@@ -48,7 +48,10 @@ impl ApiError {
                 Error::DuplicateEvent { .. } => (StatusCode::OK, "duplicate_event"),
                 Error::InvalidInput(_) | Error::Money(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
                 Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-                Error::DetailsChanged { .. } => (StatusCode::CONFLICT, "details_changed"),
+                // Both are answered the same way, by a re-approval.
+                Error::DetailsChanged { .. } | Error::ApprovalPredatesDetailsCheck { .. } => {
+                    (StatusCode::CONFLICT, "details_changed")
+                }
                 Error::ApprovalRequired(_) => (StatusCode::CONFLICT, "approval_required"),
                 Error::ResolutionRefused(_) => (StatusCode::CONFLICT, "resolution_refused"),
                 Error::MissingRecipient { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "missing_recipient"),

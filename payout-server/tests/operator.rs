@@ -11,11 +11,13 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
 use payout_core::PayoutService;
-use payout_core::domain::{Actor, DoctorId, Provider, Recipient};
+use payout_core::domain::{Actor, AuditEntry, DoctorId, PayoutId, Provider, Recipient};
 use payout_core::memory::MemoryStore;
 use payout_core::service::CalculationPolicy;
 use payout_core::simulated::{SimulatedProvider, SimulatedSettlement};
 use payout_core::source::{RecipientDirectory, StaticConsultations};
+use payout_core::status::PayoutStatus;
+use payout_core::store::{PayoutChange, PayoutStore};
 use payout_server::{ServerConfig, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -31,12 +33,19 @@ impl RecipientDirectory for EditableDirectory {
 }
 
 async fn setup() -> (axum::Router, Arc<EditableDirectory>, Vec<String>) {
+    let (app, directory, ids, _) = setup_with_store().await;
+    (app, directory, ids)
+}
+
+/// [`setup`], with the store the engine writes to.
+async fn setup_with_store() -> (axum::Router, Arc<EditableDirectory>, Vec<String>, Arc<MemoryStore>) {
     let directory = Arc::new(EditableDirectory::default());
     for r in doctors() {
         directory.0.lock().unwrap().insert(r.doctor_id.clone(), r);
     }
+    let store = Arc::new(MemoryStore::new());
     let mut b = PayoutService::builder()
-        .store(Arc::new(MemoryStore::new()))
+        .store(store.clone())
         .consultations(Arc::new(StaticConsultations::new(consultations())))
         .directory(directory.clone());
     for p in Provider::ALL {
@@ -53,7 +62,7 @@ async fn setup() -> (axum::Router, Arc<EditableDirectory>, Vec<String>) {
         .unwrap();
     let ids = report.created.iter().map(|id| id.to_string()).collect();
     let state = payout_server::AppState::new(service, ServerConfig::new(SECRET));
-    (router(state), directory, ids)
+    (router(state), directory, ids, store)
 }
 
 async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value, String) {
@@ -153,6 +162,67 @@ async fn a_trigger_after_the_details_changed_is_409_details_changed_until_reappr
     assert_eq!(
         (s, body["data"]["status"].as_str()),
         (StatusCode::OK, Some("PROCESSING"))
+    );
+}
+
+/// A payout approved before migration `20261205000300_operator` (no details fingerprint) is
+/// answered `409 details_changed` on trigger, one payout and in bulk, saying why; the dashboard
+/// offers the re-approval, after which it is triggered.
+#[tokio::test]
+async fn an_approval_without_a_fingerprint_is_409_details_changed_until_reapproved() {
+    let (app, _, ids, store) = setup_with_store().await;
+    let a = admin("admin-1");
+    let id = PayoutId::new(ids[0].as_str());
+    let p = store.get(&id).await.unwrap();
+    let mut legacy = PayoutChange::of(&p, p.updated_at);
+    legacy.new_status = Some(PayoutStatus::Approved);
+    legacy.patch.approved_by = Some("admin:before-the-upgrade".into());
+    legacy.audit.push(AuditEntry {
+        payout_id: id.clone(),
+        actor: "admin:before-the-upgrade".into(),
+        at: p.updated_at,
+        action: "APPROVE".into(),
+        from: Some(PayoutStatus::Pending),
+        to: Some(PayoutStatus::Approved),
+        detail: "approved before approvals recorded a details fingerprint".into(),
+    });
+    store.apply(legacy).await.unwrap();
+
+    let trigger = json!({"action": "trigger", "provider": "MPESA_B2C"});
+    let (s, body, _) = call(&app, patch(&ids[0], &a, trigger.clone())).await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("details_changed")),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("predates"), "says why: {message}");
+    let (s, body, _) = call(
+        &app,
+        bulk(
+            &a,
+            json!({"payoutIds": [ids[0]], "action": "trigger", "provider": "MPESA_B2C"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["data"][0]["error"]["code"], "details_changed", "{body}");
+    assert_eq!(store.get(&id).await.unwrap().status, PayoutStatus::Approved);
+
+    let (_, _, html) = call(&app, dashboard(&ids[0], &a)).await;
+    assert!(
+        html.contains("id=\"details-changed\""),
+        "the dashboard says why: {html}"
+    );
+    assert!(html.contains("value=\"reapprove\""), "and offers the re-approval");
+
+    let (s, body, _) = call(&app, patch(&ids[0], &a, json!({"action": "reapprove"}))).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body, _) = call(&app, patch(&ids[0], &a, trigger)).await;
+    assert_eq!(
+        (s, body["data"]["status"].as_str()),
+        (StatusCode::OK, Some("PROCESSING")),
+        "{body}"
     );
 }
 

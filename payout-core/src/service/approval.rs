@@ -52,6 +52,29 @@ impl PayoutService {
         Ok(self.current_fingerprint(payout).await? != approval.details_fingerprint)
     }
 
+    /// True when `payout` is approved but its approval records no details fingerprint: it was
+    /// approved before approvals recorded the doctor's payout details (migration
+    /// `20261205000300_operator`). It is not sent until re-approved
+    /// ([`Error::ApprovalPredatesDetailsCheck`]).
+    pub fn approval_predates_details_check(&self, payout: &Payout) -> bool {
+        payout.status == PayoutStatus::Approved && payout.approval.is_none()
+    }
+
+    /// Refuses to pay details nobody approved: the approval's fingerprint must be `fingerprint`, the
+    /// doctor's details now ([`Error::DetailsChanged`]), and an approval without one (it predates the
+    /// check) is never taken to vouch for them ([`Error::ApprovalPredatesDetailsCheck`]).
+    fn check_approved_details(&self, payout: &Payout, fingerprint: &str) -> Result<()> {
+        match &payout.approval {
+            Some(approval) if approval.details_fingerprint == fingerprint => Ok(()),
+            Some(_) => Err(Error::DetailsChanged {
+                payout_id: payout.id.clone(),
+            }),
+            None => Err(Error::ApprovalPredatesDetailsCheck {
+                payout_id: payout.id.clone(),
+            }),
+        }
+    }
+
     /// The fingerprint of the payout's doctor's details as the directory has them now.
     pub(super) async fn current_fingerprint(&self, payout: &Payout) -> Result<String> {
         let recipient = self.directory.recipient(&payout.doctor_id).await?;
@@ -79,13 +102,9 @@ impl PayoutService {
             ));
         }
         let fingerprint = self.current_fingerprint(&payout).await?;
-        if payout
-            .approval
-            .as_ref()
-            .is_some_and(|a| a.details_fingerprint != fingerprint)
-        {
-            return Err(Error::DetailsChanged { payout_id: payout.id });
-        }
+        // Both approvals vouch for the same details: a first approval that recorded none is
+        // re-approved first (then approved a second time), never completed by this one.
+        self.check_approved_details(&payout, &fingerprint)?;
         approvers.push(actor.label());
         let mut change = PayoutChange::of(&payout, self.clock.now());
         change.patch.approval = Some(Approval {
@@ -107,7 +126,9 @@ impl PayoutService {
     }
 
     /// Approves an `APPROVED` payout again for the doctor's current payout details, after they
-    /// changed since its approval (a trigger is refused with [`Error::DetailsChanged`] until then).
+    /// changed since its approval (a trigger is refused with [`Error::DetailsChanged`] until then),
+    /// or when its approval predates the details check and records none
+    /// ([`Error::ApprovalPredatesDetailsCheck`]).
     ///
     /// The re-approval replaces the approval: its approver becomes the approver (the four-eyes rule
     /// applies as to any approval), and a payout that needs a second approval needs one again, for
@@ -176,13 +197,7 @@ impl PayoutService {
         payout: &Payout,
         recipient: Option<&Recipient>,
     ) -> Result<()> {
-        if let Some(approval) = &payout.approval {
-            if approval.details_fingerprint != details_fingerprint(recipient) {
-                return Err(Error::DetailsChanged {
-                    payout_id: payout.id.clone(),
-                });
-            }
-        }
+        self.check_approved_details(payout, &details_fingerprint(recipient))?;
         let approvers = Self::approvers(payout);
         if self.needs_second_approval(payout) && approvers.len() < 2 {
             return Err(Error::ApprovalRequired(format!(

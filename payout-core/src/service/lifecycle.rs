@@ -222,8 +222,9 @@ impl PayoutService {
 
     /// The change that triggers `payout` (as read, with its `attempts`) through `adapter`, and the
     /// instruction to send once it is committed; refuses a payout that is not `APPROVED`, that the
-    /// approval policy does not let `actor` trigger (details changed since approval, a missing second
-    /// approval, the triggerer approved it), or whose doctor has no destination for the provider.
+    /// approval policy does not let `actor` trigger (details changed since approval or an approval
+    /// that recorded none, a missing second approval, the triggerer approved it), or whose doctor has
+    /// no destination for the provider.
     pub(super) fn plan_trigger(
         &self,
         actor: &Actor,
