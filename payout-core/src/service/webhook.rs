@@ -61,6 +61,17 @@ fn event_for(kind: &ProviderEventKind) -> Option<(PayoutEvent, AttemptOutcome)> 
     })
 }
 
+/// What an event records on attempt `attempt_no`: the outcome it reports (none when the outcome is
+/// unknown), with no reference or error of its own.
+fn attempt_update(attempt_no: u32, mapped: Option<&(PayoutEvent, AttemptOutcome)>) -> Option<AttemptUpdate> {
+    mapped.map(|(_, outcome)| AttemptUpdate {
+        attempt_no,
+        outcome: outcome.clone(),
+        provider_reference: None,
+        error: None,
+    })
+}
+
 fn reason_of(kind: &ProviderEventKind) -> String {
     match kind {
         ProviderEventKind::Pending => "pending at the provider".into(),
@@ -176,14 +187,7 @@ impl PayoutService {
             match &outcome {
                 Ok(to) => {
                     change.new_status = Some(*to);
-                    if let Some((_, attempt_outcome)) = &mapped {
-                        change.attempt_update = Some(AttemptUpdate {
-                            attempt_no: attempt.attempt_no,
-                            outcome: attempt_outcome.clone(),
-                            provider_reference: None,
-                            error: None,
-                        });
-                    }
+                    change.attempt_update = attempt_update(attempt.attempt_no, mapped.as_ref());
                     if matches!(to, PayoutStatus::Paid | PayoutStatus::Failed) {
                         change.patch.processed_at = Some(event.occurred_at.unwrap_or_else(|| self.clock.now()));
                     }
@@ -203,14 +207,7 @@ impl PayoutService {
                     ));
                 }
                 Err(why) if late_failure => {
-                    if let Some((_, attempt_outcome)) = &mapped {
-                        change.attempt_update = Some(AttemptUpdate {
-                            attempt_no: attempt.attempt_no,
-                            outcome: attempt_outcome.clone(),
-                            provider_reference: None,
-                            error: None,
-                        });
-                    }
+                    change.attempt_update = attempt_update(attempt.attempt_no, mapped.as_ref());
                     let watch = &self.policy.reconcile.settlement_watch;
                     let paid_at = payout.processed_at.unwrap_or(payout.updated_at);
                     change.follow_up = Some(
