@@ -65,6 +65,9 @@ pub trait PayoutStore: Send + Sync {
 
     /// Creates one manual payout with its items and audit entry.
     ///
+    /// # Behavior
+    /// Checks the payout first ([`NewPayout::validate`]: its items add up, and it starts `PENDING`
+    /// with no approver, approval or resolution); an invalid one is `InvalidInput`, writing nothing.
     /// A consultation item already held by a live item is a [`Conflict`](crate::Error::Conflict).
     /// The carry-overs it consumes must be open, as in [`create_period`](PayoutStore::create_period).
     async fn create_payout(&self, new: NewPayout) -> Result<Payout>;
