@@ -218,7 +218,9 @@ pub async fn a_new_payout_is_never_pre_approved(store: &dyn PayoutStore) {
         requested_at: at(0),
         state: ResolutionState::Pending,
     };
-    let variants: [(&str, fn(&mut NewPayout, &Approval, &Resolution)); 4] = [
+    /// Gives a new payout what it may not start with.
+    type Carry = fn(&mut NewPayout, &Approval, &Resolution);
+    let variants: [(&str, Carry); 4] = [
         ("an approval", |n, a, _| n.payout.approval = Some(a.clone())),
         ("a resolution", |n, _, r| n.payout.resolution = Some(r.clone())),
         ("an approver", |n, _, _| {
