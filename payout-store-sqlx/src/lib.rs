@@ -92,7 +92,7 @@ use payout_core::{Error, PayoutStore, Result};
 pub use error::DatabaseError;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
-pub use source::{ConsultationTable, RecipientTable, SqlConsultationSource, SqlRecipientDirectory};
+pub use source::{ConsultationTable, RecipientTable, Reversals, SqlConsultationSource, SqlRecipientDirectory};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::SqlStore;

@@ -2,7 +2,7 @@
 //!
 //! Table and column names come from configuration and are written into SQL, so each one is checked
 //! to be a plain identifier (`[A-Za-z_][A-Za-z0-9_.]*`, `.` for `schema.table`) before any query
-//! is built; values (the status, the period, doctor ids) are always bound, never written in.
+//! is built; values (the statuses, the period, doctor ids) are always bound, never written in.
 
 use std::sync::Arc;
 
@@ -10,11 +10,11 @@ use async_trait::async_trait;
 use chrono::{Days, NaiveDate};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use payout_core::domain::{BankAccount, Consultation, DoctorId, Period, Recipient};
+use payout_core::domain::{BankAccount, Consultation, DoctorId, Period, Recipient, Reversal};
 use payout_core::source::{ConsultationSource, RecipientDirectory};
 use payout_core::{Error, Result};
 
-use crate::db::{Args, Db, Dialect, RowExt};
+use crate::db::{Args, Db, Dialect, RowExt, Value};
 
 /// How many rows the reading task may run ahead of the calculation: enough to keep reading while the
 /// calculation writes a chunk (so reading and writing overlap), little memory (about 1 MiB).
@@ -68,6 +68,107 @@ pub struct ConsultationTable {
     pub completed_at: String,
     /// The status value of a completed consultation. Default `COMPLETED`.
     pub completed_status: String,
+    /// How the table records a completed consultation taken back (refunded, voided), so that its pay
+    /// is clawed back. Default `None`: the source reports no reversals.
+    pub reversals: Option<Reversals>,
+}
+
+/// How the host's consultation table records a completed consultation taken back: its status
+/// becomes one of [`statuses`](Self::statuses) and [`reversed_at`](Self::reversed_at) says when.
+///
+/// ```
+/// use payout_store_sqlx::{ConsultationTable, Reversals};
+/// let table = ConsultationTable {
+///     reversals: Some(Reversals {
+///         statuses: vec!["REFUNDED".into(), "VOIDED".into()],
+///         reversed_at: "refunded_at".into(),
+///     }),
+///     ..Default::default()
+/// };
+/// # let _ = table;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reversals {
+    /// The status values of a consultation taken back, e.g. `REFUNDED` and `VOIDED`, compared exactly
+    /// as stored (like [`ConsultationTable::completed_status`]). At least one, none of them blank or
+    /// the completed status. The matched value, lower-cased (`refunded`), is the
+    /// [`Reversal::reason`] that the clawback item's description quotes.
+    pub statuses: Vec<String>,
+    /// The column holding when it was taken back, e.g. `refunded_at` or `updated_at`, read like
+    /// [`ConsultationTable::completed_at`]. A row whose value is `NULL` is not reported.
+    pub reversed_at: String,
+}
+
+impl Reversals {
+    /// The variable holding the statuses, comma-separated (`REFUNDED,VOIDED`).
+    pub const STATUSES_VAR: &str = "PAYOUTS_REVERSED_STATUSES";
+    /// The variable naming the column of the reversal time (`refunded_at`).
+    pub const AT_COLUMN_VAR: &str = "PAYOUTS_REVERSED_AT_COLUMN";
+
+    /// Reads [`STATUSES_VAR`](Self::STATUSES_VAR) and [`AT_COLUMN_VAR`](Self::AT_COLUMN_VAR):
+    /// `None` when neither is set (the default: no reversals).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when only one is set or the statuses list none.
+    pub fn from_env() -> Result<Option<Self>> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with the variables read by `var` (a blank value counts as unset).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        match (var(Self::STATUSES_VAR), var(Self::AT_COLUMN_VAR)) {
+            (None, None) => Ok(None),
+            (Some(statuses), Some(reversed_at)) => {
+                let statuses: Vec<String> = statuses
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if statuses.is_empty() {
+                    return Err(Error::InvalidInput(format!(
+                        "{} lists no status (e.g. REFUNDED,VOIDED)",
+                        Self::STATUSES_VAR
+                    )));
+                }
+                Ok(Some(Reversals {
+                    statuses,
+                    reversed_at: reversed_at.trim().to_string(),
+                }))
+            }
+            (Some(_), None) => Err(Error::InvalidInput(format!(
+                "{} is set but {} is not: name the column holding when a consultation was taken back",
+                Self::STATUSES_VAR,
+                Self::AT_COLUMN_VAR
+            ))),
+            (None, Some(_)) => Err(Error::InvalidInput(format!(
+                "{} is set but {} is not: list the statuses of a consultation taken back",
+                Self::AT_COLUMN_VAR,
+                Self::STATUSES_VAR
+            ))),
+        }
+    }
+
+    fn validate(&self, completed_status: &str) -> Result<()> {
+        identifier("reversed_at column", &self.reversed_at)?;
+        if self.statuses.is_empty() {
+            return Err(Error::InvalidInput(
+                "reversal statuses: list at least one (e.g. REFUNDED)".into(),
+            ));
+        }
+        for status in &self.statuses {
+            if status.trim().is_empty() {
+                return Err(Error::InvalidInput("reversal statuses: a status is blank".into()));
+            }
+            if status == completed_status {
+                return Err(Error::InvalidInput(format!(
+                    "reversal status {status:?} is the completed status: a consultation cannot be both"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for ConsultationTable {
@@ -79,6 +180,7 @@ impl Default for ConsultationTable {
             status: "status".into(),
             completed_at: "completed_at".into(),
             completed_status: "COMPLETED".into(),
+            reversals: None,
         }
     }
 }
@@ -89,7 +191,20 @@ impl ConsultationTable {
         identifier("id column", &self.id)?;
         identifier("doctor id column", &self.doctor_id)?;
         identifier("status column", &self.status)?;
-        identifier("completed_at column", &self.completed_at)
+        identifier("completed_at column", &self.completed_at)?;
+        match &self.reversals {
+            Some(reversals) => reversals.validate(&self.completed_status),
+            None => Ok(()),
+        }
+    }
+
+    /// The status column as compared: in Postgres as text, so an enum column (as an ORM makes)
+    /// works too; in SQLite as stored, so its index is used.
+    fn status_expr(&self, dialect: Dialect) -> String {
+        match dialect {
+            Dialect::Postgres => format!("CAST({} AS TEXT)", self.status),
+            Dialect::Sqlite => self.status.clone(),
+        }
     }
 
     fn query(&self, dialect: Dialect) -> String {
@@ -97,24 +212,16 @@ impl ConsultationTable {
             table,
             id,
             doctor_id,
-            status,
             completed_at,
             ..
         } = self;
         // Doctors in byte order of their id as text, as Rust orders them, whatever the column's type
         // or collation; the calculation needs each doctor's rows together.
-        // In Postgres the status is compared as text, so an enum column (as an ORM makes) works too.
-        let (completed, doctor_order, status) = match dialect {
-            Dialect::Postgres => (
-                format!("CAST({completed_at} AS TIMESTAMPTZ)"),
-                format!("CAST({doctor_id} AS TEXT) COLLATE \"C\""),
-                format!("CAST({status} AS TEXT)"),
-            ),
-            Dialect::Sqlite => (
-                completed_at.clone(),
-                format!("CAST({doctor_id} AS TEXT)"),
-                status.clone(),
-            ),
+        let status = self.status_expr(dialect);
+        let completed = instant(completed_at, dialect);
+        let doctor_order = match dialect {
+            Dialect::Postgres => format!("CAST({doctor_id} AS TEXT) COLLATE \"C\""),
+            Dialect::Sqlite => format!("CAST({doctor_id} AS TEXT)"),
         };
         match dialect {
             Dialect::Postgres => format!(
@@ -136,6 +243,33 @@ impl ConsultationTable {
             ),
         }
     }
+
+    /// The reversals' query, when the table records them: the window's bounds are `$1` and `$2`,
+    /// the statuses `$3` on. One row per reversal, in no particular order.
+    fn reversal_query(&self, dialect: Dialect) -> Option<String> {
+        let Reversals { statuses, reversed_at } = self.reversals.as_ref()?;
+        let ConsultationTable {
+            table, id, doctor_id, ..
+        } = self;
+        let status = self.status_expr(dialect);
+        let at = instant(reversed_at, dialect);
+        let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!("${}", i + 3)).collect();
+        let placeholders = placeholders.join(", ");
+        Some(format!(
+            "SELECT CAST({id} AS TEXT) AS appointment_id, CAST({doctor_id} AS TEXT) AS doctor_id, \
+             {at} AS reversed_at, {status} AS reason FROM {table} \
+             WHERE {reversed_at} >= $1 AND {reversed_at} < $2 AND {status} IN ({placeholders})"
+        ))
+    }
+}
+
+/// A host's time column as an instant: Postgres reads a `timestamptz` as it is and a `timestamp` as
+/// UTC; SQLite's text is read as it is (see [`ConsultationTable::completed_at`]).
+fn instant(column: &str, dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Postgres => format!("CAST({column} AS TIMESTAMPTZ)"),
+        Dialect::Sqlite => column.to_string(),
+    }
 }
 
 /// Completed consultations read from the host's own table (see [`ConsultationTable`]), streamed in
@@ -156,16 +290,24 @@ pub struct SqlConsultationSource<P> {
     pool: P,
     sql: Arc<str>,
     completed_status: String,
+    /// The reversals' query and its statuses, when the table records reversals.
+    reversals: Option<(Arc<str>, Vec<String>)>,
 }
 
 impl<P: Db> SqlConsultationSource<P> {
     /// Reads `table` through `pool` (a `SqlitePool` or a `PgPool`). Refuses names that are not plain
-    /// identifiers with [`Error::InvalidInput`].
+    /// identifiers, and a reversal configuration without statuses, with [`Error::InvalidInput`].
     pub fn new(pool: P, table: ConsultationTable) -> Result<Self> {
         table.validate()?;
+        let dialect = pool.dialect();
+        let reversals = table
+            .reversal_query(dialect)
+            .zip(table.reversals.as_ref())
+            .map(|(sql, r)| (sql.into(), r.statuses.clone()));
         Ok(SqlConsultationSource {
-            sql: table.query(pool.dialect()).into(),
+            sql: table.query(dialect).into(),
             completed_status: table.completed_status,
+            reversals,
             pool,
         })
     }
@@ -232,6 +374,29 @@ impl<P: Db> ConsultationSource for SqlConsultationSource<P> {
         .flat_map(futures::stream::iter)
         .boxed()
     }
+
+    /// The rows whose status is one of [`Reversals::statuses`] and whose
+    /// [`Reversals::reversed_at`] falls in `window`; none when the table records no reversals.
+    fn reversed(&self, window: Period) -> BoxStream<'static, Result<Reversal>> {
+        let Some((sql, statuses)) = &self.reversals else {
+            return futures::stream::empty().boxed();
+        };
+        let (from, to) = self.bounds(window);
+        let mut args = Args(vec![from, to]);
+        args.0.extend(statuses.iter().cloned().map(Value::from));
+        let pool = self.pool.clone();
+        let sql = Arc::clone(sql);
+        // Reversals are few (a refund is the exception) and the calculation reads them whole.
+        futures::stream::once(async move { pool.fetch_all(&sql, args).await })
+            .flat_map(|rows| {
+                let rows: Vec<Result<Reversal>> = match rows {
+                    Ok(rows) => rows.iter().map(reversal).collect(),
+                    Err(e) => vec![Err(source_err(e))],
+                };
+                futures::stream::iter(rows)
+            })
+            .boxed()
+    }
 }
 
 /// The consultations of one doctor's row of the SQLite query: `doctor_id` and `consultations`, a
@@ -259,6 +424,16 @@ fn doctors_consultations(r: &impl RowExt) -> Result<Vec<Consultation>> {
             })
         })
         .collect()
+}
+
+/// A reversal row; its reason is the status as stored, lower-cased (`REFUNDED` is `refunded`).
+fn reversal(r: &impl RowExt) -> Result<Reversal> {
+    Ok(Reversal {
+        appointment_id: r.text("appointment_id").map_err(source_err)?,
+        doctor_id: r.text("doctor_id").map_err(source_err)?.into(),
+        reversed_at: r.host_ts("reversed_at").map_err(source_err)?,
+        reason: r.text("reason").map_err(source_err)?.to_lowercase(),
+    })
 }
 
 fn consultation(r: &impl RowExt) -> Result<Consultation> {

@@ -5,13 +5,13 @@
 
 mod common;
 
-use chrono::{TimeZone, Utc};
+use chrono::{NaiveDate, TimeZone, Utc};
 use futures::{StreamExt, TryStreamExt};
 use payout_core::Error;
-use payout_core::domain::{Consultation, DoctorId};
+use payout_core::domain::{Consultation, DoctorId, Period, Reversal};
 use payout_core::source::{ConsultationSource, RecipientDirectory};
 use payout_core::testkit::fixtures::month;
-use payout_store_sqlx::{ConsultationTable, RecipientTable, SqlConsultationSource, SqlRecipientDirectory};
+use payout_store_sqlx::{ConsultationTable, RecipientTable, Reversals, SqlConsultationSource, SqlRecipientDirectory};
 
 #[cfg(feature = "postgres")]
 use common::PgSchemas;
@@ -85,6 +85,7 @@ async fn sqlite_source_reads_completed_consultations_of_the_period_by_doctor() {
         status: "state".into(),
         completed_at: "finished_at".into(),
         completed_status: "DONE".into(),
+        reversals: None,
     };
     let source = SqlConsultationSource::new(pool.clone(), table).expect("valid names");
     let got: Vec<Consultation> = source.completed(month(2025, 1)).try_collect().await.expect("read");
@@ -267,6 +268,321 @@ async fn postgres_source_reads_enum_statuses_and_integer_doctor_ids() {
             .expect("read")
             .expect("known");
         assert_eq!(j.bank_details.expect("bank").account_number, "555");
+    })
+    .await;
+}
+
+/// Reversals as (doctor, appointment, reversed at, reason), sorted: the source reports them in any order.
+fn reversal_summary(v: &[Reversal]) -> Vec<(String, String, String, String)> {
+    let mut out: Vec<_> = v
+        .iter()
+        .map(|r| {
+            (
+                r.doctor_id.to_string(),
+                r.appointment_id.clone(),
+                r.reversed_at.format("%Y-%m-%dT%H:%M:%S").to_string(),
+                r.reason.clone(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn reversals_owned(v: &[(&str, &str, &str, &str)]) -> Vec<(String, String, String, String)> {
+    v.iter()
+        .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string()))
+        .collect()
+}
+
+/// December 2024 and January 2025: a calculation's window with a look-back.
+fn december_and_january() -> Period {
+    Period::new(
+        NaiveDate::from_ymd_opt(2024, 12, 1).unwrap(),
+        NaiveDate::from_ymd_opt(2025, 1, 31).unwrap(),
+    )
+    .expect("a period")
+}
+
+fn refunded_or_voided(reversed_at: &str) -> Option<Reversals> {
+    Some(Reversals {
+        statuses: vec!["REFUNDED".into(), "VOIDED".into()],
+        reversed_at: reversed_at.into(),
+    })
+}
+
+#[cfg(feature = "sqlite")]
+/// A host table `visits` whose refunds and voids are recorded with a status and `refunded_at`.
+async fn sqlite_visits_with_refunds(pool: &sqlx::SqlitePool) -> ConsultationTable {
+    sqlx::query(
+        "CREATE TABLE visits (visit_id INTEGER PRIMARY KEY, physician TEXT NOT NULL, state TEXT NOT NULL, \
+         finished_at TEXT, refunded_at TEXT)",
+    )
+    .execute(pool)
+    .await
+    .expect("host table");
+    for (id, doctor, state, refunded_at) in [
+        (1, "dr-1", "REFUNDED", Some("2025-01-10T09:00:00Z")),
+        (2, "dr-2", "VOIDED", Some("2025-01-31 23:59:59")),
+        (3, "dr-1", "REFUNDED", Some("2025-02-01T00:00:00Z")),
+        (4, "dr-1", "REFUNDED", Some("2024-12-31T23:59:59.500Z")),
+        (5, "dr-1", "CANCELLED", Some("2025-01-12T00:00:00Z")),
+        (6, "dr-2", "DONE", Some("2025-01-13T00:00:00Z")),
+        (7, "dr-3", "REFUNDED", None),
+        (8, "dr-10", "REFUNDED", Some("2025-01-01T00:00:00Z")),
+    ] {
+        sqlx::query("INSERT INTO visits VALUES ($1, $2, $3, '2024-12-20T10:00:00Z', $4)")
+            .bind(id)
+            .bind(doctor)
+            .bind(state)
+            .bind(refunded_at)
+            .execute(pool)
+            .await
+            .expect("host row");
+    }
+    ConsultationTable {
+        table: "visits".into(),
+        id: "visit_id".into(),
+        doctor_id: "physician".into(),
+        status: "state".into(),
+        completed_at: "finished_at".into(),
+        completed_status: "DONE".into(),
+        reversals: refunded_or_voided("refunded_at"),
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_source_reads_reversals_of_the_window() {
+    let files = SqliteFiles::new();
+    let pool = files.fresh_pool().await;
+    let table = sqlite_visits_with_refunds(&pool).await;
+    let source = SqlConsultationSource::new(pool.clone(), table.clone()).expect("valid names");
+
+    // January: not the refund of February 1st or of December 31st, not a cancellation or a
+    // completed row with a refund time, not a refund without a time.
+    let got: Vec<Reversal> = source.reversed(month(2025, 1)).try_collect().await.expect("read");
+    assert_eq!(
+        reversal_summary(&got),
+        reversals_owned(&[
+            ("dr-1", "1", "2025-01-10T09:00:00", "refunded"),
+            ("dr-10", "8", "2025-01-01T00:00:00", "refunded"),
+            ("dr-2", "2", "2025-01-31T23:59:59", "voided"),
+        ])
+    );
+    // A window with a look-back reaches December's refund too.
+    let got: Vec<Reversal> = source
+        .reversed(december_and_january())
+        .try_collect()
+        .await
+        .expect("read");
+    assert_eq!(
+        reversal_summary(&got).into_iter().map(|r| r.1).collect::<Vec<_>>(),
+        ["1", "4", "8", "2"]
+    );
+    // One status of the two.
+    let refunds_only = SqlConsultationSource::new(
+        pool.clone(),
+        ConsultationTable {
+            reversals: Some(Reversals {
+                statuses: vec!["REFUNDED".into()],
+                reversed_at: "refunded_at".into(),
+            }),
+            ..table.clone()
+        },
+    )
+    .expect("valid names");
+    let got: Vec<Reversal> = refunds_only.reversed(month(2025, 1)).try_collect().await.expect("read");
+    assert_eq!(
+        reversal_summary(&got).into_iter().map(|r| r.1).collect::<Vec<_>>(),
+        ["1", "8"]
+    );
+    // Without the configuration the same table reports none.
+    let unconfigured = SqlConsultationSource::new(
+        pool,
+        ConsultationTable {
+            reversals: None,
+            ..table
+        },
+    )
+    .expect("valid names");
+    let got: Vec<Reversal> = unconfigured
+        .reversed(december_and_january())
+        .try_collect()
+        .await
+        .expect("read");
+    assert!(got.is_empty(), "{got:?}");
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn a_bad_reversal_configuration_is_refused_when_the_source_is_built() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.expect("pool");
+        for (reversals, says) in [
+            (
+                refunded_or_voided("refunded_at; DROP TABLE payouts"),
+                "not a plain SQL identifier",
+            ),
+            (refunded_or_voided("refunded_at) OR (1=1"), "not a plain SQL identifier"),
+            (refunded_or_voided(""), "not a plain SQL identifier"),
+            (
+                Some(Reversals {
+                    statuses: Vec::new(),
+                    reversed_at: "refunded_at".into(),
+                }),
+                "at least one",
+            ),
+            (
+                Some(Reversals {
+                    statuses: vec!["REFUNDED".into(), " ".into()],
+                    reversed_at: "refunded_at".into(),
+                }),
+                "blank",
+            ),
+            (
+                Some(Reversals {
+                    statuses: vec!["REFUNDED".into(), "COMPLETED".into()],
+                    reversed_at: "refunded_at".into(),
+                }),
+                "is the completed status",
+            ),
+        ] {
+            let table = ConsultationTable {
+                reversals,
+                ..Default::default()
+            };
+            match SqlConsultationSource::new(pool.clone(), table.clone()) {
+                Err(Error::InvalidInput(m)) => assert!(m.contains(says), "{table:?}: {m}"),
+                other => panic!("{table:?} should be refused, got {other:?}"),
+            }
+        }
+        // A quote in a status is a value, bound like any other: accepted, and it matches nothing here.
+        let quoted = ConsultationTable {
+            reversals: Some(Reversals {
+                statuses: vec!["REFUNDED' OR '1'='1".into()],
+                reversed_at: "refunded_at".into(),
+            }),
+            ..Default::default()
+        };
+        assert!(SqlConsultationSource::new(pool, quoted).is_ok());
+    });
+}
+
+#[test]
+fn reversals_are_read_from_the_environment_variables() {
+    let vars = |statuses: Option<&'static str>, column: Option<&'static str>| {
+        move |name: &str| match name {
+            "PAYOUTS_REVERSED_STATUSES" => statuses.map(str::to_string),
+            "PAYOUTS_REVERSED_AT_COLUMN" => column.map(str::to_string),
+            _ => None,
+        }
+    };
+    assert_eq!(Reversals::from_vars(vars(None, None)).expect("unset"), None);
+    assert_eq!(Reversals::from_vars(vars(Some(" "), Some(""))).expect("blank"), None);
+    assert_eq!(
+        Reversals::from_vars(vars(Some("REFUNDED, VOIDED,"), Some(" refunded_at "))).expect("both set"),
+        refunded_or_voided("refunded_at")
+    );
+    for (statuses, column, says) in [
+        (Some("REFUNDED"), None, "PAYOUTS_REVERSED_AT_COLUMN is not"),
+        (None, Some("refunded_at"), "PAYOUTS_REVERSED_STATUSES is not"),
+        (Some(" , ,"), Some("refunded_at"), "lists no status"),
+    ] {
+        match Reversals::from_vars(vars(statuses, column)) {
+            Err(Error::InvalidInput(m)) => assert!(m.contains(says), "{m}"),
+            other => panic!("{statuses:?} / {column:?} should be refused, got {other:?}"),
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_source_reads_reversals_of_the_window() {
+    PgSchemas::run(|schemas| async move {
+        let pool = schemas.fresh_pool().await;
+        for sql in [
+            "CREATE TYPE appointment_status AS ENUM ('SCHEDULED', 'COMPLETED', 'CANCELLED', 'REFUNDED', 'VOIDED')",
+            "CREATE TABLE appointments (id BIGINT PRIMARY KEY, doctor_id BIGINT NOT NULL, \
+             status appointment_status NOT NULL, completed_at TIMESTAMPTZ, refunded_at TIMESTAMPTZ)",
+            "INSERT INTO appointments VALUES \
+             (1, 1, 'REFUNDED', '2024-12-20T10:00:00Z', '2025-01-10T09:00:00Z'), \
+             (2, 2, 'VOIDED', '2024-12-20T10:00:00Z', '2025-02-01T02:59:59+03:00'), \
+             (3, 1, 'REFUNDED', '2024-12-20T10:00:00Z', '2025-02-01T03:00:00+03:00'), \
+             (4, 1, 'REFUNDED', '2024-12-20T10:00:00Z', '2024-12-31T23:59:59Z'), \
+             (5, 1, 'CANCELLED', '2024-12-20T10:00:00Z', '2025-01-12T00:00:00Z'), \
+             (6, 2, 'COMPLETED', '2024-12-20T10:00:00Z', '2025-01-13T00:00:00Z'), \
+             (7, 3, 'REFUNDED', '2024-12-20T10:00:00Z', NULL), \
+             (8, 10, 'REFUNDED', '2024-12-20T10:00:00Z', '2025-01-01T00:00:00Z')",
+            // A host that records the change in a `timestamp` column (read as UTC) and ids as text.
+            "CREATE TABLE visits (visit_id TEXT PRIMARY KEY, physician TEXT NOT NULL, state TEXT NOT NULL, \
+             finished_at TIMESTAMP, updated_at TIMESTAMP)",
+            "INSERT INTO visits VALUES \
+             ('v1', 'dr-1', 'VOIDED', '2025-01-02 10:00:00', '2025-01-31 23:59:59'), \
+             ('v2', 'dr-1', 'VOIDED', '2025-01-02 10:00:00', '2025-02-01 00:00:00'), \
+             ('v3', 'dr-2', 'DONE', '2025-01-02 10:00:00', '2025-01-20 00:00:00')",
+        ] {
+            sqlx::query(sql).execute(&pool).await.expect(sql);
+        }
+        let table = ConsultationTable {
+            reversals: refunded_or_voided("refunded_at"),
+            ..Default::default()
+        };
+        let source = SqlConsultationSource::new(pool.clone(), table.clone()).expect("valid names");
+        let got: Vec<Reversal> = source.reversed(month(2025, 1)).try_collect().await.expect("read");
+        assert_eq!(
+            reversal_summary(&got),
+            reversals_owned(&[
+                ("1", "1", "2025-01-10T09:00:00", "refunded"),
+                ("10", "8", "2025-01-01T00:00:00", "refunded"),
+                ("2", "2", "2025-01-31T23:59:59", "voided"),
+            ])
+        );
+        let got: Vec<Reversal> = source
+            .reversed(december_and_january())
+            .try_collect()
+            .await
+            .expect("read");
+        assert_eq!(
+            reversal_summary(&got).into_iter().map(|r| r.1).collect::<Vec<_>>(),
+            ["1", "4", "8", "2"]
+        );
+        // Reversed consultations are no longer completed ones.
+        let completed: Vec<Consultation> = source
+            .completed(december_and_january())
+            .try_collect()
+            .await
+            .expect("read");
+        assert_eq!(
+            completed.iter().map(|c| c.appointment_id.as_str()).collect::<Vec<_>>(),
+            ["6"]
+        );
+        let unconfigured = SqlConsultationSource::new(pool.clone(), ConsultationTable::default()).expect("defaults");
+        let got: Vec<Reversal> = unconfigured.reversed(month(2025, 1)).try_collect().await.expect("read");
+        assert!(got.is_empty(), "{got:?}");
+
+        let visits = SqlConsultationSource::new(
+            pool,
+            ConsultationTable {
+                table: "visits".into(),
+                id: "visit_id".into(),
+                doctor_id: "physician".into(),
+                status: "state".into(),
+                completed_at: "finished_at".into(),
+                completed_status: "DONE".into(),
+                reversals: refunded_or_voided("updated_at"),
+            },
+        )
+        .expect("valid names");
+        let got: Vec<Reversal> = visits.reversed(month(2025, 1)).try_collect().await.expect("read");
+        assert_eq!(
+            reversal_summary(&got),
+            reversals_owned(&[("dr-1", "v1", "2025-01-31T23:59:59", "voided")])
+        );
     })
     .await;
 }
