@@ -586,3 +586,115 @@ async fn postgres_source_reads_reversals_of_the_window() {
     })
     .await;
 }
+
+/// The whole path on SQLite: a paid consultation refunded in the host's `appointments` table is
+/// clawed back by the next month's calculation, once.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_a_paid_consultation_refunded_in_the_host_table_is_clawed_back_next_month() {
+    use std::sync::Arc;
+
+    use payout_core::PayoutStore;
+    use payout_core::calculation::CalculationPolicy;
+    use payout_core::clock::ManualClock;
+    use payout_core::domain::{Actor, ItemKind, Provider};
+    use payout_core::money::{Currency, Money};
+    use payout_core::service::PayoutService;
+    use payout_core::simulated::SimulatedProvider;
+    use payout_core::status::PayoutStatus;
+
+    let kes = |units: i64| Money::from_minor_units(units * 100, Currency::KES);
+    let files = SqliteFiles::new();
+    let store = files.fresh().await;
+    let pool = store.pool().clone();
+    for sql in [
+        "CREATE TABLE appointments (id TEXT PRIMARY KEY, doctor_id TEXT NOT NULL, status TEXT NOT NULL, \
+         completed_at TEXT, refunded_at TEXT)",
+        "CREATE TABLE doctor_profiles (doctor_id TEXT PRIMARY KEY, name TEXT, email TEXT, stripe_account_id TEXT, \
+         paypal_payout_email TEXT, mpesa_phone_number TEXT, bank_details TEXT)",
+        "INSERT INTO doctor_profiles VALUES ('dr-a', 'Dr. A', 'a@example.com', NULL, NULL, '254712345678', NULL)",
+        "INSERT INTO appointments VALUES \
+         ('a1', 'dr-a', 'COMPLETED', '2025-01-03T10:00:00Z', NULL), \
+         ('a2', 'dr-a', 'COMPLETED', '2025-01-20T10:00:00Z', NULL)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.expect(sql);
+    }
+    let table = ConsultationTable {
+        reversals: refunded_or_voided("refunded_at"),
+        ..Default::default()
+    };
+    let store: Arc<dyn PayoutStore> = Arc::new(store);
+    let service = PayoutService::builder()
+        .store(store.clone())
+        .consultations(Arc::new(
+            SqlConsultationSource::new(pool.clone(), table).expect("valid names"),
+        ))
+        .directory(Arc::new(
+            SqlRecipientDirectory::new(pool.clone(), RecipientTable::default()).expect("defaults"),
+        ))
+        .provider(Arc::new(SimulatedProvider::new(Provider::MpesaB2c)))
+        .clock(Arc::new(ManualClock::new(
+            Utc.with_ymd_and_hms(2025, 3, 2, 8, 0, 0).unwrap(),
+        )))
+        .build()
+        .expect("service");
+    let admin = Actor::admin("admin-1");
+    let policy = CalculationPolicy::default();
+
+    let jan = service
+        .calculate_period(&admin, Some(month(2025, 1)), &policy)
+        .await
+        .expect("January");
+    assert_eq!(jan.created.len(), 1, "{jan:?}");
+    let january = jan.created[0].clone();
+    service
+        .approve(&Actor::admin("admin-2"), &january)
+        .await
+        .expect("approve");
+    let paid = service
+        .trigger(&admin, &january, Provider::MpesaB2c)
+        .await
+        .expect("trigger");
+    assert_eq!(paid.status, PayoutStatus::Paid);
+    assert_eq!(paid.amount_due, kes(1000));
+
+    // a1 is refunded in February; dr-a completes two more consultations.
+    for sql in [
+        "UPDATE appointments SET status = 'REFUNDED', refunded_at = '2025-02-03T09:00:00Z' WHERE id = 'a1'",
+        "INSERT INTO appointments VALUES \
+         ('a3', 'dr-a', 'COMPLETED', '2025-02-05T10:00:00Z', NULL), \
+         ('a4', 'dr-a', 'COMPLETED', '2025-02-06T10:00:00Z', NULL)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.expect(sql);
+    }
+    let feb = service
+        .calculate_period(&admin, Some(month(2025, 2)), &policy)
+        .await
+        .expect("February");
+    assert_eq!(feb.clawbacks, 1, "{feb:?}");
+    assert_eq!(feb.created.len(), 1, "{feb:?}");
+    let february = store.get(&feb.created[0]).await.expect("February's payout");
+    assert_eq!(february.amount_due, kes(500), "a3 and a4 at 500, less a1's 500");
+    let items = store.items(&february.id).await.expect("items");
+    let clawbacks: Vec<_> = items.iter().filter(|i| i.kind == ItemKind::Clawback).collect();
+    assert_eq!(clawbacks.len(), 1, "{items:?}");
+    assert_eq!(clawbacks[0].reference, "a1");
+    assert_eq!(clawbacks[0].amount, kes(-500));
+    assert_eq!(
+        clawbacks[0].occurred_at,
+        Utc.with_ymd_and_hms(2025, 2, 3, 9, 0, 0).unwrap()
+    );
+    assert!(
+        clawbacks[0].description.contains("(refunded)"),
+        "{}",
+        clawbacks[0].description
+    );
+
+    // The refund is still in March's look-back: it is not clawed back twice.
+    let march = service
+        .calculate_period(&admin, Some(month(2025, 3)), &policy)
+        .await
+        .expect("March");
+    assert_eq!(march.clawbacks, 0, "{march:?}");
+    assert!(march.created.is_empty(), "{march:?}");
+}
