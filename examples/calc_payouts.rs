@@ -8,6 +8,10 @@
 //! demo server's SQLite file `payouts-demo.db`), creates one PENDING payout per doctor, shows progress on a
 //! terminal and a summary at the end. Re-running a period creates nothing new. Exits with code 1 and a clear
 //! message when the database is unreachable or the period has no completed consultations.
+//!
+//! Clawbacks: when the table records consultations taken back, `PAYOUTS_REVERSED_STATUSES` (e.g.
+//! `REFUNDED,VOIDED`) and `PAYOUTS_REVERSED_AT_COLUMN` (e.g. `refunded_at`) say how; each paid consultation
+//! with one of those statuses and its time in the period or the look-back is clawed back, once. Unset: none.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -22,7 +26,7 @@ use payouts::money::{Currency, Money};
 use payouts::service::{CalculationPolicy, PayoutService, PerformanceConfig};
 use payouts::source::{ConsultationSource, RecipientDirectory};
 use payouts::store_sqlx::{
-    ConsultationTable, PgStore, RecipientTable, SqlConsultationSource, SqlRecipientDirectory, SqliteStore,
+    ConsultationTable, PgStore, RecipientTable, Reversals, SqlConsultationSource, SqlRecipientDirectory, SqliteStore,
 };
 
 struct Args {
@@ -124,12 +128,14 @@ type Wiring = (
     Arc<dyn RecipientDirectory>,
 );
 
-/// Wires a store and the host's default tables over its pool, for either database. The two
-/// constructors are passed in rather than called here because the pool bound they need is sealed
-/// inside `payout-store-sqlx`: this function cannot name it, its callers' concrete pools satisfy it.
+/// Wires a store and the host's tables (`table`, and the default doctor profiles) over its pool, for
+/// either database. The two constructors are passed in rather than called here because the pool bound
+/// they need is sealed inside `payout-store-sqlx`: this function cannot name it, its callers' concrete
+/// pools satisfy it.
 fn wire<P: Clone, C, D>(
     store: impl PayoutStore + 'static,
     pool: P,
+    table: ConsultationTable,
     source: fn(P, ConsultationTable) -> payouts::Result<C>,
     directory: fn(P, RecipientTable) -> payouts::Result<D>,
 ) -> Result<Wiring, String>
@@ -137,12 +143,18 @@ where
     C: ConsultationSource + 'static,
     D: RecipientDirectory + 'static,
 {
-    let source = source(pool.clone(), ConsultationTable::default()).map_err(|e| e.to_string())?;
+    let source = source(pool.clone(), table).map_err(|e| e.to_string())?;
     let directory = directory(pool, RecipientTable::default()).map_err(|e| e.to_string())?;
     Ok((Arc::new(store), Arc::new(source), Arc::new(directory)))
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    // Read before the database is opened, so a bad setting changes nothing.
+    let table = ConsultationTable {
+        reversals: Reversals::from_env().map_err(|e| e.to_string())?,
+        ..ConsultationTable::default()
+    };
+    let reversals = table.reversals.clone();
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://payouts-demo.db?mode=rw".into());
     let unreachable = |e: payouts::Error| format!("cannot open the database ({e}); check DATABASE_URL");
     let mut performance = PerformanceConfig::default();
@@ -151,11 +163,23 @@ async fn run(args: Args) -> Result<(), String> {
         performance.calculation_writes_in_flight = PgStore::WRITES_IN_FLIGHT;
         let store = PgStore::connect(&url).await.map_err(unreachable)?;
         let pool = store.pool().clone();
-        wire(store, pool, SqlConsultationSource::new, SqlRecipientDirectory::new)?
+        wire(
+            store,
+            pool,
+            table,
+            SqlConsultationSource::new,
+            SqlRecipientDirectory::new,
+        )?
     } else {
         let store = SqliteStore::connect(&url).await.map_err(unreachable)?;
         let pool = store.pool().clone();
-        wire(store, pool, SqlConsultationSource::new, SqlRecipientDirectory::new)?
+        wire(
+            store,
+            pool,
+            table,
+            SqlConsultationSource::new,
+            SqlRecipientDirectory::new,
+        )?
     };
     let seen = Arc::new(AtomicU64::new(0));
     let service = PayoutService::builder()
@@ -175,6 +199,13 @@ async fn run(args: Args) -> Result<(), String> {
         "calculating {period} at {} per completed consultation, looking back {} days",
         args.rate, args.lookback_days
     );
+    if let Some(r) = &reversals {
+        println!(
+            "clawing back paid consultations with status {} (reversal time in {})",
+            r.statuses.join(", "),
+            r.reversed_at
+        );
+    }
     let policy = CalculationPolicy {
         lookback_days: args.lookback_days,
         ..CalculationPolicy::with_rate(args.rate)

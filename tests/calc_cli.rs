@@ -1,5 +1,6 @@
-//! The `calc_payouts` example as a user runs it: flags, summary, idempotent re-run, and exit code 1 with a
-//! clear message when the database is unreachable or the period has no completed consultations.
+//! The `calc_payouts` example as a user runs it: flags, summary, idempotent re-run, clawbacks configured by
+//! environment variables, and exit code 1 with a clear message when the database is unreachable, the
+//! period has no completed consultations or the clawback settings are incomplete.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -19,12 +20,22 @@ fn example() -> PathBuf {
     path
 }
 
+/// The clawback settings the example reads; cleared for every run so the caller's environment does
+/// not change what a test sees.
+const REVERSAL_VARS: [&str; 2] = ["PAYOUTS_REVERSED_STATUSES", "PAYOUTS_REVERSED_AT_COLUMN"];
+
 fn run(database_url: &str, args: &[&str]) -> Output {
-    Command::new(example())
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .output()
-        .unwrap()
+    run_with(database_url, args, &[])
+}
+
+/// [`run`] with `vars` set.
+fn run_with(database_url: &str, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(example());
+    command.args(args).env("DATABASE_URL", database_url);
+    for name in REVERSAL_VARS {
+        command.env_remove(name);
+    }
+    command.envs(vars.iter().copied()).output().unwrap()
 }
 
 async fn host_db(dir: &std::path::Path, completed: &[(&str, &str, &str)]) -> String {
@@ -137,6 +148,115 @@ async fn a_consultation_completed_late_is_paid_by_the_next_run_once() {
             && stdout.contains("late consultations paid (completed after their period was calculated): 0"),
         "{stdout}"
     );
+}
+
+#[tokio::test]
+async fn a_paid_consultation_refunded_since_is_clawed_back_when_the_reversal_columns_are_set() {
+    use std::sync::Arc;
+
+    use payouts::domain::{Actor, Provider};
+    use payouts::simulated::SimulatedProvider;
+    use payouts::store_sqlx::{RecipientTable, SqlRecipientDirectory, SqliteStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = host_db(
+        dir.path(),
+        &[
+            ("1", "dr-a", "2025-01-03T10:00:00Z"),
+            ("2", "dr-a", "2025-01-20T10:00:00Z"),
+        ],
+    )
+    .await;
+    let jan = run(&url, &["--start", "2025-01-01", "--end", "2025-01-31"]);
+    assert!(jan.status.success(), "{}", String::from_utf8_lossy(&jan.stderr));
+    // January's payout is approved and paid.
+    let store = SqliteStore::connect(&url).await.unwrap();
+    let pool = store.pool().clone();
+    sqlx::query("ALTER TABLE appointments ADD COLUMN refunded_at TEXT")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO doctor_profiles VALUES ('dr-a', 'Dr. A', 'a@example.com', NULL, NULL, '254712345678', NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let service = payouts::PayoutService::builder()
+        .store(Arc::new(store))
+        .directory(Arc::new(
+            SqlRecipientDirectory::new(pool.clone(), RecipientTable::default()).unwrap(),
+        ))
+        .provider(Arc::new(SimulatedProvider::new(Provider::MpesaB2c)))
+        .build()
+        .unwrap();
+    let page = service
+        .store()
+        .list(&Default::default(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(page.payouts.len(), 1);
+    let january = page.payouts[0].id.clone();
+    service.approve(&Actor::admin("admin-2"), &january).await.unwrap();
+    let paid = service
+        .trigger(&Actor::admin("admin-1"), &january, Provider::MpesaB2c)
+        .await
+        .unwrap();
+    assert_eq!(paid.status, payouts::status::PayoutStatus::Paid);
+
+    // Consultation 1 is refunded in February; dr-a completes two more.
+    for sql in [
+        "UPDATE appointments SET status = 'REFUNDED', refunded_at = '2025-02-03T09:00:00Z' WHERE id = '1'",
+        "INSERT INTO appointments VALUES ('3', 'dr-a', 'COMPLETED', '2025-02-05T10:00:00Z', NULL), \
+         ('4', 'dr-a', 'COMPLETED', '2025-02-06T10:00:00Z', NULL)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    let feb_args = ["--start", "2025-02-01", "--end", "2025-02-28"];
+
+    // Half a configuration is refused before anything is written.
+    let half = run_with(&url, &feb_args, &[("PAYOUTS_REVERSED_STATUSES", "REFUNDED,VOIDED")]);
+    assert_eq!(half.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&half.stderr);
+    assert!(stderr.contains("PAYOUTS_REVERSED_AT_COLUMN"), "{stderr}");
+    // A column name that is not an identifier is refused too.
+    let bad = run_with(
+        &url,
+        &feb_args,
+        &[
+            ("PAYOUTS_REVERSED_STATUSES", "REFUNDED"),
+            ("PAYOUTS_REVERSED_AT_COLUMN", "refunded_at; --"),
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("not a plain SQL identifier"), "{stderr}");
+    let page = service
+        .store()
+        .list(&Default::default(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(page.payouts.len(), 1, "nothing was written");
+
+    let feb = run_with(
+        &url,
+        &feb_args,
+        &[
+            ("PAYOUTS_REVERSED_STATUSES", "REFUNDED,VOIDED"),
+            ("PAYOUTS_REVERSED_AT_COLUMN", "refunded_at"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&feb.stdout);
+    assert!(feb.status.success(), "{stdout}{}", String::from_utf8_lossy(&feb.stderr));
+    assert!(
+        stdout.contains("clawing back paid consultations with status REFUNDED, VOIDED (reversal time in refunded_at)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("clawbacks (paid consultations refunded or voided since): 1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("payouts created: 1 (500.00 KES in all)"), "{stdout}");
 }
 
 #[tokio::test]

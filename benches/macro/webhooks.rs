@@ -91,6 +91,7 @@ pub async fn run(report: &mut Report) {
         four_eyes: true,
         approver_may_not_trigger: false,
         second_approval_above: Vec::new(),
+        reversals: None,
     };
     let demo = build(&config).await.expect("the demo wiring on Postgres");
     // All clients are 127.0.0.1: one rate-limit bucket would refuse all but 50/s.

@@ -10,6 +10,8 @@
 //!   $PAYOUTS_SIMULATION_TOKEN` (random when unset, printed at start).
 //! - In the background: reconciliation of quiet PROCESSING payouts every `PAYOUTS_RECONCILE_SECS` (60) and the
 //!   monthly calculation at 00:00 UTC on the 1st (`0 0 1 * *`).
+//! - Clawbacks: `PAYOUTS_REVERSED_STATUSES` (e.g. `REFUNDED,VOIDED`) and `PAYOUTS_REVERSED_AT_COLUMN` (e.g.
+//!   `refunded_at`) say how `appointments` records a consultation taken back; unset, none is read.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use payout_core::service::{CalculationPolicy, PayoutService, PerformanceConfig, 
 use payout_core::simulated::{SimulatedProvider, SimulatedSettlement};
 use payout_core::{Error, Result};
 use payout_store_sqlx::{
-    ConsultationTable, PgStore, RecipientTable, SqlConsultationSource, SqlRecipientDirectory, SqliteStore,
+    ConsultationTable, PgStore, RecipientTable, Reversals, SqlConsultationSource, SqlRecipientDirectory, SqliteStore,
 };
 
 use crate::{AppState, ServerConfig, router};
@@ -54,6 +56,9 @@ pub struct DemoConfig {
     /// Amounts above which a payout needs a second approval, one per currency
     /// (`PAYOUTS_SECOND_APPROVAL_ABOVE`, e.g. `USD:5000,KES:500000`; default none).
     pub second_approval_above: Vec<payout_core::money::Money>,
+    /// How the host's `appointments` table records a consultation taken back, for clawbacks
+    /// (`PAYOUTS_REVERSED_STATUSES` and `PAYOUTS_REVERSED_AT_COLUMN`; default none: no clawbacks).
+    pub reversals: Option<Reversals>,
 }
 
 impl std::fmt::Debug for DemoConfig {
@@ -65,6 +70,7 @@ impl std::fmt::Debug for DemoConfig {
             .field("four_eyes", &self.four_eyes)
             .field("approver_may_not_trigger", &self.approver_may_not_trigger)
             .field("second_approval_above", &self.second_approval_above)
+            .field("reversals", &self.reversals)
             .finish_non_exhaustive()
     }
 }
@@ -101,6 +107,7 @@ impl DemoConfig {
             second_approval_above: ServicePolicy::parse_second_approval_above(
                 &var("PAYOUTS_SECOND_APPROVAL_ABOVE").unwrap_or_default(),
             )?,
+            reversals: Reversals::from_vars(var)?,
         })
     }
 }
@@ -151,6 +158,10 @@ pub struct Demo {
 /// Connects, migrates, seeds and wires everything.
 pub async fn build(config: &DemoConfig) -> Result<Demo> {
     let url = config.database_url.as_str();
+    let appointments = ConsultationTable {
+        reversals: config.reversals.clone(),
+        ..ConsultationTable::default()
+    };
     let mut performance = PerformanceConfig::default();
     let (store, consultations, directory): (
         Arc<dyn payout_core::PayoutStore>,
@@ -164,7 +175,7 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
         }
         (
             Arc::new(store),
-            Arc::new(SqlConsultationSource::new(pool.clone(), ConsultationTable::default())?),
+            Arc::new(SqlConsultationSource::new(pool.clone(), appointments)?),
             Arc::new(SqlRecipientDirectory::new(pool, RecipientTable::default())?),
         )
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -176,7 +187,7 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
         performance.calculation_writes_in_flight = PgStore::WRITES_IN_FLIGHT;
         (
             Arc::new(store),
-            Arc::new(SqlConsultationSource::new(pool.clone(), ConsultationTable::default())?),
+            Arc::new(SqlConsultationSource::new(pool.clone(), appointments)?),
             Arc::new(SqlRecipientDirectory::new(pool, RecipientTable::default())?),
         )
     } else {

@@ -27,6 +27,7 @@ fn demo_config(dir: &tempfile::TempDir) -> DemoConfig {
         four_eyes: true,
         approver_may_not_trigger: false,
         second_approval_above: Vec::new(),
+        reversals: None,
     }
 }
 
