@@ -154,6 +154,7 @@ async fn run(args: Args) -> Result<(), String> {
         reversals: Reversals::from_env().map_err(|e| e.to_string())?,
         ..ConsultationTable::default()
     };
+    table.validate().map_err(|e| e.to_string())?;
     let reversals = table.reversals.clone();
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://payouts-demo.db?mode=rw".into());
     let unreachable = |e: payouts::Error| format!("cannot open the database ({e}); check DATABASE_URL");

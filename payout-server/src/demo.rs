@@ -162,6 +162,8 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
         reversals: config.reversals.clone(),
         ..ConsultationTable::default()
     };
+    // Before the database is touched: a bad setting seeds and migrates nothing.
+    appointments.validate()?;
     let mut performance = PerformanceConfig::default();
     let (store, consultations, directory): (
         Arc<dyn payout_core::PayoutStore>,
@@ -475,5 +477,32 @@ mod tests {
             next_month_start(now),
             Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn a_bad_reversal_column_is_refused_before_the_database_is_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("demo.db");
+        let config = DemoConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: format!("sqlite://{}?mode=rwc", file.display()),
+            jwt_secret: "secret".into(),
+            simulation_token: "token".into(),
+            sample_data: true,
+            reconcile_every: 0,
+            four_eyes: true,
+            approver_may_not_trigger: false,
+            second_approval_above: Vec::new(),
+            reversals: Some(Reversals {
+                statuses: vec!["REFUNDED".into()],
+                reversed_at: "refunded_at; DROP TABLE payouts".into(),
+            }),
+        };
+        match build(&config).await {
+            Err(Error::InvalidInput(m)) => assert!(m.contains("not a plain SQL identifier"), "{m}"),
+            Err(other) => panic!("expected InvalidInput, got {other}"),
+            Ok(_) => panic!("a bad reversal column was accepted"),
+        }
+        assert!(!file.exists(), "nothing was created, migrated or seeded");
     }
 }

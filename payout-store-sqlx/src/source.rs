@@ -186,7 +186,13 @@ impl Default for ConsultationTable {
 }
 
 impl ConsultationTable {
-    fn validate(&self) -> Result<()> {
+    /// Checks what [`SqlConsultationSource::new`] checks, without a pool: every name is a plain
+    /// identifier and [`reversals`](Self::reversals), when set, lists usable statuses. For
+    /// programs that want to refuse a bad configuration before they connect to anything.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] saying which setting is wrong.
+    pub fn validate(&self) -> Result<()> {
         identifier("table", &self.table)?;
         identifier("id column", &self.id)?;
         identifier("doctor id column", &self.doctor_id)?;
