@@ -28,13 +28,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use chrono::{Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use futures::stream::BoxStream;
 use http::{HeaderMap, HeaderValue};
-use payout_core::clock::{ManualClock, SequentialIds};
+use payout_core::clock::{Clock, ManualClock, SequentialIds};
 use payout_core::domain::{
     Actor, AttemptOutcome, AuditEntry, Consultation, DoctorId, ItemKind, Payout, PayoutAttempt, PayoutDestination,
-    PayoutId, PayoutItem, PayoutOrigin, Period, Provider, Recipient, ResolutionOutcome, details_fingerprint,
+    PayoutId, PayoutItem, PayoutOrigin, Period, Provider, Recipient, ResolutionOutcome, Reversal, details_fingerprint,
 };
 use payout_core::error::{Error, ProviderError, ProviderErrorKind, Result, StoreError, StoreErrorKind, WebhookError};
 use payout_core::memory::MemoryStore;
@@ -44,15 +44,15 @@ use payout_core::provider::{
     ProviderStatus, SendReceipt,
 };
 use payout_core::service::{
-    CalculationPolicy, CancelConsultations, Deduction, EventOutcome, ManualPayout, PayoutService, PerformanceConfig,
-    ResolveRequest, ServicePolicy,
+    CalculationPolicy, CalculationReport, CancelConsultations, Deduction, EventOutcome, ManualPayout, PayoutService,
+    PerformanceConfig, ResolveRequest, ServicePolicy,
 };
 use payout_core::simulated::constant_time_eq;
-use payout_core::source::{RecipientDirectory, StaticConsultations};
+use payout_core::source::{ConsultationSource, RecipientDirectory, StaticConsultations};
 use payout_core::status::{PayoutEvent, PayoutStatus, Transition, transition};
 use payout_core::store::{
     AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ClawbackDue,
-    HeldConsultation, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
+    HeldConsultation, Holder, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
     PeriodBatchOutcome,
 };
 use rust_decimal::Decimal;
@@ -236,6 +236,20 @@ enum Plant {
     StoreDropsDestination,
     /// The store releases a cancelled payout's consultations even when the admin voids them.
     VoidReleases,
+    /// The store records a carry-over without its consultation items (as a store that forgets
+    /// `carried_items`): the ledger, and so `held_consultations`, forgets carried consultations, and
+    /// a later look-back pays them again as late ones.
+    CarriedConsultationsDropped,
+    /// The store records a carry-over without its clawback items: the ledger forgets carried
+    /// clawbacks, so `clawbacks_due` offers the consultation again and it is clawed back twice.
+    CarriedClawbacksDropped,
+    /// `clawbacks_due` answers every held consultation with what its item pays, whatever its
+    /// payout's status and whether it was clawed back already (the store's own check still refuses
+    /// a second clawback when the batch is written).
+    ClawbacksDueIgnoresLedger,
+    /// `held_consultations` also reports consultations released by a cancellation as held by the
+    /// cancelled payout (a ledger lookup that forgets the `live` flag): they are never paid again.
+    HeldIgnoresRelease,
 }
 
 /// Everything the fault injectors share: the seeded rng, the ground truth, and what was observed.
@@ -249,6 +263,9 @@ struct SimState {
     ledger: Ledger,
     /// Status changes the store actually committed, per payout (the audit trail must match).
     status_changes: BTreeMap<PayoutId, u32>,
+    /// Carry-overs the store committed, with the items the calculation gave them (invariants 12-14
+    /// read carried consultations and clawbacks from here, not from the store's ledger).
+    carried: Vec<CarryOver>,
     counts: BTreeMap<&'static str, u64>,
     violations: Vec<String>,
 }
@@ -600,8 +617,31 @@ impl FaultStore {
 
 #[async_trait]
 impl PayoutStore for FaultStore {
-    async fn create_period(&self, batch: PeriodBatch) -> Result<PeriodBatchOutcome> {
-        self.write(self.inner.create_period(batch)).await
+    async fn create_period(&self, mut batch: PeriodBatch) -> Result<PeriodBatchOutcome> {
+        self.write(async {
+            // What the calculation carried, before a planted bug drops part of it.
+            let carried = batch.carry_overs.clone();
+            let dropped = match self.plant {
+                Plant::CarriedConsultationsDropped => Some(ItemKind::Consultation),
+                Plant::CarriedClawbacksDropped => Some(ItemKind::Clawback),
+                _ => None,
+            };
+            if let Some(kind) = dropped {
+                for c in &mut batch.carry_overs {
+                    c.items.retain(|i| i.kind != kind);
+                }
+            }
+            let r = self.inner.create_period(batch).await;
+            if let Ok(outcome) = &r {
+                // One carry-over per doctor in a batch (a batch is one period's chunk).
+                let written = carried
+                    .into_iter()
+                    .filter(|c| outcome.carried_over.contains(&c.doctor_id));
+                self.sim.lock().carried.extend(written);
+            }
+            r
+        })
+        .await
     }
 
     async fn create_payout(&self, new: NewPayout) -> Result<Payout> {
@@ -649,11 +689,60 @@ impl PayoutStore for FaultStore {
     }
 
     async fn held_consultations(&self, appointment_ids: &[String]) -> Result<Vec<HeldConsultation>> {
-        self.read(self.inner.held_consultations(appointment_ids)).await
+        let mut held = self.read(self.inner.held_consultations(appointment_ids)).await?;
+        if self.plant == Plant::HeldIgnoresRelease {
+            let free: BTreeSet<&String> = appointment_ids
+                .iter()
+                .filter(|id| !held.iter().any(|h| &h.appointment_id == *id))
+                .collect();
+            for p in self
+                .inner
+                .list(&PayoutFilter::default(), &Page::new(Page::MAX_LIMIT, 0))
+                .await?
+                .payouts
+            {
+                for i in self.inner.items(&p.id).await? {
+                    if i.kind == ItemKind::Consultation && free.contains(&i.reference) {
+                        held.push(HeldConsultation {
+                            appointment_id: i.reference,
+                            held_by: Holder::Payout(p.id.clone()),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(held)
     }
 
     async fn clawbacks_due(&self, appointment_ids: &[String]) -> Result<Vec<ClawbackDue>> {
-        self.read(self.inner.clawbacks_due(appointment_ids)).await
+        if self.plant != Plant::ClawbacksDueIgnoresLedger {
+            return self.read(self.inner.clawbacks_due(appointment_ids)).await;
+        }
+        let held = self.read(self.inner.held_consultations(appointment_ids)).await?;
+        let mut due = Vec::new();
+        for h in held {
+            let items = match &h.held_by {
+                Holder::Payout(id) => self.inner.items(id).await?,
+                Holder::CarryOver(period) => {
+                    let s = self.sim.lock();
+                    s.carried
+                        .iter()
+                        .filter(|c| c.period == *period)
+                        .flat_map(|c| c.items.clone())
+                        .collect()
+                }
+            };
+            let paid = items
+                .iter()
+                .find(|i| i.kind == ItemKind::Consultation && i.reference == h.appointment_id);
+            if let Some(item) = paid {
+                due.push(ClawbackDue {
+                    appointment_id: h.appointment_id.clone(),
+                    amount: item.amount,
+                });
+            }
+        }
+        Ok(due)
     }
 
     async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {
@@ -939,14 +1028,99 @@ fn periods() -> Vec<Period> {
 }
 
 /// The consultation ledger's part of the world: periods that overlap the months (a half-month
-/// re-run, a span across two months), calculated besides the months themselves.
+/// re-run, a span across two months), calculated besides the months themselves, and April, the
+/// month the simulation's clock is in, whose runs see the reversals (clawbacks) made meanwhile.
 fn overlapping_periods() -> Vec<Period> {
     let day = |m, d| NaiveDate::from_ymd_opt(2025, m, d).unwrap();
     vec![
         Period::new(day(1, 15), day(2, 14)).unwrap(),
         Period::new(day(2, 10), day(3, 31)).unwrap(),
         Period::new(day(3, 1), day(3, 15)).unwrap(),
+        Period::new(day(3, 16), day(4, 15)).unwrap(),
+        month(2025, 4),
     ]
+}
+
+/// The calm calculation after quiescence (liveness, invariant 14): May, a period no step
+/// calculates, with a look-back reaching back before January 1st, so every consultation and every
+/// reversal of the simulation is in its window.
+fn final_period() -> Period {
+    month(2025, 5)
+}
+
+/// The final calculation's look-back, in days: May 1st back to December 2nd, 2024.
+const FINAL_LOOKBACK_DAYS: u32 = 150;
+
+/// The host application's consultations, as the simulation changes them: some complete late (a
+/// step reveals them, dated in their original month, possibly after that month was calculated),
+/// some completed ones are refunded or voided (a step reverses them at the clock's time: they
+/// leave `completed` and appear in `reversed`). Every change is a seeded step.
+#[derive(Default)]
+struct HostData {
+    records: Mutex<HostRecords>,
+}
+
+#[derive(Debug, Default)]
+struct HostRecords {
+    /// Completed and not reversed, ordered by doctor then completion (the source's contract).
+    completed: Vec<Consultation>,
+    /// Not completed yet: revealed late by `Op::Reveal`.
+    hidden: Vec<Consultation>,
+    reversals: Vec<Reversal>,
+    /// The consultations revealed late, by appointment id.
+    revealed: BTreeSet<String>,
+}
+
+impl HostData {
+    fn new(completed: Vec<Consultation>, hidden: Vec<Consultation>) -> Self {
+        let mut records = HostRecords {
+            completed,
+            hidden,
+            ..Default::default()
+        };
+        records.sort();
+        HostData {
+            records: Mutex::new(records),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HostRecords> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl HostRecords {
+    fn sort(&mut self) {
+        self.completed
+            .sort_by(|a, b| (&a.doctor_id, a.completed_at).cmp(&(&b.doctor_id, b.completed_at)));
+    }
+}
+
+#[async_trait]
+impl ConsultationSource for HostData {
+    fn completed(&self, period: Period) -> BoxStream<'static, Result<Consultation>> {
+        let rows: Vec<Result<Consultation>> = self
+            .lock()
+            .completed
+            .iter()
+            .filter(|c| period.contains(c.completed_at))
+            .cloned()
+            .map(Ok)
+            .collect();
+        Box::pin(futures::stream::iter(rows))
+    }
+
+    fn reversed(&self, window: Period) -> BoxStream<'static, Result<Reversal>> {
+        let rows: Vec<Result<Reversal>> = self
+            .lock()
+            .reversals
+            .iter()
+            .filter(|r| window.contains(r.reversed_at))
+            .cloned()
+            .map(Ok)
+            .collect();
+        Box::pin(futures::stream::iter(rows))
+    }
 }
 
 /// What one seed's run produced.
@@ -964,7 +1138,7 @@ struct World {
     store: Arc<FaultStore>,
     clock: Arc<ManualClock>,
     ids: Arc<SequentialIds>,
-    consultations: Arc<StaticConsultations>,
+    host: Arc<HostData>,
     directory: Arc<EditableDirectory>,
     providers: Vec<Arc<dyn PayoutProvider>>,
     config: (ServicePolicy, PerformanceConfig),
@@ -990,9 +1164,14 @@ enum Op {
     ChangeDetails,
     /// An admin re-approves an approved payout for its doctor's current details.
     Reapprove,
+    /// The host marks a hidden consultation completed, late: dated in its own month, which may
+    /// have been calculated already.
+    Reveal,
+    /// The host refunds or voids a completed consultation now (mostly one a PAID payout holds).
+    Reverse,
 }
 
-const OPS: [Op; 12] = [
+const OPS: [Op; 14] = [
     Op::Calculate,
     Op::CreateManual,
     Op::Approve,
@@ -1005,6 +1184,8 @@ const OPS: [Op; 12] = [
     Op::Reconcile,
     Op::ChangeDetails,
     Op::Reapprove,
+    Op::Reveal,
+    Op::Reverse,
 ];
 
 fn admin(n: u32) -> Actor {
@@ -1013,7 +1194,7 @@ fn admin(n: u32) -> Actor {
 
 fn build_service(
     store: &Arc<FaultStore>,
-    consultations: &Arc<StaticConsultations>,
+    consultations: &Arc<HostData>,
     directory: &Arc<EditableDirectory>,
     providers: &[Arc<dyn PayoutProvider>],
     clock: &Arc<ManualClock>,
@@ -1080,6 +1261,11 @@ impl World {
             attention_after: Duration::hours(i64::from(rng.range(2, 72))),
             ..Default::default()
         };
+        // Late consultations (issue 14), drawn after everything above: a quarter of the seeds have
+        // none, the rest hide 5-35% of their consultations until a step reveals them.
+        let late_pct = if rng.pct(25) { 0 } else { rng.range(5, 35) };
+        let (hidden, completed): (Vec<Consultation>, Vec<Consultation>) =
+            consultations.into_iter().partition(|_| rng.pct(late_pct));
         let config = (service_policy, performance);
         let sim = Arc::new(Sim {
             state: Mutex::new(SimState {
@@ -1089,6 +1275,7 @@ impl World {
                 dead: false,
                 ledger: Ledger::default(),
                 status_changes: BTreeMap::new(),
+                carried: Vec::new(),
                 counts: BTreeMap::new(),
                 violations: Vec::new(),
             }),
@@ -1116,18 +1303,18 @@ impl World {
             .collect();
         let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2025, 4, 2, 8, 0, 0).unwrap()));
         let ids = Arc::new(SequentialIds::default());
-        let consultations = Arc::new(StaticConsultations::new(consultations));
+        let host = Arc::new(HostData::new(completed, hidden));
         let mut periods = periods;
         periods.extend(overlapping_periods());
         let directory = Arc::new(EditableDirectory::new(recipients));
-        let service = build_service(&store, &consultations, &directory, &providers, &clock, &ids, &config);
+        let service = build_service(&store, &host, &directory, &providers, &clock, &ids, &config);
         World {
             sim,
             mem,
             store,
             clock,
             ids,
-            consultations,
+            host,
             directory,
             providers,
             config,
@@ -1149,7 +1336,7 @@ impl World {
             .count("restart: service dropped and rebuilt over the same store");
         self.service = build_service(
             &self.store,
-            &self.consultations,
+            &self.host,
             &self.directory,
             &self.providers,
             &self.clock,
@@ -1220,6 +1407,9 @@ impl World {
                     .service
                     .calculate_period(&admin(1), Some(period), &self.policy)
                     .await;
+                if let Ok(report) = &r {
+                    self.count_calculated(report);
+                }
                 self.note("calculate_period", &r);
             }
             Op::CreateManual => {
@@ -1307,6 +1497,57 @@ impl World {
                         self.sim.count("operator: re-approved for changed details");
                     }
                     self.note("reapprove", &r);
+                }
+            }
+            Op::Reveal => {
+                let mut host = self.host.lock();
+                if !host.hidden.is_empty() {
+                    let i = self.rng(|r| r.below(host.hidden.len()));
+                    let c = host.hidden.remove(i);
+                    host.revealed.insert(c.appointment_id.clone());
+                    host.completed.push(c);
+                    host.sort();
+                    self.sim.count("host: a consultation completed late (revealed)");
+                }
+            }
+            Op::Reverse => {
+                // Mostly a consultation a PAID payout holds (what a clawback is for), else any.
+                let mut candidates = Vec::new();
+                if self.rng(|r| r.pct(60)) {
+                    for p in self.payouts().await {
+                        if p.status == PayoutStatus::Paid {
+                            let items = self.mem.items(&p.id).await.unwrap_or_default();
+                            candidates.extend(
+                                items
+                                    .into_iter()
+                                    .filter(|i| i.kind == ItemKind::Consultation)
+                                    .map(|i| i.reference),
+                            );
+                        }
+                    }
+                }
+                let at = self.clock.now();
+                let mut host = self.host.lock();
+                candidates.retain(|id| host.completed.iter().any(|c| &c.appointment_id == id));
+                if candidates.is_empty() {
+                    candidates = host.completed.iter().map(|c| c.appointment_id.clone()).collect();
+                }
+                let picked = self.rng(|r| {
+                    let id = r.pick(&candidates).cloned();
+                    (id, if r.pct(50) { "refunded" } else { "voided" })
+                });
+                if let (Some(id), reason) = picked {
+                    if let Some(i) = host.completed.iter().position(|c| c.appointment_id == id) {
+                        let c = host.completed.remove(i);
+                        host.reversals.push(Reversal {
+                            appointment_id: c.appointment_id,
+                            doctor_id: c.doctor_id,
+                            reversed_at: at,
+                            reason: reason.into(),
+                        });
+                        self.sim
+                            .count("host: a completed consultation reversed (refunded or voided)");
+                    }
                 }
             }
             Op::Reconcile => {
@@ -1508,8 +1749,8 @@ impl World {
 
     fn draw_op(&self) -> Op {
         // Calculate, CreateManual, Approve, Trigger, BulkTrigger, Cancel, Retry, Deliver, Tick, Reconcile,
-        // ChangeDetails, Reapprove
-        const WEIGHTS: [usize; 12] = [2, 1, 4, 5, 2, 1, 3, 6, 4, 3, 2, 2];
+        // ChangeDetails, Reapprove, Reveal, Reverse
+        const WEIGHTS: [usize; 14] = [2, 1, 4, 5, 2, 1, 3, 6, 4, 3, 2, 2, 2, 2];
         let total: usize = WEIGHTS.iter().sum();
         let mut roll = self.rng(|r| r.below(total));
         for (op, w) in OPS.iter().zip(WEIGHTS) {
@@ -1698,14 +1939,20 @@ impl World {
     }
 
     /// Checks every invariant over the store and the provider's ground truth.
-    async fn check(&self, attention: &BTreeSet<PayoutId>) -> Vec<String> {
+    async fn check(&self, attention: &BTreeSet<PayoutId>, last: Option<&CalculationReport>) -> Vec<String> {
         let mut v = Vec::new();
         let ledger_view: Vec<Transfer> = self.sim.lock().ledger.transfers.values().cloned().collect();
         let status_changes = self.sim.lock().status_changes.clone();
         v.extend(double_payments(&self.sim.lock().ledger));
-        v.extend(self.consultations_paid_twice().await);
+        v.extend(self.ledger_checks(last).await);
         for p in self.payouts().await {
             let id = &p.id;
+            if p.amount_due.is_negative() || p.amount_due.is_zero() {
+                v.push(format!(
+                    "[6 amounts add up] payout {id}: amount {} is not positive",
+                    p.amount_due
+                ));
+            }
             // (4) amounts add up, and the provider was asked for exactly the amount due.
             let items = self.mem.items(id).await.unwrap_or_default();
             match Money::sum(p.currency(), items.iter().map(|i| &i.amount)) {
@@ -1867,38 +2114,261 @@ impl World {
     }
 }
 
+/// A payout as the ledger's invariants read it: its items, its audit trail, and whether it is
+/// live (not cancelled, or cancelled with its consultations voided, as its `CANCEL` entry says).
+struct PayoutView {
+    payout: Payout,
+    items: Vec<PayoutItem>,
+    trail: Vec<AuditEntry>,
+    live: bool,
+}
+
+/// A ledger entry as the checker reads it: what holds it, the item's amount, and when the item
+/// was made (its payout's or carry-over's creation).
+struct Entry {
+    by: Holder,
+    amount: Money,
+    made: DateTime<Utc>,
+}
+
+fn holders(entries: &[Entry]) -> String {
+    entries.iter().map(|e| format!("{} ", e.by)).collect()
+}
+
+/// The statuses a payout had at the instant `at`: the one it had just before, and any it took at
+/// `at` itself (the manual clock does not move within a step).
+fn statuses_at(trail: &[AuditEntry], at: DateTime<Utc>) -> Vec<PayoutStatus> {
+    let mut before = None;
+    let mut during = Vec::new();
+    for e in trail {
+        match e.to {
+            Some(to) if e.at < at => before = Some(to),
+            Some(to) if e.at == at => during.push(to),
+            _ => {}
+        }
+    }
+    before.into_iter().chain(during).collect()
+}
+
 impl World {
-    /// (12) Each consultation on at most one live payout: one that is not cancelled, or was
-    /// cancelled with its consultations voided (its `CANCEL` audit entry says so). Read from the
-    /// payouts, their items and audit trails, not from the store's own ledger.
-    async fn consultations_paid_twice(&self) -> Vec<String> {
-        let mut holders: BTreeMap<String, Vec<PayoutId>> = BTreeMap::new();
-        for p in self.payouts().await {
-            if p.status == PayoutStatus::Cancelled {
-                let trail = self.mem.audit_trail(&p.id).await.unwrap_or_default();
-                let voided = trail
+    fn count_calculated(&self, report: &CalculationReport) {
+        let mut s = self.sim.lock();
+        *s.counts
+            .entry("calculation: late consultations paid or carried (reported)")
+            .or_default() += report.late;
+        *s.counts.entry("calculation: clawbacks (reported)").or_default() += report.clawbacks;
+    }
+
+    async fn views(&self) -> Vec<PayoutView> {
+        let mut out = Vec::new();
+        for payout in self.payouts().await {
+            let trail = self.mem.audit_trail(&payout.id).await.unwrap_or_default();
+            let live = payout.status != PayoutStatus::Cancelled
+                || trail
                     .iter()
                     .any(|e| e.action == "CANCEL" && e.detail.ends_with("consultations voided"));
-                if !voided {
-                    continue;
-                }
+            let items = self.mem.items(&payout.id).await.unwrap_or_default();
+            out.push(PayoutView {
+                payout,
+                items,
+                trail,
+                live,
+            });
+        }
+        out
+    }
+
+    /// After quiescence, the calm final calculation of liveness (invariant 14): a period no step
+    /// calculates, with a look-back covering the whole simulation.
+    async fn calculate_everything(&self) -> Option<CalculationReport> {
+        let policy = CalculationPolicy {
+            lookback_days: FINAL_LOOKBACK_DAYS,
+            ..self.policy.clone()
+        };
+        match self
+            .service
+            .calculate_period(&admin(1), Some(final_period()), &policy)
+            .await
+        {
+            Ok(report) => {
+                self.count_calculated(&report);
+                Some(report)
             }
-            for i in self.mem.items(&p.id).await.unwrap_or_default() {
-                if i.kind == ItemKind::Consultation {
-                    holders.entry(i.reference).or_default().push(p.id.clone());
+            Err(e) => {
+                self.sim.violation(format!(
+                    "[14 every consultation settled] the final calculation failed in calm: {e}"
+                ));
+                None
+            }
+        }
+    }
+
+    /// The consultation ledger's invariants (12-14), read from the payouts' items and audit trails,
+    /// the carry-overs the store committed and the host's data, not from the store's ledger (which
+    /// is checked against them).
+    ///
+    /// 12. Each consultation is held at most once: by one live payout item or one carry-over.
+    /// 13. Each consultation is clawed back at most once (live `CLAWBACK` items plus carried
+    ///     clawbacks), only when it was reversed and had been paid (its payout `PAID` when the
+    ///     clawback was made, or carried), and for the negation of what was paid for it.
+    /// 14. With `last` (the final calculation), every revealed, unreversed consultation is held,
+    ///     unless its doctor's plan was "nothing due", and every reversed consultation held by a
+    ///     `PAID` payout or a carry-over is clawed back.
+    async fn ledger_checks(&self, last: Option<&CalculationReport>) -> Vec<String> {
+        let views = self.views().await;
+        let carried = self.sim.lock().carried.clone();
+        let (completed, reversals, revealed) = {
+            let host = self.host.lock();
+            (host.completed.clone(), host.reversals.clone(), host.revealed.clone())
+        };
+        let mut held: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+        let mut clawed: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+        let mut enter = |items: &[PayoutItem], by: Holder, made: DateTime<Utc>| {
+            for i in items {
+                let ledger = match i.kind {
+                    ItemKind::Consultation => &mut held,
+                    ItemKind::Clawback => &mut clawed,
+                    _ => continue,
+                };
+                ledger.entry(i.reference.clone()).or_default().push(Entry {
+                    by: by.clone(),
+                    amount: i.amount,
+                    made,
+                });
+            }
+        };
+        for w in views.iter().filter(|w| w.live) {
+            enter(&w.items, Holder::Payout(w.payout.id.clone()), w.payout.created_at);
+        }
+        for c in &carried {
+            enter(&c.items, Holder::CarryOver(c.period), c.created_at);
+        }
+        let view = |id: &PayoutId| views.iter().find(|w| &w.payout.id == id);
+        let mut v = Vec::new();
+
+        // (12) held once, and the store's ledger agrees about carried consultations.
+        for (c, entries) in held.iter().filter(|(_, e)| e.len() > 1) {
+            v.push(format!(
+                "[12 each consultation paid once] consultation {c} is held by {}",
+                holders(entries)
+            ));
+        }
+        let carried_ids: Vec<String> = carried
+            .iter()
+            .flat_map(|c| c.items.iter())
+            .filter(|i| i.kind == ItemKind::Consultation)
+            .map(|i| i.reference.clone())
+            .collect();
+        let ledger: BTreeMap<String, Holder> = self
+            .mem
+            .held_consultations(&carried_ids)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| (h.appointment_id, h.held_by))
+            .collect();
+        for c in &carried {
+            for i in c.items.iter().filter(|i| i.kind == ItemKind::Consultation) {
+                let says = ledger.get(&i.reference);
+                if says != Some(&Holder::CarryOver(c.period)) {
+                    v.push(format!(
+                        "[12 each consultation paid once] consultation {} is carried by the carry-over of {} of {}, but the store's ledger says {says:?}",
+                        i.reference, c.doctor_id, c.period
+                    ));
                 }
             }
         }
-        holders
-            .into_iter()
-            .filter(|(_, ids)| ids.len() > 1)
-            .map(|(c, ids)| {
-                format!(
-                    "[12 each consultation paid once] consultation {c} is on live payouts {}",
-                    ids.iter().map(|id| format!("payout {id} ")).collect::<String>()
-                )
-            })
-            .collect()
+
+        // (13) clawed back once, only when reversed and paid, for what was paid.
+        let reversed: BTreeSet<&str> = reversals.iter().map(|r| r.appointment_id.as_str()).collect();
+        for (c, claws) in &clawed {
+            if claws.len() > 1 {
+                v.push(format!(
+                    "[13 each clawback once, of a paid consultation] consultation {c} is clawed back {} times, by {}",
+                    claws.len(),
+                    holders(claws)
+                ));
+            }
+            if !reversed.contains(c.as_str()) {
+                v.push(format!(
+                    "[13 each clawback once, of a paid consultation] consultation {c} is clawed back by {}but was never reversed",
+                    holders(claws)
+                ));
+            }
+            let Some(paid) = held.get(c).and_then(|e| e.first()) else {
+                v.push(format!(
+                    "[13 each clawback once, of a paid consultation] consultation {c} is clawed back by {}but nothing holds it",
+                    holders(claws)
+                ));
+                continue;
+            };
+            for claw in claws {
+                if claw.amount != paid.amount.negate() {
+                    v.push(format!(
+                        "[13 each clawback once, of a paid consultation] consultation {c}: {} claws back {}, but {} paid {}",
+                        claw.by, claw.amount, paid.by, paid.amount
+                    ));
+                }
+                let Holder::Payout(id) = &paid.by else { continue };
+                let Some(w) = view(id) else { continue };
+                if !statuses_at(&w.trail, claw.made).contains(&PayoutStatus::Paid) {
+                    v.push(format!(
+                        "[13 each clawback once, of a paid consultation] consultation {c} is clawed back by {} at {}, but payout {id} holding it was not PAID then (now {})",
+                        claw.by, claw.made, w.payout.status
+                    ));
+                }
+                if matches!(w.payout.status, PayoutStatus::Returned | PayoutStatus::Reversed) {
+                    self.sim
+                        .count("finding: a clawed-back consultation's payout came back later (RETURNED/REVERSED)");
+                }
+            }
+        }
+
+        {
+            let late = held
+                .values()
+                .flatten()
+                .filter(|e| matches!(e.by, Holder::Payout(_)))
+                .count();
+            let mut s = self.sim.lock();
+            *s.counts.entry("ledger: consultations held at the end").or_default() += late as u64;
+            *s.counts.entry("ledger: clawbacks held at the end").or_default() +=
+                clawed.values().map(|c| c.len() as u64).sum::<u64>();
+            *s.counts
+                .entry("ledger: late consultations (revealed) held at the end")
+                .or_default() += revealed.iter().filter(|c| held.contains_key(*c)).count() as u64;
+            *s.counts.entry("ledger: carry-overs at the end").or_default() += carried.len() as u64;
+        }
+
+        // (14) liveness, after the calm final calculation.
+        let Some(last) = last else { return v };
+        for c in &completed {
+            if !held.contains_key(&c.appointment_id) && !last.nothing_due.contains(&c.doctor_id) {
+                v.push(format!(
+                    "[14 every consultation settled] consultation {} of {} (completed {}{}) is held by nothing after the final calculation",
+                    c.appointment_id,
+                    c.doctor_id,
+                    c.completed_at,
+                    if revealed.contains(&c.appointment_id) { ", late" } else { "" }
+                ));
+            }
+        }
+        for r in &reversals {
+            let Some(paid) = held.get(&r.appointment_id).and_then(|e| e.first()) else {
+                continue;
+            };
+            let was_paid = match &paid.by {
+                Holder::Payout(id) => view(id).is_some_and(|w| w.payout.status == PayoutStatus::Paid),
+                Holder::CarryOver(_) => true,
+            };
+            if was_paid && !clawed.contains_key(&r.appointment_id) {
+                v.push(format!(
+                    "[14 every consultation settled] consultation {} reversed at {} and paid by {} is not clawed back after the final calculation",
+                    r.appointment_id, r.reversed_at, paid.by
+                ));
+            }
+        }
+        v
     }
 
     /// With `PAYOUTS_SIM_TRACE` set: prints the audit trail, attempts and provider truth of every payout
@@ -2178,7 +2648,8 @@ async fn run_seed(seed: u64, plant: Plant) -> SeedReport {
         world.step().await;
     }
     let attention = world.quiesce().await;
-    let mut violations = world.check(&attention).await;
+    let last = world.calculate_everything().await;
+    let mut violations = world.check(&attention, last.as_ref()).await;
     if std::env::var_os("PAYOUTS_SIM_TRACE").is_some() {
         world.trace(&violations).await;
     }
@@ -2449,6 +2920,72 @@ fn planted_bug_resend_to_current_details_is_caught() {
         all.iter()
             .any(|v| v.contains("[10 re-sends use the committed destination]")),
         "the checker never saw a re-send go elsewhere ({} failing seeds)",
+        s.failures.len()
+    );
+}
+
+/// The checker can fail: a store that records carry-overs without their consultation items
+/// forgets, in its ledger, the consultations they carry, so a later look-back pays one again as a
+/// late consultation: it is then carried and on a live payout at once (invariant 12), and the
+/// ledger no longer says the carry-over holds it.
+#[test]
+fn planted_bug_carried_consultation_paid_again_is_caught() {
+    let (s, all) = run_planted(
+        Plant::CarriedConsultationsDropped,
+        "the store forgets carried consultations",
+    );
+    assert!(
+        all.iter()
+            .any(|v| v.contains("[12 each consultation paid once]") && v.contains("the carry-over of")),
+        "the checker never saw a carried consultation paid again ({} failing seeds)",
+        s.failures.len()
+    );
+}
+
+/// The checker can fail: a store that records carry-overs without their clawback items forgets
+/// carried clawbacks, so `clawbacks_due` offers the consultation again and it is clawed back twice
+/// (invariant 13).
+#[test]
+fn planted_bug_carried_clawback_taken_again_is_caught() {
+    let (s, all) = run_planted(Plant::CarriedClawbacksDropped, "the store forgets carried clawbacks");
+    assert!(
+        all.iter()
+            .any(|v| v.contains("[13 each clawback once") && v.contains("times")),
+        "the checker never saw a consultation clawed back twice ({} failing seeds)",
+        s.failures.len()
+    );
+}
+
+/// The checker can fail: `clawbacks_due` answering every held consultation, paid or not, claws
+/// back consultations of payouts that were never paid (invariant 13). (The second clawback it
+/// offers for a consultation already clawed back is refused by the store's own check when the
+/// batch is written; the doctor is then skipped, which invariant 14 may see.)
+#[test]
+fn planted_bug_clawback_of_an_unpaid_consultation_is_caught() {
+    let (s, all) = run_planted(
+        Plant::ClawbacksDueIgnoresLedger,
+        "clawbacks_due ignores payout status and earlier clawbacks",
+    );
+    assert!(
+        all.iter()
+            .any(|v| v.contains("[13 each clawback once") && v.contains("was not PAID then")),
+        "the checker never saw a clawback of an unpaid consultation ({} failing seeds)",
+        s.failures.len()
+    );
+}
+
+/// The checker can fail: a ledger lookup that reports released consultations as still held by
+/// their cancelled payout means they are never paid again, which the final calculation shows
+/// (invariant 14, liveness).
+#[test]
+fn planted_bug_released_consultation_never_paid_is_caught() {
+    let (s, all) = run_planted(
+        Plant::HeldIgnoresRelease,
+        "held_consultations reports released consultations as held",
+    );
+    assert!(
+        all.iter().any(|v| v.contains("[14 every consultation settled]")),
+        "the checker never saw a released consultation left unpaid ({} failing seeds)",
         s.failures.len()
     );
 }
