@@ -250,6 +250,9 @@ enum Plant {
     /// `held_consultations` also reports consultations released by a cancellation as held by the
     /// cancelled payout (a ledger lookup that forgets the `live` flag): they are never paid again.
     HeldIgnoresRelease,
+    /// `clawbacks_due` finds nothing (a query matching the wrong item kind): reversed, paid
+    /// consultations are never clawed back.
+    ClawbacksNeverDue,
 }
 
 /// Everything the fault injectors share: the seeded rng, the ground truth, and what was observed.
@@ -715,6 +718,9 @@ impl PayoutStore for FaultStore {
     }
 
     async fn clawbacks_due(&self, appointment_ids: &[String]) -> Result<Vec<ClawbackDue>> {
+        if self.plant == Plant::ClawbacksNeverDue {
+            return self.read(async { Ok(Vec::new()) }).await;
+        }
         if self.plant != Plant::ClawbacksDueIgnoresLedger {
             return self.read(self.inner.clawbacks_due(appointment_ids)).await;
         }
@@ -2239,6 +2245,11 @@ impl World {
         };
         for w in views.iter().filter(|w| w.live) {
             enter(&w.items, Holder::Payout(w.payout.id.clone()), w.payout.created_at);
+            if w.payout.status == PayoutStatus::Cancelled && w.items.iter().any(|i| i.kind == ItemKind::Clawback) {
+                // Voiding keeps the clawback taken, though no payment ever deducted it.
+                self.sim
+                    .count("finding: a clawback held by a payout cancelled with its consultations voided");
+            }
         }
         for c in &carried {
             enter(&c.items, Holder::CarryOver(c.period), c.created_at);
@@ -2986,6 +2997,19 @@ fn planted_bug_released_consultation_never_paid_is_caught() {
     assert!(
         all.iter().any(|v| v.contains("[14 every consultation settled]")),
         "the checker never saw a released consultation left unpaid ({} failing seeds)",
+        s.failures.len()
+    );
+}
+
+/// The checker can fail: a `clawbacks_due` that finds nothing leaves reversed, paid consultations
+/// unclawed, which the final calculation shows (invariant 14, liveness of clawbacks).
+#[test]
+fn planted_bug_clawback_never_taken_is_caught() {
+    let (s, all) = run_planted(Plant::ClawbacksNeverDue, "clawbacks_due finds nothing");
+    assert!(
+        all.iter()
+            .any(|v| v.contains("[14 every consultation settled]") && v.contains("is not clawed back")),
+        "the checker never saw a reversed, paid consultation left unclawed ({} failing seeds)",
         s.failures.len()
     );
 }
