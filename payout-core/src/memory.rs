@@ -49,8 +49,8 @@ use crate::provider::EventReference;
 use crate::status::PayoutStatus;
 use crate::store::{
     AttentionPage, BatchKeys, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ClawbackDue,
-    Cursor, Flagged, FollowUp, HeldConsultation, Holder, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage,
-    PayoutStore, PeriodBatch, PeriodBatchOutcome, Slot, StoredFacts, WebhookEventRecord,
+    Cursor, Flagged, FollowUp, HeldConsultation, Holder, LedgerRelease, NewPayout, Page, PayoutChange, PayoutFilter,
+    PayoutPage, PayoutStore, PeriodBatch, PeriodBatchOutcome, Slot, StoredFacts, WebhookEventRecord,
 };
 
 /// How many rows [`PayoutStore::stream`] reads under the lock at a time.
@@ -454,6 +454,7 @@ impl PayoutStore for MemoryStore {
         }
 
         let follow_up = change.follow_up_written();
+        let release = change.ledger_release();
         let PayoutChange {
             payout_id,
             new_status,
@@ -463,15 +464,14 @@ impl PayoutStore for MemoryStore {
             webhook_event,
             audit,
             at,
-            release_consultations,
             ..
         } = change;
         let record = state.payouts.get_mut(&payout_id).ok_or(Error::NotFound(payout_id))?;
-        if release_consultations {
+        if release != LedgerRelease::Nothing {
             let by = Held::Payout(record.payout.id.clone());
             for item in &record.items {
                 let ledger = match item.kind {
-                    ItemKind::Consultation => &mut state.held,
+                    ItemKind::Consultation if release == LedgerRelease::All => &mut state.held,
                     ItemKind::Clawback => &mut state.clawed,
                     _ => continue,
                 };

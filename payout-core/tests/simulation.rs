@@ -2244,11 +2244,18 @@ impl World {
             }
         };
         for w in views.iter().filter(|w| w.live) {
-            enter(&w.items, Holder::Payout(w.payout.id.clone()), w.payout.created_at);
-            if w.payout.status == PayoutStatus::Cancelled && w.items.iter().any(|i| i.kind == ItemKind::Clawback) {
-                // Voiding keeps the clawback taken, though no payment ever deducted it.
-                self.sim
-                    .count("finding: a clawback held by a payout cancelled with its consultations voided");
+            if w.payout.status == PayoutStatus::Cancelled {
+                // Voided: its consultations stay held, but any cancel releases its clawbacks (the
+                // payout collected nothing, so they are owed again).
+                let consultations: Vec<PayoutItem> = w
+                    .items
+                    .iter()
+                    .filter(|i| i.kind != ItemKind::Clawback)
+                    .cloned()
+                    .collect();
+                enter(&consultations, Holder::Payout(w.payout.id.clone()), w.payout.created_at);
+            } else {
+                enter(&w.items, Holder::Payout(w.payout.id.clone()), w.payout.created_at);
             }
         }
         for c in &carried {

@@ -134,11 +134,47 @@ pub struct PayoutChange {
     pub follow_up: Option<super::FollowUp>,
     /// The consultation ledger: the payout's items stop holding their consultations, so a later
     /// calculation may pay them (a cancel that releases them). Only with a move to `CANCELLED`
-    /// ([`validate`](Self::validate)); `false` leaves the items holding them.
+    /// ([`validate`](Self::validate)); `false` leaves the items holding them (voided). Either
+    /// way a cancel releases the payout's clawbacks ([`ledger_release`](Self::ledger_release)).
     pub release_consultations: bool,
 }
 
+/// What a change takes out of the consultation ledger: see [`PayoutChange::ledger_release`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerRelease {
+    /// Nothing: the payout's items keep holding what they hold.
+    Nothing,
+    /// Its `CLAWBACK` items only: a cancel that voids the consultations. The clawback was never
+    /// collected (the payout pays nothing), so a later calculation takes it again.
+    Clawbacks,
+    /// All its items: a cancel that releases the consultations (and the clawbacks with them).
+    All,
+}
+
+impl LedgerRelease {
+    /// As the SQL stores encode it in a batch (0, 1, 2).
+    pub fn code(self) -> i64 {
+        match self {
+            LedgerRelease::Nothing => 0,
+            LedgerRelease::Clawbacks => 1,
+            LedgerRelease::All => 2,
+        }
+    }
+}
+
 impl PayoutChange {
+    /// What the change takes out of the consultation ledger, in the same atomic step: a move to
+    /// `CANCELLED` releases the payout's clawbacks (a cancelled payout collects nothing, so its
+    /// clawbacks are owed again), and its consultations too when
+    /// [`release_consultations`](Self::release_consultations) says so; any other change, nothing.
+    pub fn ledger_release(&self) -> LedgerRelease {
+        match (self.new_status, self.release_consultations) {
+            (Some(PayoutStatus::Cancelled), true) => LedgerRelease::All,
+            (Some(PayoutStatus::Cancelled), false) => LedgerRelease::Clawbacks,
+            _ => LedgerRelease::Nothing,
+        }
+    }
+
     /// A change of `payout` as read, at `at`, with nothing in it yet.
     pub fn of(payout: &Payout, at: DateTime<Utc>) -> Self {
         PayoutChange {

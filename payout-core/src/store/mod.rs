@@ -21,7 +21,7 @@ use chrono::NaiveDate;
 use futures::stream::BoxStream;
 
 pub use bulk::{BulkPayoutStore, PayoutStoreExt};
-pub use change::{AttemptUpdate, PayoutChange, PayoutPatch, WebhookEventRecord};
+pub use change::{AttemptUpdate, LedgerRelease, PayoutChange, PayoutPatch, WebhookEventRecord};
 pub use checks::{AttentionPage, CheckClaim, CheckDone, CheckState, ClaimedCheck, Flagged, FollowUp};
 pub use decide::{BatchDecision, BatchKeys, Slot, StoredFacts};
 pub use query::{Cursor, ExportRow, Page, PayoutFilter, PayoutPage};

@@ -27,7 +27,8 @@ pub struct NewPayout {
 
 impl NewPayout {
     /// Refuses, with [`Error::InvalidInput`], a payout whose `amount_due` is not the sum of its items
-    /// (or whose items are in another currency), whose audit entry names another payout, or that
+    /// (or whose items are in another currency) or is not positive, whose audit entry names another
+    /// payout, or that
     /// does not start as every payout starts: `PENDING`, with no approver, approval or resolution
     /// (an approval is only ever written by a change, audited, so no store can create a payout
     /// pre-approved). Every store calls it before it writes.
@@ -56,6 +57,13 @@ impl NewPayout {
         if sum != p.amount_due {
             return Err(Error::InvalidInput(format!(
                 "payout {}: amount due {} is not the sum of its items {sum}",
+                p.id, p.amount_due
+            )));
+        }
+        if p.amount_due.is_negative() || p.amount_due.is_zero() {
+            return Err(Error::InvalidInput(format!(
+                "payout {}: amount due {} is not positive; nothing is paid (a calculation carries a \
+                 negative remainder forward)",
                 p.id, p.amount_due
             )));
         }

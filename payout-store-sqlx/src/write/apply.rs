@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt};
 use payout_core::domain::{Payout, PayoutAttempt};
-use payout_core::store::{PayoutChange, WebhookEventRecord};
+use payout_core::store::{LedgerRelease, PayoutChange, WebhookEventRecord};
 use payout_core::{Error, Result};
 
 use super::insert::insert_audit;
@@ -222,13 +222,15 @@ async fn apply_in_transaction<D: Db>(d: &D, change: &PayoutChange) -> Result<Pay
             )));
         }
     }
-    if change.release_consultations {
-        tx.execute(
-            "UPDATE payout_items SET live = FALSE WHERE payout_id = $1 AND live",
-            args![id.as_str()],
-        )
-        .await
-        .map_err(db)?;
+    let release = match change.ledger_release() {
+        LedgerRelease::Nothing => None,
+        LedgerRelease::Clawbacks => {
+            Some("UPDATE payout_items SET live = FALSE WHERE payout_id = $1 AND live AND kind = 'CLAWBACK'")
+        }
+        LedgerRelease::All => Some("UPDATE payout_items SET live = FALSE WHERE payout_id = $1 AND live"),
+    };
+    if let Some(sql) = release {
+        tx.execute(sql, args![id.as_str()]).await.map_err(db)?;
     }
     for entry in &change.audit {
         insert_audit(&mut tx, entry).await?;
@@ -451,7 +453,7 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
             text(update.and_then(|u| u.provider_reference.clone())),
             text(update.and_then(|u| u.error.clone())),
             text(rows::to_json(attempt.and_then(|a| a.destination.as_ref()))),
-            Cell::Int(Some(i64::from(change.release_consultations))),
+            Cell::Int(Some(change.ledger_release().code())),
         ]);
         let follow_up = change.follow_up_written();
         row.extend([
@@ -523,9 +525,11 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
                FROM p JOIN c USING (c_i) WHERE c_a_no IS NOT NULL RETURNING 1)"
         );
     }
-    if changes.iter().any(|c| c.release_consultations) {
+    if changes.iter().any(|c| c.ledger_release() != LedgerRelease::Nothing) {
+        // c_release: LedgerRelease::code (1 clawbacks only, 2 every item).
         sql += ", r AS (UPDATE payout_items t SET live = FALSE FROM p JOIN c USING (c_i) \
-                 WHERE t.payout_id = c_id AND c_release = 1 AND t.live RETURNING 1)";
+                 WHERE t.payout_id = c_id AND t.live AND (c_release = 2 OR (c_release = 1 AND t.kind = 'CLAWBACK')) \
+                 RETURNING 1)";
     }
     if changes.iter().any(|c| c.attempt_update.is_some()) {
         sql += ", u AS (UPDATE payout_attempts t SET outcome = c_u_outcome, outcome_reason = c_u_reason, \

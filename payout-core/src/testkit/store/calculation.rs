@@ -465,6 +465,23 @@ pub async fn amount_must_equal_sum_of_items(store: &dyn PayoutStore) {
         Error::InvalidInput(_),
         "create_payout with a wrong sum"
     );
+    for (id, amounts) in [("po_05", ["500", "-500"]), ("po_06", ["500", "-600"])] {
+        let mut not_positive = fixtures::manual_payout(id, "dr-5", feb, &amounts);
+        not_positive.items[1].kind = ItemKind::Clawback;
+        assert_err!(
+            store.create_payout(not_positive.clone()).await,
+            Error::InvalidInput(_),
+            "a payout of zero or less"
+        );
+        not_positive.payout.origin = crate::domain::PayoutOrigin::Calculated;
+        assert_err!(
+            store
+                .create_period(fixtures::batch(vec![not_positive], Vec::new()))
+                .await,
+            Error::InvalidInput(_),
+            "a calculated payout of zero or less"
+        );
+    }
     assert_eq!(count(store).await, 0, "refused payouts must not be written");
 
     // Deductions count: 1000 - 150 = 850.

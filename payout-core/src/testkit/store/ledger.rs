@@ -5,7 +5,9 @@ use crate::domain::{ItemKind, PayoutId, PayoutItem, Period};
 use crate::error::Error;
 use crate::money::Money;
 use crate::status::PayoutStatus;
-use crate::store::{CarryOver, ClawbackDue, HeldConsultation, Holder, NewPayout, PayoutStore, SkipReason};
+use crate::store::{
+    CarryOver, ClawbackDue, HeldConsultation, Holder, NewPayout, PayoutStore, PayoutStoreExt, SkipReason,
+};
 use crate::testkit::fixtures::{self, at, kes, month};
 
 use super::{assert_err, assert_unchanged, count, move_to, seed, snapshot};
@@ -297,4 +299,48 @@ pub async fn carry_overs_and_clawbacks_join_the_ledger(store: &dyn PayoutStore) 
     assert_eq!(due(store, &["apt-1"]).await, vec![("apt-1".to_string(), kes("500"))]);
     assert_eq!(held(store, &["apt-6", "apt-7"]).await, pairs(&[]));
     assert_eq!(paid.status, PayoutStatus::Paid);
+
+    // A cancel that voids the consultations still releases the clawbacks (a cancelled payout
+    // collected nothing): one payout through `apply`, one through `apply_many`.
+    let clawing_apt_1 = |id: &str, period: Period, consultation: &str| {
+        let mut new = paying(id, "dr-1", period, &[consultation, "apt-1"]);
+        new.items[0].amount = kes("500.01");
+        new.items[1] = entry(ItemKind::Clawback, "apt-1", "-500");
+        new.payout.amount_due = kes("0.01");
+        new
+    };
+    let voided = vec![clawing_apt_1("po_05", month(2025, 3), "apt-8")];
+    let written = seed(store, voided).await;
+    assert_eq!(due(store, &["apt-1"]).await, Vec::new(), "po_05 takes apt-1's clawback");
+    store
+        .apply(fixtures::status_change(&written[0], PayoutStatus::Cancelled, at(30)))
+        .await
+        .expect("cancel, voiding");
+    assert_eq!(
+        due(store, &["apt-1"]).await,
+        vec![("apt-1".to_string(), kes("500"))],
+        "a voided payout's clawback is owed again"
+    );
+    assert_eq!(
+        held(store, &["apt-8"]).await,
+        pairs(&[("apt-8", "po_05")]),
+        "its consultations stay voided"
+    );
+
+    let again = clawing_apt_1("po_07", month(2025, 4), "apt-10");
+    let written = seed(store, vec![again]).await;
+    let results = store
+        .apply_many(vec![fixtures::status_change(
+            &written[0],
+            PayoutStatus::Cancelled,
+            at(31),
+        )])
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(
+        due(store, &["apt-1"]).await,
+        vec![("apt-1".to_string(), kes("500"))],
+        "the same through apply_many"
+    );
+    assert_eq!(held(store, &["apt-10"]).await, pairs(&[("apt-10", "po_07")]));
 }

@@ -400,10 +400,10 @@ pub async fn export_rows_match_stream(store: &dyn PayoutStore) {
             let d = day(2018, 1, 1) + Duration::days(i as i64);
             let period = Period::new(d, d).expect("a one-day period");
             let mut new = fixtures::new_payout(&format!("po_{i:05}"), &format!("dr-{}", i % 7), period, &["1"]);
-            // Amounts of every sign and size, in currencies of 2, 0 and 3 decimals.
+            // Amounts of every size (a payout is positive), in currencies of 2, 0 and 3 decimals.
             let units = match i % 5 {
-                0 => 0,
-                1 => -(i as i64) * 13,
+                0 => 1,
+                1 => (i as i64) * 13 + 1,
                 _ => (i as i64) * 7_919 + 1,
             };
             let amount = Money::from_minor_units(units, currencies[i % currencies.len()]);
