@@ -587,7 +587,10 @@ impl PayoutStore for MemoryStore {
             .collect();
         let mut claimed = Vec::with_capacity(due.len());
         for id in due {
-            let Some(payout) = state.payouts.get(&id).map(|r| r.payout.clone()) else {
+            let Some((payout, latest_attempt)) = state.payouts.get(&id).map(|r| {
+                let latest = r.attempts.iter().max_by_key(|a| a.attempt_no).cloned();
+                (r.payout.clone(), latest)
+            }) else {
                 continue;
             };
             let checks = &mut state.checks;
@@ -601,6 +604,7 @@ impl PayoutStore for MemoryStore {
             row.lease += 1;
             claimed.push(ClaimedCheck {
                 payout,
+                latest_attempt,
                 lease: row.lease,
                 checks: row.checks,
                 attention: row.attention.as_ref().map(|(reason, _)| reason.clone()),
@@ -609,15 +613,21 @@ impl PayoutStore for MemoryStore {
         Ok(claimed)
     }
 
-    async fn finish_check(&self, done: &CheckDone) -> Result<bool> {
+    async fn finish_checks(&self, done: &[CheckDone]) -> Result<Vec<bool>> {
         let mut state = self.lock();
-        state.record(&done.payout_id)?;
-        let current = state.checks.rows.get(&done.payout_id).map(|r| r.lease);
-        if current != Some(done.lease) {
-            return Ok(false);
+        for d in done {
+            state.record(&d.payout_id)?;
         }
-        state.checks.write(&done.payout_id, &done.follow_up, done.at, true);
-        Ok(true)
+        let mut written = Vec::with_capacity(done.len());
+        for d in done {
+            let current = state.checks.rows.get(&d.payout_id).map(|r| r.lease);
+            let mine = current == Some(d.lease);
+            if mine {
+                state.checks.write(&d.payout_id, &d.follow_up, d.at, true);
+            }
+            written.push(mine);
+        }
+        Ok(written)
     }
 
     async fn check_state(&self, id: &PayoutId) -> Result<CheckState> {

@@ -263,8 +263,8 @@ impl PayoutStore for Racing {
     async fn claim_checks(&self, claim: &CheckClaim) -> Result<Vec<ClaimedCheck>> {
         self.inner.claim_checks(claim).await
     }
-    async fn finish_check(&self, done: &CheckDone) -> Result<bool> {
-        self.inner.finish_check(done).await
+    async fn finish_checks(&self, done: &[CheckDone]) -> Result<Vec<bool>> {
+        self.inner.finish_checks(done).await
     }
     async fn check_state(&self, id: &PayoutId) -> Result<CheckState> {
         self.inner.check_state(id).await

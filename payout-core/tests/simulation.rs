@@ -774,11 +774,18 @@ impl PayoutStore for FaultStore {
     }
 
     async fn claim_checks(&self, claim: &CheckClaim) -> Result<Vec<ClaimedCheck>> {
-        self.write(self.inner.claim_checks(claim)).await
+        let mut claimed = self.write(self.inner.claim_checks(claim)).await?;
+        // The claim reads each payout's latest attempt: the planted store drops it there too.
+        if self.plant == Plant::StoreDropsDestination {
+            for a in claimed.iter_mut().filter_map(|c| c.latest_attempt.as_mut()) {
+                a.destination = None;
+            }
+        }
+        Ok(claimed)
     }
 
-    async fn finish_check(&self, done: &CheckDone) -> Result<bool> {
-        self.write(self.inner.finish_check(done)).await
+    async fn finish_checks(&self, done: &[CheckDone]) -> Result<Vec<bool>> {
+        self.write(self.inner.finish_checks(done)).await
     }
 
     async fn check_state(&self, id: &PayoutId) -> Result<CheckState> {

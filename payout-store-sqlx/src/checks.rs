@@ -3,16 +3,17 @@
 //! writes in its own transaction ([`write_follow_up`]; Postgres's one-statement apply writes it
 //! as a step of its statement, `write/apply.rs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use payout_core::domain::PayoutId;
 use payout_core::store::{AttentionPage, CheckClaim, CheckDone, CheckState, ClaimedCheck, Flagged, FollowUp, Page};
 use payout_core::{Error, Result};
 
-use crate::db::{Db, Dialect, RowExt, Tx, args};
+use crate::db::{Db, Dialect, RowExt, Tx, Value, args};
 use crate::error::db;
-use crate::rows::{self, PAYOUT_READ_COLUMNS};
+use crate::read::{ATTEMPT_PREFIX, Prefixed, qualified};
+use crate::rows::{self, ATTEMPT_COLUMNS, PAYOUT_READ_COLUMNS};
 use crate::write::lookup;
 
 /// The upsert of a change's follow-up: `$1` payout, `$2` next check, `$3` attention, `$4` its
@@ -48,7 +49,10 @@ pub(crate) async fn write_follow_up<T: Tx>(
 /// See [`PayoutStore::claim_checks`](payout_core::store::PayoutStore::claim_checks). On Postgres,
 /// checks another instance is claiming right now are skipped (`FOR UPDATE SKIP LOCKED`), not
 /// waited for; SQLite has one writer at a time.
-pub(crate) async fn claim<D: Db>(d: &D, claim: &CheckClaim) -> Result<Vec<ClaimedCheck>> {
+pub(crate) async fn claim<D: Db>(d: &D, claim: &CheckClaim) -> Result<Vec<ClaimedCheck>>
+where
+    D::Row: Sync,
+{
     let skip_locked = match d.dialect() {
         Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         Dialect::Sqlite => "",
@@ -73,9 +77,16 @@ pub(crate) async fn claim<D: Db>(d: &D, claim: &CheckClaim) -> Result<Vec<Claime
         leases.insert(id, (lease, checks, row.opt_text("attention").map_err(db)?));
     }
     let ids: Vec<&str> = leases.keys().map(String::as_str).collect();
+    // Each payout with its latest attempt, so that looking a check up reads nothing more.
     let payouts = lookup(
         &mut tx,
-        &format!("SELECT {PAYOUT_READ_COLUMNS} FROM payouts WHERE id IN ({{in}})"),
+        &format!(
+            "SELECT {}, {} FROM payouts p LEFT JOIN payout_attempts a ON a.payout_id = p.id \
+             AND a.attempt_no = (SELECT MAX(attempt_no) FROM payout_attempts l WHERE l.payout_id = p.id) \
+             WHERE p.id IN ({{in}})",
+            qualified("p.", "", PAYOUT_READ_COLUMNS),
+            qualified("a.", ATTEMPT_PREFIX, ATTEMPT_COLUMNS),
+        ),
         &[],
         &ids,
     )
@@ -83,9 +94,16 @@ pub(crate) async fn claim<D: Db>(d: &D, claim: &CheckClaim) -> Result<Vec<Claime
     let mut out = Vec::with_capacity(payouts.len());
     for row in &payouts {
         let payout = rows::payout(row)?;
+        let attempt = Prefixed(row);
+        // A payout without attempts comes with NULL attempt columns.
+        let latest_attempt = match attempt.opt_text("payout_id").map_err(db)? {
+            Some(_) => Some(rows::attempt(&attempt)?),
+            None => None,
+        };
         if let Some((lease, checks, attention)) = leases.remove(payout.id.as_str()) {
             out.push(ClaimedCheck {
                 payout,
+                latest_attempt,
                 lease,
                 checks,
                 attention,
@@ -97,31 +115,96 @@ pub(crate) async fn claim<D: Db>(d: &D, claim: &CheckClaim) -> Result<Vec<Claime
     Ok(out)
 }
 
-/// See [`PayoutStore::finish_check`](payout_core::store::PayoutStore::finish_check).
-pub(crate) async fn finish<D: Db>(d: &D, done: &CheckDone) -> Result<bool> {
-    let f = &done.follow_up;
+/// Writes a finished check's follow-up under its lease: `$1` next check, `$2` attention, `$3`
+/// when, `$4` payout, `$5` lease (SQLite, one statement per check in the batch's transaction).
+const FINISH_ONE: &str = "UPDATE payout_checks SET next_check_at = $1, checks = checks + 1, lease = lease + 1, \
+         attention_since = CASE WHEN $2 IS NULL THEN NULL ELSE COALESCE(attention_since, $3) END, \
+         attention = $2 \
+     WHERE payout_id = $4 AND lease = $5";
+
+/// The same for a whole batch in one statement (Postgres): one array per column, so the
+/// statement's text, and its prepared plan, are the same whatever the batch's size.
+const FINISH_MANY: &str = "UPDATE payout_checks c SET next_check_at = v.next_check_at, checks = c.checks + 1, \
+         lease = c.lease + 1, \
+         attention_since = CASE WHEN v.attention IS NULL THEN NULL ELSE COALESCE(c.attention_since, v.at) END, \
+         attention = v.attention \
+     FROM unnest($1::TEXT[], $2::BIGINT[], $3::TIMESTAMPTZ[], $4::TEXT[], $5::TIMESTAMPTZ[]) \
+          AS v (payout_id, lease, next_check_at, attention, at) \
+     WHERE c.payout_id = v.payout_id AND c.lease = v.lease \
+     RETURNING c.payout_id";
+
+/// See [`PayoutStore::finish_checks`](payout_core::store::PayoutStore::finish_checks): one
+/// transaction per batch; on Postgres one statement.
+pub(crate) async fn finish<D: Db>(d: &D, done: &[CheckDone]) -> Result<Vec<bool>> {
+    if done.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A payout listed twice: only its first finish can hold the lease (the first ends it).
+    let mut first = HashMap::with_capacity(done.len());
+    for (i, c) in done.iter().enumerate() {
+        first.entry(c.payout_id.as_str()).or_insert(i);
+    }
+    let once: Vec<&CheckDone> = done
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| first.get(c.payout_id.as_str()) == Some(i))
+        .map(|(_, c)| c)
+        .collect();
     let mut tx = d.begin_write().await.map_err(db)?;
-    let changed = tx
-        .execute(
-            "UPDATE payout_checks SET next_check_at = $1, checks = checks + 1, lease = lease + 1, \
-                 attention_since = CASE WHEN $2 IS NULL THEN NULL ELSE COALESCE(attention_since, $3) END, \
-                 attention = $2 \
-             WHERE payout_id = $4 AND lease = $5",
-            args![
-                f.next_check_at,
-                f.attention.clone(),
-                done.at,
-                done.payout_id.as_str(),
-                done.lease
-            ],
-        )
-        .await
-        .map_err(db)?;
-    if changed == 0 && !crate::write::payout_exists(&mut tx, &done.payout_id).await? {
-        return Err(Error::NotFound(done.payout_id.clone()));
+    let mut written: HashSet<String> = HashSet::with_capacity(once.len());
+    match tx.dialect() {
+        Dialect::Postgres => {
+            let rows = tx
+                .fetch_all(
+                    FINISH_MANY,
+                    args![
+                        Value::TextArray(once.iter().map(|c| Some(c.payout_id.to_string())).collect()),
+                        Value::IntArray(once.iter().map(|c| Some(c.lease)).collect()),
+                        Value::TsArray(once.iter().map(|c| c.follow_up.next_check_at).collect()),
+                        Value::TextArray(once.iter().map(|c| c.follow_up.attention.clone()).collect()),
+                        Value::TsArray(once.iter().map(|c| Some(c.at)).collect()),
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            for row in &rows {
+                written.insert(row.text("payout_id").map_err(db)?);
+            }
+        }
+        Dialect::Sqlite => {
+            for c in &once {
+                let f = &c.follow_up;
+                let changed = tx
+                    .execute(
+                        FINISH_ONE,
+                        args![
+                            f.next_check_at,
+                            f.attention.clone(),
+                            c.at,
+                            c.payout_id.as_str(),
+                            c.lease
+                        ],
+                    )
+                    .await
+                    .map_err(db)?;
+                if changed == 1 {
+                    written.insert(c.payout_id.to_string());
+                }
+            }
+        }
+    }
+    // Not written: a lease that ended, or a payout that does not exist (then nothing is).
+    for c in &once {
+        if !written.contains(c.payout_id.as_str()) && !crate::write::payout_exists(&mut tx, &c.payout_id).await? {
+            return Err(Error::NotFound(c.payout_id.clone()));
+        }
     }
     tx.commit().await.map_err(db)?;
-    Ok(changed == 1)
+    Ok(done
+        .iter()
+        .enumerate()
+        .map(|(i, c)| first.get(c.payout_id.as_str()) == Some(&i) && written.contains(c.payout_id.as_str()))
+        .collect())
 }
 
 /// See [`PayoutStore::check_state`](payout_core::store::PayoutStore::check_state).

@@ -327,10 +327,10 @@ where
 }
 
 /// What the attempt columns of a joined read are named after: `a_attempt_no`, ...
-const ATTEMPT_PREFIX: &str = "a_";
+pub(crate) const ATTEMPT_PREFIX: &str = "a_";
 
 /// `columns` (`"x, y"`) as `"{table}x AS {alias}x, ..."` (no alias when `alias` is empty).
-fn qualified(table: &str, alias: &str, columns: &str) -> String {
+pub(crate) fn qualified(table: &str, alias: &str, columns: &str) -> String {
     columns
         .split(',')
         .map(str::trim)
@@ -347,7 +347,7 @@ fn qualified(table: &str, alias: &str, columns: &str) -> String {
 
 /// A row read through the [`ATTEMPT_PREFIX`]ed names of its attempt columns, so [`rows::attempt`]
 /// reads a joined row as it reads a plain one.
-struct Prefixed<'a, R>(&'a R);
+pub(crate) struct Prefixed<'a, R>(pub(crate) &'a R);
 
 impl<R: RowExt + Sync> RowExt for Prefixed<'_, R> {
     fn text(&self, col: &str) -> std::result::Result<String, sqlx::Error> {

@@ -121,7 +121,7 @@ where
         checks::claim(&self.pool, claim).await
     }
 
-    async fn finish_check(&self, done: &CheckDone) -> Result<bool> {
+    async fn finish_checks(&self, done: &[CheckDone]) -> Result<Vec<bool>> {
         checks::finish(&self.pool, done).await
     }
 

@@ -100,8 +100,8 @@ impl PayoutStore for TimedStore {
     async fn claim_checks(&self, claim: &CheckClaim) -> payout_core::Result<Vec<ClaimedCheck>> {
         self.inner.claim_checks(claim).await
     }
-    async fn finish_check(&self, done: &CheckDone) -> payout_core::Result<bool> {
-        self.inner.finish_check(done).await
+    async fn finish_checks(&self, done: &[CheckDone]) -> payout_core::Result<Vec<bool>> {
+        self.inner.finish_checks(done).await
     }
     async fn check_state(&self, id: &PayoutId) -> payout_core::Result<CheckState> {
         self.inner.check_state(id).await

@@ -130,8 +130,8 @@ pub struct PerformanceConfig {
     pub calculation_writes_in_flight: usize,
     /// How many provider lookups a reconciliation pass has in flight at once. Default: 16.
     pub lookup_concurrency: usize,
-    /// How many due checks a reconciliation pass claims per store call (each under a lease).
-    /// Default: 200.
+    /// How many due checks a reconciliation pass claims per store call (each under a lease), and
+    /// how many of their follow-ups it writes per store call. Default: 200.
     pub reconcile_claim: u32,
 }
 

@@ -8,12 +8,12 @@ use chrono::{DateTime, Duration, Utc};
 use std::collections::VecDeque;
 
 use futures::StreamExt;
-use futures::future::Either;
+use futures::future::{BoxFuture, Either};
 use futures::stream::FuturesUnordered;
 
 use super::PayoutService;
 use super::lifecycle::Prepared;
-use crate::domain::{AttemptOutcome, Payout, PayoutId, Provider};
+use crate::domain::{AttemptOutcome, Payout, PayoutAttempt, PayoutId, Provider};
 use crate::error::{Error, Result, StoreError, StoreErrorKind};
 use crate::provider::{AttemptLookup, ProviderStatus, SendReceipt};
 use crate::status::PayoutStatus;
@@ -143,6 +143,43 @@ enum Checked {
     Idle,
 }
 
+/// One check looked at: its payout, what came of it, and the reason it flagged it, if any.
+type Looked = (PayoutId, std::result::Result<Checked, String>, Option<String>);
+
+/// What a pass's work in flight comes back with.
+enum Step {
+    /// A check looked at, with the follow-up it still has to write, if any.
+    Looked(Looked, Option<CheckDone>),
+    /// A batch of follow-ups written (or each an error).
+    Finished(Vec<Looked>),
+}
+
+/// A pass's bookkeeping: lookups in flight, follow-ups not written yet, checks done.
+struct Pass {
+    lookups: usize,
+    /// How many follow-ups one store call writes.
+    batch: usize,
+    unwritten: Vec<(Looked, CheckDone)>,
+    results: Vec<Looked>,
+}
+
+impl Pass {
+    /// Takes in what came back; returns a full batch of follow-ups to write, if there is one.
+    fn absorb(&mut self, step: Step) -> Option<Vec<(Looked, CheckDone)>> {
+        match step {
+            Step::Looked(looked, done) => {
+                self.lookups -= 1;
+                match done {
+                    Some(done) => self.unwritten.push((looked, done)),
+                    None => self.results.push(looked),
+                }
+            }
+            Step::Finished(looked) => self.results.extend(looked),
+        }
+        (self.unwritten.len() >= self.batch).then(|| std::mem::take(&mut self.unwritten))
+    }
+}
+
 impl PayoutService {
     /// The attention queue (admins): payouts a person should look at, oldest flag first, each with
     /// its reason: PROCESSING for longer than `attention_after`, an outcome a lookup cannot tell,
@@ -166,8 +203,11 @@ impl PayoutService {
     /// - PAID, within its settlement watch: asks again, so a return or reversal is found without
     ///   a webhook; a late failure answer is recorded on the attempt and flagged, never a status.
     ///
-    /// Checks rescheduled by this pass are not due again within it, so a pass ends; instances
-    /// running passes at once share the due checks out, each to one of them.
+    /// Each claim reads the payouts with their latest attempts, and the checks' follow-ups are
+    /// written `reconcile_claim` at a time ([`PayoutStore::finish_checks`](crate::PayoutStore::finish_checks)),
+    /// so a lookup costs the store no call of its own; a change of status goes through the audited
+    /// `apply` as always. Checks rescheduled by this pass are not due again within it, so a pass
+    /// ends; instances running passes at once share the due checks out, each to one of them.
     pub async fn reconcile(&self, older_than: Duration) -> Result<ReconcileReport> {
         let now = self.clock.now();
         let claim = CheckClaim {
@@ -177,39 +217,61 @@ impl PayoutService {
         };
         let concurrency = self.performance.lookup_concurrency.max(1);
         // Claims are taken as the lookups need them, so the lookups in flight stay at the
-        // concurrency across claims; a claim that fails ends the pass (its leases run out).
-        let mut in_flight = FuturesUnordered::new();
+        // concurrency across claims; a claim that fails ends the pass (its leases run out, and so
+        // do those of checks whose follow-ups were not written yet). Follow-ups are written a
+        // claim's worth at a time, while the lookups go on.
+        let mut work: FuturesUnordered<BoxFuture<'_, Step>> = FuturesUnordered::new();
+        let mut pass = Pass {
+            lookups: 0,
+            batch: claim.limit as usize,
+            unwritten: Vec::new(),
+            results: Vec::new(),
+        };
         let mut claimed: VecDeque<ClaimedCheck> = VecDeque::new();
         let mut exhausted = false;
-        let mut results = Vec::new();
         loop {
-            while in_flight.len() < concurrency {
+            while pass.lookups < concurrency {
                 if claimed.is_empty() && !exhausted {
-                    // The lookups in flight go on while the claim waits: one of them may hold the
+                    // The work in flight goes on while the claim waits: a lookup may hold the
                     // pool's last connection in a transaction.
                     let mut claiming = std::pin::pin!(self.store.claim_checks(&claim));
                     let batch = loop {
-                        if in_flight.is_empty() {
+                        if work.is_empty() {
                             break claiming.await?;
                         }
-                        match futures::future::select(claiming.as_mut(), in_flight.next()).await {
+                        match futures::future::select(claiming.as_mut(), work.next()).await {
                             Either::Left((batch, _)) => break batch?,
-                            Either::Right((done, _)) => results.extend(done),
+                            Either::Right((step, _)) => {
+                                if let Some(full) = step.and_then(|s| pass.absorb(s)) {
+                                    work.push(Box::pin(self.finish(full)));
+                                }
+                            }
                         }
                     };
                     exhausted = batch.is_empty();
                     claimed.extend(batch);
                 }
                 let Some(c) = claimed.pop_front() else { break };
-                in_flight.push(self.check_one(c));
+                pass.lookups += 1;
+                work.push(Box::pin(async move {
+                    let (looked, done) = self.check_one(c).await;
+                    Step::Looked(looked, done)
+                }));
             }
-            match in_flight.next().await {
-                Some(r) => results.push(r),
+            if pass.lookups == 0 && claimed.is_empty() && exhausted && !pass.unwritten.is_empty() {
+                work.push(Box::pin(self.finish(std::mem::take(&mut pass.unwritten))));
+            }
+            match work.next().await {
+                Some(step) => {
+                    if let Some(full) = pass.absorb(step) {
+                        work.push(Box::pin(self.finish(full)));
+                    }
+                }
                 None => break,
             }
         }
         let mut report = ReconcileReport::default();
-        for (id, checked, flagged) in results {
+        for (id, checked, flagged) in pass.results {
             report.examined += 1;
             match checked {
                 Ok(Checked::Settled(to)) => report.settled.push((id.clone(), to)),
@@ -222,7 +284,7 @@ impl PayoutService {
                 Ok(Checked::Pending) => report.pending.push(id.clone()),
                 Ok(Checked::Watched) => report.watched.push(id.clone()),
                 Ok(Checked::Idle) => {}
-                Err(e) => report.errors.push((id.clone(), e.to_string())),
+                Err(e) => report.errors.push((id.clone(), e)),
             }
             if flagged.is_some() {
                 report.needs_attention.push(id);
@@ -241,24 +303,42 @@ impl PayoutService {
         Ok(report)
     }
 
-    /// [`check`](Self::check) with the payout it is about and the reason it flagged it, if any.
-    async fn check_one(&self, c: ClaimedCheck) -> (PayoutId, Result<Checked>, Option<String>) {
+    /// [`check`](Self::check) with the payout it is about and the reason it flagged it, if any,
+    /// and the follow-up it still has to write.
+    async fn check_one(&self, c: ClaimedCheck) -> (Looked, Option<CheckDone>) {
         let id = c.payout.id.clone();
         let mut flagged = None;
-        let checked = self.check(c, &mut flagged).await;
-        (id, checked, flagged)
+        let (checked, done) = self.check(c, &mut flagged).await;
+        ((id, checked.map_err(|e| e.to_string()), flagged), done)
     }
 
-    /// Looks at one claimed check and writes what follows from it: a change when the answer moves
-    /// the payout (which writes its own follow-up), otherwise a rescheduled check under the lease.
-    /// `flagged` is set to the reason when this check flagged the payout.
-    async fn check(&self, c: ClaimedCheck, flagged: &mut Option<String>) -> Result<Checked> {
+    /// Writes a batch of follow-ups in one store call; when it fails, each of its checks is
+    /// an error (their leases run out, and they are looked at again then).
+    async fn finish(&self, batch: Vec<(Looked, CheckDone)>) -> Step {
+        let (looked, done): (Vec<Looked>, Vec<CheckDone>) = batch.into_iter().unzip();
+        // `false` for a check: a change or another claim came since; theirs is the newer follow-up.
+        match self.store.finish_checks(&done).await {
+            Ok(_) => Step::Finished(looked),
+            Err(e) => Step::Finished(
+                looked
+                    .into_iter()
+                    .map(|(id, _, flagged)| (id, Err(e.to_string()), flagged))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Looks at one claimed check and says what follows from it: a change when the answer moves
+    /// the payout (which writes its own follow-up), otherwise the rescheduled check to write under
+    /// the lease. `flagged` is set to the reason when this check flagged the payout.
+    async fn check(&self, c: ClaimedCheck, flagged: &mut Option<String>) -> (Result<Checked>, Option<CheckDone>) {
         let now = self.clock.now();
         let backoff = FollowUp::check_at(now + self.policy.reconcile.backoff(c.checks));
+        let latest = c.latest_attempt.as_ref();
         let (checked, follow_up) = match c.payout.status {
-            PayoutStatus::Processing => match self.check_processing(&c.payout).await {
+            PayoutStatus::Processing => match self.check_processing(&c.payout, latest).await {
                 Ok((Checked::Pending, cannot_tell)) => {
-                    let long = self.processing_too_long(&c.payout, now).await;
+                    let long = self.processing_too_long(&c.payout, latest, now);
                     let reason = cannot_tell.or(long);
                     (Ok(Checked::Pending), Some(with_flag(backoff, reason, &c, flagged)))
                 }
@@ -273,7 +353,7 @@ impl PayoutService {
                 if c.payout.provider.is_none_or(|p| now >= paid_at + watch.window(p)) {
                     (Ok(Checked::Idle), Some(keep_flag(next, &c)))
                 } else {
-                    match self.check_paid(&c.payout).await {
+                    match self.check_paid(&c.payout, latest).await {
                         Ok((Checked::Watched, reason)) => {
                             (Ok(Checked::Watched), Some(with_flag(next, reason, &c, flagged)))
                         }
@@ -290,24 +370,24 @@ impl PayoutService {
             // Scheduled, then moved by a change that wrote no follow-up: nothing to look at.
             _ => (Ok(Checked::Idle), Some(keep_flag(FollowUp::none(), &c))),
         };
-        if let Some(follow_up) = follow_up {
-            let done = CheckDone {
-                payout_id: c.payout.id.clone(),
-                lease: c.lease,
-                follow_up,
-                at: now,
-            };
-            // `false`: a change or another claim came since; theirs is the newer follow-up.
-            self.store.finish_check(&done).await?;
-        }
-        checked
+        let done = follow_up.map(|follow_up| CheckDone {
+            payout_id: c.payout.id.clone(),
+            lease: c.lease,
+            follow_up,
+            at: now,
+        });
+        (checked, done)
     }
 
     /// The reason to flag a PROCESSING payout whose latest attempt went out longer than
     /// `attention_after` ago, if it did.
-    async fn processing_too_long(&self, payout: &Payout, now: DateTime<Utc>) -> Option<String> {
-        let attempts = self.store.attempts(&payout.id).await.ok()?;
-        let sent = attempts.iter().map(|a| a.created_at).max().unwrap_or(payout.updated_at);
+    fn processing_too_long(
+        &self,
+        payout: &Payout,
+        latest: Option<&PayoutAttempt>,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
+        let sent = latest.map_or(payout.updated_at, |a| a.created_at);
         (now - sent > self.policy.attention_after).then(|| {
             format!(
                 "PROCESSING since {} (longer than {} h): the provider has not settled it",
@@ -319,8 +399,12 @@ impl PayoutService {
 
     /// Asks the provider about a PROCESSING payout's latest attempt and applies the answer. Returns
     /// `Pending` with the reason when a lookup cannot tell.
-    async fn check_processing(&self, payout: &Payout) -> Result<(Checked, Option<String>)> {
-        let (attempt, adapter, instruction, status) = self.look_up_latest(payout).await?;
+    async fn check_processing(
+        &self,
+        payout: &Payout,
+        latest: Option<&PayoutAttempt>,
+    ) -> Result<(Checked, Option<String>)> {
+        let (attempt, adapter, instruction, status) = self.look_up_latest(payout, latest).await?;
         match status {
             ProviderStatus::NotFound => {
                 // Never arrived: the same attempt, the same key, sent again. Written first, as the
@@ -367,8 +451,8 @@ impl PayoutService {
     /// Asks the provider about a PAID payout's latest attempt: money back moves it; a failure is
     /// recorded on the attempt and flags it (`Settled(PAID)`); a provider with no record of a paid
     /// attempt flags it (never a re-send).
-    async fn check_paid(&self, payout: &Payout) -> Result<(Checked, Option<String>)> {
-        let (attempt, adapter, _, status) = self.look_up_latest(payout).await?;
+    async fn check_paid(&self, payout: &Payout, latest: Option<&PayoutAttempt>) -> Result<(Checked, Option<String>)> {
+        let (attempt, adapter, _, status) = self.look_up_latest(payout, latest).await?;
         match status {
             ProviderStatus::Paid | ProviderStatus::Accepted | ProviderStatus::Undetermined(_) => {
                 Ok((Checked::Watched, None))
@@ -391,23 +475,19 @@ impl PayoutService {
         }
     }
 
-    /// The latest attempt of `payout`, its adapter and instruction, and what a lookup answers.
+    /// The latest attempt of `payout` (as claimed with it), its adapter and instruction, and what a
+    /// lookup answers.
     async fn look_up_latest(
         &self,
         payout: &Payout,
+        latest: Option<&PayoutAttempt>,
     ) -> Result<(
-        crate::domain::PayoutAttempt,
+        PayoutAttempt,
         std::sync::Arc<dyn crate::provider::PayoutProvider>,
         crate::provider::PayoutInstruction,
         ProviderStatus,
     )> {
-        let Some(attempt) = self
-            .store
-            .attempts(&payout.id)
-            .await?
-            .into_iter()
-            .max_by_key(|a| a.attempt_no)
-        else {
+        let Some(attempt) = latest.cloned() else {
             return Err(StoreError::new(
                 StoreErrorKind::Corrupt,
                 format!("{} payout {} has no attempt", payout.status, payout.id),
@@ -431,7 +511,7 @@ impl PayoutService {
     async fn record_lookup(
         &self,
         payout: &Payout,
-        attempt: &crate::domain::PayoutAttempt,
+        attempt: &PayoutAttempt,
         status: ProviderStatus,
         adapter: &std::sync::Arc<dyn crate::provider::PayoutProvider>,
     ) -> Result<Payout> {

@@ -6,12 +6,12 @@
 //! A change writes a [`FollowUp`] in the same step as the status change that calls for it
 //! ([`PayoutChange::follow_up_written`] says which); reconciliation claims due checks under a
 //! lease ([`PayoutStore::claim_checks`](super::PayoutStore::claim_checks)) and reschedules what
-//! it looked at ([`PayoutStore::finish_check`](super::PayoutStore::finish_check)).
+//! it looked at ([`PayoutStore::finish_checks`](super::PayoutStore::finish_checks)).
 
 use chrono::{DateTime, Utc};
 
 use super::PayoutChange;
-use crate::domain::{Payout, PayoutId};
+use crate::domain::{Payout, PayoutAttempt, PayoutId};
 use crate::status::PayoutStatus;
 
 /// A payout's follow-up as a change writes it: the whole of it, replacing what was there.
@@ -89,7 +89,10 @@ pub struct CheckClaim {
 pub struct ClaimedCheck {
     /// The payout as stored.
     pub payout: Payout,
-    /// The lease's token: [`finish_check`](super::PayoutStore::finish_check) writes only while
+    /// Its latest attempt (the highest `attempt_no`) as stored, read in the same step as the
+    /// payout; `None` when it has none.
+    pub latest_attempt: Option<PayoutAttempt>,
+    /// The lease's token: [`finish_checks`](super::PayoutStore::finish_checks) writes only while
     /// nothing else has written the follow-up since (no other claim, no change).
     pub lease: i64,
     /// How many checks were finished since a change last wrote the follow-up (for back-off).
@@ -98,7 +101,7 @@ pub struct ClaimedCheck {
     pub attention: Option<String>,
 }
 
-/// What a finished check writes ([`PayoutStore::finish_check`](super::PayoutStore::finish_check)).
+/// What a finished check writes ([`PayoutStore::finish_checks`](super::PayoutStore::finish_checks)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckDone {
     /// The payout.

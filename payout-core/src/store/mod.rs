@@ -141,20 +141,25 @@ pub trait PayoutStore: Send + Sync {
     /// (then by id), and in the same atomic step moves their `next_check_at` to
     /// `claim.lease_until` and gives each a new lease token: of several instances claiming at once,
     /// each check goes to exactly one, and a check whose claimer never finishes it is due again
-    /// when the lease ends. A claim reads only due checks (the store keeps them indexed by
-    /// `next_check_at`), however many payouts are scheduled later. The payout's version and
-    /// `updated_at` do not change, and nothing is audited.
+    /// when the lease ends. Each claimed check carries the payout and its latest attempt as stored,
+    /// read in the same step (a claim of many costs no read per payout). A claim reads only due
+    /// checks (the store keeps them indexed by `next_check_at`), however many payouts are
+    /// scheduled later. The payout's version and `updated_at` do not change, and nothing is audited.
     async fn claim_checks(&self, claim: &CheckClaim) -> Result<Vec<ClaimedCheck>>;
 
-    /// Writes the follow-up of a check claimed with [`claim_checks`](PayoutStore::claim_checks).
+    /// Writes the follow-ups of checks claimed with [`claim_checks`](PayoutStore::claim_checks),
+    /// all in one atomic step, and answers for each, in order, whether it was written.
     ///
     /// # Behavior
-    /// Only under the check's latest lease: when another claim or an [`apply`](PayoutStore::apply)
-    /// that wrote a follow-up came since, it writes nothing and answers `false`. Otherwise it writes
-    /// `done.follow_up` (a flag that stays set keeps its `since`; a new one is set since `done.at`),
-    /// counts one more check, ends the lease and answers `true`. The payout's version and
-    /// `updated_at` do not change.
-    async fn finish_check(&self, done: &CheckDone) -> Result<bool>;
+    /// Each only under its check's latest lease: when another claim or an
+    /// [`apply`](PayoutStore::apply) that wrote a follow-up came since, it writes nothing for it and
+    /// answers `false`. Otherwise it writes `done.follow_up` (a flag that stays set keeps its
+    /// `since`; a new one is set since `done.at`), counts one more check, ends the lease and answers
+    /// `true`; a payout listed again later in `done` then answers `false` (its lease ended). An
+    /// unknown payout anywhere in `done` is [`NotFound`](crate::Error::NotFound) and nothing is
+    /// written. The payouts' versions and `updated_at` do not change. One element is the single
+    /// case, not a different path.
+    async fn finish_checks(&self, done: &[CheckDone]) -> Result<Vec<bool>>;
 
     /// A payout's follow-up as stored: `CheckState::default()` when none was ever written,
     /// [`NotFound`](crate::Error::NotFound) for an unknown payout.

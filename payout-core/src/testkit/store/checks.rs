@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tokio::sync::Barrier;
 
 use super::{apply, move_to, seed_numbered, snapshot};
-use crate::domain::Payout;
+use crate::domain::{AttemptOutcome, Payout, PayoutDestination, Provider};
+use crate::error::Error;
 use crate::status::PayoutStatus;
 use crate::store::{CheckClaim, CheckDone, CheckState, ClaimedCheck, FollowUp, Page, PayoutStore, PayoutStoreExt};
 use crate::testkit::fixtures::{self, at};
@@ -34,16 +35,26 @@ fn ids(claimed: &[ClaimedCheck]) -> Vec<&str> {
     claimed.iter().map(|c| c.payout.id.as_str()).collect()
 }
 
-async fn finish(store: &dyn PayoutStore, c: &ClaimedCheck, follow_up: FollowUp, when: i64) -> bool {
-    store
-        .finish_check(&CheckDone {
-            payout_id: c.payout.id.clone(),
-            lease: c.lease,
-            follow_up,
-            at: at(when),
-        })
+fn done(c: &ClaimedCheck, follow_up: FollowUp, when: i64) -> CheckDone {
+    CheckDone {
+        payout_id: c.payout.id.clone(),
+        lease: c.lease,
+        follow_up,
+        at: at(when),
+    }
+}
+
+async fn finish_all(store: &dyn PayoutStore, done: &[CheckDone]) -> Vec<bool> {
+    let written = store
+        .finish_checks(done)
         .await
-        .unwrap_or_else(|e| panic!("finish_check({}) failed: {e}", c.payout.id))
+        .unwrap_or_else(|e| panic!("finish_checks failed: {e}"));
+    assert_eq!(written.len(), done.len(), "finish_checks answers once per check");
+    written
+}
+
+async fn finish(store: &dyn PayoutStore, c: &ClaimedCheck, follow_up: FollowUp, when: i64) -> bool {
+    finish_all(store, &[done(c, follow_up, when)]).await[0]
 }
 
 /// Entering PROCESSING schedules a check at the change's time, in the same step (single and
@@ -212,6 +223,155 @@ pub async fn claims_take_due_checks_under_a_lease(store: &dyn PayoutStore) {
         state(store, &c1.payout).await.next_check_at,
         None,
         "the change's follow-up stays"
+    );
+}
+
+/// A claim carries each payout's latest attempt exactly as `attempts` reads it (the highest
+/// `attempt_no`, after a failed attempt and a retry), or none when the payout has none.
+pub async fn claims_carry_the_latest_attempt(store: &dyn PayoutStore) {
+    let created = seed_numbered(store, 2).await;
+    let approved = move_to(store, &created[0], PayoutStatus::Approved, at(0)).await;
+    let mut send = fixtures::status_change(&approved, PayoutStatus::Processing, at(1));
+    send.new_attempt = Some(fixtures::attempt(&approved.id, 1, Provider::MpesaB2c, at(1)));
+    let sent = apply(store, send, "PROCESSING with attempt 1").await;
+    let mut fail = fixtures::status_change(&sent, PayoutStatus::Failed, at(2));
+    fail.attempt_update = Some(fixtures::attempt_update(
+        1,
+        AttemptOutcome::Failed {
+            reason: "declined".to_string(),
+        },
+        Some("ref-1"),
+    ));
+    let failed = apply(store, fail, "attempt 1 failed").await;
+    let retried = move_to(store, &failed, PayoutStatus::Approved, at(3)).await;
+    let mut resend = fixtures::status_change(&retried, PayoutStatus::Processing, at(4));
+    let mut second = fixtures::attempt(&retried.id, 2, Provider::StripeConnect, at(4));
+    second.destination = Some(PayoutDestination::StripeAccount {
+        account_id: "acct_second".into(),
+    });
+    resend.new_attempt = Some(second);
+    apply(store, resend, "PROCESSING with attempt 2").await;
+    let other = move_to(store, &created[1], PayoutStatus::Approved, at(0)).await;
+    move_to(store, &other, PayoutStatus::Processing, at(4)).await;
+
+    let claimed = claim(store, 4, 10, 100).await;
+    assert_eq!(claimed.len(), 2, "both due by minute 4");
+    for c in &claimed {
+        let stored = store.attempts(&c.payout.id).await.expect("attempts");
+        assert_eq!(
+            c.latest_attempt.as_ref(),
+            stored.last(),
+            "{}: the claim carries the latest attempt as stored",
+            c.payout.id
+        );
+    }
+    let first = claimed
+        .iter()
+        .find(|c| c.payout.id == created[0].id)
+        .expect("po_01 claimed");
+    assert_eq!(
+        first.latest_attempt.as_ref().map(|a| a.attempt_no),
+        Some(2),
+        "the retry's attempt, not the failed one"
+    );
+    assert!(
+        claimed
+            .iter()
+            .any(|c| c.payout.id == created[1].id && c.latest_attempt.is_none()),
+        "a payout without attempts is claimed without one"
+    );
+}
+
+/// Finishing checks in one call writes each under its own lease and answers for each in order:
+/// a lease a change ended, or a payout listed a second time, is `false`; an unknown payout
+/// anywhere in the call is `NotFound` and nothing of the call is written.
+pub async fn finishing_a_batch_writes_each_under_its_lease(store: &dyn PayoutStore) {
+    let created = seed_numbered(store, 4).await;
+    for p in &created {
+        let approved = move_to(store, p, PayoutStatus::Approved, at(0)).await;
+        move_to(store, &approved, PayoutStatus::Processing, at(1)).await;
+    }
+    let claimed = claim(store, 1, 10, 100).await;
+    let c = |id: &str| {
+        claimed
+            .iter()
+            .find(|c| c.payout.id.as_str() == id)
+            .unwrap_or_else(|| panic!("{id} claimed"))
+    };
+    assert_eq!(
+        finish_all(store, &[]).await,
+        Vec::<bool>::new(),
+        "an empty batch writes nothing"
+    );
+    // po_02 settles while its check is out: the change ends the lease.
+    move_to(store, &c("po_02").payout, PayoutStatus::Paid, at(5)).await;
+    let written = finish_all(
+        store,
+        &[
+            done(c("po_01"), FollowUp::check_at(at(30)), 10),
+            done(c("po_02"), FollowUp::check_at(at(31)), 10),
+            done(c("po_03"), FollowUp::check_at(at(32)).flagged("look at po_03"), 10),
+            done(c("po_01"), FollowUp::check_at(at(33)), 10),
+        ],
+    )
+    .await;
+    assert_eq!(
+        written,
+        [true, false, true, false],
+        "each under its lease; a second finish of one lease is refused"
+    );
+    assert_eq!(
+        state(store, &c("po_01").payout).await,
+        CheckState {
+            next_check_at: Some(at(30)),
+            checks: 1,
+            attention: None
+        },
+        "po_01: its first finish, counted once"
+    );
+    assert_eq!(
+        state(store, &c("po_02").payout).await,
+        CheckState::default(),
+        "po_02: the change's follow-up stays"
+    );
+    assert_eq!(
+        state(store, &c("po_03").payout).await,
+        CheckState {
+            next_check_at: Some(at(32)),
+            checks: 1,
+            attention: Some("look at po_03".into())
+        },
+        "po_03: rescheduled and flagged"
+    );
+    let page = store.attention(&Page::new(10, 0)).await.expect("attention");
+    assert_eq!(page.flagged.len(), 1);
+    assert_eq!(page.flagged[0].since, at(10), "flagged since the finish");
+
+    let unknown = CheckDone {
+        payout_id: "po_missing".into(),
+        lease: 1,
+        follow_up: FollowUp::none(),
+        at: at(11),
+    };
+    match store
+        .finish_checks(&[done(c("po_04"), FollowUp::check_at(at(40)), 11), unknown])
+        .await
+    {
+        Err(Error::NotFound(id)) => assert_eq!(id.as_str(), "po_missing"),
+        other => panic!("a batch naming an unknown payout is NotFound, got {other:?}"),
+    }
+    assert_eq!(
+        state(store, &c("po_04").payout).await,
+        CheckState {
+            next_check_at: Some(at(100)),
+            checks: 0,
+            attention: None
+        },
+        "a refused batch writes nothing: po_04 is still under its lease"
+    );
+    assert!(
+        finish(store, c("po_04"), FollowUp::check_at(at(40)), 12).await,
+        "its lease is still good"
     );
 }
 

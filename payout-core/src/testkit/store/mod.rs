@@ -137,6 +137,8 @@ pub const STORE_CHECKS: &[StoreCheck] = checks![
     a_new_payout_is_never_pre_approved,
     a_status_change_writes_its_follow_up,
     claims_take_due_checks_under_a_lease,
+    claims_carry_the_latest_attempt,
+    finishing_a_batch_writes_each_under_its_lease,
     attention_queue_lists_flagged_payouts,
     a_consultation_is_held_by_one_live_payout,
     cancelling_releases_or_voids_the_consultations,
