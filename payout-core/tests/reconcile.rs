@@ -8,18 +8,25 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use chrono::{Duration, TimeZone, Utc};
+use chrono::{Duration, NaiveDate, TimeZone, Utc};
+use futures::stream::BoxStream;
 use http::HeaderMap;
 use payout_core::clock::{Clock, ManualClock, SequentialIds};
-use payout_core::domain::{Actor, AttemptOutcome, Consultation, PayoutId, Provider};
-use payout_core::error::{ProviderError, WebhookError};
+use payout_core::domain::{
+    Actor, AttemptOutcome, AuditEntry, Consultation, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider,
+};
+use payout_core::error::{ProviderError, Result, WebhookError};
 use payout_core::memory::MemoryStore;
 use payout_core::provider::{
-    AttemptLookup, Capabilities, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus, SendReceipt,
+    AttemptLookup, Capabilities, EventReference, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus,
+    SendReceipt,
 };
 use payout_core::service::{CalculationPolicy, PayoutService, PerformanceConfig, ServicePolicy};
 use payout_core::status::PayoutStatus;
-use payout_core::store::{CheckClaim, Page, PayoutStore};
+use payout_core::store::{
+    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, HeldConsultation,
+    NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch, PeriodBatchOutcome,
+};
 
 use common::{consultation, month, recipient};
 
@@ -404,4 +411,154 @@ async fn paid_payouts_are_watched_and_only_money_back_moves_them() {
     let n = lookups.values().sum::<usize>();
     assert!((4..=6).contains(&n), "looked up daily within the window only: {n}");
     assert_eq!(w.store.check_state(late).await.unwrap().next_check_at, None);
+}
+
+/// The store calls a pass makes, counted by method (the rest forwarded to the memory store).
+struct Counting {
+    inner: Arc<MemoryStore>,
+    calls: Mutex<HashMap<&'static str, usize>>,
+}
+
+impl Counting {
+    fn count(&self, what: &'static str) {
+        *self.calls.lock().unwrap().entry(what).or_default() += 1;
+    }
+
+    fn calls(&self, what: &str) -> usize {
+        self.calls.lock().unwrap().get(what).copied().unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl PayoutStore for Counting {
+    async fn create_period(&self, batch: PeriodBatch) -> Result<PeriodBatchOutcome> {
+        self.inner.create_period(batch).await
+    }
+    async fn create_payout(&self, new: NewPayout) -> Result<Payout> {
+        self.inner.create_payout(new).await
+    }
+    async fn get(&self, id: &PayoutId) -> Result<Payout> {
+        self.count("get");
+        self.inner.get(id).await
+    }
+    async fn list(&self, filter: &PayoutFilter, page: &Page) -> Result<PayoutPage> {
+        self.inner.list(filter, page).await
+    }
+    fn stream(&self, filter: PayoutFilter) -> BoxStream<'static, Result<Payout>> {
+        self.inner.stream(filter)
+    }
+    async fn items(&self, id: &PayoutId) -> Result<Vec<PayoutItem>> {
+        self.count("items");
+        self.inner.items(id).await
+    }
+    async fn apply(&self, change: PayoutChange) -> Result<Payout> {
+        self.count("apply");
+        self.inner.apply(change).await
+    }
+    async fn held_consultations(&self, appointment_ids: &[String]) -> Result<Vec<HeldConsultation>> {
+        self.inner.held_consultations(appointment_ids).await
+    }
+    async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {
+        self.count("attempts");
+        self.inner.attempts(id).await
+    }
+    async fn find_attempt(&self, provider: Provider, reference: &EventReference) -> Result<Option<PayoutAttempt>> {
+        self.inner.find_attempt(provider, reference).await
+    }
+    async fn webhook_event_seen(&self, provider: Provider, event_id: &str) -> Result<bool> {
+        self.inner.webhook_event_seen(provider, event_id).await
+    }
+    async fn audit_trail(&self, id: &PayoutId) -> Result<Vec<AuditEntry>> {
+        self.inner.audit_trail(id).await
+    }
+    async fn claim_checks(&self, claim: &CheckClaim) -> Result<Vec<ClaimedCheck>> {
+        self.count("claim_checks");
+        self.inner.claim_checks(claim).await
+    }
+    async fn finish_checks(&self, done: &[CheckDone]) -> Result<Vec<bool>> {
+        self.count("finish_checks");
+        self.inner.finish_checks(done).await
+    }
+    async fn check_state(&self, id: &PayoutId) -> Result<CheckState> {
+        self.inner.check_state(id).await
+    }
+    async fn attention(&self, page: &Page) -> Result<AttentionPage> {
+        self.inner.attention(page).await
+    }
+    async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>> {
+        self.inner.open_carry_overs(before).await
+    }
+    /// None: a pass uses no bulk ability, and every call is counted above.
+    fn bulk(&self) -> Option<Arc<dyn BulkPayoutStore>> {
+        None
+    }
+}
+
+/// A pass costs the store per claim, not per lookup: each claim carries the latest attempts, and
+/// the follow-ups of the checks still pending are written `reconcile_claim` at a time. 120
+/// pending payouts, claims of 50: three claims and an empty one, three writes of follow-ups, and
+/// no read of attempts for a lookup; the one settled payout is moved by its own audited change.
+#[tokio::test]
+async fn a_pass_reads_and_writes_the_store_per_claim_not_per_lookup() {
+    let rail = Rail::new(Provider::StripeConnect, ProviderStatus::Accepted);
+    let w = processing(120, rail, ServicePolicy::default()).await;
+    w.rail.answer(&w.ids[7], ProviderStatus::Paid);
+    let store = Arc::new(Counting {
+        inner: w.store.clone(),
+        calls: Mutex::new(HashMap::new()),
+    });
+    let service = PayoutService::builder()
+        .store(store.clone())
+        .directory(w.directory.clone())
+        .provider(w.rail.clone())
+        .clock(w.clock.clone())
+        .ids(Arc::new(SequentialIds::default()))
+        .policy(w.policy.clone())
+        .performance(w.performance.clone())
+        .build()
+        .unwrap();
+    let report = service.reconcile(Duration::zero()).await.unwrap();
+    assert_eq!(report.examined, 120);
+    assert_eq!(report.pending.len(), 119);
+    assert_eq!(report.settled, [(w.ids[7].clone(), PayoutStatus::Paid)]);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(w.performance.reconcile_claim, 50);
+    assert_eq!(
+        store.calls("claim_checks"),
+        4,
+        "claims of 50, 50 and 20, then an empty one"
+    );
+    assert_eq!(
+        store.calls("finish_checks"),
+        3,
+        "119 follow-ups: 50, 50, then the last 19"
+    );
+    assert_eq!(
+        store.calls("attempts"),
+        1,
+        "the claims carried the latest attempts: only recording the settled payout's answer reads them"
+    );
+    assert_eq!(store.calls("apply"), 1, "the settled payout's audited change");
+    for id in &w.ids {
+        let state = w.store.check_state(id).await.unwrap();
+        if *id == w.ids[7] {
+            assert_eq!(
+                (state.checks, state.next_check_at),
+                (0, Some(w.clock.now() + w.policy.reconcile.settlement_watch.every)),
+                "PAID: its change wrote the settlement watch's follow-up"
+            );
+        } else {
+            assert_eq!(
+                (state.checks, state.next_check_at),
+                (1, Some(w.clock.now() + Duration::minutes(5))),
+                "{id}: rescheduled once, after the back-off"
+            );
+        }
+    }
+    let trail = w.store.audit_trail(&w.ids[7]).await.unwrap();
+    assert_eq!(
+        trail.last().and_then(|e| e.to).map(|s| s.to_string()),
+        Some("PAID".to_string()),
+        "the settling change is audited"
+    );
 }
