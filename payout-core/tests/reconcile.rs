@@ -24,8 +24,9 @@ use payout_core::provider::{
 use payout_core::service::{CalculationPolicy, PayoutService, PerformanceConfig, ServicePolicy};
 use payout_core::status::PayoutStatus;
 use payout_core::store::{
-    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, HeldConsultation,
-    NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch, PeriodBatchOutcome,
+    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ClawbackDue,
+    HeldConsultation, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
+    PeriodBatchOutcome,
 };
 
 use common::{consultation, month, recipient};
@@ -457,6 +458,9 @@ impl PayoutStore for Counting {
     }
     async fn held_consultations(&self, appointment_ids: &[String]) -> Result<Vec<HeldConsultation>> {
         self.inner.held_consultations(appointment_ids).await
+    }
+    async fn clawbacks_due(&self, appointment_ids: &[String]) -> Result<Vec<ClawbackDue>> {
+        self.inner.clawbacks_due(appointment_ids).await
     }
     async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {
         self.count("attempts");
