@@ -496,7 +496,7 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
                        c_u_error, c_a_destination, c_release, c_f, c_f_next, c_f_attention)), \
          p AS (UPDATE payouts SET {set}, updated_at = c_at, version = version + 1 \
                FROM c WHERE id = c_id AND version = c_version AND status = c_status \
-               RETURNING c_i, {PAYOUT_READ_COLUMNS}), \
+               RETURNING c_i, c_f, c_f_next, c_f_attention, {PAYOUT_READ_COLUMNS}), \
          au AS (INSERT INTO audit_entries ({audit_columns}) \
                SELECT p.id, v_actor, v_at, v_action, v_from, v_to, v_detail \
                FROM {audits_in} AS v (v_i, v_n, v_actor, v_at, v_action, v_from, v_to, v_detail) \
@@ -510,10 +510,13 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
                  WHERE c_e_id IS NOT NULL RETURNING 1)";
     }
     if changes.iter().any(|c| c.follow_up_written().is_some()) {
+        // From `p` alone (its RETURNING carries the follow-up; `updated_at` is the change's time):
+        // joined to `c`, the planner, which estimates `p` at one row and `c_f = 1` at two, chose a
+        // nested loop, 500 x 500 comparisons for a statement of 500 changes (BENCHMARKS.md).
         sql += &format!(
             ", f AS (INSERT INTO payout_checks (payout_id, next_check_at, checks, lease, attention, attention_since) \
-               SELECT c_id, c_f_next, 0, 1, c_f_attention, CASE WHEN c_f_attention IS NULL THEN NULL ELSE c_at END \
-               FROM p JOIN c USING (c_i) WHERE c_f = 1 {} RETURNING 1)",
+               SELECT id, c_f_next, 0, 1, c_f_attention, CASE WHEN c_f_attention IS NULL THEN NULL ELSE updated_at END \
+               FROM p WHERE c_f = 1 {} RETURNING 1)",
             crate::checks::UPSERT_FOLLOW_UP
         );
     }
