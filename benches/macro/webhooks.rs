@@ -18,11 +18,12 @@
 //! same schema, on a separate copy of the payouts and attempts, running the transaction one webhook
 //! commits (see `payout-store-sqlx/src/write/apply.rs`): the payout's conditional status update by
 //! primary key (PROCESSING to PAID, or back when a payout is drawn again, so that every transaction
-//! changes a status as every webhook does), the attempt's outcome update, the `webhook_events` insert (`ON CONFLICT DO NOTHING`)
-//! and the audit insert, between `BEGIN` and `COMMIT`, on the same tables, indexes, foreign keys and
-//! triggers. Its tps is what Postgres alone can commit here; the target is `>= 70%` of it, and
+//! changes a status as every webhook does), the attempt's outcome update, the `webhook_events` insert (`ON CONFLICT DO NOTHING`),
+//! the audit insert and the follow-up upsert into `payout_checks` (since issue 14 every status change
+//! writes one, see `PayoutChange::follow_up_written`), between `BEGIN` and `COMMIT`, on the same
+//! tables, indexes, foreign keys and triggers. Its tps is what Postgres alone can commit here; the target is `>= 70%` of it, and
 //! p99 `< 50 ms`. The two alternate in [`ROUNDS`] rounds (a third of the events, then pgbench for as
-//! long, after a `VACUUM ANALYZE` of the four tables each time), so that load from elsewhere on a
+//! long, after a `VACUUM ANALYZE` of the five tables each time), so that load from elsewhere on a
 //! shared machine falls on both alike; the rate and the tps are over all rounds.
 //!
 //! **Client count.** [`CLIENTS`] = 16 for both: Stripe delivers webhooks concurrently, and 16 keeps
@@ -228,13 +229,13 @@ async fn seed_processing(store: &PgStore, i: usize) {
 
 /// `VACUUM ANALYZE` of the tables both runs write (a bare `VACUUM` would take every schema).
 async fn vacuum(pool: &PgPool) {
-    sqlx::query("VACUUM ANALYZE payouts, payout_attempts, webhook_events, audit_entries")
+    sqlx::query("VACUUM ANALYZE payouts, payout_attempts, webhook_events, audit_entries, payout_checks")
         .execute(pool)
         .await
         .expect("VACUUM ANALYZE");
 }
 
-/// `pgb-<i>` copies of the measured payouts and their attempts, for pgbench to write to.
+/// `pgb-<i>` copies of the measured payouts, their attempts and follow-ups, for pgbench to write to.
 async fn copy_for_pgbench(pool: &PgPool) {
     let cols = "doctor_id, period_start, period_end, amount_minor, currency, status, provider, \
                 provider_reference, notes, origin, created_by, approved_by, processed_at, created_at, updated_at, version";
@@ -257,6 +258,16 @@ async fn copy_for_pgbench(pool: &PgPool) {
     .execute(pool)
     .await
     .expect("copying attempts for pgbench");
+    // Their follow-ups, as the trigger wrote them: a webhook's change updates the existing row.
+    sqlx::query(&format!(
+        "INSERT INTO payout_checks (payout_id, next_check_at, checks, lease, attention, attention_since) \
+         SELECT '{PGBENCH_PREFIX}' || substr(payout_id, {skip}), next_check_at, checks, lease, attention, attention_since \
+         FROM payout_checks WHERE payout_id LIKE '{WEBHOOK_PREFIX}%'",
+        skip = WEBHOOK_PREFIX.len() + 1
+    ))
+    .execute(pool)
+    .await
+    .expect("copying follow-ups for pgbench");
 }
 
 /// A `payout.paid` event for payout `wh-<i>`, as Stripe Connect sends it, signed now.
@@ -412,9 +423,15 @@ UPDATE payouts SET status = CASE WHEN status = '{paid}' THEN '{processing}' ELSE
 UPDATE payout_attempts SET outcome = '{succeeded}', outcome_reason = NULL, provider_reference = COALESCE(NULL, provider_reference), error = COALESCE(NULL, error), updated_at = now() WHERE payout_id = '{PGBENCH_PREFIX}' || :id::text AND attempt_no = 1;
 INSERT INTO webhook_events (provider, event_id, payout_id, event_type, received_at) VALUES ('{provider}', 'evt_pgbench_' || :evt::text, '{PGBENCH_PREFIX}' || :id::text, 'payout.paid', now()) ON CONFLICT DO NOTHING;
 INSERT INTO audit_entries (payout_id, actor, at, action, from_status, to_status, detail) VALUES ('{PGBENCH_PREFIX}' || :id::text, 'provider:' || '{provider}', now(), '{action}', '{processing}', '{paid}', 'webhook evt_pgbench_' || :evt::text || ' payout.paid: paid');
+INSERT INTO payout_checks (payout_id, next_check_at, checks, lease, attention, attention_since) VALUES ('{PGBENCH_PREFIX}' || :id::text, now() + interval '1 day', 0, 1, NULL, NULL) {upsert};
 COMMIT;
 "#,
         last = n - 1,
+        // `checks::UPSERT_FOLLOW_UP` in payout-store-sqlx, as the engine's statement runs it.
+        upsert = "ON CONFLICT (payout_id) DO UPDATE SET next_check_at = excluded.next_check_at, checks = 0, \
+                  lease = payout_checks.lease + 1, attention = excluded.attention, \
+                  attention_since = CASE WHEN excluded.attention IS NULL THEN NULL \
+                  ELSE COALESCE(payout_checks.attention_since, excluded.attention_since) END",
     );
     let path = std::env::temp_dir().join(format!("payouts-bench-webhooks-{}.sql", std::process::id()));
     std::fs::write(&path, script).expect("writing the pgbench script");
