@@ -61,7 +61,7 @@ async fn finish(store: &dyn PayoutStore, c: &ClaimedCheck, follow_up: FollowUp, 
 /// batched changes alike); PAID and FAILED unschedule it; RETURNED and REVERSED flag the payout;
 /// a change's own follow-up wins. Only the status changes bump the version.
 pub async fn a_status_change_writes_its_follow_up(store: &dyn PayoutStore) {
-    let created = seed_numbered(store, 4).await;
+    let created = seed_numbered(store, 5).await;
     assert_eq!(
         state(store, &created[0]).await,
         CheckState::default(),
@@ -128,6 +128,32 @@ pub async fn a_status_change_writes_its_follow_up(store: &dyn PayoutStore) {
         "a change's own follow-up wins"
     );
     assert_eq!(watched.version, processing[2].version + 1, "one change, one version");
+
+    // Flagged follow-ups in one batch: each flag's `since` is its change's time.
+    let flagged_batch = [(3, 9), (4, 10)].map(|(k, when)| {
+        let mut change = fixtures::status_change(&processing[k], PayoutStatus::Paid, at(when));
+        change.follow_up = Some(FollowUp::check_at(at(70)).flagged(format!("batch {k}")));
+        change
+    });
+    for r in store.apply_many(Vec::from(flagged_batch)).await {
+        r.unwrap_or_else(|e| panic!("apply_many of flagged follow-ups failed: {e}"));
+    }
+    let page = store.attention(&Page::new(10, 0)).await.expect("attention");
+    let got: Vec<(&str, &str, _)> = page
+        .flagged
+        .iter()
+        .filter(|f| f.payout.id == processing[3].id || f.payout.id == processing[4].id)
+        .map(|f| (f.payout.id.as_str(), f.reason.as_str(), f.since))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (processing[3].id.as_str(), "batch 3", at(9)),
+            (processing[4].id.as_str(), "batch 4", at(10))
+        ],
+        "a batched change flags since its own time"
+    );
+    assert_eq!(state(store, &processing[4]).await.next_check_at, Some(at(70)));
 }
 
 /// A claim takes due checks only, earliest first and at most `limit`, moves them to the lease's
