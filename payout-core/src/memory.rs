@@ -131,6 +131,15 @@ struct State {
     clawed: HashMap<String, Held>,
 }
 
+/// What `answer` says of each of `ids`, once per distinct id, leaving out the ids it has nothing for.
+fn each_once<T>(ids: &[String], answer: impl Fn(&String) -> Option<T>) -> Vec<T> {
+    ids.iter()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .filter_map(answer)
+        .collect()
+}
+
 /// What holds a ledger entry in memory: a payout, or a carry-over by its slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Held {
@@ -511,32 +520,22 @@ impl PayoutStore for MemoryStore {
 
     async fn held_consultations(&self, appointment_ids: &[String]) -> Result<Vec<HeldConsultation>> {
         let state = self.lock();
-        Ok(appointment_ids
-            .iter()
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .filter_map(|c| {
-                state.held.get(c).map(|by| HeldConsultation {
-                    appointment_id: c.clone(),
-                    held_by: by.holder(),
-                })
+        Ok(each_once(appointment_ids, |c| {
+            state.held.get(c).map(|by| HeldConsultation {
+                appointment_id: c.clone(),
+                held_by: by.holder(),
             })
-            .collect())
+        }))
     }
 
     async fn clawbacks_due(&self, appointment_ids: &[String]) -> Result<Vec<ClawbackDue>> {
         let state = self.lock();
-        Ok(appointment_ids
-            .iter()
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .filter_map(|c| {
-                state.clawback_due(c).map(|amount| ClawbackDue {
-                    appointment_id: c.clone(),
-                    amount,
-                })
+        Ok(each_once(appointment_ids, |c| {
+            state.clawback_due(c).map(|amount| ClawbackDue {
+                appointment_id: c.clone(),
+                amount,
             })
-            .collect())
+        }))
     }
 
     async fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>> {

@@ -11,7 +11,7 @@ use payout_core::store::{
 };
 use payout_core::{Error, Result};
 
-use super::insert::{insert_audit, insert_audits, insert_items, insert_rows, payout_values, values_list};
+use super::insert::{insert_audit, insert_audits, insert_items, insert_rows, item_values, payout_values, values_list};
 use super::{lookup, payout_exists, read_payout};
 use crate::db::{Args, Db, Dialect, RowExt, Tx, Value, args};
 use crate::error::{broken, db};
@@ -203,20 +203,13 @@ async fn insert_carried_items<T: Tx>(tx: &mut T, carried: &[&CarryOver]) -> Resu
         rows::ITEM_COLUMNS
     );
     let inserted = insert_rows(tx, &head, "", false, 10, &items, |(c, n), out| {
-        let item = &c.items[*n];
         out.extend([
             Value::from(c.doctor_id.as_str()),
             Value::from(c.period.start),
             Value::from(c.period.end),
             Value::from(i64::try_from(*n).unwrap_or(i64::MAX)),
-            Value::Static(item.kind.as_str()),
-            Value::from(item.reference.as_str()),
-            Value::from(rows::minor_units(&item.amount)?),
-            Value::from(item.amount.currency().code()),
-            Value::from(item.occurred_at),
-            Value::from(item.description.as_str()),
         ]);
-        Ok(())
+        item_values(&c.items[*n], out)
     })
     .await;
     match inserted {

@@ -121,6 +121,19 @@ pub(crate) async fn insert_rows<T: Tx, R: Sync>(
 
 /// The item rows of `payouts`, each numbered from 0 within its payout: in Postgres one
 /// `COPY ... FROM STDIN` (text format), elsewhere multi-row `INSERT`s.
+/// An item's [`rows::ITEM_COLUMNS`] values, in that order.
+pub(crate) fn item_values(item: &PayoutItem, out: &mut Vec<Value>) -> Result<()> {
+    out.extend([
+        Value::Static(item.kind.as_str()),
+        Value::from(item.reference.as_str()),
+        Value::from(rows::minor_units(&item.amount)?),
+        Value::from(item.amount.currency().code()),
+        Value::from(item.occurred_at),
+        Value::from(item.description.as_str()),
+    ]);
+    Ok(())
+}
+
 pub(crate) async fn insert_items<T: Tx>(tx: &mut T, payouts: &[&NewPayout]) -> Result<()> {
     let items: Vec<(&PayoutId, usize, &PayoutItem)> = payouts
         .iter()
@@ -148,14 +161,8 @@ pub(crate) async fn insert_items<T: Tx>(tx: &mut T, payouts: &[&NewPayout]) -> R
             out.extend([
                 Value::from(id.as_str()),
                 Value::from(i64::try_from(*position).unwrap_or(i64::MAX)),
-                Value::Static(item.kind.as_str()),
-                Value::from(item.reference.as_str()),
-                Value::from(rows::minor_units(&item.amount)?),
-                Value::from(item.amount.currency().code()),
-                Value::from(item.occurred_at),
-                Value::from(item.description.as_str()),
             ]);
-            Ok(())
+            item_values(item, out)
         },
     )
     .await?;
