@@ -620,8 +620,10 @@ async fn resolve_refuses_a_claim_the_provider_contradicts() {
 async fn with_four_eyes_a_resolution_waits_for_a_second_admin_then_a_failure_allows_a_retry() {
     let h = harness(ServicePolicy::default());
     let p = h.in_flight("dr-a").await;
-    // M-Pesa's lookup never says more than "accepted": the evidence decides.
+    // M-Pesa's lookup never says more than "accepted": the evidence decides. The evidence is read
+    // after the send (a confirmation is refused for an attempt written at or after its request).
     h.double.answer_lookups(Ok(ProviderStatus::Accepted));
+    h.clock.advance(Duration::minutes(30));
     let asked = h.resolve("ops-1", &p.id, ResolutionOutcome::Failed).await.unwrap();
     assert_eq!(asked.status, PayoutStatus::Processing, "not applied yet");
     let pending = asked.resolution.clone().unwrap();
@@ -764,6 +766,79 @@ async fn a_failed_resolution_is_refused_while_a_resend_may_be_in_flight() {
     assert_eq!(retried.status, PayoutStatus::Processing);
     let attempts = h.store.attempts(&p.id).await.unwrap();
     assert_eq!(attempts.len(), 2, "a new attempt only after the confirmed failure");
+}
+
+/// With four eyes, a `FAILED` resolution is refused already when asked for while a re-send of the
+/// attempt may be in flight, not only when confirmed: were it recorded, the re-send could answer
+/// before the confirmation and leave the attempt no longer `PENDING`.
+#[tokio::test]
+async fn with_four_eyes_a_failed_resolution_is_not_asked_for_while_a_resend_may_be_in_flight() {
+    let h = harness(ServicePolicy::default());
+    h.double.resolve_failed_during_resends(&h.service);
+    h.double.answer_lookups(Ok(ProviderStatus::NotFound));
+    let p = h.in_flight("dr-a").await;
+
+    h.clock.advance(Duration::minutes(10));
+    h.service.reconcile(Duration::minutes(5)).await.unwrap();
+    assert_eq!(h.double.sends().len(), 2, "sent, then re-sent by reconciliation");
+    let answers = h.double.resolved_during_resends.lock().unwrap().clone();
+    assert!(
+        matches!(&answers[..], [Err(e)] if e.contains("may still be on its way")),
+        "refused during the re-send: {answers:?}"
+    );
+    let after = h.store.get(&p.id).await.unwrap();
+    assert_eq!((after.status, after.resolution), (PayoutStatus::Processing, None));
+    assert!(!h.actions(&p.id).await.contains(&"RESOLVE_REQUESTED".to_string()));
+}
+
+/// With four eyes, a `FAILED` resolution whose attempt reconciliation re-sent after it was asked
+/// for is not confirmed: the evidence predates the re-send, which may have reached the provider and
+/// be paid. Once the re-send has answered (here ambiguously) nothing of ours is sending the
+/// attempt, so the in-flight guard alone would let the confirmation through, `retry` would send a
+/// new key, and both could be paid. The seeded simulation found it (seed 29251: the re-send was
+/// accepted and paid, and the provider could not be asked at the confirmation).
+#[tokio::test]
+async fn a_failed_resolution_is_not_confirmed_after_a_resend_since_it_was_asked() {
+    let h = harness(ServicePolicy::default());
+    h.double.answer_lookups(Ok(ProviderStatus::NotFound));
+    let p = h.in_flight("dr-a").await;
+    h.clock.advance(Duration::hours(2));
+    let asked = h.resolve("ops-1", &p.id, ResolutionOutcome::Failed).await.unwrap();
+    assert_eq!(asked.status, PayoutStatus::Processing, "waits for a second admin");
+
+    h.clock.advance(Duration::minutes(10));
+    h.service.reconcile(Duration::minutes(5)).await.unwrap();
+    assert_eq!(h.double.sends().len(), 2, "sent, then re-sent by reconciliation");
+    h.double.answer_lookups(Err(ProviderError::new(
+        Provider::MpesaB2c,
+        ProviderErrorKind::Retryable,
+        "lookup 502",
+    )));
+    h.clock.advance(Duration::minutes(10));
+
+    let refused = h.service.confirm_resolution(&admin("ops-2"), &p.id).await;
+    assert!(
+        matches!(&refused, Err(Error::ResolutionRefused(m)) if m.contains("after this resolution was asked for")),
+        "refused: {refused:?}"
+    );
+    assert_eq!(h.store.get(&p.id).await.unwrap().status, PayoutStatus::Processing);
+    assert!(!h.actions(&p.id).await.contains(&"RESOLVE_CONFIRMED".to_string()));
+    assert!(
+        h.service.retry(&admin("ops-1"), &p.id, None).await.is_err(),
+        "no new key"
+    );
+    assert_eq!(h.double.sends().len(), 2, "nothing more sent");
+
+    // Rejected, it can be asked for again on evidence from after the re-send, and confirmed.
+    h.service
+        .reject_resolution(&admin("ops-2"), &p.id, Some("re-sent since"))
+        .await
+        .unwrap();
+    h.double.answer_lookups(Ok(ProviderStatus::NotFound));
+    h.clock.advance(Duration::minutes(10));
+    h.resolve("ops-1", &p.id, ResolutionOutcome::Failed).await.unwrap();
+    let failed = h.service.confirm_resolution(&admin("ops-2"), &p.id).await.unwrap();
+    assert_eq!(failed.status, PayoutStatus::Failed);
 }
 
 /// A payout an operator resolves `PAID` is put on its provider's settlement watch, as a payout a

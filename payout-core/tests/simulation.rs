@@ -45,7 +45,7 @@ use payout_core::provider::{
 };
 use payout_core::service::{
     CalculationPolicy, CalculationReport, CancelConsultations, Deduction, EventOutcome, ManualPayout, PayoutService,
-    PerformanceConfig, ResolveRequest, ServicePolicy,
+    PerformanceConfig, ReconcilePolicy, ResolveRequest, ServicePolicy,
 };
 use payout_core::simulated::constant_time_eq;
 use payout_core::source::{ConsultationSource, RecipientDirectory, StaticConsultations};
@@ -1871,8 +1871,20 @@ impl World {
                 };
                 futures::join!(self.op(first), self.ops(&[Op::Deliver, Op::Retry]));
             }
-            // An operator settles a PROCESSING payout with evidence; a second admin checks it.
-            64..=67 => self.resolve_with_evidence().await,
+            // An operator settles a PROCESSING payout with evidence; a second admin checks it. Half
+            // the time a reconciliation pass runs beside it (its lookups and same-key re-sends
+            // interleave with the resolution and its confirmation).
+            64..=67 => {
+                if self.rng(|r| r.pct(50)) {
+                    self.sim
+                        .count("race: an operator's resolution beside a reconciliation pass");
+                    let hours = self.rng(|r| r.range(0, 3));
+                    self.clock.advance(Duration::hours(i64::from(hours)));
+                    futures::join!(self.resolve_with_evidence(), self.op(Op::Reconcile));
+                } else {
+                    self.resolve_with_evidence().await;
+                }
+            }
             _ => {
                 let op = self.draw_op();
                 self.op(op).await;
@@ -1894,7 +1906,12 @@ impl World {
         self.sim.lock().calm = true;
         self.restart();
         let mut attention = BTreeSet::new();
-        for _round in 0..12 {
+        // Every PROCESSING payout is looked at within `recheck_at_most` of its last check plus one
+        // pass (and `reconcile`'s one minute): half-hour rounds over one hour more than that. Over
+        // exactly six hours, a check backed off to six hours just before was due one minute after
+        // the last pass (seed 7789 once the operator's resolution ran beside reconciliation).
+        let rounds = (ReconcilePolicy::default().recheck_at_most + Duration::hours(1)).num_minutes() / 30;
+        for _round in 0..rounds {
             self.clock.advance(Duration::minutes(30));
             {
                 let mut s = self.sim.lock();
@@ -2400,8 +2417,8 @@ impl World {
     /// a violation names.
     async fn trace(&self, violations: &[String]) {
         for p in self.payouts().await {
-            let named = format!("payout {} ", p.id);
-            if !violations.iter().any(|v| v.contains(&named)) {
+            let named = [format!("payout {} ", p.id), format!("payout {}:", p.id)];
+            if !violations.iter().any(|v| named.iter().any(|n| v.contains(n))) {
                 continue;
             }
             println!("--- {} {} {}", p.id, p.status, p.amount_due);
@@ -2531,9 +2548,10 @@ impl World {
     /// An operator with evidence (the provider's ground truth: a statement, a support answer)
     /// resolves a PROCESSING payout whose latest attempt is settled at the provider or never reached
     /// it; sometimes the claim is wrong (the wrong statement line), which the provider's answer or
-    /// the second admin, who checks the evidence again, must stop. Run on its own, never beside a
-    /// reconciliation pass: a re-send in flight while a FAILED resolution is confirmed is a known
-    /// limit (RELIABILITY.md, "Operator resolution").
+    /// the second admin, who checks the evidence again, must stop. Runs on its own or beside a
+    /// reconciliation pass, whose re-sends may land between the operator's reading of the evidence
+    /// and the confirmation: the engine must refuse a FAILED resolution while a re-send may be in
+    /// flight (RELIABILITY.md, "Operator resolution").
     async fn resolve_with_evidence(&self) {
         let Some(id) = self.pick(&[PayoutStatus::Processing], true).await else {
             return;

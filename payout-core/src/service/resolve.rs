@@ -44,7 +44,8 @@ impl PayoutService {
     /// latest attempt's outcome is not settled, and no resolution waits for confirmation; refused
     /// too when the provider, asked first, contradicts the claim (it reports the attempt paid,
     /// failed, returned or reversed otherwise than claimed, or never received when `PAID` is
-    /// claimed). With four eyes on the resolution is stored as pending (`RESOLVE_REQUESTED`) and
+    /// claimed), and `FAILED` is refused while a send of the attempt may still be in flight. With
+    /// four eyes on the resolution is stored as pending (`RESOLVE_REQUESTED`) and
     /// the payout stays `PROCESSING` until another admin confirms it
     /// ([`confirm_resolution`](Self::confirm_resolution)); without, it is applied at once.
     pub async fn resolve(&self, actor: &Actor, id: &PayoutId, request: ResolveRequest) -> Result<Payout> {
@@ -71,6 +72,9 @@ impl PayoutService {
             return Err(Error::ResolutionRefused(
                 "a resolution of this attempt already waits for a second admin: confirm or reject it".into(),
             ));
+        }
+        if request.outcome == ResolutionOutcome::Failed {
+            self.refuse_while_a_send_may_be_in_flight(attempt)?;
         }
         let provider_answer = match self.ask_provider(&payout, attempt, request.outcome).await? {
             Verdict::Allows(answer) => answer,
@@ -103,7 +107,9 @@ impl PayoutService {
 
     /// Confirms the pending resolution of a `PROCESSING` payout (four eyes): another admin than the
     /// one who asked for it. The provider is asked again; a contradiction now refuses it (it stays
-    /// pending, to be rejected). Applied, it moves the payout to the claimed outcome, records the
+    /// pending, to be rejected). A `FAILED` one is refused too when the attempt was written at or
+    /// after it was asked for (reconciliation re-sent it, or an answer about it arrived): its
+    /// evidence predates that. Applied, it moves the payout to the claimed outcome, records the
     /// attempt's outcome and the evidence (`RESOLVE_CONFIRMED`).
     pub async fn confirm_resolution(&self, actor: &Actor, id: &PayoutId) -> Result<Payout> {
         self.require_privileged(actor, "confirm resolutions")?;
@@ -114,6 +120,9 @@ impl PayoutService {
             return Err(Error::Forbidden(
                 "four eyes: a resolution is confirmed by another admin than the one who asked for it".into(),
             ));
+        }
+        if resolution.outcome == ResolutionOutcome::Failed {
+            refuse_if_written_since_asked(attempt, resolution)?;
         }
         let mut resolution = resolution.clone();
         match self.ask_provider(&payout, attempt, resolution.outcome).await? {
@@ -299,6 +308,27 @@ impl PayoutService {
             )),
         })
     }
+}
+
+/// Refuses to confirm a `FAILED` resolution of an attempt written at or after the resolution was
+/// asked for: reconciliation re-sent it (writing it `PENDING`, then its answer) or an answer about
+/// it arrived since. The evidence was read before, so it may no longer hold: the re-send may have
+/// reached the provider and be paid, and a confirmed failure would let `retry` pay again with a
+/// new key. The in-flight guard does not see this once the re-send has answered. A re-send that
+/// starts after the confirmation read the attempt makes its write conflict with the
+/// confirmation's, so one of the two is refused.
+fn refuse_if_written_since_asked(attempt: &PayoutAttempt, resolution: &Resolution) -> Result<()> {
+    if attempt.updated_at < resolution.requested_at {
+        return Ok(());
+    }
+    Err(Error::ResolutionRefused(format!(
+        "attempt {} was sent again or answered for at {}, after this resolution was asked for at {}: its \
+         evidence predates that. Reject it, and ask again with evidence from after {}",
+        attempt.attempt_no,
+        attempt.updated_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        resolution.requested_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        attempt.updated_at.format("%Y-%m-%d %H:%M:%S UTC"),
+    )))
 }
 
 /// The latest attempt of a `PROCESSING` payout, whose outcome is not settled; else refused.
