@@ -61,9 +61,9 @@ enum LedgerCheck {
 
 /// What the database holds about `keys`, read in the transaction; the carry-overs payouts want to
 /// consume are locked (Postgres), so what decided their consumption still holds at the write.
-/// `live` are the consultations and the clawbacks whose live items are read (all of `keys`', or
-/// only the carry-overs' with [`LedgerCheck::ByIndex`]); the carried items are read for all.
-async fn facts<T: Tx>(tx: &mut T, keys: &BatchKeys, live: (&[String], &[String])) -> Result<StoredFacts> {
+/// The carried items are read for all of `keys`' ledger entries, the live items for all of them
+/// too, or only for `live_only`'s ([`LedgerCheck::ByIndex`]: the carry-overs' entries).
+async fn facts<T: Tx>(tx: &mut T, keys: &BatchKeys, live_only: Option<&BatchKeys>) -> Result<StoredFacts> {
     let lock = lock_rows(tx.dialect());
     let live_calculated = live_calculated_among(tx, &keys.slots).await?;
     let mut carry_overs = carried_over_among(tx, &keys.slots).await?;
@@ -75,8 +75,20 @@ async fn facts<T: Tx>(tx: &mut T, keys: &BatchKeys, live: (&[String], &[String])
         .into_iter()
         .map(PayoutId::new)
         .collect();
-    let held_consultations = ledger_taken(tx, "CONSULTATION", live.0, &keys.consultations).await?;
-    let held_clawbacks = ledger_taken(tx, "CLAWBACK", live.1, &keys.clawbacks).await?;
+    let held_consultations = ledger_taken(
+        tx,
+        "CONSULTATION",
+        &keys.consultations,
+        live_only.map(|k| k.consultations.as_slice()),
+    )
+    .await?;
+    let held_clawbacks = ledger_taken(
+        tx,
+        "CLAWBACK",
+        &keys.clawbacks,
+        live_only.map(|k| k.clawbacks.as_slice()),
+    )
+    .await?;
     Ok(StoredFacts {
         live_calculated,
         carry_overs,
@@ -87,26 +99,34 @@ async fn facts<T: Tx>(tx: &mut T, keys: &BatchKeys, live: (&[String], &[String])
     })
 }
 
-/// Which references the ledger holds for `kind` (`CONSULTATION` or `CLAWBACK`): those of `live`
-/// that a live item of a payout has, and those of `carried` that a carry-over's item has. One
-/// statement.
+/// Which of `references` the ledger holds for `kind` (`CONSULTATION` or `CLAWBACK`): a carry-over's
+/// item has it, or a live item of a payout has it (looked for only among `live_only` when given).
+/// One statement, the ids bound once when both lookups take all of them.
 async fn ledger_taken<T: Tx>(
     tx: &mut T,
     kind: &'static str,
-    live: &[String],
-    carried: &[String],
+    references: &[String],
+    live_only: Option<&[String]>,
 ) -> Result<HashSet<String>> {
-    if live.is_empty() && carried.is_empty() {
+    if references.is_empty() {
         return Ok(HashSet::new());
     }
     let dialect = tx.dialect();
+    let live_param = if live_only.is_some() { "$2" } else { "$1" };
     let sql = format!(
         "SELECT t.reference {} UNION ALL SELECT t.reference {}",
-        by_reference(dialect, "$1", "payout_items", &format!("t.live AND t.kind = '{kind}'")),
-        by_reference(dialect, "$2", "carried_items", &format!("t.kind = '{kind}'")),
+        by_reference(dialect, "$1", "carried_items", &format!("t.kind = '{kind}'")),
+        by_reference(
+            dialect,
+            live_param,
+            "payout_items",
+            &format!("t.live AND t.kind = '{kind}'")
+        ),
     );
-    let mut args = id_array(live);
-    args.0.extend(id_array(carried).0);
+    let mut args = id_array(references);
+    if let Some(live) = live_only {
+        args.0.extend(id_array(live).0);
+    }
     tx.fetch_all(&sql, args)
         .await
         .map_err(db)?
@@ -465,14 +485,14 @@ async fn write_period<D: Db>(d: &D, batch: PeriodBatch, check: LedgerCheck) -> R
     lock_doctors(&mut tx, &doctors).await?;
     let keys = batch.keys();
     let facts = match check {
-        LedgerCheck::Read => facts(&mut tx, &keys, (&keys.consultations, &keys.clawbacks)).await?,
+        LedgerCheck::Read => facts(&mut tx, &keys, None).await?,
         LedgerCheck::ByIndex => {
             let carried = PeriodBatch {
                 payouts: Vec::new(),
                 carry_overs: batch.carry_overs.clone(),
             }
             .keys();
-            facts(&mut tx, &keys, (&carried.consultations, &carried.clawbacks)).await?
+            facts(&mut tx, &keys, Some(&carried)).await?
         }
     };
     let BatchDecision { create, carry, skipped } = batch.decide(&facts)?;
@@ -598,8 +618,7 @@ pub(crate) async fn create_payout<D: Db>(d: &D, new: NewPayout) -> Result<Payout
     new.validate()?;
     let mut tx = d.begin_write().await.map_err(db)?;
     lock_doctors(&mut tx, &[new.payout.doctor_id.as_str()]).await?;
-    let keys = new.keys();
-    new.check_against(&facts(&mut tx, &keys, (&keys.consultations, &keys.clawbacks)).await?)?;
+    new.check_against(&facts(&mut tx, &new.keys(), None).await?)?;
     if !insert_payout(&mut tx, &new).await? {
         return Err(Error::Conflict(new.payout.id.clone()));
     }
