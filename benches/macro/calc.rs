@@ -9,7 +9,8 @@
 //!
 //! - **baseline**: hand-written SQL in one transaction: `INSERT ... SELECT ... GROUP BY doctor_id`
 //!   for the payouts, `INSERT ... SELECT` with `ROW_NUMBER()` for one item per consultation, and
-//!   `INSERT ... SELECT` for one audit entry per payout: the same rows the service writes. Like the
+//!   `INSERT ... SELECT` for one audit entry per payout: the same rows the service writes, with ids as
+//!   long as the service's UUIDs and the same texts (see [`baseline_sql`]). Like the
 //!   service it reads the period and its look-back, and pays only consultations no live item holds (the consultation ledger: a `NOT EXISTS`
 //!   over the ledger's partial unique index), and its items are checked by that index as it inserts
 //!   them, so both pay for the same uniqueness.
@@ -20,7 +21,9 @@
 //!   compared: flat in the number of consultations means the 1M peak stays within 1.25x (+4 MiB) of
 //!   the 100k peak.
 //!
-//! Both results are checked to be the same: payouts, items, audit entries and total amount.
+//! Both results are checked to be the same: payouts, items, audit entries, total amount, and the
+//! characters of the ids and texts written. Before each measured run the page cache is written to
+//! disk (`sync`), so no run pays for the writeback of the one before it.
 
 use std::path::Path;
 use std::process::Command;
@@ -43,7 +46,7 @@ use crate::common::{
 macro_rules! written {
     ($pool:expr) => {
         Written::from(
-            sqlx::query_as::<_, (i64, i64, i64, i64)>(WRITTEN_SQL)
+            sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(WRITTEN_SQL)
                 .fetch_one($pool)
                 .await
                 .expect("counting"),
@@ -69,6 +72,9 @@ struct Written {
     items: i64,
     audit: i64,
     total_minor: i64,
+    /// The characters of the ids and texts written (payout ids, item references and descriptions,
+    /// audit details): the same when both wrote the same rows.
+    text_bytes: i64,
 }
 
 pub async fn run(report: &mut Report) {
@@ -86,6 +92,7 @@ pub async fn run(report: &mut Report) {
         load_sqlite(&pool, doctors, per_doctor).await;
         pool.close().await;
     }
+    settle_disk();
     let pool = sqlite_pool(&path("base.db")).await;
     let (base, base_time) = baseline_sqlite(&pool).await;
     pool.close().await;
@@ -109,6 +116,7 @@ pub async fn run(report: &mut Report) {
         pool.close().await;
         schemas.push(schema);
     }
+    settle_disk();
     let pool = schemas[0].pool(1).await;
     let (base, base_time) = baseline_postgres(&pool).await;
     pool.close().await;
@@ -188,6 +196,13 @@ struct ChildRun {
     peak_kib: u64,
 }
 
+/// Writes what the page cache holds to disk (`sync`) before a measured run, so that no run pays for
+/// the writeback of what was written before it (the databases loaded, the baseline's file).
+fn settle_disk() {
+    let status = Command::new("sync").status().expect("running sync");
+    assert!(status.success(), "sync failed: {status}");
+}
+
 /// Runs the service's calculation in a child process of this benchmark and reads its figures.
 fn child(backend: &str, location: &str) -> ChildRun {
     let exe = std::env::current_exe().expect("this benchmark's path");
@@ -205,6 +220,7 @@ fn child(backend: &str, location: &str) -> ChildRun {
         _ => Command::new(exe),
     };
     command.args([CHILD_ARG, backend, location]);
+    settle_disk();
     let figures = child_figures(command);
     ChildRun {
         time: Duration::from_nanos(figures.get("CALC_NANOS")),
@@ -368,38 +384,63 @@ async fn load_postgres(pool: &PgPool, doctors: usize, per_doctor: usize) {
 /// The baseline's statements: payouts, items, audit entries. `$1`/`$2` the period's first and last
 /// day, `$3` now, `$4`/`$5` the completion bounds of the period and its look-back (as the source
 /// binds them).
-fn baseline_sql() -> [&'static str; 3] {
+///
+/// They write the rows the service writes, byte for byte where the bytes are not a clock's or a
+/// random id's: a payout's id is 36 characters like the service's UUID text (ordered by doctor, as
+/// the service's time-ordered ids are by creation), a late consultation's item says so as the
+/// service's does, and the `CREATE` entry lists the late consultations. [`Written`] checks it.
+fn baseline_sql(dialect: &str) -> [String; 3] {
+    // The day a consultation was completed, `YYYY-MM-DD`.
+    let day = match dialect {
+        "postgres" => "to_char(completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        _ => "substr(completed_at, 1, 10)",
+    };
+    let held =
+        "NOT EXISTS (SELECT 1 FROM payout_items i WHERE i.live AND i.kind = 'CONSULTATION' AND i.reference = a.id)";
+    let paid = format!(
+        "FROM appointments a WHERE status = 'COMPLETED' AND completed_at >= $4 AND completed_at < $5 AND {held}"
+    );
+    let id = format!("'{BASELINE_ID_PREFIX}' || doctor_id");
     [
-        "INSERT INTO payouts (id, doctor_id, period_start, period_end, amount_minor, currency, status, origin, \
-         created_by, created_at, updated_at, version) \
-         SELECT 'base-' || doctor_id, doctor_id, $1, $2, COUNT(*) * 50000, 'KES', 'PENDING', 'CALCULATED', \
-         'system:bench', $3, $3, 1 \
-         FROM appointments a WHERE status = 'COMPLETED' AND completed_at >= $4 AND completed_at < $5 \
-         AND NOT EXISTS (SELECT 1 FROM payout_items i WHERE i.live AND i.kind = 'CONSULTATION' AND i.reference = a.id) \
-         GROUP BY doctor_id",
-        "INSERT INTO payout_items (payout_id, position, kind, reference, amount_minor, currency, occurred_at, description) \
-         SELECT 'base-' || doctor_id, ROW_NUMBER() OVER (PARTITION BY doctor_id ORDER BY completed_at, id) - 1, \
-         'CONSULTATION', id, 50000, 'KES', completed_at, 'Consultation ' || id || ' at 500.00 KES' \
-         FROM appointments a WHERE status = 'COMPLETED' AND completed_at >= $4 AND completed_at < $5 \
-         AND NOT EXISTS (SELECT 1 FROM payout_items i WHERE i.live AND i.kind = 'CONSULTATION' AND i.reference = a.id)",
+        format!(
+            "INSERT INTO payouts (id, doctor_id, period_start, period_end, amount_minor, currency, status, origin, \
+             created_by, created_at, updated_at, version) \
+             SELECT {id}, doctor_id, $1, $2, COUNT(*) * 50000, 'KES', 'PENDING', 'CALCULATED', \
+             'system:bench', $3, $3, 1 {paid} GROUP BY doctor_id"
+        ),
+        format!(
+            "INSERT INTO payout_items (payout_id, position, kind, reference, amount_minor, currency, occurred_at, description) \
+             SELECT {id}, ROW_NUMBER() OVER (PARTITION BY doctor_id ORDER BY completed_at, id) - 1, \
+             'CONSULTATION', id, 50000, 'KES', completed_at, \
+             CASE WHEN completed_at < $1 THEN 'Late consultation ' || id || ' of ' || {day} || ' at 500.00 KES' \
+             ELSE 'Consultation ' || id || ' at 500.00 KES' END {paid}"
+        ),
         "INSERT INTO audit_entries (payout_id, actor, at, action, from_status, to_status, detail) \
          SELECT id, 'system:bench', $3, 'CREATE', NULL, 'PENDING', \
          'calculated 2026-10-01..2026-10-31: ' || (amount_minor / 50000) || ' consultations at 500.00 KES = ' \
          || (amount_minor / 100) || '.00 KES; carried over 0.00 KES; deductions 0.00 KES; net ' \
          || (amount_minor / 100) || '.00 KES' \
-         FROM payouts WHERE created_by = 'system:bench' AND period_start = $1",
+         || COALESCE((SELECT '; late (completed before 2026-10-01, not paid before): ' \
+         || string_agg(i.reference, ', ' ORDER BY i.position) \
+         FROM payout_items i WHERE i.payout_id = p.id AND i.occurred_at < $1), '') \
+         FROM payouts p WHERE created_by = 'system:bench' AND period_start = $1"
+            .to_string(),
     ]
 }
+
+/// The first 26 characters of the baseline's payout ids: with a doctor's id (`doc-` and 6 digits)
+/// they are as long as a UUID's text.
+const BASELINE_ID_PREFIX: &str = "00000000-0000-7000-8000-00";
 
 /// Runs the baseline's statements in one transaction on `$pool`, binding now and the completion
 /// bounds as the dialect stores times, and returns the time it took.
 macro_rules! run_baseline {
-    ($pool:expr, $now:expr, $from:expr, $to:expr) => {{
+    ($pool:expr, $dialect:literal, $now:expr, $from:expr, $to:expr) => {{
         let p = period();
         let start = Instant::now();
         let mut tx = $pool.begin().await.expect("a transaction");
-        for sql in baseline_sql() {
-            sqlx::query(sql)
+        for sql in baseline_sql($dialect) {
+            sqlx::query(&sql)
                 .bind(p.start)
                 .bind(p.end)
                 .bind($now)
@@ -423,27 +464,32 @@ async fn baseline_sqlite(pool: &SqlitePool) -> (Written, Duration) {
     // The store's fixed-width UTC text.
     let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let from = window_start().format("%Y-%m-%d").to_string();
-    let time = run_baseline!(pool, &now, from.as_str(), "2026-11-01");
+    let time = run_baseline!(pool, "sqlite", &now, from.as_str(), "2026-11-01");
     (written!(pool), time)
 }
 
 async fn baseline_postgres(pool: &PgPool) -> (Written, Duration) {
     let from = window_start().and_hms_opt(0, 0, 0).expect("a time").and_utc();
     let to = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().expect("a time");
-    let time = run_baseline!(pool, Utc::now(), from, to);
+    let time = run_baseline!(pool, "postgres", Utc::now(), from, to);
     (written!(pool), time)
 }
 
 const WRITTEN_SQL: &str = "SELECT (SELECT COUNT(*) FROM payouts), (SELECT COUNT(*) FROM payout_items), \
-     (SELECT COUNT(*) FROM audit_entries), (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM payouts)";
+     (SELECT COUNT(*) FROM audit_entries), (SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM payouts), \
+     (SELECT CAST(COALESCE(SUM(length(id)), 0) AS BIGINT) FROM payouts) \
+     + (SELECT CAST(COALESCE(SUM(length(payout_id) + length(reference) + length(description)), 0) AS BIGINT) \
+        FROM payout_items) \
+     + (SELECT CAST(COALESCE(SUM(length(payout_id) + length(detail)), 0) AS BIGINT) FROM audit_entries)";
 
-impl From<(i64, i64, i64, i64)> for Written {
-    fn from((payouts, items, audit, total_minor): (i64, i64, i64, i64)) -> Self {
+impl From<(i64, i64, i64, i64, i64)> for Written {
+    fn from((payouts, items, audit, total_minor, text_bytes): (i64, i64, i64, i64, i64)) -> Self {
         Written {
             payouts,
             items,
             audit,
             total_minor,
+            text_bytes,
         }
     }
 }
