@@ -142,9 +142,25 @@ impl EventReference {
             EventReference::ProviderReference(s) | EventReference::IdempotencyKey(s) => s,
         }
     }
+
+    /// True when it could name an attempt of ours: a provider reference (adapters give only those of
+    /// the forms `send` returns), or an idempotency key of our form
+    /// ([`PayoutAttempt::is_key_form`](crate::domain::PayoutAttempt::is_key_form)).
+    pub fn could_be_ours(&self) -> bool {
+        match self {
+            EventReference::ProviderReference(s) => !s.is_empty(),
+            EventReference::IdempotencyKey(k) => crate::domain::PayoutAttempt::is_key_form(k),
+        }
+    }
 }
 
 /// A verified, translated provider event.
+///
+/// An adapter puts in `references` only what could name an attempt of ours: our idempotency key
+/// where the provider echoes it, and the provider's references of the forms `send` returns. An
+/// authentic event about something this engine never sent (a Stripe Connect account's own bank
+/// payout, a PayPal payout another system made) therefore names nothing of ours
+/// ([`ProviderEvent::names_ours`] is false): the service acknowledges it and changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderEvent {
     /// The provider's event id (the deduplication key).
@@ -158,6 +174,14 @@ pub struct ProviderEvent {
     pub occurred_at: Option<DateTime<Utc>>,
     /// The provider's own event type (`transfer.reversed`, `PAYMENT.PAYOUTS-ITEM.SUCCEEDED`, ...).
     pub provider_type: String,
+}
+
+impl ProviderEvent {
+    /// True when one of its references could name an attempt of ours
+    /// ([`EventReference::could_be_ours`]).
+    pub fn names_ours(&self) -> bool {
+        self.references.iter().any(EventReference::could_be_ours)
+    }
 }
 
 /// What a provider can do.

@@ -9,15 +9,15 @@ use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use http::HeaderMap;
 use payout_core::clock::{Clock, ManualClock, SequentialIds};
 use payout_core::domain::{
-    Actor, AttemptOutcome, Consultation, ItemKind, Payout, PayoutId, Period, Provider, Recipient,
+    Actor, AttemptOutcome, Consultation, ItemKind, Payout, PayoutAttempt, PayoutId, Period, Provider, Recipient,
 };
 use payout_core::error::{Error, ProviderError, ProviderErrorKind, WebhookError};
 use payout_core::memory::MemoryStore;
 use payout_core::money::{Currency, Money};
 use payout_core::premium::{Plan, StaticSubscriptions, Subscription, SubscriptionStatus};
 use payout_core::provider::{
-    AttemptLookup, Capabilities, MockPayoutProvider, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus,
-    SendReceipt,
+    AttemptLookup, Capabilities, EventReference, MockPayoutProvider, PayoutInstruction, PayoutProvider, ProviderEvent,
+    ProviderEventKind, ProviderStatus, SendReceipt,
 };
 use payout_core::service::{
     CalculationPolicy, CalculationReport, Deduction, EventOutcome, ManualPayout, PayoutService, ServicePolicy,
@@ -1023,6 +1023,121 @@ async fn forged_webhooks_and_unknown_references_change_nothing() {
     assert!(matches!(err, Error::UnknownReference { .. }));
     assert_eq!(h.store.get(&p.id).await.unwrap().status, PayoutStatus::Processing);
     assert!(!h.store.webhook_event_seen(Provider::MpesaB2c, "e2").await.unwrap());
+}
+
+/// A Stripe adapter double whose every delivery verifies to `events`.
+fn stripe_delivering(events: Vec<ProviderEvent>) -> Arc<dyn PayoutProvider> {
+    let mut m = stripe_mock();
+    m.expect_verify_webhook().returning(move |_, _| Ok(events.clone()));
+    Arc::new(m)
+}
+
+fn stripe_event(id: &str, references: Vec<EventReference>) -> ProviderEvent {
+    ProviderEvent {
+        event_id: id.to_string(),
+        references,
+        kind: ProviderEventKind::Paid,
+        occurred_at: None,
+        provider_type: "payout.paid".to_string(),
+    }
+}
+
+#[tokio::test]
+async fn an_authentic_event_naming_nothing_of_ours_is_acknowledged_and_changes_nothing() {
+    // A Connect account's own bank payout (no key in its metadata, so the adapter gives no
+    // reference), and another system's item whose key is not of our form.
+    let foreign = [
+        stripe_event("evt_po", vec![]),
+        stripe_event("evt_other", vec![EventReference::IdempotencyKey("INV-2024-001".into())]),
+    ];
+    for event in foreign {
+        let h = harness_with(
+            default_consultations(),
+            vec![stripe_delivering(vec![event.clone()])],
+            ServicePolicy::default(),
+        );
+        let p = h.in_flight("dr-a").await;
+        let audit_before = h.store.audit_trail(&p.id).await.unwrap().len();
+        let report = h
+            .service
+            .handle_webhook(Provider::StripeConnect, &HeaderMap::new(), b"{}")
+            .await
+            .unwrap();
+        assert_eq!(
+            report.events,
+            vec![EventOutcome::NotOurs {
+                event_id: event.event_id.clone(),
+                event_type: "payout.paid".into(),
+            }]
+        );
+        assert_eq!(h.store.get(&p.id).await.unwrap().status, PayoutStatus::Processing);
+        assert_eq!(h.store.audit_trail(&p.id).await.unwrap().len(), audit_before);
+        assert!(
+            !h.store
+                .webhook_event_seen(Provider::StripeConnect, &event.event_id)
+                .await
+                .unwrap()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_event_naming_a_key_or_reference_of_ours_that_is_not_recorded_is_refused_for_redelivery() {
+    let ours = [
+        vec![EventReference::IdempotencyKey(PayoutAttempt::key_for(
+            &PayoutId::new("po_999999"),
+            1,
+        ))],
+        vec![EventReference::ProviderReference("tr_not_recorded_yet".into())],
+        // Ours by its key though another reference is foreign.
+        vec![
+            EventReference::IdempotencyKey("INV-7".into()),
+            EventReference::IdempotencyKey(PayoutAttempt::key_for(&PayoutId::new("po_999999"), 2)),
+        ],
+    ];
+    for references in ours {
+        let h = harness_with(
+            default_consultations(),
+            vec![stripe_delivering(vec![stripe_event("evt_early", references.clone())])],
+            ServicePolicy::default(),
+        );
+        let err = h
+            .service
+            .handle_webhook(Provider::StripeConnect, &HeaderMap::new(), b"{}")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::UnknownReference { .. }), "{references:?}: {err:?}");
+        assert!(
+            !h.store
+                .webhook_event_seen(Provider::StripeConnect, "evt_early")
+                .await
+                .unwrap()
+        );
+    }
+}
+
+#[test]
+fn our_key_form_is_a_payout_id_and_an_attempt_number() {
+    let id = PayoutId::new("0190f2a4-7b3c-7d2e-9f1a-2b3c4d5e6f70");
+    for n in [1, 2, 10, u32::MAX] {
+        assert!(
+            PayoutAttempt::is_key_form(&PayoutAttempt::key_for(&id, n)),
+            "attempt {n}"
+        );
+    }
+    for foreign in [
+        "",
+        "-1",
+        "abc",
+        "abc-",
+        "abc-0",
+        "abc-01",
+        "INV-2024-001",
+        "a b-1",
+        "abc-1x",
+    ] {
+        assert!(!PayoutAttempt::is_key_form(foreign), "{foreign:?}");
+    }
 }
 
 #[tokio::test]

@@ -11,7 +11,8 @@ use payout_core::clock::ManualClock;
 use payout_core::domain::{PayoutDestination, Provider};
 use payout_core::money::{Currency, Money};
 use payout_core::provider::{EventReference, PayoutInstruction, PayoutProvider, ProviderEventKind, ProviderStatus};
-use payout_core::testkit::{fixtures, provider::check_provider};
+use payout_core::testkit::fixtures;
+use payout_core::testkit::provider::{check_provider, check_unmatched_events};
 use payout_core::{ProviderErrorKind, WebhookError};
 use payout_providers::stripe::{StripeConfig, StripeProvider, signature_header};
 use payout_providers::{RetryPolicy, Secret};
@@ -447,6 +448,52 @@ async fn webhook_transfer_reversed_is_reversed_with_both_references() {
         ]
     );
     assert_eq!(e.occurred_at, DateTime::from_timestamp(NOW - 5, 0));
+}
+
+#[tokio::test]
+async fn events_about_what_we_never_sent_name_nothing_of_ours() {
+    let p = offline();
+    // A Connect account's own bank payout: its `po_...` id is never one `send` returned.
+    let own_payout = event(
+        "payout.paid",
+        json!({"id": "po_1QbXjz", "object": "payout", "amount": 125000, "currency": "kes", "status": "paid", "metadata": {}}),
+    );
+    // Another system's transfer: no key, or a key not of our form.
+    let mut keyless = transfer("tr_other", "", false);
+    keyless["metadata"] = json!({});
+    let other_key = transfer("tr_other", "INV-2024-001", false);
+    for body in [
+        own_payout,
+        event("transfer.created", keyless),
+        event("transfer.reversed", other_key),
+    ] {
+        let events = p.verify_webhook(&signed(&body, NOW), &body).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].references, vec![]);
+        assert!(!events[0].names_ours());
+    }
+    // A Connect payout event carrying our key is ours by the key alone.
+    let keyed = event(
+        "payout.failed",
+        json!({"id": "po_2", "object": "payout", "status": "failed", "metadata": {"idempotency_key": "po_testkit-1"}}),
+    );
+    let events = p.verify_webhook(&signed(&keyed, NOW), &keyed).await.unwrap();
+    assert_eq!(
+        events[0].references,
+        vec![EventReference::IdempotencyKey("po_testkit-1".into())]
+    );
+}
+
+#[tokio::test]
+async fn passes_the_unmatched_events_check() {
+    let own_payout = event("payout.paid", json!({"id": "po_1", "object": "payout", "metadata": {}}));
+    let early = event("transfer.created", transfer("tr_early", "po_testkit-9", false));
+    check_unmatched_events(
+        &offline(),
+        Some((&signed(&own_payout, NOW), &own_payout)),
+        (&signed(&early, NOW), &early),
+    )
+    .await;
 }
 
 #[tokio::test]

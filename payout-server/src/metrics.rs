@@ -17,10 +17,11 @@ use crate::AppState;
 /// (method, route, status).
 type RequestKey = (String, String, u16);
 
-/// Request counters: count and total seconds per key.
+/// Request counters: count and total seconds per key; webhook events by provider and result.
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<RequestKey, (u64, f64)>>,
+    webhook_events: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -29,6 +30,13 @@ impl Metrics {
         let slot = m.entry((method.to_string(), route.to_string(), status)).or_default();
         slot.0 += 1;
         slot.1 += seconds;
+    }
+
+    /// Counts one verified webhook event of `provider` by what the engine did with it
+    /// (`applied`, `ignored`, `duplicate`, `not_ours`).
+    pub fn record_webhook_event(&self, provider: &str, result: &'static str) {
+        let mut m = self.webhook_events.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((provider.to_string(), result)).or_default() += 1;
     }
 }
 
@@ -66,6 +74,23 @@ pub async fn render(State(state): State<AppState>) -> Response {
         let _ = writeln!(
             out,
             "payouts_http_request_seconds_sum{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {secs:.6}"
+        );
+    }
+    out.push_str(
+        "# HELP payouts_webhook_events_total Verified webhook events by provider and result \
+         (not_ours: authentic, about nothing this engine sent; acknowledged, nothing changed).\n\
+         # TYPE payouts_webhook_events_total counter\n",
+    );
+    let events = state
+        .metrics
+        .webhook_events
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for ((provider, result), count) in &events {
+        let _ = writeln!(
+            out,
+            "payouts_webhook_events_total{{provider=\"{provider}\",result=\"{result}\"}} {count}"
         );
     }
     out.push_str("# HELP payouts_payouts Payouts by status.\n# TYPE payouts_payouts gauge\n");

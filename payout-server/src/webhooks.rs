@@ -51,6 +51,7 @@ async fn handle(
     let events: Vec<Value> = report
         .events
         .into_iter()
+        .inspect(|e| state.metrics.record_webhook_event(provider.as_str(), result_of(e)))
         .map(|e| match e {
             EventOutcome::Applied { event_id, payout_id, from, to } => {
                 json!({"eventId": event_id, "result": "applied", "payoutId": payout_id.to_string(), "from": from.to_string(), "to": to.to_string()})
@@ -59,10 +60,24 @@ async fn handle(
                 json!({"eventId": event_id, "result": "ignored", "payoutId": payout_id.to_string(), "reason": reason})
             }
             EventOutcome::Duplicate { event_id } => json!({"eventId": event_id, "result": "duplicate"}),
+            EventOutcome::NotOurs { event_id, event_type } => {
+                json!({"eventId": event_id, "result": "not_ours", "eventType": event_type})
+            }
             other => json!({"result": format!("{other:?}")}),
         })
         .collect();
     Ok(Json(json!({"data": {"received": true, "events": events}})))
+}
+
+/// What the engine did with an event, as `/metrics` and the answer name it.
+fn result_of(outcome: &EventOutcome) -> &'static str {
+    match outcome {
+        EventOutcome::Applied { .. } => "applied",
+        EventOutcome::Ignored { .. } => "ignored",
+        EventOutcome::Duplicate { .. } => "duplicate",
+        EventOutcome::NotOurs { .. } => "not_ours",
+        _ => "other",
+    }
 }
 
 /// `POST /api/webhooks/stripe-payouts`

@@ -145,6 +145,28 @@ async fn the_seed_workflow_review_approve_trigger_webhook_paid() {
         (s, body["data"]["events"][0]["result"].as_str()),
         (StatusCode::OK, Some("duplicate"))
     );
+    // An authentic event naming nothing of ours is acknowledged, counted, and changes nothing.
+    let foreign = Request::post("/api/webhooks/stripe-payouts")
+        .header("x-simulation-token", SIM_TOKEN)
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"eventId": "evt_foreign", "reference": "", "status": "FAILED"}).to_string(),
+        ))
+        .unwrap();
+    let (s, body, _) = call(&app, foreign).await;
+    assert_eq!(
+        (s, body["data"]["events"][0]["result"].as_str()),
+        (StatusCode::OK, Some("not_ours"))
+    );
+    let (_, _, metrics) = call(&app, get("/metrics", None)).await;
+    for result in ["applied", "duplicate", "not_ours"] {
+        assert!(
+            metrics.contains(&format!(
+                "payouts_webhook_events_total{{provider=\"STRIPE_CONNECT\",result=\"{result}\"}} 1"
+            )),
+            "{result}: {metrics}"
+        );
+    }
     // Check status, items, audit.
     let (s, detail, _) = call(&app, get(&format!("/api/admin/payouts/{id}"), Some(&a))).await;
     assert_eq!(s, StatusCode::OK);

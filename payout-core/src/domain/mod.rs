@@ -435,6 +435,20 @@ impl PayoutAttempt {
     pub fn key_for(payout_id: &PayoutId, attempt_no: u32) -> String {
         format!("{payout_id}-{attempt_no}")
     }
+
+    /// True when `key` has the form of [`PayoutAttempt::key_for`]: a payout id, `-`, and an attempt
+    /// number from 1 written without leading zeros. It says only that the key could be ours (whether
+    /// an attempt holds it is the store's to say), so a provider event carrying a key of another
+    /// form (another system's `sender_item_id`) can be told apart from one of ours.
+    pub fn is_key_form(key: &str) -> bool {
+        let Some((id, n)) = key.rsplit_once('-') else {
+            return false;
+        };
+        !id.is_empty()
+            && !id.chars().any(|c| c.is_whitespace() || c.is_control())
+            && !n.starts_with('0')
+            && n.parse::<u32>().is_ok_and(|n| n >= 1)
+    }
 }
 
 /// One line of the append-only audit trail.

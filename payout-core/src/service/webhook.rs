@@ -38,6 +38,14 @@ pub enum EventOutcome {
         /// The event id.
         event_id: String,
     },
+    /// It is authentic but names nothing of ours (no idempotency key of our form, no provider
+    /// reference of a form we are given): acknowledged, and nothing changed or stored.
+    NotOurs {
+        /// The event id.
+        event_id: String,
+        /// The provider's event type.
+        event_type: String,
+    },
 }
 
 /// What a webhook delivery did.
@@ -88,8 +96,11 @@ impl PayoutService {
     /// already seen is a no-op, a stale or out-of-order event changes no status, and each applied event
     /// is recorded and audited in the same step as its effect.
     ///
-    /// An authentic event about an attempt we do not know (yet) is an [`Error::UnknownReference`], so
-    /// the host answers non-2xx and the provider delivers it again later: never acknowledged and dropped.
+    /// An authentic event that names nothing of ours ([`ProviderEvent::names_ours`]) is
+    /// [`EventOutcome::NotOurs`]: acknowledged, logged, and nothing changes, so the provider stops
+    /// delivering it. An authentic event that names our key, or a reference of a form we are given,
+    /// whose attempt is not recorded (yet) is an [`Error::UnknownReference`], so the host answers
+    /// non-2xx and the provider delivers it again later: never acknowledged and dropped.
     pub async fn handle_webhook(&self, provider: Provider, headers: &HeaderMap, body: &[u8]) -> Result<WebhookReport> {
         let adapter = self.provider(provider)?;
         let events = adapter.verify_webhook(headers, body).await?;
@@ -101,6 +112,18 @@ impl PayoutService {
     }
 
     async fn apply_provider_event(&self, provider: Provider, event: &ProviderEvent) -> Result<EventOutcome> {
+        if !event.names_ours() {
+            tracing::info!(
+                %provider,
+                event_id = %event.event_id,
+                event_type = %event.provider_type,
+                "authentic webhook event names nothing of ours: acknowledged, nothing changed"
+            );
+            return Ok(EventOutcome::NotOurs {
+                event_id: event.event_id.clone(),
+                event_type: event.provider_type.clone(),
+            });
+        }
         // No "seen already?" read first: the store refuses a recorded event atomically with the
         // change (`DuplicateEvent`, answered as `Duplicate` below), so a first delivery, the common
         // case, pays no extra round trip; a redelivery still finds its attempt and is refused there.

@@ -98,6 +98,57 @@ pub async fn check_provider(provider: &dyn PayoutProvider, instruction: PayoutIn
     }
 }
 
+/// Checks the engine's rule for authentic events that are not ours: `foreign` is a delivery signed
+/// as the provider signs it, about something this engine never sent (a Stripe Connect account's own
+/// `po_...` payout, a PayPal item another system sent); `early` is one about an attempt of ours.
+/// Panics naming the provider unless:
+/// - `verify_webhook` accepts `foreign`, and none of its events names anything of ours
+///   ([`ProviderEvent::names_ours`](crate::provider::ProviderEvent::names_ours)), so the service
+///   acknowledges them and changes nothing;
+/// - `verify_webhook` accepts `early`, and each of its events names something of ours, so the
+///   service refuses it for redelivery while the attempt is not recorded.
+///
+/// An adapter whose provider only ever calls back about requests we made (M-Pesa's result URLs
+/// are given per request) passes `None` for `foreign`.
+pub async fn check_unmatched_events(
+    provider: &dyn PayoutProvider,
+    foreign: Option<(&HeaderMap, &[u8])>,
+    early: (&HeaderMap, &[u8]),
+) {
+    let name = provider.provider();
+    if let Some(delivery) = foreign {
+        for event in verified(provider, delivery, "an authentic event that is not ours").await {
+            assert!(
+                !event.names_ours(),
+                "{name}: an event about something this engine never sent must name nothing of ours, names {:?}",
+                event.references
+            );
+        }
+    }
+    for event in verified(provider, early, "an authentic event about an attempt of ours").await {
+        assert!(
+            event.names_ours(),
+            "{name}: an event about an attempt of ours must name it, names {:?}",
+            event.references
+        );
+    }
+}
+
+/// The events `delivery` verifies to; panics unless it verifies to at least one.
+async fn verified(
+    provider: &dyn PayoutProvider,
+    (headers, body): (&HeaderMap, &[u8]),
+    what: &str,
+) -> Vec<crate::provider::ProviderEvent> {
+    let name = provider.provider();
+    let events = provider
+        .verify_webhook(headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {what} must verify, got {e}"));
+    assert!(!events.is_empty(), "{name}: {what} must yield its event");
+    events
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -195,6 +246,67 @@ mod tests {
         (|f| f.forgets_attempts = true, "lookup must find"),
         (|f| f.batch_of_one = true, "more than one instruction"),
     ];
+
+    /// An adapter whose delivery `b"foreign"` verifies to one event with the first references, and
+    /// any other to one with the second.
+    struct Canned(
+        Vec<crate::provider::EventReference>,
+        Vec<crate::provider::EventReference>,
+    );
+
+    #[async_trait]
+    impl PayoutProvider for Canned {
+        fn provider(&self) -> Provider {
+            Provider::StripeConnect
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::default()
+        }
+        async fn send(&self, _: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
+            unreachable!("the unmatched-events check sends nothing")
+        }
+        async fn verify_webhook(&self, _: &HeaderMap, body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
+            let references = if body == b"foreign" { &self.0 } else { &self.1 };
+            Ok(vec![ProviderEvent {
+                event_id: "evt_1".into(),
+                references: references.clone(),
+                kind: crate::provider::ProviderEventKind::Paid,
+                occurred_at: None,
+                provider_type: "payout.paid".into(),
+            }])
+        }
+        async fn lookup(&self, _: &AttemptLookup) -> Result<ProviderStatus, ProviderError> {
+            Ok(ProviderStatus::NotFound)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_unmatched_events_check_catches_an_adapter_that_claims_or_drops_events() {
+        use crate::provider::EventReference::{IdempotencyKey, ProviderReference};
+        let h = HeaderMap::new();
+        let foreign: Option<(&HeaderMap, &[u8])> = Some((&h, b"foreign"));
+        let early: (&HeaderMap, &[u8]) = (&h, b"early");
+        let key = || IdempotencyKey("po_1-1".into());
+        // Nothing of ours in the foreign event, our key in the early one: passes.
+        check_unmatched_events(&Canned(vec![], vec![key()]), foreign, early).await;
+        check_unmatched_events(&Canned(vec![], vec![ProviderReference("tr_1".into())]), None, early).await;
+        let failure = |adapter: Canned| async move {
+            let Err(panic) = AssertUnwindSafe(check_unmatched_events(&adapter, foreign, early))
+                .catch_unwind()
+                .await
+            else {
+                panic!("the check passed an adapter it should fail");
+            };
+            panic.downcast_ref::<String>().cloned().unwrap_or_default()
+        };
+        // A connected account's `po_...` given as a provider reference: claimed, so it would be
+        // refused for redelivery forever.
+        let claims = failure(Canned(vec![ProviderReference("po_1".into())], vec![key()])).await;
+        assert!(claims.contains("must name nothing of ours"), "{claims}");
+        // Our own event with only a key of another form: it would be acknowledged and lost.
+        let drops = failure(Canned(vec![], vec![IdempotencyKey("INV-2024-001".into())])).await;
+        assert!(drops.contains("must name it"), "{drops}");
+    }
 
     #[tokio::test]
     async fn catches_each_planted_bug() {

@@ -9,6 +9,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use payout_core::WebhookError;
+use payout_core::domain::PayoutAttempt;
 use payout_core::provider::{EventReference, ProviderEvent, ProviderEventKind};
 use rsa::RsaPublicKey;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
@@ -300,7 +301,9 @@ pub(crate) fn verify_request_body(t: &Transmission, webhook_id: &str, body: &[u8
 ///
 /// References: `resource.payout_item_id` (`ProviderReference`), `resource.payout_batch_id`
 /// (`ProviderReference`, what `send` returns when the item id was not known yet) and
-/// `resource.payout_item.sender_item_id` (`IdempotencyKey`, our key). The event id is PayPal's `WH-...`.
+/// `resource.payout_item.sender_item_id` (`IdempotencyKey`, our key). An item whose
+/// `sender_item_id` is not a key of our form was sent by another system: no references, so the
+/// service acknowledges it without a change. The event id is PayPal's `WH-...`.
 pub(crate) fn translate(body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
     let event: Event = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
     let Some(suffix) = event.event_type.strip_prefix("PAYMENT.PAYOUTS-ITEM.") else {
@@ -330,15 +333,20 @@ pub(crate) fn translate(body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError>
         },
         _ => return Ok(Vec::new()),
     };
+    // Every item we send carries our key as its `sender_item_id`; an item with another one was
+    // sent by another system (the platform's own payouts), and its PayPal ids name nothing of ours.
+    let key = item.sender_item_id().filter(|s| !s.is_empty());
     let mut references = Vec::new();
-    if let Some(id) = item.payout_item_id.clone().filter(|s| !s.is_empty()) {
-        references.push(EventReference::ProviderReference(id));
-    }
-    if let Some(key) = item.sender_item_id().filter(|s| !s.is_empty()) {
-        references.push(EventReference::IdempotencyKey(key.to_string()));
-    }
-    if let Some(batch) = item.payout_batch_id.clone().filter(|s| !s.is_empty()) {
-        references.push(EventReference::ProviderReference(batch));
+    if key.is_none_or(PayoutAttempt::is_key_form) {
+        if let Some(id) = item.payout_item_id.clone().filter(|s| !s.is_empty()) {
+            references.push(EventReference::ProviderReference(id));
+        }
+        if let Some(key) = key {
+            references.push(EventReference::IdempotencyKey(key.to_string()));
+        }
+        if let Some(batch) = item.payout_batch_id.clone().filter(|s| !s.is_empty()) {
+            references.push(EventReference::ProviderReference(batch));
+        }
     }
     Ok(vec![ProviderEvent {
         event_id: event.id,

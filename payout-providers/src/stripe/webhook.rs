@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use payout_core::WebhookError;
+use payout_core::domain::PayoutAttempt;
 use payout_core::provider::{EventReference, ProviderEvent, ProviderEventKind};
 use serde::Deserialize;
 
@@ -108,9 +109,11 @@ struct EventObject {
 /// | `payout.failed` (Connect) | `Failed` with `failure_code: failure_message` |
 /// | `payout.canceled` (Connect) | `Failed` |
 ///
-/// References, tried in order: the object's id (`tr_...` for transfers) and our idempotency key
-/// from `metadata.idempotency_key` where present. A Connect `payout.*` object is the connected
-/// account's own payout (`po_...`): it names our attempt only if its metadata carries the key.
+/// References, tried in order: the transfer's id (`tr_...`) and our idempotency key from
+/// `metadata.idempotency_key`, both only when the object carries a key of our form. A Connect
+/// `payout.*` object is the connected account's own payout (`po_...`): it names our attempt only if
+/// its metadata carries the key. An event with no key of ours names nothing of ours, and the
+/// service acknowledges it without a change.
 pub(crate) fn translate(body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
     let event: Event = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
     let object = &event.data.object;
@@ -136,14 +139,19 @@ pub(crate) fn translate(body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError>
         },
         _ => return Ok(Vec::new()),
     };
+    // Every transfer we create carries our key in its metadata; an object without one (another
+    // system's transfer, a connected account's own `po_...` payout) names nothing of ours. A
+    // `po_...` id is never one `send` returned, so only the key can tie a payout event to us.
     let mut references = Vec::new();
-    if let Some(id) = object.id.as_deref().filter(|s| !s.is_empty()) {
-        references.push(EventReference::ProviderReference(id.to_string()));
-    }
-    if let Some(serde_json::Value::String(key)) = object.metadata.get("idempotency_key") {
-        if !key.is_empty() {
-            references.push(EventReference::IdempotencyKey(key.clone()));
+    let key = match object.metadata.get("idempotency_key") {
+        Some(serde_json::Value::String(key)) if PayoutAttempt::is_key_form(key) => Some(key.clone()),
+        _ => None,
+    };
+    if let Some(key) = key {
+        if let Some(id) = object.id.as_deref().filter(|s| s.starts_with("tr_")) {
+            references.push(EventReference::ProviderReference(id.to_string()));
         }
+        references.push(EventReference::IdempotencyKey(key));
     }
     Ok(vec![ProviderEvent {
         event_id: event.id,

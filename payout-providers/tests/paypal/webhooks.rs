@@ -65,6 +65,42 @@ async fn a_valid_item_event_translates_with_all_references() {
     assert_eq!(e.occurred_at.map(|t| t.timestamp()), Some(1_720_306_132));
 }
 
+/// An item event whose `sender_item_id` is `sender_item_id`.
+fn item_event_sent_as(sender_item_id: &str) -> Vec<u8> {
+    let mut event: serde_json::Value =
+        serde_json::from_slice(&event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS")).unwrap();
+    event["resource"]["payout_item"]["sender_item_id"] = json!(sender_item_id);
+    serde_json::to_vec(&event).unwrap()
+}
+
+#[tokio::test]
+async fn an_item_another_system_sent_names_nothing_of_ours() {
+    let p = offline_with(TestFetcher::with(CERT, paypal_cert()));
+    for other in ["INV-2024-001", "payroll_7", "po_testkit-01"] {
+        let body = item_event_sent_as(other);
+        let events = p.verify_webhook(&signed(&body), &body).await.unwrap();
+        assert_eq!(events.len(), 1, "{other}");
+        assert_eq!(
+            events[0].references,
+            vec![],
+            "{other}: its PayPal ids are not ours either"
+        );
+        assert!(!events[0].names_ours());
+    }
+}
+
+#[tokio::test]
+async fn passes_the_unmatched_events_check() {
+    let foreign = item_event_sent_as("INV-2024-001");
+    let early = item_event_sent_as("po_testkit-9");
+    check_unmatched_events(
+        &offline_with(TestFetcher::with(CERT, paypal_cert())),
+        Some((&signed(&foreign), &foreign)),
+        (&signed(&early), &early),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn item_event_types_map_to_kinds_and_batch_events_to_nothing() {
     let p = offline_with(TestFetcher::with(CERT, paypal_cert()));
