@@ -21,7 +21,7 @@ type RequestKey = (String, String, u16);
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<RequestKey, (u64, f64)>>,
-    webhook_events: Mutex<BTreeMap<(String, &'static str), u64>>,
+    webhook_events: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -34,9 +34,9 @@ impl Metrics {
 
     /// Counts one verified webhook event of `provider` by what the engine did with it
     /// (`applied`, `ignored`, `duplicate`, `not_ours`).
-    pub fn record_webhook_event(&self, provider: &str, result: &'static str) {
+    pub fn record_webhook_event(&self, provider: &'static str, result: &'static str) {
         let mut m = self.webhook_events.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry((provider.to_string(), result)).or_default() += 1;
+        *m.entry((provider, result)).or_default() += 1;
     }
 }
 
