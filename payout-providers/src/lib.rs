@@ -10,7 +10,7 @@
 //! use payout_core::PayoutProvider;
 //! use payout_providers::stripe::{StripeConfig, StripeProvider};
 //!
-//! // STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET and optionally STRIPE_API_BASE.
+//! // STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET and/or STRIPE_CONNECT_WEBHOOK_SECRET, optionally STRIPE_API_BASE.
 //! let stripe: Arc<dyn PayoutProvider> = Arc::new(StripeProvider::new(StripeConfig::from_env()?)?);
 //! assert!(stripe.capabilities().lookup);
 //! # Ok(())

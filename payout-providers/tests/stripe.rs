@@ -484,6 +484,85 @@ async fn events_about_what_we_never_sent_name_nothing_of_ours() {
     );
 }
 
+/// An adapter with `key`, and the account and Connect webhook secrets given.
+fn with_secrets(key: &str, account: Option<&str>, connect: Option<&str>) -> StripeProvider {
+    let mut b = StripeConfig::builder()
+        .secret_key(key)
+        .api_base("http://127.0.0.1:9")
+        .clock(Arc::new(ManualClock::new(now())));
+    if let Some(s) = account {
+        b = b.webhook_secret(s);
+    }
+    if let Some(s) = connect {
+        b = b.connect_webhook_secret(s);
+    }
+    StripeProvider::new(b.build().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn account_and_connect_endpoints_each_verify_with_their_own_secret() {
+    const CONNECT: &str = "whsec_connect_secret";
+    let body = event("transfer.created", transfer("tr_1", "po_testkit-1", false));
+    let by = |secret: &str| headers(&signature_header(&Secret::new(secret), NOW, &body));
+    let both = with_secrets(KEY, Some(WHSEC), Some(CONNECT));
+    for secret in [WHSEC, CONNECT] {
+        assert_eq!(
+            both.verify_webhook(&by(secret), &body).await.unwrap().len(),
+            1,
+            "{secret}"
+        );
+    }
+    assert_eq!(
+        refusal(&both, &by("whsec_someone_else"), &body).await,
+        WebhookError::BadSignature
+    );
+    // Only the Connect secret: Connect deliveries verify, the account's are refused.
+    let connect_only = with_secrets(KEY, None, Some(CONNECT));
+    assert!(connect_only.capabilities().webhooks);
+    assert_eq!(connect_only.verify_webhook(&by(CONNECT), &body).await.unwrap().len(), 1);
+    assert_eq!(
+        refusal(&connect_only, &by(WHSEC), &body).await,
+        WebhookError::BadSignature
+    );
+    let neither = with_secrets(KEY, None, None);
+    assert!(!neither.capabilities().webhooks);
+    assert!(matches!(
+        refusal(&neither, &by(WHSEC), &body).await,
+        WebhookError::Unavailable(_)
+    ));
+    let vars = |k: &str| match k {
+        "STRIPE_SECRET_KEY" => Some(KEY.to_string()),
+        "STRIPE_CONNECT_WEBHOOK_SECRET" => Some(CONNECT.to_string()),
+        _ => None,
+    };
+    let from_env = StripeProvider::new(StripeConfig::from_vars(vars).unwrap()).unwrap();
+    assert!(from_env.capabilities().webhooks);
+    support::assert_debug_hides(&StripeConfig::from_vars(vars).unwrap(), &from_env, &[KEY, CONNECT]);
+}
+
+#[tokio::test]
+async fn an_event_of_the_other_mode_names_nothing_of_ours() {
+    let of_mode = |live: bool| {
+        let mut e: serde_json::Value =
+            serde_json::from_slice(&event("transfer.created", transfer("tr_1", "po_testkit-1", false))).unwrap();
+        e["livemode"] = json!(live);
+        serde_json::to_vec(&e).unwrap()
+    };
+    for (key, ours, other) in [("sk_test_51Key", false, true), ("rk_live_51Key", true, false)] {
+        let p = with_secrets(key, Some(WHSEC), None);
+        let body = of_mode(ours);
+        let events = p.verify_webhook(&signed(&body, NOW), &body).await.unwrap();
+        assert!(events[0].names_ours(), "{key}: an event of its own mode is ours");
+        let body = of_mode(other);
+        let events = p.verify_webhook(&signed(&body, NOW), &body).await.unwrap();
+        assert_eq!(events[0].references, vec![], "{key}: an event of the other mode");
+    }
+    // A key whose prefix does not say its mode filters nothing.
+    let p = with_secrets("sk_51Unprefixed", Some(WHSEC), None);
+    let body = of_mode(true);
+    assert!(p.verify_webhook(&signed(&body, NOW), &body).await.unwrap()[0].names_ours());
+}
+
 #[tokio::test]
 async fn passes_the_unmatched_events_check() {
     let own_payout = event("payout.paid", json!({"id": "po_1", "object": "payout", "metadata": {}}));

@@ -4,7 +4,8 @@
 //! | variable | builder | default |
 //! |---|---|---|
 //! | `STRIPE_SECRET_KEY` (required) | [`StripeConfigBuilder::secret_key`] | — |
-//! | `STRIPE_WEBHOOK_SECRET` | [`StripeConfigBuilder::webhook_secret`] | none: webhooks are refused |
+//! | `STRIPE_WEBHOOK_SECRET` | [`StripeConfigBuilder::webhook_secret`] | none |
+//! | `STRIPE_CONNECT_WEBHOOK_SECRET` | [`StripeConfigBuilder::connect_webhook_secret`] | none (with neither secret, webhooks are refused) |
 //! | `STRIPE_API_BASE` | [`StripeConfigBuilder::api_base`] | `https://api.stripe.com` |
 //! | `STRIPE_API_VERSION` | [`StripeConfigBuilder::api_version`] | none (the account's default) |
 //! | `STRIPE_TIMEOUT_SECS` | [`StripeConfigBuilder::timeout`] | 30 s (connect: 10 s) |
@@ -36,6 +37,13 @@
 //! See [`SIGNATURE_HEADER`] and the table on the translation: `transfer.created` -> `Pending`,
 //! `transfer.reversed` -> `Reversed`, `payout.paid` -> `Paid`, `payout.failed` and
 //! `payout.canceled` -> `Failed`; the event id is Stripe's `evt_...`.
+//!
+//! Stripe gives an account endpoint and a Connect endpoint each its own signing secret; a delivery
+//! signed with either configured secret is authentic (both endpoints may point at the same route).
+//! An event whose `livemode` is not the mode of `STRIPE_SECRET_KEY` (`sk_live_`/`rk_live_` or
+//! `sk_test_`/`rk_test_`) names nothing of ours, and so does one about an object without our key in
+//! its metadata (a connected account's own `po_...` payout): the engine acknowledges them and
+//! changes nothing.
 
 mod client;
 mod webhook;
@@ -76,6 +84,7 @@ pub struct StripeConfig {
     client: ClientOptions,
     secret_key: Secret,
     webhook_secret: Option<Secret>,
+    connect_webhook_secret: Option<Secret>,
     api_version: Option<String>,
     webhook_tolerance: Duration,
 }
@@ -86,6 +95,7 @@ impl std::fmt::Debug for StripeConfig {
             .field("client", &self.client)
             .field("api_version", &self.api_version)
             .field("webhooks", &self.webhook_secret.is_some())
+            .field("connect_webhooks", &self.connect_webhook_secret.is_some())
             .field("webhook_tolerance", &self.webhook_tolerance)
             .finish_non_exhaustive()
     }
@@ -111,6 +121,7 @@ impl StripeConfig {
                 &[
                     ("STRIPE_SECRET_KEY", |b, v| b.secret_key(v)),
                     ("STRIPE_WEBHOOK_SECRET", |b, v| b.webhook_secret(v)),
+                    ("STRIPE_CONNECT_WEBHOOK_SECRET", |b, v| b.connect_webhook_secret(v)),
                     ("STRIPE_API_VERSION", |b, v| b.api_version(v)),
                 ],
             )
@@ -121,6 +132,24 @@ impl StripeConfig {
     /// The API base URL.
     pub fn api_base(&self) -> &str {
         self.client.base()
+    }
+
+    /// The webhook signing secrets configured: the account endpoint's, then the Connect one's.
+    fn webhook_secrets(&self) -> Vec<&Secret> {
+        self.webhook_secret.iter().chain(&self.connect_webhook_secret).collect()
+    }
+
+    /// The mode of the secret key: `Some(true)` live, `Some(false)` test, `None` when its prefix
+    /// does not say.
+    fn livemode(&self) -> Option<bool> {
+        let key = self.secret_key.expose();
+        if key.starts_with("sk_live_") || key.starts_with("rk_live_") {
+            Some(true)
+        } else if key.starts_with("sk_test_") || key.starts_with("rk_test_") {
+            Some(false)
+        } else {
+            None
+        }
     }
 }
 
@@ -133,6 +162,7 @@ pub type StripeConfigBuilder = ConfigBuilder<StripeSettings>;
 pub struct StripeSettings {
     secret_key: Option<Secret>,
     webhook_secret: Option<Secret>,
+    connect_webhook_secret: Option<Secret>,
     api_version: Option<String>,
     webhook_tolerance: Option<Duration>,
 }
@@ -143,9 +173,15 @@ impl StripeConfigBuilder {
         self.settings.secret_key = Some(key.into());
         self
     }
-    /// The webhook endpoint's signing secret (`whsec_...`).
+    /// The account webhook endpoint's signing secret (`whsec_...`).
     pub fn webhook_secret(mut self, secret: impl Into<Secret>) -> Self {
         self.settings.webhook_secret = Some(secret.into());
+        self
+    }
+    /// The Connect webhook endpoint's signing secret (`whsec_...`): Stripe signs events from
+    /// connected accounts with it, not with the account endpoint's.
+    pub fn connect_webhook_secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.settings.connect_webhook_secret = Some(secret.into());
         self
     }
     /// A `Stripe-Version` to pin.
@@ -170,6 +206,7 @@ impl StripeConfigBuilder {
             client: self.client.resolve(&CLIENT_VARS)?,
             secret_key,
             webhook_secret: own.webhook_secret.filter(|s| !s.expose().is_empty()),
+            connect_webhook_secret: own.connect_webhook_secret.filter(|s| !s.expose().is_empty()),
             api_version: own.api_version,
             webhook_tolerance: own.webhook_tolerance.unwrap_or(DEFAULT_WEBHOOK_TOLERANCE),
         })
@@ -223,7 +260,7 @@ impl PayoutProvider for StripeProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        crate::common::capabilities(1, self.config.webhook_secret.is_some())
+        crate::common::capabilities(1, !self.config.webhook_secrets().is_empty())
     }
 
     async fn send(&self, instruction: &PayoutInstruction) -> Result<SendReceipt, ProviderError> {
@@ -256,19 +293,20 @@ impl PayoutProvider for StripeProvider {
     }
 
     async fn verify_webhook(&self, headers: &HeaderMap, body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
-        let Some(secret) = &self.config.webhook_secret else {
+        let secrets = self.config.webhook_secrets();
+        if secrets.is_empty() {
             return Err(WebhookError::Unavailable(
-                "STRIPE_WEBHOOK_SECRET is not configured".into(),
+                "neither STRIPE_WEBHOOK_SECRET nor STRIPE_CONNECT_WEBHOOK_SECRET is configured".into(),
             ));
-        };
+        }
         let header = headers
             .get(SIGNATURE_HEADER)
             .ok_or_else(|| WebhookError::MissingHeader("Stripe-Signature".into()))?
             .to_str()
             .map_err(|_| WebhookError::BadSignature)?;
         let tolerance = i64::try_from(self.config.webhook_tolerance.as_secs()).unwrap_or(i64::MAX);
-        webhook::verify_signature(&[secret], header, body, self.config.client.clock().now(), tolerance)?;
-        webhook::translate(body)
+        webhook::verify_signature(&secrets, header, body, self.config.client.clock().now(), tolerance)?;
+        webhook::translate(body, self.config.livemode())
     }
 
     async fn lookup(&self, attempt: &AttemptLookup) -> Result<ProviderStatus, ProviderError> {

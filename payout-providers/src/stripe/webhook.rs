@@ -80,6 +80,8 @@ struct Event {
     #[serde(rename = "type")]
     kind: String,
     created: Option<i64>,
+    /// Whether the event happened in live mode (`false`: test mode).
+    livemode: Option<bool>,
     data: EventData,
 }
 
@@ -114,8 +116,13 @@ struct EventObject {
 /// `payout.*` object is the connected account's own payout (`po_...`): it names our attempt only if
 /// its metadata carries the key. An event with no key of ours names nothing of ours, and the
 /// service acknowledges it without a change.
-pub(crate) fn translate(body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
+///
+/// `livemode` is the mode of our secret key (`None` when the key does not say): an event of the
+/// other mode (a test-mode event at a live endpoint, or the reverse) names nothing of ours either,
+/// so it is acknowledged and changes nothing.
+pub(crate) fn translate(body: &[u8], livemode: Option<bool>) -> Result<Vec<ProviderEvent>, WebhookError> {
     let event: Event = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+    let other_mode = matches!((livemode, event.livemode), (Some(ours), Some(its)) if ours != its);
     let object = &event.data.object;
     let kind = match event.kind.as_str() {
         "transfer.created" => ProviderEventKind::Pending,
@@ -147,7 +154,7 @@ pub(crate) fn translate(body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError>
         Some(serde_json::Value::String(key)) if PayoutAttempt::is_key_form(key) => Some(key.clone()),
         _ => None,
     };
-    if let Some(key) = key {
+    if let Some(key) = key.filter(|_| !other_mode) {
         if let Some(id) = object.id.as_deref().filter(|s| s.starts_with("tr_")) {
             references.push(EventReference::ProviderReference(id.to_string()));
         }
@@ -217,7 +224,7 @@ mod tests {
     #[test]
     fn unknown_types_yield_nothing() {
         let body = br#"{"id":"evt_1","type":"charge.succeeded","data":{"object":{"id":"ch_1"}}}"#;
-        assert!(translate(body).unwrap().is_empty());
-        assert!(matches!(translate(b"{"), Err(WebhookError::Malformed(_))));
+        assert!(translate(body, None).unwrap().is_empty());
+        assert!(matches!(translate(b"{", None), Err(WebhookError::Malformed(_))));
     }
 }
