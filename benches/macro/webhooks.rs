@@ -4,8 +4,8 @@
 //! Stripe adapter with a webhook secret, no sample data, no background jobs) served by axum on
 //! `127.0.0.1:0` in this process. `N` payouts are PROCESSING with an ACCEPTED Stripe attempt (written
 //! through the `PayoutStore` API beforehand, not timed). [`CLIENTS`] concurrent reqwest clients
-//! (keep-alive) then POST one signed `payout.paid` event per payout (about 1 KiB, naming the attempt's
-//! idempotency key in `metadata`, as Stripe Connect does) to `/api/webhooks/stripe-payouts`. Each
+//! (keep-alive) then POST one signed `transfer.created` event per payout (about 1 KiB, the transfer
+//! `tr_bench_<i>` with the attempt's idempotency key in `metadata`, as Stripe sends it) to `/api/webhooks/stripe-payouts`. Each
 //! request is the whole path: HTTP, `Stripe-Signature` verification on the raw bytes, translation,
 //! dedup, the attempt lookup and the store transaction that moves the payout to PAID and records the
 //! webhook event and the audit entry. The rate is `N` over the wall time of the requests; each
@@ -270,7 +270,8 @@ async fn copy_for_pgbench(pool: &PgPool) {
     .expect("copying follow-ups for pgbench");
 }
 
-/// A `payout.paid` event for payout `wh-<i>`, as Stripe Connect sends it, signed now.
+/// A `transfer.created` event for payout `wh-<i>`'s transfer, as Stripe sends it, signed now. A
+/// created transfer has paid the connected account's balance, so the event settles the payout.
 fn signed_event(i: usize) -> (Vec<u8>, String) {
     let now = Utc::now().timestamp();
     let key = PayoutAttempt::key_for(&PayoutId::new(format!("{WEBHOOK_PREFIX}{i}")), 1);
@@ -279,29 +280,30 @@ fn signed_event(i: usize) -> (Vec<u8>, String) {
         "object": "event",
         "api_version": "2024-06-20",
         "created": now,
-        "type": "payout.paid",
+        "type": "transfer.created",
         "livemode": false,
         "pending_webhooks": 1,
-        "request": {"id": null, "idempotency_key": null},
-        "account": "acct_1PzQv2Ql8mXyZa0b",
+        "request": {"id": format!("req_bench_{i}"), "idempotency_key": key},
         "data": {"object": {
-            "id": format!("po_bench_{i}"),
-            "object": "payout",
+            "id": format!("tr_bench_{i}"),
+            "object": "transfer",
             "amount": 125000,
-            "arrival_date": now + 86_400,
-            "automatic": false,
+            "amount_reversed": 0,
             "balance_transaction": format!("txn_bench_{i}"),
+            "created": now,
             "currency": "kes",
             "description": "Consultations 2025-01",
-            "destination": "ba_1PzQv4Ql8mXyZa0bKj7hGf6e",
-            "failure_code": null,
-            "failure_message": null,
-            "method": "standard",
+            "destination": "acct_1PzQv2Ql8mXyZa0b",
+            "destination_payment": format!("py_bench_{i}"),
+            "livemode": false,
+            "reversals": {"object": "list", "data": [], "has_more": false, "total_count": 0,
+                          "url": format!("/v1/transfers/tr_bench_{i}/reversals")},
+            "reversed": false,
+            "source_transaction": null,
             "source_type": "card",
-            "statement_descriptor": "PAYOUTS",
-            "status": "paid",
-            "type": "bank_account",
-            "metadata": {"idempotency_key": key, "doctor_id": format!("dr-{i}")},
+            "transfer_group": key,
+            "metadata": {"idempotency_key": key, "payout_id": format!("{WEBHOOK_PREFIX}{i}"),
+                         "attempt_no": "1", "doctor_id": format!("dr-{i}")},
         }},
     });
     let body = serde_json::to_vec(&body).expect("JSON");
@@ -419,10 +421,10 @@ fn pgbench(schema: &PgTestSchema, n: usize, seconds: u64) -> f64 {
         r#"\set id random(0, {last})
 \set evt random(1, 9000000000000000000)
 BEGIN;
-UPDATE payouts SET status = CASE WHEN status = '{paid}' THEN '{processing}' ELSE '{paid}' END, provider = COALESCE(NULL, provider), provider_reference = COALESCE(NULL, provider_reference), notes = 'payout.paid: paid', approved_by = COALESCE(NULL, approved_by), processed_at = now(), updated_at = now(), version = version + 1 WHERE id = '{PGBENCH_PREFIX}' || :id::text AND version >= 1 AND status IN ('{processing}', '{paid}');
+UPDATE payouts SET status = CASE WHEN status = '{paid}' THEN '{processing}' ELSE '{paid}' END, provider = COALESCE(NULL, provider), provider_reference = COALESCE(NULL, provider_reference), notes = 'transfer.created: paid', approved_by = COALESCE(NULL, approved_by), processed_at = now(), updated_at = now(), version = version + 1 WHERE id = '{PGBENCH_PREFIX}' || :id::text AND version >= 1 AND status IN ('{processing}', '{paid}');
 UPDATE payout_attempts SET outcome = '{succeeded}', outcome_reason = NULL, provider_reference = COALESCE(NULL, provider_reference), error = COALESCE(NULL, error), updated_at = now() WHERE payout_id = '{PGBENCH_PREFIX}' || :id::text AND attempt_no = 1;
-INSERT INTO webhook_events (provider, event_id, payout_id, event_type, received_at) VALUES ('{provider}', 'evt_pgbench_' || :evt::text, '{PGBENCH_PREFIX}' || :id::text, 'payout.paid', now()) ON CONFLICT DO NOTHING;
-INSERT INTO audit_entries (payout_id, actor, at, action, from_status, to_status, detail) VALUES ('{PGBENCH_PREFIX}' || :id::text, 'provider:' || '{provider}', now(), '{action}', '{processing}', '{paid}', 'webhook evt_pgbench_' || :evt::text || ' payout.paid: paid');
+INSERT INTO webhook_events (provider, event_id, payout_id, event_type, received_at) VALUES ('{provider}', 'evt_pgbench_' || :evt::text, '{PGBENCH_PREFIX}' || :id::text, 'transfer.created', now()) ON CONFLICT DO NOTHING;
+INSERT INTO audit_entries (payout_id, actor, at, action, from_status, to_status, detail) VALUES ('{PGBENCH_PREFIX}' || :id::text, 'provider:' || '{provider}', now(), '{action}', '{processing}', '{paid}', 'webhook evt_pgbench_' || :evt::text || ' transfer.created: paid');
 INSERT INTO payout_checks (payout_id, next_check_at, checks, lease, attention, attention_since) VALUES ('{PGBENCH_PREFIX}' || :id::text, now() + interval '1 day', 0, 1, NULL, NULL) {upsert};
 COMMIT;
 "#,

@@ -45,6 +45,14 @@ pub enum ProviderStatus {
     Returned(String),
     /// Paid, then reversed.
     Reversed(String),
+    /// Paid, then part of it reversed (a Stripe transfer reversed for less than its amount): the
+    /// payout stays PAID, and the reversal is audited and listed for a person.
+    PartiallyReversed {
+        /// How much has been reversed so far, in all.
+        reversed: Money,
+        /// The provider's account of it.
+        reason: String,
+    },
     /// The provider has no record of this attempt: it never arrived, so re-sending with the same
     /// key is safe.
     NotFound,
@@ -122,6 +130,22 @@ pub enum ProviderEventKind {
         /// Why.
         reason: String,
     },
+    /// Part of the payment was reversed after it was paid: the payout stays PAID (arriving while it
+    /// is PROCESSING, it is PAID: the money was paid before part of it came back), and the reversal
+    /// is audited and listed for a person.
+    PartiallyReversed {
+        /// How much has been reversed so far, in all.
+        reversed: Money,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The attention-queue reason for a payout of `paid` of which `reversed` has come back so far. A
+/// webhook and a lookup that see the same reversal give the same reason, so the settlement watch
+/// records a reversal a webhook already recorded (or the reverse) only once.
+pub fn partial_reversal_reason(reversed: &Money, paid: &Money) -> String {
+    format!("partially reversed: {reversed} of {paid} came back; the payout stays PAID")
 }
 
 /// How an event names the attempt it is about.

@@ -17,11 +17,12 @@ use payout_core::domain::{
 };
 use payout_core::error::{ProviderError, Result, WebhookError};
 use payout_core::memory::MemoryStore;
+use payout_core::money::{Currency, Money};
 use payout_core::provider::{
-    AttemptLookup, Capabilities, EventReference, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus,
-    SendReceipt,
+    AttemptLookup, Capabilities, EventReference, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderEventKind,
+    ProviderStatus, SendReceipt,
 };
-use payout_core::service::{CalculationPolicy, PayoutService, PerformanceConfig, ServicePolicy};
+use payout_core::service::{CalculationPolicy, EventOutcome, PayoutService, PerformanceConfig, ServicePolicy};
 use payout_core::status::PayoutStatus;
 use payout_core::store::{
     AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ClawbackDue,
@@ -38,6 +39,8 @@ struct Rail {
     answers: Mutex<HashMap<PayoutId, ProviderStatus>>,
     default: ProviderStatus,
     lookups: Mutex<HashMap<String, usize>>,
+    /// What the next webhook delivery verifies to.
+    deliveries: Mutex<Vec<ProviderEvent>>,
 }
 
 impl Rail {
@@ -47,7 +50,13 @@ impl Rail {
             answers: Mutex::new(HashMap::new()),
             default,
             lookups: Mutex::new(HashMap::new()),
+            deliveries: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The next webhook delivery verifies to `event`.
+    fn deliver(&self, event: ProviderEvent) {
+        *self.deliveries.lock().unwrap() = vec![event];
     }
 
     fn answer(&self, id: &PayoutId, status: ProviderStatus) {
@@ -79,7 +88,7 @@ impl PayoutProvider for Rail {
     }
 
     async fn verify_webhook(&self, _: &HeaderMap, _: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
-        Ok(Vec::new())
+        Ok(self.deliveries.lock().unwrap().clone())
     }
 
     async fn lookup(&self, a: &AttemptLookup) -> Result<ProviderStatus, ProviderError> {
@@ -412,6 +421,145 @@ async fn paid_payouts_are_watched_and_only_money_back_moves_them() {
     let n = lookups.values().sum::<usize>();
     assert!((4..=6).contains(&n), "looked up daily within the window only: {n}");
     assert_eq!(w.store.check_state(late).await.unwrap().next_check_at, None);
+}
+
+fn kes(minor: i64) -> Money {
+    Money::from_minor_units(minor, Currency::from_code("KES").unwrap())
+}
+
+fn partially_reversed(minor: i64) -> ProviderStatus {
+    ProviderStatus::PartiallyReversed {
+        reversed: kes(minor),
+        reason: format!("transfer reversed in part ({} reversed)", kes(minor)),
+    }
+}
+
+/// The audit entries of `id` with `action`.
+async fn audited(w: &World, id: &PayoutId, action: &str) -> Vec<AuditEntry> {
+    let trail = w.store.audit_trail(id).await.unwrap();
+    trail.into_iter().filter(|e| e.action == action).collect()
+}
+
+/// The attention queue's reason for `id`, if it is listed.
+async fn flag_of(w: &World, id: &PayoutId) -> Option<String> {
+    let queue = w.store.attention(&Page::default()).await.unwrap();
+    queue.flagged.into_iter().find(|f| &f.payout.id == id).map(|f| f.reason)
+}
+
+/// Issue 15 item 2: a transfer reversed in part, found by the settlement watch, leaves the payout
+/// PAID, audited with the amount and listed for a person, once however many passes see it; more
+/// reversed is recorded again; all of it moves the payout to REVERSED.
+#[tokio::test]
+async fn a_partial_reversal_found_by_the_watch_is_recorded_once_and_keeps_the_payout_paid() {
+    let rail = Rail::new(Provider::StripeConnect, ProviderStatus::Paid);
+    let w = processing(1, rail, ServicePolicy::default()).await;
+    let service = w.instance();
+    service.reconcile(Duration::minutes(30)).await.unwrap();
+    let id = &w.ids[0];
+    assert_eq!(w.status(id).await, PayoutStatus::Paid);
+
+    w.rail.answer(id, partially_reversed(12_000));
+    for pass in 0..3 {
+        w.clock.advance(Duration::days(1));
+        let report = service.reconcile(Duration::zero()).await.unwrap();
+        assert_eq!(w.status(id).await, PayoutStatus::Paid, "pass {pass}");
+        assert_eq!(
+            report.needs_attention.contains(id),
+            pass == 0,
+            "pass {pass}: {report:?}"
+        );
+    }
+    let entries = audited(&w, id, "PARTIAL_REVERSAL").await;
+    assert_eq!(entries.len(), 1, "recorded once: {entries:?}");
+    assert!(
+        entries[0].detail.contains("120.00 KES of 500.00 KES"),
+        "{:?}",
+        entries[0].detail
+    );
+    let flag = flag_of(&w, id).await.expect("listed for a person");
+    assert!(flag.contains("partially reversed: 120.00 KES of 500.00 KES"), "{flag}");
+
+    // More of it reversed: a new record; all of it: REVERSED.
+    w.rail.answer(id, partially_reversed(30_000));
+    w.clock.advance(Duration::days(1));
+    service.reconcile(Duration::zero()).await.unwrap();
+    assert_eq!(audited(&w, id, "PARTIAL_REVERSAL").await.len(), 2);
+    assert!(flag_of(&w, id).await.unwrap().contains("300.00 KES of 500.00 KES"));
+    w.rail.answer(id, ProviderStatus::Reversed("transfer reversed".into()));
+    w.clock.advance(Duration::days(1));
+    service.reconcile(Duration::zero()).await.unwrap();
+    assert_eq!(w.status(id).await, PayoutStatus::Reversed);
+}
+
+/// Issue 15 item 2: the `transfer.reversed` webhook of a partial reversal and the watch's lookup
+/// agree: the webhook records it (PAID, flagged, audited), the lookup that sees the same amount
+/// records nothing more, and a redelivery is a duplicate. A partial reversal of a payout still
+/// PROCESSING (its send's answer lost) makes it PAID, flagged.
+#[tokio::test]
+async fn a_partial_reversal_webhook_and_the_watch_record_it_once() {
+    let rail = Rail::new(Provider::StripeConnect, ProviderStatus::Accepted);
+    let w = processing(2, rail, ServicePolicy::default()).await;
+    let service = w.instance();
+    let (paid, processing) = (&w.ids[0], &w.ids[1]);
+    w.rail.answer(paid, ProviderStatus::Paid);
+    service.reconcile(Duration::minutes(30)).await.unwrap();
+    assert_eq!(w.status(paid).await, PayoutStatus::Paid);
+    assert_eq!(w.status(processing).await, PayoutStatus::Processing);
+
+    let event = |n: u32, id: &PayoutId| ProviderEvent {
+        event_id: format!("evt_{n}"),
+        references: vec![EventReference::IdempotencyKey(PayoutAttempt::key_for(id, 1))],
+        kind: ProviderEventKind::PartiallyReversed {
+            reversed: kes(12_000),
+            reason: "transfer reversed in part".into(),
+        },
+        occurred_at: None,
+        provider_type: "transfer.reversed".into(),
+    };
+    w.rail.deliver(event(1, paid));
+    let report = service
+        .handle_webhook(Provider::StripeConnect, &HeaderMap::new(), b"{}")
+        .await
+        .unwrap();
+    assert!(
+        matches!(&report.events[0], EventOutcome::Flagged { payout_id, reason, .. }
+            if payout_id == paid && reason.contains("120.00 KES of 500.00 KES")),
+        "{report:?}"
+    );
+    assert_eq!(w.status(paid).await, PayoutStatus::Paid);
+    assert_eq!(audited(&w, paid, "PARTIAL_REVERSAL").await.len(), 1);
+    assert!(flag_of(&w, paid).await.is_some());
+    let again = service
+        .handle_webhook(Provider::StripeConnect, &HeaderMap::new(), b"{}")
+        .await
+        .unwrap();
+    assert!(matches!(again.events[0], EventOutcome::Duplicate { .. }), "{again:?}");
+
+    // The watch's lookup sees the same reversal: nothing more recorded, still listed.
+    w.rail.answer(paid, partially_reversed(12_000));
+    w.clock.advance(Duration::days(1));
+    service.reconcile(Duration::zero()).await.unwrap();
+    assert_eq!(audited(&w, paid, "PARTIAL_REVERSAL").await.len(), 1);
+    assert!(flag_of(&w, paid).await.unwrap().contains("120.00 KES of 500.00 KES"));
+
+    w.rail.deliver(event(2, processing));
+    let report = service
+        .handle_webhook(Provider::StripeConnect, &HeaderMap::new(), b"{}")
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            report.events[0],
+            EventOutcome::Applied {
+                to: PayoutStatus::Paid,
+                ..
+            }
+        ),
+        "{report:?}"
+    );
+    assert_eq!(w.status(processing).await, PayoutStatus::Paid);
+    assert_eq!(audited(&w, processing, "PARTIAL_REVERSAL").await.len(), 1);
+    assert!(flag_of(&w, processing).await.unwrap().contains("partially reversed"));
 }
 
 /// The store calls a pass makes, counted by method (the rest forwarded to the memory store).

@@ -51,11 +51,12 @@ fn instruction() -> PayoutInstruction {
 
 fn transfer(id: &str, key: &str, reversed: bool) -> serde_json::Value {
     json!({
-        "id": id, "object": "transfer", "amount": 50000, "amount_reversed": if reversed { 50000 } else { 0 },
+        "id": id, "amount": 50000, "amount_reversed": if reversed { 50000 } else { 0 },
         "balance_transaction": "txn_1", "created": 1678043844, "currency": "kes",
         "destination": "acct_1TestkitDoctor", "destination_payment": "py_1", "livemode": false,
-        "metadata": {"idempotency_key": key, "payout_id": "po_testkit"}, "reversed": reversed,
-        "transfer_group": key
+        "metadata": {"idempotency_key": key, "payout_id": "po_testkit"}, "object": "transfer",
+        "reversals": {"object": "list", "data": [], "has_more": false, "url": format!("/v1/transfers/{id}/reversals")},
+        "reversed": reversed, "transfer_group": key
     })
 }
 
@@ -312,12 +313,25 @@ async fn unreadable_success_body_is_ambiguous() {
 
 // ---------- lookup ----------
 
+/// A transfer of 500.00 KES of which `reversed` minor units have been reversed; `reversed` (the
+/// flag) is Stripe's: true only once all of it is back.
+fn reversed_by(id: &str, amount_reversed: i64) -> serde_json::Value {
+    let mut t = transfer(id, "po_testkit-1", false);
+    t["amount_reversed"] = json!(amount_reversed);
+    t["reversed"] = json!(amount_reversed >= 50000);
+    t
+}
+
+fn kes(minor: i64) -> Money {
+    Money::from_minor_units(minor, Currency::from_code("KES").unwrap())
+}
+
 #[tokio::test]
-async fn lookup_by_reference_reports_paid_or_reversed() {
+async fn lookup_by_reference_reports_paid_partially_reversed_or_reversed() {
     let server = MockServer::start().await;
-    for (id, reversed) in [("tr_paid", false), ("tr_rev", true)] {
+    for (id, reversed) in [("tr_paid", 0), ("tr_part", 12000), ("tr_rev", 50000)] {
         let by_id = on("GET", Some(&format!("/v1/transfers/{id}")));
-        mount(&server, by_id, ok(transfer(id, "po_testkit-1", reversed))).await;
+        mount(&server, by_id, ok(reversed_by(id, reversed))).await;
     }
     let p = provider(&server);
     let i = instruction();
@@ -326,9 +340,52 @@ async fn lookup_by_reference_reports_paid_or_reversed() {
         ProviderStatus::Paid
     );
     assert!(matches!(
+        p.lookup(&lookup(&i, Some("tr_part"))).await.unwrap(),
+        ProviderStatus::PartiallyReversed { reversed, .. } if reversed == kes(12000)
+    ));
+    assert!(matches!(
         p.lookup(&lookup(&i, Some("tr_rev"))).await.unwrap(),
         ProviderStatus::Reversed(_)
     ));
+}
+
+/// The `transfer.reversed` webhook and a lookup of the same transfer say the same: partial while
+/// `amount_reversed` is below `amount`, full once it reaches it (or `reversed` says so).
+#[tokio::test]
+async fn webhook_and_lookup_agree_on_partial_and_full_reversals() {
+    let server = MockServer::start().await;
+    let p = provider(&server);
+    let hooks = offline();
+    for (n, amount_reversed) in [12000_i64, 49999, 50000].into_iter().enumerate() {
+        let id = format!("tr_agree_{n}");
+        let object = reversed_by(&id, amount_reversed);
+        mount(
+            &server,
+            on("GET", Some(&format!("/v1/transfers/{id}"))),
+            ok(object.clone()),
+        )
+        .await;
+        let looked_up = p.lookup(&lookup(&instruction(), Some(&id))).await.unwrap();
+        let body = event("transfer.reversed", object);
+        let events = hooks.verify_webhook(&signed(&body, NOW), &body).await.unwrap();
+        match (&events[0].kind, &looked_up) {
+            (
+                ProviderEventKind::PartiallyReversed { reversed: a, .. },
+                ProviderStatus::PartiallyReversed { reversed: b, .. },
+            ) => {
+                assert!(amount_reversed < 50000);
+                assert_eq!((a, b), (&kes(amount_reversed), &kes(amount_reversed)));
+            }
+            (ProviderEventKind::Reversed { .. }, ProviderStatus::Reversed(_)) => assert_eq!(amount_reversed, 50000),
+            other => panic!("{amount_reversed}: the webhook and the lookup disagree: {other:?}"),
+        }
+    }
+    // `reversed: true` is all of it, whatever `amount_reversed` says.
+    let mut flagged = reversed_by("tr_flag", 100);
+    flagged["reversed"] = json!(true);
+    let body = event("transfer.reversed", flagged);
+    let events = hooks.verify_webhook(&signed(&body, NOW), &body).await.unwrap();
+    assert!(matches!(events[0].kind, ProviderEventKind::Reversed { .. }));
 }
 
 #[tokio::test]
@@ -472,16 +529,17 @@ async fn events_about_what_we_never_sent_name_nothing_of_ours() {
         assert_eq!(events[0].references, vec![]);
         assert!(!events[0].names_ours());
     }
-    // A Connect payout event carrying our key is ours by the key alone.
-    let keyed = event(
-        "payout.failed",
-        json!({"id": "po_2", "object": "payout", "status": "failed", "metadata": {"idempotency_key": "po_testkit-1"}}),
-    );
-    let events = p.verify_webhook(&signed(&keyed, NOW), &keyed).await.unwrap();
-    assert_eq!(
-        events[0].references,
-        vec![EventReference::IdempotencyKey("po_testkit-1".into())]
-    );
+    // A Connect payout event is about the account's own bank payout even when its metadata carries
+    // a key of ours: it never settles (or fails) our transfer.
+    for kind in ["payout.paid", "payout.failed", "payout.canceled", "payout.updated"] {
+        let keyed = event(
+            kind,
+            json!({"id": "po_2", "object": "payout", "status": "failed", "metadata": {"idempotency_key": "po_testkit-1"}}),
+        );
+        let events = p.verify_webhook(&signed(&keyed, NOW), &keyed).await.unwrap();
+        assert_eq!(events[0].references, vec![], "{kind}");
+        assert!(!events[0].names_ours(), "{kind}");
+    }
 }
 
 /// An adapter with `key`, and the account and Connect webhook secrets given.
@@ -578,28 +636,17 @@ async fn passes_the_unmatched_events_check() {
 #[tokio::test]
 async fn webhook_event_types_map_to_kinds() {
     let p = offline();
-    let payout = |status: &str| {
-        json!({"id": "po_1", "object": "payout", "amount": 50000, "currency": "kes", "status": status,
-               "failure_code": if status == "failed" { json!("account_closed") } else { json!(null) },
-               "failure_message": if status == "failed" { json!("The bank account has been closed") } else { json!(null) },
-               "metadata": {"idempotency_key": "po_testkit-1"}})
-    };
     let cases: Vec<(Vec<u8>, ProviderEventKind)> = vec![
+        // A created transfer has paid the connected account's balance: what a lookup says too.
         (
             event("transfer.created", transfer("tr_1", "po_testkit-1", false)),
-            ProviderEventKind::Pending,
-        ),
-        (event("payout.paid", payout("paid")), ProviderEventKind::Paid),
-        (
-            event("payout.failed", payout("failed")),
-            ProviderEventKind::Failed {
-                reason: "account_closed: The bank account has been closed".into(),
-            },
+            ProviderEventKind::Paid,
         ),
         (
-            event("payout.canceled", payout("canceled")),
-            ProviderEventKind::Failed {
-                reason: "payout canceled".into(),
+            event("transfer.reversed", reversed_by("tr_1", 20000)),
+            ProviderEventKind::PartiallyReversed {
+                reversed: kes(20000),
+                reason: "transfer tr_1 was reversed in part (200.00 KES reversed)".into(),
             },
         ),
     ];
@@ -699,4 +746,142 @@ async fn webhook_without_a_configured_secret_is_unavailable() {
             .unwrap_err(),
         WebhookError::Unavailable(_)
     ));
+}
+
+// ---------- contract: Stripe's published OpenAPI spec (`../shared/specs/stripe/transfers.json`) ----------
+
+/// Stripe's transfers spec.
+fn stripe_spec() -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/stripe/transfers.json");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "reading Stripe's spec {}: {e} (the shared/ folder must sit beside the repository)",
+            path.display()
+        )
+    });
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// A validator for `schema` (a JSON pointer into the spec), resolving `#/components/...` references.
+fn spec_validator(spec: &serde_json::Value, pointer: &str) -> jsonschema::Validator {
+    let schema = spec
+        .pointer(pointer)
+        .unwrap_or_else(|| panic!("{pointer} is not in the spec"));
+    let mut root = schema.clone();
+    root["components"] = spec["components"].clone();
+    jsonschema::validator_for(&root).unwrap()
+}
+
+fn violations(validator: &jsonschema::Validator, body: &serde_json::Value) -> Vec<String> {
+    validator
+        .iter_errors(body)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
+
+/// A form body as the JSON object Stripe reads it as: `a[b]=v` (`style: deepObject`) is `{"a": {"b": v}}`,
+/// and a field the schema types `integer` must parse as one (a form value is text on the wire).
+fn form_as_json(fields: &[(String, String)], schema: &serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (key, value) in fields {
+        match key.split_once('[') {
+            Some((outer, inner)) => {
+                let inner = inner
+                    .strip_suffix(']')
+                    .unwrap_or_else(|| panic!("{key}: not a deepObject key"));
+                assert!(!inner.contains('['), "{key}: nested deeper than the spec's objects");
+                let entry = out.entry(outer.to_string()).or_insert_with(|| json!({}));
+                let previous = entry[inner].take();
+                assert!(previous.is_null(), "{key} sent twice");
+                entry[inner] = json!(value);
+            }
+            None => {
+                assert!(!out.contains_key(key), "{key} sent twice");
+                let typed = match schema["properties"][key]["type"].as_str() {
+                    Some("integer") => json!(
+                        value
+                            .parse::<i64>()
+                            .unwrap_or_else(|_| panic!("{key}={value:?} is not an integer"))
+                    ),
+                    _ => json!(value),
+                };
+                out.insert(key.clone(), typed);
+            }
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// Issue 15 item 2: every transfer request the adapter sends is a valid `POST /v1/transfers` body
+/// (the spec's form schema, with `additionalProperties: false`), its lookups use only the
+/// parameters the spec lists, and the test doubles' transfers are valid `transfer` objects, so the
+/// adapter is tested against what Stripe actually returns.
+#[tokio::test]
+async fn transfer_requests_and_doubles_follow_stripes_spec() {
+    let spec = stripe_spec();
+    let form_pointer = "/paths/~1v1~1transfers/post/requestBody/content/application~1x-www-form-urlencoded/schema";
+    let request = spec_validator(&spec, form_pointer);
+    let request_schema = spec.pointer(form_pointer).unwrap().clone();
+    let server = MockServer::start().await;
+    mount(&server, transfers(), ok(transfer("tr_1", "po_testkit-1", false))).await;
+    mount(&server, on("GET", Some("/v1/transfers")), list(vec![])).await;
+    let p = provider(&server);
+    let mut long = instruction();
+    long.description = "Consultations 2025-01-01..2025-01-31 ".repeat(20);
+    let mut jpy = instruction();
+    jpy.amount = Money::parse("1500", Currency::JPY).unwrap();
+    for i in [instruction(), long, jpy] {
+        p.send(&i).await.unwrap();
+    }
+    p.lookup(&lookup(&instruction(), None)).await.unwrap();
+    let sent = posts(&server).await;
+    assert_eq!(sent.len(), 3);
+    for r in &sent {
+        let body = form_as_json(&form(r), &request_schema);
+        let errors = violations(&request, &body);
+        assert!(
+            errors.is_empty(),
+            "the transfer request violates the spec: {errors:#?}\n{body:#}"
+        );
+        assert!(body["amount"].as_i64().unwrap() > 0);
+    }
+    // The validator does catch a bad body: an unknown field, a missing destination.
+    let bad = json!({"amount": 50000, "currency": "kes", "recipient": "acct_1"});
+    assert!(
+        violations(&request, &bad).len() >= 2,
+        "{:?}",
+        violations(&request, &bad)
+    );
+
+    let list_parameters: Vec<&str> = spec["paths"]["/v1/transfers"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    let requests = server.received_requests().await.unwrap();
+    let gets: Vec<_> = requests.iter().filter(|r| r.method.as_str() == "GET").collect();
+    assert!(!gets.is_empty());
+    for r in gets {
+        for (name, _) in r.url.query_pairs() {
+            assert!(
+                list_parameters.contains(&name.as_ref()),
+                "GET {} sends {name}, not in the spec",
+                r.url
+            );
+        }
+    }
+
+    let object = spec_validator(&spec, "/components/schemas/transfer");
+    for double in [
+        transfer("tr_1", "po_testkit-1", false),
+        transfer("tr_1", "po_testkit-1", true),
+        reversed_by("tr_2", 12000),
+    ] {
+        let errors = violations(&object, &double);
+        assert!(
+            errors.is_empty(),
+            "the double is not a Stripe transfer: {errors:#?}\n{double:#}"
+        );
+    }
 }

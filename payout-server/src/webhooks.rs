@@ -59,6 +59,9 @@ async fn handle(
             EventOutcome::Ignored { event_id, payout_id, reason } => {
                 json!({"eventId": event_id, "result": "ignored", "payoutId": payout_id.to_string(), "reason": reason})
             }
+            EventOutcome::Flagged { event_id, payout_id, reason } => {
+                json!({"eventId": event_id, "result": "flagged", "payoutId": payout_id.to_string(), "reason": reason})
+            }
             EventOutcome::Duplicate { event_id } => json!({"eventId": event_id, "result": "duplicate"}),
             EventOutcome::NotOurs { event_id, event_type } => {
                 json!({"eventId": event_id, "result": "not_ours", "eventType": event_type})
@@ -74,6 +77,7 @@ fn result_of(outcome: &EventOutcome) -> &'static str {
     match outcome {
         EventOutcome::Applied { .. } => "applied",
         EventOutcome::Ignored { .. } => "ignored",
+        EventOutcome::Flagged { .. } => "flagged",
         EventOutcome::Duplicate { .. } => "duplicate",
         EventOutcome::NotOurs { .. } => "not_ours",
         _ => "other",

@@ -9,7 +9,8 @@ use super::PayoutService;
 use super::lifecycle::Prepared;
 use crate::domain::{AttemptOutcome, Payout};
 use crate::error::{Error, ProviderError, ProviderErrorKind, Result};
-use crate::provider::{PayoutProvider, ProviderStatus, SendReceipt};
+use crate::money::Money;
+use crate::provider::{PayoutProvider, ProviderStatus, SendReceipt, partial_reversal_reason};
 use crate::simulated::SIMULATED_NOTE;
 use crate::status::{PayoutEvent, PayoutStatus, Transition, transition};
 use crate::store::{AttemptUpdate, PayoutChange, PayoutStoreExt};
@@ -187,9 +188,20 @@ impl PayoutService {
                     .flagged(format!("a failure reported after PAID: {}", answer.note)),
             );
         }
+        // Part of the paid attempt's money came back: the payout is (or stays) PAID, flagged with
+        // the amount, and the reversal audited.
+        let partial = answer
+            .reversed
+            .filter(|_| is_latest && (to == Some(PayoutStatus::Paid) || payout.status == PayoutStatus::Paid))
+            .map(|reversed| partial_reversal_reason(&reversed, &payout.amount_due));
+        if let Some(flag) = &partial {
+            let paid_at = payout.processed_at.filter(|_| to.is_none()).unwrap_or(now);
+            change.follow_up = Some(watch.follow_up(payout.provider, paid_at, now).flagged(flag.clone()));
+        }
         let action = match (answer.event, to) {
             (Some(e), Some(_)) => e.as_str().to_string(),
             _ if late_failure => "LATE_FAILURE".to_string(),
+            _ if partial.is_some() => "PARTIAL_REVERSAL".to_string(),
             _ => format!("ATTEMPT_{}", answer.outcome.as_str()),
         };
         change.audit.push(self.audit(
@@ -197,8 +209,20 @@ impl PayoutService {
             &answer.actor,
             &action,
             to,
-            format!("attempt {attempt_no}: {}", answer.note),
+            match (&partial, to) {
+                (Some(flag), None) => format!("attempt {attempt_no}: {flag}: {}", answer.note),
+                _ => format!("attempt {attempt_no}: {}", answer.note),
+            },
         ));
+        if let (Some(flag), Some(_)) = (&partial, to) {
+            change.audit.push(self.audit(
+                payout,
+                &answer.actor,
+                "PARTIAL_REVERSAL",
+                None,
+                format!("attempt {attempt_no}: {flag}"),
+            ));
+        }
         change
     }
 }
@@ -214,6 +238,8 @@ struct Answer {
     error: Option<String>,
     /// Who the audit entry names: `provider:<name>`.
     actor: String,
+    /// How much of the paid attempt has been reversed, when part of it has.
+    reversed: Option<Money>,
 }
 
 impl Answer {
@@ -230,6 +256,10 @@ impl Answer {
                     ),
                     ProviderStatus::Returned(_) => (Some(PayoutEvent::ProviderReturned), AttemptOutcome::Succeeded),
                     ProviderStatus::Reversed(_) => (Some(PayoutEvent::ProviderReversed), AttemptOutcome::Succeeded),
+                    // Paid before part of it came back: PAID, with the reversal flagged.
+                    ProviderStatus::PartiallyReversed { .. } => {
+                        (Some(PayoutEvent::ProviderPaid), AttemptOutcome::Succeeded)
+                    }
                     ProviderStatus::NotFound => (
                         None,
                         AttemptOutcome::Unknown {
@@ -262,6 +292,13 @@ impl Answer {
         } else {
             note
         };
+        let reversed = match result {
+            Ok(SendReceipt {
+                status: ProviderStatus::PartiallyReversed { reversed, .. },
+                ..
+            }) => Some(*reversed),
+            _ => None,
+        };
         Answer {
             event,
             outcome,
@@ -269,6 +306,7 @@ impl Answer {
             note,
             error,
             actor: format!("provider:{}", adapter.provider()),
+            reversed,
         }
     }
 }

@@ -15,7 +15,7 @@ use super::PayoutService;
 use super::lifecycle::Prepared;
 use crate::domain::{AttemptOutcome, Payout, PayoutAttempt, PayoutId, Provider};
 use crate::error::{Error, Result, StoreError, StoreErrorKind};
-use crate::provider::{AttemptLookup, ProviderStatus, SendReceipt};
+use crate::provider::{AttemptLookup, ProviderStatus, SendReceipt, partial_reversal_reason};
 use crate::status::PayoutStatus;
 use crate::store::{AttemptUpdate, AttentionPage, CheckClaim, CheckDone, ClaimedCheck, FollowUp, PayoutChange};
 
@@ -343,7 +343,12 @@ impl PayoutService {
                     (Ok(Checked::Pending), Some(with_flag(backoff, reason, &c, flagged)))
                 }
                 Ok((Checked::Resent(None), _)) => (Ok(Checked::Resent(None)), Some(keep_flag(backoff, &c))),
-                Ok((settled, _)) => (Ok(settled), None),
+                Ok((settled, reason)) => {
+                    if reason.is_some() {
+                        *flagged = reason;
+                    }
+                    (Ok(settled), None)
+                }
                 Err(e) => (Err(e), Some(keep_flag(backoff, &c))),
             },
             PayoutStatus::Paid => {
@@ -353,13 +358,13 @@ impl PayoutService {
                 if c.payout.provider.is_none_or(|p| now >= paid_at + watch.window(p)) {
                     (Ok(Checked::Idle), Some(keep_flag(next, &c)))
                 } else {
-                    match self.check_paid(&c.payout, latest).await {
+                    match self.check_paid(&c.payout, latest, c.attention.as_deref()).await {
                         Ok((Checked::Watched, reason)) => {
                             (Ok(Checked::Watched), Some(with_flag(next, reason, &c, flagged)))
                         }
-                        // A late failure: recorded on the attempt and flagged by its own change.
-                        Ok((Checked::Settled(PayoutStatus::Paid), _)) => {
-                            *flagged = Some("a failure reported after PAID".into());
+                        // A late failure or a partial reversal: recorded and flagged by its own change.
+                        Ok((Checked::Settled(PayoutStatus::Paid), reason)) => {
+                            *flagged = Some(reason.unwrap_or_else(|| "a failure reported after PAID".into()));
                             (Ok(Checked::Watched), None)
                         }
                         Ok((moved, _)) => (Ok(moved), None),
@@ -442,18 +447,31 @@ impl PayoutService {
                 Some(format!("outcome unknown and a lookup cannot tell: {why}")),
             )),
             other => {
+                let partial = partial_reason(&other, payout);
                 let after = self.record_lookup(payout, &attempt, other, &adapter).await?;
-                Ok((Checked::Settled(after.status), None))
+                Ok((Checked::Settled(after.status), partial))
             }
         }
     }
 
-    /// Asks the provider about a PAID payout's latest attempt: money back moves it; a failure is
-    /// recorded on the attempt and flags it (`Settled(PAID)`); a provider with no record of a paid
-    /// attempt flags it (never a re-send).
-    async fn check_paid(&self, payout: &Payout, latest: Option<&PayoutAttempt>) -> Result<(Checked, Option<String>)> {
+    /// Asks the provider about a PAID payout's latest attempt: money back moves it; a failure or a
+    /// partial reversal is recorded and flags it (`Settled(PAID)`); a provider with no record of a
+    /// paid attempt flags it (never a re-send). `flag` is the payout's flag as claimed: a partial
+    /// reversal it already names (recorded by a webhook or an earlier pass) is not recorded again.
+    async fn check_paid(
+        &self,
+        payout: &Payout,
+        latest: Option<&PayoutAttempt>,
+        flag: Option<&str>,
+    ) -> Result<(Checked, Option<String>)> {
         let (attempt, adapter, _, status) = self.look_up_latest(payout, latest).await?;
+        let partial = partial_reason(&status, payout);
         match status {
+            ProviderStatus::PartiallyReversed { .. } if partial.as_deref() == flag => Ok((Checked::Watched, None)),
+            ProviderStatus::PartiallyReversed { .. } => {
+                let after = self.record_lookup(payout, &attempt, status, &adapter).await?;
+                Ok((Checked::Settled(after.status), partial))
+            }
             ProviderStatus::Paid | ProviderStatus::Accepted | ProviderStatus::Undetermined(_) => {
                 Ok((Checked::Watched, None))
             }
@@ -522,6 +540,16 @@ impl PayoutService {
         };
         self.record_answer(payout, attempt.attempt_no, Ok(receipt), adapter, false)
             .await
+    }
+}
+
+/// The attention reason for `status` when it is a partial reversal of `payout`.
+fn partial_reason(status: &ProviderStatus, payout: &Payout) -> Option<String> {
+    match status {
+        ProviderStatus::PartiallyReversed { reversed, .. } => {
+            Some(partial_reversal_reason(reversed, &payout.amount_due))
+        }
+        _ => None,
     }
 }
 

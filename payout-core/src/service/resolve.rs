@@ -292,6 +292,12 @@ impl PayoutService {
                 Verdict::Allows(format!("the provider cannot tell by a lookup: {why}"))
             }
             (ProviderStatus::Paid, Paid) => Verdict::Allows("the provider reports it paid".into()),
+            (ProviderStatus::PartiallyReversed { reason, .. }, Paid) => Verdict::Allows(format!(
+                "the provider reports it paid, and part of it reversed since ({reason}); reconciliation records it"
+            )),
+            (ProviderStatus::PartiallyReversed { reason, .. }, Failed) => Verdict::Contradicts(format!(
+                "the provider reports it paid, and part of it reversed since ({reason})"
+            )),
             (ProviderStatus::Failed(reason), Failed) => {
                 Verdict::Allows(format!("the provider reports it failed: {reason}"))
             }

@@ -5,7 +5,7 @@ use http::HeaderMap;
 use super::PayoutService;
 use crate::domain::{AttemptOutcome, Payout, PayoutAttempt, PayoutId, Provider};
 use crate::error::{Error, Result};
-use crate::provider::{EventReference, PayoutInstruction, ProviderEvent, ProviderEventKind};
+use crate::provider::{EventReference, PayoutInstruction, ProviderEvent, ProviderEventKind, partial_reversal_reason};
 use crate::status::{PayoutEvent, PayoutStatus, Transition, transition};
 use crate::store::{AttemptUpdate, PayoutChange, PayoutStoreExt, WebhookEventRecord};
 
@@ -31,6 +31,16 @@ pub enum EventOutcome {
         /// The payout.
         payout_id: PayoutId,
         /// Why.
+        reason: String,
+    },
+    /// It changed no status but flagged the payout for a person, audited (a partial reversal of a
+    /// PAID payout).
+    Flagged {
+        /// The event id.
+        event_id: String,
+        /// The payout.
+        payout_id: PayoutId,
+        /// The reason it is listed in the attention queue under.
         reason: String,
     },
     /// It was already processed.
@@ -65,6 +75,8 @@ fn event_for(kind: &ProviderEventKind) -> Option<(PayoutEvent, AttemptOutcome)> 
         ),
         ProviderEventKind::Returned { .. } => (PayoutEvent::ProviderReturned, AttemptOutcome::Succeeded),
         ProviderEventKind::Reversed { .. } => (PayoutEvent::ProviderReversed, AttemptOutcome::Succeeded),
+        // Paid before part of it came back: PAID, with the reversal flagged.
+        ProviderEventKind::PartiallyReversed { .. } => (PayoutEvent::ProviderPaid, AttemptOutcome::Succeeded),
         ProviderEventKind::Unknown { .. } => return None,
     })
 }
@@ -87,6 +99,7 @@ fn reason_of(kind: &ProviderEventKind) -> String {
         ProviderEventKind::Failed { reason }
         | ProviderEventKind::Returned { reason }
         | ProviderEventKind::Reversed { reason }
+        | ProviderEventKind::PartiallyReversed { reason, .. }
         | ProviderEventKind::Unknown { reason } => reason.clone(),
     }
 }
@@ -180,7 +193,18 @@ impl PayoutService {
             let late_failure = attempt.attempt_no == latest
                 && payout.status == PayoutStatus::Paid
                 && matches!(event.kind, ProviderEventKind::Failed { .. });
-            let outcome = if late_failure {
+            // Part of the current attempt's money came back: flagged and audited with the amount,
+            // and the payout PAID (moved there if it was still PROCESSING).
+            let partial = match &event.kind {
+                ProviderEventKind::PartiallyReversed { reversed, .. } if attempt.attempt_no == latest => {
+                    Some(partial_reversal_reason(reversed, &payout.amount_due))
+                }
+                _ => None,
+            };
+            let partial_of_paid = partial.is_some() && payout.status == PayoutStatus::Paid;
+            let outcome = if partial_of_paid {
+                Err(partial.clone().unwrap_or_default())
+            } else if late_failure {
                 Err(format!(
                     "{} reports a failure after PAID: recorded on attempt {} and flagged for a person",
                     event.provider_type, attempt.attempt_no
@@ -228,6 +252,33 @@ impl PayoutService {
                         Some(*to),
                         format!("webhook {} {}: {reason}", event.event_id, event.provider_type),
                     ));
+                    if let (Some(flag), Some(follow_up)) = (&partial, change.follow_up.take()) {
+                        change.follow_up = Some(follow_up.flagged(flag.clone()));
+                        change.audit.push(self.audit(
+                            &payout,
+                            &actor,
+                            "PARTIAL_REVERSAL",
+                            None,
+                            format!("webhook {} {}: {flag}: {reason}", event.event_id, event.provider_type),
+                        ));
+                    }
+                }
+                Err(flag) if partial_of_paid => {
+                    let watch = &self.policy.reconcile.settlement_watch;
+                    let paid_at = payout.processed_at.unwrap_or(payout.updated_at);
+                    change.follow_up = Some(
+                        watch
+                            .follow_up(payout.provider, paid_at, self.clock.now())
+                            .flagged(flag.clone()),
+                    );
+                    change.patch.notes = Some(format!("{}: {flag}", event.provider_type));
+                    change.audit.push(self.audit(
+                        &payout,
+                        &actor,
+                        "PARTIAL_REVERSAL",
+                        None,
+                        format!("webhook {} {}: {flag}: {reason}", event.event_id, event.provider_type),
+                    ));
                 }
                 Err(why) if late_failure => {
                     change.attempt_update = attempt_update(attempt.attempt_no, mapped.as_ref());
@@ -259,6 +310,11 @@ impl PayoutService {
             match self.store.apply(change).await {
                 Ok(_) => {
                     return Ok(match outcome {
+                        Err(reason) if partial_of_paid => EventOutcome::Flagged {
+                            event_id: event.event_id.clone(),
+                            payout_id: payout.id,
+                            reason,
+                        },
                         Ok(to) => EventOutcome::Applied {
                             event_id: event.event_id.clone(),
                             payout_id: payout.id.clone(),

@@ -18,8 +18,9 @@
 //! the `transfer_group`; `metadata[payout_id]`, `metadata[attempt_no]` and `metadata[doctor_id]` are
 //! set too. The amount is sent in integer minor units with the lowercase currency (`50000`, `kes`;
 //! JPY has no x100). A transfer puts the money in the connected account's balance at once, so an
-//! accepted transfer is reported `Paid` (and `Reversed` once reversed); `payout.*` events describe
-//! the account's own bank payouts afterwards.
+//! accepted transfer is reported `Paid` (`Reversed` once reversed in full, `PartiallyReversed` with
+//! the amount while `amount_reversed` is less than `amount`); `payout.*` events describe the
+//! account's own bank payouts afterwards and never settle ours.
 //!
 //! Failures: connect errors, 429, 5xx and 409 (`idempotency_key_in_use`, concurrent conflicts) are
 //! retried with the same key and end `Retryable`; timeouts and resets are `Ambiguous`; other 4xx
@@ -34,9 +35,10 @@
 //! `NotFound` lets the engine re-send with the same key.
 //!
 //! # Webhooks
-//! See [`SIGNATURE_HEADER`] and the table on the translation: `transfer.created` -> `Pending`,
-//! `transfer.reversed` -> `Reversed`, `payout.paid` -> `Paid`, `payout.failed` and
-//! `payout.canceled` -> `Failed`; the event id is Stripe's `evt_...`.
+//! See [`SIGNATURE_HEADER`] and the table on the translation: `transfer.created` -> `Paid` (what a
+//! lookup of the transfer says), `transfer.reversed` -> `Reversed` when `amount_reversed` reaches
+//! `amount` and `PartiallyReversed` before that; `payout.*` events name nothing of ours (a
+//! connected account paying out its own balance); the event id is Stripe's `evt_...`.
 //!
 //! Stripe gives an account endpoint and a Connect endpoint each its own signing secret; a delivery
 //! signed with either configured secret is authentic (both endpoints may point at the same route).

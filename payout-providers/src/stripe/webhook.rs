@@ -6,6 +6,7 @@ use payout_core::domain::PayoutAttempt;
 use payout_core::provider::{EventReference, ProviderEvent, ProviderEventKind};
 use serde::Deserialize;
 
+use super::wire::Reversal;
 use crate::common::{Secret, hmac_sha256_hex, hmac_sha256_verify};
 
 /// The header Stripe signs webhooks in.
@@ -95,9 +96,10 @@ struct EventObject {
     id: Option<String>,
     #[serde(default)]
     metadata: std::collections::BTreeMap<String, serde_json::Value>,
-    failure_code: Option<String>,
-    failure_message: Option<String>,
+    amount: Option<i64>,
     amount_reversed: Option<i64>,
+    #[serde(default)]
+    reversed: bool,
     currency: Option<String>,
 }
 
@@ -105,17 +107,17 @@ struct EventObject {
 ///
 /// | Stripe event | kind |
 /// |---|---|
-/// | `transfer.created` | `Pending` |
-/// | `transfer.reversed` | `Reversed` |
-/// | `payout.paid` (Connect) | `Paid` |
-/// | `payout.failed` (Connect) | `Failed` with `failure_code: failure_message` |
-/// | `payout.canceled` (Connect) | `Failed` |
+/// | `transfer.created` | `Paid`: a created transfer has put the money in the connected account's balance (what a lookup says too) |
+/// | `transfer.reversed`, `reversed` or `amount_reversed` ≥ `amount` | `Reversed` |
+/// | `transfer.reversed`, `amount_reversed` < `amount` | `PartiallyReversed` with the amount reversed so far |
+/// | `payout.paid`, `payout.failed`, `payout.canceled`, `payout.updated` (Connect) | no references: not ours |
 ///
 /// References, tried in order: the transfer's id (`tr_...`) and our idempotency key from
-/// `metadata.idempotency_key`, both only when the object carries a key of our form. A Connect
-/// `payout.*` object is the connected account's own payout (`po_...`): it names our attempt only if
-/// its metadata carries the key. An event with no key of ours names nothing of ours, and the
-/// service acknowledges it without a change.
+/// `metadata.idempotency_key`, both only when the object carries a key of our form. An event with
+/// no key of ours (another system's transfer) names nothing of ours, and the service acknowledges it
+/// without a change. A Connect `payout.*` event is about the connected account paying its own
+/// balance out to its bank (`po_...`): it says nothing about our transfer, which reached that
+/// balance when it was created, so it never names anything of ours, whatever its metadata holds.
 ///
 /// `livemode` is the mode of our secret key (`None` when the key does not say): an event of the
 /// other mode (a test-mode event at a live endpoint, or the reverse) names nothing of ours either,
@@ -124,26 +126,15 @@ pub(crate) fn translate(body: &[u8], livemode: Option<bool>) -> Result<Vec<Provi
     let event: Event = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
     let other_mode = matches!((livemode, event.livemode), (Some(ours), Some(its)) if ours != its);
     let object = &event.data.object;
-    let kind = match event.kind.as_str() {
-        "transfer.created" => ProviderEventKind::Pending,
-        "transfer.reversed" => ProviderEventKind::Reversed {
-            reason: match (object.amount_reversed, &object.currency) {
-                (Some(a), Some(c)) => format!("transfer reversed ({a} {c} reversed)"),
-                _ => "transfer reversed".to_string(),
+    let (kind, about_transfer) = match event.kind.as_str() {
+        "transfer.created" => (ProviderEventKind::Paid, true),
+        "transfer.reversed" => (reversal_kind(object), true),
+        "payout.paid" | "payout.failed" | "payout.canceled" | "payout.updated" => (
+            ProviderEventKind::Unknown {
+                reason: "a connected account's own payout to its bank".to_string(),
             },
-        },
-        "payout.paid" => ProviderEventKind::Paid,
-        "payout.failed" => ProviderEventKind::Failed {
-            reason: match (&object.failure_code, &object.failure_message) {
-                (Some(c), Some(m)) => format!("{c}: {m}"),
-                (Some(c), None) => c.clone(),
-                (None, Some(m)) => m.clone(),
-                (None, None) => "payout failed".to_string(),
-            },
-        },
-        "payout.canceled" => ProviderEventKind::Failed {
-            reason: "payout canceled".to_string(),
-        },
+            false,
+        ),
         _ => return Ok(Vec::new()),
     };
     // Every transfer we create carries our key in its metadata; an object without one (another
@@ -154,7 +145,7 @@ pub(crate) fn translate(body: &[u8], livemode: Option<bool>) -> Result<Vec<Provi
         Some(serde_json::Value::String(key)) if PayoutAttempt::is_key_form(key) => Some(key.clone()),
         _ => None,
     };
-    if let Some(key) = key.filter(|_| !other_mode) {
+    if let Some(key) = key.filter(|_| !other_mode && about_transfer) {
         if let Some(id) = object.id.as_deref().filter(|s| s.starts_with("tr_")) {
             references.push(EventReference::ProviderReference(id.to_string()));
         }
@@ -167,6 +158,30 @@ pub(crate) fn translate(body: &[u8], livemode: Option<bool>) -> Result<Vec<Provi
         occurred_at: event.created.and_then(|t| DateTime::from_timestamp(t, 0)),
         provider_type: event.kind,
     }])
+}
+
+/// What a `transfer.reversed` event says: all of the transfer back, or part of it so far.
+fn reversal_kind(object: &EventObject) -> ProviderEventKind {
+    let currency = object.currency.as_deref().unwrap_or("");
+    let amount_reversed = object.amount_reversed.unwrap_or(0);
+    let id = object.id.as_deref().unwrap_or("?");
+    // Without `amount`, only `reversed` can say it was all of it.
+    let amount = object.amount.unwrap_or(i64::MAX);
+    match Reversal::of(amount, amount_reversed, object.reversed, currency) {
+        Ok(Reversal::Full) => ProviderEventKind::Reversed {
+            reason: format!("transfer {id} reversed ({amount_reversed} {currency} reversed)"),
+        },
+        Ok(Reversal::Partial(reversed)) => ProviderEventKind::PartiallyReversed {
+            reason: format!("transfer {id} was reversed in part ({reversed} reversed)"),
+            reversed,
+        },
+        Ok(Reversal::None) => ProviderEventKind::Unknown {
+            reason: format!("transfer {id}: transfer.reversed without an amount reversed"),
+        },
+        Err(why) => ProviderEventKind::Unknown {
+            reason: format!("transfer {id}: {why}"),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use payout_core::domain::PayoutDestination;
+use payout_core::money::{Currency, Money};
 use payout_core::provider::{PayoutInstruction, ProviderStatus};
 use serde::Deserialize;
 
@@ -97,14 +98,47 @@ pub(crate) struct Transfer {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// How much of a transfer has been reversed. Stripe sets `reversed` only once the whole amount is
+/// back; every reversal, partial ones included, raises `amount_reversed` (and fires
+/// `transfer.reversed`), so the two are compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reversal {
+    /// None of it.
+    None,
+    /// Part of it, so far: the transfer still paid the rest.
+    Partial(Money),
+    /// All of it.
+    Full,
+}
+
+impl Reversal {
+    /// From a transfer's `amount`, `amount_reversed` (minor units), `reversed` and `currency`.
+    pub fn of(amount: i64, amount_reversed: i64, reversed: bool, currency: &str) -> Result<Reversal, String> {
+        if reversed || (amount_reversed > 0 && amount_reversed >= amount) {
+            return Ok(Reversal::Full);
+        }
+        if amount_reversed <= 0 {
+            return Ok(Reversal::None);
+        }
+        let currency = Currency::from_code(currency)
+            .map_err(|e| format!("{amount_reversed} of {amount} reversed in an unknown currency: {e}"))?;
+        Ok(Reversal::Partial(Money::from_minor_units(amount_reversed, currency)))
+    }
+}
+
 impl Transfer {
     /// Where the attempt stands. A transfer moves the money into the connected account's balance
-    /// when it is created, so an existing transfer is `Paid` unless it was reversed in full.
+    /// when it is created, so an existing transfer is `Paid`; reversed in full it is `Reversed`,
+    /// in part `PartiallyReversed` (what the `transfer.reversed` webhook says too).
     pub fn status(&self) -> ProviderStatus {
-        if self.reversed {
-            ProviderStatus::Reversed(format!("transfer {} was reversed", self.id))
-        } else {
-            ProviderStatus::Paid
+        match Reversal::of(self.amount, self.amount_reversed, self.reversed, &self.currency) {
+            Ok(Reversal::None) => ProviderStatus::Paid,
+            Ok(Reversal::Full) => ProviderStatus::Reversed(format!("transfer {} was reversed", self.id)),
+            Ok(Reversal::Partial(reversed)) => ProviderStatus::PartiallyReversed {
+                reversed,
+                reason: format!("transfer {} was reversed in part ({reversed} reversed)", self.id),
+            },
+            Err(why) => ProviderStatus::Undetermined(format!("transfer {}: {why}", self.id)),
         }
     }
 
