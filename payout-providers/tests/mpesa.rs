@@ -151,13 +151,18 @@ async fn the_token_is_cached_until_shortly_before_it_expires() {
 /// request (the same `OriginatorConversationID`) sent with it.
 #[tokio::test]
 async fn a_refused_token_is_refreshed_once() {
-    for status in [401, 400] {
+    for (status, refused) in [
+        (401, invalid_token()),
+        (400, invalid_token()),
+        // Daraja's other invalid-token code arrives as HTTP 404.
+        (404, gateway_error("404.001.03", "Invalid Access Token")),
+    ] {
         let server = MockServer::start().await;
         let token = || on("GET", Some("/oauth/v1/generate"));
         mount_first(&server, token(), answer(200, token_body("tok-old", json!("3599")))).await;
         mount(&server, token(), answer(200, token_body("tok-new", json!("3599")))).await;
         let with = |t: &str| on("POST", None).and(header("authorization", format!("Bearer {t}").as_str()));
-        mount_times(&server, with("tok-old"), answer(status, invalid_token()), 1).await;
+        mount_times(&server, with("tok-old"), answer(status, refused), 1).await;
         mount_times(&server, with("tok-new"), answer(200, ack("po_testkit-1")), 1).await;
         let r = provider(&server).send(&instruction()).await.unwrap();
         assert_eq!(r.status, ProviderStatus::Accepted);
@@ -246,13 +251,44 @@ async fn an_invalid_payload_is_final() {
     assert_eq!(e.code.as_deref(), Some("400.002.05"));
 }
 
+/// Issue 15 item 4: Safaricom documents no list of non-zero `ResponseCode`s, and some mean "cached,
+/// will be sent": the outcome is unknown (the payout stays PROCESSING for a status query), never a
+/// failure that would let a retry pay again.
 #[tokio::test]
-async fn a_non_zero_response_code_is_final() {
-    let server = with_token().await;
-    let rejected = json!({"ConversationID": "", "OriginatorConversationID": "po_testkit-1", "ResponseCode": "1",
-                          "ResponseDescription": "Rejected"});
-    mount(&server, on("POST", None), answer(200, rejected)).await;
-    support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Final).await;
+async fn a_non_zero_response_code_is_an_unknown_outcome() {
+    for (code, description) in [
+        (json!("100000000"), "Request cached, waiting for resending"),
+        (json!("1"), "Rejected"),
+        (json!(2), "Throttled"),
+    ] {
+        let server = with_token().await;
+        let unconfirmed = json!({"ConversationID": "", "OriginatorConversationID": "po_testkit-1",
+                                 "ResponseCode": code, "ResponseDescription": description});
+        mount(&server, on("POST", None), answer(200, unconfirmed)).await;
+        let e = support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Ambiguous).await;
+        assert!(e.message.contains(description), "{code}: {e}");
+        assert_eq!(
+            payments(&server).await.len(),
+            1,
+            "{code}: sent once, never again with the key"
+        );
+    }
+}
+
+/// The documented refusals of a payment request are final: nothing was queued.
+#[tokio::test]
+async fn documented_refusals_are_final() {
+    for code in ["400.002.02", "400.002.05", "404.001.04"] {
+        let server = with_token().await;
+        mount(
+            &server,
+            on("POST", None),
+            answer(400, gateway_error(code, "Bad Request")),
+        )
+        .await;
+        let e = support::assert_send_fails(&provider(&server), &instruction(), ProviderErrorKind::Final).await;
+        assert_eq!(e.code.as_deref(), Some(code));
+    }
 }
 
 /// Spike arrest, 429 and 503: retried, and every try carries the same `OriginatorConversationID`.
@@ -324,7 +360,7 @@ async fn lookup_queries_the_transaction_status_and_cannot_tell() {
     let query = on("POST", Some("/mpesa/transactionstatus/v1/query")).and(body_partial_json(json!({
         "Initiator": "testapi", "CommandID": "TransactionStatusQuery", "OriginalConversationID": "po_testkit-1",
         "PartyA": "600996", "IdentifierType": "4",
-        "ResultURL": "https://payouts.example/webhooks/mpesa/path-token-7f3a/result"
+        "ResultURL": "https://payouts.example/webhooks/mpesa/path-token-7f3a/status"
     })));
     mount_times(&server, query, answer(200, ack("q-1")), 1).await;
     let mut attempt = lookup(&instruction(), Some("AG_20240706_2010325b025970fbc403"));
@@ -333,6 +369,55 @@ async fn lookup_queries_the_transaction_status_and_cannot_tell() {
     assert!(
         matches!(&status, ProviderStatus::Undetermined(why) if why.contains("callback")),
         "the answer comes later, asynchronously: {status:?}"
+    );
+}
+
+/// Issue 15 item 4: an attempt whose acknowledgement was lost has no ConversationID; it is queried
+/// by its `OriginatorConversationID` alone, and the answer goes to the status path, never to the
+/// payment ResultURL.
+#[tokio::test]
+async fn an_attempt_whose_ack_was_lost_is_queried_by_its_originator_conversation_id() {
+    let server = with_token().await;
+    let query = on("POST", Some("/mpesa/transactionstatus/v1/query"));
+    mount_times(&server, query, answer(200, ack("q-2")), 1).await;
+    let status = provider(&server).lookup(&lookup(&instruction(), None)).await.unwrap();
+    assert!(matches!(status, ProviderStatus::Undetermined(_)), "{status:?}");
+    let sent = requests(&server, |r| r.url.path().ends_with("/query")).await;
+    let body: serde_json::Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(body["OriginalConversationID"], "po_testkit-1");
+    assert!(body.get("TransactionID").is_none(), "{body}");
+    assert_eq!(
+        body["ResultURL"],
+        "https://payouts.example/webhooks/mpesa/path-token-7f3a/status"
+    );
+}
+
+#[test]
+fn status_results_have_their_own_path_by_default() {
+    for (result, status) in [
+        ("https://payouts.example/r", "https://payouts.example/r/status"),
+        (
+            "https://h.example/api/webhooks/mpesa-b2c/tok",
+            "https://h.example/api/webhooks/mpesa-b2c/tok/status",
+        ),
+        (
+            "https://h.example/api/webhooks/mpesa-b2c/tok/result",
+            "https://h.example/api/webhooks/mpesa-b2c/tok/status",
+        ),
+        (
+            "https://h.example/api/webhooks/mpesa-b2c?x=1",
+            "https://h.example/api/webhooks/mpesa-b2c/status?x=1",
+        ),
+    ] {
+        let c = MpesaConfig::from_vars(vars(&[("MPESA_RESULT_URL", result)])).unwrap();
+        assert!(format!("{c:?}").contains("result_url_set"));
+        let p = MpesaProvider::new(c).unwrap();
+        assert_eq!(p.status_result_url(), status, "{result}");
+    }
+    let own = MpesaConfig::from_vars(vars(&[("MPESA_STATUS_RESULT_URL", "https://other.example/s")])).unwrap();
+    assert_eq!(
+        MpesaProvider::new(own).unwrap().status_result_url(),
+        "https://other.example/s"
     );
 }
 
@@ -496,7 +581,7 @@ async fn passes_the_unmatched_events_check() {
 }
 
 #[tokio::test]
-async fn a_success_result_is_paid_with_both_references() {
+async fn a_success_result_is_paid_with_every_reference() {
     for code in [json!(0), json!("0")] {
         let body = result_body(code, "The service request is processed successfully.");
         let events = offline().verify_webhook(&signed(&body), &body).await.unwrap();
@@ -508,7 +593,8 @@ async fn a_success_result_is_paid_with_both_references() {
             e.references,
             vec![
                 EventReference::ProviderReference("AG_20240706_2010325b025970fbc403".into()),
-                EventReference::IdempotencyKey("po_testkit-1".into())
+                EventReference::IdempotencyKey("po_testkit-1".into()),
+                EventReference::ProviderReference("SG632NMUAB".into()),
             ]
         );
     }
@@ -528,11 +614,45 @@ async fn failure_results_carry_the_codes_meaning() {
             other => panic!("{code}: expected Failed, got {other:?}"),
         }
     }
-    let body = result_body(json!(15), "Duplicate detected");
+    // Issue 15 item 4: a catch-all, a duplicate, a code we do not know, or a result of ResultType 1
+    // may have moved money: unknown until a status query confirms it, never FAILED.
+    for code in [json!(15), json!(17), json!("26"), json!(9999)] {
+        let body = result_body(code.clone(), "The service request failed");
+        assert!(
+            matches!(
+                p.verify_webhook(&signed(&body), &body).await.unwrap()[0].kind,
+                ProviderEventKind::Unknown { .. }
+            ),
+            "{code}"
+        );
+    }
+    let mut type_1: serde_json::Value = serde_json::from_slice(&result_body(json!(2001), "x")).unwrap();
+    type_1["Result"]["ResultType"] = json!(1);
+    let body = serde_json::to_vec(&type_1).unwrap();
     assert!(matches!(
         p.verify_webhook(&signed(&body), &body).await.unwrap()[0].kind,
         ProviderEventKind::Unknown { .. }
     ));
+}
+
+/// A callback that does not echo our `OriginatorConversationID` is still matched by its
+/// `ConversationID` or its `TransactionID`.
+#[tokio::test]
+async fn callbacks_name_the_payment_by_conversation_originator_or_transaction_id() {
+    let mut result: serde_json::Value = serde_json::from_slice(&result_body(json!(0), "ok")).unwrap();
+    result["Result"]
+        .as_object_mut()
+        .unwrap()
+        .remove("OriginatorConversationID");
+    let body = serde_json::to_vec(&result).unwrap();
+    let e = &offline().verify_webhook(&signed(&body), &body).await.unwrap()[0];
+    assert_eq!(
+        e.references,
+        vec![
+            EventReference::ProviderReference("AG_20240706_2010325b025970fbc403".into()),
+            EventReference::ProviderReference("SG632NMUAB".into()),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -575,6 +695,40 @@ async fn a_status_query_result_names_the_payment_by_its_parameters() {
         !e.references
             .contains(&EventReference::IdempotencyKey("query-own-id".into()))
     );
+}
+
+/// A status query's result: `Completed` pays, `Failed` (confirmed by the query) fails, a pending
+/// status or a query that itself failed leaves the outcome unknown.
+#[tokio::test]
+async fn a_confirmed_failed_status_query_fails_and_anything_unclear_stays_unknown() {
+    let status_body = |code: serde_json::Value, status: &str| {
+        serde_json::to_vec(
+            &json!({"Result": {"ResultType": 0, "ResultCode": code, "ResultDesc": "done",
+            "OriginatorConversationID": "query-own-id", "ConversationID": "AG_query",
+            "ResultParameters": {"ResultParameter": [
+                {"Key": "TransactionStatus", "Value": status},
+                {"Key": "Originator Conversation ID", "Value": "po_testkit-1"}]}}}),
+        )
+        .unwrap()
+    };
+    for (code, status, paid, failed) in [
+        (json!(0), "Completed", true, false),
+        (json!(0), "Failed", false, true),
+        (json!(0), "Declined", false, true),
+        (json!(0), "Pending", false, false),
+        (json!(2001), "Failed", false, false),
+    ] {
+        let body = status_body(code.clone(), status);
+        let mut h = signed(&body);
+        h.insert(CALLBACK_KIND_HEADER, HeaderValue::from_static("status"));
+        let kind = offline().verify_webhook(&h, &body).await.unwrap()[0].kind.clone();
+        assert_eq!(kind == ProviderEventKind::Paid, paid, "{code} {status}: {kind:?}");
+        assert_eq!(
+            matches!(kind, ProviderEventKind::Failed { .. }),
+            failed,
+            "{code} {status}: {kind:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -109,6 +109,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/webhooks/stripe-payouts", post(webhooks::stripe))
         .route("/api/webhooks/paypal-payouts", post(webhooks::paypal))
         .route("/api/webhooks/mpesa-b2c", post(webhooks::mpesa))
+        .route("/api/webhooks/mpesa-b2c/status", post(webhooks::mpesa_status))
+        .route("/api/webhooks/mpesa-b2c/timeout", post(webhooks::mpesa_timeout))
         .route("/api/webhooks/mpesa-b2c/{token}", post(webhooks::mpesa_with_token))
         .route(
             "/api/webhooks/mpesa-b2c/{token}/{kind}",

@@ -149,6 +149,17 @@ pub async fn mpesa(State(state): State<AppState>, req: Request) -> Result<Json<V
     mpesa_callback(&state, None, "result", req).await
 }
 
+/// `POST /api/webhooks/mpesa-b2c/status`: the status query's ResultURL beside the signed result URL
+/// (the adapter's default `MPESA_STATUS_RESULT_URL` for `.../mpesa-b2c`).
+pub async fn mpesa_status(State(state): State<AppState>, req: Request) -> Result<Json<Value>, ApiError> {
+    mpesa_callback(&state, None, "status", req).await
+}
+
+/// `POST /api/webhooks/mpesa-b2c/timeout`: the QueueTimeOutURL beside the signed result URL.
+pub async fn mpesa_timeout(State(state): State<AppState>, req: Request) -> Result<Json<Value>, ApiError> {
+    mpesa_callback(&state, None, "timeout", req).await
+}
+
 /// `POST /api/webhooks/mpesa-b2c/{token}`: the ResultURL with an unguessable per-deployment token.
 pub async fn mpesa_with_token(
     State(state): State<AppState>,

@@ -269,6 +269,70 @@ async fn mpesa_callbacks_need_the_path_token_and_client_set_trust_headers_are_dr
     }
 }
 
+/// Issue 15 item 4: with only the HMAC guard (the bare `/api/webhooks/mpesa-b2c` route), the status
+/// query's results have their own route beside it, the adapter's default `MPESA_STATUS_RESULT_URL`,
+/// and are read as status results (the payment named by the result's parameters), never as a
+/// payment result or a path token "status".
+#[tokio::test]
+async fn mpesa_status_results_have_their_own_route_beside_the_signed_one() {
+    use hmac::Mac;
+    use payout_providers::mpesa::{MpesaConfig, MpesaProvider};
+    use std::sync::Arc;
+
+    let config = MpesaConfig::builder()
+        .consumer_key("key")
+        .consumer_secret("secret")
+        .shortcode("600000")
+        .initiator_name("api-op")
+        .security_credential("credential")
+        .result_url("https://payouts.example/api/webhooks/mpesa-b2c")
+        .timeout_url("https://payouts.example/api/webhooks/mpesa-b2c/timeout")
+        .webhook_secret("hmac-secret")
+        .build()
+        .unwrap();
+    let provider = MpesaProvider::new(config).unwrap();
+    assert_eq!(
+        provider.status_result_url(),
+        "https://payouts.example/api/webhooks/mpesa-b2c/status"
+    );
+    let service = Arc::new(
+        payout_core::PayoutService::builder()
+            .store(Arc::new(payout_core::memory::MemoryStore::new()))
+            .directory(Arc::new(payout_core::source::StaticDirectory::default()))
+            .provider(Arc::new(provider))
+            .build()
+            .unwrap(),
+    );
+    let app = router(payout_server::AppState::new(
+        service,
+        payout_server::ServerConfig::new(SECRET),
+    ));
+    let base = serve(app).await;
+    let body = serde_json::to_vec(&json!({"Result": {"ResultType": 0, "ResultCode": 0, "ResultDesc": "ok",
+        "OriginatorConversationID": "query-own-id", "ConversationID": "AG_query",
+        "ResultParameters": {"ResultParameter": [
+            {"Key": "TransactionStatus", "Value": "Completed"},
+            {"Key": "Conversation ID", "Value": "AG_the_payment"}]}}}))
+    .unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hmac-secret").unwrap();
+    mac.update(&body);
+    let signature: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let res = reqwest::Client::new()
+        .post(format!("{base}/api/webhooks/mpesa-b2c/status"))
+        .header("x-mpesa-signature", signature)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    // Authentic, and about a payment we have no attempt for yet: refused for redelivery, and named
+    // by the parameters (a status result), not by the query's own ConversationID.
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("AG_the_payment"), "{text}");
+}
+
 /// `PAYOUTS_FOUR_EYES` and the other approval settings reach the engine the demo builds.
 #[tokio::test]
 async fn the_demo_passes_the_approval_policy_on() {

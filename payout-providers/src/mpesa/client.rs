@@ -7,7 +7,9 @@ use payout_core::{ProviderError, ProviderErrorKind};
 use reqwest::StatusCode;
 use serde::Serialize;
 
-use super::wire::{Ack, DUPLICATE_ORIGINATOR, GatewayError, INVALID_TOKEN, PaymentRequest, StatusQuery, TokenResponse};
+use super::wire::{
+    Ack, DUPLICATE_ORIGINATOR, GatewayError, PaymentRequest, StatusQuery, TokenResponse, is_invalid_token,
+};
 use crate::common::http::{self, Api, ExchangeError, RawResponse, classified_error, exchange_with_retries};
 use crate::common::retry::Classified;
 use crate::common::token::{Fetched, TokenCache, request_token};
@@ -24,20 +26,25 @@ pub(crate) enum MpesaError {
     /// A gateway error `{requestId, errorCode, errorMessage}`.
     #[error("HTTP {status} {error}")]
     Gateway { status: StatusCode, error: GatewayError },
-    /// The ack came back with a non-zero `ResponseCode`: the request was not accepted.
-    #[error("request not accepted ({code}): {description}")]
-    Rejected { code: String, description: String },
+    /// The ack came back with a non-zero `ResponseCode`. Safaricom documents no list of them, and
+    /// some do not mean "refused" (`100000000`, "request cached, waiting for resending"), so the
+    /// outcome is unknown until a Transaction Status query answers.
+    #[error("request answered with ResponseCode {code} ({description}): outcome unknown")]
+    Unconfirmed { code: String, description: String },
 }
 
 impl Classified for MpesaError {
     fn kind(&self) -> ProviderErrorKind {
         match self {
             MpesaError::Exchange(e) => e.kind(),
-            MpesaError::Rejected { .. } => ProviderErrorKind::Final,
+            MpesaError::Unconfirmed { .. } => ProviderErrorKind::Ambiguous,
             MpesaError::Gateway { status, error } => match error.error_code.as_deref() {
                 // Spike arrest, quota, internal error: nothing was queued; same key again is safe.
                 Some("500.003.02" | "500.003.03" | "500.003.1001") => ProviderErrorKind::Retryable,
-                Some("400.002.05" | "404.001.04" | INVALID_TOKEN) => ProviderErrorKind::Final,
+                // Refused before anything was queued: a bad request or payload, a bad
+                // authentication header, a token still refused after one refresh.
+                Some("400.002.02" | "400.002.05" | "404.001.04") => ProviderErrorKind::Final,
+                code if is_invalid_token(code) => ProviderErrorKind::Final,
                 _ => http::status_kind(*status),
             },
         }
@@ -49,7 +56,7 @@ impl From<MpesaError> for ProviderError {
         match e {
             MpesaError::Exchange(inner) => inner.into_provider_error(PROVIDER),
             MpesaError::Gateway { ref error, .. } => classified_error(PROVIDER, &e, error.error_code.clone()),
-            MpesaError::Rejected { ref code, .. } => classified_error(PROVIDER, &e, Some(code.clone())),
+            MpesaError::Unconfirmed { ref code, .. } => classified_error(PROVIDER, &e, Some(code.clone())),
         }
     }
 }
@@ -112,7 +119,7 @@ impl MpesaClient {
                         .json(body);
                     http::execute(self.api.provider, request)
                 },
-                |raw| gateway_error(raw).and_then(|e| e.error_code).as_deref() == Some(INVALID_TOKEN),
+                |raw| is_invalid_token(gateway_error(raw).and_then(|e| e.error_code).as_deref()),
             )
             .await
     }
@@ -152,7 +159,7 @@ impl MpesaClient {
         let ack: Ack = raw.json()?;
         match ack.response_code.as_deref() {
             Some("0") => Ok(ack),
-            Some(code) => Err(MpesaError::Rejected {
+            Some(code) => Err(MpesaError::Unconfirmed {
                 code: code.to_string(),
                 description: ack.response_description.clone().unwrap_or_default(),
             }),

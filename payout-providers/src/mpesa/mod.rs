@@ -10,7 +10,7 @@
 //! | `MPESA_B2C_SECURITY_CREDENTIAL`, or `MPESA_INITIATOR_PASSWORD` + `MPESA_CERT_PATH` (required) | [`MpesaConfigBuilder::security_credential`], [`MpesaConfigBuilder::initiator_password`] | — |
 //! | `MPESA_RESULT_URL` (required) | [`MpesaConfigBuilder::result_url`] | — |
 //! | `MPESA_TIMEOUT_URL` (required) | [`MpesaConfigBuilder::timeout_url`] | — |
-//! | `MPESA_STATUS_RESULT_URL` | [`MpesaConfigBuilder::status_result_url`] | `MPESA_RESULT_URL` |
+//! | `MPESA_STATUS_RESULT_URL` | [`MpesaConfigBuilder::status_result_url`] | `MPESA_RESULT_URL` with its path's last `/result` made `/status` (or `/status` added) |
 //! | `MPESA_CALLBACK_TOKEN` | [`MpesaConfigBuilder::callback_token`] | none |
 //! | `MPESA_WEBHOOK_SECRET` | [`MpesaConfigBuilder::webhook_secret`] | none |
 //! | `MPESA_CALLBACK_IPS` (comma-separated) | [`MpesaConfigBuilder::allowed_ips`] | any source |
@@ -24,7 +24,7 @@
 //!
 //! # Sending
 //! An OAuth token (`GET /oauth/v1/generate`) is cached until 60 s before it expires and refreshed
-//! once when Daraja refuses it (401 or `400.003.01`). `POST /mpesa/b2c/v3/paymentrequest` carries the
+//! once when Daraja refuses it (401, `400.003.01`, or `404.001.03` as HTTP 404). `POST /mpesa/b2c/v3/paymentrequest` carries the
 //! attempt's key as `OriginatorConversationID` and the amount as whole shillings (`"500"`). A
 //! non-KES currency, a fractional amount or one outside KES 10..=250,000, or a phone that is not
 //! `2547XXXXXXXX`/`2541XXXXXXXX` (`+254...` and `07...` are normalised) is a `Final` error before any
@@ -33,15 +33,27 @@
 //! means the request was received before: `Accepted`, never a second movement.
 //!
 //! Failures: connect errors, 429, 5xx and `500.003.02`/`500.003.03`/`500.003.1001` are retried with the
-//! same key and end `Retryable`; timeouts and resets are `Ambiguous`; `400.002.05`, `404.001.04`,
-//! other 4xx and a non-zero `ResponseCode` are `Final`.
+//! same key and end `Retryable`; timeouts and resets are `Ambiguous`; the documented refusals
+//! (`400.002.02`, `400.002.05`, `404.001.04`, and an invalid token still refused after one refresh:
+//! `400.003.01`, `404.001.03`) and other 4xx are `Final`. A non-zero `ResponseCode` in the ack is not a
+//! documented refusal (some mean "cached, will be sent"): `Ambiguous`, so the payout stays
+//! PROCESSING until a Transaction Status query answers.
 //!
 //! # Lookup
 //! `POST /mpesa/transactionstatus/v1/query` with `OriginalConversationID` = the key (and the
 //! reference as `TransactionID` when it is not a `AG_...` ConversationID) **[unverified field set]**.
-//! Daraja answers asynchronously, so `lookup` sends the query and returns
-//! `ProviderStatus::Undetermined` (it cannot tell); the result arrives at
-//! `MPESA_STATUS_RESULT_URL`.
+//! An attempt whose acknowledgement was lost (no ConversationID) is queried by its
+//! `OriginatorConversationID` alone. Daraja answers asynchronously, so `lookup` sends the query and
+//! returns `ProviderStatus::Undetermined` (it cannot tell); the result arrives at
+//! `MPESA_STATUS_RESULT_URL`, its own path: `Completed` pays the payout, `Failed`/`Declined`/
+//! `Cancelled` fails it, anything else leaves it unknown.
+//!
+//! # Results
+//! Result code 0 pays; only a result code that says nothing was paid (1 insufficient balance, 2/3/4/8
+//! limits, 11, 21, 2001, 2006, 2028, 2040 unregistered receiver, 8006) fails the payout. A catch-all
+//! (17 "internal failure", 26 "system busy"), 15 (duplicate), an unlisted code, and any result of
+//! `ResultType` 1 leave it PROCESSING until a Transaction Status query confirms it. Callbacks are
+//! matched by `ConversationID`, `OriginatorConversationID` or `TransactionID`.
 //!
 //! # Callbacks
 //! Daraja does not sign callbacks. `verify_webhook` checks, before reading the body, every
@@ -258,7 +270,7 @@ impl MpesaConfigBuilder {
         self.settings.timeout_url = Some(v.into());
         self
     }
-    /// Where transaction status results go (default: the result URL).
+    /// Where transaction status results go (default: beside the result URL, at `.../status`).
     pub fn status_result_url(mut self, v: impl Into<String>) -> Self {
         self.settings.status_result_url = Some(v.into());
         self
@@ -295,7 +307,7 @@ impl MpesaConfigBuilder {
         let timeout_url = base_url("MPESA_TIMEOUT_URL", &text(own.timeout_url, "MPESA_TIMEOUT_URL")?)?;
         let status_result_url = match own.status_result_url {
             Some(u) => base_url("MPESA_STATUS_RESULT_URL", &u)?,
-            None => result_url.clone(),
+            None => status_url_beside(&result_url)?,
         };
         let mut auth = own.auth;
         auth.token = auth.token.filter(|t| !t.expose().is_empty());
@@ -322,6 +334,24 @@ impl MpesaConfigBuilder {
     }
 }
 
+/// The Transaction Status query's ResultURL by default: the payment ResultURL with its path's last
+/// segment `result` made `status`, or `/status` added to it, so that a status result never arrives
+/// where payment results do (`https://h/api/webhooks/mpesa-b2c/tok` ->
+/// `https://h/api/webhooks/mpesa-b2c/tok/status`).
+fn status_url_beside(result_url: &str) -> Result<String, ConfigError> {
+    let mut url = reqwest::Url::parse(result_url).map_err(|e| ConfigError::Invalid {
+        name: "MPESA_RESULT_URL",
+        reason: e.to_string(),
+    })?;
+    let path = url.path().trim_end_matches('/');
+    let path = match path.strip_suffix("/result") {
+        Some(head) => format!("{head}/status"),
+        None => format!("{path}/status"),
+    };
+    url.set_path(&path);
+    Ok(url.to_string())
+}
+
 /// The M-Pesa B2C adapter.
 pub struct MpesaProvider {
     config: MpesaConfig,
@@ -340,6 +370,12 @@ impl MpesaProvider {
             tokens: TokenCache::new(DEFAULT_EXPIRY_MARGIN),
         };
         Ok(MpesaProvider { config, client })
+    }
+
+    /// Where Transaction Status query results are sent (`MPESA_STATUS_RESULT_URL`, or its default
+    /// beside the payment ResultURL).
+    pub fn status_result_url(&self) -> &str {
+        &self.config.status_result_url
     }
 }
 

@@ -138,23 +138,31 @@ pub(crate) fn translate(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Provider
                     .to_string(),
             },
             "B2C.QueueTimeout".to_string(),
-            references(conversation, originator),
+            references(conversation, originator, r.transaction_id.clone()),
         ),
         (_, Some(code)) => {
+            let (meaning, nothing_paid) = result_meaning(code);
+            let settled = r.result_type.as_deref().is_none_or(|t| t == "0");
             let kind = match code {
-                "0" => ProviderEventKind::Paid,
-                "15" => ProviderEventKind::Unknown {
-                    reason: format!("M-Pesa result 15 (duplicate detected): {desc}; reconcile before retrying"),
+                "0" if settled => ProviderEventKind::Paid,
+                _ if settled && nothing_paid => ProviderEventKind::Failed {
+                    reason: format!("M-Pesa result {code} ({meaning}): {desc}"),
                 },
-                other => ProviderEventKind::Failed {
-                    reason: format!("M-Pesa result {other} ({}): {desc}", result_meaning(other)),
+                // A catch-all, a duplicate, a code we do not know, or a result of ResultType 1:
+                // money may have moved. A Transaction Status query settles it, never a new try.
+                _ => ProviderEventKind::Unknown {
+                    reason: format!(
+                        "M-Pesa result {code} ({meaning}, ResultType {}): {desc}; outcome unknown until a \
+                         Transaction Status query confirms it",
+                        r.result_type.as_deref().unwrap_or("-")
+                    ),
                 },
             };
             (
                 format!("mpesa:{id_part}:{code}"),
                 kind,
                 format!("B2C.Result.{code}"),
-                references(conversation, originator),
+                references(conversation, originator, r.transaction_id.clone()),
             )
         }
     };
@@ -167,7 +175,13 @@ pub(crate) fn translate(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Provider
     }])
 }
 
-fn references(conversation: Option<String>, originator: Option<String>) -> Vec<EventReference> {
+/// What a callback names the payment by: its `ConversationID` (the reference `send` returns), our
+/// `OriginatorConversationID` (not always echoed), and M-Pesa's `TransactionID` (the receipt).
+fn references(
+    conversation: Option<String>,
+    originator: Option<String>,
+    transaction: Option<String>,
+) -> Vec<EventReference> {
     let mut refs = Vec::new();
     if let Some(c) = conversation {
         refs.push(EventReference::ProviderReference(c));
@@ -175,22 +189,38 @@ fn references(conversation: Option<String>, originator: Option<String>) -> Vec<E
     if let Some(o) = originator {
         refs.push(EventReference::IdempotencyKey(o));
     }
+    if let Some(t) = transaction.filter(|t| !t.is_empty()) {
+        refs.push(EventReference::ProviderReference(t));
+    }
     refs
 }
 
 /// A transaction status query's result: its own ids are the query's, so the payment is named by
 /// the result parameters (`Originator Conversation ID`, `Conversation ID`).
+///
+/// A successful query (`ResultCode` 0) whose `TransactionStatus` is `Completed` confirms the
+/// payment; `Failed`, `Declined` or `Cancelled` confirms that it failed; anything else (a query
+/// that itself failed, a status still pending) leaves the outcome unknown.
 fn status_result(r: &CallbackResult, code: &str, desc: &str) -> (ProviderEventKind, Vec<EventReference>) {
-    let refs = references(r.parameter("ConversationID"), r.parameter("OriginatorConversationID"));
+    let refs = references(
+        r.parameter("ConversationID"),
+        r.parameter("OriginatorConversationID"),
+        r.parameter("ReceiptNo"),
+    );
     let status = r.parameter("TransactionStatus").unwrap_or_default();
-    let kind = if code == "0" && status.eq_ignore_ascii_case("completed") {
-        ProviderEventKind::Paid
-    } else {
-        ProviderEventKind::Unknown {
+    let confirmed = code == "0";
+    let kind = match status.to_ascii_lowercase().as_str() {
+        "completed" if confirmed => ProviderEventKind::Paid,
+        "failed" | "declined" | "cancelled" | "canceled" if confirmed => ProviderEventKind::Failed {
+            reason: format!("M-Pesa Transaction Status query confirms the payment {status}: {desc}")
+                .trim()
+                .to_string(),
+        },
+        _ => ProviderEventKind::Unknown {
             reason: format!("M-Pesa status query {code}: {status} {desc}")
                 .trim()
                 .to_string(),
-        }
+        },
     };
     (kind, refs)
 }

@@ -16,8 +16,14 @@ pub const MAX_AMOUNT_KES: i64 = 250_000;
 
 /// The gateway's "duplicate OriginatorConversationID": the request was already received.
 pub(crate) const DUPLICATE_ORIGINATOR: &str = "500.002.1001";
-/// The gateway's "invalid access token": refresh the token once and retry.
-pub(crate) const INVALID_TOKEN: &str = "400.003.01";
+/// The gateway's "invalid access token" codes: `400.003.01`, and `404.001.03` (which arrives as
+/// HTTP 404). Either one refreshes the token once and sends the same request again.
+pub(crate) const INVALID_TOKEN: [&str; 2] = ["400.003.01", "404.001.03"];
+
+/// True for a gateway code that means the access token was refused.
+pub(crate) fn is_invalid_token(code: Option<&str>) -> bool {
+    code.is_some_and(|c| INVALID_TOKEN.contains(&c))
+}
 
 /// `POST /mpesa/b2c/v3/paymentrequest`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -200,6 +206,9 @@ pub(crate) struct Callback {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct CallbackResult {
+    /// `0` usually; `1` is not a settled result (the outcome stays unknown).
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub result_type: Option<String>,
     #[serde(default, deserialize_with = "string_or_number")]
     pub result_code: Option<String>,
     pub result_desc: Option<String>,
@@ -207,6 +216,9 @@ pub(crate) struct CallbackResult {
     pub originator_conversation_id: Option<String>,
     #[serde(rename = "ConversationID")]
     pub conversation_id: Option<String>,
+    /// M-Pesa's transaction id (the receipt).
+    #[serde(rename = "TransactionID")]
+    pub transaction_id: Option<String>,
     pub result_parameters: Option<ResultParameters>,
 }
 
@@ -250,22 +262,26 @@ impl CallbackResult {
     }
 }
 
-/// What a B2C result code means (Safaricom's documented codes).
-pub(crate) fn result_meaning(code: &str) -> &'static str {
+/// What a B2C result code means (Safaricom's documented codes), and whether it says that nothing
+/// was paid. Only those refusals fail a payout; a catch-all (17 "internal failure", 26 "system
+/// busy"), a duplicate (15) or a code not listed here leaves the outcome unknown until a
+/// Transaction Status query confirms it.
+pub(crate) fn result_meaning(code: &str) -> (&'static str, bool) {
     match code {
-        "0" => "success",
-        "1" => "insufficient balance",
-        "2" | "3" | "4" | "8" => "transaction limit exceeded",
-        "11" => "debit party in an invalid state",
-        "15" => "duplicate detected",
-        "17" => "internal failure",
-        "21" => "initiator lacks the role for this transaction",
-        "2001" => "invalid initiator information",
-        "2006" => "account status does not allow this transaction",
-        "2028" => "transaction not permitted for this account",
-        "2040" => "receiver is not a registered M-Pesa customer",
-        "8006" => "security credential is locked",
-        _ => "unrecognised result code",
+        "0" => ("success", false),
+        "1" => ("insufficient balance", true),
+        "2" | "3" | "4" | "8" => ("transaction limit exceeded", true),
+        "11" => ("debit party in an invalid state", true),
+        "15" => ("duplicate detected", false),
+        "17" => ("internal failure (a catch-all)", false),
+        "21" => ("initiator lacks the role for this transaction", true),
+        "26" => ("system busy", false),
+        "2001" => ("invalid initiator information", true),
+        "2006" => ("account status does not allow this transaction", true),
+        "2028" => ("transaction not permitted for this account", true),
+        "2040" => ("receiver is not a registered M-Pesa customer", true),
+        "8006" => ("security credential is locked", true),
+        _ => ("unrecognised result code", false),
     }
 }
 
