@@ -241,6 +241,66 @@ fn pain001_refuses_bad_input() {
     assert!(matches!(pain001(&[zero], &s), Err(FileError::Invalid { .. })));
 }
 
+/// Issue 15 item 5: what identifies a party or an account is refused when it does not fit, never
+/// cut, and BICs follow ISO 9362 (the XSD's pattern); at the limits the file is written whole.
+#[test]
+fn pain001_refuses_rather_than_cuts_and_checks_bics() {
+    let s = pain_settings();
+    let eur = |name: &str, acct: BankAccount| line("po_9", name, "10.00", Currency::EUR, acct);
+    let refused = |l: BankTransferLine, needle: &str| match pain001(&[l], &s) {
+        Err(FileError::Invalid { payout_id, reason }) => {
+            assert_eq!(payout_id, "po_9");
+            assert!(reason.contains(needle), "{reason}");
+        }
+        other => panic!("expected a refusal naming {needle:?}, got {other:?}"),
+    };
+    let long_name = "N".repeat(141);
+    refused(eur(&long_name, account(&long_name, "12345678", None)), "name");
+    refused(eur("A", account("A", &"1".repeat(35), None)), "account id");
+    refused(eur("A", account("A", "12345678", Some("DEUTDE0F"))), "not a BIC");
+    refused(eur("A", account("A", "12345678", Some("DEUTDEFO500"))), "not a BIC");
+    refused(eur("A", account("A", "12345678", Some(&"7".repeat(36)))), "bank code");
+    let mut branch = account("A", "12345678", Some("01"));
+    branch.branch_code = Some("B".repeat(36));
+    refused(eur("A", branch), "branch code");
+
+    // At the limits: written whole, nothing cut.
+    let name = "M".repeat(140);
+    let number = "9".repeat(34);
+    let xml = pain001(&[eur(&name, account(&name, &number, Some("KCBLKENX")))], &s).unwrap();
+    let (texts, _) = parse_xml(&xml);
+    assert_eq!(all(&texts, "Cdtr/Nm"), vec![name.as_str()]);
+    assert_eq!(all(&texts, "CdtrAcct/Id/Othr/Id"), vec![number.as_str()]);
+    assert_eq!(all(&texts, "CdtrAgt/FinInstnId/BIC"), vec!["KCBLKENX"]);
+    // A local clearing code is not a BIC and goes in `Othr/Id`.
+    let xml = pain001(&[eur("A", account("A", "12345678", Some("01")))], &s).unwrap();
+    let (texts, _) = parse_xml(&xml);
+    assert_eq!(all(&texts, "CdtrAgt/FinInstnId/Othr/Id"), vec!["01"]);
+
+    // The settings: refused, never cut or dropped.
+    for bad in [
+        Pain001Settings {
+            debtor_name: "D".repeat(141),
+            ..s.clone()
+        },
+        Pain001Settings {
+            initiating_party: "I".repeat(141),
+            ..s.clone()
+        },
+        Pain001Settings {
+            debtor_account: "1".repeat(35),
+            ..s.clone()
+        },
+        Pain001Settings {
+            debtor_agent_bic: Some("COBADE1F".into()),
+            ..s.clone()
+        },
+    ] {
+        let ok = eur("A", account("A", "12345678", None));
+        assert!(matches!(pain001(&[ok], &bad), Err(FileError::Settings(_))), "{bad:?}");
+    }
+}
+
 #[test]
 fn end_to_end_ids_are_kept_or_hashed_deterministically() {
     assert_eq!(end_to_end_id("po_1-1"), "po_1-1");

@@ -254,3 +254,74 @@ fn config_debug_shows_no_secret() {
     let p = BankProvider::new(c.clone()).unwrap();
     support::assert_debug_hides(&c, &p, &[KEY]);
 }
+
+// ---------- the engine over the adapter ----------
+
+/// Issue 15 item 5: a bank transfer COMPLETED at once makes the payout PAID; when the bank later
+/// reports it RETURNED, the post-settlement watch finds it by lookup (the bank sends no webhooks),
+/// moves the payout to RETURNED and lists it for a person.
+#[tokio::test]
+async fn a_return_after_a_completed_transfer_is_found_by_the_settlement_watch() {
+    use payout_core::PayoutService;
+    use payout_core::clock::ManualClock;
+    use payout_core::domain::{Actor, PayoutId, Recipient};
+    use payout_core::memory::MemoryStore;
+    use payout_core::source::StaticDirectory;
+    use payout_core::status::PayoutStatus;
+    use payout_core::store::{Page, PayoutStore};
+    use std::sync::Arc;
+
+    let server = MockServer::start().await;
+    let key = "po_bank-1";
+    let completed = json!({"id": "bt_9", "status": "COMPLETED", "reference": key, "failure_reason": null});
+    mount_times(&server, on("POST", Some("/transfers")), answer(201, completed), 1).await;
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2025, 2, 3, 8, 0, 0).unwrap()));
+    let recipient = Recipient {
+        doctor_id: "dr-1".into(),
+        name: "Dr. One".into(),
+        email: "one@example.com".into(),
+        stripe_account_id: None,
+        paypal_payout_email: None,
+        mpesa_phone_number: None,
+        bank_details: Some(BankAccount {
+            account_name: "Dr. One".into(),
+            account_number: "0123456789".into(),
+            bank_code: Some("01".into()),
+            ..Default::default()
+        }),
+    };
+    let service = PayoutService::builder()
+        .store(store.clone())
+        .directory(Arc::new(StaticDirectory::new([recipient])))
+        .provider(Arc::new(provider(&server)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let id = PayoutId::new("po_bank");
+    store
+        .create_payout(fixtures::new_payout(
+            "po_bank",
+            "dr-1",
+            fixtures::month(2025, 1),
+            &["1500.00"],
+        ))
+        .await
+        .unwrap();
+    let admin = Actor::admin("admin-1");
+    service.approve(&Actor::admin("admin-2"), &id).await.unwrap();
+    let paid = service.trigger(&admin, &id, Provider::BankTransfer).await.unwrap();
+    assert_eq!(paid.status, PayoutStatus::Paid);
+
+    let returned = json!({"id": "bt_9", "status": "RETURNED", "reference": key, "failure_reason": "account closed"});
+    mount(&server, on("GET", Some("/transfers/bt_9")), answer(200, returned)).await;
+    clock.advance(chrono::Duration::days(1));
+    let report = service.reconcile(chrono::Duration::zero()).await.unwrap();
+    assert_eq!(report.settled, vec![(id.clone(), PayoutStatus::Returned)], "{report:?}");
+    assert_eq!(store.get(&id).await.unwrap().status, PayoutStatus::Returned);
+    let queue = store.attention(&Page::default()).await.unwrap();
+    assert!(
+        queue.flagged.iter().any(|f| f.payout.id == id),
+        "money that came back is listed for a person: {queue:?}"
+    );
+}

@@ -58,7 +58,11 @@ pub fn end_to_end_id(key: &str) -> String {
 
 /// A `pain.001.001.03` document paying `lines`: one `PmtInf` per currency (in code order), each with
 /// its own `NbOfTxs` and `CtrlSum`; the group header's `NbOfTxs` and `CtrlSum` cover the whole file.
-/// Text is XML-escaped; names and remittance are cut to 140 characters; ids are never cut (see
+/// Text is XML-escaped. What identifies a party or an account is never cut: a name over 140
+/// characters (`Max140Text`), an account id over 34 (`Othr/Id`, `Max34Text`), a bank or branch code
+/// over 35, or a BIC that does not match ISO 9362 (`[A-Z]{6}[A-Z2-9][A-NP-Z0-9]([A-Z0-9]{3})?`, the
+/// XSD's pattern) refuses the file, naming the payout (or the setting). Only the free-text
+/// remittance is cut to 140 characters, after the reference it starts with; ids are never cut (see
 /// [`end_to_end_id`]).
 pub fn pain001(lines: &[BankTransferLine], settings: &Pain001Settings) -> Result<String, FileError> {
     if lines.is_empty() {
@@ -71,23 +75,37 @@ pub fn pain001(lines: &[BankTransferLine], settings: &Pain001Settings) -> Result
     if settings.debtor_account.trim().is_empty() {
         return Err(FileError::Settings("debtor_account is empty".into()));
     }
+    let setting = |what: &str, why: String| FileError::Settings(format!("{what}: {why}"));
+    fits("initiating_party", &settings.initiating_party, 140).map_err(|e| setting("initiating_party", e))?;
+    fits("debtor_name", &settings.debtor_name, 140).map_err(|e| setting("debtor_name", e))?;
+    account_fits(&settings.debtor_account).map_err(|e| setting("debtor_account", e))?;
+    let debtor_bic = match settings.debtor_agent_bic.as_deref().map(str::trim) {
+        Some(b) if !b.is_empty() => {
+            if !is_bic(b) {
+                return Err(setting("debtor_agent_bic", format!("{b:?} is not a BIC (ISO 9362)")));
+            }
+            Some(b)
+        }
+        _ => None,
+    };
     let mut by_currency: BTreeMap<String, Vec<&BankTransferLine>> = BTreeMap::new();
     for line in lines {
         positive(line)?;
+        let invalid = |reason: String| FileError::Invalid {
+            payout_id: line.payout_id.to_string(),
+            reason,
+        };
         if line.account.account_number.trim().is_empty() {
-            return Err(FileError::Invalid {
-                payout_id: line.payout_id.to_string(),
-                reason: "no account number".into(),
-            });
+            return Err(invalid("no account number".into()));
         }
         if let Some(iban) = as_iban(&line.account.account_number) {
             if !iban_checksum_ok(&iban) {
-                return Err(FileError::Invalid {
-                    payout_id: line.payout_id.to_string(),
-                    reason: "the IBAN's check digits are wrong".into(),
-                });
+                return Err(invalid("the IBAN's check digits are wrong".into()));
             }
         }
+        fits("the beneficiary's name", line.beneficiary_name(), 140).map_err(invalid)?;
+        account_fits(&line.account.account_number).map_err(invalid)?;
+        agent_fits(line).map_err(invalid)?;
         by_currency
             .entry(line.amount.currency().code().to_string())
             .or_default()
@@ -112,7 +130,7 @@ pub fn pain001(lines: &[BankTransferLine], settings: &Pain001Settings) -> Result
     el(&mut x, "NbOfTxs", &lines.len().to_string());
     el(&mut x, "CtrlSum", &total);
     x.push_str("<InitgPty>");
-    el(&mut x, "Nm", &cut(&settings.initiating_party, 140));
+    el(&mut x, "Nm", settings.initiating_party.trim());
     x.push_str("</InitgPty></GrpHdr>\n");
 
     for (currency, group) in &by_currency {
@@ -128,16 +146,11 @@ pub fn pain001(lines: &[BankTransferLine], settings: &Pain001Settings) -> Result
             &settings.execution_date.format("%Y-%m-%d").to_string(),
         );
         x.push_str("<Dbtr>");
-        el(&mut x, "Nm", &cut(&settings.debtor_name, 140));
+        el(&mut x, "Nm", settings.debtor_name.trim());
         x.push_str("</Dbtr><DbtrAcct>");
         account_id(&mut x, &settings.debtor_account);
         x.push_str("</DbtrAcct><DbtrAgt><FinInstnId>");
-        match settings
-            .debtor_agent_bic
-            .as_deref()
-            .map(str::trim)
-            .filter(|b| is_bic(b))
-        {
+        match debtor_bic {
             Some(bic) => el(&mut x, "BIC", bic),
             None => x.push_str("<Othr><Id>NOTPROVIDED</Id></Othr>"),
         }
@@ -155,7 +168,7 @@ pub fn pain001(lines: &[BankTransferLine], settings: &Pain001Settings) -> Result
             x.push_str("</Amt>");
             creditor_agent(&mut x, line);
             x.push_str("<Cdtr>");
-            el(&mut x, "Nm", &cut(line.beneficiary_name(), 140));
+            el(&mut x, "Nm", line.beneficiary_name().trim());
             x.push_str("</Cdtr><CdtrAcct>");
             account_id(&mut x, &line.account.account_number);
             x.push_str("</CdtrAcct><RmtInf>");
@@ -173,19 +186,56 @@ pub fn pain001(lines: &[BankTransferLine], settings: &Pain001Settings) -> Result
     Ok(x)
 }
 
+/// The line's bank code and branch code, trimmed, when given.
+fn agent_codes(line: &BankTransferLine) -> (Option<&str>, Option<&str>) {
+    fn given(c: &Option<String>) -> Option<&str> {
+        c.as_deref().map(str::trim).filter(|c| !c.is_empty())
+    }
+    (given(&line.account.bank_code), given(&line.account.branch_code))
+}
+
+/// Refuses a creditor agent the schema cannot carry as given: a code shaped like a BIC (eight or
+/// eleven letters and digits, the first six letters) that is not one, or a code or branch over 35.
+fn agent_fits(line: &BankTransferLine) -> Result<(), String> {
+    let (code, branch) = agent_codes(line);
+    if let Some(code) = code {
+        let b = code.as_bytes();
+        let bic_shaped = (b.len() == 8 || b.len() == 11)
+            && b[..6].iter().all(u8::is_ascii_alphabetic)
+            && b.iter().all(u8::is_ascii_alphanumeric);
+        if bic_shaped && !is_bic(code) {
+            return Err(format!("bank code {code:?} is not a BIC (ISO 9362)"));
+        }
+        fits("the bank code", code, 35)?;
+    }
+    if let Some(branch) = branch {
+        fits("the branch code", branch, 35)?;
+    }
+    Ok(())
+}
+
+/// Refuses `text` longer than `max` characters: never cut.
+fn fits(what: &str, text: &str, max: usize) -> Result<(), String> {
+    let n = text.trim().chars().count();
+    if n > max {
+        Err(format!(
+            "{what} has {n} characters; pain.001 takes at most {max} (never cut)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Refuses an account id that is not an IBAN and over 34 characters (`Othr/Id`).
+fn account_fits(account: &str) -> Result<(), String> {
+    if as_iban(account).is_some() {
+        return Ok(());
+    }
+    fits("the account id", account, 34)
+}
+
 fn creditor_agent(x: &mut String, line: &BankTransferLine) {
-    let code = line
-        .account
-        .bank_code
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty());
-    let branch = line
-        .account
-        .branch_code
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty());
+    let (code, branch) = agent_codes(line);
     let Some(code) = code else { return };
     x.push_str("<CdtrAgt><FinInstnId>");
     if is_bic(code) {
@@ -210,7 +260,7 @@ fn account_id(x: &mut String, account: &str) {
         Some(iban) => el(x, "IBAN", &iban),
         None => {
             x.push_str("<Othr>");
-            el(x, "Id", &cut(account.trim(), 34));
+            el(x, "Id", account.trim());
             x.push_str("</Othr>");
         }
     }
@@ -277,13 +327,18 @@ fn iban_checksum_ok(iban: &str) -> bool {
     rem == 1
 }
 
-/// A BIC's shape: 4 letters (bank), 2 letters (country), 2 alphanumerics (location), optionally 3
-/// alphanumerics (branch).
+/// A BIC as ISO 9362 and the pain.001.001.03 XSD define it: `[A-Z]{6}[A-Z2-9][A-NP-Z0-9]([A-Z0-9]{3})?`
+/// (4 letters for the bank, 2 for the country, a location whose first character is not 0 or 1 and
+/// whose second is not the letter O, and an optional 3-character branch).
 fn is_bic(code: &str) -> bool {
     let b = code.as_bytes();
+    let upper_or_digit = |c: &u8| c.is_ascii_uppercase() || c.is_ascii_digit();
     (b.len() == 8 || b.len() == 11)
         && b[..6].iter().all(u8::is_ascii_uppercase)
-        && b[6..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && (b[6].is_ascii_uppercase() || (b'2'..=b'9').contains(&b[6]))
+        && upper_or_digit(&b[7])
+        && b[7] != b'O'
+        && b[8..].iter().all(upper_or_digit)
 }
 
 /// The sum of the lines' amounts as exact decimal text at the largest exponent among them,
@@ -318,6 +373,19 @@ mod tests {
         assert!(!iban_checksum_ok("DE88370400440532013000"));
         assert!(as_iban("0123456789").is_none());
         assert!(is_bic("DEUTDEFF") && is_bic("DEUTDEFF500") && !is_bic("01") && !is_bic("deutdeff"));
+        // The XSD's pattern: the location's first character is not 0 or 1, its second not O.
+        assert!(is_bic("KCBLKENX") && is_bic("BARCKENX") && is_bic("DEUTDE2H"));
+        for bad in [
+            "DEUTDE0F",
+            "DEUTDE1F",
+            "DEUTDEFO",
+            "DEUTDEFF50",
+            "DEUTDEFF5000",
+            "DEU1DEFF",
+            "DEUTDEFF50a",
+        ] {
+            assert!(!is_bic(bad), "{bad}");
+        }
     }
 
     #[test]
