@@ -57,6 +57,16 @@ impl ProviderError {
         self.code = Some(code.into());
         self
     }
+
+    /// The code of a `Final` error for an instruction the provider refused only because another
+    /// item of its batch was invalid (PayPal rejects a whole create call for one bad item): nothing
+    /// was paid, and the bulk trigger sends it again, as a new attempt in a new batch of its own.
+    pub const REJECTED_WITH_BATCH: &'static str = "REJECTED_WITH_BATCH";
+
+    /// True for [`REJECTED_WITH_BATCH`](Self::REJECTED_WITH_BATCH).
+    pub fn rejected_with_batch(&self) -> bool {
+        self.kind == ProviderErrorKind::Final && self.code.as_deref() == Some(Self::REJECTED_WITH_BATCH)
+    }
 }
 
 /// Why a webhook was refused.
@@ -81,6 +91,11 @@ pub enum WebhookError {
     /// Verification needs something we could not get (e.g. a certificate).
     #[error("verification unavailable: {0}")]
     Unavailable(String),
+    /// Authentic by its signature, but the provider's own answer about the object disagrees with
+    /// what the body claims (PayPal signs only a CRC32 of the body, so a body can be forged from a
+    /// captured delivery): refused, and nothing is changed.
+    #[error("contradicted by the provider: {0}")]
+    Contradicted(String),
 }
 
 /// What kind of failure a [`StoreError`] is, for a caller deciding what to do next.

@@ -562,6 +562,19 @@ impl PayoutStore for MemoryStore {
             .cloned())
     }
 
+    async fn batch_attempts(&self, provider: Provider, batch_id: &str) -> Result<Vec<PayoutAttempt>> {
+        let state = self.lock();
+        let mut members: Vec<PayoutAttempt> = state
+            .payouts
+            .values()
+            .flat_map(|r| r.attempts.iter())
+            .filter(|a| a.provider == provider && a.batch_id.as_deref() == Some(batch_id))
+            .cloned()
+            .collect();
+        members.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
+        Ok(members)
+    }
+
     async fn webhook_event_seen(&self, provider: Provider, event_id: &str) -> Result<bool> {
         Ok(self
             .lock()

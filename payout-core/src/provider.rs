@@ -29,6 +29,11 @@ pub struct PayoutInstruction {
     pub amount: Money,
     /// A short description (`Consultations 2025-01-01..2025-01-31`).
     pub description: String,
+    /// The provider batch the attempt belongs to ([`PayoutAttempt::batch_id`](crate::domain::PayoutAttempt::batch_id)),
+    /// stored with it before the call. A batching adapter sends the instructions of one batch id
+    /// together, under that id (PayPal's `sender_batch_id`), and the engine only ever hands it a
+    /// batch's members all together; `None` for a provider that does not batch.
+    pub batch_id: Option<String>,
 }
 
 /// A provider's answer about an attempt.

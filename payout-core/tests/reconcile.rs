@@ -617,6 +617,9 @@ impl PayoutStore for Counting {
     async fn find_attempt(&self, provider: Provider, reference: &EventReference) -> Result<Option<PayoutAttempt>> {
         self.inner.find_attempt(provider, reference).await
     }
+    async fn batch_attempts(&self, provider: Provider, batch_id: &str) -> Result<Vec<PayoutAttempt>> {
+        self.inner.batch_attempts(provider, batch_id).await
+    }
     async fn webhook_event_seen(&self, provider: Provider, event_id: &str) -> Result<bool> {
         self.inner.webhook_event_seen(provider, event_id).await
     }

@@ -765,6 +765,9 @@ impl PayoutStore for FaultStore {
         self.read(self.inner.find_attempt(provider, reference)).await
     }
 
+    async fn batch_attempts(&self, provider: Provider, batch_id: &str) -> Result<Vec<PayoutAttempt>> {
+        self.read(self.inner.batch_attempts(provider, batch_id)).await
+    }
     async fn webhook_event_seen(&self, provider: Provider, event_id: &str) -> Result<bool> {
         self.read(self.inner.webhook_event_seen(provider, event_id)).await
     }
@@ -1901,7 +1904,9 @@ impl World {
     }
 
     /// The network heals, the provider finishes its work and delivers everything; reconciliation runs
-    /// until nothing is in flight. Returns the payouts the last reconciliation flagged for a person.
+    /// until nothing is in flight. Returns the payouts flagged for a person: those the last
+    /// reconciliation flagged, and those on the attention queue (a flag stays there while the
+    /// payout's check backs off, so a pass that does not look at it does not list it again).
     async fn quiesce(&mut self) -> BTreeSet<PayoutId> {
         self.sim.lock().calm = true;
         self.restart();
@@ -1964,6 +1969,16 @@ impl World {
             if !processing && s.ledger.outbox.is_empty() && settled {
                 break;
             }
+        }
+        match self
+            .mem
+            .attention(&payout_core::store::Page::new(payout_core::store::Page::MAX_LIMIT, 0))
+            .await
+        {
+            Ok(queue) => attention.extend(queue.flagged.into_iter().map(|f| f.payout.id)),
+            Err(e) => self
+                .sim
+                .violation(format!("[2 no payout lost] the attention queue failed in calm: {e}")),
         }
         attention
     }

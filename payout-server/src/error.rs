@@ -58,6 +58,9 @@ impl ApiError {
                 Error::ProviderNotConfigured(_) => (StatusCode::UNPROCESSABLE_ENTITY, "provider_not_configured"),
                 Error::Provider(_) => (StatusCode::BAD_GATEWAY, "provider_error"),
                 Error::Webhook(WebhookError::Malformed(_)) => (StatusCode::BAD_REQUEST, "malformed_webhook"),
+                Error::Webhook(WebhookError::Contradicted(_)) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "webhook_contradicted_by_provider")
+                }
                 Error::Webhook(WebhookError::Unavailable(_)) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "webhook_verification_unavailable")
                 }

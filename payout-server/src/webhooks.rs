@@ -46,6 +46,12 @@ async fn handle(
         .await
         .map_err(|e| {
             tracing::warn!(%provider, error = %e, "webhook refused");
+            if matches!(
+                e,
+                payout_core::Error::Webhook(payout_core::WebhookError::Contradicted(_))
+            ) {
+                state.metrics.record_webhook_event(provider.as_str(), "contradicted");
+            }
             ApiError::from(e)
         })?;
     let events: Vec<Value> = report

@@ -258,6 +258,18 @@ pub(crate) async fn find_attempt<D: Db>(
         .transpose()
 }
 
+pub(crate) async fn batch_attempts<D: Db>(d: &D, provider: Provider, batch_id: &str) -> Result<Vec<PayoutAttempt>> {
+    let sql = format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM payout_attempts WHERE provider = $1 AND batch_id = $2 ORDER BY idempotency_key"
+    );
+    d.fetch_all(&sql, args![provider.as_str(), batch_id])
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::attempt)
+        .collect()
+}
+
 pub(crate) async fn webhook_event_seen<D: Db>(d: &D, provider: Provider, event_id: &str) -> Result<bool> {
     let row = d
         .fetch_optional(

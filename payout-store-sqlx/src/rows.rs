@@ -33,7 +33,7 @@ pub(crate) const EXPORT_COLUMNS: &str = "id, doctor_id, amount_minor, currency, 
 pub(crate) const ITEM_COLUMNS: &str = "kind, reference, amount_minor, currency, occurred_at, description";
 
 pub(crate) const ATTEMPT_COLUMNS: &str = "payout_id, attempt_no, provider, idempotency_key, request_summary, outcome, \
-     outcome_reason, provider_reference, error, created_at, updated_at, destination";
+     outcome_reason, provider_reference, error, created_at, updated_at, destination, batch_id";
 
 pub(crate) const AUDIT_COLUMNS: &str = "payout_id, actor, at, action, from_status, to_status, detail";
 
@@ -174,6 +174,7 @@ pub(crate) fn attempt(r: &impl RowExt) -> Result<PayoutAttempt> {
         created_at: r.ts("created_at").map_err(db)?,
         updated_at: r.ts("updated_at").map_err(db)?,
         destination: from_json("attempt destination", r.opt_text("destination").map_err(db)?)?,
+        batch_id: r.opt_text("batch_id").map_err(db)?,
     })
 }
 

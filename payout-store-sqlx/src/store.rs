@@ -109,6 +109,10 @@ where
         read::find_attempt(&self.pool, provider, reference).await
     }
 
+    async fn batch_attempts(&self, provider: Provider, batch_id: &str) -> Result<Vec<PayoutAttempt>> {
+        read::batch_attempts(&self.pool, provider, batch_id).await
+    }
+
     async fn webhook_event_seen(&self, provider: Provider, event_id: &str) -> Result<bool> {
         read::webhook_event_seen(&self.pool, provider, event_id).await
     }

@@ -91,6 +91,9 @@ impl PayoutStore for TimedStore {
     ) -> payout_core::Result<Option<PayoutAttempt>> {
         self.inner.find_attempt(provider, reference).await
     }
+    async fn batch_attempts(&self, provider: Provider, batch_id: &str) -> payout_core::Result<Vec<PayoutAttempt>> {
+        self.inner.batch_attempts(provider, batch_id).await
+    }
     async fn webhook_event_seen(&self, provider: Provider, event_id: &str) -> payout_core::Result<bool> {
         self.inner.webhook_event_seen(provider, event_id).await
     }

@@ -428,6 +428,12 @@ pub struct PayoutAttempt {
     /// `request_summary`). `None` only for attempts recorded before destinations were stored.
     #[serde(skip)]
     pub destination: Option<PayoutDestination>,
+    /// The provider batch the attempt was sent in (PayPal's `sender_batch_id`), stored with the
+    /// attempt before the provider call. The batch's members are the attempts with the same id,
+    /// and every re-send of the attempt re-sends that whole batch, never the attempt in another
+    /// grouping. `None` for a provider that does not batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
 }
 
 impl PayoutAttempt {

@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::PayoutService;
-use super::lifecycle::{BulkOutcome, Prepared};
+use super::lifecycle::{Batch, BulkOutcome, Prepared};
 use super::pipeline::{self, Stages};
 use crate::domain::{Actor, DoctorId, Payout, PayoutAttempt, PayoutId, Provider, Recipient};
 use crate::error::{Error, ProviderError, ProviderErrorKind, Result};
 use crate::provider::{PayoutInstruction, PayoutProvider, SendReceipt};
-use crate::store::PayoutStoreExt;
+use crate::status::{PayoutEvent, PayoutStatus, Transition, transition};
+use crate::store::{PayoutChange, PayoutStoreExt};
 
 impl PayoutService {
     /// Triggers each payout with `provider`; one result per id, in order. Sends run with bounded
@@ -22,7 +23,73 @@ impl PayoutService {
     /// leaves at most a chunk or two committed but not sent, `PROCESSING` with an unknown outcome,
     /// which [`reconcile`](Self::reconcile) settles (the provider never saw the key; it is sent again
     /// with it). Answers are recorded as they come, together.
+    ///
+    /// A batch the provider rejected as a whole because of one invalid item
+    /// ([`ProviderError::REJECTED_WITH_BATCH`] for the others) fails the invalid item alone: the
+    /// others' attempts failed with nothing paid, so each is retried at once, as a new attempt in a
+    /// new batch with its own stored id (at most [`REBATCH_ROUNDS`] times).
     pub async fn bulk_trigger(&self, actor: &Actor, ids: &[PayoutId], provider: Provider) -> Vec<BulkOutcome> {
+        let mut outcomes = self.bulk_trigger_round(actor, ids, provider).await;
+        for _ in 0..REBATCH_ROUNDS {
+            let rejected: Vec<(usize, String)> = outcomes
+                .iter()
+                .enumerate()
+                .filter_map(|(n, o)| {
+                    let payout = o.result.as_ref().ok()?;
+                    let why = payout.notes.as_deref()?;
+                    (payout.status == PayoutStatus::Failed && why.contains(ProviderError::REJECTED_WITH_BATCH))
+                        .then(|| (n, why.to_string()))
+                })
+                .collect();
+            if rejected.is_empty() {
+                break;
+            }
+            let mut again = Vec::with_capacity(rejected.len());
+            for (n, why) in rejected {
+                match self.reopen_for_a_new_batch(actor, &outcomes[n].id, &why).await {
+                    Ok(()) => again.push(n),
+                    Err(e) => outcomes[n].result = Err(e),
+                }
+            }
+            let ids: Vec<PayoutId> = again.iter().map(|n| outcomes[*n].id.clone()).collect();
+            let resent = self.bulk_trigger_round(actor, &ids, provider).await;
+            for (n, outcome) in again.into_iter().zip(resent) {
+                outcomes[n] = outcome;
+            }
+        }
+        outcomes
+    }
+
+    /// `FAILED -> APPROVED` for a payout whose batch was rejected because of another item, audited;
+    /// the bulk trigger then sends it as a new attempt in a new batch.
+    async fn reopen_for_a_new_batch(&self, actor: &Actor, id: &PayoutId, why: &str) -> Result<()> {
+        let (payout, attempts) = self.store.payout_and_attempts(id).await?;
+        let to = match transition(payout.status, PayoutEvent::Retry)? {
+            Transition::To(to) => to,
+            _ => {
+                return Err(Error::InvalidTransition {
+                    from: payout.status,
+                    event: PayoutEvent::Retry,
+                });
+            }
+        };
+        let last = attempts.iter().map(|a| a.attempt_no).max().unwrap_or(0);
+        let mut change = PayoutChange::of(&payout, self.clock.now());
+        change.new_status = Some(to);
+        change.audit.push(self.audit(
+            &payout,
+            &actor.label(),
+            "RETRY",
+            Some(to),
+            format!(
+                "attempt {last} was rejected with its batch because of another item, nothing paid ({why}); \
+                 sent again as a new attempt in a new batch"
+            ),
+        ));
+        self.store.apply(change).await.map(|_| ())
+    }
+
+    async fn bulk_trigger_round(&self, actor: &Actor, ids: &[PayoutId], provider: Provider) -> Vec<BulkOutcome> {
         let Ok(adapter) = self.provider(provider).cloned() else {
             // No such provider: each payout gets the refusal (after its own checks) from `trigger`.
             let mut out = Vec::with_capacity(ids.len());
@@ -115,7 +182,7 @@ impl PayoutService {
     /// One batch call with the service's time limit, one answer per item (an empty batch makes no
     /// call). Running out of time, or an answer of the wrong length, is an unknown outcome for every
     /// item.
-    async fn send_batch_timed(
+    pub(super) async fn send_batch_timed(
         &self,
         adapter: &Arc<dyn PayoutProvider>,
         ready: &[(usize, Prepared)],
@@ -188,13 +255,20 @@ impl PayoutService {
         };
         let mut changes = Vec::with_capacity(ids.len());
         let mut planned = Vec::with_capacity(ids.len());
+        // A batching provider's chunk is one batch, named before its attempts are committed and
+        // stored with each of them: its members are exactly the attempts committed here.
+        let batch_id = adapter
+            .capabilities()
+            .batch
+            .then(|| format!("batch-{}", self.ids.payout_id()));
+        let batch = batch_id.as_deref().map_or(Batch::Alone, Batch::Named);
         for (k, id) in ids.iter().enumerate() {
             let Some((payout, attempts)) = found.get(id) else {
                 out.push((first + k, Err(Error::NotFound(id.clone()))));
                 continue;
             };
             let recipient = recipients.get(&payout.doctor_id).cloned();
-            match self.plan_trigger(actor, payout, attempts, recipient, adapter) {
+            match self.plan_trigger(actor, payout, attempts, recipient, adapter, batch) {
                 Ok((change, instruction)) => {
                     changes.push(change);
                     planned.push((first + k, instruction));
@@ -216,6 +290,10 @@ impl PayoutService {
         out
     }
 }
+
+/// How many times a bulk trigger sends the rest of a batch rejected for one invalid item again,
+/// each time without the items found invalid.
+pub const REBATCH_ROUNDS: usize = 3;
 
 /// The most payouts a batching bulk trigger reads, plans and records per store call, and sends per
 /// batch call: small enough that a batch goes out while the next is prepared, large enough that

@@ -211,7 +211,7 @@ impl PayoutService {
         moves_to(&payout, PayoutEvent::Trigger)?;
         let adapter = self.provider(provider)?.clone();
         let recipient = self.directory.recipient(&payout.doctor_id).await?;
-        let (change, instruction) = self.plan_trigger(actor, &payout, &attempts, recipient, &adapter)?;
+        let (change, instruction) = self.plan_trigger(actor, &payout, &attempts, recipient, &adapter, Batch::Alone)?;
         let payout = self.store.apply(change).await?;
         Ok(Prepared {
             payout,
@@ -232,6 +232,7 @@ impl PayoutService {
         attempts: &[PayoutAttempt],
         recipient: Option<Recipient>,
         adapter: &Arc<dyn PayoutProvider>,
+        batch: Batch<'_>,
     ) -> Result<(PayoutChange, PayoutInstruction)> {
         let to = moves_to(payout, PayoutEvent::Trigger)?;
         self.check_trigger_policy(actor, payout, recipient.as_ref())?;
@@ -247,7 +248,15 @@ impl PayoutService {
         let recipient = recipient.unwrap_or_default();
         let attempt_no = attempts.iter().map(|a| a.attempt_no).max().unwrap_or(0) + 1;
         let key = PayoutAttempt::key_for(id, attempt_no);
-        let simulated = adapter.capabilities().simulated;
+        let caps = adapter.capabilities();
+        let simulated = caps.simulated;
+        // A batching provider's attempt belongs to a batch from the start: its own (named by its
+        // key) when sent alone, or the bulk trigger's chunk.
+        let batch_id = match batch {
+            _ if !caps.batch => None,
+            Batch::Alone => Some(key.clone()),
+            Batch::Named(id) => Some(id.to_string()),
+        };
         let instruction = PayoutInstruction {
             payout_id: id.clone(),
             attempt_no,
@@ -258,6 +267,7 @@ impl PayoutService {
             destination,
             amount: payout.amount_due,
             description: format!("Consultations {}", payout.period()),
+            batch_id: batch_id.clone(),
         };
         let now = self.clock.now();
         let summary = format!(
@@ -285,13 +295,15 @@ impl PayoutService {
             created_at: now,
             updated_at: now,
             destination: Some(instruction.destination.clone()),
+            batch_id: batch_id.clone(),
         });
+        let in_batch = batch_id.map(|b| format!(" in batch {b}")).unwrap_or_default();
         change.audit.push(self.audit(
             payout,
             &actor.label(),
             "TRIGGER",
             Some(to),
-            format!("attempt {attempt_no} via {provider}, idempotency key {key}: {summary}"),
+            format!("attempt {attempt_no} via {provider}, idempotency key {key}{in_batch}: {summary}"),
         ));
         Ok((change, instruction))
     }
@@ -307,6 +319,15 @@ impl PayoutService {
             )),
         }
     }
+}
+
+/// Which provider batch a planned attempt joins (for a provider that batches).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Batch<'a> {
+    /// Its own, named by its idempotency key (a single trigger).
+    Alone,
+    /// The bulk trigger's batch of that id.
+    Named(&'a str),
 }
 
 /// Where an admin's `event` takes `payout`; refused (`InvalidTransition`) unless it moves it.

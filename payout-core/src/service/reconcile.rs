@@ -5,7 +5,7 @@
 //! a low rate, for money that comes back without a webhook.
 
 use chrono::{DateTime, Duration, Utc};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use futures::StreamExt;
 use futures::future::{BoxFuture, Either};
@@ -17,7 +17,9 @@ use crate::domain::{AttemptOutcome, Payout, PayoutAttempt, PayoutId, Provider};
 use crate::error::{Error, Result, StoreError, StoreErrorKind};
 use crate::provider::{AttemptLookup, ProviderStatus, SendReceipt, partial_reversal_reason};
 use crate::status::PayoutStatus;
-use crate::store::{AttemptUpdate, AttentionPage, CheckClaim, CheckDone, ClaimedCheck, FollowUp, PayoutChange};
+use crate::store::{
+    AttemptUpdate, AttentionPage, CheckClaim, CheckDone, ClaimedCheck, FollowUp, PayoutChange, PayoutStoreExt,
+};
 
 /// When reconciliation looks at a payout again, and how long it watches a paid one: rules a
 /// finance team decides (part of [`ServicePolicy`](super::ServicePolicy)).
@@ -220,6 +222,10 @@ impl PayoutService {
         // concurrency across claims; a claim that fails ends the pass (its leases run out, and so
         // do those of checks whose follow-ups were not written yet). Follow-ups are written a
         // claim's worth at a time, while the lookups go on.
+        // Batches re-sent by this pass: one re-send answers every member, so the others' checks in
+        // the same pass do not send it again.
+        let resent_batches: ResentBatches = std::sync::Mutex::new(std::collections::HashSet::new());
+        let resent_batches = &resent_batches;
         let mut work: FuturesUnordered<BoxFuture<'_, Step>> = FuturesUnordered::new();
         let mut pass = Pass {
             lookups: 0,
@@ -254,7 +260,7 @@ impl PayoutService {
                 let Some(c) = claimed.pop_front() else { break };
                 pass.lookups += 1;
                 work.push(Box::pin(async move {
-                    let (looked, done) = self.check_one(c).await;
+                    let (looked, done) = self.check_one(c, resent_batches).await;
                     Step::Looked(looked, done)
                 }));
             }
@@ -305,10 +311,10 @@ impl PayoutService {
 
     /// [`check`](Self::check) with the payout it is about and the reason it flagged it, if any,
     /// and the follow-up it still has to write.
-    async fn check_one(&self, c: ClaimedCheck) -> (Looked, Option<CheckDone>) {
+    async fn check_one(&self, c: ClaimedCheck, resent: &ResentBatches) -> (Looked, Option<CheckDone>) {
         let id = c.payout.id.clone();
         let mut flagged = None;
-        let (checked, done) = self.check(c, &mut flagged).await;
+        let (checked, done) = self.check(c, &mut flagged, resent).await;
         ((id, checked.map_err(|e| e.to_string()), flagged), done)
     }
 
@@ -331,12 +337,17 @@ impl PayoutService {
     /// Looks at one claimed check and says what follows from it: a change when the answer moves
     /// the payout (which writes its own follow-up), otherwise the rescheduled check to write under
     /// the lease. `flagged` is set to the reason when this check flagged the payout.
-    async fn check(&self, c: ClaimedCheck, flagged: &mut Option<String>) -> (Result<Checked>, Option<CheckDone>) {
+    async fn check(
+        &self,
+        c: ClaimedCheck,
+        flagged: &mut Option<String>,
+        resent: &ResentBatches,
+    ) -> (Result<Checked>, Option<CheckDone>) {
         let now = self.clock.now();
         let backoff = FollowUp::check_at(now + self.policy.reconcile.backoff(c.checks));
         let latest = c.latest_attempt.as_ref();
         let (checked, follow_up) = match c.payout.status {
-            PayoutStatus::Processing => match self.check_processing(&c.payout, latest).await {
+            PayoutStatus::Processing => match self.check_processing(&c.payout, latest, resent).await {
                 Ok((Checked::Pending, cannot_tell)) => {
                     let long = self.processing_too_long(&c.payout, latest, now);
                     let reason = cannot_tell.or(long);
@@ -408,8 +419,22 @@ impl PayoutService {
         &self,
         payout: &Payout,
         latest: Option<&PayoutAttempt>,
+        resent: &ResentBatches,
     ) -> Result<(Checked, Option<String>)> {
         let (attempt, adapter, instruction, status) = self.look_up_latest(payout, latest).await?;
+        // An attempt of a provider batch is re-sent only as that whole batch. Re-sending it is also
+        // how an attempt without a reference is found: the provider answers a batch id it has
+        // seen with the original batch, and moves money for one it has not.
+        let in_batch = attempt.batch_id.is_some() && adapter.capabilities().batch;
+        let resend_batch = in_batch
+            && match &status {
+                ProviderStatus::NotFound => true,
+                ProviderStatus::Undetermined(_) => attempt.provider_reference.is_none(),
+                _ => false,
+            };
+        if resend_batch {
+            return self.resend_batch(payout, &attempt, &adapter, resent).await;
+        }
         match status {
             ProviderStatus::NotFound => {
                 // Never arrived: the same attempt, the same key, sent again. Written first, as the
@@ -452,6 +477,117 @@ impl PayoutService {
                 Ok((Checked::Settled(after.status), partial))
             }
         }
+    }
+
+    /// Re-sends the whole provider batch `attempt` was sent in, exactly: the same batch id, every
+    /// member with its own key and committed destination, nothing else. The members still unsettled
+    /// are written PENDING first (as a lone re-send is), and every member's answer is recorded.
+    /// Refused, and flagged for a person, when one of its members failed: a provider that has the
+    /// batch would answer it as a duplicate, but one that never received it (or deduplicates by
+    /// item) would pay that member, whose failure was confirmed and whose payout may have been paid
+    /// since by another attempt.
+    async fn resend_batch(
+        &self,
+        payout: &Payout,
+        attempt: &PayoutAttempt,
+        adapter: &std::sync::Arc<dyn crate::provider::PayoutProvider>,
+        resent: &ResentBatches,
+    ) -> Result<(Checked, Option<String>)> {
+        let batch_id = attempt
+            .batch_id
+            .clone()
+            .unwrap_or_else(|| attempt.idempotency_key.clone());
+        let mut members = self.store.batch_attempts(attempt.provider, &batch_id).await?;
+        if !members.iter().any(|m| m.idempotency_key == attempt.idempotency_key) {
+            members.push(attempt.clone());
+        }
+        if let Some(failed) = members
+            .iter()
+            .find(|m| matches!(m.outcome, AttemptOutcome::Failed { .. }))
+        {
+            return Ok((
+                Checked::Pending,
+                Some(format!(
+                    "batch {batch_id} cannot be re-sent to settle attempt {}: its member {} failed, and a re-send \
+                     could pay it; a person decides",
+                    attempt.idempotency_key, failed.idempotency_key
+                )),
+            ));
+        }
+        if !resent.lock().map(|mut r| r.insert(batch_id.clone())).unwrap_or(true) {
+            // Re-sent by this pass for another member: its answer was recorded for this one too.
+            return Ok((Checked::Pending, None));
+        }
+        let ids: Vec<PayoutId> = members.iter().map(|m| m.payout_id.clone()).collect();
+        let payouts: HashMap<PayoutId, Payout> = self
+            .store
+            .read_with_attempts(&ids)
+            .await?
+            .into_iter()
+            .map(|(p, _)| (p.id.clone(), p))
+            .collect();
+        // The unsettled members, PENDING again from now (see the lone re-send below).
+        let now = self.clock.now();
+        let mut resending = Vec::new();
+        let mut marked = Vec::new();
+        for (n, m) in members.iter().enumerate() {
+            let Some(p) = payouts.get(&m.payout_id) else { continue };
+            let unsettled = !matches!(m.outcome, AttemptOutcome::Succeeded | AttemptOutcome::Failed { .. });
+            if unsettled && p.status == PayoutStatus::Processing {
+                let mut change = PayoutChange::of(p, now);
+                change.attempt_update = Some(AttemptUpdate {
+                    attempt_no: m.attempt_no,
+                    outcome: AttemptOutcome::Pending,
+                    provider_reference: None,
+                    error: None,
+                });
+                resending.push(change);
+                marked.push(n);
+            }
+        }
+        let mut current: Vec<Option<Payout>> = members.iter().map(|m| payouts.get(&m.payout_id).cloned()).collect();
+        for (n, applied) in marked.into_iter().zip(self.store.apply_many(resending).await) {
+            match applied {
+                Ok(p) => current[n] = Some(p),
+                // Moved meanwhile: the claimed payout is looked at again later; another member's
+                // answer is recorded against what it is then.
+                Err(Error::Conflict(_)) if members[n].payout_id == payout.id => return Ok((Checked::Pending, None)),
+                Err(Error::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut ready = Vec::with_capacity(members.len());
+        for (n, (m, p)) in members.iter().zip(current).enumerate() {
+            let Some(p) = p else { continue };
+            let instruction = self.rebuild_instruction(&p, m).await?;
+            ready.push((
+                n,
+                Prepared {
+                    payout: p,
+                    instruction,
+                    adapter: adapter.clone(),
+                },
+            ));
+        }
+        tracing::info!(
+            batch = %batch_id,
+            members = ready.len(),
+            attempt = %attempt.idempotency_key,
+            "re-sending a provider batch exactly as first sent"
+        );
+        let answers = self.send_batch_timed(adapter, &ready).await;
+        let concurrency = self.performance.lookup_concurrency.max(1);
+        let recorded = self.record_batch_answers(ready, answers, concurrency).await;
+        let mine = members
+            .iter()
+            .position(|m| m.idempotency_key == attempt.idempotency_key);
+        let after = recorded
+            .into_iter()
+            .find(|(n, _)| Some(*n) == mine)
+            .map(|(_, r)| r)
+            .unwrap_or_else(|| Err(Error::Conflict(payout.id.clone())))?;
+        let settled = (after.status != PayoutStatus::Processing).then_some(after.status);
+        Ok((Checked::Resent(settled), None))
     }
 
     /// Asks the provider about a PAID payout's latest attempt: money back moves it; a failure or a
@@ -552,6 +688,9 @@ fn partial_reason(status: &ProviderStatus, payout: &Payout) -> Option<String> {
         _ => None,
     }
 }
+
+/// The provider batches a reconciliation pass has re-sent.
+type ResentBatches = std::sync::Mutex<std::collections::HashSet<String>>;
 
 /// `follow_up` with the claimed check's flag kept.
 fn keep_flag(mut follow_up: FollowUp, c: &ClaimedCheck) -> FollowUp {

@@ -371,6 +371,7 @@ impl PayoutService {
             destination,
             amount: payout.amount_due,
             description: format!("Consultations {}", payout.period()),
+            batch_id: attempt.batch_id.clone(),
         })
     }
 }

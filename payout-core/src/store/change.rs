@@ -267,6 +267,7 @@ mod tests {
             created_at: at(0),
             updated_at: at(0),
             destination: None,
+            batch_id: None,
         }
     }
 

@@ -128,6 +128,10 @@ pub trait PayoutStore: Send + Sync {
     /// The attempt a provider event refers to, by provider reference or idempotency key.
     async fn find_attempt(&self, provider: Provider, reference: &EventReference) -> Result<Option<PayoutAttempt>>;
 
+    /// The members of a provider batch: every attempt of `provider` stored with `batch_id`
+    /// ([`PayoutAttempt::batch_id`]), ordered by idempotency key. Empty when there is none.
+    async fn batch_attempts(&self, provider: Provider, batch_id: &str) -> Result<Vec<PayoutAttempt>>;
+
     /// True when this provider event was already recorded.
     async fn webhook_event_seen(&self, provider: Provider, event_id: &str) -> Result<bool>;
 

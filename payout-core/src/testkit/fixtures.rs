@@ -174,6 +174,7 @@ pub fn attempt(payout_id: &PayoutId, attempt_no: u32, provider: Provider, at: Da
         destination: Some(PayoutDestination::MpesaPhone {
             phone: "254712345678".to_string(),
         }),
+        batch_id: None,
     }
 }
 
@@ -278,6 +279,7 @@ pub fn instruction(provider: Provider) -> PayoutInstruction {
         destination: destination(provider),
         amount: kes("500"),
         description: format!("Consultations {}", month(2025, 1)),
+        batch_id: None,
     }
 }
 

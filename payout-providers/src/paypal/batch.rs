@@ -8,12 +8,13 @@ use payout_core::provider::{ProviderStatus, SendReceipt};
 use sha2::{Digest, Sha256};
 
 use super::PaypalProvider;
-use super::client::Created;
+use super::client::{Created, PaypalError};
 use super::wire::{CreatePayoutRequest, ItemDetail, PayoutItem, SenderBatchHeader};
 use crate::common::retry::Classified;
 
 impl PaypalProvider {
-    /// The `sender_batch_id` (and `PayPal-Request-Id`) of a batch of these keys.
+    /// The `sender_batch_id` (and `PayPal-Request-Id`) of instructions that name no batch: the key
+    /// itself for one, a digest of the sorted keys for several.
     pub(super) fn sender_batch_id(keys: &[&str]) -> String {
         if let [only] = keys {
             return (*only).to_string();
@@ -26,7 +27,7 @@ impl PaypalProvider {
     }
 
     /// Creates the batch; an unknown outcome is resolved by sending the same batch once more.
-    pub(super) async fn create(&self, request: &CreatePayoutRequest) -> Result<Created, ProviderError> {
+    pub(super) async fn create(&self, request: &CreatePayoutRequest) -> Result<Created, PaypalError> {
         match self.client.create_batch(request).await {
             Err(e) if e.kind() == ProviderErrorKind::Ambiguous => {
                 tracing::warn!(
@@ -34,17 +35,20 @@ impl PaypalProvider {
                     error = %e,
                     "PayPal create outcome unknown; re-sending the same sender_batch_id to resolve it"
                 );
-                self.client.create_batch(request).await.map_err(Into::into)
+                self.client.create_batch(request).await
             }
-            other => other.map_err(Into::into),
+            other => other,
         }
     }
 
     /// Sends one chunk (at most [`MAX_BATCH_ITEMS`] items) and maps each item back by key.
-    pub(super) async fn send_chunk(&self, items: Vec<PayoutItem>) -> Vec<Result<SendReceipt, ProviderError>> {
+    pub(super) async fn send_chunk(
+        &self,
+        sender_batch_id: String,
+        items: Vec<PayoutItem>,
+    ) -> Vec<Result<SendReceipt, ProviderError>> {
         let keys: Vec<String> = items.iter().map(|i| i.sender_item_id.clone()).collect();
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let sender_batch_id = Self::sender_batch_id(&key_refs);
         let request = CreatePayoutRequest {
             sender_batch_header: SenderBatchHeader {
                 sender_batch_id: sender_batch_id.clone(),
@@ -55,7 +59,41 @@ impl PaypalProvider {
             items,
         };
         let (batch_id, batch_status, how) = match self.create(&request).await {
-            Err(e) => return keys.iter().map(|_| Err(e.clone())).collect(),
+            Err(PaypalError::Api { status, error }) if status.as_u16() == 400 => {
+                // One invalid item makes PayPal refuse the whole batch: nothing was paid. The
+                // invalid items fail; the others fail as rejected with the batch, so the engine
+                // sends them again in a batch of their own.
+                let e: ProviderError = PaypalError::Api {
+                    status,
+                    error: error.clone(),
+                }
+                .into();
+                let Some(invalid) = error.invalid_items().filter(|v| v.iter().all(|(i, _)| *i < keys.len())) else {
+                    return keys.iter().map(|_| Err(e.clone())).collect();
+                };
+                return (0..keys.len())
+                    .map(|i| {
+                        let issues: Vec<&str> =
+                            invalid.iter().filter(|(n, _)| *n == i).map(|(_, s)| s.as_str()).collect();
+                        let mut refused = e.clone();
+                        if issues.is_empty() {
+                            refused.code = Some(ProviderError::REJECTED_WITH_BATCH.to_string());
+                            refused.message = format!(
+                                "PayPal refused batch {sender_batch_id} because of {} other item(s); nothing was paid: {}",
+                                invalid.len(),
+                                e.message
+                            );
+                        } else {
+                            refused.message = format!("PayPal refused this item: {}", issues.join("; "));
+                        }
+                        Err(refused)
+                    })
+                    .collect();
+            }
+            Err(e) => {
+                let e: ProviderError = e.into();
+                return keys.iter().map(|_| Err(e.clone())).collect();
+            }
             Ok(Created::Batch {
                 payout_batch_id,
                 batch_status,

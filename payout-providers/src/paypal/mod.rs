@@ -19,12 +19,16 @@
 //! # Sending
 //! An OAuth token (`POST /v1/oauth2/token`) is cached until 60 s before it expires and refreshed once
 //! on a 401. `POST /v1/payments/payouts` carries one item per payout: `sender_item_id` is the
-//! attempt's key, `amount.value` the exact decimal string (`"12.50"`, `"1500"` for JPY). A batch's
-//! `sender_batch_id` (also sent as `PayPal-Request-Id`) is the key itself for a single payout, and
-//! `payouts-` + the first 40 hex digits of the SHA-256 of the sorted keys for several, so re-sending
-//! the same attempts reuses it; PayPal completes a `sender_batch_id` once in 30 days.
+//! attempt's key, `amount.value` the exact decimal string (`"12.50"`, `"1500"` for JPY). PayPal
+//! deduplicates by `sender_batch_id` only (once in 30 days), never by `sender_item_id`, so the
+//! engine names every batch and stores its id with each member's attempt before the call
+//! ([`PayoutInstruction::batch_id`]); the adapter sends each batch id's instructions in one create
+//! call under exactly that `sender_batch_id` (also sent as `PayPal-Request-Id`), and a named batch
+//! over 15,000 items is refused rather than split. Instructions that name no batch (a library
+//! caller's) use the key itself for one, and `payouts-` + the first 40 hex digits of the SHA-256 of
+//! the sorted keys for several.
 //!
-//! [`send_batch`](PayoutProvider::send_batch) takes up to 15,000 items per call (more are split);
+//! [`send_batch`](PayoutProvider::send_batch) takes up to 15,000 items per batch;
 //! after the create call it reads the batch (`GET /v1/payments/payouts/{id}`, paged) and maps each
 //! item back by `sender_item_id`: its `payout_item_id` becomes the reference and its
 //! `transaction_status` the status (`SUCCESS` → `Paid`, `PENDING`/`UNCLAIMED`/`ONHOLD` → `Accepted`,
@@ -33,10 +37,19 @@
 //! (not an email destination, a non-positive amount, a key over 63 characters) fails `Final` alone,
 //! before any call.
 //!
-//! A duplicate `sender_batch_id` (400 `USER_BUSINESS_ERROR` naming `SENDER_BATCH_ID`) means the
-//! batch was sent before: the original batch is found through the error's link and read as above,
-//! and nothing fails. A create call with an unknown outcome (timeout, reset) is re-sent once with the
-//! same `sender_batch_id` to resolve it — safe because PayPal deduplicates it.
+//! A duplicate `sender_batch_id` means the batch was sent before: recognised in every shape it is
+//! documented or seen in (a detail whose `field` is `SENDER_BATCH_ID`, the JSON pointer
+//! `/sender_batch_header/sender_batch_id` or the dotted path, or whose issue is "Duplicate batch
+//! request"), the original batch is found through the error's link (anywhere in it) and read as
+//! above, and nothing fails; without a link the items are `Accepted` without a reference. A create
+//! call with an unknown outcome (timeout, reset) is re-sent once with the same `sender_batch_id` to
+//! resolve it — safe because PayPal deduplicates it.
+//!
+//! A `VALIDATION_ERROR` whose details all name items (`items[2].receiver`, `/items/2/receiver`)
+//! means PayPal refused the whole batch for them, and nothing was paid: those items fail `Final`
+//! with PayPal's issue, the others `Final` with the code
+//! [`ProviderError::REJECTED_WITH_BATCH`](payout_core::ProviderError::REJECTED_WITH_BATCH), which
+//! the engine's bulk trigger sends again as new attempts in a new batch.
 //!
 //! Failures: connect errors, 409, 429 and 5xx are retried with the same ids and end `Retryable`;
 //! timeouts that the re-send could not resolve are `Ambiguous`; other 4xx are `Final`.
@@ -45,8 +58,10 @@
 //! `GET /v1/payments/payouts-item/{reference}`; when the reference is a batch id (404 as an item),
 //! the batch is read and the item found by `sender_item_id`. PayPal cannot be searched by
 //! `sender_batch_id`, so an attempt without a reference cannot be looked up: that is
-//! `ProviderStatus::Undetermined`, never `NotFound`, because the attempt may have gone out in a
-//! batch whose id we never learned; it settles by webhook (which names our key) or by a person.
+//! `ProviderStatus::Undetermined`, never `NotFound`. Reconciliation then re-sends the attempt's
+//! whole stored batch, exactly as first sent: PayPal answers a batch it has with the duplicate
+//! error, which leads to the original batch and every member's reference, and creates one it never
+//! received.
 //!
 //! # Webhooks
 //! Offline (default): the message `transmission_id|transmission_time|webhook_id|crc32(raw body)` is
@@ -55,7 +70,12 @@
 //! `.paypal.com` and it must be valid now; certificates are cached by URL. With `api`, PayPal's
 //! `POST /v1/notifications/verify-webhook-signature` decides. PayPal redelivers for 3 days, so there
 //! is no freshness window: replays are stopped by event-id deduplication. See the translation
-//! table on the webhook module's `translate`: item events only, the event id is PayPal's `WH-...`.
+//! table on the webhook module's `translate`: item events only (`DENIED` included), the event id
+//! is PayPal's `WH-...`. The signature covers only a CRC32 of the body, so before an event of ours
+//! can move a payout its item is read with `GET /v1/payments/payouts-item/{id}`: a body whose status
+//! or `sender_item_id` disagrees with PayPal's answer is refused (`WebhookError::Contradicted`,
+//! answered 422 and counted in `/metrics` as `contradicted`), and one PayPal cannot be asked about
+//! now is refused for redelivery.
 
 mod batch;
 mod client;
@@ -334,15 +354,44 @@ impl PayoutProvider for PaypalProvider {
                 Err(e) => results[n] = Some(Err(e.into_error(Provider::PaypalPayouts))),
             }
         }
-        let mut rest = to_send.as_slice();
-        while !rest.is_empty() {
-            let (chunk, tail) = rest.split_at(rest.len().min(MAX_BATCH_ITEMS));
-            rest = tail;
-            let answers = self
-                .send_chunk(chunk.iter().map(|(_, item)| item.clone()).collect())
-                .await;
-            for ((n, _), answer) in chunk.iter().zip(answers) {
-                results[*n] = Some(answer);
+        // One create call per batch id, with exactly its instructions: PayPal deduplicates by
+        // `sender_batch_id` only, so an item must never go out under another one.
+        let mut batches: Vec<(Option<&str>, Vec<(usize, PayoutItem)>)> = Vec::new();
+        for (n, item) in to_send {
+            let id = instructions[n].batch_id.as_deref();
+            match batches.iter_mut().find(|(b, _)| *b == id) {
+                Some((_, members)) => members.push((n, item)),
+                None => batches.push((id, vec![(n, item)])),
+            }
+        }
+        for (batch_id, members) in batches {
+            let chunks: Vec<&[(usize, PayoutItem)]> = match batch_id {
+                // A named batch is sent whole or not at all: split, its second part would be a
+                // duplicate of the first.
+                Some(id) if members.len() > MAX_BATCH_ITEMS => {
+                    let e = paypal_error(
+                        ProviderErrorKind::Final,
+                        format!(
+                            "batch {id} has {} items; PayPal takes at most {MAX_BATCH_ITEMS} in one batch",
+                            members.len()
+                        ),
+                    );
+                    for (n, _) in &members {
+                        results[*n] = Some(Err(e.clone()));
+                    }
+                    continue;
+                }
+                Some(_) => vec![members.as_slice()],
+                None => members.chunks(MAX_BATCH_ITEMS).collect(),
+            };
+            for chunk in chunks {
+                let keys: Vec<&str> = chunk.iter().map(|(_, i)| i.sender_item_id.as_str()).collect();
+                let sender_batch_id = batch_id.map_or_else(|| Self::sender_batch_id(&keys), str::to_string);
+                let items = chunk.iter().map(|(_, item)| item.clone()).collect();
+                let answers = self.send_chunk(sender_batch_id, items).await;
+                for ((n, _), answer) in chunk.iter().zip(answers) {
+                    results[*n] = Some(answer);
+                }
             }
         }
         Ok(instructions
@@ -393,7 +442,28 @@ impl PayoutProvider for PaypalProvider {
                 }
             }
         }
-        webhook::translate(body)
+        // PayPal signs only a CRC32 of the body, so what an event of ours claims is confirmed with
+        // PayPal before it can move a payout: a body that disagrees is refused.
+        let mut events = Vec::new();
+        for (event, item_id) in webhook::translate(body)? {
+            if event.names_ours() {
+                let Some(item_id) = item_id else {
+                    return Err(WebhookError::Malformed(format!(
+                        "{} names no payout_item_id to confirm it by",
+                        event.provider_type
+                    )));
+                };
+                let confirmed = self.client.item(&item_id).await.map_err(|e| {
+                    WebhookError::Unavailable(format!("PayPal could not be asked about item {item_id}: {e}"))
+                })?;
+                let Some(confirmed) = confirmed else {
+                    return Err(WebhookError::Contradicted(format!("PayPal has no item {item_id}")));
+                };
+                webhook::agrees(&event, &confirmed).map_err(WebhookError::Contradicted)?;
+            }
+            events.push(event);
+        }
+        Ok(events)
     }
 
     async fn lookup(&self, attempt: &AttemptLookup) -> Result<ProviderStatus, ProviderError> {

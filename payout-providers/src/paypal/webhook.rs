@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use payout_core::WebhookError;
 use payout_core::domain::PayoutAttempt;
-use payout_core::provider::{EventReference, ProviderEvent, ProviderEventKind};
+use payout_core::provider::{EventReference, ProviderEvent, ProviderEventKind, ProviderStatus};
 use rsa::RsaPublicKey;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::pkcs8::DecodePublicKey;
@@ -294,7 +294,7 @@ pub(crate) fn verify_request_body(t: &Transmission, webhook_id: &str, body: &[u8
 /// | event | kind |
 /// |---|---|
 /// | `PAYMENT.PAYOUTS-ITEM.SUCCEEDED` | `Paid` |
-/// | `PAYMENT.PAYOUTS-ITEM.FAILED`, `.BLOCKED`, `.CANCELED` | `Failed` |
+/// | `PAYMENT.PAYOUTS-ITEM.FAILED`, `.BLOCKED`, `.CANCELED`, `.DENIED` | `Failed` |
 /// | `PAYMENT.PAYOUTS-ITEM.HELD`, `.UNCLAIMED` | `Pending` |
 /// | `PAYMENT.PAYOUTS-ITEM.RETURNED`, `.REFUNDED` | `Returned` |
 /// | batch events (`PAYMENT.PAYOUTSBATCH.*`) and others | nothing (items settle by their own events or lookup) |
@@ -303,8 +303,9 @@ pub(crate) fn verify_request_body(t: &Transmission, webhook_id: &str, body: &[u8
 /// (`ProviderReference`, what `send` returns when the item id was not known yet) and
 /// `resource.payout_item.sender_item_id` (`IdempotencyKey`, our key). An item whose
 /// `sender_item_id` is not a key of our form was sent by another system: no references, so the
-/// service acknowledges it without a change. The event id is PayPal's `WH-...`.
-pub(crate) fn translate(body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
+/// service acknowledges it without a change. The event id is PayPal's `WH-...`. Each event comes
+/// with the item's `payout_item_id`, by which the adapter confirms it with PayPal.
+pub(crate) fn translate(body: &[u8]) -> Result<Vec<(ProviderEvent, Option<String>)>, WebhookError> {
     let event: Event = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
     let Some(suffix) = event.event_type.strip_prefix("PAYMENT.PAYOUTS-ITEM.") else {
         return Ok(Vec::new());
@@ -321,7 +322,7 @@ pub(crate) fn translate(body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError>
     };
     let kind = match suffix {
         "SUCCEEDED" => ProviderEventKind::Paid,
-        "FAILED" | "BLOCKED" | "CANCELED" => ProviderEventKind::Failed {
+        "FAILED" | "BLOCKED" | "CANCELED" | "DENIED" => ProviderEventKind::Failed {
             reason: reason(&format!("PayPal item {}", suffix.to_ascii_lowercase())),
         },
         "HELD" | "UNCLAIMED" => ProviderEventKind::Pending,
@@ -348,7 +349,7 @@ pub(crate) fn translate(body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError>
             references.push(EventReference::ProviderReference(batch));
         }
     }
-    Ok(vec![ProviderEvent {
+    let event = ProviderEvent {
         event_id: event.id,
         references,
         kind,
@@ -358,7 +359,44 @@ pub(crate) fn translate(body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError>
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc)),
         provider_type: event.event_type,
-    }])
+    };
+    Ok(vec![(event, item.payout_item_id.clone().filter(|s| !s.is_empty()))])
+}
+
+/// Whether PayPal's answer about an item (`GET /v1/payments/payouts-item/{id}`) says what the event
+/// says: the same `sender_item_id`, and a status of the same kind (an item may have moved on since
+/// the event was sent, so a later state disagrees too, and the redelivery or the lookup settles it).
+pub(crate) fn agrees(event: &ProviderEvent, confirmed: &ItemDetail) -> Result<(), String> {
+    let key = event.references.iter().find_map(|r| match r {
+        EventReference::IdempotencyKey(k) => Some(k.as_str()),
+        _ => None,
+    });
+    if key.is_some() && confirmed.sender_item_id() != key {
+        return Err(format!(
+            "the event names sender_item_id {key:?}, PayPal's item has {:?}",
+            confirmed.sender_item_id()
+        ));
+    }
+    let status = confirmed.status()?;
+    let same = matches!(
+        (&event.kind, &status),
+        (ProviderEventKind::Paid, ProviderStatus::Paid)
+            | (ProviderEventKind::Pending, ProviderStatus::Accepted)
+            | (ProviderEventKind::Failed { .. }, ProviderStatus::Failed(_))
+            | (ProviderEventKind::Returned { .. }, ProviderStatus::Returned(_))
+            | (ProviderEventKind::Reversed { .. }, ProviderStatus::Reversed(_))
+    );
+    if same {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} claims {:?}, PayPal's item {} is {}",
+            event.provider_type,
+            event.kind,
+            confirmed.payout_item_id.as_deref().unwrap_or("?"),
+            confirmed.transaction_status.as_deref().unwrap_or("?")
+        ))
+    }
 }
 
 #[cfg(test)]

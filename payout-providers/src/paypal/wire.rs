@@ -189,6 +189,19 @@ pub(crate) struct ApiError {
 pub(crate) struct ErrorDetail {
     pub field: Option<String>,
     pub issue: Option<String>,
+    pub description: Option<String>,
+}
+
+/// A detail's `field` as dotted names: a JSON pointer (`/sender_batch_header/sender_batch_id`, the
+/// spec's convention) and the dotted form (`sender_batch_header.sender_batch_id`) read alike,
+/// lowercase, with `[i]` written `.i`.
+fn field_path(field: &str) -> String {
+    field
+        .trim()
+        .trim_start_matches('/')
+        .replace(['/', '['], ".")
+        .replace(']', "")
+        .to_ascii_lowercase()
 }
 
 /// The details after `HTTP {status} ` in an error message:
@@ -215,18 +228,45 @@ impl std::fmt::Display for ApiError {
 }
 
 impl ApiError {
-    /// The "duplicate `sender_batch_id`" rejection **[unverified shape]**: a detail naming the field
-    /// `SENDER_BATCH_ID` (or an issue mentioning it) in a `USER_BUSINESS_ERROR` or validation error.
+    /// The "duplicate `sender_batch_id`" rejection, in every shape it has been documented or seen
+    /// in **[shape unverified]**: a detail whose `field` names the sender batch id (`SENDER_BATCH_ID`,
+    /// `sender_batch_header.sender_batch_id`, or the JSON pointer
+    /// `/sender_batch_header/sender_batch_id`) with an issue saying it exists (or none), or a detail
+    /// whose issue is "Duplicate batch request"; with or without a link to the original batch.
     pub fn is_duplicate_batch(&self) -> bool {
         self.details.iter().any(|d| {
-            d.field.as_deref().is_some_and(|f| {
-                f.trim_start_matches("sender_batch_header.")
-                    .eq_ignore_ascii_case("sender_batch_id")
-            }) && d.issue.as_deref().is_none_or(|i| {
-                let i = i.to_ascii_lowercase();
-                i.contains("already") || i.contains("duplicate") || i.contains("exist")
-            })
+            let issue = d.issue.as_deref().unwrap_or("").to_ascii_lowercase();
+            let names_the_id = d.field.as_deref().is_some_and(|f| {
+                let path = field_path(f);
+                path == "sender_batch_id" || path == "sender_batch_header.sender_batch_id"
+            });
+            let says_duplicate = ["already", "duplicate", "exist"].iter().any(|w| issue.contains(w));
+            (names_the_id && (issue.is_empty() || says_duplicate)) || issue.contains("duplicate batch")
         })
+    }
+
+    /// The items a `VALIDATION_ERROR` refuses, by their index in the request, each with PayPal's
+    /// issue: `Some` only when every detail names an item (`items[2].receiver`, `/items/2/receiver`),
+    /// so the rest of the batch was refused only because of them; nothing was paid.
+    pub fn invalid_items(&self) -> Option<Vec<(usize, String)>> {
+        if !self
+            .name
+            .as_deref()
+            .is_some_and(|n| n.eq_ignore_ascii_case("VALIDATION_ERROR"))
+            || self.details.is_empty()
+        {
+            return None;
+        }
+        self.details
+            .iter()
+            .map(|d| {
+                let path = field_path(d.field.as_deref()?);
+                let index = path.strip_prefix("items.")?.split('.').next()?.parse::<usize>().ok()?;
+                let field = d.field.clone().unwrap_or_default();
+                let issue = d.issue.clone().or_else(|| d.description.clone()).unwrap_or_default();
+                Some((index, format!("{field}: {issue}")))
+            })
+            .collect()
     }
 }
 

@@ -23,7 +23,7 @@ use payout_core::money::{Currency, Money};
 use payout_core::provider::{EventReference, PayoutInstruction, PayoutProvider, ProviderEventKind, ProviderStatus};
 use payout_core::testkit::fixtures;
 use payout_core::testkit::provider::{check_provider, check_unmatched_events};
-use payout_core::{ProviderErrorKind, WebhookError};
+use payout_core::{ProviderError, ProviderErrorKind, WebhookError};
 use payout_providers::RetryPolicy;
 use payout_providers::paypal::{
     AUTH_ALGO, CERT_URL, CertFetcher, PaypalConfig, PaypalConfigBuilder, PaypalProvider, TRANSMISSION_ID,
@@ -406,6 +406,134 @@ async fn a_duplicate_sender_batch_id_is_already_sent_and_looked_up_through_its_l
     assert_eq!(r.status, ProviderStatus::Paid);
     assert_eq!(r.reference.as_deref(), Some("8AELMXH8UB2P8"));
     assert!(r.note.contains("already sent"), "{}", r.note);
+}
+
+/// Issue 15 item 3: the duplicate-batch error in the shapes it is documented or seen in: the
+/// field `SENDER_BATCH_ID`, the spec's JSON pointer, the dotted path, or only the issue "Duplicate
+/// batch request"; with a link it leads to the original batch, without one it is sent, not failed.
+#[tokio::test]
+async fn the_duplicate_batch_error_is_recognised_in_every_documented_shape() {
+    let shapes = [
+        json!({"field": "SENDER_BATCH_ID", "issue": "Duplicate batch request"}),
+        json!({"field": "/sender_batch_header/sender_batch_id", "location": "body", "issue": "Batch with given sender_batch_id already exists"}),
+        json!({"field": "sender_batch_header.sender_batch_id", "issue": "already exists"}),
+        json!({"issue": "Duplicate batch request"}),
+    ];
+    for shape in shapes {
+        for with_link in [true, false] {
+            let server = with_token().await;
+            let mut body = json!({"name": "USER_BUSINESS_ERROR", "message": "User business error.",
+                "debug_id": "f0f5a3f1cbd3a", "details": [shape.clone()]});
+            if with_link {
+                body["links"] = json!([{"href": format!("https://api-m.sandbox.paypal.com/v1/payments/payouts/{BATCH}"), "rel": "self", "method": "GET"}]);
+            }
+            mount_times(&server, create(), ResponseTemplate::new(400).set_body_json(body), 1).await;
+            mount_batch(
+                &server,
+                batch("SUCCESS", vec![item("8AELMXH8UB2P8", "po_testkit-1", "SUCCESS")]),
+            )
+            .await;
+            let r = provider(&server)
+                .send(&instruction())
+                .await
+                .unwrap_or_else(|e| panic!("{shape}: {e}"));
+            if with_link {
+                assert_eq!(r.status, ProviderStatus::Paid, "{shape}");
+                assert_eq!(r.reference.as_deref(), Some("8AELMXH8UB2P8"), "{shape}");
+            } else {
+                assert_eq!((r.status, r.reference), (ProviderStatus::Accepted, None), "{shape}");
+            }
+        }
+    }
+}
+
+/// Issue 15 item 3: the engine names each batch; the adapter sends every batch id's instructions
+/// in one create call under exactly that `sender_batch_id` (and `PayPal-Request-Id`), never an item
+/// under another one, and refuses (before any call) a named batch larger than PayPal takes.
+#[tokio::test]
+async fn each_named_batch_is_one_create_call_under_its_own_id() {
+    let server = with_token().await;
+    mount(&server, create(), created(BATCH, "b")).await;
+    mount_batch(&server, batch("PENDING", vec![])).await;
+    let named = |n: u32, batch: &str| {
+        let mut i = instruction_for(n, &format!("d{n}@example.com"), "10.00", Currency::USD);
+        i.batch_id = Some(batch.to_string());
+        i
+    };
+    let sent = vec![named(1, "batch-a"), named(2, "batch-b"), named(3, "batch-a")];
+    let results = provider(&server).send_batch(&sent).await.unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let mut calls: Vec<(String, String, Vec<String>)> = creates(&server)
+        .await
+        .iter()
+        .map(|r| {
+            let body = json_body(r);
+            let keys = body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["sender_item_id"].as_str().unwrap().to_string())
+                .collect();
+            let header = r
+                .headers
+                .get("PayPal-Request-Id")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            (
+                body["sender_batch_header"]["sender_batch_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                header,
+                keys,
+            )
+        })
+        .collect();
+    calls.sort();
+    assert_eq!(
+        calls,
+        vec![
+            (
+                "batch-a".into(),
+                "batch-a".into(),
+                vec!["po_1-1".into(), "po_3-1".into()]
+            ),
+            ("batch-b".into(), "batch-b".into(), vec!["po_2-1".into()]),
+        ]
+    );
+}
+
+/// Issue 15 item 3: PayPal rejects a whole create call for one invalid item (`VALIDATION_ERROR`
+/// naming `items[i]`, as a path or a JSON pointer): that item fails with PayPal's issue, the others
+/// fail as rejected with their batch (nothing was paid), for the engine to send again in a new batch.
+#[tokio::test]
+async fn one_invalid_item_fails_alone_and_the_rest_are_rejected_with_the_batch() {
+    for field in ["items[1].receiver", "/items/1/receiver"] {
+        let server = with_token().await;
+        let refusal = json!({"name": "VALIDATION_ERROR", "message": "Invalid request - see details",
+            "debug_id": "5b4d5b4d", "details": [{"field": field, "location": "body", "issue": "Receiver is invalid or does not match with type"}]});
+        mount_times(&server, create(), ResponseTemplate::new(400).set_body_json(refusal), 1).await;
+        let sent: Vec<PayoutInstruction> = (1..=3)
+            .map(|n| {
+                let mut i = instruction_for(n, &format!("d{n}@example.com"), "10.00", Currency::USD);
+                i.batch_id = Some("batch-v".into());
+                i
+            })
+            .collect();
+        let results = provider(&server).send_batch(&sent).await.unwrap();
+        let errors: Vec<ProviderError> = results.into_iter().map(|r| r.unwrap_err()).collect();
+        assert!(errors.iter().all(|e| e.kind == ProviderErrorKind::Final), "{errors:?}");
+        assert!(
+            !errors[1].rejected_with_batch(),
+            "{field}: the invalid item fails on its own"
+        );
+        assert!(errors[1].message.contains("Receiver is invalid"), "{}", errors[1]);
+        for n in [0, 2] {
+            assert!(errors[n].rejected_with_batch(), "{field}: item {n}: {}", errors[n]);
+        }
+    }
 }
 
 #[tokio::test]

@@ -42,13 +42,39 @@ fn offline_with(fetcher: Arc<TestFetcher>) -> PaypalProvider {
     PaypalProvider::new(builder("http://127.0.0.1:9").cert_fetcher(fetcher).build().unwrap()).unwrap()
 }
 
+/// An adapter verifying offline whose PayPal answers `GET /v1/payments/payouts-item/8AELMXH8UB2P8`
+/// with the item `po_testkit-1` in `status`: the confirmation an event of ours needs before it may
+/// move a payout. The server is returned to be kept alive (and inspected).
+async fn confirming(status: &str) -> (MockServer, PaypalProvider) {
+    let server = MockServer::start().await;
+    mount(&server, token_route(), token("A21AA-token-1", 32400)).await;
+    let by_id = on("GET", Some("/v1/payments/payouts-item/8AELMXH8UB2P8"));
+    mount(
+        &server,
+        by_id,
+        ResponseTemplate::new(200).set_body_json(item("8AELMXH8UB2P8", "po_testkit-1", status)),
+    )
+    .await;
+    let fetcher = TestFetcher::with(CERT, paypal_cert());
+    let p = PaypalProvider::new(builder(&server.uri()).cert_fetcher(fetcher).build().unwrap()).unwrap();
+    (server, p)
+}
+
+/// The item reads `GET /v1/payments/payouts-item/...` a server received.
+async fn item_reads(server: &MockServer) -> usize {
+    let requests = server.received_requests().await.unwrap();
+    requests
+        .iter()
+        .filter(|r| r.url.path().starts_with("/v1/payments/payouts-item/"))
+        .count()
+}
+
 #[tokio::test]
 async fn a_valid_item_event_translates_with_all_references() {
     let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
-    let events = offline_with(TestFetcher::with(CERT, paypal_cert()))
-        .verify_webhook(&signed(&body), &body)
-        .await
-        .unwrap();
+    let (server, p) = confirming("SUCCESS").await;
+    let events = p.verify_webhook(&signed(&body), &body).await.unwrap();
+    assert_eq!(item_reads(&server).await, 1, "confirmed with PayPal first");
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(e.event_id, "WH-0G2756385H040842W-5Y612302CV158622M");
@@ -75,6 +101,7 @@ fn item_event_sent_as(sender_item_id: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn an_item_another_system_sent_names_nothing_of_ours() {
+    // Not ours: acknowledged without asking PayPal (the offline adapter's API is unreachable).
     let p = offline_with(TestFetcher::with(CERT, paypal_cert()));
     for other in ["INV-2024-001", "payroll_7", "po_testkit-01"] {
         let body = item_event_sent_as(other);
@@ -93,19 +120,25 @@ async fn an_item_another_system_sent_names_nothing_of_ours() {
 async fn passes_the_unmatched_events_check() {
     let foreign = item_event_sent_as("INV-2024-001");
     let early = item_event_sent_as("po_testkit-9");
-    check_unmatched_events(
-        &offline_with(TestFetcher::with(CERT, paypal_cert())),
-        Some((&signed(&foreign), &foreign)),
-        (&signed(&early), &early),
+    let server = MockServer::start().await;
+    mount(&server, token_route(), token("A21AA-token-1", 32400)).await;
+    let by_id = on("GET", Some("/v1/payments/payouts-item/8AELMXH8UB2P8"));
+    mount(
+        &server,
+        by_id,
+        ResponseTemplate::new(200).set_body_json(item("8AELMXH8UB2P8", "po_testkit-9", "SUCCESS")),
     )
     .await;
+    let fetcher = TestFetcher::with(CERT, paypal_cert());
+    let p = PaypalProvider::new(builder(&server.uri()).cert_fetcher(fetcher).build().unwrap()).unwrap();
+    check_unmatched_events(&p, Some((&signed(&foreign), &foreign)), (&signed(&early), &early)).await;
 }
 
 #[tokio::test]
 async fn item_event_types_map_to_kinds_and_batch_events_to_nothing() {
-    let p = offline_with(TestFetcher::with(CERT, paypal_cert()));
     let cases = [
         ("PAYMENT.PAYOUTS-ITEM.FAILED", "FAILED", "failed"),
+        ("PAYMENT.PAYOUTS-ITEM.DENIED", "DENIED", "failed"),
         ("PAYMENT.PAYOUTS-ITEM.BLOCKED", "BLOCKED", "failed"),
         ("PAYMENT.PAYOUTS-ITEM.CANCELED", "CANCELED", "failed"),
         ("PAYMENT.PAYOUTS-ITEM.HELD", "ONHOLD", "pending"),
@@ -115,6 +148,7 @@ async fn item_event_types_map_to_kinds_and_batch_events_to_nothing() {
     ];
     for (event_type, status, expected) in cases {
         let body = event(event_type, status);
+        let (_server, p) = confirming(status).await;
         let kind = p.verify_webhook(&signed(&body), &body).await.unwrap().remove(0).kind;
         let got = match kind {
             ProviderEventKind::Failed { .. } => "failed",
@@ -124,10 +158,62 @@ async fn item_event_types_map_to_kinds_and_batch_events_to_nothing() {
         };
         assert_eq!(got, expected, "{event_type}");
     }
+    let p = offline_with(TestFetcher::with(CERT, paypal_cert()));
     let body = serde_json::to_vec(&json!({"id": "WH-2", "event_type": "PAYMENT.PAYOUTSBATCH.SUCCESS",
         "resource": {"batch_header": {"payout_batch_id": BATCH}}}))
     .unwrap();
     assert!(p.verify_webhook(&signed(&body), &body).await.unwrap().is_empty());
+}
+
+/// Issue 15 item 3: PayPal signs only a CRC32 of the body, so an authentic-looking event of ours is
+/// confirmed with `GET /v1/payments/payouts-item/{id}` before it can move a payout; a body that
+/// disagrees with PayPal's answer (another status, another `sender_item_id`, an item PayPal does
+/// not have) is refused, and one PayPal cannot be asked about now is refused for redelivery.
+#[tokio::test]
+async fn an_event_that_paypal_contradicts_is_refused() {
+    let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", "SUCCESS");
+    for (paypal_says, key) in [
+        ("FAILED", "po_testkit-1"),
+        ("PENDING", "po_testkit-1"),
+        ("SUCCESS", "po_other-1"),
+    ] {
+        let server = MockServer::start().await;
+        mount(&server, token_route(), token("A21AA-token-1", 32400)).await;
+        let by_id = on("GET", Some("/v1/payments/payouts-item/8AELMXH8UB2P8"));
+        mount(
+            &server,
+            by_id,
+            ResponseTemplate::new(200).set_body_json(item("8AELMXH8UB2P8", key, paypal_says)),
+        )
+        .await;
+        let fetcher = TestFetcher::with(CERT, paypal_cert());
+        let p = PaypalProvider::new(builder(&server.uri()).cert_fetcher(fetcher).build().unwrap()).unwrap();
+        assert!(
+            matches!(refusal(&p, &signed(&body), &body).await, WebhookError::Contradicted(_)),
+            "PayPal says {paypal_says} for {key}"
+        );
+    }
+    let server = MockServer::start().await;
+    mount(&server, token_route(), token("A21AA-token-1", 32400)).await;
+    let by_id = on("GET", Some("/v1/payments/payouts-item/8AELMXH8UB2P8"));
+    mount(
+        &server,
+        by_id,
+        ResponseTemplate::new(404).set_body_json(json!({"name": "RESOURCE_NOT_FOUND"})),
+    )
+    .await;
+    let fetcher = TestFetcher::with(CERT, paypal_cert());
+    let p = PaypalProvider::new(builder(&server.uri()).cert_fetcher(fetcher).build().unwrap()).unwrap();
+    assert!(matches!(
+        refusal(&p, &signed(&body), &body).await,
+        WebhookError::Contradicted(_)
+    ));
+    // PayPal unreachable: not confirmed, so refused for redelivery, never applied unconfirmed.
+    let p = offline_with(TestFetcher::with(CERT, paypal_cert()));
+    assert!(matches!(
+        refusal(&p, &signed(&body), &body).await,
+        WebhookError::Unavailable(_)
+    ));
 }
 
 #[tokio::test]
@@ -203,7 +289,16 @@ async fn certificate_urls_outside_paypal_are_never_fetched() {
 #[tokio::test]
 async fn certificates_are_cached_by_url() {
     let fetcher = TestFetcher::with(CERT, paypal_cert());
-    let p = offline_with(fetcher.clone());
+    let server = MockServer::start().await;
+    mount(&server, token_route(), token("A21AA-token-1", 32400)).await;
+    let by_id = on("GET", Some("/v1/payments/payouts-item/8AELMXH8UB2P8"));
+    mount(
+        &server,
+        by_id,
+        ResponseTemplate::new(200).set_body_json(item("8AELMXH8UB2P8", "po_testkit-1", "SUCCESS")),
+    )
+    .await;
+    let p = PaypalProvider::new(builder(&server.uri()).cert_fetcher(fetcher.clone()).build().unwrap()).unwrap();
     for status in ["SUCCESS", "FAILED", "RETURNED"] {
         let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", status);
         p.verify_webhook(&signed(&body), &body).await.unwrap();
@@ -280,6 +375,13 @@ async fn the_verification_api_decides_and_gets_the_raw_event_and_a_spec_valid_bo
     // Unusual spacing and key order survive: the event is passed on byte for byte.
     let body = br#"{"id":"WH-9","event_type":"PAYMENT.PAYOUTS-ITEM.SUCCEEDED",  "resource":{"payout_item_id":"ITEM1","transaction_status":"SUCCESS","payout_item":{"sender_item_id":"po_testkit-1"}},"create_time":"2024-07-06T22:48:52Z"}"#;
     let h = signed(body);
+    let by_id = on("GET", Some("/v1/payments/payouts-item/ITEM1"));
+    mount(
+        &server,
+        by_id,
+        ResponseTemplate::new(200).set_body_json(item("ITEM1", "po_testkit-1", "SUCCESS")),
+    )
+    .await;
     let events = p.verify_webhook(&h, body).await.unwrap();
     assert_eq!(events[0].kind, ProviderEventKind::Paid);
     let sent = server

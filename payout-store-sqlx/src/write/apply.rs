@@ -453,6 +453,7 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
             text(update.and_then(|u| u.provider_reference.clone())),
             text(update.and_then(|u| u.error.clone())),
             text(rows::to_json(attempt.and_then(|a| a.destination.as_ref()))),
+            text(attempt.and_then(|a| a.batch_id.clone())),
             Cell::Int(Some(change.ledger_release().code())),
         ]);
         let follow_up = change.follow_up_written();
@@ -493,7 +494,7 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
                  AS c (c_i, c_id, c_version, c_status, {new_columns}, c_at, c_e_provider, c_e_id, c_e_type, \
                        c_e_at, c_a_no, c_a_provider, c_a_key, c_a_summary, c_a_outcome, c_a_reason, c_a_reference, \
                        c_a_error, c_a_created, c_a_updated, c_u_no, c_u_outcome, c_u_reason, c_u_reference, \
-                       c_u_error, c_a_destination, c_release, c_f, c_f_next, c_f_attention)), \
+                       c_u_error, c_a_destination, c_a_batch, c_release, c_f, c_f_next, c_f_attention)), \
          p AS (UPDATE payouts SET {set}, updated_at = c_at, version = version + 1 \
                FROM c WHERE id = c_id AND version = c_version AND status = c_status \
                RETURNING c_i, c_f, c_f_next, c_f_attention, {PAYOUT_READ_COLUMNS}), \
@@ -524,7 +525,7 @@ async fn apply_chunk<D: Db>(d: &D, changes: &[&PayoutChange]) -> Result<Applied<
         sql += &format!(
             ", a AS (INSERT INTO payout_attempts ({ATTEMPT_COLUMNS}) \
                SELECT c_id, c_a_no, c_a_provider, c_a_key, c_a_summary, c_a_outcome, c_a_reason, c_a_reference, \
-                      c_a_error, c_a_created, c_a_updated, c_a_destination \
+                      c_a_error, c_a_created, c_a_updated, c_a_destination, c_a_batch \
                FROM p JOIN c USING (c_i) WHERE c_a_no IS NOT NULL RETURNING 1)"
         );
     }
@@ -656,7 +657,7 @@ async fn insert_attempt<T: Tx>(tx: &mut T, a: &PayoutAttempt) -> Result<()> {
     let result = tx
         .execute(
             &format!(
-                "INSERT INTO payout_attempts ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                "INSERT INTO payout_attempts ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 rows::ATTEMPT_COLUMNS
             ),
             args![
@@ -672,6 +673,7 @@ async fn insert_attempt<T: Tx>(tx: &mut T, a: &PayoutAttempt) -> Result<()> {
                 a.created_at,
                 a.updated_at,
                 rows::to_json(a.destination.as_ref()),
+                a.batch_id.clone(),
             ],
         )
         .await;

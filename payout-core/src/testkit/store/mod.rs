@@ -133,6 +133,7 @@ pub const STORE_CHECKS: &[StoreCheck] = checks![
     audit_trail_is_append_only,
     records_must_belong_to_their_payout,
     attempts_keep_their_destination,
+    batch_members_are_the_attempts_stored_with_its_id,
     approval_and_resolution_are_kept,
     a_new_payout_is_never_pre_approved,
     a_status_change_writes_its_follow_up,

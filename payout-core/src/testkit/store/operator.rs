@@ -27,6 +27,68 @@ fn bank() -> PayoutDestination {
     })
 }
 
+/// A provider batch's members are the attempts stored with its id, whichever way they were written
+/// (`apply`, or `apply_many`): `batch_attempts` returns exactly them, ordered by key, for that
+/// provider only; every read gives each attempt its batch id back, and an update of the attempt
+/// keeps it.
+pub async fn batch_members_are_the_attempts_stored_with_its_id(store: &dyn PayoutStore) {
+    let created = seed_numbered(store, 4).await;
+    let in_batch = |n: usize, provider: Provider, batch: Option<&str>| {
+        let mut a = fixtures::attempt(&created[n].id, 1, provider, at(1));
+        a.batch_id = batch.map(str::to_string);
+        a
+    };
+    let members = [
+        in_batch(2, Provider::PaypalPayouts, Some("batch-1")),
+        in_batch(0, Provider::PaypalPayouts, Some("batch-1")),
+    ];
+    let other_provider = in_batch(1, Provider::StripeConnect, Some("batch-1"));
+    let alone = in_batch(3, Provider::PaypalPayouts, None);
+    let mut change = PayoutChange::of(&created[2], at(1));
+    change.new_attempt = Some(members[0].clone());
+    apply(store, change, "a batch member by apply").await;
+    let mut many = Vec::new();
+    for (n, a) in [(0, &members[1]), (1, &other_provider), (3, &alone)] {
+        let mut change = PayoutChange::of(&created[n], at(1));
+        change.new_attempt = Some(a.clone());
+        many.push(change);
+    }
+    for r in store.apply_many(many).await {
+        r.unwrap_or_else(|e| panic!("apply_many of batch members failed: {e}"));
+    }
+    let mut expected = members.to_vec();
+    expected.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
+    let found = store
+        .batch_attempts(Provider::PaypalPayouts, "batch-1")
+        .await
+        .expect("batch_attempts");
+    assert_eq!(found, expected, "the members, by key, of that provider only");
+    assert!(
+        store
+            .batch_attempts(Provider::PaypalPayouts, "batch-2")
+            .await
+            .expect("batch_attempts")
+            .is_empty()
+    );
+    assert_eq!(
+        store.attempts(&created[3].id).await.expect("attempts"),
+        vec![alone],
+        "an attempt in no batch reads back without one"
+    );
+    // An update of the attempt keeps its batch.
+    let payout = store.get(&created[0].id).await.expect("get");
+    let mut change = PayoutChange::of(&payout, at(2));
+    change.attempt_update = Some(fixtures::attempt_update(
+        1,
+        crate::domain::AttemptOutcome::Accepted,
+        Some("item-1"),
+    ));
+    apply(store, change, "an update of a batch member").await;
+    let read = store.attempts(&created[0].id).await.expect("attempts");
+    assert_eq!(read[0].batch_id.as_deref(), Some("batch-1"));
+    assert_eq!(read[0].provider_reference.as_deref(), Some("item-1"));
+}
+
 /// An attempt keeps the destination it was recorded with, in full, whichever way it is written
 /// (`apply`, or `apply_many` through the store's bulk ability) and read (`attempts`,
 /// `read_with_attempts`, `find_attempt`); an attempt recorded without one reads back without one,
