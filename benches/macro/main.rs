@@ -17,6 +17,9 @@
 //! - `reconcile`: 100,000 PROCESSING payouts on Postgres, 1% settled at a lookup double with 50 ms
 //!   latency: the time until they are PAID against the ideal `n * latency / concurrency`, one
 //!   instance and then two at once (and no attempt looked up twice in one pass).
+//! - `ratelimit`: 10,000 Stripe payouts bulk-triggered with the adapter's default request budget
+//!   against a double admitting 25 transfers per second and answering 429 beyond: the rate against
+//!   that limit, the share of calls answered 429, and no payout left with an unknown outcome.
 //!
 //! `--scale F` multiplies every size (e.g. `--scale 0.01` for a quick check). Postgres comes from
 //! `PAYOUTS_BENCH_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`); each section
@@ -25,13 +28,14 @@
 mod calc;
 mod common;
 mod listing;
+mod ratelimit;
 mod reconcile;
 mod trigger;
 mod webhooks;
 
 use common::Report;
 
-const SECTIONS: [&str; 5] = ["calc", "trigger", "webhooks", "list", "reconcile"];
+const SECTIONS: [&str; 6] = ["calc", "trigger", "webhooks", "list", "reconcile", "ratelimit"];
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
@@ -78,6 +82,7 @@ fn main() {
                 "webhooks" => webhooks::run(&mut report).await,
                 "list" => listing::run(&mut report).await,
                 "reconcile" => reconcile::run(&mut report).await,
+                "ratelimit" => ratelimit::run(&mut report).await,
                 _ => unreachable!(),
             }
         });

@@ -52,7 +52,7 @@ pub use payout_core;
 mod common;
 
 #[cfg(any(feature = "stripe", feature = "paypal", feature = "mpesa", feature = "bank"))]
-pub use common::{ClientOptions, ConfigBuilder, ConfigError, RetryPolicy, Secret};
+pub use common::{ClientOptions, ConfigBuilder, ConfigError, RateLimit, RetryPolicy, Secret};
 
 #[cfg(feature = "bank")]
 pub mod bank;

@@ -12,7 +12,7 @@ use payout_core::domain::{PayoutDestination, Provider};
 use payout_core::money::{Currency, Money};
 use payout_core::provider::{EventReference, PayoutInstruction, PayoutProvider, ProviderEventKind, ProviderStatus};
 use payout_core::testkit::fixtures;
-use payout_core::testkit::provider::{check_provider, check_unmatched_events};
+use payout_core::testkit::provider::{Deliveries, check_events, check_provider};
 use payout_core::{ProviderErrorKind, WebhookError};
 use payout_providers::stripe::{StripeConfig, StripeProvider, signature_header};
 use payout_providers::{RetryPolicy, Secret};
@@ -190,6 +190,74 @@ async fn unauthorized_is_final_and_never_echoes_the_key() {
 }
 
 /// 429, 5xx and 409 `idempotency_key_in_use`: retried, and every try carries the same key and parameters.
+/// Issue 15 item 6: a 429 with `Retry-After` pauses the adapter's calls to the account for that long
+/// (the retry policy alone would have waited milliseconds), then the same request goes again with
+/// the same key; and every call, sends and lookups alike, waits its turn in one budget.
+#[tokio::test]
+async fn a_429_with_retry_after_pauses_the_account_s_calls() {
+    let server = MockServer::start().await;
+    let limited = ResponseTemplate::new(429)
+        .insert_header("Retry-After", "1")
+        .set_body_json(stripe_error(
+            "invalid_request_error",
+            Some("rate_limit"),
+            "Too many requests",
+        ));
+    mount_first(&server, transfers(), limited).await;
+    mount(&server, transfers(), ok(transfer("tr_after", "po_testkit-1", false))).await;
+    mount(
+        &server,
+        on("GET", Some("/v1/transfers/tr_after")),
+        ok(transfer("tr_after", "po_testkit-1", false)),
+    )
+    .await;
+    let p = provider(&server);
+    let started = std::time::Instant::now();
+    let receipt = p.send(&instruction()).await.unwrap();
+    assert_eq!(receipt.reference.as_deref(), Some("tr_after"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(posts(&server).await.len(), 2);
+    // A lookup right after is not held up: the pause is over and the rate comes back.
+    let started = std::time::Instant::now();
+    p.lookup(&lookup(&instruction(), Some("tr_after"))).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Issue 15 item 6: the default budget follows Stripe's documented limits (25 per second in test
+/// mode, 100 in live mode, 25 per endpoint), and `STRIPE_RATE_LIMIT` replaces it.
+#[test]
+fn the_default_budget_is_stripe_s_documented_limits() {
+    use payout_providers::RateLimit;
+    use payout_providers::stripe::default_rate_limit;
+    assert_eq!(
+        default_rate_limit(Some(false)),
+        RateLimit::per_second(25).with_per_endpoint(25)
+    );
+    assert_eq!(
+        default_rate_limit(None),
+        RateLimit::per_second(25).with_per_endpoint(25)
+    );
+    assert_eq!(
+        default_rate_limit(Some(true)),
+        RateLimit::per_second(100).with_per_endpoint(25)
+    );
+    let vars = |k: &str| match k {
+        "STRIPE_SECRET_KEY" => Some(KEY.to_string()),
+        "STRIPE_RATE_LIMIT" => Some("7".to_string()),
+        _ => None,
+    };
+    let c = StripeConfig::from_vars(vars).unwrap();
+    assert!(format!("{c:?}").contains("per_second: Some(7)"), "{c:?}");
+}
+
 #[tokio::test]
 async fn rate_limits_server_errors_and_key_in_use_are_retried_with_the_same_key() {
     let firsts = [
@@ -622,13 +690,18 @@ async fn an_event_of_the_other_mode_names_nothing_of_ours() {
 }
 
 #[tokio::test]
-async fn passes_the_unmatched_events_check() {
+async fn passes_the_events_check() {
     let own_payout = event("payout.paid", json!({"id": "po_1", "object": "payout", "metadata": {}}));
     let early = event("transfer.created", transfer("tr_early", "po_testkit-9", false));
-    check_unmatched_events(
+    let partial = event("transfer.reversed", reversed_by("tr_early", 12000));
+    let (h_own, h_early, h_partial) = (signed(&own_payout, NOW), signed(&early, NOW), signed(&partial, NOW));
+    check_events(
         &offline(),
-        Some((&signed(&own_payout, NOW), &own_payout)),
-        (&signed(&early, NOW), &early),
+        Deliveries {
+            foreign: Some((&h_own, &own_payout)),
+            ours: (&h_early, &early),
+            partial_reversal: Some(((&h_partial, &partial), kes(50000))),
+        },
     )
     .await;
 }

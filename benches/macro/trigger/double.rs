@@ -284,7 +284,7 @@ pub(super) async fn paypal_batch(
 }
 
 /// `application/x-www-form-urlencoded` fields (`+` is a space, `%XX` a byte).
-pub(super) fn form_fields(body: &[u8]) -> HashMap<String, String> {
+pub(crate) fn form_fields(body: &[u8]) -> HashMap<String, String> {
     fn hex(b: u8) -> Option<u8> {
         char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
     }

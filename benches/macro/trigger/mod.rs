@@ -71,15 +71,15 @@ use payout_core::store::{
 };
 use payout_core::testkit::fixtures;
 use payout_core::{PayoutService, PayoutStore, ProviderError, WebhookError};
-use payout_providers::RetryPolicy;
 use payout_providers::paypal::{MAX_BATCH_ITEMS, PaypalConfig, PaypalProvider};
 use payout_providers::stripe::{StripeConfig, StripeProvider};
+use payout_providers::{RateLimit, RetryPolicy};
 use payout_store_sqlx::PgStore;
 use serde_json::{Value, json};
 
 use crate::common::{Report, bench_schema, secs, timed};
 
-mod double;
+pub(crate) mod double;
 mod timed;
 
 use double::Double;
@@ -117,6 +117,8 @@ pub async fn run(report: &mut Report) {
             .secret_key("sk_test_bench")
             .api_base(double.url.clone())
             .retry(RetryPolicy::no_retries())
+            // The double limits nothing: what is measured is the engine against the ideal.
+            .rate_limit(RateLimit::unlimited())
             .build()
             .expect("a Stripe config"),
     )
@@ -127,6 +129,7 @@ pub async fn run(report: &mut Report) {
             .client_secret(PAYPAL_SECRET)
             .api_base(double.url.clone())
             .retry(RetryPolicy::no_retries())
+            .rate_limit(RateLimit::unlimited())
             .build()
             .expect("a PayPal config"),
     )

@@ -8,6 +8,7 @@
 //! | `BANK_API_URL` (required) | [`BankConfigBuilder::api_url`] | — |
 //! | `BANK_API_KEY` (required) | [`BankConfigBuilder::api_key`] | — |
 //! | `BANK_TIMEOUT_SECS` | [`BankConfigBuilder::timeout`] | 30 s (connect: 10 s) |
+//! | `BANK_RATE_LIMIT` (requests per second, `0` for none) | [`BankConfigBuilder::rate_limit`] | [`DEFAULT_RATE_LIMIT`]: 10/s |
 //! | — | [`BankConfigBuilder::retry`] | [`RetryPolicy::default`](crate::RetryPolicy::default) |
 //!
 //! # The contract
@@ -71,9 +72,14 @@ use client::BankClient;
 use wire::TransferRequest;
 
 /// The bank's base URL has no default: `BANK_API_URL` is required.
+/// The bank contract's default request budget: 10 requests per second (a bank's integration API
+/// publishes its own; set `BANK_RATE_LIMIT`).
+pub const DEFAULT_RATE_LIMIT: crate::RateLimit = crate::RateLimit::per_second_const(10);
+
 const CLIENT_VARS: ClientVars = ClientVars {
     api_base: "BANK_API_URL",
     timeout_secs: "BANK_TIMEOUT_SECS",
+    rate_limit: "BANK_RATE_LIMIT",
     default_api_base: None,
 };
 
@@ -164,7 +170,12 @@ impl BankProvider {
     /// An adapter with its own HTTP client.
     pub fn new(config: BankConfig) -> Result<Self, ConfigError> {
         let client = BankClient {
-            api: Api::new(Provider::BankTransfer, &config.client)?,
+            api: Api::new(
+                Provider::BankTransfer,
+                &config.client,
+                DEFAULT_RATE_LIMIT,
+                &config.api_key,
+            )?,
             api_key: config.api_key.clone(),
         };
         Ok(BankProvider { config, client })

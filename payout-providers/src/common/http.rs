@@ -8,8 +8,13 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::de::DeserializeOwned;
 
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::budget::{RateLimit, RequestBudget, endpoint_of, retry_after};
 use super::retry::{Classified, retry};
-use super::{ClientOptions, ConfigError, RetryPolicy};
+use super::{ClientOptions, ConfigError, RetryPolicy, Secret};
 
 /// One provider's API as an adapter calls it: the HTTP client, the base URL and the retry policy,
 /// all from the config's [`ClientOptions`].
@@ -18,15 +23,28 @@ pub(crate) struct Api {
     pub http: reqwest::Client,
     pub base: String,
     pub retry: RetryPolicy,
+    /// Shared with every adapter of the same provider, base and `account` in the process.
+    pub budget: Arc<RequestBudget>,
 }
 
 impl Api {
-    pub fn new(provider: Provider, options: &ClientOptions) -> Result<Self, ConfigError> {
+    /// The API of `provider` as `options` say, with the request budget `default` unless they set one;
+    /// `account` names the credential the budget is kept for (only a digest of it is kept).
+    pub fn new(
+        provider: Provider,
+        options: &ClientOptions,
+        default: RateLimit,
+        account: &Secret,
+    ) -> Result<Self, ConfigError> {
+        let digest = Sha256::digest(account.expose().as_bytes());
+        let account: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let key = format!("{provider}|{}|{account}", options.base());
         Ok(Api {
             provider,
             http: options.http_client()?,
             base: options.base().to_string(),
             retry: options.retry(),
+            budget: RequestBudget::shared(key, options.rate_limit().unwrap_or(default)),
         })
     }
 
@@ -47,7 +65,7 @@ impl Api {
     where
         E: From<ExchangeError> + Classified + std::fmt::Display,
     {
-        exchange_with_retries(&self.retry, what, || execute(self.provider, build()), read).await
+        exchange_with_retries(&self.retry, what, || execute(self, build()), read).await
     }
 }
 
@@ -147,15 +165,26 @@ pub(crate) fn with_code(e: ProviderError, code: Option<String>) -> ProviderError
     }
 }
 
-/// Sends a request and reads the whole response. Transport failures come back classified:
-/// nothing sent (connect error) is retryable, anything after that is ambiguous.
-pub(crate) async fn execute(
-    provider: Provider,
-    request: reqwest::RequestBuilder,
-) -> Result<RawResponse, ProviderError> {
-    let response = request.send().await.map_err(|e| transport_error(provider, &e))?;
+/// Sends a request within the API's request budget and reads the whole response. Transport failures
+/// come back classified: nothing sent (connect error) is retryable, anything after that is
+/// ambiguous. A 429 slows the budget down (and pauses it for `Retry-After`); other answers restore it.
+pub(crate) async fn execute(api: &Api, request: reqwest::RequestBuilder) -> Result<RawResponse, ProviderError> {
+    let provider = api.provider;
+    let (client, request) = request.build_split();
+    let request = request.map_err(|e| transport_error(provider, &e))?;
+    let endpoint = endpoint_of(request.method(), request.url().path());
+    api.budget.acquire(&endpoint).await;
+    let response = client
+        .execute(request)
+        .await
+        .map_err(|e| transport_error(provider, &e))?;
     let status = response.status();
     let headers = response.headers().clone();
+    api.budget.answered(
+        &endpoint,
+        status == StatusCode::TOO_MANY_REQUESTS,
+        retry_after(&headers),
+    );
     match response.bytes().await {
         Ok(body) => Ok(RawResponse {
             status,

@@ -1,6 +1,7 @@
 //! What every adapter shares: secrets, config errors, client options, retries, HTTP classification
 //! and (for the OAuth providers) a token cache.
 
+pub(crate) mod budget;
 pub(crate) mod http;
 pub(crate) mod options;
 pub(crate) mod retry;
@@ -14,6 +15,7 @@ use payout_core::domain::Provider;
 use payout_core::provider::{Capabilities, PayoutInstruction};
 use payout_core::{ProviderError, ProviderErrorKind};
 
+pub use budget::RateLimit;
 pub use options::{ClientOptions, ConfigBuilder};
 pub use retry::RetryPolicy;
 

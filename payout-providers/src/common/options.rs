@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use payout_core::clock::{Clock, SystemClock};
 
+use super::budget::RateLimit;
 use super::{ConfigError, RetryPolicy, base_url, seconds, var};
 
 /// Default time limit for one HTTP exchange.
@@ -23,6 +24,7 @@ pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// | one HTTP exchange | [`with_timeout`](Self::with_timeout) | 30 s; `{PROVIDER}_TIMEOUT_SECS` |
 /// | connecting | [`with_connect_timeout`](Self::with_connect_timeout) | 10 s |
 /// | retries | [`with_retry`](Self::with_retry) | [`RetryPolicy::default`]: 3 tries, 250 ms doubling to 4 s |
+/// | request rate | [`with_rate_limit`](Self::with_rate_limit) | the provider's documented limits (see each adapter); `{PROVIDER}_RATE_LIMIT` (requests per second, `0` for none) |
 /// | clock | [`with_clock`](Self::with_clock) | the system clock |
 ///
 /// Every config builder takes these options whole ([`ConfigBuilder::client_options`]) or one at a
@@ -47,6 +49,7 @@ pub struct ClientOptions {
     connect_timeout: Duration,
     retry: RetryPolicy,
     clock: Arc<dyn Clock>,
+    rate_limit: Option<RateLimit>,
 }
 
 impl Default for ClientOptions {
@@ -57,6 +60,7 @@ impl Default for ClientOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             retry: RetryPolicy::default(),
             clock: Arc::new(SystemClock),
+            rate_limit: None,
         }
     }
 }
@@ -68,6 +72,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("retry", &self.retry)
+            .field("rate_limit", &self.rate_limit)
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +108,11 @@ impl ClientOptions {
         self.clock = clock;
         self
     }
+    /// How fast the adapter may call the provider, replacing the provider's default budget.
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
 
     /// The API base URL, if one was set (a built config always has one).
     pub fn api_base(&self) -> Option<&str> {
@@ -124,6 +134,10 @@ impl ClientOptions {
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
+    /// The request budget set, if one was (otherwise the adapter uses its provider's default).
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        self.rate_limit
+    }
 
     /// Reads the adapter's base URL and timeout variables through `lookup`; unset ones change nothing.
     pub(crate) fn read_vars(
@@ -136,6 +150,13 @@ impl ClientOptions {
         }
         if let Some(t) = var(lookup, vars.timeout_secs) {
             self = self.with_timeout(seconds(vars.timeout_secs, &t)?);
+        }
+        if let Some(r) = var(lookup, vars.rate_limit) {
+            let n = r.parse::<u32>().map_err(|_| ConfigError::Invalid {
+                name: vars.rate_limit,
+                reason: "expected whole requests per second (0 for no limit)".into(),
+            })?;
+            self = self.with_rate_limit(RateLimit::per_second(n));
         }
         Ok(self)
     }
@@ -177,6 +198,8 @@ pub(crate) struct ClientVars {
     pub api_base: &'static str,
     /// The timeout's variable (whole seconds), e.g. `STRIPE_TIMEOUT_SECS`.
     pub timeout_secs: &'static str,
+    /// The request budget's variable (requests per second), e.g. `STRIPE_RATE_LIMIT`.
+    pub rate_limit: &'static str,
     /// The base URL when none is set; `None` makes it required.
     pub default_api_base: Option<&'static str>,
 }
@@ -233,6 +256,12 @@ impl<S> ConfigBuilder<S> {
         self.client = self.client.with_clock(clock);
         self
     }
+    /// How fast the adapter may call the provider (default: the provider's documented limits, see
+    /// the adapter's module docs); see [`RateLimit`].
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.client = self.client.with_rate_limit(limit);
+        self
+    }
 
     /// Applies each `(variable, setter)` in order whose variable is set (trimmed, not empty).
     pub(crate) fn vars(mut self, lookup: &dyn Fn(&str) -> Option<String>, setters: &[VarSetter<Self>]) -> Self {
@@ -262,6 +291,7 @@ mod tests {
     const VARS: ClientVars = ClientVars {
         api_base: "X_API_BASE",
         timeout_secs: "X_TIMEOUT_SECS",
+        rate_limit: "X_RATE_LIMIT",
         default_api_base: Some("https://api.example"),
     };
 
@@ -282,10 +312,26 @@ mod tests {
             .read_vars(&VARS, &|k| match k {
                 "X_API_BASE" => Some("http://127.0.0.1:9/".into()),
                 "X_TIMEOUT_SECS" => Some(" 5 ".into()),
+                "X_RATE_LIMIT" => Some("40".into()),
                 _ => None,
             })
             .unwrap();
         assert_eq!(o.timeout(), Duration::from_secs(5));
+        assert_eq!(o.rate_limit(), Some(RateLimit::per_second(40)));
+        let none = ClientOptions::new()
+            .read_vars(&VARS, &|k| (k == "X_RATE_LIMIT").then(|| "0".into()))
+            .unwrap();
+        assert_eq!(none.rate_limit(), Some(RateLimit::unlimited()));
+        let e = ClientOptions::new()
+            .read_vars(&VARS, &|k| (k == "X_RATE_LIMIT").then(|| "fast".into()))
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            ConfigError::Invalid {
+                name: "X_RATE_LIMIT",
+                ..
+            }
+        ));
         assert_eq!(o.resolve(&VARS).unwrap().base(), "http://127.0.0.1:9");
         let e = ClientOptions::new()
             .read_vars(&VARS, &|k| (k == "X_TIMEOUT_SECS").then(|| "soon".into()))

@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use payout_core::domain::Provider;
 use payout_core::{ProviderError, ProviderErrorKind};
 use serde::de::DeserializeOwned;
 
@@ -106,11 +105,12 @@ impl TokenCache {
 /// status, with the message and code `refused` makes of it (naming the settings to check); an answer
 /// that is not a token is `Retryable`.
 pub(crate) async fn request_token<T: DeserializeOwned>(
-    provider: Provider,
+    api: &http::Api,
     request: reqwest::RequestBuilder,
     refused: impl FnOnce(&RawResponse) -> (String, Option<String>),
 ) -> Result<T, ProviderError> {
-    let raw = http::execute(provider, request).await?;
+    let provider = api.provider;
+    let raw = http::execute(api, request).await?;
     if !raw.status.is_success() {
         let (message, code) = refused(&raw);
         return Err(with_code(

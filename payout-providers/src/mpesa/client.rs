@@ -85,7 +85,7 @@ impl MpesaClient {
             .request(reqwest::Method::GET, "/oauth/v1/generate")
             .query(&[("grant_type", "client_credentials")])
             .basic_auth(self.consumer_key.expose(), Some(self.consumer_secret.expose()));
-        let t: TokenResponse = request_token(PROVIDER, request, |raw| {
+        let t: TokenResponse = request_token(&self.api, request, |raw| {
             let code = gateway_error(raw).and_then(|e| e.error_code);
             let message = format!(
                 "token request refused: HTTP {} {} (check MPESA_B2C_CONSUMER_KEY/SECRET)",
@@ -117,7 +117,7 @@ impl MpesaClient {
                         .request(reqwest::Method::POST, path)
                         .bearer_auth(token.expose())
                         .json(body);
-                    http::execute(self.api.provider, request)
+                    http::execute(&self.api, request)
                 },
                 |raw| is_invalid_token(gateway_error(raw).and_then(|e| e.error_code).as_deref()),
             )

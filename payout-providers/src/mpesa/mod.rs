@@ -17,6 +17,7 @@
 //! | `MPESA_COMMAND_ID` | [`MpesaConfigBuilder::command_id`] | `BusinessPayment` |
 //! | `MPESA_API_BASE` | [`MpesaConfigBuilder::api_base`] | `https://sandbox.safaricom.co.ke` |
 //! | `MPESA_TIMEOUT_SECS` | [`MpesaConfigBuilder::timeout`] | 30 s (connect: 10 s) |
+//! | `MPESA_RATE_LIMIT` (requests per second, `0` for none) | [`MpesaConfigBuilder::rate_limit`] | [`DEFAULT_RATE_LIMIT`]: 5/s |
 //! | — | [`MpesaConfigBuilder::retry`] | [`RetryPolicy::default`](crate::RetryPolicy::default) |
 //!
 //! With a password and a certificate the credential is computed once, when the config is built
@@ -98,9 +99,14 @@ pub const SANDBOX_API_BASE: &str = "https://sandbox.safaricom.co.ke";
 /// Daraja's live API.
 pub const LIVE_API_BASE: &str = "https://api.safaricom.co.ke";
 
+/// Daraja's default request budget: 5 requests per second. Safaricom publishes no number, only that
+/// a spike arrest answers `500.003.02` beyond it; set `MPESA_RATE_LIMIT` to what your app is given.
+pub const DEFAULT_RATE_LIMIT: crate::RateLimit = crate::RateLimit::per_second_const(5);
+
 const CLIENT_VARS: ClientVars = ClientVars {
     api_base: "MPESA_API_BASE",
     timeout_secs: "MPESA_TIMEOUT_SECS",
+    rate_limit: "MPESA_RATE_LIMIT",
     default_api_base: Some(SANDBOX_API_BASE),
 };
 
@@ -364,7 +370,12 @@ impl MpesaProvider {
     /// An adapter with its own HTTP client and token cache.
     pub fn new(config: MpesaConfig) -> Result<Self, ConfigError> {
         let client = MpesaClient {
-            api: Api::new(Provider::MpesaB2c, &config.client)?,
+            api: Api::new(
+                Provider::MpesaB2c,
+                &config.client,
+                DEFAULT_RATE_LIMIT,
+                &config.consumer_key,
+            )?,
             consumer_key: config.consumer_key.clone(),
             consumer_secret: config.consumer_secret.clone(),
             tokens: TokenCache::new(DEFAULT_EXPIRY_MARGIN),

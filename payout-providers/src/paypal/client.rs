@@ -81,7 +81,7 @@ impl PaypalClient {
             .request(reqwest::Method::POST, "/v1/oauth2/token")
             .basic_auth(self.client_id.expose(), Some(self.client_secret.expose()))
             .form(&[("grant_type", "client_credentials")]);
-        let t: TokenResponse = request_token(PROVIDER, request, |raw| {
+        let t: TokenResponse = request_token(&self.api, request, |raw| {
             let check = "check PAYPAL_CLIENT_ID/PAYPAL_CLIENT_SECRET";
             (format!("token request refused: HTTP {} ({check})", raw.status), None)
         })
@@ -97,7 +97,7 @@ impl PaypalClient {
         self.tokens
             .authorized(
                 || self.fetch_token(),
-                |token| http::execute(self.api.provider, build(token.expose())),
+                |token| http::execute(&self.api, build(token.expose())),
                 |_| false,
             )
             .await

@@ -10,6 +10,7 @@
 //! | `PAYPAL_API_BASE` | [`PaypalConfigBuilder::api_base`] | `https://api-m.sandbox.paypal.com` |
 //! | `PAYPAL_EMAIL_SUBJECT` | [`PaypalConfigBuilder::email_subject`] | `You have a payout` |
 //! | `PAYPAL_TIMEOUT_SECS` | [`PaypalConfigBuilder::timeout`] | 30 s (connect: 10 s) |
+//! | `PAYPAL_RATE_LIMIT` (requests per second, `0` for none) | [`PaypalConfigBuilder::rate_limit`] | [`DEFAULT_RATE_LIMIT`]: 20/s |
 //! | — | [`PaypalConfigBuilder::purpose`] | none (e.g. `SERVICES`) |
 //! | — | [`PaypalConfigBuilder::cert_fetcher`] | HTTPS GET ([`HttpCertFetcher`]) |
 //! | — | [`PaypalConfigBuilder::retry`], [`PaypalConfigBuilder::clock`] | [`RetryPolicy::default`](crate::RetryPolicy::default), the system clock |
@@ -112,9 +113,15 @@ pub const SANDBOX_API_BASE: &str = "https://api-m.sandbox.paypal.com";
 /// PayPal's live API.
 pub const LIVE_API_BASE: &str = "https://api-m.paypal.com";
 
+/// PayPal's default request budget: 20 requests per second. PayPal publishes no number, only that it
+/// answers 429 `RATE_LIMIT_REACHED` beyond its limit; set `PAYPAL_RATE_LIMIT` to what your account
+/// is given.
+pub const DEFAULT_RATE_LIMIT: crate::RateLimit = crate::RateLimit::per_second_const(20);
+
 const CLIENT_VARS: ClientVars = ClientVars {
     api_base: "PAYPAL_API_BASE",
     timeout_secs: "PAYPAL_TIMEOUT_SECS",
+    rate_limit: "PAYPAL_RATE_LIMIT",
     default_api_base: Some(SANDBOX_API_BASE),
 };
 
@@ -297,7 +304,12 @@ fn paypal_error(kind: ProviderErrorKind, message: impl Into<String>) -> Provider
 impl PaypalProvider {
     /// An adapter with its own HTTP client, token cache and certificate cache.
     pub fn new(config: PaypalConfig) -> Result<Self, ConfigError> {
-        let api = Api::new(Provider::PaypalPayouts, &config.client)?;
+        let api = Api::new(
+            Provider::PaypalPayouts,
+            &config.client,
+            DEFAULT_RATE_LIMIT,
+            &config.client_id,
+        )?;
         let fetcher = config
             .cert_fetcher
             .clone()

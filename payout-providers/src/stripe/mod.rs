@@ -9,6 +9,7 @@
 //! | `STRIPE_API_BASE` | [`StripeConfigBuilder::api_base`] | `https://api.stripe.com` |
 //! | `STRIPE_API_VERSION` | [`StripeConfigBuilder::api_version`] | none (the account's default) |
 //! | `STRIPE_TIMEOUT_SECS` | [`StripeConfigBuilder::timeout`] | 30 s (connect: 10 s) |
+//! | `STRIPE_RATE_LIMIT` (requests per second, `0` for none) | [`StripeConfigBuilder::rate_limit`] | [`default_rate_limit`]: 100/s live, 25/s test, 25/s per endpoint |
 //! | — | [`StripeConfigBuilder::retry`] | [`RetryPolicy::default`](crate::RetryPolicy::default) |
 //! | — | [`StripeConfigBuilder::webhook_tolerance`] | 300 s, both ways |
 //! | — | [`StripeConfigBuilder::clock`] | the system clock |
@@ -74,9 +75,18 @@ pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 /// How far a webhook's signed timestamp may be from now, either way.
 pub const DEFAULT_WEBHOOK_TOLERANCE: Duration = Duration::from_secs(300);
 
+/// Stripe's documented limits (docs.stripe.com/rate-limits): 100 requests per second per account in
+/// live mode, 25 in test mode (sandboxes), and by default 25 per second to any one endpoint. The key's
+/// mode picks the first (test mode when the key does not say); `STRIPE_RATE_LIMIT` replaces it.
+pub fn default_rate_limit(livemode: Option<bool>) -> crate::RateLimit {
+    let overall = if livemode == Some(true) { 100 } else { 25 };
+    crate::RateLimit::per_second(overall).with_per_endpoint(25)
+}
+
 const CLIENT_VARS: ClientVars = ClientVars {
     api_base: "STRIPE_API_BASE",
     timeout_secs: "STRIPE_TIMEOUT_SECS",
+    rate_limit: "STRIPE_RATE_LIMIT",
     default_api_base: Some(DEFAULT_API_BASE),
 };
 
@@ -227,7 +237,12 @@ impl StripeProvider {
     /// An adapter with its own HTTP client.
     pub fn new(config: StripeConfig) -> Result<Self, ConfigError> {
         let client = StripeClient {
-            api: Api::new(Provider::StripeConnect, &config.client)?,
+            api: Api::new(
+                Provider::StripeConnect,
+                &config.client,
+                default_rate_limit(config.livemode()),
+                &config.secret_key,
+            )?,
             secret_key: config.secret_key.clone(),
             api_version: config.api_version.clone(),
         };

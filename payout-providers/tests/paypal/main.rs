@@ -22,7 +22,7 @@ use payout_core::domain::{PayoutDestination, PayoutId, Provider};
 use payout_core::money::{Currency, Money};
 use payout_core::provider::{EventReference, PayoutInstruction, PayoutProvider, ProviderEventKind, ProviderStatus};
 use payout_core::testkit::fixtures;
-use payout_core::testkit::provider::{check_provider, check_unmatched_events};
+use payout_core::testkit::provider::{Deliveries, check_events, check_provider};
 use payout_core::{ProviderError, ProviderErrorKind, WebhookError};
 use payout_providers::RetryPolicy;
 use payout_providers::paypal::{

@@ -117,7 +117,7 @@ async fn an_item_another_system_sent_names_nothing_of_ours() {
 }
 
 #[tokio::test]
-async fn passes_the_unmatched_events_check() {
+async fn passes_the_events_check() {
     let foreign = item_event_sent_as("INV-2024-001");
     let early = item_event_sent_as("po_testkit-9");
     let server = MockServer::start().await;
@@ -131,7 +131,13 @@ async fn passes_the_unmatched_events_check() {
     .await;
     let fetcher = TestFetcher::with(CERT, paypal_cert());
     let p = PaypalProvider::new(builder(&server.uri()).cert_fetcher(fetcher).build().unwrap()).unwrap();
-    check_unmatched_events(&p, Some((&signed(&foreign), &foreign)), (&signed(&early), &early)).await;
+    let (h_foreign, h_early) = (signed(&foreign), signed(&early));
+    let deliveries = Deliveries {
+        foreign: Some((&h_foreign, &foreign)),
+        ours: (&h_early, &early),
+        partial_reversal: None,
+    };
+    check_events(&p, deliveries).await;
 }
 
 #[tokio::test]
