@@ -27,7 +27,7 @@ impl PayoutService {
     /// A batch the provider rejected as a whole because of one invalid item
     /// ([`ProviderError::REJECTED_WITH_BATCH`] for the others) fails the invalid item alone: the
     /// others' attempts failed with nothing paid, so each is retried at once, as a new attempt in a
-    /// new batch with its own stored id (at most [`REBATCH_ROUNDS`] times).
+    /// new batch with its own stored id (at most three times).
     pub async fn bulk_trigger(&self, actor: &Actor, ids: &[PayoutId], provider: Provider) -> Vec<BulkOutcome> {
         let mut outcomes = self.bulk_trigger_round(actor, ids, provider).await;
         for _ in 0..REBATCH_ROUNDS {
@@ -293,7 +293,7 @@ impl PayoutService {
 
 /// How many times a bulk trigger sends the rest of a batch rejected for one invalid item again,
 /// each time without the items found invalid.
-pub const REBATCH_ROUNDS: usize = 3;
+pub(crate) const REBATCH_ROUNDS: usize = 3;
 
 /// The most payouts a batching bulk trigger reads, plans and records per store call, and sends per
 /// batch call: small enough that a batch goes out while the next is prepared, large enough that
