@@ -155,8 +155,37 @@ pub struct Demo {
     pub simulated: Vec<Provider>,
 }
 
-/// Connects, migrates, seeds and wires everything.
+/// Refuses the public development secret ([`DEV_SECRET`], used when `NEXTAUTH_SECRET` is unset)
+/// where anyone could use it: when the server listens beyond loopback, or when a real provider is
+/// configured (anyone who reads this crate's source could then mint an admin token and move money).
+pub fn check_development_secret(secret: &str, addr: SocketAddr, real_providers: &[Provider]) -> Result<()> {
+    if secret != DEV_SECRET {
+        return Ok(());
+    }
+    let why = if !addr.ip().is_loopback() {
+        format!("it listens on {addr}, beyond loopback")
+    } else if let Some(p) = real_providers.first() {
+        format!("a real provider is configured ({p})")
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidInput(format!(
+        "NEXTAUTH_SECRET is not set and {why}: the public development secret would let anyone mint an admin \
+         token; set NEXTAUTH_SECRET (refusing to start)"
+    )))
+}
+
+/// Connects, migrates, seeds and wires everything. Refuses, before touching the database, to run with
+/// the public development secret beyond loopback or with a real provider
+/// ([`check_development_secret`]).
 pub async fn build(config: &DemoConfig) -> Result<Demo> {
+    let providers = providers_from_env(&config.simulation_token);
+    let real: Vec<Provider> = providers
+        .iter()
+        .filter(|(_, a)| !a.capabilities().simulated)
+        .map(|(p, _)| *p)
+        .collect();
+    check_development_secret(&config.jwt_secret, config.addr, &real)?;
     let url = config.database_url.as_str();
     let appointments = ConsultationTable {
         reversals: config.reversals.clone(),
@@ -205,7 +234,7 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
         .policy(config.policy())
         .performance(performance);
     let mut simulated = Vec::new();
-    for (provider, adapter) in providers_from_env(&config.simulation_token) {
+    for (provider, adapter) in providers {
         if adapter.capabilities().simulated {
             simulated.push(provider);
         }
@@ -503,6 +532,49 @@ mod tests {
             Err(other) => panic!("expected InvalidInput, got {other}"),
             Ok(_) => panic!("a bad reversal column was accepted"),
         }
+        assert!(!file.exists(), "nothing was created, migrated or seeded");
+    }
+
+    /// Issue 16 item 3: the public development secret only where nobody else can use it.
+    #[test]
+    fn the_development_secret_is_refused_beyond_loopback_or_with_a_real_provider() {
+        let local: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        let local6: SocketAddr = "[::1]:3000".parse().unwrap();
+        let everyone: SocketAddr = "0.0.0.0:3000".parse().unwrap();
+        let lan: SocketAddr = "192.168.1.20:3000".parse().unwrap();
+        assert!(check_development_secret(DEV_SECRET, local, &[]).is_ok());
+        assert!(check_development_secret(DEV_SECRET, local6, &[]).is_ok());
+        for addr in [everyone, lan] {
+            match check_development_secret(DEV_SECRET, addr, &[]) {
+                Err(Error::InvalidInput(m)) => assert!(m.contains("NEXTAUTH_SECRET") && m.contains("loopback"), "{m}"),
+                other => panic!("{addr}: {other:?}"),
+            }
+        }
+        match check_development_secret(DEV_SECRET, local, &[Provider::StripeConnect]) {
+            Err(Error::InvalidInput(m)) => assert!(m.contains("real provider"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // A secret of the host's own: anywhere, with any provider.
+        assert!(check_development_secret("a-real-secret", everyone, &[Provider::BankTransfer]).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_demo_refuses_the_development_secret_beyond_loopback_before_touching_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("demo.db");
+        let config = DemoConfig {
+            addr: "0.0.0.0:0".parse().unwrap(),
+            database_url: format!("sqlite://{}?mode=rwc", file.display()),
+            jwt_secret: DEV_SECRET.into(),
+            simulation_token: "token".into(),
+            sample_data: true,
+            reconcile_every: 0,
+            four_eyes: true,
+            approver_may_not_trigger: false,
+            second_approval_above: Vec::new(),
+            reversals: None,
+        };
+        assert!(matches!(build(&config).await, Err(Error::InvalidInput(_))));
         assert!(!file.exists(), "nothing was created, migrated or seeded");
     }
 }
