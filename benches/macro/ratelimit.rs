@@ -27,15 +27,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use payout_core::domain::{Actor, AttemptOutcome, PayoutId, Provider, Recipient};
+use payout_core::domain::{Actor, AttemptOutcome, Provider};
 use payout_core::memory::MemoryStore;
-use payout_core::money::{Currency, Money};
 use payout_core::service::PerformanceConfig;
 use payout_core::source::StaticDirectory;
 use payout_core::status::PayoutStatus;
-use payout_core::store::NewPayout;
 use payout_core::testkit::fixtures;
 use payout_core::{PayoutService, PayoutStore};
+
+use crate::trigger;
 use payout_providers::stripe::{StripeConfig, StripeProvider};
 use serde_json::json;
 
@@ -144,7 +144,7 @@ pub async fn run(report: &mut Report) {
     let store = Arc::new(MemoryStore::new());
     let service = PayoutService::builder()
         .store(store.clone())
-        .directory(Arc::new(StaticDirectory::new((0..n).map(recipient))))
+        .directory(Arc::new(StaticDirectory::new((0..n).map(trigger::recipient))))
         .provider(Arc::new(stripe))
         .performance(PerformanceConfig {
             trigger_concurrency: CONCURRENCY,
@@ -152,7 +152,7 @@ pub async fn run(report: &mut Report) {
         })
         .build()
         .expect("the payout service");
-    let ids = approved(&service, store.as_ref(), n).await;
+    let ids = trigger::approved_payouts(&service, "rl", fixtures::month(2025, 1), n).await;
 
     let (outcomes, time) = timed(service.bulk_trigger(&Actor::admin("bench"), &ids, Provider::StripeConnect)).await;
 
@@ -218,43 +218,4 @@ pub async fn run(report: &mut Report) {
         "0",
         unknown == 0,
     );
-}
-
-/// Doctor `i`: a Stripe connected account.
-fn recipient(i: usize) -> Recipient {
-    Recipient {
-        doctor_id: format!("dr-{i:06}").into(),
-        name: format!("Doctor {i}"),
-        email: format!("dr{i}@example.com"),
-        stripe_account_id: Some(format!("acct_rl{i:06}")),
-        ..Recipient::default()
-    }
-}
-
-/// `n` approved payouts, one per doctor (not timed).
-async fn approved(service: &PayoutService, store: &dyn PayoutStore, n: usize) -> Vec<PayoutId> {
-    let period = fixtures::month(2025, 1);
-    let amount = Money::parse("123.45", Currency::USD).expect("an amount");
-    let ids: Vec<PayoutId> = (0..n).map(|i| PayoutId::new(format!("po_rl_{i:06}"))).collect();
-    for (c, chunk) in ids.chunks(500).enumerate() {
-        let payouts = chunk
-            .iter()
-            .enumerate()
-            .map(|(j, id)| {
-                let payout = fixtures::payout(id.as_str(), &format!("dr-{:06}", c * 500 + j), period, amount);
-                NewPayout {
-                    audit: fixtures::create_audit(&payout),
-                    items: vec![fixtures::item(&format!("apt-{id}"), amount, period.starts_at())],
-                    payout,
-                    consumes_carry_overs: Vec::new(),
-                }
-            })
-            .collect();
-        payout_core::testkit::store::seed(store, payouts).await;
-    }
-    let approver = Actor::admin("bench-approver");
-    for id in &ids {
-        service.approve(&approver, id).await.expect("approved");
-    }
-    ids
 }

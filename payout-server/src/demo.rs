@@ -508,24 +508,32 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_bad_reversal_column_is_refused_before_the_database_is_touched() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("demo.db");
-        let config = DemoConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
+    /// A demo on a SQLite `file`, listening on `addr`, with `jwt_secret`.
+    fn config(file: &std::path::Path, addr: &str, jwt_secret: &str) -> DemoConfig {
+        DemoConfig {
+            addr: addr.parse().unwrap(),
             database_url: format!("sqlite://{}?mode=rwc", file.display()),
-            jwt_secret: "secret".into(),
+            jwt_secret: jwt_secret.into(),
             simulation_token: "token".into(),
             sample_data: true,
             reconcile_every: 0,
             four_eyes: true,
             approver_may_not_trigger: false,
             second_approval_above: Vec::new(),
+            reversals: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_reversal_column_is_refused_before_the_database_is_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("demo.db");
+        let config = DemoConfig {
             reversals: Some(Reversals {
                 statuses: vec!["REFUNDED".into()],
                 reversed_at: "refunded_at; DROP TABLE payouts".into(),
             }),
+            ..config(&file, "127.0.0.1:0", "secret")
         };
         match build(&config).await {
             Err(Error::InvalidInput(m)) => assert!(m.contains("not a plain SQL identifier"), "{m}"),
@@ -562,18 +570,7 @@ mod tests {
     async fn the_demo_refuses_the_development_secret_beyond_loopback_before_touching_the_database() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("demo.db");
-        let config = DemoConfig {
-            addr: "0.0.0.0:0".parse().unwrap(),
-            database_url: format!("sqlite://{}?mode=rwc", file.display()),
-            jwt_secret: DEV_SECRET.into(),
-            simulation_token: "token".into(),
-            sample_data: true,
-            reconcile_every: 0,
-            four_eyes: true,
-            approver_may_not_trigger: false,
-            second_approval_above: Vec::new(),
-            reversals: None,
-        };
+        let config = config(&file, "0.0.0.0:0", DEV_SECRET);
         assert!(matches!(build(&config).await, Err(Error::InvalidInput(_))));
         assert!(!file.exists(), "nothing was created, migrated or seeded");
     }

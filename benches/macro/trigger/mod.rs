@@ -252,7 +252,7 @@ impl Run<'_> {
 }
 
 /// Doctor `i`: a Stripe connected account and a PayPal email.
-fn recipient(i: usize) -> Recipient {
+pub(crate) fn recipient(i: usize) -> Recipient {
     Recipient {
         doctor_id: format!("dr-{i:06}").into(),
         name: format!("Doctor {i}"),
@@ -265,7 +265,7 @@ fn recipient(i: usize) -> Recipient {
 
 /// `n` calculated payouts for `period`, one per doctor, ids `po_{tag}_{i}`, written with
 /// `create_period` in chunks and approved through the service (not timed).
-async fn approved_payouts(service: &PayoutService, tag: &str, period: Period, n: usize) -> Vec<PayoutId> {
+pub(crate) async fn approved_payouts(service: &PayoutService, tag: &str, period: Period, n: usize) -> Vec<PayoutId> {
     let store = service.store();
     let amount = Money::parse("123.45", Currency::USD).expect("an amount");
     let ids: Vec<PayoutId> = (0..n).map(|i| PayoutId::new(format!("po_{tag}_{i:06}"))).collect();

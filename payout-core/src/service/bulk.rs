@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::PayoutService;
-use super::lifecycle::{Batch, BulkOutcome, Prepared};
+use super::lifecycle::{Batch, BulkOutcome, Prepared, moves_to};
 use super::pipeline::{self, Stages};
 use crate::domain::{Actor, DoctorId, Payout, PayoutAttempt, PayoutId, Provider, Recipient};
 use crate::error::{Error, ProviderError, ProviderErrorKind, Result};
 use crate::provider::{PayoutInstruction, PayoutProvider, SendReceipt};
-use crate::status::{PayoutEvent, PayoutStatus, Transition, transition};
-use crate::store::{PayoutChange, PayoutStoreExt};
+use crate::status::{PayoutEvent, PayoutStatus};
+use crate::store::PayoutStoreExt;
 
 impl PayoutService {
     /// Triggers each payout with `provider`; one result per id, in order. Sends run with bounded
@@ -64,29 +64,16 @@ impl PayoutService {
     /// the bulk trigger then sends it as a new attempt in a new batch.
     async fn reopen_for_a_new_batch(&self, actor: &Actor, id: &PayoutId, why: &str) -> Result<()> {
         let (payout, attempts) = self.store.payout_and_attempts(id).await?;
-        let to = match transition(payout.status, PayoutEvent::Retry)? {
-            Transition::To(to) => to,
-            _ => {
-                return Err(Error::InvalidTransition {
-                    from: payout.status,
-                    event: PayoutEvent::Retry,
-                });
-            }
-        };
+        let to = moves_to(&payout, PayoutEvent::Retry)?;
         let last = attempts.iter().map(|a| a.attempt_no).max().unwrap_or(0);
-        let mut change = PayoutChange::of(&payout, self.clock.now());
-        change.new_status = Some(to);
-        change.audit.push(self.audit(
-            &payout,
-            &actor.label(),
-            "RETRY",
-            Some(to),
-            format!(
-                "attempt {last} was rejected with its batch because of another item, nothing paid ({why}); \
-                 sent again as a new attempt in a new batch"
-            ),
-        ));
-        self.store.apply(change).await.map(|_| ())
+        let detail = format!(
+            "attempt {last} was rejected with its batch because of another item, nothing paid ({why}); \
+             sent again as a new attempt in a new batch"
+        );
+        self.store
+            .apply(self.reopen(actor, &payout, to, detail))
+            .await
+            .map(|_| ())
     }
 
     async fn bulk_trigger_round(&self, actor: &Actor, ids: &[PayoutId], provider: Provider) -> Vec<BulkOutcome> {

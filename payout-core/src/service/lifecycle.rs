@@ -152,20 +152,22 @@ impl PayoutService {
             .or(payout.provider)
             .or(last.map(|a| a.provider))
             .ok_or_else(|| Error::InvalidInput("no provider to retry with".into()))?;
-        let mut change = PayoutChange::of(&payout, self.clock.now());
-        change.new_status = Some(to);
-        change.audit.push(self.audit(
-            &payout,
-            &actor.label(),
-            "RETRY",
-            Some(to),
-            format!(
-                "retry after confirmed failure of attempt {}",
-                last.map(|a| a.attempt_no).unwrap_or(0)
-            ),
-        ));
-        self.store.apply(change).await?;
+        let detail = format!(
+            "retry after confirmed failure of attempt {}",
+            last.map(|a| a.attempt_no).unwrap_or(0)
+        );
+        self.store.apply(self.reopen(actor, &payout, to, detail)).await?;
         self.trigger(actor, id, provider).await
+    }
+
+    /// The audited `FAILED -> APPROVED` change (`to`, as [`moves_to`] gave it) that a retry starts with.
+    pub(super) fn reopen(&self, actor: &Actor, payout: &Payout, to: PayoutStatus, detail: String) -> PayoutChange {
+        let mut change = PayoutChange::of(payout, self.clock.now());
+        change.new_status = Some(to);
+        change
+            .audit
+            .push(self.audit(payout, &actor.label(), "RETRY", Some(to), detail));
+        change
     }
 
     /// Approves each payout; one result per id, in order.
@@ -331,7 +333,7 @@ pub(super) enum Batch<'a> {
 }
 
 /// Where an admin's `event` takes `payout`; refused (`InvalidTransition`) unless it moves it.
-fn moves_to(payout: &Payout, event: PayoutEvent) -> Result<PayoutStatus> {
+pub(super) fn moves_to(payout: &Payout, event: PayoutEvent) -> Result<PayoutStatus> {
     match transition(payout.status, event)? {
         Transition::To(to) => Ok(to),
         _ => Err(Error::InvalidTransition {

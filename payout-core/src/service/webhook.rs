@@ -231,6 +231,16 @@ impl PayoutService {
                     None => Err(format!("outcome unknown: {reason}; left for reconciliation")),
                 }
             };
+            // The watch of a payout already PAID, flagged with `why`.
+            let flagged_watch = |why: String| {
+                let watch = &self.policy.reconcile.settlement_watch;
+                let paid_at = payout.processed_at.unwrap_or(payout.updated_at);
+                watch.follow_up(payout.provider, paid_at, self.clock.now()).flagged(why)
+            };
+            let partial_audit = |flag: &str| {
+                let detail = format!("webhook {} {}: {flag}: {reason}", event.event_id, event.provider_type);
+                self.audit(&payout, &actor, "PARTIAL_REVERSAL", None, detail)
+            };
             match &outcome {
                 Ok(to) => {
                     change.new_status = Some(*to);
@@ -254,41 +264,17 @@ impl PayoutService {
                     ));
                     if let (Some(flag), Some(follow_up)) = (&partial, change.follow_up.take()) {
                         change.follow_up = Some(follow_up.flagged(flag.clone()));
-                        change.audit.push(self.audit(
-                            &payout,
-                            &actor,
-                            "PARTIAL_REVERSAL",
-                            None,
-                            format!("webhook {} {}: {flag}: {reason}", event.event_id, event.provider_type),
-                        ));
+                        change.audit.push(partial_audit(flag));
                     }
                 }
                 Err(flag) if partial_of_paid => {
-                    let watch = &self.policy.reconcile.settlement_watch;
-                    let paid_at = payout.processed_at.unwrap_or(payout.updated_at);
-                    change.follow_up = Some(
-                        watch
-                            .follow_up(payout.provider, paid_at, self.clock.now())
-                            .flagged(flag.clone()),
-                    );
+                    change.follow_up = Some(flagged_watch(flag.clone()));
                     change.patch.notes = Some(format!("{}: {flag}", event.provider_type));
-                    change.audit.push(self.audit(
-                        &payout,
-                        &actor,
-                        "PARTIAL_REVERSAL",
-                        None,
-                        format!("webhook {} {}: {flag}: {reason}", event.event_id, event.provider_type),
-                    ));
+                    change.audit.push(partial_audit(flag));
                 }
                 Err(why) if late_failure => {
                     change.attempt_update = attempt_update(attempt.attempt_no, mapped.as_ref());
-                    let watch = &self.policy.reconcile.settlement_watch;
-                    let paid_at = payout.processed_at.unwrap_or(payout.updated_at);
-                    change.follow_up = Some(
-                        watch
-                            .follow_up(payout.provider, paid_at, self.clock.now())
-                            .flagged(format!("a failure reported after PAID: {reason}")),
-                    );
+                    change.follow_up = Some(flagged_watch(format!("a failure reported after PAID: {reason}")));
                     change.audit.push(self.audit(
                         &payout,
                         &actor,

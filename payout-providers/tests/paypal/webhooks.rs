@@ -42,22 +42,31 @@ fn offline_with(fetcher: Arc<TestFetcher>) -> PaypalProvider {
     PaypalProvider::new(builder("http://127.0.0.1:9").cert_fetcher(fetcher).build().unwrap()).unwrap()
 }
 
-/// An adapter verifying offline whose PayPal answers `GET /v1/payments/payouts-item/8AELMXH8UB2P8`
-/// with the item `po_testkit-1` in `status`: the confirmation an event of ours needs before it may
-/// move a payout. The server is returned to be kept alive (and inspected).
-async fn confirming(status: &str) -> (MockServer, PaypalProvider) {
+/// An adapter verifying offline with `fetcher`'s certificates, whose PayPal answers
+/// `GET /v1/payments/payouts-item/8AELMXH8UB2P8` with `answer`: the confirmation an event of ours
+/// needs before it may move a payout. The server is returned to be kept alive (and inspected).
+async fn answering(answer: ResponseTemplate, fetcher: Arc<TestFetcher>) -> (MockServer, PaypalProvider) {
     let server = MockServer::start().await;
     mount(&server, token_route(), token("A21AA-token-1", 32400)).await;
-    let by_id = on("GET", Some("/v1/payments/payouts-item/8AELMXH8UB2P8"));
     mount(
         &server,
-        by_id,
-        ResponseTemplate::new(200).set_body_json(item("8AELMXH8UB2P8", "po_testkit-1", status)),
+        on("GET", Some("/v1/payments/payouts-item/8AELMXH8UB2P8")),
+        answer,
     )
     .await;
-    let fetcher = TestFetcher::with(CERT, paypal_cert());
     let p = PaypalProvider::new(builder(&server.uri()).cert_fetcher(fetcher).build().unwrap()).unwrap();
     (server, p)
+}
+
+/// [`answering`] with the item sent as `key`, in `status`.
+async fn confirming_as(key: &str, status: &str) -> (MockServer, PaypalProvider) {
+    let found = ResponseTemplate::new(200).set_body_json(item("8AELMXH8UB2P8", key, status));
+    answering(found, TestFetcher::with(CERT, paypal_cert())).await
+}
+
+/// [`confirming_as`] our `po_testkit-1`.
+async fn confirming(status: &str) -> (MockServer, PaypalProvider) {
+    confirming_as("po_testkit-1", status).await
 }
 
 /// The item reads `GET /v1/payments/payouts-item/...` a server received.
@@ -120,17 +129,7 @@ async fn an_item_another_system_sent_names_nothing_of_ours() {
 async fn passes_the_events_check() {
     let foreign = item_event_sent_as("INV-2024-001");
     let early = item_event_sent_as("po_testkit-9");
-    let server = MockServer::start().await;
-    mount(&server, token_route(), token("A21AA-token-1", 32400)).await;
-    let by_id = on("GET", Some("/v1/payments/payouts-item/8AELMXH8UB2P8"));
-    mount(
-        &server,
-        by_id,
-        ResponseTemplate::new(200).set_body_json(item("8AELMXH8UB2P8", "po_testkit-9", "SUCCESS")),
-    )
-    .await;
-    let fetcher = TestFetcher::with(CERT, paypal_cert());
-    let p = PaypalProvider::new(builder(&server.uri()).cert_fetcher(fetcher).build().unwrap()).unwrap();
+    let (_server, p) = confirming_as("po_testkit-9", "SUCCESS").await;
     let (h_foreign, h_early) = (signed(&foreign), signed(&early));
     let deliveries = Deliveries {
         foreign: Some((&h_foreign, &foreign)),
@@ -183,33 +182,14 @@ async fn an_event_that_paypal_contradicts_is_refused() {
         ("PENDING", "po_testkit-1"),
         ("SUCCESS", "po_other-1"),
     ] {
-        let server = MockServer::start().await;
-        mount(&server, token_route(), token("A21AA-token-1", 32400)).await;
-        let by_id = on("GET", Some("/v1/payments/payouts-item/8AELMXH8UB2P8"));
-        mount(
-            &server,
-            by_id,
-            ResponseTemplate::new(200).set_body_json(item("8AELMXH8UB2P8", key, paypal_says)),
-        )
-        .await;
-        let fetcher = TestFetcher::with(CERT, paypal_cert());
-        let p = PaypalProvider::new(builder(&server.uri()).cert_fetcher(fetcher).build().unwrap()).unwrap();
+        let (_server, p) = confirming_as(key, paypal_says).await;
         assert!(
             matches!(refusal(&p, &signed(&body), &body).await, WebhookError::Contradicted(_)),
             "PayPal says {paypal_says} for {key}"
         );
     }
-    let server = MockServer::start().await;
-    mount(&server, token_route(), token("A21AA-token-1", 32400)).await;
-    let by_id = on("GET", Some("/v1/payments/payouts-item/8AELMXH8UB2P8"));
-    mount(
-        &server,
-        by_id,
-        ResponseTemplate::new(404).set_body_json(json!({"name": "RESOURCE_NOT_FOUND"})),
-    )
-    .await;
-    let fetcher = TestFetcher::with(CERT, paypal_cert());
-    let p = PaypalProvider::new(builder(&server.uri()).cert_fetcher(fetcher).build().unwrap()).unwrap();
+    let missing = ResponseTemplate::new(404).set_body_json(json!({"name": "RESOURCE_NOT_FOUND"}));
+    let (_server, p) = answering(missing, TestFetcher::with(CERT, paypal_cert())).await;
     assert!(matches!(
         refusal(&p, &signed(&body), &body).await,
         WebhookError::Contradicted(_)
@@ -295,16 +275,8 @@ async fn certificate_urls_outside_paypal_are_never_fetched() {
 #[tokio::test]
 async fn certificates_are_cached_by_url() {
     let fetcher = TestFetcher::with(CERT, paypal_cert());
-    let server = MockServer::start().await;
-    mount(&server, token_route(), token("A21AA-token-1", 32400)).await;
-    let by_id = on("GET", Some("/v1/payments/payouts-item/8AELMXH8UB2P8"));
-    mount(
-        &server,
-        by_id,
-        ResponseTemplate::new(200).set_body_json(item("8AELMXH8UB2P8", "po_testkit-1", "SUCCESS")),
-    )
-    .await;
-    let p = PaypalProvider::new(builder(&server.uri()).cert_fetcher(fetcher.clone()).build().unwrap()).unwrap();
+    let found = ResponseTemplate::new(200).set_body_json(item("8AELMXH8UB2P8", "po_testkit-1", "SUCCESS"));
+    let (_server, p) = answering(found, fetcher.clone()).await;
     for status in ["SUCCESS", "FAILED", "RETURNED"] {
         let body = event("PAYMENT.PAYOUTS-ITEM.SUCCEEDED", status);
         p.verify_webhook(&signed(&body), &body).await.unwrap();
