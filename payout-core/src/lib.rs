@@ -53,6 +53,8 @@
 //! | `testkit` | `testkit::store` and `testkit::provider`: conformance suites for implementations |
 //! | `mock` | `mockall` mocks: `MockPayoutProvider`, `MockPayoutStore`, `MockConsultationSource`, ... |
 #![warn(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly) labels each feature-gated item with the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod calculation;
 pub mod clock;
@@ -94,3 +96,8 @@ pub mod prelude {
     pub use crate::status::PayoutStatus;
     pub use crate::store::{Page, PayoutFilter, PayoutStore, PayoutStoreExt};
 }
+
+/// The crate README's Rust snippets, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -45,6 +45,8 @@
 //!   naming the variable. What every adapter shares (base URL, time limits, retries, clock) is one
 //!   [`ClientOptions`], set whole or one setting at a time on any adapter's [`ConfigBuilder`].
 #![warn(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly) labels each feature-gated item with the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use payout_core;
 
@@ -62,3 +64,8 @@ pub mod mpesa;
 pub mod paypal;
 #[cfg(feature = "stripe")]
 pub mod stripe;
+
+/// The crate README's Rust snippets, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -14,6 +14,8 @@
 //! # }
 //! ```
 #![warn(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly) labels each feature-gated item with the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod api;
 pub mod auth;
@@ -138,3 +140,8 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }
+
+/// The crate README's Rust snippets, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

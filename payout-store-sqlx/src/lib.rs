@@ -60,6 +60,8 @@
 //! | `postgres` | [`PgStore`], [`postgres::setup`] |
 //! | `testkit` | `testkit::PgTestSchema`: throw-away Postgres schemas for tests and benchmarks (implies `postgres`) |
 #![warn(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly) labels each feature-gated item with the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Built with no backend, only `connect` (answering `NotSupported`) is left; the shared code is idle.
 #![cfg_attr(
     not(any(feature = "sqlite", feature = "postgres")),
@@ -120,3 +122,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn PayoutStore>> {
         ))),
     }
 }
+
+/// The crate README's Rust snippets, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
