@@ -67,6 +67,17 @@ pub(crate) fn migration(e: sqlx::migrate::MigrateError) -> Error {
         sqlx::migrate::MigrateError::Execute(inner) => StoreError::new(kind_of(&inner), message)
             .with_source(DatabaseError(inner))
             .into(),
+        // A history with versions the store does not know: another application's migrations
+        // share the store's `_sqlx_migrations`.
+        sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::new(
+            StoreErrorKind::Other,
+            format!(
+                "migration failed: the database's migration history holds version {version}, which is not one of \
+                 the store's; another application's migrations share it. Give the store a schema of its own \
+                 (Postgres: PgStore::connect_in, postgres::migrate) or a database file of its own (SQLite)"
+            ),
+        )
+        .into(),
         _ => StoreError::new(StoreErrorKind::Other, message).into(),
     }
 }

@@ -43,8 +43,18 @@
 //!
 //! [`connect`] picks the backend from the URL and returns an `Arc<dyn PayoutStore>`; the stores'
 //! own `connect` return the concrete types. Both apply the migrations (`migrations/sqlite`,
-//! `migrations/postgres`) on connect; [`sqlite::setup`] and [`postgres::setup`] do it for a pool
+//! `migrations/postgres`) on connect; [`sqlite::setup`] and [`postgres::migrate`] do it for a pool
 //! you built yourself.
+//!
+//! ## Beside the host's own migrations
+//! The store's tables and its migration history (`_sqlx_migrations`) never share the host's, so a
+//! host's own `sqlx::migrate!` on the same database runs before or after the store's:
+//! - **Postgres**: a schema of its own, [`postgres::DEFAULT_SCHEMA`] (`payouts`) or any
+//!   [`postgres::PgSchema`] ([`PgStore::connect_in`]); hosts that run migrations themselves use
+//!   [`postgres::migrate`] (the exported [`postgres::MIGRATOR`], applied in the schema).
+//! - **SQLite**: a database file of its own; [`SqliteStore::connect_attaching`] attaches the
+//!   host's file to read its consultations, and a host attaches the store's file to read its
+//!   tables ([`sqlite::setup`] says more).
 //!
 //! ## What the database itself guarantees
 //! One live calculated payout per doctor and period (a partial unique index), one attempt per
@@ -57,7 +67,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `sqlite` (default) | [`SqliteStore`], [`sqlite::setup`]; `sqlx` with bundled SQLite |
-//! | `postgres` | [`PgStore`], [`postgres::setup`] |
+//! | `postgres` | [`PgStore`], [`postgres::migrate`], [`postgres::setup`] |
 //! | `testkit` | `testkit::PgTestSchema`: throw-away Postgres schemas for tests and benchmarks (implies `postgres`) |
 #![warn(missing_docs)]
 // docs.rs (`--cfg docsrs`, nightly) labels each feature-gated item with the feature it needs.

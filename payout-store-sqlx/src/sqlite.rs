@@ -1,10 +1,13 @@
 //! The SQLite store: embedded, one file (or memory), WAL mode, one writer at a time.
 
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
 };
@@ -28,9 +31,22 @@ pub const MAX_CONNECTIONS: u32 = 8;
 /// [`StoreErrorKind::Unavailable`](payout_core::StoreErrorKind::Unavailable) error.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The store's migrations (`migrations/sqlite`), for hosts that run migrations themselves: run
+/// them on the store's own database file (see [`setup`]).
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
 /// Creates or upgrades the schema in `pool` (idempotent: applied migrations are skipped).
+///
+/// The store keeps its tables and its migration history (`_sqlx_migrations`) in a database file of
+/// its own, never in the host's: SQLite has no schemas inside one file, and the store's tables
+/// have plain names (`payouts`, `audit_entries`, ...). A host that wants both on one connection
+/// attaches the other file (`ATTACH DATABASE 'payouts.db' AS payouts`, then `payouts.payouts`);
+/// [`pool_attaching`] does it the other way round, for a
+/// [`SqlConsultationSource`](crate::SqlConsultationSource) reading the host's tables through the
+/// store's pool. Pointed at a file that holds another application's migration history, this
+/// fails with an error that says so, and changes nothing.
 pub async fn setup(pool: &SqlitePool) -> payout_core::Result<()> {
-    sqlx::migrate!("./migrations/sqlite").run(pool).await.map_err(migration)
+    MIGRATOR.run(pool).await.map_err(migration)
 }
 
 /// The options every connection gets: WAL, a busy timeout, foreign keys on, full sync, an 8 MiB
@@ -51,12 +67,55 @@ fn is_memory(url: &str) -> bool {
     rest.starts_with(":memory:") || rest.is_empty() || url.contains("mode=memory")
 }
 
+/// A pool for the store's own database `url` (as [`pool`]) on whose every connection the host's
+/// database file `host_file` is attached as schema `alias` (`ATTACH DATABASE`), so that a
+/// [`SqlConsultationSource`](crate::SqlConsultationSource) on the store's pool reads the host's
+/// tables as `alias.table` while the store's tables and migration history stay in `url`.
+///
+/// `alias` must be a plain identifier (letters, digits, `_`, not `main` or `temp`); anything else
+/// is [`InvalidInput`](payout_core::Error::InvalidInput). The host file must exist.
+pub async fn pool_attaching(url: &str, host_file: &Path, alias: &str) -> payout_core::Result<SqlitePool> {
+    let plain = !alias.is_empty()
+        && !alias.starts_with(|c: char| c.is_ascii_digit())
+        && alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plain || alias.eq_ignore_ascii_case("main") || alias.eq_ignore_ascii_case("temp") {
+        return Err(payout_core::Error::InvalidInput(format!(
+            "attachment alias {alias:?}: expected letters, digits and '_', not main or temp"
+        )));
+    }
+    if !host_file.is_file() {
+        return Err(payout_core::Error::InvalidInput(format!(
+            "the database file to attach does not exist: {}",
+            host_file.display()
+        )));
+    }
+    let host_file = host_file.to_string_lossy().into_owned();
+    // The alias is a plain identifier (checked above); the file name is a bound value.
+    let attach: Arc<str> = format!("ATTACH DATABASE ?1 AS {alias}").into();
+    pool_with(url, move |options| {
+        let (host_file, attach) = (host_file.clone(), attach.clone());
+        options.after_connect(move |conn, _| {
+            let (host_file, attach) = (host_file.clone(), attach.clone());
+            Box::pin(async move { sqlx::query(&attach).bind(host_file).execute(conn).await.map(drop) })
+        })
+    })
+    .await
+}
+
 /// A pool for `url` with the options above. An in-memory database gets a single connection that
 /// is never closed (each connection to `sqlite::memory:` would be a different, empty database).
 pub async fn pool(url: &str) -> payout_core::Result<SqlitePool> {
+    pool_with(url, |options| options).await
+}
+
+/// [`pool`] with `extra` applied to its pool options (e.g. an `after_connect`).
+async fn pool_with(
+    url: &str,
+    extra: impl FnOnce(SqlitePoolOptions) -> SqlitePoolOptions,
+) -> payout_core::Result<SqlitePool> {
     let options = connect_options(url)?;
     let pool = if is_memory(url) {
-        SqlitePoolOptions::new()
+        extra(SqlitePoolOptions::new())
             .min_connections(1)
             .max_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -67,7 +126,7 @@ pub async fn pool(url: &str) -> payout_core::Result<SqlitePool> {
     } else {
         // No ping before each use: a file database's connection does not go stale, and the ping is a
         // round trip to the connection's worker thread on every store call.
-        SqlitePoolOptions::new()
+        extra(SqlitePoolOptions::new())
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .test_before_acquire(false)
@@ -89,6 +148,16 @@ impl SqlStore<SqlitePool> {
     /// returns the store: `sqlite://payouts.db?mode=rwc`, or `sqlite::memory:` for tests.
     pub async fn connect(url: &str) -> payout_core::Result<Self> {
         let pool = pool(url).await?;
+        setup(&pool).await?;
+        Ok(SqlStore::new(pool))
+    }
+
+    /// [`connect`](Self::connect) with the host's database file `host_file` attached as `alias` on
+    /// every connection ([`pool_attaching`]): the store's tables and migration history stay in
+    /// `url`, and a [`SqlConsultationSource`](crate::SqlConsultationSource) over
+    /// [`pool`](Self::pool) reads the host's tables as `alias.table`.
+    pub async fn connect_attaching(url: &str, host_file: &Path, alias: &str) -> payout_core::Result<Self> {
+        let pool = pool_attaching(url, host_file, alias).await?;
         setup(&pool).await?;
         Ok(SqlStore::new(pool))
     }

@@ -1,0 +1,9 @@
+-- A host application's own migrations, run with its own `sqlx::migrate!` on the database the store
+-- shares: a table of its own named `payouts` (the name the store's table has) and its consultations.
+CREATE TABLE payouts (id BIGINT PRIMARY KEY, note TEXT NOT NULL);
+CREATE TABLE appointments (
+    id           TEXT PRIMARY KEY,
+    doctor_id    TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    completed_at TIMESTAMPTZ
+);
