@@ -93,6 +93,7 @@ pub async fn run(report: &mut Report) {
         approver_may_not_trigger: false,
         second_approval_above: Vec::new(),
         reversals: None,
+        trusted_proxies: Default::default(),
     };
     let demo = build(&config).await.expect("the demo wiring on Postgres");
     // All clients are 127.0.0.1: one rate-limit bucket would refuse all but 50/s.

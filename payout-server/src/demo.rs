@@ -59,6 +59,10 @@ pub struct DemoConfig {
     /// How the host's `appointments` table records a consultation taken back, for clawbacks
     /// (`PAYOUTS_REVERSED_STATUSES` and `PAYOUTS_REVERSED_AT_COLUMN`; default none: no clawbacks).
     pub reversals: Option<Reversals>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client, for rate limits and M-Pesa's
+    /// source-address check (`PAYOUTS_TRUSTED_PROXIES`, addresses and CIDR blocks, comma-separated, e.g.
+    /// `10.0.0.0/8,127.0.0.1`; default none: the socket peer is the client).
+    pub trusted_proxies: crate::limits::TrustedProxies,
 }
 
 impl std::fmt::Debug for DemoConfig {
@@ -71,6 +75,7 @@ impl std::fmt::Debug for DemoConfig {
             .field("approver_may_not_trigger", &self.approver_may_not_trigger)
             .field("second_approval_above", &self.second_approval_above)
             .field("reversals", &self.reversals)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -108,6 +113,10 @@ impl DemoConfig {
                 &var("PAYOUTS_SECOND_APPROVAL_ABOVE").unwrap_or_default(),
             )?,
             reversals: Reversals::from_vars(var)?,
+            trusted_proxies: var("PAYOUTS_TRUSTED_PROXIES")
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| Error::InvalidInput(format!("PAYOUTS_TRUSTED_PROXIES: {e}")))?,
         })
     }
 }
@@ -248,7 +257,11 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
             .await?;
         tracing::info!(period = %period, created = report.created.len(), skipped = report.skipped.len(), "calculated last month");
     }
-    let state = AppState::new(service.clone(), ServerConfig::new(&config.jwt_secret));
+    let server_config = ServerConfig {
+        trusted_proxies: config.trusted_proxies.clone(),
+        ..ServerConfig::new(&config.jwt_secret)
+    };
+    let state = AppState::new(service.clone(), server_config);
     Ok(Demo {
         service,
         state,
@@ -521,6 +534,7 @@ mod tests {
             approver_may_not_trigger: false,
             second_approval_above: Vec::new(),
             reversals: None,
+            trusted_proxies: Default::default(),
         }
     }
 

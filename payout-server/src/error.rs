@@ -1,7 +1,8 @@
 //! Errors as the API answers them: `{"error": {"code", "message"}}` with a fitting status.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use payout_core::error::{Error, WebhookError};
 use serde_json::json;
@@ -19,8 +20,11 @@ pub enum ApiError {
     BadRequest(String),
     /// 413: the body is too large.
     TooLarge,
-    /// 429: too many requests.
-    RateLimited,
+    /// 429: too many requests; answered with `Retry-After` (whole seconds, at least 1).
+    RateLimited {
+        /// How long the client must wait.
+        retry_after: std::time::Duration,
+    },
     /// An error from the engine.
     Core(Error),
 }
@@ -39,7 +43,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Core(e) => match e {
                 Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
                 Error::UnknownReference { .. } => (StatusCode::CONFLICT, "unknown_reference"),
@@ -78,7 +82,7 @@ impl ApiError {
             ApiError::Unauthorized(e) => e.to_string(),
             ApiError::Forbidden(m) | ApiError::BadRequest(m) => m.clone(),
             ApiError::TooLarge => "request body too large".into(),
-            ApiError::RateLimited => "too many requests; slow down".into(),
+            ApiError::RateLimited { .. } => "too many requests; slow down".into(),
             ApiError::Core(Error::Store(_) | Error::Source(_) | Error::Io(_)) => {
                 "temporarily unavailable; nothing was changed, try again".into()
             }
@@ -95,10 +99,18 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %e, "request failed");
             }
         }
-        (
+        let mut response = (
             status,
             Json(json!({"error": {"code": code, "message": self.message()}})),
         )
-            .into_response()
+            .into_response();
+        if let ApiError::RateLimited { retry_after } = self {
+            // Whole seconds, rounded up: a client that waits that long is admitted.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
     }
 }

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub mutation_rate: Option<u32>,
     /// Largest bulk action. Default: 1,000 ids.
     pub max_bulk: usize,
+    /// Proxies whose `X-Forwarded-For` names the client for rate limits and M-Pesa's source-address
+    /// check. Default: none (the socket peer is the client).
+    pub trusted_proxies: limits::TrustedProxies,
 }
 
 impl ServerConfig {
@@ -65,6 +68,7 @@ impl ServerConfig {
             webhook_rate: Some(50),
             mutation_rate: Some(20),
             max_bulk: 1000,
+            trusted_proxies: limits::TrustedProxies::none(),
         }
     }
 }

@@ -123,8 +123,13 @@ async fn mpesa_callback(
     kind: &str,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let (parts, body) = req.into_parts();
+    // Behind a trusted proxy the sender is the forwarded client, not the proxy; in-process calls
+    // (no `ConnectInfo`) have no address to check.
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|_| crate::limits::client_ip(&state.config.trusted_proxies, &parts));
     let body = axum::body::to_bytes(body, state.config.max_body_bytes)
         .await
         .map_err(|_| ApiError::TooLarge)?;

@@ -28,6 +28,7 @@ fn demo_config(dir: &tempfile::TempDir) -> DemoConfig {
         approver_may_not_trigger: false,
         second_approval_above: Vec::new(),
         reversals: None,
+        trusted_proxies: Default::default(),
     }
 }
 

@@ -403,6 +403,78 @@ async fn openapi_health_metrics_and_rate_limits() {
     assert!(metrics.contains("payouts_payouts{status=\"PENDING\"} 3"), "{metrics}");
 }
 
+/// A bulk request from the socket peer `peer` with `forwarded_for` as `X-Forwarded-For`.
+fn bulk_from(peer: &str, forwarded_for: &str) -> Request<Body> {
+    let mut req = send(
+        "POST",
+        "/api/admin/payouts/bulk",
+        &admin("admin-1"),
+        json!({"payoutIds": ["x"], "action": "approve"}),
+    );
+    req.headers_mut()
+        .insert("x-forwarded-for", forwarded_for.parse().unwrap());
+    let peer: std::net::SocketAddr = format!("{peer}:40000").parse().unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+    req
+}
+
+/// Issue 16 item 6: governor keys the limit on the client, which is the socket peer unless the peer is a
+/// trusted proxy; then it is the right-most untrusted `X-Forwarded-For` entry. A 429 says when to retry.
+#[tokio::test]
+async fn rate_limits_key_on_the_client_behind_trusted_proxies_only() {
+    let mut config = ServerConfig::new(SECRET);
+    config.mutation_rate = Some(1); // burst 2
+    config.trusted_proxies = "10.0.0.0/8".parse().unwrap();
+    let app = router(calculated_state(config).await);
+    let status = |res: (StatusCode, Value, String)| res.0;
+
+    // An untrusted peer changing its X-Forwarded-For on every request still has one bucket.
+    for n in 0..2 {
+        let req = bulk_from("203.0.113.7", &format!("198.51.100.{n}"));
+        assert_eq!(status(call(&app, req).await), StatusCode::OK);
+    }
+    let res = app
+        .clone()
+        .oneshot(bulk_from("203.0.113.7", "198.51.100.99"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry_after >= 1, "Retry-After {retry_after}");
+    let body: Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Another peer is another client.
+    assert_eq!(
+        status(call(&app, bulk_from("203.0.113.8", "198.51.100.0")).await),
+        StatusCode::OK
+    );
+
+    // Through a trusted proxy, the forwarded client is the bucket: two clients behind one proxy...
+    for _ in 0..2 {
+        assert_eq!(
+            status(call(&app, bulk_from("10.0.0.1", "192.0.2.1")).await),
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(call(&app, bulk_from("10.0.0.1", "192.0.2.2")).await),
+            StatusCode::OK
+        );
+    }
+    // ...each limited on its own, also through another trusted hop, and a forged left-most entry does
+    // not buy a fresh bucket.
+    for xff in ["192.0.2.1", "192.0.2.1, 10.0.0.2", "203.0.113.250, 192.0.2.1"] {
+        assert_eq!(
+            status(call(&app, bulk_from("10.0.0.1", xff)).await),
+            StatusCode::TOO_MANY_REQUESTS,
+            "{xff}"
+        );
+    }
+    assert_eq!(
+        status(call(&app, bulk_from("10.0.0.1", "192.0.2.3")).await),
+        StatusCode::OK
+    );
+}
+
 /// Issue 14 item 5: money that came back puts the payout on the attention queue:
 /// `GET /api/admin/payouts?attention=true` lists it with its reason, `/metrics` counts it, and the
 /// queue is not mixed with the other filters.
