@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::request::Parts;
@@ -69,22 +69,94 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
     }
 }
 
-/// A query string whose errors are answered as JSON errors.
+/// A query string decoded by axum's [`Query`], whose rejection is answered as the JSON 400 error.
+///
+/// One addition to `Query`: a query that is not UTF-8 once percent-decoded is refused, where
+/// `Query` would quietly turn the bad bytes into U+FFFD and filter by a value nobody sent.
 pub struct ApiQuery<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequestParts<AppState> for ApiQuery<T> {
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
-        let q = parts.uri.query().unwrap_or("");
-        serde_urlencoded_from_str(q).map(ApiQuery)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = parts.uri.query().unwrap_or("");
+        if percent_encoding::percent_decode_str(raw).decode_utf8().is_err() {
+            return Err(ApiError::BadRequest(
+                "invalid query string: not UTF-8 once percent-decoded".into(),
+            ));
+        }
+        let Query(value) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        Ok(ApiQuery(value))
     }
 }
 
-fn serde_urlencoded_from_str<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
-    let pairs: Vec<(String, String)> =
-        form_pairs(q).map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
-    let map: serde_json::Map<String, Value> = pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-    serde_json::from_value(Value::Object(map)).map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))
+/// Query values are parsed by these, so a bad one is named with a clear message; an empty value
+/// (`status=`, as an HTML form sends an untouched field) is the same as leaving the parameter out.
+mod query_value {
+    use chrono::NaiveDate;
+    use payout_core::domain::Provider;
+    use payout_core::status::PayoutStatus;
+    use payout_core::store::Page;
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    fn parse<'de, D: Deserializer<'de>, T>(
+        d: D,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        parse(&text).map(Some).map_err(D::Error::custom)
+    }
+
+    pub fn status<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PayoutStatus>, D::Error> {
+        parse(d, |s| {
+            s.parse().map_err(|e: payout_core::status::UnknownStatus| e.to_string())
+        })
+    }
+
+    pub fn provider<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Provider>, D::Error> {
+        parse(d, |s| {
+            s.parse()
+                .map_err(|e: payout_core::domain::UnknownProvider| e.to_string())
+        })
+    }
+
+    pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        parse(d, |s| Ok(s.to_string()))
+    }
+
+    pub fn date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+        parse(d, |s| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("must be a date like 2025-01-31, got {s:?}"))
+        })
+    }
+
+    pub fn limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        parse(d, |s| {
+            s.parse::<u32>()
+                .ok()
+                .filter(|l| (1..=Page::MAX_LIMIT).contains(l))
+                .ok_or_else(|| format!("must be a whole number from 1 to {}, got {s:?}", Page::MAX_LIMIT))
+        })
+    }
+
+    pub fn skip<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        parse(d, |s| {
+            s.parse::<u64>()
+                .map_err(|_| format!("must be a whole number, got {s:?}"))
+        })
+    }
+
+    pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        parse(d, |s| match s {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(format!("must be true or false, got {s:?}")),
+        })
+    }
 }
 
 pub(crate) fn form_pairs(q: &str) -> Result<Vec<(String, String)>, String> {
@@ -250,92 +322,85 @@ fn page_json(page: PayoutPage, limit: u32, skip: u64) -> Value {
 
 // ------------------------------------------------------------------ queries
 
-/// Filters of the admin list and export.
+/// Filters of the admin list and export, with the original API's names.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only this status (`PENDING`, `APPROVED`, ...).
-    pub status: Option<String>,
+    /// Only this status.
+    #[serde(default, deserialize_with = "query_value::status")]
+    #[param(value_type = Option<crate::openapi::PayoutStatusName>)]
+    pub status: Option<PayoutStatus>,
     /// Only this doctor id.
+    #[serde(default, deserialize_with = "query_value::text")]
     pub doctor: Option<String>,
-    /// Only this provider (`STRIPE_CONNECT`, ...).
-    pub provider: Option<String>,
-    /// Created on or after this day (`YYYY-MM-DD`, UTC).
-    pub start_date: Option<String>,
-    /// Created on or before this day (`YYYY-MM-DD`, UTC).
-    pub end_date: Option<String>,
-    /// Page size, 1..=1000 (default 50).
-    pub limit: Option<String>,
-    /// Rows to skip (default 0).
-    pub skip: Option<String>,
+    /// Only this provider.
+    #[serde(default, deserialize_with = "query_value::provider")]
+    #[param(value_type = Option<crate::openapi::ProviderName>)]
+    pub provider: Option<Provider>,
+    /// Created on or after this day (UTC).
+    #[serde(default, deserialize_with = "query_value::date")]
+    pub start_date: Option<NaiveDate>,
+    /// Created on or before this day (UTC).
+    #[serde(default, deserialize_with = "query_value::date")]
+    pub end_date: Option<NaiveDate>,
+    /// Page size (default 50; the list only).
+    #[serde(default, deserialize_with = "query_value::limit")]
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// Rows to skip (default 0; the list only).
+    #[serde(default, deserialize_with = "query_value::skip")]
+    pub skip: Option<u64>,
     /// `true`: only the payouts a person should look at (the attention queue), oldest flag first,
-    /// each with its `attention` reason; not combined with the other filters.
-    pub attention: Option<String>,
+    /// each with its `attention` reason; not combined with the other filters (the list only).
+    #[serde(default, deserialize_with = "query_value::flag")]
+    pub attention: Option<bool>,
 }
 
-fn parse_date(name: &str, v: &Option<String>) -> Result<Option<NaiveDate>, ApiError> {
-    v.as_deref()
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map_err(|_| ApiError::BadRequest(format!("{name} must be a date like 2025-01-31, got {s:?}")))
-        })
-        .transpose()
-}
+/// Filters of the dashboard's list form, the API's names and rules; other fields are ignored.
+const FORM_FILTERS: [&str; 6] = ["status", "doctor", "provider", "startDate", "endDate", "skip"];
 
 impl ListQuery {
+    /// The filters among a form's `pairs`, parsed exactly as the API parses its query.
+    pub(crate) fn from_pairs(pairs: &[(String, String)]) -> Result<Self, ApiError> {
+        let filters = pairs
+            .iter()
+            .filter(|(k, _)| FORM_FILTERS.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+        ListQuery::deserialize(serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(
+            filters,
+        ))
+        .map_err(|e| ApiError::BadRequest(format!("invalid filter: {e}")))
+    }
+
+    /// The store's filter; the list's paging and attention flag are not part of it.
     pub(crate) fn filter(&self) -> Result<PayoutFilter, ApiError> {
-        let status = match self.status.as_deref().filter(|s| !s.is_empty()) {
-            Some(s) => Some(
-                s.parse::<PayoutStatus>()
-                    .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-            ),
-            None => None,
-        };
-        let provider = match self.provider.as_deref().filter(|s| !s.is_empty()) {
-            Some(s) => Some(s.parse::<Provider>().map_err(|e| ApiError::BadRequest(e.to_string()))?),
-            None => None,
-        };
-        if self.attention.as_deref().is_some_and(|s| !s.is_empty()) {
+        if self.attention == Some(true) {
             return Err(ApiError::BadRequest(
                 "attention is a filter of the admin list only, not combined with others".into(),
             ));
         }
-        let created_from = parse_date("startDate", &self.start_date)?;
-        let created_to = parse_date("endDate", &self.end_date)?;
-        if let (Some(a), Some(b)) = (created_from, created_to) {
+        if let (Some(a), Some(b)) = (self.start_date, self.end_date) {
             if b < a {
                 return Err(ApiError::BadRequest(format!("endDate {b} is before startDate {a}")));
             }
         }
         Ok(PayoutFilter {
-            status,
-            doctor_id: self.doctor.as_deref().filter(|s| !s.is_empty()).map(DoctorId::from),
-            provider,
-            created_from,
-            created_to,
+            status: self.status,
+            doctor_id: self.doctor.clone().map(DoctorId::from),
+            provider: self.provider,
+            created_from: self.start_date,
+            created_to: self.end_date,
         })
+    }
+
+    fn page(&self) -> Page {
+        Page::new(self.limit.unwrap_or(DEFAULT_LIMIT), self.skip.unwrap_or(0))
     }
 }
 
-fn parse_page(limit: &Option<String>, skip: &Option<String>) -> Result<(u32, u64), ApiError> {
-    let limit = match limit.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => s
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=Page::MAX_LIMIT).contains(l))
-            .ok_or_else(|| ApiError::BadRequest(format!("limit must be a whole number from 1 to 1000, got {s:?}")))?,
-        None => 50,
-    };
-    let skip = match skip.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => s
-            .parse::<u64>()
-            .map_err(|_| ApiError::BadRequest(format!("skip must be a whole number, got {s:?}")))?,
-        None => 0,
-    };
-    Ok((limit, skip))
-}
+/// Page size when `limit` is left out.
+const DEFAULT_LIMIT: u32 = 50;
 
 fn payout_id(raw: &str) -> Result<PayoutId, ApiError> {
     if raw.is_empty() || raw.len() > 128 {
@@ -353,15 +418,13 @@ pub async fn list_payouts(
     Admin(user): Admin,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let (limit, skip) = parse_page(&q.limit, &q.skip)?;
-    if let Some(attention) = q.attention.as_deref().filter(|s| !s.is_empty()) {
-        return attention_list(&state, &user, &q, attention, Page::new(limit, skip)).await;
+    let page = q.page();
+    if q.attention == Some(true) {
+        return attention_list(&state, &user, &q, page).await;
     }
     let filter = q.filter()?;
-    let page = state
-        .service
-        .list(&user.actor(), &filter, &Page::new(limit, skip))
-        .await?;
+    let (limit, skip) = (page.limit, page.skip);
+    let page = state.service.list(&user.actor(), &filter, &page).await?;
     Ok(Json(page_json(page, limit, skip)))
 }
 
@@ -371,16 +434,16 @@ async fn attention_list(
     state: &AppState,
     user: &crate::auth::User,
     q: &ListQuery,
-    attention: &str,
     page: Page,
 ) -> Result<Json<Value>, ApiError> {
-    if attention != "true" {
-        return Err(ApiError::BadRequest(format!(
-            "attention must be true (or left out), got {attention:?}"
-        )));
-    }
-    let others = [&q.status, &q.doctor, &q.provider, &q.start_date, &q.end_date];
-    if others.iter().any(|v| v.as_deref().is_some_and(|s| !s.is_empty())) {
+    let others = [
+        q.status.is_some(),
+        q.doctor.is_some(),
+        q.provider.is_some(),
+        q.start_date.is_some(),
+        q.end_date.is_some(),
+    ];
+    if others.contains(&true) {
         return Err(ApiError::BadRequest(
             "attention=true lists the whole attention queue: leave out status, doctor, provider, startDate and endDate"
                 .into(),
@@ -730,10 +793,13 @@ pub async fn export_csv(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// Page size, 1..=1000 (default 50).
-    pub limit: Option<String>,
-    /// Rows to skip.
-    pub skip: Option<String>,
+    /// Page size (default 50).
+    #[serde(default, deserialize_with = "query_value::limit")]
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// Rows to skip (default 0).
+    #[serde(default, deserialize_with = "query_value::skip")]
+    pub skip: Option<u64>,
 }
 
 /// `GET /api/doctor/payouts`: the authenticated doctor's own history; premium doctors also get analytics.
@@ -743,7 +809,7 @@ pub async fn doctor_payouts(
     Doctor(user): Doctor,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let (limit, skip) = parse_page(&q.limit, &q.skip)?;
+    let (limit, skip) = (q.limit.unwrap_or(DEFAULT_LIMIT), q.skip.unwrap_or(0));
     let actor = user.actor();
     let page = state.service.doctor_history(&actor, &Page::new(limit, skip)).await?;
     let mut body = page_json(page, limit, skip);

@@ -265,25 +265,14 @@ async fn list(
             .map(|(_, v)| v.clone())
             .filter(|v| !v.is_empty())
     };
-    let q = ListQuery {
-        status: get("status"),
-        doctor: get("doctor"),
-        provider: get("provider"),
-        start_date: get("startDate"),
-        end_date: get("endDate"),
-        limit: get("limit"),
-        skip: get("skip"),
-        attention: None,
-    };
     let mut body = flash(&pairs);
-    let filter = match q.filter() {
+    let (filter, skip) = match ListQuery::from_pairs(&pairs).and_then(|q| Ok((q.filter()?, q.skip.unwrap_or(0)))) {
         Ok(f) => f,
         Err(e) => {
             let _ = write!(body, "<p class=\"flash error\">{}</p>", esc(&e.message()));
             Default::default()
         }
     };
-    let skip: u64 = q.skip.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
     let result = state.service.list(&user.actor(), &filter, &Page::new(100, skip)).await;
     let page_rows =
         result.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, page("Error", &esc(&e.to_string()))).into_response())?;

@@ -21,7 +21,7 @@ use crate::api;
         api::export_csv,
         api::doctor_payouts
     ),
-    components(schemas(api::PayoutView, api::ItemView, api::CreatePayout, api::PatchPayout, api::BulkRequest)),
+    components(schemas(PayoutStatusName, ProviderName, api::PayoutView, api::ItemView, api::CreatePayout, api::PatchPayout, api::BulkRequest)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -43,6 +43,46 @@ impl Modify for BearerAuth {
         }
     }
 }
+
+/// Names an enum of uppercase text values in the document, taken from the core's own list so the
+/// schema cannot drift from what the API accepts (the core crate stays free of `utoipa`).
+macro_rules! names_schema {
+    ($(#[$doc:meta])* $name:ident = $title:literal, $all:expr, $describe:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some($all.map(|v| v.as_str())))
+                    .description(Some($describe))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed($title)
+            }
+        }
+    };
+}
+
+names_schema!(
+    /// The schema of a payout status: [`PayoutStatus`](payout_core::status::PayoutStatus)'s names.
+    PayoutStatusName = "PayoutStatus",
+    payout_core::status::PayoutStatus::ALL,
+    "A payout's status; statuses only move forward."
+);
+
+names_schema!(
+    /// The schema of a provider: [`Provider`](payout_core::domain::Provider)'s names.
+    ProviderName = "Provider",
+    payout_core::domain::Provider::ALL,
+    "A payment provider."
+);
 
 /// `GET /api/openapi.json`
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {

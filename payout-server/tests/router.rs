@@ -403,6 +403,54 @@ async fn openapi_health_metrics_and_rate_limits() {
     assert!(metrics.contains("payouts_payouts{status=\"PENDING\"} 3"), "{metrics}");
 }
 
+/// Issue 16 item 6: query strings go through axum's `Query` into typed filters; a bad one is a JSON 400
+/// naming the parameter, empty values are left-out ones (as HTML forms send them), and the original
+/// parameter names keep their meaning.
+#[tokio::test]
+async fn query_strings_are_typed_and_refused_with_the_parameter_named() {
+    let app = app().await;
+    let a = admin("admin-1");
+    let list = |q: &str| get(&format!("/api/admin/payouts?{q}"), Some(&a));
+    for (q, names) in [
+        ("limit=abc", "limit"),
+        ("limit=1001", "1 to 1000"),
+        ("skip=-1", "skip"),
+        ("status=PAYED", "PAYED"),
+        ("provider=VENMO", "VENMO"),
+        ("startDate=yesterday", "startDate"),
+        ("attention=yes", "attention"),
+        ("page=2", "page"),
+        ("limit=5&limit=6", "limit"),
+        ("doctor=%FF%FE", "UTF-8"),
+    ] {
+        let (s, body, _) = call(&app, list(q)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_input", "{q}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(names), "{q}: {message}");
+    }
+    let (s, all, _) = call(&app, list("")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(all["pagination"]["total"], 3);
+    assert_eq!(
+        (all["pagination"]["limit"].as_u64(), all["pagination"]["skip"].as_u64()),
+        (Some(50), Some(0))
+    );
+    let (s, empty_values, _) = call(&app, list("status=&provider=&startDate=&limit=&skip=&attention=")).await;
+    assert_eq!(s, StatusCode::OK, "{empty_values}");
+    assert_eq!(empty_values["data"], all["data"]);
+    let (_, lower, _) = call(&app, list("status=pending&limit=1&skip=2")).await;
+    assert_eq!(
+        lower["pagination"]["total"], 3,
+        "statuses are read case-insensitively, as before"
+    );
+    assert_eq!(lower["data"].as_array().unwrap().len(), 1);
+    let (s, not_attention, _) = call(&app, list("attention=false&status=PENDING")).await;
+    assert_eq!((s, &not_attention["data"]), (StatusCode::OK, &all["data"]));
+    let (s, _, _) = call(&app, get("/api/doctor/payouts?limit=0", Some(&doctor("dr-a")))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
 /// A bulk request from the socket peer `peer` with `forwarded_for` as `X-Forwarded-For`.
 fn bulk_from(peer: &str, forwarded_for: &str) -> Request<Body> {
     let mut req = send(
