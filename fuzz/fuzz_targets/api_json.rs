@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = serde_json::from_slice::<PatchPayout>(data);
     if let Ok(b) = serde_json::from_slice::<BulkRequest>(data) {
-        let _ = b.payout_ids.len();
+        let _ = b.payout_ids().len();
     }
     let _ = serde_json::from_slice::<ListQuery>(data);
     let _ = serde_json::from_slice::<HistoryQuery>(data);

@@ -9,21 +9,26 @@ use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveDate, Utc};
-use payout_core::domain::{AuditEntry, DoctorId, Payout, PayoutId, PayoutItem, Period, Provider, ResolutionOutcome};
+use chrono::NaiveDate;
+use payout_core::domain::{DoctorId, PayoutId, Period, Provider};
 use payout_core::error::Error;
 use payout_core::money::{Currency, Money};
 use payout_core::service::{CancelConsultations, ManualPayout, ResolveRequest};
 use payout_core::status::PayoutStatus;
-use payout_core::store::{Page, PayoutFilter, PayoutPage};
+use payout_core::store::{Page, PayoutFilter};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use utoipa::{IntoParams, ToSchema};
+use serde_json::Value;
+use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::auth::{Admin, Doctor};
 use crate::error::ApiError;
+pub use crate::wire::{
+    AttentionView, AuditBody, AuditEntryView, BulkBody, BulkRequest, BulkResult, BulkSummary, CreatePayout,
+    DoctorHistory, ErrorBody, Health, HealthStatus, ItemView, ItemsBody, Pagination, PatchPayout, PayoutBody,
+    PayoutList, PayoutView,
+};
 
 // ------------------------------------------------------------------ extractors
 
@@ -188,138 +193,6 @@ fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| "query is not UTF-8".to_string())
 }
 
-// ------------------------------------------------------------------ views
-
-/// A payout as the API shows it.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PayoutView {
-    /// Id.
-    pub id: String,
-    /// The doctor.
-    pub doctor_id: String,
-    /// Status (uppercase name).
-    pub status: String,
-    /// Provider chosen at trigger time.
-    pub provider: Option<String>,
-    /// The provider's reference.
-    pub provider_reference: Option<String>,
-    /// Amount owed, exact decimal string.
-    pub amount_due: String,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// First day of the period.
-    pub period_start: NaiveDate,
-    /// Last day of the period.
-    pub period_end: NaiveDate,
-    /// When the provider confirmed the outcome.
-    pub processed_at: Option<DateTime<Utc>>,
-    /// Notes (the provider's last answer).
-    pub notes: Option<String>,
-    /// `CALCULATED` or `MANUAL`.
-    pub origin: String,
-    /// Creator.
-    pub created_by: String,
-    /// Approver.
-    pub approved_by: Option<String>,
-    /// Created.
-    pub created_at: DateTime<Utc>,
-    /// Last changed.
-    pub updated_at: DateTime<Utc>,
-    /// Version (bumped by every change).
-    pub version: i64,
-    /// Items (on the detail view only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<ItemView>>,
-    /// What the approval vouched for: `detailsFingerprint` (SHA-256 of the doctor's payout details
-    /// when approved) and `approvers`, in order.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub approval: Option<Value>,
-    /// The latest operator resolution (`state` `PENDING`, `CONFIRMED` or `REJECTED`, with the
-    /// evidence).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub resolution: Option<Value>,
-}
-
-impl From<Payout> for PayoutView {
-    fn from(p: Payout) -> Self {
-        PayoutView {
-            id: p.id.to_string(),
-            doctor_id: p.doctor_id.to_string(),
-            status: p.status.to_string(),
-            provider: p.provider.map(|v| v.to_string()),
-            provider_reference: p.provider_reference,
-            amount_due: p.amount_due.amount_str(),
-            currency: p.amount_due.currency().to_string(),
-            period_start: p.period_start,
-            period_end: p.period_end,
-            processed_at: p.processed_at,
-            notes: p.notes,
-            origin: p.origin.as_str().to_string(),
-            created_by: p.created_by,
-            approved_by: p.approved_by,
-            created_at: p.created_at,
-            updated_at: p.updated_at,
-            version: p.version,
-            items: None,
-            approval: p.approval.and_then(|a| serde_json::to_value(a).ok()),
-            resolution: p.resolution.and_then(|r| serde_json::to_value(r).ok()),
-        }
-    }
-}
-
-/// A payout item as the API shows it.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ItemView {
-    /// `CONSULTATION`, `CARRY_OVER`, `DEDUCTION`, `ADJUSTMENT` or `CLAWBACK`.
-    pub kind: String,
-    /// What it refers to (an appointment id, ...).
-    pub reference: String,
-    /// Exact decimal string; negative for deductions and clawbacks.
-    pub amount: String,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// When.
-    pub occurred_at: DateTime<Utc>,
-    /// Description.
-    pub description: String,
-}
-
-impl From<PayoutItem> for ItemView {
-    fn from(i: PayoutItem) -> Self {
-        ItemView {
-            kind: serde_json::to_value(i.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            reference: i.reference,
-            amount: i.amount.amount_str(),
-            currency: i.amount.currency().to_string(),
-            occurred_at: i.occurred_at,
-            description: i.description,
-        }
-    }
-}
-
-fn audit_view(a: AuditEntry) -> Value {
-    json!({
-        "actor": a.actor, "at": a.at, "action": a.action,
-        "from": a.from.map(|s| s.to_string()), "to": a.to.map(|s| s.to_string()), "detail": a.detail,
-    })
-}
-
-fn page_json(page: PayoutPage, limit: u32, skip: u64) -> Value {
-    let next = page
-        .next
-        .as_ref()
-        .map(|c| format!("{}|{}", c.created_at.to_rfc3339(), c.id));
-    let data: Vec<PayoutView> = page.payouts.into_iter().map(PayoutView::from).collect();
-    json!({"data": data, "pagination": {"total": page.total, "limit": limit, "skip": skip, "next": next}})
-}
-
 // ------------------------------------------------------------------ queries
 
 /// Filters of the admin list and export, with the original API's names.
@@ -411,13 +284,21 @@ fn payout_id(raw: &str) -> Result<PayoutId, ApiError> {
 
 // ------------------------------------------------------------------ handlers
 
-/// `GET /api/admin/payouts`
-#[utoipa::path(get, path = "/api/admin/payouts", params(ListQuery), responses((status = 200, description = "A page of payouts")), security(("bearer" = [])))]
+/// `GET /api/admin/payouts`: a page of payouts, or with `attention=true` the attention queue.
+#[utoipa::path(
+    get, path = "/api/admin/payouts", tag = "admin", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of payouts", body = PayoutList),
+        (status = 400, description = "A bad filter", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list_payouts(
     State(state): State<AppState>,
     Admin(user): Admin,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PayoutList>, ApiError> {
     let page = q.page();
     if q.attention == Some(true) {
         return attention_list(&state, &user, &q, page).await;
@@ -425,7 +306,7 @@ pub async fn list_payouts(
     let filter = q.filter()?;
     let (limit, skip) = (page.limit, page.skip);
     let page = state.service.list(&user.actor(), &filter, &page).await?;
-    Ok(Json(page_json(page, limit, skip)))
+    Ok(Json(PayoutList::new(page, limit, skip)))
 }
 
 /// `GET /api/admin/payouts?attention=true`: the attention queue, each payout with its reason and
@@ -435,7 +316,7 @@ async fn attention_list(
     user: &crate::auth::User,
     q: &ListQuery,
     page: Page,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PayoutList>, ApiError> {
     let others = [
         q.status.is_some(),
         q.doctor.is_some(),
@@ -451,37 +332,26 @@ async fn attention_list(
     }
     let (limit, skip) = (page.limit, page.skip);
     let queue = state.service.attention(&user.actor(), &page).await?;
-    let data: Vec<Value> = queue
+    let data = queue
         .flagged
         .into_iter()
-        .map(|f| {
-            let mut v = json!(PayoutView::from(f.payout));
-            v["attention"] = json!({"reason": f.reason, "since": f.since});
-            v
+        .map(|f| PayoutView {
+            attention: Some(AttentionView {
+                reason: f.reason,
+                since: f.since,
+            }),
+            ..PayoutView::from(f.payout)
         })
         .collect();
-    Ok(Json(
-        json!({"data": data, "pagination": {"total": queue.total, "limit": limit, "skip": skip, "next": null}}),
-    ))
-}
-
-/// A manual payout to create.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreatePayout {
-    /// The doctor.
-    pub doctor_id: String,
-    /// The amount: a decimal string (or number).
-    #[schema(value_type = String, example = "1500.00")]
-    pub amount: Value,
-    /// ISO 4217 code (default `KES`).
-    pub currency: Option<String>,
-    /// First day of the period it pays for.
-    pub period_start: Option<NaiveDate>,
-    /// Last day of that period.
-    pub period_end: Option<NaiveDate>,
-    /// Notes.
-    pub notes: Option<String>,
+    Ok(Json(PayoutList {
+        data,
+        pagination: Pagination {
+            total: queue.total,
+            limit,
+            skip,
+            next: None,
+        },
+    }))
 }
 
 fn parse_amount(v: &Value, currency: Currency) -> Result<Money, ApiError> {
@@ -499,13 +369,21 @@ fn parse_amount(v: &Value, currency: Currency) -> Result<Money, ApiError> {
     Money::new(amount, currency).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-/// `POST /api/admin/payouts`
-#[utoipa::path(post, path = "/api/admin/payouts", request_body = CreatePayout, responses((status = 201, description = "Created", body = PayoutView)), security(("bearer" = [])))]
+/// `POST /api/admin/payouts`: a manual payout.
+#[utoipa::path(
+    post, path = "/api/admin/payouts", tag = "admin", request_body = CreatePayout,
+    responses(
+        (status = 201, description = "Created, PENDING", body = PayoutBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn create_payout(
     State(state): State<AppState>,
     Admin(user): Admin,
     ApiJson(body): ApiJson<CreatePayout>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<PayoutBody>), ApiError> {
     let currency = match body.currency.as_deref() {
         Some(c) => Currency::from_code(c).map_err(|e| ApiError::BadRequest(e.to_string()))?,
         None => Currency::KES,
@@ -530,237 +408,194 @@ pub async fn create_payout(
         notes: body.notes,
     };
     let payout = state.service.create_manual(&user.actor(), manual).await?;
-    Ok((StatusCode::CREATED, Json(json!({"data": PayoutView::from(payout)}))).into_response())
+    Ok((StatusCode::CREATED, Json(PayoutBody { data: payout.into() })))
 }
 
-/// `GET /api/admin/payouts/{id}`
-#[utoipa::path(get, path = "/api/admin/payouts/{id}", params(("id" = String, Path)), responses((status = 200, body = PayoutView), (status = 404)), security(("bearer" = [])))]
+/// `GET /api/admin/payouts/{id}`: one payout with its items.
+#[utoipa::path(
+    get, path = "/api/admin/payouts/{id}", tag = "admin", params(("id" = String, Path, description = "Payout id")),
+    responses(
+        (status = 200, body = PayoutBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn get_payout(
     State(state): State<AppState>,
     Admin(user): Admin,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PayoutBody>, ApiError> {
     let id = payout_id(&id)?;
     let actor = user.actor();
     let payout = state.service.get(&actor, &id).await?;
     let items = state.service.items(&actor, &id).await?;
     let mut view = PayoutView::from(payout);
     view.items = Some(items.into_iter().map(ItemView::from).collect());
-    Ok(Json(json!({"data": view})))
+    Ok(Json(PayoutBody { data: view }))
 }
 
 /// `GET /api/admin/payouts/{id}/items`
-#[utoipa::path(get, path = "/api/admin/payouts/{id}/items", params(("id" = String, Path)), responses((status = 200, body = [ItemView])), security(("bearer" = [])))]
+#[utoipa::path(
+    get, path = "/api/admin/payouts/{id}/items", tag = "admin", params(("id" = String, Path, description = "Payout id")),
+    responses(
+        (status = 200, body = ItemsBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn get_items(
     State(state): State<AppState>,
     Admin(user): Admin,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ItemsBody>, ApiError> {
     let items = state.service.items(&user.actor(), &payout_id(&id)?).await?;
-    let items: Vec<ItemView> = items.into_iter().map(ItemView::from).collect();
-    Ok(Json(json!({"data": items})))
+    Ok(Json(ItemsBody {
+        data: items.into_iter().map(ItemView::from).collect(),
+    }))
 }
 
 /// `GET /api/admin/payouts/{id}/audit`
-#[utoipa::path(get, path = "/api/admin/payouts/{id}/audit", params(("id" = String, Path)), responses((status = 200)), security(("bearer" = [])))]
+#[utoipa::path(
+    get, path = "/api/admin/payouts/{id}/audit", tag = "admin", params(("id" = String, Path, description = "Payout id")),
+    responses(
+        (status = 200, body = AuditBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn get_audit(
     State(state): State<AppState>,
     Admin(user): Admin,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditBody>, ApiError> {
     let id = payout_id(&id)?;
     state.service.get(&user.actor(), &id).await?;
     let trail = state.service.audit_trail(&user.actor(), &id).await?;
-    Ok(Json(
-        json!({"data": trail.into_iter().map(audit_view).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(AuditBody {
+        data: trail.into_iter().map(AuditEntryView::from).collect(),
+    }))
 }
 
-/// An action on one payout.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PatchPayout {
-    /// `approve`, `reapprove`, `trigger`, `cancel`, `retry`, `resolve`, `confirm_resolution` or
-    /// `reject_resolution`.
-    pub action: String,
-    /// The provider for `trigger` (required) or `retry` (optional).
-    pub provider: Option<String>,
-    /// A reason for `cancel` or `reject_resolution`.
-    pub reason: Option<String>,
-    /// For `resolve`: the outcome claimed, `PAID` or `FAILED`.
-    pub outcome: Option<String>,
-    /// For `resolve`: the provider's reference the evidence carries.
-    pub provider_reference: Option<String>,
-    /// For `resolve`: what the evidence is (required).
-    pub note: Option<String>,
-    /// For `cancel`: `release` (default) frees the payout's consultations for a later
-    /// calculation; `void` keeps them held, so they are never paid. The audit entry records which.
-    pub consultations: Option<String>,
-}
-
-/// `release` (also when absent) or `void`.
-fn parse_consultations(c: Option<&str>) -> Result<CancelConsultations, ApiError> {
-    match c {
-        None | Some("release") => Ok(CancelConsultations::Release),
-        Some("void") => Ok(CancelConsultations::Void),
-        Some(other) => Err(ApiError::BadRequest(format!(
-            "consultations must be \"release\" or \"void\", got {other:?}"
-        ))),
-    }
-}
-
-/// The `resolve` action's request, from its fields.
-fn resolve_request(body: &PatchPayout) -> Result<ResolveRequest, ApiError> {
-    let outcome = match body
-        .outcome
-        .as_deref()
-        .map(|o| o.trim().to_ascii_uppercase())
-        .as_deref()
-    {
-        Some("PAID") => ResolutionOutcome::Paid,
-        Some("FAILED") => ResolutionOutcome::Failed,
-        _ => return Err(ApiError::BadRequest("resolve needs outcome PAID or FAILED".into())),
-    };
-    Ok(ResolveRequest {
-        outcome,
-        provider_reference: body.provider_reference.clone(),
-        note: body
-            .note
-            .clone()
-            .ok_or_else(|| ApiError::BadRequest("resolve needs a note saying what the evidence is".into()))?,
-    })
-}
-
-fn parse_provider(p: Option<&str>, required: bool) -> Result<Option<Provider>, ApiError> {
-    match p {
-        Some(p) => Ok(Some(
-            p.parse::<Provider>().map_err(|e| ApiError::BadRequest(e.to_string()))?,
-        )),
-        None if required => Err(ApiError::BadRequest(
-            "provider is required: STRIPE_CONNECT, PAYPAL_PAYOUTS, MPESA_B2C or BANK_TRANSFER".into(),
-        )),
-        None => Ok(None),
-    }
-}
-
-/// `PATCH /api/admin/payouts/{id}`
-#[utoipa::path(patch, path = "/api/admin/payouts/{id}", params(("id" = String, Path)), request_body = PatchPayout, responses((status = 200, body = PayoutView), (status = 409, description = "Not allowed in this status, or changed concurrently")), security(("bearer" = [])))]
+/// `PATCH /api/admin/payouts/{id}`: one action on one payout.
+#[utoipa::path(
+    patch, path = "/api/admin/payouts/{id}", tag = "admin", params(("id" = String, Path, description = "Payout id")),
+    request_body = PatchPayout,
+    responses(
+        (status = 200, description = "The payout after the action", body = PayoutBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Not allowed in this status, changed concurrently, or needs (re)approval", body = ErrorBody),
+        (status = 422, description = "No recipient details for the provider, or the provider is not configured", body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 502, description = "The provider refused or failed", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn patch_payout(
     State(state): State<AppState>,
     Admin(user): Admin,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PatchPayout>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PayoutBody>, ApiError> {
     let id = payout_id(&id)?;
     let actor = user.actor();
     let s = &state.service;
-    if body.consultations.is_some() && body.action != "cancel" {
-        return Err(ApiError::BadRequest(
-            "consultations is only for the cancel action".into(),
-        ));
-    }
-    let payout = match body.action.as_str() {
-        "approve" => s.approve(&actor, &id).await?,
-        "reapprove" => s.reapprove(&actor, &id).await?,
-        "resolve" => s.resolve(&actor, &id, resolve_request(&body)?).await?,
-        "confirm_resolution" => s.confirm_resolution(&actor, &id).await?,
-        "reject_resolution" => s.reject_resolution(&actor, &id, body.reason.as_deref()).await?,
-        "cancel" => {
-            let consultations = parse_consultations(body.consultations.as_deref())?;
-            s.cancel_with(&actor, &id, body.reason.as_deref(), consultations)
-                .await?
+    let payout = match body {
+        PatchPayout::Approve {} => s.approve(&actor, &id).await?,
+        PatchPayout::Reapprove {} => s.reapprove(&actor, &id).await?,
+        PatchPayout::Resolve {
+            outcome,
+            provider_reference,
+            note,
+        } => {
+            let request = ResolveRequest {
+                outcome: outcome.into(),
+                provider_reference,
+                note,
+            };
+            s.resolve(&actor, &id, request).await?
         }
-        "trigger" => {
-            let provider =
-                parse_provider(body.provider.as_deref(), true)?.ok_or(ApiError::BadRequest("provider".into()))?;
-            s.trigger(&actor, &id, provider).await?
+        PatchPayout::ConfirmResolution {} => s.confirm_resolution(&actor, &id).await?,
+        PatchPayout::RejectResolution { reason } => s.reject_resolution(&actor, &id, reason.as_deref()).await?,
+        PatchPayout::Cancel { reason, consultations } => {
+            let consultations = consultations.map_or(CancelConsultations::Release, Into::into);
+            s.cancel_with(&actor, &id, reason.as_deref(), consultations).await?
         }
-        "retry" => {
-            s.retry(&actor, &id, parse_provider(body.provider.as_deref(), false)?)
-                .await?
-        }
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown action {other:?}: use approve, reapprove, trigger, cancel, retry, resolve, confirm_resolution or reject_resolution"
-            )));
-        }
+        PatchPayout::Trigger { provider } => s.trigger(&actor, &id, provider).await?,
+        PatchPayout::Retry { provider } => s.retry(&actor, &id, provider).await?,
     };
-    Ok(Json(json!({"data": PayoutView::from(payout)})))
+    Ok(Json(PayoutBody { data: payout.into() }))
 }
 
-/// A bulk action.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BulkRequest {
-    /// The payouts.
-    pub payout_ids: Vec<String>,
-    /// `approve`, `reapprove`, `trigger` or `cancel`.
-    pub action: String,
-    /// The provider for `trigger`.
-    pub provider: Option<String>,
-    /// For `cancel`: `release` (default) or `void`, as for one payout.
-    pub consultations: Option<String>,
-}
-
-/// `POST /api/admin/payouts/bulk`
-#[utoipa::path(post, path = "/api/admin/payouts/bulk", request_body = BulkRequest, responses((status = 200, description = "One result per id")), security(("bearer" = [])))]
+/// `POST /api/admin/payouts/bulk`: one action on many payouts, one result per id.
+#[utoipa::path(
+    post, path = "/api/admin/payouts/bulk", tag = "admin", request_body = BulkRequest,
+    responses(
+        (status = 200, description = "One result per id, in order", body = BulkBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn bulk(
     State(state): State<AppState>,
     Admin(user): Admin,
     ApiJson(body): ApiJson<BulkRequest>,
-) -> Result<Json<Value>, ApiError> {
-    if body.payout_ids.is_empty() || body.payout_ids.len() > state.config.max_bulk {
+) -> Result<Json<BulkBody>, ApiError> {
+    let given = body.payout_ids();
+    if given.is_empty() || given.len() > state.config.max_bulk {
         return Err(ApiError::BadRequest(format!(
             "payoutIds must hold 1 to {} ids",
             state.config.max_bulk
         )));
     }
-    let ids = body
-        .payout_ids
-        .iter()
-        .map(|s| payout_id(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    if body.consultations.is_some() && body.action != "cancel" {
-        return Err(ApiError::BadRequest(
-            "consultations is only for the cancel action".into(),
-        ));
-    }
-    let consultations = parse_consultations(body.consultations.as_deref())?;
+    let ids = given.iter().map(|s| payout_id(s)).collect::<Result<Vec<_>, _>>()?;
     let actor = user.actor();
     let s = &state.service;
-    let outcomes = match body.action.as_str() {
-        "approve" => s.bulk_approve(&actor, &ids).await,
-        "reapprove" => s.bulk_reapprove(&actor, &ids).await,
-        "cancel" => s.bulk_cancel_with(&actor, &ids, None, consultations).await,
-        "trigger" => {
-            let provider =
-                parse_provider(body.provider.as_deref(), true)?.ok_or(ApiError::BadRequest("provider".into()))?;
-            s.bulk_trigger(&actor, &ids, provider).await
+    let outcomes = match body {
+        BulkRequest::Approve { .. } => s.bulk_approve(&actor, &ids).await,
+        BulkRequest::Reapprove { .. } => s.bulk_reapprove(&actor, &ids).await,
+        BulkRequest::Cancel { consultations, .. } => {
+            let consultations = consultations.map_or(CancelConsultations::Release, Into::into);
+            s.bulk_cancel_with(&actor, &ids, None, consultations).await
         }
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown bulk action {other:?}: use approve, reapprove, trigger or cancel"
-            )));
-        }
+        BulkRequest::Trigger { provider, .. } => s.bulk_trigger(&actor, &ids, provider).await,
     };
-    let results: Vec<Value> = outcomes
+    let data: Vec<BulkResult> = outcomes
         .into_iter()
         .map(|o| match o.result {
-            Ok(p) => json!({"id": o.id.to_string(), "ok": true, "status": p.status.to_string()}),
-            Err(e) => {
-                let e = ApiError::from(e);
-                json!({"id": o.id.to_string(), "ok": false, "error": {"code": e.status_and_code().1, "message": e.message()}})
-            }
+            Ok(p) => BulkResult {
+                id: o.id.to_string(),
+                ok: true,
+                status: Some(p.status),
+                error: None,
+            },
+            Err(e) => BulkResult {
+                id: o.id.to_string(),
+                ok: false,
+                status: None,
+                error: Some(ApiError::from(e).detail()),
+            },
         })
         .collect();
-    let succeeded = results.iter().filter(|r| r["ok"] == true).count();
-    Ok(Json(
-        json!({"data": results, "summary": {"succeeded": succeeded, "failed": results.len() - succeeded}}),
-    ))
+    let succeeded = data.iter().filter(|r| r.ok).count();
+    let summary = BulkSummary {
+        succeeded,
+        failed: data.len() - succeeded,
+    };
+    Ok(Json(BulkBody { data, summary }))
 }
 
 /// `GET /api/admin/payouts/export`: `text/csv`, streamed.
-#[utoipa::path(get, path = "/api/admin/payouts/export", params(ListQuery), responses((status = 200, content_type = "text/csv", description = "id,doctorId,doctor_name,doctor_email,amount,currency,bankDetails,status")), security(("bearer" = [])))]
+#[utoipa::path(
+    get, path = "/api/admin/payouts/export", tag = "admin", params(ListQuery),
+    responses(
+        (status = 200, content_type = "text/csv", body = String,
+         description = "Header id,doctorId,doctor_name,doctor_email,amount,currency,bankDetails,status; every match (limit, skip and attention do not apply)"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn export_csv(
     State(state): State<AppState>,
     Admin(user): Admin,
@@ -803,59 +638,74 @@ pub struct HistoryQuery {
 }
 
 /// `GET /api/doctor/payouts`: the authenticated doctor's own history; premium doctors also get analytics.
-#[utoipa::path(get, path = "/api/doctor/payouts", params(HistoryQuery), responses((status = 200)), security(("bearer" = [])))]
+#[utoipa::path(
+    get, path = "/api/doctor/payouts", tag = "doctor", params(HistoryQuery),
+    responses(
+        (status = 200, body = DoctorHistory), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn doctor_payouts(
     State(state): State<AppState>,
     Doctor(user): Doctor,
     ApiQuery(q): ApiQuery<HistoryQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DoctorHistory>, ApiError> {
     let (limit, skip) = (q.limit.unwrap_or(DEFAULT_LIMIT), q.skip.unwrap_or(0));
     let actor = user.actor();
     let page = state.service.doctor_history(&actor, &Page::new(limit, skip)).await?;
-    let mut body = page_json(page, limit, skip);
+    let PayoutList { data, pagination } = PayoutList::new(page, limit, skip);
     let doctor_id = match &actor {
         payout_core::domain::Actor::Doctor { doctor_id } => doctor_id.to_string(),
         _ => String::new(),
     };
     let features = state.service.feature_access(&doctor_id).await?;
-    body["features"] = serde_json::to_value(features).unwrap_or(Value::Null);
+    let mut analytics = None;
     if features.advanced_analytics {
         match state.service.earnings_analytics(&actor, Currency::KES).await {
-            Ok(a) => body["analytics"] = serde_json::to_value(a).unwrap_or(Value::Null),
+            Ok(a) => analytics = serde_json::to_value(a).ok(),
             Err(Error::Forbidden(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(Json(body))
+    Ok(Json(DoctorHistory {
+        data,
+        pagination,
+        features: serde_json::to_value(features).unwrap_or(Value::Null),
+        analytics,
+    }))
 }
 
 /// `GET /healthz`: the store answers.
-pub async fn healthz(State(state): State<AppState>) -> Response {
+pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     match state
         .service
         .store()
         .list(&PayoutFilter::default(), &Page::new(1, 0))
         .await
     {
-        Ok(_) => Json(json!({"status": "ok"})).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response(),
+        Ok(_) => (
+            StatusCode::OK,
+            Json(Health {
+                status: HealthStatus::Ok,
+            }),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: HealthStatus::Unavailable,
+            }),
+        ),
     }
 }
 
 /// A known path with a method it does not answer: a JSON 405.
 pub async fn method_not_allowed() -> Response {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        Json(json!({"error": {"code": "method_not_allowed", "message": "this endpoint does not answer that method"}})),
-    )
-        .into_response()
+    ErrorBody::new("method_not_allowed", "this endpoint does not answer that method")
+        .into_response_with(StatusCode::METHOD_NOT_ALLOWED)
 }
 
 /// Unknown paths: a JSON 404.
 pub async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
-    )
-        .into_response()
+    ErrorBody::new("not_found", "no such endpoint").into_response_with(StatusCode::NOT_FOUND)
 }

@@ -5,9 +5,9 @@ use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use payout_core::error::{Error, WebhookError};
-use serde_json::json;
 
 use crate::auth::AuthError;
+use crate::wire::{ErrorBody, ErrorDetail};
 
 /// An error response.
 #[derive(Debug)]
@@ -91,6 +91,33 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The code and message, as the answer's `error` holds them.
+    pub fn detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            code: self.status_and_code().1.to_string(),
+            message: self.message(),
+        }
+    }
+}
+
+impl ErrorBody {
+    /// An error answer with this `code` and `message`.
+    pub fn new(code: &str, message: &str) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message: message.to_string(),
+            },
+        }
+    }
+
+    /// This error answered with `status`.
+    pub fn into_response_with(self, status: StatusCode) -> Response {
+        (status, Json(self)).into_response()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
@@ -99,11 +126,7 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %e, "request failed");
             }
         }
-        let mut response = (
-            status,
-            Json(json!({"error": {"code": code, "message": self.message()}})),
-        )
-            .into_response();
+        let mut response = ErrorBody::new(code, &self.message()).into_response_with(status);
         if let ApiError::RateLimited { retry_after } = self {
             // Whole seconds, rounded up: a client that waits that long is admitted.
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);

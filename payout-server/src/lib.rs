@@ -29,6 +29,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod webhooks;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -132,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/payouts/{id}/audit", get(api::get_audit))
         .route("/api/doctor/payouts", get(api::doctor_payouts))
         .route("/api/openapi.json", get(openapi::document))
+        .route("/api/docs", get(openapi::docs))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(metrics::render))
         .merge(mutations)

@@ -8,12 +8,11 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use payout_core::domain::Provider;
-use payout_core::service::EventOutcome;
-use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::api::ApiPath;
 use crate::error::ApiError;
+use crate::wire::{ErrorBody, WebhookBody, WebhookEvent, WebhookReceipt};
 
 /// The header the M-Pesa route passes its secret path token in (see `payout-providers`' M-Pesa docs).
 pub const CALLBACK_TOKEN_HEADER: &str = "x-payouts-callback-token";
@@ -39,7 +38,7 @@ async fn handle(
     provider: Provider,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookBody>, ApiError> {
     let report = state
         .service
         .handle_webhook(provider, headers, body)
@@ -54,57 +53,62 @@ async fn handle(
             }
             ApiError::from(e)
         })?;
-    let events: Vec<Value> = report
+    let events: Vec<WebhookEvent> = report
         .events
         .into_iter()
-        .inspect(|e| state.metrics.record_webhook_event(provider.as_str(), result_of(e)))
-        .map(|e| match e {
-            EventOutcome::Applied { event_id, payout_id, from, to } => {
-                json!({"eventId": event_id, "result": "applied", "payoutId": payout_id.to_string(), "from": from.to_string(), "to": to.to_string()})
-            }
-            EventOutcome::Ignored { event_id, payout_id, reason } => {
-                json!({"eventId": event_id, "result": "ignored", "payoutId": payout_id.to_string(), "reason": reason})
-            }
-            EventOutcome::Flagged { event_id, payout_id, reason } => {
-                json!({"eventId": event_id, "result": "flagged", "payoutId": payout_id.to_string(), "reason": reason})
-            }
-            EventOutcome::Duplicate { event_id } => json!({"eventId": event_id, "result": "duplicate"}),
-            EventOutcome::NotOurs { event_id, event_type } => {
-                json!({"eventId": event_id, "result": "not_ours", "eventType": event_type})
-            }
-            other => json!({"result": format!("{other:?}")}),
-        })
+        .map(WebhookEvent::from)
+        .inspect(|e| state.metrics.record_webhook_event(provider.as_str(), e.result()))
         .collect();
-    Ok(Json(json!({"data": {"received": true, "events": events}})))
-}
-
-/// What the engine did with an event, as `/metrics` and the answer name it.
-fn result_of(outcome: &EventOutcome) -> &'static str {
-    match outcome {
-        EventOutcome::Applied { .. } => "applied",
-        EventOutcome::Ignored { .. } => "ignored",
-        EventOutcome::Flagged { .. } => "flagged",
-        EventOutcome::Duplicate { .. } => "duplicate",
-        EventOutcome::NotOurs { .. } => "not_ours",
-        _ => "other",
-    }
+    Ok(Json(WebhookBody {
+        data: WebhookReceipt { received: true, events },
+    }))
 }
 
 /// `POST /api/webhooks/stripe-payouts`
+#[utoipa::path(
+    post, path = "/api/webhooks/stripe-payouts", tag = "webhooks",
+    request_body(content = Object, content_type = "application/json",
+        description = "The provider's event, verified over the exact bytes received"),
+    params(("Stripe-Signature" = String, Header, description = "t=…,v1=… over the raw body")),
+    responses(
+        (status = 200, description = "Verified; what happened to each event", body = WebhookBody),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "The signature does not verify", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "The provider contradicts the event (`webhook_contradicted_by_provider`)", body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The provider could not be asked to confirm", body = ErrorBody),
+    )
+)]
 pub async fn stripe(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookBody>, ApiError> {
     handle(&state, Provider::StripeConnect, &headers, &body).await
 }
 
 /// `POST /api/webhooks/paypal-payouts`
+#[utoipa::path(
+    post, path = "/api/webhooks/paypal-payouts", tag = "webhooks",
+    request_body(content = Object, content_type = "application/json",
+        description = "The provider's event, verified over the exact bytes received"),
+    params(("PAYPAL-TRANSMISSION-ID" = String, Header), ("PAYPAL-TRANSMISSION-SIG" = String, Header), ("PAYPAL-CERT-URL" = String, Header), ("PAYPAL-AUTH-ALGO" = String, Header), ("PAYPAL-TRANSMISSION-TIME" = String, Header)),
+    responses(
+        (status = 200, description = "Verified; what happened to each event", body = WebhookBody),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "The signature does not verify", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "The provider contradicts the event (`webhook_contradicted_by_provider`)", body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The provider could not be asked to confirm", body = ErrorBody),
+    )
+)]
 pub async fn paypal(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookBody>, ApiError> {
     handle(&state, Provider::PaypalPayouts, &headers, &body).await
 }
 
@@ -122,7 +126,7 @@ async fn mpesa_callback(
     token: Option<String>,
     kind: &str,
     req: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookBody>, ApiError> {
     let (parts, body) = req.into_parts();
     // Behind a trusted proxy the sender is the forwarded client, not the proxy; in-process calls
     // (no `ConnectInfo`) have no address to check.
@@ -156,37 +160,112 @@ async fn mpesa_callback(
 }
 
 /// `POST /api/webhooks/mpesa-b2c`: a result callback authenticated by `x-mpesa-signature`.
-pub async fn mpesa(State(state): State<AppState>, req: Request) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    post, path = "/api/webhooks/mpesa-b2c", tag = "webhooks",
+    request_body(content = Object, content_type = "application/json",
+        description = "Daraja's callback, checked by signature or secret path token and source address"),
+    params(("x-mpesa-signature" = String, Header, description = "HMAC of the raw body")),
+    responses(
+        (status = 200, description = "Verified; what happened to each event", body = WebhookBody),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "The signature does not verify", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "The provider contradicts the event (`webhook_contradicted_by_provider`)", body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The provider could not be asked to confirm", body = ErrorBody),
+    )
+)]
+pub async fn mpesa(State(state): State<AppState>, req: Request) -> Result<Json<WebhookBody>, ApiError> {
     mpesa_callback(&state, None, "result", req).await
 }
 
 /// `POST /api/webhooks/mpesa-b2c/status`: the status query's ResultURL beside the signed result URL
 /// (the adapter's default `MPESA_STATUS_RESULT_URL` for `.../mpesa-b2c`).
-pub async fn mpesa_status(State(state): State<AppState>, req: Request) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    post, path = "/api/webhooks/mpesa-b2c/status", tag = "webhooks",
+    request_body(content = Object, content_type = "application/json",
+        description = "Daraja's callback, checked by signature or secret path token and source address"),
+    params(("x-mpesa-signature" = String, Header, description = "HMAC of the raw body")),
+    responses(
+        (status = 200, description = "Verified; what happened to each event", body = WebhookBody),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "The signature does not verify", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "The provider contradicts the event (`webhook_contradicted_by_provider`)", body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The provider could not be asked to confirm", body = ErrorBody),
+    )
+)]
+pub async fn mpesa_status(State(state): State<AppState>, req: Request) -> Result<Json<WebhookBody>, ApiError> {
     mpesa_callback(&state, None, "status", req).await
 }
 
 /// `POST /api/webhooks/mpesa-b2c/timeout`: the QueueTimeOutURL beside the signed result URL.
-pub async fn mpesa_timeout(State(state): State<AppState>, req: Request) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    post, path = "/api/webhooks/mpesa-b2c/timeout", tag = "webhooks",
+    request_body(content = Object, content_type = "application/json",
+        description = "Daraja's callback, checked by signature or secret path token and source address"),
+    params(("x-mpesa-signature" = String, Header, description = "HMAC of the raw body")),
+    responses(
+        (status = 200, description = "Verified; what happened to each event", body = WebhookBody),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "The signature does not verify", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "The provider contradicts the event (`webhook_contradicted_by_provider`)", body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The provider could not be asked to confirm", body = ErrorBody),
+    )
+)]
+pub async fn mpesa_timeout(State(state): State<AppState>, req: Request) -> Result<Json<WebhookBody>, ApiError> {
     mpesa_callback(&state, None, "timeout", req).await
 }
 
 /// `POST /api/webhooks/mpesa-b2c/{token}`: the ResultURL with an unguessable per-deployment token.
+#[utoipa::path(
+    post, path = "/api/webhooks/mpesa-b2c/{token}", tag = "webhooks",
+    request_body(content = Object, content_type = "application/json",
+        description = "Daraja's callback, checked by signature or secret path token and source address"),
+    params(("token" = String, Path, description = "The deployment's secret callback token")),
+    responses(
+        (status = 200, description = "Verified; what happened to each event", body = WebhookBody),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "The signature does not verify", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "The provider contradicts the event (`webhook_contradicted_by_provider`)", body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The provider could not be asked to confirm", body = ErrorBody),
+    )
+)]
 pub async fn mpesa_with_token(
     State(state): State<AppState>,
     ApiPath(token): ApiPath<String>,
     req: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookBody>, ApiError> {
     mpesa_callback(&state, Some(token), "result", req).await
 }
 
 /// `POST /api/webhooks/mpesa-b2c/{token}/{kind}`: the QueueTimeOutURL (`timeout`) and the status query's
 /// ResultURL (`status`).
+#[utoipa::path(
+    post, path = "/api/webhooks/mpesa-b2c/{token}/{kind}", tag = "webhooks",
+    request_body(content = Object, content_type = "application/json",
+        description = "Daraja's callback, checked by signature or secret path token and source address"),
+    params(("token" = String, Path, description = "The deployment's secret callback token"), ("kind" = String, Path, description = "result, timeout or status")),
+    responses(
+        (status = 200, description = "Verified; what happened to each event", body = WebhookBody),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "The signature does not verify", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "The provider contradicts the event (`webhook_contradicted_by_provider`)", body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The provider could not be asked to confirm", body = ErrorBody),
+    )
+)]
 pub async fn mpesa_with_token_and_kind(
     State(state): State<AppState>,
     ApiPath((token, kind)): ApiPath<(String, String)>,
     req: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookBody>, ApiError> {
     if kind != "timeout" && kind != "status" && kind != "result" {
         return Err(ApiError::BadRequest(
             "unknown M-Pesa callback kind: use result, timeout or status".into(),
@@ -197,11 +276,26 @@ pub async fn mpesa_with_token_and_kind(
 
 /// `POST /api/webhooks/payouts`: the generic endpoint of the original admin workflow; the provider is
 /// recognised by its signature header.
+#[utoipa::path(
+    post, path = "/api/webhooks/payouts", tag = "webhooks",
+    request_body(content = Object, content_type = "application/json",
+        description = "The provider's event, verified over the exact bytes received"),
+    params(("Stripe-Signature" = Option<String>, Header), ("PAYPAL-TRANSMISSION-ID" = Option<String>, Header), ("x-mpesa-signature" = Option<String>, Header, description = "One of the three names the provider")),
+    responses(
+        (status = 200, description = "Verified; what happened to each event", body = WebhookBody),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "The signature does not verify", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "The provider contradicts the event (`webhook_contradicted_by_provider`)", body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The provider could not be asked to confirm", body = ErrorBody),
+    )
+)]
 pub async fn generic(
     State(state): State<AppState>,
     mut headers: HeaderMap,
     RawBody(body): RawBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookBody>, ApiError> {
     strip_host_headers(&mut headers);
     let provider = if headers.contains_key("stripe-signature") {
         Provider::StripeConnect
