@@ -47,8 +47,8 @@ use payout_core::status::{PayoutEvent, PayoutStatus};
 use payout_core::testkit::fixtures;
 use payout_providers::Secret;
 use payout_providers::stripe::{SIGNATURE_HEADER, signature_header};
-use payout_server::demo::{DemoConfig, build};
-use payout_server::{AppState, ServerConfig, router};
+use payout_server::demo::{DemoConfig, app, build};
+use payout_server::{AppState, ServerConfig};
 use payout_store_sqlx::PgStore;
 use sqlx::PgPool;
 
@@ -103,11 +103,7 @@ pub async fn run(report: &mut Report) {
     let listener = tokio::net::TcpListener::bind(config.addr).await.expect("a local port");
     let addr = listener.local_addr().expect("the bound address");
     let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
+        axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>()).await
     });
 
     // Setup, not timed: payouts PROCESSING with an accepted Stripe attempt, through the store.

@@ -1,11 +1,15 @@
 //! `/dashboard/admin/payouts`: the server-rendered admin dashboard (no JavaScript build step).
 //!
+//! It can be nested under a prefix in a host app: [`DashboardConfig`] says where it and the API are
+//! mounted, and every link, form action, redirect and the cookie's `Path` are built from that.
+//!
 //! Sign in by pasting an admin token (kept in an `HttpOnly`, `SameSite=Strict` cookie, so a cross-site form
 //! cannot act with it; a request whose `Origin` is another host is refused too). The list has the API's
 //! filters, per-row Approve / Trigger (with a provider picker) / Cancel, bulk actions over checked rows and a
 //! CSV export link; the detail view shows items, attempts and the audit trail.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -27,10 +31,123 @@ use crate::api::{ListQuery, form_pairs};
 use crate::auth::{Role, TOKEN_COOKIE, User};
 use crate::error::ApiError;
 
+/// The list page, relative to where the dashboard router is mounted.
 const BASE: &str = "/dashboard/admin/payouts";
 
-/// The dashboard's routes.
-pub fn routes(_state: AppState) -> Router<AppState> {
+/// Where a host mounts the dashboard router and the API router, so the dashboard's pages point at
+/// the right places: `Router::nest` strips the prefix before the handlers see the request, so the
+/// dashboard cannot learn it from the request.
+///
+/// The default is both at the root (`/dashboard/admin/payouts`, `/api/admin/payouts/export`).
+///
+/// ```
+/// use payout_server::DashboardConfig;
+/// // `host.nest("/payouts", dashboard_router(state, config))`, the API nested there too:
+/// let config = DashboardConfig::mounted_at("/payouts");
+/// assert_eq!(config.list_path(), "/payouts/dashboard/admin/payouts");
+/// assert_eq!(config.cookie_path(), "/payouts");
+/// // The API nested elsewhere:
+/// let config = DashboardConfig::mounted_at("/payouts").with_api_at("/v1");
+/// assert_eq!(config.export_path(), "/v1/api/admin/payouts/export");
+/// assert_eq!(config.cookie_path(), "/");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DashboardConfig {
+    mount: String,
+    api_mount: String,
+}
+
+impl DashboardConfig {
+    /// The dashboard and the API both nested under `prefix` (`""` or `"/"`: at the root).
+    pub fn mounted_at(prefix: &str) -> Self {
+        let mount = normalise(prefix);
+        DashboardConfig {
+            api_mount: mount.clone(),
+            mount,
+        }
+    }
+
+    /// The API nested under `prefix` instead (the CSV export link points there, and the sign-in
+    /// cookie is sent to both).
+    pub fn with_api_at(mut self, prefix: &str) -> Self {
+        self.api_mount = normalise(prefix);
+        self
+    }
+
+    /// The public path of the list page.
+    pub fn list_path(&self) -> String {
+        format!("{}{BASE}", self.mount)
+    }
+
+    /// The public path of the CSV export.
+    pub fn export_path(&self) -> String {
+        format!("{}/api/admin/payouts/export", self.api_mount)
+    }
+
+    /// The sign-in cookie's `Path`: the longest path both the dashboard and the API (which reads the
+    /// cookie for the export link) are under.
+    pub fn cookie_path(&self) -> String {
+        let dashboard = format!("{}/dashboard", self.mount);
+        let api = format!("{}/api", self.api_mount);
+        let common: Vec<&str> = dashboard
+            .split('/')
+            .zip(api.split('/'))
+            .take_while(|(a, b)| a == b)
+            .map(|(a, _)| a)
+            .collect();
+        let path = common.join("/");
+        if path.is_empty() { "/".to_string() } else { path }
+    }
+
+    fn check(&self) {
+        for prefix in [&self.mount, &self.api_mount] {
+            let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~/".contains(c);
+            assert!(
+                prefix.chars().all(allowed),
+                "dashboard mount prefix {prefix:?}: only unreserved URL characters and '/' are allowed"
+            );
+        }
+    }
+}
+
+/// `"payouts/"` → `"/payouts"`, `"/"` → `""`.
+fn normalise(prefix: &str) -> String {
+    let trimmed = prefix.trim().trim_end_matches('/');
+    if trimmed.is_empty() || trimmed.starts_with('/') {
+        trimmed.to_string()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+/// The public paths of the dashboard's pages, worked out once from its [`DashboardConfig`].
+#[derive(Debug)]
+struct Paths {
+    /// The list page; payout pages are under it.
+    base: String,
+    login: String,
+    logout: String,
+    export: String,
+    cookie: String,
+}
+
+/// What the dashboard's handlers share: the app's state and where they are mounted.
+#[derive(Clone)]
+struct Dashboard {
+    app: AppState,
+    paths: Arc<Paths>,
+}
+
+/// The dashboard's routes, with `config`'s public paths (see [`crate::dashboard_router`]).
+pub fn routes<S: Clone + Send + Sync + 'static>(state: AppState, config: DashboardConfig) -> Router<S> {
+    config.check();
+    let paths = Paths {
+        base: config.list_path(),
+        login: format!("{}/dashboard/login", config.mount),
+        logout: format!("{}/dashboard/logout", config.mount),
+        export: config.export_path(),
+        cookie: config.cookie_path(),
+    };
     Router::new()
         .route(BASE, get(list))
         .route("/dashboard/login", post(login))
@@ -38,6 +155,10 @@ pub fn routes(_state: AppState) -> Router<AppState> {
         .route("/dashboard/admin/payouts/bulk", post(bulk))
         .route("/dashboard/admin/payouts/{id}", get(detail))
         .route("/dashboard/admin/payouts/{id}/action", post(action))
+        .with_state(Dashboard {
+            app: state,
+            paths: Arc::new(paths),
+        })
 }
 
 /// Escapes text for HTML.
@@ -72,20 +193,24 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'
                    frame-ancestors 'none'; base-uri 'none'";
 
 /// A page for a signed-in user (with the Sign out button).
-fn page(title: &str, body: &str) -> Response {
-    document(title, body, true)
+fn page(paths: &Paths, title: &str, body: &str) -> Response {
+    document(paths, title, body, true)
 }
 
-fn document(title: &str, body: &str, signed_in: bool) -> Response {
+fn document(paths: &Paths, title: &str, body: &str, signed_in: bool) -> Response {
     let sign_out = if signed_in {
-        "<form method=\"post\" action=\"/dashboard/logout\"><button id=\"sign-out\">Sign out</button></form>"
+        format!(
+            "<form method=\"post\" action=\"{}\"><button id=\"sign-out\">Sign out</button></form>",
+            paths.logout
+        )
     } else {
-        ""
+        String::new()
     };
+    let base = &paths.base;
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} \u{2014} Doctor payouts</title>\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{STYLE}</style></head>\
-         <body><header><h1><a href=\"{BASE}\">Doctor payouts</a></h1>{sign_out}</header><main>{body}</main></body></html>",
+         <body><header><h1><a href=\"{base}\">Doctor payouts</a></h1>{sign_out}</header><main>{body}</main></body></html>",
         esc(title)
     );
     (
@@ -127,31 +252,33 @@ fn flash_redirect(ok: bool, msg: &str, back: &str) -> Response {
     ))
 }
 
-fn login_page(message: Option<&str>) -> Response {
+fn login_page(paths: &Paths, message: Option<&str>) -> Response {
     let note = message
         .map(|m| format!("<p class=\"flash error\">{}</p>", esc(m)))
         .unwrap_or_default();
     let body = format!(
         "{note}<h2>Sign in</h2><p>Paste an admin token (<code>cargo run --example mint_token -- --role admin</code>).</p>\
-         <form method=\"post\" action=\"/dashboard/login\"><textarea name=\"token\" id=\"token\" rows=\"4\" cols=\"80\" required></textarea>\
-         <p><button type=\"submit\" id=\"sign-in\">Sign in</button></p></form>"
+         <form method=\"post\" action=\"{login}\"><textarea name=\"token\" id=\"token\" rows=\"4\" cols=\"80\" required></textarea>\
+         <p><button type=\"submit\" id=\"sign-in\">Sign in</button></p></form>",
+        login = paths.login
     );
-    (StatusCode::OK, document("Sign in", &body, false)).into_response()
+    (StatusCode::OK, document(paths, "Sign in", &body, false)).into_response()
 }
 
 /// The signed-in admin, or the page to show instead.
-async fn admin_or_login(state: &AppState, headers: &HeaderMap) -> Result<User, Response> {
+async fn admin_or_login(d: &Dashboard, headers: &HeaderMap) -> Result<User, Response> {
+    let (state, paths) = (&d.app, &*d.paths);
     let mut parts = axum::http::Request::new(()).into_parts().0;
     parts.headers = headers.clone();
     match <User as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await {
         Ok(u) if u.0.role == Role::Admin => Ok(u),
         Ok(_) => Err((
             StatusCode::FORBIDDEN,
-            page("Forbidden", "<p class=\"flash error\">Admins only.</p>"),
+            page(paths, "Forbidden", "<p class=\"flash error\">Admins only.</p>"),
         )
             .into_response()),
-        Err(ApiError::Unauthorized(crate::auth::AuthError::Missing)) => Err(login_page(None)),
-        Err(e) => Err(login_page(Some(&e.message()))),
+        Err(ApiError::Unauthorized(crate::auth::AuthError::Missing)) => Err(login_page(paths, None)),
+        Err(e) => Err(login_page(paths, Some(&e.message()))),
     }
 }
 
@@ -164,17 +291,22 @@ fn same_origin(headers: &HeaderMap) -> bool {
     origin.split("://").nth(1).is_some_and(|o| o == host)
 }
 
-fn cross_site() -> Response {
+fn cross_site(paths: &Paths) -> Response {
     (
         StatusCode::FORBIDDEN,
-        page("Forbidden", "<p class=\"flash error\">Cross-site request refused.</p>"),
+        page(
+            paths,
+            "Forbidden",
+            "<p class=\"flash error\">Cross-site request refused.</p>",
+        ),
     )
         .into_response()
 }
 
-async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn login(State(d): State<Dashboard>, headers: HeaderMap, body: Bytes) -> Response {
+    let (state, paths) = (&d.app, &*d.paths);
     if !same_origin(&headers) {
-        return cross_site();
+        return cross_site(paths);
     }
     let pairs = form_pairs(std::str::from_utf8(&body).unwrap_or("")).unwrap_or_default();
     let token = pairs
@@ -186,30 +318,37 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         Ok(claims) if claims.role == Role::Admin => (
             StatusCode::SEE_OTHER,
             [
-                (LOCATION, BASE.to_string()),
+                (LOCATION, paths.base.clone()),
                 (
                     SET_COOKIE,
-                    format!("{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"),
+                    format!(
+                        "{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path={}",
+                        paths.cookie
+                    ),
                 ),
             ],
         )
             .into_response(),
-        Ok(_) => login_page(Some("that token is not an admin's")),
-        Err(e) => login_page(Some(&e.to_string())),
+        Ok(_) => login_page(paths, Some("that token is not an admin's")),
+        Err(e) => login_page(paths, Some(&e.to_string())),
     }
 }
 
-async fn logout(headers: HeaderMap) -> Response {
+async fn logout(State(d): State<Dashboard>, headers: HeaderMap) -> Response {
+    let paths = &*d.paths;
     if !same_origin(&headers) {
-        return cross_site();
+        return cross_site(paths);
     }
     (
         StatusCode::SEE_OTHER,
         [
-            (LOCATION, BASE.to_string()),
+            (LOCATION, paths.base.clone()),
             (
                 SET_COOKIE,
-                format!("{TOKEN_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+                format!(
+                    "{TOKEN_COOKIE}=; HttpOnly; SameSite=Strict; Path={}; Max-Age=0",
+                    paths.cookie
+                ),
             ),
         ],
     )
@@ -251,12 +390,10 @@ fn filter_options(values: impl IntoIterator<Item = &'static str>, current: Optio
     out
 }
 
-async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, Response> {
-    let user = admin_or_login(&state, &headers).await?;
+async fn list(State(d): State<Dashboard>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, Response> {
+    let user = admin_or_login(&d, &headers).await?;
+    let (state, paths) = (&d.app, &*d.paths);
+    let base = &paths.base;
     let pairs = form_pairs(raw.as_deref().unwrap_or("")).unwrap_or_default();
     let get = |k: &str| {
         pairs
@@ -274,16 +411,21 @@ async fn list(
         }
     };
     let result = state.service.list(&user.actor(), &filter, &Page::new(100, skip)).await;
-    let page_rows =
-        result.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, page("Error", &esc(&e.to_string()))).into_response())?;
-    body.push_str(&attention_section(&state, &user).await);
+    let page_rows = result.map_err(|e| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            page(paths, "Error", &esc(&e.to_string())),
+        )
+            .into_response()
+    })?;
+    body.push_str(&attention_section(state, &user, base).await);
     // Filters.
     let keep = |k: &str| esc(&get(k).unwrap_or_default());
     let status_opts = filter_options(PayoutStatus::ALL.map(|s| s.as_str()), get("status"));
     let provider_opts = filter_options(Provider::ALL.map(|p| p.as_str()), get("provider"));
     let _ = write!(
         body,
-        "<form method=\"get\" action=\"{BASE}\" id=\"filters\"><fieldset><legend>Filters</legend>\
+        "<form method=\"get\" action=\"{base}\" id=\"filters\"><fieldset><legend>Filters</legend>\
          Status <select name=\"status\" id=\"f-status\">{status_opts}</select> \
          Doctor <input name=\"doctor\" value=\"{}\" size=\"12\"> Provider <select name=\"provider\">{provider_opts}</select> \
          Created from <input type=\"date\" name=\"startDate\" value=\"{}\"> to <input type=\"date\" name=\"endDate\" value=\"{}\"> \
@@ -298,14 +440,15 @@ async fn list(
         .collect();
     let _ = write!(
         body,
-        "<p>{} payouts. <a id=\"export\" href=\"/api/admin/payouts/export?{}\">Export CSV</a></p>",
+        "<p>{} payouts. <a id=\"export\" href=\"{}?{}\">Export CSV</a></p>",
         page_rows.total,
+        paths.export,
         esc(&export_query.join("&"))
     );
     // Bulk form wraps the table; row actions are separate small forms referenced with `form=`.
     let _ = write!(
         body,
-        "<form method=\"post\" action=\"{BASE}/bulk\" id=\"bulk\"><fieldset><legend>Bulk action on checked rows</legend>\
+        "<form method=\"post\" action=\"{base}/bulk\" id=\"bulk\"><fieldset><legend>Bulk action on checked rows</legend>\
          <select name=\"action\" id=\"bulk-action\"><option value=\"approve\">Approve</option><option value=\"trigger\">Trigger</option>\
          <option value=\"cancel\">Cancel</option></select> with {} <button type=\"submit\" id=\"bulk-submit\">Apply</button></fieldset>\
          <table id=\"payouts\"><thead><tr><th></th><th>Payout</th><th>Doctor</th><th>Period</th><th>Amount</th><th>Status</th>\
@@ -323,7 +466,7 @@ async fn list(
             );
             let _ = write!(
                 row_forms,
-                "<form method=\"post\" action=\"{BASE}/{id}/action\" id=\"f-approve-{id}\"><input type=\"hidden\" name=\"action\" value=\"approve\"></form>"
+                "<form method=\"post\" action=\"{base}/{id}/action\" id=\"f-approve-{id}\"><input type=\"hidden\" name=\"action\" value=\"approve\"></form>"
             );
         }
         if p.status == PayoutStatus::Approved {
@@ -337,7 +480,7 @@ async fn list(
             );
             let _ = write!(
                 row_forms,
-                "<form method=\"post\" action=\"{BASE}/{id}/action\" id=\"f-trigger-{id}\"><input type=\"hidden\" name=\"action\" value=\"trigger\"></form>"
+                "<form method=\"post\" action=\"{base}/{id}/action\" id=\"f-trigger-{id}\"><input type=\"hidden\" name=\"action\" value=\"trigger\"></form>"
             );
         }
         if matches!(p.status, PayoutStatus::Pending | PayoutStatus::Approved) {
@@ -347,13 +490,13 @@ async fn list(
             );
             let _ = write!(
                 row_forms,
-                "<form method=\"post\" action=\"{BASE}/{id}/action\" id=\"f-cancel-{id}\"><input type=\"hidden\" name=\"action\" value=\"cancel\"></form>"
+                "<form method=\"post\" action=\"{base}/{id}/action\" id=\"f-cancel-{id}\"><input type=\"hidden\" name=\"action\" value=\"cancel\"></form>"
             );
         }
         let _ = write!(
             body,
             "<tr id=\"row-{id}\"><td><input type=\"checkbox\" name=\"ids\" value=\"{id}\" id=\"check-{id}\"></td>\
-             <td class=\"id\"><a href=\"{BASE}/{id}\">{id}</a></td><td>{doctor}</td><td class=\"nowrap\">{period}</td><td class=\"amount\">{amount}</td>\
+             <td class=\"id\"><a href=\"{base}/{id}\">{id}</a></td><td>{doctor}</td><td class=\"nowrap\">{period}</td><td class=\"amount\">{amount}</td>\
              <td class=\"status\" id=\"status-{id}\">{status}</td><td>{provider}</td><td class=\"ref\">{reference}</td><td class=\"nowrap\">{actions}</td></tr>",
             doctor = esc(p.doctor_id.as_str()),
             period = esc(&p.period().to_string()),
@@ -370,20 +513,22 @@ async fn list(
         next.push(format!("skip={}", skip + 100));
         let _ = write!(
             body,
-            "<p><a id=\"next\" href=\"{BASE}?{}\">Next page</a></p>",
+            "<p><a id=\"next\" href=\"{base}?{}\">Next page</a></p>",
             esc(&next.join("&"))
         );
     }
-    Ok(page("Payouts", &body))
+    Ok(page(paths, "Payouts", &body))
 }
 
 async fn detail(
-    State(state): State<AppState>,
+    State(d): State<Dashboard>,
     headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, Response> {
-    let user = admin_or_login(&state, &headers).await?;
+    let user = admin_or_login(&d, &headers).await?;
+    let (state, paths) = (&d.app, &*d.paths);
+    let base = &paths.base;
     let actor = user.actor();
     let id = PayoutId::new(id);
     let s = &state.service;
@@ -397,7 +542,7 @@ async fn detail(
         _ => {
             return Err((
                 StatusCode::NOT_FOUND,
-                page("Not found", "<p class=\"flash error\">No such payout.</p>"),
+                page(paths, "Not found", "<p class=\"flash error\">No such payout.</p>"),
             )
                 .into_response());
         }
@@ -415,7 +560,7 @@ async fn detail(
     };
     let _ = write!(
         body,
-        "<p><a href=\"{BASE}\" id=\"back\">\u{2190} All payouts</a></p><h2>Payout {}</h2><dl><dt>Doctor</dt><dd>{}</dd><dt>Period</dt><dd>{}</dd><dt>Amount</dt><dd>{}</dd>\
+        "<p><a href=\"{base}\" id=\"back\">\u{2190} All payouts</a></p><h2>Payout {}</h2><dl><dt>Doctor</dt><dd>{}</dd><dt>Period</dt><dd>{}</dd><dt>Amount</dt><dd>{}</dd>\
          <dt>Status</dt><dd class=\"status\" id=\"status\">{}</dd><dt>Provider</dt><dd>{}{sim}</dd><dt>Reference</dt><dd>{}</dd>\
          <dt>Notes</dt><dd>{}</dd><dt>Created by</dt><dd>{}</dd><dt>Approved by</dt><dd id=\"approvers\">{}</dd></dl>",
         esc(p.id.as_str()),
@@ -434,7 +579,7 @@ async fn detail(
             .or_else(|| p.approved_by.clone())
             .unwrap_or_default()),
     );
-    body.push_str(&operator_section(s, &p).await);
+    body.push_str(&operator_section(s, &p, base).await);
     body.push_str(
         "<h3>Items</h3><table id=\"items\"><tr><th>Kind</th><th>Reference</th><th>Amount</th><th>Description</th></tr>",
     );
@@ -474,17 +619,21 @@ async fn detail(
         );
     }
     body.push_str("</table>");
-    Ok(page("Payout", &body))
+    Ok(page(paths, "Payout", &body))
 }
 
 /// What an admin must know before acting on the payout, with the forms to act: the doctor's payout
 /// details changed since approval (re-approve), a second approval awaited, an unknown outcome to
 /// resolve, a resolution waiting for a second admin.
-async fn operator_section(s: &payout_core::service::PayoutService, p: &payout_core::domain::Payout) -> String {
+async fn operator_section(
+    s: &payout_core::service::PayoutService,
+    p: &payout_core::domain::Payout,
+    base: &str,
+) -> String {
     let id = esc(p.id.as_str());
     let form = |action: &str, label: &str, extra: &str| {
         format!(
-            "<form method=\"post\" action=\"{BASE}/{id}/action\" class=\"inline\"><input type=\"hidden\" name=\"action\" value=\"{action}\">{extra}<button id=\"{action}\">{label}</button></form>"
+            "<form method=\"post\" action=\"{base}/{id}/action\" class=\"inline\"><input type=\"hidden\" name=\"action\" value=\"{action}\">{extra}<button id=\"{action}\">{label}</button></form>"
         )
     };
     let mut out = String::new();
@@ -560,21 +709,22 @@ async fn operator_section(s: &payout_core::service::PayoutService, p: &payout_co
 }
 
 async fn action(
-    State(state): State<AppState>,
+    State(d): State<Dashboard>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, Response> {
-    let (user, pairs) = admin_form(&state, &headers, &body).await?;
+    let (user, pairs) = admin_form(&d, &headers, &body).await?;
+    let (state, base) = (&d.app, d.paths.base.as_str());
     let actor = user.actor();
     let id = PayoutId::new(id);
     let s = &state.service;
-    let form = form_action(&pairs).map_err(|why| flash_redirect(false, why, BASE))?;
+    let form = form_action(&pairs).map_err(|why| flash_redirect(false, why, base))?;
     // The operator's actions go back to the payout, whose page says what still needs doing (a
     // re-approval, a confirmation); the others to the list, as always.
     let back = match form {
-        FormAction::Approve | FormAction::Cancel | FormAction::Trigger(_) => BASE.to_string(),
-        _ => format!("{BASE}/{}", url_encode(id.as_str())),
+        FormAction::Approve | FormAction::Cancel | FormAction::Trigger(_) => base.to_string(),
+        _ => format!("{base}/{}", url_encode(id.as_str())),
     };
     let result = match form {
         FormAction::Approve => s.approve(&actor, &id).await.map(|p| format!("{} approved", p.id)),
@@ -606,15 +756,16 @@ async fn action(
     })
 }
 
-async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Response> {
-    let (user, pairs) = admin_form(&state, &headers, &body).await?;
+async fn bulk(State(d): State<Dashboard>, headers: HeaderMap, body: Bytes) -> Result<Response, Response> {
+    let (user, pairs) = admin_form(&d, &headers, &body).await?;
+    let (state, base) = (&d.app, d.paths.base.as_str());
     let ids: Vec<PayoutId> = pairs
         .iter()
         .filter(|(k, _)| k == "ids")
         .map(|(_, v)| PayoutId::new(v.as_str()))
         .collect();
     if ids.is_empty() {
-        return Err(flash_redirect(false, "check at least one payout", BASE));
+        return Err(flash_redirect(false, "check at least one payout", base));
     }
     if ids.len() > state.config.max_bulk {
         let msg = format!(
@@ -622,17 +773,17 @@ async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
             state.config.max_bulk,
             ids.len()
         );
-        return Err(flash_redirect(false, &msg, BASE));
+        return Err(flash_redirect(false, &msg, base));
     }
     let actor = user.actor();
     let s = &state.service;
-    let outcomes = match form_action(&pairs).map_err(|why| flash_redirect(false, why, BASE))? {
+    let outcomes = match form_action(&pairs).map_err(|why| flash_redirect(false, why, base))? {
         FormAction::Approve => s.bulk_approve(&actor, &ids).await,
         FormAction::Reapprove => s.bulk_reapprove(&actor, &ids).await,
         FormAction::Cancel => s.bulk_cancel(&actor, &ids, Some("cancelled from the dashboard")).await,
         FormAction::Trigger(provider) => s.bulk_trigger(&actor, &ids, provider).await,
         FormAction::Resolve(_) | FormAction::ConfirmResolution | FormAction::RejectResolution => {
-            return Err(flash_redirect(false, "resolutions are made one payout at a time", BASE));
+            return Err(flash_redirect(false, "resolutions are made one payout at a time", base));
         }
     };
     let ok = outcomes.iter().filter(|o| o.result.is_ok()).count();
@@ -645,22 +796,23 @@ async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
     } else {
         format!("{ok} done; {} failed: {}", failed.len(), failed.join("; "))
     };
-    Ok(flash_redirect(failed.is_empty(), &msg, BASE))
+    Ok(flash_redirect(failed.is_empty(), &msg, base))
 }
 
 /// The signed-in admin and the fields of a form post, once it has passed the checks every dashboard
 /// action needs (same origin, within the rate limit); else the answer to send instead.
 async fn admin_form(
-    state: &AppState,
+    d: &Dashboard,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(User, Vec<(String, String)>), Response> {
-    let user = admin_or_login(state, headers).await?;
+    let user = admin_or_login(d, headers).await?;
+    let (state, paths) = (&d.app, &*d.paths);
     if !same_origin(headers) {
-        return Err(cross_site());
+        return Err(cross_site(paths));
     }
     if !state.mutation_limiter.allow(&format!("dashboard:{}", user.0.sub)) {
-        return Err(flash_redirect(false, "too many actions; slow down", BASE));
+        return Err(flash_redirect(false, "too many actions; slow down", &paths.base));
     }
     let pairs = form_pairs(std::str::from_utf8(body).unwrap_or("")).unwrap_or_default();
     Ok((user, pairs))
@@ -708,7 +860,7 @@ fn form_action(pairs: &[(String, String)]) -> Result<FormAction, &'static str> {
 
 /// The attention queue's section of the list page: the payouts a person should look at (oldest
 /// flag first, the first 20) with why, and how many there are in all.
-async fn attention_section(state: &AppState, user: &crate::auth::User) -> String {
+async fn attention_section(state: &AppState, user: &crate::auth::User, base: &str) -> String {
     const SHOWN: u32 = 20;
     let queue = match state.service.attention(&user.actor(), &Page::new(SHOWN, 0)).await {
         Ok(q) => q,
@@ -735,7 +887,7 @@ async fn attention_section(state: &AppState, user: &crate::auth::User) -> String
         let id = esc(f.payout.id.as_str());
         let _ = write!(
             out,
-            "<tr id=\"attention-{id}\"><td class=\"id\"><a href=\"{BASE}/{id}\">{id}</a></td><td>{}</td><td>{}</td>\
+            "<tr id=\"attention-{id}\"><td class=\"id\"><a href=\"{base}/{id}\">{id}</a></td><td>{}</td><td>{}</td>\
              <td>{}</td><td class=\"nowrap\">{}</td></tr>",
             esc(f.payout.doctor_id.as_str()),
             f.payout.status,

@@ -27,7 +27,11 @@ use payout_store_sqlx::{
     ConsultationTable, PgStore, RecipientTable, Reversals, SqlConsultationSource, SqlRecipientDirectory, SqliteStore,
 };
 
-use crate::{AppState, ServerConfig, router};
+use axum::Router;
+use axum::middleware;
+use axum::routing::get;
+
+use crate::{AppState, ServerConfig, api, metrics, router};
 
 /// The development secret used when `NEXTAUTH_SECRET` is unset (logged loudly).
 pub const DEV_SECRET: &str = "payouts-demo-secret-change-me";
@@ -294,6 +298,22 @@ fn real_provider(provider: Provider) -> std::result::Result<Arc<dyn PayoutProvid
     crate::demo_providers::from_env(provider)
 }
 
+/// The demo's application: the library's routers at the root (the original system's paths), and what
+/// an application adds around them, which a library router must not: JSON answers for unknown paths
+/// (404) and methods (405), `/healthz`, `/metrics` and the request metrics. A host embedding
+/// `payouts` assembles its own (`examples/embed_axum.rs`).
+pub fn app(state: AppState) -> Router {
+    let own = Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(metrics::render))
+        .with_state(state.clone());
+    own.merge(router(state.clone()))
+        // After every route is in: it applies to the routes present when it is called.
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .fallback(api::not_found)
+        .layer(middleware::from_fn_with_state(state, metrics::track))
+}
+
 /// Serves until the process ends, with the background jobs.
 pub async fn serve(config: &DemoConfig, demo: Demo) -> std::io::Result<()> {
     spawn_jobs(config, demo.service.clone());
@@ -301,7 +321,7 @@ pub async fn serve(config: &DemoConfig, demo: Demo) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "payouts demo server listening");
     axum::serve(
         listener,
-        router(demo.state).into_make_service_with_connect_info::<SocketAddr>(),
+        app(demo.state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .await
 }

@@ -2,15 +2,24 @@
 //!
 //! The HTTP face of `payouts`: the original system's API paths (`/api/admin/payouts`, `/api/doctor/payouts`,
 //! `/api/webhooks/*`), real bearer-token auth instead of the `x-admin-id` placeholder, rate limits, an
-//! OpenAPI document, health and Prometheus metrics, and a server-rendered admin dashboard. It is a library
-//! so a host can mount [`router`] in its own axum app; `examples/demo_server.rs` runs it stand-alone.
+//! OpenAPI document and a server-rendered admin dashboard, as three routers a host mounts in its own axum
+//! app: [`api_router`], [`webhook_router`] and [`dashboard_router`]. None has a fallback, a health or a
+//! metrics route (the application adds those), so they merge or nest beside the host's routes;
+//! `examples/embed_axum.rs` mounts them under `/payouts`, and `examples/demo_server.rs` runs them
+//! stand-alone with the demo's `app` (feature `demo`).
 //!
 //! ```no_run
 //! # async fn run(service: std::sync::Arc<payout_core::PayoutService>) -> std::io::Result<()> {
-//! use payout_server::{AppState, ServerConfig, router};
+//! use payout_server::{AppState, DashboardConfig, ServerConfig, api_router, dashboard_router, webhook_router};
 //! let state = AppState::new(service, ServerConfig::new("a long random NEXTAUTH_SECRET"));
+//! let payouts = api_router(state.clone())
+//!     .merge(webhook_router(state.clone()))
+//!     .merge(dashboard_router(state, DashboardConfig::mounted_at("/payouts")));
+//! let app = axum::Router::new()
+//!     .nest("/payouts", payouts)
+//!     .fallback(|| async { "the host's own 404" });
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).await
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
 //! # }
 //! ```
 #![warn(missing_docs)]
@@ -40,6 +49,7 @@ use axum::routing::{get, post};
 use payout_core::PayoutService;
 
 pub use auth::{Claims, JwtKey, Role};
+pub use dashboard::DashboardConfig;
 pub use error::ApiError;
 
 /// Server settings, with their defaults.
@@ -105,14 +115,36 @@ impl AppState {
     }
 }
 
-/// The whole app: API, webhooks, dashboard, OpenAPI, health and metrics.
-pub fn router(state: AppState) -> Router {
+/// The JSON API: `/api/admin/payouts…`, `/api/doctor/payouts` and `/api/openapi.json`, with the
+/// body limit and the admin mutations' rate limit.
+///
+/// Like the other library routers it has no fallback, health or metrics route, so a host can
+/// `merge` it or `nest` it under a prefix beside its own (see [`dashboard_router`] for a dashboard
+/// nested under a prefix). It carries its own state, so it fits a host router of any state type `S`.
+pub fn api_router<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S> {
     let mutations = Router::new()
         .route("/api/admin/payouts", post(api::create_payout))
         .route("/api/admin/payouts/bulk", post(api::bulk))
         .route("/api/admin/payouts/{id}", axum::routing::patch(api::patch_payout))
         .route_layer(middleware::from_fn_with_state(state.clone(), limits::limit_mutations));
-    let webhooks = Router::new()
+    Router::new()
+        .route("/api/admin/payouts", get(api::list_payouts))
+        .route("/api/admin/payouts/export", get(api::export_csv))
+        .route("/api/admin/payouts/{id}", get(api::get_payout))
+        .route("/api/admin/payouts/{id}/items", get(api::get_items))
+        .route("/api/admin/payouts/{id}/audit", get(api::get_audit))
+        .route("/api/doctor/payouts", get(api::doctor_payouts))
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/api/docs", get(openapi::docs))
+        .merge(mutations)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+/// The providers' webhooks, `/api/webhooks/*` (the paths the providers are configured with), with
+/// the body limit and the webhooks' rate limit. No fallback, health or metrics route.
+pub fn webhook_router<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S> {
+    Router::new()
         .route("/api/webhooks/stripe-payouts", post(webhooks::stripe))
         .route("/api/webhooks/paypal-payouts", post(webhooks::paypal))
         .route("/api/webhooks/mpesa-b2c", post(webhooks::mpesa))
@@ -124,27 +156,31 @@ pub fn router(state: AppState) -> Router {
             post(webhooks::mpesa_with_token_and_kind),
         )
         .route("/api/webhooks/payouts", post(webhooks::generic))
-        .route_layer(middleware::from_fn_with_state(state.clone(), limits::limit_webhooks));
-    Router::new()
-        .route("/api/admin/payouts", get(api::list_payouts))
-        .route("/api/admin/payouts/export", get(api::export_csv))
-        .route("/api/admin/payouts/{id}", get(api::get_payout))
-        .route("/api/admin/payouts/{id}/items", get(api::get_items))
-        .route("/api/admin/payouts/{id}/audit", get(api::get_audit))
-        .route("/api/doctor/payouts", get(api::doctor_payouts))
-        .route("/api/openapi.json", get(openapi::document))
-        .route("/api/docs", get(openapi::docs))
-        .route("/healthz", get(api::healthz))
-        .route("/metrics", get(metrics::render))
-        .merge(mutations)
-        .merge(webhooks)
-        .merge(dashboard::routes(state.clone()))
-        // After every route is in: it applies to the routes present when it is called.
-        .method_not_allowed_fallback(api::method_not_allowed)
-        .fallback(api::not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), limits::limit_webhooks))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
+}
+
+/// The admin dashboard, `/dashboard/admin/payouts` (and its sign-in and sign-out posts), with the
+/// body limit. `config` says where the host mounts it and the API: every link, form action, redirect
+/// and the sign-in cookie's `Path` are built from it, since [`Router::nest`] hides the prefix from
+/// the handlers.
+///
+/// # Panics
+///
+/// If a prefix in `config` holds anything but unreserved URL characters and `/` (as [`Router::nest`]
+/// panics on a bad path): a mistake in the host's code, found at start.
+pub fn dashboard_router<S: Clone + Send + Sync + 'static>(state: AppState, config: DashboardConfig) -> Router<S> {
+    let max_body = state.config.max_body_bytes;
+    dashboard::routes(state, config).layer(DefaultBodyLimit::max(max_body))
+}
+
+/// The three library routers merged at the root, with the original system's paths; nothing else
+/// (no fallback, health or metrics: the application adds those, as the demo's `app` does).
+pub fn router(state: AppState) -> Router {
+    api_router(state.clone())
+        .merge(webhook_router(state.clone()))
+        .merge(dashboard_router(state, DashboardConfig::default()))
 }
 
 /// The crate README's Rust snippets, compiled as doctests.

@@ -5,7 +5,6 @@ mod common;
 
 use common::{SECRET, SIM_TOKEN as SIM, admin, doctor, serve};
 use payout_server::demo::{self, DemoConfig};
-use payout_server::router;
 use serde_json::{Value, json};
 
 struct Server {
@@ -36,7 +35,7 @@ async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let running = demo::build(&demo_config(&dir)).await.unwrap();
     Server {
-        base: serve(router(running.state)).await,
+        base: serve(demo::app(running.state)).await,
         http: reqwest::Client::new(),
         admin: admin("admin-1"),
         _dir: dir,
@@ -238,7 +237,7 @@ async fn mpesa_callbacks_need_the_path_token_and_client_set_trust_headers_are_dr
             .build()
             .unwrap(),
     );
-    let app = router(payout_server::AppState::new(
+    let app = payout_server::router(payout_server::AppState::new(
         service,
         payout_server::ServerConfig::new(SECRET),
     ));
@@ -304,7 +303,7 @@ async fn mpesa_status_results_have_their_own_route_beside_the_signed_one() {
             .build()
             .unwrap(),
     );
-    let app = router(payout_server::AppState::new(
+    let app = payout_server::router(payout_server::AppState::new(
         service,
         payout_server::ServerConfig::new(SECRET),
     ));

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use payout_server::demo::{self, DemoConfig};
-use payout_server::{AppState, Claims, JwtKey, Role, ServerConfig, router};
+use payout_server::{AppState, Claims, JwtKey, Role, ServerConfig};
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
@@ -390,7 +390,7 @@ async fn start() -> Server {
     let state = AppState::new(running.service.clone(), server_config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = demo::app(state).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let db = SqlitePoolOptions::new()
         .max_connections(1)

@@ -5,7 +5,8 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
-use payout_server::{Role, ServerConfig, router};
+use payout_server::demo::app as demo_app;
+use payout_server::{Role, ServerConfig};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -51,7 +52,7 @@ fn patch(id: &str, token: &str, body: Value) -> Request<Body> {
 }
 
 async fn app() -> axum::Router {
-    router(calculated_state(ServerConfig::new(SECRET)).await)
+    demo_app(calculated_state(ServerConfig::new(SECRET)).await)
 }
 
 #[tokio::test]
@@ -369,7 +370,7 @@ async fn manual_payouts_need_a_second_admin() {
 async fn openapi_health_metrics_and_rate_limits() {
     let mut config = ServerConfig::new(SECRET);
     config.mutation_rate = Some(1);
-    let app = router(calculated_state(config).await);
+    let app = demo_app(calculated_state(config).await);
     let (s, doc, _) = call(&app, get("/api/openapi.json", None)).await;
     assert_eq!(s, StatusCode::OK);
     for path in [
@@ -473,7 +474,7 @@ async fn rate_limits_key_on_the_client_behind_trusted_proxies_only() {
     let mut config = ServerConfig::new(SECRET);
     config.mutation_rate = Some(1); // burst 2
     config.trusted_proxies = "10.0.0.0/8".parse().unwrap();
-    let app = router(calculated_state(config).await);
+    let app = demo_app(calculated_state(config).await);
     let status = |res: (StatusCode, Value, String)| res.0;
 
     // An untrusted peer changing its X-Forwarded-For on every request still has one bucket.
