@@ -286,7 +286,7 @@ fn payout_id(raw: &str) -> Result<PayoutId, ApiError> {
 
 /// `GET /api/admin/payouts`: a page of payouts, or with `attention=true` the attention queue.
 #[utoipa::path(
-    get, path = "/api/admin/payouts", tag = "admin", params(ListQuery),
+    get, path = "/api/admin/payouts", tag = "admin", summary = "List payouts", params(ListQuery),
     responses(
         (status = 200, description = "A page of payouts", body = PayoutList),
         (status = 400, description = "A bad filter", body = ErrorBody),
@@ -371,7 +371,7 @@ fn parse_amount(v: &Value, currency: Currency) -> Result<Money, ApiError> {
 
 /// `POST /api/admin/payouts`: a manual payout.
 #[utoipa::path(
-    post, path = "/api/admin/payouts", tag = "admin", request_body = CreatePayout,
+    post, path = "/api/admin/payouts", tag = "admin", summary = "Create a manual payout", request_body = CreatePayout,
     responses(
         (status = 201, description = "Created, PENDING", body = PayoutBody),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -413,7 +413,7 @@ pub async fn create_payout(
 
 /// `GET /api/admin/payouts/{id}`: one payout with its items.
 #[utoipa::path(
-    get, path = "/api/admin/payouts/{id}", tag = "admin", params(("id" = String, Path, description = "Payout id")),
+    get, path = "/api/admin/payouts/{id}", tag = "admin", summary = "Get a payout with its items", params(("id" = String, Path, description = "Payout id")),
     responses(
         (status = 200, body = PayoutBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -436,7 +436,7 @@ pub async fn get_payout(
 
 /// `GET /api/admin/payouts/{id}/items`
 #[utoipa::path(
-    get, path = "/api/admin/payouts/{id}/items", tag = "admin", params(("id" = String, Path, description = "Payout id")),
+    get, path = "/api/admin/payouts/{id}/items", tag = "admin", summary = "List a payout's items", params(("id" = String, Path, description = "Payout id")),
     responses(
         (status = 200, body = ItemsBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -456,7 +456,7 @@ pub async fn get_items(
 
 /// `GET /api/admin/payouts/{id}/audit`
 #[utoipa::path(
-    get, path = "/api/admin/payouts/{id}/audit", tag = "admin", params(("id" = String, Path, description = "Payout id")),
+    get, path = "/api/admin/payouts/{id}/audit", tag = "admin", summary = "List a payout's audit trail", params(("id" = String, Path, description = "Payout id")),
     responses(
         (status = 200, body = AuditBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -478,7 +478,7 @@ pub async fn get_audit(
 
 /// `PATCH /api/admin/payouts/{id}`: one action on one payout.
 #[utoipa::path(
-    patch, path = "/api/admin/payouts/{id}", tag = "admin", params(("id" = String, Path, description = "Payout id")),
+    patch, path = "/api/admin/payouts/{id}", tag = "admin", summary = "Act on a payout", params(("id" = String, Path, description = "Payout id")),
     request_body = PatchPayout,
     responses(
         (status = 200, description = "The payout after the action", body = PayoutBody),
@@ -529,7 +529,7 @@ pub async fn patch_payout(
 
 /// `POST /api/admin/payouts/bulk`: one action on many payouts, one result per id.
 #[utoipa::path(
-    post, path = "/api/admin/payouts/bulk", tag = "admin", request_body = BulkRequest,
+    post, path = "/api/admin/payouts/bulk", tag = "admin", summary = "Act on many payouts", request_body = BulkRequest,
     responses(
         (status = 200, description = "One result per id, in order", body = BulkBody),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -588,7 +588,7 @@ pub async fn bulk(
 
 /// `GET /api/admin/payouts/export`: `text/csv`, streamed.
 #[utoipa::path(
-    get, path = "/api/admin/payouts/export", tag = "admin", params(ListQuery),
+    get, path = "/api/admin/payouts/export", tag = "admin", summary = "Export payouts as CSV", params(ListQuery),
     responses(
         (status = 200, content_type = "text/csv", body = String,
          description = "Header id,doctorId,doctor_name,doctor_email,amount,currency,bankDetails,status; every match (limit, skip and attention do not apply)"),
@@ -639,7 +639,7 @@ pub struct HistoryQuery {
 
 /// `GET /api/doctor/payouts`: the authenticated doctor's own history; premium doctors also get analytics.
 #[utoipa::path(
-    get, path = "/api/doctor/payouts", tag = "doctor", params(HistoryQuery),
+    get, path = "/api/doctor/payouts", tag = "doctor", summary = "The doctor's own payouts", params(HistoryQuery),
     responses(
         (status = 200, body = DoctorHistory), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),

@@ -120,15 +120,18 @@ pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-/// The reference page: Scalar's standalone bundle, pinned to one version and checked by its
-/// Subresource Integrity hash, reading the document embedded in the page.
+/// Where the reference page's one script comes from: Scalar's standalone bundle, pinned to one version.
+const SCALAR_BUNDLE: &str = "https://cdn.jsdelivr.net/npm/@scalar/api-reference@1.76.4/dist/browser/standalone.js";
+
+/// The reference page: [`SCALAR_BUNDLE`], checked by its Subresource Integrity hash, reading the
+/// document embedded in the page.
 ///
 /// Why Scalar through `utoipa-scalar`: it has no build script (the build has no network, which rules out
 /// `utoipa-swagger-ui`, whose build script downloads Swagger UI) and adds no dependencies beyond
-/// `utoipa`; the page is one small HTML file. The script comes from a CDN into the reader's browser, so
-/// its version is pinned and its hash checked, and the page is served in a CSP sandbox: it runs in an
-/// opaque origin, so even a tampered script could not read this origin's cookies (the dashboard's
-/// session) or call the API as the signed-in user. The dashboard's own strict CSP is left as it is.
+/// `utoipa`; the page is one small HTML file. The script comes from a CDN into the reader's browser and
+/// runs on this origin (beside the dashboard's session), so it is pinned by version and hash and the
+/// page's CSP ([`DOCS_CSP`]) lets no other script run: a changed file on the CDN is refused, not run.
+/// A CSP sandbox would isolate it further but Scalar cannot run sandboxed (it reads `localStorage`).
 const DOCS_HTML: &str = r#"<!doctype html>
 <html lang="en">
 <head>
@@ -139,20 +142,24 @@ const DOCS_HTML: &str = r#"<!doctype html>
 <body>
   <noscript>This reference needs JavaScript; the document itself is at /api/openapi.json.</noscript>
   <script id="api-reference" type="application/json">$spec</script>
-  <script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference@1.76.4/dist/browser/standalone.js"
+  <script src="$bundle"
     integrity="sha384-hwB9WroDTpZaI38gr+u9CXA6ksz5gUYgD2GxXazKl/agT1L2GWUiRFWGJYNiFu4Q"
     crossorigin="anonymous"></script>
 </body>
 </html>
 "#;
 
-/// The sandbox the reference page runs in: an opaque origin, away from the dashboard's session.
-pub const DOCS_CSP: &str = "sandbox allow-scripts allow-popups";
+/// The reference page's Content-Security-Policy: the pinned Scalar bundle is the only script; styles
+/// inline (Scalar's own), its fonts, and requests to this origin only (its "try it" calls the API).
+pub const DOCS_CSP: &str = "default-src 'none'; \
+    script-src https://cdn.jsdelivr.net/npm/@scalar/api-reference@1.76.4/dist/browser/standalone.js; \
+    style-src 'unsafe-inline'; img-src data:; font-src https://fonts.scalar.com data:; connect-src 'self'; \
+    base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// `GET /api/docs`: the browsable reference.
 pub async fn docs() -> impl IntoResponse {
     let html = utoipa_scalar::Scalar::new(ApiDoc::openapi())
-        .custom_html(DOCS_HTML)
+        .custom_html(DOCS_HTML.replace("$bundle", SCALAR_BUNDLE))
         .to_html();
     (
         [
@@ -169,19 +176,19 @@ pub async fn docs() -> impl IntoResponse {
 // `/healthz` and `/metrics`); these functions only carry their entries in the document.
 
 /// This document.
-#[utoipa::path(get, path = "/api/openapi.json", tag = "operations",
+#[utoipa::path(get, path = "/api/openapi.json", tag = "operations", summary = "This document",
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
 #[allow(dead_code)]
 fn openapi_json() {}
 
 /// The browsable reference to this document.
-#[utoipa::path(get, path = "/api/docs", tag = "operations",
+#[utoipa::path(get, path = "/api/docs", tag = "operations", summary = "Browsable reference",
     responses((status = 200, description = "An HTML page (Scalar) reading this document", content_type = "text/html", body = String)))]
 #[allow(dead_code)]
 fn docs_page() {}
 
 /// Whether the store answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+#[utoipa::path(get, path = "/healthz", tag = "operations", summary = "Health",
     responses((status = 200, description = "The store answers", body = Health),
               (status = 503, description = "It does not", body = Health)))]
 #[allow(dead_code)]
@@ -189,7 +196,7 @@ fn healthz() {}
 
 /// Prometheus metrics: requests by route and status with latencies, payouts by status, webhook
 /// outcomes by provider and result.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus metrics",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String)))]
 #[allow(dead_code)]
 fn metrics() {}

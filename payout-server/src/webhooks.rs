@@ -66,7 +66,7 @@ async fn handle(
 
 /// `POST /api/webhooks/stripe-payouts`
 #[utoipa::path(
-    post, path = "/api/webhooks/stripe-payouts", tag = "webhooks",
+    post, path = "/api/webhooks/stripe-payouts", tag = "webhooks", summary = "Stripe webhook",
     request_body(content = Object, content_type = "application/json",
         description = "The provider's event, verified over the exact bytes received"),
     params(("Stripe-Signature" = String, Header, description = "t=…,v1=… over the raw body")),
@@ -90,7 +90,7 @@ pub async fn stripe(
 
 /// `POST /api/webhooks/paypal-payouts`
 #[utoipa::path(
-    post, path = "/api/webhooks/paypal-payouts", tag = "webhooks",
+    post, path = "/api/webhooks/paypal-payouts", tag = "webhooks", summary = "PayPal webhook",
     request_body(content = Object, content_type = "application/json",
         description = "The provider's event, verified over the exact bytes received"),
     params(("PAYPAL-TRANSMISSION-ID" = String, Header), ("PAYPAL-TRANSMISSION-SIG" = String, Header), ("PAYPAL-CERT-URL" = String, Header), ("PAYPAL-AUTH-ALGO" = String, Header), ("PAYPAL-TRANSMISSION-TIME" = String, Header)),
@@ -161,7 +161,7 @@ async fn mpesa_callback(
 
 /// `POST /api/webhooks/mpesa-b2c`: a result callback authenticated by `x-mpesa-signature`.
 #[utoipa::path(
-    post, path = "/api/webhooks/mpesa-b2c", tag = "webhooks",
+    post, path = "/api/webhooks/mpesa-b2c", tag = "webhooks", summary = "M-Pesa result (signed)",
     request_body(content = Object, content_type = "application/json",
         description = "Daraja's callback, checked by signature or secret path token and source address"),
     params(("x-mpesa-signature" = String, Header, description = "HMAC of the raw body")),
@@ -182,7 +182,7 @@ pub async fn mpesa(State(state): State<AppState>, req: Request) -> Result<Json<W
 /// `POST /api/webhooks/mpesa-b2c/status`: the status query's ResultURL beside the signed result URL
 /// (the adapter's default `MPESA_STATUS_RESULT_URL` for `.../mpesa-b2c`).
 #[utoipa::path(
-    post, path = "/api/webhooks/mpesa-b2c/status", tag = "webhooks",
+    post, path = "/api/webhooks/mpesa-b2c/status", tag = "webhooks", summary = "M-Pesa status-query result (signed)",
     request_body(content = Object, content_type = "application/json",
         description = "Daraja's callback, checked by signature or secret path token and source address"),
     params(("x-mpesa-signature" = String, Header, description = "HMAC of the raw body")),
@@ -202,7 +202,7 @@ pub async fn mpesa_status(State(state): State<AppState>, req: Request) -> Result
 
 /// `POST /api/webhooks/mpesa-b2c/timeout`: the QueueTimeOutURL beside the signed result URL.
 #[utoipa::path(
-    post, path = "/api/webhooks/mpesa-b2c/timeout", tag = "webhooks",
+    post, path = "/api/webhooks/mpesa-b2c/timeout", tag = "webhooks", summary = "M-Pesa queue timeout (signed)",
     request_body(content = Object, content_type = "application/json",
         description = "Daraja's callback, checked by signature or secret path token and source address"),
     params(("x-mpesa-signature" = String, Header, description = "HMAC of the raw body")),
@@ -222,7 +222,7 @@ pub async fn mpesa_timeout(State(state): State<AppState>, req: Request) -> Resul
 
 /// `POST /api/webhooks/mpesa-b2c/{token}`: the ResultURL with an unguessable per-deployment token.
 #[utoipa::path(
-    post, path = "/api/webhooks/mpesa-b2c/{token}", tag = "webhooks",
+    post, path = "/api/webhooks/mpesa-b2c/{token}", tag = "webhooks", summary = "M-Pesa result (token route)",
     request_body(content = Object, content_type = "application/json",
         description = "Daraja's callback, checked by signature or secret path token and source address"),
     params(("token" = String, Path, description = "The deployment's secret callback token")),
@@ -247,7 +247,7 @@ pub async fn mpesa_with_token(
 /// `POST /api/webhooks/mpesa-b2c/{token}/{kind}`: the QueueTimeOutURL (`timeout`) and the status query's
 /// ResultURL (`status`).
 #[utoipa::path(
-    post, path = "/api/webhooks/mpesa-b2c/{token}/{kind}", tag = "webhooks",
+    post, path = "/api/webhooks/mpesa-b2c/{token}/{kind}", tag = "webhooks", summary = "M-Pesa timeout or status result (token route)",
     request_body(content = Object, content_type = "application/json",
         description = "Daraja's callback, checked by signature or secret path token and source address"),
     params(("token" = String, Path, description = "The deployment's secret callback token"), ("kind" = String, Path, description = "result, timeout or status")),
@@ -277,7 +277,7 @@ pub async fn mpesa_with_token_and_kind(
 /// `POST /api/webhooks/payouts`: the generic endpoint of the original admin workflow; the provider is
 /// recognised by its signature header.
 #[utoipa::path(
-    post, path = "/api/webhooks/payouts", tag = "webhooks",
+    post, path = "/api/webhooks/payouts", tag = "webhooks", summary = "Any provider's webhook, recognised by its signature header",
     request_body(content = Object, content_type = "application/json",
         description = "The provider's event, verified over the exact bytes received"),
     params(("Stripe-Signature" = Option<String>, Header), ("PAYPAL-TRANSMISSION-ID" = Option<String>, Header), ("x-mpesa-signature" = Option<String>, Header, description = "One of the three names the provider")),

@@ -231,15 +231,28 @@ async fn statuses_and_providers_are_enums_and_paging_is_integers() {
 }
 
 #[tokio::test]
-async fn the_reference_page_is_sandboxed_and_embeds_the_document() {
+async fn the_reference_page_runs_only_its_pinned_script() {
     let app = app().await;
     let (status, headers, body) = get(&app, "/api/docs").await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
-    assert_eq!(headers["content-security-policy"], payout_server::openapi::DOCS_CSP);
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert_eq!(csp, payout_server::openapi::DOCS_CSP);
+    assert!(csp.starts_with("default-src 'none';"), "{csp}");
     let html = String::from_utf8(body).unwrap();
     assert!(html.contains("\"/api/admin/payouts/{id}\""), "the document is embedded");
-    assert!(html.contains("integrity=\"sha384-"), "the script is pinned by its hash");
+    // The one script the page loads is the one the policy allows, pinned by version and hash.
+    let src = html.split("<script src=\"").nth(1).unwrap().split('"').next().unwrap();
+    assert!(src.contains("@scalar/api-reference@1."), "{src}");
+    assert!(
+        csp.contains(&format!("script-src {src};")),
+        "{csp} does not allow {src}"
+    );
+    assert_eq!(html.matches("<script src=").count(), 1);
+    assert!(
+        html.contains("integrity=\"sha384-"),
+        "the script is checked by its hash"
+    );
 }
 
 #[tokio::test]
