@@ -114,7 +114,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         doctor_id: None,
         exp: Utc::now().timestamp() + 3600,
     };
-    println!("admin token (one hour): {}", state.jwt.sign(&admin));
+    println!(
+        "admin token (one hour): {}",
+        payout_server::JwtKey::new(&secret).sign(&admin)
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("http://{}/payouts/dashboard/admin/payouts", listener.local_addr()?);
     // The peer address feeds the payouts rate limits.

@@ -15,20 +15,20 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, REFERRER_POLICY, SET_COOKIE, X_CONTENT_TYPE_OPTIONS,
-    X_FRAME_OPTIONS,
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, REFERRER_POLICY, SET_COOKIE,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use payout_core::domain::{PayoutId, Provider, ResolutionOutcome, ResolutionState};
+use payout_core::domain::{Actor, PayoutId, Provider, ResolutionOutcome, ResolutionState};
 use payout_core::service::ResolveRequest;
 use payout_core::status::PayoutStatus;
 use payout_core::store::Page;
 
 use crate::AppState;
 use crate::api::{ListQuery, form_pairs};
-use crate::auth::{Role, TOKEN_COOKIE, User};
+use crate::auth::{AuthError, TOKEN_COOKIE, User};
 use crate::error::ApiError;
 
 /// The list page, relative to where the dashboard router is mounted.
@@ -271,13 +271,13 @@ async fn admin_or_login(d: &Dashboard, headers: &HeaderMap) -> Result<User, Resp
     let mut parts = axum::http::Request::new(()).into_parts().0;
     parts.headers = headers.clone();
     match <User as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await {
-        Ok(u) if u.0.role == Role::Admin => Ok(u),
+        Ok(u) if u.is_admin() => Ok(u),
         Ok(_) => Err((
             StatusCode::FORBIDDEN,
             page(paths, "Forbidden", "<p class=\"flash error\">Admins only.</p>"),
         )
             .into_response()),
-        Err(ApiError::Unauthorized(crate::auth::AuthError::Missing)) => Err(login_page(paths, None)),
+        Err(ApiError::Unauthorized(AuthError::Missing)) => Err(login_page(paths, None)),
         Err(e) => Err(login_page(paths, Some(&e.message()))),
     }
 }
@@ -314,8 +314,18 @@ async fn login(State(d): State<Dashboard>, headers: HeaderMap, body: Bytes) -> R
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.trim().to_string())
         .unwrap_or_default();
-    match state.jwt.verify(&token, state.service.now().timestamp()) {
-        Ok(claims) if claims.role == Role::Admin => (
+    // The pasted token goes into a cookie: only the characters a JWT is made of.
+    let cookie_safe = |c: char| c.is_ascii_alphanumeric() || "-_.~+/=".contains(c);
+    if token.is_empty() || !token.chars().all(cookie_safe) {
+        return login_page(paths, Some(&AuthError::Malformed.to_string()));
+    }
+    // Asked as the API would be asked: the state's authenticator, with the token as a bearer token.
+    let mut parts = axum::http::Request::new(()).into_parts().0;
+    if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        parts.headers.insert(AUTHORIZATION, value);
+    }
+    match state.authenticator.authenticate(&parts).await {
+        Ok(Actor::Admin { .. }) => (
             StatusCode::SEE_OTHER,
             [
                 (LOCATION, paths.base.clone()),
@@ -811,7 +821,7 @@ async fn admin_form(
     if !same_origin(headers) {
         return Err(cross_site(paths));
     }
-    if !state.mutation_limiter.allow(&format!("dashboard:{}", user.0.sub)) {
+    if !state.mutation_limiter.allow(&format!("dashboard:{}", user.0.label())) {
         return Err(flash_redirect(false, "too many actions; slow down", &paths.base));
     }
     let pairs = form_pairs(std::str::from_utf8(body).unwrap_or("")).unwrap_or_default();

@@ -1,7 +1,8 @@
 //! # payout-server
 //!
 //! The HTTP face of `payouts`: the original system's API paths (`/api/admin/payouts`, `/api/doctor/payouts`,
-//! `/api/webhooks/*`), real bearer-token auth instead of the `x-admin-id` placeholder, rate limits, an
+//! `/api/webhooks/*`), real auth instead of the `x-admin-id` placeholder (an [`Authenticator`] turns a request
+//! into an actor: the built-in [`BearerJwt`], or the host's own over its sessions), rate limits, an
 //! OpenAPI document and a server-rendered admin dashboard, as three routers a host mounts in its own axum
 //! app: [`api_router`], [`webhook_router`] and [`dashboard_router`]. None has a fallback, a health or a
 //! metrics route (the application adds those), so they merge or nest beside the host's routes;
@@ -48,15 +49,16 @@ use axum::middleware;
 use axum::routing::{get, post};
 use payout_core::PayoutService;
 
-pub use auth::{Claims, JwtKey, Role};
+pub use auth::{Authenticator, BearerJwt, Claims, JwtKey, Role};
 pub use dashboard::DashboardConfig;
 pub use error::ApiError;
 
 /// Server settings, with their defaults.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// The HS256 key tokens are signed with (`NEXTAUTH_SECRET`).
-    pub jwt: JwtKey,
+    /// Who a request acts as. [`ServerConfig::new`]: [`BearerJwt::hs256`] with its secret; a host
+    /// with its own login sets its own ([`ServerConfig::with_authenticator`]).
+    pub authenticator: Arc<dyn Authenticator>,
     /// Largest request body accepted. Default: 256 KiB.
     pub max_body_bytes: usize,
     /// Webhook requests per second per client (burst twice that); `None` = unlimited. Default: 50.
@@ -71,10 +73,15 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Defaults with this token secret.
+    /// Defaults, with HS256 bearer tokens signed with this secret ([`BearerJwt::hs256`]).
     pub fn new(jwt_secret: impl AsRef<[u8]>) -> Self {
+        Self::with_authenticator(BearerJwt::hs256(jwt_secret))
+    }
+
+    /// Defaults, with `authenticator` saying who each request acts as.
+    pub fn with_authenticator(authenticator: impl Authenticator) -> Self {
         ServerConfig {
-            jwt: JwtKey::new(jwt_secret),
+            authenticator: Arc::new(authenticator),
             max_body_bytes: 256 * 1024,
             webhook_rate: Some(50),
             mutation_rate: Some(20),
@@ -89,8 +96,8 @@ impl ServerConfig {
 pub struct AppState {
     /// The engine.
     pub service: Arc<PayoutService>,
-    /// The token key.
-    pub jwt: JwtKey,
+    /// Who a request acts as (the config's).
+    pub authenticator: Arc<dyn Authenticator>,
     /// Settings.
     pub config: Arc<ServerConfig>,
     /// Counters for `/metrics`.
@@ -106,7 +113,7 @@ impl AppState {
     pub fn new(service: Arc<PayoutService>, config: ServerConfig) -> Self {
         AppState {
             service,
-            jwt: config.jwt.clone(),
+            authenticator: config.authenticator.clone(),
             webhook_limiter: Arc::new(limits::RateLimiter::new(config.webhook_rate)),
             mutation_limiter: Arc::new(limits::RateLimiter::new(config.mutation_rate)),
             metrics: Arc::new(metrics::Metrics::default()),

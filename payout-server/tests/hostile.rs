@@ -450,7 +450,7 @@ fn bad_tokens() -> Vec<(&'static str, Option<String>, u16, &'static str)> {
         ),
         (
             "an expired token",
-            Some(token(Role::Admin, "admin-1", None, -10, SECRET)),
+            Some(token(Role::Admin, "admin-1", None, -120, SECRET)),
             401,
             "unauthorized",
         ),
@@ -1548,7 +1548,7 @@ fn cases(w: &World) -> Vec<Case> {
     t.push(case(
         "dashboard approve with an expired cookie",
         req("POST", format!("{dash}/{pend}/action"))
-            .cookie(&token(Role::Admin, "admin-1", None, -10, SECRET))
+            .cookie(&token(Role::Admin, "admin-1", None, -120, SECRET))
             .form("action=approve"),
         Html(200),
     ));
