@@ -1,5 +1,7 @@
-//! The whole router (`payout_server::router`) through `tower::ServiceExt::oneshot`, over a fresh
-//! in-memory service with simulated providers and January calculated, for every input.
+//! The library routers (`payout_server::router`) with the JSON 404/405 answers the demo's app adds
+//! (`payout_server::demo::app`, behind the `demo` feature this crate does without), through
+//! `tower::ServiceExt::oneshot`, over a fresh in-memory service with simulated providers and January
+//! calculated, for every input.
 //!
 //! The world is the router tests' (`payout-server/tests/common`), so the fuzzer starts where they do.
 //!
@@ -79,7 +81,9 @@ fuzz_target!(|data: &[u8]| {
         };
         let is_head = req.method() == http::Method::HEAD;
         let path = req.uri().path().to_string();
-        let app = router(state);
+        let app = router(state)
+            .method_not_allowed_fallback(payout_server::api::method_not_allowed)
+            .fallback(payout_server::api::not_found);
         let res = app.oneshot(req).await.expect("infallible");
         let status = res.status();
         let content_type = res
