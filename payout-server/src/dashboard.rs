@@ -128,6 +128,8 @@ struct Paths {
     login: String,
     logout: String,
     export: String,
+    /// The API's list, for the attention queue's hint.
+    api_list: String,
     cookie: String,
 }
 
@@ -146,6 +148,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: AppState, config: Dashboa
         login: format!("{}/dashboard/login", config.mount),
         logout: format!("{}/dashboard/logout", config.mount),
         export: config.export_path(),
+        api_list: format!("{}/api/admin/payouts", config.api_mount),
         cookie: config.cookie_path(),
     };
     Router::new()
@@ -428,7 +431,7 @@ async fn list(State(d): State<Dashboard>, headers: HeaderMap, RawQuery(raw): Raw
         )
             .into_response()
     })?;
-    body.push_str(&attention_section(state, &user, base).await);
+    body.push_str(&attention_section(state, &user, paths).await);
     // Filters.
     let keep = |k: &str| esc(&get(k).unwrap_or_default());
     let status_opts = filter_options(PayoutStatus::ALL.map(|s| s.as_str()), get("status"));
@@ -870,7 +873,8 @@ fn form_action(pairs: &[(String, String)]) -> Result<FormAction, &'static str> {
 
 /// The attention queue's section of the list page: the payouts a person should look at (oldest
 /// flag first, the first 20) with why, and how many there are in all.
-async fn attention_section(state: &AppState, user: &crate::auth::User, base: &str) -> String {
+async fn attention_section(state: &AppState, user: &crate::auth::User, paths: &Paths) -> String {
+    let base = &paths.base;
     const SHOWN: u32 = 20;
     let queue = match state.service.attention(&user.actor(), &Page::new(SHOWN, 0)).await {
         Ok(q) => q,
@@ -909,8 +913,9 @@ async fn attention_section(state: &AppState, user: &crate::auth::User, base: &st
     if queue.total > u64::from(SHOWN) {
         let _ = write!(
             out,
-            "<p>{} more: <code>GET /api/admin/payouts?attention=true</code></p>",
-            queue.total - u64::from(SHOWN)
+            "<p>{} more: <code>GET {}?attention=true</code></p>",
+            queue.total - u64::from(SHOWN),
+            paths.api_list
         );
     }
     out.push_str("</section>");
