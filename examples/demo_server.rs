@@ -6,34 +6,9 @@
 //! (a SQLite file `payouts-demo.db` here; or `postgres://…`), `NEXTAUTH_SECRET`, provider credentials
 //! (`STRIPE_SECRET_KEY`, `PAYPAL_CLIENT_ID`, `MPESA_CONSUMER_KEY`, `BANK_API_URL`, … — a provider without
 //! them is simulated), `PAYOUTS_SIMULATION_TOKEN`, `PAYOUTS_RECONCILE_SECS`, `PAYOUTS_SAMPLE_DATA`, `PAYOUTS_FOUR_EYES`.
-//! Tokens for curl: `cargo run --example mint_token -- --role admin`.
+//! Tokens for curl: `cargo run --example mint_token -- --role admin`. The same code as `payouts serve`
+//! (`payouts::cli`).
 
-use payout_server::demo::{self, DemoConfig};
-
-#[tokio::main]
-async fn main() {
-    tracing_subscriber::fmt().with_target(false).init();
-    if let Err(e) = run().await {
-        eprintln!("demo_server: {e}");
-        std::process::exit(1);
-    }
-}
-
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let config = DemoConfig::from_env()?;
-    let running = demo::build(&config).await?;
-    if !running.simulated.is_empty() {
-        let names: Vec<String> = running.simulated.iter().map(|p| p.to_string()).collect();
-        println!("SIMULATED providers (no money moves): {}", names.join(", "));
-        println!(
-            "simulated webhooks take the header x-simulation-token: {}",
-            config.simulation_token
-        );
-    }
-    println!(
-        "payouts demo on http://{} (dashboard: /dashboard/admin/payouts)",
-        config.addr
-    );
-    demo::serve(&config, running).await?;
-    Ok(())
+fn main() -> std::process::ExitCode {
+    payouts::cli::demo_server_main()
 }

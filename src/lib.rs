@@ -10,6 +10,10 @@ pub use payout_core::*;
 pub use payout_providers as providers;
 pub use payout_store_sqlx as store_sqlx;
 
+#[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
+pub mod cli;
+
 /// The README's Rust snippets, compiled as doctests (they need both database backends).
 #[cfg(all(doctest, feature = "sqlite", feature = "postgres"))]
 #[doc = include_str!("../README.md")]

@@ -194,6 +194,12 @@ impl SqlStore<PgPool> {
         }
     }
 
+    /// [`connect_in`](Self::connect_in) with the options of `url` (`postgres://user:password@host/db`).
+    pub async fn connect_url_in(url: &str, schema: &PgSchema) -> payout_core::Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(db)?;
+        Self::connect_in(options, schema).await
+    }
+
     /// Connects with `options` to a store whose tables and migration history live in `schema`
     /// (created if missing, migrated with [`migrate`]), apart from the host's own.
     ///
