@@ -251,6 +251,10 @@ pub enum Error {
     /// state it settles (nothing was changed).
     #[error("resolution refused: {0}")]
     ResolutionRefused(String),
+    /// The engine is shutting down ([`PayoutService::begin_shutdown`](crate::PayoutService::begin_shutdown)):
+    /// no new provider send is started. Nothing was changed; try again once it is back.
+    #[error("shutting down: no new payout is sent; nothing was changed, try again later")]
+    ShuttingDown,
     /// No adapter is configured for the provider.
     #[error("provider {0} is not configured")]
     ProviderNotConfigured(Provider),

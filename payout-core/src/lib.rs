@@ -70,6 +70,7 @@ pub mod simulated;
 pub mod source;
 pub mod status;
 pub mod store;
+pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

@@ -12,12 +12,17 @@
 //!   monthly calculation at 00:00 UTC on the 1st (`0 0 1 * *`).
 //! - Clawbacks: `PAYOUTS_REVERSED_STATUSES` (e.g. `REFUNDED,VOIDED`) and `PAYOUTS_REVERSED_AT_COLUMN` (e.g.
 //!   `refunded_at`) say how `appointments` records a consultation taken back; unset, none is read.
+//! - Logs ([`init_logging`]): `RUST_LOG` (default `info`), `PAYOUTS_LOG_FORMAT=json` for one JSON object a line.
+//! - Metrics: Prometheus text at `http://$PAYOUTS_METRICS_ADDR/metrics`, on an address of its own so that it
+//!   is never public by accident (unset: no metrics are recorded). See [`serve_metrics`].
+//! - Graceful shutdown on SIGTERM or Ctrl-C, within `PAYOUTS_SHUTDOWN_GRACE_SECS` (30); see [`serve_until`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use payout_core::PayoutProvider;
 use payout_core::domain::{Actor, Period, Provider};
 use payout_core::service::{CalculationPolicy, PayoutService, PerformanceConfig, ReconcilePolicy, ServicePolicy};
@@ -28,13 +33,53 @@ use payout_store_sqlx::{
 };
 
 use axum::Router;
-use axum::middleware;
 use axum::routing::get;
+use tokio_util::sync::CancellationToken;
 
-use crate::{AppState, ServerConfig, api, metrics, router};
+use crate::{AppState, ServerConfig, api, observe, router};
 
 /// The development secret used when `NEXTAUTH_SECRET` is unset (logged loudly).
 pub const DEV_SECRET: &str = "payouts-demo-secret-change-me";
+
+/// How long a shutdown waits by default (`PAYOUTS_SHUTDOWN_GRACE_SECS`).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Starts logging to standard error: `RUST_LOG` filters (default `info`; e.g.
+/// `RUST_LOG=info,payout_core=debug`), and `PAYOUTS_LOG_FORMAT=json` writes one JSON object a line
+/// with the current spans (payout id, attempt key, provider, request id) as fields. Fails when
+/// `RUST_LOG` or `PAYOUTS_LOG_FORMAT` does not parse; a subscriber set already is kept.
+pub fn init_logging() -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => {
+            EnvFilter::try_new(&v).map_err(|e| Error::InvalidInput(format!("RUST_LOG {v:?} does not parse: {e}")))?
+        }
+        _ => EnvFilter::new("info"),
+    };
+    let json = match std::env::var("PAYOUTS_LOG_FORMAT").unwrap_or_default().trim() {
+        "" | "text" => false,
+        "json" => true,
+        other => {
+            return Err(Error::InvalidInput(format!(
+                "PAYOUTS_LOG_FORMAT {other:?}: use text or json"
+            )));
+        }
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none());
+    let set = if json {
+        builder.json().with_current_span(true).with_span_list(true).try_init()
+    } else {
+        builder.with_target(false).try_init()
+    };
+    if set.is_err() {
+        // A subscriber is set already (a host's, or a test's): logs go there.
+        tracing::debug!("logging was set up already");
+    }
+    Ok(())
+}
 
 /// Demo settings, read from the environment.
 #[derive(Clone)]
@@ -67,6 +112,12 @@ pub struct DemoConfig {
     /// source-address check (`PAYOUTS_TRUSTED_PROXIES`, addresses and CIDR blocks, comma-separated, e.g.
     /// `10.0.0.0/8,127.0.0.1`; default none: the socket peer is the client).
     pub trusted_proxies: crate::limits::TrustedProxies,
+    /// Where Prometheus scrapes `/metrics` (`PAYOUTS_METRICS_ADDR`, e.g. `127.0.0.1:9464`; default
+    /// none: no metrics are recorded or served).
+    pub metrics_addr: Option<SocketAddr>,
+    /// How long a shutdown waits for requests in flight (a bulk trigger's provider calls) and the
+    /// background jobs' current pass (`PAYOUTS_SHUTDOWN_GRACE_SECS`, default 30).
+    pub shutdown_grace: Duration,
 }
 
 impl std::fmt::Debug for DemoConfig {
@@ -80,6 +131,8 @@ impl std::fmt::Debug for DemoConfig {
             .field("second_approval_above", &self.second_approval_above)
             .field("reversals", &self.reversals)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("shutdown_grace", &self.shutdown_grace)
             .finish_non_exhaustive()
     }
 }
@@ -104,6 +157,20 @@ impl DemoConfig {
                 .map_err(|_| Error::InvalidInput("PAYOUTS_RECONCILE_SECS must be seconds".into()))?,
             None => 60,
         };
+        let metrics_addr = match var("PAYOUTS_METRICS_ADDR") {
+            Some(a) => Some(
+                a.parse()
+                    .map_err(|_| Error::InvalidInput(format!("PAYOUTS_METRICS_ADDR {a:?} is not host:port")))?,
+            ),
+            None => None,
+        };
+        let shutdown_grace = match var("PAYOUTS_SHUTDOWN_GRACE_SECS") {
+            Some(v) => Duration::from_secs(
+                v.parse()
+                    .map_err(|_| Error::InvalidInput("PAYOUTS_SHUTDOWN_GRACE_SECS must be seconds".into()))?,
+            ),
+            None => DEFAULT_SHUTDOWN_GRACE,
+        };
         Ok(DemoConfig {
             addr,
             database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://payouts-demo.db?mode=rwc".into()),
@@ -121,6 +188,8 @@ impl DemoConfig {
                 .unwrap_or_default()
                 .parse()
                 .map_err(|e| Error::InvalidInput(format!("PAYOUTS_TRUSTED_PROXIES: {e}")))?,
+            metrics_addr,
+            shutdown_grace,
         })
     }
 }
@@ -300,41 +369,216 @@ fn real_provider(provider: Provider) -> std::result::Result<Arc<dyn PayoutProvid
 
 /// The demo's application: the library's routers at the root (the original system's paths), and what
 /// an application adds around them, which a library router must not: JSON answers for unknown paths
-/// (404) and methods (405), `/healthz`, `/metrics` and the request metrics. A host embedding
-/// `payouts` assembles its own (`examples/embed_axum.rs`).
+/// (404) and methods (405), `/healthz`, and request ids, a span per request and the request latency
+/// histogram ([`observe::layers`]). Its metrics are served on an address of their own
+/// ([`serve_metrics`]), never here. A host embedding `payouts` assembles its own
+/// (`examples/embed_axum.rs`).
 pub fn app(state: AppState) -> Router {
     let own = Router::new()
         .route("/healthz", get(api::healthz))
-        .route("/metrics", get(metrics::render))
         .with_state(state.clone());
-    own.merge(router(state.clone()))
+    let app = own
+        .merge(router(state))
         // After every route is in: it applies to the routes present when it is called.
         .method_not_allowed_fallback(api::method_not_allowed)
-        .fallback(api::not_found)
-        .layer(middleware::from_fn_with_state(state, metrics::track))
+        .fallback(api::not_found);
+    observe::layers(app)
 }
 
-/// Serves until the process ends, with the background jobs.
+/// Serves until SIGTERM or Ctrl-C ([`shutdown_signal`]), then shuts down gracefully
+/// ([`serve_until`]).
 pub async fn serve(config: &DemoConfig, demo: Demo) -> std::io::Result<()> {
-    spawn_jobs(config, demo.service.clone());
-    let listener = tokio::net::TcpListener::bind(config.addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "payouts demo server listening");
-    axum::serve(
-        listener,
-        app(demo.state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await
+    serve_until(config, demo, shutdown_signal()).await
 }
 
-/// Reconciliation every `reconcile_every` seconds and the monthly calculation.
-pub fn spawn_jobs(config: &DemoConfig, service: Arc<PayoutService>) {
+/// Completes at the first SIGTERM (what `docker stop`, systemd and Kubernetes send) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received"),
+        _ = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// Serves the app on `config.addr`, the metrics on `config.metrics_addr` ([`serve_metrics`]) and the
+/// background jobs ([`spawn_jobs`]) until `shutdown` completes, then shuts down gracefully:
+///
+/// 1. the engine starts no new provider send ([`PayoutService::begin_shutdown`]): a bulk trigger
+///    under way stops preparing attempts, and the payouts it has not reached stay `APPROVED`,
+///    untouched; the listeners stop accepting connections;
+/// 2. the background jobs stop between passes;
+/// 3. the requests in flight (the provider calls already started, and the recording of their
+///    answers) and the jobs' current pass get `config.shutdown_grace` to finish.
+///
+/// Then it returns `Ok` (the demo exits 0). Whatever still runs after the grace is dropped: every
+/// attempt is committed before its provider call, so reconciliation settles it after the restart.
+pub async fn serve_until(
+    config: &DemoConfig,
+    demo: Demo,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let stop = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    let mut tasks = Vec::new();
+    if let Some(addr) = config.metrics_addr {
+        tasks.push(serve_metrics(addr, demo.service.clone(), stop.clone()).await?);
+    }
+    tasks.extend(spawn_jobs(config, demo.service.clone(), stop.clone()));
+    tracing::info!(addr = %listener.local_addr()?, "payouts demo server listening");
+    let service = demo.service.clone();
+    let app = app(demo.state).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let mut server = tokio::spawn(async move { server.await });
+    tokio::select! {
+        ended = &mut server => {
+            stop.cancel();
+            return ended.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        }
+        _ = shutdown => {}
+    }
+    let grace = config.shutdown_grace;
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: no new work; waiting for the work under way"
+    );
+    service.begin_shutdown();
+    stop.cancel();
+    let deadline = tokio::time::Instant::now() + grace;
+    match tokio::time::timeout_at(deadline, &mut server).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the server ended with an error while shutting down"),
+        Ok(_) => tracing::info!("requests in flight finished"),
+        Err(_) => {
+            server.abort();
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "requests still running after the grace are dropped; their attempts are committed, so \
+                 reconciliation settles them after the restart"
+            );
+        }
+    }
+    for task in tasks {
+        let abort = task.abort_handle();
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            abort.abort();
+            tracing::warn!("a background job still running after the grace is dropped");
+        }
+    }
+    tracing::info!("shut down");
+    Ok(())
+}
+
+/// Installs the Prometheus recorder as the process's `metrics` recorder (once; later calls return
+/// the same handle), with histogram buckets for every `*_seconds` metric, and registers the
+/// descriptions of the engine's and the server's metrics.
+pub fn install_metrics() -> Result<PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let handle = prometheus_builder()
+        .install_recorder()
+        .map_err(|e| Error::InvalidInput(format!("installing the metrics recorder: {e}")))?;
+    payout_core::telemetry::describe();
+    crate::observe::describe();
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// The exporter's settings: histogram buckets (seconds) for every `*_seconds` metric.
+pub fn prometheus_builder() -> PrometheusBuilder {
+    const SECONDS: [f64; 14] = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS)
+        .expect("the buckets are not empty")
+}
+
+/// `GET /metrics` on `addr`, in the Prometheus text format, for `service` (its gauges are read
+/// from the store on every scrape, [`PayoutService::publish_gauges`]); installs the recorder
+/// ([`install_metrics`]). An address of its own, so the figures are only where the operator
+/// points Prometheus (bind it to loopback or a private network): the app's listener has no
+/// `/metrics`. Serves until `stop` is cancelled.
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    service: Arc<PayoutService>,
+    stop: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let handle = install_metrics().map_err(std::io::Error::other)?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+    let app = metrics_router(handle.clone(), service);
+    let upkeep = stop.clone();
+    Ok(tokio::spawn(async move {
+        // The exporter's upkeep (it has no task of its own without its HTTP listener).
+        let upkeep = async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = upkeep.cancelled() => break,
+                    _ = tick.tick() => handle.run_upkeep(),
+                }
+            }
+        };
+        let serving = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+        let (served, ()) = tokio::join!(serving, upkeep);
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "the metrics listener failed");
+        }
+    }))
+}
+
+/// The metrics router: `GET /metrics` renders `handle` after refreshing `service`'s gauges.
+pub fn metrics_router(handle: PrometheusHandle, service: Arc<PayoutService>) -> Router {
+    let render = move || {
+        let (handle, service) = (handle.clone(), service.clone());
+        async move {
+            if let Err(e) = service.publish_gauges().await {
+                tracing::warn!(error = %e, "metrics: the gauges could not be read; serving the last values");
+            }
+            (
+                [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                handle.render(),
+            )
+        }
+    };
+    Router::new().route("/metrics", get(render))
+}
+
+/// Reconciliation every `reconcile_every` seconds (refreshing the engine's gauges after each pass)
+/// and the monthly calculation, until `stop` is cancelled: a pass or calculation under way then
+/// runs to its end, and the job ends. Returns the jobs, to wait for.
+pub fn spawn_jobs(
+    config: &DemoConfig,
+    service: Arc<PayoutService>,
+    stop: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut jobs = Vec::new();
     if config.reconcile_every > 0 {
         let every = config.reconcile_every;
         let s = service.clone();
-        tokio::spawn(async move {
+        let stop = stop.clone();
+        jobs.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(every));
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
                 match s.reconcile(ChronoDuration::seconds(every as i64)).await {
                     Ok(r) if r.examined > 0 => tracing::info!(
                         examined = r.examined,
@@ -346,15 +590,21 @@ pub fn spawn_jobs(config: &DemoConfig, service: Arc<PayoutService>) {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "reconciliation failed; retrying next pass"),
                 }
+                if let Err(e) = s.publish_gauges().await {
+                    tracing::debug!(error = %e, "the gauges could not be read");
+                }
             }
-        });
+        }));
     }
-    tokio::spawn(async move {
+    jobs.push(tokio::spawn(async move {
         loop {
             let now = Utc::now();
             let next = next_month_start(now);
             let wait = (next - now).to_std().unwrap_or(Duration::from_secs(60));
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
             let period = Period::previous_month(Utc::now());
             match service
                 .calculate_period(
@@ -368,7 +618,8 @@ pub fn spawn_jobs(config: &DemoConfig, service: Arc<PayoutService>) {
                 Err(e) => tracing::error!(%period, error = %e, "monthly calculation failed"),
             }
         }
-    });
+    }));
+    jobs
 }
 
 /// 00:00 UTC on the 1st of the month after `now` (the `0 0 1 * *` schedule).
@@ -555,6 +806,8 @@ mod tests {
             second_approval_above: Vec::new(),
             reversals: None,
             trusted_proxies: Default::default(),
+            metrics_addr: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 

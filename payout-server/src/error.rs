@@ -70,6 +70,7 @@ impl ApiError {
                 }
                 Error::Webhook(_) => (StatusCode::UNAUTHORIZED, "invalid_webhook_signature"),
                 Error::NotSupported(_) => (StatusCode::NOT_IMPLEMENTED, "not_supported"),
+                Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
                 Error::Store(_) | Error::Source(_) | Error::Io(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },

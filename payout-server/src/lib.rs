@@ -36,7 +36,7 @@ pub mod demo;
 mod demo_providers;
 pub mod error;
 pub mod limits;
-pub mod metrics;
+pub mod observe;
 pub mod openapi;
 pub mod webhooks;
 pub mod wire;
@@ -100,8 +100,6 @@ pub struct AppState {
     pub authenticator: Arc<dyn Authenticator>,
     /// Settings.
     pub config: Arc<ServerConfig>,
-    /// Counters for `/metrics`.
-    pub metrics: Arc<metrics::Metrics>,
     /// Rate limiter for webhooks.
     pub webhook_limiter: Arc<limits::RateLimiter>,
     /// Rate limiter for admin mutations.
@@ -116,7 +114,6 @@ impl AppState {
             authenticator: config.authenticator.clone(),
             webhook_limiter: Arc::new(limits::RateLimiter::new(config.webhook_rate)),
             mutation_limiter: Arc::new(limits::RateLimiter::new(config.mutation_rate)),
-            metrics: Arc::new(metrics::Metrics::default()),
             config: Arc::new(config),
         }
     }

@@ -194,8 +194,9 @@ fn docs_page() {}
 #[allow(dead_code)]
 fn healthz() {}
 
-/// Prometheus metrics: requests by route and status with latencies, payouts by status, webhook
-/// outcomes by provider and result.
+/// Prometheus metrics (the demo serves them on an address of their own, `PAYOUTS_METRICS_ADDR`, not
+/// beside the API): request latencies by route and status, provider sends and call latencies, webhook
+/// outcomes by provider and result, the reconciliation backlog, the attention queue, payouts by status.
 #[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus metrics",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String)))]
 #[allow(dead_code)]

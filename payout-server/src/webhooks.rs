@@ -45,20 +45,9 @@ async fn handle(
         .await
         .map_err(|e| {
             tracing::warn!(%provider, error = %e, "webhook refused");
-            if matches!(
-                e,
-                payout_core::Error::Webhook(payout_core::WebhookError::Contradicted(_))
-            ) {
-                state.metrics.record_webhook_event(provider.as_str(), "contradicted");
-            }
             ApiError::from(e)
         })?;
-    let events: Vec<WebhookEvent> = report
-        .events
-        .into_iter()
-        .map(WebhookEvent::from)
-        .inspect(|e| state.metrics.record_webhook_event(provider.as_str(), e.result()))
-        .collect();
+    let events: Vec<WebhookEvent> = report.events.into_iter().map(WebhookEvent::from).collect();
     Ok(Json(WebhookBody {
         data: WebhookReceipt { received: true, events },
     }))

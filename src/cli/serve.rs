@@ -7,11 +7,13 @@ use payout_server::demo::{self, DemoConfig};
 use super::CliError;
 
 /// `payouts serve`: the seed's API paths with bearer-token auth, provider webhooks, the admin
-/// dashboard at /dashboard/admin/payouts, OpenAPI at /api/openapi.json, /healthz and /metrics, with
-/// background reconciliation and the monthly calculation. Everything else is configured by the
+/// dashboard at /dashboard/admin/payouts, OpenAPI at /api/openapi.json and /healthz, with
+/// background reconciliation and the monthly calculation; Prometheus metrics on
+/// `PAYOUTS_METRICS_ADDR`; SIGTERM or Ctrl-C stops it gracefully. Everything else is configured by the
 /// environment as for the demo server (`NEXTAUTH_SECRET`, provider credentials such as
 /// `STRIPE_SECRET_KEY` — a provider without them is simulated —, `PAYOUTS_SIMULATION_TOKEN`,
-/// `PAYOUTS_RECONCILE_SECS`, `PAYOUTS_SAMPLE_DATA`, `PAYOUTS_FOUR_EYES`).
+/// `PAYOUTS_RECONCILE_SECS`, `PAYOUTS_SAMPLE_DATA`, `PAYOUTS_FOUR_EYES`, `RUST_LOG`, `PAYOUTS_LOG_FORMAT`,
+/// `PAYOUTS_METRICS_ADDR`, `PAYOUTS_SHUTDOWN_GRACE_SECS`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Where to listen [default: 127.0.0.1:3000]
@@ -23,9 +25,9 @@ pub struct ServeArgs {
     pub database_url: Option<String>,
 }
 
-/// Runs `payouts serve` until the process ends.
+/// Runs `payouts serve` until SIGTERM or Ctrl-C (a graceful shutdown: `demo::serve`).
 pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
-    let _ = tracing_subscriber::fmt().with_target(false).try_init();
+    demo::init_logging().map_err(|e| CliError::usage(e.to_string()))?;
     let mut config = DemoConfig::from_env().map_err(|e| CliError::usage(e.to_string()))?;
     if let Some(addr) = args.addr {
         config.addr = addr;

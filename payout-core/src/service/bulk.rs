@@ -3,6 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::Instrument;
 
 use super::PayoutService;
 use super::lifecycle::{Batch, BulkOutcome, Prepared, moves_to};
@@ -12,6 +15,7 @@ use crate::error::{Error, ProviderError, ProviderErrorKind, Result};
 use crate::provider::{PayoutInstruction, PayoutProvider, SendReceipt};
 use crate::status::{PayoutEvent, PayoutStatus};
 use crate::store::PayoutStoreExt;
+use crate::telemetry;
 
 impl PayoutService {
     /// Triggers each payout with `provider`; one result per id, in order. Sends run with bounded
@@ -28,9 +32,19 @@ impl PayoutService {
     /// ([`ProviderError::REJECTED_WITH_BATCH`] for the others) fails the invalid item alone: the
     /// others' attempts failed with nothing paid, so each is retried at once, as a new attempt in a
     /// new batch with its own stored id (at most three times).
+    ///
+    /// Once [`begin_shutdown`](Self::begin_shutdown) is called, no further attempt is prepared: the
+    /// payouts not reached yet are refused with [`Error::ShuttingDown`] (untouched, still
+    /// `APPROVED`), while those already committed are sent and their answers recorded.
+    ///
+    /// Runs in a `bulk_trigger` span (`provider`, `payouts`); each send in a `provider_send` span.
+    #[tracing::instrument(name = "bulk_trigger", skip_all, fields(%provider, payouts = ids.len()))]
     pub async fn bulk_trigger(&self, actor: &Actor, ids: &[PayoutId], provider: Provider) -> Vec<BulkOutcome> {
         let mut outcomes = self.bulk_trigger_round(actor, ids, provider).await;
         for _ in 0..REBATCH_ROUNDS {
+            if self.is_shutting_down() {
+                break;
+            }
             let rejected: Vec<(usize, String)> = outcomes
                 .iter()
                 .enumerate()
@@ -57,6 +71,17 @@ impl PayoutService {
                 outcomes[n] = outcome;
             }
         }
+        let refused = outcomes.iter().filter(|o| o.result.is_err()).count();
+        let stopped = outcomes
+            .iter()
+            .filter(|o| matches!(o.result, Err(Error::ShuttingDown)))
+            .count();
+        tracing::info!(
+            triggered = outcomes.len() - refused,
+            refused,
+            stopped_by_shutdown = stopped,
+            "bulk trigger done"
+        );
         outcomes
     }
 
@@ -179,7 +204,17 @@ impl PayoutService {
         }
         let provider = adapter.provider();
         let instructions: Vec<PayoutInstruction> = ready.iter().map(|(_, p)| p.instruction.clone()).collect();
-        let answer = match tokio::time::timeout(self.policy.send_timeout, adapter.send_batch(&instructions)).await {
+        let span = tracing::info_span!(
+            "provider_send_batch",
+            %provider,
+            batch_id = instructions[0].batch_id.as_deref().unwrap_or_default(),
+            items = instructions.len(),
+        );
+        let started = Instant::now();
+        let answer = match tokio::time::timeout(self.policy.send_timeout, adapter.send_batch(&instructions))
+            .instrument(span.clone())
+            .await
+        {
             Ok(a) => a,
             Err(_) => Err(ProviderError::new(
                 provider,
@@ -187,6 +222,29 @@ impl PayoutService {
                 "batch call timed out",
             )),
         };
+        telemetry::record_send_time(provider, started.elapsed());
+        let answers = self.batch_answers(provider, ready, answer);
+        for (i, (_, p)) in answers.iter().zip(ready) {
+            let _in_span = tracing::info_span!(
+                parent: &span,
+                "provider_send",
+                payout_id = %p.instruction.payout_id,
+                attempt_key = %p.instruction.idempotency_key,
+                %provider,
+            )
+            .entered();
+            telemetry::record_send(provider, i);
+        }
+        answers
+    }
+
+    /// One answer per item of a batch call's `answer`.
+    fn batch_answers(
+        &self,
+        provider: Provider,
+        ready: &[(usize, Prepared)],
+        answer: std::result::Result<Vec<std::result::Result<SendReceipt, ProviderError>>, ProviderError>,
+    ) -> Vec<std::result::Result<SendReceipt, ProviderError>> {
         match answer {
             Ok(v) if v.len() == ready.len() => v,
             Ok(v) => {
@@ -214,6 +272,11 @@ impl PayoutService {
         adapter: &Arc<dyn PayoutProvider>,
     ) -> Vec<(usize, Result<Prepared>)> {
         let mut out = Vec::with_capacity(ids.len());
+        // Shutting down: nothing more is prepared, so nothing more is sent.
+        if self.is_shutting_down() {
+            out.extend((0..ids.len()).map(|k| (first + k, Err(Error::ShuttingDown))));
+            return out;
+        }
         // Refused, or a read that failed for the whole chunk: one payout at a time, so that each
         // gets its own answer (a refusal costs no read).
         let read = match self.require_privileged(actor, "trigger payouts") {

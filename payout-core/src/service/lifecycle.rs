@@ -1,6 +1,9 @@
 //! Approve, cancel, trigger and retry one payout, and the simple bulk forms of approve and cancel.
 
 use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::Instrument;
 
 use super::PayoutService;
 use crate::domain::{Actor, Approval, AttemptOutcome, Payout, PayoutAttempt, PayoutId, Provider, Recipient};
@@ -9,6 +12,7 @@ use crate::provider::{PayoutInstruction, PayoutProvider, SendReceipt};
 use crate::simulated::SIMULATED_NOTE;
 use crate::status::{PayoutEvent, PayoutStatus, Transition, transition};
 use crate::store::{PayoutChange, PayoutStoreExt};
+use crate::telemetry;
 
 /// The result of one payout in a bulk action: a partial failure never aborts the others.
 #[derive(Debug)]
@@ -129,16 +133,35 @@ impl PayoutService {
     /// rejection makes the payout `FAILED`; a timeout or any answer that may hide a sent payment leaves
     /// it `PROCESSING` with an unknown outcome for [`reconcile`](Self::reconcile) or a webhook to settle.
     /// Nothing changes when the payout is not `APPROVED` or the doctor has no details for `provider`.
+    ///
+    /// Runs in a `trigger` span naming the payout, the provider and, once it is committed, the
+    /// attempt's key. Refused with [`Error::ShuttingDown`] once
+    /// [`begin_shutdown`](Self::begin_shutdown) was called.
+    #[tracing::instrument(name = "trigger", skip_all, fields(payout_id = %id, %provider, attempt_key = tracing::field::Empty))]
     pub async fn trigger(&self, actor: &Actor, id: &PayoutId, provider: Provider) -> Result<Payout> {
         let prepared = self.prepare_trigger(actor, id, provider).await?;
+        tracing::Span::current().record(
+            "attempt_key",
+            tracing::field::display(&prepared.instruction.idempotency_key),
+        );
+        tracing::info!(
+            attempt_no = prepared.instruction.attempt_no,
+            "attempt recorded; sending"
+        );
         let result = self.send_timed(&prepared).await;
-        self.record_prepared_send(&prepared, result).await
+        let recorded = self.record_prepared_send(&prepared, result).await;
+        match &recorded {
+            Ok(payout) => tracing::info!(status = %payout.status, "triggered"),
+            Err(e) => tracing::warn!(error = %e, "the provider's answer was not recorded"),
+        }
+        recorded
     }
 
     /// After a *confirmed* failure: `FAILED -> APPROVED`, then triggers a new attempt (new key) with
     /// `provider`, or the provider of the failed attempt.
     pub async fn retry(&self, actor: &Actor, id: &PayoutId, provider: Option<Provider>) -> Result<Payout> {
         self.require_privileged(actor, "retry payouts")?;
+        self.refuse_when_shutting_down()?;
         let payout = self.store.get(id).await?;
         let to = moves_to(&payout, PayoutEvent::Retry)?;
         let attempts = self.store.attempts(id).await?;
@@ -209,6 +232,7 @@ impl PayoutService {
     /// Checks everything, then commits `APPROVED -> PROCESSING` with a new attempt and its key.
     pub(super) async fn prepare_trigger(&self, actor: &Actor, id: &PayoutId, provider: Provider) -> Result<Prepared> {
         self.require_privileged(actor, "trigger payouts")?;
+        self.refuse_when_shutting_down()?;
         let (payout, attempts) = self.store.payout_and_attempts(id).await?;
         moves_to(&payout, PayoutEvent::Trigger)?;
         let adapter = self.provider(provider)?.clone();
@@ -311,15 +335,32 @@ impl PayoutService {
     }
 
     /// Calls the provider with the service's time limit; running out of time is an unknown outcome.
+    /// Runs in a `provider_send` span naming the payout, the attempt's key and the provider (the
+    /// adapter's own logs carry them), and is counted and timed ([`telemetry`](crate::telemetry)).
     pub(super) async fn send_timed(&self, p: &Prepared) -> std::result::Result<SendReceipt, ProviderError> {
-        match tokio::time::timeout(self.policy.send_timeout, p.adapter.send(&p.instruction)).await {
-            Ok(r) => r,
-            Err(_) => Err(ProviderError::new(
-                p.adapter.provider(),
-                ProviderErrorKind::Ambiguous,
-                format!("no answer within {:?}", self.policy.send_timeout),
-            )),
+        let provider = p.adapter.provider();
+        let span = tracing::info_span!(
+            "provider_send",
+            payout_id = %p.instruction.payout_id,
+            attempt_key = %p.instruction.idempotency_key,
+            %provider,
+        );
+        async {
+            let started = Instant::now();
+            let result = match tokio::time::timeout(self.policy.send_timeout, p.adapter.send(&p.instruction)).await {
+                Ok(r) => r,
+                Err(_) => Err(ProviderError::new(
+                    provider,
+                    ProviderErrorKind::Ambiguous,
+                    format!("no answer within {:?}", self.policy.send_timeout),
+                )),
+            };
+            telemetry::record_send_time(provider, started.elapsed());
+            telemetry::record_send(provider, &result);
+            result
         }
+        .instrument(span)
+        .await
     }
 }
 

@@ -16,6 +16,7 @@ mod webhook;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::clock::{Clock, IdGenerator, SystemClock, UuidV7Ids};
@@ -159,6 +160,8 @@ pub struct PayoutService {
     ids: Arc<dyn IdGenerator>,
     policy: ServicePolicy,
     performance: PerformanceConfig,
+    /// Set by [`PayoutService::begin_shutdown`]: no new provider send is started.
+    shutting_down: AtomicBool,
 }
 
 impl std::fmt::Debug for PayoutService {
@@ -269,6 +272,7 @@ impl PayoutServiceBuilder {
             ids: self.ids.unwrap_or_else(|| Arc::new(UuidV7Ids)),
             policy: self.policy,
             performance: self.performance,
+            shutting_down: AtomicBool::new(false),
         })
     }
 }
@@ -315,6 +319,51 @@ impl PayoutService {
     /// The current time from the injected clock.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
+    }
+
+    /// Stops starting provider sends, for a graceful shutdown: from now on [`trigger`](Self::trigger),
+    /// [`retry`](Self::retry) and the rest of a running [`bulk_trigger`](Self::bulk_trigger) refuse
+    /// with [`Error::ShuttingDown`] before committing anything, while the sends already committed
+    /// go on and their answers are recorded. Reconciliation, webhooks and reads are unaffected.
+    /// There is no way back: a new process starts a new service.
+    pub fn begin_shutdown(&self) {
+        if !self.shutting_down.swap(true, Ordering::SeqCst) {
+            tracing::info!("shutting down: no new payout is sent; sends under way finish");
+        }
+    }
+
+    /// True once [`begin_shutdown`](Self::begin_shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    fn refuse_when_shutting_down(&self) -> Result<()> {
+        if self.is_shutting_down() {
+            Err(Error::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Reads the engine's gauges from the store and sets them through the `metrics` facade
+    /// ([`telemetry`](crate::telemetry)): the reconciliation backlog (PROCESSING payouts), the
+    /// attention queue's length and the payouts by status. A few counting reads; call it when the
+    /// figures should be fresh (after a reconciliation pass, on a scrape).
+    pub async fn publish_gauges(&self) -> Result<()> {
+        for status in crate::status::PayoutStatus::ALL {
+            let filter = PayoutFilter {
+                status: Some(status),
+                ..Default::default()
+            };
+            let total = self.store.list(&filter, &Page::new(1, 0)).await?.total;
+            metrics::gauge!(crate::telemetry::PAYOUTS, "status" => status.to_string()).set(total as f64);
+            if status == crate::status::PayoutStatus::Processing {
+                metrics::gauge!(crate::telemetry::RECONCILE_BACKLOG).set(total as f64);
+            }
+        }
+        let attention = self.store.attention(&Page::new(1, 0)).await?.total;
+        metrics::gauge!(crate::telemetry::ATTENTION).set(attention as f64);
+        Ok(())
     }
 
     fn require_privileged(&self, actor: &Actor, what: &str) -> Result<()> {

@@ -10,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use futures::StreamExt;
 use futures::future::{BoxFuture, Either};
 use futures::stream::FuturesUnordered;
+use tracing::Instrument;
 
 use super::PayoutService;
 use super::lifecycle::Prepared;
@@ -20,6 +21,7 @@ use crate::status::PayoutStatus;
 use crate::store::{
     AttemptUpdate, AttentionPage, CheckClaim, CheckDone, ClaimedCheck, FollowUp, PayoutChange, PayoutStoreExt,
 };
+use crate::telemetry;
 
 /// When reconciliation looks at a payout again, and how long it watches a paid one: rules a
 /// finance team decides (part of [`ServicePolicy`](super::ServicePolicy)).
@@ -279,19 +281,33 @@ impl PayoutService {
         let mut report = ReconcileReport::default();
         for (id, checked, flagged) in pass.results {
             report.examined += 1;
-            match checked {
-                Ok(Checked::Settled(to)) => report.settled.push((id.clone(), to)),
+            let result = match checked {
+                Ok(Checked::Settled(to)) => {
+                    report.settled.push((id.clone(), to));
+                    "settled"
+                }
                 Ok(Checked::Resent(settled)) => {
                     report.resent.push(id.clone());
                     if let Some(to) = settled {
                         report.settled.push((id.clone(), to));
                     }
+                    "resent"
                 }
-                Ok(Checked::Pending) => report.pending.push(id.clone()),
-                Ok(Checked::Watched) => report.watched.push(id.clone()),
-                Ok(Checked::Idle) => {}
-                Err(e) => report.errors.push((id.clone(), e)),
-            }
+                Ok(Checked::Pending) => {
+                    report.pending.push(id.clone());
+                    "pending"
+                }
+                Ok(Checked::Watched) => {
+                    report.watched.push(id.clone());
+                    "watched"
+                }
+                Ok(Checked::Idle) => "idle",
+                Err(e) => {
+                    report.errors.push((id.clone(), e));
+                    "error"
+                }
+            };
+            telemetry::record_check(result);
             if flagged.is_some() {
                 report.needs_attention.push(id);
             }
@@ -657,7 +673,13 @@ impl PayoutService {
             provider_reference: attempt.provider_reference.clone(),
             instruction: Some(instruction.clone()),
         };
-        let status = adapter.lookup(&lookup).await?;
+        let span = tracing::info_span!(
+            "provider_lookup",
+            payout_id = %payout.id,
+            attempt_key = %attempt.idempotency_key,
+            provider = %attempt.provider,
+        );
+        let status = adapter.lookup(&lookup).instrument(span).await?;
         Ok((attempt, adapter, instruction, status))
     }
 

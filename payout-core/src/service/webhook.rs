@@ -114,7 +114,17 @@ impl PayoutService {
     /// delivering it. An authentic event that names our key, or a reference of a form we are given,
     /// whose attempt is not recorded (yet) is an [`Error::UnknownReference`], so the host answers
     /// non-2xx and the provider delivers it again later: never acknowledged and dropped.
+    ///
+    /// Each event is counted by its result, a refused delivery by why
+    /// ([`telemetry::WEBHOOK_EVENTS`](crate::telemetry::WEBHOOK_EVENTS)).
+    #[tracing::instrument(name = "webhook", skip_all, fields(%provider))]
     pub async fn handle_webhook(&self, provider: Provider, headers: &HeaderMap, body: &[u8]) -> Result<WebhookReport> {
+        let result = self.verify_and_apply(provider, headers, body).await;
+        crate::telemetry::record_webhook(provider, &result);
+        result
+    }
+
+    async fn verify_and_apply(&self, provider: Provider, headers: &HeaderMap, body: &[u8]) -> Result<WebhookReport> {
         let adapter = self.provider(provider)?;
         let events = adapter.verify_webhook(headers, body).await?;
         let mut report = WebhookReport::default();

@@ -5,6 +5,8 @@
 // Each test crate uses the part it needs.
 #![allow(dead_code)]
 
+pub mod gated;
+
 use chrono::{NaiveDate, TimeZone, Utc};
 use payout_core::domain::{BankAccount, Consultation, Period, Recipient};
 

@@ -1,6 +1,9 @@
 //! The HTTP client every adapter uses and how its failures are classified.
 
 use std::future::Future;
+use std::time::Instant;
+
+use tracing::Instrument;
 
 use payout_core::domain::Provider;
 use payout_core::{ProviderError, ProviderErrorKind};
@@ -168,16 +171,52 @@ pub(crate) fn with_code(e: ProviderError, code: Option<String>) -> ProviderError
 /// Sends a request within the API's request budget and reads the whole response. Transport failures
 /// come back classified: nothing sent (connect error) is retryable, anything after that is
 /// ambiguous. A 429 slows the budget down (and pauses it for `Retry-After`); other answers restore it.
+///
+/// Every call runs in a `provider_call` span (`provider`, `endpoint`) inside the engine's span for
+/// the payout, and its time on the wire (the budget's wait left out) is recorded in the
+/// [`PROVIDER_CALL_SECONDS`](payout_core::telemetry::PROVIDER_CALL_SECONDS) histogram by provider,
+/// endpoint and status (`2xx`, `4xx`, `429`, `5xx`, `transport_error`).
 pub(crate) async fn execute(api: &Api, request: reqwest::RequestBuilder) -> Result<RawResponse, ProviderError> {
     let provider = api.provider;
     let (client, request) = request.build_split();
     let request = request.map_err(|e| transport_error(provider, &e))?;
     let endpoint = endpoint_of(request.method(), request.url().path());
+    let span = tracing::debug_span!("provider_call", %provider, endpoint = %endpoint);
+    exchange(api, client, request, endpoint).instrument(span).await
+}
+
+async fn exchange(
+    api: &Api,
+    client: reqwest::Client,
+    request: reqwest::Request,
+    endpoint: String,
+) -> Result<RawResponse, ProviderError> {
+    let provider = api.provider;
     api.budget.acquire(&endpoint).await;
-    let response = client
-        .execute(request)
-        .await
-        .map_err(|e| transport_error(provider, &e))?;
+    let started = Instant::now();
+    let response = client.execute(request).await;
+    let elapsed = started.elapsed();
+    let class = match &response {
+        Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => "429",
+        Ok(r) if r.status().is_success() => "2xx",
+        Ok(r) if r.status().is_client_error() => "4xx",
+        Ok(r) if r.status().is_server_error() => "5xx",
+        Ok(_) => "other",
+        Err(_) => "transport_error",
+    };
+    metrics::histogram!(
+        payout_core::telemetry::PROVIDER_CALL_SECONDS,
+        "provider" => provider.as_str(),
+        "endpoint" => endpoint.clone(),
+        "status" => class,
+    )
+    .record(elapsed.as_secs_f64());
+    tracing::debug!(
+        status = class,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "provider call answered"
+    );
+    let response = response.map_err(|e| transport_error(provider, &e))?;
     let status = response.status();
     let headers = response.headers().clone();
     api.budget.answered(
