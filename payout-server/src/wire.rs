@@ -571,7 +571,7 @@ pub enum WebhookEvent {
 }
 
 impl WebhookEvent {
-    /// The `result` name, as the answer and `/metrics` give it.
+    /// The `result` name, as the answer gives it.
     pub fn result(&self) -> &'static str {
         match self {
             WebhookEvent::Applied { .. } => "applied",
