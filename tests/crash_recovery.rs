@@ -47,14 +47,12 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use common::{calculate, january};
 use demo_process::*;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use payout_store_sqlx::testkit::PgTestSchema;
-use payouts::domain::{Actor, AttemptOutcome, PayoutAttempt, PayoutId};
+use payouts::PayoutStore;
+use payouts::domain::{AttemptOutcome, PayoutAttempt, PayoutId};
 use payouts::status::PayoutStatus;
-use payouts::store_sqlx::{ConsultationTable, PgStore, RecipientTable, SqlConsultationSource, SqlRecipientDirectory};
-use payouts::{PayoutService, PayoutStore};
 use serde_json::{Value, json};
 
 const PAYOUTS: usize = 1000;
@@ -492,29 +490,7 @@ async fn crash_and_recover(database_url: String, schema: String, exe: PathBuf, p
 
     // The database: migrated through the schema-scoped URL the server gets too, host tables, 1,000
     // payouts calculated and approved.
-    let store = PgStore::connect(&database_url)
-        .await
-        .expect("migrating the test schema");
-    let pool = store.pool().clone();
-    create_host_tables(&pool, PAYOUTS).await;
-    let service = PayoutService::builder()
-        .store(Arc::new(store.clone()))
-        .consultations(Arc::new(
-            SqlConsultationSource::new(pool.clone(), ConsultationTable::default()).expect("a consultation source"),
-        ))
-        .directory(Arc::new(
-            SqlRecipientDirectory::new(pool.clone(), RecipientTable::default()).expect("a recipient directory"),
-        ))
-        .build()
-        .expect("a service");
-    let ids = calculate(&service, january(), PAYOUTS).await;
-    let approver = Actor::admin("approver");
-    futures::stream::iter(&ids)
-        .map(|id| service.approve(&approver, id))
-        .buffer_unordered(16)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("approving");
+    let (store, pool, ids) = approved_payouts(&database_url, PAYOUTS).await;
     let seeded = started.elapsed();
 
     // The bank double and the server's environment.

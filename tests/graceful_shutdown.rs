@@ -28,14 +28,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use common::{calculate, january};
 use demo_process::*;
-use futures::{StreamExt, TryStreamExt};
 use payout_store_sqlx::testkit::PgTestSchema;
-use payouts::PayoutService;
-use payouts::domain::Actor;
 use payouts::status::PayoutStatus;
-use payouts::store_sqlx::{ConsultationTable, PgStore, RecipientTable, SqlConsultationSource, SqlRecipientDirectory};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 
@@ -150,29 +145,7 @@ async fn sigterm_mid_bulk_trigger_finishes_the_sends_under_way_starts_none_and_e
 
 async fn terminate_mid_bulk(database_url: String, exe: std::path::PathBuf) {
     // 200 payouts, calculated and approved.
-    let store = PgStore::connect(&database_url)
-        .await
-        .expect("migrating the test schema");
-    let pool = store.pool().clone();
-    create_host_tables(&pool, PAYOUTS).await;
-    let service = PayoutService::builder()
-        .store(Arc::new(store.clone()))
-        .consultations(Arc::new(
-            SqlConsultationSource::new(pool.clone(), ConsultationTable::default()).expect("a consultation source"),
-        ))
-        .directory(Arc::new(
-            SqlRecipientDirectory::new(pool.clone(), RecipientTable::default()).expect("a recipient directory"),
-        ))
-        .build()
-        .expect("a service");
-    let ids = calculate(&service, january(), PAYOUTS).await;
-    let approver = Actor::admin("approver");
-    futures::stream::iter(&ids)
-        .map(|id| service.approve(&approver, id))
-        .buffer_unordered(16)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("approving");
+    let (store, pool, ids) = approved_payouts(&database_url, PAYOUTS).await;
 
     let bank = Arc::new(Bank {
         gate: Semaphore::new(ANSWERED_AT_ONCE),

@@ -223,6 +223,14 @@ async fn statuses_and_providers_are_enums_and_paging_is_integers() {
         stripe["responses"]["422"].is_object(),
         "contradicted deliveries are documented"
     );
+    assert!(
+        stripe["responses"]["429"]["headers"]["Retry-After"].is_object(),
+        "a webhook's 429 documents Retry-After"
+    );
+    assert_eq!(
+        stripe["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/WebhookBody"
+    );
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["bearerFormat"], "JWT");
     assert_eq!(
         doc["paths"]["/api/admin/payouts"]["get"]["security"][0]["bearer"],

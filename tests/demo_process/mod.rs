@@ -7,17 +7,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use futures::{StreamExt, TryStreamExt};
 use payout_server::{Claims, JwtKey, Role};
-use payouts::PayoutStore;
-use payouts::domain::{Payout, PayoutAttempt, PayoutId};
+use payouts::domain::{Actor, Payout, PayoutAttempt, PayoutId};
 use payouts::store::PayoutFilter;
-use payouts::store_sqlx::PgStore;
+use payouts::store_sqlx::{ConsultationTable, PgStore, RecipientTable, SqlConsultationSource, SqlRecipientDirectory};
+use payouts::{PayoutService, PayoutStore};
 use serde_json::{Value, json};
 use sqlx::postgres::PgPool;
+
+use crate::common::{calculate, january};
 
 pub const POSTGRES_URL_VAR: &str = "PAYOUTS_TEST_POSTGRES_URL";
 /// The token secret the servers are started with.
@@ -363,4 +366,31 @@ pub async fn attempts_of(store: &PgStore, ids: &[PayoutId]) -> HashMap<PayoutId,
         .buffer_unordered(16)
         .collect()
         .await
+}
+
+/// Migrates the schema `database_url` names, creates the host's tables for `doctors` doctors, and
+/// calculates and approves January through the engine: one APPROVED payout per doctor.
+pub async fn approved_payouts(database_url: &str, doctors: usize) -> (PgStore, PgPool, Vec<PayoutId>) {
+    let store = PgStore::connect(database_url).await.expect("migrating the test schema");
+    let pool = store.pool().clone();
+    create_host_tables(&pool, doctors).await;
+    let service = PayoutService::builder()
+        .store(Arc::new(store.clone()))
+        .consultations(Arc::new(
+            SqlConsultationSource::new(pool.clone(), ConsultationTable::default()).expect("a consultation source"),
+        ))
+        .directory(Arc::new(
+            SqlRecipientDirectory::new(pool.clone(), RecipientTable::default()).expect("a recipient directory"),
+        ))
+        .build()
+        .expect("a service");
+    let ids = calculate(&service, january(), doctors).await;
+    let approver = Actor::admin("approver");
+    futures::stream::iter(&ids)
+        .map(|id| service.approve(&approver, id))
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("approving");
+    (store, pool, ids)
 }
