@@ -61,6 +61,7 @@ pub mod clock;
 pub mod csv;
 pub mod domain;
 pub mod error;
+pub mod funds;
 pub mod memory;
 pub mod money;
 pub mod premium;
@@ -75,6 +76,7 @@ pub mod telemetry;
 pub mod testkit;
 
 pub use error::{Error, ProviderError, ProviderErrorKind, Result, StoreError, StoreErrorKind, WebhookError};
+pub use funds::{BalanceAnswer, BalanceSource, FundsReport, funds_check};
 pub use provider::PayoutProvider;
 pub use service::PayoutService;
 pub use store::{BulkPayoutStore, PayoutStore, PayoutStoreExt};

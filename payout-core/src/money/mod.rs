@@ -145,14 +145,14 @@ impl Money {
     pub fn checked_add(&self, other: &Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
         let amount = self.amount.checked_add(other.amount).ok_or(MoneyError::Overflow)?;
-        Ok(self.with_amount(amount))
+        self.at_scale(amount)
     }
 
     /// `self - other`; both must be in the same currency.
     pub fn checked_sub(&self, other: &Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
         let amount = self.amount.checked_sub(other.amount).ok_or(MoneyError::Overflow)?;
-        Ok(self.with_amount(amount))
+        self.at_scale(amount)
     }
 
     /// `self * n`, e.g. a rate times a number of consultations.
@@ -160,7 +160,7 @@ impl Money {
         let amount = self.amount.checked_mul(Decimal::from(n)).ok_or(MoneyError::Overflow)?;
         let mut amount = amount;
         amount.rescale(self.currency.exponent());
-        Ok(self.with_amount(amount))
+        self.at_scale(amount)
     }
 
     /// The negated amount (a deduction).
@@ -186,6 +186,16 @@ impl Money {
         items
             .into_iter()
             .try_fold(Money::zero(currency), |acc, m| acc.checked_add(m))
+    }
+
+    /// The result of arithmetic on amounts at the currency's scale. `Decimal` keeps a result whose
+    /// digits do not all fit by dropping decimal places (rounding), never by failing: a result that
+    /// is no longer at the currency's scale was rounded, and is refused as an overflow.
+    fn at_scale(&self, amount: Decimal) -> Result<Money, MoneyError> {
+        if amount.scale() != self.currency.exponent() {
+            return Err(MoneyError::Overflow);
+        }
+        Ok(self.with_amount(amount))
     }
 
     /// `amount` in this amount's currency; the caller keeps it at the currency's scale.
@@ -291,6 +301,25 @@ mod tests {
                 .amount_str(),
             "79228162514264337593543950335"
         );
+    }
+
+    /// `Decimal` rounds a sum whose digits do not all fit (`...503.35 + ...503.34` became `...006.7`):
+    /// found by the funds check's tests. Such a result is an overflow, never a rounded amount.
+    #[test]
+    fn arithmetic_that_would_round_is_an_overflow() {
+        let big = kes("792281625142643375935439503.35");
+        let other = kes("792281625142643375935439503.34");
+        assert_eq!(big.checked_add(&other), Err(MoneyError::Overflow));
+        assert_eq!(big.checked_add(&big), Err(MoneyError::Overflow));
+        assert_eq!(big.negate().checked_sub(&other), Err(MoneyError::Overflow));
+        assert_eq!(big.checked_mul(2), Err(MoneyError::Overflow));
+        // Results that fit stay exact at the currency's scale.
+        assert_eq!(other.checked_add(&kes("0.01")).unwrap(), big);
+        assert_eq!(
+            Money::sum(Currency::KES, &[kes("792281625142643375935439500"), kes("3.35")]).unwrap(),
+            big
+        );
+        assert_eq!(big.checked_sub(&other).unwrap(), kes("0.01"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod approval;
 mod bulk;
 mod calculate;
 mod export;
+mod funds;
 mod lifecycle;
 mod pipeline;
 mod reconcile;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use crate::clock::{Clock, IdGenerator, SystemClock, UuidV7Ids};
 use crate::domain::{Actor, AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
 use crate::error::{Error, Result};
+use crate::funds::BalanceSource;
 use crate::premium::{FeatureAccess, SubscriptionSource};
 use crate::provider::PayoutProvider;
 use crate::simulated::SimulatedProvider;
@@ -156,6 +158,7 @@ pub struct PayoutService {
     directory: Arc<dyn RecipientDirectory>,
     subscriptions: Option<Arc<dyn SubscriptionSource>>,
     providers: HashMap<Provider, Arc<dyn PayoutProvider>>,
+    balance_sources: HashMap<Provider, Arc<dyn BalanceSource>>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     policy: ServicePolicy,
@@ -168,8 +171,11 @@ impl std::fmt::Debug for PayoutService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut providers: Vec<_> = self.providers.keys().collect();
         providers.sort();
+        let mut balance_sources: Vec<_> = self.balance_sources.keys().collect();
+        balance_sources.sort();
         f.debug_struct("PayoutService")
             .field("providers", &providers)
+            .field("balance_sources", &balance_sources)
             .field("policy", &self.policy)
             .field("performance", &self.performance)
             .finish_non_exhaustive()
@@ -184,6 +190,7 @@ pub struct PayoutServiceBuilder {
     directory: Option<Arc<dyn RecipientDirectory>>,
     subscriptions: Option<Arc<dyn SubscriptionSource>>,
     providers: HashMap<Provider, Arc<dyn PayoutProvider>>,
+    balance_sources: HashMap<Provider, Arc<dyn BalanceSource>>,
     simulate_missing: bool,
     clock: Option<Arc<dyn Clock>>,
     ids: Option<Arc<dyn IdGenerator>>,
@@ -215,6 +222,15 @@ impl PayoutServiceBuilder {
     /// Adds a provider adapter (replacing one for the same provider).
     pub fn provider(mut self, provider: Arc<dyn PayoutProvider>) -> Self {
         self.providers.insert(provider.provider(), provider);
+        self
+    }
+    /// Adds where a provider's balance is read for the funds check (replacing one for the same
+    /// provider); see [`PayoutService::balances`]. An adapter that is also the provider's
+    /// [`PayoutProvider`] is registered with both methods as the same `Arc` (the M-Pesa adapter
+    /// keeps the balance its result callback brought, and callbacks reach it as the provider).
+    /// A provider without a source has an unknown balance, which the check shows and never blocks on.
+    pub fn balance_source(mut self, source: Arc<dyn BalanceSource>) -> Self {
+        self.balance_sources.insert(source.provider(), source);
         self
     }
     /// Stands a clearly labelled [`SimulatedProvider`] in for every provider without an adapter (the
@@ -268,6 +284,7 @@ impl PayoutServiceBuilder {
             directory,
             subscriptions: self.subscriptions,
             providers,
+            balance_sources: self.balance_sources,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             ids: self.ids.unwrap_or_else(|| Arc::new(UuidV7Ids)),
             policy: self.policy,
