@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue};
 use payout_core::clock::ManualClock;
 use payout_core::domain::{PayoutDestination, Provider};
+use payout_core::funds::{BalanceAnswer, BalanceSource, FundsState};
 use payout_core::money::{Currency, Money};
 use payout_core::provider::{EventReference, PayoutInstruction, PayoutProvider, ProviderEventKind, ProviderStatus};
 use payout_core::testkit::fixtures;
@@ -17,7 +18,7 @@ use payout_core::{ProviderErrorKind, WebhookError};
 use payout_providers::stripe::{StripeConfig, StripeProvider, signature_header};
 use payout_providers::{RetryPolicy, Secret};
 use serde_json::json;
-use support::{lookup, mount, mount_first, mount_times, on, posts, refusal};
+use support::{lookup, mount, mount_first, mount_times, on, posts, refusal, requests};
 use wiremock::matchers::{header, query_param};
 use wiremock::{MockBuilder, MockServer, Request, ResponseTemplate};
 
@@ -512,6 +513,116 @@ async fn passes_the_provider_conformance_check() {
     let p = provider(&server);
     assert!(p.capabilities().webhooks && p.capabilities().lookup && !p.capabilities().batch);
     check_provider(&p, instruction()).await;
+}
+
+// ---------- balance ----------
+
+fn balance_body() -> serde_json::Value {
+    json!({
+        "object": "balance",
+        "available": [
+            {"amount": 666670, "currency": "usd", "source_types": {"card": 666670}},
+            {"amount": 120000, "currency": "jpy", "source_types": {"card": 120000}}
+        ],
+        "connect_reserved": [{"amount": 0, "currency": "usd"}],
+        "livemode": false,
+        "pending": [{"amount": 61414, "currency": "usd", "source_types": {"card": 61414}}]
+    })
+}
+
+/// `GET /v1/balance` with the secret key and no `Stripe-Account` (the platform's own balance):
+/// `available` only, in minor units by each currency's exponent, as of the adapter's clock.
+#[tokio::test]
+async fn balance_reads_the_platforms_available_funds() {
+    let server = MockServer::start().await;
+    let get = on("GET", Some("/v1/balance")).and(header("authorization", format!("Bearer {KEY}").as_str()));
+    mount_times(&server, get, ok(balance_body()), 1).await;
+    let answer = BalanceSource::balance(&provider(&server)).await.unwrap();
+    assert_eq!(
+        answer,
+        BalanceAnswer::Known {
+            available: vec![
+                Money::parse("6666.70", Currency::USD).unwrap(),
+                Money::parse("120000", Currency::JPY).unwrap(),
+            ],
+            as_of: now(),
+        },
+        "pending funds (USD 614.14) do not count"
+    );
+    let sent = requests(&server, |_| true).await;
+    assert!(
+        sent[0].headers.get("stripe-account").is_none(),
+        "the platform's balance"
+    );
+    assert!(sent[0].body.is_empty());
+}
+
+/// The funds check through the service: the platform's USD covers one need and not the other's
+/// currency.
+#[tokio::test]
+async fn the_service_compares_needs_with_the_stripe_balance() {
+    let server = MockServer::start().await;
+    mount(&server, on("GET", Some("/v1/balance")), ok(balance_body())).await;
+    let stripe = Arc::new(provider(&server));
+    let service = payout_core::PayoutService::builder()
+        .store(Arc::new(payout_core::memory::MemoryStore::new()))
+        .directory(Arc::new(payout_core::source::StaticDirectory::new([])))
+        .provider(stripe.clone())
+        .balance_source(stripe)
+        .build()
+        .unwrap();
+    let needs = [
+        (Provider::StripeConnect, Money::parse("6666.70", Currency::USD).unwrap()),
+        (Provider::StripeConnect, Money::parse("10", Currency::EUR).unwrap()),
+    ];
+    let report = service.check_funds(&needs).await.unwrap();
+    let states: Vec<_> = report.lines.iter().map(|l| (l.currency, l.state.clone())).collect();
+    assert_eq!(
+        states,
+        [
+            (
+                Currency::EUR,
+                FundsState::Shortfall {
+                    short_by: Money::parse("10", Currency::EUR).unwrap()
+                }
+            ),
+            (Currency::USD, FundsState::Enough),
+        ]
+    );
+    assert!(report.blocks());
+}
+
+/// Failures are classified as a send's are, and never echo the key: 401 is final at once, a
+/// persistent 503 is retried and ends retryable, a lost answer is ambiguous.
+#[tokio::test]
+async fn balance_failures_are_classified_and_never_echo_the_key() {
+    let unauthorized = stripe_error(
+        "invalid_request_error",
+        None,
+        &format!("Invalid API Key provided: {KEY}"),
+    );
+    let slow = ok(balance_body()).set_delay(Duration::from_secs(3));
+    for (response, tries, kind) in [
+        (
+            ResponseTemplate::new(401).set_body_json(unauthorized),
+            1,
+            ProviderErrorKind::Final,
+        ),
+        (
+            ResponseTemplate::new(503).set_body_string("upstream unavailable"),
+            3,
+            ProviderErrorKind::Retryable,
+        ),
+        (slow, 1, ProviderErrorKind::Ambiguous),
+        (ok(json!({"object": "balance"})), 1, ProviderErrorKind::Ambiguous),
+    ] {
+        let server = MockServer::start().await;
+        mount_times(&server, on("GET", Some("/v1/balance")), response, tries).await;
+        let e = BalanceSource::balance(&provider(&server)).await.unwrap_err();
+        assert_eq!(e.kind, kind, "{e}");
+        assert_eq!(e.provider, Provider::StripeConnect);
+        assert!(!e.to_string().contains(KEY) && !format!("{e:?}").contains(KEY), "{e}");
+    }
 }
 
 // ---------- config ----------

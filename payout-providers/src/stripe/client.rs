@@ -1,11 +1,11 @@
-//! Stripe over HTTP: create a transfer, read one, find one by its transfer group.
+//! Stripe over HTTP: create a transfer, read one, find one by its transfer group, read the balance.
 
 use payout_core::domain::Provider;
 use payout_core::{ProviderError, ProviderErrorKind};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
-use super::wire::{ApiError, ErrorEnvelope, List, Transfer};
+use super::wire::{ApiError, Balance, ErrorEnvelope, List, Transfer};
 use crate::common::http::{self, Api, ExchangeError, RawResponse, classified_error};
 use crate::common::retry::Classified;
 use crate::common::{Secret, redact};
@@ -139,6 +139,15 @@ impl StripeClient {
             .call("stripe list transfers", request, |raw| {
                 self.decode::<List<Transfer>>(raw).map(|l| l.data)
             })
+            .await
+    }
+
+    /// `GET /v1/balance`: the platform account's own balance (no `Stripe-Account` header), which
+    /// transfers to connected accounts are paid from.
+    pub async fn get_balance(&self) -> Result<Balance, StripeError> {
+        let request = || self.request(reqwest::Method::GET, "/v1/balance");
+        self.api
+            .call("stripe get balance", request, |raw| self.decode::<Balance>(raw))
             .await
     }
 

@@ -35,6 +35,16 @@
 //! `GET /v1/transfers?transfer_group={key}`: no transfer means the request never arrived, and
 //! `NotFound` lets the engine re-send with the same key.
 //!
+//! # Balance
+//! The adapter is also a [`BalanceSource`] for the funds check: `GET /v1/balance` with the secret
+//! key, that is the platform account's balance, which transfers are paid from. Only `available`
+//! counts (`pending` funds cannot be transferred yet); each amount is read in minor units by its
+//! currency's ISO 4217 exponent, like transfer amounts (`666670` `usd` is USD 6,666.70; `5000`
+//! `jpy` is JPY 5,000), and `as_of` is the adapter clock's time of the answer. The call goes
+//! through the same client, request budget and retries as a send, and its failures are
+//! classified the same way. Register the adapter with both `PayoutServiceBuilder::provider` and
+//! `PayoutServiceBuilder::balance_source`.
+//!
 //! # Webhooks
 //! See [`SIGNATURE_HEADER`] and the table on the translation: `transfer.created` -> `Paid` (what a
 //! lookup of the transfer says), `transfer.reversed` -> `Reversed` when `amount_reversed` reaches
@@ -57,6 +67,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use http::HeaderMap;
 use payout_core::domain::Provider;
+use payout_core::funds::{BalanceAnswer, BalanceSource};
 use payout_core::provider::{
     AttemptLookup, Capabilities, PayoutInstruction, PayoutProvider, ProviderEvent, ProviderStatus, SendReceipt,
 };
@@ -346,6 +357,22 @@ impl PayoutProvider for StripeProvider {
                 None => ProviderStatus::NotFound,
             }),
         }
+    }
+}
+
+#[async_trait]
+impl BalanceSource for StripeProvider {
+    fn provider(&self) -> Provider {
+        Provider::StripeConnect
+    }
+
+    /// `GET /v1/balance`: the platform's `available` amounts, as of now.
+    async fn balance(&self) -> Result<BalanceAnswer, ProviderError> {
+        let balance = self.client.get_balance().await?;
+        Ok(BalanceAnswer::Known {
+            available: balance.available(),
+            as_of: self.config.client.clock().now(),
+        })
     }
 }
 

@@ -158,6 +158,40 @@ impl Transfer {
     }
 }
 
+/// The balance object of `GET /v1/balance` (the fields we use): the account's funds per currency.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct Balance {
+    /// What can be transferred or paid out now.
+    pub available: Vec<BalanceAmount>,
+}
+
+/// One currency's amount in a [`Balance`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct BalanceAmount {
+    /// Integer minor units (whole units for zero-decimal currencies); below zero when the account
+    /// owes Stripe.
+    pub amount: i64,
+    /// Lowercase ISO 4217.
+    pub currency: String,
+}
+
+impl Balance {
+    /// The available amounts as exact money. A currency this library does not know is left out
+    /// (with a warning): no payout can be in it, so no need can be compared with it.
+    pub fn available(&self) -> Vec<Money> {
+        self.available
+            .iter()
+            .filter_map(|a| match Currency::from_code(&a.currency) {
+                Ok(currency) => Some(Money::from_minor_units(a.amount, currency)),
+                Err(e) => {
+                    tracing::warn!(currency = %a.currency, error = %e, "Stripe balance in an unknown currency left out");
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
 /// A list page.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct List<T> {
@@ -235,6 +269,30 @@ mod tests {
         assert_eq!(get("metadata[payout_id]"), Some("po_testkit"));
         assert_eq!(get("transfer_group"), Some("po_testkit-1"));
         assert_eq!(get("destination"), Some("acct_123"));
+    }
+
+    #[test]
+    fn balances_are_read_in_minor_units_by_each_currencys_exponent() {
+        let b: Balance = serde_json::from_value(serde_json::json!({
+            "object": "balance",
+            "available": [
+                {"amount": 666670, "currency": "usd", "source_types": {"card": 666670}},
+                {"amount": 5000, "currency": "jpy"},
+                {"amount": -125, "currency": "eur"},
+                {"amount": 1, "currency": "xyz"}
+            ],
+            "pending": [{"amount": 61414, "currency": "usd"}],
+            "livemode": false
+        }))
+        .unwrap();
+        assert_eq!(
+            b.available(),
+            vec![
+                Money::parse("6666.70", Currency::USD).unwrap(),
+                Money::parse("5000", Currency::JPY).unwrap(),
+                Money::parse("-1.25", Currency::EUR).unwrap(),
+            ]
+        );
     }
 
     #[test]
