@@ -2,12 +2,15 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
+use payout_core::clock::ManualClock;
 use payout_core::domain::{PayoutDestination, Provider};
+use payout_core::funds::{BalanceAnswer, BalanceSource, FundsState};
 use payout_core::money::{Currency, Money};
 use payout_core::provider::{EventReference, PayoutInstruction, PayoutProvider, ProviderEventKind, ProviderStatus};
 use payout_core::testkit::fixtures;
@@ -15,8 +18,8 @@ use payout_core::testkit::provider::{Deliveries, check_events, check_provider};
 use payout_core::{ProviderErrorKind, WebhookError};
 use payout_providers::RetryPolicy;
 use payout_providers::mpesa::{
-    CALLBACK_KIND_HEADER, CALLBACK_TOKEN_HEADER, CLIENT_IP_HEADER, MpesaConfig, MpesaConfigBuilder, MpesaProvider,
-    SIGNATURE_HEADER,
+    BALANCE_RESULT_KIND, BALANCE_TIMEOUT_KIND, CALLBACK_KIND_HEADER, CALLBACK_TOKEN_HEADER, CLIENT_IP_HEADER,
+    MpesaConfig, MpesaConfigBuilder, MpesaProvider, SIGNATURE_HEADER,
 };
 use serde_json::json;
 use support::{lookup, mount, mount_first, mount_times, on, refusal, requests};
@@ -837,4 +840,345 @@ async fn an_authentic_but_unreadable_callback_is_malformed() {
         refusal(&offline(), &signed(&body), &body).await,
         WebhookError::Malformed(_)
     ));
+}
+
+// ---------- balance (funds check) ----------
+
+const NOW: i64 = 1_720_000_000;
+
+fn at(secs: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(NOW + secs, 0).unwrap()
+}
+
+/// An adapter on `server` whose clock the test moves.
+fn clocked(server: &MockServer) -> (MpesaProvider, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(at(0)));
+    let c = builder(&server.uri())
+        .clock(clock.clone())
+        .balance_max_age(Duration::from_secs(300))
+        .balance_wait(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    (MpesaProvider::new(c).unwrap(), clock)
+}
+
+fn balance_ack() -> serde_json::Value {
+    json!({"OriginatorConversationID": "515f-4ccb-b4a5-2b9a8b5d0c1e1017", "ConversationID": "AG_20240706_00004e48cf7e3533f581",
+           "ResponseCode": "0", "ResponseDescription": "Accept the service request successfully."})
+}
+
+fn balance_query() -> wiremock::MockBuilder {
+    on("POST", Some("/mpesa/accountbalance/v1/query"))
+}
+
+const ACCOUNTS: &str = "Working Account|KES|700000.00|700000.00|0.00|0.00&Float Account|KES|0.00|0.00|0.00|0.00\
+    &Utility Account|KES|481000.50|481000.50|0.00|0.00&Charges Paid Account|KES|-1540.00|-1540.00|0.00|0.00\
+    &Organization Settlement Account|KES|0.00|0.00|0.00|0.00";
+
+fn balance_result(code: serde_json::Value, accounts: Option<&str>) -> Vec<u8> {
+    let mut result = json!({
+        "ResultType": 0, "ResultCode": code, "ResultDesc": "The service request is processed successfully.",
+        "OriginatorConversationID": "515f-4ccb-b4a5-2b9a8b5d0c1e1017", "ConversationID": "AG_20240706_00004e48cf7e3533f581",
+        "TransactionID": "SG60000000",
+        "ReferenceData": {"ReferenceItem": {"Key": "QueueTimeoutURL", "Value": "https://internalsandbox.safaricom.co.ke/mpesa/abresults/v1/submit"}}
+    });
+    if let Some(a) = accounts {
+        result["ResultParameters"] = json!({"ResultParameter": [
+            {"Key": "AccountBalance", "Value": a}, {"Key": "BOCompletedTime", "Value": 20240706224852_i64}]});
+    }
+    serde_json::to_vec(&json!({"Result": result})).unwrap()
+}
+
+/// Signed and token-bearing, as the host passes a callback of `kind` on.
+fn callback_headers(body: &[u8], kind: &'static str) -> HeaderMap {
+    let mut h = signed(body);
+    h.insert(CALLBACK_KIND_HEADER, HeaderValue::from_static(kind));
+    h
+}
+
+fn kes(s: &str) -> Money {
+    Money::parse(s, Currency::KES).unwrap()
+}
+
+/// The query Daraja documents, to the balance callback URLs beside the result URL; the answer is
+/// pending until the callback comes, and no second query goes out meanwhile.
+#[tokio::test]
+async fn balance_posts_an_account_balance_query_and_is_pending() {
+    let server = with_token().await;
+    let query = balance_query()
+        .and(header("authorization", "Bearer tok-1"))
+        .and(body_json(json!({
+            "Initiator": "testapi",
+            "SecurityCredential": CREDENTIAL,
+            "CommandID": "AccountBalance",
+            "PartyA": "600996",
+            "IdentifierType": "4",
+            "Remarks": "Funds check before payouts",
+            "QueueTimeOutURL": "https://payouts.example/webhooks/mpesa/path-token-7f3a/balance/timeout",
+            "ResultURL": "https://payouts.example/webhooks/mpesa/path-token-7f3a/balance/result"
+        })));
+    mount_times(&server, query, answer(200, balance_ack()), 1).await;
+    let (p, clock) = clocked(&server);
+    let pending = BalanceAnswer::Pending { requested_at: at(0) };
+    assert_eq!(BalanceSource::balance(&p).await.unwrap(), pending);
+    clock.advance(chrono::Duration::seconds(119));
+    assert_eq!(
+        BalanceSource::balance(&p).await.unwrap(),
+        pending,
+        "still awaited: not asked again"
+    );
+}
+
+/// Pending, then the result callback makes it known (the Utility Account, exactly, as of the
+/// callback's arrival) until it is older than the max age, when it is asked for again.
+#[tokio::test]
+async fn a_balance_result_makes_it_known_until_it_is_too_old() {
+    let server = with_token().await;
+    mount_times(&server, balance_query(), answer(200, balance_ack()), 2).await;
+    let (p, clock) = clocked(&server);
+    assert!(matches!(
+        BalanceSource::balance(&p).await.unwrap(),
+        BalanceAnswer::Pending { .. }
+    ));
+
+    clock.advance(chrono::Duration::seconds(4));
+    let body = balance_result(json!(0), Some(ACCOUNTS));
+    let events = p
+        .verify_webhook(&callback_headers(&body, BALANCE_RESULT_KIND), &body)
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "a balance names no payout");
+    let known = BalanceAnswer::Known {
+        available: vec![kes("481000.50")],
+        as_of: at(4),
+    };
+    assert_eq!(BalanceSource::balance(&p).await.unwrap(), known);
+    clock.advance(chrono::Duration::seconds(300));
+    assert_eq!(
+        BalanceSource::balance(&p).await.unwrap(),
+        known,
+        "300 s old: still fresh"
+    );
+    clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(
+        BalanceSource::balance(&p).await.unwrap(),
+        BalanceAnswer::Pending { requested_at: at(305) },
+        "too old: asked again, and pending meanwhile"
+    );
+}
+
+/// A non-zero ResultCode: unknown with its meaning, for the wait; then asked again. The result
+/// parameter may arrive as a string or a number; the code too.
+#[tokio::test]
+async fn a_refused_balance_query_is_unknown_with_the_reason_then_asked_again() {
+    let server = with_token().await;
+    mount_times(&server, balance_query(), answer(200, balance_ack()), 2).await;
+    let (p, clock) = clocked(&server);
+    BalanceSource::balance(&p).await.unwrap();
+    let body = balance_result(json!("2001"), None);
+    p.verify_webhook(&callback_headers(&body, BALANCE_RESULT_KIND), &body)
+        .await
+        .unwrap();
+    let BalanceAnswer::Unknown { why } = BalanceSource::balance(&p).await.unwrap() else {
+        panic!("a refused query is unknown")
+    };
+    assert!(why.contains("2001") && why.contains("invalid initiator"), "{why}");
+    clock.advance(chrono::Duration::seconds(120));
+    assert!(matches!(
+        BalanceSource::balance(&p).await.unwrap(),
+        BalanceAnswer::Pending { .. }
+    ));
+}
+
+/// A queue timeout at the balance's own timeout URL ends the wait (never read as a payment's).
+#[tokio::test]
+async fn a_balance_queue_timeout_is_unknown_and_names_no_payout() {
+    let server = with_token().await;
+    mount_times(&server, balance_query(), answer(200, balance_ack()), 1).await;
+    let (p, _clock) = clocked(&server);
+    BalanceSource::balance(&p).await.unwrap();
+    let body = serde_json::to_vec(
+        &json!({"Result": {"ResultType": 1, "ResultCode": 1, "ResultDesc": "timeout",
+        "ConversationID": "AG_20240706_00004e48cf7e3533f581"}}),
+    )
+    .unwrap();
+    let events = p
+        .verify_webhook(&callback_headers(&body, BALANCE_TIMEOUT_KIND), &body)
+        .await
+        .unwrap();
+    assert!(events.is_empty());
+    assert!(matches!(
+        BalanceSource::balance(&p).await.unwrap(),
+        BalanceAnswer::Unknown { why } if why.contains("timed out")
+    ));
+}
+
+/// Unauthenticated balance callbacks are refused before the body is read and change nothing; an
+/// authentic but unreadable one is malformed and changes nothing either.
+#[tokio::test]
+async fn unauthenticated_or_malformed_balance_callbacks_change_nothing() {
+    let server = with_token().await;
+    mount_times(&server, balance_query(), answer(200, balance_ack()), 1).await;
+    let (p, _clock) = clocked(&server);
+    let pending = BalanceSource::balance(&p).await.unwrap();
+    let body = balance_result(json!(0), Some(ACCOUNTS));
+
+    let mut wrong_token = callback_headers(&body, BALANCE_RESULT_KIND);
+    wrong_token.insert(CALLBACK_TOKEN_HEADER, HeaderValue::from_static("guess"));
+    assert_eq!(refusal(&p, &wrong_token, &body).await, WebhookError::BadSignature);
+    let mut unsigned = callback_headers(&body, BALANCE_RESULT_KIND);
+    unsigned.remove(SIGNATURE_HEADER);
+    assert!(matches!(
+        refusal(&p, &unsigned, &body).await,
+        WebhookError::MissingHeader(_)
+    ));
+    let tampered = balance_result(json!(0), Some("Utility Account|KES|9999999.00|9999999.00|0.00|0.00"));
+    assert_eq!(
+        refusal(&p, &callback_headers(&body, BALANCE_RESULT_KIND), &tampered).await,
+        WebhookError::BadSignature
+    );
+    for bad in [
+        b"not json".to_vec(),
+        br#"{"Result": {"ConversationID": "AG_1"}}"#.to_vec(),
+        balance_result(json!(0), None),
+    ] {
+        let e = refusal(&p, &callback_headers(&bad, BALANCE_RESULT_KIND), &bad).await;
+        assert!(matches!(e, WebhookError::Malformed(_)), "{e}");
+    }
+    assert_eq!(BalanceSource::balance(&p).await.unwrap(), pending, "still awaited");
+
+    // A balance without the Utility Account says so.
+    let other = balance_result(json!(0), Some("Working Account|KES|1.00|1.00|0.00|0.00"));
+    let e = refusal(&p, &callback_headers(&other, BALANCE_RESULT_KIND), &other).await;
+    assert!(matches!(e, WebhookError::Malformed(_)), "{e}");
+    assert!(matches!(
+        BalanceSource::balance(&p).await.unwrap(),
+        BalanceAnswer::Unknown { why } if why.contains("Utility Account")
+    ));
+}
+
+/// A B2C result at the payment result URL is still a payment result (never a balance).
+#[tokio::test]
+async fn payment_results_are_not_read_as_balances() {
+    let server = MockServer::start().await;
+    let (p, _clock) = clocked(&server);
+    let body = result_body(json!(0), "ok");
+    let events = p.verify_webhook(&signed(&body), &body).await.unwrap();
+    assert_eq!(events[0].kind, ProviderEventKind::Paid);
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+/// Checks that ask at the same time send one query; clones share what is kept.
+#[tokio::test]
+async fn concurrent_checks_send_one_query_and_clones_share_the_balance() {
+    let server = with_token().await;
+    mount_times(&server, balance_query(), answer(200, balance_ack()), 1).await;
+    let (p, _clock) = clocked(&server);
+    let clone = p.clone();
+    let (a, b) = tokio::join!(BalanceSource::balance(&p), BalanceSource::balance(&clone));
+    assert_eq!(a.unwrap(), b.unwrap());
+    let body = balance_result(json!(0), Some(ACCOUNTS));
+    clone
+        .verify_webhook(&callback_headers(&body, BALANCE_RESULT_KIND), &body)
+        .await
+        .unwrap();
+    assert!(matches!(
+        BalanceSource::balance(&p).await.unwrap(),
+        BalanceAnswer::Known { .. }
+    ));
+}
+
+/// A query Daraja does not accept is an error classified as a payment's (the service shows it as
+/// unknown), and is not remembered as awaited.
+#[tokio::test]
+async fn a_refused_query_request_is_a_classified_error() {
+    let server = with_token().await;
+    let refused = answer(400, gateway_error("400.002.05", "Invalid Request Payload"));
+    mount_times(&server, balance_query(), refused, 2).await;
+    let (p, _clock) = clocked(&server);
+    for _ in 0..2 {
+        let e = BalanceSource::balance(&p).await.unwrap_err();
+        assert_eq!(e.kind, ProviderErrorKind::Final, "{e}");
+        assert_eq!(e.code.as_deref(), Some("400.002.05"));
+        assert!(!e.to_string().contains(CREDENTIAL));
+    }
+}
+
+/// Through the engine: the same adapter is the provider (callbacks reach it through
+/// `handle_webhook`) and the balance source; the check is pending, then known.
+#[tokio::test]
+async fn the_service_check_is_pending_then_known_after_the_callback() {
+    let server = with_token().await;
+    mount_times(&server, balance_query(), answer(200, balance_ack()), 1).await;
+    let (p, _clock) = clocked(&server);
+    let p = Arc::new(p);
+    let service = payout_core::PayoutService::builder()
+        .store(Arc::new(payout_core::memory::MemoryStore::new()))
+        .directory(Arc::new(payout_core::source::StaticDirectory::new([])))
+        .provider(p.clone())
+        .balance_source(p)
+        .build()
+        .unwrap();
+    let needs = [(Provider::MpesaB2c, kes("481000.51"))];
+    let report = service.check_funds(&needs).await.unwrap();
+    assert!(matches!(report.lines[0].state, FundsState::Pending { .. }));
+    assert!(!report.blocks());
+
+    let body = balance_result(json!(0), Some(ACCOUNTS));
+    let delivered = service
+        .handle_webhook(Provider::MpesaB2c, &callback_headers(&body, BALANCE_RESULT_KIND), &body)
+        .await
+        .unwrap();
+    assert!(delivered.events.is_empty());
+    let report = service.check_funds(&needs).await.unwrap();
+    assert_eq!(report.lines[0].available, Some(kes("481000.50")));
+    assert_eq!(report.lines[0].state, FundsState::Shortfall { short_by: kes("0.01") });
+    assert!(report.blocks());
+}
+
+#[test]
+fn balance_callbacks_have_their_own_paths_by_default() {
+    for (result, balance, timeout) in [
+        (
+            "https://payouts.example/r",
+            "https://payouts.example/r/balance/result",
+            "https://payouts.example/r/balance/timeout",
+        ),
+        (
+            "https://h.example/api/webhooks/mpesa-b2c/tok",
+            "https://h.example/api/webhooks/mpesa-b2c/tok/balance/result",
+            "https://h.example/api/webhooks/mpesa-b2c/tok/balance/timeout",
+        ),
+        (
+            "https://h.example/api/webhooks/mpesa-b2c/tok/result",
+            "https://h.example/api/webhooks/mpesa-b2c/tok/balance/result",
+            "https://h.example/api/webhooks/mpesa-b2c/tok/balance/timeout",
+        ),
+    ] {
+        let p = MpesaProvider::new(MpesaConfig::from_vars(vars(&[("MPESA_RESULT_URL", result)])).unwrap()).unwrap();
+        assert_eq!(
+            (p.balance_result_url(), p.balance_timeout_url()),
+            (balance, timeout),
+            "{result}"
+        );
+    }
+    let own = MpesaConfig::from_vars(vars(&[
+        ("MPESA_BALANCE_RESULT_URL", "https://other.example/b/result"),
+        ("MPESA_BALANCE_ACCOUNT", "Working Account"),
+        ("MPESA_BALANCE_MAX_AGE_SECS", "60"),
+        ("MPESA_BALANCE_WAIT_SECS", "30"),
+    ]))
+    .unwrap();
+    let shown = format!("{own:?}");
+    assert!(
+        shown.contains("Working Account") && shown.contains("60s") && shown.contains("30s"),
+        "{shown}"
+    );
+    let p = MpesaProvider::new(own).unwrap();
+    assert_eq!(
+        (p.balance_result_url(), p.balance_timeout_url()),
+        ("https://other.example/b/result", "https://other.example/b/timeout")
+    );
+    let bad = MpesaConfig::from_vars(vars(&[("MPESA_BALANCE_MAX_AGE_SECS", "five")])).unwrap_err();
+    assert!(bad.to_string().contains("MPESA_BALANCE_MAX_AGE_SECS"), "{bad}");
 }

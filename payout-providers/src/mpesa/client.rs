@@ -1,4 +1,5 @@
-//! Daraja over HTTP: the OAuth token, the B2C payment request and the transaction status query.
+//! Daraja over HTTP: the OAuth token, the B2C payment request, the transaction status query and the
+//! account balance query.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use reqwest::StatusCode;
 use serde::Serialize;
 
 use super::wire::{
-    Ack, DUPLICATE_ORIGINATOR, GatewayError, PaymentRequest, StatusQuery, TokenResponse, is_invalid_token,
+    Ack, BalanceQuery, DUPLICATE_ORIGINATOR, GatewayError, PaymentRequest, StatusQuery, TokenResponse, is_invalid_token,
 };
 use crate::common::http::{self, Api, ExchangeError, RawResponse, classified_error, exchange_with_retries};
 use crate::common::retry::Classified;
@@ -142,6 +143,12 @@ impl MpesaClient {
     pub async fn query_status(&self, query: &StatusQuery) -> Result<Ack, MpesaError> {
         let post = || self.post_json("/mpesa/transactionstatus/v1/query", query);
         exchange_with_retries(&self.api.retry, "mpesa transaction status", post, |raw| self.ack(raw)).await
+    }
+
+    /// `POST /mpesa/accountbalance/v1/query`: the answer arrives later at the query's ResultURL.
+    pub async fn query_balance(&self, query: &BalanceQuery) -> Result<Ack, MpesaError> {
+        let post = || self.post_json("/mpesa/accountbalance/v1/query", query);
+        exchange_with_retries(&self.api.retry, "mpesa account balance", post, |raw| self.ack(raw)).await
     }
 
     fn ack(&self, raw: RawResponse) -> Result<Ack, MpesaError> {

@@ -11,6 +11,11 @@
 //! | `MPESA_RESULT_URL` (required) | [`MpesaConfigBuilder::result_url`] | — |
 //! | `MPESA_TIMEOUT_URL` (required) | [`MpesaConfigBuilder::timeout_url`] | — |
 //! | `MPESA_STATUS_RESULT_URL` | [`MpesaConfigBuilder::status_result_url`] | `MPESA_RESULT_URL` with its path's last `/result` made `/status` (or `/status` added) |
+//! | `MPESA_BALANCE_RESULT_URL` | [`MpesaConfigBuilder::balance_result_url`] | `MPESA_RESULT_URL` with its path's last `/result` made `/balance/result` (or `/balance/result` added) |
+//! | `MPESA_BALANCE_TIMEOUT_URL` | [`MpesaConfigBuilder::balance_timeout_url`] | the balance result URL with its last `/result` made `/timeout` |
+//! | `MPESA_BALANCE_ACCOUNT` | [`MpesaConfigBuilder::balance_account`] | `Utility Account` (the account B2C pays from) |
+//! | `MPESA_BALANCE_MAX_AGE_SECS` | [`MpesaConfigBuilder::balance_max_age`] | 300 s |
+//! | `MPESA_BALANCE_WAIT_SECS` | [`MpesaConfigBuilder::balance_wait`] | 120 s |
 //! | `MPESA_CALLBACK_TOKEN` | [`MpesaConfigBuilder::callback_token`] | none |
 //! | `MPESA_WEBHOOK_SECRET` | [`MpesaConfigBuilder::webhook_secret`] | none |
 //! | `MPESA_CALLBACK_IPS` (comma-separated) | [`MpesaConfigBuilder::allowed_ips`] | any source |
@@ -64,15 +69,46 @@
 //! - [`SIGNATURE_HEADER`]: hex HMAC-SHA256 of the raw body keyed by `MPESA_WEBHOOK_SECRET`;
 //! - the IP allowlist: [`CLIENT_IP_HEADER`] as the host saw it, else the last `x-forwarded-for` entry.
 //!
-//! The host also says which URL was hit in [`CALLBACK_KIND_HEADER`] (`result`, `timeout`, `status`).
+//! The host also says which URL was hit in [`CALLBACK_KIND_HEADER`] (`result`, `timeout`, `status`,
+//! and for the balance [`BALANCE_RESULT_KIND`] and [`BALANCE_TIMEOUT_KIND`]).
 //! There is no timestamp to bound, so replays are stopped by event-id deduplication only.
+//!
+//! # Balance
+//! The adapter is also a [`BalanceSource`](payout_core::funds::BalanceSource) for the funds check.
+//! B2C pays out of the shortcode's **Utility Account** (a B2C result's `DebitPartyAffectedAccountBalance` names it), so that is the
+//! balance read (`MPESA_BALANCE_ACCOUNT` names another). Daraja answers the Account Balance query
+//! (`POST /mpesa/accountbalance/v1/query`, `CommandID` `AccountBalance`, `IdentifierType` `4`, the
+//! shortcode as `PartyA`) only by a callback to `MPESA_BALANCE_RESULT_URL`, so `balance`:
+//! - answers `Known` with the last balance that arrived while it is at most
+//!   `MPESA_BALANCE_MAX_AGE_SECS` old (`as_of` is when its callback arrived);
+//! - otherwise answers `Pending` while a query sent less than `MPESA_BALANCE_WAIT_SECS` ago is
+//!   unanswered, and `Unknown` (with the reason) for as long after Daraja refused one (a
+//!   non-zero `ResultCode`) or timed it out (at `MPESA_BALANCE_TIMEOUT_URL`);
+//! - otherwise sends a query and answers `Pending`.
+//!
+//! The balance result (kind [`BALANCE_RESULT_KIND`]) is authenticated like every other callback,
+//! then read from `Result.ResultParameters.ResultParameter` `AccountBalance`:
+//! `Working Account|KES|481000.00|481000.00|0.00|0.00&Utility Account|KES|...`, each account
+//! `name|currency|current|available|reserved|uncleared` **[field order from third-party
+//! integrations]**; the smaller of the account's current and available balance counts, so a
+//! wrong guess about the order can only make the check stricter. It yields no payout events.
+//!
+//! The answer is kept in the adapter, shared by its clones. **With several instances, the balance
+//! lives where the callback lands**: the instance that asked shows `Pending` until a callback
+//! reaches it, and an instance that receives one takes it, whoever asked. Register the adapter
+//! with both `PayoutServiceBuilder::provider` and `PayoutServiceBuilder::balance_source` (the same
+//! `Arc`, or clones), so that the callbacks the engine hands it and the checks it answers share
+//! one book.
 
+mod balance;
 mod client;
 mod credential;
 mod webhook;
 mod wire;
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::HeaderMap;
@@ -83,13 +119,17 @@ use payout_core::provider::{
 use payout_core::{ProviderError, WebhookError};
 
 pub use credential::security_credential;
-pub use webhook::{CALLBACK_KIND_HEADER, CALLBACK_TOKEN_HEADER, CLIENT_IP_HEADER, SIGNATURE_HEADER};
+pub use webhook::{
+    BALANCE_RESULT_KIND, BALANCE_TIMEOUT_KIND, CALLBACK_KIND_HEADER, CALLBACK_TOKEN_HEADER, CLIENT_IP_HEADER,
+    SIGNATURE_HEADER,
+};
 pub use wire::{MAX_AMOUNT_KES, MIN_AMOUNT_KES};
 
 use crate::common::http::Api;
 use crate::common::options::ClientVars;
 use crate::common::token::{DEFAULT_EXPIRY_MARGIN, TokenCache};
-use crate::common::{ClientOptions, ConfigBuilder, ConfigError, Secret, base_url, var};
+use crate::common::{ClientOptions, ConfigBuilder, ConfigError, Secret, base_url, seconds, var};
+use balance::{BalanceBook, BalancePolicy};
 use client::{MpesaClient, Submitted};
 use webhook::CallbackAuth;
 use wire::{Payment, PaymentRequest, StatusQuery};
@@ -98,6 +138,13 @@ use wire::{Payment, PaymentRequest, StatusQuery};
 pub const SANDBOX_API_BASE: &str = "https://sandbox.safaricom.co.ke";
 /// Daraja's live API.
 pub const LIVE_API_BASE: &str = "https://api.safaricom.co.ke";
+
+/// The account whose balance the funds check reads by default: B2C pays out of it.
+pub const DEFAULT_BALANCE_ACCOUNT: &str = "Utility Account";
+/// A balance older than this is asked for again, by default.
+pub const DEFAULT_BALANCE_MAX_AGE: Duration = Duration::from_secs(300);
+/// How long an unanswered balance query is awaited (and a refused one reported) by default.
+pub const DEFAULT_BALANCE_WAIT: Duration = Duration::from_secs(120);
 
 /// Daraja's default request budget: 5 requests per second. Safaricom publishes no number, only that
 /// a spike arrest answers `500.003.02` beyond it; set `MPESA_RATE_LIMIT` to what your app is given.
@@ -123,6 +170,9 @@ pub struct MpesaConfig {
     result_url: String,
     timeout_url: String,
     status_result_url: String,
+    balance_result_url: String,
+    balance_timeout_url: String,
+    balance: BalancePolicy,
     auth: CallbackAuth,
 }
 
@@ -134,6 +184,7 @@ impl std::fmt::Debug for MpesaConfig {
             .field("initiator_name", &self.initiator_name)
             .field("command_id", &self.command_id)
             .field("result_url_set", &!self.result_url.is_empty())
+            .field("balance", &self.balance)
             .field("callback_token", &self.auth.token.is_some())
             .field("webhook_secret", &self.auth.hmac_secret.is_some())
             .field("allowed_ips", &self.auth.allowed_ips)
@@ -173,6 +224,9 @@ impl MpesaConfig {
                 ("MPESA_RESULT_URL", |b, v| b.result_url(v)),
                 ("MPESA_TIMEOUT_URL", |b, v| b.timeout_url(v)),
                 ("MPESA_STATUS_RESULT_URL", |b, v| b.status_result_url(v)),
+                ("MPESA_BALANCE_RESULT_URL", |b, v| b.balance_result_url(v)),
+                ("MPESA_BALANCE_TIMEOUT_URL", |b, v| b.balance_timeout_url(v)),
+                ("MPESA_BALANCE_ACCOUNT", |b, v| b.balance_account(v)),
                 ("MPESA_CALLBACK_TOKEN", |b, v| b.callback_token(v)),
                 ("MPESA_WEBHOOK_SECRET", |b, v| b.webhook_secret(v)),
                 ("MPESA_COMMAND_ID", |b, v| b.command_id(v)),
@@ -187,6 +241,12 @@ impl MpesaConfig {
                 })?;
                 b = b.initiator_password(password, &cert)?;
             }
+        }
+        if let Some(v) = var(lookup, "MPESA_BALANCE_MAX_AGE_SECS") {
+            b = b.balance_max_age(seconds("MPESA_BALANCE_MAX_AGE_SECS", &v)?);
+        }
+        if let Some(v) = var(lookup, "MPESA_BALANCE_WAIT_SECS") {
+            b = b.balance_wait(seconds("MPESA_BALANCE_WAIT_SECS", &v)?);
         }
         if let Some(v) = var(lookup, "MPESA_CALLBACK_IPS") {
             let ips = v
@@ -226,6 +286,11 @@ pub struct MpesaSettings {
     result_url: Option<String>,
     timeout_url: Option<String>,
     status_result_url: Option<String>,
+    balance_result_url: Option<String>,
+    balance_timeout_url: Option<String>,
+    balance_account: Option<String>,
+    balance_max_age: Option<Duration>,
+    balance_wait: Option<Duration>,
     auth: CallbackAuth,
 }
 
@@ -281,6 +346,35 @@ impl MpesaConfigBuilder {
         self.settings.status_result_url = Some(v.into());
         self
     }
+    /// Where Account Balance results go (default: beside the result URL, at `.../balance/result`).
+    pub fn balance_result_url(mut self, v: impl Into<String>) -> Self {
+        self.settings.balance_result_url = Some(v.into());
+        self
+    }
+    /// Where Account Balance queue timeouts go (default: beside the balance result URL, at
+    /// `.../balance/timeout`).
+    pub fn balance_timeout_url(mut self, v: impl Into<String>) -> Self {
+        self.settings.balance_timeout_url = Some(v.into());
+        self
+    }
+    /// The account of the balance result the funds check reads (default
+    /// [`DEFAULT_BALANCE_ACCOUNT`], the one B2C pays from).
+    pub fn balance_account(mut self, v: impl Into<String>) -> Self {
+        self.settings.balance_account = Some(v.into());
+        self
+    }
+    /// A balance older than this is asked for again (default [`DEFAULT_BALANCE_MAX_AGE`]).
+    pub fn balance_max_age(mut self, v: Duration) -> Self {
+        self.settings.balance_max_age = Some(v);
+        self
+    }
+    /// How long an unanswered balance query is awaited before another is sent, and how long a
+    /// refused one is reported before the balance is asked for again (default
+    /// [`DEFAULT_BALANCE_WAIT`]).
+    pub fn balance_wait(mut self, v: Duration) -> Self {
+        self.settings.balance_wait = Some(v);
+        self
+    }
     /// The secret token in the callback URLs' path, passed by the host in [`CALLBACK_TOKEN_HEADER`].
     pub fn callback_token(mut self, v: impl Into<Secret>) -> Self {
         self.settings.auth.token = Some(v.into());
@@ -313,7 +407,24 @@ impl MpesaConfigBuilder {
         let timeout_url = base_url("MPESA_TIMEOUT_URL", &text(own.timeout_url, "MPESA_TIMEOUT_URL")?)?;
         let status_result_url = match own.status_result_url {
             Some(u) => base_url("MPESA_STATUS_RESULT_URL", &u)?,
-            None => status_url_beside(&result_url)?,
+            None => url_beside(&result_url, "status")?,
+        };
+        let balance_result_url = match own.balance_result_url {
+            Some(u) => base_url("MPESA_BALANCE_RESULT_URL", &u)?,
+            None => url_beside(&result_url, "balance/result")?,
+        };
+        let balance_timeout_url = match own.balance_timeout_url {
+            Some(u) => base_url("MPESA_BALANCE_TIMEOUT_URL", &u)?,
+            None => url_beside(&balance_result_url, "timeout")?,
+        };
+        let balance = BalancePolicy {
+            account: own
+                .balance_account
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| DEFAULT_BALANCE_ACCOUNT.to_string()),
+            max_age: own.balance_max_age.unwrap_or(DEFAULT_BALANCE_MAX_AGE),
+            wait: own.balance_wait.unwrap_or(DEFAULT_BALANCE_WAIT),
         };
         let mut auth = own.auth;
         auth.token = auth.token.filter(|t| !t.expose().is_empty());
@@ -334,34 +445,40 @@ impl MpesaConfigBuilder {
             result_url,
             timeout_url,
             status_result_url,
+            balance_result_url,
+            balance_timeout_url,
+            balance,
             auth,
             client: self.client.resolve(&CLIENT_VARS)?,
         })
     }
 }
 
-/// The Transaction Status query's ResultURL by default: the payment ResultURL with its path's last
-/// segment `result` made `status`, or `/status` added to it, so that a status result never arrives
-/// where payment results do (`https://h/api/webhooks/mpesa-b2c/tok` ->
-/// `https://h/api/webhooks/mpesa-b2c/tok/status`).
-fn status_url_beside(result_url: &str) -> Result<String, ConfigError> {
+/// A callback URL beside a ResultURL, by default: the URL with its path's last segment `result`
+/// made `tail`, or `/{tail}` added to it, so that each kind of result arrives at a path of its own
+/// (`https://h/api/webhooks/mpesa-b2c/tok` -> `https://h/api/webhooks/mpesa-b2c/tok/status`, or
+/// `.../tok/balance/result`, whose timeout URL is then `.../tok/balance/timeout`).
+fn url_beside(result_url: &str, tail: &str) -> Result<String, ConfigError> {
     let mut url = reqwest::Url::parse(result_url).map_err(|e| ConfigError::Invalid {
         name: "MPESA_RESULT_URL",
         reason: e.to_string(),
     })?;
     let path = url.path().trim_end_matches('/');
     let path = match path.strip_suffix("/result") {
-        Some(head) => format!("{head}/status"),
-        None => format!("{path}/status"),
+        Some(head) => format!("{head}/{tail}"),
+        None => format!("{path}/{tail}"),
     };
     url.set_path(&path);
     Ok(url.to_string())
 }
 
-/// The M-Pesa B2C adapter.
+/// The M-Pesa B2C adapter. Clones share the HTTP client, the token cache and the balance kept
+/// for the funds check.
+#[derive(Clone)]
 pub struct MpesaProvider {
     config: MpesaConfig,
-    client: MpesaClient,
+    client: Arc<MpesaClient>,
+    balance: Arc<tokio::sync::Mutex<BalanceBook>>,
 }
 
 crate::common::debug_shows_config_only!(MpesaProvider);
@@ -369,7 +486,7 @@ crate::common::debug_shows_config_only!(MpesaProvider);
 impl MpesaProvider {
     /// An adapter with its own HTTP client and token cache.
     pub fn new(config: MpesaConfig) -> Result<Self, ConfigError> {
-        let client = MpesaClient {
+        let client = Arc::new(MpesaClient {
             api: Api::new(
                 Provider::MpesaB2c,
                 &config.client,
@@ -379,14 +496,29 @@ impl MpesaProvider {
             consumer_key: config.consumer_key.clone(),
             consumer_secret: config.consumer_secret.clone(),
             tokens: TokenCache::new(DEFAULT_EXPIRY_MARGIN),
-        };
-        Ok(MpesaProvider { config, client })
+        });
+        Ok(MpesaProvider {
+            config,
+            client,
+            balance: Arc::default(),
+        })
     }
 
     /// Where Transaction Status query results are sent (`MPESA_STATUS_RESULT_URL`, or its default
     /// beside the payment ResultURL).
     pub fn status_result_url(&self) -> &str {
         &self.config.status_result_url
+    }
+
+    /// Where Account Balance results are sent (`MPESA_BALANCE_RESULT_URL`, or its default beside the
+    /// payment ResultURL).
+    pub fn balance_result_url(&self) -> &str {
+        &self.config.balance_result_url
+    }
+
+    /// Where Account Balance queue timeouts are sent (`MPESA_BALANCE_TIMEOUT_URL`, or its default).
+    pub fn balance_timeout_url(&self) -> &str {
+        &self.config.balance_timeout_url
     }
 }
 
@@ -455,7 +587,10 @@ impl PayoutProvider for MpesaProvider {
 
     async fn verify_webhook(&self, headers: &HeaderMap, body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
         self.config.auth.check(headers, body)?;
-        webhook::translate(headers, body)
+        match webhook::kind(headers).as_deref() {
+            Some(kind @ (BALANCE_RESULT_KIND | BALANCE_TIMEOUT_KIND)) => self.balance_callback(kind, body).await,
+            _ => webhook::translate(headers, body),
+        }
     }
 
     async fn lookup(&self, attempt: &AttemptLookup) -> Result<ProviderStatus, ProviderError> {

@@ -17,9 +17,23 @@ pub const CALLBACK_TOKEN_HEADER: &str = "x-payouts-callback-token";
 pub const SIGNATURE_HEADER: &str = "x-mpesa-signature";
 /// The client IP as the host saw it on the socket (preferred over `x-forwarded-for`).
 pub const CLIENT_IP_HEADER: &str = "x-payouts-client-ip";
-/// Which callback URL was hit: `result` (default), `timeout` (the QueueTimeOutURL) or `status`
-/// (the transaction status query's ResultURL). Set by the host from its route.
+/// Which callback URL was hit: `result` (default), `timeout` (the QueueTimeOutURL), `status`
+/// (the transaction status query's ResultURL), [`BALANCE_RESULT_KIND`] or [`BALANCE_TIMEOUT_KIND`]
+/// (the account balance query's). Set by the host from its route.
 pub const CALLBACK_KIND_HEADER: &str = "x-payouts-callback-kind";
+
+/// [`CALLBACK_KIND_HEADER`] for an Account Balance result (the balance query's ResultURL).
+pub const BALANCE_RESULT_KIND: &str = "balance";
+/// [`CALLBACK_KIND_HEADER`] for an Account Balance queue timeout (the balance query's QueueTimeOutURL).
+pub const BALANCE_TIMEOUT_KIND: &str = "balance-timeout";
+
+/// The callback kind the host set, lowercase.
+pub(crate) fn kind(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(CALLBACK_KIND_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+}
 
 /// How callbacks are authenticated; every configured check must pass.
 #[derive(Clone, Default)]
@@ -104,10 +118,7 @@ fn client_ip(headers: &HeaderMap) -> Option<IpAddr> {
 /// ConversationID (`ProviderReference`, what `send` returned) and the OriginatorConversationID
 /// (`IdempotencyKey`, our key).
 pub(crate) fn translate(headers: &HeaderMap, body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
-    let kind_header = headers
-        .get(CALLBACK_KIND_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_ascii_lowercase);
+    let kind_header = kind(headers);
     let callback: Callback = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
     let r = callback.result;
     let conversation = r.conversation_id.clone().filter(|s| !s.is_empty());

@@ -3,7 +3,7 @@
 //! computed here and only here.
 
 use payout_core::domain::PayoutDestination;
-use payout_core::money::Currency;
+use payout_core::money::{Currency, Money};
 use payout_core::provider::PayoutInstruction;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -196,6 +196,80 @@ pub(crate) struct StatusQuery {
     pub occasion: String,
 }
 
+/// `POST /mpesa/accountbalance/v1/query`: the shortcode's balances, answered later at `ResultURL`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct BalanceQuery {
+    #[serde(rename = "Initiator")]
+    pub initiator: String,
+    #[serde(rename = "SecurityCredential")]
+    pub security_credential: String,
+    /// `AccountBalance`.
+    #[serde(rename = "CommandID")]
+    pub command_id: &'static str,
+    /// The shortcode.
+    #[serde(rename = "PartyA")]
+    pub party_a: String,
+    /// `4`: `PartyA` is an organisation's shortcode.
+    #[serde(rename = "IdentifierType")]
+    pub identifier_type: &'static str,
+    #[serde(rename = "Remarks")]
+    pub remarks: String,
+    #[serde(rename = "QueueTimeOutURL")]
+    pub queue_time_out_url: String,
+    #[serde(rename = "ResultURL")]
+    pub result_url: String,
+}
+
+/// One account of an `AccountBalance` result parameter, whose value is accounts separated by `&`,
+/// each `name|currency|current|available|reserved|uncleared`
+/// (`Working Account|KES|481000.00|481000.00|0.00|0.00&Utility Account|KES|...`)
+/// **[field order from third-party integrations; Safaricom documents none]**.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AccountLine {
+    pub name: String,
+    /// The smaller of the current and the available balance: Daraja's field order is known only
+    /// from third parties (where current = available + reserved), so the smaller of the two is
+    /// what can surely be paid from, whichever of them is which.
+    pub payable: Money,
+}
+
+/// The account named `account` (ignoring case and surrounding spaces) in an `AccountBalance`
+/// value; an error says what is wrong with the value.
+pub(crate) fn account_balance(value: &str, account: &str) -> Result<AccountLine, String> {
+    let want = account.trim().to_ascii_lowercase();
+    let mut names = Vec::new();
+    for entry in value.split('&').map(str::trim).filter(|e| !e.is_empty()) {
+        let fields: Vec<&str> = entry.split('|').map(str::trim).collect();
+        let name = fields.first().copied().unwrap_or_default();
+        if name.to_ascii_lowercase() != want {
+            names.push(name.to_string());
+            continue;
+        }
+        let [_, code, current, available, ..] = fields.as_slice() else {
+            return Err(format!(
+                "the {name} entry has {} fields, not name|currency|current|available|...",
+                fields.len()
+            ));
+        };
+        let currency = Currency::from_code(code).map_err(|e| format!("{name}: {e}"))?;
+        let current = Money::parse(current, currency).map_err(|e| format!("{name} current balance: {e}"))?;
+        let available = Money::parse(available, currency).map_err(|e| format!("{name} available balance: {e}"))?;
+        let payable = if current < available { current } else { available };
+        return Ok(AccountLine {
+            name: name.to_string(),
+            payable,
+        });
+    }
+    Err(format!(
+        "no {account:?} in the balance (accounts: {})",
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    ))
+}
+
 /// A callback: `{"Result": {...}}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -356,6 +430,86 @@ mod tests {
         assert_eq!(msisdn("255708374149").as_deref(), None);
         assert_eq!(msisdn("2546083741490").as_deref(), None);
         assert_eq!(msisdn("abc").as_deref(), None);
+    }
+
+    const BALANCE: &str = "Working Account|KES|700000.00|700000.00|0.00|0.00&Float Account|KES|0.00|0.00|0.00|0.00\
+        &Utility Account|KES|228037.00|228037.00|0.00|0.00&Charges Paid Account|KES|-1540.00|-1540.00|0.00|0.00\
+        &Organization Settlement Account|KES|0.00|0.00|0.00|0.00";
+
+    fn kes(s: &str) -> Money {
+        Money::parse(s, Currency::KES).unwrap()
+    }
+
+    #[test]
+    fn the_named_account_is_read_exactly() {
+        let line = account_balance(BALANCE, "Utility Account").unwrap();
+        assert_eq!(line.name, "Utility Account");
+        assert_eq!(line.payable, kes("228037.00"));
+        assert_eq!(
+            account_balance(BALANCE, " working account ").unwrap().payable,
+            kes("700000")
+        );
+        assert_eq!(
+            account_balance(BALANCE, "Charges Paid Account").unwrap().payable,
+            kes("-1540")
+        );
+        // Cents are kept exactly.
+        let cents = "Utility Account|KES|11974737.63|11974737.63|0.00|1116744.00";
+        assert_eq!(
+            account_balance(cents, "Utility Account").unwrap().payable,
+            kes("11974737.63")
+        );
+    }
+
+    #[test]
+    fn the_smaller_of_current_and_available_is_what_can_be_paid() {
+        // current = available + reserved: the available part.
+        let reserved = "Utility Account|KES|346568.83|6186.83|340382.00|0.00";
+        assert_eq!(
+            account_balance(reserved, "Utility Account").unwrap().payable,
+            kes("6186.83")
+        );
+        // The same whichever field is which.
+        let swapped = "Utility Account|KES|6186.83|346568.83|340382.00|0.00";
+        assert_eq!(
+            account_balance(swapped, "Utility Account").unwrap().payable,
+            kes("6186.83")
+        );
+    }
+
+    #[test]
+    fn a_missing_account_or_an_unreadable_entry_is_an_error_that_says_why() {
+        let e = account_balance("Working Account|KES|1.00|1.00|0.00|0.00", "Utility Account").unwrap_err();
+        assert!(e.contains("Working Account") && e.contains("Utility Account"), "{e}");
+        for bad in [
+            "Utility Account|KES|1.00",
+            "Utility Account|XYZ|1.00|1.00|0.00|0.00",
+            "Utility Account|KES|1.005|1.00|0.00|0.00",
+            "Utility Account|KES|1.00|1e3|0.00|0.00",
+            "",
+        ] {
+            assert!(account_balance(bad, "Utility Account").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_balance_query_has_daraja_s_field_names() {
+        let q = BalanceQuery {
+            initiator: "testapi".into(),
+            security_credential: "cred".into(),
+            command_id: "AccountBalance",
+            party_a: "600996".into(),
+            identifier_type: "4",
+            remarks: "Funds check".into(),
+            queue_time_out_url: "https://h/t".into(),
+            result_url: "https://h/r".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&q).unwrap(),
+            serde_json::json!({"Initiator": "testapi", "SecurityCredential": "cred", "CommandID": "AccountBalance",
+                "PartyA": "600996", "IdentifierType": "4", "Remarks": "Funds check",
+                "QueueTimeOutURL": "https://h/t", "ResultURL": "https://h/r"})
+        );
     }
 
     #[test]
