@@ -154,10 +154,22 @@ pub fn webhook_router<S: Clone + Send + Sync + 'static>(state: AppState) -> Rout
         .route("/api/webhooks/mpesa-b2c", post(webhooks::mpesa))
         .route("/api/webhooks/mpesa-b2c/status", post(webhooks::mpesa_status))
         .route("/api/webhooks/mpesa-b2c/timeout", post(webhooks::mpesa_timeout))
+        .route(
+            "/api/webhooks/mpesa-b2c/balance/result",
+            post(webhooks::mpesa_balance_result),
+        )
+        .route(
+            "/api/webhooks/mpesa-b2c/balance/timeout",
+            post(webhooks::mpesa_balance_timeout),
+        )
         .route("/api/webhooks/mpesa-b2c/{token}", post(webhooks::mpesa_with_token))
         .route(
             "/api/webhooks/mpesa-b2c/{token}/{kind}",
             post(webhooks::mpesa_with_token_and_kind),
+        )
+        .route(
+            "/api/webhooks/mpesa-b2c/{token}/balance/{kind}",
+            post(webhooks::mpesa_balance_with_token),
         )
         .route("/api/webhooks/payouts", post(webhooks::generic))
         .route_layer(middleware::from_fn_with_state(state.clone(), limits::limit_webhooks))

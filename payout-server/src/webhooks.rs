@@ -53,7 +53,7 @@ async fn handle(
     }))
 }
 
-/// What every webhook route answers, for the OpenAPI document (one list for the eight routes).
+/// What every webhook route answers, for the OpenAPI document (one list for all of them).
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code, reason = "never built: only its OpenAPI responses are used")]
 enum WebhookResponses {
@@ -148,11 +148,15 @@ async fn mpesa_callback(
             headers.insert("x-payouts-client-ip", v);
         }
     }
+    // The adapter's callback kinds (`payout_providers::mpesa::CALLBACK_KIND_HEADER`), the balance
+    // query's included (`BALANCE_RESULT_KIND`, `BALANCE_TIMEOUT_KIND`).
     headers.insert(
         "x-payouts-callback-kind",
         HeaderValue::from_static(match kind {
             "timeout" => "timeout",
             "status" => "status",
+            "balance" => "balance",
+            "balance-timeout" => "balance-timeout",
             _ => "result",
         }),
     );
@@ -232,6 +236,59 @@ pub async fn mpesa_with_token_and_kind(
         ));
     }
     mpesa_callback(&state, Some(token), &kind, req).await
+}
+
+/// `POST /api/webhooks/mpesa-b2c/balance/result`: the Account Balance query's ResultURL beside the
+/// signed result URL (the adapter's default `MPESA_BALANCE_RESULT_URL` for `.../mpesa-b2c`). The
+/// balance is kept by the M-Pesa adapter for the funds check; the answer names no payout.
+#[utoipa::path(
+    post, path = "/api/webhooks/mpesa-b2c/balance/result", tag = "webhooks", summary = "M-Pesa account balance result (signed)",
+    request_body(content = Object, content_type = "application/json",
+        description = "Daraja's Account Balance result, checked by signature or secret path token and source address"),
+    params(("x-mpesa-signature" = String, Header, description = "HMAC of the raw body")),
+    responses(WebhookResponses)
+)]
+pub async fn mpesa_balance_result(State(state): State<AppState>, req: Request) -> Result<Json<WebhookBody>, ApiError> {
+    mpesa_callback(&state, None, "balance", req).await
+}
+
+/// `POST /api/webhooks/mpesa-b2c/balance/timeout`: the Account Balance query's QueueTimeOutURL beside
+/// the signed result URL.
+#[utoipa::path(
+    post, path = "/api/webhooks/mpesa-b2c/balance/timeout", tag = "webhooks", summary = "M-Pesa account balance queue timeout (signed)",
+    request_body(content = Object, content_type = "application/json",
+        description = "Daraja's callback, checked by signature or secret path token and source address"),
+    params(("x-mpesa-signature" = String, Header, description = "HMAC of the raw body")),
+    responses(WebhookResponses)
+)]
+pub async fn mpesa_balance_timeout(State(state): State<AppState>, req: Request) -> Result<Json<WebhookBody>, ApiError> {
+    mpesa_callback(&state, None, "balance-timeout", req).await
+}
+
+/// `POST /api/webhooks/mpesa-b2c/{token}/balance/{kind}`: the Account Balance query's ResultURL
+/// (`result`) and QueueTimeOutURL (`timeout`) with the deployment's secret token.
+#[utoipa::path(
+    post, path = "/api/webhooks/mpesa-b2c/{token}/balance/{kind}", tag = "webhooks", summary = "M-Pesa account balance result or timeout (token route)",
+    request_body(content = Object, content_type = "application/json",
+        description = "Daraja's callback, checked by signature or secret path token and source address"),
+    params(("token" = String, Path, description = "The deployment's secret callback token"), ("kind" = String, Path, description = "result or timeout")),
+    responses(WebhookResponses)
+)]
+pub async fn mpesa_balance_with_token(
+    State(state): State<AppState>,
+    ApiPath((token, kind)): ApiPath<(String, String)>,
+    req: Request,
+) -> Result<Json<WebhookBody>, ApiError> {
+    let kind = match kind.as_str() {
+        "result" => "balance",
+        "timeout" => "balance-timeout",
+        _ => {
+            return Err(ApiError::BadRequest(
+                "unknown M-Pesa balance callback kind: use result or timeout".into(),
+            ));
+        }
+    };
+    mpesa_callback(&state, Some(token), kind, req).await
 }
 
 /// `POST /api/webhooks/payouts`: the generic endpoint of the original admin workflow; the provider is

@@ -333,6 +333,139 @@ async fn mpesa_status_results_have_their_own_route_beside_the_signed_one() {
     assert!(text.contains("AG_the_payment"), "{text}");
 }
 
+/// Issue 17 item 2: the M-Pesa Account Balance result has its own routes (token and signed), which
+/// are the adapter's default balance URLs; an authenticated result is kept by the adapter for the
+/// funds check (no payout event), an unauthenticated one changes nothing.
+#[tokio::test]
+async fn mpesa_balance_results_have_their_own_routes_and_reach_the_funds_check() {
+    use hmac::Mac;
+    use payout_core::domain::Provider;
+    use payout_core::funds::BalanceAnswer;
+    use payout_core::money::{Currency, Money};
+    use payout_providers::mpesa::{MpesaConfig, MpesaProvider};
+    use std::sync::Arc;
+
+    let mpesa = |result_url: &str, token: Option<&str>, secret: Option<&str>| {
+        let mut b = MpesaConfig::builder()
+            .consumer_key("key")
+            .consumer_secret("secret")
+            .shortcode("600000")
+            .initiator_name("api-op")
+            .security_credential("credential")
+            .result_url(result_url)
+            .timeout_url(format!("{result_url}/timeout"))
+            // Nothing listens here: the check below must come from the callback alone.
+            .api_base("http://127.0.0.1:9");
+        if let Some(t) = token {
+            b = b.callback_token(t);
+        }
+        if let Some(s) = secret {
+            b = b.webhook_secret(s);
+        }
+        Arc::new(MpesaProvider::new(b.build().unwrap()).unwrap())
+    };
+    let serve_with = |adapter: Arc<MpesaProvider>| async move {
+        let service = Arc::new(
+            payout_core::PayoutService::builder()
+                .store(Arc::new(payout_core::memory::MemoryStore::new()))
+                .directory(Arc::new(payout_core::source::StaticDirectory::default()))
+                .provider(adapter.clone())
+                .balance_source(adapter)
+                .build()
+                .unwrap(),
+        );
+        let app = payout_server::router(payout_server::AppState::new(
+            service.clone(),
+            payout_server::ServerConfig::new(SECRET),
+        ));
+        (service, serve(app).await)
+    };
+    let body = serde_json::to_vec(&json!({"Result": {"ResultType": 0, "ResultCode": 0,
+        "ResultDesc": "The service request is processed successfully.",
+        "OriginatorConversationID": "16917-22577599-3", "ConversationID": "AG_20240706_balance",
+        "TransactionID": "SG60000000",
+        "ResultParameters": {"ResultParameter": [
+            {"Key": "AccountBalance", "Value": "Working Account|KES|700000.00|700000.00|0.00|0.00&Utility Account|KES|481000.00|481000.00|0.00|0.00"},
+            {"Key": "BOCompletedTime", "Value": 20240706224852_i64}]}}}))
+    .unwrap();
+    let utility = Money::parse("481000", Currency::KES).unwrap();
+    let http = reqwest::Client::new();
+    let known = |b: &std::collections::HashMap<Provider, BalanceAnswer>| match &b[&Provider::MpesaB2c] {
+        BalanceAnswer::Known { available, .. } => Some(available.clone()),
+        _ => None,
+    };
+
+    // The token route.
+    let adapter = mpesa(
+        "https://payouts.example/api/webhooks/mpesa-b2c/path-token-123",
+        Some("path-token-123"),
+        None,
+    );
+    assert_eq!(
+        (adapter.balance_result_url(), adapter.balance_timeout_url()),
+        (
+            "https://payouts.example/api/webhooks/mpesa-b2c/path-token-123/balance/result",
+            "https://payouts.example/api/webhooks/mpesa-b2c/path-token-123/balance/timeout"
+        )
+    );
+    let (service, base) = serve_with(adapter).await;
+    let post = |path: &str| {
+        http.post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+    };
+    for (path, status) in [
+        ("/api/webhooks/mpesa-b2c/guess/balance/result", 401),
+        ("/api/webhooks/mpesa-b2c/balance/result", 401),
+        ("/api/webhooks/mpesa-b2c/path-token-123/balance/other", 400),
+        ("/api/webhooks/mpesa-b2c/path-token-123/balance", 400),
+    ] {
+        let res = post(path).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), status, "{path}: {}", res.text().await.unwrap());
+    }
+    let before = service.balances(&[Provider::MpesaB2c]).await;
+    assert_eq!(known(&before), None, "refused callbacks change nothing: {before:?}");
+    let res = post("/api/webhooks/mpesa-b2c/path-token-123/balance/result")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let answer: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(answer, json!({"data": {"received": true, "events": []}}));
+    assert_eq!(
+        known(&service.balances(&[Provider::MpesaB2c]).await),
+        Some(vec![utility])
+    );
+
+    // The signed route beside the bare result URL.
+    let adapter = mpesa(
+        "https://payouts.example/api/webhooks/mpesa-b2c",
+        None,
+        Some("hmac-secret"),
+    );
+    assert_eq!(
+        adapter.balance_result_url(),
+        "https://payouts.example/api/webhooks/mpesa-b2c/balance/result"
+    );
+    let (service, base) = serve_with(adapter).await;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hmac-secret").unwrap();
+    mac.update(&body);
+    let signature: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let res = http
+        .post(format!("{base}/api/webhooks/mpesa-b2c/balance/result"))
+        .header("x-mpesa-signature", signature)
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200, "{}", res.text().await.unwrap());
+    assert_eq!(
+        known(&service.balances(&[Provider::MpesaB2c]).await),
+        Some(vec![utility])
+    );
+}
+
 /// `PAYOUTS_FOUR_EYES` and the other approval settings reach the engine the demo builds.
 #[tokio::test]
 async fn the_demo_passes_the_approval_policy_on() {
