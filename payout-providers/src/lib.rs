@@ -41,6 +41,9 @@
 //!   the provider cannot take exactly is a `Final` error before any HTTP call.
 //! - **Secrets** are held in [`Secret`], whose `Debug` prints `[REDACTED]`; config `Debug` output
 //!   lists only non-secret fields; secrets never go into errors or logs.
+//! - **Balances** for the funds check: the Stripe and M-Pesa adapters are also
+//!   [`BalanceSource`](payout_core::funds::BalanceSource)s (Stripe `GET /v1/balance`; M-Pesa's Account
+//!   Balance query, answered by callback); PayPal and the bank offer none.
 //! - **Config** comes from a builder or `from_env()`; a missing credential is a [`ConfigError`]
 //!   naming the variable. What every adapter shares (base URL, time limits, retries, clock) is one
 //!   [`ClientOptions`], set whole or one setting at a time on any adapter's [`ConfigBuilder`].
