@@ -96,7 +96,7 @@ fn service(sources: &[Arc<Source>]) -> PayoutService {
 #[tokio::test]
 async fn each_source_is_asked_once_and_a_provider_without_one_is_unknown() {
     let stripe = Source::new(Provider::StripeConnect, Answer::Now(known(vec![usd("10")])));
-    let svc = service(&[stripe.clone()]);
+    let svc = service(std::slice::from_ref(&stripe));
     let balances = svc
         .balances(&[
             Provider::StripeConnect,

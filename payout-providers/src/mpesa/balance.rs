@@ -230,7 +230,7 @@ impl BalanceSource for MpesaProvider {
         Provider::MpesaB2c
     }
 
-    /// The Utility Account's balance (see [Balance](self#balance)): `Known` while the last one is
+    /// The Utility Account's balance (see [Balance](super#balance)): `Known` while the last one is
     /// fresh, else `Pending` while a query is awaited, else a new query is sent. The book is held
     /// while the query is sent, so concurrent checks send one query, and a callback that races the
     /// acknowledgement is recorded after it.
