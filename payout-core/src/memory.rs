@@ -44,13 +44,14 @@ use futures::stream::{self, BoxStream};
 
 use crate::domain::{AuditEntry, ItemKind, Payout, PayoutAttempt, PayoutId, PayoutItem, PayoutOrigin, Provider};
 use crate::error::{Error, Result};
-use crate::money::Money;
+use crate::money::{Currency, Money};
 use crate::provider::EventReference;
 use crate::status::PayoutStatus;
 use crate::store::{
     AttentionPage, BatchKeys, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ClawbackDue,
-    Cursor, Flagged, FollowUp, HeldConsultation, Holder, LedgerRelease, NewPayout, Page, PayoutChange, PayoutFilter,
-    PayoutPage, PayoutStore, PeriodBatch, PeriodBatchOutcome, Slot, StoredFacts, WebhookEventRecord,
+    Cursor, Flagged, FollowUp, HeldConsultation, Holder, LedgerRelease, MonthTotal, NewPayout, Page, PayoutChange,
+    PayoutFilter, PayoutPage, PayoutStore, PeriodBatch, PeriodBatchOutcome, Slot, StatusTally, StoredFacts,
+    TotalsFilter, WebhookEventRecord, add_minor, first_of_month, sort_tallies,
 };
 
 /// How many rows [`PayoutStore::stream`] reads under the lock at a time.
@@ -700,6 +701,58 @@ impl PayoutStore for MemoryStore {
     /// None: one lock around the whole store makes one payout at a time as fast as many.
     fn bulk(&self) -> Option<Arc<dyn BulkPayoutStore>> {
         None
+    }
+
+    /// Counted under the lock as it reads, as the list's total is: the in-memory store holds few
+    /// payouts, and a count cannot drift from the payouts it counts.
+    async fn totals(&self, filter: &TotalsFilter) -> Result<Vec<StatusTally>> {
+        let state = self.lock();
+        let mut buckets: BTreeMap<(PayoutStatus, Option<Provider>, Currency), (u64, i64)> = BTreeMap::new();
+        for record in state.payouts.values().filter(|r| filter.matches(&r.payout)) {
+            let p = &record.payout;
+            let bucket = buckets.entry((p.status, p.provider, p.currency())).or_default();
+            bucket.0 += 1;
+            bucket.1 = add_minor(bucket.1, p.amount_due.to_minor_units()?)?;
+        }
+        let mut tallies: Vec<StatusTally> = buckets
+            .into_iter()
+            .map(|((status, provider, currency), (count, minor))| StatusTally {
+                status,
+                provider,
+                currency,
+                count,
+                amount: Money::from_minor_units(minor, currency),
+            })
+            .collect();
+        sort_tallies(&mut tallies);
+        Ok(tallies)
+    }
+
+    async fn paid_by_month(&self, currency: Option<Currency>, from: NaiveDate) -> Result<Vec<MonthTotal>> {
+        let state = self.lock();
+        let from = first_of_month(from);
+        let mut months: BTreeMap<(NaiveDate, String), (Currency, u64, i64)> = BTreeMap::new();
+        for record in state.payouts.values() {
+            let p = &record.payout;
+            let month = first_of_month(p.created_at.date_naive());
+            if p.status != PayoutStatus::Paid || month < from || currency.is_some_and(|c| c != p.currency()) {
+                continue;
+            }
+            let slot = months
+                .entry((month, p.currency().code().to_string()))
+                .or_insert((p.currency(), 0, 0));
+            slot.1 += 1;
+            slot.2 = add_minor(slot.2, p.amount_due.to_minor_units()?)?;
+        }
+        Ok(months
+            .into_iter()
+            .map(|((month, _), (currency, count, minor))| MonthTotal {
+                month,
+                currency,
+                count,
+                amount: Money::from_minor_units(minor, currency),
+            })
+            .collect())
     }
 }
 

@@ -14,14 +14,15 @@ use payout_core::domain::{
 };
 use payout_core::error::Result;
 use payout_core::memory::MemoryStore;
+use payout_core::money::Currency;
 use payout_core::provider::EventReference;
 use payout_core::service::{CancelConsultations, PayoutService};
 use payout_core::source::{StaticConsultations, StaticDirectory};
 use payout_core::status::PayoutStatus;
 use payout_core::store::{
     AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ClawbackDue,
-    HeldConsultation, Holder, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
-    PeriodBatchOutcome,
+    HeldConsultation, Holder, MonthTotal, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore,
+    PeriodBatch, PeriodBatchOutcome, StatusTally, TotalsFilter,
 };
 
 mod common;
@@ -280,6 +281,12 @@ impl PayoutStore for Racing {
     }
     fn bulk(&self) -> Option<Arc<dyn BulkPayoutStore>> {
         None
+    }
+    async fn totals(&self, filter: &TotalsFilter) -> Result<Vec<StatusTally>> {
+        self.inner.totals(filter).await
+    }
+    async fn paid_by_month(&self, currency: Option<Currency>, from: NaiveDate) -> Result<Vec<MonthTotal>> {
+        self.inner.paid_by_month(currency, from).await
     }
 }
 

@@ -26,8 +26,8 @@ use payout_core::service::{CalculationPolicy, EventOutcome, PayoutService, Perfo
 use payout_core::status::PayoutStatus;
 use payout_core::store::{
     AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ClawbackDue,
-    HeldConsultation, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
-    PeriodBatchOutcome,
+    HeldConsultation, MonthTotal, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
+    PeriodBatchOutcome, StatusTally, TotalsFilter,
 };
 
 use common::{consultation, month, recipient};
@@ -646,6 +646,12 @@ impl PayoutStore for Counting {
     /// None: a pass uses no bulk ability, and every call is counted above.
     fn bulk(&self) -> Option<Arc<dyn BulkPayoutStore>> {
         None
+    }
+    async fn totals(&self, filter: &TotalsFilter) -> Result<Vec<StatusTally>> {
+        self.inner.totals(filter).await
+    }
+    async fn paid_by_month(&self, currency: Option<Currency>, from: NaiveDate) -> Result<Vec<MonthTotal>> {
+        self.inner.paid_by_month(currency, from).await
     }
 }
 

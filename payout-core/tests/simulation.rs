@@ -52,8 +52,8 @@ use payout_core::source::{ConsultationSource, RecipientDirectory, StaticConsulta
 use payout_core::status::{PayoutEvent, PayoutStatus, Transition, transition};
 use payout_core::store::{
     AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ClawbackDue,
-    HeldConsultation, Holder, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
-    PeriodBatchOutcome,
+    HeldConsultation, Holder, MonthTotal, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore,
+    PeriodBatch, PeriodBatchOutcome, StatusTally, TotalsFilter,
 };
 use rust_decimal::Decimal;
 
@@ -806,6 +806,14 @@ impl PayoutStore for FaultStore {
     /// None: every bulk call then goes through the faults above, one payout at a time.
     fn bulk(&self) -> Option<Arc<dyn BulkPayoutStore>> {
         None
+    }
+
+    async fn totals(&self, filter: &TotalsFilter) -> Result<Vec<StatusTally>> {
+        self.read(self.inner.totals(filter)).await
+    }
+
+    async fn paid_by_month(&self, currency: Option<Currency>, from: NaiveDate) -> Result<Vec<MonthTotal>> {
+        self.read(self.inner.paid_by_month(currency, from)).await
     }
 }
 

@@ -87,6 +87,7 @@ mod rows;
 mod source;
 mod sqlite_time;
 mod store;
+mod totals;
 mod write;
 
 #[cfg(feature = "postgres")]

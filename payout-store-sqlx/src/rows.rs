@@ -225,15 +225,15 @@ fn from_name<T: DeserializeOwned>(what: &'static str, name: &str) -> Result<T> {
     serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| corrupt(what, name))
 }
 
-fn currency(code: &str) -> Result<Currency> {
+pub(crate) fn currency(code: &str) -> Result<Currency> {
     Currency::from_code(code).map_err(|e| corrupt("currency", e))
 }
 
-fn status(name: &str) -> Result<PayoutStatus> {
+pub(crate) fn status(name: &str) -> Result<PayoutStatus> {
     name.parse().map_err(|e| corrupt("status", e))
 }
 
-fn provider(name: &str) -> Result<Provider> {
+pub(crate) fn provider(name: &str) -> Result<Provider> {
     name.parse().map_err(|e| corrupt("provider", e))
 }
 

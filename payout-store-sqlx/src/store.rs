@@ -8,17 +8,18 @@ use chrono::NaiveDate;
 use futures::stream::BoxStream;
 use payout_core::Result;
 use payout_core::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
+use payout_core::money::Currency;
 use payout_core::provider::EventReference;
 use payout_core::store::{
     AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ClawbackDue, ExportRow,
-    HeldConsultation, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
-    PeriodBatchOutcome,
+    HeldConsultation, MonthTotal, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
+    PeriodBatchOutcome, StatusTally, TotalsFilter,
 };
 
 use crate::db::Db;
 use crate::export::{Chunking, EXPORT_CHUNKS};
 use crate::rows::ExportRowExt;
-use crate::{checks, export, read, write};
+use crate::{checks, export, read, totals, write};
 
 /// A [`PayoutStore`] in SQL: [`SqliteStore`](crate::SqliteStore) (`SqlStore<SqlitePool>`) or
 /// [`PgStore`](crate::PgStore) (`SqlStore<PgPool>`). The behaviour is the same on both, written
@@ -143,6 +144,14 @@ where
 
     fn bulk(&self) -> Option<Arc<dyn BulkPayoutStore>> {
         Some(Arc::new(self.clone()))
+    }
+
+    async fn totals(&self, filter: &TotalsFilter) -> Result<Vec<StatusTally>> {
+        totals::totals(&self.pool, filter).await
+    }
+
+    async fn paid_by_month(&self, currency: Option<Currency>, from: NaiveDate) -> Result<Vec<MonthTotal>> {
+        totals::paid_by_month(&self.pool, currency, from).await
     }
 }
 

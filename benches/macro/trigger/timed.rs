@@ -1,6 +1,8 @@
 //! Timers around the store and the adapters of the trigger benchmark: where the time goes.
 
 use super::*;
+use payout_core::money::Currency;
+use payout_core::store::{MonthTotal, StatusTally, TotalsFilter};
 
 /// Where the time goes: how many calls each store method and the provider's `send` got, and how
 /// long they took in all (wall time per call, summed over concurrent calls).
@@ -122,6 +124,12 @@ impl PayoutStore for TimedStore {
             inner,
             spans: self.spans.clone(),
         }))
+    }
+    async fn totals(&self, filter: &TotalsFilter) -> payout_core::Result<Vec<StatusTally>> {
+        self.inner.totals(filter).await
+    }
+    async fn paid_by_month(&self, currency: Option<Currency>, from: NaiveDate) -> payout_core::Result<Vec<MonthTotal>> {
+        self.inner.paid_by_month(currency, from).await
     }
 }
 

@@ -13,6 +13,7 @@ mod lifecycle;
 mod pipeline;
 mod reconcile;
 mod resolve;
+mod summary;
 mod webhook;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ pub use export::EarningsAnalytics;
 pub use lifecycle::{BulkOutcome, CancelConsultations};
 pub use reconcile::{ReconcilePolicy, ReconcileReport, SettlementWatch};
 pub use resolve::ResolveRequest;
+pub use summary::MAX_CHART_MONTHS;
 pub use webhook::{EventOutcome, WebhookReport};
 
 /// What the engine allows and when it gives up waiting: rules a finance team decides. Changing

@@ -13,6 +13,7 @@ mod checks;
 mod decide;
 mod query;
 mod records;
+mod totals;
 
 use std::sync::Arc;
 
@@ -28,9 +29,12 @@ pub use query::{Cursor, ExportRow, Page, PayoutFilter, PayoutPage};
 pub use records::{
     CarryOver, ClawbackDue, HeldConsultation, Holder, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason,
 };
+pub(crate) use totals::add_minor;
+pub use totals::{MonthTotal, StatusTally, TotalsFilter, fill_months, first_of_month, month_range, sort_tallies};
 
 use crate::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
 use crate::error::Result;
+use crate::money::Currency;
 use crate::provider::EventReference;
 
 /// Durable storage for payouts.
@@ -190,4 +194,30 @@ pub trait PayoutStore: Send + Sync {
     /// [`BulkPayoutStore`] itself, or answer `None`. Called once per bulk call, so a store may hand
     /// out a new handle each time (a clone of itself in an `Arc`).
     fn bulk(&self) -> Option<Arc<dyn BulkPayoutStore>>;
+
+    // Summary totals, kept as the store writes: the dashboard's header and its chart of paid totals.
+
+    /// How many payouts `filter` counts there are, and how much they add up to, per status,
+    /// provider and currency (amounts are never converted).
+    ///
+    /// # Behavior
+    /// Exact and current: what the committed changes left, read in one snapshot. One
+    /// [`StatusTally`] per (status, provider, currency) with at least one payout, in the order of
+    /// [`sort_tallies`]. A store keeps these figures as it writes (the SQL stores in tallies
+    /// updated by triggers in the same transaction as each change), so the cost of reading them
+    /// does not grow with the number of payouts. A sum beyond 64-bit minor units is an error,
+    /// never a wrapped figure.
+    async fn totals(&self, filter: &TotalsFilter) -> Result<Vec<StatusTally>>;
+
+    /// What was paid per month: the `PAID` payouts created in `from`'s month or later, per month
+    /// of creation (UTC) and currency, only in `currency` when it is given.
+    ///
+    /// # Behavior
+    /// Read from the same figures as [`totals`](PayoutStore::totals), so its cost does not grow
+    /// with the number of payouts either. The month is the payout's month of **creation**, the
+    /// month the tallies are kept by (a calculated payout is created when its period is
+    /// calculated, usually the month after the period). One [`MonthTotal`] per month and currency
+    /// with at least one paid payout (months with none are left out; [`fill_months`] adds them),
+    /// oldest month first, then by currency code.
+    async fn paid_by_month(&self, currency: Option<Currency>, from: NaiveDate) -> Result<Vec<MonthTotal>>;
 }

@@ -38,6 +38,7 @@ mod checks;
 mod ledger;
 mod operator;
 mod reading;
+mod totals;
 
 use std::fmt;
 use std::future::Future;
@@ -56,6 +57,7 @@ pub use checks::*;
 pub use ledger::*;
 pub use operator::*;
 pub use reading::*;
+pub use totals::*;
 
 use crate::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
 use crate::error::Error;
@@ -143,7 +145,8 @@ pub const STORE_CHECKS: &[StoreCheck] = checks![
     attention_queue_lists_flagged_payouts,
     a_consultation_is_held_by_one_live_payout,
     cancelling_releases_or_voids_the_consultations,
-    carry_overs_and_clawbacks_join_the_ledger;
+    carry_overs_and_clawbacks_join_the_ledger,
+    totals_equal_a_recount_after_changes;
     concurrent_apply_has_one_winner,
     two_claimers_never_get_the_same_check
 ];
