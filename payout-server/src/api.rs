@@ -231,7 +231,7 @@ pub struct ListQuery {
 }
 
 /// Filters of the dashboard's list form, the API's names and rules; other fields are ignored.
-const FORM_FILTERS: [&str; 6] = ["status", "doctor", "provider", "startDate", "endDate", "skip"];
+const FORM_FILTERS: [&str; 7] = ["status", "doctor", "provider", "startDate", "endDate", "limit", "skip"];
 
 impl ListQuery {
     /// The filters among a form's `pairs`, parsed exactly as the API parses its query.

@@ -16,6 +16,9 @@
 //! - Metrics: Prometheus text at `http://$PAYOUTS_METRICS_ADDR/metrics`, on an address of its own so that it
 //!   is never public by accident (unset: no metrics are recorded). See [`serve_metrics`].
 //! - Graceful shutdown on SIGTERM or Ctrl-C, within `PAYOUTS_SHUTDOWN_GRACE_SECS` (30); see [`serve_until`].
+//! - Signing in to the dashboard: with the development secret (`NEXTAUTH_SECRET` unset, so only on
+//!   loopback with simulated providers), a development login picks an admin without pasting a
+//!   token ([`dev_login`]); otherwise a token is pasted, or a host's own authenticator is used.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,7 +39,11 @@ use axum::Router;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-use crate::{AppState, ServerConfig, api, observe, router};
+use crate::{AppState, DashboardConfig, ServerConfig, api, api_router, dashboard_router, observe, webhook_router};
+
+pub mod dev_login;
+
+pub use dev_login::DevLogin;
 
 /// The development secret used when `NEXTAUTH_SECRET` is unset (logged loudly).
 pub const DEV_SECRET: &str = "payouts-demo-secret-change-me";
@@ -235,6 +242,9 @@ pub struct Demo {
     pub state: AppState,
     /// Providers that are simulated because their credentials are missing.
     pub simulated: Vec<Provider>,
+    /// The dashboard's development login, when the demo runs with the development secret
+    /// ([`DevLogin::for_demo`]); [`serve`] offers it.
+    pub dev_login: Option<DevLogin>,
 }
 
 /// Refuses the public development secret ([`DEV_SECRET`], used when `NEXTAUTH_SECRET` is unset)
@@ -267,7 +277,7 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
         .filter(|(_, a)| !a.capabilities().simulated)
         .map(|(p, _)| *p)
         .collect();
-    check_development_secret(&config.jwt_secret, config.addr, &real)?;
+    let dev_login = DevLogin::for_demo(&config.jwt_secret, config.addr, &real)?;
     let url = config.database_url.as_str();
     let appointments = ConsultationTable {
         reversals: config.reversals.clone(),
@@ -335,10 +345,16 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
         ..ServerConfig::new(&config.jwt_secret)
     };
     let state = AppState::new(service.clone(), server_config);
+    if dev_login.is_some() {
+        tracing::warn!(
+            "development login offered on the dashboard (public development secret, loopback only, simulated providers)"
+        );
+    }
     Ok(Demo {
         service,
         state,
         simulated,
+        dev_login,
     })
 }
 
@@ -374,11 +390,28 @@ fn real_provider(provider: Provider) -> std::result::Result<Arc<dyn PayoutProvid
 /// ([`serve_metrics`]), never here. A host embedding `payouts` assembles its own
 /// (`examples/embed_axum.rs`).
 pub fn app(state: AppState) -> Router {
-    let own = Router::new()
+    app_with_dev_login(state, None)
+}
+
+/// [`app`], with the development login ([`dev_login`]) when `dev_login` is given: its routes, and
+/// a link to it on the dashboard's sign-in page. [`serve_until`] runs this with the demo's
+/// [`Demo::dev_login`].
+pub fn app_with_dev_login(state: AppState, dev_login: Option<DevLogin>) -> Router {
+    let mut dashboard = DashboardConfig::default();
+    if dev_login.is_some() {
+        let href = dev_login::path(&dashboard);
+        dashboard = dashboard.with_sign_in_link(dev_login::LINK_LABEL, &href);
+    }
+    let mut own = Router::new()
         .route("/healthz", get(api::healthz))
         .with_state(state.clone());
+    if let Some(dev) = dev_login {
+        own = own.merge(dev_login::routes(dev, &dashboard));
+    }
     let app = own
-        .merge(router(state))
+        .merge(api_router(state.clone()))
+        .merge(webhook_router(state.clone()))
+        .merge(dashboard_router(state, dashboard))
         // After every route is in: it applies to the routes present when it is called.
         .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::not_found);
@@ -441,7 +474,7 @@ pub async fn serve_until(
     tasks.extend(spawn_jobs(config, demo.service.clone(), stop.clone()));
     tracing::info!(addr = %listener.local_addr()?, "payouts demo server listening");
     let service = demo.service.clone();
-    let app = app(demo.state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = app_with_dev_login(demo.state, demo.dev_login).into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
     let mut server = tokio::spawn(async move { server.await });
     tokio::select! {

@@ -17,6 +17,7 @@ use payout_server::{AppState, Claims, JwtKey, Role, ServerConfig, router};
 use tower::ServiceExt;
 
 const BASE: &str = "/dashboard/admin/payouts";
+const ATTENTION: &str = "/dashboard/admin/attention";
 
 struct Reply {
     status: StatusCode,
@@ -91,6 +92,21 @@ async fn ids(service: &PayoutService) -> Vec<String> {
     rows.into_iter().map(|(_, id)| id).collect()
 }
 
+/// A simulated provider's webhook saying the payout with `reference` is now `status`.
+async fn webhook(service: &PayoutService, reference: &str, event: &str, status: &str, reason: &str) {
+    let body = serde_json::json!({"eventId": event, "reference": reference, "status": status, "reason": reason});
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-simulation-token", SIM_TOKEN.parse().unwrap());
+    service
+        .handle_webhook(
+            payout_core::domain::Provider::StripeConnect,
+            &headers,
+            body.to_string().as_bytes(),
+        )
+        .await
+        .unwrap();
+}
+
 async fn status_of(service: &PayoutService, id: &str) -> PayoutStatus {
     service
         .get(&Actor::admin("t"), &PayoutId::new(id))
@@ -140,7 +156,7 @@ async fn without_a_cookie_the_pages_show_the_sign_in_form() {
     let r = call(&app, page(BASE, None)).await;
     assert_sign_in_form(&r);
     assert_locked_down(&r);
-    assert!(r.body.contains("<!doctype html>"));
+    assert!(r.body.to_ascii_lowercase().starts_with("<!doctype html>"));
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
     // Nothing about the payouts leaks out.
     for id in ids(&service).await {
@@ -183,7 +199,7 @@ async fn login_with_a_doctor_or_bad_token_shows_an_error_and_sets_no_cookie() {
         exp: chrono::Utc::now().timestamp() + 60,
     });
     let cases = [
-        (doctor("dr-a"), "that token is not an admin&#39;s"),
+        (doctor("dr-a"), "that token is not an admin's"),
         ("not.a.jwt".to_string(), "malformed token"),
         (forged, "invalid token signature"),
         (String::new(), "malformed token"),
@@ -238,7 +254,12 @@ async fn admin_login_sets_a_strict_http_only_cookie_and_the_list_shows_the_payou
             !r.body.contains(&format!("id=\"trigger-{id}\"")),
             "no trigger before approval"
         );
-        assert!(r.body.contains(&format!("<td>{doctor}</td>")));
+        // The doctor's name from the directory, with the id under it.
+        assert_eq!(
+            text_of(&r.body, &format!("doctor-{id}")),
+            Some(format!("<span class=\"doctor-name\">Dr. {doctor}").as_str())
+        );
+        assert!(r.body.contains(&format!("<span class=\"doctor-id\">{doctor}</span>")));
     }
     for id in [
         "bulk",
@@ -251,7 +272,7 @@ async fn admin_login_sets_a_strict_http_only_cookie_and_the_list_shows_the_payou
         assert!(r.body.contains(&format!("id=\"{id}\"")), "#{id}");
     }
     // dr-b: two consultations at the default rate.
-    assert!(r.body.contains("1000.00"), "{}", r.body);
+    assert!(r.body.contains("<td class=\"amount\">1,000.00 KES</td>"), "{}", r.body);
     // The filters narrow the list.
     let r = call(&app, page(&format!("{BASE}?doctor=dr-b"), Some(&a))).await;
     assert!(r.body.contains("1 payouts."), "{}", r.body);
@@ -487,7 +508,8 @@ async fn doctor_ids_are_html_escaped() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(!r.body.contains("<script"), "{}", r.body);
     assert!(
-        r.body.contains("<td>&lt;script&gt;alert(4)&lt;/script&gt;</td>"),
+        r.body
+            .contains("<span class=\"doctor-name\">Dr. dr-a</span><span class=\"doctor-id\">&lt;script&gt;alert(4)&lt;/script&gt;</span>"),
         "{}",
         r.body
     );
@@ -499,7 +521,10 @@ async fn doctor_ids_are_html_escaped() {
     let r = call(&app, page(&format!("{BASE}/{}", p.id.as_str()), Some(&a))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(!r.body.contains("<script"), "{}", r.body);
-    assert!(r.body.contains("<dd>&lt;script&gt;alert(4)&lt;/script&gt;</dd>"));
+    assert!(
+        r.body
+            .contains("<span class=\"doctor-id\">&lt;script&gt;alert(4)&lt;/script&gt;</span></dd>")
+    );
 }
 
 #[tokio::test]
@@ -579,15 +604,23 @@ async fn a_bulk_action_over_the_limit_is_refused_and_says_why() {
     }
 }
 
-/// Issue 14 item 5: the list page has a "Needs attention" section with the count and each
-/// flagged payout, its status and why; empty, it says nothing needs a person.
+/// Issue 14 item 5, on its own page since issue 17: the summary header counts the attention queue
+/// on every page, and the Attention page lists each flagged payout, its status and why; empty, it
+/// says nothing needs a person.
 #[tokio::test]
-async fn the_attention_section_lists_flagged_payouts() {
+async fn the_attention_page_lists_flagged_payouts() {
     let (app, service) = setup().await;
     let a = admin("admin-1");
     let r = call(&app, page(BASE, Some(&a))).await;
     assert_eq!(text_of(&r.body, "attention-count"), Some("0"), "{}", r.body);
-    assert!(r.body.contains("Nothing needs a person."));
+    let r = call(&app, page(ATTENTION, Some(&a))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_locked_down(&r);
+    assert!(r.body.contains("Nothing needs a person."), "{}", r.body);
+    assert!(
+        r.body
+            .contains(r#"id="nav-attention" href="/dashboard/admin/attention" aria-current="page""#)
+    );
 
     let id = ids(&service).await.remove(0);
     let admin_actor = Actor::admin("admin-1");
@@ -599,23 +632,22 @@ async fn the_attention_section_lists_flagged_payouts() {
         .unwrap();
     let reference = p.provider_reference.unwrap();
     for (event, status) in [("evt_p", "PAID"), ("evt_r", "RETURNED")] {
-        let body = serde_json::json!({"eventId": event, "reference": reference, "status": status, "reason": "<b>bank</b> return"});
-        let mut headers = http::HeaderMap::new();
-        headers.insert("x-simulation-token", SIM_TOKEN.parse().unwrap());
-        service
-            .handle_webhook(
-                payout_core::domain::Provider::StripeConnect,
-                &headers,
-                body.to_string().as_bytes(),
-            )
-            .await
-            .unwrap();
+        webhook(&service, &reference, event, status, "<b>bank</b> return").await;
     }
-    let r = call(&app, page(BASE, Some(&a))).await;
-    assert_eq!(text_of(&r.body, "attention-count"), Some("1"), "{}", r.body);
+    for uri in [BASE, ATTENTION] {
+        let r = call(&app, page(uri, Some(&a))).await;
+        assert_eq!(text_of(&r.body, "attention-count"), Some("1"), "{uri}: {}", r.body);
+    }
+    let r = call(&app, page(ATTENTION, Some(&a))).await;
+    assert_eq!(text_of(&r.body, "attention-total"), Some("1"), "{}", r.body);
     let row = text_of(&r.body, &format!("attention-{id}")).expect("a row for the payout");
     assert!(row.contains(&format!("href=\"{BASE}/{id}\"")), "{row}");
-    let section = &r.body[r.body.find("id=\"attention\"").unwrap()..r.body.find("id=\"filters\"").unwrap()];
+    let section = &r.body[r.body.find("id=\"attention\"").unwrap()..r.body.find("id=\"failed\"").unwrap()];
     assert!(section.contains("RETURNED"), "{section}");
     assert!(section.contains("came back after it was paid"), "{section}");
+    assert!(section.contains("Dr. dr-a"), "the doctor's name: {section}");
+    // A doctor gets no attention page.
+    let r = call(&app, page(ATTENTION, Some(&doctor("dr-a")))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(!r.body.contains(&id));
 }
