@@ -886,6 +886,21 @@ mod tests {
         assert!(check_development_secret("a-real-secret", everyone, &[Provider::BankTransfer]).is_ok());
     }
 
+    /// Issue 17: the development login comes with the development secret (on loopback, every
+    /// provider simulated), and only with it.
+    #[tokio::test]
+    async fn the_development_login_comes_only_with_the_development_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_dev = build(&config(&dir.path().join("a.db"), "127.0.0.1:0", DEV_SECRET))
+            .await
+            .unwrap();
+        assert!(with_dev.dev_login.is_some());
+        let with_own = build(&config(&dir.path().join("b.db"), "127.0.0.1:0", "a-real-secret"))
+            .await
+            .unwrap();
+        assert!(with_own.dev_login.is_none());
+    }
+
     #[tokio::test]
     async fn the_demo_refuses_the_development_secret_beyond_loopback_before_touching_the_database() {
         let dir = tempfile::tempdir().unwrap();

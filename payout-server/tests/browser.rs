@@ -1,4 +1,8 @@
-//! The dashboard in a real headless Chromium driven through chromedriver: sign in, approve, trigger, audit.
+//! The dashboard in a real headless Chromium driven through chromedriver: sign in through the
+//! demo's development login, the summary header and the chart, paging with a filter kept, approve
+//! and trigger, the audit trail, and the attention queue's resolve confirmed by a second admin.
+//! Screenshots of the main pages are written to `<target dir>/artefacts/dashboard/*.png` (test
+//! artefacts, never committed).
 //!
 //! Runs when `PAYOUTS_TEST_CHROMEDRIVER` names a chromedriver (Debian: `chromium` and `chromium-driver`,
 //! `/usr/bin/chromedriver`, with the browser at `/usr/bin/chromium`); otherwise it says it skipped.
@@ -14,8 +18,12 @@ use common::*;
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use payout_core::domain::{Actor, PayoutId, Provider};
+use payout_core::money::{Currency, Money};
+use payout_core::service::ManualPayout;
 use payout_core::status::PayoutStatus;
-use payout_server::{ServerConfig, router};
+use payout_core::store::{FollowUp, PayoutChange};
+use payout_server::ServerConfig;
+use payout_server::demo::{self, DEV_SECRET, DevLogin};
 use serde_json::json;
 
 const CHROMEDRIVER_VAR: &str = "PAYOUTS_TEST_CHROMEDRIVER";
@@ -121,17 +129,69 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Saves a screenshot of the page as `<target dir>/artefacts/dashboard/{name}.png`.
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    let dir = target_dir().join("artefacts").join("dashboard");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{name}.png"));
+    std::fs::write(&file, png).unwrap();
+    println!("screenshot: {}", file.display());
+}
+
+/// Signs in through the development login as `admin`, from wherever the browser is.
+async fn dev_sign_in(client: &Client, base: &str, admin: &str) {
+    client.goto(&format!("{base}/dashboard/admin/payouts")).await.unwrap();
+    wait_for(client, Locator::Id("sign-in-links"), "the sign-in page's links").await;
+    click(client, Locator::LinkText("Development login (demo only)")).await;
+    let select = wait_for(client, Locator::Id("dev-admin"), "the development login's form").await;
+    select.select_by_value(admin).await.unwrap();
+    click(client, Locator::Id("dev-sign-in")).await;
+    wait_for(client, Locator::Id("payouts"), "the payouts table after signing in").await;
+    wait_for_text(client, "signed-in-as", &format!("admin:{admin}")).await;
+}
+
+/// A simulated provider's webhook saying the payout with `reference` is now `status`.
+async fn webhook(service: &payout_core::PayoutService, provider: Provider, reference: &str, event: &str, status: &str) {
+    let body = json!({"eventId": event, "reference": reference, "status": status});
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-simulation-token", SIM_TOKEN.parse().unwrap());
+    service
+        .handle_webhook(provider, &headers, body.to_string().as_bytes())
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_admin_approves_and_triggers_a_payout_in_a_real_browser() {
+async fn an_admin_works_the_dashboard_in_a_real_browser() {
     let Some(chromedriver) = std::env::var(CHROMEDRIVER_VAR).ok().filter(|v| !v.is_empty()) else {
         println!("skipped: {CHROMEDRIVER_VAR} not set");
         return;
     };
 
-    // The app on a free port.
-    let state = calculated_state(ServerConfig::new(SECRET)).await;
+    // The demo's app with its development login (the development secret, on loopback), on a free
+    // port, over the three calculated payouts and 30 manual ones (two pages of 25).
+    let state = calculated_state(ServerConfig::new(DEV_SECRET)).await;
     let service = state.service.clone();
-    let base = serve(router(state)).await;
+    for i in 0..30 {
+        service
+            .create_manual(
+                &Actor::admin("admin-9"),
+                ManualPayout {
+                    doctor_id: ["dr-a", "dr-b", "dr-c"][i % 3].into(),
+                    amount: Money::parse(&format!("{}.25", 10 + i), Currency::KES).unwrap(),
+                    period: None,
+                    notes: Some(format!("bonus {i}")),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let dev = DevLogin::for_demo(DEV_SECRET, "127.0.0.1:0".parse().unwrap(), &[])
+        .unwrap()
+        .expect("the development login on loopback");
+    let base = serve(demo::app_with_dev_login(state, Some(dev))).await;
 
     // chromedriver on another free port, and a browser session with a fresh profile.
     let port = free_port();
@@ -170,21 +230,15 @@ async fn an_admin_approves_and_triggers_a_payout_in_a_real_browser() {
         .connect(&webdriver)
         .await
         .expect("a chromedriver session");
-    client.set_window_size(1400, 1200).await.unwrap();
+    client.set_window_size(1400, 1400).await.unwrap();
 
-    // Sign in by pasting an admin token.
+    // Sign in without pasting a token: the sign-in page links to the development login.
     client.goto(&format!("{base}/dashboard/admin/payouts")).await.unwrap();
-    let token = admin("browser-admin");
-    wait_for(&client, Locator::Id("token"), "the sign-in form")
-        .await
-        .send_keys(&token)
-        .await
-        .unwrap();
-    click(&client, Locator::Id("sign-in")).await;
-    wait_for(&client, Locator::Id("payouts"), "the payouts table after signing in").await;
+    wait_for(&client, Locator::Id("token"), "the sign-in page").await;
+    screenshot(&client, "sign-in").await;
+    dev_sign_in(&client, &base, "dev-admin-1").await;
     // The cookie is there but out of reach of scripts.
     let cookie = client.get_named_cookie("payouts_token").await.unwrap();
-    assert_eq!(cookie.value(), token);
     assert_eq!(cookie.http_only(), Some(true));
     let seen_by_js = client.execute("return document.cookie", vec![]).await.unwrap();
     assert!(
@@ -192,33 +246,89 @@ async fn an_admin_approves_and_triggers_a_payout_in_a_real_browser() {
         "{seen_by_js}"
     );
 
-    // A PENDING row.
-    let mut pending = None;
-    for cell in client.find_all(Locator::Css("td.status")).await.unwrap() {
-        if cell.text().await.unwrap().trim() == "PENDING" {
-            pending = cell.attr("id").await.unwrap();
-            break;
-        }
-    }
-    let id = pending
-        .expect("a PENDING row")
-        .strip_prefix("status-")
+    // The summary header.
+    wait_for_text(&client, "count-PENDING", "33").await;
+    wait_for_text(&client, "attention-count", "0").await;
+    assert!(!texts(&client, "#summary .sum").await.is_empty());
+    assert!(
+        !texts(&client, ".doctor-name").await.is_empty(),
+        "doctors' names beside their ids"
+    );
+
+    // Paging: 25 a page, then the next page, then back; a filter stays across pages.
+    wait_for_text(&client, "list-range", "Rows 1\u{2013}33 of 33").await;
+    client
+        .find(Locator::Id("list-size"))
+        .await
         .unwrap()
+        .select_by_value("25")
+        .await
+        .unwrap();
+    click(&client, Locator::Id("list-size-apply")).await;
+    wait_for_text(&client, "list-range", "Rows 1\u{2013}25 of 33").await;
+    click(&client, Locator::Id("list-next")).await;
+    wait_for_text(&client, "list-range", "Rows 26\u{2013}33 of 33").await;
+    assert_eq!(
+        client.find_all(Locator::Css("#payouts tbody tr")).await.unwrap().len(),
+        8
+    );
+    click(&client, Locator::Id("list-prev")).await;
+    wait_for_text(&client, "list-range", "Rows 1\u{2013}25 of 33").await;
+    let status = wait_for(&client, Locator::Id("f-status"), "the status filter").await;
+    status.select_by_value("PENDING").await.unwrap();
+    click(&client, Locator::Css("#filters button[type=submit]")).await;
+    wait_for_text(&client, "list-range", "Rows 1\u{2013}25 of 33").await;
+    let next = client.find(Locator::Id("list-next")).await.unwrap();
+    let href = next.attr("href").await.unwrap().unwrap_or_default();
+    assert!(
+        href.contains("status=PENDING") && href.contains("limit=25") && href.contains("skip=25"),
+        "{href}"
+    );
+    // A bigger page: everything on one.
+    client
+        .find(Locator::Id("list-size"))
+        .await
+        .unwrap()
+        .select_by_value("50")
+        .await
+        .unwrap();
+    click(&client, Locator::Id("list-size-apply")).await;
+    wait_for_text(&client, "list-range", "Rows 1\u{2013}33 of 33").await;
+    let url = client.current_url().await.unwrap();
+    assert!(url.as_str().contains("status=PENDING"), "the filter is kept: {url}");
+
+    // Approve and trigger dr-a's calculated payout through its row.
+    let calculated = service
+        .list(
+            &Actor::admin("check"),
+            &payout_core::store::PayoutFilter {
+                doctor_id: Some("dr-a".into()),
+                ..Default::default()
+            },
+            &payout_core::store::Page::new(100, 0),
+        )
+        .await
+        .unwrap();
+    let id = calculated
+        .payouts
+        .iter()
+        .find(|p| p.origin == payout_core::domain::PayoutOrigin::Calculated)
+        .unwrap()
+        .id
         .to_string();
-    assert!(client.find(Locator::Id(&format!("row-{id}"))).await.is_ok());
-
-    // Approve.
     click(&client, Locator::Id(&format!("approve-{id}"))).await;
-    wait_for_text(&client, &format!("status-{id}"), "APPROVED").await;
     wait_for_text(&client, "flash", &format!("{id} approved")).await;
-
-    // Pick a provider and trigger.
+    // The answer comes back to the same page: the filter (PENDING) hides the approved payout now.
+    let url = client.current_url().await.unwrap();
+    assert!(url.as_str().contains("status=PENDING"), "{url}");
+    client
+        .goto(&format!("{base}/dashboard/admin/payouts?status=APPROVED"))
+        .await
+        .unwrap();
     let select = wait_for(&client, Locator::Id(&format!("provider-{id}")), "the provider picker").await;
     select.select_by_value("MPESA_B2C").await.unwrap();
-    assert_eq!(select.prop("value").await.unwrap().as_deref(), Some("MPESA_B2C"));
     click(&client, Locator::Id(&format!("trigger-{id}"))).await;
-    // The simulated providers settle later (Deferred): the payout waits in PROCESSING.
-    wait_for_text(&client, &format!("status-{id}"), "PROCESSING").await;
+    wait_for(&client, Locator::Id("flash"), "the trigger's answer").await;
     let flash = client.find(Locator::Id("flash")).await.unwrap().text().await.unwrap();
     assert!(flash.contains("triggered with MPESA_B2C"), "{flash}");
     let stored = service
@@ -226,34 +336,107 @@ async fn an_admin_approves_and_triggers_a_payout_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(stored.status, PayoutStatus::Processing);
-    assert_eq!(stored.provider, Some(Provider::MpesaB2c));
-    assert_eq!(stored.approved_by.as_deref(), Some("admin:browser-admin"));
-    std::fs::write(
-        target_dir().join("dashboard-list.png"),
-        client.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    assert_eq!(stored.approved_by.as_deref(), Some("admin:dev-admin-1"));
 
-    // The detail page, through the row's link.
+    // Paid (the provider's webhook): the summary and the chart show it.
+    webhook(
+        &service,
+        Provider::MpesaB2c,
+        stored.provider_reference.as_deref().unwrap(),
+        "evt_1",
+        "PAID",
+    )
+    .await;
+    client.goto(&format!("{base}/dashboard/admin/payouts")).await.unwrap();
+    wait_for_text(&client, "count-PAID", "1").await;
+    wait_for_text(&client, "amount-PAID-KES", "500.00 KES").await;
+    wait_for(&client, Locator::Css("#chart-KES svg"), "the chart").await;
+    let labels = texts(&client, "#chart-KES text.chart-value").await;
+    assert_eq!(labels, ["500.00"], "the exact amount on the month's bar");
+    click(&client, Locator::Css("#chart-KES summary")).await;
+    let figures = texts(&client, "#chart-KES-data td.amount").await;
+    assert!(figures.iter().any(|t| t == "500.00 KES"), "{figures:?}");
+    screenshot(&client, "payouts").await;
+
+    // The payout's page, through its row's link.
     click(&client, Locator::Css(&format!("#row-{id} a[href$='/{id}']"))).await;
-    wait_for(&client, Locator::Id("audit"), "the detail page").await;
-    wait_for_text(&client, "status", "PROCESSING").await;
+    wait_for(&client, Locator::Id("audit"), "the payout's page").await;
+    wait_for_text(&client, "status", "PAID").await;
     let actions = texts(&client, "#audit tr td:nth-child(3)").await;
-    for expected in ["APPROVE", "TRIGGER"] {
-        assert!(actions.iter().any(|a| a == expected), "{expected} in {actions:?}");
-    }
-    let approve = actions.iter().position(|a| a == "APPROVE").unwrap();
-    let trigger = actions.iter().position(|a| a == "TRIGGER").unwrap();
+    let approve = actions.iter().position(|a| a == "APPROVE").expect("APPROVE audited");
+    let trigger = actions.iter().position(|a| a == "TRIGGER").expect("TRIGGER audited");
     assert!(approve < trigger, "{actions:?}");
     let who = texts(&client, "#audit tr td:nth-child(2)").await;
-    assert_eq!(who[approve], "admin:browser-admin");
-    assert!(!texts(&client, "#items tr td").await.is_empty(), "the items are listed");
+    assert_eq!(who[approve], "admin:dev-admin-1");
+    screenshot(&client, "payout").await;
 
-    let png = client.screenshot().await.unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
-    let shot = target_dir().join("dashboard.png");
-    std::fs::write(&shot, png).unwrap();
-    println!("screenshot: {}", shot.display());
+    // The attention queue: dr-b's payout waits in PROCESSING with no answer, flagged.
+    let stuck = service
+        .list(
+            &Actor::admin("check"),
+            &payout_core::store::PayoutFilter {
+                doctor_id: Some("dr-b".into()),
+                ..Default::default()
+            },
+            &payout_core::store::Page::new(100, 0),
+        )
+        .await
+        .unwrap()
+        .payouts
+        .into_iter()
+        .find(|p| p.origin == payout_core::domain::PayoutOrigin::Calculated)
+        .unwrap();
+    let stuck_id = stuck.id.to_string();
+    service.approve(&Actor::admin("admin-2"), &stuck.id).await.unwrap();
+    service
+        .trigger(&Actor::admin("admin-2"), &stuck.id, Provider::BankTransfer)
+        .await
+        .unwrap();
+    let store = service.store().clone();
+    let p = store.get(&stuck.id).await.unwrap();
+    let mut flag = PayoutChange::of(&p, chrono::Utc::now());
+    flag.follow_up =
+        Some(FollowUp::check_at(chrono::Utc::now() + chrono::Duration::hours(1)).flagged("no answer from the bank"));
+    store.apply(flag).await.unwrap();
+    click(&client, Locator::Id("nav-attention")).await;
+    wait_for_text(&client, "attention-total", "1").await;
+    wait_for_text(&client, "attention-count", "1").await;
+    client
+        .find(Locator::Id(&format!("resolve-note-{stuck_id}")))
+        .await
+        .unwrap()
+        .send_keys("bank statement line 42")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id(&format!("resolve-reference-{stuck_id}")))
+        .await
+        .unwrap()
+        .send_keys("BANK-REF-42")
+        .await
+        .unwrap();
+    screenshot(&client, "attention").await;
+    click(&client, Locator::Id(&format!("resolve-{stuck_id}"))).await;
+    wait_for(
+        &client,
+        Locator::Id(&format!("pending-{stuck_id}")),
+        "the pending resolution",
+    )
+    .await;
+    let flash = client.find(Locator::Id("flash")).await.unwrap().text().await.unwrap();
+    assert!(flash.contains("resolution recorded"), "{flash}");
+
+    // Four eyes: another admin confirms it.
+    click(&client, Locator::Id("sign-out")).await;
+    wait_for(&client, Locator::Id("token"), "the sign-in page after signing out").await;
+    dev_sign_in(&client, &base, "dev-admin-2").await;
+    click(&client, Locator::Id("nav-attention")).await;
+    click(&client, Locator::Id(&format!("confirm_resolution-{stuck_id}"))).await;
+    wait_for_text(&client, "attention-total", "0").await;
+    let flash = client.find(Locator::Id("flash")).await.unwrap().text().await.unwrap();
+    assert!(flash.contains("resolution confirmed"), "{flash}");
+    let settled = service.get(&Actor::admin("check"), &stuck.id).await.unwrap();
+    assert_eq!(settled.status, PayoutStatus::Paid);
 
     client.close().await.unwrap();
 }

@@ -651,3 +651,464 @@ async fn the_attention_page_lists_flagged_payouts() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(!r.body.contains(&id));
 }
+
+/// Approves and triggers payout `id` with `provider` (the simulated providers settle later: it
+/// waits in PROCESSING); returns the provider's reference.
+async fn send(service: &PayoutService, id: &str, provider: payout_core::domain::Provider) -> String {
+    let payout_id = PayoutId::new(id);
+    service.approve(&Actor::admin("admin-2"), &payout_id).await.unwrap();
+    let p = service
+        .trigger(&Actor::admin("admin-1"), &payout_id, provider)
+        .await
+        .unwrap();
+    p.provider_reference.expect("a provider reference")
+}
+
+/// Issue 17 item 5: the summary header (count and amount per status, the attention count) and the
+/// chart of paid totals per month, drawn on the server as SVG with the exact amounts as text.
+#[tokio::test]
+async fn the_summary_and_the_chart_show_totals_and_exact_paid_amounts() {
+    let (app, service) = setup().await;
+    let a = admin("admin-1");
+    let ids = ids(&service).await;
+    // dr-a's 500.00 is paid, dr-b's 1,000.00 approved, dr-c's 1,500.00 still pending.
+    let reference = send(&service, &ids[0], payout_core::domain::Provider::StripeConnect).await;
+    webhook(&service, &reference, "evt_paid", "PAID", "").await;
+    service
+        .approve(&Actor::admin("admin-2"), &PayoutId::new(&ids[1]))
+        .await
+        .unwrap();
+    let r = call(&app, page(BASE, Some(&a))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for (status, count, amount) in [
+        ("PENDING", "1", "1,500.00 KES"),
+        ("APPROVED", "1", "1,000.00 KES"),
+        ("PAID", "1", "500.00 KES"),
+    ] {
+        assert_eq!(text_of(&r.body, &format!("count-{status}")), Some(count), "{status}");
+        assert_eq!(
+            text_of(&r.body, &format!("amount-{status}-KES")),
+            Some(amount),
+            "{status}"
+        );
+        // Each total leads to the list of that status.
+        let card = text_of(&r.body, &format!("total-{status}")).unwrap();
+        assert!(card.contains(&format!("href=\"{BASE}?status={status}\"")), "{card}");
+    }
+    assert!(
+        !r.body.contains("count-CANCELLED"),
+        "statuses without payouts are left out"
+    );
+    assert_eq!(text_of(&r.body, "attention-count"), Some("0"));
+    // The chart: one per currency, an image with a title and a description, labelled axes, the
+    // exact amount on its bar and in the table under it; no script anywhere.
+    assert!(
+        r.body.contains(r#"<figure class="chart" id="chart-KES">"#),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains(r#"role="img""#));
+    assert!(
+        r.body
+            .contains(r#"<title id="chart-KES-title">Paid per month in KES</title>"#)
+    );
+    assert!(r.body.contains(r#"<desc id="chart-KES-desc">"#));
+    assert!(
+        r.body.contains("Paid (KES)") && r.body.contains("Month created"),
+        "labelled axes"
+    );
+    assert!(
+        r.body.contains(">500.00</text>"),
+        "the exact amount on the bar: {}",
+        r.body
+    );
+    let data = &r.body[r.body.find("id=\"chart-KES-data\"").unwrap()..];
+    assert!(data.contains("<td class=\"amount\">500.00 KES</td>"), "{data}");
+    assert!(!r.body.contains("<script"));
+    // The same figures as the engine's.
+    let totals = service
+        .totals(&Actor::admin("t"), &payout_core::store::TotalsFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(totals.iter().map(|t| t.count).sum::<u64>(), 3);
+    // The attention page has the header too.
+    let r = call(&app, page(ATTENTION, Some(&a))).await;
+    assert_eq!(text_of(&r.body, "count-PAID"), Some("1"));
+}
+
+/// A directory whose names are markup, counting its calls.
+struct MarkupNames {
+    inner: payout_core::source::StaticDirectory,
+    batches: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl payout_core::source::RecipientDirectory for MarkupNames {
+    async fn recipient(
+        &self,
+        doctor_id: &payout_core::domain::DoctorId,
+    ) -> payout_core::Result<Option<payout_core::domain::Recipient>> {
+        self.inner.recipient(doctor_id).await
+    }
+
+    async fn recipients(
+        &self,
+        doctor_ids: &[payout_core::domain::DoctorId],
+    ) -> payout_core::Result<Vec<payout_core::domain::Recipient>> {
+        self.batches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut out = Vec::new();
+        for id in doctor_ids {
+            out.extend(self.inner.recipient(id).await?);
+        }
+        Ok(out)
+    }
+}
+
+#[tokio::test]
+async fn names_come_from_one_directory_call_per_page_and_are_escaped() {
+    let mut doctors = doctors();
+    doctors[1].name = "<img src=x onerror=alert(5)> & Co".into();
+    let directory = Arc::new(MarkupNames {
+        inner: payout_core::source::StaticDirectory::new(doctors),
+        batches: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let service = PayoutService::builder()
+        .store(Arc::new(payout_core::memory::MemoryStore::new()))
+        .consultations(Arc::new(payout_core::source::StaticConsultations::new(consultations())))
+        .directory(directory.clone())
+        .simulate_missing_providers(true)
+        .build()
+        .unwrap();
+    let service = Arc::new(service);
+    service
+        .calculate_period(&Actor::system("test"), Some(jan()), &Default::default())
+        .await
+        .unwrap();
+    let app = router(AppState::new(service.clone(), ServerConfig::new(SECRET)));
+    let before = directory.batches.load(std::sync::atomic::Ordering::SeqCst);
+    let r = call(&app, page(BASE, Some(&admin("admin-1")))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        directory.batches.load(std::sync::atomic::Ordering::SeqCst),
+        before + 1,
+        "one directory call for the page's doctors"
+    );
+    assert!(!r.body.contains("<img"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("<span class=\"doctor-name\">&lt;img src=x onerror=alert(5)&gt; &amp; Co</span>"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("<span class=\"doctor-name\">Dr. dr-a</span>"));
+}
+
+#[tokio::test]
+async fn paging_keeps_the_filters_and_the_page_size() {
+    let (app, service) = setup().await;
+    let a = admin("admin-1");
+    let r = call(&app, page(&format!("{BASE}?status=PENDING&limit=2"), Some(&a))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(text_of(&r.body, "list-range"), Some("Rows 1\u{2013}2 of 3"));
+    assert_eq!(r.body.matches("<tr id=\"row-").count(), 2);
+    assert!(!r.body.contains("id=\"list-prev\""));
+    let next = format!("{BASE}?status=PENDING&limit=2&skip=2");
+    assert!(
+        r.body
+            .contains(&format!("id=\"list-next\" href=\"{}\"", next.replace('&', "&amp;"))),
+        "{}",
+        r.body
+    );
+    // The filters form keeps the page size, the page-size form keeps the filters.
+    assert!(r.body.contains(r#"<input type="hidden" name="limit" value="2">"#));
+    assert!(
+        r.body
+            .contains(r#"<input type="hidden" name="status" value="PENDING">"#)
+    );
+    let first: Vec<String> = ids(&service)
+        .await
+        .into_iter()
+        .filter(|id| r.body.contains(&format!("id=\"row-{id}\"")))
+        .collect();
+    assert_eq!(first.len(), 2);
+    let r = call(&app, page(&next, Some(&a))).await;
+    assert_eq!(text_of(&r.body, "list-range"), Some("Rows 3\u{2013}3 of 3"));
+    assert_eq!(r.body.matches("<tr id=\"row-").count(), 1);
+    assert!(!r.body.contains("id=\"list-next\""));
+    assert!(
+        r.body
+            .contains(&format!("id=\"list-prev\" href=\"{BASE}?status=PENDING&amp;limit=2\"")),
+        "{}",
+        r.body
+    );
+    let last = ids(&service).await.into_iter().find(|id| !first.contains(id)).unwrap();
+    assert!(
+        r.body.contains(&format!("id=\"row-{last}\"")),
+        "the third payout is on page 2"
+    );
+    // An action from page 2 comes back to page 2.
+    let back = format!(
+        "<input type=\"hidden\" name=\"back\" value=\"{}\">",
+        next.replace('&', "&amp;")
+    );
+    assert!(r.body.contains(&back), "{}", r.body);
+    let r = call(
+        &app,
+        form(
+            &format!("{BASE}/{last}/action"),
+            Some(&a),
+            &format!("action=approve&back={}", next.replace('&', "%26")),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(r.location().starts_with(&format!("{next}&msg=")), "{}", r.location());
+    // A bad page size is said, and the default page shown.
+    for bad in ["limit=0", "limit=5000", "skip=-1"] {
+        let r = call(&app, page(&format!("{BASE}?{bad}"), Some(&a))).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.body.contains("class=\"flash error\""), "{bad}: {}", r.body);
+        assert_eq!(text_of(&r.body, "list-range"), Some("Rows 1\u{2013}3 of 3"), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn a_back_link_to_another_site_is_not_followed() {
+    let (app, service) = setup().await;
+    let id = ids(&service).await.remove(0);
+    for back in [
+        "https://evil.example/x",
+        "//evil.example/dashboard/admin/payouts",
+        "/elsewhere",
+    ] {
+        let body = format!("action=cancel&back={}", back.replace(':', "%3A").replace('/', "%2F"));
+        let r = call(
+            &app,
+            form(&format!("{BASE}/{id}/action"), Some(&admin("admin-1")), &body),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert!(
+            r.location().starts_with(&format!("{BASE}?")),
+            "{back}: {}",
+            r.location()
+        );
+    }
+}
+
+/// The attention queue's actions: an unknown outcome resolved with evidence, confirmed by a second
+/// admin (four eyes), and a confirmed failure retried with another provider, each from the
+/// Attention page and back to it.
+#[tokio::test]
+async fn attention_actions_resolve_confirm_and_retry() {
+    use payout_core::domain::Provider;
+    use payout_core::store::{FollowUp, PayoutChange};
+    let (app, service) = setup().await;
+    let (a1, a2) = (admin("admin-1"), admin("admin-2"));
+    let ids = ids(&service).await;
+    let (unknown, failed) = (ids[0].clone(), ids[1].clone());
+    // `unknown` waits in PROCESSING, flagged for a person.
+    send(&service, &unknown, Provider::MpesaB2c).await;
+    let store = service.store().clone();
+    let p = store.get(&PayoutId::new(&unknown)).await.unwrap();
+    let mut flag = PayoutChange::of(&p, chrono::Utc::now());
+    flag.follow_up =
+        Some(FollowUp::check_at(chrono::Utc::now() + chrono::Duration::hours(1)).flagged("no answer <i>yet</i>"));
+    store.apply(flag).await.unwrap();
+    // `failed` failed for sure.
+    let reference = send(&service, &failed, Provider::StripeConnect).await;
+    webhook(&service, &reference, "evt_f", "FAILED", "account closed").await;
+    assert_eq!(status_of(&service, &failed).await, PayoutStatus::Failed);
+
+    let r = call(&app, page(ATTENTION, Some(&a1))).await;
+    assert_eq!(text_of(&r.body, "attention-total"), Some("1"), "{}", r.body);
+    let row = &r.body[r.body.find(&format!("id=\"attention-{unknown}\"")).unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("no answer &lt;i&gt;yet&lt;/i&gt;"),
+        "escaped reason: {row}"
+    );
+    assert!(row.contains(&format!("id=\"resolve-note-{unknown}\"")), "{row}");
+    assert!(row.contains(&format!("action=\"{BASE}/{unknown}/action\"")), "{row}");
+    assert!(row.contains(&format!("name=\"back\" value=\"{ATTENTION}\"")), "{row}");
+    assert!(
+        r.body.contains(&format!("id=\"failed-{failed}\"")),
+        "the failed payout listed"
+    );
+    assert_eq!(text_of(&r.body, "failed-total"), Some("1"));
+    assert!(r.body.contains(&format!("id=\"retry-{failed}\"")));
+    assert!(
+        r.body
+            .contains("<option value=\"STRIPE_CONNECT\" selected>STRIPE_CONNECT</option>"),
+        "the failed attempt's provider is the default"
+    );
+
+    // Resolve with evidence (markup in it), back to the queue.
+    let body = format!(
+        "action=resolve&outcome=PAID&provider_reference=tr_1&note=%3Cscript%3Estatement%3C%2Fscript%3E&back={}",
+        ATTENTION.replace('/', "%2F")
+    );
+    let r = call(&app, form(&format!("{BASE}/{unknown}/action"), Some(&a1), &body)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(
+        r.location().starts_with(&format!("{ATTENTION}?msg=")),
+        "{}",
+        r.location()
+    );
+    let r = call(&app, page(r.location(), Some(&a1))).await;
+    assert!(
+        text_of(&r.body, "flash").unwrap().contains("resolution recorded"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("<script"), "{}", r.body);
+    let pending = text_of(&r.body, &format!("pending-{unknown}")).expect("the pending resolution");
+    assert!(
+        pending.contains("PAID asked by admin:admin-1: &lt;script&gt;statement"),
+        "{pending}"
+    );
+    assert!(r.body.contains(&format!("id=\"confirm_resolution-{unknown}\"")));
+    assert!(!r.body.contains(&format!("id=\"resolve-note-{unknown}\"")));
+    // The same admin may not confirm it; another may.
+    let confirm = format!("action=confirm_resolution&back={}", ATTENTION.replace('/', "%2F"));
+    let r = call(&app, form(&format!("{BASE}/{unknown}/action"), Some(&a1), &confirm)).await;
+    assert!(
+        r.location().starts_with(&format!("{ATTENTION}?err=")),
+        "{}",
+        r.location()
+    );
+    assert_eq!(status_of(&service, &unknown).await, PayoutStatus::Processing);
+    let r = call(&app, form(&format!("{BASE}/{unknown}/action"), Some(&a2), &confirm)).await;
+    assert!(
+        r.location().starts_with(&format!("{ATTENTION}?msg=")),
+        "{}",
+        r.location()
+    );
+    assert_eq!(status_of(&service, &unknown).await, PayoutStatus::Paid);
+    let r = call(&app, page(ATTENTION, Some(&a1))).await;
+    assert_eq!(text_of(&r.body, "attention-total"), Some("0"), "settled: off the queue");
+
+    // Retry the failed one with another provider.
+    let body = format!(
+        "action=retry&provider=BANK_TRANSFER&back={}",
+        ATTENTION.replace('/', "%2F")
+    );
+    let r = call(&app, form(&format!("{BASE}/{failed}/action"), Some(&a1), &body)).await;
+    assert!(
+        r.location().starts_with(&format!("{ATTENTION}?msg=")),
+        "{}",
+        r.location()
+    );
+    let p = service.get(&Actor::admin("t"), &PayoutId::new(&failed)).await.unwrap();
+    assert_eq!(p.status, PayoutStatus::Processing);
+    assert_eq!(p.provider, Some(Provider::BankTransfer));
+    let attempts = service
+        .attempts(&Actor::admin("t"), &PayoutId::new(&failed))
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 2, "a new attempt");
+    assert_ne!(
+        attempts[0].idempotency_key, attempts[1].idempotency_key,
+        "with a new key"
+    );
+    // Retrying what has not failed is refused and said.
+    let r = call(&app, form(&format!("{BASE}/{failed}/action"), Some(&a1), &body)).await;
+    assert!(
+        r.location().starts_with(&format!("{ATTENTION}?err=")),
+        "{}",
+        r.location()
+    );
+    let r = call(&app, page(ATTENTION, Some(&a1))).await;
+    assert_eq!(text_of(&r.body, "failed-total"), Some("0"));
+    assert!(r.body.contains("No payout has a confirmed failure."));
+}
+
+/// A host whose authenticator reads its own session (here an extension its middleware sets from
+/// its cookie) signs its admins in to the dashboard with no token pasted; without a session, the
+/// sign-in page offers the host's sign-in link.
+#[tokio::test]
+async fn a_hosts_own_session_signs_admins_in() {
+    use axum::extract::Request;
+    use axum::middleware::{self, Next};
+    use payout_server::auth::AuthError;
+    use payout_server::{Authenticator, DashboardConfig, dashboard_router};
+
+    #[derive(Clone)]
+    struct HostSession(String);
+
+    struct HostSessions;
+
+    #[async_trait::async_trait]
+    impl Authenticator for HostSessions {
+        async fn authenticate(&self, request: &http::request::Parts) -> Result<Actor, AuthError> {
+            match request.extensions.get::<HostSession>() {
+                Some(s) if s.0.starts_with("admin-") => Ok(Actor::admin(s.0.as_str())),
+                Some(s) => Ok(Actor::doctor(s.0.as_str())),
+                None => Err(AuthError::Missing),
+            }
+        }
+    }
+
+    async fn host_sessions(mut request: Request, next: Next) -> axum::response::Response {
+        let session = request
+            .headers()
+            .get("cookie")
+            .and_then(|c| c.to_str().ok())
+            .and_then(|c| c.split(';').find_map(|kv| kv.trim().strip_prefix("host_session=")))
+            .map(|s| HostSession(s.to_string()));
+        if let Some(s) = session {
+            request.extensions_mut().insert(s);
+        }
+        next.run(request).await
+    }
+
+    let state = calculated_state(ServerConfig::with_authenticator(HostSessions)).await;
+    let service = state.service.clone();
+    let config = DashboardConfig::mounted_at("/payouts").with_sign_in_link("Clinic <sign-in>", "/login");
+    let app = axum::Router::new()
+        .nest("/payouts", dashboard_router(state, config))
+        .layer(middleware::from_fn(host_sessions));
+    let with_session = |uri: &str, session: &str| {
+        Request::get(uri)
+            .header("cookie", format!("host_session={session}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let list = "/payouts/dashboard/admin/payouts";
+    let r = call(&app, with_session(list, "admin-7")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("id=\"payouts\""));
+    assert_eq!(text_of(&r.body, "signed-in-as"), Some("admin:admin-7"));
+    assert!(!r.body.contains("id=\"sign-out\""), "the host ends its own sessions");
+    // Every link is under the host's prefix.
+    assert!(
+        r.body
+            .contains(r#"id="nav-attention" href="/payouts/dashboard/admin/attention""#)
+    );
+    assert!(r.body.contains(r#"action="/payouts/dashboard/admin/payouts/bulk""#));
+    // Its actions act as that admin.
+    let id = ids(&service).await.remove(0);
+    let mut req = form(&format!("{list}/{id}/action"), None, "action=approve");
+    req.headers_mut()
+        .insert("cookie", "host_session=admin-7".parse().unwrap());
+    let r = call(&app, req).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let p = service.get(&Actor::admin("t"), &PayoutId::new(&id)).await.unwrap();
+    assert_eq!(p.approved_by.as_deref(), Some("admin:admin-7"));
+    // A doctor's session gets no admin page; no session gets the sign-in page with the host's link.
+    let r = call(&app, with_session(list, "dr-a")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = call(&app, page(list, None)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body
+            .contains(r#"<ul id="sign-in-links"><li><a href="/login">Clinic &lt;sign-in&gt;</a></li></ul>"#),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("id=\"token\""),
+        "the paste-a-token form stays as a fallback"
+    );
+    assert!(r.body.contains("action=\"/payouts/dashboard/login\""));
+}

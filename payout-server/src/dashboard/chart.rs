@@ -1,6 +1,7 @@
 //! The chart of paid totals per month, drawn on the server as inline SVG: no script, one chart per
 //! currency (amounts are never converted), each with a title and a description, labelled axes, the
-//! exact amount of every month as text on its bar, and the same figures in a table under it.
+//! exact amount of every month paid in as text on its bar, and every month's figures in a table
+//! under it.
 //!
 //! Geometry is integer arithmetic on minor units (a bar's height is its amount over the axis's top,
 //! in whole pixels): no floating point touches an amount.
@@ -122,18 +123,25 @@ fn chart(currency: Currency, rows: &[&MonthTotal]) -> Markup {
                         rect.chart-bar x=(x + 12) y=(base - h) width=(SLOT - 24) height=(h) {
                             title { (label) }
                         }
-                        text.chart-value id=(format!("{id}-{}", t.month.format("%Y-%m"))) x=(x + SLOT / 2)
-                            y=(base - h - 5) text-anchor="middle" { (amount_text(&t.amount)) }
+                        // Months with nothing paid have no label: the description and the table say 0.
+                        @if minor(&t.amount) != 0 {
+                            text.chart-value id=(format!("{id}-{}", t.month.format("%Y-%m"))) x=(x + SLOT / 2)
+                                y=(base - h - 5) text-anchor="middle" { (amount_text(&t.amount)) }
+                        }
                         text.chart-text x=(x + SLOT / 2) y=(base + 16) text-anchor="middle" { (month_label(t.month)) }
                     }
                 }
             }
-            figcaption { "Paid per month in " (code) " (exact amounts below)" }
-            table id=(format!("{id}-data")) {
-                thead { tr { th scope="col" { "Month" } th.amount scope="col" { "Payouts" } th.amount scope="col" { "Paid" } } }
-                tbody {
-                    @for t in rows {
-                        tr { th scope="row" { (month_label(t.month)) } td.amount { (t.count) } td.amount { (money(&t.amount)) } }
+            figcaption {
+                details {
+                    summary { "Paid per month in " (code) ": the figures" }
+                    table id=(format!("{id}-data")) {
+                        thead { tr { th scope="col" { "Month" } th.amount scope="col" { "Payouts" } th.amount scope="col" { "Paid" } } }
+                        tbody {
+                            @for t in rows {
+                                tr { th scope="row" { (month_label(t.month)) } td.amount { (t.count) } td.amount { (money(&t.amount)) } }
+                            }
+                        }
                     }
                 }
             }
@@ -201,6 +209,14 @@ mod tests {
         );
         assert!(html.contains("Feb 2025: 1,234.56 KES (1 payouts)"), "{html}");
         assert!(html.contains(">7.00</text>"), "{html}");
+        assert!(
+            !html.contains(r#"id="chart-USD-2025-02""#),
+            "no label on a month with nothing paid: {html}"
+        );
+        assert!(
+            html.contains("Feb 2025: 0.00 USD (0 payouts)"),
+            "said in the description: {html}"
+        );
         // The tallest bar of KES: 1,234.56 of a 2,000.00 axis.
         assert!(html.contains(r#"height="123""#), "{html}");
         assert!(html.contains(">2,000.00</text>"), "the axis's top: {html}");

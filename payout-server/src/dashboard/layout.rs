@@ -146,7 +146,7 @@ font-variant-numeric:tabular-nums;white-space:nowrap}td.id,code,.doctor-id{font-
 .error{background:#fbeaea;border-color:#d99}fieldset{border:1px solid #ccc;margin:.5rem 0}.sim{color:#a40}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1.5rem;margin:.5rem 0}dt{font-weight:600;color:#555}\
 dd{margin:0}td.id,.nowrap,#audit td:first-child{white-space:nowrap}td.ref{overflow-wrap:anywhere}\
-textarea{width:100%;max-width:48rem;font-family:ui-monospace,monospace}\
+textarea{width:100%;max-width:48rem;font-family:ui-monospace,monospace}label[for=token]{display:block}\
 #summary{display:flex;flex-wrap:wrap;gap:.75rem;margin:.5rem 0 1rem;padding:0;list-style:none}\
 #summary li{border:1px solid #ddd;border-radius:.4rem;padding:.5rem .75rem;min-width:9rem}\
 #summary a{color:inherit;text-decoration:none}#summary .label{font-weight:600;color:#555;font-size:.8rem}\

@@ -3,7 +3,7 @@
 //! It can be nested under a prefix in a host app: [`DashboardConfig`] says where it and the API are
 //! mounted, and every link, form action, redirect and the cookie's `Path` are built from that.
 //!
-//! Pages, each under the shared [`layout`] (navigation, who is signed in, sign out):
+//! Pages, each under one shared layout (navigation, who is signed in, sign out):
 //! - **Payouts** (`/dashboard/admin/payouts`): the summary header (totals by status in count and
 //!   amount per currency, and the attention count), the paid-per-month chart (inline SVG), the
 //!   list with the API's filters, doctors' names beside their ids, paging (previous / next and page

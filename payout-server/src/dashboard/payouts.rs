@@ -117,12 +117,12 @@ pub(crate) async fn list(
                 legend { "Filters" }
                 label { "Status " select name="status" id="f-status" {
                     option value="" { "any" }
-                    @for st in PayoutStatus::ALL { option selected[get("status").as_deref() == Some(st.as_str())] { (st.as_str()) } }
+                    @for st in PayoutStatus::ALL { option value=(st.as_str()) selected[get("status").as_deref() == Some(st.as_str())] { (st.as_str()) } }
                 } } " "
                 label { "Doctor " input name="doctor" value=(keep("doctor")) size="12"; } " "
                 label { "Provider " select name="provider" {
                     option value="" { "any" }
-                    @for p in Provider::ALL { option selected[get("provider").as_deref() == Some(p.as_str())] { (p.as_str()) } }
+                    @for p in Provider::ALL { option value=(p.as_str()) selected[get("provider").as_deref() == Some(p.as_str())] { (p.as_str()) } }
                 } } " "
                 label { "Created from " input type="date" name="startDate" value=(keep("startDate")); }
                 label { " to " input type="date" name="endDate" value=(keep("endDate")); } " "

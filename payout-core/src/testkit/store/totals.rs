@@ -60,9 +60,12 @@ fn creation_time(i: usize) -> DateTime<Utc> {
     times[i % times.len()].single().expect("a valid time") + Duration::seconds((i / times.len()) as i64)
 }
 
+/// Running counts and sums (minor units) by status, provider and currency code.
+type Buckets = BTreeMap<(PayoutStatus, Option<Provider>, String), (Currency, u64, i64)>;
+
 /// What `totals(filter)` must answer, recounted from every payout the store holds.
 fn recount(payouts: &[Payout], filter: &TotalsFilter) -> Vec<StatusTally> {
-    let mut buckets: BTreeMap<(PayoutStatus, Option<Provider>, String), (Currency, u64, i64)> = BTreeMap::new();
+    let mut buckets = Buckets::new();
     for p in payouts.iter().filter(|p| filter.matches(p)) {
         let b = buckets
             .entry((p.status, p.provider, p.currency().code().to_string()))
