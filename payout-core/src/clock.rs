@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::domain::PayoutId;
+use crate::domain::{PayoutId, RunId};
 
 /// The current time.
 pub trait Clock: Send + Sync {
@@ -51,10 +51,16 @@ impl Clock for ManualClock {
     }
 }
 
-/// New payout ids.
+/// New payout and run ids.
 pub trait IdGenerator: Send + Sync {
     /// A fresh, unique id.
     fn payout_id(&self) -> PayoutId;
+
+    /// A fresh, unique run id. The default is `run_` and a fresh payout id (unique because payout
+    /// ids are); a generator whose payout ids tests count on gives runs a sequence of their own.
+    fn run_id(&self) -> RunId {
+        RunId::new(format!("run_{}", self.payout_id()))
+    }
 }
 
 /// UUIDv7 ids: unique across processes and ordered by creation time.
@@ -65,17 +71,28 @@ impl IdGenerator for UuidV7Ids {
     fn payout_id(&self) -> PayoutId {
         PayoutId::new(uuid::Uuid::now_v7().to_string())
     }
+
+    fn run_id(&self) -> RunId {
+        RunId::new(format!("run_{}", uuid::Uuid::now_v7()))
+    }
 }
 
-/// `po_000001`, `po_000002`, ...: deterministic ids for tests.
+/// `po_000001`, `po_000002`, ...: deterministic ids for tests; runs get `run_000001`, ... of their
+/// own, so making a run does not shift the payout ids a test expects.
 #[derive(Debug, Default)]
 pub struct SequentialIds {
     next: AtomicU64,
+    next_run: AtomicU64,
 }
 
 impl IdGenerator for SequentialIds {
     fn payout_id(&self) -> PayoutId {
         let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         PayoutId::new(format!("po_{n:06}"))
+    }
+
+    fn run_id(&self) -> RunId {
+        let n = self.next_run.fetch_add(1, Ordering::Relaxed) + 1;
+        RunId::new(format!("run_{n:06}"))
     }
 }

@@ -1,6 +1,6 @@
 //! The library's error type.
 
-use crate::domain::{PayoutId, Provider};
+use crate::domain::{DoctorId, HoldScope, PayoutId, Provider, RunId};
 use crate::money::MoneyError;
 use crate::status::{PayoutEvent, PayoutStatus};
 
@@ -211,6 +211,30 @@ pub enum Error {
     /// Someone else changed the payout first (a lost race); reload and decide again.
     #[error("payout {0} was changed concurrently")]
     Conflict(PayoutId),
+    /// No such run.
+    #[error("run {0} not found")]
+    RunNotFound(RunId),
+    /// The run is not as the caller read it (its funds override changed since), or a run with its
+    /// id exists already; nothing was changed.
+    #[error("run {0} was changed concurrently, or its id is taken")]
+    RunConflict(RunId),
+    /// The payout is on hold (its own hold, or its doctor's): it is not sent until an admin
+    /// releases the hold. Nothing was changed.
+    #[error("payout {payout_id} is on hold ({scope}): {reason}")]
+    OnHold {
+        /// The payout.
+        payout_id: PayoutId,
+        /// Its own hold, or its doctor's.
+        scope: HoldScope,
+        /// The hold's reason.
+        reason: String,
+    },
+    /// The doctor is on hold already; nothing was changed.
+    #[error("doctor {0} is already on hold")]
+    DoctorAlreadyHeld(DoctorId),
+    /// The doctor is not on hold: there is nothing to release.
+    #[error("doctor {0} is not on hold")]
+    DoctorNotHeld(DoctorId),
     /// The request is invalid; nothing was changed.
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -28,6 +28,9 @@
 //! - [`PayoutStore::find_attempt`] by provider reference returns the newest matching attempt when
 //!   several share a reference (a batch id); [`PayoutStore::open_carry_overs`] is ordered by doctor,
 //!   then period; [`PayoutStore::claim_checks`] by `next_check_at`, then id.
+//! - A run's totals are a map from (status, provider, currency) to a count and a sum, changed as
+//!   members join and as [`PayoutStore::apply`] moves them (each payout knows its runs), never
+//!   recounted. [`PayoutStore::runs`] orders by `created_at`, then id, newest first.
 //! - [`PayoutStore::stream`] reads the matching rows in keyset pages of [`STREAM_CHUNK`] rows, so
 //!   it never copies the whole table and never holds the lock while the consumer works; a payout
 //!   created meanwhile with an older `created_at` than the last row read may appear, as with a
@@ -42,16 +45,19 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 
-use crate::domain::{AuditEntry, ItemKind, Payout, PayoutAttempt, PayoutId, PayoutItem, PayoutOrigin, Provider};
+use crate::domain::{
+    AuditEntry, DoctorHold, DoctorId, FundsOverride, ItemKind, NewRun, Payout, PayoutAttempt, PayoutId, PayoutItem,
+    PayoutOrigin, Provider, Run, RunEvent, RunId, RunResult, RunSummary, RunTally, order_totals,
+};
 use crate::error::{Error, Result};
-use crate::money::{Currency, Money};
+use crate::money::{Currency, Money, MoneyError};
 use crate::provider::EventReference;
 use crate::status::PayoutStatus;
 use crate::store::{
     AttentionPage, BatchKeys, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ClawbackDue,
-    Cursor, Flagged, FollowUp, HeldConsultation, Holder, LedgerRelease, MonthTotal, NewPayout, Page, PayoutChange,
-    PayoutFilter, PayoutPage, PayoutStore, PeriodBatch, PeriodBatchOutcome, Slot, StatusTally, StoredFacts,
-    TotalsFilter, WebhookEventRecord, add_minor, first_of_month, sort_tallies,
+    Cursor, DoctorHoldPage, Flagged, FollowUp, HeldConsultation, Holder, LedgerRelease, MonthTotal, NewPayout, Page,
+    PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch, PeriodBatchOutcome, RunPage, RunResultPage, Slot,
+    StatusTally, StoredFacts, TotalsFilter, WebhookEventRecord, add_minor, first_of_month, sort_tallies,
 };
 
 /// How many rows [`PayoutStore::stream`] reads under the lock at a time.
@@ -130,6 +136,60 @@ struct State {
     held: HashMap<String, Held>,
     /// The ledger's clawbacks: each consultation a live `CLAWBACK` item has taken back, and which.
     clawed: HashMap<String, Held>,
+    runs: HashMap<RunId, RunRecord>,
+    /// The runs' order, ascending; read backwards for newest first.
+    run_order: BTreeSet<(DateTime<Utc>, RunId)>,
+    /// The runs each payout is a member of.
+    memberships: HashMap<PayoutId, Vec<RunId>>,
+    doctor_holds: HashMap<DoctorId, DoctorHold>,
+}
+
+/// A run's bucket: status, provider, currency.
+type Bucket = (PayoutStatus, Option<Provider>, Currency);
+
+/// A run and what hangs off it.
+#[derive(Debug)]
+struct RunRecord {
+    run: Run,
+    members: HashSet<PayoutId>,
+    /// Count and sum in minor units per bucket.
+    tallies: HashMap<Bucket, (i64, i128)>,
+    results: Vec<RunResult>,
+    events: Vec<RunEvent>,
+}
+
+impl RunRecord {
+    fn count(&mut self, bucket: Bucket, n: i64, minor: i128) {
+        let tally = self.tallies.entry(bucket).or_default();
+        tally.0 += n;
+        tally.1 += minor;
+    }
+
+    fn summary(&self) -> Result<RunSummary> {
+        let mut totals = Vec::with_capacity(self.tallies.len());
+        for (&(status, provider, currency), &(n, minor)) in &self.tallies {
+            let minor = i64::try_from(minor).map_err(|_| MoneyError::Overflow)?;
+            totals.push(RunTally {
+                status,
+                provider,
+                currency,
+                count: u64::try_from(n).unwrap_or(0),
+                amount: Money::from_minor_units(minor, currency),
+            });
+        }
+        Ok(RunSummary {
+            run: self.run.clone(),
+            totals: order_totals(totals),
+        })
+    }
+}
+
+/// A payout's bucket, and its amount in minor units.
+fn bucket_of(p: &Payout) -> Result<(Bucket, i128)> {
+    Ok((
+        (p.status, p.provider, p.currency()),
+        i128::from(p.amount_due.to_minor_units()?),
+    ))
 }
 
 /// What `answer` says of each of `ids`, once per distinct id, leaving out the ids it has nothing for.
@@ -208,6 +268,55 @@ impl Checks {
 impl State {
     fn record(&self, id: &PayoutId) -> Result<&Record> {
         self.payouts.get(id).ok_or_else(|| Error::NotFound(id.clone()))
+    }
+
+    fn run_record(&self, id: &RunId) -> Result<&RunRecord> {
+        self.runs.get(id).ok_or_else(|| Error::RunNotFound(id.clone()))
+    }
+
+    fn run_record_mut(&mut self, id: &RunId) -> Result<&mut RunRecord> {
+        self.runs.get_mut(id).ok_or_else(|| Error::RunNotFound(id.clone()))
+    }
+
+    /// True when `p` passes every condition of `filter`, its run's membership included.
+    fn passes(&self, filter: &PayoutFilter, p: &Payout) -> bool {
+        filter.matches(p)
+            && filter
+                .run
+                .as_ref()
+                .is_none_or(|run| self.runs.get(run).is_some_and(|r| r.members.contains(&p.id)))
+    }
+
+    /// Makes the stored payouts `ids` members of `run` (both checked to exist), counting each
+    /// new member in the run's totals.
+    fn join(&mut self, run: &RunId, ids: &[PayoutId]) -> Result<()> {
+        for id in ids {
+            let (bucket, minor) = bucket_of(&self.record(id)?.payout)?;
+            let Some(record) = self.runs.get_mut(run) else {
+                return Err(Error::RunNotFound(run.clone()));
+            };
+            if record.members.insert(id.clone()) {
+                record.count(bucket, 1, minor);
+                self.memberships.entry(id.clone()).or_default().push(run.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves `before`'s runs' totals from its bucket to `after`'s.
+    fn recount(&mut self, before: &Payout, after: &Payout) -> Result<()> {
+        let (old, old_minor) = bucket_of(before)?;
+        let (new, new_minor) = bucket_of(after)?;
+        if old == new && old_minor == new_minor {
+            return Ok(());
+        }
+        for run in self.memberships.get(&after.id).into_iter().flatten() {
+            if let Some(record) = self.runs.get_mut(run) {
+                record.count(old, -1, -old_minor);
+                record.count(new, 1, new_minor);
+            }
+        }
+        Ok(())
     }
 
     /// True when a non-cancelled calculated payout exists for the slot.
@@ -340,12 +449,20 @@ impl State {
 
 #[async_trait]
 impl PayoutStore for MemoryStore {
-    async fn create_period(&self, batch: PeriodBatch) -> Result<PeriodBatchOutcome> {
+    async fn create_period(&self, mut batch: PeriodBatch) -> Result<PeriodBatchOutcome> {
         batch.validate()?;
         let mut state = self.lock();
+        let run = batch.run.take();
+        if let Some(run) = &run {
+            state.run_record(run)?;
+        }
         // Decided in full before anything is written, so a refused batch writes nothing.
         let facts = state.facts(&batch.keys());
         let decision = batch.decide(&facts)?;
+        // Amounts that do not fit minor units would fail the run's totals: refuse them first.
+        for new in &decision.create {
+            new.payout.amount_due.to_minor_units()?;
+        }
         let mut outcome = PeriodBatchOutcome {
             skipped: decision.skipped,
             ..Default::default()
@@ -360,11 +477,15 @@ impl PayoutStore for MemoryStore {
             state.hold(&c.items, &Held::CarryOver(slot.clone()));
             state.carry_overs.insert(slot, c);
         }
+        if let Some(run) = &run {
+            state.join(run, &outcome.created)?;
+        }
         Ok(outcome)
     }
 
     async fn create_payout(&self, new: NewPayout) -> Result<Payout> {
         new.validate()?;
+        new.payout.amount_due.to_minor_units()?;
         let mut state = self.lock();
         new.check_against(&state.facts(&new.keys()))?;
         let payout = new.payout.clone();
@@ -379,8 +500,10 @@ impl PayoutStore for MemoryStore {
     async fn list(&self, filter: &PayoutFilter, page: &Page) -> Result<PayoutPage> {
         let state = self.lock();
         let limit = page.limit.min(Page::MAX_LIMIT) as usize;
-        let total = state.newest_first(None).filter(|p| filter.matches(p)).count() as u64;
-        let matching = state.newest_first(page.after.as_ref()).filter(|p| filter.matches(p));
+        let total = state.newest_first(None).filter(|p| state.passes(filter, p)).count() as u64;
+        let matching = state
+            .newest_first(page.after.as_ref())
+            .filter(|p| state.passes(filter, p));
         let skip = if page.after.is_some() {
             0
         } else {
@@ -405,12 +528,14 @@ impl PayoutStore for MemoryStore {
                 if done {
                     return None;
                 }
-                let chunk: Vec<Payout> = lock(&state)
+                let guard = lock(&state);
+                let chunk: Vec<Payout> = guard
                     .newest_first(after.as_ref())
-                    .filter(|p| filter.matches(p))
+                    .filter(|p| guard.passes(&filter, p))
                     .take(STREAM_CHUNK)
                     .cloned()
                     .collect();
+                drop(guard);
                 let next = chunk.last().map(Cursor::after);
                 let done = chunk.len() < STREAM_CHUNK;
                 (!chunk.is_empty()).then(|| (stream::iter(chunk.into_iter().map(Ok)), (next, done)))
@@ -490,6 +615,7 @@ impl PayoutStore for MemoryStore {
                 }
             }
         }
+        let before = record.payout.clone();
         let p = &mut record.payout;
         if let Some(status) = new_status {
             p.status = status;
@@ -516,6 +642,8 @@ impl PayoutStore for MemoryStore {
         if let Some(follow_up) = follow_up {
             state.checks.write(&payout.id, &follow_up, at, false);
         }
+        // Amounts never change and were checked to fit minor units when created.
+        state.recount(&before, &payout)?;
         Ok(payout)
     }
 
@@ -696,6 +824,133 @@ impl PayoutStore for MemoryStore {
                 ..c.clone()
             })
             .collect())
+    }
+
+    async fn create_run(&self, run: NewRun, payouts: &[PayoutId]) -> Result<RunSummary> {
+        run.validate()?;
+        let mut state = self.lock();
+        if state.runs.contains_key(&run.id) {
+            return Err(Error::RunConflict(run.id));
+        }
+        for id in payouts {
+            state.record(id)?;
+        }
+        let run = run.into_run();
+        let id = run.id.clone();
+        state.run_order.insert((run.created_at, id.clone()));
+        state.runs.insert(
+            id.clone(),
+            RunRecord {
+                events: vec![RunEvent::created(&run)],
+                run,
+                members: HashSet::new(),
+                tallies: HashMap::new(),
+                results: Vec::new(),
+            },
+        );
+        state.join(&id, payouts)?;
+        state.run_record(&id)?.summary()
+    }
+
+    async fn run(&self, id: &RunId) -> Result<RunSummary> {
+        self.lock().run_record(id)?.summary()
+    }
+
+    async fn runs(&self, page: &Page) -> Result<RunPage> {
+        let state = self.lock();
+        let limit = page.limit.min(Page::MAX_LIMIT) as usize;
+        let skip = usize::try_from(page.skip).unwrap_or(usize::MAX);
+        let runs = state
+            .run_order
+            .iter()
+            .rev()
+            .skip(skip)
+            .take(limit)
+            .map(|(_, id)| state.run_record(id)?.summary())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RunPage {
+            runs,
+            total: state.runs.len() as u64,
+        })
+    }
+
+    async fn record_run_results(&self, run: &RunId, results: &[RunResult]) -> Result<()> {
+        self.lock().run_record_mut(run)?.results.extend_from_slice(results);
+        Ok(())
+    }
+
+    async fn run_results(&self, run: &RunId, page: &Page) -> Result<RunResultPage> {
+        let state = self.lock();
+        let record = state.run_record(run)?;
+        let limit = page.limit.min(Page::MAX_LIMIT) as usize;
+        let skip = usize::try_from(page.skip).unwrap_or(usize::MAX);
+        Ok(RunResultPage {
+            results: record.results.iter().skip(skip).take(limit).cloned().collect(),
+            total: record.results.len() as u64,
+        })
+    }
+
+    async fn record_run_event(&self, event: RunEvent) -> Result<()> {
+        self.lock().run_record_mut(&event.run_id)?.events.push(event);
+        Ok(())
+    }
+
+    async fn run_events(&self, run: &RunId) -> Result<Vec<RunEvent>> {
+        Ok(self.lock().run_record(run)?.events.clone())
+    }
+
+    async fn set_funds_override(
+        &self,
+        run: &RunId,
+        expected: Option<FundsOverride>,
+        new: FundsOverride,
+    ) -> Result<Run> {
+        let mut state = self.lock();
+        let record = state.run_record_mut(run)?;
+        if record.run.funds_override != expected {
+            return Err(Error::RunConflict(run.clone()));
+        }
+        record.events.push(RunEvent::funds_override(run, &new));
+        record.run.funds_override = Some(new);
+        Ok(record.run.clone())
+    }
+
+    async fn doctor_holds(&self, ids: &[DoctorId]) -> Result<Vec<DoctorHold>> {
+        let state = self.lock();
+        Ok(ids
+            .iter()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .filter_map(|id| state.doctor_holds.get(id).cloned())
+            .collect())
+    }
+
+    async fn all_doctor_holds(&self, page: &Page) -> Result<DoctorHoldPage> {
+        let state = self.lock();
+        let limit = page.limit.min(Page::MAX_LIMIT) as usize;
+        let skip = usize::try_from(page.skip).unwrap_or(usize::MAX);
+        let mut holds: Vec<&DoctorHold> = state.doctor_holds.values().collect();
+        holds.sort_by(|a, b| (a.placed_at, &a.doctor_id).cmp(&(b.placed_at, &b.doctor_id)));
+        Ok(DoctorHoldPage {
+            holds: holds.into_iter().skip(skip).take(limit).cloned().collect(),
+            total: state.doctor_holds.len() as u64,
+        })
+    }
+
+    async fn place_doctor_hold(&self, hold: DoctorHold) -> Result<()> {
+        let mut state = self.lock();
+        if state.doctor_holds.contains_key(&hold.doctor_id) {
+            return Err(Error::DoctorAlreadyHeld(hold.doctor_id));
+        }
+        state.doctor_holds.insert(hold.doctor_id.clone(), hold);
+        Ok(())
+    }
+
+    async fn release_doctor_hold(&self, doctor: &DoctorId) -> Result<DoctorHold> {
+        self.lock()
+            .doctor_holds
+            .remove(doctor)
+            .ok_or_else(|| Error::DoctorNotHeld(doctor.clone()))
     }
 
     /// None: one lock around the whole store makes one payout at a time as fast as many.

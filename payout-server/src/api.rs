@@ -264,6 +264,7 @@ impl ListQuery {
             provider: self.provider,
             created_from: self.start_date,
             created_to: self.end_date,
+            ..Default::default()
         })
     }
 

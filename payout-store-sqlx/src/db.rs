@@ -121,6 +121,9 @@ macro_rules! plain_columns {
         fn date(&self, col: &str) -> Result<chrono::NaiveDate, sqlx::Error> {
             sqlx::Row::try_get(self, col)
         }
+        fn opt_date(&self, col: &str) -> Result<Option<chrono::NaiveDate>, sqlx::Error> {
+            sqlx::Row::try_get(self, col)
+        }
         fn host_ts(&self, col: &str) -> Result<chrono::DateTime<chrono::Utc>, sqlx::Error> {
             // SQLite: ISO 8601 text (with `T` or a space), unix seconds and Julian days.
             sqlx::Row::try_get(self, col)
@@ -135,6 +138,7 @@ pub trait RowExt: Send {
     fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
     fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
     fn date(&self, col: &str) -> Result<NaiveDate, sqlx::Error>;
+    fn opt_date(&self, col: &str) -> Result<Option<NaiveDate>, sqlx::Error>;
     fn ts(&self, col: &str) -> Result<DateTime<Utc>, sqlx::Error>;
     fn opt_ts(&self, col: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error>;
     /// A timestamp in a host's table, in whatever form the driver can read as UTC.

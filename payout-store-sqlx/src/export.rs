@@ -27,7 +27,7 @@ pub(crate) const EXPORT_CHUNKS: Chunking = Chunking {
 /// One chunk of the stream: at most [`STREAM_CHUNK`] rows after `after`.
 async fn chunk<D: Db>(d: &D, filter: &PayoutFilter, after: Option<&Cursor>) -> Result<Vec<Payout>> {
     let mut args = Args::new();
-    let clause = filter_clause(filter, after, &mut args);
+    let clause = filter_clause(d.dialect(), filter, after, &mut args);
     let limit = args.push(STREAM_CHUNK);
     let sql = format!("SELECT {PAYOUT_READ_COLUMNS} FROM payouts {clause} {NEWEST_FIRST} LIMIT {limit}");
     d.fetch_all(&sql, args)
@@ -175,7 +175,7 @@ where
             return Ok(());
         };
         let mut args = Args::new();
-        let clause = filter_clause(filter, after.as_ref(), &mut args);
+        let clause = filter_clause(d.dialect(), filter, after.as_ref(), &mut args);
         let limit = args.push(i64::try_from(chunking.rows).unwrap_or(i64::MAX));
         let sql = format!("SELECT {EXPORT_COLUMNS} FROM payouts {clause} {NEWEST_FIRST} LIMIT {limit}");
         let mut rows = d.fetch_stream(&sql, args);

@@ -84,6 +84,7 @@ mod error;
 mod export;
 mod read;
 mod rows;
+mod runs;
 mod source;
 mod sqlite_time;
 mod store;

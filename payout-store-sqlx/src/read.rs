@@ -9,7 +9,7 @@ use payout_core::provider::EventReference;
 use payout_core::store::{CarryOver, Cursor, Page, PayoutFilter, PayoutPage};
 use payout_core::{Error, Result};
 
-use crate::db::{Args, Db, RowExt, args};
+use crate::db::{Args, Db, Dialect, RowExt, args};
 use crate::error::db;
 use crate::rows::{
     self, ATTEMPT_COLUMNS, AUDIT_COLUMNS, CARRY_OVER_COLUMNS, CARRY_OVER_IS_OPEN, ITEM_COLUMNS, PAYOUT_READ_COLUMNS,
@@ -38,9 +38,35 @@ async fn require<D: Db>(d: &D, id: &PayoutId) -> Result<()> {
     found.map(|_| ()).ok_or_else(|| Error::NotFound(id.clone()))
 }
 
-/// The `WHERE` clause of `filter` (empty when it filters nothing), its values pushed onto `args`.
-pub(crate) fn filter_clause(filter: &PayoutFilter, after: Option<&Cursor>, args: &mut Args) -> String {
+/// The condition, on a `payouts` row, of a hold that is on: one is stored and it has no
+/// `releasedAt` (the JSON of `Hold`). The partial index `payouts_with_hold` covers it.
+fn hold_is_on(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => "(hold IS NOT NULL AND (hold::jsonb ->> 'releasedAt') IS NULL)",
+        Dialect::Sqlite => "(hold IS NOT NULL AND json_extract(hold, '$.releasedAt') IS NULL)",
+    }
+}
+
+/// The `WHERE` clause of `filter` on `payouts` (empty when it filters nothing), its values pushed
+/// onto `args`.
+pub(crate) fn filter_clause(
+    dialect: Dialect,
+    filter: &PayoutFilter,
+    after: Option<&Cursor>,
+    args: &mut Args,
+) -> String {
     let mut conditions = Vec::new();
+    if let Some(run) = &filter.run {
+        conditions.push(format!(
+            "id IN (SELECT payout_id FROM payout_run_members WHERE run_id = {})",
+            args.push(run.as_str())
+        ));
+    }
+    match filter.held {
+        Some(true) => conditions.push(hold_is_on(dialect).to_string()),
+        Some(false) => conditions.push(format!("NOT {}", hold_is_on(dialect))),
+        None => {}
+    }
     if let Some(status) = filter.status {
         conditions.push(format!("status = {}", args.push(status.as_str())));
     }
@@ -81,7 +107,7 @@ pub(crate) async fn list<D: Db>(d: &D, filter: &PayoutFilter, page: &Page) -> Re
     let total = count(d, filter).await?;
 
     let mut args = Args::new();
-    let clause = filter_clause(filter, page.after.as_ref(), &mut args);
+    let clause = filter_clause(d.dialect(), filter, page.after.as_ref(), &mut args);
     let skip = if page.after.is_some() {
         0
     } else {
@@ -111,9 +137,20 @@ pub(crate) async fn list<D: Db>(d: &D, filter: &PayoutFilter, page: &Page) -> Re
 /// Whole months come from `payout_tallies` (kept by triggers, see the migration), so a broad
 /// filter reads a few hundred tallies instead of counting up to every payout; the days of a
 /// partial month at either end of a date range, and a doctor's payouts (few, and not tallied), are
-/// counted in `payouts` through their indexes.
+/// counted in `payouts` through their indexes. A run's members by status and provider come from
+/// the run's own tallies (`payout_run_tallies`); held payouts, or a run's narrowed further, are
+/// counted in `payouts`.
 async fn count<D: Db>(d: &D, filter: &PayoutFilter) -> Result<u64> {
-    if filter.doctor_id.is_some() {
+    let narrowed = filter.doctor_id.is_some()
+        || filter.held.is_some()
+        || filter.created_from.is_some()
+        || filter.created_to.is_some();
+    if let Some(run) = &filter.run {
+        if !narrowed {
+            return count_run_tallies(d, run.as_str(), filter).await;
+        }
+    }
+    if filter.doctor_id.is_some() || filter.held.is_some() || filter.run.is_some() {
         return count_rows(d, filter).await;
     }
     // Tallied: the months from `full_from` (inclusive) to `full_to` (exclusive); `None` is open.
@@ -164,7 +201,24 @@ async fn count_rows<D: Db>(d: &D, filter: &PayoutFilter) -> Result<u64> {
     let mut args = Args::new();
     let sql = format!(
         "SELECT COUNT(*) AS n FROM payouts {}",
-        filter_clause(filter, None, &mut args)
+        filter_clause(d.dialect(), filter, None, &mut args)
+    );
+    read_count(d, &sql, args).await
+}
+
+/// The members of `run` in `filter`'s status and provider, from the run's tallies.
+async fn count_run_tallies<D: Db>(d: &D, run: &str, filter: &PayoutFilter) -> Result<u64> {
+    let mut args = Args::new();
+    let mut conditions = vec![format!("run_id = {}", args.push(run))];
+    if let Some(status) = filter.status {
+        conditions.push(format!("status = {}", args.push(status.as_str())));
+    }
+    if let Some(provider) = filter.provider {
+        conditions.push(format!("provider = {}", args.push(provider.as_str())));
+    }
+    let sql = format!(
+        "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM payout_run_tallies WHERE {}",
+        conditions.join(" AND ")
     );
     read_count(d, &sql, args).await
 }
@@ -373,6 +427,9 @@ impl<R: RowExt + Sync> RowExt for Prefixed<'_, R> {
     }
     fn date(&self, col: &str) -> std::result::Result<chrono::NaiveDate, sqlx::Error> {
         self.0.date(&format!("{ATTEMPT_PREFIX}{col}"))
+    }
+    fn opt_date(&self, col: &str) -> std::result::Result<Option<chrono::NaiveDate>, sqlx::Error> {
+        self.0.opt_date(&format!("{ATTEMPT_PREFIX}{col}"))
     }
     fn ts(&self, col: &str) -> std::result::Result<DateTime<Utc>, sqlx::Error> {
         self.0.ts(&format!("{ATTEMPT_PREFIX}{col}"))

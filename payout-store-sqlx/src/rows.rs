@@ -23,8 +23,8 @@ macro_rules! created_payout_columns {
 pub(crate) const PAYOUT_COLUMNS: &str = created_payout_columns!();
 
 /// Every column of `payouts` that [`payout`] reads: the created ones, then the approval's and the
-/// operator's (migration `20261205000300_operator`).
-pub(crate) const PAYOUT_READ_COLUMNS: &str = concat!(created_payout_columns!(), ", approval, resolution");
+/// operator's (migration `20261205000300_operator`), then the hold (`20261207000200_holds`).
+pub(crate) const PAYOUT_READ_COLUMNS: &str = concat!(created_payout_columns!(), ", approval, resolution, hold");
 
 /// The columns of an export row, in the order [`ExportRowExt::export_row`] reads them (by
 /// position); `created_at` is last, read only where a keyset chunk ends.
@@ -72,19 +72,20 @@ pub(crate) fn payout(r: &impl RowExt) -> Result<Payout> {
         version: r.int("version").map_err(db)?,
         approval: from_json("approval", r.opt_text("approval").map_err(db)?)?,
         resolution: from_json("resolution", r.opt_text("resolution").map_err(db)?)?,
+        hold: from_json("hold", r.opt_text("hold").map_err(db)?)?,
     })
 }
 
 /// A record stored as JSON text (`None` for NULL).
-fn from_json<T: DeserializeOwned>(what: &'static str, text: Option<String>) -> Result<Option<T>> {
+pub(crate) fn from_json<T: DeserializeOwned>(what: &'static str, text: Option<String>) -> Result<Option<T>> {
     // The parse error is left out: it may quote the text, and a destination holds bank details.
     text.map(|t| serde_json::from_str(&t).map_err(|_| corrupt(what, "not the JSON of its record")))
         .transpose()
 }
 
 /// A record as the JSON text it is stored as. Serializing the records stored this way
-/// (`Approval`, `Resolution`, `PayoutDestination`: strings, numbers and timestamps, no maps) cannot
-/// fail, so there is no error to return.
+/// (`Approval`, `Resolution`, `Hold`, `FundsOverride`, `PayoutDestination`: strings, numbers and
+/// timestamps, no maps) cannot fail, so there is no error to return.
 pub(crate) fn to_json<T: serde::Serialize>(value: Option<&T>) -> Option<String> {
     value.and_then(|v| serde_json::to_string(v).ok())
 }
@@ -221,7 +222,7 @@ pub(crate) fn minor_units(m: &Money) -> Result<i64> {
     Ok(m.to_minor_units()?)
 }
 
-fn from_name<T: DeserializeOwned>(what: &'static str, name: &str) -> Result<T> {
+pub(crate) fn from_name<T: DeserializeOwned>(what: &'static str, name: &str) -> Result<T> {
     serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| corrupt(what, name))
 }
 

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{Days, NaiveDate};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use payout_core::domain::{BankAccount, Consultation, DoctorId, Period, Recipient, Reversal};
+use payout_core::domain::{BankAccount, Consultation, DoctorId, Period, Provider, Recipient, Reversal};
 use payout_core::source::{ConsultationSource, RecipientDirectory};
 use payout_core::{Error, Result};
 
@@ -470,6 +470,10 @@ pub struct RecipientTable {
     /// Bank details as JSON (`{"accountName": ..., "accountNumber": ..., "bankCode": ...}`) in a
     /// text, `json` or `jsonb` column. Default `bank_details`.
     pub bank_details: String,
+    /// The method the doctor chose ([`Recipient::preferred_provider`]): a column holding a
+    /// provider's name (`MPESA_B2C`, `STRIPE_CONNECT`, ...; empty or NULL for none), if the host
+    /// keeps one. Default: none (the original system has no such column).
+    pub preferred_provider: Option<String>,
 }
 
 impl Default for RecipientTable {
@@ -483,6 +487,7 @@ impl Default for RecipientTable {
             paypal_payout_email: "paypal_payout_email".into(),
             mpesa_phone_number: "mpesa_phone_number".into(),
             bank_details: "bank_details".into(),
+            preferred_provider: None,
         }
     }
 }
@@ -501,13 +506,17 @@ impl RecipientTable {
         ] {
             identifier(what, name)?;
         }
+        if let Some(column) = &self.preferred_provider {
+            identifier("preferred_provider column", column)?;
+        }
         Ok(())
     }
 
     fn select(&self) -> String {
         format!(
             "SELECT CAST({} AS TEXT) AS doctor_id, {} AS name, {} AS email, {} AS stripe_account_id, \
-             {} AS paypal_payout_email, {} AS mpesa_phone_number, CAST({} AS TEXT) AS bank_details FROM {}",
+             {} AS paypal_payout_email, {} AS mpesa_phone_number, CAST({} AS TEXT) AS bank_details, \
+             {} AS preferred_provider FROM {}",
             self.doctor_id,
             self.name,
             self.email,
@@ -515,6 +524,9 @@ impl RecipientTable {
             self.paypal_payout_email,
             self.mpesa_phone_number,
             self.bank_details,
+            self.preferred_provider
+                .as_deref()
+                .map_or_else(|| "CAST(NULL AS TEXT)".to_string(), |c| format!("CAST({c} AS TEXT)")),
             self.table
         )
     }
@@ -587,7 +599,15 @@ fn recipient(r: &impl RowExt) -> Result<Recipient> {
             ))
         })?),
     };
+    let preferred_provider = match r.opt_text("preferred_provider").map_err(source_err)? {
+        Some(name) if !name.trim().is_empty() => Some(
+            name.parse::<Provider>()
+                .map_err(|e| Error::Source(format!("doctor {doctor_id}: preferred provider: {e}")))?,
+        ),
+        _ => None,
+    };
     Ok(Recipient {
+        preferred_provider,
         name: r.opt_text("name").map_err(source_err)?.unwrap_or_default(),
         email: r.opt_text("email").map_err(source_err)?.unwrap_or_default(),
         stripe_account_id: r.opt_text("stripe_account_id").map_err(source_err)?,

@@ -7,19 +7,22 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use futures::stream::BoxStream;
 use payout_core::Result;
-use payout_core::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
+use payout_core::domain::{
+    AuditEntry, DoctorHold, DoctorId, FundsOverride, NewRun, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider,
+    Run, RunEvent, RunId, RunResult, RunSummary,
+};
 use payout_core::money::Currency;
 use payout_core::provider::EventReference;
 use payout_core::store::{
-    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ClawbackDue, ExportRow,
-    HeldConsultation, MonthTotal, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage, PayoutStore, PeriodBatch,
-    PeriodBatchOutcome, StatusTally, TotalsFilter,
+    AttentionPage, BulkPayoutStore, CarryOver, CheckClaim, CheckDone, CheckState, ClaimedCheck, ClawbackDue,
+    DoctorHoldPage, ExportRow, HeldConsultation, MonthTotal, NewPayout, Page, PayoutChange, PayoutFilter, PayoutPage,
+    PayoutStore, PeriodBatch, PeriodBatchOutcome, RunPage, RunResultPage, StatusTally, TotalsFilter,
 };
 
 use crate::db::Db;
 use crate::export::{Chunking, EXPORT_CHUNKS};
 use crate::rows::ExportRowExt;
-use crate::{checks, export, read, totals, write};
+use crate::{checks, export, read, runs, totals, write};
 
 /// A [`PayoutStore`] in SQL: [`SqliteStore`](crate::SqliteStore) (`SqlStore<SqlitePool>`) or
 /// [`PgStore`](crate::PgStore) (`SqlStore<PgPool>`). The behaviour is the same on both, written
@@ -140,6 +143,59 @@ where
 
     async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>> {
         read::open_carry_overs(&self.pool, before).await
+    }
+
+    async fn create_run(&self, run: NewRun, payouts: &[PayoutId]) -> Result<RunSummary> {
+        runs::create_run(&self.pool, run, payouts).await
+    }
+
+    async fn run(&self, id: &RunId) -> Result<RunSummary> {
+        runs::run(&self.pool, id).await
+    }
+
+    async fn runs(&self, page: &Page) -> Result<RunPage> {
+        runs::runs(&self.pool, page).await
+    }
+
+    async fn record_run_results(&self, run: &RunId, results: &[RunResult]) -> Result<()> {
+        runs::record_results(&self.pool, run, results).await
+    }
+
+    async fn run_results(&self, run: &RunId, page: &Page) -> Result<RunResultPage> {
+        runs::results(&self.pool, run, page).await
+    }
+
+    async fn record_run_event(&self, event: RunEvent) -> Result<()> {
+        runs::record_event(&self.pool, event).await
+    }
+
+    async fn run_events(&self, run: &RunId) -> Result<Vec<RunEvent>> {
+        runs::events(&self.pool, run).await
+    }
+
+    async fn set_funds_override(
+        &self,
+        run: &RunId,
+        expected: Option<FundsOverride>,
+        new: FundsOverride,
+    ) -> Result<Run> {
+        runs::set_funds_override(&self.pool, run, expected, new).await
+    }
+
+    async fn doctor_holds(&self, ids: &[DoctorId]) -> Result<Vec<DoctorHold>> {
+        runs::doctor_holds(&self.pool, ids).await
+    }
+
+    async fn all_doctor_holds(&self, page: &Page) -> Result<DoctorHoldPage> {
+        runs::all_doctor_holds(&self.pool, page).await
+    }
+
+    async fn place_doctor_hold(&self, hold: DoctorHold) -> Result<()> {
+        runs::place_doctor_hold(&self.pool, hold).await
+    }
+
+    async fn release_doctor_hold(&self, doctor: &DoctorId) -> Result<DoctorHold> {
+        runs::release_doctor_hold(&self.pool, doctor).await
     }
 
     fn bulk(&self) -> Option<Arc<dyn BulkPayoutStore>> {

@@ -26,6 +26,7 @@ async fn racing_approvals_approve_each_payout_once(store: Arc<dyn PayoutStore>) 
             .map(|i| fixtures::new_payout(&format!("po_{i:03}"), &format!("dr-{i}"), month(2025, 1), &["500"]))
             .collect(),
         carry_overs: Vec::new(),
+        run: None,
     };
     let created = store.create_period(batch).await.expect("seeding");
     assert_eq!(created.created.len(), PAYOUTS);
@@ -98,6 +99,7 @@ async fn racing_calculations_consume_a_reopened_carry_over_once(store: Arc<dyn P
             .iter()
             .map(|d| fixtures::carry_over(d, jan, kes("300")))
             .collect(),
+        run: None,
     };
     store.create_period(carried).await.expect("recording carry-overs");
     let consumers = PeriodBatch {
@@ -106,6 +108,7 @@ async fn racing_calculations_consume_a_reopened_carry_over_once(store: Arc<dyn P
             .map(|d| fixtures::payout_consuming(&format!("po_feb_{d}"), d, feb, &["500"], &[jan]))
             .collect(),
         carry_overs: Vec::new(),
+        run: None,
     };
     let consumed = store.create_period(consumers).await.expect("consuming them");
     assert_eq!(consumed.created.len(), DOCTORS);
@@ -133,6 +136,7 @@ async fn racing_calculations_consume_a_reopened_carry_over_once(store: Arc<dyn P
                     .map(|d| fixtures::payout_consuming(&format!("po_{task}_{d}"), d, period, &["500"], &[jan]))
                     .collect(),
                 carry_overs: Vec::new(),
+                run: None,
             };
             barrier.wait().await;
             store

@@ -46,6 +46,7 @@ mod postgres {
     use sqlx::postgres::{PgConnectOptions, PgPool};
     use sqlx::{Connection, PgConnection};
 
+    use payout_core::status::PayoutStatus;
     use payout_store_sqlx::PgStore;
     use payout_store_sqlx::postgres::{self, MIGRATOR, PgSchema};
     use payout_store_sqlx::testkit::PgTestSchema;
@@ -181,6 +182,10 @@ mod postgres {
 
             let store = PgStore::connect_in(options.clone(), &schema).await.expect("the store");
             store_works(&store, "po_1").await;
+            store
+                .create_run(fixtures::new_run("run_1", fixtures::at(1)), &["po_1".into()])
+                .await
+                .expect("a run of the store's payout");
             assert_eq!(history(&host, "public").await, versions(&HOST));
             assert_eq!(history(&host, "billing").await, versions(&MIGRATOR));
             assert_eq!(host_notes(&host).await, ["the host's own payout row"]);
@@ -198,6 +203,10 @@ mod postgres {
             .await
             .expect("tallies");
             assert_eq!(approved, 1);
+            // So do the run's, which the same update moved.
+            let totals = store.run(&"run_1".into()).await.expect("the run").totals;
+            assert_eq!(totals.len(), 1);
+            assert_eq!((totals[0].status, totals[0].count), (PayoutStatus::Approved, 1));
             store.pool().close().await;
             host.close().await;
         })

@@ -113,6 +113,7 @@ async fn processing(store: &dyn PayoutStore, n: usize) -> Vec<Payout> {
         .create_period(PeriodBatch {
             payouts,
             carry_overs: Vec::new(),
+            run: None,
         })
         .await
         .expect("seeding");

@@ -117,6 +117,68 @@ impl PayoutStore for TimedStore {
     async fn open_carry_overs(&self, before: NaiveDate) -> payout_core::Result<Vec<CarryOver>> {
         self.inner.open_carry_overs(before).await
     }
+    async fn create_run(
+        &self,
+        run: payout_core::domain::NewRun,
+        payouts: &[PayoutId],
+    ) -> payout_core::Result<payout_core::domain::RunSummary> {
+        self.inner.create_run(run, payouts).await
+    }
+    async fn run(&self, id: &payout_core::domain::RunId) -> payout_core::Result<payout_core::domain::RunSummary> {
+        self.inner.run(id).await
+    }
+    async fn runs(&self, page: &Page) -> payout_core::Result<payout_core::store::RunPage> {
+        self.inner.runs(page).await
+    }
+    async fn record_run_results(
+        &self,
+        run: &payout_core::domain::RunId,
+        results: &[payout_core::domain::RunResult],
+    ) -> payout_core::Result<()> {
+        self.inner.record_run_results(run, results).await
+    }
+    async fn run_results(
+        &self,
+        run: &payout_core::domain::RunId,
+        page: &Page,
+    ) -> payout_core::Result<payout_core::store::RunResultPage> {
+        self.inner.run_results(run, page).await
+    }
+    async fn record_run_event(&self, event: payout_core::domain::RunEvent) -> payout_core::Result<()> {
+        self.inner.record_run_event(event).await
+    }
+    async fn run_events(
+        &self,
+        run: &payout_core::domain::RunId,
+    ) -> payout_core::Result<Vec<payout_core::domain::RunEvent>> {
+        self.inner.run_events(run).await
+    }
+    async fn set_funds_override(
+        &self,
+        run: &payout_core::domain::RunId,
+        expected: Option<payout_core::domain::FundsOverride>,
+        new: payout_core::domain::FundsOverride,
+    ) -> payout_core::Result<payout_core::domain::Run> {
+        self.inner.set_funds_override(run, expected, new).await
+    }
+    async fn doctor_holds(
+        &self,
+        ids: &[payout_core::domain::DoctorId],
+    ) -> payout_core::Result<Vec<payout_core::domain::DoctorHold>> {
+        self.inner.doctor_holds(ids).await
+    }
+    async fn all_doctor_holds(&self, page: &Page) -> payout_core::Result<payout_core::store::DoctorHoldPage> {
+        self.inner.all_doctor_holds(page).await
+    }
+    async fn place_doctor_hold(&self, hold: payout_core::domain::DoctorHold) -> payout_core::Result<()> {
+        self.inner.place_doctor_hold(hold).await
+    }
+    async fn release_doctor_hold(
+        &self,
+        doctor: &payout_core::domain::DoctorId,
+    ) -> payout_core::Result<payout_core::domain::DoctorHold> {
+        self.inner.release_doctor_hold(doctor).await
+    }
     /// The inner store's bulk abilities, timed too.
     fn bulk(&self) -> Option<Arc<dyn BulkPayoutStore>> {
         let inner = self.inner.bulk()?;

@@ -10,10 +10,16 @@ use crate::money::{Currency, Money};
 use crate::status::PayoutStatus;
 
 mod approval;
+mod hold;
 mod people;
 
 pub use approval::{Approval, Resolution, ResolutionOutcome, ResolutionState, details_fingerprint};
+pub use hold::{DoctorHold, Hold, HoldScope, MAX_HOLD_REASON, check_hold_reason};
 pub use people::{Actor, BankAccount, Consultation, PayoutDestination, Recipient, Reversal, mask};
+pub use run::{
+    CurrencyTotal, FundsOverride, MAX_RUN_LABEL, NewRun, Run, RunAction, RunEvent, RunKind, RunResult, RunSummary,
+    RunTally, Subtotal, order_totals,
+};
 
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -83,6 +89,13 @@ string_id!(
     /// A doctor's id in the host application.
     DoctorId
 );
+string_id!(
+    /// A payout run's id.
+    RunId
+);
+
+// After `string_id!`, which it uses.
+mod run;
 
 /// A payment provider, named as the original system named them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -264,6 +277,10 @@ pub struct Payout {
     /// The latest operator resolution of an unknown outcome, if any.
     #[serde(default)]
     pub resolution: Option<Resolution>,
+    /// The latest hold, if it was ever held: on until released, and kept once released (see
+    /// [`Payout::active_hold`]).
+    #[serde(default)]
+    pub hold: Option<Hold>,
 }
 
 impl Payout {
@@ -297,7 +314,14 @@ impl Payout {
             version: 1,
             approval: None,
             resolution: None,
+            hold: None,
         }
+    }
+
+    /// The hold keeping it from being sent, if one is on (a released hold is kept on the payout
+    /// but holds nothing).
+    pub fn active_hold(&self) -> Option<&Hold> {
+        self.hold.as_ref().filter(|h| h.is_active())
     }
 
     /// The period it pays for.

@@ -148,6 +148,11 @@ pub struct Recipient {
     /// Bank details.
     #[serde(default)]
     pub bank_details: Option<BankAccount>,
+    /// The method the doctor chose to be paid by, if any: a run sends each payout with it unless
+    /// an admin names a provider. Not part of the payout details an approval vouches for (it moves
+    /// no money to another place: each method's details are).
+    #[serde(default)]
+    pub preferred_provider: Option<Provider>,
 }
 
 impl fmt::Debug for Recipient {
@@ -159,6 +164,7 @@ impl fmt::Debug for Recipient {
             .field("paypal_payout_email", &self.paypal_payout_email.as_deref().map(mask))
             .field("mpesa_phone_number", &self.mpesa_phone_number.as_deref().map(mask))
             .field("bank_details", &self.bank_details)
+            .field("preferred_provider", &self.preferred_provider)
             .finish_non_exhaustive()
     }
 }
@@ -206,6 +212,14 @@ impl fmt::Debug for PayoutDestination {
 }
 
 impl Recipient {
+    /// The providers this profile has payout details for, in [`Provider::ALL`] order.
+    pub fn methods(&self) -> Vec<Provider> {
+        Provider::ALL
+            .into_iter()
+            .filter(|p| self.destination(*p).is_some())
+            .collect()
+    }
+
     /// Where `provider` pays this doctor, if the profile has it set up.
     pub fn destination(&self, provider: Provider) -> Option<PayoutDestination> {
         let non_empty = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(String::from);

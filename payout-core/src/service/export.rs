@@ -325,6 +325,7 @@ mod tests {
                 account_number: "0123456789".into(),
                 ..Default::default()
             }),
+            preferred_provider: None,
         };
         let plain = Recipient {
             doctor_id: "dr-1".into(),
@@ -412,6 +413,7 @@ mod tests {
                 paypal_payout_email: None,
                 mpesa_phone_number: None,
                 bank_details: None,
+                preferred_provider: None,
             }))
         }
     }

@@ -6,7 +6,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Approval, AttemptOutcome, AuditEntry, Payout, PayoutAttempt, PayoutId, Provider, Resolution};
+use crate::domain::{
+    Approval, AttemptOutcome, AuditEntry, Hold, Payout, PayoutAttempt, PayoutId, Provider, Resolution,
+};
 use crate::error::{Error, Result};
 use crate::status::PayoutStatus;
 
@@ -72,6 +74,9 @@ pub struct PayoutPatch {
     /// An operator's resolution (replaces the whole record; a settled one is kept, marked
     /// confirmed or rejected, never removed).
     pub resolution: Option<Resolution>,
+    /// A hold (replaces the whole record; a released one is kept, marked released, never
+    /// removed).
+    pub hold: Option<Hold>,
 }
 
 impl PayoutPatch {
@@ -98,6 +103,9 @@ impl PayoutPatch {
         }
         if let Some(resolution) = &self.resolution {
             payout.resolution = Some(resolution.clone());
+        }
+        if let Some(hold) = &self.hold {
+            payout.hold = Some(hold.clone());
         }
     }
 }
@@ -291,6 +299,7 @@ mod tests {
             version: 1,
             approval: None,
             resolution: None,
+            hold: None,
         }
     }
 

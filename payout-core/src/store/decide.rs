@@ -364,6 +364,7 @@ mod tests {
                 carry("dr-c", month(1)),
                 carry("dr-c", month(1)),
             ],
+            run: None,
         };
         let facts = StoredFacts {
             carry_overs: [slot("dr-b", month(1))].into(),
@@ -393,6 +394,7 @@ mod tests {
         let rerun = PeriodBatch {
             payouts: vec![calculated("po_1", "dr-a")],
             carry_overs: Vec::new(),
+            run: None,
         };
         assert_eq!(
             rerun.clone().decide(&taken).unwrap().skipped.len(),
@@ -402,6 +404,7 @@ mod tests {
         let other_doctor = PeriodBatch {
             payouts: vec![calculated("po_1", "dr-b")],
             carry_overs: Vec::new(),
+            run: None,
         };
         assert!(matches!(other_doctor.decide(&taken), Err(Error::Conflict(id)) if id.as_str() == "po_1"));
     }
@@ -422,6 +425,7 @@ mod tests {
                 new("po_4", "dr-c", PayoutOrigin::Manual, &[dec, dec]),
             ],
             carry_overs: Vec::new(),
+            run: None,
         };
         let d = batch.decide(&facts).unwrap();
         assert_eq!(ids(&d), ["po_1"]);

@@ -13,6 +13,7 @@ mod checks;
 mod decide;
 mod query;
 mod records;
+mod runs;
 mod totals;
 
 use std::sync::Arc;
@@ -29,10 +30,14 @@ pub use query::{Cursor, ExportRow, Page, PayoutFilter, PayoutPage};
 pub use records::{
     CarryOver, ClawbackDue, HeldConsultation, Holder, NewPayout, PeriodBatch, PeriodBatchOutcome, SkipReason,
 };
+pub use runs::{DoctorHoldPage, RunPage, RunResultPage};
 pub(crate) use totals::add_minor;
 pub use totals::{MonthTotal, StatusTally, TotalsFilter, fill_months, first_of_month, month_range, sort_tallies};
 
-use crate::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
+use crate::domain::{
+    AuditEntry, DoctorHold, DoctorId, FundsOverride, NewRun, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider,
+    Run, RunEvent, RunId, RunResult, RunSummary,
+};
 use crate::error::Result;
 use crate::money::Currency;
 use crate::provider::EventReference;
@@ -48,7 +53,9 @@ pub trait PayoutStore: Send + Sync {
     ///
     /// # Behavior
     /// Checks every payout first ([`NewPayout::validate`]): one invalid payout refuses the whole
-    /// batch with `InvalidInput`, writing nothing. Idempotent: a doctor who already has a non-cancelled calculated payout for the period, or a
+    /// batch with `InvalidInput`, writing nothing. With [`PeriodBatch::run`], the created payouts
+    /// join that run in the same step (its totals count them); an unknown run is
+    /// [`RunNotFound`](crate::Error::RunNotFound), writing nothing. Idempotent: a doctor who already has a non-cancelled calculated payout for the period, or a
     /// carry-over for it, is skipped and reported, not duplicated. Each created payout gets its items,
     /// its `CREATE` audit entry, and marks the carry-overs it consumes; all of it or none of it.
     ///
@@ -80,6 +87,11 @@ pub trait PayoutStore: Send + Sync {
     async fn get(&self, id: &PayoutId) -> Result<Payout>;
 
     /// A page of payouts matching `filter`, newest first, with the total count.
+    ///
+    /// # Behavior
+    /// Every condition of the filter applies, [`PayoutFilter::run`] (the run's members) and
+    /// [`PayoutFilter::held`] included; so too in [`stream`](PayoutStore::stream) and the bulk
+    /// export ([`BulkPayoutStore::export_rows`]).
     async fn list(&self, filter: &PayoutFilter, page: &Page) -> Result<PayoutPage>;
 
     /// Every payout matching `filter`, newest first, as a stream (for exports: rows are read as they
@@ -93,11 +105,12 @@ pub trait PayoutStore: Send + Sync {
     ///
     /// # Behavior
     /// Checks the change first ([`PayoutChange::validate`]); writes it as
-    /// [`PayoutChange::normalized`] leaves it. Refuses with `Conflict` when the current version or status differs from the expected one, or
+    /// [`PayoutChange::normalized`] leaves it. A change of status or provider moves the payout
+    /// between the buckets of every run it is in ([`run`](PayoutStore::run)) in the same step. Refuses with `Conflict` when the current version or status differs from the expected one, or
     /// when the new attempt's number or idempotency key already exists; with `DuplicateEvent` when the
     /// webhook event was already recorded. The version goes up by one. Audit entries are appended and
-    /// never changed. A new attempt's `destination`, and the patch's `approval` and `resolution`
-    /// (each replacing the stored one whole), are kept exactly and read back by every read.
+    /// never changed. A new attempt's `destination`, and the patch's `approval`, `resolution` and
+    /// `hold` (each replacing the stored one whole), are kept exactly and read back by every read.
     /// The follow-up [`PayoutChange::follow_up_written`] names, if any, is written in
     /// the same step (see [`claim_checks`](PayoutStore::claim_checks)): it replaces the payout's
     /// follow-up, resets its count of checks and ends any lease on it.
@@ -184,6 +197,82 @@ pub trait PayoutStore: Send + Sync {
     /// (a cancelled payout gives its carried earnings back, so they are never lost). Every carry-over
     /// returned has `consumed_by: None`, whichever of the two it is.
     async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>>;
+
+    /// Creates a run with `payouts` as its members, and records its `CREATE` event
+    /// ([`RunEvent::created`]); returns it with its totals.
+    ///
+    /// # Behavior
+    /// Checks the run first ([`NewRun::validate`], `InvalidInput`). Atomic: an unknown payout is
+    /// [`NotFound`](crate::Error::NotFound) and a taken run id
+    /// [`RunConflict`](crate::Error::RunConflict), writing nothing. A payout named twice is a
+    /// member once; `payouts` may be empty (a calculation's run, whose payouts join it as
+    /// [`create_period`](PayoutStore::create_period) creates them). A payout may be a member of
+    /// several runs.
+    async fn create_run(&self, run: NewRun, payouts: &[PayoutId]) -> Result<RunSummary>;
+
+    /// A run with its totals, or [`RunNotFound`](crate::Error::RunNotFound).
+    ///
+    /// # Behavior
+    /// The totals are kept as the members move (created, joined, changed by
+    /// [`apply`](PayoutStore::apply)), in the same atomic steps, so reading them costs the same
+    /// however many members the run has: the store never counts them by reading the payouts.
+    /// One bucket per status, provider and currency with at least one payout, ordered as
+    /// [`order_totals`](crate::domain::order_totals) orders them.
+    async fn run(&self, id: &RunId) -> Result<RunSummary>;
+
+    /// A page of runs, newest first (`created_at`, then id, descending), each with its totals, and
+    /// the number of runs: `page.limit` (at most [`Page::MAX_LIMIT`]) after skipping `page.skip`
+    /// (`page.after` is not used).
+    async fn runs(&self, page: &Page) -> Result<RunPage>;
+
+    /// Appends per-payout results to a run, in order, all or none.
+    ///
+    /// # Behavior
+    /// An unknown run is [`RunNotFound`](crate::Error::RunNotFound), writing nothing. Results are
+    /// never changed or removed; they are not checked against the run's members.
+    async fn record_run_results(&self, run: &RunId, results: &[RunResult]) -> Result<()>;
+
+    /// A page of a run's results, oldest first (in the order recorded), and how many it has:
+    /// `page.limit` (at most [`Page::MAX_LIMIT`]) after `page.skip`. An unknown run is
+    /// [`RunNotFound`](crate::Error::RunNotFound).
+    async fn run_results(&self, run: &RunId, page: &Page) -> Result<RunResultPage>;
+
+    /// Appends an event to its run's trail ([`RunNotFound`](crate::Error::RunNotFound) for an
+    /// unknown run). Events are never changed or removed.
+    async fn record_run_event(&self, event: RunEvent) -> Result<()>;
+
+    /// A run's events, oldest first (in the order recorded); an unknown run is
+    /// [`RunNotFound`](crate::Error::RunNotFound).
+    async fn run_events(&self, run: &RunId) -> Result<Vec<RunEvent>>;
+
+    /// Writes a funds override on a run, if its current one is `expected`, and records the matching
+    /// event ([`RunEvent::funds_override`]) in the same step; returns the run as it is afterwards.
+    ///
+    /// # Behavior
+    /// Conditional: when the stored override differs from `expected` (`None`: none stored), it is
+    /// [`RunConflict`](crate::Error::RunConflict) and nothing is written, so of two admins
+    /// confirming at once one wins. An unknown run is [`RunNotFound`](crate::Error::RunNotFound).
+    async fn set_funds_override(&self, run: &RunId, expected: Option<FundsOverride>, new: FundsOverride)
+    -> Result<Run>;
+
+    /// The holds of those of `ids` that are on hold, in any order (one lookup however many ids).
+    async fn doctor_holds(&self, ids: &[DoctorId]) -> Result<Vec<DoctorHold>>;
+
+    /// A page of the doctors on hold, oldest hold first (then by doctor), `page.limit` (at most
+    /// [`Page::MAX_LIMIT`]) after `page.skip`, with how many there are.
+    async fn all_doctor_holds(&self, page: &Page) -> Result<DoctorHoldPage>;
+
+    /// Puts a doctor on hold.
+    ///
+    /// # Behavior
+    /// [`DoctorAlreadyHeld`](crate::Error::DoctorAlreadyHeld) when the doctor is on hold already
+    /// (the stored hold is kept), so of two admins holding at once one wins. Touches no payout:
+    /// the service puts the doctor's payouts on hold, each with its own audited change.
+    async fn place_doctor_hold(&self, hold: DoctorHold) -> Result<()>;
+
+    /// Takes a doctor off hold and returns the hold removed;
+    /// [`DoctorNotHeld`](crate::Error::DoctorNotHeld) when the doctor is not on hold.
+    async fn release_doctor_hold(&self, doctor: &DoctorId) -> Result<DoctorHold>;
 
     /// The store's bulk abilities, if it offers them (see [`BulkPayoutStore`]); callers reach them
     /// through [`PayoutStoreExt`], which falls back to one payout at a time.

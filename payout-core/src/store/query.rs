@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{DoctorId, Payout, PayoutId, Provider};
+use crate::domain::{DoctorId, Payout, PayoutId, Provider, RunId};
 use crate::money::Money;
 use crate::status::PayoutStatus;
 
@@ -21,12 +21,20 @@ pub struct PayoutFilter {
     pub created_from: Option<NaiveDate>,
     /// Created on or before this day (UTC).
     pub created_to: Option<NaiveDate>,
+    /// Only the members of this run.
+    pub run: Option<RunId>,
+    /// Only payouts whose own hold is on (`true`), or only the others (`false`): see
+    /// [`Payout::active_hold`]. A doctor's hold ([`DoctorHold`](crate::domain::DoctorHold)) counts
+    /// here through the holds it put on the doctor's payouts.
+    pub held: Option<bool>,
 }
 
 impl PayoutFilter {
-    /// True when `p` passes the filter.
+    /// True when `p` passes the filter's conditions on the payout itself: all but
+    /// [`run`](Self::run), which is a store's membership record (a store checks it besides).
     pub fn matches(&self, p: &Payout) -> bool {
-        self.status.is_none_or(|s| p.status == s)
+        self.held.is_none_or(|held| p.active_hold().is_some() == held)
+            && self.status.is_none_or(|s| p.status == s)
             && self.doctor_id.as_ref().is_none_or(|d| &p.doctor_id == d)
             && self.provider.is_none_or(|v| p.provider == Some(v))
             && self.created_from.is_none_or(|d| p.created_at.date_naive() >= d)

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::change::belongs;
-use crate::domain::{AuditEntry, DoctorId, ItemKind, Payout, PayoutId, PayoutItem, Period};
+use crate::domain::{AuditEntry, DoctorId, ItemKind, Payout, PayoutId, PayoutItem, Period, RunId};
 use crate::error::{Error, Result};
 use crate::money::Money;
 use crate::status::PayoutStatus;
@@ -29,9 +29,9 @@ impl NewPayout {
     /// Refuses, with [`Error::InvalidInput`], a payout whose `amount_due` is not the sum of its items
     /// (or whose items are in another currency) or is not positive, whose audit entry names another
     /// payout, or that
-    /// does not start as every payout starts: `PENDING`, with no approver, approval or resolution
-    /// (an approval is only ever written by a change, audited, so no store can create a payout
-    /// pre-approved). Every store calls it before it writes.
+    /// does not start as every payout starts: `PENDING`, with no approver, approval, resolution or
+    /// hold (an approval or a hold is only ever written by a change, audited, so no store can
+    /// create a payout pre-approved or pre-held). Every store calls it before it writes.
     pub fn validate(&self) -> Result<()> {
         let p = &self.payout;
         if p.status != PayoutStatus::Pending {
@@ -44,11 +44,12 @@ impl NewPayout {
             ("an approver", p.approved_by.is_some()),
             ("an approval", p.approval.is_some()),
             ("a resolution", p.resolution.is_some()),
+            ("a hold", p.hold.is_some()),
         ];
         if let Some((what, _)) = carried.iter().find(|(_, set)| *set) {
             return Err(Error::InvalidInput(format!(
-                "payout {}: a new payout may not carry {what}; approvals and resolutions are written \
-                 by the changes that make them, audited",
+                "payout {}: a new payout may not carry {what}; approvals, resolutions and holds are \
+                 written by the changes that make them, audited",
                 p.id
             )));
         }
@@ -114,6 +115,10 @@ pub struct PeriodBatch {
     pub payouts: Vec<NewPayout>,
     /// Balances to carry over.
     pub carry_overs: Vec<CarryOver>,
+    /// The run the created payouts join (a calculation's run), written with them in the same
+    /// transaction; it must exist ([`RunNotFound`](crate::Error::RunNotFound) otherwise, writing
+    /// nothing). Skipped payouts do not join it.
+    pub run: Option<RunId>,
 }
 
 impl PeriodBatch {

@@ -13,8 +13,9 @@
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
 use crate::domain::{
-    AttemptOutcome, AuditEntry, BankAccount, DoctorId, ItemKind, Payout, PayoutAttempt, PayoutDestination, PayoutId,
-    PayoutItem, PayoutOrigin, Period, Provider,
+    AttemptOutcome, AuditEntry, BankAccount, DoctorHold, DoctorId, FundsOverride, Hold, HoldScope, ItemKind, NewRun,
+    Payout, PayoutAttempt, PayoutDestination, PayoutId, PayoutItem, PayoutOrigin, Period, Provider, RunAction, RunId,
+    RunKind, RunResult,
 };
 use crate::money::{Currency, Money};
 use crate::provider::PayoutInstruction;
@@ -191,7 +192,11 @@ pub fn attempt_update(attempt_no: u32, outcome: AttemptOutcome, reference: Optio
 
 /// A period batch of `payouts`, then `carry_overs`.
 pub fn batch(payouts: Vec<NewPayout>, carry_overs: Vec<CarryOver>) -> PeriodBatch {
-    PeriodBatch { payouts, carry_overs }
+    PeriodBatch {
+        payouts,
+        carry_overs,
+        run: None,
+    }
 }
 
 /// An open carry-over, recorded at [`base_time`].
@@ -225,6 +230,71 @@ pub fn payout_consuming(id: &str, doctor: &str, period: Period, amounts: &[&str]
     new.audit = create_audit(&new.payout);
     new.consumes_carry_overs = carried.to_vec();
     new
+}
+
+/// A selection run `id`, labelled `Run {id}`, made by `admin:testkit` at `at`.
+pub fn new_run(id: &str, at: DateTime<Utc>) -> NewRun {
+    NewRun {
+        id: RunId::new(id),
+        kind: RunKind::Selection,
+        label: format!("Run {id}"),
+        period: None,
+        created_by: "admin:testkit".to_string(),
+        created_at: at,
+    }
+}
+
+/// A calculation run `id` for `period`, made by [`CREATOR`] at [`base_time`].
+pub fn calculation_run(id: &str, period: Period) -> NewRun {
+    NewRun {
+        id: RunId::new(id),
+        kind: RunKind::Calculation,
+        label: format!("Calculation {period}"),
+        period: Some(period),
+        created_by: CREATOR.to_string(),
+        created_at: base_time(),
+    }
+}
+
+/// A trigger result for `payout_id` at `at`: sent with M-Pesa and `PROCESSING` when `ok`, else
+/// refused with a message naming the payout.
+pub fn run_result(payout_id: &PayoutId, ok: bool, at: DateTime<Utc>) -> RunResult {
+    RunResult {
+        payout_id: payout_id.clone(),
+        action: RunAction::Trigger,
+        provider: Some(Provider::MpesaB2c),
+        ok,
+        status_after: ok.then_some(PayoutStatus::Processing),
+        message: (!ok).then(|| format!("refused: {payout_id} has no M-Pesa number")),
+        at,
+        by: "admin:testkit".to_string(),
+    }
+}
+
+/// A hold of `scope` placed by `admin:testkit` at `at`.
+pub fn hold(scope: HoldScope, at: DateTime<Utc>) -> Hold {
+    Hold::placed(scope, "bank details in doubt", "admin:testkit".to_string(), at)
+}
+
+/// `doctor` held by `admin:testkit` at `at`.
+pub fn doctor_hold(doctor: &str, at: DateTime<Utc>) -> DoctorHold {
+    DoctorHold {
+        doctor_id: DoctorId::new(doctor),
+        reason: format!("{doctor}: identity check"),
+        placed_by: "admin:testkit".to_string(),
+        placed_at: at,
+    }
+}
+
+/// A funds override requested by `admin:one` at `at`, not confirmed yet.
+pub fn funds_override(at: DateTime<Utc>) -> FundsOverride {
+    FundsOverride {
+        requested_by: "admin:one".to_string(),
+        requested_at: at,
+        reason: "the top-up is on its way".to_string(),
+        confirmed_by: None,
+        confirmed_at: None,
+    }
 }
 
 /// A webhook event record.

@@ -42,5 +42,6 @@ pub fn recipient(doctor: &str) -> Recipient {
             bank_name: Some("KCB".into()),
             ..Default::default()
         }),
+        preferred_provider: None,
     }
 }

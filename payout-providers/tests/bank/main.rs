@@ -290,6 +290,7 @@ async fn a_return_after_a_completed_transfer_is_found_by_the_settlement_watch() 
             bank_code: Some("01".into()),
             ..Default::default()
         }),
+        preferred_provider: None,
     };
     let service = PayoutService::builder()
         .store(store.clone())

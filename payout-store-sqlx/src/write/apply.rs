@@ -245,7 +245,7 @@ async fn apply_in_transaction<D: Db>(d: &D, change: &PayoutChange) -> Result<Pay
 /// The payout columns a change may set, in the order [`patch_cells`] gives their new values: the
 /// status, then the fields of [`PayoutPatch`](payout_core::store::PayoutPatch). Both dialects write
 /// their update from this one list, each column as `column = COALESCE(new value, column)`.
-const PATCHED: [&str; 8] = [
+const PATCHED: [&str; 9] = [
     "status",
     "provider",
     "provider_reference",
@@ -254,6 +254,7 @@ const PATCHED: [&str; 8] = [
     "processed_at",
     "approval",
     "resolution",
+    "hold",
 ];
 
 /// What `change` sets on its payout, column by column ([`PATCHED`]); `None` keeps a column.
@@ -268,6 +269,7 @@ fn patch_cells(change: &PayoutChange) -> impl Iterator<Item = (&'static str, Cel
         Cell::Ts(patch.processed_at),
         text(rows::to_json(patch.approval.as_ref())),
         text(rows::to_json(patch.resolution.as_ref())),
+        text(rows::to_json(patch.hold.as_ref())),
     ];
     PATCHED.into_iter().zip(values)
 }

@@ -414,7 +414,7 @@ async fn slot_rows<T: Tx>(tx: &mut T, sql: &str, slots: &[Slot]) -> Result<Vec<(
 }
 
 /// Which of `ids` name an existing payout.
-async fn existing_payouts<T: Tx>(tx: &mut T, ids: &[&str]) -> Result<HashSet<String>> {
+pub(crate) async fn existing_payouts<T: Tx>(tx: &mut T, ids: &[&str]) -> Result<HashSet<String>> {
     lookup(tx, "SELECT id FROM payouts WHERE id IN ({in})", &[], ids)
         .await?
         .iter()
@@ -474,8 +474,12 @@ enum Written {
 }
 
 /// Decides and writes `batch` in one transaction, reading the ledger as `check` says.
-async fn write_period<D: Db>(d: &D, batch: PeriodBatch, check: LedgerCheck) -> Result<Written> {
+async fn write_period<D: Db>(d: &D, mut batch: PeriodBatch, check: LedgerCheck) -> Result<Written> {
     let mut tx = d.begin_write().await.map_err(db)?;
+    let run = batch.run.take();
+    if let Some(run) = &run {
+        crate::runs::require_run_in(&mut tx, run).await?;
+    }
     let doctors: Vec<&str> = batch
         .payouts
         .iter()
@@ -490,6 +494,7 @@ async fn write_period<D: Db>(d: &D, batch: PeriodBatch, check: LedgerCheck) -> R
             let carried = PeriodBatch {
                 payouts: Vec::new(),
                 carry_overs: batch.carry_overs.clone(),
+                run: None,
             }
             .keys();
             facts(&mut tx, &keys, Some(&carried)).await?
@@ -511,6 +516,10 @@ async fn write_period<D: Db>(d: &D, batch: PeriodBatch, check: LedgerCheck) -> R
     for new in &created {
         consume_carry_overs(&mut tx, new).await?;
         outcome.created.push(new.payout.id.clone());
+    }
+    if let Some(run) = &run {
+        let ids: Vec<&str> = outcome.created.iter().map(PayoutId::as_str).collect();
+        crate::runs::insert_members(&mut tx, run, &ids).await?;
     }
     let mut recorded: Vec<&CarryOver> = Vec::new();
     for c in &carry {

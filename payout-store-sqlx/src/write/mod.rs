@@ -3,13 +3,13 @@
 
 mod apply;
 mod create;
-mod insert;
+pub(crate) mod insert;
 
 use payout_core::domain::{Payout, PayoutId};
 use payout_core::{Error, Result};
 
 pub(crate) use apply::{apply, apply_all};
-pub(crate) use create::{clawbacks_due, create_payout, create_period, held_consultations};
+pub(crate) use create::{clawbacks_due, create_payout, create_period, existing_payouts, held_consultations};
 
 use crate::db::{Args, Tx, Value, args};
 use crate::error::db;

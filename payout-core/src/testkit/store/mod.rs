@@ -28,16 +28,24 @@
 //! - the consultation ledger: a payout with a consultation a live item holds (stored, earlier in
 //!   the batch, or twice in itself) is skipped as `ConsultationHeld`; a manual one is a
 //!   `Conflict`; cancelling with `release_consultations` frees them, cancelling without keeps
-//!   them held.
+//!   them held;
+//! - runs: a run's totals equal a recount of its members after any changes; a payout named twice
+//!   is a member once; an unknown payout, a taken run id or an unknown run writes nothing; a
+//!   calculation batch's skipped payouts do not join its run; results and events come back in
+//!   the order recorded; a funds override is written only over the one expected;
+//! - holds: a payout's hold is read back exactly (a release replaces it whole and is kept); a
+//!   new payout never carries one; a doctor is held once and released once.
 
 mod at_once;
 mod attempts;
 mod calculation;
 mod changes;
 mod checks;
+mod holds;
 mod ledger;
 mod operator;
 mod reading;
+mod runs;
 mod totals;
 
 use std::fmt;
@@ -54,9 +62,11 @@ pub use attempts::*;
 pub use calculation::*;
 pub use changes::*;
 pub use checks::*;
+pub use holds::*;
 pub use ledger::*;
 pub use operator::*;
 pub use reading::*;
+pub use runs::*;
 pub use totals::*;
 
 use crate::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
@@ -146,7 +156,16 @@ pub const STORE_CHECKS: &[StoreCheck] = checks![
     a_consultation_is_held_by_one_live_payout,
     cancelling_releases_or_voids_the_consultations,
     carry_overs_and_clawbacks_join_the_ledger,
-    totals_equal_a_recount_after_changes;
+    totals_equal_a_recount_after_changes,
+    runs_are_created_with_their_members_and_totals,
+    run_totals_follow_every_change,
+    a_calculation_batch_makes_its_payouts_members,
+    filters_by_run_and_hold_apply_everywhere,
+    run_results_and_events_are_kept_in_order,
+    funds_override_is_conditional,
+    runs_are_listed_newest_first,
+    holds_are_kept_as_written,
+    doctor_holds_are_placed_once_and_released;
     concurrent_apply_has_one_winner,
     two_claimers_never_get_the_same_check
 ];
