@@ -10,7 +10,7 @@ use tracing::Instrument;
 use super::PayoutService;
 use super::lifecycle::{Batch, BulkOutcome, Prepared, moves_to};
 use super::pipeline::{self, Stages};
-use crate::domain::{Actor, DoctorId, Payout, PayoutAttempt, PayoutId, Provider, Recipient};
+use crate::domain::{Actor, DoctorHold, DoctorId, Payout, PayoutAttempt, PayoutId, Provider, Recipient};
 use crate::error::{Error, ProviderError, ProviderErrorKind, Result};
 use crate::provider::{PayoutInstruction, PayoutProvider, SendReceipt};
 use crate::status::{PayoutEvent, PayoutStatus};
@@ -32,6 +32,9 @@ impl PayoutService {
     /// ([`ProviderError::REJECTED_WITH_BATCH`] for the others) fails the invalid item alone: the
     /// others' attempts failed with nothing paid, so each is retried at once, as a new attempt in a
     /// new batch with its own stored id (at most three times).
+    ///
+    /// A payout on hold (its own hold, or its doctor's) is refused with [`Error::OnHold`], before
+    /// anything is committed for it.
     ///
     /// Once [`begin_shutdown`](Self::begin_shutdown) is called, no further attempt is prepared: the
     /// payouts not reached yet are refused with [`Error::ShuttingDown`] (untouched, still
@@ -294,8 +297,16 @@ impl PayoutService {
         let mut doctors: Vec<DoctorId> = found.values().map(|(p, _)| p.doctor_id.clone()).collect();
         doctors.sort_unstable();
         doctors.dedup();
-        let recipients: HashMap<DoctorId, Recipient> = match self.directory.recipients(&doctors).await {
-            Ok(found) => found.into_iter().map(|r| (r.doctor_id.clone(), r)).collect(),
+        let looked_up = match self.directory.recipients(&doctors).await {
+            Ok(found) => self.store.doctor_holds(&doctors).await.map(|holds| (found, holds)),
+            Err(e) => Err(e),
+        };
+        let (recipients, doctor_holds): (HashMap<DoctorId, Recipient>, HashMap<DoctorId, DoctorHold>) = match looked_up
+        {
+            Ok((found, holds)) => (
+                found.into_iter().map(|r| (r.doctor_id.clone(), r)).collect(),
+                holds.into_iter().map(|h| (h.doctor_id.clone(), h)).collect(),
+            ),
             Err(_) => {
                 for (k, id) in ids.iter().enumerate() {
                     out.push((first + k, self.prepare_trigger(actor, id, provider).await));
@@ -318,7 +329,8 @@ impl PayoutService {
                 continue;
             };
             let recipient = recipients.get(&payout.doctor_id).cloned();
-            match self.plan_trigger(actor, payout, attempts, recipient, adapter, batch) {
+            let doctor_hold = doctor_holds.get(&payout.doctor_id);
+            match self.plan_trigger(actor, payout, attempts, recipient, doctor_hold, adapter, batch) {
                 Ok((change, instruction)) => {
                     changes.push(change);
                     planned.push((first + k, instruction));

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::PayoutService;
 use crate::calculation::{CalculationPolicy, DoctorPlan, carry_over_record, clawback_item, is_late, plan_doctor};
 use crate::domain::{
-    Actor, AuditEntry, Consultation, DoctorId, ItemKind, Payout, PayoutId, PayoutItem, PayoutOrigin, Period, Reversal,
+    Actor, AuditEntry, Consultation, DoctorId, ItemKind, NewRun, Payout, PayoutId, PayoutItem, PayoutOrigin, Period,
+    Reversal, RunId, RunKind,
 };
 use crate::error::{Error, Result, StoreErrorKind};
 use crate::money::Money;
@@ -49,6 +50,10 @@ pub struct CalculationReport {
     pub already_paid: Vec<AlreadyPaid>,
     /// The sum of the created payouts.
     pub total_created: Money,
+    /// The run the created payouts joined ([`RunKind::Calculation`]), made when the first chunk
+    /// with a payout to create is written. `None` when the calculation planned no payout (a
+    /// re-run of a calculated period, a period of carry-overs only): no empty run is made.
+    pub run: Option<RunId>,
 }
 
 /// Consultations of a doctor's period that a calculation skipped because a live payout (or a
@@ -100,6 +105,11 @@ impl PayoutService {
     /// written while the next is planned), however long the period. Each chunk is one transaction: if
     /// the calculation fails part-way, the chunks already written stay (the ones in flight may be
     /// rolled back), and running it again creates the rest.
+    ///
+    /// The created payouts are the members of one run of kind [`RunKind::Calculation`]
+    /// ([`CalculationReport::run`]), made (with its `CREATE` event) before the first chunk that
+    /// creates a payout and joined by each chunk's payouts in the chunk's own transaction. A
+    /// calculation run again after a failure makes a run of its own for the rest.
     pub async fn calculate_period(
         &self,
         actor: &Actor,
@@ -141,7 +151,8 @@ impl PayoutService {
             }
         }
 
-        let mut writer = ChunkWriter::new(self, actor, policy, period);
+        let run = tokio::sync::OnceCell::new();
+        let mut writer = ChunkWriter::new(self, actor, policy, period, &run);
         let mut finished: HashSet<DoctorId> = HashSet::new();
         let mut current: Option<(DoctorId, Vec<Consultation>)> = None;
         let mut stream = source.completed(window);
@@ -340,6 +351,8 @@ struct ChunkWriter<'a> {
     actor: &'a Actor,
     policy: &'a CalculationPolicy,
     period: Period,
+    /// The calculation's run, once a chunk made it.
+    run: &'a tokio::sync::OnceCell<RunId>,
     report: CalculationReport,
     /// The doctors of the chunk being gathered.
     pending: Vec<DoctorInput>,
@@ -350,12 +363,19 @@ struct ChunkWriter<'a> {
 }
 
 impl<'a> ChunkWriter<'a> {
-    fn new(service: &'a PayoutService, actor: &'a Actor, policy: &'a CalculationPolicy, period: Period) -> Self {
+    fn new(
+        service: &'a PayoutService,
+        actor: &'a Actor,
+        policy: &'a CalculationPolicy,
+        period: Period,
+        run: &'a tokio::sync::OnceCell<RunId>,
+    ) -> Self {
         ChunkWriter {
             service,
             actor,
             policy,
             period,
+            run,
             report: CalculationReport {
                 period,
                 consultations: 0,
@@ -368,6 +388,7 @@ impl<'a> ChunkWriter<'a> {
                 nothing_due: Vec::new(),
                 already_paid: Vec::new(),
                 total_created: Money::zero(policy.currency()),
+                run: None,
             },
             pending: Vec::new(),
             items: 0,
@@ -412,9 +433,9 @@ impl<'a> ChunkWriter<'a> {
         }
         let inputs = std::mem::take(&mut self.pending);
         self.items = 0;
-        let (service, actor, policy, period) = (self.service, self.actor, self.policy, self.period);
+        let (service, actor, policy, period, run) = (self.service, self.actor, self.policy, self.period, self.run);
         self.writing
-            .push_back(Box::pin(write_chunk(service, actor, policy, period, inputs)));
+            .push_back(Box::pin(write_chunk(service, actor, policy, period, run, inputs)));
     }
 
     /// The next consultation, polling the chunks being written meanwhile, so the writes progress
@@ -447,6 +468,7 @@ impl<'a> ChunkWriter<'a> {
         while let Some(written) = self.writing.next().await {
             self.record(written?)?;
         }
+        self.report.run = self.run.get().cloned();
         Ok(self.report)
     }
 
@@ -477,6 +499,7 @@ async fn write_chunk(
     actor: &Actor,
     policy: &CalculationPolicy,
     period: Period,
+    run: &tokio::sync::OnceCell<RunId>,
     mut inputs: Vec<DoctorInput>,
 ) -> Result<ChunkResult> {
     let mut result = ChunkResult::default();
@@ -550,6 +573,9 @@ async fn write_chunk(
         let outcome = if batch.payouts.is_empty() && batch.carry_overs.is_empty() {
             PeriodBatchOutcome::default()
         } else {
+            if !batch.payouts.is_empty() {
+                batch.run = Some(calculation_run(service, actor, period, run).await?);
+            }
             match service.store.create_period(batch).await {
                 Ok(outcome) => outcome,
                 Err(e) if !last && lost_a_race(&e) => continue,
@@ -594,6 +620,30 @@ async fn write_chunk(
         inputs.retain(|d| lost.contains(&d.doctor));
     }
     Ok(result)
+}
+
+/// The calculation's run: made by the first chunk that asks (chunks written at once wait for it),
+/// then the same for every chunk.
+async fn calculation_run(
+    service: &PayoutService,
+    actor: &Actor,
+    period: Period,
+    run: &tokio::sync::OnceCell<RunId>,
+) -> Result<RunId> {
+    let id = run
+        .get_or_try_init(|| async {
+            let new = NewRun {
+                id: service.ids.run_id(),
+                kind: RunKind::Calculation,
+                label: format!("Calculation {period}"),
+                period: Some(period),
+                created_by: actor.label(),
+                created_at: service.clock.now(),
+            };
+            Ok::<_, Error>(service.store.create_run(new, &[]).await?.run.id)
+        })
+        .await?;
+    Ok(id.clone())
 }
 
 /// What holds each of the chunk's consultations that is held (one ledger lookup).

@@ -6,7 +6,9 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use super::PayoutService;
-use crate::domain::{Actor, Approval, AttemptOutcome, Payout, PayoutAttempt, PayoutId, Provider, Recipient};
+use crate::domain::{
+    Actor, Approval, AttemptOutcome, DoctorHold, Payout, PayoutAttempt, PayoutId, Provider, Recipient,
+};
 use crate::error::{Error, ProviderError, ProviderErrorKind, Result};
 use crate::provider::{PayoutInstruction, PayoutProvider, SendReceipt};
 use crate::simulated::SIMULATED_NOTE;
@@ -132,7 +134,8 @@ impl PayoutService {
     /// The attempt and its idempotency key are committed *before* the provider is called. A confirmed
     /// rejection makes the payout `FAILED`; a timeout or any answer that may hide a sent payment leaves
     /// it `PROCESSING` with an unknown outcome for [`reconcile`](Self::reconcile) or a webhook to settle.
-    /// Nothing changes when the payout is not `APPROVED` or the doctor has no details for `provider`.
+    /// Nothing changes when the payout is not `APPROVED`, is on hold (its own hold or its
+    /// doctor's: [`Error::OnHold`]), or the doctor has no details for `provider`.
     ///
     /// Runs in a `trigger` span naming the payout, the provider and, once it is committed, the
     /// attempt's key. Refused with [`Error::ShuttingDown`] once
@@ -158,12 +161,14 @@ impl PayoutService {
     }
 
     /// After a *confirmed* failure: `FAILED -> APPROVED`, then triggers a new attempt (new key) with
-    /// `provider`, or the provider of the failed attempt.
+    /// `provider`, or the provider of the failed attempt. A payout on hold is refused
+    /// ([`Error::OnHold`]) and stays `FAILED`.
     pub async fn retry(&self, actor: &Actor, id: &PayoutId, provider: Option<Provider>) -> Result<Payout> {
         self.require_privileged(actor, "retry payouts")?;
         self.refuse_when_shutting_down()?;
         let payout = self.store.get(id).await?;
         let to = moves_to(&payout, PayoutEvent::Retry)?;
+        super::holds::check_not_held(&payout, self.doctor_hold_of(&payout.doctor_id).await?.as_ref())?;
         let attempts = self.store.attempts(id).await?;
         let last = attempts.last();
         if !matches!(last.map(|a| &a.outcome), Some(AttemptOutcome::Failed { .. })) {
@@ -235,9 +240,18 @@ impl PayoutService {
         self.refuse_when_shutting_down()?;
         let (payout, attempts) = self.store.payout_and_attempts(id).await?;
         moves_to(&payout, PayoutEvent::Trigger)?;
+        let doctor_hold = self.doctor_hold_of(&payout.doctor_id).await?;
         let adapter = self.provider(provider)?.clone();
         let recipient = self.directory.recipient(&payout.doctor_id).await?;
-        let (change, instruction) = self.plan_trigger(actor, &payout, &attempts, recipient, &adapter, Batch::Alone)?;
+        let (change, instruction) = self.plan_trigger(
+            actor,
+            &payout,
+            &attempts,
+            recipient,
+            doctor_hold.as_ref(),
+            &adapter,
+            Batch::Alone,
+        )?;
         let payout = self.store.apply(change).await?;
         Ok(Prepared {
             payout,
@@ -247,20 +261,24 @@ impl PayoutService {
     }
 
     /// The change that triggers `payout` (as read, with its `attempts`) through `adapter`, and the
-    /// instruction to send once it is committed; refuses a payout that is not `APPROVED`, that the
+    /// instruction to send once it is committed; refuses a payout that is not `APPROVED`, that is
+    /// on hold (its own hold, or `doctor_hold`, its doctor's), that the
     /// approval policy does not let `actor` trigger (details changed since approval or an approval
     /// that recorded none, a missing second approval, the triggerer approved it), or whose doctor has
     /// no destination for the provider.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn plan_trigger(
         &self,
         actor: &Actor,
         payout: &Payout,
         attempts: &[PayoutAttempt],
         recipient: Option<Recipient>,
+        doctor_hold: Option<&DoctorHold>,
         adapter: &Arc<dyn PayoutProvider>,
         batch: Batch<'_>,
     ) -> Result<(PayoutChange, PayoutInstruction)> {
         let to = moves_to(payout, PayoutEvent::Trigger)?;
+        super::holds::check_not_held(payout, doctor_hold)?;
         self.check_trigger_policy(actor, payout, recipient.as_ref())?;
         let provider = adapter.provider();
         let id = &payout.id;

@@ -9,10 +9,12 @@ mod bulk;
 mod calculate;
 mod export;
 mod funds;
+mod holds;
 mod lifecycle;
 mod pipeline;
 mod reconcile;
 mod resolve;
+mod runs;
 mod summary;
 mod webhook;
 
@@ -34,9 +36,11 @@ use crate::store::{Page, PayoutFilter, PayoutPage, PayoutStore};
 pub use crate::calculation::{CalculationPolicy, Deduction};
 pub use calculate::{AlreadyPaid, CHUNK_ROUNDS, CalculationReport, ManualPayout};
 pub use export::EarningsAnalytics;
+pub use holds::{DoctorHoldReport, check_not_held};
 pub use lifecycle::{BulkOutcome, CancelConsultations};
 pub use reconcile::{ReconcilePolicy, ReconcileReport, SettlementWatch};
 pub use resolve::ResolveRequest;
+pub use runs::{FundsNeed, NoMethod, RunPlan, RunReport, Unplanned, choose_provider};
 pub use summary::MAX_CHART_MONTHS;
 pub use webhook::{EventOutcome, WebhookReport};
 

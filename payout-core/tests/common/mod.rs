@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod gated;
+pub mod rail;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use payout_core::domain::{BankAccount, Consultation, Period, Recipient};

@@ -1,8 +1,6 @@
 //! Checks of runs: members, totals kept as the members move, per-payout results, run events and
 //! funds overrides.
 
-use std::collections::BTreeMap;
-
 use futures::StreamExt;
 
 use crate::domain::{PayoutId, Provider, RunEvent, RunId, RunKind, RunSummary, RunTally, order_totals};
@@ -50,28 +48,25 @@ async fn recount(store: &dyn PayoutStore, run: &str) -> Vec<RunTally> {
         run: Some(RunId::new(run)),
         ..Default::default()
     };
-    let mut buckets: BTreeMap<(PayoutStatus, Option<Provider>, String), (u64, i64, Currency)> = BTreeMap::new();
+    let mut totals: Vec<RunTally> = Vec::new();
     for id in all_listed(store, &filter, 7).await {
         let p = store.get(&id).await.expect("get a member");
-        let minor = p.amount_due.to_minor_units().expect("minor units");
-        let b = buckets
-            .entry((p.status, p.provider, p.currency().code().to_string()))
-            .or_insert((0, 0, p.currency()));
-        b.0 += 1;
-        b.1 += minor;
+        let bucket = |t: &&mut RunTally| (t.status, t.provider, t.currency) == (p.status, p.provider, p.currency());
+        match totals.iter_mut().find(|t| bucket(t)) {
+            Some(t) => {
+                t.count += 1;
+                t.amount = t.amount.checked_add(&p.amount_due).expect("a sum");
+            }
+            None => totals.push(RunTally {
+                status: p.status,
+                provider: p.provider,
+                currency: p.currency(),
+                count: 1,
+                amount: p.amount_due,
+            }),
+        }
     }
-    order_totals(
-        buckets
-            .into_iter()
-            .map(|((status, provider, _), (count, minor, currency))| RunTally {
-                status,
-                provider,
-                currency,
-                count,
-                amount: Money::from_minor_units(minor, currency),
-            })
-            .collect(),
-    )
+    order_totals(totals)
 }
 
 /// A run is created with its members and its `CREATE` event, and its totals count them by status,
