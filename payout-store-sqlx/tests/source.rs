@@ -225,6 +225,78 @@ async fn sqlite_directory_reads_profiles_in_one_query() {
     }
 }
 
+/// A host that keeps each doctor's chosen method names its column; its values are read as
+/// provider names (case-insensitive; empty is none), and an unknown name is a clear error.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_directory_reads_the_preferred_method_where_the_host_keeps_one() {
+    let files = SqliteFiles::new();
+    let pool = files.fresh_pool().await;
+    sqlx::query(
+        "CREATE TABLE profiles (doctor_id TEXT PRIMARY KEY, name TEXT, email TEXT, stripe_account_id TEXT, \
+         paypal_payout_email TEXT, mpesa_phone_number TEXT, bank_details TEXT, payout_method TEXT)",
+    )
+    .execute(&pool)
+    .await
+    .expect("host table");
+    sqlx::query(
+        "INSERT INTO profiles VALUES \
+         ('dr-1', 'Dr. A', 'a@example.com', 'acct_1', NULL, '254712345678', NULL, 'mpesa_b2c'), \
+         ('dr-2', 'Dr. B', 'b@example.com', 'acct_2', NULL, NULL, NULL, ''), \
+         ('dr-3', 'Dr. C', 'c@example.com', NULL, NULL, NULL, NULL, 'VENMO')",
+    )
+    .execute(&pool)
+    .await
+    .expect("host rows");
+    let table = RecipientTable {
+        table: "profiles".into(),
+        preferred_provider: Some("payout_method".into()),
+        ..Default::default()
+    };
+    let directory = SqlRecipientDirectory::new(pool.clone(), table).expect("a plain column name");
+    let one = directory
+        .recipient(&DoctorId::new("dr-1"))
+        .await
+        .expect("read")
+        .expect("known");
+    assert_eq!(one.preferred_provider, Some(payout_core::domain::Provider::MpesaB2c));
+    let two = directory
+        .recipient(&DoctorId::new("dr-2"))
+        .await
+        .expect("read")
+        .expect("known");
+    assert_eq!(two.preferred_provider, None, "empty is none");
+    match directory.recipient(&DoctorId::new("dr-3")).await {
+        Err(Error::Source(m)) => assert!(m.contains("dr-3") && m.contains("VENMO"), "{m}"),
+        other => panic!("an unknown method should be a Source error, got {other:?}"),
+    }
+    // Without the column configured (the default), nobody has a preference.
+    let plain = SqlRecipientDirectory::new(
+        pool.clone(),
+        RecipientTable {
+            table: "profiles".into(),
+            ..Default::default()
+        },
+    )
+    .expect("defaults");
+    let one = plain
+        .recipient(&DoctorId::new("dr-1"))
+        .await
+        .expect("read")
+        .expect("known");
+    assert_eq!(one.preferred_provider, None);
+    assert!(matches!(
+        SqlRecipientDirectory::new(
+            pool,
+            RecipientTable {
+                preferred_provider: Some("method; --".into()),
+                ..Default::default()
+            }
+        ),
+        Err(Error::InvalidInput(_))
+    ));
+}
+
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_source_reads_enum_statuses_and_integer_doctor_ids() {
