@@ -57,10 +57,17 @@ pub(crate) fn filter_clause(
 ) -> String {
     let mut conditions = Vec::new();
     if let Some(run) = &filter.run {
-        conditions.push(format!(
-            "id IN (SELECT payout_id FROM payout_run_members WHERE run_id = {})",
-            args.push(run.as_str())
-        ));
+        let run = args.push(run.as_str());
+        conditions.push(match dialect {
+            // The members first, then each one's row by primary key: with `IN (SELECT ...)` Postgres
+            // walked the whole list newest first probing each payout's membership, fast for the
+            // newest run and 200 ms for a run of 10,000 older payouts among 200,000 (17 ms this way,
+            // whatever the run's age).
+            Dialect::Postgres => {
+                format!("id = ANY(ARRAY(SELECT payout_id FROM payout_run_members WHERE run_id = {run}))")
+            }
+            Dialect::Sqlite => format!("id IN (SELECT payout_id FROM payout_run_members WHERE run_id = {run})"),
+        });
     }
     match filter.held {
         Some(true) => conditions.push(hold_is_on(dialect).to_string()),
