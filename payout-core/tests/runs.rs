@@ -195,6 +195,8 @@ async fn a_run_is_approved_planned_and_sent_with_each_doctors_method() {
     assert_eq!(plan.need(Provider::MpesaB2c, Currency::KES).unwrap().amount, kes(1));
     let paypal = plan.need(Provider::PaypalPayouts, Currency::KES).unwrap();
     assert_eq!((paypal.count, paypal.amount), (2, kes(2)));
+    let funds = s.service.check_funds(&plan.funds_needs()).await.unwrap();
+    assert_eq!(funds.lines.len(), 3, "one line per provider and currency: {funds:?}");
     let mut unplanned: Vec<(String, NoMethod)> = plan
         .unplanned
         .iter()

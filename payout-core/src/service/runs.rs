@@ -147,6 +147,12 @@ impl RunPlan {
             .iter()
             .find(|n| n.provider == provider && n.currency == currency)
     }
+
+    /// The needs as the funds check takes them
+    /// ([`check_funds`](PayoutService::check_funds)): one amount per provider and currency.
+    pub fn funds_needs(&self) -> Vec<(Provider, Money)> {
+        self.needs.iter().map(|n| (n.provider, n.amount)).collect()
+    }
 }
 
 /// What an action on a run did; each payout's outcome is in the run's results
