@@ -303,6 +303,45 @@ pub enum Error {
     /// Writing an export failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// A bank file was refused: unknown, already settled, nothing to put in it, or it cannot be
+    /// written. Nothing was changed.
+    #[error(transparent)]
+    BankFile(#[from] BankFileError),
+}
+
+/// Why a bank file request was refused ([`Error::BankFile`]); nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BankFileError {
+    /// No attempt was sent in a file of this id.
+    #[error("no bank file {0}")]
+    NotFound(String),
+    /// The selection holds no payout to send by file.
+    #[error("no payout to send by bank file: {0}")]
+    Empty(String),
+    /// The file cannot be written as asked (a line or a setting the format refuses, totals that
+    /// disagree); checked before any payout is marked.
+    #[error("the bank file cannot be written: {0}")]
+    Unwritable(String),
+    /// The file's format needs settings that are not configured.
+    #[error("bank files of this format are not configured: {0}")]
+    NotConfigured(String),
+    /// A settlement names an item that is not in the file.
+    #[error("bank file {file_id} has no item {item:?}")]
+    UnknownItem {
+        /// The file.
+        file_id: String,
+        /// The reference given.
+        item: String,
+    },
+    /// The settlement was recorded already, or an item it names was settled otherwise since.
+    #[error("bank file {file_id}: {detail}")]
+    Settled {
+        /// The file.
+        file_id: String,
+        /// What stands in the way.
+        detail: String,
+    },
 }
 
 /// The library's result type.

@@ -10,10 +10,12 @@ use crate::money::{Currency, Money};
 use crate::status::PayoutStatus;
 
 mod approval;
+mod bank_file;
 mod hold;
 mod people;
 
 pub use approval::{Approval, Resolution, ResolutionOutcome, ResolutionState, details_fingerprint};
+pub use bank_file::{BankFileId, end_to_end_id};
 pub use hold::{DoctorHold, Hold, HoldScope, MAX_HOLD_REASON, check_hold_reason};
 pub use people::{Actor, BankAccount, Consultation, PayoutDestination, Recipient, Reversal, mask};
 pub use run::{

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
+
 use tracing::Instrument;
 
 use super::PayoutService;
@@ -277,10 +279,48 @@ impl PayoutService {
         adapter: &Arc<dyn PayoutProvider>,
         batch: Batch<'_>,
     ) -> Result<(PayoutChange, PayoutInstruction)> {
+        let caps = adapter.capabilities();
+        let key = PayoutAttempt::key_for(&payout.id, next_attempt_no(attempts));
+        // A batching provider's attempt belongs to a batch from the start: its own (named by its
+        // key) when sent alone, or the bulk trigger's chunk.
+        let batch_id = match batch {
+            _ if !caps.batch => None,
+            Batch::Alone => Some(key),
+            Batch::Named(id) => Some(id.to_string()),
+        };
+        let route = Route {
+            provider: adapter.provider(),
+            simulated: caps.simulated,
+            batch_id,
+            bank_file: None,
+        };
+        self.plan_attempt(actor, payout, attempts, recipient, doctor_hold, route, self.clock.now())
+    }
+
+    /// The change that moves `payout` (as read, with its `attempts`) `APPROVED -> PROCESSING` with a
+    /// new attempt going out by `route`, audited (`TRIGGER`), and the instruction the attempt
+    /// carries, written at `now`; refused as [`plan_trigger`](Self::plan_trigger) says. One rule for every way a
+    /// payout is sent: a provider call, a bulk batch, a bank file.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn plan_attempt(
+        &self,
+        actor: &Actor,
+        payout: &Payout,
+        attempts: &[PayoutAttempt],
+        recipient: Option<Recipient>,
+        doctor_hold: Option<&DoctorHold>,
+        route: Route,
+        now: DateTime<Utc>,
+    ) -> Result<(PayoutChange, PayoutInstruction)> {
         let to = moves_to(payout, PayoutEvent::Trigger)?;
         super::holds::check_not_held(payout, doctor_hold)?;
         self.check_trigger_policy(actor, payout, recipient.as_ref())?;
-        let provider = adapter.provider();
+        let Route {
+            provider,
+            simulated,
+            batch_id,
+            bank_file,
+        } = route;
         let id = &payout.id;
         let destination = recipient
             .as_ref()
@@ -290,17 +330,8 @@ impl PayoutService {
                 provider,
             })?;
         let recipient = recipient.unwrap_or_default();
-        let attempt_no = attempts.iter().map(|a| a.attempt_no).max().unwrap_or(0) + 1;
+        let attempt_no = next_attempt_no(attempts);
         let key = PayoutAttempt::key_for(id, attempt_no);
-        let caps = adapter.capabilities();
-        let simulated = caps.simulated;
-        // A batching provider's attempt belongs to a batch from the start: its own (named by its
-        // key) when sent alone, or the bulk trigger's chunk.
-        let batch_id = match batch {
-            _ if !caps.batch => None,
-            Batch::Alone => Some(key.clone()),
-            Batch::Named(id) => Some(id.to_string()),
-        };
         let instruction = PayoutInstruction {
             payout_id: id.clone(),
             attempt_no,
@@ -313,7 +344,6 @@ impl PayoutService {
             description: format!("Consultations {}", payout.period()),
             batch_id: batch_id.clone(),
         };
-        let now = self.clock.now();
         let summary = format!(
             "{} to {}{}",
             payout.amount_due,
@@ -327,6 +357,11 @@ impl PayoutService {
         let mut change = PayoutChange::of(payout, now);
         change.new_status = Some(to);
         change.patch.provider = Some(provider);
+        // A file's id is its members' reference from the start: it is what the bank is given.
+        let reference = bank_file.as_ref().map(|f| f.to_string());
+        if reference.is_some() {
+            change.patch.provider_reference = reference.clone();
+        }
         change.new_attempt = Some(PayoutAttempt {
             payout_id: id.clone(),
             attempt_no,
@@ -334,21 +369,23 @@ impl PayoutService {
             idempotency_key: key.clone(),
             request_summary: summary.clone(),
             outcome: AttemptOutcome::Pending,
-            provider_reference: None,
+            provider_reference: reference,
             error: None,
             created_at: now,
             updated_at: now,
             destination: Some(instruction.destination.clone()),
             batch_id: batch_id.clone(),
         });
-        let in_batch = batch_id.map(|b| format!(" in batch {b}")).unwrap_or_default();
-        change.audit.push(self.audit(
-            payout,
-            &actor.label(),
-            "TRIGGER",
-            Some(to),
-            format!("attempt {attempt_no} via {provider}, idempotency key {key}{in_batch}: {summary}"),
-        ));
+        let detail = match &bank_file {
+            Some(file) => format!("attempt {attempt_no} sent by bank file {file}, idempotency key {key}: {summary}"),
+            None => {
+                let in_batch = batch_id.map(|b| format!(" in batch {b}")).unwrap_or_default();
+                format!("attempt {attempt_no} via {provider}, idempotency key {key}{in_batch}: {summary}")
+            }
+        };
+        change
+            .audit
+            .push(self.audit(payout, &actor.label(), "TRIGGER", Some(to), detail));
         Ok((change, instruction))
     }
 
@@ -380,6 +417,23 @@ impl PayoutService {
         .instrument(span)
         .await
     }
+}
+
+/// How a planned attempt goes out ([`PayoutService::plan_attempt`]).
+pub(super) struct Route {
+    /// Through which provider.
+    pub provider: Provider,
+    /// The provider moves no money (said in the attempt's summary and the audit).
+    pub simulated: bool,
+    /// The batch it is stored in, if any.
+    pub batch_id: Option<String>,
+    /// The bank file it is sent in, if it goes by file (then `batch_id` is the file's id too).
+    pub bank_file: Option<crate::domain::BankFileId>,
+}
+
+/// The number of the next attempt after `attempts`.
+fn next_attempt_no(attempts: &[PayoutAttempt]) -> u32 {
+    attempts.iter().map(|a| a.attempt_no).max().unwrap_or(0) + 1
 }
 
 /// Which provider batch a planned attempt joins (for a provider that batches).

@@ -5,6 +5,7 @@
 
 mod answer;
 mod approval;
+mod bank_file;
 mod bulk;
 mod calculate;
 mod export;
@@ -34,6 +35,9 @@ use crate::source::{ConsultationSource, RecipientDirectory};
 use crate::store::{Page, PayoutFilter, PayoutPage, PayoutStore};
 
 pub use crate::calculation::{CalculationPolicy, Deduction};
+pub use bank_file::{
+    BankFile, BankFileRequest, BankFileTotals, BankPayouts, LeftOut, ReturnedItem, Settlement, SettlementReport,
+};
 pub use calculate::{AlreadyPaid, CHUNK_ROUNDS, CalculationReport, ManualPayout};
 pub use export::EarningsAnalytics;
 pub use holds::{DoctorHoldReport, check_not_held};

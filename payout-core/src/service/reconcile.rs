@@ -362,7 +362,11 @@ impl PayoutService {
         let now = self.clock.now();
         let backoff = FollowUp::check_at(now + self.policy.reconcile.backoff(c.checks));
         let latest = c.latest_attempt.as_ref();
+        let sent_by_file = latest.and_then(PayoutAttempt::bank_file);
         let (checked, follow_up) = match c.payout.status {
+            // No bank API knows a file: never looked up, never re-sent (a re-send by API would
+            // pay twice); only flagged when its confirmation is overdue.
+            _ if sent_by_file.is_some() => self.check_sent_by_file(&c, sent_by_file.as_ref(), now, flagged),
             PayoutStatus::Processing => match self.check_processing(&c.payout, latest, resent).await {
                 Ok((Checked::Pending, cannot_tell)) => {
                     let long = self.processing_too_long(&c.payout, latest, now);
@@ -409,6 +413,36 @@ impl PayoutService {
             at: now,
         });
         (checked, done)
+    }
+
+    /// A payout whose latest attempt went out in bank file `file`: a PROCESSING one is looked at
+    /// again when it has been in flight for `attention_after`, and from then on flagged for a
+    /// person (settle the file, or resolve it) at the back-off; any other is not scheduled again.
+    fn check_sent_by_file(
+        &self,
+        c: &ClaimedCheck,
+        file: Option<&crate::domain::BankFileId>,
+        now: DateTime<Utc>,
+        flagged: &mut Option<String>,
+    ) -> (Result<Checked>, Option<FollowUp>) {
+        if c.payout.status != PayoutStatus::Processing {
+            return (Ok(Checked::Idle), Some(keep_flag(FollowUp::none(), c)));
+        }
+        let sent = c.latest_attempt.as_ref().map_or(c.payout.updated_at, |a| a.created_at);
+        let due = sent + self.policy.attention_after;
+        let follow_up = if now < due {
+            keep_flag(FollowUp::check_at(due), c)
+        } else {
+            let reason = format!(
+                "sent by bank file {} on {}, and the bank's confirmation is not recorded: settle the file, or \
+                 resolve the payout with evidence",
+                file.map(|f| f.to_string()).unwrap_or_default(),
+                sent.format("%Y-%m-%d %H:%M UTC"),
+            );
+            let next = FollowUp::check_at(now + self.policy.reconcile.backoff(c.checks));
+            with_flag(next, Some(reason), c, flagged)
+        };
+        (Ok(Checked::Pending), Some(follow_up))
     }
 
     /// The reason to flag a PROCESSING payout whose latest attempt went out longer than

@@ -267,6 +267,11 @@ impl PayoutService {
         attempt: &PayoutAttempt,
         claim: ResolutionOutcome,
     ) -> Result<Verdict> {
+        if let Some(file) = attempt.bank_file() {
+            return Ok(Verdict::Allows(format!(
+                "sent by bank file {file}, which no lookup can see: the evidence decides"
+            )));
+        }
         let adapter = match self.provider(attempt.provider) {
             Ok(a) => a.clone(),
             Err(e) => return Ok(Verdict::Allows(format!("the provider could not be asked: {e}"))),

@@ -346,28 +346,38 @@ impl PayoutService {
         attempt: &PayoutAttempt,
     ) -> Result<PayoutInstruction> {
         let recipient = self.directory.recipient(&payout.doctor_id).await?;
-        let destination = match &attempt.destination {
-            Some(committed) => committed.clone(),
-            None => recipient
-                .as_ref()
-                .and_then(|r| r.destination(attempt.provider))
-                .ok_or_else(|| Error::MissingRecipient {
-                    doctor_id: payout.doctor_id.to_string(),
-                    provider: attempt.provider,
-                })?,
-        };
-        let recipient = recipient.unwrap_or_default();
-        Ok(PayoutInstruction {
-            payout_id: payout.id.clone(),
-            attempt_no: attempt.attempt_no,
-            idempotency_key: attempt.idempotency_key.clone(),
-            doctor_id: payout.doctor_id.clone(),
-            recipient_name: recipient.name,
-            recipient_email: recipient.email,
-            destination,
-            amount: payout.amount_due,
-            description: format!("Consultations {}", payout.period()),
-            batch_id: attempt.batch_id.clone(),
-        })
+        sent_instruction(payout, attempt, recipient.as_ref())
     }
+}
+
+/// The instruction `attempt` of `payout` went out with, `recipient` being the doctor's profile
+/// now: the attempt's key, the payout's amount and the destination committed with the attempt;
+/// the profile gives the name and email, and the destination only for an attempt recorded before
+/// destinations were stored.
+pub(super) fn sent_instruction(
+    payout: &Payout,
+    attempt: &PayoutAttempt,
+    recipient: Option<&crate::domain::Recipient>,
+) -> Result<PayoutInstruction> {
+    let destination = match &attempt.destination {
+        Some(committed) => committed.clone(),
+        None => recipient
+            .and_then(|r| r.destination(attempt.provider))
+            .ok_or_else(|| Error::MissingRecipient {
+                doctor_id: payout.doctor_id.to_string(),
+                provider: attempt.provider,
+            })?,
+    };
+    Ok(PayoutInstruction {
+        payout_id: payout.id.clone(),
+        attempt_no: attempt.attempt_no,
+        idempotency_key: attempt.idempotency_key.clone(),
+        doctor_id: payout.doctor_id.clone(),
+        recipient_name: recipient.map(|r| r.name.clone()).unwrap_or_default(),
+        recipient_email: recipient.map(|r| r.email.clone()).unwrap_or_default(),
+        destination,
+        amount: payout.amount_due,
+        description: format!("Consultations {}", payout.period()),
+        batch_id: attempt.batch_id.clone(),
+    })
 }
