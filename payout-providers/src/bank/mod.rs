@@ -61,8 +61,8 @@ use payout_core::provider::{
 use payout_core::{ProviderError, ProviderErrorKind, WebhookError};
 
 pub use files::{
-    AccountType, BankTransferLine, FileError, NachaSettings, Pain001Settings, SecCode, csv, end_to_end_id, nacha,
-    pain001,
+    AccountType, BankFileConfig, BankFileFormat, BankTransferLine, FileError, NachaOrigin, NachaSettings,
+    Pain001Origin, Pain001Settings, SecCode, UnknownFormat, csv, end_to_end_id, nacha, pain001, stated_totals,
 };
 
 use crate::common::http::Api;

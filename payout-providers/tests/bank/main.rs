@@ -5,6 +5,7 @@
 mod support;
 
 mod files;
+mod stored;
 
 use std::time::Duration;
 

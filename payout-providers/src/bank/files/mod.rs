@@ -7,6 +7,10 @@
 //! | [`pain001`] | ISO 20022 `pain.001.001.03` customer credit transfer initiation |
 //! | [`nacha`] | NACHA (US ACH) PPD/CCD credits, 94-character records blocked by 10 |
 //!
+//! A file the engine marked ([`PayoutService::send_by_file`](payout_core::PayoutService::send_by_file))
+//! is written by [`BankFileConfig::write`], which adds the per-file settings (the payer, from
+//! [`BankFileConfig`]) and checks the totals the written file states against the members marked.
+//!
 //! ```
 //! use payout_core::domain::Provider;
 //! use payout_core::testkit::fixtures;
@@ -17,9 +21,11 @@
 //! assert!(file.starts_with("id,doctorId,doctor_name,doctor_email,amount,currency,bankDetails,status\r\n"));
 //! ```
 
+mod config;
 mod csv;
 mod nacha;
 mod pain001;
+mod write;
 
 use payout_core::domain::{BankAccount, DoctorId, Payout, PayoutDestination, PayoutId, Recipient};
 use payout_core::money::Money;
@@ -27,8 +33,10 @@ use payout_core::provider::PayoutInstruction;
 use payout_core::status::PayoutStatus;
 
 pub use self::csv::csv;
+pub use config::{BankFileConfig, NachaOrigin, Pain001Origin};
 pub use nacha::{AccountType, NachaSettings, SecCode, nacha};
 pub use pain001::{Pain001Settings, end_to_end_id, pain001};
+pub use write::{BankFileFormat, UnknownFormat, stated_totals};
 
 /// One transfer in a bank file.
 #[derive(Clone, PartialEq, Eq)]
@@ -135,6 +143,17 @@ pub enum FileError {
     /// The file settings are unusable.
     #[error("invalid file settings: {0}")]
     Settings(String),
+    /// The format needs settings that are not configured.
+    #[error("not configured: {0}")]
+    NotConfigured(String),
+    /// What the written file states it pays is not what was marked: the file is refused.
+    #[error("the file states {stated}, but {marked} were marked")]
+    TotalsDisagree {
+        /// What the written file states.
+        stated: String,
+        /// What was marked.
+        marked: String,
+    },
 }
 
 impl FileError {

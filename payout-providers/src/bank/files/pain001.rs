@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use sha2::{Digest, Sha256};
 
 use super::{BankTransferLine, FileError, positive};
 
@@ -31,30 +30,10 @@ pub struct Pain001Settings {
     pub debtor_agent_bic: Option<String>,
 }
 
-/// The `EndToEndId` for an idempotency key: the key itself when it fits (at most 35 characters of
-/// `A-Z a-z 0-9 - _ . / : ? ( ) + ,` and space), otherwise `H` followed by the first 34 hex digits of
-/// its SHA-256 — deterministic, so a bank statement line maps back to the attempt. The full key is
-/// also written in `RmtInf/Ustrd`.
-///
-/// ```
-/// use payout_providers::bank::end_to_end_id;
-/// assert_eq!(end_to_end_id("po_1-1"), "po_1-1");
-/// let long = end_to_end_id("0190f8a4-7d2c-7b1e-9a3f-4c5d6e7f8a9b-1");
-/// assert_eq!(long.len(), 35);
-/// assert!(long.starts_with('H'));
-/// ```
-pub fn end_to_end_id(key: &str) -> String {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_./:?()+, ".contains(c);
-    if !key.is_empty() && key.len() <= 35 && key.chars().all(allowed) {
-        return key.to_string();
-    }
-    let digest = Sha256::digest(key.as_bytes());
-    let mut out = String::from("H");
-    for b in digest.iter().take(17) {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
+/// The `EndToEndId` of each transfer: [`payout_core::domain::end_to_end_id`] of its reference
+/// (the attempt's idempotency key), the rule a bank file's settlement matches returned items by.
+/// The full key is also written in `RmtInf/Ustrd`.
+pub use payout_core::domain::end_to_end_id;
 
 /// A `pain.001.001.03` document paying `lines`: one `PmtInf` per currency (in code order), each with
 /// its own `NbOfTxs` and `CtrlSum`; the group header's `NbOfTxs` and `CtrlSum` cover the whole file.
