@@ -599,7 +599,8 @@ async fn a_settlement_with_bad_items_changes_nothing() {
         reason: reason.into(),
     };
     let b_id = file.members[0].payout_id.to_string();
-    let cases: Vec<(Settlement, fn(&Error) -> bool)> = vec![
+    type Expected = fn(&Error) -> bool;
+    let cases: Vec<(Settlement, Expected)> = vec![
         // A member of another file.
         (
             Settlement::Returned {

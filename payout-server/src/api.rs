@@ -98,7 +98,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
 /// Query values are parsed by these, so a bad one is named with a clear message; an empty value
 /// (`status=`, as an HTML form sends an untouched field) is the same as leaving the parameter out.
-mod query_value {
+pub(crate) mod query_value {
     use chrono::NaiveDate;
     use payout_core::domain::Provider;
     use payout_core::status::PayoutStatus;

@@ -15,6 +15,9 @@
 //! - Logs ([`init_logging`]): `RUST_LOG` (default `info`), `PAYOUTS_LOG_FORMAT=json` for one JSON object a line.
 //! - Metrics: Prometheus text at `http://$PAYOUTS_METRICS_ADDR/metrics`, on an address of its own so that it
 //!   is never public by accident (unset: no metrics are recorded). See [`serve_metrics`].
+//! - Bank files (`/api/admin/bank-files`): CSV always; pain.001 with `BANK_DEBTOR_NAME` and
+//!   `BANK_DEBTOR_ACCOUNT`, NACHA with the `BANK_NACHA_*` settings (see
+//!   [`BankFileConfig`](payout_providers::bank::BankFileConfig)); a format half configured refuses to start.
 //! - Graceful shutdown on SIGTERM or Ctrl-C, within `PAYOUTS_SHUTDOWN_GRACE_SECS` (30); see [`serve_until`].
 //! - Signing in to the dashboard: with the development secret (`NEXTAUTH_SECRET` unset, so only on
 //!   loopback with simulated providers), a development login picks an admin without pasting a
@@ -285,6 +288,8 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
     };
     // Before the database is touched: a bad setting seeds and migrates nothing.
     appointments.validate()?;
+    let bank_files = payout_providers::bank::BankFileConfig::from_env()
+        .map_err(|e| Error::InvalidInput(format!("bank file settings: {e}")))?;
     let mut performance = PerformanceConfig::default();
     let (store, consultations, directory): (
         Arc<dyn payout_core::PayoutStore>,
@@ -342,6 +347,7 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
     }
     let server_config = ServerConfig {
         trusted_proxies: config.trusted_proxies.clone(),
+        bank_files,
         ..ServerConfig::new(&config.jwt_secret)
     };
     let state = AppState::new(service.clone(), server_config);

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use payout_core::error::{Error, WebhookError};
+use payout_core::error::{BankFileError, Error, WebhookError};
 
 use crate::auth::AuthError;
 use crate::wire::{ErrorBody, ErrorDetail};
@@ -71,6 +71,15 @@ impl ApiError {
                 Error::Webhook(_) => (StatusCode::UNAUTHORIZED, "invalid_webhook_signature"),
                 Error::NotSupported(_) => (StatusCode::NOT_IMPLEMENTED, "not_supported"),
                 Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+                Error::BankFile(e) => match e {
+                    BankFileError::NotFound(_) => (StatusCode::NOT_FOUND, "bank_file_not_found"),
+                    BankFileError::Empty(_) => (StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_send"),
+                    BankFileError::Unwritable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "bank_file_unwritable"),
+                    BankFileError::NotConfigured(_) => (StatusCode::UNPROCESSABLE_ENTITY, "bank_file_not_configured"),
+                    BankFileError::UnknownItem { .. } => (StatusCode::BAD_REQUEST, "unknown_item"),
+                    BankFileError::Settled { .. } => (StatusCode::CONFLICT, "bank_file_settled"),
+                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                },
                 Error::Store(_) | Error::Source(_) | Error::Io(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },

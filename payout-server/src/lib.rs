@@ -29,6 +29,8 @@
 
 pub mod api;
 pub mod auth;
+#[cfg(feature = "bank-files")]
+pub mod bank_files;
 pub mod dashboard;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -70,6 +72,11 @@ pub struct ServerConfig {
     /// Proxies whose `X-Forwarded-For` names the client for rate limits and M-Pesa's source-address
     /// check. Default: none (the socket peer is the client).
     pub trusted_proxies: limits::TrustedProxies,
+    /// Who pays in the bank files ([`bank_files`]): the pain.001 debtor and the NACHA originator.
+    /// Default: none configured (CSV files only); the demo reads them from the environment
+    /// ([`BankFileConfig::from_env`](payout_providers::bank::BankFileConfig::from_env)).
+    #[cfg(feature = "bank-files")]
+    pub bank_files: payout_providers::bank::BankFileConfig,
 }
 
 impl ServerConfig {
@@ -87,6 +94,8 @@ impl ServerConfig {
             mutation_rate: Some(20),
             max_bulk: 1000,
             trusted_proxies: limits::TrustedProxies::none(),
+            #[cfg(feature = "bank-files")]
+            bank_files: payout_providers::bank::BankFileConfig::default(),
         }
     }
 }
@@ -119,8 +128,9 @@ impl AppState {
     }
 }
 
-/// The JSON API: `/api/admin/payouts…`, `/api/doctor/payouts` and `/api/openapi.json`, with the
-/// body limit and the admin mutations' rate limit.
+/// The JSON API: `/api/admin/payouts…`, `/api/doctor/payouts` and `/api/openapi.json` (with the
+/// feature `bank-files`, `/api/admin/bank-files…` too), with the body limit and the admin
+/// mutations' rate limit.
 ///
 /// Like the other library routers it has no fallback, health or metrics route, so a host can
 /// `merge` it or `nest` it under a prefix beside its own (see [`dashboard_router`] for a dashboard
@@ -129,9 +139,15 @@ pub fn api_router<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S
     let mutations = Router::new()
         .route("/api/admin/payouts", post(api::create_payout))
         .route("/api/admin/payouts/bulk", post(api::bulk))
-        .route("/api/admin/payouts/{id}", axum::routing::patch(api::patch_payout))
-        .route_layer(middleware::from_fn_with_state(state.clone(), limits::limit_mutations));
-    Router::new()
+        .route("/api/admin/payouts/{id}", axum::routing::patch(api::patch_payout));
+    // Making a bank file marks its payouts sent: a mutation, rate-limited like the others.
+    #[cfg(feature = "bank-files")]
+    let mutations = mutations.merge(bank_files::mutations());
+    let mutations = mutations.route_layer(middleware::from_fn_with_state(state.clone(), limits::limit_mutations));
+    let reads = Router::new();
+    #[cfg(feature = "bank-files")]
+    let reads = reads.merge(bank_files::reads());
+    reads
         .route("/api/admin/payouts", get(api::list_payouts))
         .route("/api/admin/payouts/export", get(api::export_csv))
         .route("/api/admin/payouts/{id}", get(api::get_payout))

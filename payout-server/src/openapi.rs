@@ -118,9 +118,18 @@ names_schema!(
     "A payment provider."
 );
 
+/// The whole document: [`ApiDoc`], and the bank file routes with the feature `bank-files`.
+pub fn api_doc() -> utoipa::openapi::OpenApi {
+    #[allow(unused_mut)]
+    let mut doc = ApiDoc::openapi();
+    #[cfg(feature = "bank-files")]
+    doc.merge(crate::bank_files::BankFilesDoc::openapi());
+    doc
+}
+
 /// `GET /api/openapi.json`
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(api_doc())
 }
 
 /// Where the reference page's one script comes from: Scalar's standalone bundle, pinned to one version.
@@ -161,7 +170,7 @@ pub const DOCS_CSP: &str = "default-src 'none'; \
 
 /// `GET /api/docs`: the browsable reference.
 pub async fn docs() -> impl IntoResponse {
-    let html = utoipa_scalar::Scalar::new(ApiDoc::openapi())
+    let html = utoipa_scalar::Scalar::new(api_doc())
         .custom_html(DOCS_HTML.replace("$bundle", SCALAR_BUNDLE))
         .to_html();
     (
