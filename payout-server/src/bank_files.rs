@@ -15,7 +15,7 @@
 //! written file is read back, and its transfers, its sums and its own control records (pain.001's
 //! headers, NACHA's file control) must be exactly what was marked, or it is refused. The payer's
 //! settings come from [`ServerConfig::bank_files`](crate::ServerConfig::bank_files)
-//! ([`BankFileConfig`], the `BANK_DEBTOR_*` and `BANK_NACHA_*` variables in the demo); a format that
+//! ([`BankFileConfig`], the `PAYOUTS_DEBTOR_*` and `PAYOUTS_NACHA_*` variables in the demo); a format that
 //! is not configured is refused before anything is marked.
 //!
 //! Reading a file again gives the same transfers, so a lost download is not lost money; it is also

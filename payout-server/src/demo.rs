@@ -15,8 +15,8 @@
 //! - Logs ([`init_logging`]): `RUST_LOG` (default `info`), `PAYOUTS_LOG_FORMAT=json` for one JSON object a line.
 //! - Metrics: Prometheus text at `http://$PAYOUTS_METRICS_ADDR/metrics`, on an address of its own so that it
 //!   is never public by accident (unset: no metrics are recorded). See [`serve_metrics`].
-//! - Bank files (`/api/admin/bank-files`): CSV always; pain.001 with `BANK_DEBTOR_NAME` and
-//!   `BANK_DEBTOR_ACCOUNT`, NACHA with the `BANK_NACHA_*` settings (see
+//! - Bank files (`/api/admin/bank-files`): CSV always; pain.001 with `PAYOUTS_DEBTOR_NAME` and
+//!   `PAYOUTS_DEBTOR_ACCOUNT`, NACHA with the `PAYOUTS_NACHA_*` settings (see
 //!   [`BankFileConfig`](payout_providers::bank::BankFileConfig)); a format half configured refuses to start.
 //! - Graceful shutdown on SIGTERM or Ctrl-C, within `PAYOUTS_SHUTDOWN_GRACE_SECS` (30); see [`serve_until`].
 //! - Signing in to the dashboard: with the development secret (`NEXTAUTH_SECRET` unset, so only on

@@ -284,7 +284,10 @@ async fn a_file_that_cannot_be_written_or_is_not_configured_marks_nothing() {
         let (status, _, body) = get(&csv_only.app, &format!("/api/admin/bank-files?format={format}"), &token).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(code(&body), "bank_file_not_configured");
-        assert!(String::from_utf8_lossy(&body).contains("BANK_"), "names the settings");
+        assert!(
+            String::from_utf8_lossy(&body).contains("PAYOUTS_"),
+            "names the settings"
+        );
     }
     // Bad requests and credentials.
     for (uri, token, expected, expected_code) in [

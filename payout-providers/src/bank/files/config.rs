@@ -12,13 +12,13 @@ use payout_core::service::BankFile;
 /// The payer of pain.001 files (`PmtInf/Dbtr`, `DbtrAcct`, `DbtrAgt`, `GrpHdr/InitgPty`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Pain001Origin {
-    /// `GrpHdr/InitgPty/Nm` (`BANK_INITIATING_PARTY`; default: the debtor's name).
+    /// `GrpHdr/InitgPty/Nm` (`PAYOUTS_INITIATING_PARTY`; default: the debtor's name).
     pub initiating_party: String,
-    /// `Dbtr/Nm` (`BANK_DEBTOR_NAME`, required).
+    /// `Dbtr/Nm` (`PAYOUTS_DEBTOR_NAME`, required).
     pub debtor_name: String,
-    /// `DbtrAcct/Id`: an IBAN, or another account id (`BANK_DEBTOR_ACCOUNT`, required).
+    /// `DbtrAcct/Id`: an IBAN, or another account id (`PAYOUTS_DEBTOR_ACCOUNT`, required).
     pub debtor_account: String,
-    /// `DbtrAgt/FinInstnId/BIC` (`BANK_DEBTOR_BIC`; optional).
+    /// `DbtrAgt/FinInstnId/BIC` (`PAYOUTS_DEBTOR_BIC`; optional).
     pub debtor_agent_bic: Option<String>,
 }
 
@@ -35,27 +35,27 @@ impl std::fmt::Debug for Pain001Origin {
 /// The originator of NACHA files (everything of [`NachaSettings`] that does not change per file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NachaOrigin {
-    /// The receiving bank's 9-digit routing number (`BANK_NACHA_DESTINATION`, required).
+    /// The receiving bank's 9-digit routing number (`PAYOUTS_NACHA_DESTINATION`, required).
     pub immediate_destination: String,
-    /// Its name (`BANK_NACHA_DESTINATION_NAME`; default empty).
+    /// Its name (`PAYOUTS_NACHA_DESTINATION_NAME`; default empty).
     pub immediate_destination_name: String,
-    /// Routing number or id agreed with the bank (`BANK_NACHA_ORIGIN`, required).
+    /// Routing number or id agreed with the bank (`PAYOUTS_NACHA_ORIGIN`, required).
     pub immediate_origin: String,
-    /// Its name (`BANK_NACHA_ORIGIN_NAME`; default: the company name).
+    /// Its name (`PAYOUTS_NACHA_ORIGIN_NAME`; default: the company name).
     pub immediate_origin_name: String,
-    /// Company name (`BANK_NACHA_COMPANY_NAME`, required).
+    /// Company name (`PAYOUTS_NACHA_COMPANY_NAME`, required).
     pub company_name: String,
-    /// Company identification (`BANK_NACHA_COMPANY_ID`, required).
+    /// Company identification (`PAYOUTS_NACHA_COMPANY_ID`, required).
     pub company_id: String,
-    /// Entry description shown to the receiver (`BANK_NACHA_ENTRY_DESCRIPTION`; default `PAYOUTS`).
+    /// Entry description shown to the receiver (`PAYOUTS_NACHA_ENTRY_DESCRIPTION`; default `PAYOUTS`).
     pub entry_description: String,
-    /// The originating bank's 8-digit routing prefix (`BANK_NACHA_ODFI`, required).
+    /// The originating bank's 8-digit routing prefix (`PAYOUTS_NACHA_ORIGINATING_DFI`, required).
     pub originating_dfi: String,
-    /// `PPD` or `CCD` (`BANK_NACHA_SEC_CODE`; default `PPD`).
+    /// `PPD` or `CCD` (`PAYOUTS_NACHA_SEC_CODE`; default `PPD`).
     pub sec_code: SecCode,
-    /// `checking` or `savings` (`BANK_NACHA_ACCOUNT_TYPE`; default `checking`).
+    /// `checking` or `savings` (`PAYOUTS_NACHA_ACCOUNT_TYPE`; default `checking`).
     pub account_type: AccountType,
-    /// One addenda record per entry with the full reference (`BANK_NACHA_ADDENDA`, `true` or
+    /// One addenda record per entry with the full reference (`PAYOUTS_NACHA_ADDENDA`, `true` or
     /// `false`; default `true`).
     pub addenda: bool,
 }
@@ -66,13 +66,14 @@ pub struct NachaOrigin {
 ///
 /// | variable | for | default |
 /// |---|---|---|
-/// | `BANK_DEBTOR_NAME`, `BANK_DEBTOR_ACCOUNT` | pain.001 (both, or neither) | — (pain.001 not configured) |
-/// | `BANK_DEBTOR_BIC`, `BANK_INITIATING_PARTY` | pain.001 | none; the debtor's name |
-/// | `BANK_NACHA_DESTINATION`, `BANK_NACHA_ORIGIN`, `BANK_NACHA_COMPANY_NAME`, `BANK_NACHA_COMPANY_ID`, `BANK_NACHA_ODFI` | NACHA (all, or none) | — (NACHA not configured) |
-/// | `BANK_NACHA_DESTINATION_NAME`, `BANK_NACHA_ORIGIN_NAME`, `BANK_NACHA_ENTRY_DESCRIPTION` | NACHA | empty; the company name; `PAYOUTS` |
-/// | `BANK_NACHA_SEC_CODE`, `BANK_NACHA_ACCOUNT_TYPE`, `BANK_NACHA_ADDENDA` | NACHA | `PPD`; `checking`; `true` |
-/// | `BANK_FILE_EXECUTION_DAYS` | pain.001 `ReqdExctnDt`, NACHA effective date: days after the file is made | 1 |
+/// | `PAYOUTS_DEBTOR_NAME`, `PAYOUTS_DEBTOR_ACCOUNT` | pain.001 (both, or neither) | — (pain.001 not configured) |
+/// | `PAYOUTS_DEBTOR_BIC`, `PAYOUTS_INITIATING_PARTY` | pain.001 | none; the debtor's name |
+/// | `PAYOUTS_NACHA_DESTINATION`, `PAYOUTS_NACHA_ORIGIN`, `PAYOUTS_NACHA_COMPANY_NAME`, `PAYOUTS_NACHA_COMPANY_ID`, `PAYOUTS_NACHA_ORIGINATING_DFI` | NACHA (all, or none) | — (NACHA not configured) |
+/// | `PAYOUTS_NACHA_DESTINATION_NAME`, `PAYOUTS_NACHA_ORIGIN_NAME`, `PAYOUTS_NACHA_ENTRY_DESCRIPTION` | NACHA | empty; the company name; `PAYOUTS` |
+/// | `PAYOUTS_NACHA_SEC_CODE`, `PAYOUTS_NACHA_ACCOUNT_TYPE`, `PAYOUTS_NACHA_ADDENDA` | NACHA | `PPD`; `checking`; `true` |
+/// | `PAYOUTS_BANK_FILE_EXECUTION_DAYS` | pain.001 `ReqdExctnDt`, NACHA effective date: days after the file is made | 1 |
 ///
+/// The names are those `payouts export` reads, so one setting serves the command and the server.
 /// Per file: pain.001's `MsgId` is the file's id, the creation time is when the file was made (so
 /// a file read again is written the same), and NACHA's file id modifier is derived from the file's
 /// id.
@@ -97,13 +98,13 @@ impl Default for BankFileConfig {
     }
 }
 
-const PAIN001_REQUIRED: [&str; 2] = ["BANK_DEBTOR_NAME", "BANK_DEBTOR_ACCOUNT"];
+const PAIN001_REQUIRED: [&str; 2] = ["PAYOUTS_DEBTOR_NAME", "PAYOUTS_DEBTOR_ACCOUNT"];
 const NACHA_REQUIRED: [&str; 5] = [
-    "BANK_NACHA_DESTINATION",
-    "BANK_NACHA_ORIGIN",
-    "BANK_NACHA_COMPANY_NAME",
-    "BANK_NACHA_COMPANY_ID",
-    "BANK_NACHA_ODFI",
+    "PAYOUTS_NACHA_DESTINATION",
+    "PAYOUTS_NACHA_ORIGIN",
+    "PAYOUTS_NACHA_COMPANY_NAME",
+    "PAYOUTS_NACHA_COMPANY_ID",
+    "PAYOUTS_NACHA_ORIGINATING_DFI",
 ];
 
 impl BankFileConfig {
@@ -133,10 +134,10 @@ impl BankFileConfig {
         let pain001 = required(&PAIN001_REQUIRED)?.map(|v| {
             let [debtor_name, debtor_account] = <[String; 2]>::try_from(v).unwrap_or_default();
             Pain001Origin {
-                initiating_party: get("BANK_INITIATING_PARTY").unwrap_or_else(|| debtor_name.clone()),
+                initiating_party: get("PAYOUTS_INITIATING_PARTY").unwrap_or_else(|| debtor_name.clone()),
                 debtor_name,
                 debtor_account,
-                debtor_agent_bic: get("BANK_DEBTOR_BIC"),
+                debtor_agent_bic: get("PAYOUTS_DEBTOR_BIC"),
             }
         });
         let nacha = match required(&NACHA_REQUIRED)? {
@@ -146,14 +147,14 @@ impl BankFileConfig {
                     <[String; 5]>::try_from(v).unwrap_or_default();
                 Some(NachaOrigin {
                     immediate_destination: destination,
-                    immediate_destination_name: get("BANK_NACHA_DESTINATION_NAME").unwrap_or_default(),
+                    immediate_destination_name: get("PAYOUTS_NACHA_DESTINATION_NAME").unwrap_or_default(),
                     immediate_origin: origin,
-                    immediate_origin_name: get("BANK_NACHA_ORIGIN_NAME").unwrap_or_else(|| company_name.clone()),
+                    immediate_origin_name: get("PAYOUTS_NACHA_ORIGIN_NAME").unwrap_or_else(|| company_name.clone()),
                     company_name,
                     company_id,
-                    entry_description: get("BANK_NACHA_ENTRY_DESCRIPTION").unwrap_or_else(|| "PAYOUTS".into()),
+                    entry_description: get("PAYOUTS_NACHA_ENTRY_DESCRIPTION").unwrap_or_else(|| "PAYOUTS".into()),
                     originating_dfi: odfi,
-                    sec_code: match get("BANK_NACHA_SEC_CODE")
+                    sec_code: match get("PAYOUTS_NACHA_SEC_CODE")
                         .as_deref()
                         .map(str::to_ascii_uppercase)
                         .as_deref()
@@ -161,10 +162,13 @@ impl BankFileConfig {
                         None | Some("PPD") => SecCode::Ppd,
                         Some("CCD") => SecCode::Ccd,
                         Some(other) => {
-                            return Err(invalid("BANK_NACHA_SEC_CODE", format!("{other:?} is not PPD or CCD")));
+                            return Err(invalid(
+                                "PAYOUTS_NACHA_SEC_CODE",
+                                format!("{other:?} is not PPD or CCD"),
+                            ));
                         }
                     },
-                    account_type: match get("BANK_NACHA_ACCOUNT_TYPE")
+                    account_type: match get("PAYOUTS_NACHA_ACCOUNT_TYPE")
                         .as_deref()
                         .map(str::to_ascii_lowercase)
                         .as_deref()
@@ -173,26 +177,29 @@ impl BankFileConfig {
                         Some("savings") => AccountType::Savings,
                         Some(other) => {
                             return Err(invalid(
-                                "BANK_NACHA_ACCOUNT_TYPE",
+                                "PAYOUTS_NACHA_ACCOUNT_TYPE",
                                 format!("{other:?} is not checking or savings"),
                             ));
                         }
                     },
-                    addenda: match get("BANK_NACHA_ADDENDA").as_deref() {
+                    addenda: match get("PAYOUTS_NACHA_ADDENDA").as_deref() {
                         None | Some("true") => true,
                         Some("false") => false,
                         Some(other) => {
-                            return Err(invalid("BANK_NACHA_ADDENDA", format!("{other:?} is not true or false")));
+                            return Err(invalid(
+                                "PAYOUTS_NACHA_ADDENDA",
+                                format!("{other:?} is not true or false"),
+                            ));
                         }
                     },
                 })
             }
         };
-        let execution_days = match get("BANK_FILE_EXECUTION_DAYS") {
+        let execution_days = match get("PAYOUTS_BANK_FILE_EXECUTION_DAYS") {
             None => 1,
             Some(v) => v.parse::<u32>().ok().filter(|d| *d <= 60).ok_or_else(|| {
                 invalid(
-                    "BANK_FILE_EXECUTION_DAYS",
+                    "PAYOUTS_BANK_FILE_EXECUTION_DAYS",
                     format!("{v:?} is not a whole number of days from 0 to 60"),
                 )
             })?,
@@ -312,23 +319,23 @@ mod tests {
         assert_eq!(c, BankFileConfig::default());
         assert_eq!(c.formats(), vec![BankFileFormat::Csv]);
         let e = c.require(BankFileFormat::Nacha).unwrap_err().to_string();
-        assert!(e.contains("BANK_NACHA_ODFI"), "{e}");
+        assert!(e.contains("PAYOUTS_NACHA_ORIGINATING_DFI"), "{e}");
         let e = c.require(BankFileFormat::Pain001).unwrap_err().to_string();
-        assert!(e.contains("BANK_DEBTOR_ACCOUNT"), "{e}");
+        assert!(e.contains("PAYOUTS_DEBTOR_ACCOUNT"), "{e}");
     }
 
     #[test]
     fn a_format_half_configured_is_an_error_that_names_what_is_missing() {
-        let e = BankFileConfig::from_vars(vars(&[("BANK_DEBTOR_NAME", "Clinic Ltd")])).unwrap_err();
-        assert_eq!(e, ConfigError::Missing("BANK_DEBTOR_ACCOUNT"));
-        let e = BankFileConfig::from_vars(vars(&[("BANK_NACHA_DESTINATION", "021000021")])).unwrap_err();
-        assert_eq!(e, ConfigError::Missing("BANK_NACHA_ORIGIN"));
-        let e = BankFileConfig::from_vars(vars(&[("BANK_FILE_EXECUTION_DAYS", "soon")])).unwrap_err();
+        let e = BankFileConfig::from_vars(vars(&[("PAYOUTS_DEBTOR_NAME", "Clinic Ltd")])).unwrap_err();
+        assert_eq!(e, ConfigError::Missing("PAYOUTS_DEBTOR_ACCOUNT"));
+        let e = BankFileConfig::from_vars(vars(&[("PAYOUTS_NACHA_DESTINATION", "021000021")])).unwrap_err();
+        assert_eq!(e, ConfigError::Missing("PAYOUTS_NACHA_ORIGIN"));
+        let e = BankFileConfig::from_vars(vars(&[("PAYOUTS_BANK_FILE_EXECUTION_DAYS", "soon")])).unwrap_err();
         assert!(
             matches!(
                 e,
                 ConfigError::Invalid {
-                    name: "BANK_FILE_EXECUTION_DAYS",
+                    name: "PAYOUTS_BANK_FILE_EXECUTION_DAYS",
                     ..
                 }
             ),
@@ -339,18 +346,18 @@ mod tests {
     #[test]
     fn every_setting_is_read_and_the_debtor_account_is_masked() {
         let c = BankFileConfig::from_vars(vars(&[
-            ("BANK_DEBTOR_NAME", "Clinic Ltd"),
-            ("BANK_DEBTOR_ACCOUNT", "DE89370400440532013000"),
-            ("BANK_DEBTOR_BIC", "DEUTDEFF"),
-            ("BANK_NACHA_DESTINATION", "021000021"),
-            ("BANK_NACHA_ORIGIN", "1234567890"),
-            ("BANK_NACHA_COMPANY_NAME", "CLINIC"),
-            ("BANK_NACHA_COMPANY_ID", "1234567890"),
-            ("BANK_NACHA_ODFI", "02100002"),
-            ("BANK_NACHA_SEC_CODE", "ccd"),
-            ("BANK_NACHA_ACCOUNT_TYPE", "savings"),
-            ("BANK_NACHA_ADDENDA", "false"),
-            ("BANK_FILE_EXECUTION_DAYS", "0"),
+            ("PAYOUTS_DEBTOR_NAME", "Clinic Ltd"),
+            ("PAYOUTS_DEBTOR_ACCOUNT", "DE89370400440532013000"),
+            ("PAYOUTS_DEBTOR_BIC", "DEUTDEFF"),
+            ("PAYOUTS_NACHA_DESTINATION", "021000021"),
+            ("PAYOUTS_NACHA_ORIGIN", "1234567890"),
+            ("PAYOUTS_NACHA_COMPANY_NAME", "CLINIC"),
+            ("PAYOUTS_NACHA_COMPANY_ID", "1234567890"),
+            ("PAYOUTS_NACHA_ORIGINATING_DFI", "02100002"),
+            ("PAYOUTS_NACHA_SEC_CODE", "ccd"),
+            ("PAYOUTS_NACHA_ACCOUNT_TYPE", "savings"),
+            ("PAYOUTS_NACHA_ADDENDA", "false"),
+            ("PAYOUTS_BANK_FILE_EXECUTION_DAYS", "0"),
         ]))
         .unwrap();
         assert_eq!(
