@@ -702,3 +702,105 @@ async fn reconciliation_never_looks_up_or_resends_a_file_and_flags_it_when_overd
     let queue = h.service.attention(&admin("finance"), &Page::default()).await.unwrap();
     assert_eq!(queue.total, 0, "{queue:?}");
 }
+
+#[tokio::test]
+async fn a_runs_bank_file_holds_its_bank_payouts_by_method_and_skips_held_ones() {
+    let h = harness(ServicePolicy::default());
+    // dr-a prefers the bank; dr-b has bank details and a Stripe account, and no preference; dr-m
+    // has M-Pesa only (its method is M-Pesa: not a bank payout).
+    let mut a = bank("dr-a", "1111111111");
+    a.preferred_provider = Some(Provider::BankTransfer);
+    h.directory.set(a);
+    let mut b = bank("dr-b", "2222222222");
+    b.stripe_account_id = Some("acct_b".into());
+    h.directory.set(b);
+    let pa = h.approved("dr-a", 100).await;
+    let pa2 = h.approved("dr-a", 200).await;
+    let pb = h.approved("dr-b", 300).await;
+    let pm = h.approved("dr-m", 400).await;
+    let admin = admin("finance");
+    let run = h
+        .service
+        .create_run(&admin, "February", PayoutFilter::default())
+        .await
+        .unwrap()
+        .run
+        .id;
+    // Created after the run: not a member, not in its file.
+    let outside = h.approved("dr-a", 500).await;
+    h.service.hold(&admin, &pa2, "address check").await.unwrap();
+
+    let file = h.service.send_run_by_file(&admin, &run, ok).await.unwrap();
+    let members: Vec<&PayoutId> = file.members.iter().map(|m| &m.payout_id).collect();
+    assert!(members.contains(&&pa), "{members:?}");
+    assert!(!members.contains(&&pm) && !members.contains(&&pb) && !members.contains(&&pa2));
+    assert!(!members.contains(&&outside));
+    assert_eq!(h.status(&outside).await, PayoutStatus::Approved);
+    let left: HashMap<&PayoutId, &str> = file
+        .left_out
+        .iter()
+        .map(|l| (&l.payout_id, l.reason.as_str()))
+        .collect();
+    assert!(left[&pa2].contains("on hold"), "{left:?}");
+    assert!(left[&pb].contains("no method"), "{left:?}");
+    assert!(
+        !left.contains_key(&pm),
+        "another method's payout is not a bank payout: {left:?}"
+    );
+    assert_eq!(h.status(&pa2).await, PayoutStatus::Approved);
+    assert_eq!(h.status(&pm).await, PayoutStatus::Approved);
+
+    // Stored on the run: a result per payout, and the action.
+    let results = h.service.run_results(&admin, &run, &Page::default()).await.unwrap();
+    let sent = results.results.iter().find(|r| r.payout_id == pa).unwrap();
+    assert!(sent.ok && sent.provider == Some(Provider::BankTransfer), "{sent:?}");
+    assert!(sent.message.as_deref().unwrap().contains(file.id.as_str()));
+    let held = results.results.iter().find(|r| r.payout_id == pa2).unwrap();
+    assert!(!held.ok, "{held:?}");
+    let events = h.service.run_events(&admin, &run).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "BANK_FILE"), "{events:?}");
+
+    // Read again and settled through the run; another run does not have the file.
+    let again = h.service.run_bank_file(&admin, &run, &file.id).await.unwrap();
+    assert_eq!(again.members, file.members);
+    let other = h
+        .service
+        .create_run(
+            &admin,
+            "other",
+            PayoutFilter {
+                doctor_id: Some("dr-m".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .run
+        .id;
+    let e = h.service.run_bank_file(&admin, &other, &file.id).await.unwrap_err();
+    assert!(matches!(e, Error::BankFile(BankFileError::NotFound(_))), "{e}");
+    let before = h.dump().await;
+    let e = h
+        .service
+        .settle_run_bank_file(&admin, &other, &file.id, &Settlement::AllPaid)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::BankFile(BankFileError::NotFound(_))), "{e}");
+    assert_eq!(h.dump().await, before);
+    let e = h
+        .service
+        .send_run_by_file(&admin, &"run-nope".into(), ok)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::RunNotFound(_)), "{e}");
+
+    let report = h
+        .service
+        .settle_run_bank_file(&admin, &run, &file.id, &Settlement::AllPaid)
+        .await
+        .unwrap();
+    assert_eq!(report.paid, vec![pa.clone()]);
+    assert_eq!(h.status(&pa).await, PayoutStatus::Paid);
+    let events = h.service.run_events(&admin, &run).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "BANK_FILE_SETTLED"), "{events:?}");
+}

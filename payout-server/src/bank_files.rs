@@ -7,6 +7,8 @@
 //! | `GET /api/admin/bank-files?format=…&status=&doctor=&provider=&startDate=&endDate=` | makes a file of the selection's `APPROVED` payouts whose doctor has bank details, marks them `PROCESSING` (the file's id as reference, audited) and streams it |
 //! | `GET /api/admin/bank-files/{file}?format=…` | the same file again, from its stored attempts: the same members, keys, amounts and accounts (nothing is marked) |
 //! | `POST /api/admin/bank-files/{file}/settle` | the bank's confirmation: `{"action":"all_paid"}` or `{"action":"returned","items":[{"reference","reason"}]}` |
+//! | `GET /api/admin/runs/{id}/bank-file?format=…` | the run's file: its `APPROVED` members whose doctor's method is `BANK_TRANSFER` (each result stored on the run) |
+//! | `GET /api/admin/runs/{id}/bank-file/{file}?format=…`, `POST …/{file}/settle` | as above, for a file of that run (another run's file is not found) |
 //!
 //! A file is answered with `Content-Disposition: attachment; filename="{file}.{csv|xml|ach}"`,
 //! `X-Bank-File-Id`, `X-Bank-File-Transfers` (how many), `X-Bank-File-Total` (the exact sum per
@@ -32,7 +34,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::NaiveDate;
-use payout_core::domain::{BankFileId, Provider};
+use payout_core::domain::{BankFileId, Provider, RunId};
 use payout_core::error::{BankFileError, Error};
 use payout_core::service::{BankFile, BankFileRequest, BankPayouts, ReturnedItem, Settlement, SettlementReport};
 use payout_core::status::PayoutStatus;
@@ -52,17 +54,21 @@ pub(crate) fn mutations() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/api/admin/bank-files", get(make_file))
         .route("/api/admin/bank-files/{file}/settle", post(settle))
+        .route("/api/admin/runs/{id}/bank-file", get(make_run_file))
+        .route("/api/admin/runs/{id}/bank-file/{file}/settle", post(settle_run_file))
 }
 
 /// The bank file routes that only read.
 pub(crate) fn reads() -> axum::Router<AppState> {
-    axum::Router::new().route("/api/admin/bank-files/{file}", get(read_file))
+    axum::Router::new()
+        .route("/api/admin/bank-files/{file}", get(read_file))
+        .route("/api/admin/runs/{id}/bank-file/{file}", get(read_run_file))
 }
 
 /// The bank file routes' part of the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(make_file, read_file, settle),
+    paths(make_file, read_file, settle, make_run_file, read_run_file, settle_run_file),
     components(schemas(
         FileFormat,
         SettleBankFile,
@@ -145,6 +151,23 @@ pub enum SettleBankFile {
         /// The returned transfers (at least one).
         items: Vec<ReturnedItemBody>,
     },
+}
+
+impl From<SettleBankFile> for Settlement {
+    fn from(body: SettleBankFile) -> Self {
+        match body {
+            SettleBankFile::AllPaid {} => Settlement::AllPaid,
+            SettleBankFile::Returned { items } => Settlement::Returned {
+                items: items
+                    .into_iter()
+                    .map(|i| ReturnedItem {
+                        reference: i.reference,
+                        reason: i.reason,
+                    })
+                    .collect(),
+            },
+        }
+    }
 }
 
 /// A transfer the bank returned.
@@ -330,19 +353,116 @@ pub async fn settle(
     ApiJson(body): ApiJson<SettleBankFile>,
 ) -> Result<Json<SettlementBody>, ApiError> {
     let id = file_id(&raw)?;
-    let settlement = match body {
-        SettleBankFile::AllPaid {} => Settlement::AllPaid,
-        SettleBankFile::Returned { items } => Settlement::Returned {
-            items: items
-                .into_iter()
-                .map(|i| ReturnedItem {
-                    reference: i.reference,
-                    reason: i.reason,
-                })
-                .collect(),
-        },
-    };
-    let report = state.service.settle_bank_file(&user.actor(), &id, &settlement).await?;
+    let report = state.service.settle_bank_file(&user.actor(), &id, &body.into()).await?;
+    Ok(Json(SettlementBody {
+        data: SettlementView::new(&id, report),
+    }))
+}
+
+fn run_id(raw: &str) -> Result<RunId, ApiError> {
+    if raw.is_empty() || raw.len() > 128 {
+        return Err(ApiError::BadRequest("invalid run id".into()));
+    }
+    Ok(RunId::new(raw))
+}
+
+/// `GET /api/admin/runs/{id}/bank-file`: the run's bank file, which marks its bank payouts sent.
+#[utoipa::path(
+    get, path = "/api/admin/runs/{id}/bank-file", tag = "admin", summary = "Make a run's bank file (marks its bank payouts sent)",
+    params(("id" = String, Path, description = "The run's id"), FileFormatQuery),
+    responses(
+        (status = 200, description = "The file of the run's APPROVED members whose doctor's method is BANK_TRANSFER, streamed once its totals are checked; each result is stored on the run. `X-Bank-File-Left-Out` counts members left out (held, refused by the approval policy, no method), unchanged",
+         content((String = "text/csv"), (String = "application/xml"), (String = "text/plain")),
+         headers(
+            ("X-Bank-File-Id" = String, description = "The file's id"),
+            ("X-Bank-File-Transfers" = u64, description = "How many transfers it holds"),
+            ("X-Bank-File-Total" = String, description = "The exact sum per currency"),
+            ("X-Bank-File-Left-Out" = u64, description = "Members not in it"),
+            ("Content-Disposition" = String, description = "attachment; filename=\"{file}.{csv|xml|ach}\""),
+         )),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 422, description = "Nothing to send, a format not configured, or a file the format refuses; nothing was marked", body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "Marked, but the file could not be written: read it again by its id (X-Bank-File-Id)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn make_run_file(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    ApiPath(raw): ApiPath<String>,
+    ApiQuery(q): ApiQuery<FileFormatQuery>,
+) -> Result<Response, ApiError> {
+    let run = run_id(&raw)?;
+    let format = BankFileFormat::from(q.format);
+    let config = &state.config.bank_files;
+    config.require(format).map_err(file_error)?;
+    let check = |planned: &BankFile| config.write(format, planned).map(drop).map_err(|e| e.to_string());
+    let file = state.service.send_run_by_file(&user.actor(), &run, check).await?;
+    Ok(file_response(config, format, &file))
+}
+
+/// `GET /api/admin/runs/{id}/bank-file/{file}`: a file of the run again.
+#[utoipa::path(
+    get, path = "/api/admin/runs/{id}/bank-file/{file}", tag = "admin", summary = "Read a run's bank file again",
+    params(("id" = String, Path, description = "The run's id"), ("file" = String, Path, description = "The file's id"), FileFormatQuery),
+    responses(
+        (status = 200, description = "The same transfers as when it was made (nothing is marked)",
+         content((String = "text/csv"), (String = "application/xml"), (String = "text/plain")),
+         headers(
+            ("X-Bank-File-Id" = String, description = "The file's id"),
+            ("X-Bank-File-Transfers" = u64, description = "How many transfers it holds"),
+            ("X-Bank-File-Total" = String, description = "The exact sum per currency"),
+            ("Content-Disposition" = String, description = "attachment; filename=\"{file}.{csv|xml|ach}\""),
+         )),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such run, or no such file of the run", body = ErrorBody),
+        (status = 422, description = "A format not configured", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn read_run_file(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    ApiPath((raw_run, raw_file)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<FileFormatQuery>,
+) -> Result<Response, ApiError> {
+    let (run, id) = (run_id(&raw_run)?, file_id(&raw_file)?);
+    let format = BankFileFormat::from(q.format);
+    let config = &state.config.bank_files;
+    config.require(format).map_err(file_error)?;
+    let file = state.service.run_bank_file(&user.actor(), &run, &id).await?;
+    Ok(file_response(config, format, &file))
+}
+
+/// `POST /api/admin/runs/{id}/bank-file/{file}/settle`: the bank's confirmation of a run's file.
+#[utoipa::path(
+    post, path = "/api/admin/runs/{id}/bank-file/{file}/settle", tag = "admin", summary = "Record a run's bank file settlement",
+    params(("id" = String, Path, description = "The run's id"), ("file" = String, Path, description = "The file's id")),
+    request_body = SettleBankFile,
+    responses(
+        (status = 200, description = "What was recorded, by payout (and a run event)", body = SettlementBody),
+        (status = 400, description = "A bad body, an item that is not in the file (`unknown_item`), an item named twice", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such run, or no such file of the run", body = ErrorBody),
+        (status = 409, description = "Recorded already, or an item was settled otherwise since (`bank_file_settled`); nothing changed", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn settle_run_file(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    ApiPath((raw_run, raw_file)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<SettleBankFile>,
+) -> Result<Json<SettlementBody>, ApiError> {
+    let (run, id) = (run_id(&raw_run)?, file_id(&raw_file)?);
+    let report = state
+        .service
+        .settle_run_bank_file(&user.actor(), &run, &id, &body.into())
+        .await?;
     Ok(Json(SettlementBody {
         data: SettlementView::new(&id, report),
     }))

@@ -71,6 +71,7 @@ impl ApiError {
                 Error::Webhook(_) => (StatusCode::UNAUTHORIZED, "invalid_webhook_signature"),
                 Error::NotSupported(_) => (StatusCode::NOT_IMPLEMENTED, "not_supported"),
                 Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+                Error::RunNotFound(_) => (StatusCode::NOT_FOUND, "run_not_found"),
                 Error::BankFile(e) => match e {
                     BankFileError::NotFound(_) => (StatusCode::NOT_FOUND, "bank_file_not_found"),
                     BankFileError::Empty(_) => (StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_send"),

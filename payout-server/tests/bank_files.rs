@@ -79,6 +79,7 @@ fn directory() -> StaticDirectory {
 
 struct Setup {
     app: axum::Router,
+    service: Arc<PayoutService>,
     store: Arc<MemoryStore>,
     ids: Vec<PayoutId>,
 }
@@ -121,7 +122,8 @@ async fn setup(config: BankFileConfig, currency: Currency, amounts: [&str; 3]) -
         ..ServerConfig::new(SECRET)
     };
     Setup {
-        app: router(AppState::new(service, server)),
+        app: router(AppState::new(service.clone(), server)),
+        service,
         store,
         ids,
     }
@@ -435,5 +437,94 @@ async fn the_banks_confirmation_is_recorded_once() {
             PayoutStatus::Paid,
             PayoutStatus::Approved
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_runs_bank_file_is_made_read_and_settled_through_the_run() {
+    let s = setup(configured(), Currency::USD, ["1500.50", "20", "0.01"]).await;
+    let token = admin("finance");
+    let run = s
+        .service
+        .create_run(&Actor::admin("finance"), "February", PayoutFilter::default())
+        .await
+        .unwrap()
+        .run
+        .id;
+    // dr-a, dr-b and dr-c are paid by bank (their only method); dr-m by M-Pesa: not in the file.
+    let (status, headers, body) = get(&s.app, &format!("/api/admin/runs/{run}/bank-file?format=nacha"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let id = header(&headers, "x-bank-file-id").to_string();
+    assert_eq!(header(&headers, "x-bank-file-transfers"), "3");
+    assert_eq!(header(&headers, "x-bank-file-left-out"), "0");
+    assert_eq!(header(&headers, "x-bank-file-total"), "1520.51 USD");
+    let (status, _, again) = get(
+        &s.app,
+        &format!("/api/admin/runs/{run}/bank-file/{id}?format=nacha"),
+        &token,
+    )
+    .await;
+    assert_eq!((status, &again), (StatusCode::OK, &body));
+
+    let other = s
+        .service
+        .create_run(
+            &Actor::admin("finance"),
+            "other",
+            PayoutFilter {
+                doctor_id: Some("dr-m".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .run
+        .id;
+    let before = s.dump().await;
+    let (status, _, body) = get(
+        &s.app,
+        &format!("/api/admin/runs/{other}/bank-file/{id}?format=csv"),
+        &token,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::NOT_FOUND, "bank_file_not_found")
+    );
+    let (status, answer) = post(
+        &s.app,
+        &format!("/api/admin/runs/{other}/bank-file/{id}/settle"),
+        &token,
+        json!({"action": "all_paid"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (StatusCode::NOT_FOUND, &json!("bank_file_not_found"))
+    );
+    let (status, _, body) = get(&s.app, "/api/admin/runs/run-nope/bank-file?format=csv", &token).await;
+    assert_eq!((status, code(&body).as_str()), (StatusCode::NOT_FOUND, "run_not_found"));
+    // The other run's only member is paid by M-Pesa: nothing to send by bank.
+    let (status, _, body) = get(&s.app, &format!("/api/admin/runs/{other}/bank-file?format=csv"), &token).await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_send")
+    );
+    assert_eq!(s.dump().await, before);
+
+    let (status, answer) = post(
+        &s.app,
+        &format!("/api/admin/runs/{run}/bank-file/{id}/settle"),
+        &token,
+        json!({"action": "all_paid"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["data"]["paid"].as_array().unwrap().len(), 3);
+    let events = s.service.run_events(&Actor::admin("finance"), &run).await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert!(
+        actions.contains(&"BANK_FILE") && actions.contains(&"BANK_FILE_SETTLED"),
+        "{actions:?}"
     );
 }

@@ -361,6 +361,10 @@ impl RunEvent {
     pub const TRIGGER: &'static str = "TRIGGER";
     /// Its failed payouts were retried.
     pub const RETRY_FAILED: &'static str = "RETRY_FAILED";
+    /// Its bank payouts were sent by bank file (`PayoutService::send_run_by_file`).
+    pub const BANK_FILE: &'static str = "BANK_FILE";
+    /// The bank's confirmation of one of its bank files was recorded.
+    pub const BANK_FILE_SETTLED: &'static str = "BANK_FILE_SETTLED";
     /// An admin asked to trigger despite a funds shortfall (recorded by the store with the override).
     pub const FUNDS_OVERRIDE_REQUESTED: &'static str = "FUNDS_OVERRIDE_REQUESTED";
     /// A second admin confirmed the override (recorded by the store with the override).

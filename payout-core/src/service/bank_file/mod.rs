@@ -13,6 +13,7 @@
 //! (it flags one unconfirmed for longer than `attention_after`), and only the file's settlement
 //! ([`PayoutService::settle_bank_file`], in [`settle`]) or an operator's resolution settles it.
 
+mod run;
 mod settle;
 
 pub use settle::{ReturnedItem, Settlement, SettlementReport};
@@ -46,6 +47,12 @@ pub enum BankPayouts {
     /// payout of the selection, or the request is refused (`InvalidInput`, nothing changed); one
     /// whose doctor has no bank details is left out with that reason.
     Assigned(Vec<PayoutId>),
+    /// Every `APPROVED` payout of the selection whose doctor's method is `BANK_TRANSFER`, as a
+    /// run chooses it ([`choose_provider`](super::choose_provider) with no provider given: the
+    /// doctor's preferred method, else the only one with details). A payout whose method is
+    /// another provider is not a bank payout (not selected, not reported); one whose doctor has
+    /// bank details but no method the run can choose is left out with the reason.
+    ByMethod,
 }
 
 /// What to put in a new bank file.
@@ -153,7 +160,7 @@ impl PayoutService {
         }
         let selected: Vec<PayoutId> = self.store.stream(filter).map_ok(|p| p.id).try_collect().await?;
         let ids = match &request.payouts {
-            BankPayouts::WithBankDetails => selected,
+            BankPayouts::WithBankDetails | BankPayouts::ByMethod => selected,
             BankPayouts::Assigned(assigned) => {
                 let selected: HashSet<&PayoutId> = selected.iter().collect();
                 let mut seen = HashSet::new();
@@ -196,11 +203,23 @@ impl PayoutService {
                     continue;
                 };
                 let recipient = recipients.get(&payout.doctor_id).cloned();
-                if recipient
+                let has_bank = recipient
                     .as_ref()
                     .and_then(|r| r.destination(Provider::BankTransfer))
-                    .is_none()
-                {
+                    .is_some();
+                if request.payouts == BankPayouts::ByMethod {
+                    match super::choose_provider(None, recipient.as_ref()) {
+                        Ok(Provider::BankTransfer) => {}
+                        // Paid by another method: not a bank payout.
+                        Ok(_) => continue,
+                        Err(why) if has_bank => {
+                            left_out.push(leave(format!("no method to pay it by: {why}")));
+                            continue;
+                        }
+                        Err(_) => continue,
+                    }
+                }
+                if !has_bank {
                     left_out.push(leave(format!("doctor {} has no bank details", payout.doctor_id)));
                     continue;
                 }
@@ -222,7 +241,7 @@ impl PayoutService {
         }
         if planned.is_empty() {
             return Err(BankFileError::Empty(match left_out.first() {
-                None => "the selection holds no APPROVED payout".into(),
+                None => "the selection holds no APPROVED bank payout".into(),
                 Some(first) => format!(
                     "none of the {} selected payouts can be sent (payout {}: {})",
                     left_out.len(),
