@@ -126,9 +126,10 @@ impl PayoutService {
     /// marked as sent in a new file and returned as its members, for the caller to write out.
     ///
     /// # Behavior
-    /// For each `APPROVED` payout the request names as a bank payout ([`BankPayouts`]), the
-    /// approval policy is checked as for a trigger (details unchanged since approval, a second
-    /// approval where needed, approver not triggerer) and the doctor must have bank details; one
+    /// For each `APPROVED` payout the request names as a bank payout ([`BankPayouts`]), the checks
+    /// of a trigger apply (not on hold, by itself or by its doctor; the approval policy: details
+    /// unchanged since approval, a second approval where needed, approver not triggerer) and the
+    /// doctor must have bank details; one
     /// that fails is left out with the reason ([`BankFile::left_out`]), unchanged. Before anything is
     /// written, `check` is given the planned file (the caller writes it in its format, settings and
     /// all): its refusal refuses the request ([`BankFileError::Unwritable`], nothing changed), as
