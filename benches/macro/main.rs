@@ -20,6 +20,8 @@
 //! - `ratelimit`: 10,000 Stripe payouts bulk-triggered with the adapter's default request budget
 //!   against a double admitting 25 transfers per second and answering 429 beyond: the rate against
 //!   that limit, the share of calls answered 429, and no payout left with an unknown outcome.
+//! - `runpage`: the dashboard's run page for runs of 10,000 payouts among 200,000 on Postgres:
+//!   p99 against an absolute target of 50 ms, the run's totals checked against a recount.
 //!
 //! `--scale F` multiplies every size (e.g. `--scale 0.01` for a quick check). Postgres comes from
 //! `PAYOUTS_BENCH_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`); each section
@@ -30,12 +32,15 @@ mod common;
 mod listing;
 mod ratelimit;
 mod reconcile;
+mod runpage;
 mod trigger;
 mod webhooks;
 
 use common::Report;
 
-const SECTIONS: [&str; 6] = ["calc", "trigger", "webhooks", "list", "reconcile", "ratelimit"];
+const SECTIONS: [&str; 7] = [
+    "calc", "trigger", "webhooks", "list", "reconcile", "ratelimit", "runpage",
+];
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
@@ -83,6 +88,7 @@ fn main() {
                 "list" => listing::run(&mut report).await,
                 "reconcile" => reconcile::run(&mut report).await,
                 "ratelimit" => ratelimit::run(&mut report).await,
+                "runpage" => runpage::run(&mut report).await,
                 _ => unreachable!(),
             }
         });
