@@ -569,13 +569,35 @@ impl PayoutService {
             return Ok((Checked::Pending, None));
         }
         let ids: Vec<PayoutId> = members.iter().map(|m| m.payout_id.clone()).collect();
-        let payouts: HashMap<PayoutId, Payout> = self
+        let fresh: HashMap<PayoutId, (Payout, Vec<PayoutAttempt>)> = self
             .store
             .read_with_attempts(&ids)
             .await?
             .into_iter()
-            .map(|(p, _)| (p.id.clone(), p))
+            .map(|(p, attempts)| (p.id.clone(), (p, attempts)))
             .collect();
+        // The members as they are now, not as `batch_attempts` read them: an operator's FAILED
+        // resolution (or a failure answer) may have committed since. Re-sending a batch the
+        // provider never received, with a member that failed meanwhile, would pay that member after
+        // its failure was confirmed (and a retry may pay it again); a person decides instead.
+        for m in &members {
+            let now_failed = fresh.get(&m.payout_id).is_some_and(|(_, attempts)| {
+                attempts
+                    .iter()
+                    .any(|a| a.attempt_no == m.attempt_no && matches!(a.outcome, AttemptOutcome::Failed { .. }))
+            });
+            if now_failed {
+                return Ok((
+                    Checked::Pending,
+                    Some(format!(
+                        "batch {batch_id} cannot be re-sent to settle attempt {}: its member {} failed, and a \
+                         re-send could pay it; a person decides",
+                        attempt.idempotency_key, m.idempotency_key
+                    )),
+                ));
+            }
+        }
+        let payouts: HashMap<PayoutId, Payout> = fresh.into_iter().map(|(id, (p, _))| (id, p)).collect();
         // The unsettled members, PENDING again from now (see the lone re-send below).
         let now = self.clock.now();
         let mut resending = Vec::new();
@@ -599,10 +621,10 @@ impl PayoutService {
         for (n, applied) in marked.into_iter().zip(self.store.apply_many(resending).await) {
             match applied {
                 Ok(p) => current[n] = Some(p),
-                // Moved meanwhile: the claimed payout is looked at again later; another member's
-                // answer is recorded against what it is then.
-                Err(Error::Conflict(_)) if members[n].payout_id == payout.id => return Ok((Checked::Pending, None)),
-                Err(Error::Conflict(_)) => {}
+                // A member moved meanwhile (an answer, an operator's resolution): nothing is sent
+                // now, as the batch would go out with a member in a state this pass did not read.
+                // The claimed payout is looked at again later, from what it is then.
+                Err(Error::Conflict(_)) => return Ok((Checked::Pending, None)),
                 Err(e) => return Err(e),
             }
         }
