@@ -39,7 +39,13 @@ mod webhooks;
 use common::Report;
 
 const SECTIONS: [&str; 7] = [
-    "calc", "trigger", "webhooks", "list", "reconcile", "ratelimit", "runpage",
+    "calc",
+    "trigger",
+    "webhooks",
+    "list",
+    "reconcile",
+    "ratelimit",
+    "runpage",
 ];
 
 fn main() {

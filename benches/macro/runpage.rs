@@ -88,8 +88,14 @@ pub async fn run(report: &mut Report) {
         })
     );
     let pages = [
-        ("run page, newest run (in flight)", format!("/dashboard/admin/runs/{newest}")),
-        ("run page, oldest run (settled)", format!("/dashboard/admin/runs/{oldest}")),
+        (
+            "run page, newest run (in flight)",
+            format!("/dashboard/admin/runs/{newest}"),
+        ),
+        (
+            "run page, oldest run (settled)",
+            format!("/dashboard/admin/runs/{oldest}"),
+        ),
         ("runs list", "/dashboard/admin/runs".to_string()),
     ];
     for (name, uri) in pages {
@@ -228,15 +234,16 @@ async fn hold_some(service: &PayoutService, run: &RunId) {
 /// 2,000 per-payout results on the run, as a trigger of that many would leave.
 async fn record_results(store: &PgStore, pool: &PgPool, run: &RunId, run_size: usize) {
     let n = 2_000.min(run_size);
-    let ids: Vec<String> = sqlx::query("SELECT payout_id FROM payout_run_members WHERE run_id = $1 ORDER BY payout_id LIMIT $2")
-        .bind(run.as_str())
-        .bind(n as i64)
-        .fetch_all(pool)
-        .await
-        .expect("members")
-        .into_iter()
-        .map(|r| r.get::<String, _>(0))
-        .collect();
+    let ids: Vec<String> =
+        sqlx::query("SELECT payout_id FROM payout_run_members WHERE run_id = $1 ORDER BY payout_id LIMIT $2")
+            .bind(run.as_str())
+            .bind(n as i64)
+            .fetch_all(pool)
+            .await
+            .expect("members")
+            .into_iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect();
     let results: Vec<_> = ids
         .iter()
         .enumerate()
@@ -281,7 +288,11 @@ async fn check_totals(service: &PayoutService, pool: &PgPool, run: &RunId) {
         let status: String = row.get(0);
         let n: i64 = row.get(1);
         let status = status.parse().expect("a status");
-        assert_eq!(summary.count_of(status), n as u64, "{run} {status}: tallies against a recount");
+        assert_eq!(
+            summary.count_of(status),
+            n as u64,
+            "{run} {status}: tallies against a recount"
+        );
         counted += n as u64;
     }
     assert_eq!(summary.count(), counted, "{run}: total against a recount");
