@@ -8,10 +8,11 @@ use payout_core::domain::{DoctorId, Payout};
 use payout_core::status::PayoutStatus;
 use payout_core::store::{Page, PayoutFilter};
 
-use super::components::{doctor, error, error_message, flash, money, with_query};
+use super::components::{doctor, error, error_message, flash, hold_note, money, with_query};
+use super::holds::held_doctors;
 use super::layout::{Section, page as layout_page};
 use super::paging::{DEFAULT_PAGE_SIZE, Paging, pager};
-use super::payouts::{names_of, resolution_forms, retry_form, summary_header};
+use super::payouts::{names_of, payout_hold_form, resolution_forms, retry_form, summary_header};
 use super::signin::SignedIn;
 use super::{Dashboard, Paths};
 use crate::api::{ListQuery, form_pairs};
@@ -67,6 +68,7 @@ pub(crate) async fn page(
     }
     let here = with_query(&paths.attention, &here_query);
     let header = summary_header(&d, &user).await;
+    let held = held_doctors(&d, &user, &here).await;
     let body = html! {
         (flash(&pairs))
         @if let Some(m) = &bad_paging { (error(m)) }
@@ -91,7 +93,7 @@ pub(crate) async fn page(
                                 td { (doctor(&p.doctor_id, &names)) }
                                 td.amount { (money(&p.amount_due)) }
                                 td.status id=(format!("attention-status-{id}")) { (p.status.as_str()) }
-                                td { (f.reason) (pending_resolution(p)) }
+                                td { (f.reason) (pending_resolution(p)) " " (hold_note(p)) }
                                 td.nowrap { (f.since.format("%Y-%m-%d %H:%M UTC").to_string()) }
                                 td { (actions(paths, p, &here)) }
                             }
@@ -114,6 +116,7 @@ pub(crate) async fn page(
                 }
             }
         }
+        (held)
     };
     Ok(layout_page(paths, &user.viewer, Section::Attention, "Attention", body))
 }
@@ -140,6 +143,7 @@ fn actions(paths: &Paths, p: &Payout, back: &str) -> Markup {
             PayoutStatus::Failed => { (retry_form(paths, p, back, &suffix)) }
             _ => { a href=(paths.payout(p.id.as_str())) { "Look at it" } }
         }
+        @if !p.status.is_terminal() { " " (payout_hold_form(paths, p, back, &suffix)) }
     }
 }
 
@@ -160,7 +164,7 @@ fn failed_table(
                         td { (doctor(&p.doctor_id, names)) }
                         td.amount { (money(&p.amount_due)) }
                         td { (p.provider.map(|v| v.as_str()).unwrap_or("")) }
-                        td { (retry_form(paths, p, back, &format!("-{id}"))) }
+                        td { (retry_form(paths, p, back, &format!("-{id}"))) " " (hold_note(p)) " " (payout_hold_form(paths, p, back, &format!("-failed-{id}"))) }
                     }
                 }
             }

@@ -124,6 +124,18 @@ pub(crate) fn error_message(e: payout_core::Error) -> String {
     crate::ApiError::from(e).message()
 }
 
+/// A payout's active hold, said where the payout is shown: its scope and reason (escaped); nothing
+/// when it is not on hold.
+pub(crate) fn hold_note(p: &payout_core::domain::Payout) -> Markup {
+    html! {
+        @if let Some(h) = p.active_hold() {
+            span.hold id=(format!("hold-{}", p.id.as_str())) title=(format!("placed by {}", h.placed_by)) {
+                "On hold (" (h.scope.as_str()) "): " (h.reason)
+            }
+        }
+    }
+}
+
 /// An error message shown in a page.
 pub(crate) fn error(message: &str) -> Markup {
     html! { p.flash.error { (message) } }
@@ -162,7 +174,8 @@ pub(crate) fn action_form(
 }
 
 /// Where a form's answer should lead, if it names one of the dashboard's own pages: the list or
-/// the attention queue (with their query, less any old flash), or a payout's page. Anything else
+/// the attention queue or the runs list (with their query, less any old flash), or a payout's
+/// or a run's page. Anything else
 /// (another site, another path) is `None`, and the caller's default applies: never an open
 /// redirect.
 pub(crate) fn back_to(paths: &Paths, back: Option<&str>) -> Option<String> {
@@ -171,11 +184,15 @@ pub(crate) fn back_to(paths: &Paths, back: Option<&str>) -> Option<String> {
         return None;
     }
     let (path, q) = back.split_once('?').unwrap_or((back, ""));
+    let one_below = |base: &str| {
+        path.strip_prefix(&format!("{base}/"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+    };
     let ours = path == paths.base
         || path == paths.attention
-        || path
-            .strip_prefix(&format!("{}/", paths.base))
-            .is_some_and(|id| !id.is_empty() && !id.contains('/'));
+        || path == paths.runs
+        || one_below(&paths.base)
+        || one_below(&paths.runs);
     if !ours {
         return None;
     }

@@ -27,16 +27,19 @@ pub(crate) enum Section {
     Payouts,
     /// The attention queue.
     Attention,
+    /// The runs list and each run's page.
+    Runs,
 }
 
 impl Section {
     /// The navigation, in order.
-    pub(crate) const ALL: [Section; 2] = [Section::Payouts, Section::Attention];
+    pub(crate) const ALL: [Section; 3] = [Section::Payouts, Section::Attention, Section::Runs];
 
     fn label(self) -> &'static str {
         match self {
             Section::Payouts => "Payouts",
             Section::Attention => "Attention",
+            Section::Runs => "Runs",
         }
     }
 
@@ -44,6 +47,7 @@ impl Section {
         match self {
             Section::Payouts => &paths.base,
             Section::Attention => &paths.attention,
+            Section::Runs => &paths.runs,
         }
     }
 
@@ -52,6 +56,7 @@ impl Section {
         match self {
             Section::Payouts => "nav-payouts",
             Section::Attention => "nav-attention",
+            Section::Runs => "nav-runs",
         }
     }
 }
@@ -157,7 +162,8 @@ textarea{width:100%;max-width:48rem;font-family:ui-monospace,monospace}label[for
 figure.chart{margin:1rem 0}figure.chart svg{width:100%;max-width:60rem;height:auto}\
 figure.chart table{max-width:40rem}.chart-bar{fill:#4a7bb7}.chart-axis{stroke:#333}.chart-grid{stroke:#ddd}\
 .chart-text{font:11px system-ui,sans-serif;fill:#222}.chart-value{font:10px system-ui,sans-serif;fill:#222}\
-form.inline{display:inline}td form{margin:.15rem 0}";
+form.inline{display:inline}td form{margin:.15rem 0}\
+.hold{color:#8a4b00;font-weight:600}tr.shortfall td{background:#fbeaea;font-weight:600}";
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,16 @@
 //!   size, filters kept), per-row Approve / Trigger / Cancel / Retry, bulk actions and the CSV
 //!   export link. A payout's page shows its items, attempts, audit trail and what needs an admin.
 //! - **Attention** (`/dashboard/admin/attention`): the attention queue with its actions (resolve
-//!   with evidence, confirm or reject a resolution) and the failed payouts to retry, paged.
+//!   with evidence, confirm or reject a resolution, hold or release) and the failed payouts to
+//!   retry, paged, and the doctors on hold with their Release forms.
+//! - **Runs** (`/dashboard/admin/runs`): the runs, paged, each with its counts and amounts by
+//!   status; a run's page shows its totals by status, provider and currency, its actions (Approve
+//!   all, Trigger, Retry failed), the funds check on request, its results and events, and its
+//!   payouts (all, held, failed, processing), each list paged or capped. A run is created from the
+//!   payouts list's filters.
+//!
+//! A payout on hold shows its hold's reason wherever it is listed; its page has Hold / Release and
+//! the doctor's Hold / Release forms.
 //!
 //! Who is signed in is asked of the state's [`Authenticator`](crate::Authenticator) with the whole
 //! request head (headers and extensions), so a host's own session works here as in the API. Without
@@ -24,9 +33,11 @@
 mod attention;
 pub(crate) mod chart;
 pub(crate) mod components;
+mod holds;
 pub(crate) mod layout;
 pub(crate) mod paging;
 mod payouts;
+mod runs;
 pub(crate) mod signin;
 
 use std::sync::Arc;
@@ -40,6 +51,10 @@ use crate::AppState;
 const BASE: &str = "/dashboard/admin/payouts";
 /// The attention queue's page, relative to where the dashboard router is mounted.
 const ATTENTION: &str = "/dashboard/admin/attention";
+/// The runs list, relative to where the dashboard router is mounted; a run's page is under it.
+const RUNS: &str = "/dashboard/admin/runs";
+/// Where a doctor's hold forms post, relative to where the dashboard router is mounted.
+const DOCTORS: &str = "/dashboard/admin/doctors";
 
 /// Where a host mounts the dashboard router and the API router, so the dashboard's pages point at
 /// the right places: `Router::nest` strips the prefix before the handlers see the request, so the
@@ -105,6 +120,11 @@ impl DashboardConfig {
         format!("{}{ATTENTION}", self.mount)
     }
 
+    /// The public path of the runs list (a run's page is under it).
+    pub fn runs_path(&self) -> String {
+        format!("{}{RUNS}", self.mount)
+    }
+
     /// The public path of the CSV export.
     pub fn export_path(&self) -> String {
         format!("{}/api/admin/payouts/export", self.api_mount)
@@ -159,6 +179,10 @@ pub(crate) struct Paths {
     pub(crate) base: String,
     /// The attention queue's page.
     pub(crate) attention: String,
+    /// The runs list; run pages are under it.
+    pub(crate) runs: String,
+    /// Where doctors' hold forms post (`{doctors}/{id}/hold`).
+    pub(crate) doctors: String,
     pub(crate) login: String,
     pub(crate) logout: String,
     pub(crate) export: String,
@@ -173,6 +197,8 @@ impl Paths {
         Paths {
             base: config.list_path(),
             attention: config.attention_path(),
+            runs: config.runs_path(),
+            doctors: format!("{}{DOCTORS}", config.mount),
             login: config.dashboard_path("/login"),
             logout: config.dashboard_path("/logout"),
             export: config.export_path(),
@@ -184,6 +210,21 @@ impl Paths {
     /// The page of payout `id` (escaped by the template that writes it; ids are percent-encoded).
     pub(crate) fn payout(&self, id: &str) -> String {
         format!("{}/{}", self.base, components::url_encode(id))
+    }
+
+    /// The page of run `id`.
+    pub(crate) fn run(&self, id: &str) -> String {
+        format!("{}/{}", self.runs, components::url_encode(id))
+    }
+
+    /// Where run `id`'s forms post.
+    pub(crate) fn run_action(&self, id: &str) -> String {
+        format!("{}/action", self.run(id))
+    }
+
+    /// Where doctor `id`'s hold forms post.
+    pub(crate) fn doctor_hold(&self, id: &str) -> String {
+        format!("{}/{}/hold", self.doctors, components::url_encode(id))
     }
 
     /// Where payout `id`'s forms post.
@@ -209,6 +250,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: AppState, config: Dashboa
         .route("/dashboard/admin/payouts/bulk", post(payouts::bulk))
         .route("/dashboard/admin/payouts/{id}", get(payouts::detail))
         .route("/dashboard/admin/payouts/{id}/action", post(payouts::action))
+        .route(RUNS, get(runs::list).post(runs::create))
+        .route("/dashboard/admin/runs/{id}", get(runs::page))
+        .route("/dashboard/admin/runs/{id}/action", post(runs::action))
+        .route("/dashboard/admin/doctors/{id}/hold", post(holds::doctor))
         .with_state(Dashboard {
             app: state,
             paths: Arc::new(Paths::new(&config)),

@@ -52,15 +52,30 @@ pub(crate) fn pager(
     total: u64,
     prefix: &str,
 ) -> Markup {
+    pager_named(path, kept, paging, shown, total, prefix, ("limit", "skip"))
+}
+
+/// [`pager`] with the query's names for the page size and the skip (`names`), for a second list
+/// on one page (a run's results beside its payouts).
+pub(crate) fn pager_named(
+    path: &str,
+    kept: &[(String, String)],
+    paging: Paging,
+    shown: usize,
+    total: u64,
+    prefix: &str,
+    names: (&str, &str),
+) -> Markup {
+    let (limit_name, skip_name) = names;
     let first = if shown == 0 { 0 } else { paging.skip + 1 };
     let last = paging.skip + shown as u64;
     let link = |skip: u64| {
         let mut q = kept.to_vec();
         if paging.limit != DEFAULT_PAGE_SIZE {
-            q.push(("limit".into(), paging.limit.to_string()));
+            q.push((limit_name.into(), paging.limit.to_string()));
         }
         if skip > 0 {
-            q.push(("skip".into(), skip.to_string()));
+            q.push((skip_name.into(), skip.to_string()));
         }
         with_query(path, &q)
     };
@@ -74,7 +89,7 @@ pub(crate) fn pager(
             form method="get" action=(path) {
                 @for (k, v) in kept { input type="hidden" name=(k) value=(v); }
                 label { "Rows per page "
-                    select name="limit" id=(format!("{prefix}-size")) {
+                    select name=(limit_name) id=(format!("{prefix}-size")) {
                         @for size in PAGE_SIZES { option value=(size) selected[size == paging.limit] { (size) } }
                         @if !PAGE_SIZES.contains(&paging.limit) { option value=(paging.limit) selected { (paging.limit) } }
                     }

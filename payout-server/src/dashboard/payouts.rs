@@ -15,8 +15,8 @@ use payout_core::store::TotalsFilter;
 
 use super::chart::paid_per_month;
 use super::components::{
-    back_to, by_status, doctor, error, error_message, flash, flash_redirect, money, provider_select, query, summary,
-    with_query,
+    back_to, by_status, doctor, error, error_message, flash, flash_redirect, hold_note, money, provider_select, query,
+    summary, with_query,
 };
 use super::layout::{Section, page};
 use super::paging::{Paging, pager};
@@ -162,6 +162,14 @@ pub(crate) async fn list(
         }
         @for p in &rows.payouts { (row_forms(paths, p, &here)) }
         (pager(&paths.base, &kept, paging, rows.payouts.len(), rows.total, "list"))
+        form method="post" action=(paths.runs) id="create-run" {
+            fieldset {
+                legend { "Create a run of the " (rows.total) " payouts these filters select" }
+                @for (k, v) in &kept { input type="hidden" name=(k) value=(v); }
+                label { "Label " input name="label" id="run-label" required maxlength="200"; } " "
+                button type="submit" id="create-run-submit" { "Create run" }
+            }
+        }
     };
     Ok(page(paths, &user.viewer, Section::Payouts, "Payouts", body))
 }
@@ -176,7 +184,7 @@ fn row(paths: &Paths, p: &Payout, names: &HashMap<DoctorId, String>) -> Markup {
             td.doctor id=(format!("doctor-{id}")) { (doctor(&p.doctor_id, names)) }
             td.nowrap { (p.period().to_string()) }
             td.amount { (money(&p.amount_due)) }
-            td.status id=(format!("status-{id}")) { (p.status.as_str()) }
+            td.status id=(format!("status-{id}")) { (p.status.as_str()) " " (hold_note(p)) }
             td { (p.provider.map(|v| v.as_str()).unwrap_or("")) }
             td.ref { (p.provider_reference.as_deref().unwrap_or("")) }
             td.nowrap {
@@ -269,6 +277,7 @@ pub(crate) async fn detail(
             dt { "Period" } dd { (p.period().to_string()) }
             dt { "Amount" } dd id="amount" { (money(&p.amount_due)) }
             dt { "Status" } dd.status id="status" { (p.status.as_str()) }
+            @if p.active_hold().is_some() { dt { "Hold" } dd id="hold" { (hold_note(&p)) } }
             dt { "Provider" } dd {
                 (p.provider.map(|v| v.as_str()).unwrap_or(""))
                 @if simulated { " " span.sim { "(simulated: no money moved)" } }
@@ -279,6 +288,7 @@ pub(crate) async fn detail(
             dt { "Approved by" } dd id="approvers" { (approvers) }
         }
         (operator)
+        (hold_forms(paths, &p, &back))
         h3 { "Items" }
         table id="items" {
             tr { th { "Kind" } th { "Reference" } th.amount { "Amount" } th { "Description" } }
@@ -371,6 +381,68 @@ async fn operator_section(d: &Dashboard, p: &Payout, back: &str) -> Markup {
     }
 }
 
+/// The hold forms of a payout's page: Hold (with a reason) or Release the payout, and Hold (with a
+/// reason) or Release its doctor. The doctor's Release is offered when the payout is held with its
+/// doctor; a doctor already on hold is refused by the service, said in the flash.
+fn hold_forms(paths: &Paths, p: &Payout, back: &str) -> Markup {
+    let doctor_held = p
+        .active_hold()
+        .is_some_and(|h| h.scope == payout_core::domain::HoldScope::Doctor);
+    html! {
+        section id="holds" {
+            h3 { "Hold" }
+            @if p.active_hold().is_some() {
+                @if !doctor_held { (payout_hold_form(paths, p, back, "")) }
+            } @else if !p.status.is_terminal() {
+                (payout_hold_form(paths, p, back, ""))
+            }
+            p {
+                form.inline method="post" action=(paths.doctor_hold(p.doctor_id.as_str())) id="doctor-hold-form" {
+                    input type="hidden" name="back" value=(back);
+                    @if doctor_held {
+                        input type="hidden" name="action" value="release";
+                        button id="release-doctor" { "Release the doctor " (p.doctor_id.as_str()) }
+                    } @else {
+                        input type="hidden" name="action" value="hold";
+                        input name="reason" id="doctor-hold-reason" placeholder="why (required)" aria-label="Why the doctor is held" required maxlength="500";
+                        " "
+                        button id="hold-doctor" { "Hold every payout of the doctor " (p.doctor_id.as_str()) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Hold (with a reason) or Release one payout; `suffix` as in [`resolution_forms`].
+pub(crate) fn payout_hold_form(paths: &Paths, p: &Payout, back: &str, suffix: &str) -> Markup {
+    let id = p.id.as_str();
+    if p.active_hold().is_some() {
+        super::components::action_form(
+            paths,
+            id,
+            "release",
+            html! {},
+            "Release",
+            &format!("release{suffix}"),
+            back,
+        )
+    } else {
+        super::components::action_form(
+            paths,
+            id,
+            "hold",
+            html! {
+                input name="reason" id=(format!("hold-reason{suffix}")) placeholder="why (required)" aria-label="Why it is held" required maxlength="500";
+                " "
+            },
+            "Hold",
+            &format!("hold{suffix}"),
+            back,
+        )
+    }
+}
+
 /// The forms that settle a PROCESSING payout: Confirm / Reject a pending resolution, or Resolve
 /// with evidence. `suffix` tells apart the ids of several payouts' forms on one page (`""` on a
 /// payout's own page, `-{id}` in a list).
@@ -459,6 +531,8 @@ pub(crate) async fn action(
             .reject_resolution(actor, &id, Some("rejected from the dashboard"))
             .await
             .map(|p| format!("{} resolution rejected", p.id)),
+        FormAction::Hold(reason) => s.hold(actor, &id, &reason).await.map(|p| format!("{} on hold", p.id)),
+        FormAction::Release => s.release(actor, &id).await.map(|p| format!("{} released", p.id)),
     };
     Ok(match result {
         Ok(msg) => flash_redirect(true, &msg, &back),
@@ -500,10 +574,12 @@ pub(crate) async fn bulk(
         FormAction::Retry(_)
         | FormAction::Resolve(_)
         | FormAction::ConfirmResolution
-        | FormAction::RejectResolution => {
+        | FormAction::RejectResolution
+        | FormAction::Hold(_)
+        | FormAction::Release => {
             return Err(flash_redirect(
                 false,
-                "retries and resolutions are made one payout at a time",
+                "retries, resolutions and holds are made one payout at a time",
                 &back,
             ));
         }
@@ -532,6 +608,9 @@ enum FormAction {
     Resolve(ResolveRequest),
     ConfirmResolution,
     RejectResolution,
+    /// With this reason (checked by the service).
+    Hold(String),
+    Release,
 }
 
 /// The form's `action` (with its `provider` for a trigger or a retry), or what to tell the admin
@@ -558,6 +637,8 @@ fn form_action(pairs: &[(String, String)]) -> Result<FormAction, &'static str> {
             }))
         }
         Some("cancel") => Ok(FormAction::Cancel),
+        Some("hold") => Ok(FormAction::Hold(field("reason").unwrap_or_default().to_string())),
+        Some("release") => Ok(FormAction::Release),
         Some("trigger") => field("provider")
             .and_then(|p| p.parse().ok())
             .map(FormAction::Trigger)
