@@ -1112,3 +1112,381 @@ async fn a_hosts_own_session_signs_admins_in() {
     );
     assert!(r.body.contains("action=\"/payouts/dashboard/login\""));
 }
+
+const RUNS: &str = "/dashboard/admin/runs";
+
+/// Creates a run of every payout through the list's form, labelled `label`; returns its page's path.
+async fn create_run(app: &axum::Router, token: &str, label: &str, filters: &str) -> String {
+    let body = format!("label={}&{filters}", urlencoding(label));
+    let r = call(app, form(RUNS, Some(token), &body)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location().starts_with(&format!("{RUNS}/")), "{}", r.location());
+    assert!(r.location().contains("?msg="), "{}", r.location());
+    r.location().split('?').next().unwrap().to_string()
+}
+
+fn urlencoding(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Issue 17 item 5 for runs: the runs list and a run's page, with its exact totals, sections,
+/// forms, doctors' names and escaped hold reasons and labels.
+#[tokio::test]
+async fn the_runs_list_and_a_run_page_show_exact_totals_sections_and_forms() {
+    let (app, service) = setup().await;
+    let (a1, a2) = (admin("admin-1"), admin("admin-2"));
+    let ids = ids(&service).await;
+    // The list page offers the form, carrying its filters.
+    let r = call(&app, page(&format!("{BASE}?status=PENDING"), Some(&a1))).await;
+    let create = &r.body[r.body.find("id=\"create-run\"").expect("the create-run form")..];
+    assert!(
+        create.contains(r#"<input type="hidden" name="status" value="PENDING">"#),
+        "{create}"
+    );
+    // A filter matching nothing is refused, said on the list.
+    let r = call(&app, form(RUNS, Some(&a1), "label=x&status=PAID")).await;
+    assert!(
+        r.location().starts_with(&format!("{BASE}?status=PAID&err=")),
+        "{}",
+        r.location()
+    );
+    // dr-b's payout held with a reason that is markup.
+    service
+        .hold(
+            &Actor::admin("admin-2"),
+            &PayoutId::new(&ids[1]),
+            "<i>disputed</i> & co",
+        )
+        .await
+        .unwrap();
+    let run = create_run(&app, &a1, "<b>January</b>", "status=PENDING").await;
+    let r = call(&app, page(&run, Some(&a1))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(!r.body.contains("<b>January"), "the label is escaped");
+    assert_eq!(text_of(&r.body, "run-label"), Some("&lt;b&gt;January&lt;/b&gt;"));
+    assert_eq!(text_of(&r.body, "run-count"), Some("3"));
+    assert_eq!(
+        text_of(&r.body, "nav-runs").map(|_| r
+            .body
+            .contains(r#"id="nav-runs" href="/dashboard/admin/runs" aria-current="page""#)),
+        Some(true)
+    );
+    // Totals by status, provider and currency: 500 + 1,000 + 1,500 KES, all pending, none sent.
+    for key in ["by-status-PENDING", "by-provider-none", "by-currency-KES"] {
+        let row = text_of(&r.body, key).map(|_| {
+            let at = r.body.find(&format!("id=\"{key}\"")).unwrap();
+            &r.body[at..at + r.body[at..].find("</tr>").unwrap()]
+        });
+        let row = row.unwrap_or_else(|| panic!("{key}: {}", r.body));
+        assert!(row.contains(r#"<td class="amount">3</td>"#), "{key}: {row}");
+        assert!(row.contains(r#"<td class="amount">3,000.00 KES</td>"#), "{key}: {row}");
+    }
+    // Sections and forms.
+    for id in [
+        "totals",
+        "run-actions",
+        "funds",
+        "held",
+        "failed",
+        "processing",
+        "members",
+        "results",
+        "events",
+        "run-approve",
+        "run-trigger",
+        "run-retry_failed",
+        "run-trigger-provider",
+        "funds-check",
+    ] {
+        assert!(r.body.contains(&format!("id=\"{id}\"")), "{id}");
+    }
+    assert!(r.body.contains(&format!("action=\"{run}/action\"")));
+    assert_eq!(text_of(&r.body, "members-total"), Some("3"));
+    assert_eq!(text_of(&r.body, "held-total"), Some("1"));
+    assert_eq!(text_of(&r.body, "failed-total"), Some("0"));
+    // The held payout with its reason, escaped, wherever it is listed; names beside ids.
+    let held = &r.body[r.body.find(&format!("id=\"held-{}\"", ids[1])).expect("the held row")..];
+    let held = &held[..held.find("</tr>").unwrap()];
+    assert!(
+        held.contains("On hold (PAYOUT): &lt;i&gt;disputed&lt;/i&gt; &amp; co"),
+        "{held}"
+    );
+    assert!(held.contains("Dr. dr-b"), "{held}");
+    assert!(held.contains(&format!("id=\"release-held-{}\"", ids[1])), "{held}");
+    assert!(!r.body.contains("<i>disputed"));
+    let list = call(&app, page(BASE, Some(&a2))).await;
+    let note = text_of(&list.body, &format!("hold-{}", ids[1])).unwrap();
+    assert_eq!(note, "On hold (PAYOUT): &lt;i&gt;disputed&lt;/i&gt; &amp; co");
+    // The runs list.
+    let r = call(&app, page(RUNS, Some(&a2))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // The calculation made a run of its own; ours is the newest, listed first.
+    assert_eq!(text_of(&r.body, "runs-total"), Some("2"));
+    assert!(r.body.contains("<td>CALCULATION</td>") && r.body.contains("<td>SELECTION</td>"));
+    let run_id = run.rsplit('/').next().unwrap();
+    assert_eq!(text_of(&r.body, &format!("run-count-{run_id}")), Some("3"));
+    assert_eq!(
+        text_of(&r.body, &format!("run-{run_id}-PENDING")),
+        Some("PENDING 3: 3,000.00 KES")
+    );
+    assert!(
+        r.body
+            .contains(&format!("href=\"{run}\">&lt;b&gt;January&lt;/b&gt;</a>")),
+        "{}",
+        r.body
+    );
+    // An unknown run is a 404 page; a doctor is refused.
+    assert_eq!(
+        call(&app, page(&format!("{RUNS}/no-such-run"), Some(&a1))).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&app, page(&run, Some(&doctor("dr-a")))).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+/// The run's actions through its forms: Approve all, Trigger (each doctor's method, then a
+/// provider), the funds check, Retry failed; the reports' counts are flashed and the results and
+/// events listed.
+#[tokio::test]
+async fn run_actions_approve_trigger_and_retry_failed_through_the_forms() {
+    let (app, service) = setup().await;
+    let a1 = admin("admin-1");
+    let ids = ids(&service).await;
+    let run = create_run(&app, &a1, "Jan", "").await;
+    let back = format!("back={}", urlencoding(&run));
+    let act = |body: &str| form(&format!("{run}/action"), Some(&a1), body);
+
+    let r = call(&app, act(&format!("action=approve&{back}"))).await;
+    assert!(r.location().starts_with(&format!("{run}?msg=")), "{}", r.location());
+    let r = call(&app, page(r.location(), Some(&a1))).await;
+    assert_eq!(
+        text_of(&r.body, "flash"),
+        Some("APPROVE: 3 considered, 3 ok, 0 failed (0 on hold, 0 without a method)")
+    );
+    for id in &ids {
+        assert_eq!(status_of(&service, id).await, PayoutStatus::Approved);
+    }
+    // The funds check on request: what a trigger with Stripe would need.
+    let r = call(&app, page(&format!("{run}?funds=1&provider=STRIPE_CONNECT"), Some(&a1))).await;
+    assert!(
+        text_of(&r.body, "funds-plan").unwrap().starts_with("3 of 3 approved"),
+        "{}",
+        r.body
+    );
+    let line = &r.body[r.body.find("id=\"funds-STRIPE_CONNECT-KES\"").expect("the funds line")..];
+    assert!(line.contains("<td class=\"amount\">3,000.00 KES</td>"), "{line}");
+    assert!(
+        !call(&app, page(&run, Some(&a1))).await.body.contains("funds-list"),
+        "only on request"
+    );
+
+    // The doctors have details for several methods and no preferred one: nothing is sent.
+    let r = call(&app, act(&format!("action=trigger&provider=&{back}"))).await;
+    assert!(r.location().starts_with(&format!("{run}?err=")), "{}", r.location());
+    let r = call(&app, page(r.location(), Some(&a1))).await;
+    assert!(
+        text_of(&r.body, "flash")
+            .unwrap()
+            .starts_with("TRIGGER: 3 considered, 0 ok, 3 failed (0 on hold, 3 without a method)"),
+        "{}",
+        r.body
+    );
+    assert_eq!(status_of(&service, &ids[0]).await, PayoutStatus::Approved);
+    let r = call(&app, act(&format!("action=trigger&provider=NOPE&{back}"))).await;
+    assert!(r.location().contains("err=choose%20a%20provider"), "{}", r.location());
+    let r = call(&app, act(&format!("action=trigger&provider=STRIPE_CONNECT&{back}"))).await;
+    assert!(r.location().starts_with(&format!("{run}?msg=")), "{}", r.location());
+    for id in &ids {
+        assert_eq!(status_of(&service, id).await, PayoutStatus::Processing);
+    }
+    // One fails for sure; Retry failed sends it again.
+    let p = service.get(&Actor::admin("t"), &PayoutId::new(&ids[0])).await.unwrap();
+    webhook(
+        &service,
+        p.provider_reference.as_deref().unwrap(),
+        "evt_f",
+        "FAILED",
+        "closed",
+    )
+    .await;
+    let r = call(&app, page(&run, Some(&a1))).await;
+    assert_eq!(text_of(&r.body, "failed-total"), Some("1"));
+    assert_eq!(text_of(&r.body, "processing-total"), Some("2"));
+    assert!(r.body.contains(&format!("id=\"retry-failed-{}\"", ids[0])));
+    assert!(r.body.contains("id=\"by-provider-STRIPE_CONNECT\""), "{}", r.body);
+    let r = call(&app, act(&format!("action=retry_failed&{back}"))).await;
+    let r = call(&app, page(r.location(), Some(&a1))).await;
+    assert_eq!(
+        text_of(&r.body, "flash"),
+        Some("RETRY_FAILED: 1 considered, 1 ok, 0 failed (0 on hold, 0 without a method)")
+    );
+    assert_eq!(status_of(&service, &ids[0]).await, PayoutStatus::Processing);
+    // 3 approvals, 3 refused and 3 sent triggers, 1 retry.
+    assert_eq!(text_of(&r.body, "results-total"), Some("10"));
+    let events = text_of(&r.body, "events-list")
+        .map(|_| &r.body[r.body.find("id=\"events-list\"").unwrap()..])
+        .unwrap();
+    for action in ["CREATE", "APPROVE", "TRIGGER", "RETRY_FAILED"] {
+        assert!(events.contains(&format!("<td>{action}</td>")), "{action}");
+    }
+    // The results page shows the latest ones by default, and pages back.
+    let r = call(&app, page(&format!("{run}?rlimit=4"), Some(&a1))).await;
+    assert_eq!(
+        text_of(&r.body, "results-range"),
+        Some("Rows 7\u{2013}10 of 10"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("id=\"results-prev\""));
+}
+
+/// Holds from the dashboard: a payout held and released (four eyes: not by the admin who held
+/// it), a held payout not triggered, a doctor held and released from the payout page and the
+/// Attention page; every refusal flashed.
+#[tokio::test]
+async fn hold_and_release_through_the_forms_with_four_eyes() {
+    let (app, service) = setup().await;
+    let (a1, a2) = (admin("admin-1"), admin("admin-2"));
+    let ids = ids(&service).await;
+    let id = &ids[0];
+    let action = format!("{BASE}/{id}/action");
+    let r = call(&app, page(&format!("{BASE}/{id}"), Some(&a1))).await;
+    assert!(
+        r.body.contains("id=\"hold\"") && r.body.contains("id=\"hold-reason\""),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("id=\"hold-doctor\""));
+    // A reason is required.
+    let r = call(&app, form(&action, Some(&a1), "action=hold&reason=")).await;
+    assert!(r.location().contains("?err="), "{}", r.location());
+    let r = call(
+        &app,
+        form(&action, Some(&a1), "action=hold&reason=%3Cb%3Ebank%3C%2Fb%3E%20check"),
+    )
+    .await;
+    assert!(r.location().contains("?msg="), "{}", r.location());
+    let r = call(&app, page(r.location(), Some(&a1))).await;
+    assert_eq!(text_of(&r.body, "flash"), Some(format!("{id} on hold").as_str()));
+    let note = text_of(&r.body, &format!("hold-{id}")).unwrap();
+    assert_eq!(note, "On hold (PAYOUT): &lt;b&gt;bank&lt;/b&gt; check");
+    assert!(r.body.contains("id=\"release\""));
+    // Held: approved, but not triggered.
+    service
+        .approve(&Actor::admin("admin-2"), &PayoutId::new(id))
+        .await
+        .unwrap();
+    let r = call(&app, form(&action, Some(&a1), "action=trigger&provider=MPESA_B2C")).await;
+    let r = call(&app, page(r.location(), Some(&a1))).await;
+    assert!(text_of(&r.body, "flash").unwrap().contains("bank"), "{}", r.body);
+    assert_eq!(status_of(&service, id).await, PayoutStatus::Approved);
+    // Four eyes: the admin who held it may not release it; another may.
+    let r = call(&app, form(&action, Some(&a1), "action=release")).await;
+    assert!(r.location().contains("?err="), "{}", r.location());
+    let r = call(&app, page(r.location(), Some(&a1))).await;
+    assert!(text_of(&r.body, "flash").unwrap().contains("four eyes"), "{}", r.body);
+    assert!(
+        service
+            .get(&Actor::admin("t"), &PayoutId::new(id))
+            .await
+            .unwrap()
+            .active_hold()
+            .is_some()
+    );
+    let r = call(&app, form(&action, Some(&a2), "action=release")).await;
+    assert!(r.location().contains("?msg="), "{}", r.location());
+    assert!(
+        service
+            .get(&Actor::admin("t"), &PayoutId::new(id))
+            .await
+            .unwrap()
+            .active_hold()
+            .is_none()
+    );
+
+    // A doctor's hold from the payout page, back to it; listed on the Attention page.
+    let dr_c = &ids[2];
+    let back = format!("back={}", urlencoding(&format!("{BASE}/{dr_c}")));
+    let r = call(
+        &app,
+        form(
+            "/dashboard/admin/doctors/dr-c/hold",
+            Some(&a1),
+            &format!("action=hold&reason=audit%20%26%20%3Ci%3E&{back}"),
+        ),
+    )
+    .await;
+    assert!(
+        r.location().starts_with(&format!("{BASE}/{dr_c}?msg=")),
+        "{}",
+        r.location()
+    );
+    let r = call(&app, page(r.location(), Some(&a1))).await;
+    assert_eq!(text_of(&r.body, "flash"), Some("doctor dr-c on hold; 1 payouts held"));
+    assert!(
+        text_of(&r.body, &format!("hold-{dr_c}"))
+            .unwrap()
+            .contains("On hold (DOCTOR): audit &amp; &lt;i&gt;")
+    );
+    assert!(r.body.contains("id=\"release-doctor\""));
+    let r = call(
+        &app,
+        form(
+            "/dashboard/admin/doctors/dr-c/hold",
+            Some(&a1),
+            "action=hold&reason=again",
+        ),
+    )
+    .await;
+    assert!(
+        r.location().starts_with(&format!("{ATTENTION}?err=")),
+        "already held: {}",
+        r.location()
+    );
+    let r = call(&app, page(ATTENTION, Some(&a2))).await;
+    assert_eq!(text_of(&r.body, "held-doctors-total"), Some("1"));
+    let row = &r.body[r.body.find("id=\"held-doctor-dr-c\"").unwrap()..];
+    assert!(
+        row.contains("audit &amp; &lt;i&gt;") && row.contains("id=\"release-doctor-dr-c\""),
+        "{row}"
+    );
+    let release = format!("action=release&back={}", urlencoding(ATTENTION));
+    let r = call(&app, form("/dashboard/admin/doctors/dr-c/hold", Some(&a1), &release)).await;
+    assert!(
+        r.location().starts_with(&format!("{ATTENTION}?err=")),
+        "four eyes: {}",
+        r.location()
+    );
+    let r = call(&app, form("/dashboard/admin/doctors/dr-c/hold", Some(&a2), &release)).await;
+    assert!(
+        r.location().starts_with(&format!("{ATTENTION}?msg=")),
+        "{}",
+        r.location()
+    );
+    let r = call(&app, page(r.location(), Some(&a2))).await;
+    assert_eq!(
+        text_of(&r.body, "flash"),
+        Some("doctor dr-c released; 1 payouts released")
+    );
+    assert_eq!(text_of(&r.body, "held-doctors-total"), Some("0"));
+    // A cross-site hold changes nothing.
+    let r = call(
+        &app,
+        Request::post("/dashboard/admin/doctors/dr-a/hold")
+            .header("host", "localhost")
+            .header("origin", "http://evil.example")
+            .header("cookie", cookie(&a1))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from("action=hold&reason=x"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}

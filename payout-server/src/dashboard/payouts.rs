@@ -153,7 +153,7 @@ pub(crate) async fn list(
             table id="payouts" {
                 thead { tr {
                     th {} th { "Payout" } th { "Doctor" } th { "Period" }
-                    th.amount { "Amount" } th { "Status" } th { "Provider" } th { "Reference" } th { "Actions" }
+                    th.amount { "Amount" } th { "Status" } th { "Hold" } th { "Provider" } th { "Reference" } th { "Actions" }
                 } }
                 tbody {
                     @for p in &rows.payouts { (row(paths, p, &names)) }
@@ -184,7 +184,8 @@ fn row(paths: &Paths, p: &Payout, names: &HashMap<DoctorId, String>) -> Markup {
             td.doctor id=(format!("doctor-{id}")) { (doctor(&p.doctor_id, names)) }
             td.nowrap { (p.period().to_string()) }
             td.amount { (money(&p.amount_due)) }
-            td.status id=(format!("status-{id}")) { (p.status.as_str()) " " (hold_note(p)) }
+            td.status id=(format!("status-{id}")) { (p.status.as_str()) }
+            td { (hold_note(p)) }
             td { (p.provider.map(|v| v.as_str()).unwrap_or("")) }
             td.ref { (p.provider_reference.as_deref().unwrap_or("")) }
             td.nowrap {

@@ -553,8 +553,6 @@ fn funds_state(state: &FundsState) -> String {
             )
         }
         FundsState::Unknown { why } => format!("unknown: {why}"),
-        #[allow(unreachable_patterns)]
-        _ => "unknown".into(),
     }
 }
 
