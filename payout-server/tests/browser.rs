@@ -1,6 +1,7 @@
 //! The dashboard in a real headless Chromium driven through chromedriver: sign in through the
 //! demo's development login, the summary header and the chart, paging with a filter kept, approve
-//! and trigger, the audit trail, and the attention queue's resolve confirmed by a second admin.
+//! and trigger, the audit trail, the attention queue's resolve confirmed by a second admin, and a
+//! run made from the list's filters, approved and triggered from its page.
 //! Screenshots of the main pages are written to `<target dir>/artefacts/dashboard/*.png` (test
 //! artefacts, never committed).
 //!
@@ -437,6 +438,56 @@ async fn an_admin_works_the_dashboard_in_a_real_browser() {
     assert!(flash.contains("resolution confirmed"), "{flash}");
     let settled = service.get(&Actor::admin("check"), &stuck.id).await.unwrap();
     assert_eq!(settled.status, PayoutStatus::Paid);
+
+    // A run of dr-c's pending payouts (1 calculated, 10 manual), made from the list's filters;
+    // approved and triggered with Stripe from its page.
+    client
+        .goto(&format!("{base}/dashboard/admin/payouts?doctor=dr-c&status=PENDING"))
+        .await
+        .unwrap();
+    wait_for_text(&client, "list-range", "Rows 1\u{2013}11 of 11").await;
+    client
+        .find(Locator::Id("run-label"))
+        .await
+        .unwrap()
+        .send_keys("Dr C <January>")
+        .await
+        .unwrap();
+    click(&client, Locator::Id("create-run-submit")).await;
+    wait_for_text(&client, "run-label", "Dr C <January>").await;
+    wait_for_text(&client, "flash", "run created with 11 payouts").await;
+    wait_for_text(&client, "run-count", "11").await;
+    click(&client, Locator::Id("run-approve")).await;
+    wait_for_text(
+        &client,
+        "flash",
+        "APPROVE: 11 considered, 11 ok, 0 failed (0 on hold, 0 without a method)",
+    )
+    .await;
+    client
+        .find(Locator::Id("run-trigger-provider"))
+        .await
+        .unwrap()
+        .select_by_value("STRIPE_CONNECT")
+        .await
+        .unwrap();
+    click(&client, Locator::Id("run-trigger")).await;
+    wait_for_text(
+        &client,
+        "flash",
+        "TRIGGER: 11 considered, 11 ok, 0 failed (0 on hold, 0 without a method)",
+    )
+    .await;
+    wait_for_text(&client, "processing-total", "11").await;
+    wait_for_text(&client, "results-total", "22").await;
+    let events = texts(&client, "#events-list td:nth-child(3)").await;
+    assert_eq!(events, ["CREATE", "APPROVE", "TRIGGER"]);
+    screenshot(&client, "run").await;
+    click(&client, Locator::Id("nav-runs")).await;
+    wait_for_text(&client, "runs-total", "2").await;
+    let labels = texts(&client, "#runs tbody tr td:first-child a").await;
+    assert_eq!(labels[0], "Dr C <January>", "the newest first: {labels:?}");
+    screenshot(&client, "runs").await;
 
     client.close().await.unwrap();
 }
