@@ -1490,3 +1490,162 @@ async fn hold_and_release_through_the_forms_with_four_eyes() {
     .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+/// A store that records the name of every call it answers, over the in-memory store.
+struct CountingStore {
+    inner: payout_core::memory::MemoryStore,
+    calls: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl CountingStore {
+    fn note(&self, name: &'static str) {
+        self.calls.lock().unwrap().push(name);
+    }
+
+    fn take(&self) -> Vec<&'static str> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+mod counting {
+    use payout_core::Result;
+    use payout_core::domain::*;
+    use payout_core::money::Currency;
+    use payout_core::provider::EventReference;
+    use payout_core::store::*;
+
+    use super::CountingStore;
+
+    // `async_trait` sees the whole impl, so the macro writes it all.
+    macro_rules! delegate {
+        ($( fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*) => {
+            #[async_trait::async_trait]
+            impl PayoutStore for CountingStore {
+                $(
+                    async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                        self.note(stringify!($name));
+                        self.inner.$name($($arg),*).await
+                    }
+                )*
+
+                fn stream(&self, filter: PayoutFilter) -> futures::stream::BoxStream<'static, Result<Payout>> {
+                    self.note("stream");
+                    self.inner.stream(filter)
+                }
+
+                fn bulk(&self) -> Option<std::sync::Arc<dyn BulkPayoutStore>> {
+                    None
+                }
+            }
+        };
+    }
+
+    delegate! {
+            fn create_period(&self, batch: PeriodBatch) -> Result<PeriodBatchOutcome>;
+            fn create_payout(&self, new: NewPayout) -> Result<Payout>;
+            fn get(&self, id: &PayoutId) -> Result<Payout>;
+            fn list(&self, filter: &PayoutFilter, page: &Page) -> Result<PayoutPage>;
+            fn items(&self, id: &PayoutId) -> Result<Vec<PayoutItem>>;
+            fn apply(&self, change: PayoutChange) -> Result<Payout>;
+            fn held_consultations(&self, appointment_ids: &[String]) -> Result<Vec<HeldConsultation>>;
+            fn clawbacks_due(&self, appointment_ids: &[String]) -> Result<Vec<ClawbackDue>>;
+            fn attempts(&self, id: &PayoutId) -> Result<Vec<PayoutAttempt>>;
+            fn find_attempt(&self, provider: Provider, reference: &EventReference) -> Result<Option<PayoutAttempt>>;
+            fn batch_attempts(&self, provider: Provider, batch_id: &str) -> Result<Vec<PayoutAttempt>>;
+            fn webhook_event_seen(&self, provider: Provider, event_id: &str) -> Result<bool>;
+            fn audit_trail(&self, id: &PayoutId) -> Result<Vec<AuditEntry>>;
+            fn claim_checks(&self, claim: &CheckClaim) -> Result<Vec<ClaimedCheck>>;
+            fn finish_checks(&self, done: &[CheckDone]) -> Result<Vec<bool>>;
+            fn check_state(&self, id: &PayoutId) -> Result<CheckState>;
+            fn attention(&self, page: &Page) -> Result<AttentionPage>;
+            fn open_carry_overs(&self, before: chrono::NaiveDate) -> Result<Vec<CarryOver>>;
+            fn create_run(&self, run: NewRun, payouts: &[PayoutId]) -> Result<RunSummary>;
+            fn run(&self, id: &RunId) -> Result<RunSummary>;
+            fn runs(&self, page: &Page) -> Result<RunPage>;
+            fn record_run_results(&self, run: &RunId, results: &[RunResult]) -> Result<()>;
+            fn run_results(&self, run: &RunId, page: &Page) -> Result<RunResultPage>;
+            fn record_run_event(&self, event: RunEvent) -> Result<()>;
+            fn run_events(&self, run: &RunId) -> Result<Vec<RunEvent>>;
+            fn set_funds_override(&self, run: &RunId, expected: Option<FundsOverride>, new: FundsOverride) -> Result<Run>;
+            fn doctor_holds(&self, ids: &[DoctorId]) -> Result<Vec<DoctorHold>>;
+            fn all_doctor_holds(&self, page: &Page) -> Result<DoctorHoldPage>;
+            fn place_doctor_hold(&self, hold: DoctorHold) -> Result<()>;
+            fn release_doctor_hold(&self, doctor: &DoctorId) -> Result<DoctorHold>;
+            fn totals(&self, filter: &TotalsFilter) -> Result<Vec<StatusTally>>;
+            fn paid_by_month(&self, currency: Option<Currency>, from: chrono::NaiveDate) -> Result<Vec<MonthTotal>>;
+    }
+}
+
+/// Issue 17 item 4 for the dashboard: a run's page reads a bounded set of store calls (the run's
+/// tallies, one page of each list, its results and events), the same for a run of 3 payouts as
+/// for one of 303, and never streams or scans the run's members; the funds check, which plans
+/// every approved member, is made only when asked for.
+#[tokio::test]
+async fn a_run_page_makes_the_same_few_store_calls_whatever_the_runs_size() {
+    let store = Arc::new(CountingStore {
+        inner: payout_core::memory::MemoryStore::new(),
+        calls: Default::default(),
+    });
+    let service = service_over(store.clone());
+    service
+        .calculate_period(
+            &Actor::system("test"),
+            Some(jan()),
+            &payout_core::service::CalculationPolicy::default(),
+        )
+        .await
+        .unwrap();
+    let app = router(AppState::new(service.clone(), ServerConfig::new(SECRET)));
+    let a = admin("admin-1");
+    let small = create_run(&app, &a, "small", "").await;
+    for i in 0..300 {
+        service
+            .create_manual(
+                &Actor::admin("admin-9"),
+                ManualPayout {
+                    doctor_id: ["dr-a", "dr-b", "dr-c"][i % 3].into(),
+                    amount: Money::parse("1.25", Currency::KES).unwrap(),
+                    period: None,
+                    notes: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let large = create_run(&app, &a, "large", "").await;
+    let mut seen = Vec::new();
+    for run in [&small, &large] {
+        store.take();
+        let r = call(&app, page(run, Some(&a))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let mut calls = store.take();
+        calls.sort_unstable();
+        seen.push(calls);
+    }
+    assert_eq!(
+        text_of(&call(&app, page(&large, Some(&a))).await.body, "run-count"),
+        Some("303")
+    );
+    assert_eq!(seen[0], seen[1], "the same calls for 3 and for 303 payouts");
+    assert_eq!(
+        seen[0],
+        [
+            "list",
+            "list",
+            "list",
+            "list",
+            "run",
+            "run",
+            "run",
+            "run",
+            "run",
+            "run_events",
+            "run_results"
+        ],
+        "the run's tallies (once per read), one page of each of its four lists, its results and events"
+    );
+    // The funds check plans every approved member: only on request.
+    store.take();
+    call(&app, page(&format!("{large}?funds=1"), Some(&a))).await;
+    assert!(store.take().contains(&"list"));
+}

@@ -62,6 +62,11 @@ pub fn consultations() -> Vec<Consultation> {
 }
 
 pub fn service() -> Arc<PayoutService> {
+    service_over(Arc::new(MemoryStore::new()))
+}
+
+/// [`service`] over `store`.
+pub fn service_over(store: Arc<dyn payout_core::store::PayoutStore>) -> Arc<PayoutService> {
     let subs = StaticSubscriptions::new([(
         "dr-c".to_string(),
         Subscription {
@@ -71,7 +76,7 @@ pub fn service() -> Arc<PayoutService> {
         },
     )]);
     let mut b = PayoutService::builder()
-        .store(Arc::new(MemoryStore::new()))
+        .store(store)
         .consultations(Arc::new(StaticConsultations::new(consultations())))
         .directory(Arc::new(StaticDirectory::new(doctors())))
         .subscriptions(Arc::new(subs));
