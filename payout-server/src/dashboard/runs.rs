@@ -5,8 +5,10 @@
 //! one page of its results, its events, and one page each of its payouts, its held, failed and
 //! processing payouts (each [`PayoutService::run_payouts`](payout_core::PayoutService::run_payouts)
 //! is two store calls: the run, then the page), and the doctors' names of the payouts shown in one
-//! directory call. It never reads all of a run's members; the funds check, which must plan every
-//! approved member, is made only when asked for (`?funds=1`).
+//! directory call: 11 store calls (`run` 5 times, `list` 4 times, `run_results`, `run_events`;
+//! 12 when the results default to their last page), whatever the run's size. It never reads all of
+//! a run's members; the funds check, which must plan every approved member (a page of 200 and a
+//! directory call at a time), is made only when asked for (`?funds=1`).
 
 use std::collections::HashMap;
 
@@ -469,7 +471,8 @@ fn actions(paths: &Paths, summary: &RunSummary, back: &str) -> Markup {
     }
 }
 
-/// The funds check of what a trigger would send now ([`PayoutService::run_plan`] and
+/// The funds check of what a trigger would send now
+/// ([`PayoutService::run_plan`](payout_core::PayoutService::run_plan) and
 /// [`PayoutService::check_funds`](payout_core::PayoutService::check_funds)).
 async fn funds_check(
     d: &Dashboard,
