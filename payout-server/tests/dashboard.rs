@@ -1240,6 +1240,19 @@ async fn the_runs_list_and_a_run_page_show_exact_totals_sections_and_forms() {
         "{}",
         r.body
     );
+    #[cfg(feature = "bank-files")]
+    {
+        let run_page = call(&app, page(&run, Some(&a1))).await;
+        let form = &run_page.body[run_page.body.find("id=\"bank-files\"").expect("the bank file form")..];
+        assert!(
+            form.contains(&format!(
+                "action=\"/api/admin/runs/{}/bank-file\"",
+                run.rsplit('/').next().unwrap()
+            )),
+            "{form}"
+        );
+        assert!(form.contains("<option value=\"pain001\">"), "{form}");
+    }
     // An unknown run is a 404 page; a doctor is refused.
     assert_eq!(
         call(&app, page(&format!("{RUNS}/no-such-run"), Some(&a1))).await.status,

@@ -186,6 +186,9 @@ pub(crate) struct Paths {
     pub(crate) login: String,
     pub(crate) logout: String,
     pub(crate) export: String,
+    /// Where the API is mounted (`""` at the root).
+    #[cfg_attr(not(feature = "bank-files"), allow(dead_code))]
+    pub(crate) api: String,
     pub(crate) cookie: String,
     /// Other ways to sign in: (label, href).
     pub(crate) sign_in_links: Vec<(String, String)>,
@@ -202,6 +205,7 @@ impl Paths {
             login: config.dashboard_path("/login"),
             logout: config.dashboard_path("/logout"),
             export: config.export_path(),
+            api: config.api_mount.clone(),
             cookie: config.cookie_path(),
             sign_in_links: config.sign_in_links.clone(),
         }

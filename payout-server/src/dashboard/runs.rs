@@ -302,6 +302,7 @@ pub(crate) async fn page(
         (totals(&summary))
         (actions(paths, &summary, &here))
         (funds_section(paths, rid, funds))
+        (bank_files(paths, rid))
         section id="held" aria-labelledby="held-title" {
             (member_section(paths, "held", "On hold", &held, &names, &here))
         }
@@ -557,6 +558,37 @@ fn funds_state(state: &FundsState) -> String {
         }
         FundsState::Unknown { why } => format!("unknown: {why}"),
     }
+}
+
+/// The run's bank file (feature `bank-files`): a form that makes it in a format through the API
+/// (`GET /api/admin/runs/{id}/bank-file?format=`), which marks the run's approved bank payouts
+/// sent and downloads the file. A form, not a link, so that nothing fetches it ahead of a click.
+#[cfg(feature = "bank-files")]
+fn bank_files(paths: &Paths, id: &str) -> Markup {
+    let action = format!(
+        "{}/api/admin/runs/{}/bank-file",
+        paths.api,
+        super::components::url_encode(id)
+    );
+    html! {
+        section id="bank-files" aria-labelledby="bank-files-title" {
+            h3 id="bank-files-title" { "Bank file" }
+            form method="get" action=(action) id="bank-file-form" {
+                label { "Send the approved payouts whose doctor's method is BANK_TRANSFER as a file: "
+                    select name="format" id="bank-file-format" aria-label="Format" {
+                        option value="csv" { "CSV" } option value="pain001" { "pain.001" } option value="nacha" { "NACHA" }
+                    }
+                } " "
+                button id="bank-file-make" { "Make and download (marks them sent)" }
+            }
+        }
+    }
+}
+
+/// Without the `bank-files` feature there is no bank file to make.
+#[cfg(not(feature = "bank-files"))]
+fn bank_files(_: &Paths, _: &str) -> Markup {
+    html! {}
 }
 
 /// One of the run's capped lists (held, failed, processing): its first rows, and how many there
