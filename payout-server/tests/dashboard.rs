@@ -1115,6 +1115,11 @@ async fn a_hosts_own_session_signs_admins_in() {
 
 const RUNS: &str = "/dashboard/admin/runs";
 
+#[cfg(feature = "bank-files")]
+fn form_post(uri: &str, token: &str, body: &str) -> Request<Body> {
+    form(uri, Some(token), body)
+}
+
 /// Creates a run of every payout through the list's form, labelled `label`; returns its page's path.
 async fn create_run(app: &axum::Router, token: &str, label: &str, filters: &str) -> String {
     let body = format!("label={}&{filters}", urlencoding(label));
@@ -1252,6 +1257,17 @@ async fn the_runs_list_and_a_run_page_show_exact_totals_sections_and_forms() {
             "{form}"
         );
         assert!(form.contains("<option value=\"pain001\">"), "{form}");
+        assert!(form.contains("id=\"bank-file-settle\""), "{form}");
+        // A settlement of a file that is not there, or with nothing returned, is refused and said.
+        let settle = |body: &str| form_post(&format!("{run}/action"), &a1, body);
+        let r = call(&app, settle("action=settle_bank_file&file=nope&outcome=all_paid")).await;
+        assert!(r.location().starts_with(&format!("{run}?err=")), "{}", r.location());
+        let r = call(
+            &app,
+            settle("action=settle_bank_file&file=nope&outcome=returned&returned="),
+        )
+        .await;
+        assert!(r.location().starts_with(&format!("{run}?err=")), "{}", r.location());
     }
     // An unknown run is a 404 page; a doctor is refused.
     assert_eq!(

@@ -581,7 +581,90 @@ fn bank_files(paths: &Paths, id: &str) -> Markup {
                 } " "
                 button id="bank-file-make" { "Make and download (marks them sent)" }
             }
+            form method="post" action=(paths.run_action(id)) id="bank-file-settle" {
+                input type="hidden" name="action" value="settle_bank_file";
+                input type="hidden" name="back" value=(paths.run(id));
+                fieldset {
+                    legend { "The bank's confirmation of a file of this run" }
+                    label { "File id " input name="file" id="settle-file" required size="30"; } " "
+                    label { input type="radio" name="outcome" value="all_paid" checked; " all paid" } " "
+                    label { input type="radio" name="outcome" value="returned"; " these returned:" }
+                    br;
+                    textarea name="returned" id="settle-returned" rows="3" aria-label="Returned items" placeholder="one a line: reference, then a colon and the bank's reason" {}
+                    br;
+                    button id="bank-file-settle-submit" { "Record the settlement" }
+                }
+            }
         }
+    }
+}
+
+/// The settlement a settle form asks for: all paid, or the returned items, one a line
+/// (`reference: reason`); or what to tell the admin instead.
+#[cfg(feature = "bank-files")]
+fn settlement_of(outcome: Option<&str>, returned: &str) -> Result<payout_core::service::Settlement, &'static str> {
+    use payout_core::service::{ReturnedItem, Settlement};
+    match outcome {
+        Some("all_paid") => Ok(Settlement::AllPaid),
+        Some("returned") => {
+            let items: Vec<ReturnedItem> = returned
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| {
+                    let (reference, reason) = l.split_once(':').unwrap_or((l, ""));
+                    ReturnedItem {
+                        reference: reference.trim().to_string(),
+                        reason: reason.trim().to_string(),
+                    }
+                })
+                .collect();
+            if items.is_empty() {
+                Err("name the returned items, one a line")
+            } else {
+                Ok(Settlement::Returned { items })
+            }
+        }
+        _ => Err("choose all paid or returned"),
+    }
+}
+
+/// `action=settle_bank_file`: records the bank's confirmation of one of the run's files.
+#[cfg(feature = "bank-files")]
+async fn settle(
+    d: &Dashboard,
+    user: &SignedIn,
+    id: &RunId,
+    field: impl Fn(&str) -> Option<String>,
+    back: &str,
+) -> Response {
+    let file = match payout_core::domain::BankFileId::parse(field("file").unwrap_or_default().trim()) {
+        Ok(f) => f,
+        Err(e) => return flash_redirect(false, &error_message(e), back),
+    };
+    let settlement = match settlement_of(field("outcome").as_deref(), &field("returned").unwrap_or_default()) {
+        Ok(s) => s,
+        Err(why) => return flash_redirect(false, why, back),
+    };
+    match d
+        .app
+        .service
+        .settle_run_bank_file(&user.actor, id, &file, &settlement)
+        .await
+    {
+        Ok(r) => flash_redirect(
+            r.not_recorded.is_empty(),
+            &format!(
+                "bank file {file}: {} paid, {} failed, {} returned, {} unchanged, {} not recorded",
+                r.paid.len(),
+                r.failed.len(),
+                r.returned.len(),
+                r.unchanged.len(),
+                r.not_recorded.len()
+            ),
+            back,
+        ),
+        Err(e) => flash_redirect(false, &error_message(e), back),
     }
 }
 
@@ -680,6 +763,11 @@ pub(crate) async fn action(
             s.trigger_run(actor, &id, provider).await
         }
         Some("retry_failed") => s.retry_failed_run(actor, &id).await,
+        #[cfg(feature = "bank-files")]
+        Some("settle_bank_file") => {
+            let owned = |k: &str| field(k).map(str::to_string);
+            return Ok(settle(&d, &user, &id, owned, &back).await);
+        }
         _ => return Err(flash_redirect(false, "unknown action", &back)),
     };
     Ok(match result {
