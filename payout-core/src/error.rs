@@ -218,6 +218,19 @@ pub enum Error {
     /// id exists already; nothing was changed.
     #[error("run {0} was changed concurrently, or its id is taken")]
     RunConflict(RunId),
+    /// The run's funds check shows a shortfall and the run has no confirmed funds override: it is
+    /// not triggered (nothing was sent or changed). A second admin may confirm an override
+    /// ([`PayoutService::confirm_funds_override`](crate::PayoutService::confirm_funds_override)).
+    #[error(
+        "run {run_id} is not triggered: the funds check shows a shortfall ({shortfalls}); nothing was sent. \
+         Add funds, or have an admin request a funds override and a second admin confirm it"
+    )]
+    FundsShortfall {
+        /// The run.
+        run_id: RunId,
+        /// Each shortfall, for a person: provider, currency, needed, available and short by.
+        shortfalls: String,
+    },
     /// The payout is on hold (its own hold, or its doctor's): it is not sent until an admin
     /// releases the hold. Nothing was changed.
     #[error("payout {payout_id} is on hold ({scope}): {reason}")]

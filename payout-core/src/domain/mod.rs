@@ -19,8 +19,8 @@ pub use bank_file::{BankFileId, end_to_end_id};
 pub use hold::{DoctorHold, Hold, HoldScope, MAX_HOLD_REASON, check_hold_reason};
 pub use people::{Actor, BankAccount, Consultation, PayoutDestination, Recipient, Reversal, mask};
 pub use run::{
-    CurrencyTotal, FundsOverride, MAX_RUN_LABEL, NewRun, Run, RunAction, RunEvent, RunKind, RunResult, RunSummary,
-    RunTally, Subtotal, order_totals,
+    CurrencyTotal, FundsOverride, MAX_OVERRIDE_REASON, MAX_RUN_LABEL, NewRun, Run, RunAction, RunEvent, RunKind,
+    RunResult, RunSummary, RunTally, Subtotal, check_override_reason, order_totals,
 };
 
 macro_rules! string_id {

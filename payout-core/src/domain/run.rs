@@ -76,6 +76,32 @@ pub struct FundsOverride {
     pub confirmed_at: Option<DateTime<Utc>>,
 }
 
+impl FundsOverride {
+    /// True once a second admin has confirmed it: only then does it let a run with a funds
+    /// shortfall be triggered.
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed_by.is_some() && self.confirmed_at.is_some()
+    }
+}
+
+/// The longest reason a funds override may give, in characters.
+pub const MAX_OVERRIDE_REASON: usize = 500;
+
+/// Refuses, with [`Error::InvalidInput`], an empty reason for a funds override, or one longer than
+/// [`MAX_OVERRIDE_REASON`] characters.
+pub fn check_override_reason(reason: &str) -> Result<()> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(Error::InvalidInput("a funds override needs a reason".into()));
+    }
+    if reason.chars().count() > MAX_OVERRIDE_REASON {
+        return Err(Error::InvalidInput(format!(
+            "a funds override's reason may be at most {MAX_OVERRIDE_REASON} characters"
+        )));
+    }
+    Ok(())
+}
+
 /// A run: payouts handled together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -49,7 +49,7 @@ pub fn check_not_held(payout: &Payout, doctor: Option<&DoctorHold>) -> Result<()
 }
 
 impl PayoutService {
-    fn require_admin(&self, actor: &Actor, what: &str) -> Result<()> {
+    pub(super) fn require_admin(&self, actor: &Actor, what: &str) -> Result<()> {
         match actor {
             Actor::Admin { .. } => Ok(()),
             _ => Err(Error::Forbidden(format!("only an admin may {what}"))),

@@ -10,6 +10,7 @@ mod bulk;
 mod calculate;
 mod export;
 mod funds;
+mod funds_gate;
 mod holds;
 mod lifecycle;
 mod pipeline;
@@ -40,6 +41,7 @@ pub use bank_file::{
 };
 pub use calculate::{AlreadyPaid, CHUNK_ROUNDS, CalculationReport, ManualPayout};
 pub use export::EarningsAnalytics;
+pub use funds_gate::{RunFunds, funds_blocked, shortfall_text};
 pub use holds::{DoctorHoldReport, check_not_held};
 pub use lifecycle::{BulkOutcome, CancelConsultations};
 pub use reconcile::{ReconcilePolicy, ReconcileReport, SettlementWatch};

@@ -381,9 +381,14 @@ impl PayoutService {
     /// or with no method (none chosen, or no adapter for it), is not touched and gets a failed
     /// result saying why. Every outcome is recorded on the run, page by page, and the action is a
     /// run event (`TRIGGER`). Once the service is shutting down, no further page is started.
+    ///
+    /// First the run's funds check ([`run_funds`](Self::run_funds)): a shortfall without a funds
+    /// override confirmed by a second admin is [`Error::FundsShortfall`], and nothing is sent or
+    /// written. Pending and unknown balances do not block.
     pub async fn trigger_run(&self, actor: &Actor, id: &RunId, provider: Option<Provider>) -> Result<RunReport> {
         self.require_privileged(actor, "trigger runs")?;
         self.store.run(id).await?;
+        self.funds_gate(actor, id, provider).await?;
         let mut report = RunReport::new(id, RunAction::Trigger);
         let mut after = None;
         loop {
