@@ -228,6 +228,12 @@ pub struct ListQuery {
     /// each with its `attention` reason; not combined with the other filters (the list only).
     #[serde(default, deserialize_with = "query_value::flag")]
     pub attention: Option<bool>,
+    /// Only the payouts of this run.
+    #[serde(default, deserialize_with = "query_value::text")]
+    pub run: Option<String>,
+    /// `true`: only payouts on hold (their own hold or their doctor's); `false`: only the others.
+    #[serde(default, deserialize_with = "query_value::flag")]
+    pub held: Option<bool>,
 }
 
 /// Filters of the dashboard's list form, the API's names and rules; other fields are ignored.
@@ -264,7 +270,8 @@ impl ListQuery {
             provider: self.provider,
             created_from: self.start_date,
             created_to: self.end_date,
-            ..Default::default()
+            run: self.run.clone().map(payout_core::domain::RunId::new),
+            held: self.held,
         })
     }
 
@@ -324,10 +331,12 @@ async fn attention_list(
         q.provider.is_some(),
         q.start_date.is_some(),
         q.end_date.is_some(),
+        q.run.is_some(),
+        q.held.is_some(),
     ];
     if others.contains(&true) {
         return Err(ApiError::BadRequest(
-            "attention=true lists the whole attention queue: leave out status, doctor, provider, startDate and endDate"
+            "attention=true lists the whole attention queue: leave out status, doctor, provider, startDate, endDate, run and held"
                 .into(),
         ));
     }
@@ -485,7 +494,7 @@ pub async fn get_audit(
         (status = 200, description = "The payout after the action", body = PayoutBody),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "Not allowed in this status, changed concurrently, or needs (re)approval", body = ErrorBody),
+        (status = 409, description = "Not allowed in this status, changed concurrently, needs (re)approval, or on hold (`on_hold`, with the hold's reason)", body = ErrorBody),
         (status = 422, description = "No recipient details for the provider, or the provider is not configured", body = ErrorBody),
         (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 502, description = "The provider refused or failed", body = ErrorBody),
@@ -524,6 +533,8 @@ pub async fn patch_payout(
         }
         PatchPayout::Trigger { provider } => s.trigger(&actor, &id, provider).await?,
         PatchPayout::Retry { provider } => s.retry(&actor, &id, provider).await?,
+        PatchPayout::Hold { reason } => s.hold(&actor, &id, &reason).await?,
+        PatchPayout::Release {} => s.release(&actor, &id).await?,
     };
     Ok(Json(PayoutBody { data: payout.into() }))
 }

@@ -31,7 +31,10 @@ use chrono::{Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use payout_core::PayoutProvider;
 use payout_core::domain::{Actor, Period, Provider};
-use payout_core::service::{CalculationPolicy, PayoutService, PerformanceConfig, ReconcilePolicy, ServicePolicy};
+use payout_core::funds::BalanceSource;
+use payout_core::service::{
+    CalculationPolicy, PayoutService, PayoutServiceBuilder, PerformanceConfig, ReconcilePolicy, ServicePolicy,
+};
 use payout_core::simulated::{SimulatedProvider, SimulatedSettlement};
 use payout_core::{Error, Result};
 use payout_store_sqlx::{
@@ -277,8 +280,8 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
     let providers = providers_from_env(&config.simulation_token);
     let real: Vec<Provider> = providers
         .iter()
-        .filter(|(_, a)| !a.capabilities().simulated)
-        .map(|(p, _)| *p)
+        .filter(|s| !s.adapter.capabilities().simulated)
+        .map(|s| s.adapter.provider())
         .collect();
     let dev_login = DevLogin::for_demo(&config.jwt_secret, config.addr, &real)?;
     let url = config.database_url.as_str();
@@ -331,11 +334,11 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
         .policy(config.policy())
         .performance(performance);
     let mut simulated = Vec::new();
-    for (provider, adapter) in providers {
-        if adapter.capabilities().simulated {
-            simulated.push(provider);
+    for setup in providers {
+        if setup.adapter.capabilities().simulated {
+            simulated.push(setup.adapter.provider());
         }
-        builder = builder.provider(adapter);
+        builder = setup.register(builder);
     }
     let service = Arc::new(builder.build()?);
     if config.sample_data {
@@ -364,29 +367,52 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
     })
 }
 
-/// Every provider: the real adapter when its credentials are in the environment, else the simulated one.
-pub fn providers_from_env(simulation_token: &str) -> Vec<(Provider, Arc<dyn PayoutProvider>)> {
-    let mut out: Vec<(Provider, Arc<dyn PayoutProvider>)> = Vec::new();
+/// One provider's adapter, and its balance source when the adapter offers one (Stripe, M-Pesa):
+/// the same `Arc`, built once, so the M-Pesa balance its result callback brings is the one read.
+#[derive(Clone)]
+pub struct ProviderSetup {
+    /// The adapter that sends.
+    pub adapter: Arc<dyn PayoutProvider>,
+    /// Where its balance is read for the funds check (`None`: unknown, which never blocks).
+    pub balance: Option<Arc<dyn BalanceSource>>,
+}
+
+impl ProviderSetup {
+    /// An adapter without a balance source.
+    pub fn new(adapter: Arc<dyn PayoutProvider>) -> Self {
+        ProviderSetup { adapter, balance: None }
+    }
+
+    /// Registers the adapter, and its balance source if it has one, with `builder`.
+    pub fn register(self, builder: PayoutServiceBuilder) -> PayoutServiceBuilder {
+        let builder = builder.provider(self.adapter);
+        match self.balance {
+            Some(source) => builder.balance_source(source),
+            None => builder,
+        }
+    }
+}
+
+/// Every provider: the real adapter when its credentials are in the environment (with its balance
+/// source, for Stripe and M-Pesa), else the simulated one (no balance source).
+pub fn providers_from_env(simulation_token: &str) -> Vec<ProviderSetup> {
+    let mut out = Vec::new();
     for provider in Provider::ALL {
-        match real_provider(provider) {
-            Ok(adapter) => {
-                tracing::info!(%provider, "provider configured from the environment");
-                out.push((provider, adapter));
+        match crate::demo_providers::from_env(provider) {
+            Ok(setup) => {
+                tracing::info!(%provider, balance = setup.balance.is_some(), "provider configured from the environment");
+                out.push(setup);
             }
             Err(why) => {
                 tracing::warn!(%provider, reason = %why, "using the SIMULATED provider: no money moves");
                 let sim = SimulatedProvider::new(provider)
                     .with_settlement(SimulatedSettlement::Deferred)
                     .with_webhook_token(simulation_token);
-                out.push((provider, Arc::new(sim)));
+                out.push(ProviderSetup::new(Arc::new(sim)));
             }
         }
     }
     out
-}
-
-fn real_provider(provider: Provider) -> std::result::Result<Arc<dyn PayoutProvider>, String> {
-    crate::demo_providers::from_env(provider)
 }
 
 /// The demo's application: the library's routers at the root (the original system's paths), and what

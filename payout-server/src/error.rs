@@ -46,6 +46,12 @@ impl ApiError {
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Core(e) => match e {
                 Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                Error::RunNotFound(_) => (StatusCode::NOT_FOUND, "run_not_found"),
+                Error::DoctorNotHeld(_) => (StatusCode::NOT_FOUND, "doctor_not_held"),
+                Error::RunConflict(_) => (StatusCode::CONFLICT, "run_conflict"),
+                Error::OnHold { .. } => (StatusCode::CONFLICT, "on_hold"),
+                Error::DoctorAlreadyHeld(_) => (StatusCode::CONFLICT, "doctor_already_held"),
+                Error::FundsShortfall { .. } => (StatusCode::CONFLICT, "funds_shortfall"),
                 Error::UnknownReference { .. } => (StatusCode::CONFLICT, "unknown_reference"),
                 Error::InvalidTransition { .. } => (StatusCode::CONFLICT, "invalid_transition"),
                 Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -71,7 +77,6 @@ impl ApiError {
                 Error::Webhook(_) => (StatusCode::UNAUTHORIZED, "invalid_webhook_signature"),
                 Error::NotSupported(_) => (StatusCode::NOT_IMPLEMENTED, "not_supported"),
                 Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
-                Error::RunNotFound(_) => (StatusCode::NOT_FOUND, "run_not_found"),
                 Error::BankFile(e) => match e {
                     BankFileError::NotFound(_) => (StatusCode::NOT_FOUND, "bank_file_not_found"),
                     BankFileError::Empty(_) => (StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_send"),

@@ -40,6 +40,7 @@ pub mod error;
 pub mod limits;
 pub mod observe;
 pub mod openapi;
+pub mod runs;
 pub mod webhooks;
 pub mod wire;
 
@@ -128,7 +129,8 @@ impl AppState {
     }
 }
 
-/// The JSON API: `/api/admin/payouts…`, `/api/doctor/payouts` and `/api/openapi.json` (with the
+/// The JSON API: `/api/admin/payouts…`, `/api/admin/runs…`, `/api/admin/doctors…` (holds),
+/// `/api/doctor/payouts` and `/api/openapi.json` (with the
 /// feature `bank-files`, `/api/admin/bank-files…` too), with the body limit and the admin
 /// mutations' rate limit.
 ///
@@ -139,7 +141,13 @@ pub fn api_router<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S
     let mutations = Router::new()
         .route("/api/admin/payouts", post(api::create_payout))
         .route("/api/admin/payouts/bulk", post(api::bulk))
-        .route("/api/admin/payouts/{id}", axum::routing::patch(api::patch_payout));
+        .route("/api/admin/payouts/{id}", axum::routing::patch(api::patch_payout))
+        .route("/api/admin/runs", post(runs::create_run))
+        .route("/api/admin/runs/{id}/approve", post(runs::approve_run))
+        .route("/api/admin/runs/{id}/trigger", post(runs::trigger_run))
+        .route("/api/admin/runs/{id}/retry-failed", post(runs::retry_failed_run))
+        .route("/api/admin/runs/{id}/funds-override", post(runs::funds_override))
+        .route("/api/admin/doctors/{id}/hold", post(runs::doctor_hold));
     // Making a bank file marks its payouts sent: a mutation, rate-limited like the others.
     #[cfg(feature = "bank-files")]
     let mutations = mutations.merge(bank_files::mutations());
@@ -153,6 +161,12 @@ pub fn api_router<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S
         .route("/api/admin/payouts/{id}", get(api::get_payout))
         .route("/api/admin/payouts/{id}/items", get(api::get_items))
         .route("/api/admin/payouts/{id}/audit", get(api::get_audit))
+        .route("/api/admin/runs", get(runs::list_runs))
+        .route("/api/admin/runs/{id}", get(runs::get_run))
+        .route("/api/admin/runs/{id}/payouts", get(runs::run_payouts))
+        .route("/api/admin/runs/{id}/results", get(runs::run_results))
+        .route("/api/admin/runs/{id}/funds", get(runs::run_funds))
+        .route("/api/admin/doctors/holds", get(runs::doctor_holds))
         .route("/api/doctor/payouts", get(api::doctor_payouts))
         .route("/api/openapi.json", get(openapi::document))
         .route("/api/docs", get(openapi::docs))

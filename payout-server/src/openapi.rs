@@ -8,11 +8,15 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::wire::{
-    AttentionView, AuditBody, AuditEntryView, BulkBody, BulkRequest, BulkResult, BulkSummary, ClaimedOutcome,
-    Consultations, CreatePayout, DoctorHistory, ErrorBody, ErrorDetail, Health, HealthStatus, ItemView, ItemsBody,
-    Pagination, PatchPayout, PayoutBody, PayoutList, PayoutView, WebhookBody, WebhookEvent, WebhookReceipt,
+    AmountView, AttentionView, AuditBody, AuditEntryView, BulkBody, BulkRequest, BulkResult, BulkSummary,
+    ClaimedOutcome, Consultations, CreatePayout, CreateRun, CurrencyTotalView, DoctorHistory, DoctorHoldBody,
+    DoctorHoldList, DoctorHoldOutcome, DoctorHoldRequest, DoctorHoldView, ErrorBody, ErrorDetail, FundsLineView,
+    FundsOverrideRequest, FundsOverrideView, Health, HealthStatus, HoldView, ItemView, ItemsBody, Pagination,
+    PatchPayout, PayoutBody, PayoutList, PayoutView, ProviderTotal, RunBody, RunDetail, RunEventView, RunFundsBody,
+    RunFundsView, RunList, RunOnlyBody, RunReportBody, RunReportView, RunResultList, RunResultView, RunSummaryBody,
+    RunSummaryView, RunTotals, RunView, StatusTotal, TriggerRun, WebhookBody, WebhookEvent, WebhookReceipt,
 };
-use crate::{api, webhooks};
+use crate::{api, runs, webhooks};
 
 /// The API description: every route of the API and webhook routers, `/healthz` and `/metrics`.
 #[derive(OpenApi)]
@@ -28,6 +32,18 @@ use crate::{api, webhooks};
         api::bulk,
         api::export_csv,
         api::doctor_payouts,
+        runs::list_runs,
+        runs::create_run,
+        runs::get_run,
+        runs::run_payouts,
+        runs::run_results,
+        runs::run_funds,
+        runs::approve_run,
+        runs::trigger_run,
+        runs::retry_failed_run,
+        runs::funds_override,
+        runs::doctor_hold,
+        runs::doctor_holds,
         webhooks::stripe,
         webhooks::paypal,
         webhooks::mpesa,
@@ -48,10 +64,15 @@ use crate::{api, webhooks};
         PayoutStatusName, ProviderName, PayoutView, AttentionView, ItemView, AuditEntryView, Pagination,
         PayoutList, PayoutBody, ItemsBody, AuditBody, DoctorHistory, CreatePayout, PatchPayout, BulkRequest,
         Consultations, ClaimedOutcome, BulkResult, BulkSummary, BulkBody, ErrorBody, ErrorDetail, Health,
-        HealthStatus, WebhookBody, WebhookReceipt, WebhookEvent,
+        HealthStatus, WebhookBody, WebhookReceipt, WebhookEvent, HoldView, CreateRun, TriggerRun,
+        FundsOverrideRequest, DoctorHoldRequest, AmountView, FundsOverrideView, RunView, StatusTotal, ProviderTotal,
+        CurrencyTotalView, RunTotals, RunSummaryView, RunList, RunSummaryBody, RunResultView, RunResultList,
+        RunEventView, RunDetail, RunBody, RunReportView, RunReportBody, FundsLineView, RunFundsView, RunFundsBody,
+        RunOnlyBody, DoctorHoldView, DoctorHoldOutcome, DoctorHoldBody, DoctorHoldList,
     )),
     tags(
         (name = "admin", description = "Payouts for admins (role `admin`)"),
+        (name = "runs", description = "Payout runs, the funds check and holds (role `admin`)"),
         (name = "doctor", description = "A doctor's own payouts (role `doctor`)"),
         (name = "webhooks", description = "Provider callbacks, verified over the raw body before anything is read"),
         (name = "operations", description = "Health, metrics and this document"),

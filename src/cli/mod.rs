@@ -191,11 +191,14 @@ async fn reconcile(args: ReconcileArgs) -> Result<(), CliError> {
         .directory(wired.directory)
         .policy(config.policy())
         .performance(wired.performance);
-    for (provider, adapter) in providers {
-        if adapter.capabilities().simulated {
-            println!("{provider}: SIMULATED (no credentials in the environment)");
+    for setup in providers {
+        if setup.adapter.capabilities().simulated {
+            println!(
+                "{}: SIMULATED (no credentials in the environment)",
+                setup.adapter.provider()
+            );
         }
-        builder = builder.provider(adapter);
+        builder = setup.register(builder);
     }
     let service = builder.build().map_err(|e| CliError::usage(e.to_string()))?;
     let report = service
