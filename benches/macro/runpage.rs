@@ -202,10 +202,10 @@ async fn seed(pool: &PgPool, run_size: usize) {
                 (ps + INTERVAL '1 month')::timestamp AT TIME ZONE 'UTC' \
          FROM (SELECT r, (DATE '2024-01-01' + make_interval(months => r))::date AS ps \
                FROM generate_series(0, {last_run}) AS r) g; \
-         INSERT INTO payout_run_members (run_id, payout_id) \
-         SELECT 'run_bench_' || lpad((i / {run_size})::text, 3, '0'), \
-                lpad(to_hex(i), 8, '0') || '-0190-7000-8000-' || lpad(to_hex(abs(hashint8(i)::bigint)), 12, '0') \
-         FROM generate_series(0::bigint, {last}::bigint) AS i",
+         INSERT INTO payout_run_members (run_id, payout_id, status, created_at, held) \
+         SELECT 'run_bench_' || lpad((i / {run_size})::text, 3, '0'), p.id, p.status, p.created_at, FALSE \
+         FROM generate_series(0::bigint, {last}::bigint) AS i \
+         JOIN payouts p ON p.id = lpad(to_hex(i), 8, '0') || '-0190-7000-8000-' || lpad(to_hex(abs(hashint8(i)::bigint)), 12, '0')",
         last_run = RUNS - 1,
         last = RUNS * run_size - 1,
     );
@@ -296,4 +296,15 @@ async fn check_totals(service: &PayoutService, pool: &PgPool, run: &RunId) {
         counted += n as u64;
     }
     assert_eq!(summary.count(), counted, "{run}: total against a recount");
+    // The member rows the pages are read from agree with their payouts (kept by the trigger).
+    let stale: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM payout_run_members m JOIN payouts p ON p.id = m.payout_id \
+         WHERE m.run_id = $1 AND (m.status <> p.status OR m.created_at <> p.created_at \
+               OR m.held <> (p.hold IS NOT NULL AND (p.hold::jsonb ->> 'releasedAt') IS NULL))",
+    )
+    .bind(run.as_str())
+    .fetch_one(pool)
+    .await
+    .expect("a comparison");
+    assert_eq!(stale, 0, "{run}: member rows that disagree with their payouts");
 }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
-use payout_core::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider};
+use payout_core::domain::{AuditEntry, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider, RunId};
 use payout_core::provider::EventReference;
 use payout_core::store::{CarryOver, Cursor, Page, PayoutFilter, PayoutPage};
 use payout_core::{Error, Result};
@@ -38,12 +38,13 @@ async fn require<D: Db>(d: &D, id: &PayoutId) -> Result<()> {
     found.map(|_| ()).ok_or_else(|| Error::NotFound(id.clone()))
 }
 
-/// The condition, on a `payouts` row, of a hold that is on: one is stored and it has no
-/// `releasedAt` (the JSON of `Hold`). The partial index `payouts_with_hold` covers it.
-fn hold_is_on(dialect: Dialect) -> &'static str {
+/// The condition, on a `payouts` row (its columns named with `prefix`: `""` or `"p."`), of a hold
+/// that is on: one is stored and it has no `releasedAt` (the JSON of `Hold`). The partial index
+/// `payouts_with_hold` covers it; a run's member rows keep its value as `held`.
+pub(crate) fn hold_is_on(dialect: Dialect, prefix: &str) -> String {
     match dialect {
-        Dialect::Postgres => "(hold IS NOT NULL AND (hold::jsonb ->> 'releasedAt') IS NULL)",
-        Dialect::Sqlite => "(hold IS NOT NULL AND json_extract(hold, '$.releasedAt') IS NULL)",
+        Dialect::Postgres => format!("({prefix}hold IS NOT NULL AND ({prefix}hold::jsonb ->> 'releasedAt') IS NULL)"),
+        Dialect::Sqlite => format!("({prefix}hold IS NOT NULL AND json_extract({prefix}hold, '$.releasedAt') IS NULL)"),
     }
 }
 
@@ -70,8 +71,8 @@ pub(crate) fn filter_clause(
         });
     }
     match filter.held {
-        Some(true) => conditions.push(hold_is_on(dialect).to_string()),
-        Some(false) => conditions.push(format!("NOT {}", hold_is_on(dialect))),
+        Some(true) => conditions.push(hold_is_on(dialect, "")),
+        Some(false) => conditions.push(format!("NOT {}", hold_is_on(dialect, ""))),
         None => {}
     }
     if let Some(status) = filter.status {
@@ -109,21 +110,26 @@ fn start_of(day: NaiveDate) -> DateTime<Utc> {
 }
 
 pub(crate) async fn list<D: Db>(d: &D, filter: &PayoutFilter, page: &Page) -> Result<PayoutPage> {
-    let limit = page.limit.min(Page::MAX_LIMIT);
-
     let total = count(d, filter).await?;
-
     let mut args = Args::new();
-    let clause = filter_clause(d.dialect(), filter, page.after.as_ref(), &mut args);
-    let skip = if page.after.is_some() {
-        0
+    let (limit_ph, skip_ph) = limit_and_skip(page, &mut args);
+    let sql = if let Some(run) = filter.run.as_ref().filter(|_| by_members(filter)) {
+        // The page is chosen among the run's member rows, in the list's order by their index, and
+        // only its payouts are read: a run's page costs its own rows, not the run's size.
+        let members = member_clause(run, filter, page.after.as_ref(), &mut args);
+        let chosen = format!(
+            "SELECT payout_id FROM payout_run_members {members} \
+             ORDER BY created_at DESC, payout_id DESC LIMIT {limit_ph} OFFSET {skip_ph}"
+        );
+        let ids = match d.dialect() {
+            Dialect::Postgres => format!("id = ANY(ARRAY({chosen}))"),
+            Dialect::Sqlite => format!("id IN ({chosen})"),
+        };
+        format!("SELECT {PAYOUT_READ_COLUMNS} FROM payouts WHERE {ids} {NEWEST_FIRST}")
     } else {
-        i64::try_from(page.skip).unwrap_or(i64::MAX)
+        let clause = filter_clause(d.dialect(), filter, page.after.as_ref(), &mut args);
+        format!("SELECT {PAYOUT_READ_COLUMNS} FROM payouts {clause} {NEWEST_FIRST} LIMIT {limit_ph} OFFSET {skip_ph}")
     };
-    let limit_ph = args.push(i64::from(limit));
-    let skip_ph = args.push(skip);
-    let sql =
-        format!("SELECT {PAYOUT_READ_COLUMNS} FROM payouts {clause} {NEWEST_FIRST} LIMIT {limit_ph} OFFSET {skip_ph}");
     let payouts = d
         .fetch_all(&sql, args)
         .await
@@ -131,6 +137,7 @@ pub(crate) async fn list<D: Db>(d: &D, filter: &PayoutFilter, page: &Page) -> Re
         .iter()
         .map(rows::payout)
         .collect::<Result<Vec<_>>>()?;
+    let limit = page.limit.min(Page::MAX_LIMIT);
     let next = if limit > 0 && payouts.len() == limit as usize {
         payouts.last().map(Cursor::after)
     } else {
@@ -139,14 +146,59 @@ pub(crate) async fn list<D: Db>(d: &D, filter: &PayoutFilter, page: &Page) -> Re
     Ok(PayoutPage { payouts, total, next })
 }
 
+/// The `LIMIT` and `OFFSET` placeholders of `page` (no offset after a cursor).
+fn limit_and_skip(page: &Page, args: &mut Args) -> (String, String) {
+    let skip = if page.after.is_some() {
+        0
+    } else {
+        i64::try_from(page.skip).unwrap_or(i64::MAX)
+    };
+    let limit = args.push(i64::from(page.limit.min(Page::MAX_LIMIT)));
+    (limit, args.push(skip))
+}
+
+/// Whether a run's payouts in `filter` are found among its member rows alone
+/// (`payout_run_members` keeps each one's status, creation time and hold; not its doctor or
+/// provider).
+fn by_members(filter: &PayoutFilter) -> bool {
+    filter.doctor_id.is_none() && filter.provider.is_none()
+}
+
+/// The `WHERE` clause, on `payout_run_members`, of `run`'s members in `filter` (see
+/// [`by_members`]), its values pushed onto `args`.
+fn member_clause(run: &RunId, filter: &PayoutFilter, after: Option<&Cursor>, args: &mut Args) -> String {
+    let mut conditions = vec![format!("run_id = {}", args.push(run.as_str()))];
+    if let Some(status) = filter.status {
+        conditions.push(format!("status = {}", args.push(status.as_str())));
+    }
+    match filter.held {
+        Some(true) => conditions.push("held".to_string()),
+        Some(false) => conditions.push("NOT held".to_string()),
+        None => {}
+    }
+    if let Some(from) = filter.created_from {
+        conditions.push(format!("created_at >= {}", args.push(start_of(from))));
+    }
+    if let Some(next) = filter.created_to.and_then(|to| to.checked_add_days(Days::new(1))) {
+        conditions.push(format!("created_at < {}", args.push(start_of(next))));
+    }
+    if let Some(c) = after {
+        let at = args.push(c.created_at);
+        let id = args.push(c.id.as_str());
+        conditions.push(format!("(created_at, payout_id) < ({at}, {id})"));
+    }
+    format!("WHERE {}", conditions.join(" AND "))
+}
+
 /// How many payouts match `filter`.
 ///
 /// Whole months come from `payout_tallies` (kept by triggers, see the migration), so a broad
 /// filter reads a few hundred tallies instead of counting up to every payout; the days of a
 /// partial month at either end of a date range, and a doctor's payouts (few, and not tallied), are
 /// counted in `payouts` through their indexes. A run's members by status and provider come from
-/// the run's own tallies (`payout_run_tallies`); held payouts, or a run's narrowed further, are
-/// counted in `payouts`.
+/// the run's own tallies (`payout_run_tallies`); a run's narrowed by hold or date are counted
+/// among its member rows (the held ones through their partial index), by doctor or provider too
+/// in `payouts`, as are held payouts outside a run.
 async fn count<D: Db>(d: &D, filter: &PayoutFilter) -> Result<u64> {
     let narrowed = filter.doctor_id.is_some()
         || filter.held.is_some()
@@ -155,6 +207,14 @@ async fn count<D: Db>(d: &D, filter: &PayoutFilter) -> Result<u64> {
     if let Some(run) = &filter.run {
         if !narrowed {
             return count_run_tallies(d, run.as_str(), filter).await;
+        }
+        if by_members(filter) {
+            let mut args = Args::new();
+            let sql = format!(
+                "SELECT COUNT(*) AS n FROM payout_run_members {}",
+                member_clause(run, filter, None, &mut args)
+            );
+            return read_count(d, &sql, args).await;
         }
     }
     if filter.doctor_id.is_some() || filter.held.is_some() || filter.run.is_some() {

@@ -120,25 +120,45 @@ async fn require_run<D: Db>(d: &D, run: &RunId) -> Result<()> {
     found.map(|_| ()).ok_or_else(|| Error::RunNotFound(run.clone()))
 }
 
-/// Makes the payouts `ids` (existing, distinct, members of no run `run` yet) members of `run`; the
-/// tally triggers count them.
-pub(crate) async fn insert_members<T: Tx>(tx: &mut T, run: &RunId, ids: &[&str]) -> Result<()> {
+/// Makes the payouts `ids` (existing, distinct, members of no run `run` yet) members of `run`, each
+/// row with its payout's status, creation time and hold (migration `20261208000100_run_member_order`);
+/// the tally triggers count them.
+///
+/// `existing`: the payouts were committed before this transaction, so others may be changing them.
+/// On Postgres they are then locked `FOR SHARE` in id order as they are read: a change committed
+/// meanwhile is read (the read waits for it), and one that comes after waits for this transaction,
+/// whose member rows its trigger then finds, so neither the rows nor the run's tallies miss it.
+pub(crate) async fn insert_members<T: Tx>(tx: &mut T, run: &RunId, ids: &[&str], existing: bool) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    insert_rows(
-        tx,
-        "INSERT INTO payout_run_members (run_id, payout_id)",
-        "",
-        false,
-        2,
-        ids,
-        |id, out| {
-            out.extend([Value::from(run.as_str()), Value::from(*id)]);
-            Ok(())
-        },
-    )
+    let dialect = tx.dialect();
+    let head = format!(
+        "INSERT INTO payout_run_members (run_id, payout_id, status, created_at, held) \
+         SELECT v.column1, p.id, p.status, p.created_at, {} FROM (",
+        crate::read::hold_is_on(dialect, "p.")
+    );
+    let tail = match (dialect, existing) {
+        (Dialect::Postgres, true) => ") AS v JOIN payouts p ON p.id = v.column2 ORDER BY p.id FOR SHARE OF p",
+        _ => ") AS v JOIN payouts p ON p.id = v.column2",
+    };
+    let inserted = insert_rows(tx, &head, tail, false, 2, ids, |id, out| {
+        out.extend([Value::from(run.as_str()), Value::from(*id)]);
+        Ok(())
+    })
     .await?;
+    if inserted.changed != ids.len() as u64 {
+        // A payout of `ids` was not found: the callers check first, so this is a bug, not bad input.
+        return Err(corrupt(
+            "run members",
+            format!(
+                "{} of {} payouts joined run {}",
+                inserted.changed,
+                ids.len(),
+                run.as_str()
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -204,7 +224,7 @@ pub(crate) async fn create_run<D: Db>(
     if inserted == 0 {
         return Err(Error::RunConflict(run.id));
     }
-    insert_members(&mut tx, &run.id, &ids).await?;
+    insert_members(&mut tx, &run.id, &ids, true).await?;
     insert_event(&mut tx, &RunEvent::created(&run)).await?;
     tx.commit().await.map_err(db)?;
     self::run(d, &run.id).await

@@ -225,7 +225,116 @@ async fn concurrent_moves_keep_run_totals(store: Arc<dyn PayoutStore>) {
             .sum::<i64>(),
         PAYOUTS as i64 * 50_000
     );
+    // The member rows the run's pages are read from followed every move: counted there (none is
+    // held, so "not held" counts them by their own status), each status has its recount.
+    let mut by_status: BTreeMap<PayoutStatus, u64> = BTreeMap::new();
+    for ((status, _), n) in &recount {
+        *by_status.entry(*status).or_default() += n;
+    }
+    for (status, n) in by_status {
+        let filter = PayoutFilter {
+            run: Some("run_a".into()),
+            status: Some(status),
+            held: Some(false),
+            ..Default::default()
+        };
+        let page = store.list(&filter, &Page::new(500, 0)).await.expect("list");
+        assert_eq!(page.total, n, "{status} members counted among the member rows");
+        assert_eq!(
+            page.payouts.len() as u64,
+            n,
+            "{status} members listed from the member rows"
+        );
+        assert!(
+            page.payouts.iter().all(|p| p.status == status),
+            "{status} members listed"
+        );
+    }
 }
 
 common::on_every_backend!(concurrent_moves_keep_run_totals:
     sqlite_concurrent_moves_keep_run_totals, postgres_concurrent_moves_keep_run_totals);
+
+/// A payout that another transaction is changing while a run is made of it: the run's insert of
+/// its members waits for that transaction (it locks the payouts it copies `FOR SHARE`), so the
+/// member row and the run's tallies have the change. Without the lock the run would copy the
+/// payout as it was before the change, and the change's trigger, not seeing the uncommitted run,
+/// would leave that copy stale.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_a_run_made_while_its_payout_changes_has_the_change() {
+    PgSchemas::run(|schemas| async move {
+        let pool = schemas.fresh_pool().await;
+        let store = Arc::new(payout_store_sqlx::PgStore::new(pool.clone()));
+        payout_core::testkit::store::seed(
+            &*store,
+            vec![fixtures::new_payout("po_01", "dr-1", month(2025, 1), &["500"])],
+        )
+        .await;
+
+        // Another session approves the payout and has not committed yet.
+        let mut other = pool.begin().await.expect("begin");
+        let other_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *other)
+            .await
+            .expect("pid");
+        sqlx::query("UPDATE payouts SET status = 'APPROVED' WHERE id = 'po_01'")
+            .execute(&mut *other)
+            .await
+            .expect("approve");
+
+        let making = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move {
+                store
+                    .create_run(fixtures::new_run("run_x", at(1)), &["po_01".into()])
+                    .await
+            }
+        });
+        // Until the run's insert waits on the other session (or is done without waiting, which
+        // the assertions below then catch), for at most 30 s.
+        let mut waited = false;
+        for _ in 0..3_000 {
+            let blocked: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))")
+                    .bind(other_pid)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("pg_stat_activity");
+            if blocked > 0 {
+                waited = true;
+                break;
+            }
+            if making.is_finished() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        other.commit().await.expect("commit");
+        making.await.expect("the task").expect("create_run");
+
+        assert!(waited, "the run's insert waited for the change");
+        let run = store.run(&"run_x".into()).await.expect("run");
+        assert_eq!(
+            run.count_of(PayoutStatus::Approved),
+            1,
+            "the run's tallies have the change"
+        );
+        assert_eq!(run.count_of(PayoutStatus::Pending), 0);
+        let approved = store
+            .list(
+                &PayoutFilter {
+                    run: Some("run_x".into()),
+                    status: Some(PayoutStatus::Approved),
+                    held: Some(false),
+                    ..Default::default()
+                },
+                &Page::default(),
+            )
+            .await
+            .expect("list");
+        assert_eq!(approved.total, 1, "the member row has the change");
+        pool.close().await;
+    })
+    .await;
+}

@@ -519,7 +519,7 @@ async fn write_period<D: Db>(d: &D, mut batch: PeriodBatch, check: LedgerCheck) 
     }
     if let Some(run) = &run {
         let ids: Vec<&str> = outcome.created.iter().map(PayoutId::as_str).collect();
-        crate::runs::insert_members(&mut tx, run, &ids).await?;
+        crate::runs::insert_members(&mut tx, run, &ids, false).await?;
     }
     let mut recorded: Vec<&CarryOver> = Vec::new();
     for c in &carry {

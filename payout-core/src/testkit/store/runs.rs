@@ -365,7 +365,20 @@ pub async fn filters_by_run_and_hold_apply_everywhere(store: &dyn PayoutStore) {
     )
     .await;
 
+    // A run made after the holds and the approval: its members join with their state as it is.
+    store
+        .create_run(
+            fixtures::new_run("run_b", at(5)),
+            &[ids[4].clone(), ids[1].clone(), ids[0].clone(), ids[2].clone()],
+        )
+        .await
+        .expect("create_run");
+
     let run = Some(RunId::new("run_a"));
+    let run_b = Some(RunId::new("run_b"));
+    // The seeded payouts are all created on one day.
+    let day = seeded[0].created_at.date_naive();
+    assert!(seeded.iter().all(|p| p.created_at.date_naive() == day));
     let cases: Vec<(PayoutFilter, Vec<&str>)> = vec![
         (
             PayoutFilter {
@@ -408,6 +421,73 @@ pub async fn filters_by_run_and_hold_apply_everywhere(store: &dyn PayoutStore) {
         ),
         (
             PayoutFilter {
+                run: run.clone(),
+                held: Some(true),
+                ..Default::default()
+            },
+            vec!["po_01"],
+        ),
+        (
+            PayoutFilter {
+                run: run_b.clone(),
+                held: Some(true),
+                ..Default::default()
+            },
+            vec!["po_05", "po_01"],
+        ),
+        (
+            PayoutFilter {
+                run: run_b.clone(),
+                held: Some(false),
+                ..Default::default()
+            },
+            vec!["po_03", "po_02"],
+        ),
+        (
+            PayoutFilter {
+                run: run_b.clone(),
+                status: Some(PayoutStatus::Approved),
+                held: Some(false),
+                ..Default::default()
+            },
+            vec!["po_03"],
+        ),
+        (
+            PayoutFilter {
+                run: run_b.clone(),
+                doctor_id: Some(seeded[4].doctor_id.clone()),
+                ..Default::default()
+            },
+            vec!["po_05"],
+        ),
+        (
+            PayoutFilter {
+                run: run.clone(),
+                created_from: Some(day),
+                created_to: Some(day),
+                ..Default::default()
+            },
+            vec!["po_04", "po_03", "po_02", "po_01"],
+        ),
+        (
+            PayoutFilter {
+                run: run.clone(),
+                created_from: day.succ_opt(),
+                ..Default::default()
+            },
+            vec![],
+        ),
+        (
+            PayoutFilter {
+                run: run_b.clone(),
+                held: Some(true),
+                created_to: day.pred_opt(),
+                ..Default::default()
+            },
+            vec![],
+        ),
+        (
+            PayoutFilter {
                 run: Some(RunId::new("run_unknown")),
                 ..Default::default()
             },
@@ -420,6 +500,17 @@ pub async fn filters_by_run_and_hold_apply_everywhere(store: &dyn PayoutStore) {
         let listed = all_listed(store, &filter, 2).await;
         let listed: Vec<&str> = listed.iter().map(PayoutId::as_str).collect();
         assert_eq!(listed, expected, "list of {filter:?}, newest first (then by id)");
+        // Offset pages agree with the keyset ones, one payout at a time and past the end.
+        for skip in 0..=expected.len() {
+            let page = store.list(&filter, &Page::new(1, skip as u64)).await.expect("list");
+            let got: Vec<&str> = page.payouts.iter().map(|p| p.id.as_str()).collect();
+            assert_eq!(
+                got,
+                expected.get(skip).into_iter().copied().collect::<Vec<_>>(),
+                "page {skip} of {filter:?}"
+            );
+            assert_eq!(page.total, expected.len() as u64, "total of page {skip} of {filter:?}");
+        }
         let streamed: Vec<String> = store
             .stream(filter.clone())
             .map(|p| p.expect("stream").id.to_string())
