@@ -188,44 +188,41 @@ async fn export_writes_csv_and_bank_files_and_refuses_what_a_format_cannot_hold(
     assert_eq!(rows.len(), 3, "{body}");
     assert!(rows[1..].iter().all(|r| r.ends_with(",PENDING")), "{body}");
 
+    // A bank file sends APPROVED payouts only: PENDING ones are refused, nothing written.
+    let pain_args = |file: &Path, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "export",
+            "--format",
+            "pain001",
+            "--debtor-name",
+            "Clinic Ltd",
+            "--debtor-account",
+            "GB33BUKB20201555555555",
+            "--output",
+            file.to_str().unwrap(),
+            "--database-url",
+            &url,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        args.extend(extra.iter().map(ToString::to_string));
+        args
+    };
     let file = dir.path().join("pay.xml");
-    let pain = payouts(&[
-        "export",
-        "--format",
-        "pain001",
-        "--status",
-        "PENDING",
-        "--debtor-name",
-        "Clinic Ltd",
-        "--debtor-account",
-        "GB33BUKB20201555555555",
-        "--message-id",
-        "MSG-1",
-        "--output",
-        file.to_str().unwrap(),
-        "--database-url",
-        &url,
-    ]);
-    assert_eq!(pain.status.code(), Some(0), "{}", text(&pain));
-    let xml = std::fs::read_to_string(&file).unwrap();
-    assert!(xml.contains("urn:iso:std:iso:20022:tech:xsd:pain.001.001.03"), "{xml}");
-    assert!(
-        xml.contains("<MsgId>MSG-1</MsgId>") && xml.contains("<NbOfTxs>2</NbOfTxs>"),
-        "{xml}"
-    );
-    assert!(xml.contains("<CtrlSum>1500.00</CtrlSum>"), "{xml}");
+    let pending = payouts(&as_strs(&pain_args(&file, &["--status", "PENDING"])));
+    assert_eq!(pending.status.code(), Some(2), "{}", text(&pending));
+    assert!(text(&pending).contains("APPROVED"), "{}", text(&pending));
+    let nothing = payouts(&as_strs(&pain_args(&file, &[])));
+    assert_eq!(nothing.status.code(), Some(1), "nothing approved: {}", text(&nothing));
+    assert!(text(&nothing).contains("no APPROVED bank payout"), "{}", text(&nothing));
 
-    // A missing setting: usage, exit 2. Nothing approved yet: an empty bank file is still a file,
-    // but NACHA pays USD only, and these payouts are KES: refused, exit 1.
-    let missing = payouts(&["export", "--format", "pain001", "--database-url", &url]);
-    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
-    assert!(text(&missing).contains("--debtor-name"), "{}", text(&missing));
+    approve_all(&url).await;
+    // NACHA pays USD only, and these payouts are KES: the file is refused before anything is marked.
     let nacha = payouts(&[
         "export",
         "--format",
         "nacha",
-        "--status",
-        "PENDING",
         "--nacha-destination",
         "091000019",
         "--nacha-destination-name",
@@ -245,6 +242,80 @@ async fn export_writes_csv_and_bank_files_and_refuses_what_a_format_cannot_hold(
     ]);
     assert_eq!(nacha.status.code(), Some(1), "{}", text(&nacha));
     assert!(text(&nacha).contains("refused"), "{}", text(&nacha));
+    assert_eq!(
+        statuses(&url).await,
+        vec!["APPROVED".to_string(); 2],
+        "a refused file marks nothing"
+    );
+
+    let pain = payouts(&as_strs(&pain_args(&file, &[])));
+    assert_eq!(pain.status.code(), Some(0), "{}", text(&pain));
+    let xml = std::fs::read_to_string(&file).unwrap();
+    assert!(xml.contains("urn:iso:std:iso:20022:tech:xsd:pain.001.001.03"), "{xml}");
+    let file_id = text(&pain)
+        .split_whitespace()
+        .find(|w| w.starts_with("bf-"))
+        .map(|w| w.trim_end_matches(':').to_string())
+        .unwrap_or_else(|| panic!("the file's id is printed: {}", text(&pain)));
+    assert!(
+        xml.contains(&format!("<MsgId>{file_id}</MsgId>")) && xml.contains("<NbOfTxs>2</NbOfTxs>"),
+        "{xml}"
+    );
+    assert!(xml.contains("<CtrlSum>1500.00</CtrlSum>"), "{xml}");
+    // Its payouts are marked sent by the file: none is APPROVED any more, so none can be sent again.
+    assert_eq!(statuses(&url).await, vec!["PROCESSING".to_string(); 2]);
+    let again_file = dir.path().join("again.xml");
+    let twice = payouts(&as_strs(&pain_args(&again_file, &[])));
+    assert_eq!(twice.status.code(), Some(1), "sent already: {}", text(&twice));
+    // The same file, written again by its id: the same transfers, nothing marked.
+    let again = payouts(&as_strs(&pain_args(&again_file, &["--bank-file", &file_id])));
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(std::fs::read_to_string(&again_file).unwrap(), xml);
+    assert_eq!(statuses(&url).await, vec!["PROCESSING".to_string(); 2]);
+
+    // A missing setting: usage, exit 2.
+    let missing = payouts(&["export", "--format", "pain001", "--database-url", &url]);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert!(text(&missing).contains("--debtor-name"), "{}", text(&missing));
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// Approves every payout of the store at `url`, as an admin would through the API.
+async fn approve_all(url: &str) {
+    let store = std::sync::Arc::new(payouts::store_sqlx::SqliteStore::connect(url).await.unwrap());
+    let directory = payouts::store_sqlx::SqlRecipientDirectory::new(
+        store.pool().clone(),
+        payouts::store_sqlx::RecipientTable::default(),
+    )
+    .unwrap();
+    let service = payouts::PayoutService::builder()
+        .store(store.clone())
+        .directory(std::sync::Arc::new(directory))
+        .build()
+        .unwrap();
+    let admin = payouts::domain::Actor::admin("finance");
+    let page = payouts::PayoutStore::list(&*store, &Default::default(), &Default::default())
+        .await
+        .unwrap();
+    for p in page.payouts {
+        service.approve(&admin, &p.id).await.unwrap();
+    }
+    store.pool().close().await;
+}
+
+/// Every payout's status, ordered.
+async fn statuses(url: &str) -> Vec<String> {
+    let store = payouts::store_sqlx::SqliteStore::connect(url).await.unwrap();
+    let page = payouts::PayoutStore::list(&store, &Default::default(), &Default::default())
+        .await
+        .unwrap();
+    store.pool().close().await;
+    let mut statuses: Vec<String> = page.payouts.iter().map(|p| p.status.to_string()).collect();
+    statuses.sort();
+    statuses
 }
 
 #[tokio::test]

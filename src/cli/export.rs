@@ -1,16 +1,15 @@
 //! `payouts export`: payouts as CSV, ISO 20022 pain.001 or NACHA, through the bank file writers.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
 use tokio::io::AsyncWriteExt;
 
-use crate::domain::{Actor, Provider};
-use crate::providers::bank::{AccountType, BankTransferLine, NachaSettings, Pain001Settings, SecCode, nacha, pain001};
-use crate::service::PayoutService;
+use crate::domain::{Actor, BankFileId, Provider};
+use crate::providers::bank::{AccountType, BankFileConfig, BankFileFormat, NachaOrigin, Pain001Origin, SecCode};
+use crate::service::{BankFile, BankFileRequest, BankPayouts, PayoutService};
 use crate::status::PayoutStatus;
-use crate::store::{Page, PayoutFilter};
+use crate::store::PayoutFilter;
 
 use super::{CliError, DatabaseArgs};
 
@@ -25,11 +24,14 @@ pub enum ExportFormat {
     Nacha,
 }
 
-/// `payouts export`: writes the payouts matching the filters; changes none of them. CSV lists every
-/// matching payout; pain.001 and NACHA pay the matching payouts (default: APPROVED) to their
-/// doctors' bank details, each referenced by its latest attempt's idempotency key, or by its id
-/// when it has none. A payout that cannot go in the file (no bank details, a name too long for the
-/// format, ...) refuses the whole file, naming the payout.
+/// `payouts export`: CSV lists the payouts matching the filters and changes none of them.
+/// pain.001 and NACHA send the matching `APPROVED` payouts whose doctors have bank details by bank
+/// file, exactly as `GET /api/admin/bank-files?format=...` does: the whole file is written and its
+/// totals checked first (a payout it cannot hold refuses the file, nothing changed), then each
+/// payout is marked `PROCESSING`, sent by that file (its attempt, the file's id as reference, a
+/// `TRIGGER` audit entry), so no trigger can pay it again; the file's id is printed, and
+/// `--bank-file ID` writes that file again (nothing marked). Settle it with the API
+/// (`POST /api/admin/bank-files/{file}/settle`) once the bank confirms.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExportArgs {
     /// The format
@@ -54,12 +56,13 @@ pub struct ExportArgs {
     /// pain.001: the paying bank's BIC
     #[arg(long, env = "PAYOUTS_DEBTOR_BIC")]
     pub debtor_bic: Option<String>,
-    /// pain.001: the message id, unique per file [default: PAYOUTS- and the UTC time]
-    #[arg(long)]
-    pub message_id: Option<String>,
-    /// pain.001 and NACHA: the requested execution (effective entry) date [default: today, UTC]
+    /// pain.001 and NACHA: the requested execution (effective entry) date, today or later
+    /// [default: the next day, UTC]
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub execution_date: Option<NaiveDate>,
+    /// pain.001 and NACHA: write the bank file of this id again, as it was made (nothing is marked)
+    #[arg(long, value_name = "ID")]
+    pub bank_file: Option<String>,
     /// NACHA: immediate destination, the receiving bank's 9-digit routing number
     #[arg(long, env = "PAYOUTS_NACHA_DESTINATION")]
     pub nacha_destination: Option<String>,
@@ -84,9 +87,6 @@ pub struct ExportArgs {
     /// NACHA: the entry description the receivers see (10 characters)
     #[arg(long, default_value = "PAYOUTS")]
     pub nacha_entry_description: String,
-    /// NACHA: the file id modifier (A-Z, 0-9), distinguishing files made on one day
-    #[arg(long, default_value_t = 'A')]
-    pub nacha_file_id_modifier: char,
     /// NACHA: CCD (business accounts) instead of PPD (consumer accounts)
     #[arg(long)]
     pub nacha_ccd: bool,
@@ -101,55 +101,32 @@ pub struct ExportArgs {
     pub db: DatabaseArgs,
 }
 
-/// Writes a bank file of the lines, or says why not.
-type BankFileWriter = dyn Fn(&[BankTransferLine]) -> Result<String, String>;
-
 /// Runs `payouts export`.
 pub(crate) async fn run(args: ExportArgs) -> Result<(), CliError> {
     // Settings first: a missing one changes nothing and opens nothing.
-    let now = Utc::now();
-    let date = args.execution_date.unwrap_or(now.date_naive());
-    let write_bank: Box<BankFileWriter> = match args.format {
-        ExportFormat::Csv => Box::new(|_| Ok(String::new())),
-        ExportFormat::Pain001 => {
-            let settings = Pain001Settings {
-                message_id: args
-                    .message_id
-                    .clone()
-                    .unwrap_or_else(|| format!("PAYOUTS-{}", now.format("%Y%m%dT%H%M%S"))),
-                created_at: now,
-                execution_date: date,
-                initiating_party: required(&args.debtor_name, "--debtor-name")?,
-                debtor_name: required(&args.debtor_name, "--debtor-name")?,
-                debtor_account: required(&args.debtor_account, "--debtor-account")?,
-                debtor_agent_bic: args.debtor_bic.clone(),
-            };
-            Box::new(move |lines| pain001(lines, &settings).map_err(|e| e.to_string()))
+    let bank = match args.format {
+        ExportFormat::Csv => {
+            if args.bank_file.is_some() {
+                return Err(CliError::usage("--bank-file needs --format pain001 or nacha"));
+            }
+            None
         }
-        ExportFormat::Nacha => {
-            let settings = NachaSettings {
-                immediate_destination: required(&args.nacha_destination, "--nacha-destination")?,
-                immediate_destination_name: required(&args.nacha_destination_name, "--nacha-destination-name")?,
-                immediate_origin: required(&args.nacha_origin, "--nacha-origin")?,
-                immediate_origin_name: required(&args.nacha_origin_name, "--nacha-origin-name")?,
-                company_name: required(&args.nacha_company_name, "--nacha-company-name")?,
-                company_id: required(&args.nacha_company_id, "--nacha-company-id")?,
-                entry_description: args.nacha_entry_description.clone(),
-                originating_dfi: required(&args.nacha_originating_dfi, "--nacha-originating-dfi")?,
-                effective_date: date,
-                created_at: now,
-                file_id_modifier: args.nacha_file_id_modifier,
-                sec_code: if args.nacha_ccd { SecCode::Ccd } else { SecCode::Ppd },
-                account_type: if args.nacha_savings {
-                    AccountType::Savings
-                } else {
-                    AccountType::Checking
-                },
-                addenda: args.nacha_addenda,
-            };
-            Box::new(move |lines| nacha(lines, &settings).map_err(|e| e.to_string()))
-        }
+        ExportFormat::Pain001 => Some((BankFileFormat::Pain001, bank_config(&args)?)),
+        ExportFormat::Nacha => Some((BankFileFormat::Nacha, bank_config(&args)?)),
     };
+    let file_id = args
+        .bank_file
+        .as_deref()
+        .map(|id| BankFileId::parse(id).map_err(|e| CliError::usage(format!("--bank-file: {e}"))))
+        .transpose()?;
+    if let Some(status) = args
+        .status
+        .filter(|s| bank.is_some() && file_id.is_none() && *s != PayoutStatus::Approved)
+    {
+        return Err(CliError::usage(format!(
+            "a bank file sends APPROVED payouts; --status {status} cannot be sent"
+        )));
+    }
     let wired = args.db.open(false).await?;
     let service = PayoutService::builder()
         .store(wired.store)
@@ -157,7 +134,7 @@ pub(crate) async fn run(args: ExportArgs) -> Result<(), CliError> {
         .directory(wired.directory.clone())
         .build()
         .map_err(|e| CliError::failure(e.to_string()))?;
-    let mut filter = PayoutFilter {
+    let filter = PayoutFilter {
         status: args.status,
         provider: args.provider,
         ..PayoutFilter::default()
@@ -171,25 +148,118 @@ pub(crate) async fn run(args: ExportArgs) -> Result<(), CliError> {
         ),
         None => Box::new(tokio::io::stdout()),
     };
-    let written = if args.format == ExportFormat::Csv {
-        service
+    let Some((format, config)) = bank else {
+        let written = service
             .export_csv(&admin, &filter, &mut out)
             .await
-            .map_err(|e| CliError::failure(format!("export failed: {e}")))?
-    } else {
-        filter.status = filter.status.or(Some(PayoutStatus::Approved));
-        let lines = bank_lines(&service, wired.directory.as_ref(), &filter).await?;
-        let file = write_bank(&lines).map_err(|e| CliError::failure(format!("the file was refused: {e}")))?;
-        out.write_all(file.as_bytes())
-            .await
-            .map_err(|e| CliError::failure(format!("writing the file: {e}")))?;
-        lines.len() as u64
+            .map_err(|e| CliError::failure(format!("export failed: {e}")))?;
+        finish(&mut out).await?;
+        eprintln!("{written} payouts exported");
+        return Ok(());
     };
+    let file = match &file_id {
+        Some(id) => service
+            .bank_file(&admin, id)
+            .await
+            .map_err(|e| CliError::failure(format!("reading bank file {id}: {e}")))?,
+        None => {
+            let request = BankFileRequest {
+                selection: filter,
+                payouts: BankPayouts::WithBankDetails,
+            };
+            // The whole file, written and its totals checked, before any payout is marked.
+            let check = |planned: &BankFile| config.write(format, planned).map(drop).map_err(|e| e.to_string());
+            service
+                .send_by_file(&admin, &request, check)
+                .await
+                .map_err(|e| CliError::failure(format!("the file was refused: {e}")))?
+        }
+    };
+    for left in &file.left_out {
+        eprintln!("left out: payout {}: {}", left.payout_id, left.reason);
+    }
+    let again = format!("write it again with --bank-file {}", file.id);
+    let text = config
+        .write(format, &file)
+        .map_err(|e| CliError::failure(format!("bank file {} could not be written ({e}); {again}", file.id)))?;
+    out.write_all(text.as_bytes())
+        .await
+        .map_err(|e| CliError::failure(format!("writing bank file {}: {e}; {again}", file.id)))?;
+    finish(&mut out).await?;
+    let totals = file
+        .totals()
+        .map(|t| t.sums.iter().map(ToString::to_string).collect::<Vec<_>>().join(" + "))
+        .unwrap_or_default();
+    match file_id {
+        Some(_) => eprintln!(
+            "bank file {} written again: {} transfers, {totals}",
+            file.id,
+            file.members.len()
+        ),
+        None => eprintln!(
+            "bank file {}: {} transfers, {totals}; its payouts are marked sent by this file",
+            file.id,
+            file.members.len()
+        ),
+    }
+    Ok(())
+}
+
+async fn finish(out: &mut (dyn tokio::io::AsyncWrite + Unpin + Send)) -> Result<(), CliError> {
     out.flush()
         .await
-        .map_err(|e| CliError::failure(format!("writing the file: {e}")))?;
-    eprintln!("{written} payouts exported");
-    Ok(())
+        .map_err(|e| CliError::failure(format!("writing the file: {e}")))
+}
+
+/// The payer's settings of the format asked for, from the flags (and their variables).
+fn bank_config(args: &ExportArgs) -> Result<BankFileConfig, CliError> {
+    let today = Utc::now().date_naive();
+    let execution_days = match args.execution_date {
+        None => 1,
+        Some(date) if date < today => {
+            return Err(CliError::usage(format!(
+                "--execution-date {date} is in the past (today is {today}, UTC)"
+            )));
+        }
+        Some(date) => u32::try_from((date - today).num_days())
+            .map_err(|_| CliError::usage(format!("--execution-date {date} is too far ahead")))?,
+    };
+    let mut config = BankFileConfig {
+        execution_days,
+        ..BankFileConfig::default()
+    };
+    match args.format {
+        ExportFormat::Csv => {}
+        ExportFormat::Pain001 => {
+            let debtor_name = required(&args.debtor_name, "--debtor-name")?;
+            config.pain001 = Some(Pain001Origin {
+                initiating_party: debtor_name.clone(),
+                debtor_name,
+                debtor_account: required(&args.debtor_account, "--debtor-account")?,
+                debtor_agent_bic: args.debtor_bic.clone(),
+            });
+        }
+        ExportFormat::Nacha => {
+            config.nacha = Some(NachaOrigin {
+                immediate_destination: required(&args.nacha_destination, "--nacha-destination")?,
+                immediate_destination_name: required(&args.nacha_destination_name, "--nacha-destination-name")?,
+                immediate_origin: required(&args.nacha_origin, "--nacha-origin")?,
+                immediate_origin_name: required(&args.nacha_origin_name, "--nacha-origin-name")?,
+                company_name: required(&args.nacha_company_name, "--nacha-company-name")?,
+                company_id: required(&args.nacha_company_id, "--nacha-company-id")?,
+                entry_description: args.nacha_entry_description.clone(),
+                originating_dfi: required(&args.nacha_originating_dfi, "--nacha-originating-dfi")?,
+                sec_code: if args.nacha_ccd { SecCode::Ccd } else { SecCode::Ppd },
+                account_type: if args.nacha_savings {
+                    AccountType::Savings
+                } else {
+                    AccountType::Checking
+                },
+                addenda: args.nacha_addenda,
+            });
+        }
+    }
+    Ok(config)
 }
 
 fn required(value: &Option<String>, flag: &str) -> Result<String, CliError> {
@@ -197,47 +267,4 @@ fn required(value: &Option<String>, flag: &str) -> Result<String, CliError> {
         .clone()
         .filter(|v| !v.trim().is_empty())
         .ok_or_else(|| CliError::usage(format!("this format needs {flag}")))
-}
-
-/// The bank lines of every payout matching `filter`, oldest first.
-async fn bank_lines(
-    service: &PayoutService,
-    directory: &dyn crate::source::RecipientDirectory,
-    filter: &PayoutFilter,
-) -> Result<Vec<BankTransferLine>, CliError> {
-    let store: Arc<dyn crate::PayoutStore> = service.store().clone();
-    let failed = |e: crate::Error| CliError::failure(format!("export failed: {e}"));
-    let mut payouts = Vec::new();
-    let mut page = Page {
-        limit: 500,
-        ..Page::default()
-    };
-    loop {
-        let got = store.list(filter, &page).await.map_err(failed)?;
-        payouts.extend(got.payouts);
-        match got.next {
-            Some(next) => page.after = Some(next),
-            None => break,
-        }
-    }
-    payouts.reverse();
-    let mut lines = Vec::with_capacity(payouts.len());
-    for payout in &payouts {
-        let recipient = directory
-            .recipient(&payout.doctor_id)
-            .await
-            .map_err(failed)?
-            .ok_or_else(|| CliError::failure(format!("payout {}: doctor {} not found", payout.id, payout.doctor_id)))?;
-        let reference = store
-            .attempts(&payout.id)
-            .await
-            .map_err(failed)?
-            .last()
-            .map_or_else(|| payout.id.to_string(), |a| a.idempotency_key.clone());
-        lines.push(
-            BankTransferLine::from_payout(payout, &recipient, reference)
-                .map_err(|e| CliError::failure(format!("the file was refused: {e}")))?,
-        );
-    }
-    Ok(lines)
 }
