@@ -812,6 +812,32 @@ impl PayoutStore for MemoryStore {
         })
     }
 
+    async fn run_attention(&self, run: &RunId, page: &Page) -> Result<AttentionPage> {
+        let state = self.lock();
+        let members = &state.run_record(run)?.members;
+        let limit = page.limit.min(Page::MAX_LIMIT) as usize;
+        let skip = usize::try_from(page.skip).unwrap_or(usize::MAX);
+        let mut total = 0u64;
+        let mut flagged = Vec::new();
+        // The queue's order, the run's members only.
+        for (since, id) in state.checks.flagged.iter().filter(|(_, id)| members.contains(id)) {
+            total += 1;
+            if total as usize > skip && flagged.len() < limit {
+                let (Some(record), Some(row)) = (state.payouts.get(id), state.checks.rows.get(id)) else {
+                    continue;
+                };
+                if let Some((reason, _)) = &row.attention {
+                    flagged.push(Flagged {
+                        payout: record.payout.clone(),
+                        reason: reason.clone(),
+                        since: *since,
+                    });
+                }
+            }
+        }
+        Ok(AttentionPage { flagged, total })
+    }
+
     async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>> {
         let state = self.lock();
         Ok(state

@@ -640,6 +640,9 @@ impl PayoutStore for Counting {
     async fn attention(&self, page: &Page) -> Result<AttentionPage> {
         self.inner.attention(page).await
     }
+    async fn run_attention(&self, run: &payout_core::domain::RunId, page: &Page) -> Result<AttentionPage> {
+        self.inner.run_attention(run, page).await
+    }
     async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>> {
         self.inner.open_carry_overs(before).await
     }

@@ -414,6 +414,23 @@ async fn an_admin_makes_a_run_from_a_filter() {
             .await,
         Err(Error::RunNotFound(_))
     ));
+    // A run's attention: admins only, of a run that exists; none of this run's payouts is flagged.
+    let attention = s
+        .service
+        .run_attention(&admin(), &run.run.id, &Page::default())
+        .await
+        .expect("run_attention");
+    assert_eq!((attention.flagged.len(), attention.total), (0, 0));
+    assert!(matches!(
+        s.service
+            .run_attention(&Actor::doctor("dr-a"), &run.run.id, &Page::default())
+            .await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        s.service.run_attention(&admin(), &unknown, &Page::default()).await,
+        Err(Error::RunNotFound(_))
+    ));
 }
 
 #[tokio::test]

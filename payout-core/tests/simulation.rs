@@ -804,6 +804,10 @@ impl PayoutStore for FaultStore {
         self.read(self.inner.attention(page)).await
     }
 
+    async fn run_attention(&self, run: &payout_core::domain::RunId, page: &Page) -> Result<AttentionPage> {
+        self.read(self.inner.run_attention(run, page)).await
+    }
+
     async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>> {
         self.read(self.inner.open_carry_overs(before)).await
     }

@@ -1587,6 +1587,7 @@ mod counting {
             fn finish_checks(&self, done: &[CheckDone]) -> Result<Vec<bool>>;
             fn check_state(&self, id: &PayoutId) -> Result<CheckState>;
             fn attention(&self, page: &Page) -> Result<AttentionPage>;
+            fn run_attention(&self, run: &RunId, page: &Page) -> Result<AttentionPage>;
             fn open_carry_overs(&self, before: chrono::NaiveDate) -> Result<Vec<CarryOver>>;
             fn create_run(&self, run: NewRun, payouts: &[PayoutId]) -> Result<RunSummary>;
             fn run(&self, id: &RunId) -> Result<RunSummary>;

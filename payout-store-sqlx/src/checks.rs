@@ -1,12 +1,13 @@
 //! Reconciliation's follow-ups (`payout_checks`), written once for both dialects: claims under a
-//! lease, finished checks, a payout's follow-up, the attention queue, and the follow-up a change
+//! lease, finished checks, a payout's follow-up, the attention queue (whole, or a run's part of
+//! it), and the follow-up a change
 //! writes in its own transaction ([`write_follow_up`]; Postgres's one-statement apply writes it
 //! as a step of its statement, `write/apply.rs`).
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use payout_core::domain::PayoutId;
+use payout_core::domain::{PayoutId, RunId};
 use payout_core::store::{AttentionPage, CheckClaim, CheckDone, CheckState, ClaimedCheck, Flagged, FollowUp, Page};
 use payout_core::{Error, Result};
 
@@ -258,4 +259,57 @@ pub(crate) async fn attention<D: Db>(d: &D, page: &Page) -> Result<AttentionPage
         flagged,
         total: u64::try_from(total).unwrap_or(0),
     })
+}
+
+/// A run's flagged members: the flagged checks (`payout_checks_flagged`, in the queue's order)
+/// each probed in the run's membership (its primary key, `run_id, payout_id`). `CROSS JOIN` keeps
+/// that order of the loops on SQLite, whose planner, without statistics, would rather walk every
+/// member of the run (a run may hold hundreds of thousands; the queue is what people work down);
+/// Postgres plans it by its statistics either way.
+const RUN_FLAGGED_FROM: &str = "FROM payout_checks c CROSS JOIN payout_run_members m";
+
+/// The conditions of [`RUN_FLAGGED_FROM`]: flagged, and a member of the run `$1`.
+const RUN_FLAGGED: &str = "c.attention IS NOT NULL AND m.run_id = $1 AND m.payout_id = c.payout_id";
+
+/// See [`PayoutStore::run_attention`](payout_core::store::PayoutStore::run_attention): one
+/// statement tells whether the run exists and how many of its members are flagged; the page is
+/// read only when it has rows to show (most runs have none flagged).
+pub(crate) async fn run_attention<D: Db>(d: &D, run: &RunId, page: &Page) -> Result<AttentionPage> {
+    let total = d
+        .fetch_optional(
+            &format!("SELECT (SELECT COUNT(*) {RUN_FLAGGED_FROM} WHERE {RUN_FLAGGED}) AS n FROM payout_runs WHERE id = $1"),
+            args![run.as_str()],
+        )
+        .await
+        .map_err(db)?
+        .ok_or_else(|| Error::RunNotFound(run.clone()))?
+        .int("n")
+        .map_err(db)?;
+    let total = u64::try_from(total).unwrap_or(0);
+    let limit = page.limit.min(Page::MAX_LIMIT);
+    if total <= page.skip || limit == 0 {
+        return Ok(AttentionPage {
+            flagged: Vec::new(),
+            total,
+        });
+    }
+    let sql = format!(
+        "SELECT {PAYOUT_READ_COLUMNS}, c.attention, c.attention_since {RUN_FLAGGED_FROM} \
+         JOIN payouts ON payouts.id = c.payout_id WHERE {RUN_FLAGGED} \
+         ORDER BY c.attention_since, c.payout_id LIMIT $2 OFFSET $3"
+    );
+    let skip = i64::try_from(page.skip).unwrap_or(i64::MAX);
+    let rows = d
+        .fetch_all(&sql, args![run.as_str(), i64::from(limit), skip])
+        .await
+        .map_err(db)?;
+    let mut flagged = Vec::with_capacity(rows.len());
+    for row in &rows {
+        flagged.push(Flagged {
+            payout: rows::payout(row)?,
+            reason: row.text("attention").map_err(db)?,
+            since: row.ts("attention_since").map_err(db)?,
+        });
+    }
+    Ok(AttentionPage { flagged, total })
 }

@@ -141,6 +141,10 @@ where
         checks::attention(&self.pool, page).await
     }
 
+    async fn run_attention(&self, run: &RunId, page: &Page) -> Result<AttentionPage> {
+        checks::run_attention(&self.pool, run, page).await
+    }
+
     async fn open_carry_overs(&self, before: NaiveDate) -> Result<Vec<CarryOver>> {
         read::open_carry_overs(&self.pool, before).await
     }

@@ -114,6 +114,9 @@ impl PayoutStore for TimedStore {
     async fn attention(&self, page: &Page) -> payout_core::Result<AttentionPage> {
         self.inner.attention(page).await
     }
+    async fn run_attention(&self, run: &payout_core::domain::RunId, page: &Page) -> payout_core::Result<AttentionPage> {
+        self.inner.run_attention(run, page).await
+    }
     async fn open_carry_overs(&self, before: NaiveDate) -> payout_core::Result<Vec<CarryOver>> {
         self.inner.open_carry_overs(before).await
     }

@@ -19,7 +19,7 @@ use crate::domain::{
 use crate::error::{Error, Result};
 use crate::money::{Currency, Money};
 use crate::status::PayoutStatus;
-use crate::store::{Cursor, Page, PayoutFilter, PayoutPage, RunPage, RunResultPage};
+use crate::store::{AttentionPage, Cursor, Page, PayoutFilter, PayoutPage, RunPage, RunResultPage};
 
 /// How many members a run action reads, plans and records per store call: the largest page, so a
 /// batching provider gets batches of that size.
@@ -280,6 +280,14 @@ impl PayoutService {
     pub async fn run_results(&self, actor: &Actor, id: &RunId, page: &Page) -> Result<RunResultPage> {
         self.require_privileged(actor, "read runs")?;
         self.store.run_results(id, &super::clamp(page)).await
+    }
+
+    /// A run's payouts on the attention queue (admins only): its members flagged for a person
+    /// (by reconciliation, or because their money came back), oldest flag first, each with its
+    /// reason and since when, and how many there are. An unknown run is [`Error::RunNotFound`].
+    pub async fn run_attention(&self, actor: &Actor, id: &RunId, page: &Page) -> Result<AttentionPage> {
+        self.require_privileged(actor, "read runs")?;
+        self.store.run_attention(id, &super::clamp(page)).await
     }
 
     /// A run's events, oldest first (admins only).

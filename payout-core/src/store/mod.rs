@@ -191,6 +191,18 @@ pub trait PayoutStore: Send + Sync {
     /// with the number flagged in all.
     async fn attention(&self, page: &Page) -> Result<AttentionPage>;
 
+    /// A run's part of the attention queue: those of the run's members that are flagged, in the
+    /// queue's order (oldest flag first, then by id), `page.limit` of them (at most
+    /// [`Page::MAX_LIMIT`]) after skipping `page.skip` (`page.after` is not used), with how many
+    /// of its members are flagged in all. An unknown run is
+    /// [`RunNotFound`](crate::Error::RunNotFound).
+    ///
+    /// # Behavior
+    /// Read from the flags and the run's membership by their indexes: its cost grows with the
+    /// flagged payouts or the run's members, whichever the store reads from, never with all the
+    /// payouts. A payout flagged and in several runs is in each run's part.
+    async fn run_attention(&self, run: &RunId, page: &Page) -> Result<AttentionPage>;
+
     /// Open carry-overs whose period ended before `before` (`period.end < before`).
     ///
     /// Open means not paid out: never consumed, or consumed by a payout that was `CANCELLED` since

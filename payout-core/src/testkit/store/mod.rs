@@ -32,7 +32,8 @@
 //! - runs: a run's totals equal a recount of its members after any changes; a payout named twice
 //!   is a member once; an unknown payout, a taken run id or an unknown run writes nothing; a
 //!   calculation batch's skipped payouts do not join its run; results and events come back in
-//!   the order recorded; a funds override is written only over the one expected;
+//!   the order recorded; a funds override is written only over the one expected; a run's
+//!   attention is the attention queue's part that is its members, in the queue's order;
 //! - holds: a payout's hold is read back exactly (a release replaces it whole and is kept); a
 //!   new payout never carries one; a doctor is held once and released once.
 
@@ -164,6 +165,7 @@ pub const STORE_CHECKS: &[StoreCheck] = checks![
     run_results_and_events_are_kept_in_order,
     funds_override_is_conditional,
     runs_are_listed_newest_first,
+    a_runs_attention_is_its_flagged_members,
     holds_are_kept_as_written,
     doctor_holds_are_placed_once_and_released;
     concurrent_apply_has_one_winner,

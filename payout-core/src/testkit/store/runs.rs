@@ -662,3 +662,134 @@ pub async fn runs_are_listed_newest_first(store: &dyn PayoutStore) {
         "a limit above the maximum is clamped, not refused"
     );
 }
+
+/// A run's attention is the attention queue's part that is its members: flagged by a check or by
+/// money that came back, in the queue's order, paged, with the total; a payout in two runs is in
+/// both; a change that clears the flag takes it out; an unknown run is `RunNotFound`.
+pub async fn a_runs_attention_is_its_flagged_members(store: &dyn PayoutStore) {
+    use crate::store::{CheckClaim, CheckDone, FollowUp};
+
+    let seeded = seed_numbered(store, 5).await;
+    let ids: Vec<PayoutId> = seeded.iter().map(|p| p.id.clone()).collect();
+    store
+        .create_run(fixtures::new_run("run_a", at(0)), &ids[..3])
+        .await
+        .expect("create_run run_a");
+    store
+        .create_run(fixtures::new_run("run_b", at(0)), &ids[2..])
+        .await
+        .expect("create_run run_b");
+    store
+        .create_run(fixtures::new_run("run_empty", at(0)), &[])
+        .await
+        .expect("create_run run_empty");
+    let mut processing = Vec::new();
+    for p in &seeded {
+        let approved = super::move_to(store, p, PayoutStatus::Approved, at(1)).await;
+        processing.push(super::move_to(store, &approved, PayoutStatus::Processing, at(2)).await);
+    }
+    let claimed = store
+        .claim_checks(&CheckClaim {
+            due_by: at(2),
+            limit: 10,
+            lease_until: at(50),
+        })
+        .await
+        .expect("claim_checks");
+    assert_eq!(claimed.len(), 5);
+    // Flagged by a check: po_03 (in both runs) at minute 3, po_01 at 4, po_05 at 5; po_04 is not
+    // flagged, nor po_02 yet (the money comes back later).
+    let done: Vec<CheckDone> = [("po_03", 3), ("po_01", 4), ("po_05", 5)]
+        .into_iter()
+        .map(|(id, when)| {
+            let c = claimed.iter().find(|c| c.payout.id.as_str() == id).expect("claimed");
+            CheckDone {
+                payout_id: c.payout.id.clone(),
+                lease: c.lease,
+                follow_up: FollowUp::check_at(at(40)).flagged(format!("look at {id}")),
+                at: at(when),
+            }
+        })
+        .collect();
+    assert_eq!(store.finish_checks(&done).await.expect("finish_checks"), [true, true, true]);
+    // po_02 is paid, then its money comes back: flagged by the change, at minute 7.
+    let paid = super::move_to(store, &processing[1], PayoutStatus::Paid, at(6)).await;
+    super::move_to(store, &paid, PayoutStatus::Returned, at(7)).await;
+
+    let listed = |page: &crate::store::AttentionPage| -> Vec<(String, String, chrono::DateTime<chrono::Utc>)> {
+        page.flagged
+            .iter()
+            .map(|f| (f.payout.id.to_string(), f.reason.clone(), f.since))
+            .collect()
+    };
+    let run_a = store
+        .run_attention(&RunId::new("run_a"), &Page::new(10, 0))
+        .await
+        .expect("run_attention(run_a)");
+    assert_eq!(run_a.total, 3, "po_03, po_01 and po_02 of run_a are flagged");
+    assert_eq!(
+        listed(&run_a),
+        [
+            ("po_03".to_string(), "look at po_03".to_string(), at(3)),
+            ("po_01".to_string(), "look at po_01".to_string(), at(4)),
+            (
+                "po_02".to_string(),
+                "RETURNED: the money came back after it was paid".to_string(),
+                at(7)
+            ),
+        ],
+        "run_a's flagged members, oldest flag first, each with its reason"
+    );
+    assert_eq!(
+        run_a.flagged[2].payout.status,
+        PayoutStatus::Returned,
+        "the payout as stored"
+    );
+    let run_b = store
+        .run_attention(&RunId::new("run_b"), &Page::new(10, 0))
+        .await
+        .expect("run_attention(run_b)");
+    let got: Vec<String> = run_b.flagged.iter().map(|f| f.payout.id.to_string()).collect();
+    assert_eq!(got, ["po_03", "po_05"], "a payout in two runs is in both; po_04 is not flagged");
+    assert_eq!(run_b.total, 2);
+    let second = store
+        .run_attention(&RunId::new("run_a"), &Page::new(1, 1))
+        .await
+        .expect("run_attention page 2");
+    assert_eq!(second.total, 3, "the total whatever the page");
+    let got: Vec<&str> = second.flagged.iter().map(|f| f.payout.id.as_str()).collect();
+    assert_eq!(got, ["po_01"], "limit and skip");
+    let past = store
+        .run_attention(&RunId::new("run_a"), &Page::new(10, 3))
+        .await
+        .expect("run_attention past the end");
+    assert!(past.flagged.is_empty());
+    assert_eq!(past.total, 3);
+    let empty = store
+        .run_attention(&RunId::new("run_empty"), &Page::new(10, 0))
+        .await
+        .expect("run_attention(run_empty)");
+    assert_eq!((empty.flagged.len(), empty.total), (0, 0), "a run without members");
+    assert_eq!(
+        store.attention(&Page::new(10, 0)).await.expect("attention").total,
+        4,
+        "the whole queue holds every flagged payout"
+    );
+
+    // po_01 settles: the change clears its flag, and it leaves run_a's attention.
+    let current = store.get(&ids[0]).await.expect("get po_01");
+    super::move_to(store, &current, PayoutStatus::Paid, at(8)).await;
+    let run_a = store
+        .run_attention(&RunId::new("run_a"), &Page::new(10, 0))
+        .await
+        .expect("run_attention after a settlement");
+    let got: Vec<&str> = run_a.flagged.iter().map(|f| f.payout.id.as_str()).collect();
+    assert_eq!(got, ["po_03", "po_02"]);
+    assert_eq!(run_a.total, 2);
+
+    assert_err!(
+        store.run_attention(&RunId::new("run_unknown"), &Page::default()).await,
+        Error::RunNotFound(id) if id.as_str() == "run_unknown",
+        "run_attention of an unknown run"
+    );
+}
