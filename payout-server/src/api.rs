@@ -342,26 +342,7 @@ async fn attention_list(
     }
     let (limit, skip) = (page.limit, page.skip);
     let queue = state.service.attention(&user.actor(), &page).await?;
-    let data = queue
-        .flagged
-        .into_iter()
-        .map(|f| PayoutView {
-            attention: Some(AttentionView {
-                reason: f.reason,
-                since: f.since,
-            }),
-            ..PayoutView::from(f.payout)
-        })
-        .collect();
-    Ok(Json(PayoutList {
-        data,
-        pagination: Pagination {
-            total: queue.total,
-            limit,
-            skip,
-            next: None,
-        },
-    }))
+    Ok(Json(PayoutList::flagged(queue, limit, skip)))
 }
 
 fn parse_amount(v: &Value, currency: Currency) -> Result<Money, ApiError> {

@@ -164,6 +164,7 @@ pub fn api_router<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S
         .route("/api/admin/runs", get(runs::list_runs))
         .route("/api/admin/runs/{id}", get(runs::get_run))
         .route("/api/admin/runs/{id}/payouts", get(runs::run_payouts))
+        .route("/api/admin/runs/{id}/attention", get(runs::run_attention))
         .route("/api/admin/runs/{id}/results", get(runs::run_results))
         .route("/api/admin/runs/{id}/funds", get(runs::run_funds))
         .route("/api/admin/doctors/holds", get(runs::doctor_holds))

@@ -36,6 +36,7 @@ use crate::{api, runs, webhooks};
         runs::create_run,
         runs::get_run,
         runs::run_payouts,
+        runs::run_attention,
         runs::run_results,
         runs::run_funds,
         runs::approve_run,

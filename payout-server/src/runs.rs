@@ -1,5 +1,5 @@
 //! The runs and holds API (issue 17): `/api/admin/runs…` (list, create from a selection, a run's
-//! page, its payouts, results and funds check, approve, trigger, retry-failed, the funds override)
+//! page, its payouts, flagged payouts, results and funds check, approve, trigger, retry-failed, the funds override)
 //! and `/api/admin/doctors…/hold(s)`. Admins only; bodies and errors as the rest of the API.
 
 use axum::Json;
@@ -157,7 +157,7 @@ pub async fn create_run(
 
 /// `GET /api/admin/runs/{id}`: a run's page.
 #[utoipa::path(
-    get, path = "/api/admin/runs/{id}", tag = "runs", summary = "Get a run with its totals, held and failed payouts, latest results and events",
+    get, path = "/api/admin/runs/{id}", tag = "runs", summary = "Get a run with its totals, held, failed and flagged payouts, latest results and events",
     params(("id" = String, Path, description = "Run id")),
     responses(
         (status = 200, body = RunBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -175,8 +175,9 @@ pub async fn get_run(
     let s = &state.service;
     let summary = s.run_summary(&actor, &id).await?;
     let failed = summary.count_of(PayoutStatus::Failed);
-    let attention = summary.count_of(PayoutStatus::Returned) + summary.count_of(PayoutStatus::Reversed);
+    let returned = summary.count_of(PayoutStatus::Returned) + summary.count_of(PayoutStatus::Reversed);
     let first = Page::new(DETAIL_PAGE, 0);
+    let attention = s.run_attention(&actor, &id, &first).await?;
     let held_filter = PayoutFilter {
         held: Some(true),
         ..Default::default()
@@ -198,9 +199,11 @@ pub async fn get_run(
             totals: view.totals,
             held: held_page.total,
             failed,
-            attention,
+            attention: attention.total,
+            returned,
             held_payouts: PayoutList::new(held_page, first.limit, 0),
             failed_payouts: PayoutList::new(failed_page, first.limit, 0),
+            attention_payouts: PayoutList::flagged(attention, first.limit, 0),
             results: RunResultList {
                 data: results.results.into_iter().map(RunResultView::from).collect(),
                 pagination: pagination(results.total, &latest),
@@ -237,6 +240,29 @@ pub async fn run_payouts(
     };
     let found = state.service.run_payouts(&user.actor(), &id, filter, &page).await?;
     Ok(Json(PayoutList::new(found, page.limit, page.skip)))
+}
+
+/// `GET /api/admin/runs/{id}/attention`: a page of a run's payouts on the attention queue, oldest
+/// flag first, each with its `attention` reason and since when.
+#[utoipa::path(
+    get, path = "/api/admin/runs/{id}/attention", tag = "runs", summary = "List a run's payouts that need attention",
+    params(("id" = String, Path, description = "Run id"), PageQuery),
+    responses(
+        (status = 200, body = PayoutList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn run_attention(
+    State(state): State<AppState>,
+    Admin(user): Admin,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<PayoutList>, ApiError> {
+    let id = run_id(&id)?;
+    let page = page_of(q.limit, q.skip);
+    let flagged = state.service.run_attention(&user.actor(), &id, &page).await?;
+    Ok(Json(PayoutList::flagged(flagged, page.limit, page.skip)))
 }
 
 /// `GET /api/admin/runs/{id}/results`: a page of a run's per-payout results, oldest first.

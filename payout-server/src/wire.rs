@@ -14,7 +14,7 @@ use payout_core::funds::{FundsLine, FundsState};
 use payout_core::money::Money;
 use payout_core::service::{CancelConsultations, EventOutcome, RunFunds, RunReport};
 use payout_core::status::PayoutStatus;
-use payout_core::store::PayoutPage;
+use payout_core::store::{AttentionPage, PayoutPage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -421,6 +421,30 @@ pub struct PayoutList {
 }
 
 impl PayoutList {
+    /// The API's page of a page of the attention queue (the whole queue, or a run's part of it),
+    /// each payout with its `attention` reason and since when.
+    pub fn flagged(page: AttentionPage, limit: u32, skip: u64) -> Self {
+        PayoutList {
+            data: page
+                .flagged
+                .into_iter()
+                .map(|f| PayoutView {
+                    attention: Some(AttentionView {
+                        reason: f.reason,
+                        since: f.since,
+                    }),
+                    ..PayoutView::from(f.payout)
+                })
+                .collect(),
+            pagination: Pagination {
+                total: page.total,
+                limit,
+                skip,
+                next: None,
+            },
+        }
+    }
+
     /// The API's page of `page`.
     pub fn new(page: PayoutPage, limit: u32, skip: u64) -> Self {
         let next = page
@@ -1038,12 +1062,20 @@ pub struct RunDetail {
     pub held: u64,
     /// How many are `FAILED` (a confirmed failure: `retry-failed` sends them again).
     pub failed: u64,
-    /// How many need a person: money that came back (`RETURNED`, `REVERSED`).
+    /// How many need a person: its payouts on the attention queue (flagged by reconciliation:
+    /// an outcome a lookup cannot tell, too long `PROCESSING`, money that came back, a failure
+    /// after `PAID`), as `GET /api/admin/payouts?attention=true` lists them.
     pub attention: u64,
+    /// How many are `RETURNED` or `REVERSED` (the money came back), from its totals; the ones
+    /// nobody has dealt with yet are among `attention`.
+    pub returned: u64,
     /// The first page of its payouts on hold, each with its hold's reason.
     pub held_payouts: PayoutList,
     /// The first page of its `FAILED` payouts.
     pub failed_payouts: PayoutList,
+    /// The first page of its payouts on the attention queue, oldest flag first, each with its
+    /// `attention` reason and since when (`GET /api/admin/runs/{id}/attention` pages through all).
+    pub attention_payouts: PayoutList,
     /// The latest page of its per-payout results (oldest first within the page).
     pub results: RunResultList,
     /// Its events, oldest first.

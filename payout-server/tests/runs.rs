@@ -48,6 +48,11 @@ fn kes(s: &str) -> Money {
 /// The shared doctors, each preferring Stripe; January calculated as a run (dr-a 500, dr-b 1000,
 /// dr-c 1500 KES); simulated providers that settle by webhook; Stripe's balance is `balance`.
 async fn app(balance: &str) -> axum::Router {
+    app_and_service(balance).await.0
+}
+
+/// [`app`], with its service (to reach its store).
+async fn app_and_service(balance: &str) -> (axum::Router, Arc<PayoutService>) {
     let doctors: Vec<payout_core::domain::Recipient> = doctors()
         .into_iter()
         .map(|mut d| {
@@ -76,7 +81,10 @@ async fn app(balance: &str) -> axum::Router {
         .calculate_period(&Actor::system("test"), Some(jan()), &CalculationPolicy::default())
         .await
         .unwrap();
-    payout_server::router(AppState::new(service, ServerConfig::new(SECRET)))
+    (
+        payout_server::router(AppState::new(service.clone(), ServerConfig::new(SECRET))),
+        service,
+    )
 }
 
 async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
@@ -529,4 +537,105 @@ async fn holds_show_their_reason_block_sends_and_are_released_by_a_second_admin(
     );
     let (_, holds) = call(&app, get("/api/admin/doctors/holds", &a)).await;
     assert_eq!(holds["pagination"]["total"], 0);
+}
+
+/// Acceptance of issue 17 ("which payouts are held, failed or need attention"): a run's page
+/// counts its payouts on the attention queue (flagged by reconciliation, or because their money
+/// came back) and lists the first of them with reason and since when; RETURNED and REVERSED keep
+/// their own count; `/attention` pages through them; another run sees only its own.
+#[tokio::test]
+async fn a_runs_page_shows_its_payouts_that_need_attention() {
+    use payout_core::domain::PayoutId;
+    use payout_core::store::{FollowUp, PayoutChange};
+
+    let (app, service) = app_and_service("100000").await;
+    let a = admin("admin-1");
+    let id = the_run(&app, &a).await;
+    let (s, page) = call(&app, get(&format!("/api/admin/runs/{id}"), &a)).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert_eq!(
+        (&page["data"]["attention"], &page["data"]["returned"]),
+        (&json!(0), &json!(0))
+    );
+    assert_eq!(page["data"]["attentionPayouts"]["data"], json!([]));
+    call(&app, post(&format!("/api/admin/runs/{id}/approve"), &a, json!({}))).await;
+    let (s, report) = call(&app, post(&format!("/api/admin/runs/{id}/trigger"), &a, json!({}))).await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    let (s, dr_b_run) = call(
+        &app,
+        post("/api/admin/runs", &a, json!({"label": "Dr B", "doctor": "dr-b"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{dr_b_run}");
+    let dr_b_run = dr_b_run["data"]["run"]["id"].as_str().unwrap().to_string();
+
+    // dr-c's payout waits in PROCESSING with no answer: reconciliation flags it (an hour ago).
+    let pc = payout_of(&app, &a, "dr-c").await;
+    let store = service.store().clone();
+    let stored = store.get(&PayoutId::new(pc["id"].as_str().unwrap())).await.unwrap();
+    let flagged_at = Utc::now() - chrono::Duration::hours(1);
+    let mut flag = PayoutChange::of(&stored, flagged_at);
+    flag.follow_up = Some(FollowUp::check_at(Utc::now() + chrono::Duration::hours(1)).flagged("no answer from the provider"));
+    store.apply(flag).await.unwrap();
+    // dr-b's is paid, then its money comes back: flagged by the change. dr-a's is paid: not flagged.
+    let pb = payout_of(&app, &a, "dr-b").await;
+    let pa = payout_of(&app, &a, "dr-a").await;
+    let b_ref = pb["providerReference"].as_str().unwrap();
+    for (event, reference, status) in [
+        ("evt_b_paid", b_ref, "PAID"),
+        ("evt_b_returned", b_ref, "RETURNED"),
+        ("evt_a_paid", pa["providerReference"].as_str().unwrap(), "PAID"),
+    ] {
+        let (s, _) = call(&app, webhook(event, reference, status)).await;
+        assert_eq!(s, StatusCode::OK, "{event}");
+    }
+
+    let (s, page) = call(&app, get(&format!("/api/admin/runs/{id}"), &a)).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let d = &page["data"];
+    assert_eq!(d["attention"], 2, "dr-c's flagged and dr-b's returned: {d}");
+    assert_eq!(d["returned"], 1, "dr-b's RETURNED, from the totals");
+    let flagged = d["attentionPayouts"]["data"].as_array().unwrap();
+    let listed: Vec<(&str, &str)> = flagged
+        .iter()
+        .map(|p| (p["doctorId"].as_str().unwrap(), p["attention"]["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("dr-c", "no answer from the provider"),
+            ("dr-b", "RETURNED: the money came back after it was paid")
+        ],
+        "oldest flag first, each with its reason"
+    );
+    assert_eq!(flagged[0]["status"], "PROCESSING");
+    assert_eq!(flagged[1]["status"], "RETURNED");
+    let since: chrono::DateTime<Utc> = serde_json::from_value(flagged[0]["attention"]["since"].clone()).unwrap();
+    assert_eq!(since.timestamp(), flagged_at.timestamp(), "since when");
+    assert_eq!(d["attentionPayouts"]["pagination"]["total"], 2);
+
+    let (s, second) = call(&app, get(&format!("/api/admin/runs/{id}/attention?limit=1&skip=1"), &a)).await;
+    assert_eq!(s, StatusCode::OK, "{second}");
+    assert_eq!(second["pagination"]["total"], 2);
+    assert_eq!(second["data"].as_array().unwrap().len(), 1);
+    assert_eq!(second["data"][0]["id"], pb["id"]);
+    assert_eq!(
+        second["data"][0]["attention"]["reason"],
+        "RETURNED: the money came back after it was paid"
+    );
+    let (_, only_b) = call(&app, get(&format!("/api/admin/runs/{dr_b_run}"), &a)).await;
+    assert_eq!(only_b["data"]["attention"], 1, "another run: its own flagged payouts only");
+    assert_eq!(only_b["data"]["attentionPayouts"]["data"][0]["id"], pb["id"]);
+    let (_, queue) = call(&app, get("/api/admin/payouts?attention=true", &a)).await;
+    assert_eq!(queue["pagination"]["total"], 2, "the whole queue lists the same payouts");
+
+    let (s, e) = call(&app, get("/api/admin/runs/run_nope/attention", &a)).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("run_not_found"))
+    );
+    let (s, _) = call(&app, get(&format!("/api/admin/runs/{id}/attention?limit=0"), &a)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = call(&app, get(&format!("/api/admin/runs/{id}/attention"), &doctor("dr-b"))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
 }
