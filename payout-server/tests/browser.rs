@@ -478,11 +478,40 @@ async fn an_admin_works_the_dashboard_in_a_real_browser() {
         "TRIGGER: 11 considered, 11 ok, 0 failed (0 on hold, 0 without a method)",
     )
     .await;
-    wait_for_text(&client, "processing-total", "11").await;
+    wait_for(&client, Locator::Id("by-status-PROCESSING"), "the PROCESSING total").await;
+    wait_for_text(&client, "attention-total", "0").await;
     wait_for_text(&client, "results-total", "22").await;
     let events = texts(&client, "#events-list td:nth-child(3)").await;
     assert_eq!(events, ["CREATE", "APPROVE", "TRIGGER"]);
+    // Reconciliation flags one of the run's payouts: the run's page lists it under Needs attention,
+    // linked to its page.
+    let flagged = service
+        .list(
+            &Actor::admin("check"),
+            &payout_core::store::PayoutFilter {
+                doctor_id: Some("dr-c".into()),
+                status: Some(PayoutStatus::Processing),
+                ..Default::default()
+            },
+            &payout_core::store::Page::new(1, 0),
+        )
+        .await
+        .unwrap()
+        .payouts
+        .remove(0);
+    let mut flag = PayoutChange::of(&flagged, chrono::Utc::now());
+    flag.follow_up =
+        Some(FollowUp::check_at(chrono::Utc::now() + chrono::Duration::hours(1)).flagged("no answer from Stripe"));
+    store.apply(flag).await.unwrap();
+    client.refresh().await.unwrap();
+    wait_for_text(&client, "attention-total", "1").await;
+    let why = texts(&client, "#attention-list tbody tr td:nth-child(5)").await;
+    assert!(why[0].contains("no answer from Stripe"), "{why:?}");
     screenshot(&client, "run").await;
+    click(&client, Locator::Css("#attention-list tbody tr td:first-child a")).await;
+    wait_for(&client, Locator::Id("audit"), "the flagged payout's page").await;
+    let url = client.current_url().await.unwrap();
+    assert!(url.as_str().ends_with(flagged.id.as_str()), "{url}");
     click(&client, Locator::Id("nav-runs")).await;
     wait_for_text(&client, "runs-total", "2").await;
     let labels = texts(&client, "#runs tbody tr td:first-child a").await;

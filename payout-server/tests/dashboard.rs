@@ -1198,7 +1198,8 @@ async fn the_runs_list_and_a_run_page_show_exact_totals_sections_and_forms() {
         "funds",
         "held",
         "failed",
-        "processing",
+        "attention",
+        "to-attention",
         "members",
         "results",
         "events",
@@ -1214,6 +1215,8 @@ async fn the_runs_list_and_a_run_page_show_exact_totals_sections_and_forms() {
     assert_eq!(text_of(&r.body, "members-total"), Some("3"));
     assert_eq!(text_of(&r.body, "held-total"), Some("1"));
     assert_eq!(text_of(&r.body, "failed-total"), Some("0"));
+    assert_eq!(text_of(&r.body, "attention-total"), Some("0"));
+    assert!(r.body.contains("None of its payouts needs a person."));
     // The held payout with its reason, escaped, wherever it is listed; names beside ids.
     let held = &r.body[r.body.find(&format!("id=\"held-{}\"", ids[1])).expect("the held row")..];
     let held = &held[..held.find("</tr>").unwrap()];
@@ -1347,7 +1350,8 @@ async fn run_actions_approve_trigger_and_retry_failed_through_the_forms() {
     .await;
     let r = call(&app, page(&run, Some(&a1))).await;
     assert_eq!(text_of(&r.body, "failed-total"), Some("1"));
-    assert_eq!(text_of(&r.body, "processing-total"), Some("2"));
+    assert!(text_of(&r.body, "by-status-PROCESSING").is_some(), "{}", r.body);
+    assert_eq!(text_of(&r.body, "attention-total"), Some("0"), "a failure is not flagged");
     assert!(r.body.contains(&format!("id=\"retry-failed-{}\"", ids[0])));
     assert!(r.body.contains("id=\"by-provider-STRIPE_CONNECT\""), "{}", r.body);
     let r = call(&app, act(&format!("action=retry_failed&{back}"))).await;
@@ -1663,19 +1667,247 @@ async fn a_run_page_makes_the_same_few_store_calls_whatever_the_runs_size() {
             "list",
             "list",
             "list",
-            "list",
             "run",
             "run",
             "run",
             "run",
-            "run",
+            "run_attention",
             "run_events",
             "run_results"
         ],
-        "the run's tallies (once per read), one page of each of its four lists, its results and events"
+        "the run's tallies (once per read), one page of each of its three lists and of its flagged payouts, its results and events"
     );
     // The funds check plans every approved member: only on request.
     store.take();
     call(&app, page(&format!("{large}?funds=1"), Some(&a))).await;
     assert!(store.take().contains(&"list"));
+}
+
+/// Issue 17 ("which payouts are held, failed or need attention") on the run's page: its payouts on
+/// the attention queue, oldest flag first, each with why (escaped), since when, a link to it and
+/// what can be done from here; a link to the whole queue; another run shows only its own.
+#[tokio::test]
+async fn a_run_page_lists_its_payouts_that_need_attention() {
+    use payout_core::domain::Provider;
+    use payout_core::store::{FollowUp, PayoutChange};
+    let (app, service) = setup().await;
+    let a1 = admin("admin-1");
+    let ids = ids(&service).await;
+    // dr-b's payout in a run of its own, dr-a's in another, all three in a third.
+    let run = create_run(&app, &a1, "B", "doctor=dr-b").await;
+    let other = create_run(&app, &a1, "A", "doctor=dr-a").await;
+    let both = create_run(&app, &a1, "All", "").await;
+    for id in &ids {
+        send(&service, id, Provider::StripeConnect).await;
+    }
+    // dr-a's flagged by reconciliation two hours ago (in `other` and `both` only).
+    let store = service.store().clone();
+    let flag = |id: &str, reason: &str, hours: i64| {
+        let store = store.clone();
+        let (id, reason) = (PayoutId::new(id), reason.to_string());
+        async move {
+            let p = store.get(&id).await.unwrap();
+            let at = chrono::Utc::now() - chrono::Duration::hours(hours);
+            let mut change = PayoutChange::of(&p, at);
+            change.follow_up = Some(FollowUp::check_at(chrono::Utc::now() + chrono::Duration::hours(1)).flagged(reason));
+            store.apply(change).await.unwrap();
+        }
+    };
+    flag(&ids[0], "no answer from Stripe", 2).await;
+    // dr-b's flagged an hour ago with a reason that is markup; dr-c's is paid: not flagged.
+    flag(&ids[1], "no answer <i>yet</i>", 1).await;
+    let c = service.get(&Actor::admin("t"), &PayoutId::new(&ids[2])).await.unwrap();
+    webhook(&service, c.provider_reference.as_deref().unwrap(), "evt_c", "PAID", "").await;
+
+    let r = call(&app, page(&run, Some(&a1))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(text_of(&r.body, "run-count"), Some("1"), "dr-b's only");
+    assert_eq!(text_of(&r.body, "attention-total"), Some("1"), "{}", r.body);
+    let row = &r.body[r.body.find(&format!("id=\"attention-{}\"", ids[1])).expect("dr-b's row")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("no answer &lt;i&gt;yet&lt;/i&gt;"), "escaped reason: {row}");
+    assert!(!r.body.contains("<i>yet"));
+    assert!(row.contains(&format!("href=\"{BASE}/{}\"", ids[1])), "a link to it: {row}");
+    assert!(row.contains("Dr. dr-b"), "the doctor's name: {row}");
+    assert!(row.contains(" UTC</td>"), "since when: {row}");
+    assert!(row.contains("PROCESSING"), "{row}");
+    assert!(
+        row.contains(&format!("id=\"resolve-note-attention-{}\"", ids[1])),
+        "resolve it from here: {row}"
+    );
+    assert!(row.contains(&format!("name=\"back\" value=\"{run}\"")), "{row}");
+    assert!(!r.body.contains(&format!("id=\"attention-{}\"", ids[0])), "dr-a's is not in this run");
+    assert!(
+        r.body.contains(&format!("<a href=\"{ATTENTION}\" id=\"to-attention\">")),
+        "a link to the whole queue"
+    );
+
+    // The run of all three: dr-a's (older flag) first, then dr-b's; dr-c's paid is not listed.
+    let r = call(&app, page(&both, Some(&a1))).await;
+    assert_eq!(text_of(&r.body, "attention-total"), Some("2"), "{}", r.body);
+    let first = r.body.find(&format!("id=\"attention-{}\"", ids[0])).expect("dr-a's row");
+    let second = r.body.find(&format!("id=\"attention-{}\"", ids[1])).expect("dr-b's row");
+    assert!(first < second, "oldest flag first");
+    assert!(!r.body.contains(&format!("id=\"attention-{}\"", ids[2])));
+    let r = call(&app, page(&other, Some(&a1))).await;
+    assert_eq!(text_of(&r.body, "attention-total"), Some("1"));
+    assert!(r.body.contains("no answer from Stripe"));
+    // Settled, it leaves the run's list.
+    let b = service.get(&Actor::admin("t"), &PayoutId::new(&ids[1])).await.unwrap();
+    webhook(&service, b.provider_reference.as_deref().unwrap(), "evt_b", "PAID", "").await;
+    let r = call(&app, page(&run, Some(&a1))).await;
+    assert_eq!(text_of(&r.body, "attention-total"), Some("0"));
+}
+
+/// Stripe's balance as a test sets it.
+struct StripeBalance(Money);
+
+#[async_trait::async_trait]
+impl payout_core::funds::BalanceSource for StripeBalance {
+    fn provider(&self) -> payout_core::domain::Provider {
+        payout_core::domain::Provider::StripeConnect
+    }
+    async fn balance(&self) -> Result<payout_core::funds::BalanceAnswer, payout_core::ProviderError> {
+        Ok(payout_core::funds::BalanceAnswer::Known {
+            available: vec![self.0],
+            as_of: chrono::Utc::now(),
+        })
+    }
+}
+
+/// Issue 17's funds gate on the run's page: a shortfall offers a form to request an override with
+/// a reason; the override's state (who asked, when, why; who confirmed, when) is shown; the admin
+/// who asked is told plainly they cannot confirm it (and is refused if they try), another admin
+/// confirms it, and the trigger then sends. Refusals are flashed; a cross-site post changes nothing.
+#[tokio::test]
+async fn a_shortfall_is_overridden_from_the_run_page_by_two_admins() {
+    use payout_core::domain::Provider;
+    use payout_core::simulated::{SimulatedProvider, SimulatedSettlement};
+    use payout_core::source::{StaticConsultations, StaticDirectory};
+    // The calculated payouts (3,000.00 KES) and Stripe holding 2,999.99 KES.
+    let mut b = PayoutService::builder()
+        .store(Arc::new(payout_core::memory::MemoryStore::new()))
+        .consultations(Arc::new(StaticConsultations::new(consultations())))
+        .directory(Arc::new(StaticDirectory::new(doctors())))
+        .balance_source(Arc::new(StripeBalance(Money::parse("2999.99", Currency::KES).unwrap())));
+    for p in Provider::ALL {
+        b = b.provider(Arc::new(
+            SimulatedProvider::new(p)
+                .with_settlement(SimulatedSettlement::Deferred)
+                .with_webhook_token(SIM_TOKEN),
+        ));
+    }
+    let service = Arc::new(b.build().unwrap());
+    service
+        .calculate_period(
+            &Actor::system("test"),
+            Some(jan()),
+            &payout_core::service::CalculationPolicy::default(),
+        )
+        .await
+        .unwrap();
+    let app = router(AppState::new(service.clone(), ServerConfig::new(SECRET)));
+    let (a1, a2) = (admin("admin-1"), admin("admin-2"));
+    let run = create_run(&app, &a1, "Jan", "").await;
+    let run_id = payout_core::domain::RunId::new(run.rsplit('/').next().unwrap());
+    let action = format!("{run}/action");
+    let checked = format!("{run}?funds=1&provider=STRIPE_CONNECT");
+    let back = format!("back={}", urlencoding(&checked));
+    let r = call(&app, form(&action, Some(&a1), &format!("action=approve&{back}"))).await;
+    assert!(r.location().starts_with(&format!("{checked}&msg=")), "{}", r.location());
+    let stored_override = || async {
+        service
+            .run_summary(&Actor::admin("t"), &run_id)
+            .await
+            .unwrap()
+            .run
+            .funds_override
+    };
+
+    // No check asked for: no override form; the check shows the shortfall and offers one.
+    let r = call(&app, page(&run, Some(&a1))).await;
+    assert!(!r.body.contains("override-request-form"), "only with the check");
+    let r = call(&app, page(&checked, Some(&a1))).await;
+    assert!(text_of(&r.body, "funds-blocked").is_some(), "{}", r.body);
+    let request = &r.body[r.body.find("id=\"override-request-form\"").expect("the request form")..];
+    let request = &request[..request.find("</form>").unwrap()];
+    assert!(request.contains(r#"name="action" value="request_override""#), "{request}");
+    assert!(request.contains(r#"name="reason""#) && request.contains("required"), "{request}");
+    assert!(
+        request.contains(r#"name="back" value="/dashboard/admin/runs/"#) && request.contains("funds=1&amp;provider=STRIPE_CONNECT"),
+        "back to the check: {request}"
+    );
+    assert!(r.body.contains(&format!("action=\"{action}\"")));
+    assert!(!r.body.contains("id=\"funds-override\""), "no override yet");
+    // Trigger refused, said.
+    let r = call(&app, form(&action, Some(&a1), &format!("action=trigger&provider=STRIPE_CONNECT&{back}"))).await;
+    assert!(r.location().starts_with(&format!("{checked}&err=")), "{}", r.location());
+    let r = call(&app, page(r.location(), Some(&a1))).await;
+    assert!(text_of(&r.body, "flash").unwrap().contains("short by 0.01"), "{}", r.body);
+
+    // A request needs a reason; a cross-site one is refused; neither writes anything.
+    let r = call(&app, form(&action, Some(&a1), &format!("action=request_override&reason=%20&{back}"))).await;
+    assert!(r.location().contains("&err="), "{}", r.location());
+    let r = call(&app, page(r.location(), Some(&a1))).await;
+    assert_eq!(text_of(&r.body, "flash"), Some("invalid input: a funds override needs a reason"));
+    let mut evil = form(&action, Some(&a1), "action=request_override&reason=x");
+    evil.headers_mut().insert("origin", "https://evil.example".parse().unwrap());
+    assert_eq!(call(&app, evil).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(stored_override().await, None);
+
+    // admin-1 requests it, with a reason that is markup.
+    let body = format!("action=request_override&reason={}&{back}", urlencoding("<b>top-up</b> lands at noon"));
+    let r = call(&app, form(&action, Some(&a1), &body)).await;
+    assert!(r.location().starts_with(&format!("{checked}&msg=")), "{}", r.location());
+    let r = call(&app, page(r.location(), Some(&a1))).await;
+    assert!(text_of(&r.body, "flash").unwrap().starts_with("funds override requested"));
+    assert!(text_of(&r.body, "override-state").unwrap().starts_with("Requested, waiting for a second admin"));
+    assert!(
+        text_of(&r.body, "override-requested").unwrap().starts_with("admin:admin-1 at "),
+        "{}",
+        r.body
+    );
+    assert_eq!(text_of(&r.body, "override-reason"), Some("&lt;b&gt;top-up&lt;/b&gt; lands at noon"));
+    assert!(!r.body.contains("<b>top-up"));
+    assert!(text_of(&r.body, "funds-blocked").is_some(), "a request alone does not unblock");
+    assert!(!r.body.contains("override-request-form"), "one override per run");
+    // The requester is told plainly, and has no confirm button; forcing it is refused.
+    assert_eq!(
+        text_of(&r.body, "override-own"),
+        Some("You requested this override, so you cannot confirm it: another admin must.")
+    );
+    assert!(!r.body.contains("override-confirm-form"));
+    let r = call(&app, form(&action, Some(&a1), &format!("action=confirm_override&{back}"))).await;
+    assert!(r.location().contains("&err="), "{}", r.location());
+    let r = call(&app, page(r.location(), Some(&a1))).await;
+    assert!(text_of(&r.body, "flash").unwrap().contains("second admin"), "{}", r.body);
+    assert!(!stored_override().await.unwrap().is_confirmed());
+
+    // admin-2 sees the confirm form, and confirms.
+    let r = call(&app, page(&checked, Some(&a2))).await;
+    assert!(text_of(&r.body, "override-own").is_none());
+    let confirm = &r.body[r.body.find("id=\"override-confirm-form\"").expect("the confirm form")..];
+    assert!(confirm.contains(r#"name="action" value="confirm_override""#), "{confirm}");
+    assert!(confirm.contains("id=\"override-confirm\""), "{confirm}");
+    let r = call(&app, form(&action, Some(&a2), &format!("action=confirm_override&{back}"))).await;
+    assert!(r.location().starts_with(&format!("{checked}&msg=")), "{}", r.location());
+    let r = call(&app, page(r.location(), Some(&a1))).await;
+    assert!(text_of(&r.body, "flash").unwrap().starts_with("funds override confirmed"));
+    assert!(text_of(&r.body, "override-state").unwrap().starts_with("Confirmed"));
+    assert!(text_of(&r.body, "override-confirmed").unwrap().starts_with("admin:admin-2 at "));
+    assert!(text_of(&r.body, "funds-blocked").is_none());
+    assert!(text_of(&r.body, "funds-overridden").is_some(), "{}", r.body);
+    assert!(!r.body.contains("override-confirm-form") && !r.body.contains("override-own"));
+    let r = call(&app, form(&action, Some(&a2), &format!("action=confirm_override&{back}"))).await;
+    assert!(r.location().contains("&err="), "confirmed once: {}", r.location());
+
+    // The trigger now sends.
+    let r = call(&app, form(&action, Some(&a1), &format!("action=trigger&provider=STRIPE_CONNECT&{back}"))).await;
+    assert!(r.location().starts_with(&format!("{checked}&msg=")), "{}", r.location());
+    let r = call(&app, page(&run, Some(&a1))).await;
+    let events = &r.body[r.body.find("id=\"events-list\"").unwrap()..];
+    for action in ["FUNDS_OVERRIDE_REQUESTED", "FUNDS_OVERRIDE_CONFIRMED", "TRIGGER"] {
+        assert!(events.contains(&format!("<td>{action}</td>")), "{action}");
+    }
+    assert!(text_of(&r.body, "by-status-PROCESSING").is_some());
 }

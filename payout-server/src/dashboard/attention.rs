@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use payout_core::domain::{DoctorId, Payout};
 use payout_core::status::PayoutStatus;
-use payout_core::store::{Page, PayoutFilter};
+use payout_core::store::{Flagged, Page, PayoutFilter};
 
 use super::components::{doctor, error, error_message, flash, hold_note, money, with_query};
 use super::holds::held_doctors;
@@ -79,27 +79,7 @@ pub(crate) async fn page(
             @if queue.flagged.is_empty() && queue.total == 0 {
                 p { "Nothing needs a person." }
             } @else {
-                table id="attention-list" {
-                    thead { tr {
-                        th { "Payout" } th { "Doctor" } th.amount { "Amount" } th { "Status" } th { "Why" }
-                        th { "Since" } th { "Action" }
-                    } }
-                    tbody {
-                        @for f in &queue.flagged {
-                            @let p = &f.payout;
-                            @let id = p.id.as_str();
-                            tr id=(format!("attention-{id}")) {
-                                td.id { a href=(paths.payout(id)) { (id) } }
-                                td { (doctor(&p.doctor_id, &names)) }
-                                td.amount { (money(&p.amount_due)) }
-                                td.status id=(format!("attention-status-{id}")) { (p.status.as_str()) }
-                                td { (f.reason) (pending_resolution(p)) " " (hold_note(p)) }
-                                td.nowrap { (f.since.format("%Y-%m-%d %H:%M UTC").to_string()) }
-                                td { (actions(paths, p, &here)) }
-                            }
-                        }
-                    }
-                }
+                (flagged_table(paths, "attention", "", &queue.flagged, &names, &here))
                 (pager(&paths.attention, &[], paging, queue.flagged.len(), queue.total, "attention"))
             }
         }
@@ -121,6 +101,42 @@ pub(crate) async fn page(
     Ok(layout_page(paths, &user.viewer, Section::Attention, "Attention", body))
 }
 
+/// A table of flagged payouts, each with why, since when and what can be done from here: `key`
+/// names the table (`{key}-list`) and its rows (`{key}-{id}`); `form_key` goes into the ids of
+/// each row's forms, so that a page listing a payout in several tables keeps its ids unique.
+pub(super) fn flagged_table(
+    paths: &Paths,
+    key: &str,
+    form_key: &str,
+    flagged: &[Flagged],
+    names: &std::collections::HashMap<DoctorId, String>,
+    back: &str,
+) -> Markup {
+    html! {
+        table id=(format!("{key}-list")) {
+            thead { tr {
+                th { "Payout" } th { "Doctor" } th.amount { "Amount" } th { "Status" } th { "Why" }
+                th { "Since" } th { "Action" }
+            } }
+            tbody {
+                @for f in flagged {
+                    @let p = &f.payout;
+                    @let id = p.id.as_str();
+                    tr id=(format!("{key}-{id}")) {
+                        td.id { a href=(paths.payout(id)) { (id) } }
+                        td { (doctor(&p.doctor_id, names)) }
+                        td.amount { (money(&p.amount_due)) }
+                        td.status id=(format!("{key}-status-{id}")) { (p.status.as_str()) }
+                        td { (f.reason) (pending_resolution(p)) " " (hold_note(p)) }
+                        td.nowrap { (f.since.format("%Y-%m-%d %H:%M UTC").to_string()) }
+                        td { (actions(paths, p, back, &format!("-{form_key}{id}"))) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A resolution waiting for a second admin, said beside the flag's reason.
 fn pending_resolution(p: &Payout) -> Markup {
     html! {
@@ -135,15 +151,14 @@ fn pending_resolution(p: &Payout) -> Markup {
 
 /// What can be done from the queue: settle a PROCESSING payout (resolve with evidence, or confirm
 /// or reject a pending resolution), retry a failed one; the others are looked at on their page.
-fn actions(paths: &Paths, p: &Payout, back: &str) -> Markup {
-    let suffix = format!("-{}", p.id.as_str());
+fn actions(paths: &Paths, p: &Payout, back: &str, suffix: &str) -> Markup {
     html! {
         @match p.status {
-            PayoutStatus::Processing => { (resolution_forms(paths, p, back, &suffix)) }
-            PayoutStatus::Failed => { (retry_form(paths, p, back, &suffix)) }
+            PayoutStatus::Processing => { (resolution_forms(paths, p, back, suffix)) }
+            PayoutStatus::Failed => { (retry_form(paths, p, back, suffix)) }
             _ => { a href=(paths.payout(p.id.as_str())) { "Look at it" } }
         }
-        @if !p.status.is_terminal() { " " (payout_hold_form(paths, p, back, &suffix)) }
+        @if !p.status.is_terminal() { " " (payout_hold_form(paths, p, back, suffix)) }
     }
 }
 

@@ -2,13 +2,19 @@
 //! page, the form that creates a run from the payouts list's filters, and the run's actions.
 //!
 //! A run's page stays fast however large the run: it reads the run's tallies (one store call),
-//! one page of its results, its events, and one page each of its payouts, its held, failed and
-//! processing payouts (each [`PayoutService::run_payouts`](payout_core::PayoutService::run_payouts)
-//! is two store calls: the run, then the page), and the doctors' names of the payouts shown in one
-//! directory call: 11 store calls (`run` 5 times, `list` 4 times, `run_results`, `run_events`;
-//! 12 when the results default to their last page), whatever the run's size. It never reads all of
-//! a run's members; the funds check, which must plan every approved member (a page of 200 and a
-//! directory call at a time), is made only when asked for (`?funds=1`).
+//! one page of its results, its events, one page each of its payouts and its held and failed
+//! payouts (each [`PayoutService::run_payouts`](payout_core::PayoutService::run_payouts) is two
+//! store calls: the run, then the page), the first page of its payouts that need attention (one
+//! call, `run_attention`: the attention queue's part that is the run's), and the doctors' names of
+//! the payouts shown in one directory call: 10 store calls (`run` 4 times, `list` 3 times,
+//! `run_attention`, `run_results`, `run_events`; 11 when the results default to their last page),
+//! whatever the run's size. It never reads all of a run's members; the funds check, which must
+//! plan every approved member (a page of 200 and a directory call at a time), is made only when
+//! asked for (`?funds=1`).
+//!
+//! The funds override is asked for and confirmed here too: the funds section shows the run's
+//! override (who asked, when and why; who confirmed, when), offers to request one when the check
+//! shows a shortfall, and to confirm a requested one to any admin but the one who requested it.
 
 use std::collections::HashMap;
 
@@ -17,12 +23,13 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
-use payout_core::domain::{DoctorId, Payout, Provider, RunId, RunSummary};
+use payout_core::domain::{DoctorId, FundsOverride, MAX_OVERRIDE_REASON, Payout, Provider, RunId, RunSummary};
 use payout_core::funds::{FundsReport, FundsState};
 use payout_core::service::RunReport;
 use payout_core::status::PayoutStatus;
-use payout_core::store::{Page, PayoutFilter};
+use payout_core::store::{AttentionPage, Page, PayoutFilter};
 
+use super::attention::flagged_table;
 use super::components::{back_to, doctor, error, error_message, flash, flash_redirect, hold_note, money, with_query};
 use super::layout::{Section, page as layout_page};
 use super::paging::{DEFAULT_PAGE_SIZE, Paging, pager, pager_named};
@@ -31,7 +38,7 @@ use super::signin::{SignedIn, admin_form};
 use super::{Dashboard, Paths};
 use crate::api::{ListQuery, form_pairs};
 
-/// How many of a run's held, failed and processing payouts its page lists (each section says how
+/// How many of a run's held, failed and flagged payouts its page lists (each section says how
 /// many there are in all).
 const SECTION_SHOWN: u32 = 25;
 
@@ -247,17 +254,7 @@ pub(crate) async fn page(
         shown.clone(),
     )
     .await;
-    let processing = members(
-        &d,
-        &user,
-        &id,
-        PayoutFilter {
-            status: Some(PayoutStatus::Processing),
-            ..Default::default()
-        },
-        shown,
-    )
-    .await;
+    let flagged = s.run_attention(actor, &id, &shown).await.map_err(error_message);
     // Results oldest first: without a skip asked for, the latest page (a second call once the
     // number of results is known).
     let results = match s.run_results(actor, &id, &result_paging.page()).await {
@@ -274,17 +271,28 @@ pub(crate) async fn page(
         other => other.map(|r| (r, result_paging)).map_err(error_message),
     };
     let events = s.run_events(actor, &id).await.map_err(error_message);
-    let shown_payouts = [&all, &held, &failed, &processing]
+    let mut shown_payouts: Vec<&Payout> = [&all, &held, &failed]
         .into_iter()
         .filter_map(|r| r.as_ref().ok())
-        .flat_map(|p| p.payouts.iter());
-    let (names, names_note) = names_of(&d, &user, shown_payouts).await;
+        .flat_map(|p| p.payouts.iter())
+        .collect();
+    if let Ok(f) = &flagged {
+        shown_payouts.extend(f.flagged.iter().map(|f| &f.payout));
+    }
+    let (names, names_note) = names_of(&d, &user, shown_payouts.into_iter()).await;
+    let funds_provider = field("provider").and_then(|p| p.parse::<Provider>().ok());
     let funds = if field("funds").is_some() {
-        let provider = field("provider").and_then(|p| p.parse::<Provider>().ok());
-        Some(funds_check(&d, &user, &id, provider).await)
+        Some(funds_check(&d, &user, &id, funds_provider).await)
     } else {
         None
     };
+    // The override forms come back to the funds check they were asked from.
+    let mut funds_query = here_query.clone();
+    funds_query.push(("funds".into(), "1".into()));
+    if let Some(p) = funds_provider {
+        funds_query.push(("provider".into(), p.as_str().into()));
+    }
+    let funds_here = with_query(&here_path, &funds_query);
 
     let body = html! {
         (flash(&pairs))
@@ -301,7 +309,7 @@ pub(crate) async fn page(
         }
         (totals(&summary))
         (actions(paths, &summary, &here))
-        (funds_section(paths, rid, funds))
+        (funds_section(paths, &user, &summary, funds, &funds_here))
         (bank_files(paths, rid))
         section id="held" aria-labelledby="held-title" {
             (member_section(paths, "held", "On hold", &held, &names, &here))
@@ -309,9 +317,8 @@ pub(crate) async fn page(
         section id="failed" aria-labelledby="failed-title" {
             (member_section(paths, "failed", "Failed", &failed, &names, &here))
         }
-        section id="processing" aria-labelledby="processing-title" {
-            (member_section(paths, "processing", "Processing: outcome awaited (the flagged ones are in the attention queue)", &processing, &names, &here))
-            p { a href=(paths.attention) id="to-attention" { "The attention queue" } }
+        section id="attention" aria-labelledby="attention-title" {
+            (attention_section(paths, &flagged, &names, &here))
         }
         (names_note)
         section id="members" aria-labelledby="members-title" {
@@ -488,12 +495,20 @@ async fn funds_check(
 }
 
 /// The funds section: the form asking for the check, and its answer when asked (per provider and
-/// currency: needed, available, state; a shortfall highlighted).
+/// currency: needed, available, state; a shortfall highlighted); the run's funds override, with
+/// the form that requests one when the check shows a shortfall and the one that confirms a
+/// requested one (offered to any admin but the one who requested it). The forms come `back` to
+/// the check.
 fn funds_section(
     paths: &Paths,
-    id: &str,
+    user: &SignedIn,
+    summary: &RunSummary,
     funds: Option<Result<(payout_core::service::RunPlan, FundsReport), String>>,
+    back: &str,
 ) -> Markup {
+    let id = summary.run.id.as_str();
+    let funds_override = summary.run.funds_override.as_ref();
+    let confirmed = funds_override.is_some_and(FundsOverride::is_confirmed);
     html! {
         section id="funds" aria-labelledby="funds-title" {
             h3 id="funds-title" { "Funds" }
@@ -515,8 +530,21 @@ fn funds_section(
                         (plan.planned()) " of " (plan.approved) " approved payouts would be sent; "
                         (plan.held) " on hold; " (plan.unplanned.len()) " without a method."
                     }
-                    @if report.blocks() {
-                        p.flash.error id="funds-blocked" { "Shortfall: a provider holds less than the run needs." }
+                    @if report.blocks() && confirmed {
+                        p id="funds-overridden" { "Shortfall: a provider holds less than the run needs; the confirmed override below lets the trigger send anyway." }
+                    } @else if report.blocks() {
+                        p.flash.error id="funds-blocked" { "Shortfall: a provider holds less than the run needs. The trigger is refused unless a second admin confirms a funds override." }
+                        @if funds_override.is_none() {
+                            form method="post" action=(paths.run_action(id)) id="override-request-form" {
+                                input type="hidden" name="action" value="request_override";
+                                input type="hidden" name="back" value=(back);
+                                label { "Trigger despite the shortfall, because "
+                                    input name="reason" id="override-reason-input" required size="40" maxlength=(MAX_OVERRIDE_REASON);
+                                } " "
+                                button id="override-request" { "Request a funds override" }
+                                " (another admin confirms it before it takes effect)"
+                            }
+                        }
                     }
                     table id="funds-list" {
                         thead { tr { th { "Provider" } th { "Currency" } th.amount { "Needed" } th.amount { "Available" } th { "State" } } }
@@ -538,6 +566,43 @@ fn funds_section(
                                 li { a href=(paths.payout(u.payout_id.as_str())) { (u.payout_id.as_str()) } " (" (money(&u.amount)) "): " (u.reason.to_string()) }
                             }
                         }
+                    }
+                }
+            }
+            @if let Some(o) = funds_override {
+                (override_state(paths, user, id, o, back))
+            }
+        }
+    }
+}
+
+/// The run's funds override: who asked, when and why, who confirmed it and when; while it waits,
+/// the form that confirms it, or, to the admin who asked, why they cannot.
+fn override_state(paths: &Paths, user: &SignedIn, id: &str, o: &FundsOverride, back: &str) -> Markup {
+    let when = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    html! {
+        div id="funds-override" {
+            h4 { "Funds override" }
+            @if o.is_confirmed() {
+                p id="override-state" { "Confirmed: a shortfall no longer blocks this run's trigger." }
+            } @else {
+                p id="override-state" { "Requested, waiting for a second admin: until confirmed, a shortfall still blocks the trigger." }
+            }
+            dl {
+                dt { "Requested by" } dd id="override-requested" { (o.requested_by) " at " (when(&o.requested_at)) }
+                dt { "Why" } dd id="override-reason" { (o.reason) }
+                @if let (Some(by), Some(at)) = (&o.confirmed_by, &o.confirmed_at) {
+                    dt { "Confirmed by" } dd id="override-confirmed" { (by) " at " (when(at)) }
+                }
+            }
+            @if !o.is_confirmed() {
+                @if o.requested_by == user.actor.label() {
+                    p id="override-own" { "You requested this override, so you cannot confirm it: another admin must." }
+                } @else {
+                    form method="post" action=(paths.run_action(id)) id="override-confirm-form" {
+                        input type="hidden" name="action" value="confirm_override";
+                        input type="hidden" name="back" value=(back);
+                        button id="override-confirm" { "Confirm the override as the second admin" }
                     }
                 }
             }
@@ -674,8 +739,7 @@ fn bank_files(_: &Paths, _: &str) -> Markup {
     html! {}
 }
 
-/// One of the run's capped lists (held, failed, processing): its first rows, and how many there
-/// are in all.
+/// One of the run's capped lists (held, failed): its first rows, and how many there are in all.
 fn member_section(
     paths: &Paths,
     key: &str,
@@ -698,6 +762,34 @@ fn member_section(
             }
             Err(e) => { h3 id=(format!("{key}-title")) { (title) } (error(e)) }
         }
+    }
+}
+
+/// The run's payouts that need attention (flagged by reconciliation, or their money came back):
+/// the first, oldest flag first, each with why, since when and what can be done from here, and
+/// how many there are; the attention queue has every flagged payout, of every run.
+fn attention_section(
+    paths: &Paths,
+    found: &Result<AttentionPage, String>,
+    names: &HashMap<DoctorId, String>,
+    back: &str,
+) -> Markup {
+    let title = "Needs attention";
+    html! {
+        @match found {
+            Ok(page) => {
+                h3 id="attention-title" { (title) " (" span id="attention-total" { (page.total) } ")" }
+                @if page.flagged.is_empty() && page.total == 0 { p { "None of its payouts needs a person." } }
+                @else {
+                    (flagged_table(paths, "attention", "attention-", &page.flagged, names, back))
+                    @if page.total > page.flagged.len() as u64 {
+                        p { "The first " (page.flagged.len()) ", oldest flag first, are shown; the attention queue has them all." }
+                    }
+                }
+            }
+            Err(e) => { h3 id="attention-title" { (title) } (error(e)) }
+        }
+        p { a href=(paths.attention) id="to-attention" { "The attention queue" } " (every flagged payout, of every run)" }
     }
 }
 
@@ -735,7 +827,8 @@ fn payout_table(paths: &Paths, key: &str, payouts: &[Payout], names: &HashMap<Do
 }
 
 /// `POST /dashboard/admin/runs/{id}/action`: `approve`, `trigger` (with an optional `provider`)
-/// or `retry_failed`; the report's counts are flashed on the run's page.
+/// or `retry_failed`, the report's counts flashed on the run's page; `request_override` (with a
+/// `reason`) and `confirm_override`, the funds override's two steps, flashed too.
 pub(crate) async fn action(
     State(d): State<Dashboard>,
     user: SignedIn,
@@ -763,6 +856,27 @@ pub(crate) async fn action(
             s.trigger_run(actor, &id, provider).await
         }
         Some("retry_failed") => s.retry_failed_run(actor, &id).await,
+        Some("request_override") => {
+            let reason = field("reason").unwrap_or("");
+            return Ok(match s.request_funds_override(actor, &id, reason).await {
+                Ok(_) => flash_redirect(
+                    true,
+                    "funds override requested: another admin confirms it before the trigger goes ahead",
+                    &back,
+                ),
+                Err(e) => flash_redirect(false, &error_message(e), &back),
+            });
+        }
+        Some("confirm_override") => {
+            return Ok(match s.confirm_funds_override(actor, &id).await {
+                Ok(_) => flash_redirect(
+                    true,
+                    "funds override confirmed: a shortfall no longer blocks the trigger",
+                    &back,
+                ),
+                Err(e) => flash_redirect(false, &error_message(e), &back),
+            });
+        }
         #[cfg(feature = "bank-files")]
         Some("settle_bank_file") => {
             let owned = |k: &str| field(k).map(str::to_string);
