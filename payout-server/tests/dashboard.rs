@@ -1351,7 +1351,11 @@ async fn run_actions_approve_trigger_and_retry_failed_through_the_forms() {
     let r = call(&app, page(&run, Some(&a1))).await;
     assert_eq!(text_of(&r.body, "failed-total"), Some("1"));
     assert!(text_of(&r.body, "by-status-PROCESSING").is_some(), "{}", r.body);
-    assert_eq!(text_of(&r.body, "attention-total"), Some("0"), "a failure is not flagged");
+    assert_eq!(
+        text_of(&r.body, "attention-total"),
+        Some("0"),
+        "a failure is not flagged"
+    );
     assert!(r.body.contains(&format!("id=\"retry-failed-{}\"", ids[0])));
     assert!(r.body.contains("id=\"by-provider-STRIPE_CONNECT\""), "{}", r.body);
     let r = call(&app, act(&format!("action=retry_failed&{back}"))).await;
@@ -1709,7 +1713,8 @@ async fn a_run_page_lists_its_payouts_that_need_attention() {
             let p = store.get(&id).await.unwrap();
             let at = chrono::Utc::now() - chrono::Duration::hours(hours);
             let mut change = PayoutChange::of(&p, at);
-            change.follow_up = Some(FollowUp::check_at(chrono::Utc::now() + chrono::Duration::hours(1)).flagged(reason));
+            change.follow_up =
+                Some(FollowUp::check_at(chrono::Utc::now() + chrono::Duration::hours(1)).flagged(reason));
             store.apply(change).await.unwrap();
         }
     };
@@ -1723,11 +1728,20 @@ async fn a_run_page_lists_its_payouts_that_need_attention() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(text_of(&r.body, "run-count"), Some("1"), "dr-b's only");
     assert_eq!(text_of(&r.body, "attention-total"), Some("1"), "{}", r.body);
-    let row = &r.body[r.body.find(&format!("id=\"attention-{}\"", ids[1])).expect("dr-b's row")..];
+    let row = &r.body[r
+        .body
+        .find(&format!("id=\"attention-{}\"", ids[1]))
+        .expect("dr-b's row")..];
     let row = &row[..row.find("</tr>").unwrap()];
-    assert!(row.contains("no answer &lt;i&gt;yet&lt;/i&gt;"), "escaped reason: {row}");
+    assert!(
+        row.contains("no answer &lt;i&gt;yet&lt;/i&gt;"),
+        "escaped reason: {row}"
+    );
     assert!(!r.body.contains("<i>yet"));
-    assert!(row.contains(&format!("href=\"{BASE}/{}\"", ids[1])), "a link to it: {row}");
+    assert!(
+        row.contains(&format!("href=\"{BASE}/{}\"", ids[1])),
+        "a link to it: {row}"
+    );
     assert!(row.contains("Dr. dr-b"), "the doctor's name: {row}");
     assert!(row.contains(" UTC</td>"), "since when: {row}");
     assert!(row.contains("PROCESSING"), "{row}");
@@ -1736,17 +1750,27 @@ async fn a_run_page_lists_its_payouts_that_need_attention() {
         "resolve it from here: {row}"
     );
     assert!(row.contains(&format!("name=\"back\" value=\"{run}\"")), "{row}");
-    assert!(!r.body.contains(&format!("id=\"attention-{}\"", ids[0])), "dr-a's is not in this run");
     assert!(
-        r.body.contains(&format!("<a href=\"{ATTENTION}\" id=\"to-attention\">")),
+        !r.body.contains(&format!("id=\"attention-{}\"", ids[0])),
+        "dr-a's is not in this run"
+    );
+    assert!(
+        r.body
+            .contains(&format!("<a href=\"{ATTENTION}\" id=\"to-attention\">")),
         "a link to the whole queue"
     );
 
     // The run of all three: dr-a's (older flag) first, then dr-b's; dr-c's paid is not listed.
     let r = call(&app, page(&both, Some(&a1))).await;
     assert_eq!(text_of(&r.body, "attention-total"), Some("2"), "{}", r.body);
-    let first = r.body.find(&format!("id=\"attention-{}\"", ids[0])).expect("dr-a's row");
-    let second = r.body.find(&format!("id=\"attention-{}\"", ids[1])).expect("dr-b's row");
+    let first = r
+        .body
+        .find(&format!("id=\"attention-{}\"", ids[0]))
+        .expect("dr-a's row");
+    let second = r
+        .body
+        .find(&format!("id=\"attention-{}\"", ids[1]))
+        .expect("dr-b's row");
     assert!(first < second, "oldest flag first");
     assert!(!r.body.contains(&format!("id=\"attention-{}\"", ids[2])));
     let r = call(&app, page(&other, Some(&a1))).await;
@@ -1831,45 +1855,95 @@ async fn a_shortfall_is_overridden_from_the_run_page_by_two_admins() {
     assert!(text_of(&r.body, "funds-blocked").is_some(), "{}", r.body);
     let request = &r.body[r.body.find("id=\"override-request-form\"").expect("the request form")..];
     let request = &request[..request.find("</form>").unwrap()];
-    assert!(request.contains(r#"name="action" value="request_override""#), "{request}");
-    assert!(request.contains(r#"name="reason""#) && request.contains("required"), "{request}");
     assert!(
-        request.contains(r#"name="back" value="/dashboard/admin/runs/"#) && request.contains("funds=1&amp;provider=STRIPE_CONNECT"),
+        request.contains(r#"name="action" value="request_override""#),
+        "{request}"
+    );
+    assert!(
+        request.contains(r#"name="reason""#) && request.contains("required"),
+        "{request}"
+    );
+    assert!(
+        request.contains(r#"name="back" value="/dashboard/admin/runs/"#)
+            && request.contains("funds=1&amp;provider=STRIPE_CONNECT"),
         "back to the check: {request}"
     );
     assert!(r.body.contains(&format!("action=\"{action}\"")));
     assert!(!r.body.contains("id=\"funds-override\""), "no override yet");
     // Trigger refused, said.
-    let r = call(&app, form(&action, Some(&a1), &format!("action=trigger&provider=STRIPE_CONNECT&{back}"))).await;
+    let r = call(
+        &app,
+        form(
+            &action,
+            Some(&a1),
+            &format!("action=trigger&provider=STRIPE_CONNECT&{back}"),
+        ),
+    )
+    .await;
     assert!(r.location().starts_with(&format!("{checked}&err=")), "{}", r.location());
     let r = call(&app, page(r.location(), Some(&a1))).await;
-    assert!(text_of(&r.body, "flash").unwrap().contains("short by 0.01"), "{}", r.body);
+    assert!(
+        text_of(&r.body, "flash").unwrap().contains("short by 0.01"),
+        "{}",
+        r.body
+    );
 
     // A request needs a reason; a cross-site one is refused; neither writes anything.
-    let r = call(&app, form(&action, Some(&a1), &format!("action=request_override&reason=%20&{back}"))).await;
+    let r = call(
+        &app,
+        form(
+            &action,
+            Some(&a1),
+            &format!("action=request_override&reason=%20&{back}"),
+        ),
+    )
+    .await;
     assert!(r.location().contains("&err="), "{}", r.location());
     let r = call(&app, page(r.location(), Some(&a1))).await;
-    assert_eq!(text_of(&r.body, "flash"), Some("invalid input: a funds override needs a reason"));
+    assert_eq!(
+        text_of(&r.body, "flash"),
+        Some("invalid input: a funds override needs a reason")
+    );
     let mut evil = form(&action, Some(&a1), "action=request_override&reason=x");
-    evil.headers_mut().insert("origin", "https://evil.example".parse().unwrap());
+    evil.headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
     assert_eq!(call(&app, evil).await.status, StatusCode::FORBIDDEN);
     assert_eq!(stored_override().await, None);
 
     // admin-1 requests it, with a reason that is markup.
-    let body = format!("action=request_override&reason={}&{back}", urlencoding("<b>top-up</b> lands at noon"));
+    let body = format!(
+        "action=request_override&reason={}&{back}",
+        urlencoding("<b>top-up</b> lands at noon")
+    );
     let r = call(&app, form(&action, Some(&a1), &body)).await;
     assert!(r.location().starts_with(&format!("{checked}&msg=")), "{}", r.location());
     let r = call(&app, page(r.location(), Some(&a1))).await;
-    assert!(text_of(&r.body, "flash").unwrap().starts_with("funds override requested"));
-    assert!(text_of(&r.body, "override-state").unwrap().starts_with("Requested, waiting for a second admin"));
     assert!(
-        text_of(&r.body, "override-requested").unwrap().starts_with("admin:admin-1 at "),
+        text_of(&r.body, "flash")
+            .unwrap()
+            .starts_with("funds override requested")
+    );
+    assert!(
+        text_of(&r.body, "override-state")
+            .unwrap()
+            .starts_with("Requested, waiting for a second admin")
+    );
+    assert!(
+        text_of(&r.body, "override-requested")
+            .unwrap()
+            .starts_with("admin:admin-1 at "),
         "{}",
         r.body
     );
-    assert_eq!(text_of(&r.body, "override-reason"), Some("&lt;b&gt;top-up&lt;/b&gt; lands at noon"));
+    assert_eq!(
+        text_of(&r.body, "override-reason"),
+        Some("&lt;b&gt;top-up&lt;/b&gt; lands at noon")
+    );
     assert!(!r.body.contains("<b>top-up"));
-    assert!(text_of(&r.body, "funds-blocked").is_some(), "a request alone does not unblock");
+    assert!(
+        text_of(&r.body, "funds-blocked").is_some(),
+        "a request alone does not unblock"
+    );
     assert!(!r.body.contains("override-request-form"), "one override per run");
     // The requester is told plainly, and has no confirm button; forcing it is refused.
     assert_eq!(
@@ -1877,32 +1951,67 @@ async fn a_shortfall_is_overridden_from_the_run_page_by_two_admins() {
         Some("You requested this override, so you cannot confirm it: another admin must.")
     );
     assert!(!r.body.contains("override-confirm-form"));
-    let r = call(&app, form(&action, Some(&a1), &format!("action=confirm_override&{back}"))).await;
+    let r = call(
+        &app,
+        form(&action, Some(&a1), &format!("action=confirm_override&{back}")),
+    )
+    .await;
     assert!(r.location().contains("&err="), "{}", r.location());
     let r = call(&app, page(r.location(), Some(&a1))).await;
-    assert!(text_of(&r.body, "flash").unwrap().contains("second admin"), "{}", r.body);
+    assert!(
+        text_of(&r.body, "flash").unwrap().contains("second admin"),
+        "{}",
+        r.body
+    );
     assert!(!stored_override().await.unwrap().is_confirmed());
 
     // admin-2 sees the confirm form, and confirms.
     let r = call(&app, page(&checked, Some(&a2))).await;
     assert!(text_of(&r.body, "override-own").is_none());
     let confirm = &r.body[r.body.find("id=\"override-confirm-form\"").expect("the confirm form")..];
-    assert!(confirm.contains(r#"name="action" value="confirm_override""#), "{confirm}");
+    assert!(
+        confirm.contains(r#"name="action" value="confirm_override""#),
+        "{confirm}"
+    );
     assert!(confirm.contains("id=\"override-confirm\""), "{confirm}");
-    let r = call(&app, form(&action, Some(&a2), &format!("action=confirm_override&{back}"))).await;
+    let r = call(
+        &app,
+        form(&action, Some(&a2), &format!("action=confirm_override&{back}")),
+    )
+    .await;
     assert!(r.location().starts_with(&format!("{checked}&msg=")), "{}", r.location());
     let r = call(&app, page(r.location(), Some(&a1))).await;
-    assert!(text_of(&r.body, "flash").unwrap().starts_with("funds override confirmed"));
+    assert!(
+        text_of(&r.body, "flash")
+            .unwrap()
+            .starts_with("funds override confirmed")
+    );
     assert!(text_of(&r.body, "override-state").unwrap().starts_with("Confirmed"));
-    assert!(text_of(&r.body, "override-confirmed").unwrap().starts_with("admin:admin-2 at "));
+    assert!(
+        text_of(&r.body, "override-confirmed")
+            .unwrap()
+            .starts_with("admin:admin-2 at ")
+    );
     assert!(text_of(&r.body, "funds-blocked").is_none());
     assert!(text_of(&r.body, "funds-overridden").is_some(), "{}", r.body);
     assert!(!r.body.contains("override-confirm-form") && !r.body.contains("override-own"));
-    let r = call(&app, form(&action, Some(&a2), &format!("action=confirm_override&{back}"))).await;
+    let r = call(
+        &app,
+        form(&action, Some(&a2), &format!("action=confirm_override&{back}")),
+    )
+    .await;
     assert!(r.location().contains("&err="), "confirmed once: {}", r.location());
 
     // The trigger now sends.
-    let r = call(&app, form(&action, Some(&a1), &format!("action=trigger&provider=STRIPE_CONNECT&{back}"))).await;
+    let r = call(
+        &app,
+        form(
+            &action,
+            Some(&a1),
+            &format!("action=trigger&provider=STRIPE_CONNECT&{back}"),
+        ),
+    )
+    .await;
     assert!(r.location().starts_with(&format!("{checked}&msg=")), "{}", r.location());
     let r = call(&app, page(&run, Some(&a1))).await;
     let events = &r.body[r.body.find("id=\"events-list\"").unwrap()..];

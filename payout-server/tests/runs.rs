@@ -575,7 +575,8 @@ async fn a_runs_page_shows_its_payouts_that_need_attention() {
     let stored = store.get(&PayoutId::new(pc["id"].as_str().unwrap())).await.unwrap();
     let flagged_at = Utc::now() - chrono::Duration::hours(1);
     let mut flag = PayoutChange::of(&stored, flagged_at);
-    flag.follow_up = Some(FollowUp::check_at(Utc::now() + chrono::Duration::hours(1)).flagged("no answer from the provider"));
+    flag.follow_up =
+        Some(FollowUp::check_at(Utc::now() + chrono::Duration::hours(1)).flagged("no answer from the provider"));
     store.apply(flag).await.unwrap();
     // dr-b's is paid, then its money comes back: flagged by the change. dr-a's is paid: not flagged.
     let pb = payout_of(&app, &a, "dr-b").await;
@@ -598,7 +599,12 @@ async fn a_runs_page_shows_its_payouts_that_need_attention() {
     let flagged = d["attentionPayouts"]["data"].as_array().unwrap();
     let listed: Vec<(&str, &str)> = flagged
         .iter()
-        .map(|p| (p["doctorId"].as_str().unwrap(), p["attention"]["reason"].as_str().unwrap()))
+        .map(|p| {
+            (
+                p["doctorId"].as_str().unwrap(),
+                p["attention"]["reason"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         listed,
@@ -624,10 +630,16 @@ async fn a_runs_page_shows_its_payouts_that_need_attention() {
         "RETURNED: the money came back after it was paid"
     );
     let (_, only_b) = call(&app, get(&format!("/api/admin/runs/{dr_b_run}"), &a)).await;
-    assert_eq!(only_b["data"]["attention"], 1, "another run: its own flagged payouts only");
+    assert_eq!(
+        only_b["data"]["attention"], 1,
+        "another run: its own flagged payouts only"
+    );
     assert_eq!(only_b["data"]["attentionPayouts"]["data"][0]["id"], pb["id"]);
     let (_, queue) = call(&app, get("/api/admin/payouts?attention=true", &a)).await;
-    assert_eq!(queue["pagination"]["total"], 2, "the whole queue lists the same payouts");
+    assert_eq!(
+        queue["pagination"]["total"], 2,
+        "the whole queue lists the same payouts"
+    );
 
     let (s, e) = call(&app, get("/api/admin/runs/run_nope/attention", &a)).await;
     assert_eq!(

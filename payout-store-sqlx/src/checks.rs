@@ -277,7 +277,9 @@ const RUN_FLAGGED: &str = "c.attention IS NOT NULL AND m.run_id = $1 AND m.payou
 pub(crate) async fn run_attention<D: Db>(d: &D, run: &RunId, page: &Page) -> Result<AttentionPage> {
     let total = d
         .fetch_optional(
-            &format!("SELECT (SELECT COUNT(*) {RUN_FLAGGED_FROM} WHERE {RUN_FLAGGED}) AS n FROM payout_runs WHERE id = $1"),
+            &format!(
+                "SELECT (SELECT COUNT(*) {RUN_FLAGGED_FROM} WHERE {RUN_FLAGGED}) AS n FROM payout_runs WHERE id = $1"
+            ),
             args![run.as_str()],
         )
         .await

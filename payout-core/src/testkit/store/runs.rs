@@ -711,7 +711,10 @@ pub async fn a_runs_attention_is_its_flagged_members(store: &dyn PayoutStore) {
             }
         })
         .collect();
-    assert_eq!(store.finish_checks(&done).await.expect("finish_checks"), [true, true, true]);
+    assert_eq!(
+        store.finish_checks(&done).await.expect("finish_checks"),
+        [true, true, true]
+    );
     // po_02 is paid, then its money comes back: flagged by the change, at minute 7.
     let paid = super::move_to(store, &processing[1], PayoutStatus::Paid, at(6)).await;
     super::move_to(store, &paid, PayoutStatus::Returned, at(7)).await;
@@ -750,7 +753,11 @@ pub async fn a_runs_attention_is_its_flagged_members(store: &dyn PayoutStore) {
         .await
         .expect("run_attention(run_b)");
     let got: Vec<String> = run_b.flagged.iter().map(|f| f.payout.id.to_string()).collect();
-    assert_eq!(got, ["po_03", "po_05"], "a payout in two runs is in both; po_04 is not flagged");
+    assert_eq!(
+        got,
+        ["po_03", "po_05"],
+        "a payout in two runs is in both; po_04 is not flagged"
+    );
     assert_eq!(run_b.total, 2);
     let second = store
         .run_attention(&RunId::new("run_a"), &Page::new(1, 1))
