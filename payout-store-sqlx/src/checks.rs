@@ -271,17 +271,26 @@ const RUN_FLAGGED_FROM: &str = "FROM payout_checks c CROSS JOIN payout_run_membe
 /// The conditions of [`RUN_FLAGGED_FROM`]: flagged, and a member of the run `$1`.
 const RUN_FLAGGED: &str = "c.attention IS NOT NULL AND m.run_id = $1 AND m.payout_id = c.payout_id";
 
+/// `n`: how many of the run `$1`'s members are flagged, in a row only when the run exists.
+fn run_flagged_count() -> String {
+    format!("SELECT (SELECT COUNT(*) {RUN_FLAGGED_FROM} WHERE {RUN_FLAGGED}) AS n FROM payout_runs WHERE id = $1")
+}
+
+/// The run `$1`'s flagged members with their flags, in the queue's order: `$2` of them after `$3`.
+fn run_flagged_page() -> String {
+    format!(
+        "SELECT {PAYOUT_READ_COLUMNS}, c.attention, c.attention_since {RUN_FLAGGED_FROM} \
+         JOIN payouts ON payouts.id = c.payout_id WHERE {RUN_FLAGGED} \
+         ORDER BY c.attention_since, c.payout_id LIMIT $2 OFFSET $3"
+    )
+}
+
 /// See [`PayoutStore::run_attention`](payout_core::store::PayoutStore::run_attention): one
 /// statement tells whether the run exists and how many of its members are flagged; the page is
 /// read only when it has rows to show (most runs have none flagged).
 pub(crate) async fn run_attention<D: Db>(d: &D, run: &RunId, page: &Page) -> Result<AttentionPage> {
     let total = d
-        .fetch_optional(
-            &format!(
-                "SELECT (SELECT COUNT(*) {RUN_FLAGGED_FROM} WHERE {RUN_FLAGGED}) AS n FROM payout_runs WHERE id = $1"
-            ),
-            args![run.as_str()],
-        )
+        .fetch_optional(&run_flagged_count(), args![run.as_str()])
         .await
         .map_err(db)?
         .ok_or_else(|| Error::RunNotFound(run.clone()))?
@@ -295,14 +304,9 @@ pub(crate) async fn run_attention<D: Db>(d: &D, run: &RunId, page: &Page) -> Res
             total,
         });
     }
-    let sql = format!(
-        "SELECT {PAYOUT_READ_COLUMNS}, c.attention, c.attention_since {RUN_FLAGGED_FROM} \
-         JOIN payouts ON payouts.id = c.payout_id WHERE {RUN_FLAGGED} \
-         ORDER BY c.attention_since, c.payout_id LIMIT $2 OFFSET $3"
-    );
     let skip = i64::try_from(page.skip).unwrap_or(i64::MAX);
     let rows = d
-        .fetch_all(&sql, args![run.as_str(), i64::from(limit), skip])
+        .fetch_all(&run_flagged_page(), args![run.as_str(), i64::from(limit), skip])
         .await
         .map_err(db)?;
     let mut flagged = Vec::with_capacity(rows.len());
@@ -314,4 +318,41 @@ pub(crate) async fn run_attention<D: Db>(d: &D, run: &RunId, page: &Page) -> Res
         });
     }
     Ok(AttentionPage { flagged, total })
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+
+    /// SQLite's plans of a run's attention: the flagged checks walked by their index (already in
+    /// the queue's order: no sort), each probed in the run's membership and its payout by primary
+    /// key; never a scan of the run's members, of the payouts or of all the checks.
+    #[tokio::test]
+    async fn a_runs_attention_reads_by_indexes_on_sqlite() {
+        let store = crate::SqliteStore::connect("sqlite::memory:").await.expect("sqlite");
+        for (sql, args) in [
+            (run_flagged_count(), args!["run_a"]),
+            (run_flagged_page(), args!["run_a", 20_i64, 0_i64]),
+        ] {
+            let plan: Vec<String> = store
+                .pool()
+                .fetch_all(&format!("EXPLAIN QUERY PLAN {sql}"), args)
+                .await
+                .expect("EXPLAIN QUERY PLAN")
+                .iter()
+                .map(|row| row.text("detail").expect("detail"))
+                .collect();
+            let plan = plan.join("\n");
+            assert!(plan.contains("SCAN c USING INDEX payout_checks_flagged"), "{plan}");
+            assert!(
+                plan.contains(
+                    "SEARCH m USING COVERING INDEX sqlite_autoindex_payout_run_members_1 (run_id=? AND payout_id=?)"
+                ),
+                "{plan}"
+            );
+            for bad in ["SCAN m", "SCAN payouts", "SCAN payout_checks", "TEMP B-TREE"] {
+                assert!(!plan.contains(bad), "{bad}: {plan}");
+            }
+        }
+    }
 }
