@@ -279,9 +279,11 @@ fn run_flagged_count() -> String {
 /// The run `$1`'s flagged members with their flags, in the queue's order: `$2` of them after `$3`.
 fn run_flagged_page() -> String {
     format!(
-        "SELECT {PAYOUT_READ_COLUMNS}, c.attention, c.attention_since {RUN_FLAGGED_FROM} \
+        "SELECT {}, c.attention, c.attention_since {RUN_FLAGGED_FROM} \
          JOIN payouts ON payouts.id = c.payout_id WHERE {RUN_FLAGGED} \
-         ORDER BY c.attention_since, c.payout_id LIMIT $2 OFFSET $3"
+         ORDER BY c.attention_since, c.payout_id LIMIT $2 OFFSET $3",
+        // Qualified: a member row has some of the payout's columns too (`status`, `created_at`).
+        qualified("payouts.", "", PAYOUT_READ_COLUMNS)
     )
 }
 
