@@ -254,6 +254,15 @@ pub enum Error {
     /// The actor may not do this.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The doctor's plan does not include this feature (a premium feature of
+    /// [`FeatureAccess`](crate::premium::FeatureAccess), named as its field is: `earnings_export`).
+    #[error("{what} needs a premium plan (the {feature} feature)")]
+    PremiumRequired {
+        /// What was asked for, for people (`CSV statements`).
+        what: &'static str,
+        /// The feature's name (`earnings_export`).
+        feature: &'static str,
+    },
     /// The doctor has no payout details for the chosen provider.
     #[error("doctor {doctor_id} has no {provider} payout details")]
     MissingRecipient {

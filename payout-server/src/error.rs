@@ -58,6 +58,7 @@ impl ApiError {
                 Error::DuplicateEvent { .. } => (StatusCode::OK, "duplicate_event"),
                 Error::InvalidInput(_) | Error::Money(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
                 Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+                Error::PremiumRequired { .. } => (StatusCode::FORBIDDEN, "premium_required"),
                 // Both are answered the same way, by a re-approval.
                 Error::DetailsChanged { .. } | Error::ApprovalPredatesDetailsCheck { .. } => {
                     (StatusCode::CONFLICT, "details_changed")

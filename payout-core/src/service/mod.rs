@@ -17,6 +17,7 @@ mod pipeline;
 mod reconcile;
 mod resolve;
 mod runs;
+mod statement;
 mod summary;
 mod webhook;
 
@@ -47,6 +48,10 @@ pub use lifecycle::{BulkOutcome, CancelConsultations};
 pub use reconcile::{ReconcilePolicy, ReconcileReport, SettlementWatch};
 pub use resolve::ResolveRequest;
 pub use runs::{FundsNeed, NoMethod, RunPlan, RunReport, Unplanned, choose_provider};
+pub use statement::{
+    DeductionTotal, LineKind, PaymentMethod, STATEMENT_CSV_HEADER, SUMMARY_YEARS, Statement, StatementLine,
+    StatementTotals, YearPayout, YearSummary, YearTotals, mask_destination,
+};
 pub use summary::MAX_CHART_MONTHS;
 pub use webhook::{EventOutcome, WebhookReport};
 
