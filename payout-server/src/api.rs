@@ -647,7 +647,12 @@ pub async fn doctor_payouts(
     let (limit, skip) = (q.limit.unwrap_or(DEFAULT_LIMIT), q.skip.unwrap_or(0));
     let actor = user.actor();
     let page = state.service.doctor_history(&actor, &Page::new(limit, skip)).await?;
-    let PayoutList { data, pagination } = PayoutList::new(page, limit, skip);
+    let pagination = Pagination::of(&page, limit, skip);
+    let data = page
+        .payouts
+        .into_iter()
+        .map(crate::doctor::DoctorPayoutView::from)
+        .collect();
     let doctor_id = match &actor {
         payout_core::domain::Actor::Doctor { doctor_id } => doctor_id.to_string(),
         _ => String::new(),

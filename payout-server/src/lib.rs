@@ -36,11 +36,13 @@ pub mod dashboard;
 pub mod demo;
 #[cfg(feature = "demo")]
 mod demo_providers;
+pub mod doctor;
 pub mod error;
 pub mod limits;
 pub mod observe;
 pub mod openapi;
 pub mod runs;
+pub mod statement_html;
 pub mod webhooks;
 pub mod wire;
 
@@ -78,7 +80,13 @@ pub struct ServerConfig {
     /// ([`BankFileConfig::from_env`](payout_providers::bank::BankFileConfig::from_env)).
     #[cfg(feature = "bank-files")]
     pub bank_files: payout_providers::bank::BankFileConfig,
+    /// The platform's name, printed at the top of every statement. Default: [`DEFAULT_PLATFORM_NAME`]
+    /// (a host sets its own).
+    pub platform_name: String,
 }
+
+/// The name statements carry when the host names no platform ([`ServerConfig::platform_name`]).
+pub const DEFAULT_PLATFORM_NAME: &str = "Doctor payouts";
 
 impl ServerConfig {
     /// Defaults, with HS256 bearer tokens signed with this secret ([`BearerJwt::hs256`]).
@@ -97,6 +105,7 @@ impl ServerConfig {
             trusted_proxies: limits::TrustedProxies::none(),
             #[cfg(feature = "bank-files")]
             bank_files: payout_providers::bank::BankFileConfig::default(),
+            platform_name: DEFAULT_PLATFORM_NAME.to_string(),
         }
     }
 }
@@ -130,7 +139,8 @@ impl AppState {
 }
 
 /// The JSON API: `/api/admin/payouts…`, `/api/admin/runs…`, `/api/admin/doctors…` (holds),
-/// `/api/doctor/payouts` and `/api/openapi.json` (with the
+/// `/api/doctor/payouts…` and `/api/doctor/statements/{year}` (a doctor's own payouts, statements
+/// and year), `/api/admin/payouts/{id}/statement` and `/api/openapi.json` (with the
 /// feature `bank-files`, `/api/admin/bank-files…` too), with the body limit and the admin
 /// mutations' rate limit.
 ///
@@ -168,7 +178,12 @@ pub fn api_router<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S
         .route("/api/admin/runs/{id}/results", get(runs::run_results))
         .route("/api/admin/runs/{id}/funds", get(runs::run_funds))
         .route("/api/admin/doctors/holds", get(runs::doctor_holds))
+        .route("/api/admin/payouts/{id}/statement", get(doctor::admin_statement))
+        .route("/api/admin/doctors/{id}/statements/{year}", get(doctor::admin_year))
         .route("/api/doctor/payouts", get(api::doctor_payouts))
+        .route("/api/doctor/payouts/{id}", get(doctor::doctor_payout))
+        .route("/api/doctor/payouts/{id}/statement", get(doctor::doctor_statement))
+        .route("/api/doctor/statements/{year}", get(doctor::doctor_year))
         .route("/api/openapi.json", get(openapi::document))
         .route("/api/docs", get(openapi::docs))
         .merge(mutations)

@@ -7,6 +7,10 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::doctor::{
+    DeductionView, DoctorItemView, DoctorPayoutBody, DoctorPayoutView, StatementFormat, SummaryFormat, YearPayoutView,
+    YearSummaryBody, YearSummaryView, YearTotalsView,
+};
 use crate::wire::{
     AmountView, AttentionView, AuditBody, AuditEntryView, BulkBody, BulkRequest, BulkResult, BulkSummary,
     ClaimedOutcome, Consultations, CreatePayout, CreateRun, CurrencyTotalView, DoctorHistory, DoctorHoldBody,
@@ -16,7 +20,7 @@ use crate::wire::{
     RunFundsView, RunList, RunOnlyBody, RunReportBody, RunReportView, RunResultList, RunResultView, RunSummaryBody,
     RunSummaryView, RunTotals, RunView, StatusTotal, TriggerRun, WebhookBody, WebhookEvent, WebhookReceipt,
 };
-use crate::{api, runs, webhooks};
+use crate::{api, doctor, runs, webhooks};
 
 /// The API description: every route of the API and webhook routers, `/healthz` and `/metrics`.
 #[derive(OpenApi)]
@@ -32,6 +36,11 @@ use crate::{api, runs, webhooks};
         api::bulk,
         api::export_csv,
         api::doctor_payouts,
+        doctor::doctor_payout,
+        doctor::doctor_statement,
+        doctor::doctor_year,
+        doctor::admin_statement,
+        doctor::admin_year,
         runs::list_runs,
         runs::create_run,
         runs::get_run,
@@ -69,7 +78,9 @@ use crate::{api, runs, webhooks};
         FundsOverrideRequest, DoctorHoldRequest, AmountView, FundsOverrideView, RunView, StatusTotal, ProviderTotal,
         CurrencyTotalView, RunTotals, RunSummaryView, RunList, RunSummaryBody, RunResultView, RunResultList,
         RunEventView, RunDetail, RunBody, RunReportView, RunReportBody, FundsLineView, RunFundsView, RunFundsBody,
-        RunOnlyBody, DoctorHoldView, DoctorHoldOutcome, DoctorHoldBody, DoctorHoldList,
+        RunOnlyBody, DoctorHoldView, DoctorHoldOutcome, DoctorHoldBody, DoctorHoldList, DoctorPayoutView,
+        DoctorItemView, DoctorPayoutBody, DeductionView, YearTotalsView, YearPayoutView, YearSummaryView,
+        YearSummaryBody, StatementFormat, SummaryFormat,
     )),
     tags(
         (name = "admin", description = "Payouts for admins (role `admin`)"),

@@ -411,6 +411,21 @@ pub struct Pagination {
     pub next: Option<String>,
 }
 
+impl Pagination {
+    /// Where `page` is, asked for with `limit` and `skip`.
+    pub fn of(page: &PayoutPage, limit: u32, skip: u64) -> Self {
+        Pagination {
+            total: page.total,
+            limit,
+            skip,
+            next: page
+                .next
+                .as_ref()
+                .map(|c| format!("{}|{}", c.created_at.to_rfc3339(), c.id)),
+        }
+    }
+}
+
 /// A page of payouts.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PayoutList {
@@ -447,18 +462,9 @@ impl PayoutList {
 
     /// The API's page of `page`.
     pub fn new(page: PayoutPage, limit: u32, skip: u64) -> Self {
-        let next = page
-            .next
-            .as_ref()
-            .map(|c| format!("{}|{}", c.created_at.to_rfc3339(), c.id));
         PayoutList {
+            pagination: Pagination::of(&page, limit, skip),
             data: page.payouts.into_iter().map(PayoutView::from).collect(),
-            pagination: Pagination {
-                total: page.total,
-                limit,
-                skip,
-                next,
-            },
         }
     }
 }
@@ -466,8 +472,8 @@ impl PayoutList {
 /// The doctor's own history.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DoctorHistory {
-    /// The doctor's payouts, newest first.
-    pub data: Vec<PayoutView>,
+    /// The doctor's payouts, newest first, as the doctor sees them (no internal fields).
+    pub data: Vec<crate::doctor::DoctorPayoutView>,
     /// Where the page is.
     pub pagination: Pagination,
     /// What the doctor's plan includes.

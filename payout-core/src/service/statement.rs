@@ -64,9 +64,7 @@ impl LineKind {
             ItemKind::CarryOver => LineKind::CarryOver,
             ItemKind::Deduction => LineKind::Deduction,
             ItemKind::Clawback => LineKind::Clawback,
-            // `ItemKind` is non-exhaustive: a kind added later reads as an adjustment until it
-            // gets its own line.
-            _ => LineKind::Adjustment,
+            ItemKind::Adjustment => LineKind::Adjustment,
         }
     }
 }
@@ -228,8 +226,6 @@ pub fn mask_destination(destination: &PayoutDestination) -> String {
                 None => format!("PayPal {}", crate::domain::mask(email)),
             }
         }
-        // `PayoutDestination` is non-exhaustive; a new kind says nothing of its details.
-        _ => "another method".to_string(),
     }
 }
 
