@@ -630,6 +630,16 @@ pub struct HistoryQuery {
     pub skip: Option<u64>,
 }
 
+impl HistoryQuery {
+    /// The paging among a form's `pairs` (`limit`, `skip`), parsed exactly as the API parses its query.
+    pub(crate) fn from_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Result<Self, ApiError> {
+        HistoryQuery::deserialize(serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(
+            pairs,
+        ))
+        .map_err(|e| ApiError::BadRequest(format!("invalid paging: {e}")))
+    }
+}
+
 /// `GET /api/doctor/payouts`: the authenticated doctor's own history; premium doctors also get analytics.
 #[utoipa::path(
     get, path = "/api/doctor/payouts", tag = "doctor", summary = "The doctor's own payouts", params(HistoryQuery),

@@ -95,6 +95,23 @@ pub(crate) fn page(paths: &Paths, viewer: &Viewer, section: Section, title: &str
     document(paths, title, header, body)
 }
 
+/// A page of the signed-in doctor's own (no admin navigation: one link, to their payouts), with
+/// `body` in its `<main>`.
+pub(crate) fn doctor_page(paths: &Paths, viewer: &Viewer, title: &str, body: Markup) -> Response {
+    let header = html! {
+        nav aria-label="Doctor" {
+            ul { li { a id="nav-my-payouts" href=(paths.doctor) { "My payouts" } } }
+        }
+        div.who {
+            span id="signed-in-as" { (viewer.label) }
+            @if viewer.by_cookie {
+                form method="post" action=(paths.logout) { button id="sign-out" { "Sign out" } }
+            }
+        }
+    };
+    document_home(&paths.doctor, title, header, body)
+}
+
 /// A page outside the navigation (sign-in, errors), with `status`.
 pub(crate) fn bare(paths: &Paths, status: StatusCode, title: &str, body: Markup) -> Response {
     (status, document(paths, title, html! {}, body)).into_response()
@@ -102,6 +119,11 @@ pub(crate) fn bare(paths: &Paths, status: StatusCode, title: &str, body: Markup)
 
 /// The whole document, sent with the headers every page has ([`CSP`] and the rest).
 pub(crate) fn document(paths: &Paths, title: &str, header: Markup, body: Markup) -> Response {
+    document_home(&paths.base, title, header, body)
+}
+
+/// [`document`] whose title links to `home`.
+fn document_home(home: &str, title: &str, header: Markup, body: Markup) -> Response {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -113,7 +135,7 @@ pub(crate) fn document(paths: &Paths, title: &str, header: Markup, body: Markup)
             }
             body {
                 header {
-                    h1 { a href=(paths.base) { "Doctor payouts" } }
+                    h1 { a href=(home) { "Doctor payouts" } }
                     (header)
                 }
                 main { (body) }

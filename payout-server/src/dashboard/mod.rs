@@ -21,6 +21,12 @@
 //! A payout on hold shows its hold's reason wherever it is listed; its page has Hold / Release and
 //! the doctor's Hold / Release forms.
 //!
+//! Doctors have pages of their own, under `/dashboard/doctor/payouts`: their history (paged), each
+//! payout's lines and totals with links to its statement, the year's summaries and, with a premium
+//! plan, their earnings analytics. A doctor signs in the same way (the host's authenticator, a
+//! pasted doctor token, the demo's development login) and only ever sees their own payouts: the
+//! doctor is the authenticated one, never an id from the request.
+//!
 //! Who is signed in is asked of the state's [`Authenticator`](crate::Authenticator) with the whole
 //! request head (headers and extensions), so a host's own session works here as in the API. Without
 //! one, an admin signs in by pasting a token (kept in an `HttpOnly`, `SameSite=Strict` cookie, so a
@@ -33,6 +39,7 @@
 mod attention;
 pub(crate) mod chart;
 pub(crate) mod components;
+mod doctor;
 mod holds;
 pub(crate) mod layout;
 pub(crate) mod paging;
@@ -55,6 +62,9 @@ const ATTENTION: &str = "/dashboard/admin/attention";
 const RUNS: &str = "/dashboard/admin/runs";
 /// Where a doctor's hold forms post, relative to where the dashboard router is mounted.
 const DOCTORS: &str = "/dashboard/admin/doctors";
+/// The signed-in doctor's own payouts, relative to where the dashboard router is mounted; a payout's
+/// page is under it.
+const DOCTOR: &str = "/dashboard/doctor/payouts";
 
 /// Where a host mounts the dashboard router and the API router, so the dashboard's pages point at
 /// the right places: `Router::nest` strips the prefix before the handlers see the request, so the
@@ -125,6 +135,11 @@ impl DashboardConfig {
         format!("{}{RUNS}", self.mount)
     }
 
+    /// The public path of the signed-in doctor's own payouts (a payout's page is under it).
+    pub fn doctor_path(&self) -> String {
+        format!("{}{DOCTOR}", self.mount)
+    }
+
     /// The public path of the CSV export.
     pub fn export_path(&self) -> String {
         format!("{}/api/admin/payouts/export", self.api_mount)
@@ -186,8 +201,9 @@ pub(crate) struct Paths {
     pub(crate) login: String,
     pub(crate) logout: String,
     pub(crate) export: String,
+    /// The signed-in doctor's own payouts; the doctor's payout pages are under it.
+    pub(crate) doctor: String,
     /// Where the API is mounted (`""` at the root).
-    #[cfg_attr(not(feature = "bank-files"), allow(dead_code))]
     pub(crate) api: String,
     pub(crate) cookie: String,
     /// Other ways to sign in: (label, href).
@@ -202,6 +218,7 @@ impl Paths {
             attention: config.attention_path(),
             runs: config.runs_path(),
             doctors: format!("{}{DOCTORS}", config.mount),
+            doctor: config.doctor_path(),
             login: config.dashboard_path("/login"),
             logout: config.dashboard_path("/logout"),
             export: config.export_path(),
@@ -231,6 +248,26 @@ impl Paths {
         format!("{}/{}/hold", self.doctors, components::url_encode(id))
     }
 
+    /// The signed-in doctor's page of their payout `id`.
+    pub(crate) fn doctor_payout(&self, id: &str) -> String {
+        format!("{}/{}", self.doctor, components::url_encode(id))
+    }
+
+    /// The API's statement of the signed-in doctor's payout `id` (`csv`: the CSV form).
+    pub(crate) fn doctor_statement(&self, id: &str, csv: bool) -> String {
+        let path = format!(
+            "{}/api/doctor/payouts/{}/statement",
+            self.api,
+            components::url_encode(id)
+        );
+        if csv { format!("{path}?format=csv") } else { path }
+    }
+
+    /// The API's printable summary of the signed-in doctor's `year`.
+    pub(crate) fn doctor_year(&self, year: i32) -> String {
+        format!("{}/api/doctor/statements/{year}?format=html", self.api)
+    }
+
     /// Where payout `id`'s forms post.
     pub(crate) fn payout_action(&self, id: &str) -> String {
         format!("{}/action", self.payout(id))
@@ -258,6 +295,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: AppState, config: Dashboa
         .route("/dashboard/admin/runs/{id}", get(runs::page))
         .route("/dashboard/admin/runs/{id}/action", post(runs::action))
         .route("/dashboard/admin/doctors/{id}/hold", post(holds::doctor))
+        .route(DOCTOR, get(doctor::list))
+        .route("/dashboard/doctor/payouts/{id}", get(doctor::detail))
         .with_state(Dashboard {
             app: state,
             paths: Arc::new(Paths::new(&config)),

@@ -55,6 +55,43 @@ impl FromRequestParts<Dashboard> for SignedIn {
     }
 }
 
+/// The signed-in doctor of a page of the doctor's own (`/dashboard/doctor/...`). Extracting it
+/// asks the state's authenticator, as [`SignedIn`] does; the rejection is the sign-in page (no or
+/// bad credentials) or a 403 page (an admin, who has the admin pages). The doctor is always the
+/// authenticated one: these pages show nobody else's payouts.
+#[derive(Debug, Clone)]
+pub(crate) struct SignedInDoctor {
+    /// The doctor.
+    pub(crate) actor: Actor,
+    /// How the layout names them.
+    pub(crate) viewer: Viewer,
+}
+
+impl FromRequestParts<Dashboard> for SignedInDoctor {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, d: &Dashboard) -> Result<Self, Response> {
+        let paths = &*d.paths;
+        let by_cookie = has_token_cookie(&parts.headers);
+        match d.app.authenticator.authenticate(parts).await {
+            Ok(actor @ Actor::Doctor { .. }) => Ok(SignedInDoctor {
+                viewer: Viewer {
+                    label: actor.label(),
+                    by_cookie,
+                },
+                actor,
+            }),
+            Ok(_) => Err(forbidden(
+                paths,
+                "These pages show a doctor their own payouts; admins use the admin pages.",
+                by_cookie,
+            )),
+            Err(AuthError::Missing) => Err(login_page(paths, None)),
+            Err(e) => Err(login_page(paths, Some(&e.to_string()))),
+        }
+    }
+}
+
 /// True when the request carries the dashboard's own token cookie.
 fn has_token_cookie(headers: &HeaderMap) -> bool {
     headers
@@ -93,12 +130,12 @@ pub(crate) fn login_page(paths: &Paths, message: Option<&str>) -> Response {
                 ul id="sign-in-links" {
                     @for (label, href) in &paths.sign_in_links { li { a href=(href) { (label) } } }
                 }
-                p { "Or paste an admin token:" }
+                p { "Or paste a token:" }
             } @else {
-                p { "Paste an admin token (" code { "cargo run --example mint_token -- --role admin" } ")." }
+                p { "Paste an admin or a doctor token (" code { "cargo run --example mint_token -- --role admin" } ")." }
             }
             form method="post" action=(paths.login) {
-                label for="token" { "Admin token" }
+                label for="token" { "Token" }
                 textarea name="token" id="token" rows="4" cols="80" required {}
                 p { button type="submit" id="sign-in" { "Sign in" } }
             }
@@ -127,10 +164,15 @@ pub(crate) fn cross_site(paths: &Paths) -> Response {
 
 /// The redirect that signs `token` in: the cookie, and the list page.
 pub(crate) fn sign_in_with(paths: &Paths, token: &str) -> Response {
+    sign_in_to(paths, token, &paths.base)
+}
+
+/// The redirect that signs `token` in: the cookie, and the page at `to`.
+pub(crate) fn sign_in_to(paths: &Paths, token: &str, to: &str) -> Response {
     (
         StatusCode::SEE_OTHER,
         [
-            (LOCATION, paths.base.clone()),
+            (LOCATION, to.to_string()),
             (
                 SET_COOKIE,
                 format!(
@@ -144,7 +186,8 @@ pub(crate) fn sign_in_with(paths: &Paths, token: &str) -> Response {
 }
 
 /// `POST /dashboard/login`: a pasted token, checked by the state's authenticator as the API would
-/// check it (a bearer token, in this request's head), kept in the cookie if it is an admin's.
+/// check it (a bearer token, in this request's head), kept in the cookie if it is an admin's (then
+/// the admin pages open) or a doctor's (then the doctor's own payouts open).
 pub(crate) async fn login(State(d): State<Dashboard>, parts: Parts, body: Bytes) -> Response {
     let paths = &*d.paths;
     if !same_origin(&parts.headers) {
@@ -170,7 +213,8 @@ pub(crate) async fn login(State(d): State<Dashboard>, parts: Parts, body: Bytes)
     }
     match d.app.authenticator.authenticate(&asked).await {
         Ok(Actor::Admin { .. }) => sign_in_with(paths, &token),
-        Ok(_) => login_page(paths, Some("that token is not an admin's")),
+        Ok(Actor::Doctor { .. }) => sign_in_to(paths, &token, &paths.doctor),
+        Ok(_) => login_page(paths, Some("that token is neither an admin's nor a doctor's")),
         Err(e) => login_page(paths, Some(&e.to_string())),
     }
 }

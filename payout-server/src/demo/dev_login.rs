@@ -1,6 +1,6 @@
-//! The demo's development login: a form on the dashboard that signs in as one of a few admin ids
-//! by minting a short-lived token with the public development secret ([`DEV_SECRET`]), so trying
-//! the demo needs no token pasted.
+//! The demo's development login: a form on the dashboard that signs in as one of a few admin ids,
+//! or as a doctor by id (to see the doctor's own pages), by minting a short-lived token with the
+//! public development secret ([`DEV_SECRET`]), so trying the demo needs no token pasted.
 //!
 //! It exists only where the demo runs with that secret, which the demo allows only on loopback and
 //! with every provider simulated ([`check_development_secret`]): [`DevLogin::for_demo`] refuses
@@ -26,7 +26,7 @@ use crate::api::form_pairs;
 use crate::auth::{Claims, JwtKey, Role};
 use crate::dashboard::components::error;
 use crate::dashboard::layout::bare;
-use crate::dashboard::signin::{cross_site, same_origin, sign_in_with};
+use crate::dashboard::signin::{cross_site, same_origin, sign_in_to, sign_in_with};
 use crate::dashboard::{DashboardConfig, Paths};
 
 /// The admin ids the development login offers: two, so four eyes (a second admin confirms) can be
@@ -69,14 +69,29 @@ impl DevLogin {
 
     /// A token for admin `id`, valid for [`DEV_TOKEN_TTL`].
     fn token(&self, id: &str) -> String {
+        self.sign(id, Role::Admin, None)
+    }
+
+    /// A token for doctor `id`, valid for [`DEV_TOKEN_TTL`].
+    fn doctor_token(&self, id: &str) -> String {
+        self.sign(&format!("dev-user-{id}"), Role::Doctor, Some(id))
+    }
+
+    fn sign(&self, sub: &str, role: Role, doctor_id: Option<&str>) -> String {
         let ttl = i64::try_from(DEV_TOKEN_TTL.as_secs()).unwrap_or(i64::MAX);
         self.key.sign(&Claims {
-            sub: id.to_string(),
-            role: Role::Admin,
-            doctor_id: None,
+            sub: sub.to_string(),
+            role,
+            doctor_id: doctor_id.map(String::from),
             exp: chrono::Utc::now().timestamp().saturating_add(ttl),
         })
     }
+}
+
+/// True for a doctor id the development login signs in as: 1 to 64 letters, digits, `-`, `_` or
+/// `.` (the ids the demo's sample data and the tests use).
+fn is_dev_doctor_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 /// Its path, under the dashboard of `config`.
@@ -121,6 +136,13 @@ fn page(login: &Login, status: StatusCode, message: Option<&str>) -> Response {
                 " "
                 button type="submit" id="dev-sign-in" { "Sign in" }
             }
+            p { "Or sign in as a doctor, to see the pages a doctor sees of their own payouts:" }
+            form method="post" action=(login.action) id="dev-doctor-login" {
+                label for="dev-doctor" { "Doctor id " }
+                input type="text" name="doctor" id="dev-doctor" required maxlength="64";
+                " "
+                button type="submit" id="dev-doctor-sign-in" { "Sign in as this doctor" }
+            }
         },
     )
 }
@@ -134,8 +156,18 @@ async fn sign_in(State(login): State<Login>, headers: HeaderMap, body: Bytes) ->
         return cross_site(&login.paths);
     }
     let pairs = form_pairs(std::str::from_utf8(&body).unwrap_or("")).unwrap_or_default();
-    let chosen = pairs.iter().find(|(k, _)| k == "admin").map(|(_, v)| v.as_str());
-    match chosen.filter(|id| DEV_ADMINS.contains(id)) {
+    let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
+    if let Some(doctor) = field("doctor") {
+        return match Some(doctor).filter(|id| is_dev_doctor_id(id)) {
+            Some(id) => sign_in_to(&login.paths, &login.dev.doctor_token(id), &login.paths.doctor),
+            None => page(
+                &login,
+                StatusCode::BAD_REQUEST,
+                Some("a doctor id is 1 to 64 letters, digits, '-', '_' or '.'"),
+            ),
+        };
+    }
+    match field("admin").filter(|id| DEV_ADMINS.contains(id)) {
         Some(id) => sign_in_with(&login.paths, &login.dev.token(id)),
         None => page(&login, StatusCode::BAD_REQUEST, Some("choose one of the listed admins")),
     }
@@ -166,6 +198,12 @@ mod tests {
             .verify(&dev.token("dev-admin-2"))
             .unwrap();
         assert_eq!(claims.actor(), payout_core::domain::Actor::admin("dev-admin-2"));
+        let doctor = crate::BearerJwt::hs256(DEV_SECRET)
+            .verify(&dev.doctor_token("dr-a"))
+            .unwrap();
+        assert_eq!(doctor.actor(), payout_core::domain::Actor::doctor("dr-a"));
+        assert!(is_dev_doctor_id("dr-a.1_x") && !is_dev_doctor_id("") && !is_dev_doctor_id("a b"));
+        assert!(!is_dev_doctor_id(&"d".repeat(65)));
         let ttl = claims.exp - chrono::Utc::now().timestamp();
         assert!((0..=30 * 60).contains(&ttl), "{ttl}");
     }
