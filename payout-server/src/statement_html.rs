@@ -127,6 +127,7 @@ pub fn statement_page(platform: &str, s: &Statement) -> Response {
                 @for l in deductions {
                     tr { td { (l.reference) } td { (l.description) } td.amount { (money(&l.amount)) } }
                 }
+                @if t.deductions.is_empty() { tr { td colspan="3" { "No deductions." } } }
             }
         }
         h2 { "Totals" }

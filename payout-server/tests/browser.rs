@@ -1,7 +1,9 @@
 //! The dashboard in a real headless Chromium driven through chromedriver: sign in through the
 //! demo's development login, the summary header and the chart, paging with a filter kept, approve
 //! and trigger, the audit trail, the attention queue's resolve confirmed by a second admin, and a
-//! run made from the list's filters, approved and triggered from its page.
+//! run made from the list's filters, approved and triggered from its page; and a doctor signed in
+//! through the same development login reading their own payouts, a payout's lines and its printable
+//! statement.
 //! Screenshots of the main pages are written to `<target dir>/artefacts/dashboard/*.png` (test
 //! artefacts, never committed).
 //!
@@ -153,6 +155,49 @@ async fn dev_sign_in(client: &Client, base: &str, admin: &str) {
     wait_for_text(client, "signed-in-as", &format!("admin:{admin}")).await;
 }
 
+/// chromedriver on a free port and a headless Chromium session with a fresh profile, 1400x1400. Keep
+/// the driver and the profile until the session is closed.
+async fn browser(chromedriver: &str) -> (Driver, tempfile::TempDir, Client) {
+    let port = free_port();
+    let driver = Driver::start(chromedriver, port);
+    let webdriver = format!("http://127.0.0.1:{port}");
+    poll("chromedriver to listen", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
+    })
+    .await;
+    let profile = tempfile::tempdir().unwrap();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        }),
+    );
+    // Both of rustls's crypto providers are compiled in (fantoccini's hyper-rustls brings aws-lc-rs, reqwest
+    // ring), so rustls cannot pick one by itself: choose ring for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = ClientBuilder::rustls()
+        .expect("a rustls connector")
+        .capabilities(caps)
+        .connect(&webdriver)
+        .await
+        .expect("a chromedriver session");
+    client.set_window_size(1400, 1400).await.unwrap();
+    (driver, profile, client)
+}
+
 /// A simulated provider's webhook saying the payout with `reference` is now `status`.
 async fn webhook(service: &payout_core::PayoutService, provider: Provider, reference: &str, event: &str, status: &str) {
     let body = json!({"eventId": event, "reference": reference, "status": status});
@@ -195,43 +240,7 @@ async fn an_admin_works_the_dashboard_in_a_real_browser() {
     let base = serve(demo::app_with_dev_login(state, Some(dev))).await;
 
     // chromedriver on another free port, and a browser session with a fresh profile.
-    let port = free_port();
-    let _driver = Driver::start(&chromedriver, port);
-    let webdriver = format!("http://127.0.0.1:{port}");
-    poll("chromedriver to listen", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
-    })
-    .await;
-    let profile = tempfile::tempdir().unwrap();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
-        }),
-    );
-    // Both of rustls's crypto providers are compiled in (fantoccini's hyper-rustls brings aws-lc-rs, reqwest
-    // ring), so rustls cannot pick one by itself: choose ring for the process.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = ClientBuilder::rustls()
-        .expect("a rustls connector")
-        .capabilities(caps)
-        .connect(&webdriver)
-        .await
-        .expect("a chromedriver session");
-    client.set_window_size(1400, 1400).await.unwrap();
+    let (_driver, _profile, client) = browser(&chromedriver).await;
 
     // Sign in without pasting a token: the sign-in page links to the development login.
     client.goto(&format!("{base}/dashboard/admin/payouts")).await.unwrap();
@@ -518,5 +527,99 @@ async fn an_admin_works_the_dashboard_in_a_real_browser() {
     assert_eq!(labels[0], "Dr C <January>", "the newest first: {labels:?}");
     screenshot(&client, "runs").await;
 
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_doctor_reads_their_own_payouts_and_statement_in_a_real_browser() {
+    let Some(chromedriver) = std::env::var(CHROMEDRIVER_VAR).ok().filter(|v| !v.is_empty()) else {
+        println!("skipped: {CHROMEDRIVER_VAR} not set");
+        return;
+    };
+    // The three calculated payouts; dr-c's (premium) paid by M-Pesa.
+    let state = calculated_state(ServerConfig::new(DEV_SECRET)).await;
+    let service = state.service.clone();
+    let admin = Actor::admin("admin-1");
+    let mut ids = std::collections::HashMap::new();
+    let all = service
+        .list(
+            &admin,
+            &payout_core::store::PayoutFilter::default(),
+            &payout_core::store::Page::new(10, 0),
+        )
+        .await
+        .unwrap();
+    for p in all.payouts {
+        ids.insert(p.doctor_id.to_string(), p.id.to_string());
+    }
+    let c = PayoutId::new(ids["dr-c"].as_str());
+    service.approve(&admin, &c).await.unwrap();
+    let sent = service.trigger(&admin, &c, Provider::MpesaB2c).await.unwrap();
+    let reference = sent.provider_reference.unwrap();
+    webhook(&service, Provider::MpesaB2c, &reference, "evt-c", "PAID").await;
+    let dev = DevLogin::for_demo(DEV_SECRET, "127.0.0.1:0".parse().unwrap(), &[])
+        .unwrap()
+        .expect("the development login on loopback");
+    let base = serve(demo::app_with_dev_login(state, Some(dev))).await;
+    let (_driver, _profile, client) = browser(&chromedriver).await;
+
+    // Signed in as a doctor through the development login, from the doctor's page.
+    client.goto(&format!("{base}/dashboard/doctor/payouts")).await.unwrap();
+    wait_for(&client, Locator::Id("sign-in-links"), "the sign-in page's links").await;
+    click(&client, Locator::LinkText("Development login (demo only)")).await;
+    let field = wait_for(&client, Locator::Id("dev-doctor"), "the doctor id field").await;
+    field.send_keys("dr-c").await.unwrap();
+    click(&client, Locator::Id("dev-doctor-sign-in")).await;
+    wait_for(&client, Locator::Id("my-payouts"), "the doctor's payouts").await;
+    wait_for_text(&client, "signed-in-as", "doctor:dr-c").await;
+    wait_for_text(&client, "history-range", "Rows 1\u{2013}1 of 1").await;
+    let rows = client.find_all(Locator::Css("#my-payouts tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].attr("id").await.unwrap(), Some(format!("row-{c}")));
+    wait_for_text(&client, "analytics-paid", "1,500.00 KES").await;
+    wait_for_text(&client, "analytics-consultations", "3").await;
+    screenshot(&client, "doctor-payouts").await;
+
+    // The payout's page: its lines, the masked method, the statement links.
+    click(&client, Locator::Id(&format!("open-{c}"))).await;
+    wait_for(&client, Locator::Id("lines"), "the payout's lines").await;
+    wait_for_text(&client, "method", "M-Pesa 2547*****678 (MPESA_B2C)").await;
+    wait_for_text(&client, "provider-reference", &reference).await;
+    assert_eq!(
+        client.find_all(Locator::Css("#lines tbody tr")).await.unwrap().len(),
+        3,
+        "three consultations"
+    );
+    assert!(
+        client.find(Locator::Id("statement-csv")).await.is_ok(),
+        "premium: CSV offered"
+    );
+    screenshot(&client, "doctor-payout").await;
+
+    // The printable statement, signed in by the same cookie.
+    click(&client, Locator::Id("statement-html")).await;
+    wait_for(&client, Locator::Id("total-net"), "the statement's totals").await;
+    wait_for_text(&client, "platform", payout_server::DEFAULT_PLATFORM_NAME).await;
+    wait_for_text(&client, "period", "2025-01-01 to 2025-01-31").await;
+    assert_eq!(
+        client
+            .find(Locator::Id("total-net"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "Net paid 1,500.00 KES"
+    );
+    screenshot(&client, "statement").await;
+
+    // Another doctor's payout is not there for dr-c.
+    client
+        .goto(&format!("{base}/dashboard/doctor/payouts/{}", ids["dr-a"]))
+        .await
+        .unwrap();
+    wait_for(&client, Locator::Css("p.flash.error"), "the not-found page").await;
+    assert_eq!(texts(&client, "p.flash.error").await, ["No such payout."]);
+    assert!(client.find(Locator::Id("lines")).await.is_err());
     client.close().await.unwrap();
 }
