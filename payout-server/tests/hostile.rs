@@ -1691,7 +1691,15 @@ fn cases(w: &World) -> Vec<Case> {
     ));
     for (what, body) in [
         ("a garbage token", "token=not.a.jwt".to_string()),
-        ("a doctor's token", format!("token={}", doctor("dr-wanjiru"))),
+        // A doctor's valid token signs in to the doctor's own page (tests/doctor_dashboard.rs); an
+        // expired one is refused like any other.
+        (
+            "an expired doctor's token",
+            format!(
+                "token={}",
+                token(Role::Doctor, "user-x", Some("dr-wanjiru"), -3600, SECRET)
+            ),
+        ),
         (
             "a token signed with another secret",
             format!("token={}", token(Role::Admin, "admin-1", None, 3600, "wrong-secret")),
