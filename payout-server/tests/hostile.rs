@@ -155,6 +155,9 @@ struct Response {
     status: u16,
     content_type: String,
     location: String,
+    /// `X-Bank-File-Id` and `X-Bank-File-Transfers`, for the set-up's bank file.
+    bank_file_id: String,
+    bank_file_transfers: String,
     body: Vec<u8>,
 }
 
@@ -343,12 +346,15 @@ impl Server {
                 .to_string()
         };
         let (content_type, location) = (header("content-type"), header("location"));
+        let (bank_file_id, bank_file_transfers) = (header("x-bank-file-id"), header("x-bank-file-transfers"));
         let status = res.status().as_u16();
         let body = res.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
         Response {
             status,
             content_type,
             location,
+            bank_file_id,
+            bank_file_transfers,
             body,
         }
     }
@@ -501,6 +507,16 @@ struct World {
     paid_event: Value,
     /// PENDING, manual, created by `creator`.
     manual: String,
+    /// The calculation run the sample data's calculation made; `creator` requested a funds override on it.
+    run: String,
+    /// A bank file (CSV) of one payout, `banked`: a manual payout of the doctor with bank details, PROCESSING by
+    /// the file and no member of `run`.
+    bank_file: String,
+    banked: String,
+    /// PENDING, on hold, held by `creator`.
+    held: String,
+    /// A doctor on hold, held by `creator`.
+    held_doctor: String,
 }
 
 fn cases(w: &World) -> Vec<Case> {
@@ -1761,6 +1777,869 @@ fn cases(w: &World) -> Vec<Case> {
             Error(404, "not_found"),
         ));
     }
+    t.extend(run_hold_and_bank_file_cases(w));
+    t
+}
+
+/// The runs, holds and bank files API (issue 17 and the bank files): auth on every endpoint, then malformed,
+/// injected and oversized input on each, and the refusals that need the set-up's run, holds, override and file.
+/// None of these requests is valid, so none may change a row.
+fn run_hold_and_bank_file_cases(w: &World) -> Vec<Case> {
+    use Expect::*;
+    let a = w.admin.as_str();
+    let bad = || Error(400, "invalid_input");
+    let (run, file, pend) = (w.run.as_str(), w.bank_file.as_str(), w.pending.as_str());
+    let mut t: Vec<Case> = Vec::new();
+
+    // ---- auth: the bodies and queries are valid, only the credentials are wrong
+    let post = |path: String, body: Value| req("POST", path).json(body);
+    let patch = |id: &str, body: Value| req("PATCH", format!("/api/admin/payouts/{id}")).json(body);
+    let endpoints: Vec<(&str, Req)> = vec![
+        ("runs list", get("/api/admin/runs")),
+        (
+            "run create",
+            post(
+                "/api/admin/runs".into(),
+                json!({"label": "hostile run", "doctor": "dr-amina"}),
+            ),
+        ),
+        ("run detail", get(format!("/api/admin/runs/{run}"))),
+        ("run payouts", get(format!("/api/admin/runs/{run}/payouts"))),
+        ("run results", get(format!("/api/admin/runs/{run}/results"))),
+        ("run funds", get(format!("/api/admin/runs/{run}/funds"))),
+        ("run attention", get(format!("/api/admin/runs/{run}/attention"))),
+        ("run approve", req("POST", format!("/api/admin/runs/{run}/approve"))),
+        ("run trigger", post(format!("/api/admin/runs/{run}/trigger"), json!({}))),
+        (
+            "run retry-failed",
+            req("POST", format!("/api/admin/runs/{run}/retry-failed")),
+        ),
+        (
+            "run funds-override confirm",
+            post(
+                format!("/api/admin/runs/{run}/funds-override"),
+                json!({"action": "confirm"}),
+            ),
+        ),
+        (
+            "run bank file",
+            get(format!("/api/admin/runs/{run}/bank-file?format=csv")),
+        ),
+        (
+            "run bank file read",
+            get(format!("/api/admin/runs/{run}/bank-file/{file}?format=csv")),
+        ),
+        (
+            "run bank file settle",
+            post(
+                format!("/api/admin/runs/{run}/bank-file/{file}/settle"),
+                json!({"action": "all_paid"}),
+            ),
+        ),
+        ("bank file make", get("/api/admin/bank-files?format=csv")),
+        (
+            "bank file read",
+            get(format!("/api/admin/bank-files/{file}?format=csv")),
+        ),
+        (
+            "bank file settle",
+            post(
+                format!("/api/admin/bank-files/{file}/settle"),
+                json!({"action": "all_paid"}),
+            ),
+        ),
+        (
+            "payout hold",
+            patch(pend, json!({"action": "hold", "reason": "hostile hold"})),
+        ),
+        ("payout release", patch(&w.held, json!({"action": "release"}))),
+        (
+            "doctor hold",
+            post(
+                "/api/admin/doctors/dr-amina/hold".into(),
+                json!({"action": "hold", "reason": "hostile hold"}),
+            ),
+        ),
+        (
+            "doctor release",
+            post(
+                format!("/api/admin/doctors/{}/hold", w.held_doctor),
+                json!({"action": "release"}),
+            ),
+        ),
+        ("held doctors", get("/api/admin/doctors/holds")),
+    ];
+    for (name, r) in &endpoints {
+        for (what, tok, status, code) in bad_tokens() {
+            let r = match &tok {
+                Some(tok) => r.clone().bearer(tok),
+                None => r.clone(),
+            };
+            t.push(case(format!("admin {name} with {what}"), r, Error(status, code)));
+        }
+        t.push(case(
+            format!("admin {name} with a forged cookie token"),
+            r.clone()
+                .cookie(&token(Role::Admin, "admin-1", None, 3600, "wrong-secret")),
+            Error(401, "unauthorized"),
+        ));
+    }
+
+    // ---- paging and filters of the lists
+    let paging = [
+        ("limit 0", "limit=0"),
+        ("limit -1", "limit=-1"),
+        ("limit 1001", "limit=1001"),
+        ("limit abc", "limit=abc"),
+        ("skip -1", "skip=-1"),
+        ("skip 2^64", "skip=18446744073709551616"),
+        ("an unknown parameter", "page=2"),
+        ("a bad percent escape", "limit=%ZZ"),
+        ("a query that is not UTF-8", "limit=%FF%FE"),
+    ];
+    for path in [
+        "/api/admin/runs".to_string(),
+        "/api/admin/doctors/holds".to_string(),
+        format!("/api/admin/runs/{run}/payouts"),
+        format!("/api/admin/runs/{run}/results"),
+        format!("/api/admin/runs/{run}/attention"),
+    ] {
+        for (what, q) in paging {
+            t.push(case(
+                format!("{path} with {what}"),
+                get(format!("{path}?{q}")).bearer(a),
+                bad(),
+            ));
+        }
+    }
+    let run_payouts = format!("/api/admin/runs/{run}/payouts");
+    for (what, q) in [
+        ("status PAYED", "status=PAYED"),
+        ("provider VENMO", "provider=VENMO"),
+        ("held yes", "held=yes"),
+        ("held 1", "held=1"),
+        ("a 129-character doctor", &format!("doctor={}", "d".repeat(129))),
+        ("a snake_case parameter", "doctor_id=dr-amina"),
+        ("a date filter it does not take", "startDate=2025-01-01"),
+        ("a bad percent escape", "status=%ZZ"),
+        ("a doctor filter that is not UTF-8", "doctor=%FF%FE"),
+    ] {
+        t.push(case(
+            format!("run payouts with {what}"),
+            get(format!("{run_payouts}?{q}")).bearer(a),
+            bad(),
+        ));
+    }
+    for d in SQL_INJECTIONS.iter().chain(CSV_INJECTIONS) {
+        t.push(case(
+            format!("run payouts with doctor={d:?} (a string that matches no doctor)"),
+            get(format!("{run_payouts}?doctor={}", enc(d))).bearer(a),
+            EmptyList,
+        ));
+    }
+    for (what, q) in [
+        ("provider VENMO", "provider=VENMO"),
+        (
+            "a SQL-injection provider",
+            &format!("provider={}", enc(SQL_INJECTIONS[1])),
+        ),
+        ("an unknown parameter", "currency=KES"),
+        ("a bad percent escape", "provider=%ZZ"),
+    ] {
+        t.push(case(
+            format!("run funds with {what}"),
+            get(format!("/api/admin/runs/{run}/funds?{q}")).bearer(a),
+            bad(),
+        ));
+    }
+
+    // ---- run ids: injection and odd ids on every run route
+    let mut odd_runs: Vec<(String, u16, &'static str)> = SQL_INJECTIONS
+        .iter()
+        .chain(CSV_INJECTIONS)
+        .map(|s| (s.to_string(), 404, "run_not_found"))
+        .collect();
+    odd_runs.extend([
+        ("run_does-not-exist".to_string(), 404, "run_not_found"),
+        (run.to_uppercase(), 404, "run_not_found"),
+        (format!("{run} "), 404, "run_not_found"),
+        (format!("{run}\u{0}"), 404, "run_not_found"),
+        ("../../etc/passwd".to_string(), 404, "run_not_found"),
+        ("x".repeat(129), 400, "invalid_input"),
+    ]);
+    for (id, status, code) in &odd_runs {
+        let e = enc(id);
+        let shown: String = id.chars().take(40).collect();
+        let expect = || Error(*status, code);
+        for tail in ["", "/payouts", "/results", "/attention", "/funds"] {
+            t.push(case(
+                format!("run{tail} of id {shown:?}"),
+                get(format!("/api/admin/runs/{e}{tail}")).bearer(a),
+                expect(),
+            ));
+        }
+        for action in ["approve", "retry-failed"] {
+            t.push(case(
+                format!("run {action} of id {shown:?}"),
+                req("POST", format!("/api/admin/runs/{e}/{action}")).bearer(a),
+                expect(),
+            ));
+        }
+        t.push(case(
+            format!("run trigger of id {shown:?}"),
+            req("POST", format!("/api/admin/runs/{e}/trigger"))
+                .bearer(a)
+                .json(json!({"provider": "MPESA_B2C"})),
+            expect(),
+        ));
+        t.push(case(
+            format!("run funds-override request on id {shown:?}"),
+            req("POST", format!("/api/admin/runs/{e}/funds-override"))
+                .bearer(a)
+                .json(json!({"action": "request", "reason": "hostile override"})),
+            expect(),
+        ));
+        t.push(case(
+            format!("run bank file of id {shown:?}"),
+            get(format!("/api/admin/runs/{e}/bank-file?format=csv")).bearer(a),
+            expect(),
+        ));
+    }
+    for (what, r) in [
+        ("run detail", get("/api/admin/runs/%FF%FE")),
+        ("run payouts", get("/api/admin/runs/%FF%FE/payouts")),
+        ("run approve", req("POST", "/api/admin/runs/%FF%FE/approve")),
+        (
+            "run trigger",
+            req("POST", "/api/admin/runs/%FF%FE/trigger").json(json!({})),
+        ),
+        (
+            "doctor hold",
+            req("POST", "/api/admin/doctors/%FF%FE/hold").json(json!({"action": "hold", "reason": "hostile hold"})),
+        ),
+        ("bank file read", get("/api/admin/bank-files/%FF%FE?format=csv")),
+        (
+            "bank file settle",
+            req("POST", "/api/admin/bank-files/%FF%FE/settle").json(json!({"action": "all_paid"})),
+        ),
+    ] {
+        t.push(case(format!("{what} of an id that is not UTF-8"), r.bearer(a), bad()));
+    }
+
+    // ---- POST /api/admin/runs: no valid selection, so no run is made
+    let create = |v: Value| req("POST", "/api/admin/runs").bearer(a).json(v);
+    let nobody = "dr-nobody";
+    for (what, v) in [
+        ("no label", json!({"doctor": "dr-amina"})),
+        ("an empty label", json!({"label": "", "doctor": "dr-amina"})),
+        ("a blank label", json!({"label": "   ", "doctor": "dr-amina"})),
+        (
+            "a 201-character label",
+            json!({"label": "l".repeat(201), "doctor": "dr-amina"}),
+        ),
+        ("label a number", json!({"label": 7, "doctor": "dr-amina"})),
+        ("label null", json!({"label": null, "doctor": "dr-amina"})),
+        ("status PAYED", json!({"label": "r", "status": "PAYED"})),
+        ("provider VENMO", json!({"label": "r", "provider": "VENMO"})),
+        ("held a string", json!({"label": "r", "held": "yes"})),
+        ("doctor a number", json!({"label": "r", "doctor": 7})),
+        (
+            "a 129-character doctor",
+            json!({"label": "r", "doctor": "d".repeat(129)}),
+        ),
+        (
+            "startDate February 30th",
+            json!({"label": "r", "startDate": "2025-02-30"}),
+        ),
+        (
+            "endDate a timestamp",
+            json!({"label": "r", "endDate": "2025-01-31T00:00:00Z"}),
+        ),
+        (
+            "endDate before startDate",
+            json!({"label": "r", "startDate": "2025-02-01", "endDate": "2025-01-31"}),
+        ),
+        (
+            "an unknown field (id)",
+            json!({"label": "r", "doctor": "dr-amina", "id": "run_chosen"}),
+        ),
+        (
+            "an unknown field (kind)",
+            json!({"label": "r", "doctor": "dr-amina", "kind": "CALCULATION"}),
+        ),
+        (
+            "an unknown field (payoutIds)",
+            json!({"label": "r", "payoutIds": [pend]}),
+        ),
+        ("a snake_case field", json!({"label": "r", "start_date": "2025-01-01"})),
+        (
+            "a selection that matches nothing",
+            json!({"label": "r", "doctor": nobody}),
+        ),
+        ("a status no payout has", json!({"label": "r", "status": "REVERSED"})),
+        (
+            "a future period",
+            json!({"label": "r", "startDate": "2999-01-01", "endDate": "2999-01-31"}),
+        ),
+    ] {
+        t.push(case(format!("run create with {what}"), create(v), bad()));
+    }
+    for d in SQL_INJECTIONS.iter().chain(CSV_INJECTIONS) {
+        t.push(case(
+            format!("run create for doctor {d:?} (matches nothing)"),
+            create(json!({"label": "injected", "doctor": d})),
+            bad(),
+        ));
+    }
+    for l in CSV_INJECTIONS {
+        t.push(case(
+            format!("run create labelled {l:?} with a selection that matches nothing"),
+            create(json!({"label": l, "doctor": nobody})),
+            bad(),
+        ));
+    }
+
+    // ---- bodies of the run actions and the hold routes
+    let json_routes: Vec<(&str, String, Value)> = vec![
+        (
+            "run create",
+            "/api/admin/runs".into(),
+            json!({"label": "r", "doctor": "dr-amina"}),
+        ),
+        (
+            "run trigger",
+            format!("/api/admin/runs/{run}/trigger"),
+            json!({"provider": "MPESA_B2C"}),
+        ),
+        (
+            "run funds-override",
+            format!("/api/admin/runs/{run}/funds-override"),
+            json!({"action": "confirm"}),
+        ),
+        (
+            "doctor hold",
+            "/api/admin/doctors/dr-amina/hold".into(),
+            json!({"action": "hold", "reason": "hostile hold"}),
+        ),
+        (
+            "bank file settle",
+            format!("/api/admin/bank-files/{file}/settle"),
+            json!({"action": "all_paid"}),
+        ),
+        (
+            "run bank file settle",
+            format!("/api/admin/runs/{run}/bank-file/{file}/settle"),
+            json!({"action": "all_paid"}),
+        ),
+    ];
+    for (name, path, valid) in &json_routes {
+        let post = || req("POST", path.clone()).bearer(a);
+        let text = valid.to_string();
+        for (what, body) in [
+            ("an empty body", String::new()),
+            ("truncated JSON", text[..text.len() - 1].to_string()),
+            ("trailing garbage", format!("{text} x")),
+            ("two JSON documents", format!("{text}{{}}")),
+            ("a JSON array", format!("[{text}]")),
+            ("JSON null", "null".to_string()),
+            ("single quotes", text.replace('"', "'")),
+        ] {
+            t.push(case(format!("{name} with {what}"), post().json_bytes(body), bad()));
+        }
+        t.push(case(
+            format!("{name} with invalid UTF-8"),
+            post().json_bytes([&text.as_bytes()[..text.len() - 2], b"\xff\xfe\"}"].concat()),
+            bad(),
+        ));
+        t.push(case(
+            format!("{name} with 10,000-deep nesting"),
+            post().json_bytes(nested(10_000)),
+            bad(),
+        ));
+        t.push(case(
+            format!("{name} without a Content-Type"),
+            post().body(text.clone()),
+            bad(),
+        ));
+        t.push(case(
+            format!("{name} as a form"),
+            post().form("action=all_paid&label=r"),
+            bad(),
+        ));
+        t.push(case(
+            format!("{name} with a body over 256 KiB"),
+            post().json(json!({"action": "hold", "label": "x".repeat(HUGE), "reason": "x".repeat(HUGE)})),
+            Error(413, "payload_too_large"),
+        ));
+    }
+    let trigger = |v: Value| req("POST", format!("/api/admin/runs/{run}/trigger")).bearer(a).json(v);
+    for (what, v) in [
+        ("provider VENMO", json!({"provider": "VENMO"})),
+        ("provider a number", json!({"provider": 3})),
+        ("an empty provider", json!({"provider": ""})),
+        ("a SQL-injection provider", json!({"provider": SQL_INJECTIONS[1]})),
+        (
+            "an unknown field (force)",
+            json!({"provider": "MPESA_B2C", "force": true}),
+        ),
+        ("an unknown field (payoutIds)", json!({"payoutIds": [pend]})),
+    ] {
+        t.push(case(format!("run trigger with {what}"), trigger(v), bad()));
+    }
+    let over = |v: Value| {
+        req("POST", format!("/api/admin/runs/{run}/funds-override"))
+            .bearer(a)
+            .json(v)
+    };
+    for (what, v) in [
+        ("no action", json!({"reason": "short of funds"})),
+        (
+            "an unknown action",
+            json!({"action": "approve", "reason": "short of funds"}),
+        ),
+        ("an upper-case action", json!({"action": "CONFIRM"})),
+        ("a request without a reason", json!({"action": "request"})),
+        (
+            "a request with an empty reason",
+            json!({"action": "request", "reason": ""}),
+        ),
+        (
+            "a request with a blank reason",
+            json!({"action": "request", "reason": "  \t "}),
+        ),
+        (
+            "a request with a 501-character reason",
+            json!({"action": "request", "reason": "r".repeat(501)}),
+        ),
+        (
+            "a request with reason a number",
+            json!({"action": "request", "reason": 5}),
+        ),
+        (
+            "a confirm with an unknown field",
+            json!({"action": "confirm", "confirmedBy": "admin-9"}),
+        ),
+        (
+            "a request with an unknown field",
+            json!({"action": "request", "reason": "r", "confirmedBy": "admin-9"}),
+        ),
+        (
+            "a second request while one is pending",
+            json!({"action": "request", "reason": "another reason"}),
+        ),
+    ] {
+        t.push(case(format!("funds override with {what}"), over(v), bad()));
+    }
+    t.push(case(
+        "funds override confirmed by the admin who requested it",
+        req("POST", format!("/api/admin/runs/{run}/funds-override"))
+            .bearer(&w.creator)
+            .json(json!({"action": "confirm"})),
+        Error(403, "forbidden"),
+    ));
+
+    // ---- holds of doctors
+    let dr = |id: &str, v: Value| {
+        req("POST", format!("/api/admin/doctors/{}/hold", enc(id)))
+            .bearer(a)
+            .json(v)
+    };
+    for (what, v) in [
+        ("no action", json!({"reason": "audit"})),
+        ("an unknown action", json!({"action": "freeze", "reason": "audit"})),
+        ("an upper-case action", json!({"action": "HOLD", "reason": "audit"})),
+        ("a hold without a reason", json!({"action": "hold"})),
+        ("a hold with an empty reason", json!({"action": "hold", "reason": ""})),
+        (
+            "a hold with a blank reason",
+            json!({"action": "hold", "reason": " \r\n "}),
+        ),
+        (
+            "a hold with a 501-character reason",
+            json!({"action": "hold", "reason": "r".repeat(501)}),
+        ),
+        ("a hold with reason null", json!({"action": "hold", "reason": null})),
+        (
+            "a hold with an unknown field (placedBy)",
+            json!({"action": "hold", "reason": "audit", "placedBy": "admin-9"}),
+        ),
+        (
+            "a release with an unknown field",
+            json!({"action": "release", "reason": "done"}),
+        ),
+    ] {
+        t.push(case(format!("doctor hold with {what}"), dr("dr-amina", v), bad()));
+    }
+    for d in SQL_INJECTIONS.iter().chain(CSV_INJECTIONS) {
+        t.push(case(
+            format!("doctor {d:?} held without a reason"),
+            dr(d, json!({"action": "hold", "reason": ""})),
+            bad(),
+        ));
+        t.push(case(
+            format!("doctor {d:?} released (not held)"),
+            dr(d, json!({"action": "release"})),
+            Error(404, "doctor_not_held"),
+        ));
+    }
+    for d in ["dr-amina", "dr-nobody", "DR-WANJIRU", "dr-wanjiru "] {
+        t.push(case(
+            format!("doctor {d:?} released while not held"),
+            dr(d, json!({"action": "release"})),
+            Error(404, "doctor_not_held"),
+        ));
+    }
+    t.push(case(
+        "a held doctor held again",
+        dr(&w.held_doctor, json!({"action": "hold", "reason": "once more"})),
+        Error(409, "doctor_already_held"),
+    ));
+    t.push(case(
+        "a doctor released by the admin who held the doctor (four eyes)",
+        req("POST", format!("/api/admin/doctors/{}/hold", w.held_doctor))
+            .bearer(&w.creator)
+            .json(json!({"action": "release"})),
+        Error(403, "forbidden"),
+    ));
+    t.push(case(
+        "a 129-character doctor held",
+        dr(&"d".repeat(129), json!({"action": "hold", "reason": "audit"})),
+        bad(),
+    ));
+
+    // ---- holds of payouts (PATCH /api/admin/payouts/{id})
+    let hold = |id: &str, v: Value| {
+        req("PATCH", format!("/api/admin/payouts/{}", enc(id)))
+            .bearer(a)
+            .json(v)
+    };
+    for (what, v) in [
+        ("a hold without a reason", json!({"action": "hold"})),
+        ("a hold with an empty reason", json!({"action": "hold", "reason": ""})),
+        ("a hold with a blank reason", json!({"action": "hold", "reason": "   "})),
+        (
+            "a hold with a 501-character reason",
+            json!({"action": "hold", "reason": "r".repeat(501)}),
+        ),
+        ("a hold with reason a number", json!({"action": "hold", "reason": 1})),
+        (
+            "a hold with an unknown field (scope)",
+            json!({"action": "hold", "reason": "audit", "scope": "DOCTOR"}),
+        ),
+        (
+            "a release with an unknown field",
+            json!({"action": "release", "reason": "done"}),
+        ),
+        ("a release of a payout not on hold", json!({"action": "release"})),
+    ] {
+        t.push(case(format!("payout {what}"), hold(pend, v), bad()));
+    }
+    for (what, id) in [("a PAID payout", &w.paid), ("a payout on hold already", &w.held)] {
+        t.push(case(
+            format!("hold of {what}"),
+            hold(id, json!({"action": "hold", "reason": "audit"})),
+            bad(),
+        ));
+    }
+    t.push(case(
+        "release of a PAID payout (not held)",
+        hold(&w.paid, json!({"action": "release"})),
+        bad(),
+    ));
+    t.push(case(
+        "a payout released by the admin who held it (four eyes)",
+        req("PATCH", format!("/api/admin/payouts/{}", w.held))
+            .bearer(&w.creator)
+            .json(json!({"action": "release"})),
+        Error(403, "forbidden"),
+    ));
+    for id in SQL_INJECTIONS.iter().chain(CSV_INJECTIONS) {
+        t.push(case(
+            format!("hold of payout id {id:?}"),
+            hold(id, json!({"action": "hold", "reason": "audit"})),
+            Error(404, "not_found"),
+        ));
+        t.push(case(
+            format!("release of payout id {id:?}"),
+            hold(id, json!({"action": "release"})),
+            Error(404, "not_found"),
+        ));
+    }
+
+    // ---- bank files: formats, selections, ids, settlements
+    for (what, q, expect) in [
+        ("no format", "", bad()),
+        ("format xlsx", "format=xlsx", bad()),
+        ("format CSV in upper case", "format=CSV", bad()),
+        ("an empty format", "format=", bad()),
+        (
+            "a SQL-injection format",
+            &format!("format={}", enc(SQL_INJECTIONS[0])),
+            bad(),
+        ),
+        ("two formats", "format=csv&format=nacha", bad()),
+        ("status PAYED", "format=csv&status=PAYED", bad()),
+        ("provider VENMO", "format=csv&provider=VENMO", bad()),
+        ("startDate February 30th", "format=csv&startDate=2025-02-30", bad()),
+        (
+            "endDate before startDate",
+            "format=csv&startDate=2025-02-01&endDate=2025-01-31",
+            bad(),
+        ),
+        ("an unknown parameter (limit)", "format=csv&limit=10", bad()),
+        (
+            "an unknown parameter (payoutIds)",
+            &format!("format=csv&payoutIds={pend}"),
+            bad(),
+        ),
+        ("a bad percent escape", "format=csv&status=%ZZ", bad()),
+        ("a query that is not UTF-8", "format=csv&doctor=%FF%FE", bad()),
+        (
+            "format pain001, not configured",
+            "format=pain001",
+            Error(422, "bank_file_not_configured"),
+        ),
+        (
+            "format nacha, not configured",
+            "format=nacha",
+            Error(422, "bank_file_not_configured"),
+        ),
+        (
+            "a selection of no bank payout",
+            "format=csv&doctor=dr-amina",
+            Error(422, "nothing_to_send"),
+        ),
+        (
+            "a selection of PAID payouts (only APPROVED ones are sent)",
+            "format=csv&status=PAID",
+            bad(),
+        ),
+        (
+            "a doctor filter with a bad percent escape (a string that matches nothing)",
+            "format=csv&doctor=%ZZ",
+            Error(422, "nothing_to_send"),
+        ),
+    ] {
+        t.push(case(
+            format!("bank file make with {what}"),
+            get(format!("/api/admin/bank-files?{q}")).bearer(a),
+            expect,
+        ));
+    }
+    for d in SQL_INJECTIONS.iter().chain(CSV_INJECTIONS) {
+        t.push(case(
+            format!("bank file make for doctor {d:?} (matches nothing)"),
+            get(format!("/api/admin/bank-files?format=csv&doctor={}", enc(d))).bearer(a),
+            Error(422, "nothing_to_send"),
+        ));
+    }
+    for (what, q, expect) in [
+        ("no format", "", bad()),
+        ("format xlsx", "format=xlsx", bad()),
+        ("an unknown parameter", "format=csv&download=1", bad()),
+        ("a bad percent escape", "format=%ZZ", bad()),
+        (
+            "format pain001, not configured",
+            "format=pain001",
+            Error(422, "bank_file_not_configured"),
+        ),
+    ] {
+        t.push(case(
+            format!("bank file read with {what}"),
+            get(format!("/api/admin/bank-files/{file}?{q}")).bearer(a),
+            expect.clone(),
+        ));
+        t.push(case(
+            format!("run bank file with {what}"),
+            get(format!("/api/admin/runs/{run}/bank-file?{q}")).bearer(a),
+            expect,
+        ));
+    }
+    let hex = &file["bf-".len()..];
+    let mut odd_files: Vec<(String, u16, &'static str)> = vec![
+        (format!("bf-{}", &hex[..31]), 400, "invalid_input"),
+        (format!("{file}0"), 400, "invalid_input"),
+        (format!("bf-{}", hex.to_uppercase()), 400, "invalid_input"),
+        (format!("BF-{hex}"), 400, "invalid_input"),
+        (format!("bf-{}g", &hex[..31]), 400, "invalid_input"),
+        (format!("bf_{hex}"), 400, "invalid_input"),
+        (hex.to_string(), 400, "invalid_input"),
+        (format!("{file} "), 400, "invalid_input"),
+        (format!("{file}\u{0}"), 400, "invalid_input"),
+        ("../../etc/passwd".to_string(), 400, "invalid_input"),
+        ("x".repeat(129), 400, "invalid_input"),
+        (w.paid.clone(), 400, "invalid_input"),
+        (w.paid_ref.clone(), 400, "invalid_input"),
+        (format!("bf-{}", "0".repeat(32)), 404, "bank_file_not_found"),
+        (format!("bf-{}", "f".repeat(32)), 404, "bank_file_not_found"),
+    ];
+    odd_files.extend(
+        SQL_INJECTIONS
+            .iter()
+            .chain(CSV_INJECTIONS)
+            .map(|s| (s.to_string(), 400, "invalid_input")),
+    );
+    for (id, status, code) in &odd_files {
+        let e = enc(id);
+        let shown: String = id.chars().take(40).collect();
+        t.push(case(
+            format!("bank file read of id {shown:?}"),
+            get(format!("/api/admin/bank-files/{e}?format=csv")).bearer(a),
+            Error(*status, code),
+        ));
+        t.push(case(
+            format!("bank file settle of id {shown:?}"),
+            req("POST", format!("/api/admin/bank-files/{e}/settle"))
+                .bearer(a)
+                .json(json!({"action": "all_paid"})),
+            Error(*status, code),
+        ));
+        t.push(case(
+            format!("run bank file read of id {shown:?}"),
+            get(format!("/api/admin/runs/{run}/bank-file/{e}?format=csv")).bearer(a),
+            Error(*status, code),
+        ));
+        t.push(case(
+            format!("run bank file settle of id {shown:?}"),
+            req("POST", format!("/api/admin/runs/{run}/bank-file/{e}/settle"))
+                .bearer(a)
+                .json(json!({"action": "all_paid"})),
+            Error(*status, code),
+        ));
+    }
+    // The set-up's file holds a manual payout, which is no member of the run: not a file of the run.
+    t.push(case(
+        "read of a file that is not the run's",
+        get(format!("/api/admin/runs/{run}/bank-file/{file}?format=csv")).bearer(a),
+        Error(404, "bank_file_not_found"),
+    ));
+    t.push(case(
+        "settle of a file that is not the run's",
+        req("POST", format!("/api/admin/runs/{run}/bank-file/{file}/settle"))
+            .bearer(a)
+            .json(json!({"action": "all_paid"})),
+        Error(404, "bank_file_not_found"),
+    ));
+    t.push(case(
+        "settle of a real file under a run that does not exist",
+        req(
+            "POST",
+            format!("/api/admin/runs/run_does-not-exist/bank-file/{file}/settle"),
+        )
+        .bearer(a)
+        .json(json!({"action": "all_paid"})),
+        Error(404, "run_not_found"),
+    ));
+    let settle = |v: Value| {
+        req("POST", format!("/api/admin/bank-files/{file}/settle"))
+            .bearer(a)
+            .json(v)
+    };
+    let member = w.banked.as_str();
+    let item = |reference: &str, reason: &str| json!({"reference": reference, "reason": reason});
+    for (what, v) in [
+        ("no action", json!({"items": [item(member, "R01")]})),
+        ("an unknown action", json!({"action": "all_returned"})),
+        ("an upper-case action", json!({"action": "ALL_PAID"})),
+        ("action a number", json!({"action": 1})),
+        (
+            "all_paid with items",
+            json!({"action": "all_paid", "items": [item(member, "R01")]}),
+        ),
+        ("returned without items", json!({"action": "returned"})),
+        ("returned with no item", json!({"action": "returned", "items": []})),
+        (
+            "returned with items a string",
+            json!({"action": "returned", "items": member}),
+        ),
+        (
+            "returned with an item that is a string",
+            json!({"action": "returned", "items": [member]}),
+        ),
+        (
+            "an item without a reason",
+            json!({"action": "returned", "items": [{"reference": member}]}),
+        ),
+        (
+            "an item without a reference",
+            json!({"action": "returned", "items": [{"reason": "R01"}]}),
+        ),
+        (
+            "an item with an empty reason",
+            json!({"action": "returned", "items": [item(member, "")]}),
+        ),
+        (
+            "an item with a blank reason",
+            json!({"action": "returned", "items": [item(member, "  ")]}),
+        ),
+        (
+            "an item with a 501-character reason",
+            json!({"action": "returned", "items": [item(member, &"r".repeat(501))]}),
+        ),
+        (
+            "an item with an unknown field",
+            json!({"action": "returned", "items": [{"reference": member, "reason": "R01", "status": "PAID"}]}),
+        ),
+        (
+            "an unknown field (status)",
+            json!({"action": "all_paid", "status": "PAID"}),
+        ),
+        (
+            "the member named twice",
+            json!({"action": "returned", "items": [item(member, "R01"), item(member, "R02")]}),
+        ),
+    ] {
+        t.push(case(format!("settle with {what}"), settle(v), bad()));
+    }
+    let unknown_item = || Error(400, "unknown_item");
+    let mut not_in_file: Vec<(String, String)> = vec![
+        ("a payout that does not exist".into(), "po-not-in-file".into()),
+        ("a PENDING payout not in the file".into(), w.pending.clone()),
+        ("the doctor's other, APPROVED payout".into(), w.approved.clone()),
+        ("a PAID payout's provider reference".into(), w.paid_ref.clone()),
+        ("the file's own id".into(), file.to_string()),
+        ("the member's id in upper case".into(), member.to_uppercase()),
+    ];
+    not_in_file.extend(
+        SQL_INJECTIONS
+            .iter()
+            .chain(CSV_INJECTIONS)
+            .map(|s| (format!("{s:?}"), s.to_string())),
+    );
+    for (what, reference) in &not_in_file {
+        t.push(case(
+            format!("settle naming {what}"),
+            settle(json!({"action": "returned", "items": [item(reference, "R01")]})),
+            unknown_item(),
+        ));
+    }
+    t.push(case(
+        "settle naming the member and a payout not in the file",
+        settle(json!({"action": "returned", "items": [item(member, "R01"), item(&w.pending, "R01")]})),
+        unknown_item(),
+    ));
+
+    // ---- methods the new routes do not answer
+    for (method, path) in [
+        ("DELETE", format!("/api/admin/runs/{run}")),
+        ("PATCH", format!("/api/admin/runs/{run}")),
+        ("GET", format!("/api/admin/runs/{run}/approve")),
+        ("GET", format!("/api/admin/runs/{run}/trigger")),
+        ("PUT", format!("/api/admin/runs/{run}/funds-override")),
+        ("DELETE", format!("/api/admin/doctors/{}/hold", w.held_doctor)),
+        ("GET", "/api/admin/doctors/dr-amina/hold".to_string()),
+        ("POST", "/api/admin/doctors/holds".to_string()),
+        ("POST", "/api/admin/bank-files".to_string()),
+        ("DELETE", format!("/api/admin/bank-files/{file}")),
+        ("GET", format!("/api/admin/bank-files/{file}/settle")),
+        ("POST", format!("/api/admin/runs/{run}/bank-file")),
+    ] {
+        t.push(case(
+            format!("{method} {path}"),
+            req(method, path).bearer(a).json(json!({"action": "all_paid"})),
+            Error(405, "method_not_allowed"),
+        ));
+    }
     t
 }
 
@@ -1794,6 +2673,28 @@ async fn set_up(s: &Server) -> World {
             .bearer(&admin)
             .json(body)
     };
+    let runs = s.ok(get("/api/admin/runs").bearer(&admin)).await;
+    let runs = runs["data"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "the sample data's calculation made one run: {runs:?}");
+    assert_eq!(runs[0]["run"]["kind"], "CALCULATION", "{runs:?}");
+    let run = runs[0]["run"]["id"].as_str().unwrap().to_string();
+    // A bank file of a manual payout of dr-kipchoge (the one doctor with bank details), made while the calculated
+    // payout of dr-kipchoge is still PENDING, so the file holds the manual one only.
+    let banked = s
+        .ok(req("POST", "/api/admin/payouts")
+            .bearer(&creator)
+            .json(json!({"doctorId": "dr-kipchoge", "amount": "300.00", "notes": "set-up bank file payout"})))
+        .await["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.ok(patch(&banked, json!({"action": "approve"}))).await;
+    let made = s
+        .send(&get("/api/admin/bank-files?format=csv&doctor=dr-kipchoge").bearer(&admin))
+        .await;
+    assert_eq!(made.status, 200, "{}", String::from_utf8_lossy(&made.body));
+    assert_eq!(made.bank_file_transfers, "1", "the file holds the manual payout only");
+    let bank_file = made.bank_file_id;
     for id in [&paid, &processing, &approved] {
         s.ok(patch(id, json!({"action": "approve"}))).await;
     }
@@ -1830,6 +2731,23 @@ async fn set_up(s: &Server) -> World {
         .to_string();
     let detail = s.ok(get(format!("/api/admin/payouts/{paid}")).bearer(&admin)).await;
     assert_eq!(detail["data"]["status"], "PAID");
+    // Holds and a funds override placed by `creator`, for the refusals of a second hold, of a release or a
+    // confirmation by the same admin (four eyes), and of a second override.
+    let held = pending2.clone();
+    s.ok(req("PATCH", format!("/api/admin/payouts/{held}"))
+        .bearer(&creator)
+        .json(json!({"action": "hold", "reason": "set-up: held by admin-1"})))
+        .await;
+    // dr-wanjiru's only payout is PAID, so the doctor's hold holds no payout and changes no other case.
+    let held_doctor = "dr-wanjiru".to_string();
+    s.ok(req("POST", format!("/api/admin/doctors/{held_doctor}/hold"))
+        .bearer(&creator)
+        .json(json!({"action": "hold", "reason": "set-up: doctor held by admin-1"})))
+        .await;
+    s.ok(req("POST", format!("/api/admin/runs/{run}/funds-override"))
+        .bearer(&creator)
+        .json(json!({"action": "request", "reason": "set-up: override asked by admin-1"})))
+        .await;
     World {
         admin,
         creator,
@@ -1842,6 +2760,11 @@ async fn set_up(s: &Server) -> World {
         paid_ref,
         paid_event,
         manual,
+        run,
+        bank_file,
+        banked,
+        held,
+        held_doctor,
     }
 }
 
