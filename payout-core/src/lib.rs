@@ -61,6 +61,7 @@ pub mod clock;
 pub mod csv;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod funds;
 pub mod memory;
 pub mod money;

@@ -50,6 +50,8 @@ use crate::domain::{
     PayoutOrigin, Provider, Run, RunEvent, RunId, RunResult, RunSummary, RunTally, order_totals,
 };
 use crate::error::{Error, Result};
+use crate::events::in_memory::Outbox;
+use crate::events::{ClaimedEvent, EventClaim, EventDone, EventOutbox, StoredEvent};
 use crate::money::{Currency, Money, MoneyError};
 use crate::provider::EventReference;
 use crate::status::PayoutStatus;
@@ -142,6 +144,8 @@ struct State {
     /// The runs each payout is a member of.
     memberships: HashMap<PayoutId, Vec<RunId>>,
     doctor_holds: HashMap<DoctorId, DoctorHold>,
+    /// The events the changes above wrote, each with its change.
+    outbox: Outbox,
 }
 
 /// A run's bucket: status, provider, currency.
@@ -238,8 +242,14 @@ struct Checks {
 impl Checks {
     /// Writes `follow_up` on `id`'s row (created when missing): the schedule, the flag (a flag
     /// that stays set keeps its `since`), and the count and lease as `counted` says: a finished
-    /// check counts one more, a change resets the count.
-    fn write(&mut self, id: &PayoutId, follow_up: &FollowUp, at: DateTime<Utc>, counted: bool) {
+    /// check counts one more, a change resets the count. Returns the flag when it is new.
+    fn write(
+        &mut self,
+        id: &PayoutId,
+        follow_up: &FollowUp,
+        at: DateTime<Utc>,
+        counted: bool,
+    ) -> Option<(String, DateTime<Utc>)> {
         let row = self.rows.entry(id.clone()).or_default();
         if let Some(due) = row.next_check_at.take() {
             self.due.remove(&(due, id.clone()));
@@ -253,6 +263,10 @@ impl Checks {
             (None, Some(_)) => Some(at),
             _ => None,
         };
+        let new_flag = match (&row.attention, &follow_up.attention) {
+            (None, Some(reason)) => Some((reason.clone(), at)),
+            _ => None,
+        };
         if let Some((_, old)) = row.attention.take() {
             self.flagged.remove(&(old, id.clone()));
         }
@@ -262,6 +276,7 @@ impl Checks {
         }
         row.checks = if counted { row.checks + 1 } else { 0 };
         row.lease += 1;
+        new_flag
     }
 }
 
@@ -434,6 +449,7 @@ impl State {
                 .push(payout.id.clone());
         }
         self.hold(&items, &Held::Payout(payout.id.clone()));
+        self.outbox.audit(&payout, &audit);
         self.order.insert((payout.created_at, payout.id.clone()));
         self.payouts.insert(
             payout.id.clone(),
@@ -637,10 +653,15 @@ impl PayoutStore for MemoryStore {
                 .webhook_events
                 .insert((event.provider, event.event_id.clone()), event);
         }
-        record.audit.extend(audit);
         let payout = record.payout.clone();
+        for entry in &audit {
+            state.outbox.audit(&payout, entry);
+        }
+        record.audit.extend(audit);
         if let Some(follow_up) = follow_up {
-            state.checks.write(&payout.id, &follow_up, at, false);
+            if let Some((reason, since)) = state.checks.write(&payout.id, &follow_up, at, false) {
+                state.outbox.flagged(&payout, &reason, since);
+            }
         }
         // Amounts never change and were checked to fit minor units when created.
         state.recount(&before, &payout)?;
@@ -764,7 +785,12 @@ impl PayoutStore for MemoryStore {
             let current = state.checks.rows.get(&d.payout_id).map(|r| r.lease);
             let mine = current == Some(d.lease);
             if mine {
-                state.checks.write(&d.payout_id, &d.follow_up, d.at, true);
+                if let Some((reason, since)) = state.checks.write(&d.payout_id, &d.follow_up, d.at, true) {
+                    let state = &mut *state;
+                    if let Some(record) = state.payouts.get(&d.payout_id) {
+                        state.outbox.flagged(&record.payout, &reason, since);
+                    }
+                }
             }
             written.push(mine);
         }
@@ -917,7 +943,11 @@ impl PayoutStore for MemoryStore {
     }
 
     async fn record_run_event(&self, event: RunEvent) -> Result<()> {
-        self.lock().run_record_mut(&event.run_id)?.events.push(event);
+        let mut state = self.lock();
+        let state = &mut *state;
+        state.run_record_mut(&event.run_id)?;
+        state.outbox.run(&event);
+        state.run_record_mut(&event.run_id)?.events.push(event);
         Ok(())
     }
 
@@ -1034,6 +1064,25 @@ impl PayoutStore for MemoryStore {
                 amount: Money::from_minor_units(minor, currency),
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl EventOutbox for MemoryStore {
+    async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
+        Ok(self.lock().outbox.after(after, limit, false))
+    }
+
+    async fn claim_events(&self, claim: &EventClaim) -> Result<Vec<ClaimedEvent>> {
+        Ok(self.lock().outbox.claim(claim))
+    }
+
+    async fn finish_events(&self, done: &[EventDone]) -> Result<Vec<bool>> {
+        Ok(self.lock().outbox.finish(done))
+    }
+
+    async fn dead_letters(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
+        Ok(self.lock().outbox.after(after, limit, true))
     }
 }
 

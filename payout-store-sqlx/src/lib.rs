@@ -82,6 +82,7 @@ mod checks;
 mod db;
 mod error;
 mod export;
+mod outbox;
 mod read;
 mod rows;
 mod runs;
@@ -117,12 +118,27 @@ pub use store::SqlStore;
 /// A scheme whose feature is not compiled in is [`Error::NotSupported`]; an unknown scheme is
 /// [`Error::InvalidInput`]. Errors never repeat the URL (it may hold a password).
 pub async fn connect(url: &str) -> Result<Arc<dyn PayoutStore>> {
+    Ok(connect_with_outbox(url).await?.0)
+}
+
+/// [`connect`], with the same store as its transactional outbox too
+/// ([`EventOutbox`](payout_core::events::EventOutbox)), for an
+/// [`EventRelay`](payout_core::events::EventRelay) or the events API.
+pub async fn connect_with_outbox(
+    url: &str,
+) -> Result<(Arc<dyn PayoutStore>, Arc<dyn payout_core::events::EventOutbox>)> {
+    fn both<S: PayoutStore + payout_core::events::EventOutbox + 'static>(
+        store: S,
+    ) -> (Arc<dyn PayoutStore>, Arc<dyn payout_core::events::EventOutbox>) {
+        let store = Arc::new(store);
+        (store.clone(), store)
+    }
     let scheme = url.split(':').next().unwrap_or_default().to_ascii_lowercase();
     match scheme.as_str() {
         #[cfg(feature = "sqlite")]
-        "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
+        "sqlite" => Ok(both(SqliteStore::connect(url).await?)),
         #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => Ok(Arc::new(PgStore::connect(url).await?)),
+        "postgres" | "postgresql" => Ok(both(PgStore::connect(url).await?)),
         // Reached only for a backend that is not compiled in.
         #[allow(unreachable_patterns)]
         "sqlite" | "postgres" | "postgresql" => Err(Error::NotSupported(format!(

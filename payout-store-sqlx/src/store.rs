@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use futures::stream::BoxStream;
 use payout_core::Result;
+use payout_core::events::{ClaimedEvent, EventClaim, EventDone, EventOutbox, StoredEvent};
 use payout_core::domain::{
     AuditEntry, DoctorHold, DoctorId, FundsOverride, NewRun, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider,
     Run, RunEvent, RunId, RunResult, RunSummary,
@@ -22,7 +23,7 @@ use payout_core::store::{
 use crate::db::Db;
 use crate::export::{Chunking, EXPORT_CHUNKS};
 use crate::rows::ExportRowExt;
-use crate::{checks, export, read, runs, totals, write};
+use crate::{checks, export, outbox, read, runs, totals, write};
 
 /// A [`PayoutStore`] in SQL: [`SqliteStore`](crate::SqliteStore) (`SqlStore<SqlitePool>`) or
 /// [`PgStore`](crate::PgStore) (`SqlStore<PgPool>`). The behaviour is the same on both, written
@@ -231,5 +232,29 @@ where
 
     fn export_rows(&self, filter: PayoutFilter) -> BoxStream<'static, Result<ExportRow>> {
         export::export_rows(self.pool.clone(), filter, self.export_chunks)
+    }
+}
+
+/// The outbox the migrations' triggers fill, in the transaction of each change.
+#[async_trait]
+impl<D> EventOutbox for SqlStore<D>
+where
+    D: Db,
+    D::Row: Sync,
+{
+    async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
+        outbox::after(&self.pool, after, limit, false).await
+    }
+
+    async fn claim_events(&self, claim: &EventClaim) -> Result<Vec<ClaimedEvent>> {
+        outbox::claim(&self.pool, claim).await
+    }
+
+    async fn finish_events(&self, done: &[EventDone]) -> Result<Vec<bool>> {
+        outbox::finish(&self.pool, done).await
+    }
+
+    async fn dead_letters(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
+        outbox::after(&self.pool, after, limit, true).await
     }
 }

@@ -56,4 +56,5 @@
 
 pub mod fixtures;
 pub mod provider;
+pub mod outbox;
 pub mod store;
