@@ -8,6 +8,7 @@ use payout_core::Result;
 use payout_core::events::{
     ClaimedEvent, DeliveryOutcome, DeliveryState, EventClaim, EventDone, PayoutEvent, StoredEvent,
 };
+use payout_core::domain::Period;
 use payout_core::money::Money;
 
 use crate::db::{Db, Dialect, RowExt, Tx, args};
@@ -17,7 +18,7 @@ use crate::rows;
 /// The largest page of `events_after` and `dead_letters`.
 const MAX_PAGE: u32 = 1000;
 
-const COLUMNS: &str = "seq, id, event_type, payout_id, doctor_id, run_id, status, previous_status, amount_minor, \
+const COLUMNS: &str = "seq, id, event_type, payout_id, doctor_id, run_id, period_start, period_end, status, previous_status, amount_minor, \
      currency, provider, actor, action, detail, occurred_at, delivery, tries, last_error, lease";
 
 fn event(r: &impl RowExt) -> Result<StoredEvent> {
@@ -44,6 +45,10 @@ fn event(r: &impl RowExt) -> Result<StoredEvent> {
             payout_id: r.opt_text("payout_id").map_err(db)?.map(Into::into),
             doctor_id: r.opt_text("doctor_id").map_err(db)?.map(Into::into),
             run_id: r.opt_text("run_id").map_err(db)?.map(Into::into),
+            period: match (r.opt_date("period_start").map_err(db)?, r.opt_date("period_end").map_err(db)?) {
+                (Some(start), Some(end)) => Some(Period { start, end }),
+                _ => None,
+            },
             status: opt_status("status")?,
             previous_status: opt_status("previous_status")?,
             amount,

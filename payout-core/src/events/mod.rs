@@ -23,6 +23,7 @@
 //! dead-lettered. A receiver deduplicates by [`PayoutEvent::id`].
 
 pub(crate) mod in_memory;
+pub mod notify;
 mod relay;
 pub mod signature;
 
@@ -36,7 +37,7 @@ use serde::{Deserialize, Serialize};
 pub use in_memory::{ATTENTION_ACTION, ATTENTION_ACTOR};
 pub use relay::{Backoff, EventRelay, RelayConfig, RelayPass};
 
-use crate::domain::{AuditEntry, DoctorId, PayoutId, Provider, RunEvent, RunId};
+use crate::domain::{AuditEntry, DoctorId, PayoutId, Period, Provider, RunEvent, RunId};
 use crate::error::Result;
 use crate::money::Money;
 use crate::status::PayoutStatus;
@@ -172,6 +173,8 @@ pub struct PayoutEvent {
     pub doctor_id: Option<DoctorId>,
     /// The run (only for `run.completed`).
     pub run_id: Option<RunId>,
+    /// The period the payout pays for.
+    pub period: Option<Period>,
     /// The payout's status after the change.
     pub status: Option<PayoutStatus>,
     /// Its status before, for `payout.status_changed`.

@@ -137,6 +137,7 @@ pub async fn every_change_writes_its_event(store: &dyn PayoutStore, outbox: &dyn
         assert_eq!(e.status, Some(PayoutStatus::Pending));
         assert_eq!(e.previous_status, None);
         assert_eq!(e.amount, Some(payout.amount_due), "the amount, exact");
+        assert_eq!(e.period, Some(payout.period()));
         assert_eq!(event.delivery, DeliveryState::Pending);
         assert_eq!(event.tries, 0);
     }
@@ -242,7 +243,7 @@ pub async fn every_change_writes_its_event(store: &dyn PayoutStore, outbox: &dyn
     assert_eq!(run.run_id, Some(RunId::new("run_ev")));
     assert_eq!((run.action.as_str(), run.detail.as_str()), ("TRIGGER", "1 sent"));
     assert_eq!(run.stream_key(), "run:run_ev");
-    assert_eq!(run.amount, None);
+    assert_eq!((run.amount, run.period), (None, None));
 
     let seqs: Vec<u64> = events.iter().map(|e| e.event.seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "increasing seq: {seqs:?}");

@@ -17,6 +17,8 @@ CREATE TABLE payout_outbox (
     stream_key      TEXT        COLLATE "C" NOT NULL,
     payout_id       TEXT        COLLATE "C",
     doctor_id       TEXT        COLLATE "C",
+    period_start    DATE,
+    period_end      DATE,
     run_id          TEXT        COLLATE "C",
     status          TEXT,
     previous_status TEXT,
@@ -46,14 +48,14 @@ CREATE INDEX payout_outbox_dead ON payout_outbox (seq) WHERE delivery = 'DEAD_LE
 CREATE FUNCTION payout_outbox_from_audit() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO payout_outbox (id, event_type, stream_key, payout_id, doctor_id, status, previous_status,
+    INSERT INTO payout_outbox (id, event_type, stream_key, payout_id, doctor_id, period_start, period_end, status, previous_status,
                                amount_minor, currency, provider, actor, action, detail, occurred_at, next_try_at)
     SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''),
            CASE WHEN n.action = 'HOLD' THEN 'payout.held'
                 WHEN n.action = 'RELEASE' THEN 'payout.released'
                 WHEN n.from_status IS NULL THEN 'payout.created'
                 ELSE 'payout.status_changed' END,
-           p.id, p.id, p.doctor_id, COALESCE(n.to_status, p.status),
+           p.id, p.id, p.doctor_id, p.period_start, p.period_end, COALESCE(n.to_status, p.status),
            CASE WHEN n.action NOT IN ('HOLD', 'RELEASE') THEN n.from_status END,
            p.amount_minor, p.currency, p.provider, n.actor, n.action, n.detail, n.at, n.at
     FROM new_entries n JOIN payouts p ON p.id = n.payout_id
@@ -74,10 +76,10 @@ ALTER FUNCTION payout_outbox_from_audit() SET search_path FROM CURRENT;
 CREATE FUNCTION payout_outbox_from_flag() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO payout_outbox (id, event_type, stream_key, payout_id, doctor_id, status, amount_minor, currency,
+    INSERT INTO payout_outbox (id, event_type, stream_key, payout_id, doctor_id, period_start, period_end, status, amount_minor, currency,
                                provider, actor, action, detail, occurred_at, next_try_at)
     SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), 'payout.attention_flagged',
-           p.id, p.id, p.doctor_id, p.status, p.amount_minor, p.currency, p.provider,
+           p.id, p.id, p.doctor_id, p.period_start, p.period_end, p.status, p.amount_minor, p.currency, p.provider,
            'system:reconcile', 'ATTENTION', NEW.attention, NEW.attention_since, NEW.attention_since
     FROM payouts p WHERE p.id = NEW.payout_id;
     RETURN NULL;
