@@ -18,6 +18,12 @@
 //! - Bank files (`/api/admin/bank-files`): CSV always; pain.001 with `PAYOUTS_DEBTOR_NAME` and
 //!   `PAYOUTS_DEBTOR_ACCOUNT`, NACHA with the `PAYOUTS_NACHA_*` settings (see
 //!   [`BankFileConfig`](payout_providers::bank::BankFileConfig)); a format half configured refuses to start.
+//! - Events ([`payout_core::events`]): a relay delivers the outbox's events every
+//!   `PAYOUTS_EVENTS_POLL_MS` (1000) to the doctors' notifications, logged ([`LogNotifier`]), and, with
+//!   `PAYOUTS_EVENTS_WEBHOOK_URL` and `PAYOUTS_EVENTS_WEBHOOK_SECRET`, to the host's webhook (signed; see
+//!   [`WebhookSinkConfig::from_env`]). `PAYOUTS_EVENTS_MAX_TRIES` (10) tries before a dead letter,
+//!   `PAYOUTS_EVENTS_LEASE_SECS` (60) of lease per claim, back-off from `PAYOUTS_EVENTS_BACKOFF_SECS` (5)
+//!   doubling up to `PAYOUTS_EVENTS_BACKOFF_MAX_SECS` (3600).
 //! - Graceful shutdown on SIGTERM or Ctrl-C, within `PAYOUTS_SHUTDOWN_GRACE_SECS` (30); see [`serve_until`].
 //! - Signing in to the dashboard: with the development secret (`NEXTAUTH_SECRET` unset, so only on
 //!   loopback with simulated providers), a development login picks an admin without pasting a
@@ -45,6 +51,10 @@ use axum::Router;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
+use payout_core::events::notify::{DoctorMessage, FanOut, Notifier, NotifyingSink};
+use payout_core::events::{EventOutbox, EventRelay, RelayConfig, SinkError};
+
+use crate::events::webhook::{WebhookSink, WebhookSinkConfig};
 use crate::{AppState, DashboardConfig, ServerConfig, api, api_router, dashboard_router, observe, webhook_router};
 
 pub mod dev_login;
@@ -131,6 +141,76 @@ pub struct DemoConfig {
     /// How long a shutdown waits for requests in flight (a bulk trigger's provider calls) and the
     /// background jobs' current pass (`PAYOUTS_SHUTDOWN_GRACE_SECS`, default 30).
     pub shutdown_grace: Duration,
+    /// Where and how events are delivered (`PAYOUTS_EVENTS_*`).
+    pub events: DemoEvents,
+}
+
+/// The demo's event delivery settings (see the module docs for the variables).
+#[derive(Debug, Clone)]
+pub struct DemoEvents {
+    /// The host's webhook, if any.
+    pub webhook: Option<WebhookSinkConfig>,
+    /// The relay's settings.
+    pub relay: RelayConfig,
+    /// How often the relay looks for due events. Default: 1 s.
+    pub poll: Duration,
+}
+
+impl Default for DemoEvents {
+    fn default() -> Self {
+        DemoEvents {
+            webhook: None,
+            relay: RelayConfig::default(),
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+impl DemoEvents {
+    /// Reads `PAYOUTS_EVENTS_*`.
+    pub fn from_env() -> Result<Self> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let number = |k: &str| -> Result<Option<u64>> {
+            var(k)
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|_| Error::InvalidInput(format!("{k} must be a whole number")))
+                })
+                .transpose()
+        };
+        let mut events = DemoEvents {
+            webhook: WebhookSinkConfig::from_env()?,
+            ..DemoEvents::default()
+        };
+        if let Some(n) = number("PAYOUTS_EVENTS_MAX_TRIES")? {
+            events.relay.max_tries = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+        }
+        if let Some(s) = number("PAYOUTS_EVENTS_LEASE_SECS")? {
+            events.relay.lease = Duration::from_secs(s.max(1));
+        }
+        if let Some(s) = number("PAYOUTS_EVENTS_BACKOFF_SECS")? {
+            events.relay.backoff.base = Duration::from_secs(s);
+        }
+        if let Some(s) = number("PAYOUTS_EVENTS_BACKOFF_MAX_SECS")? {
+            events.relay.backoff.max = Duration::from_secs(s);
+        }
+        if let Some(ms) = number("PAYOUTS_EVENTS_POLL_MS")? {
+            events.poll = Duration::from_millis(ms.max(10));
+        }
+        Ok(events)
+    }
+}
+
+/// The demo's [`Notifier`]: each message to a doctor is logged (a host sends an SMS or an e-mail).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogNotifier;
+
+#[async_trait::async_trait]
+impl Notifier for LogNotifier {
+    async fn notify(&self, message: &DoctorMessage) -> std::result::Result<(), SinkError> {
+        tracing::info!(doctor = %message.doctor_id, event = %message.event_id, text = %message.text, "notification to a doctor");
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for DemoConfig {
@@ -146,6 +226,7 @@ impl std::fmt::Debug for DemoConfig {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("metrics_addr", &self.metrics_addr)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("events", &self.events)
             .finish_non_exhaustive()
     }
 }
@@ -203,6 +284,7 @@ impl DemoConfig {
                 .map_err(|e| Error::InvalidInput(format!("PAYOUTS_TRUSTED_PROXIES: {e}")))?,
             metrics_addr,
             shutdown_grace,
+            events: DemoEvents::from_env()?,
         })
     }
 }
@@ -251,6 +333,8 @@ pub struct Demo {
     /// The dashboard's development login, when the demo runs with the development secret
     /// ([`DevLogin::for_demo`]); [`serve`] offers it.
     pub dev_login: Option<DevLogin>,
+    /// The store's event outbox (the same store as the service's).
+    pub outbox: Arc<dyn EventOutbox>,
 }
 
 /// Refuses the public development secret ([`DEV_SECRET`], used when `NEXTAUTH_SECRET` is unset)
@@ -294,30 +378,33 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
     let bank_files = payout_providers::bank::BankFileConfig::from_env()
         .map_err(|e| Error::InvalidInput(format!("bank file settings: {e}")))?;
     let mut performance = PerformanceConfig::default();
-    let (store, consultations, directory): (
+    let (store, outbox, consultations, directory): (
         Arc<dyn payout_core::PayoutStore>,
+        Arc<dyn EventOutbox>,
         Arc<dyn payout_core::source::ConsultationSource>,
         Arc<dyn payout_core::source::RecipientDirectory>,
     ) = if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(url).await?;
+        let store = Arc::new(SqliteStore::connect(url).await?);
         let pool = store.pool().clone();
         if config.sample_data {
             seed_sqlite(&pool).await?;
         }
         (
-            Arc::new(store),
+            store.clone(),
+            store,
             Arc::new(SqlConsultationSource::new(pool.clone(), appointments)?),
             Arc::new(SqlRecipientDirectory::new(pool, RecipientTable::default())?),
         )
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let store = PgStore::connect(url).await?;
+        let store = Arc::new(PgStore::connect(url).await?);
         let pool = store.pool().clone();
         if config.sample_data {
             seed_postgres(&pool).await?;
         }
         performance.calculation_writes_in_flight = PgStore::WRITES_IN_FLIGHT;
         (
-            Arc::new(store),
+            store.clone(),
+            store,
             Arc::new(SqlConsultationSource::new(pool.clone(), appointments)?),
             Arc::new(SqlRecipientDirectory::new(pool, RecipientTable::default())?),
         )
@@ -353,7 +440,7 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
         bank_files,
         ..ServerConfig::new(&config.jwt_secret)
     };
-    let state = AppState::new(service.clone(), server_config);
+    let state = AppState::new(service.clone(), server_config).with_events(outbox.clone());
     if dev_login.is_some() {
         tracing::warn!(
             "development login offered on the dashboard (public development secret, loopback only, simulated providers)"
@@ -364,6 +451,7 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
         state,
         simulated,
         dev_login,
+        outbox,
     })
 }
 
@@ -504,6 +592,7 @@ pub async fn serve_until(
         tasks.push(serve_metrics(addr, demo.service.clone(), stop.clone()).await?);
     }
     tasks.extend(spawn_jobs(config, demo.service.clone(), stop.clone()));
+    tasks.push(spawn_relay(&config.events, demo.outbox.clone(), stop.clone())?);
     tracing::info!(addr = %listener.local_addr()?, "payouts demo server listening");
     let service = demo.service.clone();
     let app = app_with_dev_login(demo.state, demo.dev_login).into_make_service_with_connect_info::<SocketAddr>();
@@ -685,6 +774,32 @@ pub fn spawn_jobs(
         }
     }));
     jobs
+}
+
+/// The event relay: every `events.poll`, the outbox's due events go to the doctors' notifications
+/// (logged, [`LogNotifier`]) and, when configured, the host's webhook, until `stop` is cancelled
+/// (a pass under way finishes). Another instance may run its own against the same database: each
+/// event is claimed by one.
+pub fn spawn_relay(
+    events: &DemoEvents,
+    outbox: Arc<dyn EventOutbox>,
+    stop: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let mut sink = FanOut::new().with(Arc::new(NotifyingSink::new(Arc::new(LogNotifier))));
+    if let Some(webhook) = &events.webhook {
+        tracing::info!(webhook = ?webhook, "events are sent to the host's webhook");
+        sink = sink.with(Arc::new(WebhookSink::new(webhook.clone()).map_err(std::io::Error::other)?));
+    }
+    let relay = EventRelay::new(
+        outbox,
+        Arc::new(sink),
+        Arc::new(payout_core::clock::SystemClock),
+        events.relay.clone(),
+    );
+    let poll = events.poll;
+    Ok(tokio::spawn(async move {
+        relay.run(poll, stop.cancelled_owned()).await;
+    }))
 }
 
 /// 00:00 UTC on the 1st of the month after `now` (the `0 0 1 * *` schedule).

@@ -38,6 +38,7 @@ pub mod demo;
 mod demo_providers;
 pub mod doctor;
 pub mod error;
+pub mod events;
 pub mod limits;
 pub mod observe;
 pub mod openapi;
@@ -123,6 +124,8 @@ pub struct AppState {
     pub webhook_limiter: Arc<limits::RateLimiter>,
     /// Rate limiter for admin mutations.
     pub mutation_limiter: Arc<limits::RateLimiter>,
+    /// The store's event outbox, for `GET /api/admin/events` (`None`: those routes answer 501).
+    pub events: Option<Arc<dyn payout_core::events::EventOutbox>>,
 }
 
 impl AppState {
@@ -134,7 +137,14 @@ impl AppState {
             webhook_limiter: Arc::new(limits::RateLimiter::new(config.webhook_rate)),
             mutation_limiter: Arc::new(limits::RateLimiter::new(config.mutation_rate)),
             config: Arc::new(config),
+            events: None,
         }
+    }
+
+    /// The same state, serving `outbox`'s events at `GET /api/admin/events`.
+    pub fn with_events(mut self, outbox: Arc<dyn payout_core::events::EventOutbox>) -> Self {
+        self.events = Some(outbox);
+        self
     }
 }
 
@@ -180,6 +190,8 @@ pub fn api_router<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S
         .route("/api/admin/doctors/holds", get(runs::doctor_holds))
         .route("/api/admin/payouts/{id}/statement", get(doctor::admin_statement))
         .route("/api/admin/doctors/{id}/statements/{year}", get(doctor::admin_year))
+        .route("/api/admin/events", get(events::list_events))
+        .route("/api/admin/events/dead-letters", get(events::dead_letters))
         .route("/api/doctor/payouts", get(api::doctor_payouts))
         .route("/api/doctor/payouts/{id}", get(doctor::doctor_payout))
         .route("/api/doctor/payouts/{id}/statement", get(doctor::doctor_statement))

@@ -20,7 +20,8 @@ use crate::wire::{
     RunFundsView, RunList, RunOnlyBody, RunReportBody, RunReportView, RunResultList, RunResultView, RunSummaryBody,
     RunSummaryView, RunTotals, RunView, StatusTotal, TriggerRun, WebhookBody, WebhookEvent, WebhookReceipt,
 };
-use crate::{api, doctor, runs, webhooks};
+use crate::events::{EventList, EventView};
+use crate::{api, doctor, events, runs, webhooks};
 
 /// The API description: every route of the API and webhook routers, `/healthz` and `/metrics`.
 #[derive(OpenApi)]
@@ -54,6 +55,8 @@ use crate::{api, doctor, runs, webhooks};
         runs::funds_override,
         runs::doctor_hold,
         runs::doctor_holds,
+        events::list_events,
+        events::dead_letters,
         webhooks::stripe,
         webhooks::paypal,
         webhooks::mpesa,
@@ -80,11 +83,13 @@ use crate::{api, doctor, runs, webhooks};
         RunEventView, RunDetail, RunBody, RunReportView, RunReportBody, FundsLineView, RunFundsView, RunFundsBody,
         RunOnlyBody, DoctorHoldView, DoctorHoldOutcome, DoctorHoldBody, DoctorHoldList, DoctorPayoutView,
         DoctorItemView, DoctorPayoutBody, DeductionView, YearTotalsView, YearPayoutView, YearSummaryView,
-        YearSummaryBody, StatementFormat, SummaryFormat,
+        YearSummaryBody, StatementFormat, SummaryFormat, EventView,
+        EventList,
     )),
     tags(
         (name = "admin", description = "Payouts for admins (role `admin`)"),
         (name = "runs", description = "Payout runs, the funds check and holds (role `admin`)"),
+        (name = "events", description = "Every change as an event: the transactional outbox (role `admin`)"),
         (name = "doctor", description = "A doctor's own payouts (role `doctor`)"),
         (name = "webhooks", description = "Provider callbacks, verified over the raw body before anything is read"),
         (name = "operations", description = "Health, metrics and this document"),

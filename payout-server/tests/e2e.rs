@@ -30,6 +30,7 @@ fn demo_config(dir: &tempfile::TempDir) -> DemoConfig {
         trusted_proxies: Default::default(),
         metrics_addr: None,
         shutdown_grace: demo::DEFAULT_SHUTDOWN_GRACE,
+        events: Default::default(),
     }
 }
 

@@ -1,0 +1,189 @@
+//! The outbox over HTTP: `GET /api/admin/events?after=` (and the dead letters) for admins, and, with
+//! the feature `event-webhooks`, the built-in outbound webhook sender ([`webhook::WebhookSink`]).
+
+#[cfg(feature = "event-webhooks")]
+pub mod webhook;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, NaiveDate, Utc};
+use payout_core::Error;
+use payout_core::domain::Provider;
+use payout_core::events::{EventOutbox, StoredEvent};
+use payout_core::status::PayoutStatus;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::api::ApiQuery;
+use crate::auth::Admin;
+use crate::error::ApiError;
+use crate::openapi::{PayoutStatusName, ProviderName};
+use crate::wire::{AmountView, ErrorBody};
+
+/// The default page of events.
+const DEFAULT_LIMIT: u32 = 100;
+
+/// Paging through the outbox by position.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Events after this position (`seq`); 0 or absent: from the first.
+    #[serde(default, deserialize_with = "crate::api::query_value::skip")]
+    pub after: Option<u64>,
+    /// Page size (default 100).
+    #[serde(default, deserialize_with = "crate::api::query_value::limit")]
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// An event as the outbox holds it: the JSON a webhook receives, and where its delivery stands.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    /// Unique id (`evt_` and 32 hex digits): deduplicate by it.
+    pub id: String,
+    /// Position in the outbox; pass the last one as `after` for the next page.
+    pub seq: u64,
+    /// `payout.created`, `payout.status_changed`, `payout.held`, `payout.released`,
+    /// `payout.attention_flagged` or `run.completed`.
+    #[serde(rename = "type")]
+    #[schema(example = "payout.status_changed")]
+    pub event_type: String,
+    /// The payout (none for `run.completed`).
+    pub payout_id: Option<String>,
+    /// Its doctor.
+    pub doctor_id: Option<String>,
+    /// The run (only for `run.completed`).
+    pub run_id: Option<String>,
+    /// First day of the payout's period.
+    pub period_start: Option<NaiveDate>,
+    /// Last day of the payout's period.
+    pub period_end: Option<NaiveDate>,
+    /// The payout's status after the change.
+    #[schema(value_type = Option<PayoutStatusName>)]
+    pub status: Option<PayoutStatus>,
+    /// Its status before (`payout.status_changed`).
+    #[schema(value_type = Option<PayoutStatusName>)]
+    pub previous_status: Option<PayoutStatus>,
+    /// The payout's amount, exact.
+    pub amount: Option<AmountView>,
+    /// The provider chosen, if any yet.
+    #[schema(value_type = Option<ProviderName>)]
+    pub provider: Option<Provider>,
+    /// Who made the change.
+    pub actor: String,
+    /// The audit action or run step.
+    pub action: String,
+    /// Why.
+    pub detail: String,
+    /// When the change was made.
+    pub occurred_at: DateTime<Utc>,
+    /// `PENDING`, `DELIVERED` or `DEAD_LETTERED`.
+    #[schema(example = "DELIVERED")]
+    pub delivery: String,
+    /// Failed deliveries so far.
+    pub tries: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+impl From<StoredEvent> for EventView {
+    fn from(s: StoredEvent) -> Self {
+        let e = s.event;
+        EventView {
+            id: e.id,
+            seq: e.seq,
+            event_type: e.event_type.to_string(),
+            payout_id: e.payout_id.map(|p| p.to_string()),
+            doctor_id: e.doctor_id.map(|d| d.to_string()),
+            run_id: e.run_id.map(|r| r.to_string()),
+            period_start: e.period.map(|p| p.start),
+            period_end: e.period.map(|p| p.end),
+            status: e.status,
+            previous_status: e.previous_status,
+            amount: e.amount.map(AmountView::from),
+            provider: e.provider,
+            actor: e.actor,
+            action: e.action,
+            detail: e.detail,
+            occurred_at: e.occurred_at,
+            delivery: s.delivery.as_str().to_string(),
+            tries: s.tries,
+            last_error: s.last_error,
+        }
+    }
+}
+
+/// A page of events.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventList {
+    /// Oldest first.
+    pub events: Vec<EventView>,
+    /// The `after` of the next page; absent when this page is the last one so far.
+    pub next_after: Option<u64>,
+}
+
+fn outbox(state: &AppState) -> Result<&dyn EventOutbox, ApiError> {
+    state
+        .events
+        .as_deref()
+        .ok_or_else(|| ApiError::Core(Error::NotSupported("this server keeps no event outbox".into())))
+}
+
+fn page(events: Vec<StoredEvent>, limit: u32) -> EventList {
+    let next_after = (events.len() as u32 >= limit)
+        .then(|| events.last().map(|e| e.event.seq))
+        .flatten();
+    EventList {
+        events: events.into_iter().map(EventView::from).collect(),
+        next_after,
+    }
+}
+
+/// Pages through every event, oldest first.
+#[utoipa::path(
+    get, path = "/api/admin/events", tag = "events", summary = "Page through the event outbox",
+    description = "Every change as an event, in the order written, whatever its delivery. Page with \
+                   `after` = the last `seq` read (`nextAfter`). On Postgres, an event of a transaction that \
+                   commits late can get a lower `seq` than one already read: a reader that must see every \
+                   event uses a webhook or sink (delivery never skips one), or re-reads a short window.",
+    params(EventsQuery),
+    responses(
+        (status = 200, body = EventList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 501, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_events(
+    State(state): State<AppState>,
+    Admin(_user): Admin,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<Json<EventList>, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    let events = outbox(&state)?.events_after(q.after.unwrap_or(0), limit).await?;
+    Ok(Json(page(events, limit)))
+}
+
+/// Pages through the dead letters.
+#[utoipa::path(
+    get, path = "/api/admin/events/dead-letters", tag = "events", summary = "Page through the dead letters",
+    description = "The events given up on after the configured number of tries, oldest first.",
+    params(EventsQuery),
+    responses(
+        (status = 200, body = EventList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 501, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Admin(_user): Admin,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<Json<EventList>, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    let events = outbox(&state)?.dead_letters(q.after.unwrap_or(0), limit).await?;
+    Ok(Json(page(events, limit)))
+}
