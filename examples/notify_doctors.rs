@@ -109,6 +109,10 @@ mod tests {
             sent.first().map(String::as_str),
             Some("Your November 2026 payout of 6,500.00 KES was sent by M-Pesa.")
         );
-        assert!(sent.iter().all(|m| m.starts_with("Your November 2026 payout of 6,500.00 KES")), "{sent:?}");
+        assert!(
+            sent.iter()
+                .all(|m| m.starts_with("Your November 2026 payout of 6,500.00 KES")),
+            "{sent:?}"
+        );
     }
 }

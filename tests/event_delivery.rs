@@ -19,9 +19,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use demo_process::*;
 use payout_server::events::webhook::MIN_SECRET_BYTES;
+use payout_store_sqlx::testkit::PgTestSchema;
 use payouts::events::PayoutEvent;
 use payouts::events::signature::{HEADER, verify};
-use payout_store_sqlx::testkit::PgTestSchema;
 use serde_json::json;
 use sqlx::postgres::PgPool;
 use tokio::sync::Notify;
@@ -101,7 +101,10 @@ async fn all_delivered(pool: &PgPool) -> Vec<(String, i64, String)> {
                 .await
                 .expect("reading the outbox");
         }
-        assert!(Instant::now() < deadline, "{pending} events still undelivered after {DEADLINE:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{pending} events still undelivered after {DEADLINE:?}"
+        );
         tokio::time::sleep(POLL).await;
     }
 }
@@ -116,12 +119,20 @@ fn assert_once_each_in_order(receiver: &Receiver, outbox: &[(String, i64, String
     let expected: HashSet<&str> = outbox.iter().map(|(id, _, _)| id.as_str()).collect();
     assert_eq!(ids, expected, "every event of the outbox, and nothing else");
     for (id, _, _) in outbox {
-        assert!(received.get(id).copied().unwrap_or(0) >= 1, "{id} received at least once");
+        assert!(
+            received.get(id).copied().unwrap_or(0) >= 1,
+            "{id} received at least once"
+        );
     }
     let mut last: HashMap<String, u64> = HashMap::new();
     for e in &processed {
         let before = last.insert(e.stream_key(), e.seq);
-        assert!(before.is_none_or(|b| b < e.seq), "out of order for {}: {before:?} then {}", e.stream_key(), e.seq);
+        assert!(
+            before.is_none_or(|b| b < e.seq),
+            "out of order for {}: {before:?} then {}",
+            e.stream_key(),
+            e.seq
+        );
     }
 }
 
@@ -173,19 +184,29 @@ async fn kill_between_commit_and_delivery(database_url: String, exe: std::path::
     tokio::time::timeout(DEADLINE, receiver.held.notified())
         .await
         .expect("a delivery reached the receiver");
-    assert!(receiver.processed.lock().unwrap().is_empty(), "nothing acknowledged yet");
+    assert!(
+        receiver.processed.lock().unwrap().is_empty(),
+        "nothing acknowledged yet"
+    );
 
     server.kill();
     let (undelivered,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM payout_outbox WHERE delivery = 'PENDING'")
         .fetch_one(&pool)
         .await
         .expect("counting");
-    assert!(undelivered >= 7, "3 created, 3 approved, 1 held: all pending at the kill ({undelivered})");
+    assert!(
+        undelivered >= 7,
+        "3 created, 3 approved, 1 held: all pending at the kill ({undelivered})"
+    );
 
     receiver.holding.store(false, Ordering::SeqCst);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = DemoServer::start(&exe, &env(&database_url, port, &hook, 60), logs.path().join("second.log"));
+    let mut server = DemoServer::start(
+        &exe,
+        &env(&database_url, port, &hook, 60),
+        logs.path().join("second.log"),
+    );
     server.wait_healthy(&http, &base).await;
     let outbox = all_delivered(&pool).await;
     assert!(outbox.iter().any(|(id, _, _)| *id == hold_event));
@@ -196,7 +217,10 @@ async fn kill_between_commit_and_delivery(database_url: String, exe: std::path::
         "an event delivered before the kill was delivered again after it: {received:?}"
     );
     let log = server.log_tail(400);
-    assert!(log.contains("notification to a doctor") && log.contains("is on hold"), "{log}");
+    assert!(
+        log.contains("notification to a doctor") && log.contains("is on hold"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -224,7 +248,11 @@ async fn two_servers(database_url: String, exe: std::path::PathBuf) {
     for n in 0..2 {
         let port = free_port();
         // A lease far longer than the test: a second delivery could only come from a second claim.
-        let server = DemoServer::start(&exe, &env(&database_url, port, &hook, 600), logs.path().join(format!("{n}.log")));
+        let server = DemoServer::start(
+            &exe,
+            &env(&database_url, port, &hook, 600),
+            logs.path().join(format!("{n}.log")),
+        );
         servers.push((server, format!("http://127.0.0.1:{port}")));
     }
     for (server, base) in &mut servers {

@@ -150,7 +150,10 @@ async fn a_failed_event_is_retried_after_its_back_off_and_holds_back_its_payout(
     let all = s.store.events_after(0, 100).await.expect("events");
     assert!(all.iter().all(|e| e.delivery == DeliveryState::Delivered), "{all:#?}");
     assert_eq!(all[0].tries, 1);
-    assert_eq!(all[0].last_error.as_deref(), Some("delivery failed, will retry: 503 unavailable"));
+    assert_eq!(
+        all[0].last_error.as_deref(),
+        Some("delivery failed, will retry: 503 unavailable")
+    );
 }
 
 #[tokio::test]

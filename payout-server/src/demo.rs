@@ -378,12 +378,7 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
     let bank_files = payout_providers::bank::BankFileConfig::from_env()
         .map_err(|e| Error::InvalidInput(format!("bank file settings: {e}")))?;
     let mut performance = PerformanceConfig::default();
-    let (store, outbox, consultations, directory): (
-        Arc<dyn payout_core::PayoutStore>,
-        Arc<dyn EventOutbox>,
-        Arc<dyn payout_core::source::ConsultationSource>,
-        Arc<dyn payout_core::source::RecipientDirectory>,
-    ) = if url.starts_with("sqlite:") {
+    let (store, outbox, consultations, directory): Backends = if url.starts_with("sqlite:") {
         let store = Arc::new(SqliteStore::connect(url).await?);
         let pool = store.pool().clone();
         if config.sample_data {
@@ -454,6 +449,15 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
         outbox,
     })
 }
+
+/// The store (twice: as the service's store and as the event outbox), the consultations and the
+/// directory the demo builds over one database.
+type Backends = (
+    Arc<dyn payout_core::PayoutStore>,
+    Arc<dyn EventOutbox>,
+    Arc<dyn payout_core::source::ConsultationSource>,
+    Arc<dyn payout_core::source::RecipientDirectory>,
+);
 
 /// One provider's adapter, and its balance source when the adapter offers one (Stripe, M-Pesa):
 /// the same `Arc`, built once, so the M-Pesa balance its result callback brings is the one read.
@@ -788,7 +792,9 @@ pub fn spawn_relay(
     let mut sink = FanOut::new().with(Arc::new(NotifyingSink::new(Arc::new(LogNotifier))));
     if let Some(webhook) = &events.webhook {
         tracing::info!(webhook = ?webhook, "events are sent to the host's webhook");
-        sink = sink.with(Arc::new(WebhookSink::new(webhook.clone()).map_err(std::io::Error::other)?));
+        sink = sink.with(Arc::new(
+            WebhookSink::new(webhook.clone()).map_err(std::io::Error::other)?,
+        ));
     }
     let relay = EventRelay::new(
         outbox,
@@ -988,6 +994,7 @@ mod tests {
             trusted_proxies: Default::default(),
             metrics_addr: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            events: DemoEvents::default(),
         }
     }
 

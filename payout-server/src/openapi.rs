@@ -11,6 +11,7 @@ use crate::doctor::{
     DeductionView, DoctorItemView, DoctorPayoutBody, DoctorPayoutView, StatementFormat, SummaryFormat, YearPayoutView,
     YearSummaryBody, YearSummaryView, YearTotalsView,
 };
+use crate::events::{EventList, EventView};
 use crate::wire::{
     AmountView, AttentionView, AuditBody, AuditEntryView, BulkBody, BulkRequest, BulkResult, BulkSummary,
     ClaimedOutcome, Consultations, CreatePayout, CreateRun, CurrencyTotalView, DoctorHistory, DoctorHoldBody,
@@ -20,7 +21,6 @@ use crate::wire::{
     RunFundsView, RunList, RunOnlyBody, RunReportBody, RunReportView, RunResultList, RunResultView, RunSummaryBody,
     RunSummaryView, RunTotals, RunView, StatusTotal, TriggerRun, WebhookBody, WebhookEvent, WebhookReceipt,
 };
-use crate::events::{EventList, EventView};
 use crate::{api, doctor, events, runs, webhooks};
 
 /// The API description: every route of the API and webhook routers, `/healthz` and `/metrics`.

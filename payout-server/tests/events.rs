@@ -64,7 +64,10 @@ async fn admins_page_through_the_events_in_order() {
     assert_eq!(approved["status"], "APPROVED");
     assert_eq!(approved["previousStatus"], "PENDING");
     assert_eq!(approved["delivery"], "PENDING");
-    assert!(approved["amount"]["amount"].is_string(), "amounts are exact strings: {approved}");
+    assert!(
+        approved["amount"]["amount"].is_string(),
+        "amounts are exact strings: {approved}"
+    );
     assert_eq!(all["nextAfter"], Value::Null, "one page holds them all");
 
     // Two at a time, following nextAfter, reads the same events in the same order.
@@ -92,7 +95,10 @@ async fn admins_page_through_the_events_in_order() {
 
     let without = payout_server::router(AppState::new(service_over(store), ServerConfig::new(SECRET)));
     let (status, body) = get(&without, "/api/admin/events", &admin).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_IMPLEMENTED, Some("not_supported")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_IMPLEMENTED, Some("not_supported"))
+    );
 }
 
 /// What the receiver saw: each body it verified, and how many requests it refused on purpose.

@@ -5,10 +5,10 @@
 //! with or without a relay reading them.
 
 use payout_core::Result;
+use payout_core::domain::Period;
 use payout_core::events::{
     ClaimedEvent, DeliveryOutcome, DeliveryState, EventClaim, EventDone, PayoutEvent, StoredEvent,
 };
-use payout_core::domain::Period;
 use payout_core::money::Money;
 
 use crate::db::{Db, Dialect, RowExt, Tx, args};
@@ -26,12 +26,7 @@ fn event(r: &impl RowExt) -> Result<StoredEvent> {
         (Some(code), Some(minor)) => Some(Money::from_minor_units(minor, rows::currency(&code)?)),
         _ => None,
     };
-    let opt_status = |col: &str| -> Result<_> {
-        r.opt_text(col)
-            .map_err(db)?
-            .map(|s| rows::status(&s))
-            .transpose()
-    };
+    let opt_status = |col: &str| -> Result<_> { r.opt_text(col).map_err(db)?.map(|s| rows::status(&s)).transpose() };
     let delivery = r.text("delivery").map_err(db)?;
     Ok(StoredEvent {
         event: PayoutEvent {
@@ -45,7 +40,10 @@ fn event(r: &impl RowExt) -> Result<StoredEvent> {
             payout_id: r.opt_text("payout_id").map_err(db)?.map(Into::into),
             doctor_id: r.opt_text("doctor_id").map_err(db)?.map(Into::into),
             run_id: r.opt_text("run_id").map_err(db)?.map(Into::into),
-            period: match (r.opt_date("period_start").map_err(db)?, r.opt_date("period_end").map_err(db)?) {
+            period: match (
+                r.opt_date("period_start").map_err(db)?,
+                r.opt_date("period_end").map_err(db)?,
+            ) {
                 (Some(start), Some(end)) => Some(Period { start, end }),
                 _ => None,
             },
@@ -86,7 +84,11 @@ impl<R: RowExt> OptInt for R {
 /// See [`EventOutbox::events_after`](payout_core::events::EventOutbox::events_after) and
 /// [`dead_letters`](payout_core::events::EventOutbox::dead_letters).
 pub(crate) async fn after<D: Db>(d: &D, after: u64, limit: u32, dead_only: bool) -> Result<Vec<StoredEvent>> {
-    let only = if dead_only { " AND delivery = 'DEAD_LETTERED'" } else { "" };
+    let only = if dead_only {
+        " AND delivery = 'DEAD_LETTERED'"
+    } else {
+        ""
+    };
     let rows = d
         .fetch_all(
             &format!("SELECT {COLUMNS} FROM payout_outbox WHERE seq > $1{only} ORDER BY seq LIMIT $2"),

@@ -7,11 +7,11 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use futures::stream::BoxStream;
 use payout_core::Result;
-use payout_core::events::{ClaimedEvent, EventClaim, EventDone, EventOutbox, StoredEvent};
 use payout_core::domain::{
     AuditEntry, DoctorHold, DoctorId, FundsOverride, NewRun, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider,
     Run, RunEvent, RunId, RunResult, RunSummary,
 };
+use payout_core::events::{ClaimedEvent, EventClaim, EventDone, EventOutbox, StoredEvent};
 use payout_core::money::Currency;
 use payout_core::provider::EventReference;
 use payout_core::store::{

@@ -234,9 +234,13 @@ impl DeliveryState {
 
     /// From its stored name.
     pub fn parse(s: &str) -> Option<Self> {
-        [DeliveryState::Pending, DeliveryState::Delivered, DeliveryState::DeadLettered]
-            .into_iter()
-            .find(|d| d.as_str() == s)
+        [
+            DeliveryState::Pending,
+            DeliveryState::Delivered,
+            DeliveryState::DeadLettered,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
     }
 }
 
@@ -445,7 +449,10 @@ mod tests {
             Some(EventType::PayoutReleased)
         );
         assert_eq!(event_type_of(&entry("NOTE", None, None)), None);
-        assert_eq!(event_type_of(&entry("ATTEMPT_REFERENCE", Some(Processing), Some(Processing))), None);
+        assert_eq!(
+            event_type_of(&entry("ATTEMPT_REFERENCE", Some(Processing), Some(Processing))),
+            None
+        );
     }
 
     #[test]

@@ -210,10 +210,22 @@ mod tests {
 
     #[test]
     fn amounts_are_grouped_by_thousands_exactly() {
-        assert_eq!(grouped(&Money::from_minor_units(650_000, Currency::KES)), "6,500.00 KES");
+        assert_eq!(
+            grouped(&Money::from_minor_units(650_000, Currency::KES)),
+            "6,500.00 KES"
+        );
         assert_eq!(grouped(&Money::from_minor_units(50, Currency::KES)), "0.50 KES");
-        assert_eq!(grouped(&Money::from_minor_units(123_456_789, Currency::USD)), "1,234,567.89 USD");
-        assert_eq!(grouped(&Money::from_minor_units(1_000_000, Currency::JPY)), "1,000,000 JPY");
-        assert_eq!(grouped(&Money::from_minor_units(-100_000, Currency::USD)), "-1,000.00 USD");
+        assert_eq!(
+            grouped(&Money::from_minor_units(123_456_789, Currency::USD)),
+            "1,234,567.89 USD"
+        );
+        assert_eq!(
+            grouped(&Money::from_minor_units(1_000_000, Currency::JPY)),
+            "1,000,000 JPY"
+        );
+        assert_eq!(
+            grouped(&Money::from_minor_units(-100_000, Currency::USD)),
+            "-1,000.00 USD"
+        );
     }
 }

@@ -260,9 +260,15 @@ mod tests {
             jitter: 0.5,
         };
         for n in 1..=40u32 {
-            let full = Duration::from_secs(4).saturating_mul(1 << (n - 1).min(31)).min(Duration::from_secs(60));
+            let full = Duration::from_secs(4)
+                .saturating_mul(1 << (n - 1).min(31))
+                .min(Duration::from_secs(60));
             let d = b.delay("evt_1", n);
-            assert!(d <= full && d >= full / 2, "try {n}: {d:?} not in [{:?}, {full:?}]", full / 2);
+            assert!(
+                d <= full && d >= full / 2,
+                "try {n}: {d:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
             assert_eq!(d, b.delay("evt_1", n), "the same event and try wait the same");
         }
         let none = Backoff { jitter: 0.0, ..b };

@@ -55,6 +55,6 @@
 //! base time; other crates' tests may use them too.
 
 pub mod fixtures;
-pub mod provider;
 pub mod outbox;
+pub mod provider;
 pub mod store;

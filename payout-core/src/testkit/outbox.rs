@@ -141,7 +141,10 @@ pub async fn every_change_writes_its_event(store: &dyn PayoutStore, outbox: &dyn
         assert_eq!(event.delivery, DeliveryState::Pending);
         assert_eq!(event.tries, 0);
     }
-    assert_eq!(created[0].event.amount.map(|m| m.to_string()).as_deref(), Some("6500.00 KES"));
+    assert_eq!(
+        created[0].event.amount.map(|m| m.to_string()).as_deref(),
+        Some("6500.00 KES")
+    );
 
     let approved = store
         .apply(fixtures::status_change(&seeded[0], PayoutStatus::Approved, at(1)))
@@ -149,7 +152,8 @@ pub async fn every_change_writes_its_event(store: &dyn PayoutStore, outbox: &dyn
         .expect("approve");
     let mut note = PayoutChange::of(&approved, at(2));
     note.patch.notes = Some("a note".into());
-    note.audit.push(fixtures::audit(&approved.id, "NOTE", None, None, at(2)));
+    note.audit
+        .push(fixtures::audit(&approved.id, "NOTE", None, None, at(2)));
     let noted = store.apply(note).await.expect("a note");
     assert_eq!(all(outbox).await.len(), 3, "a note writes no event");
 
@@ -169,7 +173,9 @@ pub async fn every_change_writes_its_event(store: &dyn PayoutStore, outbox: &dyn
         .collect();
     let mut release = PayoutChange::of(&held[0], at(4));
     release.patch.hold = Some(hold.released("admin:other".into(), at(4)));
-    release.audit.push(fixtures::audit(&held[0].id, "RELEASE", None, None, at(4)));
+    release
+        .audit
+        .push(fixtures::audit(&held[0].id, "RELEASE", None, None, at(4)));
     let released = store.apply(release).await.expect("release");
 
     let mut processing = fixtures::status_change(&released, PayoutStatus::Processing, at(5));
@@ -177,7 +183,8 @@ pub async fn every_change_writes_its_event(store: &dyn PayoutStore, outbox: &dyn
     let processing = store.apply(processing).await.expect("processing");
     let mut flag = PayoutChange::of(&processing, at(6));
     flag.follow_up = Some(FollowUp::none().flagged("no answer from the provider"));
-    flag.audit.push(fixtures::audit(&processing.id, "NOTE", None, None, at(6)));
+    flag.audit
+        .push(fixtures::audit(&processing.id, "NOTE", None, None, at(6)));
     let flagged = store.apply(flag).await.expect("a flag");
     let mut again = PayoutChange::of(&flagged, at(7));
     again.follow_up = Some(FollowUp::none().flagged("still no answer"));
@@ -205,10 +212,7 @@ pub async fn every_change_writes_its_event(store: &dyn PayoutStore, outbox: &dyn
         .collect();
     let p1 = Some("po_ev_1".to_string());
     let p2 = Some("po_ev_2".to_string());
-    let mut held_two = vec![
-        (p1.clone(), EventType::PayoutHeld),
-        (p2.clone(), EventType::PayoutHeld),
-    ];
+    let mut held_two = vec![(p1.clone(), EventType::PayoutHeld), (p2.clone(), EventType::PayoutHeld)];
     let mut got_held = kinds[3..5].to_vec();
     held_two.sort_by(|a, b| a.0.cmp(&b.0));
     got_held.sort_by(|a, b| a.0.cmp(&b.0));
@@ -249,7 +253,11 @@ pub async fn every_change_writes_its_event(store: &dyn PayoutStore, outbox: &dyn
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "increasing seq: {seqs:?}");
     let ids: HashSet<&str> = events.iter().map(|e| e.event.id.as_str()).collect();
     assert_eq!(ids.len(), events.len(), "unique ids");
-    assert!(events.iter().all(|e| e.event.id.starts_with("evt_") && e.event.id.len() == 36));
+    assert!(
+        events
+            .iter()
+            .all(|e| e.event.id.starts_with("evt_") && e.event.id.len() == 36)
+    );
     let rest = outbox.events_after(seqs[6], 1000).await.expect("after");
     assert_eq!(rest, events[7..].to_vec());
     assert_eq!(outbox.events_after(0, 2).await.expect("a page").len(), 2);
@@ -303,18 +311,30 @@ pub async fn claims_go_in_order_per_payout_under_a_lease(store: &dyn PayoutStore
         ],
         "one event per payout, the first"
     );
-    assert!(outbox.claim_events(&claim_at(3, 10)).await.expect("claim").is_empty(), "leased");
+    assert!(
+        outbox.claim_events(&claim_at(3, 10)).await.expect("claim").is_empty(),
+        "leased"
+    );
     let written = outbox
         .finish_events(&[done(&first[0], DeliveryOutcome::Delivered, 3)])
         .await
         .expect("finish");
     assert_eq!(written, vec![true]);
     let next = outbox.claim_events(&claim_at(3, 10)).await.expect("claim");
-    assert_eq!(keys(&next), vec![("po_ev_a".to_string(), EventType::PayoutStatusChanged)]);
+    assert_eq!(
+        keys(&next),
+        vec![("po_ev_a".to_string(), EventType::PayoutStatusChanged)]
+    );
 
     // b's claimer died: its lease ends at minute 7.
-    let again = outbox.claim_events(&claim_at(7, 10)).await.expect("claim after the lease");
-    assert_eq!(again.iter().map(|c| c.event.seq).collect::<Vec<_>>(), vec![first[1].event.seq]);
+    let again = outbox
+        .claim_events(&claim_at(7, 10))
+        .await
+        .expect("claim after the lease");
+    assert_eq!(
+        again.iter().map(|c| c.event.seq).collect::<Vec<_>>(),
+        vec![first[1].event.seq]
+    );
     assert!(again[0].lease > first[1].lease);
     let late = outbox
         .finish_events(&[
@@ -328,7 +348,11 @@ pub async fn claims_go_in_order_per_payout_under_a_lease(store: &dyn PayoutStore
     let states: Vec<DeliveryState> = all(outbox).await.iter().map(|e| e.delivery).collect();
     assert_eq!(
         states,
-        vec![DeliveryState::Delivered, DeliveryState::Delivered, DeliveryState::Pending]
+        vec![
+            DeliveryState::Delivered,
+            DeliveryState::Delivered,
+            DeliveryState::Pending
+        ]
     );
     assert_eq!(
         outbox
@@ -362,7 +386,10 @@ pub async fn retries_wait_and_dead_letters_unblock(store: &dyn PayoutStore, outb
         next_try_at: at(30),
         error: "503 from the receiver".into(),
     };
-    assert_eq!(outbox.finish_events(&[done(&c[0], retry, 2)]).await.expect("finish"), vec![true]);
+    assert_eq!(
+        outbox.finish_events(&[done(&c[0], retry, 2)]).await.expect("finish"),
+        vec![true]
+    );
     assert!(
         outbox.claim_events(&claim_at(29, 10)).await.expect("claim").is_empty(),
         "not before its next try, and the later event waits"
@@ -372,7 +399,10 @@ pub async fn retries_wait_and_dead_letters_unblock(store: &dyn PayoutStore, outb
     let dead = DeliveryOutcome::DeadLetter {
         error: "410 gone".into(),
     };
-    assert_eq!(outbox.finish_events(&[done(&c[0], dead, 30)]).await.expect("finish"), vec![true]);
+    assert_eq!(
+        outbox.finish_events(&[done(&c[0], dead, 30)]).await.expect("finish"),
+        vec![true]
+    );
     let letters = outbox.dead_letters(0, 100).await.expect("dead letters");
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].event.seq, c[0].event.seq);
@@ -380,15 +410,31 @@ pub async fn retries_wait_and_dead_letters_unblock(store: &dyn PayoutStore, outb
     assert_eq!(letters[0].last_error.as_deref(), Some("410 gone"));
     assert_eq!(letters[0].delivery, DeliveryState::DeadLettered);
     let next = outbox.claim_events(&claim_at(31, 10)).await.expect("claim");
-    assert_eq!(keys(&next), vec![("po_ev_d".to_string(), EventType::PayoutStatusChanged)]);
-    assert!(outbox.dead_letters(letters[0].event.seq, 100).await.expect("after").is_empty());
+    assert_eq!(
+        keys(&next),
+        vec![("po_ev_d".to_string(), EventType::PayoutStatusChanged)]
+    );
+    assert!(
+        outbox
+            .dead_letters(letters[0].event.seq, 100)
+            .await
+            .expect("after")
+            .is_empty()
+    );
 }
 
 /// Several claimers at once (instances of a relay) never get the same event, and between them
 /// claim every payout's first event.
 pub async fn concurrent_claims_never_share_an_event((store, outbox): OutboxPair) {
     let payouts: Vec<_> = (0..40)
-        .map(|i| fixtures::new_payout(&format!("po_ev_c{i:02}"), &format!("dr-c{i}"), month(2025, 11), &["500"]))
+        .map(|i| {
+            fixtures::new_payout(
+                &format!("po_ev_c{i:02}"),
+                &format!("dr-c{i}"),
+                month(2025, 11),
+                &["500"],
+            )
+        })
         .collect();
     seed(&*store, payouts).await;
     let tasks: Vec<_> = (0..6)

@@ -122,7 +122,10 @@ impl PayoutEventSink for WebhookSink {
             .await;
         match answer {
             Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(SinkError::retryable(format!("HTTP {} from the receiver", r.status().as_u16()))),
+            Ok(r) => Err(SinkError::retryable(format!(
+                "HTTP {} from the receiver",
+                r.status().as_u16()
+            ))),
             Err(e) => Err(SinkError::Retryable {
                 message: if e.is_timeout() {
                     "the receiver did not answer in time".into()
