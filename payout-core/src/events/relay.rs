@@ -194,7 +194,8 @@ impl EventRelay {
     }
 
     /// Runs passes until `shutdown` resolves: one every `every`, or at once after a pass that
-    /// found a full batch. Store errors are logged and the next pass tries again.
+    /// found a full batch. Store errors are logged and the next pass tries again. A pass under way
+    /// when `shutdown` resolves finishes first (its claims would otherwise wait out their lease).
     pub async fn run(&self, every: Duration, shutdown: impl std::future::Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -206,6 +207,10 @@ impl EventRelay {
                 }
             };
             if full {
+                // A backlog: the next pass at once, unless the host is stopping.
+                if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
+                    return;
+                }
                 continue;
             }
             let pause = std::pin::pin!(tokio::time::sleep(every));
