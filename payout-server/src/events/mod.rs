@@ -1,6 +1,10 @@
 //! The outbox over HTTP: `GET /api/admin/events?after=` (and the dead letters) for admins, and, with
-//! the feature `event-webhooks`, the built-in outbound webhook sender ([`webhook::WebhookSink`]).
+//! the feature `event-webhooks`, the built-in outbound webhook sender ([`webhook::WebhookSink`]),
+//! and with the feature `nats`, the NATS JetStream publisher ([`nats::NatsSink`]).
 
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub mod nats;
 #[cfg(feature = "event-webhooks")]
 pub mod webhook;
 
