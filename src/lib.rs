@@ -14,6 +14,12 @@ pub use payout_store_sqlx as store_sqlx;
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 
+/// The HTTP API, the event publishers (webhooks; NATS JetStream with the feature `nats`) and the
+/// demo server's wiring.
+#[cfg(any(feature = "cli", feature = "nats"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "cli", feature = "nats"))))]
+pub use payout_server as server;
+
 /// The README's Rust snippets, compiled as doctests (they need both database backends).
 #[cfg(all(doctest, feature = "sqlite", feature = "postgres"))]
 #[doc = include_str!("../README.md")]

@@ -21,7 +21,8 @@
 //! - Events ([`payout_core::events`]): a relay delivers the outbox's events every
 //!   `PAYOUTS_EVENTS_POLL_MS` (1000) to the doctors' notifications, logged ([`LogNotifier`]), and, with
 //!   `PAYOUTS_EVENTS_WEBHOOK_URL` and `PAYOUTS_EVENTS_WEBHOOK_SECRET`, to the host's webhook (signed; see
-//!   [`WebhookSinkConfig::from_env`]). `PAYOUTS_EVENTS_MAX_TRIES` (10) tries before a dead letter,
+//!   [`WebhookSinkConfig::from_env`]); built with the feature `nats` too, with `PAYOUTS_EVENTS_NATS_URL`, to
+//!   NATS JetStream (`crate::events::nats::NatsSinkConfig::from_env`). `PAYOUTS_EVENTS_MAX_TRIES` (10) tries before a dead letter,
 //!   `PAYOUTS_EVENTS_LEASE_SECS` (60) of lease per claim, back-off from `PAYOUTS_EVENTS_BACKOFF_SECS` (5)
 //!   doubling up to `PAYOUTS_EVENTS_BACKOFF_MAX_SECS` (3600).
 //! - Graceful shutdown on SIGTERM or Ctrl-C, within `PAYOUTS_SHUTDOWN_GRACE_SECS` (30); see [`serve_until`].
@@ -150,6 +151,9 @@ pub struct DemoConfig {
 pub struct DemoEvents {
     /// The host's webhook, if any.
     pub webhook: Option<WebhookSinkConfig>,
+    /// The host's NATS JetStream, if any.
+    #[cfg(feature = "nats")]
+    pub nats: Option<crate::events::nats::NatsSinkConfig>,
     /// The relay's settings.
     pub relay: RelayConfig,
     /// How often the relay looks for due events. Default: 1 s.
@@ -160,6 +164,8 @@ impl Default for DemoEvents {
     fn default() -> Self {
         DemoEvents {
             webhook: None,
+            #[cfg(feature = "nats")]
+            nats: None,
             relay: RelayConfig::default(),
             poll: Duration::from_secs(1),
         }
@@ -180,6 +186,8 @@ impl DemoEvents {
         };
         let mut events = DemoEvents {
             webhook: WebhookSinkConfig::from_env()?,
+            #[cfg(feature = "nats")]
+            nats: crate::events::nats::NatsSinkConfig::from_env()?,
             ..DemoEvents::default()
         };
         if let Some(n) = number("PAYOUTS_EVENTS_MAX_TRIES")? {
@@ -781,7 +789,7 @@ pub fn spawn_jobs(
 }
 
 /// The event relay: every `events.poll`, the outbox's due events go to the doctors' notifications
-/// (logged, [`LogNotifier`]) and, when configured, the host's webhook, until `stop` is cancelled
+/// (logged, [`LogNotifier`]) and, when configured, the host's webhook and NATS JetStream, until `stop` is cancelled
 /// (a pass under way finishes). Another instance may run its own against the same database: each
 /// event is claimed by one.
 pub fn spawn_relay(
@@ -796,14 +804,29 @@ pub fn spawn_relay(
             WebhookSink::new(webhook.clone()).map_err(std::io::Error::other)?,
         ));
     }
-    let relay = EventRelay::new(
-        outbox,
-        Arc::new(sink),
-        Arc::new(payout_core::clock::SystemClock),
-        events.relay.clone(),
-    );
+    #[cfg(feature = "nats")]
+    let nats = events.nats.clone();
+    let relay_config = events.relay.clone();
     let poll = events.poll;
     Ok(tokio::spawn(async move {
+        #[cfg(feature = "nats")]
+        if let Some(nats) = nats {
+            tracing::info!(nats = ?nats, "events are published to NATS JetStream");
+            // Connecting returns at once (the client keeps trying); only a bad setting fails here.
+            match crate::events::nats::NatsSink::connect(nats).await {
+                Ok(nats) => sink = sink.with(Arc::new(nats)),
+                Err(e) => {
+                    tracing::error!(error = %e, "the events NATS client could not be made: no event is relayed");
+                    return;
+                }
+            }
+        }
+        let relay = EventRelay::new(
+            outbox,
+            Arc::new(sink),
+            Arc::new(payout_core::clock::SystemClock),
+            relay_config,
+        );
         relay.run(poll, stop.cancelled_owned()).await;
     }))
 }
