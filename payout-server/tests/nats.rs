@@ -213,8 +213,10 @@ async fn an_unreachable_server_is_retried_and_the_relay_keeps_the_event() {
     config.timeout = Duration::from_millis(300);
     let sink = Arc::new(NatsSink::connect(config).await.unwrap());
     let store = calculated().await;
-    let mut relay_config = RelayConfig::default();
-    relay_config.batch = 1;
+    let relay_config = RelayConfig {
+        batch: 1,
+        ..RelayConfig::default()
+    };
     let relay = EventRelay::new(store.clone(), sink, Arc::new(SystemClock), relay_config);
     let pass = relay.deliver_due().await.unwrap();
     assert_eq!((pass.claimed, pass.retried, pass.delivered), (1, 1, 0), "{pass:?}");
