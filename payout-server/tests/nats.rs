@@ -66,6 +66,33 @@ async fn calculated() -> Arc<MemoryStore> {
     store
 }
 
+/// Deletes the test's stream when the test panics before its own clean-up (on a runtime of its
+/// own: the test's is unwinding).
+struct DeleteOnPanic {
+    url: String,
+    stream: String,
+}
+
+impl Drop for DeleteOnPanic {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let (url, stream) = (self.url.clone(), self.stream.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let js = jetstream::new(async_nats::connect(url.as_str()).await.ok()?);
+                js.delete_stream(&stream).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
 async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
     js.get_stream(stream)
         .await
@@ -111,6 +138,10 @@ async fn the_relay_publishes_each_event_once_on_its_types_subject() {
     let run = unique();
     let prefix = format!("payouts_test_{run}.events");
     let stream = format!("PAYOUTS_TEST_{run}");
+    let _cleanup = DeleteOnPanic {
+        url: url.clone(),
+        stream: stream.clone(),
+    };
     let config = NatsSinkConfig::new(&url)
         .unwrap()
         .with_subject_prefix(&prefix)
