@@ -23,7 +23,8 @@
 //! assert_eq!(message.text, "Your November 2026 payout of 6,500.00 KES was sent by M-Pesa.");
 //! ```
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::Datelike;
@@ -167,12 +168,19 @@ impl PayoutEventSink for NotifyingSink {
     }
 }
 
-/// Several sinks as one: each event goes to every sink, in order. A failure fails the delivery,
-/// so the sinks before the one that failed get the event again on the retry (deduplicate by id).
+/// Several sinks as one: each event goes to every sink, in order. A failure fails the delivery;
+/// on the retry, the sinks before the one that failed are skipped if they took the event in this
+/// process (a restart forgets it, so they may get it again: deduplicate by id).
 #[derive(Clone, Default)]
 pub struct FanOut {
     sinks: Vec<Arc<dyn PayoutEventSink>>,
+    /// Per event id whose delivery failed part-way: how many sinks, from the first, took it.
+    taken: Arc<Mutex<HashMap<String, usize>>>,
 }
+
+/// How many part-way deliveries [`FanOut`] remembers; past it, it forgets them all (at least once
+/// still holds: the sinks before the failed one get those events again).
+const FAN_OUT_MEMORY: usize = 100_000;
 
 impl std::fmt::Debug for FanOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -191,14 +199,28 @@ impl FanOut {
         self.sinks.push(sink);
         self
     }
+
+    fn taken(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        // Only counts are kept under the lock; a poisoned one still holds consistent counts.
+        self.taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 #[async_trait]
 impl PayoutEventSink for FanOut {
     async fn deliver(&self, event: &PayoutEvent) -> Result<(), SinkError> {
-        for sink in &self.sinks {
-            sink.deliver(event).await?;
+        let skip = self.taken().get(&event.id).copied().unwrap_or(0);
+        for (n, sink) in self.sinks.iter().enumerate().skip(skip) {
+            if let Err(e) = sink.deliver(event).await {
+                let mut taken = self.taken();
+                if taken.len() >= FAN_OUT_MEMORY {
+                    taken.clear();
+                }
+                taken.insert(event.id.clone(), n);
+                return Err(e);
+            }
         }
+        self.taken().remove(&event.id);
         Ok(())
     }
 }
@@ -207,6 +229,68 @@ impl PayoutEventSink for FanOut {
 mod tests {
     use super::*;
     use crate::money::Currency;
+
+    /// Records what it took; fails the first `fail` deliveries.
+    #[derive(Default)]
+    struct Recording {
+        took: Mutex<Vec<String>>,
+        fail: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl PayoutEventSink for Recording {
+        async fn deliver(&self, event: &PayoutEvent) -> Result<(), SinkError> {
+            let failing = self
+                .fail
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok();
+            if failing {
+                return Err(SinkError::retryable("down"));
+            }
+            self.took.lock().unwrap().push(event.id.clone());
+            Ok(())
+        }
+    }
+
+    fn event(id: &str) -> PayoutEvent {
+        PayoutEvent {
+            id: id.into(),
+            seq: 1,
+            event_type: EventType::PayoutCreated,
+            payout_id: None,
+            doctor_id: None,
+            run_id: None,
+            period: None,
+            status: None,
+            previous_status: None,
+            amount: None,
+            provider: None,
+            actor: "system:test".into(),
+            action: "CREATE".into(),
+            detail: String::new(),
+            occurred_at: chrono::Utc::now(),
+        }
+    }
+
+    /// The second sink fails twice: the first takes the event once, the second on the third try;
+    /// another event goes to both at once.
+    #[tokio::test]
+    async fn a_retry_skips_the_sinks_that_took_the_event() {
+        let (first, second) = (Arc::new(Recording::default()), Arc::new(Recording::default()));
+        second.fail.store(2, std::sync::atomic::Ordering::SeqCst);
+        let fan = FanOut::new().with(first.clone()).with(second.clone());
+        assert!(fan.deliver(&event("evt_a")).await.is_err());
+        assert!(fan.deliver(&event("evt_a")).await.is_err());
+        fan.deliver(&event("evt_a")).await.unwrap();
+        fan.deliver(&event("evt_b")).await.unwrap();
+        assert_eq!(*first.took.lock().unwrap(), ["evt_a", "evt_b"]);
+        assert_eq!(*second.took.lock().unwrap(), ["evt_a", "evt_b"]);
+        assert!(fan.taken().is_empty(), "nothing left once delivered");
+    }
 
     #[test]
     fn amounts_are_grouped_by_thousands_exactly() {
