@@ -116,7 +116,7 @@ async fn main() -> Result<(), AnyError> {
 mod tests {
     use std::sync::Arc;
 
-    use payouts::events::{EventOutbox, EventRelay, PayoutEventSink, RelayConfig};
+    use payouts::events::{EventCursor, EventOutbox, EventRelay, PayoutEventSink, RelayConfig};
     use payouts::prelude::*;
     use payouts::server::events::nats::{NatsSink, NatsSinkConfig};
     use payouts::source::{StaticConsultations, StaticDirectory};
@@ -191,7 +191,7 @@ mod tests {
             RelayConfig::default(),
         );
         relay.drain().await.unwrap();
-        let events = store.events_after(0, 100).await.unwrap();
+        let events = store.events_after(EventCursor::START, 100).await.unwrap().events;
         assert_eq!(events.len(), 2, "created and approved");
         // Republished (a relay that died before recording it): stored once.
         sink.deliver(&events[0].event).await.unwrap();

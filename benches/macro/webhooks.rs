@@ -97,6 +97,7 @@ pub async fn run(report: &mut Report) {
         metrics_addr: None,
         shutdown_grace: payout_server::demo::DEFAULT_SHUTDOWN_GRACE,
         events: Default::default(),
+        platform_name: payout_server::DEFAULT_PLATFORM_NAME.into(),
     };
     let demo = build(&config).await.expect("the demo wiring on Postgres");
     // All clients are 127.0.0.1: one rate-limit bucket would refuse all but 50/s.

@@ -51,7 +51,7 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::events::in_memory::Outbox;
-use crate::events::{ClaimedEvent, EventClaim, EventDone, EventOutbox, StoredEvent};
+use crate::events::{ClaimedEvent, EventClaim, EventCursor, EventDone, EventOutbox, EventPage, StoredEvent};
 use crate::money::{Currency, Money, MoneyError};
 use crate::provider::EventReference;
 use crate::status::PayoutStatus;
@@ -1069,8 +1069,12 @@ impl PayoutStore for MemoryStore {
 
 #[async_trait]
 impl EventOutbox for MemoryStore {
-    async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
-        Ok(self.lock().outbox.after(after, limit, false))
+    async fn events_after(&self, after: EventCursor, limit: u32) -> Result<EventPage> {
+        // Written under the store's lock: commits are in `seq` order, nothing is withheld.
+        Ok(EventPage {
+            events: self.lock().outbox.after(after.seq, limit, false),
+            withheld: false,
+        })
     }
 
     async fn claim_events(&self, claim: &EventClaim) -> Result<Vec<ClaimedEvent>> {

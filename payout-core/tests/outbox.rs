@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use payout_core::PayoutStore;
 use payout_core::clock::{Clock, ManualClock};
 use payout_core::events::{
-    Backoff, DeliveryState, EventOutbox, EventRelay, EventType, PayoutEvent, PayoutEventSink, RelayConfig, SinkError,
+    Backoff, DeliveryState, EventCursor, EventOutbox, EventRelay, EventType, PayoutEvent, PayoutEventSink, RelayConfig,
+    SinkError,
 };
 use payout_core::memory::MemoryStore;
 use payout_core::status::PayoutStatus;
@@ -147,7 +148,12 @@ async fn a_failed_event_is_retried_after_its_back_off_and_holds_back_its_payout(
             EventType::PayoutStatusChanged
         ]
     );
-    let all = s.store.events_after(0, 100).await.expect("events");
+    let all = s
+        .store
+        .events_after(EventCursor::START, 100)
+        .await
+        .expect("events")
+        .events;
     assert!(all.iter().all(|e| e.delivery == DeliveryState::Delivered), "{all:#?}");
     assert_eq!(all[0].tries, 1);
     assert_eq!(

@@ -155,6 +155,12 @@ pub(crate) mod query_value {
         })
     }
 
+    pub fn event_cursor<'de, D: Deserializer<'de>>(d: D) -> Result<Option<payout_core::events::EventCursor>, D::Error> {
+        parse(d, |s| {
+            s.parse().map_err(|e: payout_core::events::BadCursor| e.to_string())
+        })
+    }
+
     pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
         parse(d, |s| match s {
             "true" => Ok(true),

@@ -25,6 +25,7 @@
 //!   NATS JetStream (`crate::events::nats::NatsSinkConfig::from_env`). `PAYOUTS_EVENTS_MAX_TRIES` (10) tries before a dead letter,
 //!   `PAYOUTS_EVENTS_LEASE_SECS` (60) of lease per claim, back-off from `PAYOUTS_EVENTS_BACKOFF_SECS` (5)
 //!   doubling up to `PAYOUTS_EVENTS_BACKOFF_MAX_SECS` (3600).
+//! - Statements carry the platform's name from `PAYOUTS_PLATFORM_NAME` (default "Doctor payouts").
 //! - Graceful shutdown on SIGTERM or Ctrl-C, within `PAYOUTS_SHUTDOWN_GRACE_SECS` (30); see [`serve_until`].
 //! - Signing in to the dashboard: with the development secret (`NEXTAUTH_SECRET` unset, so only on
 //!   loopback with simulated providers), a development login picks an admin without pasting a
@@ -144,6 +145,9 @@ pub struct DemoConfig {
     pub shutdown_grace: Duration,
     /// Where and how events are delivered (`PAYOUTS_EVENTS_*`).
     pub events: DemoEvents,
+    /// The platform's name on statements (`PAYOUTS_PLATFORM_NAME`, default
+    /// [`DEFAULT_PLATFORM_NAME`](crate::DEFAULT_PLATFORM_NAME)).
+    pub platform_name: String,
 }
 
 /// The demo's event delivery settings (see the module docs for the variables).
@@ -235,6 +239,7 @@ impl std::fmt::Debug for DemoConfig {
             .field("metrics_addr", &self.metrics_addr)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("events", &self.events)
+            .field("platform_name", &self.platform_name)
             .finish_non_exhaustive()
     }
 }
@@ -293,6 +298,10 @@ impl DemoConfig {
             metrics_addr,
             shutdown_grace,
             events: DemoEvents::from_env()?,
+            platform_name: var("PAYOUTS_PLATFORM_NAME")
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| crate::DEFAULT_PLATFORM_NAME.to_string()),
         })
     }
 }
@@ -441,6 +450,7 @@ pub async fn build(config: &DemoConfig) -> Result<Demo> {
     let server_config = ServerConfig {
         trusted_proxies: config.trusted_proxies.clone(),
         bank_files,
+        platform_name: config.platform_name.clone(),
         ..ServerConfig::new(&config.jwt_secret)
     };
     let state = AppState::new(service.clone(), server_config).with_events(outbox.clone());
@@ -1018,6 +1028,7 @@ mod tests {
             metrics_addr: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             events: DemoEvents::default(),
+            platform_name: crate::DEFAULT_PLATFORM_NAME.into(),
         }
     }
 

@@ -11,7 +11,7 @@ use crate::doctor::{
     DeductionView, DoctorItemView, DoctorPayoutBody, DoctorPayoutView, StatementFormat, SummaryFormat, YearPayoutView,
     YearSummaryBody, YearSummaryView, YearTotalsView,
 };
-use crate::events::{EventList, EventView};
+use crate::events::{DeadLetterList, EventList, EventView};
 use crate::wire::{
     AmountView, AttentionView, AuditBody, AuditEntryView, BulkBody, BulkRequest, BulkResult, BulkSummary,
     ClaimedOutcome, Consultations, CreatePayout, CreateRun, CurrencyTotalView, DoctorHistory, DoctorHoldBody,
@@ -84,7 +84,7 @@ use crate::{api, doctor, events, runs, webhooks};
         RunOnlyBody, DoctorHoldView, DoctorHoldOutcome, DoctorHoldBody, DoctorHoldList, DoctorPayoutView,
         DoctorItemView, DoctorPayoutBody, DeductionView, YearTotalsView, YearPayoutView, YearSummaryView,
         YearSummaryBody, StatementFormat, SummaryFormat, EventView,
-        EventList,
+        EventList, DeadLetterList,
     )),
     tags(
         (name = "admin", description = "Payouts for admins (role `admin`)"),

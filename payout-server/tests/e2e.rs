@@ -31,6 +31,7 @@ fn demo_config(dir: &tempfile::TempDir) -> DemoConfig {
         metrics_addr: None,
         shutdown_grace: demo::DEFAULT_SHUTDOWN_GRACE,
         events: Default::default(),
+        platform_name: payout_server::DEFAULT_PLATFORM_NAME.into(),
     }
 }
 

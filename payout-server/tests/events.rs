@@ -11,7 +11,7 @@ use common::*;
 use payout_core::clock::SystemClock;
 use payout_core::domain::Actor;
 use payout_core::events::signature::{HEADER, verify};
-use payout_core::events::{EventOutbox, EventRelay, PayoutEvent, RelayConfig};
+use payout_core::events::{EventCursor, EventOutbox, EventRelay, PayoutEvent, RelayConfig};
 use payout_core::memory::MemoryStore;
 use payout_core::service::{CalculationPolicy, PayoutService};
 use payout_server::events::webhook::{WebhookSink, WebhookSinkConfig};
@@ -72,13 +72,17 @@ async fn admins_page_through_the_events_in_order() {
 
     // Two at a time, following nextAfter, reads the same events in the same order.
     let mut paged = Vec::new();
-    let mut after = 0;
+    let mut after = String::new();
     loop {
         let (status, page) = get(&app, &format!("/api/admin/events?after={after}&limit=2"), &admin).await;
         assert_eq!(status, StatusCode::OK);
-        paged.extend(page["events"].as_array().unwrap().iter().map(|e| e["id"].clone()));
-        match page["nextAfter"].as_u64() {
-            Some(next) => after = next,
+        let page_events = page["events"].as_array().unwrap();
+        paged.extend(page_events.iter().map(|e| e["id"].clone()));
+        match page["nextAfter"].as_str() {
+            Some(next) => {
+                assert_eq!(Some(next), page_events.last().and_then(|e| e["cursor"].as_str()));
+                after = next.to_string();
+            }
             None => break,
         }
     }
@@ -155,9 +159,10 @@ async fn the_webhook_sender_signs_each_event_and_retries_a_failure() {
     // One refused (503), retried at once (no back-off here): every event lands, once each.
     let mut passes = 0;
     while store
-        .events_after(0, 1000)
+        .events_after(EventCursor::START, 1000)
         .await
         .unwrap()
+        .events
         .iter()
         .any(|e| e.delivery != payout_core::events::DeliveryState::Delivered)
     {
@@ -165,7 +170,7 @@ async fn the_webhook_sender_signs_each_event_and_retries_a_failure() {
         passes += 1;
         assert!(passes < 10, "the events are not delivered");
     }
-    let stored = store.events_after(0, 1000).await.unwrap();
+    let stored = store.events_after(EventCursor::START, 1000).await.unwrap().events;
     let got = receiver.verified.lock().unwrap().clone();
     assert_eq!(got.len(), stored.len(), "each once");
     assert_eq!(stored.iter().map(|e| e.tries).sum::<u32>(), 1, "one failed try");

@@ -16,7 +16,8 @@ use futures::StreamExt;
 use payout_core::clock::SystemClock;
 use payout_core::domain::Actor;
 use payout_core::events::{
-    DeliveryState, EventOutbox, EventRelay, PayoutEvent, PayoutEventSink, RelayConfig, SinkError, new_event_id,
+    DeliveryState, EventCursor, EventOutbox, EventRelay, PayoutEvent, PayoutEventSink, RelayConfig, SinkError,
+    new_event_id,
 };
 use payout_core::memory::MemoryStore;
 use payout_core::service::CalculationPolicy;
@@ -161,7 +162,7 @@ async fn the_relay_publishes_each_event_once_on_its_types_subject() {
         RelayConfig::default(),
     );
     let pass = relay.drain().await.unwrap();
-    let stored = store.events_after(0, 1000).await.unwrap();
+    let stored = store.events_after(EventCursor::START, 1000).await.unwrap().events;
     assert!(stored.len() >= 6, "{} events", stored.len());
     assert_eq!(pass.delivered, stored.len(), "{pass:?}");
     assert!(stored.iter().all(|e| e.delivery == DeliveryState::Delivered));
@@ -230,7 +231,13 @@ async fn a_subject_no_stream_takes_is_retried() {
         .unwrap();
     let sink = NatsSink::connect(config).await.unwrap();
     let store = calculated().await;
-    let event = store.events_after(0, 1).await.unwrap().remove(0).event;
+    let event = store
+        .events_after(EventCursor::START, 1)
+        .await
+        .unwrap()
+        .events
+        .remove(0)
+        .event;
     match sink.deliver(&event).await {
         Err(SinkError::Retryable { message, .. }) => assert!(message.contains("no NATS stream"), "{message}"),
         other => panic!("expected a retryable failure, got {other:?}"),
@@ -251,7 +258,7 @@ async fn an_unreachable_server_is_retried_and_the_relay_keeps_the_event() {
     let relay = EventRelay::new(store.clone(), sink, Arc::new(SystemClock), relay_config);
     let pass = relay.deliver_due().await.unwrap();
     assert_eq!((pass.claimed, pass.retried, pass.delivered), (1, 1, 0), "{pass:?}");
-    let first = &store.events_after(0, 1).await.unwrap()[0];
+    let first = &store.events_after(EventCursor::START, 1).await.unwrap().events[0];
     assert_eq!(first.delivery, DeliveryState::Pending);
     assert_eq!(first.tries, 1);
     assert!(

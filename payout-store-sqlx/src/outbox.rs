@@ -7,7 +7,8 @@
 use payout_core::Result;
 use payout_core::domain::Period;
 use payout_core::events::{
-    ClaimedEvent, DeliveryOutcome, DeliveryState, EventClaim, EventDone, PayoutEvent, StoredEvent,
+    ClaimedEvent, DeliveryOutcome, DeliveryState, EventClaim, EventCursor, EventDone, EventPage, PayoutEvent,
+    StoredEvent,
 };
 use payout_core::money::Money;
 
@@ -63,6 +64,8 @@ fn event(r: &impl RowExt) -> Result<StoredEvent> {
         delivery: DeliveryState::parse(&delivery).ok_or_else(|| corrupt("event delivery", &delivery))?,
         tries: u32::try_from(r.int("tries").map_err(db)?).unwrap_or(u32::MAX),
         last_error: r.opt_text("last_error").map_err(db)?,
+        // The commit order's key is the reader's to set (see `events_after`).
+        cursor: EventCursor::START,
     })
 }
 
@@ -81,18 +84,97 @@ impl<R: RowExt> OptInt for R {
     }
 }
 
-/// See [`EventOutbox::events_after`](payout_core::events::EventOutbox::events_after) and
-/// [`dead_letters`](payout_core::events::EventOutbox::dead_letters).
-pub(crate) async fn after<D: Db>(d: &D, after: u64, limit: u32, dead_only: bool) -> Result<Vec<StoredEvent>> {
-    let only = if dead_only {
-        " AND delivery = 'DEAD_LETTERED'"
-    } else {
-        ""
-    };
+/// See [`EventOutbox::events_after`](payout_core::events::EventOutbox::events_after).
+///
+/// SQLite has one writer at a time, so its events commit in `seq` order: the cursor is the
+/// `seq`. On Postgres the page and whether anything was withheld are read in one snapshot (a
+/// read-only `REPEATABLE READ` transaction): rows in `(xid, seq)` order whose writing
+/// transaction is older than every transaction still running, and whether a committed row
+/// after the cursor is not (migration `20261209000100_outbox_commit_order`).
+pub(crate) async fn events_after<D: Db>(d: &D, after: EventCursor, limit: u32) -> Result<EventPage> {
+    let limit = i64::from(limit.min(MAX_PAGE));
+    match d.dialect() {
+        Dialect::Sqlite => {
+            let rows = d
+                .fetch_all(
+                    &format!("SELECT {COLUMNS} FROM payout_outbox WHERE seq > $1 ORDER BY seq LIMIT $2"),
+                    args![i64::try_from(after.seq).unwrap_or(i64::MAX), limit],
+                )
+                .await
+                .map_err(db)?;
+            let events = rows
+                .iter()
+                .map(|r| {
+                    let mut e = event(r)?;
+                    e.cursor = EventCursor::in_seq_order(e.event.seq);
+                    Ok(e)
+                })
+                .collect::<Result<_>>()?;
+            Ok(EventPage {
+                events,
+                withheld: false,
+            })
+        }
+        Dialect::Postgres => {
+            // xid8 has no integer cast: both ways through text.
+            let cursor = "($1::text::xid8, $2::bigint)";
+            let mut tx = d.begin_write().await.map_err(db)?;
+            tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", args![])
+                .await
+                .map_err(db)?;
+            let rows = tx
+                .fetch_all(
+                    &format!(
+                        "SELECT {COLUMNS}, xid::text AS commit_key FROM payout_outbox \
+                         WHERE (xid, seq) > {cursor} AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
+                         ORDER BY xid, seq LIMIT $3"
+                    ),
+                    args![after.commit.to_string(), seq_arg(after.seq), limit],
+                )
+                .await
+                .map_err(db)?;
+            let withheld = tx
+                .fetch_optional(
+                    &format!(
+                        "SELECT 1 AS withheld FROM payout_outbox \
+                         WHERE (xid, seq) > {cursor} AND xid >= pg_snapshot_xmin(pg_current_snapshot()) LIMIT 1"
+                    ),
+                    args![after.commit.to_string(), seq_arg(after.seq)],
+                )
+                .await
+                .map_err(db)?
+                .is_some();
+            tx.commit().await.map_err(db)?;
+            let events = rows
+                .iter()
+                .map(|r| {
+                    let mut e = event(r)?;
+                    let key = r.text("commit_key").map_err(db)?;
+                    e.cursor = EventCursor {
+                        commit: key.parse().map_err(|e| corrupt("event xid", e))?,
+                        seq: e.event.seq,
+                    };
+                    Ok(e)
+                })
+                .collect::<Result<_>>()?;
+            Ok(EventPage { events, withheld })
+        }
+    }
+}
+
+fn seq_arg(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// See [`EventOutbox::dead_letters`](payout_core::events::EventOutbox::dead_letters): by
+/// `seq`, as they are a list to work through rather than a feed.
+pub(crate) async fn dead_letters<D: Db>(d: &D, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
     let rows = d
         .fetch_all(
-            &format!("SELECT {COLUMNS} FROM payout_outbox WHERE seq > $1{only} ORDER BY seq LIMIT $2"),
-            args![i64::try_from(after).unwrap_or(i64::MAX), i64::from(limit.min(MAX_PAGE))],
+            &format!(
+                "SELECT {COLUMNS} FROM payout_outbox WHERE seq > $1 AND delivery = 'DEAD_LETTERED' ORDER BY seq LIMIT $2"
+            ),
+            args![seq_arg(after), i64::from(limit.min(MAX_PAGE))],
         )
         .await
         .map_err(db)?;

@@ -11,7 +11,7 @@ use payout_core::domain::{
     AuditEntry, DoctorHold, DoctorId, FundsOverride, NewRun, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider,
     Run, RunEvent, RunId, RunResult, RunSummary,
 };
-use payout_core::events::{ClaimedEvent, EventClaim, EventDone, EventOutbox, StoredEvent};
+use payout_core::events::{ClaimedEvent, EventClaim, EventCursor, EventDone, EventOutbox, EventPage, StoredEvent};
 use payout_core::money::Currency;
 use payout_core::provider::EventReference;
 use payout_core::store::{
@@ -242,8 +242,8 @@ where
     D: Db,
     D::Row: Sync,
 {
-    async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
-        outbox::after(&self.pool, after, limit, false).await
+    async fn events_after(&self, after: EventCursor, limit: u32) -> Result<EventPage> {
+        outbox::events_after(&self.pool, after, limit).await
     }
 
     async fn claim_events(&self, claim: &EventClaim) -> Result<Vec<ClaimedEvent>> {
@@ -255,6 +255,6 @@ where
     }
 
     async fn dead_letters(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
-        outbox::after(&self.pool, after, limit, true).await
+        outbox::dead_letters(&self.pool, after, limit).await
     }
 }

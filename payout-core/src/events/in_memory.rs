@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use chrono::{DateTime, Utc};
 
 use super::{
-    ClaimedEvent, DeliveryOutcome, DeliveryState, EventClaim, EventDone, EventType, PayoutEvent, StoredEvent,
-    event_type_of, new_event_id, run_event_type_of,
+    ClaimedEvent, DeliveryOutcome, DeliveryState, EventClaim, EventCursor, EventDone, EventType, PayoutEvent,
+    StoredEvent, event_type_of, new_event_id, run_event_type_of,
 };
 use crate::domain::{AuditEntry, Payout, RunEvent};
 use crate::status::PayoutStatus;
@@ -43,6 +43,7 @@ impl Outbox {
                     delivery: DeliveryState::Pending,
                     tries: 0,
                     last_error: None,
+                    cursor: EventCursor::in_seq_order(seq),
                 },
                 next_try_at,
                 lease: 0,

@@ -161,8 +161,9 @@ pub fn run_event_type_of(event: &RunEvent) -> Option<EventType> {
 pub struct PayoutEvent {
     /// Unique across all events (`evt_` and 32 hex digits): the key a receiver deduplicates by.
     pub id: String,
-    /// The position in the outbox: increasing in order of writing; `GET /api/admin/events?after=`
-    /// pages by it.
+    /// The position in the outbox, increasing in order of writing (on Postgres, a transaction
+    /// that commits late can hold a lower `seq` than one already committed: readers page by
+    /// [`StoredEvent::cursor`], which follows the order of commits).
     pub seq: u64,
     /// What happened.
     #[serde(rename = "type")]
@@ -257,6 +258,91 @@ pub struct StoredEvent {
     pub tries: u32,
     /// The last failure's message.
     pub last_error: Option<String>,
+    /// Where a reader stands once it has read this event: the `after` of
+    /// [`EventOutbox::events_after`] that continues behind it.
+    pub cursor: EventCursor,
+}
+
+/// A reader's place in the outbox: opaque to readers, who pass back the cursor of the last event
+/// they read ([`StoredEvent::cursor`]; `GET /api/admin/events?after=`).
+///
+/// It orders events by **commit**, not by `seq`: on Postgres, two transactions can commit in the
+/// other order than they took their `seq`, and a reader paging by `seq` would step over the one
+/// that commits late. So a Postgres store orders by the writing transaction's id first (`commit`,
+/// `pg_current_xact_id()`), `seq` within it, and shows an event only once every transaction that
+/// could still commit before it in that order has ended. Where writes commit in the order they
+/// are numbered (SQLite's single writer, the in-memory store's lock), `commit` is the `seq`.
+///
+/// Written as `{commit}-{seq}`; [`EventCursor::START`] is before every event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct EventCursor {
+    /// The commit order's key (see the type's docs).
+    pub commit: u64,
+    /// The event's `seq`.
+    pub seq: u64,
+}
+
+impl EventCursor {
+    /// Before every event.
+    pub const START: EventCursor = EventCursor { commit: 0, seq: 0 };
+
+    /// The cursor of an event of a store whose writes commit in `seq` order.
+    pub fn in_seq_order(seq: u64) -> Self {
+        EventCursor { commit: seq, seq }
+    }
+}
+
+impl fmt::Display for EventCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.commit, self.seq)
+    }
+}
+
+/// A cursor that is not of the form `{commit}-{seq}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an event cursor is the `cursor` (or `nextAfter`) of an earlier page: two numbers joined by `-`")]
+pub struct BadCursor;
+
+impl FromStr for EventCursor {
+    type Err = BadCursor;
+
+    fn from_str(s: &str) -> std::result::Result<Self, BadCursor> {
+        let (commit, seq) = s.split_once('-').ok_or(BadCursor)?;
+        let number = |n: &str| {
+            if n.is_empty() || n.len() > 20 || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(BadCursor);
+            }
+            n.parse::<u64>().map_err(|_| BadCursor)
+        };
+        Ok(EventCursor {
+            commit: number(commit)?,
+            seq: number(seq)?,
+        })
+    }
+}
+
+impl Serialize for EventCursor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventCursor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A page of [`EventOutbox::events_after`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventPage {
+    /// In commit order.
+    pub events: Vec<StoredEvent>,
+    /// Events after the cursor were committed but are not shown yet: a transaction that could
+    /// still commit before them in the cursor's order was running. Read again shortly; they come
+    /// then. Always `false` where writes commit in `seq` order.
+    pub withheld: bool,
 }
 
 /// What a relay asks for: due events, each under a lease until `lease_until`.
@@ -321,11 +407,16 @@ pub struct EventDone {
 /// The conformance suite `testkit::outbox` checks all of the below.
 #[async_trait]
 pub trait EventOutbox: Send + Sync {
-    /// Events with `seq > after`, oldest first, at most `limit` (capped at 1,000).
+    /// The events after `after` in commit order ([`EventCursor`]), at most `limit` (capped at
+    /// 1,000).
     ///
     /// # Behavior
-    /// Read-only; every event, whatever its delivery state.
-    async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>>;
+    /// Read-only; every event, whatever its delivery state. A reader that pages with the cursor
+    /// of the last event it read sees every event exactly once, in an order that keeps each
+    /// payout's events in the order written: no event can appear later *before* a cursor already
+    /// handed out. On Postgres an event shows once every transaction that began writing before
+    /// its own has ended (a long-running writer delays it, never hides it).
+    async fn events_after(&self, after: EventCursor, limit: u32) -> Result<EventPage>;
 
     /// Claims due events under a lease.
     ///

@@ -16,7 +16,8 @@ use futures::future::BoxFuture;
 use crate::domain::{HoldScope, RunEvent, RunId};
 use crate::error::Error;
 use crate::events::{
-    ClaimedEvent, DeliveryOutcome, DeliveryState, EventClaim, EventDone, EventOutbox, EventType, StoredEvent,
+    ClaimedEvent, DeliveryOutcome, DeliveryState, EventClaim, EventCursor, EventDone, EventOutbox, EventPage,
+    EventType, StoredEvent,
 };
 use crate::status::PayoutStatus;
 use crate::store::{FollowUp, PayoutChange, PayoutStore, PayoutStoreExt};
@@ -86,7 +87,25 @@ where
 }
 
 async fn all(outbox: &dyn EventOutbox) -> Vec<StoredEvent> {
-    outbox.events_after(0, 1000).await.expect("events_after")
+    settled_events(outbox, EventCursor::START, 1000).await.events
+}
+
+/// [`EventOutbox::events_after`], read again until nothing is withheld: a store ordering by
+/// commit (Postgres) holds events back while any transaction that began writing before them is
+/// still running, anywhere on the server, such as another test's. Gives up after 60 s.
+pub async fn settled_events(outbox: &dyn EventOutbox, after: EventCursor, limit: u32) -> EventPage {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let page = outbox.events_after(after, limit).await.expect("events_after");
+        if !page.withheld {
+            return page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events still withheld after 60 s: a transaction on the server never ends"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 fn claim_at(minutes: i64, limit: u32) -> EventClaim {
@@ -258,9 +277,14 @@ pub async fn every_change_writes_its_event(store: &dyn PayoutStore, outbox: &dyn
             .iter()
             .all(|e| e.event.id.starts_with("evt_") && e.event.id.len() == 36)
     );
-    let rest = outbox.events_after(seqs[6], 1000).await.expect("after");
-    assert_eq!(rest, events[7..].to_vec());
-    assert_eq!(outbox.events_after(0, 2).await.expect("a page").len(), 2);
+    let cursors: Vec<EventCursor> = events.iter().map(|e| e.cursor).collect();
+    assert!(
+        cursors.windows(2).all(|w| w[0] < w[1]),
+        "increasing cursors: {cursors:?}"
+    );
+    let rest = settled_events(outbox, events[6].cursor, 1000).await;
+    assert_eq!(rest.events, events[7..].to_vec());
+    assert_eq!(settled_events(outbox, EventCursor::START, 2).await.events.len(), 2);
 }
 
 /// A change the store refuses (stale version, unknown payout) writes no event.
