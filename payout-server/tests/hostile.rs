@@ -393,7 +393,7 @@ async fn start() -> Server {
         mutation_rate: None,
         ..ServerConfig::new(SECRET)
     };
-    let state = AppState::new(running.service.clone(), server_config);
+    let state = AppState::new(running.service.clone(), server_config).with_events(running.outbox.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = demo::app(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -1778,6 +1778,225 @@ fn cases(w: &World) -> Vec<Case> {
         ));
     }
     t.extend(run_hold_and_bank_file_cases(w));
+    t.extend(doctor_statement_and_event_cases(w));
+    t
+}
+
+/// The doctor's side and the events API (issue 18): a doctor's payout and statements, the admin's
+/// statements and year summaries, the event outbox and its dead letters. Auth on each, another
+/// doctor's payout, malformed ids, years, formats, cursors and limits. All are reads: none may
+/// change a row, and none may show what is not the caller's.
+fn doctor_statement_and_event_cases(w: &World) -> Vec<Case> {
+    use Expect::*;
+    let a = w.admin.as_str();
+    let bad = || Error(400, "invalid_input");
+    let mut t: Vec<Case> = Vec::new();
+    // `paid` is dr-wanjiru's, `processing` dr-otieno's.
+    let (paid, other) = (w.paid.as_str(), w.processing.as_str());
+    let wanjiru = doctor("dr-wanjiru");
+
+    // ---- auth: every endpoint with no or bad credentials, and with the other role
+    let doctor_routes = [
+        ("doctor payout", format!("/api/doctor/payouts/{paid}")),
+        ("doctor statement", format!("/api/doctor/payouts/{paid}/statement")),
+        (
+            "doctor statement CSV",
+            format!("/api/doctor/payouts/{paid}/statement?format=csv"),
+        ),
+        ("doctor year", "/api/doctor/statements/2025".to_string()),
+    ];
+    let admin_routes = [
+        ("admin statement", format!("/api/admin/payouts/{paid}/statement")),
+        (
+            "admin year",
+            "/api/admin/doctors/dr-wanjiru/statements/2025".to_string(),
+        ),
+        ("events", "/api/admin/events".to_string()),
+        ("dead letters", "/api/admin/events/dead-letters".to_string()),
+    ];
+    for (name, path) in doctor_routes.iter().chain(&admin_routes) {
+        for (what, tok, status, code) in bad_tokens() {
+            let r = get(path.clone());
+            let (r, expect) = match tok {
+                // A doctor's token is the right one for the doctor's routes.
+                Some(_) if what == "a doctor's token" && name.starts_with("doctor") => continue,
+                Some(tok) => (r.bearer(&tok), Error(status, code)),
+                None => (r, Error(401, "unauthorized")),
+            };
+            t.push(case(format!("{name} with {what}"), r, expect));
+        }
+    }
+    for (name, path) in &doctor_routes {
+        t.push(case(
+            format!("{name} with an admin's token"),
+            get(path.clone()).bearer(a),
+            Error(403, "forbidden"),
+        ));
+    }
+
+    // ---- a doctor's payout: only their own; ids that are not ids
+    for path in [
+        format!("/api/doctor/payouts/{other}"),
+        format!("/api/doctor/payouts/{other}/statement"),
+    ] {
+        t.push(case(
+            format!("another doctor's payout: {path}"),
+            get(path).bearer(&wanjiru),
+            Error(404, "not_found"),
+        ));
+    }
+    // The plan is checked first: the answer says nothing of the other doctor's payout.
+    t.push(case(
+        "another doctor's CSV statement, without the premium plan",
+        get(format!("/api/doctor/payouts/{other}/statement?format=csv")).bearer(&wanjiru),
+        Error(403, "premium_required"),
+    ));
+    for s in SQL_INJECTIONS
+        .iter()
+        .copied()
+        .chain(["%00", "\u{0}", "po_does_not_exist"])
+    {
+        for tail in ["", "/statement"] {
+            t.push(case(
+                format!("doctor payout{tail} of id {s:?}"),
+                get(format!("/api/doctor/payouts/{}{tail}", enc(s))).bearer(&wanjiru),
+                Error(404, "not_found"),
+            ));
+        }
+        t.push(case(
+            format!("admin statement of id {s:?}"),
+            get(format!("/api/admin/payouts/{}/statement", enc(s))).bearer(a),
+            Error(404, "not_found"),
+        ));
+    }
+    t.push(case(
+        "doctor payout whose id is 10,000 characters",
+        get(format!("/api/doctor/payouts/{}", "p".repeat(10_000))).bearer(&wanjiru),
+        bad(),
+    ));
+    for s in SQL_INJECTIONS {
+        t.push(case(
+            format!("doctor payout for a token whose doctorId is {s:?}"),
+            get(format!("/api/doctor/payouts/{paid}")).bearer(&token(Role::Doctor, "user-x", Some(s), 3600, SECRET)),
+            Error(404, "not_found"),
+        ));
+    }
+
+    // ---- statements: formats and query strings
+    for (what, q) in [
+        ("format xml", "format=xml"),
+        ("format CSV in capitals", "format=CSV"),
+        ("format pdf", "format=pdf"),
+        ("two formats", "format=csv&format=html"),
+        ("an unknown parameter", "year=2025"),
+        ("a bad percent escape", "format=%ZZ"),
+        ("an injected format", "format=csv'%20OR%20'1'='1"),
+    ] {
+        t.push(case(
+            format!("doctor statement with {what}"),
+            get(format!("/api/doctor/payouts/{paid}/statement?{q}")).bearer(&wanjiru),
+            bad(),
+        ));
+        t.push(case(
+            format!("admin statement with {what}"),
+            get(format!("/api/admin/payouts/{paid}/statement?{q}")).bearer(a),
+            bad(),
+        ));
+    }
+    t.push(case(
+        "a CSV statement for a doctor without the premium plan",
+        get(format!("/api/doctor/payouts/{paid}/statement?format=csv")).bearer(&wanjiru),
+        Error(403, "premium_required"),
+    ));
+
+    // ---- years
+    for year in [
+        "abc",
+        "-1",
+        "0",
+        "99999",
+        "2025.5",
+        "2025%20OR%201=1",
+        "20250",
+        "%ZZ",
+        "1e3",
+    ] {
+        t.push(case(
+            format!("doctor year {year:?}"),
+            get(format!("/api/doctor/statements/{year}")).bearer(&wanjiru),
+            bad(),
+        ));
+        t.push(case(
+            format!("admin year {year:?}"),
+            get(format!("/api/admin/doctors/dr-wanjiru/statements/{year}")).bearer(a),
+            bad(),
+        ));
+    }
+    for (what, q) in [("an unknown parameter", "doctor=dr-otieno"), ("a format", "format=csv")] {
+        t.push(case(
+            format!("doctor year with {what}"),
+            get(format!("/api/doctor/statements/2025?{q}")).bearer(&wanjiru),
+            bad(),
+        ));
+    }
+
+    // ---- the events API: cursors and limits
+    for (what, q) in [
+        ("a bare number", "after=5"),
+        ("a negative cursor", "after=-1"),
+        ("a cursor missing its seq", "after=5-"),
+        ("a cursor missing its commit", "after=-5"),
+        ("three parts", "after=1-2-3"),
+        ("letters", "after=abc-def"),
+        ("a cursor past u64", "after=18446744073709551616-1"),
+        ("21 digits", "after=000000000000000000001-1"),
+        ("a signed part", "after=%2B1-1"),
+        ("spaces", "after=1%20-%201"),
+        ("an injected cursor", "after=1-1'%20OR%20'1'='1"),
+        ("limit 0", "limit=0"),
+        ("limit 1001", "limit=1001"),
+        ("limit abc", "limit=abc"),
+        ("an unknown parameter", "skip=1"),
+        ("two cursors", "after=1-1&after=2-2"),
+    ] {
+        t.push(case(
+            format!("events with {what}"),
+            get(format!("/api/admin/events?{q}")).bearer(a),
+            bad(),
+        ));
+    }
+    for (what, q) in [
+        ("an events cursor", "after=1-1"),
+        ("a negative seq", "after=-1"),
+        ("letters", "after=abc"),
+        ("limit 0", "limit=0"),
+        ("an unknown parameter", "withheld=true"),
+    ] {
+        t.push(case(
+            format!("dead letters with {what}"),
+            get(format!("/api/admin/events/dead-letters?{q}")).bearer(a),
+            bad(),
+        ));
+    }
+
+    // ---- methods these routes do not answer
+    for path in [
+        format!("/api/doctor/payouts/{paid}"),
+        format!("/api/doctor/payouts/{paid}/statement"),
+        "/api/doctor/statements/2025".to_string(),
+        format!("/api/admin/payouts/{paid}/statement"),
+        "/api/admin/doctors/dr-wanjiru/statements/2025".to_string(),
+        "/api/admin/events".to_string(),
+        "/api/admin/events/dead-letters".to_string(),
+    ] {
+        for method in ["POST", "DELETE", "PUT"] {
+            t.push(case(
+                format!("{method} {path}"),
+                req(method, path.clone()).bearer(a).json(json!({"action": "approve"})),
+                Error(405, "method_not_allowed"),
+            ));
+        }
+    }
     t
 }
 
