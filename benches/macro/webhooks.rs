@@ -89,6 +89,7 @@ pub async fn run(report: &mut Report) {
         simulation_token: "payouts-bench-simulation".into(),
         sample_data: false,
         reconcile_every: 0,
+        reconcile_lease: None,
         four_eyes: true,
         approver_may_not_trigger: false,
         second_approval_above: Vec::new(),

@@ -8,8 +8,9 @@
 //!   without credentials falls back to the clearly labelled simulated provider, said in the log at start and
 //!   in the audit trail of every simulated attempt. Simulated webhooks carry `x-simulation-token:
 //!   $PAYOUTS_SIMULATION_TOKEN` (random when unset, printed at start).
-//! - In the background: reconciliation of quiet PROCESSING payouts every `PAYOUTS_RECONCILE_SECS` (60) and the
-//!   monthly calculation at 00:00 UTC on the 1st (`0 0 1 * *`).
+//! - In the background: reconciliation of quiet PROCESSING payouts every `PAYOUTS_RECONCILE_SECS` (60), each
+//!   claim under a lease of `PAYOUTS_RECONCILE_LEASE_SECS` (600), and the monthly calculation at 00:00 UTC on
+//!   the 1st (`0 0 1 * *`).
 //! - Clawbacks: `PAYOUTS_REVERSED_STATUSES` (e.g. `REFUNDED,VOIDED`) and `PAYOUTS_REVERSED_AT_COLUMN` (e.g.
 //!   `refunded_at`) say how `appointments` records a consultation taken back; unset, none is read.
 //! - Logs ([`init_logging`]): `RUST_LOG` (default `info`), `PAYOUTS_LOG_FORMAT=json` for one JSON object a line.
@@ -121,6 +122,10 @@ pub struct DemoConfig {
     pub sample_data: bool,
     /// Seconds between reconciliation passes (`PAYOUTS_RECONCILE_SECS`, default 60; 0 = off).
     pub reconcile_every: u64,
+    /// How long a reconciliation claim belongs to the instance that made it: checks claimed by an
+    /// instance that died are looked at again once it runs out (`PAYOUTS_RECONCILE_LEASE_SECS`;
+    /// default `None`: [`ReconcilePolicy::default`]'s 10 minutes). Longer than a pass takes.
+    pub reconcile_lease: Option<Duration>,
     /// The creator of a manual payout may not approve it, and a resolution waits for a second admin
     /// (`PAYOUTS_FOUR_EYES`, default on; `0` turns it off).
     pub four_eyes: bool,
@@ -231,6 +236,7 @@ impl std::fmt::Debug for DemoConfig {
             .field("addr", &self.addr)
             .field("sample_data", &self.sample_data)
             .field("reconcile_every", &self.reconcile_every)
+            .field("reconcile_lease", &self.reconcile_lease)
             .field("four_eyes", &self.four_eyes)
             .field("approver_may_not_trigger", &self.approver_may_not_trigger)
             .field("second_approval_above", &self.second_approval_above)
@@ -264,6 +270,14 @@ impl DemoConfig {
                 .map_err(|_| Error::InvalidInput("PAYOUTS_RECONCILE_SECS must be seconds".into()))?,
             None => 60,
         };
+        let reconcile_lease = match var("PAYOUTS_RECONCILE_LEASE_SECS") {
+            Some(v) => Some(Duration::from_secs(
+                v.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    Error::InvalidInput("PAYOUTS_RECONCILE_LEASE_SECS must be seconds, at least 1".into())
+                })?,
+            )),
+            None => None,
+        };
         let metrics_addr = match var("PAYOUTS_METRICS_ADDR") {
             Some(a) => Some(
                 a.parse()
@@ -285,6 +299,7 @@ impl DemoConfig {
             simulation_token: var("PAYOUTS_SIMULATION_TOKEN").unwrap_or_else(random_token),
             sample_data: var("PAYOUTS_SAMPLE_DATA").is_none_or(|v| v != "0" && v != "false"),
             reconcile_every,
+            reconcile_lease,
             four_eyes: var("PAYOUTS_FOUR_EYES").is_none_or(|v| v != "0" && v != "false"),
             approver_may_not_trigger: var("PAYOUTS_APPROVER_MAY_NOT_TRIGGER").is_some_and(|v| v == "1" || v == "true"),
             second_approval_above: ServicePolicy::parse_second_approval_above(
@@ -983,12 +998,18 @@ where
 }
 
 /// Reconciliation's back-off starts at the pass interval, so a payout still pending is looked at
-/// again a pass or two later (then less and less often), not only after the default 5 minutes.
+/// again a pass or two later (then less and less often), not only after the default 5 minutes; the
+/// lease is `reconcile_lease` when set.
 fn reconcile_policy(config: &DemoConfig) -> ReconcilePolicy {
     let every = ChronoDuration::seconds(i64::try_from(config.reconcile_every).unwrap_or(i64::MAX).max(1));
     let default = ReconcilePolicy::default();
+    let lease = config
+        .reconcile_lease
+        .and_then(|l| ChronoDuration::from_std(l).ok())
+        .unwrap_or(default.lease);
     ReconcilePolicy {
         recheck_after: every.min(default.recheck_after),
+        lease,
         ..default
     }
 }
@@ -1020,6 +1041,7 @@ mod tests {
             simulation_token: "token".into(),
             sample_data: true,
             reconcile_every: 0,
+            reconcile_lease: None,
             four_eyes: true,
             approver_may_not_trigger: false,
             second_approval_above: Vec::new(),

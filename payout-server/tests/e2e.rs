@@ -23,6 +23,7 @@ fn demo_config(dir: &tempfile::TempDir) -> DemoConfig {
         simulation_token: SIM.into(),
         sample_data: true,
         reconcile_every: 0,
+        reconcile_lease: None,
         four_eyes: true,
         approver_may_not_trigger: false,
         second_approval_above: Vec::new(),
