@@ -1,4 +1,5 @@
-//! What the tests that run the demo server as a process share (`crash_recovery`, `graceful_shutdown`):
+//! What the tests that run the demo server as a process share (`crash_recovery`, `graceful_shutdown`,
+//! `event_delivery`, `two_instances`):
 //! the Postgres URL, the host tables, the `demo_server` example built with the test's features, the running
 //! process, and reads of the schema it works on.
 #![allow(dead_code)]
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use futures::{StreamExt, TryStreamExt};
 use payout_server::{Claims, JwtKey, Role};
-use payouts::domain::{Actor, Payout, PayoutAttempt, PayoutId};
+use payouts::domain::{Actor, AuditEntry, Payout, PayoutAttempt, PayoutId};
 use payouts::store::PayoutFilter;
 use payouts::store_sqlx::{ConsultationTable, PgStore, RecipientTable, SqlConsultationSource, SqlRecipientDirectory};
 use payouts::{PayoutService, PayoutStore};
@@ -294,8 +295,13 @@ pub fn free_port() -> u16 {
 }
 
 pub fn admin_token() -> String {
+    admin_token_for("crash-test-admin")
+}
+
+/// An admin token for the admin `sub` (its audit entries name `admin:<sub>`).
+pub fn admin_token_for(sub: &str) -> String {
     JwtKey::new(JWT_SECRET).sign(&Claims {
-        sub: "crash-test-admin".into(),
+        sub: sub.into(),
         role: Role::Admin,
         doctor_id: None,
         exp: Utc::now().timestamp() + 3600,
@@ -362,6 +368,18 @@ pub async fn attempts_of(store: &PgStore, ids: &[PayoutId]) -> HashMap<PayoutId,
         .map(|id| async move {
             let a = store.attempts(&id).await.expect("reading attempts");
             (id, a)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+/// Every payout's audit trail, 16 reads at a time.
+pub async fn audit_trails(store: &PgStore, ids: &[PayoutId]) -> HashMap<PayoutId, Vec<AuditEntry>> {
+    futures::stream::iter(ids.iter().cloned())
+        .map(|id| async move {
+            let trail = store.audit_trail(&id).await.expect("reading an audit trail");
+            (id, trail)
         })
         .buffer_unordered(16)
         .collect()
