@@ -32,7 +32,10 @@
 //!   none leased; the outbox has no pending (claimed or not) and no dead-lettered event.
 //!
 //! Needs `PAYOUTS_TEST_POSTGRES_URL` (prints `skipped: ...` and passes without it); builds the
-//! `demo_server` example with the test's own features and profile.
+//! `demo_server` example with the test's own features and profile. The checks can be shown to work with a
+//! planted bug: `PAYOUTS_TWO_INSTANCES_PLANT=unleased-claims` makes every claimed check of a PROCESSING
+//! payout due again at once from the restart on (a task of the test rewrites `payout_checks` every 5 ms), as
+//! an engine whose claims took no lease would leave them; the test must fail.
 
 mod common;
 mod demo_process;
@@ -72,7 +75,7 @@ const HOLD_A_FROM: usize = 50;
 /// A is killed once it has this many sends of each kind held (lost before the bank, unanswered).
 const HELD_OF_EACH_KIND: usize = 2;
 /// How long the double takes to answer a lookup.
-const LOOKUP_TIME: Duration = Duration::from_millis(10);
+const LOOKUP_TIME: Duration = Duration::from_millis(50);
 
 const BANK_KEY_A: &str = "bank-key-of-instance-a";
 const BANK_KEY_B: &str = "bank-key-of-instance-b";
@@ -87,6 +90,41 @@ const BULK_TIMEOUT: Duration = Duration::from_secs(120);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// From every payout PAID to every event delivered.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+const PLANT_VAR: &str = "PAYOUTS_TWO_INSTANCES_PLANT";
+
+/// A bug planted on purpose, to show the checks catch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plant {
+    None,
+    /// From the restart on, every claimed check of a PROCESSING payout is made due again at once.
+    UnleasedClaims,
+}
+
+fn plant() -> Plant {
+    match std::env::var(PLANT_VAR).as_deref() {
+        Err(_) | Ok("") => Plant::None,
+        Ok("unleased-claims") => Plant::UnleasedClaims,
+        Ok(other) => panic!("{PLANT_VAR}={other:?}: use unleased-claims"),
+    }
+}
+
+/// [`Plant::UnleasedClaims`]: makes every check of a PROCESSING payout scheduled within a minute (leased
+/// by a claim, or backing off) due again, every 5 ms, until the task is aborted.
+fn unlease_claims(pool: PgPool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let _ = sqlx::query(
+                "UPDATE payout_checks c SET next_check_at = now() - interval '1 hour' FROM payouts p \
+                 WHERE p.id = c.payout_id AND p.status = 'PROCESSING' AND c.next_check_at > now() \
+                   AND c.next_check_at < now() + interval '1 minute'",
+            )
+            .execute(&pool)
+            .await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // The bank API double
@@ -561,6 +599,10 @@ fn check_lookups(l: &Ledger, ids: &[PayoutId]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_one_killed_pay_everyone_exactly_once() {
     let Some(url) = postgres_url() else { return };
+    let plant = plant();
+    if plant != Plant::None {
+        println!("PLANTED BUG: {plant:?} (this run must fail)");
+    }
     let building = Instant::now();
     let exe = tokio::task::spawn_blocking(demo_server_exe)
         .await
@@ -572,7 +614,7 @@ async fn two_instances_one_killed_pay_everyone_exactly_once() {
     );
     PgTestSchema::create(&url, "payouts_two")
         .await
-        .run(|schema| two_instances(schema.url(), schema.name().to_string(), exe))
+        .run(|schema| two_instances(schema.url(), schema.name().to_string(), exe, plant))
         .await;
 }
 
@@ -582,7 +624,7 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
     n
 }
 
-async fn two_instances(database_url: String, schema: String, exe: PathBuf) {
+async fn two_instances(database_url: String, schema: String, exe: PathBuf, plant: Plant) {
     let started = Instant::now();
     let (store, pool, ids) = approved_payouts(&database_url, PAYOUTS).await;
     let seeded = started.elapsed();
@@ -740,6 +782,7 @@ async fn two_instances(database_url: String, schema: String, exe: PathBuf) {
 
     // A restarted with the same environment.
     bank.ledger().a_restarted = true;
+    let planted = (plant == Plant::UnleasedClaims).then(|| unlease_claims(pool.clone()));
     let restarted_at = Instant::now();
     let mut a = DemoServer::start(&exe, &env_a, logs.path().join("a-restarted.log"));
     a.wait_healthy(&http, &base_a).await;
@@ -789,6 +832,9 @@ async fn two_instances(database_url: String, schema: String, exe: PathBuf) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let all_paid_after_restart = restarted_at.elapsed();
+    if let Some(task) = planted {
+        task.abort();
+    }
     let all_paid = bulk_started.elapsed();
 
     // Bounded wait until every event is delivered (A's claims too, once their leases ran out).
@@ -814,6 +860,11 @@ async fn two_instances(database_url: String, schema: String, exe: PathBuf) {
     sessions_gone(&pool, &sessions_a).await;
     sessions_gone(&pool, &sessions_b).await;
 
+    // Money, lookups (the servers are gone: the double's ledger is final).
+    let l = std::mem::take(&mut *bank.ledger());
+    let moved_by = check_money(&l, &ids);
+    check_lookups(&l, &ids);
+
     // No lease left held after its expiry: every check is the settlement watch's, due in a day (none
     // due, none under a claim); every event delivered, none pending or dead-lettered.
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM payout_checks").await, PAYOUTS as i64);
@@ -833,11 +884,6 @@ async fn two_instances(database_url: String, schema: String, exe: PathBuf) {
     )
     .await;
     assert_eq!(undelivered, 0, "events pending or dead-lettered");
-
-    // Money, lookups.
-    let l = bank.ledger();
-    let moved_by = check_money(&l, &ids);
-    check_lookups(&l, &ids);
 
     // One attempt each (Succeeded, `{id}-1`); one TRIGGER, by the instance whose answer said so; one
     // PROVIDER_PAID; no PROVIDER_FAILED.
@@ -877,7 +923,9 @@ async fn two_instances(database_url: String, schema: String, exe: PathBuf) {
     for p in &l.posts {
         *posts.entry(p.by).or_default() += 1;
     }
-    let repeats = l.posts.len() - l.by_key.len();
+    // POSTs of a key POSTed before (whether that one reached the bank or not).
+    let mut posted = HashSet::new();
+    let repeats = l.posts.iter().filter(|p| !posted.insert(p.key.as_str())).count();
     let resent_by_reconciliation = l.posts.iter().filter(|p| p.after_lookup).count();
     let replayed = l.posts.iter().filter(|p| p.outcome == PostOutcome::Replayed).count();
     let in_use = l.posts.iter().filter(|p| p.outcome == PostOutcome::InUse).count();
@@ -913,9 +961,9 @@ async fn two_instances(database_url: String, schema: String, exe: PathBuf) {
         triggered_by_b.len()
     );
     println!(
-        "money moved by {moved:?} (1,000 movements, one per payout); POSTs {posts:?}: {repeats} repeats of a key \
-         ({replayed} replayed, {in_use} answered 409, {} lost before the bank), {resent_by_reconciliation} re-sends by \
-         reconciliation (a key looked up before)",
+        "money moved by {moved:?} (1,000 movements, one per payout); POSTs {posts:?}: {} lost before the bank, \
+         {repeats} of a key sent before ({replayed} answered with its first transfer, {in_use} with 409), \
+         {resent_by_reconciliation} re-sends by reconciliation (of a key looked up before)",
         l.posts.iter().filter(|p| p.outcome == PostOutcome::Lost).count()
     );
     println!(
@@ -932,7 +980,6 @@ async fn two_instances(database_url: String, schema: String, exe: PathBuf) {
          all delivered after {all_delivered:?}; seeding took {seeded:?}, all {:?}",
         started.elapsed()
     );
-    drop(l);
     bank.pool.close().await;
     pool.close().await;
 }
