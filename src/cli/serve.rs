@@ -12,7 +12,8 @@ use super::CliError;
 /// `PAYOUTS_METRICS_ADDR`; SIGTERM or Ctrl-C stops it gracefully. Everything else is configured by the
 /// environment as for the demo server (`NEXTAUTH_SECRET`, provider credentials such as
 /// `STRIPE_SECRET_KEY` — a provider without them is simulated —, `PAYOUTS_SIMULATION_TOKEN`,
-/// `PAYOUTS_RECONCILE_SECS`, `PAYOUTS_SAMPLE_DATA`, `PAYOUTS_FOUR_EYES`, `RUST_LOG`, `PAYOUTS_LOG_FORMAT`,
+/// `PAYOUTS_RECONCILE_SECS`, `PAYOUTS_RECONCILE_LEASE_SECS`, `PAYOUTS_SAMPLE_DATA`, `PAYOUTS_FOUR_EYES`,
+/// `RUST_LOG`, `PAYOUTS_LOG_FORMAT`,
 /// `PAYOUTS_METRICS_ADDR`, `PAYOUTS_SHUTDOWN_GRACE_SECS`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
