@@ -208,6 +208,8 @@ struct Ledger {
     overlapping: Vec<(String, Instance)>,
     /// Lease tokens the double could not read.
     token_errors: Vec<String>,
+    /// Keys of lookups answered "no such transfer".
+    not_found: Vec<String>,
     /// New transfers made for A (first run).
     a_moved: usize,
     /// A's requests are held.
@@ -431,7 +433,11 @@ impl BankDouble {
             return std::future::pending().await;
         }
         tokio::time::sleep(LOOKUP_TIME).await;
-        answer(&self.ledger())
+        let mut l = self.ledger();
+        if !l.by_key.contains_key(key) {
+            l.not_found.push(key.to_string());
+        }
+        answer(&l)
     }
 }
 
@@ -936,6 +942,12 @@ async fn two_instances(database_url: String, schema: String, exe: PathBuf, plant
         *per_key.entry(&x.key).or_default() += 1;
     }
     let looked_up_more_than_once = per_key.values().filter(|n| **n > 1).count();
+    // Of those, the ones neither found missing once (then re-sent) nor left by A's held lookup.
+    let not_found: HashSet<&str> = l.not_found.iter().map(String::as_str).collect();
+    let twice_otherwise = per_key
+        .iter()
+        .filter(|(k, n)| **n > 1 && !not_found.contains(*k) && !leased_at_death.contains_key(**k))
+        .count();
     let most_lookups = per_key.values().max().copied().unwrap_or(0);
     // A's held claims, taken over: the first lookup of each after A's, against its lease's end (both
     // read from this host's clock; a takeover needs a pass that starts a pass interval after it).
@@ -967,10 +979,11 @@ async fn two_instances(database_url: String, schema: String, exe: PathBuf, plant
         l.posts.iter().filter(|p| p.outcome == PostOutcome::Lost).count()
     );
     println!(
-        "lookups {lookups:?} ({} in all, {} attempts looked up, {looked_up_more_than_once} more than once, at most \
-         {most_lookups} times, never twice under one claim); A's {} held claims taken over by lookups from {:?} ms \
-         after their leases ended",
+        "lookups {lookups:?} ({} in all, {} answered not found; {} attempts looked up, {looked_up_more_than_once} \
+         more than once ({twice_otherwise} of them neither found missing nor A's), at most {most_lookups} times, \
+         never twice under one claim); A's {} held claims taken over by lookups from {:?} ms after their leases ended",
         l.lookups.len(),
+        l.not_found.len(),
         per_key.len(),
         leased_at_death.len(),
         earliest_takeover

@@ -1073,6 +1073,17 @@ mod tests {
         assert!(!file.exists(), "nothing was created, migrated or seeded");
     }
 
+    /// `PAYOUTS_RECONCILE_LEASE_SECS` (`reconcile_lease`) sets reconciliation's claim lease; unset, it is
+    /// the engine's default.
+    #[test]
+    fn the_reconciliation_lease_is_the_setting_or_the_engines_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(&dir.path().join("demo.db"), "127.0.0.1:0", "secret");
+        assert_eq!(config.policy().reconcile.lease, ReconcilePolicy::default().lease);
+        config.reconcile_lease = Some(Duration::from_secs(15));
+        assert_eq!(config.policy().reconcile.lease, ChronoDuration::seconds(15));
+    }
+
     /// Issue 16 item 3: the public development secret only where nobody else can use it.
     #[test]
     fn the_development_secret_is_refused_beyond_loopback_or_with_a_real_provider() {
