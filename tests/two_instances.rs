@@ -13,14 +13,15 @@
 //! is settled by reconciliation. Every lookup is recorded with the instance that made it and the lease token
 //! its payout's check holds in `payout_checks` when the lookup arrives (the double reads it): a claim takes
 //! a new token, and the follow-up written under it ends the claim, so two lookups of one attempt with the
-//! same token were made under one claim, in one pass. Lookups take 10 ms at the double, which also records
+//! same token were made under one claim, in one pass. Lookups take 50 ms at the double, which also records
 //! any lookup of an attempt arriving while another of the same attempt is being answered.
 //!
 //! From A's 50th transfer on, the double holds A's requests: of its sends, every other one is lost before
 //! the bank sees it and the others move money but are never answered; its lookups are never answered. Once
 //! A has two sends of each kind and one lookup held, so that it dies with sends in flight and with
 //! reconciliation claims under lease, A is SIGKILLed. When its database sessions are gone, its held claims
-//! must still be leased; A is restarted with the same environment, and the test waits (bounded) until all
+//! must still be leased (the token its lookup read, a lease end in the future); A is restarted with the same
+//! environment, and the test waits (bounded) until all
 //! 1,000 payouts are PAID and every event of the outbox is delivered, then stops both and checks:
 //! - money moved exactly once per payout, with the attempt's key `{id}-1` and the right amount; every send
 //!   lost before the bank saw it was re-sent with its key;
@@ -28,8 +29,9 @@
 //!   answered it triggered: B's answer names exactly its own) and one `PROVIDER_PAID`, no `PROVIDER_FAILED`;
 //! - each attempt was looked up at most once per pass: no two of its lookups under one lease token, none
 //!   overlapping;
-//! - no lease is left held after its expiry: every check is the settlement watch's (due in a day), none due,
-//!   none leased; the outbox has no pending (claimed or not) and no dead-lettered event.
+//! - no lease is left held after its expiry: each check A held at its death was looked up again, by another
+//!   process, after its lease ended; at the end every check is the settlement watch's (due in a day), none
+//!   due, none leased; the outbox has no pending (claimed or not) and no dead-lettered event.
 //!
 //! Needs `PAYOUTS_TEST_POSTGRES_URL` (prints `skipped: ...` and passes without it); builds the
 //! `demo_server` example with the test's own features and profile. The checks can be shown to work with a
