@@ -5,9 +5,22 @@
 //! request conforms at the theoretical arrival time less one second's burst, and reserving it moves
 //! that time on by one interval, so concurrent callers queue in order without a lock held while
 //! they wait. It is written here rather than taken from `governor` because the budget must change
-//! while it runs: on a 429 the rate halves and every caller pauses until `Retry-After` (or a second)
-//! has passed, and each success wins back 1/32 of the configured rate (additive increase,
-//! multiplicative decrease), which `governor`'s fixed quotas do not do.
+//! while it runs, which `governor`'s fixed quotas do not do.
+//!
+//! **Back-off on 429** is AIMD, additive increase and multiplicative decrease, the rule TCP's
+//! congestion control uses (RFC 5681) and the adaptive retry mode of the AWS SDKs builds on:
+//! - a 429 is a *slowdown*: the rate halves (never below a sixteenth of the configured one), and
+//!   nothing goes until `Retry-After` (or a second, Stripe sends none) has passed, and then with no
+//!   burst;
+//! - the places of callers already queued are void: each wakes, sees that the budget slowed down
+//!   while it waited, and queues again behind the pause at the new rate, so a queue of callers does
+//!   not go on at the old rate after the provider said no (the "thundering herd" after a 429);
+//! - a 429 to a request let go *before* the last slowdown is the same congestion seen late: it
+//!   keeps the pause as long as it says but does not halve the rate again (like TCP, one decrease
+//!   per loss event, not per lost packet);
+//! - every other answer to a request let go since the last slowdown wins back 1/32 of the
+//!   configured rate, so after a throttled spell the rate climbs back over a few dozen answers
+//!   rather than at once.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -87,6 +100,8 @@ struct PacerState {
     rate: f64,
     /// The theoretical arrival time of the next request.
     tat: Instant,
+    /// Nothing goes before this (the pause after the last 429).
+    paused_until: Instant,
 }
 
 impl Pacer {
@@ -97,6 +112,7 @@ impl Pacer {
             state: Mutex::new(PacerState {
                 rate: max_rate,
                 tat: Instant::now(),
+                paused_until: Instant::now(),
             }),
         }
     }
@@ -118,12 +134,36 @@ impl Pacer {
         at
     }
 
-    /// A 429: half the rate, and nothing goes before `now + pause`.
+    /// A slowdown (a 429 to a request let go at the current rate): half the rate, nothing before
+    /// `now + pause`, and the places given out so far void (their callers queue again).
     fn throttled(&self, now: Instant, pause: Duration) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.rate = (s.rate / 2.0).max(self.min_rate());
+        Self::pause(&mut s, now, pause);
+    }
+
+    /// A 429 to a request let go before the last slowdown: the pause lasts as long as it says, the
+    /// rate stays.
+    fn extend_pause(&self, now: Instant, pause: Duration) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if now + pause > s.paused_until {
+            Self::pause(&mut s, now, pause);
+        }
+    }
+
+    /// Nothing before `now + pause` (or the pause already set, if longer), then one request per
+    /// interval with no burst: the next place is at the pause's end.
+    fn pause(s: &mut PacerState, now: Instant, pause: Duration) {
+        s.paused_until = s.paused_until.max(now + pause);
         let (_, tolerance) = Self::interval_and_tolerance(s.rate);
-        s.tat = s.tat.max(now + pause + tolerance);
+        s.tat = s.paused_until + tolerance;
+    }
+
+    /// Another limit slowed down: the places given out here are void (their callers queue again),
+    /// so they are not held against the callers that take new ones.
+    fn void_places(&self, now: Instant) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.tat = s.paused_until.max(now);
     }
 
     /// An answer that was not a 429: win back a little of the configured rate.
@@ -149,6 +189,17 @@ pub(crate) struct RequestBudget {
     limit: RateLimit,
     overall: Option<Pacer>,
     endpoints: Mutex<HashMap<String, Arc<Pacer>>>,
+    /// How many times a 429 has slowed the budget down. Places are given out under this lock, so
+    /// a place and the count it was given under always agree.
+    slowdowns: Mutex<u64>,
+}
+
+/// What a request was let go under: the budget's slowdowns at the time. Handed back with the
+/// answer ([`RequestBudget::answered`]), it tells a fresh 429 from one to a request that was
+/// already on its way when the budget slowed down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket {
+    slowdowns: u64,
 }
 
 /// How long to pause after a 429 that says nothing about when to come back.
@@ -162,6 +213,7 @@ impl RequestBudget {
             limit,
             overall: limit.per_second.map(Pacer::new),
             endpoints: Mutex::new(HashMap::new()),
+            slowdowns: Mutex::new(0),
         }
     }
 
@@ -192,40 +244,78 @@ impl RequestBudget {
         )
     }
 
-    /// Waits until a request to `endpoint` may go.
-    pub async fn acquire(&self, endpoint: &str) {
-        let now = Instant::now();
-        let overall = self.overall.as_ref().map(|p| p.reserve(now));
-        let own = self.endpoint(endpoint).map(|p| p.reserve(now));
-        if let Some(at) = overall.into_iter().chain(own).max() {
-            if at > now {
-                tokio::time::sleep_until(at).await;
+    fn slowdowns(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.slowdowns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until a request to `endpoint` may go; the ticket goes back with its answer to
+    /// [`answered`](Self::answered). A caller whose place was given out before a 429 slowed the
+    /// budget down queues again when it wakes, behind the pause and at the new rate.
+    pub async fn acquire(&self, endpoint: &str) -> Ticket {
+        let own = self.endpoint(endpoint);
+        loop {
+            let (ticket, now, at) = {
+                let slowdowns = self.slowdowns();
+                let now = Instant::now();
+                let overall = self.overall.as_ref().map(|p| p.reserve(now));
+                let own = own.as_ref().map(|p| p.reserve(now));
+                let ticket = Ticket { slowdowns: *slowdowns };
+                (ticket, now, overall.into_iter().chain(own).max())
+            };
+            match at {
+                Some(at) if at > now => tokio::time::sleep_until(at).await,
+                _ => return ticket,
+            }
+            if *self.slowdowns() == ticket.slowdowns {
+                return ticket;
             }
         }
     }
 
-    /// What the provider answered a request to `endpoint`: a 429 slows every caller down and pauses
-    /// them for `retry_after` (or a second); anything else wins a little of the rate back.
-    pub fn answered(&self, endpoint: &str, too_many: bool, retry_after: Option<Duration>) {
+    /// What the provider answered a request to `endpoint` let go with `ticket`: a 429 slows every
+    /// caller down and pauses them for `retry_after` (or a second), once per slowdown (see the
+    /// module's docs); anything else wins a little of the rate back.
+    pub fn answered(&self, endpoint: &str, ticket: Ticket, too_many: bool, retry_after: Option<Duration>) {
         let own = self.endpoint(endpoint);
         let pacers = self.overall.iter().chain(own.as_deref());
-        if too_many {
-            let pause = retry_after.unwrap_or(PAUSE_WITHOUT_RETRY_AFTER).min(LONGEST_PAUSE);
-            let now = Instant::now();
+        if !too_many {
+            // An answer to a request let go before the last slowdown says nothing about the new rate.
+            if *self.slowdowns() == ticket.slowdowns {
+                for p in pacers {
+                    p.succeeded();
+                }
+            }
+            return;
+        }
+        let pause = retry_after.unwrap_or(PAUSE_WITHOUT_RETRY_AFTER).min(LONGEST_PAUSE);
+        let mut slowdowns = self.slowdowns();
+        let now = Instant::now();
+        let fresh = *slowdowns == ticket.slowdowns;
+        if fresh {
+            *slowdowns += 1;
             for p in pacers {
                 p.throttled(now, pause);
             }
-            tracing::warn!(
-                endpoint,
-                ?pause,
-                rate = self.overall.as_ref().map(Pacer::rate),
-                "provider answered 429: slowing down"
-            );
+            let others = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+            for p in others
+                .values()
+                .filter(|p| own.as_ref().is_none_or(|own| !Arc::ptr_eq(p, own)))
+            {
+                p.void_places(now);
+            }
         } else {
             for p in pacers {
-                p.succeeded();
+                p.extend_pause(now, pause);
             }
         }
+        drop(slowdowns);
+        tracing::warn!(
+            endpoint,
+            ?pause,
+            slowed_down = fresh,
+            rate = self.overall.as_ref().map(Pacer::rate),
+            "provider answered 429: slowing down"
+        );
     }
 }
 
@@ -316,17 +406,17 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_429_pauses_and_halves_the_rate_then_successes_restore_it() {
         let budget = RequestBudget::new(RateLimit::per_second(10).with_per_endpoint(10));
-        budget.acquire("POST /x").await;
-        budget.answered("POST /x", true, Some(Duration::from_secs(2)));
+        let ticket = budget.acquire("POST /x").await;
+        budget.answered("POST /x", ticket, true, Some(Duration::from_secs(2)));
         assert_eq!(budget.overall.as_ref().unwrap().rate(), 5.0);
         let start = Instant::now();
-        budget.acquire("POST /x").await;
+        let ticket = budget.acquire("POST /x").await;
         assert!(
             Instant::now() - start >= Duration::from_secs(2),
             "paused for Retry-After"
         );
         for _ in 0..64 {
-            budget.answered("POST /x", false, None);
+            budget.answered("POST /x", ticket, false, None);
         }
         assert_eq!(
             budget.overall.as_ref().unwrap().rate(),
@@ -335,9 +425,71 @@ mod tests {
         );
         // Never below a sixteenth of it, however many 429s.
         for _ in 0..20 {
-            budget.answered("POST /x", true, None);
+            let ticket = budget.acquire("POST /x").await;
+            budget.answered("POST /x", ticket, true, None);
         }
         assert_eq!(budget.overall.as_ref().unwrap().rate(), 0.625);
+    }
+
+    /// Callers queued before a 429 do not go on at the old rate: each queues again behind the pause
+    /// at the halved rate. At 10 per second, 30 callers at once: 10 go at once (the burst), and the
+    /// first one's 429 comes back before the other 20 go; without the re-queueing they would go at
+    /// 0.1 s, 0.2 s, ... 2.0 s. With it, none goes before the pause's second is over, and they go at
+    /// 5 per second with no burst, the last at 1 s + 19 x 0.2 s.
+    #[tokio::test(start_paused = true)]
+    async fn callers_queued_before_a_429_queue_again_behind_the_pause() {
+        let budget = Arc::new(RequestBudget::new(RateLimit::per_second(10)));
+        let start = Instant::now();
+        let mut burst = Vec::new();
+        for _ in 0..10 {
+            burst.push(budget.acquire("POST /x").await);
+        }
+        assert_eq!(Instant::now(), start, "the burst goes at once");
+        let queued: Vec<_> = (0..20)
+            .map(|_| {
+                let budget = budget.clone();
+                tokio::spawn(async move {
+                    budget.acquire("POST /x").await;
+                    Instant::now()
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        // The first request of the burst is answered 429 (no Retry-After), the others 200.
+        budget.answered("POST /x", burst[0], true, None);
+        for t in &burst[1..] {
+            budget.answered("POST /x", *t, false, None);
+        }
+        let mut went = Vec::new();
+        for q in queued {
+            went.push(q.await.unwrap() - start);
+        }
+        went.sort();
+        assert!(went[0] >= Duration::from_secs(1), "one went during the pause: {went:?}");
+        assert!(
+            went[19] >= Duration::from_millis(4790),
+            "the queue went on faster than the halved rate: {went:?}"
+        );
+    }
+
+    /// Two requests let go at the same rate, both answered 429: one slowdown, not two. A request
+    /// let go after it, answered 429, slows down again.
+    #[tokio::test(start_paused = true)]
+    async fn one_slowdown_per_rate_not_per_429() {
+        let budget = RequestBudget::new(RateLimit::per_second(16));
+        let a = budget.acquire("POST /x").await;
+        let b = budget.acquire("POST /x").await;
+        budget.answered("POST /x", a, true, None);
+        budget.answered("POST /x", b, true, Some(Duration::from_secs(3)));
+        assert_eq!(budget.overall.as_ref().unwrap().rate(), 8.0, "halved once");
+        let start = Instant::now();
+        let c = budget.acquire("POST /x").await;
+        assert!(
+            Instant::now() - start >= Duration::from_secs(3),
+            "the late 429's longer Retry-After is kept"
+        );
+        budget.answered("POST /x", c, true, None);
+        assert_eq!(budget.overall.as_ref().unwrap().rate(), 4.0, "a fresh 429 halves again");
     }
 
     #[tokio::test(start_paused = true)]

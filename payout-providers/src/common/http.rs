@@ -192,7 +192,7 @@ async fn exchange(
     endpoint: String,
 ) -> Result<RawResponse, ProviderError> {
     let provider = api.provider;
-    api.budget.acquire(&endpoint).await;
+    let ticket = api.budget.acquire(&endpoint).await;
     let started = Instant::now();
     let response = client.execute(request).await;
     let elapsed = started.elapsed();
@@ -221,6 +221,7 @@ async fn exchange(
     let headers = response.headers().clone();
     api.budget.answered(
         &endpoint,
+        ticket,
         status == StatusCode::TOO_MANY_REQUESTS,
         retry_after(&headers),
     );
