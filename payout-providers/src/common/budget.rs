@@ -143,16 +143,18 @@ impl Pacer {
     }
 
     /// A 429 to a request let go before the last slowdown: the pause lasts as long as it says, the
-    /// rate stays.
+    /// rate stays, and the places given out since the slowdown stand (the next new place is after
+    /// both them and the pause).
     fn extend_pause(&self, now: Instant, pause: Duration) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if now + pause > s.paused_until {
-            Self::pause(&mut s, now, pause);
-        }
+        s.paused_until = s.paused_until.max(now + pause);
+        let (_, tolerance) = Self::interval_and_tolerance(s.rate);
+        s.tat = s.tat.max(s.paused_until + tolerance);
     }
 
     /// Nothing before `now + pause` (or the pause already set, if longer), then one request per
-    /// interval with no burst: the next place is at the pause's end.
+    /// interval with no burst: the next place is at the pause's end, and every place given out
+    /// before is void.
     fn pause(s: &mut PacerState, now: Instant, pause: Duration) {
         s.paused_until = s.paused_until.max(now + pause);
         let (_, tolerance) = Self::interval_and_tolerance(s.rate);
