@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -15,7 +16,7 @@ use payout_core::clock::{Clock, ManualClock, SequentialIds};
 use payout_core::domain::{
     Actor, AttemptOutcome, AuditEntry, Consultation, Payout, PayoutAttempt, PayoutId, PayoutItem, Provider,
 };
-use payout_core::error::{ProviderError, Result, WebhookError};
+use payout_core::error::{ProviderError, Result, StoreError, StoreErrorKind, WebhookError};
 use payout_core::memory::MemoryStore;
 use payout_core::money::{Currency, Money};
 use payout_core::provider::{
@@ -562,15 +563,36 @@ async fn a_partial_reversal_webhook_and_the_watch_record_it_once() {
     assert!(flag_of(&w, processing).await.unwrap().contains("partially reversed"));
 }
 
-/// The store calls a pass makes, counted by method (the rest forwarded to the memory store).
+/// The store calls a pass makes, counted by method (the rest forwarded to the memory store); the
+/// database can be made to go away (claims, changes and follow-ups then fail as unavailable).
 struct Counting {
     inner: Arc<MemoryStore>,
     calls: Mutex<HashMap<&'static str, usize>>,
+    /// The database is away.
+    away: AtomicBool,
+    /// The database goes away right after the next claim is answered.
+    away_after_claim: AtomicBool,
 }
 
 impl Counting {
+    fn new(inner: Arc<MemoryStore>) -> Self {
+        Counting {
+            inner,
+            calls: Mutex::new(HashMap::new()),
+            away: AtomicBool::new(false),
+            away_after_claim: AtomicBool::new(false),
+        }
+    }
+
     fn count(&self, what: &'static str) {
         *self.calls.lock().unwrap().entry(what).or_default() += 1;
+    }
+
+    fn reachable(&self) -> Result<()> {
+        if self.away.load(Ordering::SeqCst) {
+            return Err(StoreError::new(StoreErrorKind::Unavailable, "the database is away").into());
+        }
+        Ok(())
     }
 
     fn calls(&self, what: &str) -> usize {
@@ -602,6 +624,7 @@ impl PayoutStore for Counting {
     }
     async fn apply(&self, change: PayoutChange) -> Result<Payout> {
         self.count("apply");
+        self.reachable()?;
         self.inner.apply(change).await
     }
     async fn held_consultations(&self, appointment_ids: &[String]) -> Result<Vec<HeldConsultation>> {
@@ -628,10 +651,16 @@ impl PayoutStore for Counting {
     }
     async fn claim_checks(&self, claim: &CheckClaim) -> Result<Vec<ClaimedCheck>> {
         self.count("claim_checks");
-        self.inner.claim_checks(claim).await
+        self.reachable()?;
+        let claimed = self.inner.claim_checks(claim).await;
+        if self.away_after_claim.swap(false, Ordering::SeqCst) {
+            self.away.store(true, Ordering::SeqCst);
+        }
+        claimed
     }
     async fn finish_checks(&self, done: &[CheckDone]) -> Result<Vec<bool>> {
         self.count("finish_checks");
+        self.reachable()?;
         self.inner.finish_checks(done).await
     }
     async fn check_state(&self, id: &PayoutId) -> Result<CheckState> {
@@ -726,10 +755,7 @@ async fn a_pass_reads_and_writes_the_store_per_claim_not_per_lookup() {
     let rail = Rail::new(Provider::StripeConnect, ProviderStatus::Accepted);
     let w = processing(120, rail, ServicePolicy::default()).await;
     w.rail.answer(&w.ids[7], ProviderStatus::Paid);
-    let store = Arc::new(Counting {
-        inner: w.store.clone(),
-        calls: Mutex::new(HashMap::new()),
-    });
+    let store = Arc::new(Counting::new(w.store.clone()));
     let service = PayoutService::builder()
         .store(store.clone())
         .directory(w.directory.clone())
@@ -784,4 +810,61 @@ async fn a_pass_reads_and_writes_the_store_per_claim_not_per_lookup() {
         Some("PAID".to_string()),
         "the settling change is audited"
     );
+}
+
+/// Issue 19: the database goes away in the middle of a pass, right after its claim (a restart): the
+/// lookups are made, but neither the changes they call for nor the checks' follow-ups can be written,
+/// and the next claim fails. The pass fails; the next one, once the database is back, writes the owed
+/// follow-ups first, so the checks are due again after the back-off (a minute here) instead of when
+/// their leases run out (ten minutes), and then settle.
+#[tokio::test]
+async fn follow_ups_a_pass_could_not_write_are_written_by_the_next_not_when_the_lease_ends() {
+    let rail = Rail::new(Provider::StripeConnect, ProviderStatus::Paid);
+    let mut policy = ServicePolicy::default();
+    policy.reconcile.recheck_after = Duration::minutes(1);
+    let w = processing(3, rail, policy).await;
+    assert_eq!(w.policy.reconcile.lease, Duration::minutes(10));
+    let store = Arc::new(Counting::new(w.store.clone()));
+    let service = PayoutService::builder()
+        .store(store.clone())
+        .directory(w.directory.clone())
+        .provider(w.rail.clone())
+        .clock(w.clock.clone())
+        .ids(Arc::new(SequentialIds::default()))
+        .policy(w.policy.clone())
+        .performance(w.performance.clone())
+        .build()
+        .unwrap();
+    store.away_after_claim.store(true, Ordering::SeqCst);
+    let failed = service.reconcile(Duration::zero()).await;
+    assert!(failed.is_err(), "the second claim failed: {failed:?}");
+    assert_eq!(
+        store.calls("apply"),
+        3,
+        "each lookup said PAID; the change could not be written"
+    );
+    for id in &w.ids {
+        assert_eq!(w.status(id).await, PayoutStatus::Processing);
+    }
+    // Still away: the owed follow-ups stay owed.
+    assert!(service.reconcile(Duration::zero()).await.is_err());
+
+    store.away.store(false, Ordering::SeqCst);
+    let report = service.reconcile(Duration::zero()).await.unwrap();
+    assert_eq!(report.examined, 0, "not due before the back-off: {report:?}");
+    for id in &w.ids {
+        let state = w.store.check_state(id).await.unwrap();
+        assert_eq!(
+            (state.checks, state.next_check_at),
+            (1, Some(w.clock.now() + Duration::minutes(1))),
+            "{id}: the owed follow-up, written under the pass's lease"
+        );
+    }
+    w.clock.advance(Duration::minutes(1));
+    let report = service.reconcile(Duration::zero()).await.unwrap();
+    assert_eq!(report.settled.len(), 3, "{report:?}");
+    for id in &w.ids {
+        assert_eq!(w.status(id).await, PayoutStatus::Paid);
+        assert_eq!(audited(&w, id, "PROVIDER_PAID").await.len(), 1, "{id}");
+    }
 }

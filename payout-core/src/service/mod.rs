@@ -182,6 +182,10 @@ pub struct PayoutService {
     performance: PerformanceConfig,
     /// Set by [`PayoutService::begin_shutdown`]: no new provider send is started.
     shutting_down: AtomicBool,
+    /// Follow-ups of reconciliation checks this instance claimed and looked at but could not write
+    /// (the store was away): written first by the next pass, so the checks are due again at once
+    /// rather than when their leases run out.
+    owed_checks: std::sync::Mutex<Vec<crate::store::CheckDone>>,
 }
 
 impl std::fmt::Debug for PayoutService {
@@ -307,6 +311,7 @@ impl PayoutServiceBuilder {
             policy: self.policy,
             performance: self.performance,
             shutting_down: AtomicBool::new(false),
+            owed_checks: std::sync::Mutex::new(Vec::new()),
         })
     }
 }

@@ -158,6 +158,11 @@ enum Step {
     Finished(Vec<Looked>),
 }
 
+/// Whether a store call that failed with `e` may work later (the database was away, or a conflict).
+fn retryable(e: &Error) -> bool {
+    matches!(e, Error::Store(s) if s.kind().is_retryable())
+}
+
 /// A pass's bookkeeping: lookups in flight, follow-ups not written yet, checks done.
 struct Pass {
     lookups: usize,
@@ -212,7 +217,14 @@ impl PayoutService {
     /// so a lookup costs the store no call of its own; a change of status goes through the audited
     /// `apply` as always. Checks rescheduled by this pass are not due again within it, so a pass
     /// ends; instances running passes at once share the due checks out, each to one of them.
+    ///
+    /// When the store goes away mid-pass, the checks already claimed are still looked at, and the
+    /// follow-ups that cannot be written are kept in memory and written first by the next pass (under
+    /// the same leases, so nothing is written for a check another claim or a change has taken since):
+    /// after a database restart the checks are due again at once, not when their leases run out.
+    /// Only a claim whose commit landed while its answer was lost waits for its lease.
     pub async fn reconcile(&self, older_than: Duration) -> Result<ReconcileReport> {
+        self.write_owed_checks().await?;
         let now = self.clock.now();
         let claim = CheckClaim {
             due_by: now - older_than,
@@ -237,6 +249,8 @@ impl PayoutService {
         };
         let mut claimed: VecDeque<ClaimedCheck> = VecDeque::new();
         let mut exhausted = false;
+        // A claim that failed: the pass claims no more, finishes what it claimed, and fails.
+        let mut claim_failed = None;
         loop {
             while pass.lookups < concurrency {
                 if claimed.is_empty() && !exhausted {
@@ -245,10 +259,10 @@ impl PayoutService {
                     let mut claiming = std::pin::pin!(self.store.claim_checks(&claim));
                     let batch = loop {
                         if work.is_empty() {
-                            break claiming.await?;
+                            break claiming.await;
                         }
                         match futures::future::select(claiming.as_mut(), work.next()).await {
-                            Either::Left((batch, _)) => break batch?,
+                            Either::Left((batch, _)) => break batch,
                             Either::Right((step, _)) => {
                                 if let Some(full) = step.and_then(|s| pass.absorb(s)) {
                                     work.push(Box::pin(self.finish(full)));
@@ -256,8 +270,16 @@ impl PayoutService {
                             }
                         }
                     };
-                    exhausted = batch.is_empty();
-                    claimed.extend(batch);
+                    match batch {
+                        Ok(batch) => {
+                            exhausted = batch.is_empty();
+                            claimed.extend(batch);
+                        }
+                        Err(e) => {
+                            exhausted = true;
+                            claim_failed = Some(e);
+                        }
+                    }
                 }
                 let Some(c) = claimed.pop_front() else { break };
                 pass.lookups += 1;
@@ -277,6 +299,9 @@ impl PayoutService {
                 }
                 None => break,
             }
+        }
+        if let Some(e) = claim_failed {
+            return Err(e);
         }
         let mut report = ReconcileReport::default();
         for (id, checked, flagged) in pass.results {
@@ -335,18 +360,69 @@ impl PayoutService {
     }
 
     /// Writes a batch of follow-ups in one store call; when it fails, each of its checks is
-    /// an error (their leases run out, and they are looked at again then).
+    /// an error, and the follow-ups are owed: the next pass writes them first.
     async fn finish(&self, batch: Vec<(Looked, CheckDone)>) -> Step {
         let (looked, done): (Vec<Looked>, Vec<CheckDone>) = batch.into_iter().unzip();
         // `false` for a check: a change or another claim came since; theirs is the newer follow-up.
         match self.store.finish_checks(&done).await {
             Ok(_) => Step::Finished(looked),
-            Err(e) => Step::Finished(
-                looked
-                    .into_iter()
-                    .map(|(id, _, flagged)| (id, Err(e.to_string()), flagged))
-                    .collect(),
-            ),
+            Err(e) => {
+                if retryable(&e) {
+                    self.owe_checks(done);
+                }
+                Step::Finished(
+                    looked
+                        .into_iter()
+                        .map(|(id, _, flagged)| (id, Err(e.to_string()), flagged))
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    /// Keeps follow-ups that could not be written, for the next pass.
+    fn owe_checks(&self, done: Vec<CheckDone>) {
+        self.owed_checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(done);
+    }
+
+    /// Writes the follow-ups owed by earlier passes (each only under its lease, as always); when the
+    /// store still fails, they stay owed and the pass fails with its error.
+    async fn write_owed_checks(&self) -> Result<()> {
+        let owed = std::mem::take(
+            &mut *self
+                .owed_checks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if owed.is_empty() {
+            return Ok(());
+        }
+        match self.store.finish_checks(&owed).await {
+            Ok(written) => {
+                let written = written.into_iter().filter(|w| *w).count();
+                tracing::info!(
+                    owed = owed.len(),
+                    written,
+                    "reconciliation: follow-ups a failed pass could not write are written"
+                );
+                Ok(())
+            }
+            Err(e) if retryable(&e) => {
+                self.owe_checks(owed);
+                Err(e)
+            }
+            // Writing them again would fail the same way: their leases run out instead.
+            Err(e) => {
+                tracing::warn!(
+                    owed = owed.len(),
+                    error = %e,
+                    "reconciliation: owed follow-ups dropped; their checks are due when their leases run out"
+                );
+                Ok(())
+            }
         }
     }
 
