@@ -1,7 +1,6 @@
 //! What the tests that run the demo server as a process share (`crash_recovery`, `graceful_shutdown`,
-//! `event_delivery`, `two_instances`):
-//! the Postgres URL, the host tables, the `demo_server` example built with the test's features, the running
-//! process, and reads of the schema it works on.
+//! `event_delivery`, `two_instances`, `db_restart`): the Postgres URL, the host tables, the `demo_server` example
+//! built with the test's features, the running process, and reads of the schema it works on.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -258,6 +257,11 @@ impl DemoServer {
         assert!(sent.success(), "kill -TERM {} failed", self.child.id());
     }
 
+    /// How the process ended, if it has (`None` while it runs).
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("checking the server")
+    }
+
     /// Waits (bounded by `timeout`) until the process is gone.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
@@ -389,9 +393,25 @@ pub async fn audit_trails(store: &PgStore, ids: &[PayoutId]) -> HashMap<PayoutId
 /// Migrates the schema `database_url` names, creates the host's tables for `doctors` doctors, and
 /// calculates and approves January through the engine: one APPROVED payout per doctor.
 pub async fn approved_payouts(database_url: &str, doctors: usize) -> (PgStore, PgPool, Vec<PayoutId>) {
+    approved_payouts_with(database_url, doctors, &[]).await
+}
+
+/// [`approved_payouts`], with `host_sql` run on the host's tables before the calculation (say, to
+/// give some doctors another payout method), so that the approvals see the details it sets.
+pub async fn approved_payouts_with(
+    database_url: &str,
+    doctors: usize,
+    host_sql: &[&str],
+) -> (PgStore, PgPool, Vec<PayoutId>) {
     let store = PgStore::connect(database_url).await.expect("migrating the test schema");
     let pool = store.pool().clone();
     create_host_tables(&pool, doctors).await;
+    for sql in host_sql {
+        sqlx::query(sql)
+            .execute(&pool)
+            .await
+            .expect("changing the host's tables");
+    }
     let service = PayoutService::builder()
         .store(Arc::new(store.clone()))
         .consultations(Arc::new(
