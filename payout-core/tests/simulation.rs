@@ -37,6 +37,10 @@ use payout_core::domain::{
     PayoutId, PayoutItem, PayoutOrigin, Period, Provider, Recipient, ResolutionOutcome, Reversal, details_fingerprint,
 };
 use payout_core::error::{Error, ProviderError, ProviderErrorKind, Result, StoreError, StoreErrorKind, WebhookError};
+use payout_core::events::{
+    EventOutbox, EventRelay, EventType, PayoutEvent as OutboxEvent, PayoutEventSink, RelayConfig, SinkError,
+    event_type_of,
+};
 use payout_core::memory::MemoryStore;
 use payout_core::money::{Currency, Money};
 use payout_core::provider::{
@@ -2232,8 +2236,175 @@ impl World {
                 ));
             }
         }
+        v.extend(self.outbox_checks().await);
         v
     }
+
+    /// (15) Every committed change is an event, in order per payout, and the relay delivers each
+    /// once, in order per payout. Reads the memory store's outbox (written under its lock with
+    /// each change, also when the fault-injecting store lost the answer) and compares it with
+    /// every payout's audit trail; then drains it with a relay into a recording sink.
+    async fn outbox_checks(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        let mut events: Vec<OutboxEvent> = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = match self.mem.events_after(after, 1000).await {
+                Ok(page) => page,
+                Err(e) => {
+                    v.push(format!(
+                        "[15 every change is an event] the outbox could not be read: {e}"
+                    ));
+                    return v;
+                }
+            };
+            let Some(last) = page.last() else { break };
+            after = last.event.seq;
+            events.extend(page.into_iter().map(|s| s.event));
+        }
+        let mut by_payout: BTreeMap<PayoutId, Vec<&OutboxEvent>> = BTreeMap::new();
+        for e in &events {
+            match &e.payout_id {
+                Some(id) => by_payout.entry(id.clone()).or_default().push(e),
+                None if e.event_type == EventType::RunCompleted => {}
+                None => v.push(format!(
+                    "[15 every change is an event] event {} ({}) names no payout",
+                    e.seq, e.event_type
+                )),
+            }
+        }
+        for p in self.payouts().await {
+            let trail = self.mem.audit_trail(&p.id).await.unwrap_or_default();
+            let mine = by_payout.remove(&p.id).unwrap_or_default();
+            v.extend(outbox_violations(&p.id, &trail, &mine));
+        }
+        for (id, evs) in by_payout {
+            v.push(format!(
+                "[15 every change is an event] {} event(s) about payout {id}, which does not exist",
+                evs.len()
+            ));
+        }
+        // Delivery: a relay drains the outbox into a sink that records what it got.
+        let sink = Arc::new(RecordingSink::default());
+        let relay = EventRelay::new(
+            Arc::new(self.mem.clone()),
+            sink.clone(),
+            self.clock.clone(),
+            RelayConfig::default(),
+        );
+        let mut passes = 0;
+        loop {
+            passes += 1;
+            match relay.deliver_due().await {
+                Ok(pass) if pass.claimed == 0 => break,
+                Ok(_) if passes < 100_000 => {}
+                Ok(_) => {
+                    v.push("[15 every change is an event] the relay never finished".to_string());
+                    break;
+                }
+                Err(e) => {
+                    v.push(format!("[15 every change is an event] the relay failed: {e}"));
+                    break;
+                }
+            }
+        }
+        let got = sink.got.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut seen = BTreeSet::new();
+        for seq in &got {
+            if !seen.insert(*seq) {
+                v.push(format!("[15 every change is an event] event {seq} delivered twice"));
+            }
+        }
+        let written: BTreeSet<u64> = events.iter().map(|e| e.seq).collect();
+        if seen != written {
+            v.push(format!(
+                "[15 every change is an event] {} events written, {} delivered, {} never delivered",
+                written.len(),
+                seen.len(),
+                written.difference(&seen).count()
+            ));
+        }
+        // In order per payout (or run): the delivery order of a stream is its seq order.
+        let stream: BTreeMap<u64, String> = events.iter().map(|e| (e.seq, e.stream_key())).collect();
+        let mut last_of: BTreeMap<&str, u64> = BTreeMap::new();
+        for seq in &got {
+            let Some(key) = stream.get(seq) else { continue };
+            if let Some(prev) = last_of.insert(key.as_str(), *seq) {
+                if prev > *seq {
+                    v.push(format!(
+                        "[15 every change is an event] stream {key}: event {seq} delivered after {prev}"
+                    ));
+                }
+            }
+        }
+        let mut s = self.sim.lock();
+        *s.counts.entry("outbox: events written").or_default() += events.len() as u64;
+        *s.counts.entry("outbox: events delivered by the relay").or_default() += got.len() as u64;
+        v
+    }
+}
+
+/// A sink that records the `seq` of every event it is given, in order, and acknowledges it.
+#[derive(Default)]
+struct RecordingSink {
+    got: Mutex<Vec<u64>>,
+}
+
+#[async_trait]
+impl PayoutEventSink for RecordingSink {
+    async fn deliver(&self, event: &OutboxEvent) -> std::result::Result<(), SinkError> {
+        self.got.lock().unwrap_or_else(|e| e.into_inner()).push(event.seq);
+        Ok(())
+    }
+}
+
+/// Invariant 15 for one payout: its events other than attention flags are, in order, exactly the
+/// events its audit trail's entries make (`event_type_of`), each with the entry's action, actor,
+/// time and statuses.
+fn outbox_violations(id: &PayoutId, trail: &[AuditEntry], events: &[&OutboxEvent]) -> Vec<String> {
+    let mut v = Vec::new();
+    let expected: Vec<(EventType, &AuditEntry)> =
+        trail.iter().filter_map(|e| event_type_of(e).map(|t| (t, e))).collect();
+    let actual: Vec<&&OutboxEvent> = events
+        .iter()
+        .filter(|e| e.event_type != EventType::PayoutAttentionFlagged)
+        .collect();
+    if expected.len() != actual.len() {
+        v.push(format!(
+            "[15 every change is an event] payout {id}: {} audited changes make events but the outbox has {}",
+            expected.len(),
+            actual.len()
+        ));
+    }
+    for (n, ((t, entry), event)) in expected.iter().zip(&actual).enumerate() {
+        let status_ok = match entry.to {
+            Some(to) => event.status == Some(to),
+            None => true,
+        };
+        let previous_ok = *t != EventType::PayoutStatusChanged || event.previous_status == entry.from;
+        if event.event_type != *t
+            || event.action != entry.action
+            || event.actor != entry.actor
+            || event.occurred_at != entry.at
+            || !status_ok
+            || !previous_ok
+        {
+            v.push(format!(
+                "[15 every change is an event] payout {id}: event {n} is {} {} {:?} -> {:?} by {} but the audit entry is {t} {} {:?} -> {:?} by {}",
+                event.event_type,
+                event.action,
+                event.previous_status,
+                event.status,
+                event.actor,
+                entry.action,
+                entry.from,
+                entry.to,
+                entry.actor
+            ));
+            break;
+        }
+    }
+    v
 }
 
 /// A payout as the ledger's invariants read it: its items, its audit trail, and whether it is
@@ -3437,5 +3608,70 @@ fn planted_bug_uncapped_backoff_is_caught() {
         failures.len() > 10 && r1 > 0,
         "the uncapped back-off broke R1 in only {} of 100 seeds",
         failures.len()
+    );
+}
+
+/// Invariant 15's comparison can fail: an event missing, one more, two swapped or one with the
+/// wrong status are each reported; the outbox the memory store writes for a real trail passes.
+#[test]
+fn the_outbox_check_catches_a_missing_extra_swapped_or_wrong_event() {
+    let id = PayoutId::new("po_outbox");
+    let at = Utc.with_ymd_and_hms(2025, 4, 2, 8, 0, 0).unwrap();
+    let entry = |n: i64, action: &str, from: Option<PayoutStatus>, to: Option<PayoutStatus>| AuditEntry {
+        payout_id: id.clone(),
+        actor: "admin:1".to_string(),
+        at: at + Duration::minutes(n),
+        action: action.to_string(),
+        from,
+        to,
+        detail: String::new(),
+    };
+    let trail = vec![
+        entry(0, "CREATE", None, Some(PayoutStatus::Pending)),
+        entry(1, "NOTE", None, None),
+        entry(2, "APPROVE", Some(PayoutStatus::Pending), Some(PayoutStatus::Approved)),
+        entry(3, "HOLD", None, None),
+    ];
+    let events: Vec<OutboxEvent> = trail
+        .iter()
+        .filter_map(|e| event_type_of(e).map(|t| (t, e)))
+        .enumerate()
+        .map(|(n, (t, e))| OutboxEvent {
+            id: format!("evt_{n}"),
+            seq: n as u64 + 1,
+            event_type: t,
+            payout_id: Some(id.clone()),
+            doctor_id: None,
+            run_id: None,
+            period: None,
+            status: Some(e.to.unwrap_or(PayoutStatus::Approved)),
+            previous_status: if t == EventType::PayoutStatusChanged {
+                e.from
+            } else {
+                None
+            },
+            amount: None,
+            provider: None,
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            detail: e.detail.clone(),
+            occurred_at: e.at,
+        })
+        .collect();
+    assert_eq!(events.len(), 3, "CREATE, APPROVE and HOLD make events, a note none");
+    let all: Vec<&OutboxEvent> = events.iter().collect();
+    assert!(outbox_violations(&id, &trail, &all).is_empty());
+    let missing = vec![&events[0], &events[2]];
+    assert!(!outbox_violations(&id, &trail, &missing).is_empty(), "a missing event");
+    let extra = vec![&events[0], &events[1], &events[1], &events[2]];
+    assert!(!outbox_violations(&id, &trail, &extra).is_empty(), "an event twice");
+    let swapped = vec![&events[0], &events[2], &events[1]];
+    assert!(!outbox_violations(&id, &trail, &swapped).is_empty(), "out of order");
+    let mut wrong = events[1].clone();
+    wrong.status = Some(PayoutStatus::Processing);
+    let wrong_status = vec![&events[0], &wrong, &events[2]];
+    assert!(
+        !outbox_violations(&id, &trail, &wrong_status).is_empty(),
+        "a wrong status"
     );
 }
