@@ -127,6 +127,19 @@ pub async fn run(command: Command) -> Result<(), CliError> {
     }
 }
 
+/// Parses a `payouts` command line (`args[0]` is the program's name) and runs nothing: what
+/// [`main`] does before [`run`], with the error returned instead of printed. Reads the
+/// environment variables the flags fall back to (`DATABASE_URL`, ...); `--help` and `--version`
+/// come back as errors of their kind (`clap::error::ErrorKind::DisplayHelp`, `DisplayVersion`).
+/// For tests and the `cli_args` fuzz target.
+pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(args)
+}
+
 /// The `payouts` binary: parses the command line, runs it, prints a failure to stderr and returns
 /// the exit code.
 pub fn main() -> ExitCode {
@@ -222,4 +235,27 @@ async fn reconcile(args: ReconcileArgs) -> Result<(), CliError> {
         println!("  {id}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::{Currency, Money};
+
+    #[test]
+    fn parse_args_reads_flags_and_refuses_bad_ones_without_running_anything() {
+        let cli = parse_args(["payouts", "calc", "--start", "2025-01-01", "--rate", "750", "--dry-run"]).unwrap();
+        let args = match cli.command {
+            Command::Calc(args) => args,
+            other => panic!("calc parsed as {other:?}"),
+        };
+        assert_eq!(args.start, chrono::NaiveDate::from_ymd_opt(2025, 1, 1));
+        assert_eq!(args.rate, Money::parse("750", Currency::KES).unwrap());
+        assert!(args.dry_run);
+        let bad = parse_args(["payouts", "calc", "--start", "2025-02-30"]).unwrap_err();
+        assert_eq!(bad.kind(), clap::error::ErrorKind::ValueValidation);
+        let help = parse_args(["payouts", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(parse_args(["payouts"]).is_err(), "a command is required");
+    }
 }
