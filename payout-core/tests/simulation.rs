@@ -38,8 +38,8 @@ use payout_core::domain::{
 };
 use payout_core::error::{Error, ProviderError, ProviderErrorKind, Result, StoreError, StoreErrorKind, WebhookError};
 use payout_core::events::{
-    EventOutbox, EventRelay, EventType, PayoutEvent as OutboxEvent, PayoutEventSink, RelayConfig, SinkError,
-    event_type_of,
+    EventCursor, EventOutbox, EventRelay, EventType, PayoutEvent as OutboxEvent, PayoutEventSink, RelayConfig,
+    SinkError, event_type_of,
 };
 use payout_core::memory::MemoryStore;
 use payout_core::money::{Currency, Money};
@@ -2247,7 +2247,7 @@ impl World {
     async fn outbox_checks(&self) -> Vec<String> {
         let mut v = Vec::new();
         let mut events: Vec<OutboxEvent> = Vec::new();
-        let mut after = 0;
+        let mut after = EventCursor::START;
         loop {
             let page = match self.mem.events_after(after, 1000).await {
                 Ok(page) => page,
@@ -2258,9 +2258,12 @@ impl World {
                     return v;
                 }
             };
-            let Some(last) = page.last() else { break };
-            after = last.event.seq;
-            events.extend(page.into_iter().map(|s| s.event));
+            if page.withheld {
+                v.push("[15 every change is an event] the memory store withheld events".to_string());
+            }
+            let Some(last) = page.events.last() else { break };
+            after = last.cursor;
+            events.extend(page.events.into_iter().map(|s| s.event));
         }
         let mut by_payout: BTreeMap<PayoutId, Vec<&OutboxEvent>> = BTreeMap::new();
         for e in &events {
