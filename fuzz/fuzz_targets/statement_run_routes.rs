@@ -21,6 +21,7 @@ use axum::body::Body;
 use http::Request;
 use libfuzzer_sys::fuzz_target;
 use payout_core::domain::Actor;
+use payout_core::events::EventCursor;
 use payout_core::memory::MemoryStore;
 use payout_core::service::CalculationPolicy;
 use payout_core::store::{Page, PayoutFilter};
@@ -47,13 +48,17 @@ fn replace(bytes: &[u8], subs: &[(String, String)]) -> Vec<u8> {
     }
 }
 
-/// `after` and `limit` of an events query, as far as they are plain numbers.
+/// A query parameter, as far as it is a plain number.
 fn query_number(query: &str, name: &str) -> Option<u64> {
+    query_value(query, name).and_then(|v| v.parse().ok())
+}
+
+fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query
         .split('&')
         .filter_map(|p| p.split_once('='))
         .find(|(k, _)| *k == name)
-        .and_then(|(_, v)| v.parse().ok())
+        .map(|(_, v)| v)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -88,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
             .enumerate()
             .map(|(i, id)| (format!("{{id{i}}}"), id.clone()))
             .collect();
-        subs.push(("{run}".into(), run.id.to_string()));
+        subs.push(("{run}".into(), run.run.id.to_string()));
         subs.push(("{admin}".into(), token(Role::Admin, "fuzz-user", None)));
         subs.push(("{doctor}".into(), token(Role::Doctor, "fuzz-user", Some("dr-c"))));
         let data = replace(data, &subs);
@@ -143,8 +148,22 @@ fuzz_target!(|data: &[u8]| {
                 .map(|e| e["seq"].as_u64().expect("a seq"))
                 .collect();
             assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?} for {uri}");
-            if let Some(after) = query_number(&query, "after") {
-                assert!(seqs.iter().all(|s| *s > after), "{seqs:?} for {uri}");
+            // The memory store's cursor is `{seq}-{seq}`: a page after it starts behind that seq.
+            let cursors: Vec<EventCursor> = v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    e["cursor"]
+                        .as_str()
+                        .expect("a cursor")
+                        .parse()
+                        .expect("a cursor that parses")
+                })
+                .collect();
+            assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?} for {uri}");
+            if let Some(after) = query_value(&query, "after").and_then(|a| a.parse::<EventCursor>().ok()) {
+                assert!(cursors.iter().all(|c| *c > after), "{cursors:?} for {uri}");
             }
             if let Some(limit) = query_number(&query, "limit") {
                 assert!(seqs.len() as u64 <= limit, "{seqs:?} for {uri}");
