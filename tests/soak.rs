@@ -5,8 +5,9 @@
 //! The traffic, all at once, for the whole run:
 //! - **cycles** (one after another): the host's consultations of the next month are written (two for
 //!   each of 100 doctors), the month is calculated by the engine in this process, as a host's monthly
-//!   job does (100 PENDING payouts), approved and triggered with M-Pesa in one bulk request each, paid
-//!   by 100 signed webhooks (every tenth delivered twice), and the PROCESSING payouts exported as CSV;
+//!   job does (100 PENDING payouts), approved and triggered with M-Pesa in one bulk request each (the
+//!   real adapter, against a Daraja double in this process: `common/daraja_double.rs`), paid by 100
+//!   HMAC-signed result callbacks (every tenth delivered twice), and the PROCESSING payouts exported;
 //! - **readers**: the admin list, the runs list and a doctor's history, one request every 100 ms;
 //! - **the server's own jobs**: reconciliation every 5 s (it looks up the PROCESSING payouts) and the
 //!   event relay (every change is an event, delivered to the logging notifier).
@@ -24,6 +25,8 @@
 //! 45 seconds in every test run, checking everything but the trends, so the harness cannot rot.
 
 mod common;
+#[path = "common/daraja_double.rs"]
+mod daraja_double;
 mod demo_process;
 
 use std::collections::HashMap;
@@ -43,7 +46,7 @@ use serde_json::json;
 use sqlx::postgres::PgPool;
 
 const DOCTORS: usize = 100;
-const SIMULATION_TOKEN: &str = "soak-simulation-token";
+const MPESA_WEBHOOK_SECRET: &str = "soak-test-mpesa-hmac-secret-5d2b8e1f";
 /// The demo's Postgres pool (`payout_store_sqlx::postgres::MAX_CONNECTIONS`).
 const POOL_MAX: i64 = 16;
 /// The gap between a cycle's webhooks: under the demo's 50/s per client.
@@ -202,6 +205,8 @@ async fn run(
         .build()
         .expect("a service");
 
+    let daraja = Arc::new(daraja_double::Daraja::default());
+    let daraja_addr = daraja_double::serve(daraja.clone()).await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let sessions_name = format!("{schema}_server");
@@ -214,7 +219,24 @@ async fn run(
         ("NEXTAUTH_SECRET", JWT_SECRET.to_string()),
         ("PAYOUTS_SAMPLE_DATA", "0".to_string()),
         ("PAYOUTS_RECONCILE_SECS", "5".to_string()),
-        ("PAYOUTS_SIMULATION_TOKEN", SIMULATION_TOKEN.to_string()),
+        // The real M-Pesa adapter, against the Daraja double in this process: the server keeps no
+        // ledger of its own (a simulated provider would, one entry per send, in the server's memory).
+        ("MPESA_CONSUMER_KEY", "soak-key".to_string()),
+        ("MPESA_CONSUMER_SECRET", "soak-secret".to_string()),
+        ("MPESA_SHORTCODE", "600000".to_string()),
+        ("MPESA_INITIATOR_NAME", "soak-initiator".to_string()),
+        ("MPESA_B2C_SECURITY_CREDENTIAL", "soak-credential".to_string()),
+        (
+            "MPESA_RESULT_URL",
+            format!("http://127.0.0.1:{port}/api/webhooks/mpesa-b2c"),
+        ),
+        (
+            "MPESA_TIMEOUT_URL",
+            format!("http://127.0.0.1:{port}/api/webhooks/mpesa-b2c/timeout"),
+        ),
+        ("MPESA_WEBHOOK_SECRET", MPESA_WEBHOOK_SECRET.to_string()),
+        ("MPESA_API_BASE", format!("http://{daraja_addr}")),
+        ("MPESA_RATE_LIMIT", "0".to_string()),
         ("PAYOUTS_EVENTS_POLL_MS", "200".to_string()),
         // Each notification and request would be a log line: 30 minutes of them is the log's size,
         // not the server's.
@@ -399,14 +421,16 @@ async fn cycle(t: &Traffic, service: &PayoutService, pool: &PgPool, n: usize) {
     assert_eq!(succeeded(&sent), DOCTORS, "triggered: {sent:?}");
     t.triggered.lock().unwrap().extend(report.created.iter().cloned());
 
-    let references: Vec<(String, String)> = sqlx::query_as(
-        "SELECT payout_id, provider_reference FROM payout_attempts WHERE payout_id = ANY($1) ORDER BY payout_id",
+    // Each attempt's key and the ConversationID Daraja gave it, and the payout's amount in whole KES.
+    let attempts: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT a.payout_id, a.idempotency_key, a.provider_reference, p.amount_minor / 100 \
+         FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id WHERE a.payout_id = ANY($1) ORDER BY a.payout_id",
     )
     .bind(&ids)
     .fetch_all(pool)
     .await
-    .expect("the attempts' references");
-    assert_eq!(references.len(), DOCTORS);
+    .expect("the attempts' conversations");
+    assert_eq!(attempts.len(), DOCTORS);
     let exported = t
         .send(
             "export",
@@ -416,15 +440,15 @@ async fn cycle(t: &Traffic, service: &PayoutService, pool: &PgPool, n: usize) {
         )
         .await;
     assert!(exported.is_some(), "the export answered");
-    for (i, (payout, reference)) in references.iter().enumerate() {
+    for (i, (_, key, conversation, amount)) in attempts.iter().enumerate() {
+        let body = daraja_double::paid_result(key, conversation, u64::try_from(*amount).expect("KES"), i);
+        let signature = daraja_double::hmac_hex(MPESA_WEBHOOK_SECRET, &[&body]);
         let hook = || {
             t.http
                 .post(format!("{}/api/webhooks/mpesa-b2c", t.base))
-                .header("x-simulation-token", SIMULATION_TOKEN)
                 .header("content-type", "application/json")
-                .body(
-                    json!({"eventId": format!("soak-{payout}"), "reference": reference, "status": "PAID"}).to_string(),
-                )
+                .header("x-mpesa-signature", signature.clone())
+                .body(body.clone())
         };
         t.send("webhook", hook()).await;
         if i % 10 == 0 {

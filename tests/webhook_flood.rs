@@ -49,23 +49,22 @@
 //! delivery and the test fails.
 
 mod common;
+#[path = "common/daraja_double.rs"]
+mod daraja_double;
 mod demo_process;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::routing::{get, post};
 use chrono::Utc;
+use daraja_double::{Daraja, hmac_hex};
 use demo_process::*;
 use futures::{StreamExt, TryStreamExt};
-use hmac::Mac;
 use payout_store_sqlx::testkit::PgTestSchema;
 use payouts::PayoutService;
 use payouts::domain::{Actor, AttemptOutcome, PayoutId, Provider};
@@ -144,61 +143,8 @@ fn same_address_plant() -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// The Daraja double: OAuth and B2C acknowledgements
+// The Daraja double (`common/daraja_double.rs`), signing, and the junk
 // ---------------------------------------------------------------------------------------------------------
-
-/// Every B2C request acknowledged: `OriginatorConversationID` (our key) -> `ConversationID`.
-#[derive(Default)]
-struct Daraja {
-    acknowledged: Mutex<HashMap<String, String>>,
-}
-
-async fn oauth() -> axum::Json<Value> {
-    axum::Json(json!({"access_token": "flood-test-token", "expires_in": "3599"}))
-}
-
-async fn payment_request(State(daraja): State<Arc<Daraja>>, axum::Json(body): axum::Json<Value>) -> axum::Json<Value> {
-    let key = body["OriginatorConversationID"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let mut acknowledged = daraja.acknowledged.lock().unwrap_or_else(|e| e.into_inner());
-    let n = acknowledged.len();
-    // The same key again (an adapter retry) gets the same conversation, as Daraja answers a duplicate.
-    let conversation = acknowledged
-        .entry(key.clone())
-        .or_insert_with(|| format!("AG_20250131_flood{n:06}"))
-        .clone();
-    axum::Json(json!({"ConversationID": conversation, "OriginatorConversationID": key,
-        "ResponseCode": "0", "ResponseDescription": "Accept the service request successfully."}))
-}
-
-async fn serve_daraja(daraja: Arc<Daraja>) -> SocketAddr {
-    let app = Router::new()
-        .route("/oauth/v1/generate", get(oauth))
-        .route("/mpesa/b2c/v3/paymentrequest", post(payment_request))
-        .with_state(daraja);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding the Daraja double");
-    let addr = listener.local_addr().expect("the Daraja double's address");
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("the Daraja double stopped");
-    });
-    addr
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Signing, and the junk
-// ---------------------------------------------------------------------------------------------------------
-
-fn hmac_hex(secret: &str, parts: &[&[u8]]) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    for p in parts {
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// One PROCESSING payout's attempt, as the authentic sender and the junk name it.
 #[derive(Debug, Clone)]
@@ -211,17 +157,7 @@ struct Target {
 impl Target {
     /// The authentic result: paid (ResultCode 0), naming the conversation and our key.
     fn result_body(&self, n: usize) -> Vec<u8> {
-        serde_json::to_vec(&json!({"Result": {
-            "ResultType": 0, "ResultCode": 0,
-            "ResultDesc": "The service request is processed successfully.",
-            "OriginatorConversationID": self.key, "ConversationID": self.conversation,
-            "TransactionID": format!("TFL{n:07}"),
-            "ResultParameters": {"ResultParameter": [
-                {"Key": "TransactionAmount", "Value": 500},
-                {"Key": "TransactionReceipt", "Value": format!("TFL{n:07}")},
-                {"Key": "B2CRecipientIsRegisteredCustomer", "Value": "Y"}]},
-            "ReferenceData": {"ReferenceItem": {"Key": "QueueTimeoutURL", "Value": "https://internal/timeout"}}}}))
-        .expect("JSON")
+        daraja_double::paid_result(&self.key, &self.conversation, 500, n)
     }
 
     /// The event id the adapter gives the authentic result.
@@ -722,7 +658,7 @@ async fn flood(database_url: String, exe: PathBuf) {
     }
     let flood_for = Duration::from_secs(flood_secs());
     let daraja = Arc::new(Daraja::default());
-    let daraja_addr = serve_daraja(daraja.clone()).await;
+    let daraja_addr = daraja_double::serve(daraja.clone()).await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let env: Vec<(&str, String)> = vec![
@@ -803,11 +739,7 @@ async fn flood(database_url: String, exe: PathBuf) {
             }
         })
         .collect();
-    assert_eq!(
-        daraja.acknowledged.lock().unwrap().len(),
-        PAYOUTS,
-        "one B2C request per payout"
-    );
+    assert_eq!(daraja.acknowledged(), PAYOUTS, "one B2C request per payout");
     let targets = Arc::new(targets);
     println!("setup: {PAYOUTS} payouts PROCESSING in {:?}", setup_started.elapsed());
 
